@@ -1,0 +1,98 @@
+//! The one error type of the crate.
+//!
+//! Mapping either produces a request body or says, with a stable code, why it did not.
+//! The two variants drive different operational handling in the services:
+//! `Invalid` means the input itself is wrong (a producer bug or a missing setting) and
+//! `Skipped` means the input is fine but must not be posted as it stands (hold it for a
+//! person, or it is deliberately not something Sage should receive).
+
+use thiserror::Error;
+
+/// Why a mapping did not produce a request body.
+///
+/// `field` and `reason` codes are stable `snake_case` strings: services store them,
+/// show them in the Magento admin and alert on them, so they are part of the contract.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MappingError {
+    /// The input cannot be mapped because a value is missing or impossible.
+    /// `field` names the offending input field (dotted path into the snapshot, or the
+    /// name of a `MerchantSettings` field); `reason` is a stable code.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// Dotted path of the offending field, e.g. `invoice.items[2].tax_percent`.
+        field: String,
+        /// Stable snake_case code, e.g. `missing`, `negative`, `currency_mismatch`.
+        reason: String,
+    },
+    /// The input is valid but deliberately not mapped; the document should be held
+    /// (never guessed at) or ignored, depending on `reason`.
+    #[error("skipped ({reason}): {detail}")]
+    Skipped {
+        /// Stable snake_case code, e.g. `unmapped_tax_rate`, `net_terms`, `composite_product`.
+        reason: String,
+        /// Human-readable context for support staff (which line, which rate, ...).
+        detail: String,
+    },
+}
+
+impl MappingError {
+    /// Shorthand for [`MappingError::Invalid`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        MappingError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`MappingError::Skipped`].
+    pub fn skipped(reason: impl Into<String>, detail: impl Into<String>) -> Self {
+        MappingError::Skipped {
+            reason: reason.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The stable code of this error: the `reason` of either variant.
+    pub fn reason(&self) -> &str {
+        match self {
+            MappingError::Invalid { reason, .. } | MappingError::Skipped { reason, .. } => reason,
+        }
+    }
+}
+
+/// Stable reason codes used by this crate, collected so services can match on them
+/// without retyping strings.
+pub mod reasons {
+    /// A Magento tax rate (or shipping tax) has no Sage tax rate id in the merchant's map.
+    pub const UNMAPPED_TAX_RATE: &str = "unmapped_tax_rate";
+    /// The payment method is a net-terms/offline method: no money moved, no receipt.
+    pub const NET_TERMS: &str = "net_terms";
+    /// A configurable/bundle/grouped product: Sage only gets the sellable children.
+    pub const COMPOSITE_PRODUCT: &str = "composite_product";
+    /// A product type this crate does not know how to represent in Sage.
+    pub const UNSUPPORTED_PRODUCT_TYPE: &str = "unsupported_product_type";
+    /// The merchant switched product sync off.
+    pub const PRODUCT_SYNC_DISABLED: &str = "product_sync_disabled";
+    /// Magento's grand total does not match the sum of its own parts beyond rounding,
+    /// so an amount exists that the mapping cannot see (gift card, store credit, ...).
+    pub const TOTALS_MISMATCH: &str = "totals_mismatch";
+    /// A cross-border document on which Magento charged VAT: zero-rating it would
+    /// change the books, charging it would contradict the cross-border rule.
+    pub const CROSS_BORDER_TAX_CHARGED: &str = "cross_border_tax_charged";
+    /// Nothing to post (e.g. a zero-amount payment).
+    pub const NOTHING_TO_POST: &str = "nothing_to_post";
+    /// A required value is absent.
+    pub const MISSING: &str = "missing";
+    /// A value that must not be negative is negative.
+    pub const NEGATIVE: &str = "negative";
+    /// A value that must be above zero is zero or negative.
+    pub const NOT_POSITIVE: &str = "not_positive";
+    /// Two documents that must share a currency do not.
+    pub const CURRENCY_MISMATCH: &str = "currency_mismatch";
+    /// Two documents that must share a Sage contact do not.
+    pub const CONTACT_MISMATCH: &str = "contact_mismatch";
+    /// An amount is larger than the document it is applied to.
+    pub const EXCEEDS_DOCUMENT_TOTAL: &str = "exceeds_document_total";
+    /// A value has the wrong shape (bad date, bad currency code, ...).
+    pub const MALFORMED: &str = "malformed";
+}

@@ -1,0 +1,359 @@
+//! Merchant settings: everything a mapping needs to know about one merchant's Sage
+//! business that is not in the Magento event.
+//!
+//! The struct is plain data (serde) so services can store it as JSON per merchant.
+//! `Default` gives the UK defaults from the project's Sage notes §8; ledger account ids
+//! are per Sage business and have no sensible default, so they are `None` until the
+//! service resolves them (from `GET /ledger_accounts` / `business_settings`) and fills
+//! them in before calling a mapper.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One merchant's mapping configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MerchantSettings {
+    /// ISO 3166-1 alpha-2 country of the Sage business ("GB"). A document whose billing
+    /// country is neither this nor in `domestic_countries` is cross-border.
+    pub home_country: String,
+    /// Other Magento country codes inside the home VAT area. UK VAT treats the Isle of
+    /// Man ("IM") as part of the UK, while Magento lists it as its own country.
+    pub domestic_countries: Vec<String>,
+    /// Magento tax percentage (and optional tax class) → Sage tax rate id.
+    pub tax_rates: Vec<TaxRateEntry>,
+    /// The Sage rate for VAT-exempt supplies (`GB_EXEMPT`) and the Magento tax classes
+    /// that mean "exempt". Exempt and zero-rated both have 0 %, so only a class can tell
+    /// them apart.
+    pub exempt: NamedTaxRate,
+    /// The Sage rate for supplies outside the scope of VAT (`GB_NO_TAX`) and the Magento
+    /// tax classes that mean it. Also the rate of the rounding line on domestic documents,
+    /// because a rounding adjustment is not a supply and must not reach a VAT box.
+    pub out_of_scope: NamedTaxRate,
+    /// Zero rate used for every line of a cross-border document (`GB_ZERO`): exports are
+    /// zero-rated and Sage rejects anything else for customers abroad (quirk 19).
+    pub cross_border_tax_rate_id: String,
+    /// How the single `eu_goods_services_type_id` of a cross-border document is chosen.
+    pub cross_border_goods_services: GoodsServicesPolicy,
+    /// Sales ledger account for product lines (required to map a document).
+    pub sales_ledger_account_id: Option<String>,
+    /// Ledger account for delivery income. Sage's header shipping (`shipping_net_amount`)
+    /// has no ledger field and posts to the business's default carriage account, so the
+    /// document mappers do not read this; it is kept for services that report or
+    /// reconcile delivery income per ledger.
+    pub shipping_ledger_account_id: Option<String>,
+    /// Ledger account of the explicit rounding line (required only when one is needed).
+    pub rounding_ledger_account_id: Option<String>,
+    /// Ledger account for credit-memo adjustment refund / adjustment fee lines.
+    pub adjustment_ledger_account_id: Option<String>,
+    /// Purchase ledger account for products: Sage requires one on every product, even
+    /// one that is never bought (quirk 9). Needed only by [`crate::map_product`].
+    pub purchase_ledger_account_id: Option<String>,
+    /// Magento payment method code → Sage payment method and bank accounts.
+    pub payment_methods: BTreeMap<String, PaymentMethodMapping>,
+    /// Sage payment method used for methods missing from `payment_methods`.
+    pub default_payment_method_id: String,
+    /// Magento methods that mark invoices paid although no money moved (offline and B2B
+    /// "pay later" methods). Receipts are never posted for them.
+    pub net_terms_methods: Vec<String>,
+    /// Days from the invoice date to its due date.
+    pub due_days: u32,
+    /// Whether products and services are pushed to Sage at all.
+    pub product_sync: bool,
+    /// Sage `product_sales_price_type_id` for a product's catalog price; without it no
+    /// price is sent (Sage's ids are per business, from `/product_sales_price_types`).
+    pub product_sales_price_type_id: Option<String>,
+    /// Sage `service_rate_type_id` for a service's catalog price (from `/service_rate_types`).
+    pub service_rate_type_id: Option<String>,
+}
+
+/// One row of the tax map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaxRateEntry {
+    /// Magento tax percentage, e.g. `20` (compared numerically, so `20.0000` matches).
+    pub percent: Decimal,
+    /// Magento tax class this row is limited to; `None` matches any class.
+    #[serde(default)]
+    pub tax_class: Option<String>,
+    /// Sage tax rate id, e.g. `GB_STANDARD`.
+    pub tax_rate_id: String,
+}
+
+/// A named Sage rate selected by Magento tax class rather than by percentage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedTaxRate {
+    /// Sage tax rate id, e.g. `GB_EXEMPT`.
+    pub tax_rate_id: String,
+    /// Magento tax classes mapped to this rate.
+    #[serde(default)]
+    pub tax_classes: Vec<String>,
+}
+
+/// Sage's `eu_goods_services_type_id` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GoodsServices {
+    /// `GOODS`
+    Goods,
+    /// `SERVICES`
+    Services,
+}
+
+impl GoodsServices {
+    /// The id Sage expects in `eu_goods_services_type_id`.
+    pub fn sage_id(self) -> &'static str {
+        match self {
+            GoodsServices::Goods => "GOODS",
+            GoodsServices::Services => "SERVICES",
+        }
+    }
+}
+
+/// How the goods/services type of a cross-border document is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GoodsServicesPolicy {
+    /// Derive the type from the lines' Magento product types (virtual/downloadable →
+    /// SERVICES, anything else → GOODS). When false, `default` is always used.
+    pub derive_from_products: bool,
+    /// Type for mixed documents (and for all documents when not deriving).
+    pub default: GoodsServices,
+}
+
+impl Default for GoodsServicesPolicy {
+    fn default() -> Self {
+        GoodsServicesPolicy {
+            derive_from_products: true,
+            default: GoodsServices::Goods,
+        }
+    }
+}
+
+/// Where a Magento payment method's money lands in Sage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentMethodMapping {
+    /// Sage payment method id (e.g. `CREDIT_DEBIT`).
+    pub payment_method_id: String,
+    /// Bank account per ISO currency: Sage bank accounts have one fixed currency, so a
+    /// method that takes EUR and GBP settles into two accounts.
+    #[serde(default)]
+    pub bank_account_ids: BTreeMap<String, String>,
+}
+
+impl Default for MerchantSettings {
+    fn default() -> Self {
+        let entry = |percent: i64, id: &str| TaxRateEntry {
+            percent: Decimal::from(percent),
+            tax_class: None,
+            tax_rate_id: id.to_owned(),
+        };
+        MerchantSettings {
+            home_country: "GB".into(),
+            domestic_countries: vec!["IM".into()],
+            tax_rates: vec![
+                entry(20, "GB_STANDARD"),
+                entry(5, "GB_LOWER"),
+                entry(0, "GB_ZERO"),
+            ],
+            exempt: NamedTaxRate {
+                tax_rate_id: "GB_EXEMPT".into(),
+                tax_classes: Vec::new(),
+            },
+            out_of_scope: NamedTaxRate {
+                tax_rate_id: "GB_NO_TAX".into(),
+                tax_classes: Vec::new(),
+            },
+            cross_border_tax_rate_id: "GB_ZERO".into(),
+            cross_border_goods_services: GoodsServicesPolicy::default(),
+            sales_ledger_account_id: None,
+            shipping_ledger_account_id: None,
+            rounding_ledger_account_id: None,
+            adjustment_ledger_account_id: None,
+            purchase_ledger_account_id: None,
+            payment_methods: BTreeMap::new(),
+            default_payment_method_id: "CREDIT_DEBIT".into(),
+            net_terms_methods: ["purchaseorder", "banktransfer", "checkmo", "companycredit", "cashondelivery"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            due_days: 30,
+            product_sync: false,
+            product_sales_price_type_id: None,
+            service_rate_type_id: None,
+        }
+    }
+}
+
+impl MerchantSettings {
+    /// The Sage tax rate id for a Magento percentage and optional tax class, or `None`
+    /// when the merchant has not mapped it (callers hold the document; never guess).
+    ///
+    /// Order of precedence: a class named as exempt / out of scope; a row for this
+    /// percentage limited to this class; a row for this percentage open to any class.
+    pub fn tax_rate_id(&self, percent: Decimal, tax_class: Option<&str>) -> Option<&str> {
+        if let Some(class) = tax_class {
+            if self.exempt.tax_classes.iter().any(|c| c == class) {
+                return Some(&self.exempt.tax_rate_id);
+            }
+            if self.out_of_scope.tax_classes.iter().any(|c| c == class) {
+                return Some(&self.out_of_scope.tax_rate_id);
+            }
+            if let Some(e) = self
+                .tax_rates
+                .iter()
+                .find(|e| e.percent == percent && e.tax_class.as_deref() == Some(class))
+            {
+                return Some(&e.tax_rate_id);
+            }
+        }
+        self.tax_rates
+            .iter()
+            .find(|e| e.percent == percent && e.tax_class.is_none())
+            .map(|e| e.tax_rate_id.as_str())
+    }
+
+    /// The percentage of a Sage tax rate id as this merchant's map knows it. Named zero
+    /// rates (exempt, out of scope, cross-border) are 0 %. Used to emulate Sage's
+    /// server-side shipping VAT and to decide whether a line's tax is inferred as zero.
+    pub fn tax_rate_percentage(&self, tax_rate_id: &str) -> Option<Decimal> {
+        if let Some(e) = self.tax_rates.iter().find(|e| e.tax_rate_id == tax_rate_id) {
+            return Some(e.percent);
+        }
+        if tax_rate_id == self.exempt.tax_rate_id
+            || tax_rate_id == self.out_of_scope.tax_rate_id
+            || tax_rate_id == self.cross_border_tax_rate_id
+        {
+            return Some(Decimal::ZERO);
+        }
+        None
+    }
+
+    /// A closure over [`Self::tax_rate_percentage`], in the shape
+    /// [`crate::sage_document_total`] takes.
+    pub fn rates(&self) -> impl Fn(&str) -> Option<Decimal> + '_ {
+        move |id| self.tax_rate_percentage(id)
+    }
+
+    /// True when a billing country is outside the home VAT area.
+    pub fn is_cross_border(&self, country_id: &str) -> bool {
+        let c = country_id.trim();
+        !(c.eq_ignore_ascii_case(&self.home_country)
+            || self.domestic_countries.iter().any(|d| d.eq_ignore_ascii_case(c)))
+    }
+
+    /// True for a Magento payment method whose invoices are paid later, outside Magento.
+    pub fn is_net_terms(&self, method: &str) -> bool {
+        self.net_terms_methods.iter().any(|m| m == method)
+    }
+
+    /// Sage payment method id for a Magento method (the default when unmapped).
+    pub fn payment_method_id(&self, method: &str) -> &str {
+        self.payment_methods
+            .get(method)
+            .map(|m| m.payment_method_id.as_str())
+            .unwrap_or(&self.default_payment_method_id)
+    }
+
+    /// The bank account configured for a Magento method in a currency, if any.
+    pub fn bank_account_id(&self, method: &str, currency: &str) -> Option<&str> {
+        self.payment_methods
+            .get(method)
+            .and_then(|m| m.bank_account_ids.get(currency))
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn uk_defaults() {
+        let s = MerchantSettings::default();
+        assert_eq!(s.home_country, "GB");
+        assert_eq!(s.due_days, 30);
+        assert_eq!(s.cross_border_tax_rate_id, "GB_ZERO");
+        assert_eq!(s.exempt.tax_rate_id, "GB_EXEMPT");
+        assert_eq!(s.out_of_scope.tax_rate_id, "GB_NO_TAX");
+        assert_eq!(s.default_payment_method_id, "CREDIT_DEBIT");
+        for m in ["purchaseorder", "banktransfer", "checkmo", "companycredit", "cashondelivery"] {
+            assert!(s.is_net_terms(m), "{m}");
+        }
+        assert!(!s.is_net_terms("stripe_payments"));
+    }
+
+    #[test]
+    fn tax_map_table() {
+        let mut s = MerchantSettings::default();
+        s.exempt.tax_classes = vec!["7".into()];
+        s.out_of_scope.tax_classes = vec!["8".into()];
+        s.tax_rates.push(TaxRateEntry {
+            percent: dec!(0),
+            tax_class: Some("9".into()),
+            tax_rate_id: "GB_ZERO_BOOKS".into(),
+        });
+        let table: [(Decimal, Option<&str>, Option<&str>); 9] = [
+            (dec!(20), None, Some("GB_STANDARD")),
+            (dec!(20.0000), None, Some("GB_STANDARD")),
+            (dec!(5), None, Some("GB_LOWER")),
+            (dec!(0), None, Some("GB_ZERO")),
+            (dec!(0), Some("7"), Some("GB_EXEMPT")),
+            (dec!(0), Some("8"), Some("GB_NO_TAX")),
+            (dec!(0), Some("9"), Some("GB_ZERO_BOOKS")),
+            (dec!(20), Some("2"), Some("GB_STANDARD")),
+            (dec!(17.5), None, None),
+        ];
+        for (pct, class, want) in table {
+            assert_eq!(s.tax_rate_id(pct, class), want, "{pct} {class:?}");
+        }
+    }
+
+    #[test]
+    fn percentages_of_sage_ids() {
+        let s = MerchantSettings::default();
+        assert_eq!(s.tax_rate_percentage("GB_STANDARD"), Some(dec!(20)));
+        assert_eq!(s.tax_rate_percentage("GB_LOWER"), Some(dec!(5)));
+        assert_eq!(s.tax_rate_percentage("GB_NO_TAX"), Some(dec!(0)));
+        assert_eq!(s.tax_rate_percentage("GB_EXEMPT"), Some(dec!(0)));
+        assert_eq!(s.tax_rate_percentage("NOPE"), None);
+    }
+
+    #[test]
+    fn home_vat_area() {
+        let s = MerchantSettings::default();
+        assert!(!s.is_cross_border("GB"));
+        assert!(!s.is_cross_border("gb"));
+        assert!(!s.is_cross_border("IM"));
+        assert!(s.is_cross_border("FR"));
+        assert!(s.is_cross_border("US"));
+    }
+
+    #[test]
+    fn payment_method_map() {
+        let mut s = MerchantSettings::default();
+        s.payment_methods.insert(
+            "paypal_express".into(),
+            PaymentMethodMapping {
+                payment_method_id: "ELECTRONIC".into(),
+                bank_account_ids: [("EUR".to_string(), "bank-eur".to_string())].into(),
+            },
+        );
+        assert_eq!(s.payment_method_id("paypal_express"), "ELECTRONIC");
+        assert_eq!(s.payment_method_id("stripe"), "CREDIT_DEBIT");
+        assert_eq!(s.bank_account_id("paypal_express", "EUR"), Some("bank-eur"));
+        assert_eq!(s.bank_account_id("paypal_express", "GBP"), None);
+    }
+
+    #[test]
+    fn settings_round_trip_through_json_and_fill_defaults() {
+        let s: MerchantSettings =
+            serde_json::from_str(r#"{"sales_ledger_account_id":"L1","due_days":14}"#).unwrap();
+        assert_eq!(s.sales_ledger_account_id.as_deref(), Some("L1"));
+        assert_eq!(s.due_days, 14);
+        assert_eq!(s.tax_rates.len(), 3);
+        let back: MerchantSettings = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,438 @@
+//! Service-to-service requests over NATS request/reply.
+//!
+//! A service owns its tables; others ask it. Every question one Ledger service asks another is
+//! listed here with its subject and typed messages:
+//!
+//! | subject | answered by | question |
+//! |---|---|---|
+//! | [`TOKEN_SUBJECT`] | gateway | a Sage access token + business id for a merchant |
+//! | [`SETTINGS_SUBJECT`] | gateway | a merchant's accounting settings |
+//! | [`ENSURE_CONTACT_SUBJECT`] | contacts | the Sage contact for (merchant, customer, currency) |
+//! | [`DOCUMENT_LOOKUP_SUBJECT`] | documents | the Sage document created for a Magento document |
+//!
+//! Replies are [`Reply<T>`]: either the answer or a classified error, so the asking consumer
+//! can tell "retry later" from "pause the merchant" from "this will never work".
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use ledger_runtime::ProcessError;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+/// Subject for [`TokenRequest`] → [`TokenGrant`].
+pub const TOKEN_SUBJECT: &str = "ledger.rpc.gateway.token";
+/// Subject for [`SettingsRequest`] → `serde_json::Value` settings document.
+pub const SETTINGS_SUBJECT: &str = "ledger.rpc.gateway.settings";
+/// Subject for [`EnsureContactRequest`] → [`ContactRef`].
+pub const ENSURE_CONTACT_SUBJECT: &str = "ledger.rpc.contacts.ensure";
+/// Subject for [`DocumentLookupRequest`] → [`DocumentRef`].
+pub const DOCUMENT_LOOKUP_SUBJECT: &str = "ledger.rpc.documents.lookup";
+/// Queue group every responder joins, so replicas share the requests.
+pub const QUEUE_GROUP: &str = "ledger";
+
+/// How a failed request should be treated by the asker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Will not succeed as asked.
+    Permanent,
+    /// Try again later.
+    Transient,
+    /// The merchant cannot be served until it reconnects Sage.
+    Paused,
+    /// The thing asked for does not exist (yet).
+    NotFound,
+}
+
+/// A classified error carried in a reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RpcError {
+    /// How the asker should treat it.
+    pub class: ErrorClass,
+    /// Stable reason code.
+    pub code: String,
+    /// Human-readable reason.
+    pub message: String,
+    /// Field the error is about, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Extra structured context (e.g. Sage's parsed errors).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+    /// Server-given delay before retrying, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl RpcError {
+    /// Converts into the consumer loop's taxonomy.
+    pub fn into_process_error(self) -> ProcessError {
+        match self.class {
+            ErrorClass::Permanent => ProcessError::Permanent {
+                code: self.code,
+                field: self.field,
+                message: self.message,
+                detail: self.detail,
+            },
+            ErrorClass::Paused => ProcessError::Paused {
+                reason: self.message,
+            },
+            ErrorClass::Transient | ErrorClass::NotFound => ProcessError::Transient {
+                message: format!("{}: {}", self.code, self.message),
+                retry_after: self.retry_after_ms.map(Duration::from_millis),
+            },
+        }
+    }
+
+    /// Classifies a consumer-side error for sending back.
+    pub fn from_process_error(e: &ProcessError) -> Self {
+        match e {
+            ProcessError::Permanent {
+                code,
+                field,
+                message,
+                detail,
+            } => RpcError {
+                class: ErrorClass::Permanent,
+                code: code.clone(),
+                message: message.clone(),
+                field: field.clone(),
+                detail: detail.clone(),
+                retry_after_ms: None,
+            },
+            ProcessError::Transient {
+                message,
+                retry_after,
+            } => RpcError {
+                class: ErrorClass::Transient,
+                code: "transient".into(),
+                message: message.clone(),
+                field: None,
+                detail: serde_json::Value::Null,
+                retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
+            },
+            ProcessError::Paused { reason } => RpcError {
+                class: ErrorClass::Paused,
+                code: "paused".into(),
+                message: reason.clone(),
+                field: None,
+                detail: serde_json::Value::Null,
+                retry_after_ms: None,
+            },
+        }
+    }
+}
+
+/// Classifies a Sage client error in the consumer taxonomy.
+pub fn sage_error_to_process(e: sage_client::SageError) -> ProcessError {
+    use sage_client::FailureClass;
+    let retry_after = e.retry_after();
+    match e.class() {
+        FailureClass::Transient => ProcessError::Transient {
+            message: e.to_string(),
+            retry_after,
+        },
+        FailureClass::Paused => ProcessError::Paused {
+            reason: e.to_string(),
+        },
+        FailureClass::Permanent => {
+            let (code, field, detail) = match &e {
+                sage_client::SageError::Rejected { errors, .. } => {
+                    let first = errors.first();
+                    (
+                        format!(
+                            "sage.{}",
+                            first.map(|i| i.data_code.as_str()).unwrap_or("Rejected")
+                        ),
+                        first.map(|i| i.source.clone()).filter(|s| !s.is_empty()),
+                        serde_json::to_value(errors).unwrap_or_default(),
+                    )
+                }
+                _ => ("sage.rejected".to_string(), None, serde_json::Value::Null),
+            };
+            ProcessError::Permanent {
+                code,
+                field,
+                message: e.to_string(),
+                detail,
+            }
+        }
+    }
+}
+
+/// A reply: the answer or a classified error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    /// The answer.
+    Ok(T),
+    /// Why there is none.
+    Err(RpcError),
+}
+
+/// Asks `subject` and converts every failure into the consumer taxonomy.
+pub async fn ask<Req: Serialize, Resp: DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &str,
+    request: &Req,
+    timeout: Duration,
+) -> Result<Resp, ProcessError> {
+    let reply: Reply<Resp> = ledger_runtime::bus::request_json(client, subject, request, timeout)
+        .await
+        .map_err(|e| ProcessError::transient(e.to_string()))?;
+    match reply {
+        Reply::Ok(v) => Ok(v),
+        Reply::Err(e) => Err(e.into_process_error()),
+    }
+}
+
+/// Serves requests on `subject` (queue group [`QUEUE_GROUP`]) with `handler` until `shutdown`.
+/// Each request runs in its own task so a slow one does not block the rest.
+pub async fn serve<Req, Resp, F, Fut>(
+    client: async_nats::Client,
+    subject: &'static str,
+    handler: F,
+    shutdown: ledger_runtime::shutdown::Shutdown,
+) -> Result<(), async_nats::SubscribeError>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Resp, RpcError>> + Send + 'static,
+{
+    let mut sub = client
+        .queue_subscribe(subject.to_string(), QUEUE_GROUP.to_string())
+        .await?;
+    let handler = Arc::new(handler);
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.wait() => break,
+                m = sub.next() => m,
+            };
+            let Some(msg) = msg else { break };
+            let Some(reply_to) = msg.reply.clone() else {
+                continue;
+            };
+            let client = client.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let span = tracing::info_span!("rpc", subject);
+                ledger_runtime::telemetry::link_to_headers(&span, msg.headers.as_ref());
+                let reply: Reply<Resp> = match serde_json::from_slice::<Req>(&msg.payload) {
+                    Ok(req) => {
+                        let fut = handler(req);
+                        match tracing::Instrument::instrument(fut, span).await {
+                            Ok(v) => Reply::Ok(v),
+                            Err(e) => Reply::Err(e),
+                        }
+                    }
+                    Err(e) => Reply::Err(RpcError {
+                        class: ErrorClass::Permanent,
+                        code: "rpc.bad_request".into(),
+                        message: e.to_string(),
+                        field: None,
+                        detail: serde_json::Value::Null,
+                        retry_after_ms: None,
+                    }),
+                };
+                let body = serde_json::to_vec(&reply).unwrap_or_default();
+                let _ = client.publish(reply_to, body.into()).await;
+            });
+        }
+        let _ = sub.unsubscribe().await;
+    });
+    Ok(())
+}
+
+/// Asks the gateway for a merchant's Sage access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    /// Merchant id.
+    pub merchant: String,
+    /// An access token Sage refused with 401: refresh unless the current one differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_token: Option<String>,
+}
+
+/// A usable Sage access token.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenGrant {
+    /// Bearer token.
+    pub access_token: String,
+    /// Sage business id (`X-Business`).
+    pub business_id: String,
+    /// When the token stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("access_token", &"<redacted>")
+            .field("business_id", &self.business_id)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Asks the gateway for a merchant's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettingsRequest {
+    /// Merchant id.
+    pub merchant: String,
+}
+
+/// Asks the contacts service for the Sage contact of a customer in a currency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnsureContactRequest {
+    /// Merchant id.
+    pub merchant: String,
+    /// `customer:<id>` or `guest:<normalised email>`.
+    pub customer_key: String,
+    /// Document currency (a Sage contact is locked to one currency).
+    pub currency: String,
+    /// The party as the document shows it (name, company, address, email, VAT number).
+    pub party: serde_json::Value,
+    /// Event that needs the contact (audit and idempotency).
+    pub event_id: String,
+}
+
+/// A Sage contact as the contacts service knows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContactRef {
+    /// Sage contact id.
+    pub contact_id: String,
+    /// Sage contact reference (≤ 10 characters).
+    pub reference: String,
+    /// Currency the contact is locked to.
+    pub currency: String,
+}
+
+/// Asks the documents service which Sage document a Magento document became.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentLookupRequest {
+    /// Merchant id.
+    pub merchant: String,
+    /// Stable Magento document key (e.g. `invoice:<store>:<increment id>`).
+    pub document_key: String,
+}
+
+/// A Magento document's Sage counterpart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentRef {
+    /// Sage resource (`sales_invoices`, `sales_credit_notes`).
+    pub resource: String,
+    /// Sage id.
+    pub sage_id: String,
+    /// Sage contact id the document belongs to.
+    pub contact_id: String,
+    /// Document currency.
+    pub currency: String,
+    /// Document total in its currency.
+    pub total: rust_decimal::Decimal,
+    /// Exchange rate sent with the document.
+    pub exchange_rate: rust_decimal::Decimal,
+}
+
+/// Sage access tokens obtained from the gateway, cached until shortly before they expire.
+/// Consumer services never hold refresh tokens or the Sage client secret.
+pub struct GatewayTokenSource {
+    client: async_nats::Client,
+    cache: Mutex<HashMap<String, TokenGrant>>,
+    timeout: Duration,
+}
+
+impl GatewayTokenSource {
+    /// A token source asking over `client`.
+    pub fn new(client: async_nats::Client) -> Self {
+        GatewayTokenSource {
+            client,
+            cache: Mutex::new(HashMap::new()),
+            timeout: Duration::from_secs(15),
+        }
+    }
+
+    async fn fetch(&self, merchant: &str, stale: Option<&str>) -> Result<TokenGrant, sage_client::SageError> {
+        let request = TokenRequest {
+            merchant: merchant.to_string(),
+            stale_token: stale.map(str::to_string),
+        };
+        let reply: Result<Reply<TokenGrant>, _> =
+            ledger_runtime::bus::request_json(&self.client, TOKEN_SUBJECT, &request, self.timeout).await;
+        match reply {
+            Ok(Reply::Ok(grant)) => Ok(grant),
+            Ok(Reply::Err(e)) => Err(match e.class {
+                ErrorClass::Paused => sage_client::SageError::ConnectionRevoked {
+                    merchant: merchant.to_string(),
+                },
+                ErrorClass::NotFound => sage_client::SageError::NotConnected {
+                    merchant: merchant.to_string(),
+                },
+                _ => sage_client::SageError::Transient {
+                    status: None,
+                    message: format!("token service: {}", e.message),
+                    retry_after: None,
+                    request_id: None,
+                },
+            }),
+            Err(e) => Err(sage_client::SageError::Transient {
+                status: None,
+                message: format!("token service unreachable: {e}"),
+                retry_after: None,
+                request_id: None,
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl sage_client::AccessTokenSource for GatewayTokenSource {
+    async fn access_token(&self, merchant: &str) -> Result<sage_client::AccessToken, sage_client::SageError> {
+        {
+            let cache = self.cache.lock().await;
+            if let Some(grant) = cache.get(merchant) {
+                if grant.expires_at - chrono::Duration::seconds(30) > Utc::now() {
+                    return Ok(sage_client::AccessToken {
+                        token: grant.access_token.clone(),
+                        business_id: grant.business_id.clone(),
+                        expires_at: grant.expires_at,
+                    });
+                }
+            }
+        }
+        let grant = self.fetch(merchant, None).await?;
+        self.cache
+            .lock()
+            .await
+            .insert(merchant.to_string(), grant.clone());
+        Ok(sage_client::AccessToken {
+            token: grant.access_token,
+            business_id: grant.business_id,
+            expires_at: grant.expires_at,
+        })
+    }
+
+    async fn invalidate(
+        &self,
+        merchant: &str,
+        stale_access_token: &str,
+    ) -> Result<(), sage_client::SageError> {
+        let mut cache = self.cache.lock().await;
+        if cache
+            .get(merchant)
+            .is_some_and(|g| g.access_token == stale_access_token)
+        {
+            cache.remove(merchant);
+        }
+        drop(cache);
+        // Tell the gateway too, so it refreshes instead of handing the same token back.
+        let grant = self.fetch(merchant, Some(stale_access_token)).await?;
+        self.cache.lock().await.insert(merchant.to_string(), grant);
+        Ok(())
+    }
+}

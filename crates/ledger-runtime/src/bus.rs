@@ -1,0 +1,268 @@
+//! NATS and the JetStream topology.
+//!
+//! One stream, `MAGENTO_EVENTS`, holds every merchant's events on subjects
+//! `magento.<merchant>.<entity>.<action>`. It de-duplicates on `Nats-Msg-Id` (the event id
+//! made once in the Magento outbox), stores on file and keeps events for years: the log is the
+//! audit trail and the source for replays. Each consumer service reads it through its own
+//! durable pull consumer filtered to the subjects it projects.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Name of the stream holding every Magento event.
+pub const EVENTS_STREAM: &str = "MAGENTO_EVENTS";
+/// Subjects captured by [`EVENTS_STREAM`].
+pub const EVENTS_SUBJECTS: &str = "magento.>";
+/// Name of the stream holding events the edge rejected, with the reason.
+pub const QUARANTINE_STREAM: &str = "LEDGER_QUARANTINE";
+/// Subjects captured by [`QUARANTINE_STREAM`].
+pub const QUARANTINE_SUBJECTS: &str = "ledger.quarantine.>";
+/// Oldest nats-server this product runs on: 2.9 silently ignores multiple filter subjects,
+/// which would make consumers see the wrong events.
+pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
+
+/// Errors talking to NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Could not connect.
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        /// Server URL.
+        url: String,
+        /// Cause.
+        source: async_nats::ConnectError,
+    },
+    /// The server is older than [`MIN_SERVER_VERSION`].
+    #[error("nats-server {found} is too old: Ledger needs 2.10 or newer (2.9 silently ignores multiple filter subjects)")]
+    ServerTooOld {
+        /// Version the server reported.
+        found: String,
+    },
+    /// JetStream is not enabled or a JetStream call failed.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// A request/reply call failed or timed out.
+    #[error("request to {subject} failed: {message}")]
+    Request {
+        /// Subject asked.
+        subject: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// How the events stream is configured; defaults suit development.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// How long events are kept (the audit trail: years in production).
+    pub max_age: Duration,
+    /// Replicas (1 in development, 3 in production clusters).
+    pub replicas: usize,
+    /// Window in which JetStream drops a re-published event id outright. Older duplicates are
+    /// caught by the consumers' own records.
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            max_age: Duration::from_secs(7 * 365 * 24 * 3600),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Connects to NATS and refuses servers older than 2.10 with a clear message.
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|source| BusError::Connect {
+            url: url.to_string(),
+            source,
+        })?;
+    // The INFO arrives asynchronously after connect; wait for it briefly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let version = client.server_info().version;
+        if !version.is_empty() {
+            check_server_version(&version)?;
+            return Ok(client);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(BusError::JetStream("no INFO from the NATS server".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Checks a reported server version against [`MIN_SERVER_VERSION`].
+pub fn check_server_version(version: &str) -> Result<(), BusError> {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    if (major, minor) < MIN_SERVER_VERSION {
+        return Err(BusError::ServerTooOld {
+            found: version.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Creates or updates the events and quarantine streams.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<(), BusError> {
+    let events = stream::Config {
+        name: EVENTS_STREAM.to_string(),
+        subjects: vec![EVENTS_SUBJECTS.to_string()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        max_age: settings.max_age,
+        num_replicas: settings.replicas,
+        duplicate_window: settings.duplicate_window,
+        description: Some("Magento events per merchant; the audit trail of record".into()),
+        ..Default::default()
+    };
+    let quarantine = stream::Config {
+        name: QUARANTINE_STREAM.to_string(),
+        subjects: vec![QUARANTINE_SUBJECTS.to_string()],
+        storage: stream::StorageType::File,
+        max_age: settings.max_age,
+        num_replicas: settings.replicas,
+        description: Some("Events the edge rejected, with the reason; kept, never lost".into()),
+        ..Default::default()
+    };
+    for config in [events, quarantine] {
+        let name = config.name.clone();
+        match js.get_stream(&name).await {
+            Ok(_) => {
+                js.update_stream(config)
+                    .await
+                    .map_err(|e| BusError::JetStream(format!("update stream {name}: {e}")))?;
+            }
+            Err(_) => {
+                js.create_stream(config)
+                    .await
+                    .map_err(|e| BusError::JetStream(format!("create stream {name}: {e}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Describes one service's durable pull consumer on the events stream.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Durable name, e.g. `documents`.
+    pub durable: String,
+    /// Subjects this consumer projects, e.g. `magento.*.invoice.created`.
+    pub filter_subjects: Vec<String>,
+    /// How long a delivered message may stay unacknowledged before redelivery.
+    pub ack_wait: Duration,
+    /// Deliveries after which a message is dead-lettered instead of retried.
+    pub max_deliver: i64,
+    /// Upper bound on unacknowledged messages in flight for this consumer.
+    pub max_ack_pending: i64,
+}
+
+impl ConsumerSpec {
+    /// A spec with production defaults for the given durable name and subjects.
+    pub fn new(durable: &str, filter_subjects: &[&str]) -> Self {
+        ConsumerSpec {
+            durable: durable.to_string(),
+            filter_subjects: filter_subjects.iter().map(|s| s.to_string()).collect(),
+            ack_wait: Duration::from_secs(60),
+            max_deliver: 50,
+            max_ack_pending: 10_000,
+        }
+    }
+}
+
+/// Creates (or updates) a durable pull consumer on the events stream.
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    spec: &ConsumerSpec,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, BusError> {
+    let stream = js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| BusError::JetStream(format!("stream {EVENTS_STREAM}: {e}")))?;
+    let config = pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        filter_subjects: spec.filter_subjects.clone(),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_deliver: spec.max_deliver,
+        max_ack_pending: spec.max_ack_pending,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    match stream.get_consumer::<pull::Config>(&spec.durable).await {
+        Ok(_) => stream
+            .update_consumer(config)
+            .await
+            .map_err(|e| BusError::JetStream(format!("update consumer {}: {e}", spec.durable))),
+        Err(_) => stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| BusError::JetStream(format!("create consumer {}: {e}", spec.durable))),
+    }
+}
+
+/// Sends a JSON request and decodes the JSON reply (internal service-to-service calls).
+pub async fn request_json<Req: Serialize, Resp: DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &str,
+    request: &Req,
+    timeout: Duration,
+) -> Result<Resp, BusError> {
+    let body = serde_json::to_vec(request).map_err(|e| BusError::Request {
+        subject: subject.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut headers = async_nats::HeaderMap::new();
+    crate::telemetry::inject_context(&mut headers);
+    let fut = client.request_with_headers(subject.to_string(), headers, body.into());
+    let reply = tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| BusError::Request {
+            subject: subject.to_string(),
+            message: format!("no reply within {timeout:?}"),
+        })?
+        .map_err(|e| BusError::Request {
+            subject: subject.to_string(),
+            message: e.to_string(),
+        })?;
+    serde_json::from_slice(&reply.payload).map_err(|e| BusError::Request {
+        subject: subject.to_string(),
+        message: format!("undecodable reply: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_servers_older_than_2_10() {
+        assert!(matches!(
+            check_server_version("2.9.25"),
+            Err(BusError::ServerTooOld { .. })
+        ));
+        assert!(check_server_version("2.10.0").is_ok());
+        assert!(check_server_version("2.15.1").is_ok());
+        assert!(check_server_version("3.0.0-beta").is_ok());
+        assert!(check_server_version("v1.4.1").is_err());
+    }
+}

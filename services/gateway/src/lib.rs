@@ -1,0 +1,178 @@
+//! Ledger's edge service.
+//!
+//! - **Ingest** (`POST /v1/events`): authenticates the merchant's ingest key, validates the
+//!   event against the contract in `schemas/`, and appends it to JetStream with
+//!   `Nats-Msg-Id = event_id`. An invalid event is answered 422 with the offending field and
+//!   kept in the quarantine stream; nothing is dropped.
+//! - **Sage connection**: the OAuth consent flow (`/connect/sage/start`, `/connect/sage/callback`),
+//!   tokens encrypted at rest, and the token service consumers ask over NATS, so that refresh
+//!   tokens and the client secret live in this service only and each merchant's refresh is
+//!   single-flight.
+//! - **Merchants**: registry, ingest keys and accounting settings (`/v1/admin/...`), served
+//!   to the consumers over NATS.
+//! - `/metrics` and `/healthz`.
+
+pub mod connect;
+pub mod ingest;
+pub mod merchants;
+pub mod rpc;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use ledger_runtime::bus::{self, StreamSettings};
+use ledger_runtime::shutdown::Shutdown;
+use sage_client::{OAuthClient, PgTokenStore, SageClient, SageConfig, TokenManager};
+
+/// Gateway configuration (flags or environment variables).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "gateway", about = "Ledger edge: ingest, Sage connection, merchants, tokens")]
+pub struct Config {
+    /// Address the HTTP server binds (behind a TLS-terminating load balancer in production).
+    #[arg(long, env = "LEDGER_HTTP_ADDR", default_value = "127.0.0.1:8780")]
+    pub http_addr: SocketAddr,
+    /// Public base URL of this gateway, used to build the OAuth callback URL.
+    #[arg(long, env = "LEDGER_PUBLIC_URL", default_value = "http://127.0.0.1:8780")]
+    pub public_url: String,
+    /// NATS server URL.
+    #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// PostgreSQL URL (the gateway keeps its tables in schema `gateway`).
+    #[arg(long, env = "LEDGER_DATABASE_URL")]
+    pub database_url: String,
+    /// How long the events stream keeps events, in days (the audit trail: years).
+    #[arg(long, env = "LEDGER_STREAM_MAX_AGE_DAYS", default_value_t = 7 * 365)]
+    pub stream_max_age_days: u64,
+    /// Stream replicas (1 for development, 3 in production).
+    #[arg(long, env = "LEDGER_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// Sage Accounting API base URL.
+    #[arg(long, env = "SAGE_API_BASE_URL", default_value = "https://api.accounting.sage.com/v3.1")]
+    pub sage_api_base_url: String,
+    /// Sage OAuth consent page.
+    #[arg(long, env = "SAGE_AUTHORIZE_URL", default_value = "https://www.sageone.com/oauth2/auth/central?filter=apiv3.1")]
+    pub sage_authorize_url: String,
+    /// Sage OAuth token endpoint.
+    #[arg(long, env = "SAGE_TOKEN_URL", default_value = "https://oauth.accounting.sage.com/token")]
+    pub sage_token_url: String,
+    /// Sage OAuth revoke endpoint.
+    #[arg(long, env = "SAGE_REVOKE_URL", default_value = "https://oauth.accounting.sage.com/revoke")]
+    pub sage_revoke_url: String,
+    /// OAuth client id of the Ledger app registration at Sage.
+    #[arg(long, env = "SAGE_CLIENT_ID")]
+    pub sage_client_id: String,
+    /// OAuth client secret of the Ledger app registration at Sage.
+    #[arg(long, env = "SAGE_CLIENT_SECRET", hide_env_values = true)]
+    pub sage_client_secret: String,
+    /// 32-byte key (64 hex characters) encrypting Sage tokens at rest.
+    #[arg(long, env = "LEDGER_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: String,
+    /// Bearer token for the admin API (`/v1/admin/...`).
+    #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+}
+
+impl Config {
+    fn sage_config(&self) -> SageConfig {
+        let mut c = SageConfig::sage_production(
+            self.sage_client_id.clone(),
+            self.sage_client_secret.clone(),
+            format!("{}/connect/sage/callback", self.public_url.trim_end_matches('/')),
+        );
+        c.api_base_url = self.sage_api_base_url.clone();
+        c.authorize_url = self.sage_authorize_url.clone();
+        c.token_url = self.sage_token_url.clone();
+        c.revoke_url = self.sage_revoke_url.clone();
+        c
+    }
+
+    fn token_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
+        let bytes = hex::decode(self.token_key.trim())
+            .context("LEDGER_TOKEN_KEY must be 64 hex characters")?;
+        bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("LEDGER_TOKEN_KEY must be 64 hex characters (32 bytes)"))
+    }
+}
+
+/// Shared state of the HTTP handlers and NATS responders.
+pub struct AppState {
+    /// Configuration.
+    pub config: Config,
+    /// Pool on schema `gateway`.
+    pub db: sqlx::PgPool,
+    /// NATS client.
+    pub nats: async_nats::Client,
+    /// JetStream context.
+    pub js: async_nats::jetstream::Context,
+    /// Owner of every merchant's Sage tokens.
+    pub tokens: Arc<TokenManager>,
+    /// Sage client using [`AppState::tokens`] (settings discovery at connect time).
+    pub sage: SageClient,
+}
+
+/// A started gateway.
+pub struct Running {
+    /// Address the HTTP server listens on.
+    pub http_addr: SocketAddr,
+    /// Shared state (tests use it to reach the database and token manager).
+    pub state: Arc<AppState>,
+}
+
+/// Connects everything, starts the HTTP server and the NATS responders, and returns once they
+/// accept work. They stop when `shutdown` fires.
+pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
+    let nats = bus::connect(&config.nats_url, "gateway").await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let stream_settings = StreamSettings {
+        max_age: Duration::from_secs(config.stream_max_age_days * 24 * 3600),
+        replicas: config.stream_replicas,
+        ..Default::default()
+    };
+    bus::ensure_streams(&js, &stream_settings).await?;
+
+    let db = ledger_runtime::db::connect_schema(&config.database_url, "gateway", 20).await?;
+    sqlx::migrate!("./migrations").run(&db).await?;
+    // Tokens get their own schema: the token store migrates itself and keeps its own history.
+    let token_db =
+        ledger_runtime::db::connect_schema(&config.database_url, "gateway_tokens", 10).await?;
+    let store = PgTokenStore::new(token_db, config.token_key_bytes()?);
+    store.migrate().await?;
+    let tokens = Arc::new(TokenManager::new(
+        OAuthClient::new(config.sage_config()),
+        Arc::new(store),
+    ));
+    let sage = SageClient::new(config.sage_config(), tokens.clone());
+
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        db,
+        nats: nats.clone(),
+        js,
+        tokens,
+        sage,
+    });
+    rpc::serve(state.clone(), shutdown.clone()).await?;
+
+    let router = Router::new()
+        .merge(ingest::router())
+        .merge(connect::router())
+        .merge(merchants::router())
+        .with_state(state.clone())
+        .merge(ledger_runtime::metrics::router());
+    let http_addr = ledger_runtime::metrics::serve(config.http_addr, router, shutdown).await?;
+    tracing::info!(%http_addr, "gateway listening");
+    Ok(Running { http_addr, state })
+}
+
+/// Runs the gateway until `shutdown` fires.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let running = start(config, shutdown.clone()).await?;
+    shutdown.wait().await;
+    // Let in-flight requests finish their PubAck before the connection goes.
+    let _ = running.state.nats.flush().await;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! `gateway`: Ledger's edge service. See the library docs.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = ledger_runtime::telemetry::init("gateway");
+    let config = gateway::Config::parse();
+    let shutdown = ledger_runtime::shutdown::Shutdown::new();
+    shutdown.trigger_on(ledger_runtime::shutdown::signal());
+    gateway::run(config, shutdown).await
+}

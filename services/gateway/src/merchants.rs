@@ -1,0 +1,182 @@
+//! Merchant registry, ingest keys and accounting settings (schema `gateway`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+
+/// Routes of the admin API (bearer `LEDGER_ADMIN_TOKEN`).
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/admin/merchants", post(add_merchant))
+        .route("/v1/admin/merchants/{merchant}", get(show_merchant))
+        .route("/v1/admin/merchants/{merchant}/settings", put(put_settings))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The merchant an ingest request belongs to, from its bearer key.
+pub async fn authenticate_ingest(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    let key = bearer(headers)?;
+    sqlx::query_scalar::<_, String>("SELECT merchant_id FROM merchants WHERE ingest_key_hash = $1")
+        .bind(hash_key(key))
+        .fetch_optional(&app.db)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    match bearer(headers) {
+        Some(token) if token == app.config.admin_token => Ok(()),
+        _ => Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized", "message": "admin token required"})),
+        )
+            .into_response()),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewMerchant {
+    merchant_id: String,
+    name: String,
+    #[serde(default)]
+    settings: Option<Value>,
+}
+
+async fn add_merchant(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<NewMerchant>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    if let Err(e) = ledger_events::validate_merchant_id(&req.merchant_id) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "invalid_merchant_id", "issues": [{"field": "/merchant_id", "reason": e.to_string()}]})),
+        )
+            .into_response();
+    }
+    let mut secret = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let key = format!("lk_{}_{}", req.merchant_id, hex::encode(secret));
+    let result = sqlx::query(
+        "INSERT INTO merchants (merchant_id, name, ingest_key_hash, settings) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&req.merchant_id)
+    .bind(&req.name)
+    .bind(hash_key(&key))
+    .bind(req.settings.unwrap_or_else(|| json!({})))
+    .execute(&app.db)
+    .await;
+    match result {
+        Ok(_) => (
+            StatusCode::CREATED,
+            Json(json!({"merchant_id": req.merchant_id, "ingest_key": key})),
+        )
+            .into_response(),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "exists", "message": "merchant already exists"})),
+        )
+            .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin API failure");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "unavailable", "message": e.to_string()})),
+    )
+        .into_response()
+}
+
+async fn show_merchant(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    let row = sqlx::query_as::<_, (String, Value)>(
+        "SELECT name, settings FROM merchants WHERE merchant_id = $1",
+    )
+    .bind(&merchant)
+    .fetch_optional(&app.db)
+    .await;
+    match row {
+        Ok(Some((name, settings))) => {
+            let connection = app.tokens.store().load(&merchant).await.ok().flatten();
+            Json(json!({
+                "merchant_id": merchant,
+                "name": name,
+                "settings": settings,
+                "sage": connection.map(|c| json!({"business_id": c.business_id, "status": c.status.as_str()})),
+            }))
+            .into_response()
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn put_settings(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+    Json(patch): Json<Value>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    match merge_settings(&app, &merchant, patch).await {
+        Ok(Some(settings)) => Json(settings).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// Merges `patch` into a merchant's settings (top-level keys replace); returns the result.
+pub async fn merge_settings(app: &AppState, merchant: &str, patch: Value) -> Result<Option<Value>, sqlx::Error> {
+    sqlx::query_scalar::<_, Value>(
+        "UPDATE merchants SET settings = settings || $2, updated_at = now() WHERE merchant_id = $1 RETURNING settings",
+    )
+    .bind(merchant)
+    .bind(patch)
+    .fetch_optional(&app.db)
+    .await
+}
+
+/// A merchant's settings document, if the merchant exists.
+pub async fn settings_of(app: &AppState, merchant: &str) -> Result<Option<Value>, sqlx::Error> {
+    sqlx::query_scalar::<_, Value>("SELECT settings FROM merchants WHERE merchant_id = $1")
+        .bind(merchant)
+        .fetch_optional(&app.db)
+        .await
+}
