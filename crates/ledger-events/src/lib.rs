@@ -21,6 +21,8 @@
 //! quirks that matter to accounting are documented where they bite (negative header discount,
 //! dummy composite lines, credit memos without invoice, "paid" offline invoices).
 
+#![warn(missing_docs)]
+
 mod documents;
 mod envelope;
 mod event_type;
@@ -48,8 +50,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// JetStream stream that captures every Magento event subject.
 pub const STREAM_NAME: &str = "MAGENTO_EVENTS";
 
-/// Subject filter of [`STREAM_NAME`]: `magento.<merchant_id>.<entity>.<action>`.
-pub const STREAM_SUBJECTS: &str = "magento.*.*.*";
+/// Subject filter of [`STREAM_NAME`]; every event subject is
+/// `magento.<merchant_id>.<entity>.<action>` below it.
+pub const STREAM_SUBJECTS: &str = "magento.>";
 
 /// First token of every event subject.
 pub const SUBJECT_PREFIX: &str = "magento";
@@ -67,11 +70,9 @@ pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// Header carrying `schema_version`, readable without parsing the body.
 pub const HEADER_SCHEMA_VERSION: &str = "Ledger-Schema-Version";
 
-/// Quarantine header: the subject the rejected message was read from.
-pub const HEADER_ORIGINAL_SUBJECT: &str = "Ledger-Original-Subject";
-
-/// Quarantine header: a bounded one-line reason (see [`ContractError::summary`]).
-pub const HEADER_QUARANTINE_REASON: &str = "Ledger-Quarantine-Reason";
+/// Header on quarantine records: machine-readable category of the rejection
+/// (e.g. `invalid_event`).
+pub const HEADER_ERROR: &str = "Ledger-Error";
 
 /// Checks that a merchant id is safe as a single NATS subject token and matches the envelope
 /// schema: `^[a-z0-9][a-z0-9_-]{0,62}$`. Dots, wildcards or spaces would let one merchant's
@@ -115,9 +116,9 @@ pub fn subject(merchant_id: &str, event_type: EventType) -> String {
     )
 }
 
-/// The quarantine subject of a merchant: `ledger.quarantine.<merchant_id>`. Rejected messages
-/// are republished there unchanged, with [`HEADER_ORIGINAL_SUBJECT`] and
-/// [`HEADER_QUARANTINE_REASON`], so they can be inspected and replayed.
+/// The quarantine subject of a merchant: `ledger.quarantine.<merchant_id>`. Rejected events are
+/// recorded there with their field issues and raw body (see `schemas/asyncapi.yaml`), so they
+/// can be inspected and replayed.
 pub fn quarantine_subject(merchant_id: &str) -> String {
     debug_assert!(validate_merchant_id(merchant_id).is_ok(), "unsafe merchant id {merchant_id:?}");
     format!("{QUARANTINE_PREFIX}.{merchant_id}")

@@ -79,6 +79,8 @@ pub mod reasons {
     /// A cross-border document on which Magento charged VAT: zero-rating it would
     /// change the books, charging it would contradict the cross-border rule.
     pub const CROSS_BORDER_TAX_CHARGED: &str = "cross_border_tax_charged";
+    /// A credit memo whose money did not go back to the customer (no refund to record).
+    pub const NOT_REFUNDED: &str = "not_refunded";
     /// Nothing to post (e.g. a zero-amount payment).
     pub const NOTHING_TO_POST: &str = "nothing_to_post";
     /// A required value is absent.

@@ -1,1 +1,50 @@
-//! Pure mapping from Magento snapshots to Sage Business Cloud Accounting v3.1 request bodies.
+//! Pure mapping from Magento event snapshots (the `ledger-events` contract) and a
+//! merchant's settings to Sage Business Cloud Accounting v3.1 request bodies.
+//!
+//! No I/O happens here: every function takes a snapshot plus the Sage ids a service has
+//! already resolved (contact, posted documents, bank account) and returns a plan — the
+//! body to POST and the facts needed to verify and record it — or a [`MappingError`]
+//! with a stable reason code.
+//!
+//! * Documents: [`map_sales_invoice`], [`map_sales_credit_note`] → [`DocumentPlan`],
+//!   with the totals invariant (Sage's total equals Magento's grand total to the cent,
+//!   via an explicit rounding line when needed) checkable with [`sage_document_total`].
+//! * Contacts: [`Party`], [`map_contact`], [`contact_reference`].
+//! * Money movements: [`map_customer_receipt`], [`map_refund`], [`map_allocation`].
+//! * Catalog: [`map_product`].
+//! * The exchange-rate reading: [`exchange_rate`].
+//!
+//! Each Sage quirk the mapping works around is one named function in [`rules`] with its
+//! own test. Bodies never contain `idempotency_id` (the Sage client adds it) and every
+//! decimal is a JSON string, as Sage recommends. Money is `rust_decimal::Decimal`
+//! throughout; no `f64` is involved.
+
+mod address;
+mod contact;
+mod document;
+mod error;
+mod money;
+mod payment;
+mod product;
+pub mod rules;
+mod settings;
+mod total;
+
+pub use contact::{contact_reference, map_contact, Party};
+pub use document::{
+    map_sales_credit_note, map_sales_invoice, DocumentPlan, OriginalInvoice,
+    ADJUSTMENT_FEE_DESCRIPTION, ADJUSTMENT_REFUND_DESCRIPTION, ROUNDING_DESCRIPTION,
+    SHIPPING_DESCRIPTION,
+};
+pub use error::{reasons, MappingError};
+pub use money::{decimal_json, exchange_rate, money_json, round2};
+pub use payment::{
+    map_allocation, map_customer_receipt, map_refund, AllocationPlan, CreditNoteRef, InvoiceRef,
+    ReceiptPlan, SageDocumentRef,
+};
+pub use product::{map_product, ProductPlan};
+pub use settings::{
+    CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, MerchantSettings, NamedTaxRate, PaymentMethodMapping,
+    TaxRateEntry,
+};
+pub use total::sage_document_total;

@@ -36,12 +36,14 @@ pub struct MerchantSettings {
     pub cross_border_tax_rate_id: String,
     /// How the single `eu_goods_services_type_id` of a cross-border document is chosen.
     pub cross_border_goods_services: GoodsServicesPolicy,
+    /// What to do with a cross-border document on which Magento charged VAT.
+    pub cross_border_vat_charged: CrossBorderVatCharged,
     /// Sales ledger account for product lines (required to map a document).
     pub sales_ledger_account_id: Option<String>,
-    /// Ledger account for delivery income. Sage's header shipping (`shipping_net_amount`)
-    /// has no ledger field and posts to the business's default carriage account, so the
-    /// document mappers do not read this; it is kept for services that report or
-    /// reconcile delivery income per ledger.
+    /// Ledger account for delivery income. Shipping normally goes on the document header
+    /// (`shipping_net_amount`), which has no ledger field in Sage; this account is used
+    /// only when a document has nothing but shipping (e.g. a shipping-only refund) and
+    /// the shipping must become a line, because Sage needs at least one line.
     pub shipping_ledger_account_id: Option<String>,
     /// Ledger account of the explicit rounding line (required only when one is needed).
     pub rounding_ledger_account_id: Option<String>,
@@ -66,6 +68,9 @@ pub struct MerchantSettings {
     pub product_sales_price_type_id: Option<String>,
     /// Sage `service_rate_type_id` for a service's catalog price (from `/service_rate_types`).
     pub service_rate_type_id: Option<String>,
+    /// Whether Magento catalog prices are entered including tax (Magento's
+    /// "Catalog Prices" tax setting); sent as `price_includes_tax` / `rate_includes_tax`.
+    pub catalog_prices_include_tax: bool,
 }
 
 /// One row of the tax map.
@@ -130,6 +135,23 @@ impl Default for GoodsServicesPolicy {
     }
 }
 
+/// Policy for a cross-border document that carries VAT in Magento.
+///
+/// Zero-rating it would drop VAT the customer paid; sending it on the cross-border zero
+/// rate would leave the VAT with nowhere to go but the rounding line. Only the merchant
+/// (or their accountant) can say which is right: goods exports are zero-rated, but UK
+/// B2C general services are usually taxed where the supplier is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossBorderVatCharged {
+    /// Hold the document: `Skipped { reason: "cross_border_tax_charged" }` (default).
+    #[default]
+    Hold,
+    /// Treat the document as a home-VAT supply: every line through the domestic tax
+    /// map, no goods/services type (Magento's charging VAT is taken as the decision).
+    DomesticRates,
+}
+
 /// Where a Magento payment method's money lands in Sage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentMethodMapping {
@@ -166,6 +188,7 @@ impl Default for MerchantSettings {
             },
             cross_border_tax_rate_id: "GB_ZERO".into(),
             cross_border_goods_services: GoodsServicesPolicy::default(),
+            cross_border_vat_charged: CrossBorderVatCharged::Hold,
             sales_ledger_account_id: None,
             shipping_ledger_account_id: None,
             rounding_ledger_account_id: None,
@@ -181,6 +204,7 @@ impl Default for MerchantSettings {
             product_sync: false,
             product_sales_price_type_id: None,
             service_rate_type_id: None,
+            catalog_prices_include_tax: false,
         }
     }
 }
@@ -211,6 +235,26 @@ impl MerchantSettings {
             .iter()
             .find(|e| e.percent == percent && e.tax_class.is_none())
             .map(|e| e.tax_rate_id.as_str())
+    }
+
+    /// The Sage rate for a Magento product tax class alone (products have a class but
+    /// no percentage): a class named as exempt / out of scope, or the one rate all
+    /// class-specific rows for it agree on. `None` when the map does not decide it, in
+    /// which case the product is created without a default rate rather than a guessed one.
+    pub fn tax_rate_id_for_class(&self, tax_class: &str) -> Option<&str> {
+        if self.exempt.tax_classes.iter().any(|c| c == tax_class) {
+            return Some(&self.exempt.tax_rate_id);
+        }
+        if self.out_of_scope.tax_classes.iter().any(|c| c == tax_class) {
+            return Some(&self.out_of_scope.tax_rate_id);
+        }
+        let mut ids = self
+            .tax_rates
+            .iter()
+            .filter(|e| e.tax_class.as_deref() == Some(tax_class))
+            .map(|e| e.tax_rate_id.as_str());
+        let first = ids.next()?;
+        ids.all(|id| id == first).then_some(first)
     }
 
     /// The percentage of a Sage tax rate id as this merchant's map knows it. Named zero
@@ -308,6 +352,9 @@ mod tests {
         for (pct, class, want) in table {
             assert_eq!(s.tax_rate_id(pct, class), want, "{pct} {class:?}");
         }
+        assert_eq!(s.tax_rate_id_for_class("7"), Some("GB_EXEMPT"));
+        assert_eq!(s.tax_rate_id_for_class("9"), Some("GB_ZERO_BOOKS"));
+        assert_eq!(s.tax_rate_id_for_class("2"), None);
     }
 
     #[test]

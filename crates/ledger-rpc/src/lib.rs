@@ -436,3 +436,148 @@ impl sage_client::AccessTokenSource for GatewayTokenSource {
         Ok(())
     }
 }
+
+/// A merchant's settings document fetched from the gateway, cached briefly so a burst of
+/// events costs one request.
+pub struct SettingsClient {
+    client: async_nats::Client,
+    cache: Mutex<HashMap<String, (std::time::Instant, serde_json::Value)>>,
+    ttl: Duration,
+}
+
+impl SettingsClient {
+    /// A settings client asking over `client`, caching answers for 30 s.
+    pub fn new(client: async_nats::Client) -> Self {
+        SettingsClient {
+            client,
+            cache: Mutex::new(HashMap::new()),
+            ttl: Duration::from_secs(30),
+        }
+    }
+
+    /// The merchant's raw settings document.
+    pub async fn raw(&self, merchant: &str) -> Result<serde_json::Value, ProcessError> {
+        if let Some((at, v)) = self.cache.lock().await.get(merchant) {
+            if at.elapsed() < self.ttl {
+                return Ok(v.clone());
+            }
+        }
+        let v: serde_json::Value = ask(
+            &self.client,
+            SETTINGS_SUBJECT,
+            &SettingsRequest {
+                merchant: merchant.to_string(),
+            },
+            Duration::from_secs(10),
+        )
+        .await?;
+        self.cache
+            .lock()
+            .await
+            .insert(merchant.to_string(), (std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
+
+    /// The merchant's settings decoded as `T` (missing keys take `T`'s defaults).
+    pub async fn get<T: DeserializeOwned>(&self, merchant: &str) -> Result<T, ProcessError> {
+        let raw = self.raw(merchant).await?;
+        serde_json::from_value(raw).map_err(|e| {
+            ProcessError::permanent("settings.invalid", format!("merchant {merchant} settings: {e}"))
+        })
+    }
+}
+
+/// Exports every Sage call as Prometheus metrics (`ledger_sage_calls_total`,
+/// `ledger_sage_call_seconds`).
+pub struct MetricsObserver {
+    service: &'static str,
+}
+
+impl MetricsObserver {
+    /// An observer labelling calls with `service`.
+    pub fn new(service: &'static str) -> Arc<Self> {
+        Arc::new(MetricsObserver { service })
+    }
+}
+
+impl sage_client::CallObserver for MetricsObserver {
+    fn on_call(&self, method: &str, resource: &str, status: Option<u16>, elapsed: Duration) {
+        let m = ledger_runtime::metrics::metrics();
+        let status = status.map(|s| s.to_string()).unwrap_or_else(|| "error".into());
+        m.sage_calls
+            .with_label_values(&[self.service, method, resource, &status])
+            .inc();
+        m.sage_call_seconds
+            .with_label_values(&[self.service, method, resource])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// What every consumer service connects to at start.
+pub struct ServiceContext {
+    /// NATS client.
+    pub nats: async_nats::Client,
+    /// JetStream context.
+    pub js: async_nats::jetstream::Context,
+    /// Pool on the service's own schema.
+    pub db: sqlx_pool::PgPool,
+    /// Sage client whose tokens come from the gateway.
+    pub sage: sage_client::SageClient,
+    /// Settings from the gateway.
+    pub settings: SettingsClient,
+}
+
+/// Re-export so services name the pool type through one path.
+pub mod sqlx_pool {
+    pub use sqlx::PgPool;
+}
+
+/// Common configuration of consumer services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceConfig {
+    /// NATS server URL.
+    #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// PostgreSQL URL (each service uses its own schema).
+    #[arg(long, env = "LEDGER_DATABASE_URL")]
+    pub database_url: String,
+    /// Sage Accounting API base URL.
+    #[arg(long, env = "SAGE_API_BASE_URL", default_value = "https://api.accounting.sage.com/v3.1")]
+    pub sage_api_base_url: String,
+    /// Address of the `/metrics` and `/healthz` server.
+    #[arg(long, env = "LEDGER_METRICS_ADDR", default_value = "127.0.0.1:0")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Merchants handled at the same time.
+    #[arg(long, env = "LEDGER_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+impl ServiceContext {
+    /// Connects NATS (refusing servers older than 2.10), PostgreSQL (schema `schema`, with
+    /// the journal tables) and builds a Sage client whose tokens come from the gateway.
+    pub async fn connect(
+        config: &ServiceConfig,
+        service: &'static str,
+        schema: &str,
+    ) -> anyhow::Result<ServiceContext> {
+        let nats = ledger_runtime::bus::connect(&config.nats_url, service).await?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let db = ledger_runtime::db::connect_schema(&config.database_url, schema, 20).await?;
+        ledger_runtime::journal::migrate(&db).await?;
+        // Consumers never see client credentials: calls need only the bearer token.
+        let mut sage_config = sage_client::SageConfig::sage_production("", "", "");
+        sage_config.api_base_url = config.sage_api_base_url.clone();
+        let sage = sage_client::SageClient::new(
+            sage_config,
+            Arc::new(GatewayTokenSource::new(nats.clone())),
+        )
+        .with_observer(MetricsObserver::new(service));
+        Ok(ServiceContext {
+            settings: SettingsClient::new(nats.clone()),
+            nats,
+            js,
+            db,
+            sage,
+        })
+    }
+}

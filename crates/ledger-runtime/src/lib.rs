@@ -15,6 +15,7 @@ pub mod bus;
 pub mod consumer;
 pub mod db;
 pub mod error;
+pub mod journal;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

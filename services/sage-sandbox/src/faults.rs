@@ -16,11 +16,14 @@ pub enum FaultKind {
         ms: u64,
     },
     /// Answer 500 `UnexpectedError` without applying the request.
+    #[serde(rename = "error_500")]
     Error500,
     /// Apply and store the request, then answer 500 `UnexpectedError`
     /// (Sage warns that a POST answered with a 500 may have been saved).
+    #[serde(rename = "applied_then_500")]
     AppliedThen500,
     /// Answer 429 `TooManyRequests`, with `Retry-After` when given.
+    #[serde(rename = "rate_429")]
     Rate429 {
         /// Seconds for the `Retry-After` header.
         #[serde(default)]
@@ -328,6 +331,16 @@ mod tests {
         let plan: FaultPlan = serde_json::from_str(r#"{"fault":{"kind":"rate_429","retry_after_secs":2},"business_id":"b","count":1}"#).unwrap();
         assert_eq!(plan.fault, FaultKind::Rate429 { retry_after_secs: Some(2) });
         assert_eq!(plan.count, Some(1));
+        for (kind, label) in [
+            (FaultKind::Error500, "error_500"),
+            (FaultKind::AppliedThen500, "applied_then_500"),
+            (FaultKind::Timeout { secs: 1, apply: true }, "timeout"),
+            (FaultKind::Latency { ms: 1 }, "latency"),
+        ] {
+            let v = serde_json::to_value(&kind).unwrap();
+            assert_eq!(v["kind"], label);
+            assert_eq!(kind.label(), label);
+        }
     }
 
     #[test]

@@ -99,10 +99,6 @@ impl<M> Store<M> {
     pub fn iter(&self) -> impl Iterator<Item = &Record<M>> {
         self.items.iter()
     }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
 }
 
 /// What the rules need to know about a contact.

@@ -1,0 +1,362 @@
+//! Parties (who a document is billed to) → Sage contacts.
+
+use crate::address::map_address;
+use crate::rules::{
+    collapse_whitespace, truncate_chars, CONTACT_NAME_MAX, CONTACT_NOTES_MAX, CONTACT_REFERENCE_MAX,
+    EMAIL_MAX, PERSON_FIELD_MAX,
+};
+use ledger_events::{normalise_email, Address, Customer, CustomerSnapshot, OrderContext};
+use serde_json::{json, Map, Value};
+
+/// The party a Sage contact is made for, from an order (invoice / credit memo context)
+/// or from a customer account. One shape for both so a guest's first invoice and a
+/// registered customer's account produce the same contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Party {
+    /// Stable party key (`customer:<id>` or `guest:<email>`), the input of
+    /// [`contact_reference`].
+    pub customer_key: String,
+    /// The person's name ("First Last").
+    pub person_name: String,
+    /// Company, when the billing address names one (B2B).
+    pub company: Option<String>,
+    /// E-mail (trimmed, lower-case).
+    pub email: Option<String>,
+    /// Telephone from the billing address.
+    pub telephone: Option<String>,
+    /// VAT / tax number as the customer entered it.
+    pub tax_number: Option<String>,
+    /// Billing address (Sage `main_address`).
+    pub billing_address: Option<Address>,
+    /// Delivery address, when different from billing.
+    pub delivery_address: Option<Address>,
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(collapse_whitespace).filter(|s| !s.is_empty())
+}
+
+impl Party {
+    /// The party of an order: the billing address names the person (and company), the
+    /// VAT number comes from the billing address or else the one given at checkout.
+    pub fn from_order(order: &OrderContext) -> Party {
+        let billing = &order.billing_address;
+        let mut person_name = collapse_whitespace(&billing.full_name());
+        if person_name.is_empty() {
+            let first = order.customer_firstname.as_deref().unwrap_or_default();
+            let last = order.customer_lastname.as_deref().unwrap_or_default();
+            person_name = collapse_whitespace(&format!("{first} {last}"));
+        }
+        let delivery = order
+            .effective_shipping_address()
+            .filter(|s| !same_place(s, billing));
+        Party {
+            customer_key: order.customer_key(),
+            person_name,
+            company: non_empty(billing.company.as_deref()),
+            email: non_empty(Some(&normalise_email(&order.customer_email))),
+            telephone: non_empty(billing.telephone.as_deref()),
+            tax_number: non_empty(billing.vat_id.as_deref())
+                .or_else(|| non_empty(order.customer_taxvat.as_deref())),
+            billing_address: Some(billing.clone()),
+            delivery_address: delivery,
+        }
+    }
+
+    /// The party of a customer account: default billing address for address, company
+    /// and telephone; the account's VAT number when the address has none.
+    pub fn from_customer(customer: &Customer) -> Party {
+        let billing = customer.default_billing_address().cloned();
+        let delivery = customer
+            .default_shipping_address()
+            .filter(|s| billing.as_ref().is_none_or(|b| !same_place(s, b)))
+            .cloned();
+        Party {
+            customer_key: customer.customer_key(),
+            person_name: collapse_whitespace(&customer.full_name()),
+            company: billing.as_ref().and_then(|b| non_empty(b.company.as_deref())),
+            email: non_empty(Some(&normalise_email(&customer.email))),
+            telephone: billing.as_ref().and_then(|b| non_empty(b.telephone.as_deref())),
+            tax_number: billing
+                .as_ref()
+                .and_then(|b| non_empty(b.vat_id.as_deref()))
+                .or_else(|| non_empty(customer.taxvat.as_deref())),
+            billing_address: billing,
+            delivery_address: delivery,
+        }
+    }
+
+    /// [`Party::from_customer`] for a `customer.saved` snapshot.
+    pub fn from_customer_snapshot(snapshot: &CustomerSnapshot) -> Party {
+        Party::from_customer(&snapshot.customer)
+    }
+
+    /// The name Sage shows for the contact: the company when there is one, else the person.
+    pub fn display_name(&self) -> String {
+        self.company.clone().unwrap_or_else(|| self.person_name.clone())
+    }
+}
+
+/// True when two addresses are the same place (so no separate delivery address is needed).
+fn same_place(a: &Address, b: &Address) -> bool {
+    a.street == b.street
+        && a.city == b.city
+        && a.postcode == b.postcode
+        && a.country_id.eq_ignore_ascii_case(&b.country_id)
+}
+
+/// A VAT number in the form Sage validates: spaces, dots and dashes removed, upper case.
+/// `None` when what is left is not plausibly a VAT number (Sage validates the format
+/// and would reject the whole contact), in which case the caller keeps the original in
+/// the notes instead.
+fn normalise_tax_number(raw: &str) -> Option<String> {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '.' | '-' | '_' | '/')))
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let plausible = (4..=20).contains(&cleaned.len())
+        && cleaned.chars().all(|c| c.is_ascii_alphanumeric())
+        && cleaned.chars().any(|c| c.is_ascii_digit());
+    plausible.then_some(cleaned)
+}
+
+/// The Sage `contacts` body (the fields inside the `contact` root) for a party.
+///
+/// `name` is the company when there is one, else the person (≤ 100 characters);
+/// `contact_type_ids` is `["CUSTOMER"]`; `currency_id` locks the contact to the
+/// document currency (Sage contacts cannot change currency after their first invoice, so
+/// services keep one contact per party and currency); the e-mail goes on
+/// `main_contact_person` because the POST schema has no top-level e-mail; the VAT
+/// number goes to `tax_number`. Anything that does not fit Sage's limits (long address
+/// lines, an over-long e-mail, a VAT number Sage would reject) is kept in `notes`.
+/// `reference` should come from [`contact_reference`]; it is cut to 10 characters.
+pub fn map_contact(party: &Party, currency: &str, reference: &str) -> Value {
+    let mut notes: Vec<String> = Vec::new();
+    let display = party.display_name();
+    let (name, name_cut) = truncate_chars(&display, CONTACT_NAME_MAX);
+    if name_cut {
+        notes.push(format!("Full name: {display}"));
+    }
+    let mut body = Map::new();
+    body.insert("name".into(), Value::String(name.trim_end().to_owned()));
+    body.insert("contact_type_ids".into(), json!(["CUSTOMER"]));
+    body.insert(
+        "reference".into(),
+        Value::String(truncate_chars(reference.trim(), CONTACT_REFERENCE_MAX).0),
+    );
+    body.insert("currency_id".into(), Value::String(currency.trim().to_ascii_uppercase()));
+
+    if let Some(raw) = &party.tax_number {
+        match normalise_tax_number(raw) {
+            Some(t) => {
+                body.insert("tax_number".into(), Value::String(t));
+            }
+            None => notes.push(format!("VAT number as entered: {raw}")),
+        }
+    }
+
+    if let Some(billing) = &party.billing_address {
+        let m = map_address(billing, "Billing address");
+        body.insert("main_address".into(), m.json);
+        notes.extend(m.overflow);
+    }
+    if let Some(delivery) = &party.delivery_address {
+        let m = map_address(delivery, "Delivery address");
+        body.insert("delivery_address".into(), m.json);
+        notes.extend(m.overflow);
+    }
+
+    let mut person = Map::new();
+    person.insert("contact_person_type_ids".into(), json!(["ACCOUNTS"]));
+    person.insert("is_main_contact".into(), Value::Bool(true));
+    if !party.person_name.is_empty() {
+        person.insert(
+            "name".into(),
+            Value::String(truncate_chars(&party.person_name, PERSON_FIELD_MAX).0.trim_end().to_owned()),
+        );
+    }
+    if let Some(email) = &party.email {
+        if email.chars().count() <= EMAIL_MAX {
+            person.insert("email".into(), Value::String(email.clone()));
+        } else {
+            // A cut e-mail would be a wrong address; keep it whole in the notes instead.
+            notes.push(format!("E-mail: {email}"));
+        }
+    }
+    if let Some(phone) = &party.telephone {
+        let (t, cut) = truncate_chars(phone, PERSON_FIELD_MAX);
+        if cut {
+            notes.push(format!("Telephone: {phone}"));
+        }
+        person.insert("telephone".into(), Value::String(t));
+    }
+    body.insert("main_contact_person".into(), Value::Object(person));
+
+    if !notes.is_empty() {
+        body.insert(
+            "notes".into(),
+            Value::String(truncate_chars(&notes.join("\n"), CONTACT_NOTES_MAX).0),
+        );
+    }
+    Value::Object(body)
+}
+
+/// Crockford's base-32 alphabet: no I, L, O or U, so a reference read out over the
+/// phone cannot be misheard.
+const BASE32: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// 64-bit FNV-1a: a tiny hash with a fixed definition, so references stay the same
+/// across Rust versions and machines (std's hasher makes no such promise).
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The Sage contact `reference` (≤ 10 characters) for a party in a currency.
+///
+/// Deterministic, so a retry or a second worker computes the same reference and finds
+/// the contact instead of creating a twin. Sage contacts are locked to one currency, so
+/// the currency is part of it. A registered customer with an id of up to six digits
+/// gets a readable `C<id><CUR>` (e.g. `C1042GBP`) on the first attempt. Every other
+/// party, and every retry, gets `<CUR><7 base-32 characters>` from a hash of key,
+/// currency and attempt. `attempt` is for collisions: Sage keeps deleted contacts'
+/// references reserved (quirk 4), so when Sage says a reference is taken by an unrelated
+/// contact the service asks again with `attempt + 1`.
+pub fn contact_reference(customer_key: &str, currency: &str, attempt: u32) -> String {
+    let cur: String = currency
+        .trim()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(3)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let key = customer_key.trim();
+    if attempt == 0 {
+        if let Some(id) = key.strip_prefix("customer:") {
+            if !id.is_empty() && id.len() <= 6 && id.bytes().all(|b| b.is_ascii_digit()) {
+                return format!("C{id}{cur}");
+            }
+        }
+    }
+    let mut h = fnv1a(format!("{key}|{cur}|{attempt}").as_bytes());
+    let mut out = cur;
+    while out.len() < CONTACT_REFERENCE_MAX {
+        out.push(BASE32[(h % 32) as usize] as char);
+        h /= 32;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::test_address;
+
+    fn party() -> Party {
+        Party {
+            customer_key: "customer:42".into(),
+            person_name: "Ada Lovelace".into(),
+            company: None,
+            email: Some("ada@example.com".into()),
+            telephone: Some("020 7946 0000".into()),
+            tax_number: None,
+            billing_address: Some(test_address("GB")),
+            delivery_address: None,
+        }
+    }
+
+    #[test]
+    fn contact_body_table() {
+        let mut b2b = party();
+        b2b.company = Some("Analytical Engines Ltd".into());
+        b2b.tax_number = Some("gb 123 4567 89".into());
+        let cases = [
+            (party(), "Ada Lovelace", None),
+            (b2b, "Analytical Engines Ltd", Some("GB123456789")),
+        ];
+        for (p, name, tax) in cases {
+            let body = map_contact(&p, "gbp", "C42GBP");
+            assert_eq!(body["name"], json!(name));
+            assert_eq!(body["contact_type_ids"], json!(["CUSTOMER"]));
+            assert_eq!(body["currency_id"], json!("GBP"));
+            assert_eq!(body["reference"], json!("C42GBP"));
+            assert_eq!(body["main_contact_person"]["email"], json!("ada@example.com"));
+            assert_eq!(body["main_contact_person"]["name"], json!("Ada Lovelace"));
+            assert_eq!(body["main_address"]["country_id"], json!("GB"));
+            assert_eq!(body.get("tax_number").and_then(Value::as_str), tax);
+            assert!(body.get("email").is_none(), "no top-level email in the POST schema");
+            assert!(body.get("notes").is_none());
+        }
+    }
+
+    #[test]
+    fn overlong_values_go_to_notes() {
+        let mut p = party();
+        p.company = Some("X".repeat(120));
+        p.email = Some(format!("{}@example.com", "a".repeat(100)));
+        p.tax_number = Some("n/a".into());
+        let body = map_contact(&p, "EUR", "REFERENCE-TOO-LONG");
+        assert_eq!(body["name"].as_str().unwrap().chars().count(), 100);
+        assert_eq!(body["reference"], json!("REFERENCE-"));
+        assert!(body["main_contact_person"].get("email").is_none());
+        assert!(body.get("tax_number").is_none());
+        let notes = body["notes"].as_str().unwrap();
+        assert!(notes.contains(&"X".repeat(120)));
+        assert!(notes.contains("E-mail: aaaa"));
+        assert!(notes.contains("VAT number as entered: n/a"));
+    }
+
+    #[test]
+    fn contact_reference_is_short_deterministic_and_retryable() {
+        let table = [
+            ("customer:42", "GBP", 0, "C42GBP"),
+            ("customer:999999", "eur", 0, "C999999EUR"),
+        ];
+        for (key, cur, attempt, want) in table {
+            assert_eq!(contact_reference(key, cur, attempt), want);
+        }
+        let keys = ["customer:1234567", "guest:ada@example.com", "customer:42"];
+        for key in keys {
+            for attempt in 0..5 {
+                let r = contact_reference(key, "GBP", attempt);
+                assert!(r.len() <= 10 && r.is_ascii(), "{r}");
+                assert_eq!(r, contact_reference(key, "GBP", attempt), "deterministic");
+            }
+        }
+        let guest = contact_reference("guest:ada@example.com", "GBP", 0);
+        assert!(guest.starts_with("GBP") && guest.len() == 10);
+        assert_ne!(guest, contact_reference("guest:ada@example.com", "GBP", 1));
+        assert_ne!(guest, contact_reference("guest:ada@example.com", "EUR", 0));
+        assert_ne!(guest, contact_reference("guest:bob@example.com", "GBP", 0));
+        assert_ne!(contact_reference("customer:42", "GBP", 1), "C42GBP");
+        // Different currencies give different contacts for the same customer.
+        assert_ne!(contact_reference("customer:42", "GBP", 0), contact_reference("customer:42", "EUR", 0));
+    }
+
+    #[test]
+    fn contact_references_rarely_collide() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            assert!(seen.insert(contact_reference(&format!("guest:user{i}@example.com"), "GBP", 0)));
+        }
+    }
+
+    #[test]
+    fn tax_number_normalisation() {
+        let table = [
+            ("GB 123 456 789", Some("GB123456789")),
+            ("de-123.456.789", Some("DE123456789")),
+            ("n/a", None),
+            ("none", None),
+            ("12", None),
+        ];
+        for (raw, want) in table {
+            assert_eq!(normalise_tax_number(raw).as_deref(), want, "{raw}");
+        }
+    }
+}

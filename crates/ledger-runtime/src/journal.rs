@@ -1,0 +1,204 @@
+//! Each consumer service's journal of sync steps and dead letters.
+//!
+//! Every service keeps these tables in its own schema (see [`crate::db`]); the code is shared,
+//! the data is not. A step is recorded as an *intent* before its Sage call and *done* (with the
+//! Sage id) after it, so a redelivered event knows which effects exist, which are missing and
+//! which are in doubt (intent without outcome: resolved by re-sending with the same
+//! idempotency id, which Sage answers with its first result).
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::consumer::Delivery;
+use crate::error::ProcessError;
+
+/// Creates the journal tables in the pool's schema if they are missing.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    // Plain DDL rather than a second sqlx migrator: the service's own migrations own the
+    // `_sqlx_migrations` history of its schema.
+    sqlx::raw_sql(
+        r#"
+        CREATE TABLE IF NOT EXISTS sync_steps (
+            event_id        UUID NOT NULL,
+            step            TEXT NOT NULL,
+            merchant_id     TEXT NOT NULL,
+            idempotency_id  TEXT NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN ('intent', 'done')),
+            sage_id         TEXT,
+            request_id      TEXT,
+            stream_sequence BIGINT,
+            started_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+            finished_at     TIMESTAMPTZ,
+            PRIMARY KEY (event_id, step)
+        );
+        CREATE TABLE IF NOT EXISTS dead_letters (
+            id              BIGSERIAL PRIMARY KEY,
+            merchant_id     TEXT NOT NULL,
+            event_id        TEXT,
+            subject         TEXT NOT NULL,
+            stream_sequence BIGINT NOT NULL,
+            code            TEXT NOT NULL,
+            field           TEXT,
+            message         TEXT NOT NULL,
+            detail          JSONB NOT NULL DEFAULT 'null'::jsonb,
+            created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+            retried_at      TIMESTAMPTZ
+        );
+        CREATE INDEX IF NOT EXISTS dead_letters_merchant ON dead_letters (merchant_id, created_at);
+        "#,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// What the journal knows of one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepState {
+    /// Never attempted.
+    New,
+    /// Attempted; outcome unknown (crash or timeout between the call and the commit).
+    InDoubt,
+    /// Done, with the Sage id it produced.
+    Done(Option<String>),
+}
+
+/// Reads the state of `(event_id, step)`.
+pub async fn step_state(pool: &PgPool, event_id: Uuid, step: &str) -> Result<StepState, sqlx::Error> {
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT state, sage_id FROM sync_steps WHERE event_id = $1 AND step = $2")
+            .bind(event_id)
+            .bind(step)
+            .fetch_optional(pool)
+            .await?;
+    Ok(match row {
+        None => StepState::New,
+        Some((state, sage_id)) if state == "done" => StepState::Done(sage_id),
+        Some(_) => StepState::InDoubt,
+    })
+}
+
+/// Records the intent to perform a step (before calling Sage).
+pub async fn record_intent(
+    pool: &PgPool,
+    merchant: &str,
+    event_id: Uuid,
+    step: &str,
+    idempotency_id: &str,
+    stream_sequence: u64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sync_steps (event_id, step, merchant_id, idempotency_id, state, stream_sequence)
+         VALUES ($1, $2, $3, $4, 'intent', $5)
+         ON CONFLICT (event_id, step) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(step)
+    .bind(merchant)
+    .bind(idempotency_id)
+    .bind(stream_sequence as i64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Marks a step done inside the caller's transaction, so the outcome and the projection that
+/// depends on it commit together.
+pub async fn record_done(
+    tx: &mut sqlx::PgConnection,
+    event_id: Uuid,
+    step: &str,
+    sage_id: Option<&str>,
+    request_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sync_steps SET state = 'done', sage_id = $3, request_id = $4, finished_at = now()
+         WHERE event_id = $1 AND step = $2",
+    )
+    .bind(event_id)
+    .bind(step)
+    .bind(sage_id)
+    .bind(request_id)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A dead letter as listed to operators.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeadLetter {
+    /// Row id (for retrying one).
+    pub id: i64,
+    /// Merchant.
+    pub merchant_id: String,
+    /// Event id, when the event could be parsed far enough.
+    pub event_id: Option<String>,
+    /// Subject it was read from.
+    pub subject: String,
+    /// Its sequence in the events stream (the payload stays there).
+    pub stream_sequence: i64,
+    /// Stable reason code.
+    pub code: String,
+    /// Offending field, when known.
+    pub field: Option<String>,
+    /// Reason.
+    pub message: String,
+    /// Structured detail (e.g. Sage's parsed `$dataCode`/`$source` list).
+    pub detail: Value,
+    /// When it was recorded.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Records a dead letter for `delivery`. The event itself stays in the stream (the log is
+/// never trimmed by failures), so a retry re-reads it by sequence.
+pub async fn record_dead_letter(
+    pool: &PgPool,
+    delivery: &Delivery,
+    event_id: Option<&str>,
+    error: &ProcessError,
+) -> Result<(), sqlx::Error> {
+    let (code, field, message, detail) = match error {
+        ProcessError::Permanent {
+            code,
+            field,
+            message,
+            detail,
+        } => (code.clone(), field.clone(), message.clone(), detail.clone()),
+        other => (other.code().to_string(), None, other.to_string(), Value::Null),
+    };
+    sqlx::query(
+        "INSERT INTO dead_letters (merchant_id, event_id, subject, stream_sequence, code, field, message, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&delivery.merchant)
+    .bind(event_id)
+    .bind(&delivery.subject)
+    .bind(delivery.stream_sequence as i64)
+    .bind(code)
+    .bind(field)
+    .bind(message)
+    .bind(detail)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Lists dead letters not yet retried, newest first.
+pub async fn list_dead_letters(pool: &PgPool, merchant: Option<&str>) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, merchant_id, event_id, subject, stream_sequence, code, field, message, detail, created_at
+         FROM dead_letters WHERE retried_at IS NULL AND ($1::text IS NULL OR merchant_id = $1)
+         ORDER BY created_at DESC LIMIT 1000",
+    )
+    .bind(merchant)
+    .fetch_all(pool)
+    .await
+}
+
+/// The event id in a raw event, if it has one (for dead letters of unparseable events).
+pub fn event_id_of(payload: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    v.get("event_id")?.as_str().map(str::to_string)
+}

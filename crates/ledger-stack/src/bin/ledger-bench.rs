@@ -1,0 +1,215 @@
+//! `ledger-bench`: throughput, latency and Sage calls per document of the engine, with a raw
+//! JetStream baseline measured in the same run on the same machine.
+//!
+//! Runs the real services in this process (see `ledger_stack::Stack`) against the dev stack's
+//! NATS and PostgreSQL (`./dev bench` starts them). Size: `BENCH_DOCS` (default 2000) invoice
+//! events spread over `BENCH_MERCHANTS` (default 20) merchants, at each sandbox latency in
+//! `BENCH_LATENCIES_MS` (default "0,100").
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use ledger_stack::{events, Stack, StackOptions};
+use sage_sandbox::{FaultKind, FaultPlan, SandboxConfig};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Fresh database per run so schemas and journals start empty.
+async fn fresh_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    let admin = sqlx::PgPool::connect(admin_url).await.context("connect to PostgreSQL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    admin.close().await;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+    Ok(format!("{base}/{name}"))
+}
+
+/// Raw JetStream publish → pull → ack throughput, the ceiling the engine works under.
+async fn baseline(nats_url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+    let client = ledger_runtime::bus::connect(nats_url, "bench-baseline").await?;
+    let js = async_nats::jetstream::new(client);
+    let name = format!("BENCH_BASELINE_{}", std::process::id());
+    let _ = js.delete_stream(&name).await;
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("bench.{}.>", std::process::id())],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let payload = events::invoice_created("baseline", 1).body;
+    let started = Instant::now();
+    let mut acks = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("b-{i}").as_str());
+        acks.push(
+            js.publish_with_headers(format!("bench.{}.m{}.invoice.created", std::process::id(), i % 20), headers, payload.clone().into())
+                .await?,
+        );
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    let publish_rate = n as f64 / started.elapsed().as_secs_f64();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("baseline".into()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let started = Instant::now();
+    let mut messages = consumer.stream().max_messages_per_batch(256).messages().await?;
+    let mut seen = 0;
+    while seen < n {
+        let m = messages.next().await.context("stream ended")??;
+        let _ = ledger_events::parse(&m.payload);
+        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        seen += 1;
+    }
+    let consume_rate = n as f64 / started.elapsed().as_secs_f64();
+    let _ = js.delete_stream(&name).await;
+    Ok((publish_rate, consume_rate))
+}
+
+struct RunResult {
+    docs: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    sage_calls: u64,
+    token_calls: u64,
+}
+
+async fn run_engine(nats_url: &str, admin_url: &str, docs: usize, merchants: usize, latency_ms: u64) -> anyhow::Result<RunResult> {
+    let db = fresh_database(admin_url, &format!("ledger_bench_{latency_ms}")).await?;
+    // Each run gets its own stream contents: drop the events stream of the previous run.
+    {
+        let client = ledger_runtime::bus::connect(nats_url, "bench-reset").await?;
+        let js = async_nats::jetstream::new(client);
+        let _ = js.delete_stream(ledger_runtime::bus::EVENTS_STREAM).await;
+        let _ = js.delete_stream(ledger_runtime::bus::QUARANTINE_STREAM).await;
+    }
+    let stack = Stack::start(StackOptions {
+        nats_url: nats_url.to_string(),
+        database_url: db,
+        sandbox: SandboxConfig::default(),
+        concurrency: 64,
+    })
+    .await?;
+    let mut onboarded = Vec::new();
+    for m in 0..merchants {
+        onboarded.push(stack.onboard(&format!("bench-{m}")).await?);
+    }
+    if latency_ms > 0 {
+        stack.sandbox.faults().set(FaultPlan::new(FaultKind::Latency { ms: latency_ms }));
+    }
+    let calls_before: u64 = stack.sandbox.inspect().stats().calls.iter().map(|c| c.count).sum();
+    let tokens_before = stack.sandbox.inspect().stats().token_requests.len() as u64;
+
+    // Publish straight into JetStream as the Magento module does, recording when.
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let mut published: HashMap<(String, String), Instant> = HashMap::with_capacity(docs);
+    let started = Instant::now();
+    let mut acks = Vec::with_capacity(docs);
+    for i in 0..docs {
+        let merchant = &onboarded[i % merchants];
+        let event = events::invoice_created(&merchant.id, i as u64);
+        let envelope = ledger_events::parse(&event.body)?;
+        let ledger_events::Payload::InvoiceCreated(snapshot) = &envelope.payload else { unreachable!() };
+        published.insert((merchant.business_id.clone(), snapshot.invoice.increment_id.clone()), Instant::now());
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
+        acks.push(js.publish_with_headers(envelope.subject(), headers, event.body.into()).await?);
+    }
+    for ack in acks {
+        ack.await?;
+    }
+
+    // Watch the sandbox: the first time a reference appears is its Sage 201.
+    let mut latencies = Vec::with_capacity(docs);
+    let mut seen_per_business: HashMap<String, usize> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(env_or("BENCH_TIMEOUT_SECS", 600));
+    while latencies.len() < docs && Instant::now() < deadline {
+        for merchant in &onboarded {
+            let all = stack.sandbox.inspect().documents(&merchant.business_id, "sales_invoices");
+            let seen = seen_per_business.entry(merchant.business_id.clone()).or_default();
+            let now = Instant::now();
+            for doc in all.iter().skip(*seen) {
+                if let Some(reference) = doc.get("reference").and_then(|r| r.as_str()) {
+                    if let Some(at) = published.get(&(merchant.business_id.clone(), reference.to_string())) {
+                        latencies.push(now - *at);
+                    }
+                }
+            }
+            *seen = all.len();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    let stats = stack.sandbox.inspect().stats();
+    let calls_after: u64 = stats.calls.iter().map(|c| c.count).sum();
+    let token_calls = stats.token_requests.len() as u64 - tokens_before;
+    let duplicates = stack.sandbox.inspect().all_duplicate_references().len();
+    anyhow::ensure!(duplicates == 0, "duplicate references in Sage: {duplicates}");
+    stack.stop().await;
+    latencies.sort();
+    Ok(RunResult {
+        docs: latencies.len(),
+        elapsed,
+        latencies,
+        sage_calls: calls_after - calls_before,
+        token_calls,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let nats_url = std::env::var("LEDGER_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:42229".into());
+    let admin_url = std::env::var("LEDGER_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
+    let docs: usize = env_or("BENCH_DOCS", 2000);
+    let merchants: usize = env_or("BENCH_MERCHANTS", 20);
+    let latencies: Vec<u64> = std::env::var("BENCH_LATENCIES_MS")
+        .unwrap_or_else(|_| "0,100".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+
+    println!("ledger bench: {docs} invoice events, {merchants} merchants, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let (publish_rate, consume_rate) = baseline(&nats_url, docs.max(1000)).await?;
+    println!("baseline  raw JetStream: publish {publish_rate:.0} msg/s, pull+ack {consume_rate:.0} msg/s");
+    for latency in latencies {
+        let r = run_engine(&nats_url, &admin_url, docs, merchants, latency).await?;
+        let throughput = r.docs as f64 / r.elapsed.as_secs_f64();
+        println!(
+            "engine    sandbox latency {latency:>3} ms: {} docs in {:.2} s = {throughput:.0} docs/s; publish→Sage 201 p50 {} p99 {} max {}; Sage calls/doc {:.3} (+{} token calls); vs baseline pull+ack {:.1}%",
+            r.docs,
+            r.elapsed.as_secs_f64(),
+            ms(percentile(&r.latencies, 0.50)),
+            ms(percentile(&r.latencies, 0.99)),
+            ms(percentile(&r.latencies, 1.0)),
+            r.sage_calls as f64 / r.docs.max(1) as f64,
+            r.token_calls,
+            100.0 * throughput / consume_rate,
+        );
+        anyhow::ensure!(r.docs == docs, "only {} of {docs} documents reached Sage", r.docs);
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The whole Ledger engine in one process, against a Sage sandbox.
+//!
+//! The services are the real ones (their `start` functions), talking over a real NATS and a
+//! real PostgreSQL exactly as they do when deployed as separate processes; only the process
+//! boundary is removed. End-to-end tests and the benchmark use [`Stack`]; merchants are
+//! onboarded through the gateway's real admin API and OAuth callback.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ledger_runtime::shutdown::Shutdown;
+use sage_sandbox::{BusinessSpec, Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+
+pub mod events;
+
+/// Admin token the in-process gateway is started with.
+pub const ADMIN_TOKEN: &str = "ledger-stack-admin";
+
+/// Where the stack's infrastructure lives.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// NATS server URL.
+    pub nats_url: String,
+    /// PostgreSQL database URL (each service makes its own schema in it).
+    pub database_url: String,
+    /// Sandbox settings (faults, rate limit).
+    pub sandbox: SandboxConfig,
+    /// Merchants each consumer service handles at once.
+    pub concurrency: usize,
+}
+
+/// A running engine.
+pub struct Stack {
+    /// The Sage stand-in.
+    pub sandbox: Sandbox,
+    /// Base URL of the gateway.
+    pub gateway_url: String,
+    /// A NATS client for publishing straight into JetStream, as the Magento module does.
+    pub nats: async_nats::Client,
+    http: reqwest::Client,
+    shutdown: Shutdown,
+    consumers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Metrics addresses of gateway, contacts, documents, payments.
+    pub metrics: Vec<SocketAddr>,
+}
+
+/// A merchant onboarded on the stack, with its Sage business connected.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    /// Merchant id.
+    pub id: String,
+    /// Ingest key for `POST /v1/events`.
+    pub ingest_key: String,
+    /// Sage business id in the sandbox.
+    pub business_id: String,
+}
+
+impl Stack {
+    /// Starts the sandbox and every service; returns when all accept work.
+    pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let sandbox = Sandbox::start(options.sandbox.clone()).await?;
+        let shutdown = Shutdown::new();
+        let gateway_config = gateway::Config {
+            http_addr: "127.0.0.1:0".parse()?,
+            public_url: "http://127.0.0.1:0".into(),
+            nats_url: options.nats_url.clone(),
+            database_url: options.database_url.clone(),
+            stream_max_age_days: 365,
+            stream_replicas: 1,
+            sage_api_base_url: sandbox.api_base_url(),
+            sage_authorize_url: sandbox.authorize_url(),
+            sage_token_url: sandbox.token_url(),
+            sage_revoke_url: sandbox.revoke_url(),
+            sage_client_id: options.sandbox.client_id.clone(),
+            sage_client_secret: options.sandbox.client_secret.clone(),
+            token_key: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
+            admin_token: ADMIN_TOKEN.into(),
+        };
+        let gw = gateway::start(gateway_config, shutdown.clone())
+            .await
+            .context("start gateway")?;
+        let service = ledger_rpc::ServiceConfig {
+            nats_url: options.nats_url.clone(),
+            database_url: options.database_url.clone(),
+            sage_api_base_url: sandbox.api_base_url(),
+            metrics_addr: "127.0.0.1:0".parse()?,
+            concurrency: options.concurrency,
+        };
+        let c = contacts::start(contacts::Config { service: service.clone() }, shutdown.clone())
+            .await
+            .context("start contacts")?;
+        let d = documents::start(documents::Config { service: service.clone() }, shutdown.clone())
+            .await
+            .context("start documents")?;
+        let p = payments::start(payments::Config { service }, shutdown.clone())
+            .await
+            .context("start payments")?;
+        let nats = ledger_runtime::bus::connect(&options.nats_url, "ledger-stack").await?;
+        Ok(Stack {
+            sandbox,
+            gateway_url: format!("http://{}", gw.http_addr),
+            nats,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            shutdown,
+            consumers: vec![c.done, d.done, p.done],
+            metrics: vec![gw.http_addr, c.metrics_addr, d.metrics_addr, p.metrics_addr],
+        })
+    }
+
+    /// Registers a merchant at the gateway, creates its Sage business in the sandbox and
+    /// connects the two through the real OAuth start/callback endpoints.
+    pub async fn onboard(&self, merchant_id: &str) -> anyhow::Result<Merchant> {
+        let created: Value = self
+            .http
+            .post(format!("{}/v1/admin/merchants", self.gateway_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"merchant_id": merchant_id, "name": format!("Shop {merchant_id}")}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let ingest_key = created["ingest_key"]
+            .as_str()
+            .context("ingest_key in answer")?
+            .to_string();
+        let business = self
+            .sandbox
+            .create_business(BusinessSpec {
+                name: format!("Shop {merchant_id} Ltd"),
+                ..BusinessSpec::default()
+            })
+            .await;
+        let start = self
+            .http
+            .get(format!("{}/connect/sage/start", self.gateway_url))
+            .query(&[("merchant", merchant_id)])
+            .send()
+            .await?;
+        let location = start
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .context("redirect to Sage consent")?;
+        let state = reqwest::Url::parse(location)?
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.to_string())
+            .context("state in consent URL")?;
+        // The merchant approves on Sage's page; Sage sends the browser back with a code.
+        let code = self.sandbox.issue_authorization_code(&business.id).await;
+        let callback = self
+            .http
+            .get(format!("{}/connect/sage/callback", self.gateway_url))
+            .query(&[("code", code.as_str()), ("state", state.as_str())])
+            .send()
+            .await?;
+        if !callback.status().is_success() {
+            bail!("connect failed: {}", callback.text().await?);
+        }
+        Ok(Merchant {
+            id: merchant_id.to_string(),
+            ingest_key,
+            business_id: business.id,
+        })
+    }
+
+    /// Sends an event through the gateway's ingest endpoint; returns status and answer.
+    pub async fn post_event(&self, merchant: &Merchant, body: &[u8]) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .post(format!("{}/v1/events", self.gateway_url))
+            .bearer_auth(&merchant.ingest_key)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let answer = response.json().await.unwrap_or(Value::Null);
+        Ok((status, answer))
+    }
+
+    /// Publishes an event straight into JetStream, as the Magento module does, with
+    /// `Nats-Msg-Id` = event id; returns whether JetStream called it a duplicate.
+    pub async fn publish_direct(&self, envelope: &ledger_events::Envelope, body: &[u8]) -> anyhow::Result<bool> {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
+        let ack = js
+            .publish_with_headers(envelope.subject(), headers, body.to_vec().into())
+            .await?
+            .await?;
+        Ok(ack.duplicate)
+    }
+
+    /// Documents of `resource` the sandbox holds for a merchant's business.
+    pub fn documents(&self, merchant: &Merchant, resource: &str) -> Vec<Value> {
+        self.sandbox.inspect().documents(&merchant.business_id, resource)
+    }
+
+    /// Polls `check` until it returns true or `timeout` passes.
+    pub async fn wait_until<F: FnMut() -> bool>(&self, timeout: Duration, mut check: F) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if check() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        check()
+    }
+
+    /// Stops every service (draining in-flight messages) and the sandbox.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        for c in self.consumers {
+            let _ = c.await;
+        }
+        self.sandbox.shutdown().await;
+    }
+}

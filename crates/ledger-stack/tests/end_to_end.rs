@@ -1,0 +1,129 @@
+//! The spine, end to end: Magento events enter at the edge (and straight into JetStream), the
+//! consumer services project them into the Sage sandbox, each exactly once.
+
+use std::time::Duration;
+
+use ledger_stack::events;
+use ledger_stack::{Stack, StackOptions};
+use ledger_testkit::{TestDb, TestNats};
+use rust_decimal::Decimal;
+use sage_sandbox::SandboxConfig;
+
+async fn stack() -> (Stack, TestNats, TestDb) {
+    let _ = ledger_runtime::telemetry::init("e2e");
+    let nats = TestNats::start().await.expect("nats");
+    let db = TestDb::create().await.expect("db");
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox: SandboxConfig::default(),
+        concurrency: 16,
+    })
+    .await
+    .expect("stack starts");
+    (stack, nats, db)
+}
+
+fn dec(v: &serde_json::Value) -> Decimal {
+    match v {
+        serde_json::Value::String(s) => s.parse().expect("decimal"),
+        other => other.to_string().parse().expect("decimal"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invoice_published_twice_lands_once_with_magentos_total() {
+    let (stack, _nats, _db) = stack().await;
+    let merchant = stack.onboard("acme").await.expect("onboard");
+    let event = events::invoice_created("acme", 1);
+
+    let (status, answer) = stack.post_event(&merchant, &event.body).await.unwrap();
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    // The same event again, through the edge and straight into JetStream.
+    let (status, answer) = stack.post_event(&merchant, &event.body).await.unwrap();
+    assert_eq!(status, 202);
+    assert_eq!(answer["status"], "duplicate");
+    let envelope = ledger_events::parse(&event.body).unwrap();
+    assert!(stack.publish_direct(&envelope, &event.body).await.unwrap());
+
+    let landed = stack
+        .wait_until(Duration::from_secs(30), || !stack.documents(&merchant, "sales_invoices").is_empty())
+        .await;
+    assert!(landed, "invoice reached Sage");
+    // Give any duplicate a chance to appear before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let invoices = stack.documents(&merchant, "sales_invoices");
+    assert_eq!(invoices.len(), 1, "exactly one invoice: {invoices:#?}");
+    let contacts = stack.documents(&merchant, "contacts");
+    assert_eq!(contacts.len(), 1, "exactly one contact");
+
+    let ledger_events::Payload::InvoiceCreated(snapshot) = &envelope.payload else {
+        panic!("template is an invoice");
+    };
+    let invoice = &invoices[0];
+    assert_eq!(dec(&invoice["total_amount"]), snapshot.invoice.grand_total, "Sage total = Magento grand total");
+    assert_eq!(invoice["reference"], snapshot.invoice.increment_id.as_str());
+    assert_eq!(invoice["contact"]["id"], contacts[0]["id"]);
+    assert!(stack.sandbox.inspect().concurrency_violations().is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invalid_event_is_refused_naming_the_field_and_kept_in_quarantine() {
+    let (stack, nats, _db) = stack().await;
+    let merchant = stack.onboard("bad-input").await.expect("onboard");
+    let mut v: serde_json::Value = serde_json::from_slice(&events::invoice_created("bad-input", 7).body).unwrap();
+    v["payload"]["invoice"]["items"][0]["qty"] = serde_json::json!(0);
+    let body = serde_json::to_vec(&v).unwrap();
+
+    let (status, answer) = stack.post_event(&merchant, &body).await.unwrap();
+    assert_eq!(status, 422, "{answer}");
+    let fields: Vec<String> = answer["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["field"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        fields.iter().any(|f| f.contains("/payload/invoice/items/0/qty")),
+        "the error names the field: {fields:?}"
+    );
+
+    // Kept, not lost: the quarantine stream holds it with the reasons.
+    let client = nats.connect().await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(ledger_runtime::bus::QUARANTINE_STREAM).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    let kept = stream.get_last_raw_message_by_subject("ledger.quarantine.bad-input").await.unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&kept.payload).unwrap();
+    assert!(record["raw"].as_str().unwrap().contains("\"qty\":0"));
+    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paid_invoice_gets_one_receipt_allocated_to_it() {
+    let (stack, _nats, _db) = stack().await;
+    let merchant = stack.onboard("paid-shop").await.expect("onboard");
+    // The payment arrives first: it must wait for its invoice.
+    let paid = events::invoice_paid("paid-shop", 3);
+    let created = events::invoice_created("paid-shop", 3);
+    assert_eq!(stack.post_event(&merchant, &paid.body).await.unwrap().0, 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stack.post_event(&merchant, &created.body).await.unwrap().0, 202);
+
+    let done = stack
+        .wait_until(Duration::from_secs(60), || !stack.documents(&merchant, "contact_payments").is_empty())
+        .await;
+    assert!(done, "receipt reached Sage");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let payments = stack.documents(&merchant, "contact_payments");
+    assert_eq!(payments.len(), 1);
+    let invoices = stack.documents(&merchant, "sales_invoices");
+    assert_eq!(invoices.len(), 1);
+    let allocated = &payments[0]["allocated_artefacts"][0];
+    assert_eq!(allocated["artefact"]["id"], invoices[0]["id"], "{:#}", payments[0]);
+    assert_eq!(dec(&invoices[0]["outstanding_amount"]), Decimal::ZERO);
+    stack.stop().await;
+}

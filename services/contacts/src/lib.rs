@@ -1,0 +1,306 @@
+//! Ledger's contacts service: one Sage contact per (merchant, customer, currency).
+//!
+//! - Answers [`ledger_rpc::ENSURE_CONTACT_SUBJECT`]: the documents and payments services never
+//!   create contacts themselves; they ask here. Requests for the same (merchant, customer,
+//!   currency) are serialised in-process and, across replicas, by a row lock taken before the
+//!   Sage call, so two documents of a new customer processed at once create one contact.
+//! - Consumes `customer.saved`: every currency variant of that customer is updated in Sage.
+//!
+//! References are ≤ 10 characters (Sage's limit), derived from the customer and currency; if
+//! Sage refuses one as taken (including by a deleted contact), the next candidate is tried.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use ledger_events::{OrderContext, Payload};
+use ledger_mapping::Party;
+use ledger_rpc::{ContactRef, EnsureContactRequest, RpcError, ServiceConfig, ServiceContext};
+use ledger_runtime::bus::{self, ConsumerSpec};
+use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
+use ledger_runtime::journal;
+use ledger_runtime::shutdown::Shutdown;
+use ledger_runtime::ProcessError;
+use sage_client::SageError;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// Service name in metrics, logs and the durable consumer name.
+pub const SERVICE: &str = "contacts";
+/// Reference candidates tried before giving up on a contact.
+const MAX_REFERENCE_ATTEMPTS: u32 = 20;
+
+/// Configuration (flags or environment variables).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "contacts", about = "Ledger contacts service")]
+pub struct Config {
+    /// Settings shared by every consumer service.
+    #[command(flatten)]
+    pub service: ServiceConfig,
+}
+
+/// The party sent with an ensure request: the order of a document or a customer account.
+pub fn party_payload_from_order(order: &OrderContext) -> Value {
+    json!({ "order": order })
+}
+
+fn party_from_payload(payload: &Value) -> Result<Party, ProcessError> {
+    if let Some(order) = payload.get("order") {
+        let order: OrderContext = serde_json::from_value(order.clone()).map_err(|e| {
+            ProcessError::invalid_field("rpc.bad_party", "party.order", e.to_string())
+        })?;
+        return Ok(Party::from_order(&order));
+    }
+    Err(ProcessError::invalid_field(
+        "rpc.bad_party",
+        "party",
+        "expected {\"order\": ...}",
+    ))
+}
+
+/// Stable id for writes that belong to a contact rather than to one event.
+fn contact_uuid(merchant: &str, customer_key: &str, currency: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("ledger-contact\u{1f}{merchant}\u{1f}{customer_key}\u{1f}{currency}").as_bytes(),
+    )
+}
+
+/// Whether Sage refused a contact because its reference is taken.
+fn reference_taken(e: &SageError) -> bool {
+    matches!(e, SageError::Rejected { .. })
+        && e.errors().iter().any(|i| {
+            i.source.contains("reference")
+                || i.message.to_ascii_lowercase().contains("reference")
+        })
+}
+
+/// The contacts service.
+pub struct Contacts {
+    ctx: ServiceContext,
+    locks: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl Contacts {
+    fn lock_for(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() > 10_000 {
+            // Only idle locks are dropped: a held lock has another Arc besides the map's.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Returns the Sage contact for (merchant, customer, currency), creating it once.
+    pub async fn ensure(&self, req: &EnsureContactRequest) -> Result<ContactRef, ProcessError> {
+        let lock = self.lock_for(&format!("{}|{}|{}", req.merchant, req.customer_key, req.currency));
+        let _held = lock.lock().await;
+        let mut tx = self.ctx.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO contacts (merchant_id, customer_key, currency) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(&req.merchant)
+        .bind(&req.customer_key)
+        .bind(&req.currency)
+        .execute(&mut *tx)
+        .await?;
+        // The row lock makes other replicas wait here until this one has the Sage id.
+        let (sage_id, reference): (Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT sage_contact_id, reference FROM contacts
+             WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3 FOR UPDATE",
+        )
+        .bind(&req.merchant)
+        .bind(&req.customer_key)
+        .bind(&req.currency)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let (Some(contact_id), Some(reference)) = (sage_id, reference) {
+            return Ok(ContactRef {
+                contact_id,
+                reference,
+                currency: req.currency.clone(),
+            });
+        }
+        let party = party_from_payload(&req.party)?;
+        let seed = contact_uuid(&req.merchant, &req.customer_key, &req.currency);
+        for attempt in 0..MAX_REFERENCE_ATTEMPTS {
+            let reference = ledger_mapping::contact_reference(&req.customer_key, &req.currency, attempt);
+            let body = ledger_mapping::map_contact(&party, &req.currency, &reference);
+            let idempotency_id = sage_client::idempotency_id(&seed, &format!("contact:{attempt}"));
+            match self
+                .ctx
+                .sage
+                .post(&req.merchant, "contacts", "contact", body, Some(&idempotency_id))
+                .await
+            {
+                Ok(response) => {
+                    let contact_id = response
+                        .id()
+                        .ok_or_else(|| ProcessError::transient("Sage answered without a contact id"))?
+                        .to_string();
+                    sqlx::query(
+                        "UPDATE contacts SET sage_contact_id = $4, reference = $5, updated_at = now()
+                         WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
+                    )
+                    .bind(&req.merchant)
+                    .bind(&req.customer_key)
+                    .bind(&req.currency)
+                    .bind(&contact_id)
+                    .bind(&reference)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    tracing::info!(merchant = req.merchant, reference, contact_id, "contact created");
+                    return Ok(ContactRef {
+                        contact_id,
+                        reference,
+                        currency: req.currency.clone(),
+                    });
+                }
+                Err(e) if reference_taken(&e) => {
+                    tracing::info!(reference, "contact reference taken in Sage; trying the next");
+                    continue;
+                }
+                Err(e) => return Err(ledger_rpc::sage_error_to_process(e)),
+            }
+        }
+        Err(ProcessError::permanent(
+            "contact.no_free_reference",
+            format!("no free contact reference after {MAX_REFERENCE_ATTEMPTS} attempts"),
+        ))
+    }
+
+    /// Updates every currency variant of a customer after `customer.saved`.
+    async fn customer_saved(
+        &self,
+        merchant: &str,
+        event_id: Uuid,
+        party: &Party,
+        customer_key: &str,
+    ) -> Result<Outcome, ProcessError> {
+        let variants: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT currency, sage_contact_id, reference FROM contacts
+             WHERE merchant_id = $1 AND customer_key = $2 AND sage_contact_id IS NOT NULL",
+        )
+        .bind(merchant)
+        .bind(customer_key)
+        .fetch_all(&self.ctx.db)
+        .await?;
+        if variants.is_empty() {
+            // Nothing in Sage yet: the contact is created with the first document, from the
+            // document's own snapshot.
+            return Ok(Outcome::Skipped("no_contact_yet".into()));
+        }
+        for (currency, contact_id, reference) in variants {
+            let step = format!("contact_update:{currency}");
+            if let journal::StepState::Done(_) = journal::step_state(&self.ctx.db, event_id, &step).await? {
+                continue;
+            }
+            let idempotency_id = sage_client::idempotency_id(&event_id, &step);
+            journal::record_intent(&self.ctx.db, merchant, event_id, &step, &idempotency_id, 0).await?;
+            let mut body = ledger_mapping::map_contact(party, &currency, &reference);
+            // The currency of a contact is locked once it has documents; never send it again.
+            if let Some(obj) = body.as_object_mut() {
+                obj.remove("currency_id");
+            }
+            let response = self
+                .ctx
+                .sage
+                .put(merchant, &format!("contacts/{contact_id}"), "contact", body, Some(&idempotency_id))
+                .await
+                .map_err(ledger_rpc::sage_error_to_process)?;
+            let mut tx = self.ctx.db.begin().await?;
+            journal::record_done(&mut tx, event_id, &step, Some(&contact_id), response.request_id.as_deref()).await?;
+            tx.commit().await?;
+        }
+        Ok(Outcome::Applied)
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Contacts {
+    async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
+        let env = ledger_events::parse(&delivery.payload).map_err(contract_failure)?;
+        match &env.payload {
+            Payload::CustomerSaved(snapshot) => {
+                let party = Party::from_customer_snapshot(snapshot);
+                let key = party.customer_key.clone();
+                self.customer_saved(&env.merchant_id, env.event_id, &party, &key).await
+            }
+            other => Ok(Outcome::Skipped(format!("not_handled:{}", other.event_type().as_str()))),
+        }
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, error: &ProcessError) -> Result<(), ProcessError> {
+        let event_id = journal::event_id_of(&delivery.payload);
+        journal::record_dead_letter(&self.ctx.db, delivery, event_id.as_deref(), error).await?;
+        Ok(())
+    }
+}
+
+fn contract_failure(e: ledger_events::ContractError) -> ProcessError {
+    ProcessError::Permanent {
+        code: "contract.invalid".into(),
+        field: e.issues().first().map(|i| i.path.clone()),
+        message: e.to_string(),
+        detail: Value::Null,
+    }
+}
+
+/// The durable consumer of this service.
+pub fn consumer_spec() -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new(SERVICE, &["magento.*.customer.saved"]);
+    spec.max_deliver = -1;
+    spec
+}
+
+/// A started service.
+pub struct Running {
+    /// Address of `/metrics` and `/healthz`.
+    pub metrics_addr: std::net::SocketAddr,
+    /// Resolves when the consumer has drained after shutdown.
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the responder and the consumer; returns once they accept work.
+pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
+    let ctx = ServiceContext::connect(&config.service, SERVICE, "contacts").await?;
+    sqlx::migrate!("./migrations").run(&ctx.db).await?;
+    let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
+    ledger_runtime::metrics::spawn_lag_poller(consumer.clone(), Duration::from_secs(5), shutdown.clone());
+    let metrics_addr =
+        ledger_runtime::metrics::serve(config.service.metrics_addr, ledger_runtime::metrics::router(), shutdown.clone())
+            .await?;
+    let nats = ctx.nats.clone();
+    let service = Arc::new(Contacts {
+        ctx,
+        locks: StdMutex::new(HashMap::new()),
+    });
+    let responder = service.clone();
+    ledger_rpc::serve(
+        nats,
+        ledger_rpc::ENSURE_CONTACT_SUBJECT,
+        move |req: EnsureContactRequest| {
+            let service = responder.clone();
+            async move {
+                service
+                    .ensure(&req)
+                    .await
+                    .map_err(|e| RpcError::from_process_error(&e))
+            }
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let mut options = ConsumerOptions::new(SERVICE);
+    options.concurrency = config.service.concurrency;
+    let done = tokio::spawn(consumer::run(consumer, service, options, shutdown));
+    Ok(Running { metrics_addr, done })
+}
+
+/// Runs until `shutdown` fires and the consumer has drained.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let running = start(config, shutdown).await?;
+    running.done.await?
+}

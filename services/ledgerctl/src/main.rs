@@ -1,0 +1,171 @@
+//! `ledgerctl`: the operator's command line.
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// Ledger operator CLI.
+#[derive(Parser)]
+#[command(name = "ledgerctl", version, about = "Operate a Ledger installation")]
+struct Cli {
+    /// Gateway base URL.
+    #[arg(long, env = "LEDGER_GATEWAY_URL", default_value = "http://127.0.0.1:8780", global = true)]
+    gateway: String,
+    /// Admin token of the gateway.
+    #[arg(long, env = "LEDGER_ADMIN_TOKEN", default_value = "", global = true, hide_env_values = true)]
+    admin_token: String,
+    /// NATS server URL.
+    #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    nats: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Merchants: add one (prints its ingest key once) or show one.
+    Merchant {
+        #[command(subcommand)]
+        action: MerchantAction,
+    },
+    /// Prints the URL that starts a merchant's Sage connection (open it in a browser).
+    ConnectUrl {
+        /// Merchant id.
+        merchant: String,
+    },
+    /// Sends event files through the gateway's ingest endpoint.
+    Publish {
+        /// The merchant's ingest key.
+        #[arg(long, env = "LEDGER_INGEST_KEY", hide_env_values = true)]
+        key: String,
+        /// Event files (JSON envelopes).
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Validates event files against the contract without sending them.
+    Validate {
+        /// Event files (JSON envelopes).
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Stream and consumer status: messages, lag (pending) and in-flight (ack pending).
+    Status,
+}
+
+#[derive(Subcommand)]
+enum MerchantAction {
+    /// Registers a merchant.
+    Add {
+        /// Merchant id (lower-case letters, digits, '-' and '_').
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Shows a merchant, its settings and its Sage connection.
+    Show {
+        /// Merchant id.
+        id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("ledgerctl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    match cli.command {
+        Command::Merchant { action } => {
+            let (request, what) = match action {
+                MerchantAction::Add { id, name } => (
+                    http.post(format!("{}/v1/admin/merchants", cli.gateway))
+                        .json(&json!({"merchant_id": id, "name": name})),
+                    "add",
+                ),
+                MerchantAction::Show { id } => (
+                    http.get(format!("{}/v1/admin/merchants/{id}", cli.gateway)),
+                    "show",
+                ),
+            };
+            let response = request.bearer_auth(&cli.admin_token).send().await?;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            if !status.is_success() {
+                anyhow::bail!("merchant {what} failed with HTTP {status}");
+            }
+        }
+        Command::ConnectUrl { merchant } => {
+            println!("{}/connect/sage/start?merchant={merchant}", cli.gateway);
+        }
+        Command::Publish { key, files } => {
+            let mut failed = 0;
+            for file in files {
+                let body = std::fs::read(&file)?;
+                let response = http
+                    .post(format!("{}/v1/events", cli.gateway))
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let answer: Value = response.json().await.unwrap_or(Value::Null);
+                println!("{} → {status} {answer}", file.display());
+                if !status.is_success() {
+                    failed += 1;
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} event(s) refused");
+            }
+        }
+        Command::Validate { files } => {
+            let mut failed = 0;
+            for file in files {
+                let body = std::fs::read(&file)?;
+                match ledger_events::parse(&body) {
+                    Ok(env) => println!("{}: ok ({} {})", file.display(), env.event_type.as_str(), env.event_id),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{}: invalid", file.display());
+                        for issue in e.issues() {
+                            println!("  {}: {}", issue.path, issue.reason);
+                        }
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} invalid event file(s)");
+            }
+        }
+        Command::Status => {
+            let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
+            let js = async_nats::jetstream::new(client);
+            for name in [ledger_runtime::bus::EVENTS_STREAM, ledger_runtime::bus::QUARANTINE_STREAM] {
+                let Ok(mut stream) = js.get_stream(name).await else {
+                    println!("{name}: missing");
+                    continue;
+                };
+                let info = stream.info().await?;
+                println!(
+                    "{name}: {} messages, {} bytes, sequences {}..{}",
+                    info.state.messages, info.state.bytes, info.state.first_sequence, info.state.last_sequence
+                );
+                let mut consumers = stream.consumers();
+                while let Some(consumer) = consumers.next().await {
+                    let c = consumer?;
+                    println!(
+                        "  consumer {}: pending {} ack-pending {} redelivered {}",
+                        c.name, c.num_pending, c.num_ack_pending, c.num_redelivered
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

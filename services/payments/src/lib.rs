@@ -1,0 +1,541 @@
+//! Ledger's payments service: a Magento invoice that was paid becomes a Sage customer receipt
+//! allocated to the Sage sales invoice, which is what turns the invoice paid in Sage (Sage
+//! only changes an invoice's status through payments and allocations).
+//!
+//! For each `invoice.paid` event it:
+//! 1. returns early if the receipt step of this event is already done (redelivery, replay);
+//! 2. reads the merchant's settings; a net-terms method (cheque, bank transfer, purchase
+//!    order, ...) is recorded as skipped, because Magento calls such invoices paid although no
+//!    money moved, so the Sage invoice must stay open;
+//! 3. asks the documents service which Sage invoice the Magento invoice became. Until the
+//!    invoice is there the event is retried with backoff (the payment waits for its invoice),
+//!    and after the consumer's bounded number of attempts it is dead-lettered with the code
+//!    [`INVOICE_NOT_SYNCED`];
+//! 4. picks the bank account for the method and currency and maps the receipt (pure
+//!    functions in `ledger-mapping`);
+//! 5. records the step's intent, POSTs to Sage with an idempotency id derived from the event
+//!    id, and commits the Sage id with the step outcome in one transaction;
+//! 6. only then lets the consumer loop acknowledge the message.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_events::{Envelope, InvoicePaidSnapshot, Payload};
+use ledger_mapping::{InvoiceRef, MappingError, MerchantSettings, ReceiptPlan};
+use ledger_rpc::{DocumentLookupRequest, DocumentRef, ErrorClass, Reply, ServiceConfig, ServiceContext};
+use ledger_runtime::bus::{self, ConsumerSpec};
+use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
+use ledger_runtime::journal::{self, StepState};
+use ledger_runtime::shutdown::Shutdown;
+use ledger_runtime::ProcessError;
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// Service name in metrics, logs and the durable consumer name.
+pub const SERVICE: &str = "payments";
+
+/// Journal step (and idempotency-id salt) of the receipt posted for an `invoice.paid` event.
+pub const STEP: &str = "customer_receipt";
+
+/// Dead-letter code of a payment whose invoice never reached Sage within the retry budget.
+pub const INVOICE_NOT_SYNCED: &str = "invoice_not_synced";
+
+/// Dead-letter code of a payment for which no bank account is configured in its currency.
+pub const NO_BANK_ACCOUNT: &str = "settings.no_bank_account";
+
+/// How long to wait for the documents service to answer a lookup.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Configuration (flags or environment variables).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "payments", about = "Ledger payments service")]
+pub struct Config {
+    /// Settings shared by every consumer service.
+    #[command(flatten)]
+    pub service: ServiceConfig,
+}
+
+/// Converts a contract violation into a permanent failure naming the field.
+pub fn contract_failure(e: ledger_events::ContractError) -> ProcessError {
+    let field = e.issues().first().map(|i| i.path.clone());
+    ProcessError::Permanent {
+        code: "contract.invalid".into(),
+        field,
+        message: e.to_string(),
+        detail: serde_json::to_value(
+            e.issues()
+                .iter()
+                .map(|i| serde_json::json!({"field": i.path, "reason": i.reason}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default(),
+    }
+}
+
+/// Converts a mapping refusal: `Invalid` is permanent, `Skipped` is an outcome.
+fn mapping_outcome(e: MappingError) -> Result<(String, String), ProcessError> {
+    match e {
+        MappingError::Invalid { field, reason } => Err(ProcessError::invalid_field(
+            format!("mapping.{reason}"),
+            field.clone(),
+            format!("{field}: {reason}"),
+        )),
+        MappingError::Skipped { reason, detail } => Ok((reason, detail)),
+    }
+}
+
+/// The merchant's settings as this service needs them: the mapping settings plus the
+/// gateway's per-currency default bank accounts.
+#[derive(Debug, Clone, Default)]
+pub struct PaymentSettings {
+    /// The mapping settings (payment method map, net-terms methods, ...).
+    pub merchant: MerchantSettings,
+    /// `bank_accounts` of the settings document: currency → Sage bank account id, as the
+    /// gateway discovered them when the merchant connected (first account per currency).
+    pub bank_accounts: BTreeMap<String, String>,
+}
+
+impl PaymentSettings {
+    /// Decodes a raw settings document. `MerchantSettings` ignores keys it does not know, so
+    /// the same document yields both parts.
+    pub fn from_raw(merchant: &str, raw: &Value) -> Result<Self, ProcessError> {
+        let settings: MerchantSettings = serde_json::from_value(raw.clone()).map_err(|e| {
+            ProcessError::permanent("settings.invalid", format!("merchant {merchant} settings: {e}"))
+        })?;
+        let mut bank_accounts = BTreeMap::new();
+        match raw.get("bank_accounts") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (currency, id) in map {
+                    match id {
+                        Value::String(id) if !id.trim().is_empty() => {
+                            bank_accounts.insert(currency.trim().to_ascii_uppercase(), id.trim().to_string());
+                        }
+                        // An operator may blank a currency out to force per-method accounts.
+                        Value::Null | Value::String(_) => {}
+                        other => {
+                            return Err(ProcessError::invalid_field(
+                                "settings.invalid",
+                                format!("bank_accounts.{currency}"),
+                                format!("merchant {merchant} settings: bank_accounts.{currency} is {other}, not an id"),
+                            ))
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(ProcessError::invalid_field(
+                    "settings.invalid",
+                    "bank_accounts",
+                    format!("merchant {merchant} settings: bank_accounts is {other}, not a currency map"),
+                ))
+            }
+        }
+        Ok(PaymentSettings {
+            merchant: settings,
+            bank_accounts,
+        })
+    }
+
+    /// The Sage bank account a payment by `method` in `currency` lands in: the account
+    /// configured for the method in that currency, else the merchant's default account for the
+    /// currency. A Sage bank account has one fixed currency, so there is no fallback across
+    /// currencies: without an account in this currency the payment cannot be posted, and the
+    /// error names the currency the merchant must add an account for.
+    pub fn bank_account_id(&self, method: &str, currency: &str) -> Result<String, ProcessError> {
+        let currency = currency.trim().to_ascii_uppercase();
+        // Keys typed by an operator may be in any case; Sage's currency ids are upper case.
+        let in_currency = |map: &BTreeMap<String, String>| -> Option<String> {
+            map.iter()
+                .find(|(c, id)| c.trim().eq_ignore_ascii_case(&currency) && !id.trim().is_empty())
+                .map(|(_, id)| id.trim().to_string())
+        };
+        self.merchant
+            .payment_methods
+            .get(method)
+            .and_then(|m| in_currency(&m.bank_account_ids))
+            .or_else(|| in_currency(&self.bank_accounts))
+            .ok_or_else(|| ProcessError::Permanent {
+                code: NO_BANK_ACCOUNT.into(),
+                field: Some(format!("bank_accounts.{currency}")),
+                message: format!(
+                    "no Sage bank account in {currency} for payment method {method}: add a {currency} bank account in Sage \
+                     (and reconnect) or set payment_methods.{method}.bank_account_ids.{currency}"
+                ),
+                detail: serde_json::json!({ "currency": currency, "method": method }),
+            })
+    }
+}
+
+/// The handler of this service.
+pub struct Payments {
+    ctx: ServiceContext,
+    /// The delivery count at which the consumer loop stops retrying transient failures
+    /// (`ConsumerOptions::max_transient_attempts`).
+    last_attempt: i64,
+}
+
+impl Payments {
+    fn db(&self) -> &PgPool {
+        &self.ctx.db
+    }
+
+    async fn settings(&self, merchant: &str) -> Result<PaymentSettings, ProcessError> {
+        let raw = self.ctx.settings.raw(merchant).await?;
+        PaymentSettings::from_raw(merchant, &raw)
+    }
+
+    /// Whether a receipt for this invoice was already posted, by this or another event.
+    async fn already_paid(&self, merchant: &str, key: &str) -> Result<Option<String>, ProcessError> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT sage_id FROM payments WHERE merchant_id = $1 AND document_key = $2")
+                .bind(merchant)
+                .bind(key)
+                .fetch_optional(self.db())
+                .await?;
+        Ok(found)
+    }
+
+    /// The Sage invoice of a Magento invoice, from the documents service.
+    ///
+    /// This is `ledger_rpc::ask` unrolled by one step: `ask` folds a `NotFound` reply into a
+    /// plain transient error, and this service must tell "the invoice is not in Sage yet"
+    /// (which, on the last attempt, becomes the [`INVOICE_NOT_SYNCED`] dead letter) from "the
+    /// documents service is down or slow" (which must not be reported as a missing invoice).
+    async fn invoice(
+        &self,
+        env: &Envelope,
+        key: &str,
+        delivery: &Delivery,
+    ) -> Result<DocumentRef, ProcessError> {
+        let request = DocumentLookupRequest {
+            merchant: env.merchant_id.clone(),
+            document_key: key.to_string(),
+        };
+        let reply: Reply<DocumentRef> =
+            bus::request_json(&self.ctx.nats, ledger_rpc::DOCUMENT_LOOKUP_SUBJECT, &request, LOOKUP_TIMEOUT)
+                .await
+                .map_err(|e| ProcessError::transient(e.to_string()))?;
+        match reply {
+            Reply::Ok(doc) => Ok(doc),
+            Reply::Err(e) if e.class == ErrorClass::NotFound => {
+                Err(invoice_not_synced(key, delivery.delivered, self.last_attempt, &e.message))
+            }
+            Reply::Err(e) => Err(e.into_process_error()),
+        }
+    }
+
+    async fn record_skip(
+        &self,
+        env: &Envelope,
+        key: &str,
+        reason: &str,
+        detail: &str,
+    ) -> Result<Outcome, ProcessError> {
+        sqlx::query(
+            "INSERT INTO skipped_payments (merchant_id, document_key, event_id, reason, detail)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (merchant_id, document_key) DO UPDATE SET event_id = $3, reason = $4, detail = $5, skipped_at = now()",
+        )
+        .bind(&env.merchant_id)
+        .bind(key)
+        .bind(env.event_id)
+        .bind(reason)
+        .bind(detail)
+        .execute(self.db())
+        .await?;
+        tracing::info!(document = key, reason, detail, "payment skipped");
+        Ok(Outcome::Skipped(reason.to_string()))
+    }
+
+    async fn handle_paid(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        paid: &InvoicePaidSnapshot,
+    ) -> Result<Outcome, ProcessError> {
+        let key = paid.document_key();
+        let previously = journal::step_state(self.db(), env.event_id, STEP).await?;
+        if let StepState::Done(_) = previously {
+            return Ok(Outcome::AlreadyDone);
+        }
+        // Magento pays an invoice once; a receipt from another event for the same invoice
+        // means this payment is already in Sage, and a second one would double the money.
+        // An in-doubt step of this very event is not caught here: its row is written only
+        // after Sage answered, so it is resolved below by re-sending the same idempotency id.
+        if let Some(sage_id) = self.already_paid(&env.merchant_id, &key).await? {
+            tracing::warn!(document = key, sage_id, "invoice already has a receipt; event ignored");
+            return Ok(Outcome::AlreadyDone);
+        }
+
+        let settings = self.settings(&env.merchant_id).await?;
+        let method = paid.payment.method.as_str();
+        if settings.merchant.is_net_terms(method) {
+            // Checked before asking for the invoice: a net-terms payment needs nothing from
+            // Sage, so it must not wait on (or dead-letter for) an invoice that is not there.
+            let detail = format!("method {method} is paid outside Magento; the Sage invoice stays open");
+            return self
+                .record_skip(env, &key, ledger_mapping::reasons::NET_TERMS, &detail)
+                .await;
+        }
+
+        let doc = self.invoice(env, &key, delivery).await?;
+        if doc.resource != "sales_invoices" {
+            return Err(ProcessError::invalid_field(
+                "payments.not_an_invoice",
+                "/payload/invoice",
+                format!("{key} is a Sage {} ({}), not a sales invoice", doc.resource, doc.sage_id),
+            ));
+        }
+        let bank_account_id = settings.bank_account_id(method, paid.document_currency())?;
+        let invoice = InvoiceRef {
+            sage_id: doc.sage_id,
+            contact_id: doc.contact_id,
+            currency: doc.currency,
+            exchange_rate: doc.exchange_rate,
+            total: doc.total,
+        };
+        let plan = match ledger_mapping::map_customer_receipt(paid, &invoice, &settings.merchant, &bank_account_id) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let (reason, detail) = mapping_outcome(e)?;
+                return self.record_skip(env, &key, &reason, &detail).await;
+            }
+        };
+        self.post_receipt(env, delivery, &key, &invoice, plan).await
+    }
+
+    /// Posts a mapped receipt once: step log + idempotency id + cross-reference.
+    async fn post_receipt(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        key: &str,
+        invoice: &InvoiceRef,
+        plan: ReceiptPlan,
+    ) -> Result<Outcome, ProcessError> {
+        let idempotency_id = sage_client::idempotency_id(&env.event_id, STEP);
+        journal::record_intent(
+            self.db(),
+            &env.merchant_id,
+            env.event_id,
+            STEP,
+            &idempotency_id,
+            delivery.stream_sequence,
+        )
+        .await?;
+        // In doubt or new, the request is the same: Sage answers a repeated idempotency id
+        // with its first result, so an earlier applied-then-failed POST is adopted here.
+        let currency = plan
+            .body
+            .get("currency_id")
+            .and_then(Value::as_str)
+            .unwrap_or(&invoice.currency)
+            .to_string();
+        let response = self
+            .ctx
+            .sage
+            .post(&env.merchant_id, plan.resource, plan.root, plan.body, Some(&idempotency_id))
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let sage_id = response
+            .id()
+            .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
+            .to_string();
+        let mut tx = self.db().begin().await?;
+        sqlx::query(
+            "INSERT INTO payments (merchant_id, document_key, event_id, sage_id, invoice_sage_id, reference, amount, allocated, currency)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (merchant_id, document_key) DO NOTHING",
+        )
+        .bind(&env.merchant_id)
+        .bind(key)
+        .bind(env.event_id)
+        .bind(&sage_id)
+        .bind(&invoice.sage_id)
+        .bind(&plan.reference)
+        .bind(plan.amount)
+        .bind(plan.allocated)
+        .bind(&currency)
+        .execute(&mut *tx)
+        .await?;
+        journal::record_done(&mut tx, env.event_id, STEP, Some(&sage_id), response.request_id.as_deref()).await?;
+        tx.commit().await?;
+        tracing::info!(
+            document = key,
+            sage_id,
+            invoice = invoice.sage_id,
+            reference = plan.reference,
+            amount = %plan.amount,
+            allocated = %plan.allocated,
+            currency,
+            request_id = response.request_id.as_deref().unwrap_or(""),
+            "receipt synced"
+        );
+        Ok(Outcome::Applied)
+    }
+}
+
+/// The error for an invoice the documents service does not know yet.
+///
+/// Transient until the last attempt, so the consumer loop redelivers with backoff while the
+/// invoice's own event is still on its way (causal order: the payment waits for its invoice).
+/// The loop dead-letters a transient failure on delivery `last_attempt` under the generic
+/// code `max_deliveries`; on that delivery this returns a permanent error instead, so the
+/// dead letter says what is actually wrong. The threshold is the loop's own (`delivered <
+/// max_transient_attempts` is retried), so the payment gets exactly as many attempts as any
+/// other transient failure, and the loop's own give-up rule stays the safety net.
+pub fn invoice_not_synced(key: &str, delivered: i64, last_attempt: i64, reason: &str) -> ProcessError {
+    if delivered >= last_attempt {
+        ProcessError::Permanent {
+            code: INVOICE_NOT_SYNCED.into(),
+            field: Some("/payload/invoice".into()),
+            message: format!(
+                "invoice {key} is still not in Sage after {delivered} attempts ({reason}); \
+                 see the documents service for its invoice.created event"
+            ),
+            detail: serde_json::json!({ "document_key": key, "attempts": delivered }),
+        }
+    } else {
+        ProcessError::transient(format!("{INVOICE_NOT_SYNCED}: {key} not in Sage yet ({reason})"))
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Payments {
+    async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
+        let env = ledger_events::parse(&delivery.payload).map_err(contract_failure)?;
+        if env.merchant_id != delivery.merchant {
+            return Err(ProcessError::invalid_field(
+                "contract.subject_mismatch",
+                "/merchant_id",
+                format!("event of merchant {} published on {}", env.merchant_id, delivery.subject),
+            ));
+        }
+        match &env.payload {
+            Payload::InvoicePaid(paid) => self.handle_paid(&env, delivery, paid).await,
+            other => Ok(Outcome::Skipped(format!("not_handled:{}", other.event_type().as_str()))),
+        }
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, error: &ProcessError) -> Result<(), ProcessError> {
+        let event_id = journal::event_id_of(&delivery.payload);
+        journal::record_dead_letter(self.db(), delivery, event_id.as_deref(), error).await?;
+        Ok(())
+    }
+}
+
+/// The durable consumer of this service.
+pub fn consumer_spec() -> ConsumerSpec {
+    let mut spec = ConsumerSpec::new(SERVICE, &["magento.*.invoice.paid"]);
+    // Unlimited redelivery at the server: the loop itself dead-letters after its own limit,
+    // and a paused merchant's events must keep waiting.
+    spec.max_deliver = -1;
+    spec
+}
+
+/// A started service.
+pub struct Running {
+    /// Address of `/metrics` and `/healthz`.
+    pub metrics_addr: std::net::SocketAddr,
+    /// Resolves when the consumer has drained after shutdown.
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the consumer; returns once it accepts work.
+pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
+    let ctx = ServiceContext::connect(&config.service, SERVICE, "payments").await?;
+    sqlx::migrate!("./migrations").run(&ctx.db).await?;
+    let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
+    ledger_runtime::metrics::spawn_lag_poller(consumer.clone(), Duration::from_secs(5), shutdown.clone());
+    let metrics_addr =
+        ledger_runtime::metrics::serve(config.service.metrics_addr, ledger_runtime::metrics::router(), shutdown.clone())
+            .await?;
+
+    let mut options = ConsumerOptions::new(SERVICE);
+    options.concurrency = config.service.concurrency;
+    let handler = Arc::new(Payments {
+        ctx,
+        last_attempt: options.max_transient_attempts,
+    });
+    let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));
+    Ok(Running { metrics_addr, done })
+}
+
+/// Runs until `shutdown` fires and the consumer has drained.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let running = start(config, shutdown).await?;
+    running.done.await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(raw: Value) -> PaymentSettings {
+        PaymentSettings::from_raw("acme-uk", &raw).expect("valid settings")
+    }
+
+    #[test]
+    fn method_account_in_currency_wins_over_default() {
+        let s = settings(serde_json::json!({
+            "payment_methods": {
+                "paypal_express": { "payment_method_id": "ELECTRONIC", "bank_account_ids": { "EUR": "bank-paypal-eur" } }
+            },
+            "bank_accounts": { "GBP": "bank-gbp", "EUR": "bank-eur" }
+        }));
+        assert_eq!(s.bank_account_id("paypal_express", "EUR").unwrap(), "bank-paypal-eur");
+        assert_eq!(s.bank_account_id("paypal_express", "eur").unwrap(), "bank-paypal-eur");
+        // The method has no GBP account: the merchant's GBP default, never the EUR one.
+        assert_eq!(s.bank_account_id("paypal_express", "GBP").unwrap(), "bank-gbp");
+        assert_eq!(s.bank_account_id("stripe_payments", "EUR").unwrap(), "bank-eur");
+    }
+
+    #[test]
+    fn no_account_in_currency_is_permanent_and_names_it() {
+        let s = settings(serde_json::json!({ "bank_accounts": { "GBP": "bank-gbp", "USD": "" } }));
+        for currency in ["USD", "CHF"] {
+            match s.bank_account_id("stripe_payments", currency) {
+                Err(ProcessError::Permanent { code, field, message, .. }) => {
+                    assert_eq!(code, NO_BANK_ACCOUNT);
+                    assert_eq!(field.as_deref(), Some(format!("bank_accounts.{currency}").as_str()));
+                    assert!(message.contains(currency), "{message}");
+                }
+                other => panic!("{currency}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn settings_without_bank_accounts_decode_and_bad_ones_do_not() {
+        let s = settings(serde_json::json!({ "due_days": 14 }));
+        assert!(s.bank_accounts.is_empty());
+        assert_eq!(s.merchant.due_days, 14);
+        assert!(s.merchant.is_net_terms("checkmo"));
+        let bad = PaymentSettings::from_raw("acme-uk", &serde_json::json!({ "bank_accounts": ["GBP"] }));
+        assert!(matches!(bad, Err(ProcessError::Permanent { code, .. }) if code == "settings.invalid"));
+    }
+
+    #[test]
+    fn missing_invoice_is_retried_then_named() {
+        assert!(matches!(
+            invoice_not_synced("invoice:1:100000001", 1, 25, "not synced"),
+            ProcessError::Transient { .. }
+        ));
+        assert!(matches!(
+            invoice_not_synced("invoice:1:100000001", 24, 25, "not synced"),
+            ProcessError::Transient { .. }
+        ));
+        let last = invoice_not_synced("invoice:1:100000001", 25, 25, "not synced");
+        assert_eq!(last.code(), INVOICE_NOT_SYNCED);
+    }
+
+    #[test]
+    fn consumer_reads_only_paid_invoices() {
+        let spec = consumer_spec();
+        assert_eq!(spec.durable, "payments");
+        assert_eq!(spec.filter_subjects, vec!["magento.*.invoice.paid".to_string()]);
+        assert_eq!(spec.max_deliver, -1);
+    }
+}
