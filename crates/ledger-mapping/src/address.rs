@@ -24,7 +24,12 @@ pub(crate) fn map_address(address: &Address, label: &str) -> SageAddress {
         .filter(|s| !s.is_empty())
         .collect();
     let line1 = street.first().cloned().unwrap_or_default();
-    let line2 = street.iter().skip(1).cloned().collect::<Vec<_>>().join(", ");
+    let line2 = street
+        .iter()
+        .skip(1)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     let city = collapse_whitespace(&address.city);
     let region = address
         .region
@@ -32,7 +37,11 @@ pub(crate) fn map_address(address: &Address, label: &str) -> SageAddress {
         .or(address.region_code.as_deref())
         .map(collapse_whitespace)
         .unwrap_or_default();
-    let postcode = address.postcode.as_deref().map(collapse_whitespace).unwrap_or_default();
+    let postcode = address
+        .postcode
+        .as_deref()
+        .map(collapse_whitespace)
+        .unwrap_or_default();
     let country = address.country_id.trim().to_ascii_uppercase();
 
     let mut cut = false;
@@ -58,7 +67,12 @@ pub(crate) fn map_address(address: &Address, label: &str) -> SageAddress {
         let parts: Vec<&str> = street
             .iter()
             .map(String::as_str)
-            .chain([city.as_str(), region.as_str(), postcode.as_str(), country.as_str()])
+            .chain([
+                city.as_str(),
+                region.as_str(),
+                postcode.as_str(),
+                country.as_str(),
+            ])
             .filter(|s| !s.is_empty())
             .collect();
         format!("{label} (full): {}", parts.join(", "))
@@ -121,6 +135,9 @@ mod tests {
         a.postcode = None;
         a.street = vec!["  ".into(), "2 Quay St".into()];
         let m = map_address(&a, "Billing address");
-        assert_eq!(m.json, json!({"address_line_1": "2 Quay St", "city": "London", "country_id": "IE"}));
+        assert_eq!(
+            m.json,
+            json!({"address_line_1": "2 Quay St", "city": "London", "country_id": "IE"})
+        );
     }
 }

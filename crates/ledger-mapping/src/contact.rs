@@ -2,8 +2,8 @@
 
 use crate::address::map_address;
 use crate::rules::{
-    collapse_whitespace, truncate_chars, CONTACT_NAME_MAX, CONTACT_NOTES_MAX, CONTACT_REFERENCE_MAX,
-    EMAIL_MAX, PERSON_FIELD_MAX,
+    collapse_whitespace, truncate_chars, CONTACT_NAME_MAX, CONTACT_NOTES_MAX,
+    CONTACT_REFERENCE_MAX, EMAIL_MAX, PERSON_FIELD_MAX,
 };
 use ledger_events::{normalise_email, Address, Customer, CustomerSnapshot, OrderContext};
 use serde_json::{json, Map, Value};
@@ -74,9 +74,13 @@ impl Party {
         Party {
             customer_key: customer.customer_key(),
             person_name: collapse_whitespace(&customer.full_name()),
-            company: billing.as_ref().and_then(|b| non_empty(b.company.as_deref())),
+            company: billing
+                .as_ref()
+                .and_then(|b| non_empty(b.company.as_deref())),
             email: non_empty(Some(&normalise_email(&customer.email))),
-            telephone: billing.as_ref().and_then(|b| non_empty(b.telephone.as_deref())),
+            telephone: billing
+                .as_ref()
+                .and_then(|b| non_empty(b.telephone.as_deref())),
             tax_number: billing
                 .as_ref()
                 .and_then(|b| non_empty(b.vat_id.as_deref()))
@@ -93,7 +97,9 @@ impl Party {
 
     /// The name Sage shows for the contact: the company when there is one, else the person.
     pub fn display_name(&self) -> String {
-        self.company.clone().unwrap_or_else(|| self.person_name.clone())
+        self.company
+            .clone()
+            .unwrap_or_else(|| self.person_name.clone())
     }
 }
 
@@ -145,7 +151,10 @@ pub fn map_contact(party: &Party, currency: &str, reference: &str) -> Value {
         "reference".into(),
         Value::String(truncate_chars(reference.trim(), CONTACT_REFERENCE_MAX).0),
     );
-    body.insert("currency_id".into(), Value::String(currency.trim().to_ascii_uppercase()));
+    body.insert(
+        "currency_id".into(),
+        Value::String(currency.trim().to_ascii_uppercase()),
+    );
 
     if let Some(raw) = &party.tax_number {
         match normalise_tax_number(raw) {
@@ -173,7 +182,12 @@ pub fn map_contact(party: &Party, currency: &str, reference: &str) -> Value {
     if !party.person_name.is_empty() {
         person.insert(
             "name".into(),
-            Value::String(truncate_chars(&party.person_name, PERSON_FIELD_MAX).0.trim_end().to_owned()),
+            Value::String(
+                truncate_chars(&party.person_name, PERSON_FIELD_MAX)
+                    .0
+                    .trim_end()
+                    .to_owned(),
+            ),
         );
     }
     if let Some(email) = &party.email {
@@ -285,11 +299,17 @@ mod tests {
             assert_eq!(body["contact_type_ids"], json!(["CUSTOMER"]));
             assert_eq!(body["currency_id"], json!("GBP"));
             assert_eq!(body["reference"], json!("C42GBP"));
-            assert_eq!(body["main_contact_person"]["email"], json!("ada@example.com"));
+            assert_eq!(
+                body["main_contact_person"]["email"],
+                json!("ada@example.com")
+            );
             assert_eq!(body["main_contact_person"]["name"], json!("Ada Lovelace"));
             assert_eq!(body["main_address"]["country_id"], json!("GB"));
             assert_eq!(body.get("tax_number").and_then(Value::as_str), tax);
-            assert!(body.get("email").is_none(), "no top-level email in the POST schema");
+            assert!(
+                body.get("email").is_none(),
+                "no top-level email in the POST schema"
+            );
             assert!(body.get("notes").is_none());
         }
     }
@@ -335,14 +355,21 @@ mod tests {
         assert_ne!(guest, contact_reference("guest:bob@example.com", "GBP", 0));
         assert_ne!(contact_reference("customer:42", "GBP", 1), "C42GBP");
         // Different currencies give different contacts for the same customer.
-        assert_ne!(contact_reference("customer:42", "GBP", 0), contact_reference("customer:42", "EUR", 0));
+        assert_ne!(
+            contact_reference("customer:42", "GBP", 0),
+            contact_reference("customer:42", "EUR", 0)
+        );
     }
 
     #[test]
     fn contact_references_rarely_collide() {
         let mut seen = std::collections::HashSet::new();
         for i in 0..20_000 {
-            assert!(seen.insert(contact_reference(&format!("guest:user{i}@example.com"), "GBP", 0)));
+            assert!(seen.insert(contact_reference(
+                &format!("guest:user{i}@example.com"),
+                "GBP",
+                0
+            )));
         }
     }
 

@@ -18,8 +18,8 @@ use crate::error::{reasons, MappingError};
 use crate::money::{decimal_json, exchange_rate, money_json, round2};
 use crate::rules::{
     choose_unit_price, clean_description, credit_note_reference, cross_border_goods_services,
-    delivery_address_source, fit_reference, line_tax_amount, rounding_adjustment,
-    truncate_chars, DOCUMENT_NOTES_MAX, DOCUMENT_REFERENCE_MAX, LINE_DESCRIPTION_MAX,
+    delivery_address_source, fit_reference, line_tax_amount, rounding_adjustment, truncate_chars,
+    DOCUMENT_NOTES_MAX, DOCUMENT_REFERENCE_MAX, LINE_DESCRIPTION_MAX,
 };
 use crate::settings::{CrossBorderVatCharged, GoodsServices, MerchantSettings};
 use crate::total::sage_document_total;
@@ -84,12 +84,18 @@ pub struct OriginalInvoice {
 /// Maps an `invoice.created` snapshot to a Sage sales invoice.
 ///
 /// `contact_id` is the Sage contact (a CUSTOMER in the invoice's currency) the service
-/// resolved or created beforehand. See the module docs for the line, shipping and
-/// rounding rules. Errors: `Skipped { reason: "unmapped_tax_rate" }` for a rate the
-/// merchant has not mapped, `Skipped { reason: "cross_border_tax_charged" }` for a
-/// cross-border invoice carrying VAT, `Skipped { reason: "totals_mismatch" }` when the
-/// grand total is not the sum of its parts, `Invalid { field, reason }` for bad input or
-/// a missing ledger account setting.
+/// resolved or created beforehand. The body carries `contact_id`, `date` (the calendar
+/// day of Magento's UTC `created_at`), `due_date` (+ `due_days`), `reference` (the
+/// invoice number, ≤ 25 characters), `currency_id`, `exchange_rate` (foreign currency
+/// only, see [`crate::exchange_rate`]), `main_address` / `delivery_address`, one line per
+/// amount-bearing Magento item, header shipping, internal `notes`, and when needed one
+/// "Rounding adjustment" line so that Sage's total equals Magento's grand total.
+///
+/// Errors: `Skipped { reason: "unmapped_tax_rate" }` for a rate the merchant has not
+/// mapped; `Skipped { reason: "cross_border_tax_charged" }` for a cross-border invoice
+/// carrying VAT (unless [`crate::CrossBorderVatCharged::DomesticRates`] is set);
+/// `Skipped { reason: "totals_mismatch" }` when the grand total is not the sum of its
+/// parts; `Invalid { field, reason }` for bad input or a missing ledger account setting.
 pub fn map_sales_invoice(
     snapshot: &InvoiceSnapshot,
     settings: &MerchantSettings,
@@ -120,7 +126,13 @@ pub fn map_sales_invoice(
         "Magento invoice {} for order {}",
         inv.increment_id, snapshot.order.increment_id
     )];
-    if let Some(po) = snapshot.order.payment.po_number.as_deref().filter(|p| !p.trim().is_empty()) {
+    if let Some(po) = snapshot
+        .order
+        .payment
+        .po_number
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
         notes.push(format!("PO number: {}", po.trim()));
     }
     build(&source, settings, contact_id, reference, None, notes)
@@ -283,7 +295,11 @@ fn shipping_rate<'s>(
         });
     }
     let mut best: Option<(Decimal, bool, &'s str)> = None;
-    for entry in settings.tax_rates.iter().filter(|e| e.tax_class.is_none() && e.percent > Decimal::ZERO) {
+    for entry in settings
+        .tax_rates
+        .iter()
+        .filter(|e| e.tax_class.is_none() && e.percent > Decimal::ZERO)
+    {
         for base in [shipping_net, shipping_gross] {
             let diff = (round2(base * entry.percent / Decimal::ONE_HUNDRED) - shipping_tax).abs();
             if diff > Decimal::new(1, 2) {
@@ -330,7 +346,10 @@ fn build(
     if src.discount_amount > Decimal::ZERO {
         // Magento stores the header discount negated; a positive one means the producer
         // flipped the sign and every net amount below would be wrong.
-        return Err(MappingError::invalid(format!("{p}.discount_amount"), "positive"));
+        return Err(MappingError::invalid(
+            format!("{p}.discount_amount"),
+            "positive",
+        ));
     }
     let sales_ledger = require(&settings.sales_ledger_account_id, "sales_ledger_account_id")?;
 
@@ -345,7 +364,13 @@ fn build(
             .enumerate()
             .filter(|(_, i)| !i.is_dummy_line())
             .find(|(_, i)| i.tax_amount.is_some_and(|t| !t.is_zero()))
-            .map(|(idx, i)| format!("{p}.items[{idx}] ({}) carries tax {}", i.sku, i.tax_amount.unwrap_or_default()));
+            .map(|(idx, i)| {
+                format!(
+                    "{p}.items[{idx}] ({}) carries tax {}",
+                    i.sku,
+                    i.tax_amount.unwrap_or_default()
+                )
+            });
         let taxed = taxed_line.or_else(|| {
             (!shipping_tax.is_zero()).then(|| format!("shipping carries tax {shipping_tax}"))
         });
@@ -390,12 +415,18 @@ fn build(
             .row_total
             .ok_or_else(|| MappingError::invalid(format!("{ip}.row_total"), reasons::MISSING))?;
         let row_total = non_negative(row_total, format!("{ip}.row_total"))?;
-        let discount = non_negative(item.discount_amount.unwrap_or_default(), format!("{ip}.discount_amount"))?;
+        let discount = non_negative(
+            item.discount_amount.unwrap_or_default(),
+            format!("{ip}.discount_amount"),
+        )?;
         let compensation = non_negative(
             item.discount_tax_compensation_amount.unwrap_or_default(),
             format!("{ip}.discount_tax_compensation_amount"),
         )?;
-        let tax = non_negative(item.tax_amount.unwrap_or_default(), format!("{ip}.tax_amount"))?;
+        let tax = non_negative(
+            item.tax_amount.unwrap_or_default(),
+            format!("{ip}.tax_amount"),
+        )?;
         // Tax-inclusive catalogs: the discount includes tax; Sage wants the net discount.
         let net_discount = discount - compensation;
         if net_discount < Decimal::ZERO {
@@ -409,7 +440,10 @@ fn build(
             if row_total.is_zero() && tax.is_zero() && discount.is_zero() {
                 continue;
             }
-            return Err(MappingError::invalid(format!("{ip}.qty"), "zero_with_amounts"));
+            return Err(MappingError::invalid(
+                format!("{ip}.qty"),
+                "zero_with_amounts",
+            ));
         }
         item_discounts += discount;
 
@@ -419,21 +453,37 @@ fn build(
             TaxMode::Domestic => {
                 let percent = match src.order.tax_percent_for(item) {
                     Some(pct) => pct,
+                    // Magento leaves tax_percent empty when no tax rule applied; with no
+                    // tax charged that is the 0 % row of the map, not a guess.
                     None if tax.is_zero() => Decimal::ZERO,
                     None => {
-                        return Err(MappingError::invalid(format!("{ip}.tax_percent"), reasons::MISSING))
+                        return Err(MappingError::invalid(
+                            format!("{ip}.tax_percent"),
+                            reasons::MISSING,
+                        ))
                     }
                 };
                 let id = settings.tax_rate_id(percent, None).ok_or_else(|| {
                     MappingError::skipped(
                         reasons::UNMAPPED_TAX_RATE,
-                        format!("{ip} ({}): no Sage rate mapped for {}%", item.sku, percent.normalize()),
+                        format!(
+                            "{ip} ({}): no Sage rate mapped for {}%",
+                            item.sku,
+                            percent.normalize()
+                        ),
                     )
                 })?;
-                if settings.tax_rate_percentage(id).is_some_and(|pct| pct.is_zero()) && !tax.is_zero() {
+                if settings
+                    .tax_rate_percentage(id)
+                    .is_some_and(|pct| pct.is_zero())
+                    && !tax.is_zero()
+                {
                     // Sage infers 0.00 tax on zero rates: the VAT would vanish into the
                     // rounding line.
-                    return Err(MappingError::invalid(format!("{ip}.tax_amount"), "tax_on_zero_rate"));
+                    return Err(MappingError::invalid(
+                        format!("{ip}.tax_amount"),
+                        "tax_on_zero_rate",
+                    ));
                 }
                 id.to_owned()
             }
@@ -443,9 +493,16 @@ fn build(
         let mut line = Map::new();
         line.insert(
             "description".into(),
-            Value::String(clean_description(&item.name, &item.sku, LINE_DESCRIPTION_MAX)),
+            Value::String(clean_description(
+                &item.name,
+                &item.sku,
+                LINE_DESCRIPTION_MAX,
+            )),
         );
-        line.insert("ledger_account_id".into(), Value::String(sales_ledger.to_owned()));
+        line.insert(
+            "ledger_account_id".into(),
+            Value::String(sales_ledger.to_owned()),
+        );
         line.insert("quantity".into(), decimal_json(qty));
         line.insert("unit_price".into(), money_json(unit_price));
         if !round2(net_discount).is_zero() {
@@ -465,40 +522,53 @@ fn build(
     let shipping_discount = (-src.discount_amount - item_discounts).max(Decimal::ZERO);
     let shipping_net = shipping_amount - shipping_discount + src.shipping_discount_tax_compensation;
     if shipping_net < Decimal::ZERO {
-        return Err(MappingError::invalid(format!("{p}.discount_amount"), "exceeds_lines_and_shipping"));
+        return Err(MappingError::invalid(
+            format!("{p}.discount_amount"),
+            "exceeds_lines_and_shipping",
+        ));
     }
     if shipping_net.is_zero() && !shipping_tax.is_zero() {
-        return Err(MappingError::invalid(format!("{p}.shipping_tax_amount"), "tax_without_shipping"));
+        return Err(MappingError::invalid(
+            format!("{p}.shipping_tax_amount"),
+            "tax_without_shipping",
+        ));
     }
     let shipping_rate_id: Option<String> = if shipping_net.is_zero() {
         None
     } else {
         Some(match mode {
             TaxMode::CrossBorder { rate_id } => rate_id.to_owned(),
-            TaxMode::Domestic => {
-                shipping_rate(settings, shipping_net, shipping_amount, shipping_tax, &line_rates)?.to_owned()
-            }
+            TaxMode::Domestic => shipping_rate(
+                settings,
+                shipping_net,
+                shipping_amount,
+                shipping_tax,
+                &line_rates,
+            )?
+            .to_owned(),
         })
     };
     parts_total += shipping_net + shipping_tax;
 
     // Credit memo adjustments: own lines, no VAT (Magento charges none on them).
-    let adjustment_refund = non_negative(src.adjustment_refund, format!("{p}.adjustment_positive"))?;
+    let adjustment_refund =
+        non_negative(src.adjustment_refund, format!("{p}.adjustment_positive"))?;
     let adjustment_fee = non_negative(src.adjustment_fee, format!("{p}.adjustment_negative"))?;
     let zero_rate_id = match mode {
         TaxMode::CrossBorder { rate_id } => rate_id,
         TaxMode::Domestic => settings.out_of_scope.tax_rate_id.as_str(),
     };
-    let simple_line = |description: &str, ledger: &str, amount: Decimal, rate: &str, tax: Decimal| {
-        json!({
-            "description": description,
-            "ledger_account_id": ledger,
-            "quantity": decimal_json(Decimal::ONE),
-            "unit_price": money_json(amount),
-            "tax_rate_id": rate,
-            "tax_amount": money_json(tax),
-        })
-    };
+    let simple_line =
+        |description: &str, ledger: &str, amount: Decimal, rate: &str, tax: Decimal| {
+            json!({
+                "description": description,
+                "ledger_account_id": ledger,
+                "quantity": decimal_json(Decimal::ONE),
+                "unit_price": money_json(amount),
+                "tax_rate_id": rate,
+                "tax_amount": money_json(tax),
+            })
+        };
     for (amount, description) in [
         (adjustment_refund, ADJUSTMENT_REFUND_DESCRIPTION),
         (-adjustment_fee, ADJUSTMENT_FEE_DESCRIPTION),
@@ -506,8 +576,17 @@ fn build(
         if round2(amount).is_zero() {
             continue;
         }
-        let ledger = require(&settings.adjustment_ledger_account_id, "adjustment_ledger_account_id")?;
-        lines.push(simple_line(description, ledger, amount, zero_rate_id, Decimal::ZERO));
+        let ledger = require(
+            &settings.adjustment_ledger_account_id,
+            "adjustment_ledger_account_id",
+        )?;
+        lines.push(simple_line(
+            description,
+            ledger,
+            amount,
+            zero_rate_id,
+            Decimal::ZERO,
+        ));
         parts_total += amount;
         counted_lines += 1;
     }
@@ -518,8 +597,17 @@ fn build(
     if lines.is_empty() {
         match shipping_rate_id.as_deref() {
             Some(rate) => {
-                let ledger = require(&settings.shipping_ledger_account_id, "shipping_ledger_account_id")?;
-                lines.push(simple_line(SHIPPING_DESCRIPTION, ledger, shipping_net, rate, shipping_tax));
+                let ledger = require(
+                    &settings.shipping_ledger_account_id,
+                    "shipping_ledger_account_id",
+                )?;
+                lines.push(simple_line(
+                    SHIPPING_DESCRIPTION,
+                    ledger,
+                    shipping_net,
+                    rate,
+                    shipping_tax,
+                ));
                 line_rates.push(rate.to_owned());
                 header_shipping = None;
             }
@@ -532,7 +620,9 @@ fn build(
             None => {
                 return Err(MappingError::skipped(
                     reasons::TOTALS_MISMATCH,
-                    format!("{p} has grand total {grand_total} but no lines, shipping or adjustments"),
+                    format!(
+                        "{p} has grand total {grand_total} but no lines, shipping or adjustments"
+                    ),
                 ))
             }
         }
@@ -550,7 +640,10 @@ fn build(
 
     // Cross-border: one goods/services type for the whole document (quirk 19).
     let eu_type: Option<GoodsServices> = cross_border.then(|| {
-        cross_border_goods_services(&settings.cross_border_goods_services, product_types.iter().copied())
+        cross_border_goods_services(
+            &settings.cross_border_goods_services,
+            product_types.iter().copied(),
+        )
     });
     if let Some(t) = eu_type {
         for line in &mut lines {
@@ -566,7 +659,10 @@ fn build(
         exchange_rate(src.base_to_order_rate)
     };
     let mut body = Map::new();
-    body.insert("contact_id".into(), Value::String(contact_id.trim().to_owned()));
+    body.insert(
+        "contact_id".into(),
+        Value::String(contact_id.trim().to_owned()),
+    );
     body.insert("date".into(), Value::String(date.to_string()));
     if src.kind == Kind::Invoice {
         let due = date + Duration::days(i64::from(settings.due_days));
@@ -592,7 +688,10 @@ fn build(
     notes.extend(delivery.overflow);
     if let Some(rate_id) = &header_shipping {
         body.insert("shipping_net_amount".into(), money_json(shipping_net));
-        body.insert("shipping_tax_rate_id".into(), Value::String(rate_id.clone()));
+        body.insert(
+            "shipping_tax_rate_id".into(),
+            Value::String(rate_id.clone()),
+        );
     }
     body.insert(src.kind.lines_key().into(), Value::Array(lines));
     body.insert(
@@ -606,8 +705,17 @@ fn build(
     let sage_total = sage_document_total(&body, &rates);
     let rounding = rounding_adjustment(grand_total, sage_total);
     if let Some(amount) = rounding {
-        let ledger = require(&settings.rounding_ledger_account_id, "rounding_ledger_account_id")?;
-        let mut line = simple_line(ROUNDING_DESCRIPTION, ledger, amount, zero_rate_id, Decimal::ZERO);
+        let ledger = require(
+            &settings.rounding_ledger_account_id,
+            "rounding_ledger_account_id",
+        )?;
+        let mut line = simple_line(
+            ROUNDING_DESCRIPTION,
+            ledger,
+            amount,
+            zero_rate_id,
+            Decimal::ZERO,
+        );
         if let Some(t) = eu_type {
             line["eu_goods_services_type_id"] = Value::String(t.sage_id().to_owned());
         }
@@ -618,7 +726,11 @@ fn build(
         if after != round2(grand_total) {
             // Only reachable if the zero rate used for rounding is not 0 % in the map.
             return Err(MappingError::invalid(
-                if cross_border { "cross_border_tax_rate_id" } else { "out_of_scope.tax_rate_id" },
+                if cross_border {
+                    "cross_border_tax_rate_id"
+                } else {
+                    "out_of_scope.tax_rate_id"
+                },
                 "rounding_rate_not_zero",
             ));
         }

@@ -19,6 +19,8 @@
 //! decimal is a JSON string, as Sage recommends. Money is `rust_decimal::Decimal`
 //! throughout; no `f64` is involved.
 
+#![warn(missing_docs)]
+
 mod address;
 mod contact;
 mod document;
@@ -44,7 +46,7 @@ pub use payment::{
 };
 pub use product::{map_product, ProductPlan};
 pub use settings::{
-    CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, MerchantSettings, NamedTaxRate, PaymentMethodMapping,
-    TaxRateEntry,
+    CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, MerchantSettings, NamedTaxRate,
+    PaymentMethodMapping, TaxRateEntry,
 };
 pub use total::sage_document_total;

@@ -115,7 +115,10 @@ mod tests {
         // 1/1.5 = 0.6666666… rounds up at the 6th place.
         assert_eq!(exchange_rate(dec!(1.5)), dec!(0.666667));
         // A base amount derived the way Sage (and the sandbox) derive it:
-        assert_eq!(round2(dec!(100.00) * exchange_rate(dec!(1.17))), dec!(85.47));
+        assert_eq!(
+            round2(dec!(100.00) * exchange_rate(dec!(1.17))),
+            dec!(85.47)
+        );
     }
 
     #[test]
@@ -129,13 +132,19 @@ mod tests {
         assert_eq!(money_json(dec!(5)), Value::String("5.00".into()));
         assert_eq!(money_json(dec!(-0.004)), Value::String("0.00".into()));
         assert_eq!(decimal_json(dec!(2.0000)), Value::String("2.0".into()));
-        assert_eq!(decimal_json(dec!(0.854701)), Value::String("0.854701".into()));
+        assert_eq!(
+            decimal_json(dec!(0.854701)),
+            Value::String("0.854701".into())
+        );
         assert_eq!(decimal_json(dec!(1.5)), Value::String("1.5".into()));
     }
 
     #[test]
     fn parse_decimal_reads_strings_and_numbers() {
-        assert_eq!(parse_decimal(&Value::String("9.99".into())), Some(dec!(9.99)));
+        assert_eq!(
+            parse_decimal(&Value::String("9.99".into())),
+            Some(dec!(9.99))
+        );
         let n: Value = serde_json::from_str("0.1").unwrap();
         assert_eq!(parse_decimal(&n), Some(dec!(0.1)));
         assert_eq!(parse_decimal(&Value::Bool(true)), None);

@@ -86,13 +86,22 @@ fn same_currency(a: &str, b: &str) -> bool {
 
 fn check_ref(doc: &SageDocumentRef, name: &str) -> Result<(), MappingError> {
     if doc.sage_id.trim().is_empty() {
-        return Err(MappingError::invalid(format!("{name}.sage_id"), reasons::MISSING));
+        return Err(MappingError::invalid(
+            format!("{name}.sage_id"),
+            reasons::MISSING,
+        ));
     }
     if doc.contact_id.trim().is_empty() {
-        return Err(MappingError::invalid(format!("{name}.contact_id"), reasons::MISSING));
+        return Err(MappingError::invalid(
+            format!("{name}.contact_id"),
+            reasons::MISSING,
+        ));
     }
     if doc.exchange_rate <= Decimal::ZERO {
-        return Err(MappingError::invalid(format!("{name}.exchange_rate"), reasons::NOT_POSITIVE));
+        return Err(MappingError::invalid(
+            format!("{name}.exchange_rate"),
+            reasons::NOT_POSITIVE,
+        ));
     }
     Ok(())
 }
@@ -119,7 +128,10 @@ fn payment(
     if settings.is_net_terms(input.method) {
         return Err(MappingError::skipped(
             reasons::NET_TERMS,
-            format!("method {} is paid outside Magento; the Sage document stays open", input.method),
+            format!(
+                "method {} is paid outside Magento; the Sage document stays open",
+                input.method
+            ),
         ));
     }
     check_ref(input.document, input.document_name)?;
@@ -135,7 +147,10 @@ fn payment(
         return Err(MappingError::invalid("amount", reasons::NEGATIVE));
     }
     if amount.is_zero() {
-        return Err(MappingError::skipped(reasons::NOTHING_TO_POST, "zero amount"));
+        return Err(MappingError::skipped(
+            reasons::NOTHING_TO_POST,
+            "zero amount",
+        ));
     }
     let allocated = amount.min(round2(input.document.total));
     if allocated < amount && !input.allow_excess {
@@ -165,14 +180,20 @@ fn payment(
     body.insert("transaction_type_id".into(), json!(input.transaction_type));
     body.insert("contact_id".into(), json!(input.document.contact_id.trim()));
     body.insert("bank_account_id".into(), json!(bank));
-    body.insert("payment_method_id".into(), json!(settings.payment_method_id(input.method)));
+    body.insert(
+        "payment_method_id".into(),
+        json!(settings.payment_method_id(input.method)),
+    );
     body.insert("date".into(), json!(input.date.to_string()));
     body.insert("total_amount".into(), money_json(amount));
     body.insert("currency_id".into(), json!(currency));
     if !same_currency(&currency, input.base_currency) {
         // Same rate as the document, so Sage books no exchange difference between the
         // invoice and its payment (Magento has one rate per order anyway).
-        body.insert("exchange_rate".into(), decimal_json(input.document.exchange_rate));
+        body.insert(
+            "exchange_rate".into(),
+            decimal_json(input.document.exchange_rate),
+        );
     }
     if !reference.is_empty() {
         body.insert("reference".into(), json!(reference));
@@ -292,20 +313,32 @@ pub fn map_allocation(
     check_ref(invoice, "invoice")?;
     check_ref(credit_note, "credit_note")?;
     if invoice.contact_id.trim() != credit_note.contact_id.trim() {
-        return Err(MappingError::invalid("credit_note.contact_id", reasons::CONTACT_MISMATCH));
+        return Err(MappingError::invalid(
+            "credit_note.contact_id",
+            reasons::CONTACT_MISMATCH,
+        ));
     }
     if !same_currency(&invoice.currency, &credit_note.currency) {
-        return Err(MappingError::invalid("credit_note.currency", reasons::CURRENCY_MISMATCH));
+        return Err(MappingError::invalid(
+            "credit_note.currency",
+            reasons::CURRENCY_MISMATCH,
+        ));
     }
     let amount = round2(amount);
     if amount <= Decimal::ZERO {
         return Err(MappingError::invalid("amount", reasons::NOT_POSITIVE));
     }
     if amount > round2(invoice.total) {
-        return Err(MappingError::invalid("invoice.total", reasons::EXCEEDS_DOCUMENT_TOTAL));
+        return Err(MappingError::invalid(
+            "invoice.total",
+            reasons::EXCEEDS_DOCUMENT_TOTAL,
+        ));
     }
     if amount > round2(credit_note.total) {
-        return Err(MappingError::invalid("credit_note.total", reasons::EXCEEDS_DOCUMENT_TOTAL));
+        return Err(MappingError::invalid(
+            "credit_note.total",
+            reasons::EXCEEDS_DOCUMENT_TOTAL,
+        ));
     }
     let body = json!({
         "transaction_type_id": "CUSTOMER_ALLOCATION",

@@ -55,7 +55,11 @@ pub fn map_product(
     if product.type_id.is_container() {
         return Err(MappingError::skipped(
             reasons::COMPOSITE_PRODUCT,
-            format!("{} is a {} product; its children are synced instead", product.sku, product.type_id.as_str()),
+            format!(
+                "{} is a {} product; its children are synced instead",
+                product.sku,
+                product.type_id.as_str()
+            ),
         ));
     }
     let service = product.type_id.is_service();
@@ -69,7 +73,11 @@ pub fn map_product(
     let mut body = Map::new();
     body.insert(
         "description".into(),
-        json!(clean_description(&product.name, &product.sku, PRODUCT_DESCRIPTION_MAX)),
+        json!(clean_description(
+            &product.name,
+            &product.sku,
+            PRODUCT_DESCRIPTION_MAX
+        )),
     );
     body.insert("item_code".into(), json!(item_code));
     body.insert("sales_ledger_account_id".into(), json!(sales_ledger));
@@ -79,11 +87,17 @@ pub fn map_product(
                 .purchase_ledger_account_id
                 .as_deref()
                 .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| MappingError::invalid("purchase_ledger_account_id", reasons::MISSING))?;
+                .ok_or_else(|| {
+                    MappingError::invalid("purchase_ledger_account_id", reasons::MISSING)
+                })?;
             body.insert("purchase_ledger_account_id".into(), json!(purchase));
         }
         _ => {
-            if let Some(purchase) = settings.purchase_ledger_account_id.as_deref().filter(|s| !s.trim().is_empty()) {
+            if let Some(purchase) = settings
+                .purchase_ledger_account_id
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+            {
                 body.insert("purchase_ledger_account_id".into(), json!(purchase));
             }
         }
@@ -116,7 +130,11 @@ pub fn map_product(
         }
     }
 
-    let (resource, root) = if service { ("services", "service") } else { ("products", "product") };
+    let (resource, root) = if service {
+        ("services", "service")
+    } else {
+        ("products", "product")
+    };
     Ok(ProductPlan {
         resource,
         root,

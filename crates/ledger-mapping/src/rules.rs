@@ -109,7 +109,11 @@ pub fn sage_line_amounts(
     rate_is_zero: bool,
 ) -> (Decimal, Decimal) {
     let net = round2(quantity * round2(unit_price)) - round2(discount);
-    let tax = if rate_is_zero { Decimal::ZERO } else { round2(tax_amount) };
+    let tax = if rate_is_zero {
+        Decimal::ZERO
+    } else {
+        round2(tax_amount)
+    };
     (net, tax)
 }
 
@@ -266,7 +270,11 @@ mod tests {
             ("000000012", None, "000000012"),
             ("000000012", Some(""), "000000012"),
             // 9 + 1 + 15 = 25: the invoice part is cut from the left.
-            ("100000012", Some("INV-2024-100000034"), "100000012/~2024-100000034"),
+            (
+                "100000012",
+                Some("INV-2024-100000034"),
+                "100000012/~2024-100000034",
+            ),
         ];
         for (cm, inv, want) in table {
             let r = credit_note_reference(cm, inv);
@@ -301,12 +309,21 @@ mod tests {
     #[test]
     fn quirk2_unit_price_choice_reproduces_row_total_when_possible() {
         // 3 × 33.333 = 99.999 → Magento row 100.00; 33.33 gives 99.99, 33.33 again by row.
-        assert_eq!(choose_unit_price(dec!(3), dec!(33.333), dec!(100.00)), dec!(33.33));
+        assert_eq!(
+            choose_unit_price(dec!(3), dec!(33.333), dec!(100.00)),
+            dec!(33.33)
+        );
         // Price 9.995, qty 2, row 19.99: round2(price) = 10.00 → 20.00 (miss 0.01);
         // row/qty = 9.995 → 10.00 too; price wins the tie.
-        assert_eq!(choose_unit_price(dec!(2), dec!(9.995), dec!(19.99)), dec!(10.00));
+        assert_eq!(
+            choose_unit_price(dec!(2), dec!(9.995), dec!(19.99)),
+            dec!(10.00)
+        );
         // Price 12.3449, row 24.69 for 2: by price 12.34 → 24.68, by row 12.345 → 12.35 → 24.70.
-        assert_eq!(choose_unit_price(dec!(2), dec!(12.3449), dec!(24.69)), dec!(12.34));
+        assert_eq!(
+            choose_unit_price(dec!(2), dec!(12.3449), dec!(24.69)),
+            dec!(12.34)
+        );
         // A row that was reduced (price 10, row 9.50 for qty 1) follows the row.
         assert_eq!(choose_unit_price(dec!(1), dec!(10), dec!(9.50)), dec!(9.50));
         assert_eq!(choose_unit_price(dec!(0), dec!(5.555), dec!(0)), dec!(5.56));
@@ -314,9 +331,15 @@ mod tests {
 
     #[test]
     fn quirk2_rounding_adjustment_only_when_needed() {
-        assert_eq!(rounding_adjustment(dec!(149.85), dec!(149.86)), Some(dec!(-0.01)));
+        assert_eq!(
+            rounding_adjustment(dec!(149.85), dec!(149.86)),
+            Some(dec!(-0.01))
+        );
         assert_eq!(rounding_adjustment(dec!(100.00), dec!(100)), None);
-        assert_eq!(rounding_adjustment(dec!(10.02), dec!(10.00)), Some(dec!(0.02)));
+        assert_eq!(
+            rounding_adjustment(dec!(10.02), dec!(10.00)),
+            Some(dec!(0.02))
+        );
     }
 
     #[test]
@@ -331,7 +354,10 @@ mod tests {
     fn quirk16_delivery_address_is_always_explicit() {
         let billing = "billing";
         let shipping = "shipping";
-        assert_eq!(*delivery_address_source(&billing, Some(&shipping)), "shipping");
+        assert_eq!(
+            *delivery_address_source(&billing, Some(&shipping)),
+            "shipping"
+        );
         assert_eq!(*delivery_address_source(&billing, None), "billing");
     }
 
@@ -347,10 +373,19 @@ mod tests {
             ("", "SKU-1"),
         ];
         for (name, want) in table {
-            assert_eq!(clean_description(name, "SKU-1", LINE_DESCRIPTION_MAX), want, "{name:?}");
+            assert_eq!(
+                clean_description(name, "SKU-1", LINE_DESCRIPTION_MAX),
+                want,
+                "{name:?}"
+            );
         }
         let long = "é".repeat(300);
-        assert_eq!(clean_description(&long, "x", LINE_DESCRIPTION_MAX).chars().count(), 255);
+        assert_eq!(
+            clean_description(&long, "x", LINE_DESCRIPTION_MAX)
+                .chars()
+                .count(),
+            255
+        );
     }
 
     #[test]
@@ -360,14 +395,24 @@ mod tests {
             default: GoodsServices::Services,
         };
         let table: [(&[Option<&str>], GoodsServices); 5] = [
-            (&[Some("simple"), Some("configurable")], GoodsServices::Goods),
-            (&[Some("virtual"), Some("downloadable")], GoodsServices::Services),
+            (
+                &[Some("simple"), Some("configurable")],
+                GoodsServices::Goods,
+            ),
+            (
+                &[Some("virtual"), Some("downloadable")],
+                GoodsServices::Services,
+            ),
             (&[Some("simple"), Some("virtual")], GoodsServices::Services), // mixed → default
             (&[None], GoodsServices::Goods),
             (&[], GoodsServices::Services), // nothing to go by → default
         ];
         for (types, want) in table {
-            assert_eq!(cross_border_goods_services(&derive, types.iter().copied()), want, "{types:?}");
+            assert_eq!(
+                cross_border_goods_services(&derive, types.iter().copied()),
+                want,
+                "{types:?}"
+            );
         }
         let fixed = GoodsServicesPolicy {
             derive_from_products: false,

@@ -18,8 +18,10 @@ pub struct MerchantSettings {
     /// ISO 3166-1 alpha-2 country of the Sage business ("GB"). A document whose billing
     /// country is neither this nor in `domestic_countries` is cross-border.
     pub home_country: String,
-    /// Other Magento country codes inside the home VAT area. UK VAT treats the Isle of
-    /// Man ("IM") as part of the UK, while Magento lists it as its own country.
+    /// Other Magento country codes to treat as home for VAT. Empty by default. UK VAT
+    /// treats the Isle of Man ("IM") as part of the UK while Magento lists it as its own
+    /// country, but whether Sage accepts home rates for an IM contact is unverified, so
+    /// adding it is left to the merchant's accountant.
     pub domestic_countries: Vec<String>,
     /// Magento tax percentage (and optional tax class) → Sage tax rate id.
     pub tax_rates: Vec<TaxRateEntry>,
@@ -172,7 +174,7 @@ impl Default for MerchantSettings {
         };
         MerchantSettings {
             home_country: "GB".into(),
-            domestic_countries: vec!["IM".into()],
+            domestic_countries: Vec::new(),
             tax_rates: vec![
                 entry(20, "GB_STANDARD"),
                 entry(5, "GB_LOWER"),
@@ -196,10 +198,16 @@ impl Default for MerchantSettings {
             purchase_ledger_account_id: None,
             payment_methods: BTreeMap::new(),
             default_payment_method_id: "CREDIT_DEBIT".into(),
-            net_terms_methods: ["purchaseorder", "banktransfer", "checkmo", "companycredit", "cashondelivery"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            net_terms_methods: [
+                "purchaseorder",
+                "banktransfer",
+                "checkmo",
+                "companycredit",
+                "cashondelivery",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
             due_days: 30,
             product_sync: false,
             product_sales_price_type_id: None,
@@ -283,7 +291,10 @@ impl MerchantSettings {
     pub fn is_cross_border(&self, country_id: &str) -> bool {
         let c = country_id.trim();
         !(c.eq_ignore_ascii_case(&self.home_country)
-            || self.domestic_countries.iter().any(|d| d.eq_ignore_ascii_case(c)))
+            || self
+                .domestic_countries
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(c)))
     }
 
     /// True for a Magento payment method whose invoices are paid later, outside Magento.
@@ -322,7 +333,13 @@ mod tests {
         assert_eq!(s.exempt.tax_rate_id, "GB_EXEMPT");
         assert_eq!(s.out_of_scope.tax_rate_id, "GB_NO_TAX");
         assert_eq!(s.default_payment_method_id, "CREDIT_DEBIT");
-        for m in ["purchaseorder", "banktransfer", "checkmo", "companycredit", "cashondelivery"] {
+        for m in [
+            "purchaseorder",
+            "banktransfer",
+            "checkmo",
+            "companycredit",
+            "cashondelivery",
+        ] {
             assert!(s.is_net_terms(m), "{m}");
         }
         assert!(!s.is_net_terms("stripe_payments"));
@@ -369,12 +386,14 @@ mod tests {
 
     #[test]
     fn home_vat_area() {
-        let s = MerchantSettings::default();
+        let mut s = MerchantSettings::default();
         assert!(!s.is_cross_border("GB"));
         assert!(!s.is_cross_border("gb"));
-        assert!(!s.is_cross_border("IM"));
+        assert!(s.is_cross_border("IM"));
         assert!(s.is_cross_border("FR"));
         assert!(s.is_cross_border("US"));
+        s.domestic_countries.push("IM".into());
+        assert!(!s.is_cross_border("IM"));
     }
 
     #[test]
@@ -400,7 +419,8 @@ mod tests {
         assert_eq!(s.sales_ledger_account_id.as_deref(), Some("L1"));
         assert_eq!(s.due_days, 14);
         assert_eq!(s.tax_rates.len(), 3);
-        let back: MerchantSettings = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        let back: MerchantSettings =
+            serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }
 }

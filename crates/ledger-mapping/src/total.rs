@@ -30,7 +30,10 @@ pub fn sage_document_total(body: &Value, rates: &impl Fn(&str) -> Option<Decimal
         .or_else(|| body.get("credit_note_lines"))
         .and_then(Value::as_array);
     for line in lines.into_iter().flatten() {
-        let quantity = line.get("quantity").and_then(parse_decimal).unwrap_or(Decimal::ONE);
+        let quantity = line
+            .get("quantity")
+            .and_then(parse_decimal)
+            .unwrap_or(Decimal::ONE);
         let rate_is_zero = line
             .get("tax_rate_id")
             .and_then(Value::as_str)

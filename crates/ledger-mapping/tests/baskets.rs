@@ -28,7 +28,13 @@ const SHIPPING: [Decimal; 4] = [dec!(0), dec!(4.95), dec!(4.17), dec!(3.333)];
 
 /// A tax-inclusive line as Magento computes it: the customer sees `gross` per unit,
 /// Magento derives the net row and puts the remainder in tax.
-fn tax_inclusive(name: &str, qty: Decimal, gross: Decimal, pct: Decimal, discount_pct: Decimal) -> Line {
+fn tax_inclusive(
+    name: &str,
+    qty: Decimal,
+    gross: Decimal,
+    pct: Decimal,
+    discount_pct: Decimal,
+) -> Line {
     let factor = Decimal::ONE + pct / dec!(100);
     let row_gross = round2(qty * gross);
     let row_net = round2(row_gross / factor);
@@ -60,11 +66,24 @@ fn baskets() -> Vec<(String, Doc)> {
                 );
                 // A second line at another rate, priced off the first.
                 let p2 = (*price * dec!(1.37)).round_dp(4);
-                lines.push(Line::new(&format!("B{n}"), QTYS[(qi + 2) % QTYS.len()], p2, second_rate));
+                lines.push(Line::new(
+                    &format!("B{n}"),
+                    QTYS[(qi + 2) % QTYS.len()],
+                    p2,
+                    second_rate,
+                ));
                 // Every third basket also has a tax-inclusive line and a composite pair.
                 if n % 3 == 0 && !rate.is_zero() {
-                    lines.push(tax_inclusive(&format!("C{n}"), *qty, dec!(49.95), *rate, disc_pct));
-                    lines.push(Line::new(&format!("P{n}"), dec!(1), dec!(40), *rate).typed("configurable"));
+                    lines.push(tax_inclusive(
+                        &format!("C{n}"),
+                        *qty,
+                        dec!(49.95),
+                        *rate,
+                        disc_pct,
+                    ));
+                    lines.push(
+                        Line::new(&format!("P{n}"), dec!(1), dec!(40), *rate).typed("configurable"),
+                    );
                     lines.push(Line::dummy(&format!("P{n}-child")));
                 }
                 let mut doc = Doc::new(lines);
@@ -78,7 +97,10 @@ fn baskets() -> Vec<(String, Doc)> {
                 }
                 let ship_rate = if n % 2 == 0 { *rate } else { dec!(20) };
                 let doc = doc.shipping(ship, ship_rate);
-                out.push((format!("basket {n}: {price} x {qty} @ {rate}% disc {disc_pct}% ship {ship}"), doc));
+                out.push((
+                    format!("basket {n}: {price} x {qty} @ {rate}% disc {disc_pct}% ship {ship}"),
+                    doc,
+                ));
             }
         }
     }
@@ -95,7 +117,8 @@ fn generated_invoices_always_total_to_the_grand_total() {
     let all = baskets();
     let mut with_rounding = 0;
     for (name, doc) in &all {
-        let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan =
+            map_sales_invoice(&doc.invoice(), &s, "C").unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_invariant(&plan, &s, doc.computed_grand_total(), name);
         if plan.rounding_line.is_some() {
             with_rounding += 1;
@@ -103,7 +126,10 @@ fn generated_invoices_always_total_to_the_grand_total() {
     }
     // The sweep must exercise both outcomes, or it proves nothing about either.
     assert!(with_rounding > 0, "no basket needed a rounding line");
-    assert!(with_rounding < all.len(), "every basket needed a rounding line");
+    assert!(
+        with_rounding < all.len(),
+        "every basket needed a rounding line"
+    );
     assert!(all.len() >= 150, "{} baskets", all.len());
 }
 
@@ -116,7 +142,8 @@ fn generated_credit_notes_always_total_to_the_grand_total() {
             1 => doc.adjustment_negative = round2(doc.computed_grand_total() * dec!(0.1)),
             _ => {}
         }
-        let plan = map_sales_credit_note(&doc.credit_memo(), &s, "C", None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan = map_sales_credit_note(&doc.credit_memo(), &s, "C", None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_invariant(&plan, &s, doc.computed_grand_total(), &name);
     }
 }
@@ -133,7 +160,8 @@ fn generated_cross_border_invoices_always_total_to_the_grand_total() {
             l.tax_percent = Some(Decimal::ZERO);
         }
         doc.shipping_tax = Decimal::ZERO;
-        let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan =
+            map_sales_invoice(&doc.invoice(), &s, "C").unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_invariant(&plan, &s, doc.computed_grand_total(), &name);
         n += 1;
     }

@@ -23,12 +23,15 @@ fn lines(plan: &ledger_mapping::DocumentPlan) -> &Vec<Value> {
 
 #[test]
 fn credit_note_header_reference_and_original_invoice_date() {
-    let mut doc = Doc::new(vec![Line::new("Key Fob", dec!(1), dec!(12.5), dec!(20)).discounted(dec!(1.25))])
-        .shipping(dec!(4.95), dec!(20));
+    let mut doc = Doc::new(vec![
+        Line::new("Key Fob", dec!(1), dec!(12.5), dec!(20)).discounted(dec!(1.25))
+    ])
+    .shipping(dec!(4.95), dec!(20));
     doc.increment_id = "000000301".into();
     doc.adjustment_positive = dec!(5);
     let s = settings();
-    let plan = map_sales_credit_note(&doc.credit_memo(), &s, "CONTACT-1", Some(&original())).unwrap();
+    let plan =
+        map_sales_credit_note(&doc.credit_memo(), &s, "CONTACT-1", Some(&original())).unwrap();
     assert_eq!(plan.resource, "sales_credit_notes");
     assert_eq!(plan.root, "sales_credit_note");
     assert_eq!(plan.reference, "000000301/000001042");
@@ -68,14 +71,22 @@ fn credit_note_table_keeps_the_totals_invariant() {
     let cases = vec![
         Case {
             name: "restocking fee is a negative line",
-            doc: with_adjustments(dec!(0), dec!(5.85), vec![Line::new("Scarf", dec!(1), dec!(58.50), dec!(20))]),
+            doc: with_adjustments(
+                dec!(0),
+                dec!(5.85),
+                vec![Line::new("Scarf", dec!(1), dec!(58.50), dec!(20))],
+            ),
             original: None,
             line_count: 2,
             reference: "000000302",
         },
         Case {
             name: "both adjustments",
-            doc: with_adjustments(dec!(2.50), dec!(1.00), vec![Line::new("Mug", dec!(2), dec!(6.25), dec!(20))]),
+            doc: with_adjustments(
+                dec!(2.50),
+                dec!(1.00),
+                vec![Line::new("Mug", dec!(2), dec!(6.25), dec!(20))],
+            ),
             original: Some(original()),
             line_count: 3,
             reference: "000000302/000001042",
@@ -86,7 +97,11 @@ fn credit_note_table_keeps_the_totals_invariant() {
                 let mut zero = Line::new("Tote", dec!(0), dec!(25), dec!(20));
                 zero.row_total = Some(dec!(0));
                 zero.tax = dec!(0);
-                with_adjustments(dec!(0), dec!(0), vec![zero, Line::new("Fob", dec!(1), dec!(12.5), dec!(20))])
+                with_adjustments(
+                    dec!(0),
+                    dec!(0),
+                    vec![zero, Line::new("Fob", dec!(1), dec!(12.5), dec!(20))],
+                )
             },
             original: Some(original()),
             line_count: 1,
@@ -94,7 +109,11 @@ fn credit_note_table_keeps_the_totals_invariant() {
         },
         Case {
             name: "odd prices round",
-            doc: with_adjustments(dec!(0), dec!(0), vec![Line::new("Odd", dec!(3), dec!(41.625), dec!(20))]),
+            doc: with_adjustments(
+                dec!(0),
+                dec!(0),
+                vec![Line::new("Odd", dec!(3), dec!(41.625), dec!(20))],
+            ),
             original: Some(original()),
             line_count: 2,
             reference: "000000302/000001042",
@@ -129,7 +148,10 @@ fn adjustments_need_the_adjustment_ledger() {
     s.adjustment_ledger_account_id = None;
     assert_eq!(
         map_sales_credit_note(&d.credit_memo(), &s, "C", None),
-        Err(MappingError::Invalid { field: "adjustment_ledger_account_id".into(), reason: "missing".into() })
+        Err(MappingError::Invalid {
+            field: "adjustment_ledger_account_id".into(),
+            reason: "missing".into()
+        })
     );
 }
 
@@ -160,12 +182,18 @@ fn credit_note_reference_is_deterministically_truncated() {
     let b = map_sales_credit_note(&d.credit_memo(), &settings(), "C", Some(&o)).unwrap();
     assert_eq!(a.reference, b.reference);
     assert_eq!(a.reference, "CM-FR-000000012/~00000034");
-    assert!(a.body["notes"].as_str().unwrap().contains("INV-FR-STORE-000000034"));
+    assert!(a.body["notes"]
+        .as_str()
+        .unwrap()
+        .contains("INV-FR-STORE-000000034"));
 }
 
 #[test]
 fn cross_border_credit_note() {
-    let mut d = Doc::new(vec![Line::new("Licence", dec!(1), dec!(99), dec!(0)).typed("virtual")]).country("US");
+    let mut d = Doc::new(vec![
+        Line::new("Licence", dec!(1), dec!(99), dec!(0)).typed("virtual")
+    ])
+    .country("US");
     d.adjustment_negative = dec!(10);
     let s = settings();
     let plan = map_sales_credit_note(&d.credit_memo(), &s, "C", None).unwrap();

@@ -12,14 +12,23 @@ use ledger_mapping::{
 use rust_decimal_macros::dec;
 
 /// Maps one example under the given settings; returns the outcome as a short label.
-fn map_example(env: &ledger_events::Envelope, s: &MerchantSettings, name: &str) -> Result<&'static str, MappingError> {
+fn map_example(
+    env: &ledger_events::Envelope,
+    s: &MerchantSettings,
+    name: &str,
+) -> Result<&'static str, MappingError> {
     match &env.payload {
         Payload::InvoiceCreated(snap) => {
             let plan = map_sales_invoice(snap, s, "CONTACT")?;
             assert_invariant(&plan, s, snap.invoice.grand_total, name);
             let party = Party::from_order(&snap.order);
-            let contact = map_contact(&party, &plan.currency, &contact_reference(&party.customer_key, &plan.currency, 0));
-            let problems = sage_structure_problems("postContacts", &serde_json::json!({ "contact": contact }));
+            let contact = map_contact(
+                &party,
+                &plan.currency,
+                &contact_reference(&party.customer_key, &plan.currency, 0),
+            );
+            let problems =
+                sage_structure_problems("postContacts", &serde_json::json!({ "contact": contact }));
             assert!(problems.is_empty(), "{name}: {problems:?}");
             Ok("invoice")
         }
@@ -30,7 +39,10 @@ fn map_example(env: &ledger_events::Envelope, s: &MerchantSettings, name: &str) 
         }
         Payload::InvoicePaid(snap) => {
             let plan = map_sales_invoice(
-                &ledger_events::InvoiceSnapshot { invoice: snap.invoice.clone(), order: snap.order.clone() },
+                &ledger_events::InvoiceSnapshot {
+                    invoice: snap.invoice.clone(),
+                    order: snap.order.clone(),
+                },
                 s,
                 "CONTACT",
             )?;
@@ -44,20 +56,27 @@ fn map_example(env: &ledger_events::Envelope, s: &MerchantSettings, name: &str) 
             };
             let receipt = map_customer_receipt(snap, &invoice, s, "BANK")?;
             assert_eq!(receipt.amount, snap.payment.amount_paid, "{name}");
-            let problems = sage_structure_problems(definition_for(receipt.resource), &receipt.request_body());
+            let problems =
+                sage_structure_problems(definition_for(receipt.resource), &receipt.request_body());
             assert!(problems.is_empty(), "{name}: {problems:?}");
             Ok("receipt")
         }
         Payload::CustomerSaved(snap) => {
             let party = Party::from_customer_snapshot(snap);
-            let contact = map_contact(&party, "EUR", &contact_reference(&party.customer_key, "EUR", 0));
-            let problems = sage_structure_problems("postContacts", &serde_json::json!({ "contact": contact }));
+            let contact = map_contact(
+                &party,
+                "EUR",
+                &contact_reference(&party.customer_key, "EUR", 0),
+            );
+            let problems =
+                sage_structure_problems("postContacts", &serde_json::json!({ "contact": contact }));
             assert!(problems.is_empty(), "{name}: {problems:?}");
             Ok("contact")
         }
         Payload::ProductSaved(snap) => {
             let plan = map_product(snap, s)?;
-            let problems = sage_structure_problems(definition_for(plan.resource), &plan.request_body());
+            let problems =
+                sage_structure_problems(definition_for(plan.resource), &plan.request_body());
             assert!(problems.is_empty(), "{name}: {problems:?}");
             Ok("product")
         }
@@ -67,7 +86,11 @@ fn map_example(env: &ledger_events::Envelope, s: &MerchantSettings, name: &str) 
 #[test]
 fn every_example_maps_or_is_held_for_a_stated_reason() {
     let all = examples();
-    assert!(all.len() >= 5, "expected the contract's example events, found {}", all.len());
+    assert!(
+        all.len() >= 5,
+        "expected the contract's example events, found {}",
+        all.len()
+    );
     let mut s = settings();
     s.product_sync = true;
     let mut mapped = 0;
@@ -81,7 +104,11 @@ fn every_example_maps_or_is_held_for_a_stated_reason() {
             Err(e) => panic!("{name}: {e}"),
         }
     }
-    assert!(mapped >= all.len() / 2, "only {mapped} of {} examples mapped", all.len());
+    assert!(
+        mapped >= all.len() / 2,
+        "only {mapped} of {} examples mapped",
+        all.len()
+    );
 }
 
 #[test]
@@ -108,11 +135,16 @@ fn eur_example_carries_the_exchange_rate() {
     let mut seen = false;
     for (name, env) in examples() {
         if let Payload::InvoiceCreated(snap) = &env.payload {
-            if snap.invoice.order_currency_code == "EUR" && snap.invoice.base_currency_code == "GBP" {
+            if snap.invoice.order_currency_code == "EUR" && snap.invoice.base_currency_code == "GBP"
+            {
                 let plan = map_sales_invoice(snap, &s, "C").unwrap();
                 let want = ledger_mapping::exchange_rate(snap.invoice.base_to_order_rate);
                 assert_eq!(plan.exchange_rate, want, "{name}");
-                assert_eq!(plan.body["exchange_rate"], serde_json::json!(want.to_string()), "{name}");
+                assert_eq!(
+                    plan.body["exchange_rate"],
+                    serde_json::json!(want.to_string()),
+                    "{name}"
+                );
                 if snap.invoice.base_to_order_rate == dec!(1.17) {
                     assert_eq!(plan.exchange_rate, dec!(0.854701));
                 }

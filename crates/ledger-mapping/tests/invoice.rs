@@ -35,12 +35,24 @@ fn uk_b2c_invoice_header_and_lines() {
     assert_eq!(b["due_date"], json!("2025-04-13"));
     assert_eq!(b["reference"], json!("000000101"));
     assert_eq!(b["currency_id"], json!("GBP"));
-    assert!(b.get("exchange_rate").is_none(), "no rate for a base-currency invoice");
-    assert_eq!(b["main_address"]["address_line_1"], json!("1 Analytical Row"));
-    assert_eq!(b["delivery_address"]["address_line_1"], json!("2 Difference Lane"));
+    assert!(
+        b.get("exchange_rate").is_none(),
+        "no rate for a base-currency invoice"
+    );
+    assert_eq!(
+        b["main_address"]["address_line_1"],
+        json!("1 Analytical Row")
+    );
+    assert_eq!(
+        b["delivery_address"]["address_line_1"],
+        json!("2 Difference Lane")
+    );
     assert_eq!(b["shipping_net_amount"], json!("4.95"));
     assert_eq!(b["shipping_tax_rate_id"], json!("GB_STANDARD"));
-    assert!(b.get("shipping_tax_amount").is_none(), "quirk 3: Sage ignores it");
+    assert!(
+        b.get("shipping_tax_amount").is_none(),
+        "quirk 3: Sage ignores it"
+    );
     let l = lines(&plan);
     assert_eq!(l.len(), 2);
     assert_eq!(
@@ -74,7 +86,8 @@ fn table_of_invoices_keeps_the_totals_invariant() {
         },
         Case {
             name: "exact prices need no rounding line",
-            doc: Doc::new(vec![Line::new("Even", dec!(3), dec!(8), dec!(20))]).shipping(dec!(3.50), dec!(20)),
+            doc: Doc::new(vec![Line::new("Even", dec!(3), dec!(8), dec!(20))])
+                .shipping(dec!(3.50), dec!(20)),
             rounding: None,
         },
         Case {
@@ -82,7 +95,8 @@ fn table_of_invoices_keeps_the_totals_invariant() {
             // Sage computes round2(4.17 × 20 %) = 0.83 itself.
             name: "shipping vat recomputed by Sage",
             doc: {
-                let mut d = Doc::new(vec![Line::new("Item", dec!(1), dec!(10), dec!(20))]).shipping(dec!(4.17), dec!(20));
+                let mut d = Doc::new(vec![Line::new("Item", dec!(1), dec!(10), dec!(20))])
+                    .shipping(dec!(4.17), dec!(20));
                 d.shipping_tax = dec!(0.84); // Magento rounded differently (tax-inclusive shipping)
                 d
             },
@@ -100,7 +114,9 @@ fn table_of_invoices_keeps_the_totals_invariant() {
         Case {
             name: "shipping discount comes off the shipping net",
             doc: {
-                let mut d = Doc::new(vec![Line::new("Item", dec!(1), dec!(20), dec!(20)).discounted(dec!(2))]);
+                let mut d = Doc::new(vec![
+                    Line::new("Item", dec!(1), dec!(20), dec!(20)).discounted(dec!(2))
+                ]);
                 d.shipping_discount = dec!(1.00);
                 d.shipping(dec!(5.00), dec!(20))
             },
@@ -109,7 +125,8 @@ fn table_of_invoices_keeps_the_totals_invariant() {
     ];
     let s = settings();
     for case in cases {
-        let plan = map_sales_invoice(&case.doc.invoice(), &s, "C").unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let plan = map_sales_invoice(&case.doc.invoice(), &s, "C")
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(plan.rounding_line, case.rounding, "{}", case.name);
         assert_invariant(&plan, &s, case.doc.computed_grand_total(), case.name);
     }
@@ -117,7 +134,9 @@ fn table_of_invoices_keeps_the_totals_invariant() {
 
 #[test]
 fn shipping_discount_net_is_sent() {
-    let mut d = Doc::new(vec![Line::new("Item", dec!(1), dec!(20), dec!(20)).discounted(dec!(2))]);
+    let mut d = Doc::new(vec![
+        Line::new("Item", dec!(1), dec!(20), dec!(20)).discounted(dec!(2))
+    ]);
     d.shipping_discount = dec!(1.00);
     let d = d.shipping(dec!(5.00), dec!(20));
     let plan = map_sales_invoice(&d.invoice(), &settings(), "C").unwrap();
@@ -142,7 +161,10 @@ fn rounding_line_is_explicit_and_on_the_rounding_ledger() {
     no_ledger.rounding_ledger_account_id = None;
     assert_eq!(
         map_sales_invoice(&doc.invoice(), &no_ledger, "C"),
-        Err(MappingError::Invalid { field: "rounding_ledger_account_id".into(), reason: "missing".into() })
+        Err(MappingError::Invalid {
+            field: "rounding_ledger_account_id".into(),
+            reason: "missing".into()
+        })
     );
 }
 
@@ -160,7 +182,10 @@ fn dummy_composite_lines_are_skipped() {
     // Without the explicit flag, a line without row_total is the dummy.
     let mut implicit = Line::dummy("child");
     implicit.is_dummy = None;
-    let doc = Doc::new(vec![Line::new("Parent", dec!(1), dec!(10), dec!(20)), implicit]);
+    let doc = Doc::new(vec![
+        Line::new("Parent", dec!(1), dec!(10), dec!(20)),
+        implicit,
+    ]);
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     assert_eq!(lines(&plan).len(), 1);
 }
@@ -188,14 +213,19 @@ fn unmapped_tax_rate_is_held() {
     }
     // A merchant-added row makes it map.
     let mut s = settings();
-    s.tax_rates.push(TaxRateEntry { percent: dec!(17.5), tax_class: None, tax_rate_id: "GB_OLD".into() });
+    s.tax_rates.push(TaxRateEntry {
+        percent: dec!(17.5),
+        tax_class: None,
+        tax_rate_id: "GB_OLD".into(),
+    });
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     assert_eq!(lines(&plan)[0]["tax_rate_id"], json!("GB_OLD"));
 }
 
 #[test]
 fn unmapped_shipping_tax_is_held() {
-    let mut d = Doc::new(vec![Line::new("Item", dec!(1), dec!(10), dec!(20))]).shipping(dec!(10), dec!(20));
+    let mut d =
+        Doc::new(vec![Line::new("Item", dec!(1), dec!(10), dec!(20))]).shipping(dec!(10), dec!(20));
     d.shipping_tax = dec!(1.30); // 13 %: no mapped rate reproduces it
     let err = map_sales_invoice(&d.invoice(), &settings(), "C").unwrap_err();
     assert_eq!(err.reason(), "unmapped_tax_rate");
@@ -203,13 +233,15 @@ fn unmapped_shipping_tax_is_held() {
 
 #[test]
 fn shipping_tax_at_lower_rate_is_recognised() {
-    let d = Doc::new(vec![Line::new("Seat", dec!(1), dec!(100), dec!(5))]).shipping(dec!(9.99), dec!(5));
+    let d = Doc::new(vec![Line::new("Seat", dec!(1), dec!(100), dec!(5))])
+        .shipping(dec!(9.99), dec!(5));
     let s = settings();
     let plan = map_sales_invoice(&d.invoice(), &s, "C").unwrap();
     assert_eq!(plan.body["shipping_tax_rate_id"], json!("GB_LOWER"));
     assert_invariant(&plan, &s, d.computed_grand_total(), "lower shipping");
     // Untaxed shipping uses the mapped 0 % rate.
-    let d = Doc::new(vec![Line::new("Book", dec!(1), dec!(10), dec!(0))]).shipping(dec!(2.50), dec!(0));
+    let d =
+        Doc::new(vec![Line::new("Book", dec!(1), dec!(10), dec!(0))]).shipping(dec!(2.50), dec!(0));
     let plan = map_sales_invoice(&d.invoice(), &s, "C").unwrap();
     assert_eq!(plan.body["shipping_tax_rate_id"], json!("GB_ZERO"));
 }
@@ -262,19 +294,30 @@ fn cross_border_goods_services_table() {
     ])
     .country("US");
     let plan = map_sales_invoice(&doc.invoice(), &services_default, "C").unwrap();
-    assert_eq!(lines(&plan)[0]["eu_goods_services_type_id"], json!("SERVICES"));
+    assert_eq!(
+        lines(&plan)[0]["eu_goods_services_type_id"],
+        json!("SERVICES")
+    );
 }
 
 #[test]
 fn cross_border_rounding_line_uses_the_zero_rate_and_type() {
-    let doc = Doc::new(vec![Line::new("Odd", dec!(3), dec!(41.625), dec!(0)).typed("virtual")]).country("DE");
+    let doc = Doc::new(vec![
+        Line::new("Odd", dec!(3), dec!(41.625), dec!(0)).typed("virtual")
+    ])
+    .country("DE");
     let s = settings();
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     let last = lines(&plan).last().unwrap();
     assert_eq!(last["description"], json!("Rounding adjustment"));
     assert_eq!(last["tax_rate_id"], json!("GB_ZERO"));
     assert_eq!(last["eu_goods_services_type_id"], json!("SERVICES"));
-    assert_invariant(&plan, &s, doc.computed_grand_total(), "cross-border rounding");
+    assert_invariant(
+        &plan,
+        &s,
+        doc.computed_grand_total(),
+        "cross-border rounding",
+    );
 }
 
 #[test]
@@ -294,9 +337,18 @@ fn cross_border_with_vat_charged_is_held_or_posted_domestic_by_policy() {
 }
 
 #[test]
-fn isle_of_man_is_domestic() {
+fn domestic_countries_setting_widens_the_home_vat_area() {
     let doc = Doc::new(vec![Line::new("Item", dec!(1), dec!(10), dec!(20))]).country("IM");
-    let plan = map_sales_invoice(&doc.invoice(), &settings(), "C").unwrap();
+    // By default the Isle of Man is abroad, so Magento's VAT makes it a hold.
+    assert_eq!(
+        map_sales_invoice(&doc.invoice(), &settings(), "C")
+            .unwrap_err()
+            .reason(),
+        "cross_border_tax_charged"
+    );
+    let mut s = settings();
+    s.domestic_countries.push("IM".into());
+    let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     assert_eq!(lines(&plan)[0]["tax_rate_id"], json!("GB_STANDARD"));
 }
 
@@ -344,17 +396,50 @@ fn invalid_input_names_the_field() {
     let mut bad_rate = base.clone();
     bad_rate.rate = dec!(0);
 
-    let cases: Vec<(&str, Result<ledger_mapping::DocumentPlan, MappingError>, &str, &str)> = vec![
-        ("tax percent", map_sales_invoice(&missing_pct.invoice(), &s, "C"), "invoice.items[0].tax_percent", "missing"),
-        ("zero rate taxed", map_sales_invoice(&zero_rate_with_tax.invoice(), &s, "C"), "invoice.items[0].tax_amount", "tax_on_zero_rate"),
-        ("ledger", map_sales_invoice(&base.invoice(), &no_ledger, "C"), "sales_ledger_account_id", "missing"),
-        ("contact", map_sales_invoice(&base.invoice(), &s, " "), "contact_id", "missing"),
-        ("rate", map_sales_invoice(&bad_rate.invoice(), &s, "C"), "invoice.base_to_order_rate", "not_positive"),
+    let cases: Vec<(
+        &str,
+        Result<ledger_mapping::DocumentPlan, MappingError>,
+        &str,
+        &str,
+    )> = vec![
+        (
+            "tax percent",
+            map_sales_invoice(&missing_pct.invoice(), &s, "C"),
+            "invoice.items[0].tax_percent",
+            "missing",
+        ),
+        (
+            "zero rate taxed",
+            map_sales_invoice(&zero_rate_with_tax.invoice(), &s, "C"),
+            "invoice.items[0].tax_amount",
+            "tax_on_zero_rate",
+        ),
+        (
+            "ledger",
+            map_sales_invoice(&base.invoice(), &no_ledger, "C"),
+            "sales_ledger_account_id",
+            "missing",
+        ),
+        (
+            "contact",
+            map_sales_invoice(&base.invoice(), &s, " "),
+            "contact_id",
+            "missing",
+        ),
+        (
+            "rate",
+            map_sales_invoice(&bad_rate.invoice(), &s, "C"),
+            "invoice.base_to_order_rate",
+            "not_positive",
+        ),
     ];
     for (name, got, field, reason) in cases {
         assert_eq!(
             got,
-            Err(MappingError::Invalid { field: field.into(), reason: reason.into() }),
+            Err(MappingError::Invalid {
+                field: field.into(),
+                reason: reason.into()
+            }),
             "{name}"
         );
     }
@@ -375,13 +460,18 @@ fn long_increment_ids_and_addresses_fit_sage_limits() {
     let notes = plan.body["notes"].as_str().unwrap();
     assert!(notes.contains("Long Meadow Industrial Estate"), "{notes}");
     assert!(notes.contains("XX-1234567890"), "{notes}");
-    assert!(notes.contains("WEBSITE-EUROPE-STORE-FR-000004567"), "{notes}");
+    assert!(
+        notes.contains("WEBSITE-EUROPE-STORE-FR-000004567"),
+        "{notes}"
+    );
     assert_invariant(&plan, &s, doc.computed_grand_total(), "limits");
 }
 
 #[test]
 fn virtual_order_sends_billing_as_delivery_address() {
-    let doc = Doc::new(vec![Line::new("E-book", dec!(1), dec!(5), dec!(0)).typed("downloadable")]);
+    let doc = Doc::new(vec![
+        Line::new("E-book", dec!(1), dec!(5), dec!(0)).typed("downloadable")
+    ]);
     let mut snapshot = doc.invoice();
     snapshot.order.shipping_address = None;
     let plan = map_sales_invoice(&snapshot, &settings(), "C").unwrap();

@@ -273,15 +273,27 @@ impl SageClient {
     /// `X-Business` is sent because no business has been chosen yet.
     pub async fn list_businesses(&self, access_token: &str) -> Result<Vec<Value>, SageError> {
         let url = self.url("businesses", &[])?;
-        let started = Instant::now();
         let request = self
             .http
             .get(url)
             .timeout(self.config.request_timeout)
             .header(AUTHORIZATION, bearer(access_token)?)
             .header(ACCEPT, "application/json");
-        let result = request.send().await;
-        let response = self.finish("GET", "businesses", None, started, result).await?;
+        let span = tracing::info_span!(
+            "sage.call",
+            method = "GET",
+            resource = "businesses",
+            status = Empty,
+            x_request_id = Empty,
+            elapsed_ms = Empty,
+        );
+        let response = async {
+            let started = Instant::now();
+            let result = request.send().await;
+            self.finish("GET", "businesses", None, started, result).await
+        }
+        .instrument(span)
+        .await?;
         match response.body {
             Value::Array(items) => Ok(items),
             Value::Object(ref map) => match map.get("$items") {

@@ -12,6 +12,8 @@
 //!   `$next`-driven listing, idempotent writes.
 //! - [`SageError`]: failures classified by what the caller must do ([`FailureClass`]).
 
+#![warn(missing_docs)]
+
 mod client;
 mod config;
 mod error;

@@ -2,13 +2,15 @@
 //! database. Every refresh, 401, page and replay asserted here is counted by the sandbox, not
 //! by the client under test.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ledger_testkit::TestDb;
 use sage_client::{
-    idempotency_id, AccessTokenSource, CallObserver, FailureClass, OAuthClient, PgTokenStore,
-    SageClient, SageConfig, SageError, TokenManager, TokenStore,
+    idempotency_id, AccessTokenSource, CallObserver, Connection, FailureClass, OAuthClient,
+    PgTokenStore, SageClient, SageConfig, SageError, TokenManager, TokenRefresher, TokenSet,
+    TokenStore,
 };
 use sage_sandbox::{BusinessHandle, BusinessSpec, FaultKind, FaultPlan, Sandbox, SandboxConfig};
 use serde_json::json;
@@ -182,9 +184,13 @@ async fn a_thousand_concurrent_callers_cause_one_refresh() {
     let business = env.connect("m").await;
     let old = env.store.load("m").await.unwrap().unwrap();
     env.expire_locally("m").await;
+    let store = Arc::new(CountingStore {
+        inner: env.store.clone(),
+        locked_refreshes: AtomicUsize::new(0),
+    });
     let manager = Arc::new(TokenManager::new(
         OAuthClient::new(env.config.clone()),
-        env.store.clone(),
+        store.clone(),
     ));
 
     let mut tasks = Vec::new();
@@ -199,6 +205,45 @@ async fn a_thousand_concurrent_callers_cause_one_refresh() {
     assert_eq!(tokens.len(), 1, "every caller got the same token");
     assert!(!tokens.contains(&old.tokens.access_token));
     assert_eq!(env.refresh_attempts(&business), 1, "exactly one refresh at Sage");
+    assert_eq!(
+        store.locked_refreshes.load(Ordering::SeqCst),
+        1,
+        "the in-process single flight let only one caller reach the row lock"
+    );
+}
+
+/// Delegates to the real store, counting how many callers reached the locked refresh.
+struct CountingStore {
+    inner: Arc<PgTokenStore>,
+    locked_refreshes: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl TokenStore for CountingStore {
+    async fn connect(&self, m: &str, b: &str, t: &TokenSet) -> Result<(), SageError> {
+        self.inner.connect(m, b, t).await
+    }
+    async fn load(&self, m: &str) -> Result<Option<Connection>, SageError> {
+        self.inner.load(m).await
+    }
+    async fn refresh_locked(
+        &self,
+        m: &str,
+        margin: Duration,
+        refresher: &dyn TokenRefresher,
+    ) -> Result<Connection, SageError> {
+        self.locked_refreshes.fetch_add(1, Ordering::SeqCst);
+        self.inner.refresh_locked(m, margin, refresher).await
+    }
+    async fn invalidate_access_token(&self, m: &str, stale: &str) -> Result<bool, SageError> {
+        self.inner.invalidate_access_token(m, stale).await
+    }
+    async fn mark_revoked(&self, m: &str) -> Result<(), SageError> {
+        self.inner.mark_revoked(m).await
+    }
+    async fn disconnect(&self, m: &str) -> Result<Option<Connection>, SageError> {
+        self.inner.disconnect(m).await
+    }
 }
 
 #[tokio::test]
@@ -209,6 +254,15 @@ async fn two_replicas_racing_still_refresh_once() {
     let replica_a = env.replica().await;
     let replica_b = env.replica().await;
 
+    // Hold the merchant's row lock (as a third replica in the middle of a refresh would) so
+    // that both replicas have read the expired token and queue up for the lock before either
+    // can refresh: the second one through must notice the first one's refresh.
+    let mut blocker = env.db.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM sage_connections WHERE merchant_id = 'm' FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
     let mut tasks = Vec::new();
     for i in 0..200 {
         let manager = if i % 2 == 0 {
@@ -218,6 +272,30 @@ async fn two_replicas_racing_still_refresh_once() {
         };
         tasks.push(tokio::spawn(async move { manager.access_token("m").await }));
     }
+    let mut waiting = 0i64;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waiting = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(env.db.pool())
+        .await
+        .unwrap();
+        if waiting >= 2 {
+            break;
+        }
+    }
+    // Give any surplus waiter (which would be a bug in the in-process single flight) time to
+    // show up too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting_after: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(env.db.pool())
+    .await
+    .unwrap();
+    assert_eq!((waiting, waiting_after), (2, 2), "one refresher per replica waits for the row lock");
+    blocker.rollback().await.unwrap();
     let mut tokens = std::collections::HashSet::new();
     for t in tasks {
         tokens.insert(t.await.unwrap().expect("token").token);

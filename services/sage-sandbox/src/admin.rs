@@ -57,19 +57,17 @@ fn ok(body: Value) -> Response {
     admin_json(StatusCode::OK, body)
 }
 
-fn known_business(sh: &Shared, id: &str) -> Result<(), Response> {
-    if sh.business(id).is_some() {
-        Ok(())
-    } else {
-        Err(error(StatusCode::NOT_FOUND, format!("unknown business {id}")))
-    }
+/// The 404 answer for an unknown business, if it is unknown.
+fn unknown_business(sh: &Shared, id: &str) -> Option<Response> {
+    sh.business(id).is_none().then(|| error(StatusCode::NOT_FOUND, format!("unknown business {id}")))
 }
 
-fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, Response> {
+/// Parses an optional JSON body; an empty body means the defaults.
+fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
 async fn index() -> Response {
@@ -83,7 +81,7 @@ async fn index() -> Response {
 async fn create_business(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     let spec: BusinessSpec = match parse_body(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match sh.create_business(spec) {
         Ok(h) => admin_json(StatusCode::CREATED, serde_json::to_value(h).unwrap_or_default()),
@@ -103,21 +101,21 @@ async fn auth_code(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -> Res
 }
 
 async fn revoke_tokens(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    if let Err(r) = known_business(&sh, &id) {
+    if let Some(r) = unknown_business(&sh, &id) {
         return r;
     }
     ok(json!({"revoked": sh.revoke_business_tokens(&id)}))
 }
 
 async fn expire_access_tokens(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    if let Err(r) = known_business(&sh, &id) {
+    if let Some(r) = unknown_business(&sh, &id) {
         return r;
     }
     ok(json!({"expired": sh.expire_business_access_tokens(&id)}))
 }
 
 async fn documents(State(sh): State<Arc<Shared>>, Path((id, resource)): Path<(String, String)>) -> Response {
-    if let Err(r) = known_business(&sh, &id) {
+    if let Some(r) = unknown_business(&sh, &id) {
         return r;
     }
     if !INSPECTABLE_RESOURCES.contains(&resource.as_str()) {
@@ -127,7 +125,7 @@ async fn documents(State(sh): State<Arc<Shared>>, Path((id, resource)): Path<(St
 }
 
 async fn business_duplicates(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    if let Err(r) = known_business(&sh, &id) {
+    if let Some(r) = unknown_business(&sh, &id) {
         return r;
     }
     ok(serde_json::to_value(sh.duplicates(&id)).unwrap_or_default())
@@ -191,7 +189,7 @@ struct SeedBody {
 async fn seed_faults(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     let b: SeedBody = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     lock(&sh.faults).seed(b.seed);
     ok(json!({"seed": b.seed}))
@@ -205,7 +203,7 @@ struct RateLimitBody {
 async fn set_rate_limit(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     let b: RateLimitBody = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     lock(&sh.faults).rate_limit_per_minute = b.per_minute;
     lock(&sh.limiter).clear();

@@ -4,7 +4,7 @@
 use crate::auth::{Principal, TokenProblem};
 use crate::error::ApiError;
 use crate::faults::Outcome;
-use crate::listing::{self, contains_ci};
+use crate::listing;
 use crate::model::{Business, IdempotencyEntry, Record, Store};
 use crate::resources::contacts;
 use crate::resources::items::{self, ItemKind};
@@ -470,6 +470,7 @@ fn get_one(biz: &Business, res: Res, id: &str) -> Result<Value, ApiError> {
 
 fn list_records<M>(
     store: &Store<M>,
+    key: Option<&str>,
     q: &HashMap<String, String>,
     path: &str,
     sort_keys: &[&str],
@@ -478,8 +479,13 @@ fn list_records<M>(
 ) -> Result<Value, ApiError> {
     let params = listing::parse_params(q, sort_keys)?;
     let since = listing::parse_since(q)?;
-    let mut items: Vec<&Record<M>> = store
-        .iter()
+    // An exact-match parameter backed by the store's secondary index narrows
+    // the candidates before any filter runs.
+    let source: Box<dyn Iterator<Item = &Record<M>>> = match key {
+        Some(k) => Box::new(store.keyed(k)),
+        None => Box::new(store.iter()),
+    };
+    let mut items: Vec<&Record<M>> = source
         .filter(|r| since.is_none_or(|s| r.updated_at >= s) && filter(r))
         .collect();
     if let Some((key, desc)) = &params.sort {
@@ -515,14 +521,14 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
             let ctype = param("contact_type_id");
             list_records(
                 &biz.contacts,
+                email.as_deref(),
                 q,
                 &path,
                 &["created_at", "updated_at"],
                 |r| {
                     let m = &r.meta;
                     !m.deleted
-                        && search.as_deref().is_none_or(|s| contains_ci(Some(&m.name), s) || contains_ci(m.reference.as_deref(), s))
-                        && email.as_deref().is_none_or(|e| m.email.as_deref().is_some_and(|x| x.to_lowercase() == e))
+                        && search.as_deref().is_none_or(|s| r.search.contains(s))
                         && ctype.is_none_or(|t| m.contact_type == t)
                 },
                 |_| None,
@@ -538,11 +544,12 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
             };
             list_records(
                 store,
+                None,
                 q,
                 &path,
                 &["created_at", "updated_at"],
                 |r| {
-                    search.as_deref().is_none_or(|s| contains_ci(r.meta.item_code.as_deref(), s) || contains_ci(Some(&r.meta.description), s))
+                    search.as_deref().is_none_or(|s| r.search.contains(s))
                         && active.is_none_or(|a| r.meta.active == a)
                 },
                 |_| None,
@@ -560,13 +567,13 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
             };
             list_records(
                 store,
+                contact,
                 q,
                 &path,
                 keys,
                 |r| {
                     let m = &r.meta;
-                    search.as_deref().is_none_or(|s| contains_ci(m.reference.as_deref(), s) || contains_ci(Some(&m.contact_name), s))
-                        && contact.is_none_or(|c| m.contact_id == c)
+                    search.as_deref().is_none_or(|s| r.search.contains(s))
                         && status.is_none_or(|s| m.status == s)
                         && in_range(m.date, range)
                 },
@@ -580,13 +587,13 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
             let tt = param("transaction_type_id");
             list_records(
                 &biz.contact_payments,
+                contact,
                 q,
                 &path,
                 &["created_at", "updated_at", "date"],
                 |r| {
                     let m = &r.meta;
-                    contact.is_none_or(|c| m.contact_id == c)
-                        && bank.is_none_or(|b| m.bank_account_id == b)
+                    bank.is_none_or(|b| m.bank_account_id == b)
                         && tt.is_none_or(|t| m.transaction_type == t)
                         && in_range(m.date, range)
                 },
@@ -598,10 +605,11 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
             let tt = param("transaction_type_id");
             list_records(
                 &biz.contact_allocations,
+                contact,
                 q,
                 &path,
                 &["created_at", "updated_at", "date"],
-                |r| contact.is_none_or(|c| r.meta.contact_id == c) && tt.is_none_or(|t| r.meta.transaction_type == t),
+                |r| tt.is_none_or(|t| r.meta.transaction_type == t),
                 |r| Some(r.meta.date),
             )
         }

@@ -95,6 +95,9 @@ pub struct AuthState {
     /// Only the newest refresh token of each connection is in here; rotation
     /// removes the old one, which is what makes reuse fail.
     refresh: HashMap<String, u64>,
+    /// Rotated-out refresh tokens, kept only so failed reuse can be
+    /// attributed to its business in the statistics.
+    retired: HashMap<String, u64>,
     next_connection: u64,
 }
 
@@ -193,6 +196,10 @@ impl AuthState {
         conn.refresh_expires = now + ttls.refresh;
         self.refresh.remove(refresh_token);
         self.refresh.insert(new_refresh, id);
+        if self.retired.len() >= 100_000 {
+            self.retired.clear();
+        }
+        self.retired.insert(refresh_token.to_owned(), id);
         Ok(self.issue_access(id, ttls, now))
     }
 
@@ -246,7 +253,7 @@ impl AuthState {
 
     /// Business a current refresh token belongs to (for call statistics).
     pub fn business_of_refresh_token(&self, token: &str) -> Option<String> {
-        let id = self.refresh.get(token)?;
+        let id = self.refresh.get(token).or_else(|| self.retired.get(token))?;
         self.connections.get(id).map(|c| c.business_id.clone())
     }
 
@@ -335,6 +342,8 @@ mod tests {
         assert_ne!(first.access_token, second.access_token);
         assert_eq!(s.refresh(&first.refresh_token, TTLS, now).unwrap_err().error, "invalid_grant");
         assert!(s.refresh(&second.refresh_token, TTLS, now).is_ok());
+        assert_eq!(s.business_of_refresh_token(&first.refresh_token).as_deref(), Some("b1"));
+        assert_eq!(s.business_of_refresh_token("never-issued"), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! ```
 
 #![recursion_limit = "256"]
+#![warn(missing_docs)]
 
 mod admin;
 mod api;

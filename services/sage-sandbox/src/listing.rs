@@ -165,10 +165,6 @@ pub fn parse_date_param(q: &HashMap<String, String>, name: &str) -> Result<Optio
     }
 }
 
-/// Case-insensitive substring test used by `search`.
-pub fn contains_ci(haystack: Option<&str>, needle_lower: &str) -> bool {
-    haystack.is_some_and(|h| h.to_lowercase().contains(needle_lower))
-}
 
 #[cfg(test)]
 mod tests {

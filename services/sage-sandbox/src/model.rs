@@ -67,18 +67,34 @@ pub struct Record<M> {
     pub updated_at: DateTime<Utc>,
     pub json: Map<String, Value>,
     pub meta: M,
+    /// Secondary index key: the contact id of a document or payment, the
+    /// lower-case email of a contact. Lets the common lookups
+    /// (`contact_id=`, `email=`) avoid scanning every record.
+    pub key: Option<String>,
+    /// Lower-case text `search=` matches against, prepared once at write
+    /// time so listing does not allocate per record.
+    pub search: String,
 }
 
-/// Records of one resource in creation order, indexed by id.
+/// Joins searchable fields into one lower-case haystack.
+pub fn search_text<'a>(fields: impl IntoIterator<Item = Option<&'a str>>) -> String {
+    let parts: Vec<String> = fields.into_iter().flatten().map(str::to_lowercase).collect();
+    // A separator no search term contains keeps fields from matching across
+    // their boundary.
+    parts.join("\u{1}")
+}
+
+/// Records of one resource in creation order, indexed by id and by key.
 #[derive(Debug)]
 pub struct Store<M> {
     items: Vec<Record<M>>,
     index: HashMap<String, usize>,
+    by_key: HashMap<String, Vec<usize>>,
 }
 
 impl<M> Default for Store<M> {
     fn default() -> Self {
-        Store { items: Vec::new(), index: HashMap::new() }
+        Store { items: Vec::new(), index: HashMap::new(), by_key: HashMap::new() }
     }
 }
 
@@ -92,8 +108,40 @@ impl<M> Store<M> {
     }
 
     pub fn insert(&mut self, record: Record<M>) {
-        self.index.insert(record.id.clone(), self.items.len());
+        let i = self.items.len();
+        if let Some(k) = &record.key {
+            self.by_key.entry(k.clone()).or_default().push(i);
+        }
+        self.index.insert(record.id.clone(), i);
         self.items.push(record);
+    }
+
+    /// Moves a record to another secondary key.
+    pub fn set_key(&mut self, id: &str, key: Option<String>) {
+        let Some(&i) = self.index.get(id) else { return };
+        if self.items[i].key == key {
+            return;
+        }
+        if let Some(old) = self.items[i].key.take() {
+            if let Some(list) = self.by_key.get_mut(&old) {
+                list.retain(|&x| x != i);
+                if list.is_empty() {
+                    self.by_key.remove(&old);
+                }
+            }
+        }
+        if let Some(new) = &key {
+            let list = self.by_key.entry(new.clone()).or_default();
+            // Keep creation order so keyed listings page like full ones.
+            let pos = list.partition_point(|&x| x < i);
+            list.insert(pos, i);
+        }
+        self.items[i].key = key;
+    }
+
+    /// Records with the given secondary key, in creation order.
+    pub fn keyed<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Record<M>> + 'a {
+        self.by_key.get(key).into_iter().flatten().map(move |&i| &self.items[i])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Record<M>> {
@@ -150,19 +198,17 @@ pub struct DocMeta {
     pub status: &'static str,
 }
 
-/// Metadata of a contact payment.
+/// Metadata of a contact payment (its contact is the record's key).
 #[derive(Debug, Clone)]
 pub struct PaymentMeta {
-    pub contact_id: String,
     pub bank_account_id: String,
     pub transaction_type: String,
     pub date: NaiveDate,
 }
 
-/// Metadata of a contact allocation.
+/// Metadata of a contact allocation (its contact is the record's key).
 #[derive(Debug, Clone)]
 pub struct AllocationMeta {
-    pub contact_id: String,
     pub transaction_type: String,
     pub date: NaiveDate,
 }
@@ -359,4 +405,48 @@ impl Business {
 /// Formats a timestamp the way the sandbox renders all times.
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, key: Option<&str>) -> Record<()> {
+        Record {
+            id: id.to_owned(),
+            seq: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            json: Map::new(),
+            meta: (),
+            key: key.map(str::to_owned),
+            search: String::new(),
+        }
+    }
+
+    fn keyed(s: &Store<()>, k: &str) -> Vec<String> {
+        s.keyed(k).map(|r| r.id.clone()).collect()
+    }
+
+    #[test]
+    fn secondary_key_index_follows_rekeying_in_creation_order() {
+        let mut s = Store::default();
+        s.insert(rec("a", Some("k1")));
+        s.insert(rec("b", Some("k2")));
+        s.insert(rec("c", Some("k1")));
+        assert_eq!(keyed(&s, "k1"), vec!["a", "c"]);
+        s.set_key("b", Some("k1".into()));
+        assert_eq!(keyed(&s, "k1"), vec!["a", "b", "c"]);
+        assert!(keyed(&s, "k2").is_empty());
+        s.set_key("a", None);
+        assert_eq!(keyed(&s, "k1"), vec!["b", "c"]);
+        assert_eq!(s.get("a").unwrap().key, None);
+    }
+
+    #[test]
+    fn search_text_is_lower_case_and_separated() {
+        let t = search_text([Some("Ada"), None, Some("REF1")]);
+        assert!(t.contains("ada") && t.contains("ref1"));
+        assert!(!t.contains("adaref1"));
+    }
 }

@@ -82,6 +82,11 @@ async fn filters() {
     assert_eq!(r.body["$total"], 1);
     assert_eq!(r.body["$items"][0]["id"], ada.as_str());
     assert_eq!(api.get("/contacts?contact_type_id=VENDOR").await.body["$total"], 1);
+    // Changing the email moves the contact in the email lookup.
+    let r = api.put(&format!("/contacts/{ada}"), json!({"contact": {"main_contact_person": {"email": "countess@example.com"}}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(api.get("/contacts?email=ada@example.com").await.body["$total"], 0);
+    assert_eq!(api.get("/contacts?email=countess@example.com").await.body["$items"][0]["id"], ada.as_str());
 
     for (contact, date, reference) in [(&ada, "2024-01-10", "ORDER-100"), (&ada, "2024-02-10", "ORDER-101"), (&bob, "2024-03-10", "ORDER-102")] {
         let body = json!({"sales_invoice": {"contact_id": contact, "date": date, "reference": reference, "invoice_lines": [api.line("W", "1", "10", "2")]}});

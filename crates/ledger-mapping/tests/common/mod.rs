@@ -187,18 +187,32 @@ impl Doc {
         for l in live {
             total += l.net() + l.tax;
         }
-        total + self.shipping - self.shipping_discount + self.shipping_tax + self.adjustment_positive
+        total + self.shipping - self.shipping_discount
+            + self.shipping_tax
+            + self.adjustment_positive
             - self.adjustment_negative
     }
 
     fn header(&self, kind: &str) -> Value {
-        let live: Vec<&Line> = self.lines.iter().filter(|l| l.is_dummy != Some(true)).collect();
+        let live: Vec<&Line> = self
+            .lines
+            .iter()
+            .filter(|l| l.is_dummy != Some(true))
+            .collect();
         let subtotal: Decimal = live.iter().map(|l| l.row_total.unwrap_or_default()).sum();
         let tax: Decimal = live.iter().map(|l| l.tax).sum::<Decimal>() + self.shipping_tax;
-        let discount: Decimal = live.iter().map(|l| l.discount).sum::<Decimal>() + self.shipping_discount;
+        let discount: Decimal =
+            live.iter().map(|l| l.discount).sum::<Decimal>() + self.shipping_discount;
         let compensation: Decimal = live.iter().map(|l| l.compensation).sum();
-        let grand = self.grand_total.unwrap_or_else(|| self.computed_grand_total());
-        let items: Vec<Value> = self.lines.iter().enumerate().map(|(i, l)| l.json(i)).collect();
+        let grand = self
+            .grand_total
+            .unwrap_or_else(|| self.computed_grand_total());
+        let items: Vec<Value> = self
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| l.json(i))
+            .collect();
         let mut v = json!({
             "entity_id": 77,
             "increment_id": self.increment_id,
@@ -259,8 +273,10 @@ impl Doc {
     }
 
     pub fn credit_memo(&self) -> CreditMemoSnapshot {
-        serde_json::from_value(json!({"creditmemo": self.header("creditmemo"), "order": self.order()}))
-            .expect("fixture credit memo decodes")
+        serde_json::from_value(
+            json!({"creditmemo": self.header("creditmemo"), "order": self.order()}),
+        )
+        .expect("fixture credit memo decodes")
     }
 
     pub fn paid(&self, amount: Decimal, transaction_id: Option<&str>) -> InvoicePaidSnapshot {
@@ -294,7 +310,10 @@ pub fn examples() -> Vec<(String, Envelope)> {
         let bytes = std::fs::read(&path).unwrap();
         let env = ledger_events::parse(&bytes)
             .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-        out.push((path.file_name().unwrap().to_string_lossy().into_owned(), env));
+        out.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            env,
+        ));
     }
     out
 }
@@ -370,23 +389,22 @@ fn check_node(node: &Value, value: &Value, path: &str, problems: &mut Vec<String
                     problems.push(format!("{path}: longer than {max}"));
                 }
             }
-            if node["format"] == "date" && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err() {
+            if node["format"] == "date" && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err()
+            {
                 problems.push(format!("{path}: not a date"));
             }
         }
         Some("number") => match value.as_str() {
             Some(s) if s.parse::<Decimal>().is_ok() => {}
-            _ => problems.push(format!("{path}: decimals must be sent as strings, got {value}")),
+            _ => problems.push(format!(
+                "{path}: decimals must be sent as strings, got {value}"
+            )),
         },
-        Some("integer") => {
-            if !value.is_i64() && !value.is_u64() {
-                problems.push(format!("{path}: not an integer"));
-            }
+        Some("integer") if !value.is_i64() && !value.is_u64() => {
+            problems.push(format!("{path}: not an integer"));
         }
-        Some("boolean") => {
-            if !value.is_boolean() {
-                problems.push(format!("{path}: not a boolean"));
-            }
+        Some("boolean") if !value.is_boolean() => {
+            problems.push(format!("{path}: not a boolean"));
         }
         _ => {}
     }
@@ -406,9 +424,80 @@ pub fn definition_for(resource: &str) -> &'static str {
     }
 }
 
+/// Sage's arithmetic restated independently of the crate (cents as integers, UK rate
+/// table spelled out), so the invariant tests also catch a mistake in
+/// `sage_document_total` itself rather than trusting it twice. Also checks that every
+/// money field is a string with exactly two decimals, as the crate promises.
+pub fn independent_sage_total(body: &Value) -> Decimal {
+    fn percent(id: &str) -> Decimal {
+        match id {
+            "GB_STANDARD" => dec!(20),
+            "GB_LOWER" => dec!(5),
+            "GB_OLD" => dec!(17.5),
+            "GB_ZERO" | "GB_EXEMPT" | "GB_NO_TAX" => dec!(0),
+            other => panic!("rate {other} unknown to the test emulation"),
+        }
+    }
+    fn cents(x: Decimal) -> i64 {
+        use rust_decimal::prelude::ToPrimitive;
+        (x * dec!(100))
+            .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            .to_i64()
+            .unwrap()
+    }
+    fn money(v: &Value, field: &str) -> Decimal {
+        let s = v[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} must be a string: {v}"));
+        let (_, frac) = s
+            .split_once('.')
+            .unwrap_or_else(|| panic!("{field} {s} without decimals"));
+        assert_eq!(frac.len(), 2, "{field} {s} must have 2 decimals");
+        s.parse().unwrap()
+    }
+    let lines = body
+        .get("invoice_lines")
+        .or_else(|| body.get("credit_note_lines"))
+        .and_then(Value::as_array)
+        .expect("lines");
+    let mut total_cents: i64 = 0;
+    for l in lines {
+        let qty: Decimal = l["quantity"]
+            .as_str()
+            .expect("quantity string")
+            .parse()
+            .unwrap();
+        let unit = money(l, "unit_price");
+        let discount = if l.get("discount_amount").is_some() {
+            money(l, "discount_amount")
+        } else {
+            Decimal::ZERO
+        };
+        let tax = money(l, "tax_amount");
+        let rate = percent(l["tax_rate_id"].as_str().unwrap());
+        total_cents += cents(qty * unit) - cents(discount);
+        if !rate.is_zero() {
+            total_cents += cents(tax);
+        } else {
+            assert_eq!(tax, Decimal::ZERO, "zero-rate line with tax: {l}");
+        }
+    }
+    if body.get("shipping_net_amount").is_some() {
+        let net = money(body, "shipping_net_amount");
+        let rate = percent(body["shipping_tax_rate_id"].as_str().unwrap());
+        total_cents += cents(net) + cents(net * rate / dec!(100));
+    }
+    Decimal::new(total_cents, 2)
+}
+
 /// The totals invariant and its corollary: Sage's total equals Magento's grand total,
 /// and a rounding line is present exactly when Sage would otherwise land elsewhere.
-pub fn assert_invariant(plan: &DocumentPlan, settings: &MerchantSettings, grand_total: Decimal, what: &str) {
+pub fn assert_invariant(
+    plan: &DocumentPlan,
+    settings: &MerchantSettings,
+    grand_total: Decimal,
+    what: &str,
+) {
     let rates = settings.rates();
     assert_eq!(
         sage_document_total(&plan.body, &rates),
@@ -416,8 +505,22 @@ pub fn assert_invariant(plan: &DocumentPlan, settings: &MerchantSettings, grand_
         "{what}: Sage total != grand total\n{:#}",
         plan.body
     );
-    assert_eq!(plan.expected_total, ledger_mapping::round2(grand_total), "{what}");
-    let lines_key = if plan.root == "sales_invoice" { "invoice_lines" } else { "credit_note_lines" };
+    assert_eq!(
+        plan.expected_total,
+        ledger_mapping::round2(grand_total),
+        "{what}"
+    );
+    assert_eq!(
+        independent_sage_total(&plan.body),
+        ledger_mapping::round2(grand_total),
+        "{what}: independent emulation disagrees\n{:#}",
+        plan.body
+    );
+    let lines_key = if plan.root == "sales_invoice" {
+        "invoice_lines"
+    } else {
+        "credit_note_lines"
+    };
     let mut without = plan.body.clone();
     let lines = without[lines_key].as_array_mut().unwrap();
     let rounding_lines: Vec<Value> = lines
@@ -429,15 +532,30 @@ pub fn assert_invariant(plan: &DocumentPlan, settings: &MerchantSettings, grand_
     let before = sage_document_total(&without, &rates);
     match plan.rounding_line {
         None => {
-            assert!(rounding_lines.is_empty(), "{what}: rounding line without rounding_line");
+            assert!(
+                rounding_lines.is_empty(),
+                "{what}: rounding line without rounding_line"
+            );
             assert_eq!(before, ledger_mapping::round2(grand_total), "{what}");
         }
         Some(amount) => {
             assert_eq!(rounding_lines.len(), 1, "{what}: exactly one rounding line");
             assert!(!amount.is_zero(), "{what}: zero rounding line");
-            assert_eq!(before + amount, ledger_mapping::round2(grand_total), "{what}");
-            assert_eq!(rounding_lines[0]["unit_price"], json!(amount.to_string()), "{what}");
-            assert_eq!(rounding_lines[0]["ledger_account_id"], json!("LEDGER-ROUNDING"), "{what}");
+            assert_eq!(
+                before + amount,
+                ledger_mapping::round2(grand_total),
+                "{what}"
+            );
+            assert_eq!(
+                rounding_lines[0]["unit_price"],
+                json!(amount.to_string()),
+                "{what}"
+            );
+            assert_eq!(
+                rounding_lines[0]["ledger_account_id"],
+                json!("LEDGER-ROUNDING"),
+                "{what}"
+            );
         }
     }
     let problems = sage_structure_problems(definition_for(plan.resource), &plan.request_body());

@@ -2,7 +2,7 @@
 
 use super::{address_country, input_of, merge, obj_field, render_address, require_currency, require_tax_rate, str_field};
 use crate::error::ApiError;
-use crate::model::{timestamp, Business, ContactMeta, Record};
+use crate::model::{search_text, timestamp, Business, ContactMeta, Record};
 use crate::money::money_json;
 use crate::rules;
 use crate::seed;
@@ -111,7 +111,9 @@ pub(crate) fn create(biz: &mut Business, root: &Map<String, Value>, now: DateTim
         input,
     };
     let seq = biz.seq();
-    let mut rec = Record { id: id.clone(), seq, created_at: now, updated_at: now, json: Map::new(), meta };
+    let key = meta.email.as_deref().map(str::to_lowercase);
+    let search = search_text([Some(meta.name.as_str()), meta.reference.as_deref()]);
+    let mut rec = Record { id: id.clone(), seq, created_at: now, updated_at: now, json: Map::new(), meta, key, search };
     rec.json = render(biz, &rec, None);
     let out = Value::Object(rec.json.clone());
     biz.contacts.insert(rec);
@@ -148,7 +150,10 @@ pub(crate) fn update(biz: &mut Business, id: &str, root: &Map<String, Value>, no
     rec.meta.default_tax_rate = c.default_tax_rate;
     rec.meta.input = input;
     rec.updated_at = now;
-    let rec = rec.clone();
+    rec.search = search_text([Some(rec.meta.name.as_str()), rec.meta.reference.as_deref()]);
+    let email_key = rec.meta.email.as_deref().map(str::to_lowercase);
+    biz.contacts.set_key(id, email_key);
+    let rec = biz.contacts.get(id).ok_or_else(ApiError::not_found)?.clone();
     let json = render(biz, &rec, None);
     let stored = biz.contacts.get_mut(id).ok_or_else(ApiError::not_found)?;
     stored.json = json.clone();

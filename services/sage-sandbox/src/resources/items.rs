@@ -2,7 +2,7 @@
 
 use super::{dec_field, input_of, merge, require_tax_rate, str_field};
 use crate::error::ApiError;
-use crate::model::{timestamp, Business, ItemMeta, Record, Store};
+use crate::model::{search_text, timestamp, Business, ItemMeta, Record, Store};
 use crate::money::money_json;
 use crate::seed;
 use chrono::{DateTime, Utc};
@@ -53,12 +53,10 @@ fn check(biz: &Business, kind: ItemKind, input: &Map<String, Value>) -> Result<I
             None if required => {
                 return Err(ApiError::invalid(format!("{root}.{field}"), format!("{field}: can't be blank")));
             }
-            None => {}
-            Some(id) => {
-                if biz.ledger_account(id).is_none() {
-                    return Err(ApiError::missing_reference(format!("{root}.{field}"), "Couldn't find ledger account."));
-                }
+            Some(id) if biz.ledger_account(id).is_none() => {
+                return Err(ApiError::missing_reference(format!("{root}.{field}"), "Couldn't find ledger account."));
             }
+            _ => {}
         }
     }
     for field in ["sales_tax_rate_id", "purchase_tax_rate_id"] {
@@ -84,7 +82,8 @@ fn check(biz: &Business, kind: ItemKind, input: &Map<String, Value>) -> Result<I
 pub(crate) fn create(biz: &mut Business, kind: ItemKind, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
     let meta = check(biz, kind, &input_of(root))?;
     let seq = biz.seq();
-    let mut rec = Record { id: crate::new_id(), seq, created_at: now, updated_at: now, json: Map::new(), meta };
+    let search = search_text([meta.item_code.as_deref(), Some(meta.description.as_str())]);
+    let mut rec = Record { id: crate::new_id(), seq, created_at: now, updated_at: now, json: Map::new(), meta, key: None, search };
     rec.json = render(biz, kind, &rec);
     let out = Value::Object(rec.json.clone());
     kind.store(biz).insert(rec);
@@ -96,6 +95,7 @@ pub(crate) fn update(biz: &mut Business, kind: ItemKind, id: &str, root: &Map<St
     let existing = kind.store(biz).get(id).ok_or_else(ApiError::not_found)?.clone();
     let meta = check(biz, kind, &merge(&existing.meta.input, root))?;
     let mut rec = existing;
+    rec.search = search_text([meta.item_code.as_deref(), Some(meta.description.as_str())]);
     rec.meta = meta;
     rec.updated_at = now;
     rec.json = render(biz, kind, &rec);

@@ -2,7 +2,7 @@
 
 use super::{date_field, dec_field, require_currency, str_field};
 use crate::error::ApiError;
-use crate::model::{timestamp, AllocationMeta, ArtefactKind, Business, DocMeta, PaymentMeta, Record};
+use crate::model::{search_text, timestamp, AllocationMeta, ArtefactKind, Business, DocMeta, PaymentMeta, Record};
 use crate::money::{base_amount, decimal_json, money_json, round2};
 use crate::rules;
 use crate::seed;
@@ -185,6 +185,8 @@ pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now:
             created_at: now,
             updated_at: now,
             json: poa,
+            key: Some(contact_id.clone()),
+            search: search_text([reference.as_deref()]),
             meta: DocMeta {
                 contact_id: contact_id.clone(),
                 contact_name: String::new(),
@@ -246,7 +248,9 @@ pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now:
         created_at: now,
         updated_at: now,
         json: doc,
-        meta: PaymentMeta { contact_id, bank_account_id: bank.id, transaction_type: tt.to_owned(), date },
+        key: Some(contact_id.clone()),
+        search: search_text([reference.as_deref()]),
+        meta: PaymentMeta { bank_account_id: bank.id, transaction_type: tt.to_owned(), date },
     });
     Ok(out)
 }
@@ -333,7 +337,9 @@ pub(crate) fn create_allocation(biz: &mut Business, root: &Map<String, Value>, n
         created_at: now,
         updated_at: now,
         json: doc,
-        meta: AllocationMeta { contact_id, transaction_type: tt.to_owned(), date },
+        key: Some(contact_id.clone()),
+        search: String::new(),
+        meta: AllocationMeta { transaction_type: tt.to_owned(), date },
     });
     Ok(out)
 }

@@ -2,7 +2,7 @@
 
 use super::{address_country, date_field, dec_field, obj_field, render_address, require_currency, require_tax_rate, str_field};
 use crate::error::ApiError;
-use crate::model::{timestamp, Business, DocMeta, Record};
+use crate::model::{search_text, timestamp, Business, DocMeta, Record};
 use crate::money::{base_amount, decimal_json, inverse_rate, money_json, round2};
 use crate::rules::{self, LineAmounts};
 use crate::seed;
@@ -364,7 +364,9 @@ pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Val
     };
     let seq = biz.seq();
     let out = Value::Object(doc.clone());
-    let rec = Record { id: id.clone(), seq, created_at: now, updated_at: now, json: doc, meta };
+    let search = search_text([meta.reference.as_deref(), Some(meta.contact_name.as_str())]);
+    let key = Some(contact_id.clone());
+    let rec = Record { id: id.clone(), seq, created_at: now, updated_at: now, json: doc, meta, key, search };
     match kind {
         SalesKind::Invoice => {
             biz.sales_invoices.insert(rec);

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs the Ledger services as separate processes against the dev stack (see ./dev).
+#   run.sh up     start sandbox + services, stay in the foreground until Ctrl-C
+#   run.sh demo   start them, run the demo merchant through, print what landed in Sage, stop
+#   run.sh bench  run the benchmark (release build)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+source deploy/dev/stack.sh
+ensure_infra
+
+mode="${1:-up}"
+LOGS="$STACK/logs"
+mkdir -p "$LOGS"
+DB_NAME="${LEDGER_DEV_DB:-ledger_dev}"
+export LEDGER_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB_NAME"
+export LEDGER_NATS_URL
+export SAGE_SANDBOX_BIND="127.0.0.1:${LEDGER_SANDBOX_PORT:-18700}"
+SANDBOX_URL="http://$SAGE_SANDBOX_BIND"
+export SAGE_API_BASE_URL="$SANDBOX_URL/v3.1"
+export SAGE_AUTHORIZE_URL="$SANDBOX_URL/oauth2/auth/central"
+export SAGE_TOKEN_URL="$SANDBOX_URL/oauth/token"
+export SAGE_REVOKE_URL="$SANDBOX_URL/oauth/revoke"
+export SAGE_CLIENT_ID=ledger-dev SAGE_CLIENT_SECRET=ledger-dev-secret
+GATEWAY_PORT="${LEDGER_GATEWAY_PORT:-18780}"
+export LEDGER_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+export LEDGER_ADMIN_TOKEN="${LEDGER_ADMIN_TOKEN:-dev-admin-token}"
+# A fixed development key; production keys come from a secret store.
+export LEDGER_TOKEN_KEY="${LEDGER_TOKEN_KEY:-6c65646765722d6465762d6b65792d6e6f742d666f722d70726f64756374696f}"
+export LEDGER_SANDBOX_ADMIN_URL="$SANDBOX_URL/_sandbox"
+
+if [ "$mode" = bench ]; then
+  log "building the benchmark (release)"
+  cargo build --release -q -p ledger-stack --bin ledger-bench
+  exec "${CARGO_TARGET_DIR:-target}/release/ledger-bench"
+fi
+
+log "building services"
+cargo build -q -p sage-sandbox -p gateway -p contacts -p documents -p payments -p ledgerctl -p ledger-stack --bins
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+
+psql_cmd -qc "create database $DB_NAME" >/dev/null 2>&1 || true
+
+pids=()
+stop_all() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_all EXIT
+
+start() {
+  local name="$1"; shift
+  env "$@" "$BIN/$name" >"$LOGS/$name.log" 2>&1 &
+  pids+=($!)
+}
+
+wait_http() {
+  for _ in $(seq 1 200); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1; see $LOGS" >&2
+  return 1
+}
+
+start sage-sandbox
+wait_http "$SANDBOX_URL/_sandbox"
+start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL"
+wait_http "$LEDGER_GATEWAY_URL/healthz"
+start contacts LEDGER_METRICS_ADDR=127.0.0.1:18781
+start documents LEDGER_METRICS_ADDR=127.0.0.1:18782
+start payments LEDGER_METRICS_ADDR=127.0.0.1:18783
+for port in 18781 18782 18783; do wait_http "http://127.0.0.1:$port/healthz"; done
+log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  metrics :18781-18783  logs $LOGS"
+
+case "$mode" in
+  demo)
+    "$BIN/ledger-demo"
+    ;;
+  up)
+    log "running; Ctrl-C stops"
+    wait -n "${pids[@]}" || true
+    ;;
+esac
