@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sandbox/businesses/{id}/duplicates", get(business_duplicates))
         .route("/_sandbox/duplicates", get(all_duplicates))
         .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/calls", get(calls))
         .route("/_sandbox/concurrency_violations", get(violations))
         .route("/_sandbox/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/_sandbox/faults/seed", put(seed_faults))
@@ -142,6 +143,12 @@ async fn stats(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, St
         None => snap,
     };
     ok(serde_json::to_value(snap).unwrap_or_default())
+}
+
+async fn calls(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(crate::stats::CALL_LOG_CAPACITY);
+    let log = lock(&sh.stats).calls(q.get("business_id").map(String::as_str), limit);
+    ok(serde_json::to_value(log).unwrap_or_default())
 }
 
 async fn violations(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {

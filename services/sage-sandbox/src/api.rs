@@ -175,14 +175,14 @@ fn with_business(mut resp: Response, business: &str) -> Response {
 
 /// Holds a request for `secs` (or until the server stops), then closes its
 /// connection without answering.
-async fn hold_and_drop(sh: &Shared, kill: Option<ConnKill>, secs: u64, method: &Method, template: &str, business: &str) -> Response {
+async fn hold_and_drop(sh: &Shared, kill: Option<ConnKill>, secs: u64, method: &Method, template: &str, uri: &Uri, business: &str) -> Response {
     let mut stopping = sh.stopping.subscribe();
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
         _ = stopping.wait_for(|s| *s) => {}
     }
     // The call never gets a response, so the counter records it here with status 0.
-    lock(&sh.stats).call(method.as_str(), template, 0, Some(business));
+    lock(&sh.stats).record(method.as_str(), template, uri.path(), 0, Some(business), "");
     sh.metrics.requests.with_label_values(&[method.as_str(), template, "0", business]).inc();
     if let Some(k) = kill {
         k.0.notify_one();
@@ -260,7 +260,7 @@ pub(crate) async fn handle(
         }
         Some(Outcome::Error500) => return with_business(ApiError::unexpected().into_response(), &business_id),
         Some(Outcome::Timeout { secs, apply: false }) => {
-            return hold_and_drop(&sh, kill.map(|k| k.0), secs, &method, &template, &business_id).await;
+            return hold_and_drop(&sh, kill.map(|k| k.0), secs, &method, &template, &uri, &business_id).await;
         }
         _ => {}
     }
@@ -290,7 +290,7 @@ pub(crate) async fn handle(
     match decision.outcome {
         Some(Outcome::AppliedThen500) => with_business(ApiError::unexpected().into_response(), &business_id),
         Some(Outcome::Timeout { secs, apply: true }) => {
-            hold_and_drop(&sh, kill.map(|k| k.0), secs, &method, &template, &business_id).await
+            hold_and_drop(&sh, kill.map(|k| k.0), secs, &method, &template, &uri, &business_id).await
         }
         _ => with_business(resp, &business_id),
     }

@@ -48,7 +48,7 @@ pub use error::{ApiError, DataCode, SageError};
 pub use faults::{ActiveFault, FaultKind, FaultPlan};
 pub use model::{BusinessHandle, BusinessSpec};
 pub use shared::DuplicateGroup;
-pub use stats::{CallStat, ConcurrencyViolation, FaultStat, ReplayStat, Stats, TokenStat};
+pub use stats::{CallRecord, CallStat, ConcurrencyViolation, FaultStat, ReplayStat, Stats, TokenStat, CALL_LOG_CAPACITY};
 
 use serde_json::Value;
 use shared::{lock, Shared};
@@ -289,6 +289,12 @@ impl Inspector {
     /// [`Inspector::stats`] restricted to one business.
     pub fn stats_for(&self, business_id: &str) -> Stats {
         self.stats().for_business(business_id)
+    }
+
+    /// The newest `limit` calls (oldest first), optionally for one business.
+    /// The log keeps the last [`CALL_LOG_CAPACITY`] calls.
+    pub fn calls(&self, business_id: Option<&str>, limit: usize) -> Vec<CallRecord> {
+        lock(&self.shared.stats).calls(business_id, limit)
     }
 
     /// Successful refresh-token grants so far.

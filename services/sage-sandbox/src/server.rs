@@ -75,14 +75,16 @@ async fn track(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Respo
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
+    let uri_path = if counted { path.to_owned() } else { String::new() };
     let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&crate::new_id()) {
+    let request_id = crate::new_id();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x_request_id", v);
     }
     if counted {
         let business = resp.extensions().get::<CallBusiness>().map(|b| b.0.clone());
         let status = resp.status().as_u16();
-        lock(&sh.stats).call(method.as_str(), &template, status, business.as_deref());
+        lock(&sh.stats).record(method.as_str(), &template, &uri_path, status, business.as_deref(), &request_id);
         sh.metrics
             .requests
             .with_label_values(&[method.as_str(), &template, &status.to_string(), business.as_deref().unwrap_or("")])

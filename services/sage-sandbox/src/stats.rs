@@ -120,6 +120,31 @@ impl Stats {
     }
 }
 
+/// One entry of the call log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Position in the log since start (or the last reset).
+    pub seq: u64,
+    /// When the answer was sent (or the connection dropped).
+    pub at: DateTime<Utc>,
+    /// HTTP method.
+    pub method: String,
+    /// Route template.
+    pub path: String,
+    /// Request path as sent, without the query.
+    pub uri_path: String,
+    /// HTTP status (0 = connection dropped unanswered).
+    pub status: u16,
+    /// Business the call was for, when known.
+    pub business_id: Option<String>,
+    /// The `x_request_id` header of the answer (empty when none was sent).
+    pub request_id: String,
+}
+
+/// Calls kept in the log; older ones are forgotten so a long benchmark run
+/// does not grow memory without bound.
+pub const CALL_LOG_CAPACITY: usize = 10_000;
+
 /// Two POSTs to the same resource of one business overlapped in time (Sage
 /// advises against parallel POSTs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +165,8 @@ type CallKey = (String, String, u16, Option<String>);
 #[derive(Debug, Default)]
 pub(crate) struct StatsState {
     calls: HashMap<CallKey, u64>,
+    log: std::collections::VecDeque<CallRecord>,
+    next_seq: u64,
     tokens: HashMap<(String, Option<String>, bool), u64>,
     replays: HashMap<(String, String), u64>,
     rate_limited: HashMap<String, u64>,
@@ -152,6 +179,39 @@ impl StatsState {
             .calls
             .entry((method.to_owned(), path.to_owned(), status, business.map(str::to_owned)))
             .or_default() += 1;
+    }
+
+    /// Counts a call and appends it to the log.
+    pub fn record(&mut self, method: &str, path: &str, uri_path: &str, status: u16, business: Option<&str>, request_id: &str) {
+        self.call(method, path, status, business);
+        if self.log.len() >= CALL_LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        self.next_seq += 1;
+        self.log.push_back(CallRecord {
+            seq: self.next_seq,
+            at: Utc::now(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            uri_path: uri_path.to_owned(),
+            status,
+            business_id: business.map(str::to_owned),
+            request_id: request_id.to_owned(),
+        });
+    }
+
+    /// The newest `limit` log entries (oldest first), optionally for one business.
+    pub fn calls(&self, business: Option<&str>, limit: usize) -> Vec<CallRecord> {
+        let mut out: Vec<CallRecord> = self
+            .log
+            .iter()
+            .rev()
+            .filter(|c| business.is_none_or(|b| c.business_id.as_deref() == Some(b)))
+            .take(limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        out
     }
 
     pub fn token(&mut self, grant_type: &str, business: Option<&str>, success: bool) {
@@ -265,6 +325,11 @@ mod tests {
         s.token("refresh_token", Some("b1"), true);
         s.token("refresh_token", Some("b1"), false);
         s.replay("b1", "contact");
+        s.record("GET", "/v3.1/contacts/{id}", "/v3.1/contacts/x", 404, Some("b2"), "r1");
+        s.record("GET", "/v3.1/contacts", "/v3.1/contacts", 200, Some("b1"), "r2");
+        assert_eq!(s.calls(Some("b2"), 10).iter().map(|c| c.request_id.as_str()).collect::<Vec<_>>(), vec!["r1"]);
+        assert_eq!(s.calls(None, 1)[0].request_id, "r2");
+        assert_eq!(s.calls(None, 10)[0].seq, 1);
         let snap = s.snapshot();
         assert_eq!(snap.count("post", "/v3.1/contacts"), 3);
         assert_eq!(snap.count_status("POST", "/v3.1/contacts", 201), 2);

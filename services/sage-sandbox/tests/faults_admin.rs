@@ -261,6 +261,11 @@ async fn admin_http_api_covers_the_in_process_api() {
         .unwrap();
     assert_eq!((post_contacts["status"].as_u64(), post_contacts["count"].as_u64()), (Some(201), Some(1)));
     assert_eq!(stats["token_requests"][0]["grant_type"], "authorization_code");
+    let log: Value = http.get(format!("{admin}/calls?business_id={}&limit=1", business.id)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(log[0]["method"], "POST");
+    assert_eq!(log[0]["path"], "/v3.1/contacts");
+    assert_eq!(log[0]["status"], 201);
+    assert_eq!(sandbox.inspect().calls(Some(&business.id), 10).len(), 2);
 
     // Faults over HTTP.
     let r = http
