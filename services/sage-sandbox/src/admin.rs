@@ -33,20 +33,44 @@ pub const INSPECTABLE_RESOURCES: [&str; 10] = [
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_sandbox", get(index))
-        .route("/_sandbox/businesses", post(create_business).get(list_businesses))
-        .route("/_sandbox/businesses/{id}/authorization_code", post(auth_code))
-        .route("/_sandbox/businesses/{id}/revoke_tokens", post(revoke_tokens))
-        .route("/_sandbox/businesses/{id}/expire_access_tokens", post(expire_access_tokens))
-        .route("/_sandbox/businesses/{id}/documents/{resource}", get(documents))
-        .route("/_sandbox/businesses/{id}/duplicates", get(business_duplicates))
+        .route(
+            "/_sandbox/businesses",
+            post(create_business).get(list_businesses),
+        )
+        .route(
+            "/_sandbox/businesses/{id}/authorization_code",
+            post(auth_code),
+        )
+        .route(
+            "/_sandbox/businesses/{id}/revoke_tokens",
+            post(revoke_tokens),
+        )
+        .route(
+            "/_sandbox/businesses/{id}/expire_access_tokens",
+            post(expire_access_tokens),
+        )
+        .route(
+            "/_sandbox/businesses/{id}/documents/{resource}",
+            get(documents),
+        )
+        .route(
+            "/_sandbox/businesses/{id}/duplicates",
+            get(business_duplicates),
+        )
         .route("/_sandbox/duplicates", get(all_duplicates))
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/calls", get(calls))
         .route("/_sandbox/concurrency_violations", get(violations))
-        .route("/_sandbox/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/_sandbox/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/_sandbox/faults/seed", put(seed_faults))
         .route("/_sandbox/faults/{id}", delete(remove_fault))
-        .route("/_sandbox/rate_limit", put(set_rate_limit).get(get_rate_limit))
+        .route(
+            "/_sandbox/rate_limit",
+            put(set_rate_limit).get(get_rate_limit),
+        )
         .route("/_sandbox/reset", post(reset))
 }
 
@@ -60,7 +84,9 @@ fn ok(body: Value) -> Response {
 
 /// The 404 answer for an unknown business, if it is unknown.
 fn unknown_business(sh: &Shared, id: &str) -> Option<Response> {
-    sh.business(id).is_none().then(|| error(StatusCode::NOT_FOUND, format!("unknown business {id}")))
+    sh.business(id)
+        .is_none()
+        .then(|| error(StatusCode::NOT_FOUND, format!("unknown business {id}")))
 }
 
 /// Parses an optional JSON body; an empty body means the defaults.
@@ -85,7 +111,10 @@ async fn create_business(State(sh): State<Arc<Shared>>, body: Bytes) -> Response
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match sh.create_business(spec) {
-        Ok(h) => admin_json(StatusCode::CREATED, serde_json::to_value(h).unwrap_or_default()),
+        Ok(h) => admin_json(
+            StatusCode::CREATED,
+            serde_json::to_value(h).unwrap_or_default(),
+        ),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
 }
@@ -115,12 +144,18 @@ async fn expire_access_tokens(State(sh): State<Arc<Shared>>, Path(id): Path<Stri
     ok(json!({"expired": sh.expire_business_access_tokens(&id)}))
 }
 
-async fn documents(State(sh): State<Arc<Shared>>, Path((id, resource)): Path<(String, String)>) -> Response {
+async fn documents(
+    State(sh): State<Arc<Shared>>,
+    Path((id, resource)): Path<(String, String)>,
+) -> Response {
     if let Some(r) = unknown_business(&sh, &id) {
         return r;
     }
     if !INSPECTABLE_RESOURCES.contains(&resource.as_str()) {
-        return error(StatusCode::NOT_FOUND, format!("unknown resource {resource}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("unknown resource {resource}"),
+        );
     }
     ok(Value::Array(sh.documents(&id, &resource)))
 }
@@ -136,7 +171,10 @@ async fn all_duplicates(State(sh): State<Arc<Shared>>) -> Response {
     ok(serde_json::to_value(sh.all_duplicates()).unwrap_or_default())
 }
 
-async fn stats(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn stats(
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let snap = lock(&sh.stats).snapshot();
     let snap = match q.get("business_id") {
         Some(b) => snap.for_business(b),
@@ -145,13 +183,22 @@ async fn stats(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, St
     ok(serde_json::to_value(snap).unwrap_or_default())
 }
 
-async fn calls(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(crate::stats::CALL_LOG_CAPACITY);
+async fn calls(
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(crate::stats::CALL_LOG_CAPACITY);
     let log = lock(&sh.stats).calls(q.get("business_id").map(String::as_str), limit);
     ok(serde_json::to_value(log).unwrap_or_default())
 }
 
-async fn violations(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn violations(
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let mut v = sh.violations();
     if let Some(b) = q.get("business_id") {
         v.retain(|x| &x.business_id == b);
@@ -169,7 +216,10 @@ async fn add_fault(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid fault plan: {e}")),
     };
     if plan.probability.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "probability must be between 0 and 1");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "probability must be between 0 and 1",
+        );
     }
     let id = lock(&sh.faults).add(plan);
     admin_json(StatusCode::CREATED, json!({"id": id}))

@@ -105,7 +105,13 @@ impl Res {
 }
 
 /// Read-only collections every business shares.
-pub(crate) const STATIC_COLLECTIONS: [&str; 5] = ["tax_rates", "currencies", "payment_methods", "contact_types", "eu_goods_services_types"];
+pub(crate) const STATIC_COLLECTIONS: [&str; 5] = [
+    "tax_rates",
+    "currencies",
+    "payment_methods",
+    "contact_types",
+    "eu_goods_services_types",
+];
 
 /// A successful answer.
 struct Answer {
@@ -117,45 +123,70 @@ struct Answer {
 
 impl Answer {
     fn ok(body: Value) -> Self {
-        Answer { status: StatusCode::OK, body: Some(body), replayed: None }
+        Answer {
+            status: StatusCode::OK,
+            body: Some(body),
+            replayed: None,
+        }
     }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = (status, bytes).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn authenticate(sh: &Shared, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let Some(token) = bearer(headers) else {
-        return Err(ApiError::unauthorized("The Authorization header is missing or is not a Bearer token."));
+        return Err(ApiError::unauthorized(
+            "The Authorization header is missing or is not a Bearer token.",
+        ));
     };
-    lock(&sh.auth).authenticate(token, Instant::now()).map_err(|p| {
-        ApiError::unauthorized(match p {
-            TokenProblem::Unknown => "The access token is invalid.",
-            TokenProblem::Expired => "The access token has expired.",
-            TokenProblem::Revoked => "The access token has been revoked.",
+    lock(&sh.auth)
+        .authenticate(token, Instant::now())
+        .map_err(|p| {
+            ApiError::unauthorized(match p {
+                TokenProblem::Unknown => "The access token is invalid.",
+                TokenProblem::Expired => "The access token has expired.",
+                TokenProblem::Revoked => "The access token has been revoked.",
+            })
         })
-    })
 }
 
 /// `X-Business` when sent, else the user's lead business.
-fn resolve_business(sh: &Shared, principal: &Principal, headers: &HeaderMap) -> Result<String, ApiError> {
+fn resolve_business(
+    sh: &Shared,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
     let businesses = sh.user_businesses(&principal.user_id);
-    match headers.get("x-business").and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()) {
+    match headers
+        .get("x-business")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         Some(requested) => {
             if businesses.iter().any(|b| b == requested) {
                 Ok(requested.to_owned())
             } else {
-                Err(ApiError::forbidden("The user has no access to the business given in X-Business."))
+                Err(ApiError::forbidden(
+                    "The user has no access to the business given in X-Business.",
+                ))
             }
         }
         None => businesses
@@ -169,13 +200,22 @@ fn with_business(mut resp: Response, business: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(business) {
         resp.headers_mut().insert("x-business", v);
     }
-    resp.extensions_mut().insert(CallBusiness(business.to_owned()));
+    resp.extensions_mut()
+        .insert(CallBusiness(business.to_owned()));
     resp
 }
 
 /// Holds a request for `secs` (or until the server stops), then closes its
 /// connection without answering.
-async fn hold_and_drop(sh: &Shared, kill: Option<ConnKill>, secs: u64, method: &Method, template: &str, uri: &Uri, business: &str) -> Response {
+async fn hold_and_drop(
+    sh: &Shared,
+    kill: Option<ConnKill>,
+    secs: u64,
+    method: &Method,
+    template: &str,
+    uri: &Uri,
+    business: &str,
+) -> Response {
     let mut stopping = sh.stopping.subscribe();
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
@@ -183,7 +223,10 @@ async fn hold_and_drop(sh: &Shared, kill: Option<ConnKill>, secs: u64, method: &
     }
     // The call never gets a response, so the counter records it here with status 0.
     lock(&sh.stats).record(method.as_str(), template, uri.path(), 0, Some(business), "");
-    sh.metrics.requests.with_label_values(&[method.as_str(), template, "0", business]).inc();
+    sh.metrics
+        .requests
+        .with_label_values(&[method.as_str(), template, "0", business])
+        .inc();
     if let Some(k) = kill {
         k.0.notify_one();
         // The connection task drops this future once it sees the signal.
@@ -205,7 +248,9 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Response {
     let kill = kill.ok();
-    let template = matched.map(|m| m.as_str().to_owned()).unwrap_or_else(|_| uri.path().to_owned());
+    let template = matched
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|_| uri.path().to_owned());
     let segments: Vec<String> = uri
         .path()
         .trim_start_matches("/v3.1")
@@ -215,7 +260,9 @@ pub(crate) async fn handle(
         .collect();
     let query = match query {
         Ok(q) => q.0,
-        Err(_) => return ApiError::invalid("", "The query string could not be parsed.").into_response(),
+        Err(_) => {
+            return ApiError::invalid("", "The query string could not be parsed.").into_response()
+        }
     };
 
     let principal = match authenticate(&sh, &headers) {
@@ -235,7 +282,10 @@ pub(crate) async fn handle(
     if let Some(limit) = limit {
         if let Err(retry) = lock(&sh.limiter).check(&business_id, limit, Instant::now()) {
             lock(&sh.stats).rate_limited(&business_id);
-            return with_business(ApiError::too_many_requests(Some(retry)).into_response(), &business_id);
+            return with_business(
+                ApiError::too_many_requests(Some(retry)).into_response(),
+                &business_id,
+            );
         }
     }
 
@@ -256,11 +306,25 @@ pub(crate) async fn handle(
     }
     match decision.outcome {
         Some(Outcome::Rate429(retry)) => {
-            return with_business(ApiError::too_many_requests(retry).into_response(), &business_id);
+            return with_business(
+                ApiError::too_many_requests(retry).into_response(),
+                &business_id,
+            );
         }
-        Some(Outcome::Error500) => return with_business(ApiError::unexpected().into_response(), &business_id),
+        Some(Outcome::Error500) => {
+            return with_business(ApiError::unexpected().into_response(), &business_id)
+        }
         Some(Outcome::Timeout { secs, apply: false }) => {
-            return hold_and_drop(&sh, kill.map(|k| k.0), secs, &method, &template, &uri, &business_id).await;
+            return hold_and_drop(
+                &sh,
+                kill.map(|k| k.0),
+                secs,
+                &method,
+                &template,
+                &uri,
+                &business_id,
+            )
+            .await;
         }
         _ => {}
     }
@@ -288,16 +352,32 @@ pub(crate) async fn handle(
         Err(e) => e.into_response(),
     };
     match decision.outcome {
-        Some(Outcome::AppliedThen500) => with_business(ApiError::unexpected().into_response(), &business_id),
+        Some(Outcome::AppliedThen500) => {
+            with_business(ApiError::unexpected().into_response(), &business_id)
+        }
         Some(Outcome::Timeout { secs, apply: true }) => {
-            hold_and_drop(&sh, kill.map(|k| k.0), secs, &method, &template, &uri, &business_id).await
+            hold_and_drop(
+                &sh,
+                kill.map(|k| k.0),
+                secs,
+                &method,
+                &template,
+                &uri,
+                &business_id,
+            )
+            .await
         }
         _ => with_business(resp, &business_id),
     }
 }
 
 fn method_not_allowed() -> ApiError {
-    ApiError::single(StatusCode::METHOD_NOT_ALLOWED, crate::error::DataCode::RecordInvalid, "Method not allowed.", "")
+    ApiError::single(
+        StatusCode::METHOD_NOT_ALLOWED,
+        crate::error::DataCode::RecordInvalid,
+        "Method not allowed.",
+        "",
+    )
 }
 
 fn execute(
@@ -312,29 +392,44 @@ fn execute(
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let get = *method == Method::GET;
     match seg.as_slice() {
-        ["financial_settings"] if get => Ok(Answer::ok(Value::Object(biz.financial_settings_json()))),
+        ["financial_settings"] if get => {
+            Ok(Answer::ok(Value::Object(biz.financial_settings_json())))
+        }
         [collection] if get && STATIC_COLLECTIONS.contains(collection) => {
             let items = seed::static_items(collection).unwrap_or_default();
             let refs: Vec<&Map<String, Value>> = items.iter().collect();
             let params = listing::parse_params(q, &[])?;
-            Ok(Answer::ok(listing::envelope(&refs, &params, &format!("/{collection}"), q)))
+            Ok(Answer::ok(listing::envelope(
+                &refs,
+                &params,
+                &format!("/{collection}"),
+                q,
+            )))
         }
-        [collection, id] if get && STATIC_COLLECTIONS.contains(collection) => seed::static_items(collection)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|m| m.get("id").and_then(Value::as_str) == Some(id))
-            .map(|m| Answer::ok(Value::Object(m)))
-            .ok_or_else(ApiError::not_found),
+        [collection, id] if get && STATIC_COLLECTIONS.contains(collection) => {
+            seed::static_items(collection)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.get("id").and_then(Value::as_str) == Some(id))
+                .map(|m| Answer::ok(Value::Object(m)))
+                .ok_or_else(ApiError::not_found)
+        }
         ["ledger_accounts"] if get => list_ledger_accounts(biz, q),
         ["ledger_accounts", id] if get => biz
             .ledger_account(id)
             .map(|l| Answer::ok(Value::Object(l.to_json())))
             .ok_or_else(ApiError::not_found),
         ["bank_accounts"] if get => {
-            let maps: Vec<Map<String, Value>> = biz.bank_accounts.iter().map(|b| b.to_json()).collect();
+            let maps: Vec<Map<String, Value>> =
+                biz.bank_accounts.iter().map(|b| b.to_json()).collect();
             let refs: Vec<&Map<String, Value>> = maps.iter().collect();
             let params = listing::parse_params(q, &[])?;
-            Ok(Answer::ok(listing::envelope(&refs, &params, "/bank_accounts", q)))
+            Ok(Answer::ok(listing::envelope(
+                &refs,
+                &params,
+                "/bank_accounts",
+                q,
+            )))
         }
         ["bank_accounts", id] if get => biz
             .bank_account(id)
@@ -352,10 +447,16 @@ fn execute(
             let res = Res::from_segment(resource).ok_or_else(ApiError::not_found)?;
             match *method {
                 Method::GET => get_one(biz, res, id).map(Answer::ok),
-                Method::PUT if res.put_definition().is_some() => write(sh, biz, res, Some(id), body, now),
+                Method::PUT if res.put_definition().is_some() => {
+                    write(sh, biz, res, Some(id), body, now)
+                }
                 Method::DELETE if res == Res::Contacts => {
                     contacts::delete(biz, id, now)?;
-                    Ok(Answer { status: StatusCode::NO_CONTENT, body: None, replayed: None })
+                    Ok(Answer {
+                        status: StatusCode::NO_CONTENT,
+                        body: None,
+                        replayed: None,
+                    })
                 }
                 _ => Err(method_not_allowed()),
             }
@@ -382,10 +483,19 @@ fn businesses(
             let maps: Vec<Map<String, Value>> = ids.iter().filter_map(|id| json_of(id)).collect();
             let refs: Vec<&Map<String, Value>> = maps.iter().collect();
             let params = listing::parse_params(q, &[])?;
-            Ok(Answer::ok(listing::envelope(&refs, &params, "/businesses", q)))
+            Ok(Answer::ok(listing::envelope(
+                &refs,
+                &params,
+                "/businesses",
+                q,
+            )))
         }
         [_, id] => {
-            let wanted = if id == "lead" { ids.first().cloned() } else { ids.iter().find(|b| *b == id).cloned() };
+            let wanted = if id == "lead" {
+                ids.first().cloned()
+            } else {
+                ids.iter().find(|b| *b == id).cloned()
+            };
             wanted
                 .and_then(|w| json_of(&w))
                 .map(|m| Answer::ok(Value::Object(m)))
@@ -396,8 +506,16 @@ fn businesses(
 }
 
 /// POST or PUT with idempotency.
-fn write(sh: &Shared, biz: &mut Business, res: Res, id: Option<&str>, body: &Bytes, now: chrono::DateTime<Utc>) -> Result<Answer, ApiError> {
-    let json: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid("", format!("The request body is not valid JSON: {e}")))?;
+fn write(
+    sh: &Shared,
+    biz: &mut Business,
+    res: Res,
+    id: Option<&str>,
+    body: &Bytes,
+    now: chrono::DateTime<Utc>,
+) -> Result<Answer, ApiError> {
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("", format!("The request body is not valid JSON: {e}")))?;
     let root_name = res.root();
     let idempotency_id = json
         .get(root_name)
@@ -425,40 +543,83 @@ fn write(sh: &Shared, biz: &mut Business, res: Res, id: Option<&str>, body: &Byt
         Some(_) => res.put_definition().ok_or_else(method_not_allowed)?,
     };
     schema::validate_request(definition, &json)?;
-    let root = json.get(root_name).and_then(Value::as_object).cloned().unwrap_or_default();
+    let root = json
+        .get(root_name)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let (status, out) = match (res, id) {
         (Res::Contacts, None) => (StatusCode::CREATED, contacts::create(biz, &root, now)?),
         (Res::Contacts, Some(id)) => (StatusCode::OK, contacts::update(biz, id, &root, now)?),
-        (Res::Products, None) => (StatusCode::CREATED, items::create(biz, ItemKind::Product, &root, now)?),
-        (Res::Products, Some(id)) => (StatusCode::OK, items::update(biz, ItemKind::Product, id, &root, now)?),
-        (Res::Services, None) => (StatusCode::CREATED, items::create(biz, ItemKind::Service, &root, now)?),
-        (Res::Services, Some(id)) => (StatusCode::OK, items::update(biz, ItemKind::Service, id, &root, now)?),
-        (Res::SalesInvoices, None) => (StatusCode::CREATED, sales::create(biz, SalesKind::Invoice, &root, now)?),
-        (Res::SalesCreditNotes, None) => (StatusCode::CREATED, sales::create(biz, SalesKind::CreditNote, &root, now)?),
-        (Res::ContactPayments, None) => (StatusCode::CREATED, payments::create_payment(biz, &root, now)?),
-        (Res::ContactAllocations, None) => (StatusCode::CREATED, payments::create_allocation(biz, &root, now)?),
+        (Res::Products, None) => (
+            StatusCode::CREATED,
+            items::create(biz, ItemKind::Product, &root, now)?,
+        ),
+        (Res::Products, Some(id)) => (
+            StatusCode::OK,
+            items::update(biz, ItemKind::Product, id, &root, now)?,
+        ),
+        (Res::Services, None) => (
+            StatusCode::CREATED,
+            items::create(biz, ItemKind::Service, &root, now)?,
+        ),
+        (Res::Services, Some(id)) => (
+            StatusCode::OK,
+            items::update(biz, ItemKind::Service, id, &root, now)?,
+        ),
+        (Res::SalesInvoices, None) => (
+            StatusCode::CREATED,
+            sales::create(biz, SalesKind::Invoice, &root, now)?,
+        ),
+        (Res::SalesCreditNotes, None) => (
+            StatusCode::CREATED,
+            sales::create(biz, SalesKind::CreditNote, &root, now)?,
+        ),
+        (Res::ContactPayments, None) => (
+            StatusCode::CREATED,
+            payments::create_payment(biz, &root, now)?,
+        ),
+        (Res::ContactAllocations, None) => (
+            StatusCode::CREATED,
+            payments::create_allocation(biz, &root, now)?,
+        ),
         _ => return Err(method_not_allowed()),
     };
     if let Some(key) = idempotency_id {
         // Expired entries are swept now and then so the map stays bounded by
         // the window.
         if biz.idempotency.len() >= 50_000 {
-            biz.idempotency.retain(|_, e| instant.saturating_duration_since(e.at) < window);
+            biz.idempotency
+                .retain(|_, e| instant.saturating_duration_since(e.at) < window);
         }
         biz.idempotency.insert(
             key,
-            IdempotencyEntry { resource: root_name.to_owned(), status: status.as_u16(), body: out.clone(), at: instant },
+            IdempotencyEntry {
+                resource: root_name.to_owned(),
+                status: status.as_u16(),
+                body: out.clone(),
+                at: instant,
+            },
         );
     }
-    Ok(Answer { status, body: Some(out), replayed: None })
+    Ok(Answer {
+        status,
+        body: Some(out),
+        replayed: None,
+    })
 }
 
 fn get_one(biz: &Business, res: Res, id: &str) -> Result<Value, ApiError> {
     fn find<M>(s: &Store<M>, id: &str) -> Result<Value, ApiError> {
-        s.get(id).map(|r| Value::Object(r.json.clone())).ok_or_else(ApiError::not_found)
+        s.get(id)
+            .map(|r| Value::Object(r.json.clone()))
+            .ok_or_else(ApiError::not_found)
     }
     match res {
-        Res::Contacts => biz.live_contact(id).map(|r| Value::Object(r.json.clone())).ok_or_else(ApiError::not_found),
+        Res::Contacts => biz
+            .live_contact(id)
+            .map(|r| Value::Object(r.json.clone()))
+            .ok_or_else(ApiError::not_found),
         Res::Products => find(&biz.products, id),
         Res::Services => find(&biz.services, id),
         Res::SalesInvoices => find(&biz.sales_invoices, id),
@@ -493,18 +654,31 @@ fn list_records<M>(
             let o = match key.as_str() {
                 "updated_at" => a.updated_at.cmp(&b.updated_at),
                 "date" => date_of(a).cmp(&date_of(b)),
-                "due_date" => a.json.get("due_date").and_then(Value::as_str).cmp(&b.json.get("due_date").and_then(Value::as_str)),
+                "due_date" => a
+                    .json
+                    .get("due_date")
+                    .and_then(Value::as_str)
+                    .cmp(&b.json.get("due_date").and_then(Value::as_str)),
                 _ => a.seq.cmp(&b.seq),
             };
-            if *desc { o.reverse() } else { o }
+            if *desc {
+                o.reverse()
+            } else {
+                o
+            }
         });
     }
     let maps: Vec<&Map<String, Value>> = items.iter().map(|r| &r.json).collect();
     Ok(listing::envelope(&maps, &params, path, q))
 }
 
-fn date_range(q: &HashMap<String, String>) -> Result<(Option<NaiveDate>, Option<NaiveDate>), ApiError> {
-    Ok((listing::parse_date_param(q, "from_date")?, listing::parse_date_param(q, "to_date")?))
+fn date_range(
+    q: &HashMap<String, String>,
+) -> Result<(Option<NaiveDate>, Option<NaiveDate>), ApiError> {
+    Ok((
+        listing::parse_date_param(q, "from_date")?,
+        listing::parse_date_param(q, "to_date")?,
+    ))
 }
 
 fn in_range(d: NaiveDate, range: (Option<NaiveDate>, Option<NaiveDate>)) -> bool {
@@ -512,7 +686,10 @@ fn in_range(d: NaiveDate, range: (Option<NaiveDate>, Option<NaiveDate>)) -> bool
 }
 
 fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, ApiError> {
-    let search = q.get("search").map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let search = q
+        .get("search")
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty());
     let param = |k: &str| q.get(k).map(String::as_str).filter(|s| !s.is_empty());
     let path = format!("/{}", res.segment());
     match res {
@@ -535,12 +712,18 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
             )
         }
         Res::Products | Res::Services => {
-            let store = if res == Res::Products { &biz.products } else { &biz.services };
+            let store = if res == Res::Products {
+                &biz.products
+            } else {
+                &biz.services
+            };
             let active = match param("active") {
                 None => None,
                 Some("true") => Some(true),
                 Some("false") => Some(false),
-                Some(_) => return Err(ApiError::invalid("active", "active: must be true or false")),
+                Some(_) => {
+                    return Err(ApiError::invalid("active", "active: must be true or false"))
+                }
             };
             list_records(
                 store,
@@ -556,7 +739,11 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
             )
         }
         Res::SalesInvoices | Res::SalesCreditNotes => {
-            let store = if res == Res::SalesInvoices { &biz.sales_invoices } else { &biz.sales_credit_notes };
+            let store = if res == Res::SalesInvoices {
+                &biz.sales_invoices
+            } else {
+                &biz.sales_credit_notes
+            };
             let range = date_range(q)?;
             let contact = param("contact_id");
             let status = param("status_id");
@@ -631,10 +818,19 @@ fn list_ledger_accounts(biz: &Business, q: &HashMap<String, String>) -> Result<A
             Some(_) => true,
         })
         .filter(|l| type_id.is_none_or(|t| l.ledger_account_type == t))
-        .filter(|l| search.as_deref().is_none_or(|s| l.name.to_lowercase().contains(s) || l.nominal_code.to_string().contains(s)))
+        .filter(|l| {
+            search.as_deref().is_none_or(|s| {
+                l.name.to_lowercase().contains(s) || l.nominal_code.to_string().contains(s)
+            })
+        })
         .map(|l| l.to_json())
         .collect();
     let refs: Vec<&Map<String, Value>> = maps.iter().collect();
     let params = listing::parse_params(q, &[])?;
-    Ok(Answer::ok(listing::envelope(&refs, &params, "/ledger_accounts", q)))
+    Ok(Answer::ok(listing::envelope(
+        &refs,
+        &params,
+        "/ledger_accounts",
+        q,
+    )))
 }

@@ -74,7 +74,10 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { error, description: description.into() }
+        OAuthError {
+            error,
+            description: description.into(),
+        }
     }
 }
 
@@ -146,22 +149,37 @@ impl AuthState {
     ) -> Result<IssuedTokens, OAuthError> {
         // Removing first makes the code single-use even when the exchange fails.
         let Some(c) = self.codes.remove(code) else {
-            return Err(OAuthError::new("invalid_grant", "The authorization code is invalid or has already been used"));
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "The authorization code is invalid or has already been used",
+            ));
         };
         if c.expires <= now {
-            return Err(OAuthError::new("invalid_grant", "The authorization code has expired"));
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "The authorization code has expired",
+            ));
         }
         if let Some(expected) = &c.redirect_uri {
             if redirect_uri != Some(expected.as_str()) {
-                return Err(OAuthError::new("invalid_grant", "redirect_uri does not match the authorization request"));
+                return Err(OAuthError::new(
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                ));
             }
         }
         if let Some((method, challenge)) = &c.code_challenge {
             let Some(verifier) = code_verifier else {
-                return Err(OAuthError::new("invalid_grant", "code_verifier is required"));
+                return Err(OAuthError::new(
+                    "invalid_grant",
+                    "code_verifier is required",
+                ));
             };
             if !pkce_matches(method, challenge, verifier) {
-                return Err(OAuthError::new("invalid_grant", "code_verifier does not match the code_challenge"));
+                return Err(OAuthError::new(
+                    "invalid_grant",
+                    "code_verifier does not match the code_challenge",
+                ));
             }
         }
         let id = self.next_connection;
@@ -182,8 +200,18 @@ impl AuthState {
     }
 
     /// `grant_type=refresh_token`: rotates the refresh token.
-    pub fn refresh(&mut self, refresh_token: &str, ttls: TokenTtls, now: Instant) -> Result<IssuedTokens, OAuthError> {
-        let invalid = || OAuthError::new("invalid_grant", "The refresh token is invalid, expired, revoked or has already been used");
+    pub fn refresh(
+        &mut self,
+        refresh_token: &str,
+        ttls: TokenTtls,
+        now: Instant,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let invalid = || {
+            OAuthError::new(
+                "invalid_grant",
+                "The refresh token is invalid, expired, revoked or has already been used",
+            )
+        };
         let Some(&id) = self.refresh.get(refresh_token) else {
             return Err(invalid());
         };
@@ -210,7 +238,13 @@ impl AuthState {
             self.access.retain(|_, a| a.expires > now);
         }
         let access_token = random_token(96);
-        self.access.insert(access_token.clone(), AccessToken { connection, expires: now + ttls.access });
+        self.access.insert(
+            access_token.clone(),
+            AccessToken {
+                connection,
+                expires: now + ttls.access,
+            },
+        );
         let conn = &self.connections[&connection];
         IssuedTokens {
             access_token,
@@ -223,16 +257,26 @@ impl AuthState {
     }
 
     /// Resolves a bearer token.
-    pub fn authenticate(&self, access_token: &str, now: Instant) -> Result<Principal, TokenProblem> {
+    pub fn authenticate(
+        &self,
+        access_token: &str,
+        now: Instant,
+    ) -> Result<Principal, TokenProblem> {
         let a = self.access.get(access_token).ok_or(TokenProblem::Unknown)?;
-        let conn = self.connections.get(&a.connection).ok_or(TokenProblem::Unknown)?;
+        let conn = self
+            .connections
+            .get(&a.connection)
+            .ok_or(TokenProblem::Unknown)?;
         if conn.revoked {
             return Err(TokenProblem::Revoked);
         }
         if a.expires <= now {
             return Err(TokenProblem::Expired);
         }
-        Ok(Principal { user_id: conn.user_id.clone(), business_id: conn.business_id.clone() })
+        Ok(Principal {
+            user_id: conn.user_id.clone(),
+            business_id: conn.business_id.clone(),
+        })
     }
 
     /// Revokes the connection a refresh (or access) token belongs to; returns
@@ -253,7 +297,10 @@ impl AuthState {
 
     /// Business a current refresh token belongs to (for call statistics).
     pub fn business_of_refresh_token(&self, token: &str) -> Option<String> {
-        let id = self.refresh.get(token).or_else(|| self.retired.get(token))?;
+        let id = self
+            .refresh
+            .get(token)
+            .or_else(|| self.retired.get(token))?;
         self.connections.get(id).map(|c| c.business_id.clone())
     }
 
@@ -272,7 +319,11 @@ impl AuthState {
 
     /// Makes every live access token of matching connections expire now, so a
     /// test can force the refresh path without waiting five minutes.
-    pub fn expire_access_where(&mut self, matches: impl Fn(&str, &str) -> bool, now: Instant) -> usize {
+    pub fn expire_access_where(
+        &mut self,
+        matches: impl Fn(&str, &str) -> bool,
+        now: Instant,
+    ) -> usize {
         let mut n = 0;
         for a in self.access.values_mut() {
             if let Some(conn) = self.connections.get(&a.connection) {
@@ -302,7 +353,10 @@ pub fn pkce_matches(method: &str, challenge: &str, verifier: &str) -> bool {
 mod tests {
     use super::*;
 
-    const TTLS: TokenTtls = TokenTtls { access: Duration::from_secs(300), refresh: DEFAULT_REFRESH_TTL };
+    const TTLS: TokenTtls = TokenTtls {
+        access: Duration::from_secs(300),
+        refresh: DEFAULT_REFRESH_TTL,
+    };
 
     fn connected(state: &mut AuthState, now: Instant) -> IssuedTokens {
         let code = state.issue_code("GB", "b1", "u1", None, None, now);
@@ -315,13 +369,24 @@ mod tests {
         let now = Instant::now();
         let code = s.issue_code("gb", "b1", "u1", Some("https://app/cb".into()), None, now);
         assert!(code.starts_with("GB/"));
-        let t = s.exchange_code(&code, Some("https://app/cb"), None, TTLS, now).unwrap();
+        let t = s
+            .exchange_code(&code, Some("https://app/cb"), None, TTLS, now)
+            .unwrap();
         assert_eq!((t.expires_in, t.refresh_token_expires_in), (300, 2_678_400));
-        assert_eq!(s.exchange_code(&code, Some("https://app/cb"), None, TTLS, now).unwrap_err().error, "invalid_grant");
+        assert_eq!(
+            s.exchange_code(&code, Some("https://app/cb"), None, TTLS, now)
+                .unwrap_err()
+                .error,
+            "invalid_grant"
+        );
 
         let code = s.issue_code("GB", "b1", "u1", None, None, now);
         let later = now + AUTH_CODE_TTL + Duration::from_millis(1);
-        assert!(s.exchange_code(&code, None, None, TTLS, later).unwrap_err().description.contains("expired"));
+        assert!(s
+            .exchange_code(&code, None, None, TTLS, later)
+            .unwrap_err()
+            .description
+            .contains("expired"));
     }
 
     #[test]
@@ -329,7 +394,9 @@ mod tests {
         let mut s = AuthState::default();
         let now = Instant::now();
         let code = s.issue_code("GB", "b1", "u1", Some("https://a".into()), None, now);
-        assert!(s.exchange_code(&code, Some("https://b"), None, TTLS, now).is_err());
+        assert!(s
+            .exchange_code(&code, Some("https://b"), None, TTLS, now)
+            .is_err());
     }
 
     #[test]
@@ -340,9 +407,17 @@ mod tests {
         let second = s.refresh(&first.refresh_token, TTLS, now).unwrap();
         assert_ne!(first.refresh_token, second.refresh_token);
         assert_ne!(first.access_token, second.access_token);
-        assert_eq!(s.refresh(&first.refresh_token, TTLS, now).unwrap_err().error, "invalid_grant");
+        assert_eq!(
+            s.refresh(&first.refresh_token, TTLS, now)
+                .unwrap_err()
+                .error,
+            "invalid_grant"
+        );
         assert!(s.refresh(&second.refresh_token, TTLS, now).is_ok());
-        assert_eq!(s.business_of_refresh_token(&first.refresh_token).as_deref(), Some("b1"));
+        assert_eq!(
+            s.business_of_refresh_token(&first.refresh_token).as_deref(),
+            Some("b1")
+        );
         assert_eq!(s.business_of_refresh_token("never-issued"), None);
     }
 
@@ -351,11 +426,20 @@ mod tests {
         let mut s = AuthState::default();
         let now = Instant::now();
         let t = connected(&mut s, now);
-        assert_eq!(s.authenticate(&t.access_token, now).unwrap().business_id, "b1");
-        assert_eq!(s.authenticate(&t.access_token, now + Duration::from_secs(300)), Err(TokenProblem::Expired));
+        assert_eq!(
+            s.authenticate(&t.access_token, now).unwrap().business_id,
+            "b1"
+        );
+        assert_eq!(
+            s.authenticate(&t.access_token, now + Duration::from_secs(300)),
+            Err(TokenProblem::Expired)
+        );
         assert_eq!(s.authenticate("nope", now), Err(TokenProblem::Unknown));
         assert_eq!(s.revoke_token(&t.refresh_token).as_deref(), Some("b1"));
-        assert_eq!(s.authenticate(&t.access_token, now), Err(TokenProblem::Revoked));
+        assert_eq!(
+            s.authenticate(&t.access_token, now),
+            Err(TokenProblem::Revoked)
+        );
         assert!(s.refresh(&t.refresh_token, TTLS, now).is_err());
     }
 
@@ -364,7 +448,9 @@ mod tests {
         let mut s = AuthState::default();
         let now = Instant::now();
         let t = connected(&mut s, now);
-        assert!(s.refresh(&t.refresh_token, TTLS, now + DEFAULT_REFRESH_TTL).is_err());
+        assert!(s
+            .refresh(&t.refresh_token, TTLS, now + DEFAULT_REFRESH_TTL)
+            .is_err());
     }
 
     #[test]
@@ -377,10 +463,26 @@ mod tests {
         assert!(pkce_matches("plain", "abc", "abc"));
         let mut s = AuthState::default();
         let now = Instant::now();
-        let code = s.issue_code("GB", "b", "u", None, Some(("S256".into(), challenge.into())), now);
+        let code = s.issue_code(
+            "GB",
+            "b",
+            "u",
+            None,
+            Some(("S256".into(), challenge.into())),
+            now,
+        );
         assert!(s.exchange_code(&code, None, None, TTLS, now).is_err());
-        let code = s.issue_code("GB", "b", "u", None, Some(("S256".into(), challenge.into())), now);
-        assert!(s.exchange_code(&code, None, Some(verifier), TTLS, now).is_ok());
+        let code = s.issue_code(
+            "GB",
+            "b",
+            "u",
+            None,
+            Some(("S256".into(), challenge.into())),
+            now,
+        );
+        assert!(s
+            .exchange_code(&code, None, Some(verifier), TTLS, now)
+            .is_ok());
     }
 
     #[test]
@@ -389,7 +491,10 @@ mod tests {
         let now = Instant::now();
         let t = connected(&mut s, now);
         assert_eq!(s.expire_access_where(|_, b| b == "b1", now), 1);
-        assert_eq!(s.authenticate(&t.access_token, now), Err(TokenProblem::Expired));
+        assert_eq!(
+            s.authenticate(&t.access_token, now),
+            Err(TokenProblem::Expired)
+        );
         assert!(s.refresh(&t.refresh_token, TTLS, now).is_ok());
         assert_eq!(s.revoke_where(|_, b| b == "b1"), 1);
         assert_eq!(s.revoke_where(|_, b| b == "b1"), 0);

@@ -79,27 +79,52 @@ impl ApiError {
 
     /// 422 `RecordInvalid` naming the offending field.
     pub fn invalid(source: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::single(StatusCode::UNPROCESSABLE_ENTITY, DataCode::RecordInvalid, message, source)
+        Self::single(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            DataCode::RecordInvalid,
+            message,
+            source,
+        )
     }
 
     /// 422 `RecordNotFound`: the body references a record that does not exist.
     pub fn missing_reference(source: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::single(StatusCode::UNPROCESSABLE_ENTITY, DataCode::RecordNotFound, message, source)
+        Self::single(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            DataCode::RecordNotFound,
+            message,
+            source,
+        )
     }
 
     /// 404 `RecordNotFound` for the requested URL.
     pub fn not_found() -> Self {
-        Self::single(StatusCode::NOT_FOUND, DataCode::RecordNotFound, "Couldn't find record.", "")
+        Self::single(
+            StatusCode::NOT_FOUND,
+            DataCode::RecordNotFound,
+            "Couldn't find record.",
+            "",
+        )
     }
 
     /// 401 `AuthorizationFailure`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::single(StatusCode::UNAUTHORIZED, DataCode::AuthorizationFailure, message, "")
+        Self::single(
+            StatusCode::UNAUTHORIZED,
+            DataCode::AuthorizationFailure,
+            message,
+            "",
+        )
     }
 
     /// 403 `AuthorizationFailure`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::single(StatusCode::FORBIDDEN, DataCode::AuthorizationFailure, message, "")
+        Self::single(
+            StatusCode::FORBIDDEN,
+            DataCode::AuthorizationFailure,
+            message,
+            "",
+        )
     }
 
     /// 429 `TooManyRequests`, optionally with `Retry-After`.
@@ -144,10 +169,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.errors).unwrap_or_else(|_| b"[]".to_vec());
         let mut resp = (self.status, body).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -85,7 +85,14 @@ pub struct FaultPlan {
 impl FaultPlan {
     /// A plan applying `fault` to every API request.
     pub fn new(fault: FaultKind) -> Self {
-        FaultPlan { fault, business_id: None, resource: None, method: None, count: None, probability: None }
+        FaultPlan {
+            fault,
+            business_id: None,
+            resource: None,
+            method: None,
+            count: None,
+            probability: None,
+        }
     }
 
     /// Restricts the plan to one business.
@@ -120,8 +127,14 @@ impl FaultPlan {
 
     fn matches(&self, business: &str, resource: &str, method: &str) -> bool {
         self.business_id.as_deref().is_none_or(|b| b == business)
-            && self.resource.as_deref().is_none_or(|r| r.trim_matches('/') == resource)
-            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self
+                .resource
+                .as_deref()
+                .is_none_or(|r| r.trim_matches('/') == resource)
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
     }
 }
 
@@ -166,7 +179,12 @@ const DEFAULT_SEED: u64 = 0x5A6E_5A6E;
 
 impl FaultState {
     pub fn new(rate_limit_per_minute: Option<u32>) -> Self {
-        FaultState { plans: Vec::new(), next_id: 1, rng: StdRng::seed_from_u64(DEFAULT_SEED), rate_limit_per_minute }
+        FaultState {
+            plans: Vec::new(),
+            next_id: 1,
+            rng: StdRng::seed_from_u64(DEFAULT_SEED),
+            rate_limit_per_minute,
+        }
     }
 
     pub fn add(&mut self, plan: FaultPlan) -> u64 {
@@ -221,9 +239,14 @@ impl FaultState {
                 FaultKind::Latency { ms } => decision.latency += Duration::from_millis(*ms),
                 FaultKind::Error500 => decision.outcome = Some(Outcome::Error500),
                 FaultKind::AppliedThen500 => decision.outcome = Some(Outcome::AppliedThen500),
-                FaultKind::Rate429 { retry_after_secs } => decision.outcome = Some(Outcome::Rate429(*retry_after_secs)),
+                FaultKind::Rate429 { retry_after_secs } => {
+                    decision.outcome = Some(Outcome::Rate429(*retry_after_secs))
+                }
                 FaultKind::Timeout { secs, apply } => {
-                    decision.outcome = Some(Outcome::Timeout { secs: *secs, apply: *apply })
+                    decision.outcome = Some(Outcome::Timeout {
+                        secs: *secs,
+                        apply: *apply,
+                    })
                 }
             }
         }
@@ -279,11 +302,22 @@ mod tests {
     #[test]
     fn count_limits_applications() {
         let mut s = FaultState::new(None);
-        s.add(FaultPlan::new(FaultKind::Error500).on_resource("contacts").on_method("post").times(2));
+        s.add(
+            FaultPlan::new(FaultKind::Error500)
+                .on_resource("contacts")
+                .on_method("post")
+                .times(2),
+        );
         assert_eq!(s.decide("b", "contacts", "GET").outcome, None);
         assert_eq!(s.decide("b", "products", "POST").outcome, None);
-        assert_eq!(s.decide("b", "contacts", "POST").outcome, Some(Outcome::Error500));
-        assert_eq!(s.decide("b", "contacts", "POST").outcome, Some(Outcome::Error500));
+        assert_eq!(
+            s.decide("b", "contacts", "POST").outcome,
+            Some(Outcome::Error500)
+        );
+        assert_eq!(
+            s.decide("b", "contacts", "POST").outcome,
+            Some(Outcome::Error500)
+        );
         assert_eq!(s.decide("b", "contacts", "POST").outcome, None);
         assert!(s.list().is_empty());
     }
@@ -293,7 +327,12 @@ mod tests {
         let mut s = FaultState::new(None);
         s.add(FaultPlan::new(FaultKind::Latency { ms: 10 }));
         s.add(FaultPlan::new(FaultKind::Latency { ms: 5 }).for_business("b1"));
-        s.add(FaultPlan::new(FaultKind::Rate429 { retry_after_secs: Some(3) }).for_business("b1"));
+        s.add(
+            FaultPlan::new(FaultKind::Rate429 {
+                retry_after_secs: Some(3),
+            })
+            .for_business("b1"),
+        );
         let d = s.decide("b1", "contacts", "GET");
         assert_eq!(d.latency, Duration::from_millis(15));
         assert_eq!(d.outcome, Some(Outcome::Rate429(Some(3))));
@@ -306,9 +345,24 @@ mod tests {
     fn first_outcome_wins_and_later_is_not_consumed() {
         let mut s = FaultState::new(None);
         s.add(FaultPlan::new(FaultKind::AppliedThen500).times(1));
-        s.add(FaultPlan::new(FaultKind::Timeout { secs: 1, apply: false }).times(1));
-        assert_eq!(s.decide("b", "x", "POST").outcome, Some(Outcome::AppliedThen500));
-        assert_eq!(s.decide("b", "x", "POST").outcome, Some(Outcome::Timeout { secs: 1, apply: false }));
+        s.add(
+            FaultPlan::new(FaultKind::Timeout {
+                secs: 1,
+                apply: false,
+            })
+            .times(1),
+        );
+        assert_eq!(
+            s.decide("b", "x", "POST").outcome,
+            Some(Outcome::AppliedThen500)
+        );
+        assert_eq!(
+            s.decide("b", "x", "POST").outcome,
+            Some(Outcome::Timeout {
+                secs: 1,
+                apply: false
+            })
+        );
         assert_eq!(s.decide("b", "x", "POST").outcome, None);
     }
 
@@ -318,7 +372,9 @@ mod tests {
             let mut s = FaultState::new(None);
             s.seed(seed);
             s.add(FaultPlan::new(FaultKind::Error500).with_probability(0.5));
-            (0..64).map(|_| s.decide("b", "x", "GET").outcome.is_some()).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| s.decide("b", "x", "GET").outcome.is_some())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
@@ -328,13 +384,27 @@ mod tests {
 
     #[test]
     fn plan_json_shape() {
-        let plan: FaultPlan = serde_json::from_str(r#"{"fault":{"kind":"rate_429","retry_after_secs":2},"business_id":"b","count":1}"#).unwrap();
-        assert_eq!(plan.fault, FaultKind::Rate429 { retry_after_secs: Some(2) });
+        let plan: FaultPlan = serde_json::from_str(
+            r#"{"fault":{"kind":"rate_429","retry_after_secs":2},"business_id":"b","count":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.fault,
+            FaultKind::Rate429 {
+                retry_after_secs: Some(2)
+            }
+        );
         assert_eq!(plan.count, Some(1));
         for (kind, label) in [
             (FaultKind::Error500, "error_500"),
             (FaultKind::AppliedThen500, "applied_then_500"),
-            (FaultKind::Timeout { secs: 1, apply: true }, "timeout"),
+            (
+                FaultKind::Timeout {
+                    secs: 1,
+                    apply: true,
+                },
+                "timeout",
+            ),
             (FaultKind::Latency { ms: 1 }, "latency"),
         ] {
             let v = serde_json::to_value(&kind).unwrap();
@@ -351,6 +421,9 @@ mod tests {
         assert!(admit(&mut w, 2, t0 + Duration::from_secs(10)).is_ok());
         assert_eq!(admit(&mut w, 2, t0 + Duration::from_secs(20)), Err(40));
         assert!(admit(&mut w, 2, t0 + Duration::from_secs(60)).is_ok());
-        assert_eq!(admit(&mut w, 2, t0 + Duration::from_millis(60_500)), Err(10));
+        assert_eq!(
+            admit(&mut w, 2, t0 + Duration::from_millis(60_500)),
+            Err(10)
+        );
     }
 }

@@ -48,7 +48,10 @@ pub use error::{ApiError, DataCode, SageError};
 pub use faults::{ActiveFault, FaultKind, FaultPlan};
 pub use model::{BusinessHandle, BusinessSpec};
 pub use shared::DuplicateGroup;
-pub use stats::{CallRecord, CallStat, ConcurrencyViolation, FaultStat, ReplayStat, Stats, TokenStat, CALL_LOG_CAPACITY};
+pub use stats::{
+    CallRecord, CallStat, ConcurrencyViolation, FaultStat, ReplayStat, Stats, TokenStat,
+    CALL_LOG_CAPACITY,
+};
 
 use serde_json::Value;
 use shared::{lock, Shared};
@@ -110,7 +113,9 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,7 +129,12 @@ impl Sandbox {
         let task = tokio::spawn(server::serve(listener, shared.clone(), async {
             let _ = stopped.await;
         }));
-        Ok(Sandbox { addr, shared, stop: Some(stop), task: Some(task) })
+        Ok(Sandbox {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     /// The bound address.
@@ -192,12 +202,16 @@ impl Sandbox {
 
     /// Read access to stored documents and counters.
     pub fn inspect(&self) -> Inspector {
-        Inspector { shared: self.shared.clone() }
+        Inspector {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Fault plan and rate-limit control.
     pub fn faults(&self) -> FaultControl {
-        FaultControl { shared: self.shared.clone() }
+        FaultControl {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Revokes every token that can reach `business_id`; returns how many
@@ -238,7 +252,10 @@ impl Drop for Sandbox {
 }
 
 /// Serves a sandbox on `config.bind` until `shutdown` completes.
-pub async fn run(config: SandboxConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    config: SandboxConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "sage-sandbox listening (test and demo tool, not Sage)");

@@ -32,7 +32,10 @@ pub struct ListParams {
 }
 
 /// Parses `page`, `items_per_page`, `attributes` and `sort`.
-pub fn parse_params(q: &HashMap<String, String>, sort_keys: &[&str]) -> Result<ListParams, ApiError> {
+pub fn parse_params(
+    q: &HashMap<String, String>,
+    sort_keys: &[&str],
+) -> Result<ListParams, ApiError> {
     let per_page = match q.get("items_per_page") {
         None => DEFAULT_PER_PAGE,
         Some(v) => match v.trim().parse::<i64>() {
@@ -56,7 +59,10 @@ pub fn parse_params(q: &HashMap<String, String>, sort_keys: &[&str]) -> Result<L
         None | Some("") => Attributes::Minimal,
         Some("all") => Attributes::All,
         Some(list) => Attributes::Some(
-            list.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            list.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
         ),
     };
     let sort = match q.get("sort") {
@@ -64,12 +70,20 @@ pub fn parse_params(q: &HashMap<String, String>, sort_keys: &[&str]) -> Result<L
         Some(s) => {
             let (key, dir) = s.split_once(':').unwrap_or((s.as_str(), "asc"));
             if !sort_keys.contains(&key) || !matches!(dir, "asc" | "desc") {
-                return Err(ApiError::invalid("sort", format!("sort: {s} is not a valid sort order")));
+                return Err(ApiError::invalid(
+                    "sort",
+                    format!("sort: {s} is not a valid sort order"),
+                ));
             }
             Some((key.to_owned(), dir == "desc"))
         }
     };
-    Ok(ListParams { page, per_page, attributes, sort })
+    Ok(ListParams {
+        page,
+        per_page,
+        attributes,
+        sort,
+    })
 }
 
 /// Projects one item according to `attributes`.
@@ -99,7 +113,9 @@ fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' | b':' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b',' | b':' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -107,8 +123,10 @@ fn encode(s: &str) -> String {
 }
 
 fn page_link(path: &str, q: &HashMap<String, String>, page: usize, per_page: usize) -> String {
-    let mut others: Vec<(&String, &String)> =
-        q.iter().filter(|(k, _)| k.as_str() != "page" && k.as_str() != "items_per_page").collect();
+    let mut others: Vec<(&String, &String)> = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "page" && k.as_str() != "items_per_page")
+        .collect();
     others.sort();
     let mut s = format!("{path}?");
     for (k, v) in others {
@@ -122,13 +140,21 @@ fn page_link(path: &str, q: &HashMap<String, String>, page: usize, per_page: usi
 ///
 /// A page past the last returns the last page again (Sage's documented
 /// behaviour), with `$page` saying which page that is.
-pub fn envelope(items: &[&Map<String, Value>], params: &ListParams, path: &str, q: &HashMap<String, String>) -> Value {
+pub fn envelope(
+    items: &[&Map<String, Value>],
+    params: &ListParams,
+    path: &str,
+    q: &HashMap<String, String>,
+) -> Value {
     let total = items.len();
     let last_page = total.div_ceil(params.per_page).max(1);
     let page = params.page.min(last_page);
     let start = (page - 1) * params.per_page;
     let end = (start + params.per_page).min(total);
-    let page_items: Vec<Value> = items[start..end].iter().map(|m| project(m, &params.attributes)).collect();
+    let page_items: Vec<Value> = items[start..end]
+        .iter()
+        .map(|m| project(m, &params.attributes))
+        .collect();
     let next = (page < last_page).then(|| page_link(path, q, page + 1, params.per_page));
     let back = (page > 1).then(|| page_link(path, q, page - 1, params.per_page));
     json!({
@@ -153,25 +179,38 @@ pub fn parse_since(q: &HashMap<String, String>) -> Result<Option<DateTime<Utc>>,
     if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
     }
-    Err(ApiError::invalid("updated_or_created_since", "updated_or_created_since: is not a valid date or time"))
+    Err(ApiError::invalid(
+        "updated_or_created_since",
+        "updated_or_created_since: is not a valid date or time",
+    ))
 }
 
 /// Parses a `YYYY-MM-DD` query parameter.
-pub fn parse_date_param(q: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+pub fn parse_date_param(
+    q: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<NaiveDate>, ApiError> {
     match q.get(name) {
         None => Ok(None),
-        Some(v) if crate::schema::is_iso_date(v) => Ok(NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()),
-        Some(_) => Err(ApiError::invalid(name, format!("{name}: must be a date in the format YYYY-MM-DD"))),
+        Some(v) if crate::schema::is_iso_date(v) => {
+            Ok(NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+        }
+        Some(_) => Err(ApiError::invalid(
+            name,
+            format!("{name}: must be a date in the format YYYY-MM-DD"),
+        )),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn items(n: usize) -> Vec<Map<String, Value>> {
@@ -184,11 +223,26 @@ mod tests {
     fn defaults_and_limits() {
         let p = parse_params(&q(&[]), &[]).unwrap();
         assert_eq!((p.page, p.per_page), (1, 20));
-        assert_eq!(parse_params(&q(&[("items_per_page", "201")]), &[]).unwrap_err().source(), "items_per_page");
+        assert_eq!(
+            parse_params(&q(&[("items_per_page", "201")]), &[])
+                .unwrap_err()
+                .source(),
+            "items_per_page"
+        );
         assert!(parse_params(&q(&[("items_per_page", "0")]), &[]).is_err());
-        assert_eq!(parse_params(&q(&[("items_per_page", "200")]), &[]).unwrap().per_page, 200);
+        assert_eq!(
+            parse_params(&q(&[("items_per_page", "200")]), &[])
+                .unwrap()
+                .per_page,
+            200
+        );
         assert!(parse_params(&q(&[("sort", "date:sideways")]), &["date"]).is_err());
-        assert_eq!(parse_params(&q(&[("sort", "date:desc")]), &["date"]).unwrap().sort, Some(("date".into(), true)));
+        assert_eq!(
+            parse_params(&q(&[("sort", "date:desc")]), &["date"])
+                .unwrap()
+                .sort,
+            Some(("date".into(), true))
+        );
     }
 
     #[test]
@@ -200,7 +254,10 @@ mod tests {
         let env = envelope(&refs, &p, "/contacts", &query);
         assert_eq!(env["$page"], 3);
         assert_eq!(env["$next"], Value::Null);
-        assert_eq!(env["$back"], "/contacts?search=a%20b&page=2&items_per_page=2");
+        assert_eq!(
+            env["$back"],
+            "/contacts?search=a%20b&page=2&items_per_page=2"
+        );
         assert_eq!(env["$items"].as_array().unwrap().len(), 1);
         assert_eq!(env["$items"][0]["id"], "id4");
         assert_eq!(env["$total"], 5);

@@ -17,16 +17,33 @@ struct Args {
     #[arg(long, env = "SAGE_SANDBOX_CLIENT_ID", default_value = "ledger-dev")]
     client_id: String,
     /// OAuth client secret accepted by the token endpoint.
-    #[arg(long, env = "SAGE_SANDBOX_CLIENT_SECRET", default_value = "ledger-dev-secret", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SAGE_SANDBOX_CLIENT_SECRET",
+        default_value = "ledger-dev-secret",
+        hide_env_values = true
+    )]
     client_secret: String,
     /// Access token lifetime in seconds.
-    #[arg(long, env = "SAGE_SANDBOX_ACCESS_TOKEN_TTL_SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "SAGE_SANDBOX_ACCESS_TOKEN_TTL_SECS",
+        default_value_t = 300
+    )]
     access_token_ttl_secs: u64,
     /// Refresh token lifetime in seconds (31 days).
-    #[arg(long, env = "SAGE_SANDBOX_REFRESH_TOKEN_TTL_SECS", default_value_t = 2_678_400)]
+    #[arg(
+        long,
+        env = "SAGE_SANDBOX_REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 2_678_400
+    )]
     refresh_token_ttl_secs: u64,
     /// Idempotency window in seconds (7 days).
-    #[arg(long, env = "SAGE_SANDBOX_IDEMPOTENCY_WINDOW_SECS", default_value_t = 604_800)]
+    #[arg(
+        long,
+        env = "SAGE_SANDBOX_IDEMPOTENCY_WINDOW_SECS",
+        default_value_t = 604_800
+    )]
     idempotency_window_secs: u64,
     /// Requests per rolling minute per business before 429 (0 = no limit).
     #[arg(long, env = "SAGE_SANDBOX_RATE_LIMIT_PER_MINUTE", default_value_t = 0)]
@@ -48,7 +65,8 @@ fn main() -> std::io::Result<()> {
         access_token_ttl: Duration::from_secs(args.access_token_ttl_secs),
         refresh_token_ttl: Duration::from_secs(args.refresh_token_ttl_secs),
         idempotency_window: Duration::from_secs(args.idempotency_window_secs),
-        rate_limit_per_minute: (args.rate_limit_per_minute > 0).then_some(args.rate_limit_per_minute),
+        rate_limit_per_minute: (args.rate_limit_per_minute > 0)
+            .then_some(args.rate_limit_per_minute),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -78,7 +78,11 @@ pub struct Record<M> {
 
 /// Joins searchable fields into one lower-case haystack.
 pub fn search_text<'a>(fields: impl IntoIterator<Item = Option<&'a str>>) -> String {
-    let parts: Vec<String> = fields.into_iter().flatten().map(str::to_lowercase).collect();
+    let parts: Vec<String> = fields
+        .into_iter()
+        .flatten()
+        .map(str::to_lowercase)
+        .collect();
     // A separator no search term contains keeps fields from matching across
     // their boundary.
     parts.join("\u{1}")
@@ -94,7 +98,11 @@ pub struct Store<M> {
 
 impl<M> Default for Store<M> {
     fn default() -> Self {
-        Store { items: Vec::new(), index: HashMap::new(), by_key: HashMap::new() }
+        Store {
+            items: Vec::new(),
+            index: HashMap::new(),
+            by_key: HashMap::new(),
+        }
     }
 }
 
@@ -141,7 +149,11 @@ impl<M> Store<M> {
 
     /// Records with the given secondary key, in creation order.
     pub fn keyed<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Record<M>> + 'a {
-        self.by_key.get(key).into_iter().flatten().map(move |&i| &self.items[i])
+        self.by_key
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(move |&i| &self.items[i])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Record<M>> {
@@ -340,7 +352,9 @@ impl Business {
         if let Some(r) = self.sales_credit_notes.get(id) {
             return Some((ArtefactKind::SalesCreditNote, r));
         }
-        self.payments_on_account.get(id).map(|r| (ArtefactKind::PaymentOnAccount, r))
+        self.payments_on_account
+            .get(id)
+            .map(|r| (ArtefactKind::PaymentOnAccount, r))
     }
 
     /// Mutable access to an artefact by kind and id.

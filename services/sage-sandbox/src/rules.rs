@@ -21,7 +21,10 @@ pub const DOCUMENT_REFERENCE_MAX: usize = 25;
 
 fn too_long(source: String, max: usize) -> ApiError {
     let leaf = source.rsplit('.').next().unwrap_or("").to_owned();
-    ApiError::invalid(source, format!("{leaf}: is too long (maximum is {max} characters)"))
+    ApiError::invalid(
+        source,
+        format!("{leaf}: is too long (maximum is {max} characters)"),
+    )
 }
 
 /// Contact `reference` is at most 10 characters.
@@ -43,7 +46,10 @@ pub fn contact_reference_key(reference: &str) -> String {
 /// Contact `reference` must be unique in the business, counting soft-deleted
 /// contacts (their references stay reserved). `holder` is the id already
 /// holding the reference, if any; `self_id` is the contact being updated.
-pub fn contact_reference_unique(holder: Option<&str>, self_id: Option<&str>) -> Result<(), ApiError> {
+pub fn contact_reference_unique(
+    holder: Option<&str>,
+    self_id: Option<&str>,
+) -> Result<(), ApiError> {
     match holder {
         Some(h) if Some(h) != self_id => Err(ApiError::invalid(
             "contact.reference",
@@ -101,7 +107,11 @@ pub fn address_limits(address: &Map<String, Value>, path: &str) -> Result<(), Ap
 }
 
 /// A contact's `currency_id` cannot change once it has an invoice or credit note.
-pub fn contact_currency_locked(current: &str, requested: &str, document_count: u32) -> Result<(), ApiError> {
+pub fn contact_currency_locked(
+    current: &str,
+    requested: &str,
+    document_count: u32,
+) -> Result<(), ApiError> {
     if document_count > 0 && current != requested {
         return Err(ApiError::invalid(
             "contact.currency_id",
@@ -114,7 +124,10 @@ pub fn contact_currency_locked(current: &str, requested: &str, document_count: u
 /// Invoice / credit note `reference` is at most 25 characters.
 pub fn document_reference_length(reference: &str, root: &str) -> Result<(), ApiError> {
     if reference.chars().count() > DOCUMENT_REFERENCE_MAX {
-        return Err(too_long(format!("{root}.reference"), DOCUMENT_REFERENCE_MAX));
+        return Err(too_long(
+            format!("{root}.reference"),
+            DOCUMENT_REFERENCE_MAX,
+        ));
     }
     Ok(())
 }
@@ -135,7 +148,11 @@ pub fn status_not_writable(root_object: &Map<String, Value>, root: &str) -> Resu
 }
 
 /// A document's currency must be its contact's currency.
-pub fn document_currency_matches_contact(document: &str, contact: &str, root: &str) -> Result<(), ApiError> {
+pub fn document_currency_matches_contact(
+    document: &str,
+    contact: &str,
+    root: &str,
+) -> Result<(), ApiError> {
     if document != contact {
         return Err(ApiError::invalid(
             format!("{root}.currency_id"),
@@ -156,16 +173,34 @@ pub fn contains_html_entity(text: &str) -> bool {
             let body_len = if rest.first() == Some(&b'#') {
                 let digits = &rest[1..];
                 if digits.first().is_some_and(|c| *c == b'x' || *c == b'X') {
-                    let n = digits[1..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
-                    if n > 0 { Some(2 + n) } else { None }
+                    let n = digits[1..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_hexdigit())
+                        .count();
+                    if n > 0 {
+                        Some(2 + n)
+                    } else {
+                        None
+                    }
                 } else {
                     let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
-                    if n > 0 { Some(1 + n) } else { None }
+                    if n > 0 {
+                        Some(1 + n)
+                    } else {
+                        None
+                    }
                 }
             } else {
                 let starts_alpha = rest.first().is_some_and(u8::is_ascii_alphabetic);
-                let n = rest.iter().take_while(|c| c.is_ascii_alphanumeric()).count();
-                if starts_alpha { Some(n) } else { None }
+                let n = rest
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .count();
+                if starts_alpha {
+                    Some(n)
+                } else {
+                    None
+                }
             };
             if let Some(n) = body_len {
                 if rest.get(n) == Some(&b';') {
@@ -190,7 +225,11 @@ pub fn no_html_entities(text: &str, source: &str) -> Result<(), ApiError> {
 }
 
 /// `tax_amount` is required on a line unless its tax rate is 0%.
-pub fn line_tax_amount_required(percentage: Decimal, tax_amount: Option<Decimal>, source: &str) -> Result<(), ApiError> {
+pub fn line_tax_amount_required(
+    percentage: Decimal,
+    tax_amount: Option<Decimal>,
+    source: &str,
+) -> Result<(), ApiError> {
     if tax_amount.is_none() && !percentage.is_zero() {
         return Err(ApiError::invalid(source, "tax_amount: can't be blank"));
     }
@@ -230,9 +269,21 @@ pub fn line_amounts(
     let extended = round2(quantity * unit_price) - discount;
     let tax = round2(tax_amount);
     if unit_price_includes_tax {
-        LineAmounts { unit_price, discount, net: extended - tax, tax, total: extended }
+        LineAmounts {
+            unit_price,
+            discount,
+            net: extended - tax,
+            tax,
+            total: extended,
+        }
     } else {
-        LineAmounts { unit_price, discount, net: extended, tax, total: extended + tax }
+        LineAmounts {
+            unit_price,
+            discount,
+            net: extended,
+            tax,
+            total: extended + tax,
+        }
     }
 }
 
@@ -302,15 +353,25 @@ pub fn artefact_status(total: Decimal, outstanding: Decimal) -> &'static str {
 /// An artefact paid or allocated must belong to the payment's contact.
 pub fn same_contact(artefact_contact: &str, contact: &str, source: &str) -> Result<(), ApiError> {
     if artefact_contact != contact {
-        return Err(ApiError::invalid(source, "artefact_id: must belong to the same contact"));
+        return Err(ApiError::invalid(
+            source,
+            "artefact_id: must belong to the same contact",
+        ));
     }
     Ok(())
 }
 
 /// An allocation cannot exceed what is outstanding on the artefact.
-pub fn not_over_outstanding(amount: Decimal, outstanding: Decimal, source: &str) -> Result<(), ApiError> {
+pub fn not_over_outstanding(
+    amount: Decimal,
+    outstanding: Decimal,
+    source: &str,
+) -> Result<(), ApiError> {
     if outstanding <= Decimal::ZERO {
-        return Err(ApiError::invalid(source, "You can only pay unpaid or part-paid invoices."));
+        return Err(ApiError::invalid(
+            source,
+            "You can only pay unpaid or part-paid invoices.",
+        ));
     }
     if amount > outstanding {
         return Err(ApiError::invalid(
@@ -323,7 +384,11 @@ pub fn not_over_outstanding(amount: Decimal, outstanding: Decimal, source: &str)
 
 /// The allocated sum of a payment must not exceed its total; a refund must
 /// also be fully allocated (Sage: a customer refund is always allocated).
-pub fn payment_allocation_total(allocated: Decimal, total: Decimal, is_refund: bool) -> Result<(), ApiError> {
+pub fn payment_allocation_total(
+    allocated: Decimal,
+    total: Decimal,
+    is_refund: bool,
+) -> Result<(), ApiError> {
     if allocated > total {
         return Err(ApiError::invalid(
             "contact_payment.total_amount",
@@ -354,7 +419,11 @@ pub fn allocations_sum_to_zero(amounts: &[Decimal]) -> Result<(), ApiError> {
 /// Sign rule of customer allocations: debits (invoices) positive, credits
 /// (credit notes, payments on account) negative.
 pub fn allocation_sign(is_debit: bool, amount: Decimal, source: &str) -> Result<(), ApiError> {
-    let ok = if is_debit { amount > Decimal::ZERO } else { amount < Decimal::ZERO };
+    let ok = if is_debit {
+        amount > Decimal::ZERO
+    } else {
+        amount < Decimal::ZERO
+    };
     if !ok {
         let msg = if is_debit {
             "amount: must be positive for an invoice"
@@ -384,7 +453,12 @@ mod tests {
     fn contact_reference_unique_against_holder() {
         assert!(contact_reference_unique(None, None).is_ok());
         assert!(contact_reference_unique(Some("a"), Some("a")).is_ok());
-        assert_eq!(contact_reference_unique(Some("a"), None).unwrap_err().source(), "contact.reference");
+        assert_eq!(
+            contact_reference_unique(Some("a"), None)
+                .unwrap_err()
+                .source(),
+            "contact.reference"
+        );
         assert!(contact_reference_unique(Some("a"), Some("b")).is_err());
         assert_eq!(contact_reference_key(" Ab1 "), "ab1");
     }
@@ -392,17 +466,26 @@ mod tests {
     #[test]
     fn contact_name_max_100() {
         assert!(contact_name_length(&"n".repeat(100)).is_ok());
-        assert_eq!(contact_name_length(&"n".repeat(101)).unwrap_err().source(), "contact.name");
+        assert_eq!(
+            contact_name_length(&"n".repeat(101)).unwrap_err().source(),
+            "contact.name"
+        );
         assert!(contact_name_length("  ").is_err());
     }
 
     #[test]
     fn exactly_one_contact_type() {
-        assert_eq!(contact_single_type(&[json!("CUSTOMER")]).unwrap(), "CUSTOMER");
+        assert_eq!(
+            contact_single_type(&[json!("CUSTOMER")]).unwrap(),
+            "CUSTOMER"
+        );
         assert!(contact_single_type(&[]).is_err());
         assert!(contact_single_type(&[json!("CUSTOMER"), json!("VENDOR")]).is_err());
         let e = contact_single_type(&[json!("ALIEN")]).unwrap_err();
-        assert_eq!(e.errors[0].data_code, crate::error::DataCode::RecordNotFound);
+        assert_eq!(
+            e.errors[0].data_code,
+            crate::error::DataCode::RecordNotFound
+        );
     }
 
     #[test]
@@ -411,12 +494,16 @@ mod tests {
         assert!(address_limits(ok.as_object().unwrap(), "contact.main_address").is_ok());
         let long_line = json!({"address_line_2": "a".repeat(51)});
         assert_eq!(
-            address_limits(long_line.as_object().unwrap(), "contact.main_address").unwrap_err().source(),
+            address_limits(long_line.as_object().unwrap(), "contact.main_address")
+                .unwrap_err()
+                .source(),
             "contact.main_address.address_line_2"
         );
         let long_pc = json!({"postal_code": "12345678901"});
         assert_eq!(
-            address_limits(long_pc.as_object().unwrap(), "contact.delivery_address").unwrap_err().source(),
+            address_limits(long_pc.as_object().unwrap(), "contact.delivery_address")
+                .unwrap_err()
+                .source(),
             "contact.delivery_address.postal_code"
         );
     }
@@ -425,14 +512,21 @@ mod tests {
     fn currency_locked_after_first_document() {
         assert!(contact_currency_locked("GBP", "EUR", 0).is_ok());
         assert!(contact_currency_locked("GBP", "GBP", 3).is_ok());
-        assert_eq!(contact_currency_locked("GBP", "EUR", 1).unwrap_err().source(), "contact.currency_id");
+        assert_eq!(
+            contact_currency_locked("GBP", "EUR", 1)
+                .unwrap_err()
+                .source(),
+            "contact.currency_id"
+        );
     }
 
     #[test]
     fn document_reference_max_25() {
         assert!(document_reference_length(&"r".repeat(25), "sales_invoice").is_ok());
         assert_eq!(
-            document_reference_length(&"r".repeat(26), "sales_credit_note").unwrap_err().source(),
+            document_reference_length(&"r".repeat(26), "sales_credit_note")
+                .unwrap_err()
+                .source(),
             "sales_credit_note.reference"
         );
     }
@@ -440,7 +534,12 @@ mod tests {
     #[test]
     fn status_cannot_be_written() {
         let m = json!({"status_id": "PAID"});
-        assert_eq!(status_not_writable(m.as_object().unwrap(), "sales_invoice").unwrap_err().source(), "sales_invoice.status_id");
+        assert_eq!(
+            status_not_writable(m.as_object().unwrap(), "sales_invoice")
+                .unwrap_err()
+                .source(),
+            "sales_invoice.status_id"
+        );
         let m = json!({"reference": "x"});
         assert!(status_not_writable(m.as_object().unwrap(), "sales_invoice").is_ok());
     }
@@ -449,14 +548,22 @@ mod tests {
     fn document_currency_must_match_contact() {
         assert!(document_currency_matches_contact("EUR", "EUR", "sales_invoice").is_ok());
         assert_eq!(
-            document_currency_matches_contact("USD", "EUR", "sales_invoice").unwrap_err().source(),
+            document_currency_matches_contact("USD", "EUR", "sales_invoice")
+                .unwrap_err()
+                .source(),
             "sales_invoice.currency_id"
         );
     }
 
     #[test]
     fn html_entities_detected() {
-        for bad in ["Widget&trade;", "A &amp; B", "x&#8482;", "x&#x2122;y", "&lt;b&gt;"] {
+        for bad in [
+            "Widget&trade;",
+            "A &amp; B",
+            "x&#8482;",
+            "x&#x2122;y",
+            "&lt;b&gt;",
+        ] {
             assert!(contains_html_entity(bad), "{bad}");
         }
         for ok in ["A & B", "AT&T", "a&;b", "&#;", "&#x;", "x & y; z", "R&D;"] {
@@ -464,29 +571,48 @@ mod tests {
             assert_eq!(contains_html_entity(ok), ok == "R&D;", "{ok}");
         }
         assert!(no_html_entities("Widget™", "s").is_ok());
-        assert_eq!(no_html_entities("W&trade;", "sales_invoice.invoice_lines[0].description").unwrap_err().source(), "sales_invoice.invoice_lines[0].description");
+        assert_eq!(
+            no_html_entities("W&trade;", "sales_invoice.invoice_lines[0].description")
+                .unwrap_err()
+                .source(),
+            "sales_invoice.invoice_lines[0].description"
+        );
     }
 
     #[test]
     fn tax_amount_required_unless_zero_rate() {
         assert!(line_tax_amount_required(dec!(0), None, "s").is_ok());
         assert!(line_tax_amount_required(dec!(20), Some(dec!(2)), "s").is_ok());
-        assert_eq!(line_tax_amount_required(dec!(20), None, "l[0].tax_amount").unwrap_err().source(), "l[0].tax_amount");
+        assert_eq!(
+            line_tax_amount_required(dec!(20), None, "l[0].tax_amount")
+                .unwrap_err()
+                .source(),
+            "l[0].tax_amount"
+        );
     }
 
     #[test]
     fn per_line_rounding_matches_sage_example() {
         // Sage's example: 41.625 + 8.325 is 49.96 after per-line rounding.
         let l = line_amounts(dec!(1), dec!(41.625), dec!(0), dec!(8.325), false);
-        assert_eq!((l.net, l.tax, l.total), (dec!(41.63), dec!(8.33), dec!(49.96)));
+        assert_eq!(
+            (l.net, l.tax, l.total),
+            (dec!(41.63), dec!(8.33), dec!(49.96))
+        );
         // Unit price is rounded before multiplying: 3 × 0.335 → 3 × 0.34 = 1.02.
         let l = line_amounts(dec!(3), dec!(0.335), dec!(0.004), dec!(0.204), false);
-        assert_eq!((l.unit_price, l.net, l.tax, l.total), (dec!(0.34), dec!(1.02), dec!(0.20), dec!(1.22)));
+        assert_eq!(
+            (l.unit_price, l.net, l.tax, l.total),
+            (dec!(0.34), dec!(1.02), dec!(0.20), dec!(1.22))
+        );
         // Quantity × price is rounded after multiplying; discount subtracted.
         let l = line_amounts(dec!(0.333), dec!(10), dec!(1.005), dec!(0), false);
         assert_eq!(l.net, dec!(3.33) - dec!(1.01));
         let l = line_amounts(dec!(1), dec!(12), dec!(0), dec!(2), true);
-        assert_eq!((l.net, l.tax, l.total), (dec!(10.00), dec!(2.00), dec!(12.00)));
+        assert_eq!(
+            (l.net, l.tax, l.total),
+            (dec!(10.00), dec!(2.00), dec!(12.00))
+        );
     }
 
     #[test]
@@ -501,16 +627,64 @@ mod tests {
         let goods = Some("GOODS".to_owned());
         let services = Some("SERVICES".to_owned());
         // Domestic: anything goes.
-        assert!(cross_border_lines("GB", Some("GB"), &[(dec!(20), None)], "sales_invoice", "invoice_lines").is_ok());
-        assert!(cross_border_lines("GB", None, &[(dec!(20), None)], "sales_invoice", "invoice_lines").is_ok());
+        assert!(cross_border_lines(
+            "GB",
+            Some("GB"),
+            &[(dec!(20), None)],
+            "sales_invoice",
+            "invoice_lines"
+        )
+        .is_ok());
+        assert!(cross_border_lines(
+            "GB",
+            None,
+            &[(dec!(20), None)],
+            "sales_invoice",
+            "invoice_lines"
+        )
+        .is_ok());
         // Abroad, zero-rated, one type.
-        assert!(cross_border_lines("GB", Some("FR"), &[(dec!(0), goods.clone()), (dec!(0), goods.clone())], "sales_invoice", "invoice_lines").is_ok());
-        let e = cross_border_lines("GB", Some("FR"), &[(dec!(0), goods.clone()), (dec!(0), services)], "sales_invoice", "invoice_lines").unwrap_err();
+        assert!(cross_border_lines(
+            "GB",
+            Some("FR"),
+            &[(dec!(0), goods.clone()), (dec!(0), goods.clone())],
+            "sales_invoice",
+            "invoice_lines"
+        )
+        .is_ok());
+        let e = cross_border_lines(
+            "GB",
+            Some("FR"),
+            &[(dec!(0), goods.clone()), (dec!(0), services)],
+            "sales_invoice",
+            "invoice_lines",
+        )
+        .unwrap_err();
         assert!(e.errors[0].message.contains("must be the same"));
-        assert_eq!(e.source(), "sales_invoice.invoice_lines[1].eu_goods_services_type_id");
-        let e = cross_border_lines("GB", Some("US"), &[(dec!(20), goods)], "sales_credit_note", "credit_note_lines").unwrap_err();
-        assert_eq!(e.source(), "sales_credit_note.credit_note_lines[0].tax_rate_id");
-        assert!(cross_border_lines("GB", Some("DE"), &[(dec!(0), None)], "sales_invoice", "invoice_lines").is_err());
+        assert_eq!(
+            e.source(),
+            "sales_invoice.invoice_lines[1].eu_goods_services_type_id"
+        );
+        let e = cross_border_lines(
+            "GB",
+            Some("US"),
+            &[(dec!(20), goods)],
+            "sales_credit_note",
+            "credit_note_lines",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.source(),
+            "sales_credit_note.credit_note_lines[0].tax_rate_id"
+        );
+        assert!(cross_border_lines(
+            "GB",
+            Some("DE"),
+            &[(dec!(0), None)],
+            "sales_invoice",
+            "invoice_lines"
+        )
+        .is_err());
     }
 
     #[test]
@@ -526,13 +700,22 @@ mod tests {
         assert!(same_contact("c1", "c2", "s").is_err());
         assert!(not_over_outstanding(dec!(5), dec!(5), "s").is_ok());
         assert!(not_over_outstanding(dec!(5.01), dec!(5), "s").is_err());
-        assert!(not_over_outstanding(dec!(1), dec!(0), "s").unwrap_err().errors[0].message.contains("unpaid or part-paid"));
+        assert!(not_over_outstanding(dec!(1), dec!(0), "s")
+            .unwrap_err()
+            .errors[0]
+            .message
+            .contains("unpaid or part-paid"));
         assert!(payment_allocation_total(dec!(10), dec!(10), false).is_ok());
         assert!(payment_allocation_total(dec!(5), dec!(10), false).is_ok());
         assert!(payment_allocation_total(dec!(11), dec!(10), false).is_err());
         assert!(payment_allocation_total(dec!(5), dec!(10), true).is_err());
         assert!(allocations_sum_to_zero(&[dec!(10), dec!(-10)]).is_ok());
-        assert_eq!(allocations_sum_to_zero(&[dec!(10), dec!(-9.99)]).unwrap_err().source(), "contact_allocation.allocated_artefacts");
+        assert_eq!(
+            allocations_sum_to_zero(&[dec!(10), dec!(-9.99)])
+                .unwrap_err()
+                .source(),
+            "contact_allocation.allocated_artefacts"
+        );
         assert!(allocation_sign(true, dec!(1), "s").is_ok());
         assert!(allocation_sign(true, dec!(-1), "s").is_err());
         assert!(allocation_sign(false, dec!(-1), "s").is_ok());

@@ -63,14 +63,22 @@ impl Node {
             required: v
                 .get("required")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default(),
             max_length: as_usize("maxLength"),
             min_length: as_usize("minLength"),
             maximum: as_dec("maximum"),
             minimum: as_dec("minimum"),
             properties: v.get("properties").and_then(Value::as_object).map(|props| {
-                props.iter().map(|(k, p)| (k.clone(), Node::parse(p))).collect()
+                props
+                    .iter()
+                    .map(|(k, p)| (k.clone(), Node::parse(p)))
+                    .collect()
             }),
             items: v.get("items").map(|i| Box::new(Node::parse(i))),
         }
@@ -87,13 +95,17 @@ fn schemas() -> &'static Schemas {
     SCHEMAS.get_or_init(|| {
         // The file is generated and committed; a parse failure is a build-time
         // mistake that every test would expose immediately.
-        let root: Value = serde_json::from_str(STRUCTURE_JSON).expect("embedded structure JSON is valid");
+        let root: Value =
+            serde_json::from_str(STRUCTURE_JSON).expect("embedded structure JSON is valid");
         let defs = root
             .get("definitions")
             .and_then(Value::as_object)
             .expect("structure JSON has definitions");
         Schemas {
-            definitions: defs.iter().map(|(k, v)| (k.clone(), Node::parse(v))).collect(),
+            definitions: defs
+                .iter()
+                .map(|(k, v)| (k.clone(), Node::parse(v)))
+                .collect(),
         }
     })
 }
@@ -161,7 +173,10 @@ fn check(node: &Node, value: &Value, path: &str, errors: &mut Vec<SageError>) {
             None => push(
                 errors,
                 path,
-                format!("{}: must be a number (a JSON number or a string holding a decimal)", leaf(path)),
+                format!(
+                    "{}: must be a number (a JSON number or a string holding a decimal)",
+                    leaf(path)
+                ),
             ),
         },
         Kind::Integer => match value {
@@ -174,7 +189,11 @@ fn check(node: &Node, value: &Value, path: &str, errors: &mut Vec<SageError>) {
         },
         Kind::Boolean => {
             if !value.is_boolean() {
-                push(errors, path, format!("{}: must be true or false", leaf(path)));
+                push(
+                    errors,
+                    path,
+                    format!("{}: must be true or false", leaf(path)),
+                );
             }
         }
         Kind::Array => match value {
@@ -194,7 +213,11 @@ fn check(node: &Node, value: &Value, path: &str, errors: &mut Vec<SageError>) {
     }
     if let Some(allowed) = &node.enum_values {
         if !allowed.contains(value) {
-            push(errors, path, format!("{}: is not included in the list", leaf(path)));
+            push(
+                errors,
+                path,
+                format!("{}: is not included in the list", leaf(path)),
+            );
         }
     }
 }
@@ -202,7 +225,11 @@ fn check(node: &Node, value: &Value, path: &str, errors: &mut Vec<SageError>) {
 fn check_object(node: &Node, map: &Map<String, Value>, path: &str, errors: &mut Vec<SageError>) {
     for name in &node.required {
         if map.get(name).is_none_or(Value::is_null) {
-            push(errors, &child_path(path, name), format!("{name}: can't be blank"));
+            push(
+                errors,
+                &child_path(path, name),
+                format!("{name}: can't be blank"),
+            );
         }
     }
     let Some(props) = &node.properties else {
@@ -221,28 +248,48 @@ fn check_string(node: &Node, s: &str, path: &str, errors: &mut Vec<SageError>) {
     let len = s.chars().count();
     if let Some(max) = node.max_length {
         if len > max {
-            push(errors, path, format!("{}: is too long (maximum is {max} characters)", leaf(path)));
+            push(
+                errors,
+                path,
+                format!("{}: is too long (maximum is {max} characters)", leaf(path)),
+            );
         }
     }
     if let Some(min) = node.min_length {
         if len < min {
-            push(errors, path, format!("{}: is too short (minimum is {min} characters)", leaf(path)));
+            push(
+                errors,
+                path,
+                format!("{}: is too short (minimum is {min} characters)", leaf(path)),
+            );
         }
     }
     if node.format.as_deref() == Some("date") && !is_iso_date(s) {
-        push(errors, path, format!("{}: must be a date in the format YYYY-MM-DD", leaf(path)));
+        push(
+            errors,
+            path,
+            format!("{}: must be a date in the format YYYY-MM-DD", leaf(path)),
+        );
     }
 }
 
 fn check_range(node: &Node, d: Decimal, path: &str, errors: &mut Vec<SageError>) {
     if let Some(max) = node.maximum {
         if d > max {
-            push(errors, path, format!("{}: must be less than or equal to {max}", leaf(path)));
+            push(
+                errors,
+                path,
+                format!("{}: must be less than or equal to {max}", leaf(path)),
+            );
         }
     }
     if let Some(min) = node.minimum {
         if d < min {
-            push(errors, path, format!("{}: must be greater than or equal to {min}", leaf(path)));
+            push(
+                errors,
+                path,
+                format!("{}: must be greater than or equal to {min}", leaf(path)),
+            );
         }
     }
 }
@@ -293,7 +340,10 @@ mod tests {
 
     #[test]
     fn unknown_property_is_named() {
-        let errs = validate("postContacts", &json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "colour": "red"}}));
+        let errs = validate(
+            "postContacts",
+            &json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "colour": "red"}}),
+        );
         assert_eq!(sources(&errs), vec!["contact.colour"]);
     }
 
@@ -305,7 +355,10 @@ mod tests {
         );
         let s = sources(&errs);
         assert!(s.contains(&"sales_invoice.contact_id"), "{s:?}");
-        assert!(s.contains(&"sales_invoice.invoice_lines[0].unit_price"), "{s:?}");
+        assert!(
+            s.contains(&"sales_invoice.invoice_lines[0].unit_price"),
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -313,7 +366,10 @@ mod tests {
         let ok = json!({"sales_invoice": {"contact_id": "c", "date": "2024-01-01", "invoice_lines": [{"description": "x", "ledger_account_id": "l", "unit_price": "9.99", "quantity": 2}]}});
         assert!(validate("postSalesInvoices", &ok).is_empty());
         let bad = json!({"sales_invoice": {"contact_id": "c", "date": "2024-01-01", "invoice_lines": [{"description": "x", "ledger_account_id": "l", "unit_price": "9,99"}]}});
-        assert_eq!(sources(&validate("postSalesInvoices", &bad)), vec!["sales_invoice.invoice_lines[0].unit_price"]);
+        assert_eq!(
+            sources(&validate("postSalesInvoices", &bad)),
+            vec!["sales_invoice.invoice_lines[0].unit_price"]
+        );
     }
 
     #[test]
@@ -337,15 +393,24 @@ mod tests {
                 "contact.reference"
             ]
         );
-        let errs = validate("postContacts", &json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "credit_days": "3"}}));
+        let errs = validate(
+            "postContacts",
+            &json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "credit_days": "3"}}),
+        );
         assert_eq!(sources(&errs), vec!["contact.credit_days"]);
-        let errs = validate("postContactPayments", &json!({"contact_payment": {"transaction_type_id": "CUSTOMER_RECEIPT", "contact_id": "c", "bank_account_id": "b", "date": "2024-02-30", "total_amount": "1"}}));
+        let errs = validate(
+            "postContactPayments",
+            &json!({"contact_payment": {"transaction_type_id": "CUSTOMER_RECEIPT", "contact_id": "c", "bank_account_id": "b", "date": "2024-02-30", "total_amount": "1"}}),
+        );
         assert_eq!(sources(&errs), vec!["contact_payment.date"]);
     }
 
     #[test]
     fn product_description_property_survived_extraction() {
-        let errs = validate("postProducts", &json!({"product": {"sales_ledger_account_id": "s", "purchase_ledger_account_id": "p"}}));
+        let errs = validate(
+            "postProducts",
+            &json!({"product": {"sales_ledger_account_id": "s", "purchase_ledger_account_id": "p"}}),
+        );
         assert_eq!(sources(&errs), vec!["product.description"]);
     }
 
@@ -353,7 +418,10 @@ mod tests {
     fn idempotency_id_is_32_chars() {
         let base = |id: &str| json!({"service": {"description": "d", "sales_ledger_account_id": "s", "idempotency_id": id}});
         assert!(validate("postServices", &base("0123456789abcdef0123456789abcdef")).is_empty());
-        assert_eq!(sources(&validate("postServices", &base("short"))), vec!["service.idempotency_id"]);
+        assert_eq!(
+            sources(&validate("postServices", &base("short"))),
+            vec!["service.idempotency_id"]
+        );
     }
 
     #[test]

@@ -24,11 +24,36 @@ pub struct TaxRate {
 /// UK VAT rates (ids and names as in a real Sage dump).
 pub fn tax_rates() -> Vec<TaxRate> {
     vec![
-        TaxRate { id: "GB_STANDARD", name: "Standard 20.00%", percentage: Decimal::from(20), is_visible: true },
-        TaxRate { id: "GB_LOWER", name: "Lower Rate 5.00%", percentage: Decimal::from(5), is_visible: true },
-        TaxRate { id: "GB_ZERO", name: "Zero Rated 0.00%", percentage: Decimal::ZERO, is_visible: true },
-        TaxRate { id: "GB_EXEMPT", name: "Exempt 0.00%", percentage: Decimal::ZERO, is_visible: true },
-        TaxRate { id: "GB_NO_TAX", name: "No VAT", percentage: Decimal::ZERO, is_visible: true },
+        TaxRate {
+            id: "GB_STANDARD",
+            name: "Standard 20.00%",
+            percentage: Decimal::from(20),
+            is_visible: true,
+        },
+        TaxRate {
+            id: "GB_LOWER",
+            name: "Lower Rate 5.00%",
+            percentage: Decimal::from(5),
+            is_visible: true,
+        },
+        TaxRate {
+            id: "GB_ZERO",
+            name: "Zero Rated 0.00%",
+            percentage: Decimal::ZERO,
+            is_visible: true,
+        },
+        TaxRate {
+            id: "GB_EXEMPT",
+            name: "Exempt 0.00%",
+            percentage: Decimal::ZERO,
+            is_visible: true,
+        },
+        TaxRate {
+            id: "GB_NO_TAX",
+            name: "No VAT",
+            percentage: Decimal::ZERO,
+            is_visible: true,
+        },
     ]
 }
 
@@ -91,7 +116,8 @@ pub const PAYMENT_METHODS: &[(&str, &str)] = &[
 pub const CONTACT_TYPES: &[(&str, &str)] = &[("CUSTOMER", "Customer"), ("VENDOR", "Supplier")];
 
 /// `eu_goods_services_types`: (id, name).
-pub const EU_GOODS_SERVICES_TYPES: &[(&str, &str)] = &[("GOODS", "Goods"), ("SERVICES", "Services")];
+pub const EU_GOODS_SERVICES_TYPES: &[(&str, &str)] =
+    &[("GOODS", "Goods"), ("SERVICES", "Services")];
 
 /// Ledger account type ids that may be used on sales lines.
 pub const SALES_VISIBLE_TYPES: &[&str] = &["SALES", "OTHER_INCOME"];
@@ -166,8 +192,18 @@ pub fn ledger_accounts() -> Vec<LedgerAccount> {
         la(4010, "Sales Type B", "SALES", Some("GB_STANDARD")),
         la(4020, "Sales Type C", "SALES", Some("GB_STANDARD")),
         la(4900, "Other income", "OTHER_INCOME", Some("GB_STANDARD")),
-        la(4905, "Distribution and Carriage", "OTHER_INCOME", Some("GB_STANDARD")),
-        la(5000, "Cost of sales - goods", "DIRECT_EXPENSES", Some("GB_STANDARD")),
+        la(
+            4905,
+            "Distribution and Carriage",
+            "OTHER_INCOME",
+            Some("GB_STANDARD"),
+        ),
+        la(
+            5000,
+            "Cost of sales - goods",
+            "DIRECT_EXPENSES",
+            Some("GB_STANDARD"),
+        ),
     ]
 }
 
@@ -221,14 +257,21 @@ pub fn bank_accounts(base_currency: &str, ledgers: &[LedgerAccount]) -> Vec<Bank
         }
     }
     currencies.truncate(3);
-    let bank_ledgers: Vec<&LedgerAccount> = ledgers.iter().filter(|l| l.ledger_account_type == "BANK").collect();
+    let bank_ledgers: Vec<&LedgerAccount> = ledgers
+        .iter()
+        .filter(|l| l.ledger_account_type == "BANK")
+        .collect();
     currencies
         .into_iter()
         .zip(bank_ledgers)
         .enumerate()
         .map(|(i, (cur, ledger))| BankAccount {
             id: new_id(),
-            name: if i == 0 { "Current Account".to_owned() } else { format!("{cur} Account") },
+            name: if i == 0 {
+                "Current Account".to_owned()
+            } else {
+                format!("{cur} Account")
+            },
             currency: cur,
             nominal_code: ledger.nominal_code,
             ledger_account_id: ledger.id.clone(),
@@ -249,7 +292,11 @@ pub fn link(collection: &str, id: &str, displayed_as: &str) -> Value {
 
 /// Link object for a currency code.
 pub fn currency_link(code: &str) -> Value {
-    let name = CURRENCIES.iter().find(|c| c.0 == code).map(|c| c.1).unwrap_or(code);
+    let name = CURRENCIES
+        .iter()
+        .find(|c| c.0 == code)
+        .map(|c| c.1)
+        .unwrap_or(code);
     link("currencies", code, &format!("{name} ({code})"))
 }
 

@@ -45,11 +45,15 @@ pub(crate) fn router(sh: Arc<Shared>) -> Router {
         .route("/v3.1/bank_accounts", any(api::handle))
         .route("/v3.1/bank_accounts/{id}", any(api::handle));
     for c in STATIC_COLLECTIONS {
-        r = r.route(&format!("/v3.1/{c}"), any(api::handle)).route(&format!("/v3.1/{c}/{{id}}"), any(api::handle));
+        r = r
+            .route(&format!("/v3.1/{c}"), any(api::handle))
+            .route(&format!("/v3.1/{c}/{{id}}"), any(api::handle));
     }
     for res in Res::ALL {
         let s = res.segment();
-        r = r.route(&format!("/v3.1/{s}"), any(api::handle)).route(&format!("/v3.1/{s}/{{id}}"), any(api::handle));
+        r = r
+            .route(&format!("/v3.1/{s}"), any(api::handle))
+            .route(&format!("/v3.1/{s}/{{id}}"), any(api::handle));
     }
     r.merge(crate::admin::routes())
         .fallback(fallback)
@@ -75,7 +79,11 @@ async fn track(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Respo
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
-    let uri_path = if counted { path.to_owned() } else { String::new() };
+    let uri_path = if counted {
+        path.to_owned()
+    } else {
+        String::new()
+    };
     let mut resp = next.run(req).await;
     let request_id = crate::new_id();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -84,10 +92,22 @@ async fn track(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Respo
     if counted {
         let business = resp.extensions().get::<CallBusiness>().map(|b| b.0.clone());
         let status = resp.status().as_u16();
-        lock(&sh.stats).record(method.as_str(), &template, &uri_path, status, business.as_deref(), &request_id);
+        lock(&sh.stats).record(
+            method.as_str(),
+            &template,
+            &uri_path,
+            status,
+            business.as_deref(),
+            &request_id,
+        );
         sh.metrics
             .requests
-            .with_label_values(&[method.as_str(), &template, &status.to_string(), business.as_deref().unwrap_or("")])
+            .with_label_values(&[
+                method.as_str(),
+                &template,
+                &status.to_string(),
+                business.as_deref().unwrap_or(""),
+            ])
             .inc();
     }
     resp
@@ -95,20 +115,28 @@ async fn track(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Respo
 
 async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
     let mut resp = sh.metrics.render().into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     resp
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 fn url_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -124,24 +152,43 @@ fn redirect(location: &str) -> Response {
 }
 
 /// `GET /oauth2/auth/central`: the consent screen, approved automatically.
-async fn authorize(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn authorize(
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if q.get("client_id").map(String::as_str) != Some(sh.config.client_id.as_str()) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "Unknown client_id");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "Unknown client_id",
+        );
     }
     let Some(redirect_uri) = q.get("redirect_uri").filter(|u| !u.is_empty()) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri is required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "redirect_uri is required",
+        );
     };
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
-    let state = q.get("state").map(|s| format!("&state={}", url_encode(s))).unwrap_or_default();
+    let state = q
+        .get("state")
+        .map(|s| format!("&state={}", url_encode(s)))
+        .unwrap_or_default();
     if q.get("response_type").map(String::as_str) != Some("code") {
-        return redirect(&format!("{redirect_uri}{sep}error=unsupported_response_type{state}"));
+        return redirect(&format!(
+            "{redirect_uri}{sep}error=unsupported_response_type{state}"
+        ));
     }
     let business = match q.get("business").filter(|b| !b.is_empty()) {
         Some(b) => b.clone(),
         None => sh.default_business(),
     };
     let challenge = q.get("code_challenge").filter(|c| !c.is_empty()).map(|c| {
-        let m = q.get("code_challenge_method").cloned().unwrap_or_else(|| "plain".to_owned());
+        let m = q
+            .get("code_challenge_method")
+            .cloned()
+            .unwrap_or_else(|| "plain".to_owned());
         (m, c.clone())
     });
     let Some((_, country)) = sh.business_owner(&business) else {
@@ -150,22 +197,37 @@ async fn authorize(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String
     let Some(code) = sh.issue_code(&business, Some(redirect_uri.clone()), challenge) else {
         return redirect(&format!("{redirect_uri}{sep}error=access_denied{state}"));
     };
-    redirect(&format!("{redirect_uri}{sep}code={}&country={}{state}", url_encode(&code), url_encode(&country)))
+    redirect(&format!(
+        "{redirect_uri}{sep}code={}&country={}{state}",
+        url_encode(&code),
+        url_encode(&country)
+    ))
 }
 
 /// Client credentials from HTTP Basic or the form body.
-fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<(String, String)> {
     if let Some(basic) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
     {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (id, secret) = text.split_once(':')?;
         return Some((id.to_owned(), secret.to_owned()));
     }
-    Some((form.get("client_id")?.clone(), form.get("client_secret")?.clone()))
+    Some((
+        form.get("client_id")?.clone(),
+        form.get("client_secret")?.clone(),
+    ))
 }
 
 fn client_ok(sh: &Shared, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
@@ -180,20 +242,35 @@ async fn token(
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The body must be application/x-www-form-urlencoded");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body must be application/x-www-form-urlencoded",
+        );
     };
     let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     if !client_ok(&sh, &headers, &form) {
         lock(&sh.stats).token(&grant_type, None, false);
-        sh.metrics.tokens.with_label_values(&[&grant_type, "invalid_client"]).inc();
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "Client authentication failed");
+        sh.metrics
+            .tokens
+            .with_label_values(&[&grant_type, "invalid_client"])
+            .inc();
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "Client authentication failed",
+        );
     }
     let ttls = sh.ttls();
     let now = Instant::now();
     let (result, business) = match grant_type.as_str() {
         "authorization_code" => {
             let Some(code) = form.get("code") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code is required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "code is required",
+                );
             };
             let r = lock(&sh.auth).exchange_code(
                 code,
@@ -207,7 +284,11 @@ async fn token(
         }
         "refresh_token" => {
             let Some(rt) = form.get("refresh_token") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token is required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "refresh_token is required",
+                );
             };
             let mut auth = lock(&sh.auth);
             let business = auth.business_of_refresh_token(rt);
@@ -215,14 +296,24 @@ async fn token(
         }
         _ => {
             lock(&sh.stats).token(&grant_type, None, false);
-            sh.metrics.tokens.with_label_values(&[&grant_type, "unsupported_grant_type"]).inc();
-            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token");
+            sh.metrics
+                .tokens
+                .with_label_values(&[&grant_type, "unsupported_grant_type"])
+                .inc();
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be authorization_code or refresh_token",
+            );
         }
     };
     lock(&sh.stats).token(&grant_type, business.as_deref(), result.is_ok());
     let mut resp = match result {
         Ok(t) => {
-            sh.metrics.tokens.with_label_values(&[&grant_type, "ok"]).inc();
+            sh.metrics
+                .tokens
+                .with_label_values(&[&grant_type, "ok"])
+                .inc();
             let body = json!({
                 "access_token": t.access_token,
                 "expires_in": t.expires_in,
@@ -233,11 +324,15 @@ async fn token(
                 "requested_by_id": t.user_id,
             });
             let mut resp = axum::Json(body).into_response();
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
         Err(e) => {
-            sh.metrics.tokens.with_label_values(&[&grant_type, e.error]).inc();
+            sh.metrics
+                .tokens
+                .with_label_values(&[&grant_type, e.error])
+                .inc();
             oauth_error(StatusCode::BAD_REQUEST, e.error, &e.description)
         }
     };
@@ -254,13 +349,25 @@ async fn revoke(
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "The body must be application/x-www-form-urlencoded");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body must be application/x-www-form-urlencoded",
+        );
     };
     if !client_ok(&sh, &headers, &form) {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "Client authentication failed");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "Client authentication failed",
+        );
     }
     let Some(token) = form.get("token") else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        );
     };
     // Unknown tokens still get "ok" (RFC 7009): revocation is idempotent.
     let business = lock(&sh.auth).revoke_token(token);
@@ -316,7 +423,11 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, app: Router, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let kill = Arc::new(Notify::new());
     let handle = ConnKill(kill.clone());
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {

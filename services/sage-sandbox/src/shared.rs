@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
 
+/// Most concurrency violations kept for inspection.
+const MAX_VIOLATIONS: usize = 10_000;
+
 /// Locks a mutex, recovering from poisoning: a panicking request must not
 /// take the whole sandbox down with it.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,7 +81,10 @@ impl Shared {
     }
 
     pub fn ttls(&self) -> TokenTtls {
-        TokenTtls { access: self.config.access_token_ttl, refresh: self.config.refresh_token_ttl }
+        TokenTtls {
+            access: self.config.access_token_ttl,
+            refresh: self.config.refresh_token_ttl,
+        }
     }
 
     fn read_dir(&self) -> std::sync::RwLockReadGuard<'_, Directory> {
@@ -108,7 +114,8 @@ impl Shared {
         let business = Business::new(id.clone(), user_id.clone(), &spec);
         let handle = business.handle();
         let mut dir = self.write_dir();
-        dir.businesses.insert(id.clone(), Arc::new(Mutex::new(business)));
+        dir.businesses
+            .insert(id.clone(), Arc::new(Mutex::new(business)));
         dir.order.push(id.clone());
         dir.users.entry(user_id).or_default().push(id);
         Ok(handle)
@@ -120,12 +127,20 @@ impl Shared {
 
     pub fn handles(&self) -> Vec<BusinessHandle> {
         let dir = self.read_dir();
-        dir.order.iter().filter_map(|id| dir.businesses.get(id)).map(|b| lock(b).handle()).collect()
+        dir.order
+            .iter()
+            .filter_map(|id| dir.businesses.get(id))
+            .map(|b| lock(b).handle())
+            .collect()
     }
 
     /// Businesses a user can reach, lead first.
     pub fn user_businesses(&self, user_id: &str) -> Vec<String> {
-        self.read_dir().users.get(user_id).cloned().unwrap_or_default()
+        self.read_dir()
+            .users
+            .get(user_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Owner and country of a business.
@@ -141,7 +156,9 @@ impl Shared {
         if let Some(first) = self.read_dir().order.first().cloned() {
             return first;
         }
-        self.create_business(BusinessSpec::default()).map(|h| h.id).unwrap_or_default()
+        self.create_business(BusinessSpec::default())
+            .map(|h| h.id)
+            .unwrap_or_default()
     }
 
     /// What the consent screen hands out for `business_id`.
@@ -152,7 +169,14 @@ impl Shared {
         code_challenge: Option<(String, String)>,
     ) -> Option<String> {
         let (user, country) = self.business_owner(business_id)?;
-        Some(lock(&self.auth).issue_code(&country, business_id, &user, redirect_uri, code_challenge, Instant::now()))
+        Some(lock(&self.auth).issue_code(
+            &country,
+            business_id,
+            &user,
+            redirect_uri,
+            code_challenge,
+            Instant::now(),
+        ))
     }
 
     /// Revokes every connection whose user can reach `business_id`.
@@ -181,14 +205,26 @@ impl Shared {
             *c
         };
         if count > 1 {
-            lock(&self.violations).push(ConcurrencyViolation {
+            let mut violations = lock(&self.violations);
+            // Bounded so a benchmark that posts in parallel on purpose cannot
+            // exhaust memory; the oldest half goes first.
+            if violations.len() >= MAX_VIOLATIONS {
+                violations.drain(..MAX_VIOLATIONS / 2);
+            }
+            violations.push(ConcurrencyViolation {
                 business_id: business.to_owned(),
                 resource: resource.to_owned(),
                 at: chrono::Utc::now(),
                 in_flight: count,
             });
+            drop(violations);
             self.metrics.violations.with_label_values(&[resource]).inc();
-            tracing::warn!(business, resource, in_flight = count, "overlapping POSTs (Sage advises one at a time)");
+            tracing::warn!(
+                business,
+                resource,
+                in_flight = count,
+                "overlapping POSTs (Sage advises one at a time)"
+            );
         }
         InflightGuard { shared: self, key }
     }
@@ -211,8 +247,16 @@ impl Shared {
             "contact_payments" => all(&b.contact_payments),
             "contact_allocations" => all(&b.contact_allocations),
             "payments_on_account" => all(&b.payments_on_account),
-            "ledger_accounts" => b.ledger_accounts.iter().map(|l| Value::Object(l.to_json())).collect(),
-            "bank_accounts" => b.bank_accounts.iter().map(|a| Value::Object(a.to_json())).collect(),
+            "ledger_accounts" => b
+                .ledger_accounts
+                .iter()
+                .map(|l| Value::Object(l.to_json()))
+                .collect(),
+            "bank_accounts" => b
+                .bank_accounts
+                .iter()
+                .map(|a| Value::Object(a.to_json()))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -226,7 +270,12 @@ impl Shared {
         let mut out = Vec::new();
         let mut push = |resource: &str, key: String, ids: &Vec<String>| {
             if ids.len() > 1 {
-                out.push(DuplicateGroup { business_id: business_id.to_owned(), resource: resource.to_owned(), key, ids: ids.clone() });
+                out.push(DuplicateGroup {
+                    business_id: business_id.to_owned(),
+                    resource: resource.to_owned(),
+                    key,
+                    ids: ids.clone(),
+                });
             }
         };
         for (r, ids) in &b.invoice_references {

@@ -84,7 +84,9 @@ impl Stats {
     pub fn count_status(&self, method: &str, path: &str, status: u16) -> u64 {
         self.calls
             .iter()
-            .filter(|c| c.method.eq_ignore_ascii_case(method) && c.path == path && c.status == status)
+            .filter(|c| {
+                c.method.eq_ignore_ascii_case(method) && c.path == path && c.status == status
+            })
             .map(|c| c.count)
             .sum()
     }
@@ -100,7 +102,11 @@ impl Stats {
 
     /// Refresh-token grant attempts, successful or not.
     pub fn refresh_attempts(&self) -> u64 {
-        self.token_requests.iter().filter(|t| t.grant_type == "refresh_token").map(|t| t.count).sum()
+        self.token_requests
+            .iter()
+            .filter(|t| t.grant_type == "refresh_token")
+            .map(|t| t.count)
+            .sum()
     }
 
     /// All idempotent replays.
@@ -113,7 +119,8 @@ impl Stats {
         let b = Some(business_id.to_owned());
         self.calls.retain(|c| c.business_id == b);
         self.token_requests.retain(|t| t.business_id == b);
-        self.idempotent_replays.retain(|r| r.business_id == business_id);
+        self.idempotent_replays
+            .retain(|r| r.business_id == business_id);
         self.rate_limited.retain(|r| r.0 == business_id);
         self.faults_applied.retain(|f| f.business_id == business_id);
         self
@@ -177,12 +184,25 @@ impl StatsState {
     pub fn call(&mut self, method: &str, path: &str, status: u16, business: Option<&str>) {
         *self
             .calls
-            .entry((method.to_owned(), path.to_owned(), status, business.map(str::to_owned)))
+            .entry((
+                method.to_owned(),
+                path.to_owned(),
+                status,
+                business.map(str::to_owned),
+            ))
             .or_default() += 1;
     }
 
     /// Counts a call and appends it to the log.
-    pub fn record(&mut self, method: &str, path: &str, uri_path: &str, status: u16, business: Option<&str>, request_id: &str) {
+    pub fn record(
+        &mut self,
+        method: &str,
+        path: &str,
+        uri_path: &str,
+        status: u16,
+        business: Option<&str>,
+        request_id: &str,
+    ) {
         self.call(method, path, status, business);
         if self.log.len() >= CALL_LOG_CAPACITY {
             self.log.pop_front();
@@ -215,11 +235,17 @@ impl StatsState {
     }
 
     pub fn token(&mut self, grant_type: &str, business: Option<&str>, success: bool) {
-        *self.tokens.entry((grant_type.to_owned(), business.map(str::to_owned), success)).or_default() += 1;
+        *self
+            .tokens
+            .entry((grant_type.to_owned(), business.map(str::to_owned), success))
+            .or_default() += 1;
     }
 
     pub fn replay(&mut self, business: &str, resource: &str) {
-        *self.replays.entry((business.to_owned(), resource.to_owned())).or_default() += 1;
+        *self
+            .replays
+            .entry((business.to_owned(), resource.to_owned()))
+            .or_default() += 1;
     }
 
     pub fn rate_limited(&mut self, business: &str) {
@@ -227,37 +253,83 @@ impl StatsState {
     }
 
     pub fn fault(&mut self, business: &str, label: &str) {
-        *self.faults.entry((business.to_owned(), label.to_owned())).or_default() += 1;
+        *self
+            .faults
+            .entry((business.to_owned(), label.to_owned()))
+            .or_default() += 1;
     }
 
     pub fn snapshot(&self) -> Stats {
         let mut calls: Vec<CallStat> = self
             .calls
             .iter()
-            .map(|((m, p, s, b), c)| CallStat { method: m.clone(), path: p.clone(), status: *s, business_id: b.clone(), count: *c })
+            .map(|((m, p, s, b), c)| CallStat {
+                method: m.clone(),
+                path: p.clone(),
+                status: *s,
+                business_id: b.clone(),
+                count: *c,
+            })
             .collect();
-        calls.sort_by(|a, b| (&a.path, &a.method, a.status, &a.business_id).cmp(&(&b.path, &b.method, b.status, &b.business_id)));
+        calls.sort_by(|a, b| {
+            (&a.path, &a.method, a.status, &a.business_id).cmp(&(
+                &b.path,
+                &b.method,
+                b.status,
+                &b.business_id,
+            ))
+        });
         let mut token_requests: Vec<TokenStat> = self
             .tokens
             .iter()
-            .map(|((g, b, s), c)| TokenStat { grant_type: g.clone(), business_id: b.clone(), success: *s, count: *c })
+            .map(|((g, b, s), c)| TokenStat {
+                grant_type: g.clone(),
+                business_id: b.clone(),
+                success: *s,
+                count: *c,
+            })
             .collect();
-        token_requests.sort_by(|a, b| (&a.grant_type, &a.business_id, a.success).cmp(&(&b.grant_type, &b.business_id, b.success)));
+        token_requests.sort_by(|a, b| {
+            (&a.grant_type, &a.business_id, a.success).cmp(&(
+                &b.grant_type,
+                &b.business_id,
+                b.success,
+            ))
+        });
         let mut idempotent_replays: Vec<ReplayStat> = self
             .replays
             .iter()
-            .map(|((b, r), c)| ReplayStat { business_id: b.clone(), resource: r.clone(), count: *c })
+            .map(|((b, r), c)| ReplayStat {
+                business_id: b.clone(),
+                resource: r.clone(),
+                count: *c,
+            })
             .collect();
-        idempotent_replays.sort_by(|a, b| (&a.business_id, &a.resource).cmp(&(&b.business_id, &b.resource)));
-        let mut rate_limited: Vec<(String, u64)> = self.rate_limited.iter().map(|(b, c)| (b.clone(), *c)).collect();
+        idempotent_replays
+            .sort_by(|a, b| (&a.business_id, &a.resource).cmp(&(&b.business_id, &b.resource)));
+        let mut rate_limited: Vec<(String, u64)> = self
+            .rate_limited
+            .iter()
+            .map(|(b, c)| (b.clone(), *c))
+            .collect();
         rate_limited.sort();
         let mut faults_applied: Vec<FaultStat> = self
             .faults
             .iter()
-            .map(|((b, f), c)| FaultStat { business_id: b.clone(), fault: f.clone(), count: *c })
+            .map(|((b, f), c)| FaultStat {
+                business_id: b.clone(),
+                fault: f.clone(),
+                count: *c,
+            })
             .collect();
         faults_applied.sort_by(|a, b| (&a.business_id, &a.fault).cmp(&(&b.business_id, &b.fault)));
-        Stats { calls, token_requests, idempotent_replays, rate_limited, faults_applied }
+        Stats {
+            calls,
+            token_requests,
+            idempotent_replays,
+            rate_limited,
+            faults_applied,
+        }
     }
 }
 
@@ -276,16 +348,39 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-            registry.register(Box::new(c.clone())).expect("metric registered once");
+            let c =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
             c
         };
         Metrics {
-            requests: counter("sage_sandbox_requests_total", "API and OAuth calls by route template and status", &["method", "path", "status", "business"]),
-            tokens: counter("sage_sandbox_token_requests_total", "Token endpoint calls by grant type", &["grant_type", "outcome"]),
-            replays: counter("sage_sandbox_idempotent_replays_total", "Requests answered from the idempotency store", &["resource"]),
-            violations: counter("sage_sandbox_concurrency_violations_total", "Overlapping POSTs to one resource of one business", &["resource"]),
-            faults: counter("sage_sandbox_faults_applied_total", "Injected faults", &["fault"]),
+            requests: counter(
+                "sage_sandbox_requests_total",
+                "API and OAuth calls by route template and status",
+                &["method", "path", "status", "business"],
+            ),
+            tokens: counter(
+                "sage_sandbox_token_requests_total",
+                "Token endpoint calls by grant type",
+                &["grant_type", "outcome"],
+            ),
+            replays: counter(
+                "sage_sandbox_idempotent_replays_total",
+                "Requests answered from the idempotency store",
+                &["resource"],
+            ),
+            violations: counter(
+                "sage_sandbox_concurrency_violations_total",
+                "Overlapping POSTs to one resource of one business",
+                &["resource"],
+            ),
+            faults: counter(
+                "sage_sandbox_faults_applied_total",
+                "Injected faults",
+                &["fault"],
+            ),
             registry,
         }
     }
@@ -325,9 +420,29 @@ mod tests {
         s.token("refresh_token", Some("b1"), true);
         s.token("refresh_token", Some("b1"), false);
         s.replay("b1", "contact");
-        s.record("GET", "/v3.1/contacts/{id}", "/v3.1/contacts/x", 404, Some("b2"), "r1");
-        s.record("GET", "/v3.1/contacts", "/v3.1/contacts", 200, Some("b1"), "r2");
-        assert_eq!(s.calls(Some("b2"), 10).iter().map(|c| c.request_id.as_str()).collect::<Vec<_>>(), vec!["r1"]);
+        s.record(
+            "GET",
+            "/v3.1/contacts/{id}",
+            "/v3.1/contacts/x",
+            404,
+            Some("b2"),
+            "r1",
+        );
+        s.record(
+            "GET",
+            "/v3.1/contacts",
+            "/v3.1/contacts",
+            200,
+            Some("b1"),
+            "r2",
+        );
+        assert_eq!(
+            s.calls(Some("b2"), 10)
+                .iter()
+                .map(|c| c.request_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["r1"]
+        );
         assert_eq!(s.calls(None, 1)[0].request_id, "r2");
         assert_eq!(s.calls(None, 10)[0].seq, 1);
         let snap = s.snapshot();
@@ -344,7 +459,9 @@ mod tests {
     #[test]
     fn metrics_render_text() {
         let m = Metrics::new();
-        m.requests.with_label_values(&["GET", "/v3.1/contacts", "200", "b"]).inc();
+        m.requests
+            .with_label_values(&["GET", "/v3.1/contacts", "200", "b"])
+            .inc();
         let text = m.render();
         assert!(text.contains("sage_sandbox_requests_total{business=\"b\",method=\"GET\",path=\"/v3.1/contacts\",status=\"200\"} 1"), "{text}");
     }

@@ -18,7 +18,9 @@ async fn latency_delays_only_matching_requests() {
     let sandbox = start().await;
     let slow = uk(&sandbox).await;
     let fast = uk(&sandbox).await;
-    sandbox.faults().set(FaultPlan::new(FaultKind::Latency { ms: 500 }).for_business(&slow.business.id));
+    sandbox
+        .faults()
+        .set(FaultPlan::new(FaultKind::Latency { ms: 500 }).for_business(&slow.business.id));
     let t = Instant::now();
     assert_eq!(slow.get("/contacts").await.status, StatusCode::OK);
     assert!(t.elapsed() >= Duration::from_millis(500));
@@ -34,13 +36,24 @@ async fn latency_delays_only_matching_requests() {
 async fn error_500_is_not_applied() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    sandbox.faults().set(FaultPlan::new(FaultKind::Error500).on_resource("contacts").on_method("POST").times(1));
+    sandbox.faults().set(
+        FaultPlan::new(FaultKind::Error500)
+            .on_resource("contacts")
+            .on_method("POST")
+            .times(1),
+    );
     let r = api.post("/contacts", contact_body("Ada")).await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(r.data_code(), "UnexpectedError");
-    assert!(sandbox.inspect().documents(&api.business.id, "contacts").is_empty());
+    assert!(sandbox
+        .inspect()
+        .documents(&api.business.id, "contacts")
+        .is_empty());
     // Used up after one request.
-    assert_eq!(api.post("/contacts", contact_body("Ada")).await.status, StatusCode::CREATED);
+    assert_eq!(
+        api.post("/contacts", contact_body("Ada")).await.status,
+        StatusCode::CREATED
+    );
     assert!(sandbox.faults().list().is_empty());
     sandbox.shutdown().await;
 }
@@ -49,7 +62,11 @@ async fn error_500_is_not_applied() {
 async fn applied_then_500_stores_and_idempotent_retry_recovers() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    sandbox.faults().set(FaultPlan::new(FaultKind::AppliedThen500).on_resource("contacts").times(1));
+    sandbox.faults().set(
+        FaultPlan::new(FaultKind::AppliedThen500)
+            .on_resource("contacts")
+            .times(1),
+    );
     let key = idem();
     let body = json!({"contact": {"name": "Ada", "contact_type_ids": ["CUSTOMER"], "idempotency_id": key}});
     let r = api.post("/contacts", body.clone()).await;
@@ -59,7 +76,13 @@ async fn applied_then_500_stores_and_idempotent_retry_recovers() {
     let r = api.post("/contacts", body).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.body["id"], docs[0]["id"]);
-    assert_eq!(sandbox.inspect().documents(&api.business.id, "contacts").len(), 1);
+    assert_eq!(
+        sandbox
+            .inspect()
+            .documents(&api.business.id, "contacts")
+            .len(),
+        1
+    );
     sandbox.shutdown().await;
 }
 
@@ -67,18 +90,31 @@ async fn applied_then_500_stores_and_idempotent_retry_recovers() {
 async fn rate_429_with_retry_after() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let id = sandbox.faults().set(FaultPlan::new(FaultKind::Rate429 { retry_after_secs: Some(7) }).on_method("GET"));
+    let id = sandbox.faults().set(
+        FaultPlan::new(FaultKind::Rate429 {
+            retry_after_secs: Some(7),
+        })
+        .on_method("GET"),
+    );
     for _ in 0..2 {
         let r = api.get("/contacts").await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers["retry-after"], "7");
         assert_eq!(r.data_code(), "TooManyRequests");
     }
-    assert_eq!(api.post("/contacts", contact_body("A")).await.status, StatusCode::CREATED);
+    assert_eq!(
+        api.post("/contacts", contact_body("A")).await.status,
+        StatusCode::CREATED
+    );
     assert!(sandbox.faults().remove(id));
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
     // Without a Retry-After value no header is sent.
-    sandbox.faults().set(FaultPlan::new(FaultKind::Rate429 { retry_after_secs: None }).times(1));
+    sandbox.faults().set(
+        FaultPlan::new(FaultKind::Rate429 {
+            retry_after_secs: None,
+        })
+        .times(1),
+    );
     let r = api.get("/contacts").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(!r.headers.contains_key("retry-after"));
@@ -89,7 +125,15 @@ async fn rate_429_with_retry_after() {
 async fn timeout_drops_the_connection() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    sandbox.faults().set(FaultPlan::new(FaultKind::Timeout { secs: 1, apply: false }).on_resource("contacts").on_method("POST").times(1));
+    sandbox.faults().set(
+        FaultPlan::new(FaultKind::Timeout {
+            secs: 1,
+            apply: false,
+        })
+        .on_resource("contacts")
+        .on_method("POST")
+        .times(1),
+    );
     let t = Instant::now();
     let r = api
         .http
@@ -100,11 +144,27 @@ async fn timeout_drops_the_connection() {
         .await;
     assert!(r.is_err(), "expected a dropped connection, got {r:?}");
     assert!(t.elapsed() >= Duration::from_secs(1));
-    assert!(sandbox.inspect().documents(&api.business.id, "contacts").is_empty());
-    assert_eq!(sandbox.inspect().stats().count_status("POST", "/v3.1/contacts", 0), 1);
+    assert!(sandbox
+        .inspect()
+        .documents(&api.business.id, "contacts")
+        .is_empty());
+    assert_eq!(
+        sandbox
+            .inspect()
+            .stats()
+            .count_status("POST", "/v3.1/contacts", 0),
+        1
+    );
 
     // The applying variant stores the write before going silent.
-    sandbox.faults().set(FaultPlan::new(FaultKind::Timeout { secs: 1, apply: true }).on_resource("contacts").times(1));
+    sandbox.faults().set(
+        FaultPlan::new(FaultKind::Timeout {
+            secs: 1,
+            apply: true,
+        })
+        .on_resource("contacts")
+        .times(1),
+    );
     let r = api
         .http
         .post(format!("{}/contacts", api.base))
@@ -113,7 +173,13 @@ async fn timeout_drops_the_connection() {
         .send()
         .await;
     assert!(r.is_err());
-    assert_eq!(sandbox.inspect().documents(&api.business.id, "contacts").len(), 1);
+    assert_eq!(
+        sandbox
+            .inspect()
+            .documents(&api.business.id, "contacts")
+            .len(),
+        1
+    );
     // The server keeps serving afterwards.
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
     sandbox.shutdown().await;
@@ -123,7 +189,11 @@ async fn timeout_drops_the_connection() {
 async fn probability_is_reproducible_with_a_seed() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    sandbox.faults().set(FaultPlan::new(FaultKind::Error500).on_method("GET").with_probability(0.5));
+    sandbox.faults().set(
+        FaultPlan::new(FaultKind::Error500)
+            .on_method("GET")
+            .with_probability(0.5),
+    );
     let run = || async {
         sandbox.faults().seed(42);
         let mut pattern = Vec::new();
@@ -142,7 +212,11 @@ async fn probability_is_reproducible_with_a_seed() {
 
 #[tokio::test]
 async fn configured_rate_limit_per_business() {
-    let sandbox = start_with(SandboxConfig { rate_limit_per_minute: Some(3), ..Default::default() }).await;
+    let sandbox = start_with(SandboxConfig {
+        rate_limit_per_minute: Some(3),
+        ..Default::default()
+    })
+    .await;
     let a = uk(&sandbox).await;
     let b = uk(&sandbox).await;
     for _ in 0..3 {
@@ -154,7 +228,10 @@ async fn configured_rate_limit_per_business() {
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(r.headers["x-business"], a.business.id.as_str());
     assert_eq!(b.get("/contacts").await.status, StatusCode::OK);
-    assert_eq!(sandbox.inspect().stats().rate_limited, vec![(a.business.id.clone(), 1)]);
+    assert_eq!(
+        sandbox.inspect().stats().rate_limited,
+        vec![(a.business.id.clone(), 1)]
+    );
     sandbox.faults().set_rate_limit(None);
     assert_eq!(a.get("/contacts").await.status, StatusCode::OK);
     sandbox.shutdown().await;
@@ -164,14 +241,22 @@ async fn configured_rate_limit_per_business() {
 async fn overlapping_posts_are_reported() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    sandbox.faults().set(FaultPlan::new(FaultKind::Latency { ms: 300 }).on_method("POST"));
+    sandbox
+        .faults()
+        .set(FaultPlan::new(FaultKind::Latency { ms: 300 }).on_method("POST"));
     // One at a time: no violation.
     api.post("/contacts", contact_body("A")).await;
     api.post("/contacts", contact_body("B")).await;
     assert!(sandbox.inspect().concurrency_violations().is_empty());
     // Two at once: a violation for this business and resource.
-    let (r1, r2) = tokio::join!(api.post("/contacts", contact_body("C")), api.post("/contacts", contact_body("D")));
-    assert_eq!((r1.status, r2.status), (StatusCode::CREATED, StatusCode::CREATED));
+    let (r1, r2) = tokio::join!(
+        api.post("/contacts", contact_body("C")),
+        api.post("/contacts", contact_body("D"))
+    );
+    assert_eq!(
+        (r1.status, r2.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
     let v = sandbox.inspect().concurrency_violations();
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].business_id, api.business.id);
@@ -187,8 +272,17 @@ async fn overlapping_posts_are_reported() {
 async fn duplicate_references_and_contacts_are_reported() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let c = api.customer("Ada", json!({"main_contact_person": {"email": "ada@example.com"}})).await;
-    api.customer("ADA", json!({"main_contact_person": {"email": "Ada@Example.com"}})).await;
+    let c = api
+        .customer(
+            "Ada",
+            json!({"main_contact_person": {"email": "ada@example.com"}}),
+        )
+        .await;
+    api.customer(
+        "ADA",
+        json!({"main_contact_person": {"email": "Ada@Example.com"}}),
+    )
+    .await;
     api.customer("Ada", json!({})).await;
     let inv = |reference: &str| json!({"sales_invoice": {"contact_id": c, "date": "2024-05-01", "reference": reference, "invoice_lines": [api.line("W", "1", "1", "0.20")]}});
     api.post("/sales_invoices", inv("ORDER-1")).await;
@@ -200,7 +294,15 @@ async fn duplicate_references_and_contacts_are_reported() {
     assert_eq!(contacts.ids.len(), 2);
     let invoices = d.iter().find(|g| g.resource == "sales_invoices").unwrap();
     assert_eq!((invoices.key.as_str(), invoices.ids.len()), ("ORDER-1", 2));
-    let over_http: Value = api.http.get(format!("{}/duplicates", sandbox.admin_url())).send().await.unwrap().json().await.unwrap();
+    let over_http: Value = api
+        .http
+        .get(format!("{}/duplicates", sandbox.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(over_http.as_array().unwrap().len(), 2);
     sandbox.shutdown().await;
 }
@@ -211,10 +313,22 @@ async fn metrics_endpoint_exposes_counters() {
     let api = uk(&sandbox).await;
     api.get("/contacts").await;
     api.get("/contacts").await;
-    let text = api.http.get(format!("http://{}/metrics", sandbox.addr())).send().await.unwrap().text().await.unwrap();
+    let text = api
+        .http
+        .get(format!("http://{}/metrics", sandbox.addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("sage_sandbox_requests_total") && l.contains("path=\"/v3.1/contacts\"") && l.contains("status=\"200\""))
+        .find(|l| {
+            l.starts_with("sage_sandbox_requests_total")
+                && l.contains("path=\"/v3.1/contacts\"")
+                && l.contains("status=\"200\"")
+        })
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with(" 2"), "{line}");
     assert!(text.contains("sage_sandbox_token_requests_total"));
@@ -227,16 +341,46 @@ async fn admin_http_api_covers_the_in_process_api() {
     let http = client();
     let admin = sandbox.admin_url();
 
-    let r = http.post(format!("{admin}/businesses")).json(&json!({"name": "Demo Ltd"})).send().await.unwrap();
+    let r = http
+        .post(format!("{admin}/businesses"))
+        .json(&json!({"name": "Demo Ltd"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let business: sage_sandbox::BusinessHandle = r.json().await.unwrap();
-    assert_eq!((business.base_currency.as_str(), business.country.as_str()), ("GBP", "GB"));
-    let r = http.post(format!("{admin}/businesses")).json(&json!({"name": "Bad", "base_currency": "XXX"})).send().await.unwrap();
+    assert_eq!(
+        (business.base_currency.as_str(), business.country.as_str()),
+        ("GBP", "GB")
+    );
+    let r = http
+        .post(format!("{admin}/businesses"))
+        .json(&json!({"name": "Bad", "base_currency": "XXX"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let listed: Vec<sage_sandbox::BusinessHandle> = http.get(format!("{admin}/businesses")).send().await.unwrap().json().await.unwrap();
+    let listed: Vec<sage_sandbox::BusinessHandle> = http
+        .get(format!("{admin}/businesses"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed, vec![business.clone()]);
 
-    let code: Value = http.post(format!("{admin}/businesses/{}/authorization_code", business.id)).send().await.unwrap().json().await.unwrap();
+    let code: Value = http
+        .post(format!(
+            "{admin}/businesses/{}/authorization_code",
+            business.id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let tokens = exchange_code(&http, &sandbox, code["code"].as_str().unwrap()).await;
     let api = Api {
         http: http.clone(),
@@ -247,21 +391,61 @@ async fn admin_http_api_covers_the_in_process_api() {
     };
     let contact = api.customer("Ada", json!({})).await;
 
-    let docs: Value = http.get(format!("{admin}/businesses/{}/documents/contacts", business.id)).send().await.unwrap().json().await.unwrap();
+    let docs: Value = http
+        .get(format!(
+            "{admin}/businesses/{}/documents/contacts",
+            business.id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(docs[0]["id"], contact.as_str());
-    let r = http.get(format!("{admin}/businesses/{}/documents/widgets", business.id)).send().await.unwrap();
+    let r = http
+        .get(format!(
+            "{admin}/businesses/{}/documents/widgets",
+            business.id
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
-    let stats: Value = http.get(format!("{admin}/stats?business_id={}", business.id)).send().await.unwrap().json().await.unwrap();
+    let stats: Value = http
+        .get(format!("{admin}/stats?business_id={}", business.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let post_contacts = stats["calls"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["path"] == "/v3.1/contacts" && c["method"] == "POST")
         .unwrap();
-    assert_eq!((post_contacts["status"].as_u64(), post_contacts["count"].as_u64()), (Some(201), Some(1)));
-    assert_eq!(stats["token_requests"][0]["grant_type"], "authorization_code");
-    let log: Value = http.get(format!("{admin}/calls?business_id={}&limit=1", business.id)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (
+            post_contacts["status"].as_u64(),
+            post_contacts["count"].as_u64()
+        ),
+        (Some(201), Some(1))
+    );
+    assert_eq!(
+        stats["token_requests"][0]["grant_type"],
+        "authorization_code"
+    );
+    let log: Value = http
+        .get(format!("{admin}/calls?business_id={}&limit=1", business.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(log[0]["method"], "POST");
     assert_eq!(log[0]["path"], "/v3.1/contacts");
     assert_eq!(log[0]["status"], 201);
@@ -275,9 +459,19 @@ async fn admin_http_api_covers_the_in_process_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let listed: Value = http.get(format!("{admin}/faults")).send().await.unwrap().json().await.unwrap();
+    let listed: Value = http
+        .get(format!("{admin}/faults"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed[0]["plan"]["fault"]["kind"], "error_500");
-    assert_eq!(api.get("/contacts").await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        api.get("/contacts").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
     let id: Value = http
         .post(format!("{admin}/faults"))
@@ -288,25 +482,69 @@ async fn admin_http_api_covers_the_in_process_api() {
         .json()
         .await
         .unwrap();
-    let r = http.delete(format!("{admin}/faults/{}", id["id"])).send().await.unwrap();
+    let r = http
+        .delete(format!("{admin}/faults/{}", id["id"]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    http.post(format!("{admin}/faults")).json(&json!({"fault": {"kind": "rate_429"}})).send().await.unwrap();
-    assert_eq!(api.get("/contacts").await.status, StatusCode::TOO_MANY_REQUESTS);
+    http.post(format!("{admin}/faults"))
+        .json(&json!({"fault": {"kind": "rate_429"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api.get("/contacts").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     http.delete(format!("{admin}/faults")).send().await.unwrap();
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
-    let r = http.put(format!("{admin}/faults/seed")).json(&json!({"seed": 9})).send().await.unwrap();
+    let r = http
+        .put(format!("{admin}/faults/seed"))
+        .json(&json!({"seed": 9}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
     // Rate limit over HTTP.
-    http.put(format!("{admin}/rate_limit")).json(&json!({"per_minute": 1})).send().await.unwrap();
+    http.put(format!("{admin}/rate_limit"))
+        .json(&json!({"per_minute": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
-    assert_eq!(api.get("/contacts").await.status, StatusCode::TOO_MANY_REQUESTS);
-    http.put(format!("{admin}/rate_limit")).json(&json!({"per_minute": null})).send().await.unwrap();
+    assert_eq!(
+        api.get("/contacts").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    http.put(format!("{admin}/rate_limit"))
+        .json(&json!({"per_minute": null}))
+        .send()
+        .await
+        .unwrap();
 
     // Concurrency violations and expiry over HTTP.
-    let v: Value = http.get(format!("{admin}/concurrency_violations")).send().await.unwrap().json().await.unwrap();
+    let v: Value = http
+        .get(format!("{admin}/concurrency_violations"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v, json!([]));
-    let e: Value = http.post(format!("{admin}/businesses/{}/expire_access_tokens", business.id)).send().await.unwrap().json().await.unwrap();
+    let e: Value = http
+        .post(format!(
+            "{admin}/businesses/{}/expire_access_tokens",
+            business.id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(e["expired"], 1);
     assert_eq!(api.get("/contacts").await.status, StatusCode::UNAUTHORIZED);
 
@@ -323,9 +561,15 @@ async fn run_serves_until_shutdown_future_completes() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(sage_sandbox::run(SandboxConfig { bind: addr, ..Default::default() }, async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(sage_sandbox::run(
+        SandboxConfig {
+            bind: addr,
+            ..Default::default()
+        },
+        async {
+            let _ = rx.await;
+        },
+    ));
     let http = client();
     let mut ok = false;
     for _ in 0..50 {
@@ -337,6 +581,14 @@ async fn run_serves_until_shutdown_future_completes() {
     }
     assert!(ok);
     tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
-    assert!(http.get(format!("http://{addr}/_sandbox")).send().await.is_err());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(http
+        .get(format!("http://{addr}/_sandbox"))
+        .send()
+        .await
+        .is_err());
 }

@@ -11,7 +11,12 @@ use std::time::Duration;
 async fn refresh(http: &reqwest::Client, url: &str, token: &str) -> (StatusCode, Value) {
     let r = http
         .post(url)
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", token), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
         .send()
         .await
         .unwrap();
@@ -56,7 +61,13 @@ async fn authorize_redirects_with_code_and_state_then_code_is_single_use() {
     // Single use.
     let r = http
         .post(sandbox.token_url())
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("redirect_uri", "http://localhost/callback")])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("redirect_uri", "http://localhost/callback"),
+        ])
         .send()
         .await
         .unwrap();
@@ -68,15 +79,32 @@ async fn authorize_redirects_with_code_and_state_then_code_is_single_use() {
     // Redirect URI bound at authorisation must match at exchange.
     let r = http
         .get(sandbox.authorize_url())
-        .query(&[("response_type", "code"), ("client_id", CLIENT_ID), ("redirect_uri", "http://localhost/a"), ("business", &business.id)])
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", CLIENT_ID),
+            ("redirect_uri", "http://localhost/a"),
+            ("business", &business.id),
+        ])
         .send()
         .await
         .unwrap();
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let code = reqwest::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let code = reqwest::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
     let r = http
         .post(sandbox.token_url())
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("redirect_uri", "http://localhost/b")])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("redirect_uri", "http://localhost/b"),
+        ])
         .send()
         .await
         .unwrap();
@@ -128,7 +156,10 @@ async fn basic_client_auth_and_bad_client() {
     let r = http
         .post(sandbox.token_url())
         .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str())])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -137,7 +168,12 @@ async fn basic_client_auth_and_bad_client() {
     let code = sandbox.issue_authorization_code(&business.id).await;
     let r = http
         .post(sandbox.token_url())
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("client_id", CLIENT_ID), ("client_secret", "wrong")])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", CLIENT_ID),
+            ("client_secret", "wrong"),
+        ])
         .send()
         .await
         .unwrap();
@@ -147,7 +183,11 @@ async fn basic_client_auth_and_bad_client() {
 
     let r = http
         .post(sandbox.token_url())
-        .form(&[("grant_type", "password"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)])
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ])
         .send()
         .await
         .unwrap();
@@ -160,14 +200,25 @@ async fn basic_client_auth_and_bad_client() {
 async fn api_requires_bearer_token() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let r = api.http.get(format!("{}/contacts", api.base)).send().await.unwrap();
+    let r = api
+        .http
+        .get(format!("{}/contacts", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers().contains_key("x_request_id"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body[0]["$dataCode"], "AuthorizationFailure");
     assert_eq!(body[0]["$severity"], "error");
 
-    let r = api.http.get(format!("{}/contacts", api.base)).bearer_auth("forged").send().await.unwrap();
+    let r = api
+        .http
+        .get(format!("{}/contacts", api.base))
+        .bearer_auth("forged")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
@@ -176,7 +227,11 @@ async fn api_requires_bearer_token() {
 
 #[tokio::test]
 async fn access_token_expires_and_refresh_recovers() {
-    let sandbox = start_with(SandboxConfig { access_token_ttl: Duration::from_millis(300), ..Default::default() }).await;
+    let sandbox = start_with(SandboxConfig {
+        access_token_ttl: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
     let api = uk(&sandbox).await;
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -201,7 +256,11 @@ async fn revoke_endpoint_and_admin_revocation() {
     let r = api
         .http
         .post(sandbox.revoke_url())
-        .form(&[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("token", api.refresh_token.as_str())])
+        .form(&[
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("token", api.refresh_token.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -210,14 +269,21 @@ async fn revoke_endpoint_and_admin_revocation() {
     assert_eq!(body, serde_json::json!({"success": "ok"}));
     assert_eq!(api.get("/contacts").await.status, StatusCode::UNAUTHORIZED);
     let (s, body) = refresh(&api.http, &sandbox.token_url(), &api.refresh_token).await;
-    assert_eq!((s, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
 
     // Over HTTP through the admin API.
     let api = uk(&sandbox).await;
     assert_eq!(api.get("/contacts").await.status, StatusCode::OK);
     let r: Value = api
         .http
-        .post(format!("{}/businesses/{}/revoke_tokens", sandbox.admin_url(), api.business.id))
+        .post(format!(
+            "{}/businesses/{}/revoke_tokens",
+            sandbox.admin_url(),
+            api.business.id
+        ))
         .send()
         .await
         .unwrap()
@@ -232,15 +298,35 @@ async fn revoke_endpoint_and_admin_revocation() {
 #[tokio::test]
 async fn x_business_selects_and_defaults_to_lead() {
     let sandbox = start().await;
-    let lead = sandbox.create_business(BusinessSpec { name: "Lead Ltd".into(), ..Default::default() }).await;
-    let second = sandbox
-        .create_business(BusinessSpec { name: "Second Ltd".into(), user_id: Some(lead.user_id.clone()), ..Default::default() })
+    let lead = sandbox
+        .create_business(BusinessSpec {
+            name: "Lead Ltd".into(),
+            ..Default::default()
+        })
         .await;
-    let stranger = sandbox.create_business(BusinessSpec { name: "Other user".into(), ..Default::default() }).await;
+    let second = sandbox
+        .create_business(BusinessSpec {
+            name: "Second Ltd".into(),
+            user_id: Some(lead.user_id.clone()),
+            ..Default::default()
+        })
+        .await;
+    let stranger = sandbox
+        .create_business(BusinessSpec {
+            name: "Other user".into(),
+            ..Default::default()
+        })
+        .await;
     let api = connect_to(&sandbox, second.clone()).await;
 
     // Without X-Business: the user's lead business.
-    let r = api.http.get(format!("{}/financial_settings", api.base)).bearer_auth(&api.token).send().await.unwrap();
+    let r = api
+        .http
+        .get(format!("{}/financial_settings", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-business"], lead.id.as_str());
 
     let r = api.get("/financial_settings").await;
@@ -295,7 +381,13 @@ async fn pkce_s256_is_enforced() {
             .await
             .unwrap();
         let location = r.headers()["location"].to_str().unwrap().to_owned();
-        reqwest::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
+        reqwest::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned()
     };
     let code = get_code().await;
     let form = |code: &str, verifier: &str| {
@@ -308,10 +400,20 @@ async fn pkce_s256_is_enforced() {
             ("code_verifier", verifier.to_owned()),
         ]
     };
-    let r = http.post(sandbox.token_url()).form(&form(&code, "wrong")).send().await.unwrap();
+    let r = http
+        .post(sandbox.token_url())
+        .form(&form(&code, "wrong"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let code = get_code().await;
-    let r = http.post(sandbox.token_url()).form(&form(&code, verifier)).send().await.unwrap();
+    let r = http
+        .post(sandbox.token_url())
+        .form(&form(&code, verifier))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     sandbox.shutdown().await;
 }

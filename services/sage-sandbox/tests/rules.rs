@@ -29,19 +29,35 @@ async fn contact_reference_unique_including_soft_deleted() {
 
     let r = api.delete(&format!("/contacts/{first}")).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(api.get(&format!("/contacts/{first}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get(&format!("/contacts/{first}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(api.get("/contacts").await.body["$total"], 0);
     // Still reserved after the soft delete.
     let r = api.post("/contacts", json!({"contact": {"name": "Third", "contact_type_ids": ["CUSTOMER"], "reference": "CUST1"}})).await;
     r.assert_422("contact.reference");
-    let stored = sandbox.inspect().document(&api.business.id, "contacts", &first).unwrap();
+    let stored = sandbox
+        .inspect()
+        .document(&api.business.id, "contacts", &first)
+        .unwrap();
     assert!(stored["deleted_at"].is_string());
 
     // Updating a contact to another's reference is also refused; keeping its own is fine.
     let other = api.customer("Other", json!({"reference": "OTH"})).await;
-    let r = api.put(&format!("/contacts/{other}"), json!({"contact": {"reference": "CUST1"}})).await;
+    let r = api
+        .put(
+            &format!("/contacts/{other}"),
+            json!({"contact": {"reference": "CUST1"}}),
+        )
+        .await;
     r.assert_422("contact.reference");
-    let r = api.put(&format!("/contacts/{other}"), json!({"contact": {"reference": "OTH", "notes": "n"}})).await;
+    let r = api
+        .put(
+            &format!("/contacts/{other}"),
+            json!({"contact": {"reference": "OTH", "notes": "n"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["notes"], "n");
     sandbox.shutdown().await;
@@ -51,9 +67,19 @@ async fn contact_reference_unique_including_soft_deleted() {
 async fn contact_name_at_most_100() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let r = api.post("/contacts", json!({"contact": {"name": "n".repeat(101), "contact_type_ids": ["CUSTOMER"]}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "n".repeat(101), "contact_type_ids": ["CUSTOMER"]}}),
+        )
+        .await;
     r.assert_422("contact.name");
-    let r = api.post("/contacts", json!({"contact": {"name": "n".repeat(100), "contact_type_ids": ["CUSTOMER"]}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "n".repeat(100), "contact_type_ids": ["CUSTOMER"]}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     sandbox.shutdown().await;
 }
@@ -62,9 +88,19 @@ async fn contact_name_at_most_100() {
 async fn contact_has_exactly_one_type() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let r = api.post("/contacts", json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER", "VENDOR"]}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER", "VENDOR"]}}),
+        )
+        .await;
     r.assert_422("contact.contact_type_ids");
-    let r = api.post("/contacts", json!({"contact": {"name": "A", "contact_type_ids": []}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "A", "contact_type_ids": []}}),
+        )
+        .await;
     r.assert_422("contact.contact_type_ids");
     sandbox.shutdown().await;
 }
@@ -135,7 +171,9 @@ async fn status_is_not_writable() {
         )
         .await;
     r.assert_422("sales_invoice.status_id");
-    let r = api.invoice(&c, json!([api.line("W", "1", "1", "0.20")])).await;
+    let r = api
+        .invoice(&c, json!([api.line("W", "1", "1", "0.20")]))
+        .await;
     assert_eq!(r.body["status"]["id"], "UNPAID");
     sandbox.shutdown().await;
 }
@@ -151,23 +189,42 @@ async fn referenced_records_must_exist() {
         assert_eq!(r.data_code(), "RecordNotFound", "{}", r.body);
     };
 
-    check(api.invoice(missing, json!([api.line("W", "1", "1", "0.20")])).await, "sales_invoice.contact_id");
+    check(
+        api.invoice(missing, json!([api.line("W", "1", "1", "0.20")]))
+            .await,
+        "sales_invoice.contact_id",
+    );
     let mut l = api.line("W", "1", "1", "0.20");
     l["ledger_account_id"] = json!(missing);
-    check(api.invoice(&c, json!([l])).await, "sales_invoice.invoice_lines[0].ledger_account_id");
+    check(
+        api.invoice(&c, json!([l])).await,
+        "sales_invoice.invoice_lines[0].ledger_account_id",
+    );
     // A purchase ledger account is not usable on a sales line.
     let mut l = api.line("W", "1", "1", "0.20");
     l["ledger_account_id"] = json!(api.ledger("5000"));
-    check(api.invoice(&c, json!([l])).await, "sales_invoice.invoice_lines[0].ledger_account_id");
+    check(
+        api.invoice(&c, json!([l])).await,
+        "sales_invoice.invoice_lines[0].ledger_account_id",
+    );
     let mut l = api.line("W", "1", "1", "0.20");
     l["tax_rate_id"] = json!("GB_REDUCED");
-    check(api.invoice(&c, json!([l])).await, "sales_invoice.invoice_lines[0].tax_rate_id");
+    check(
+        api.invoice(&c, json!([l])).await,
+        "sales_invoice.invoice_lines[0].tax_rate_id",
+    );
     let mut l = api.line("W", "1", "1", "0.20");
     l["product_id"] = json!(missing);
-    check(api.invoice(&c, json!([l])).await, "sales_invoice.invoice_lines[0].product_id");
+    check(
+        api.invoice(&c, json!([l])).await,
+        "sales_invoice.invoice_lines[0].product_id",
+    );
     let mut l = api.line("W", "1", "1", "0.20");
     l["service_id"] = json!(missing);
-    check(api.invoice(&c, json!([l])).await, "sales_invoice.invoice_lines[0].service_id");
+    check(
+        api.invoice(&c, json!([l])).await,
+        "sales_invoice.invoice_lines[0].service_id",
+    );
     let r = api
         .post("/sales_invoices", json!({"sales_invoice": {"contact_id": c, "date": "2024-05-01", "currency_id": "XXX", "invoice_lines": [api.line("W", "1", "1", "0.20")]}}))
         .await;
@@ -179,23 +236,49 @@ async fn referenced_records_must_exist() {
         .await;
     check(r, "product.purchase_ledger_account_id");
 
-    let inv = api.invoice(&c, json!([api.line("W", "1", "10", "2")])).await.id();
+    let inv = api
+        .invoice(&c, json!([api.line("W", "1", "10", "2")]))
+        .await
+        .id();
     let pay = |bank: &str, method: &str| {
         json!({"contact_payment": {"transaction_type_id": "CUSTOMER_RECEIPT", "contact_id": c, "bank_account_id": bank, "payment_method_id": method,
             "date": "2024-05-03", "total_amount": "12.00", "allocated_artefacts": [{"artefact_id": inv, "amount": "12.00"}]}})
     };
-    check(api.post("/contact_payments", pay(missing, "CREDIT_DEBIT")).await, "contact_payment.bank_account_id");
-    check(api.post("/contact_payments", pay(&api.bank("GBP"), "BITCOIN")).await, "contact_payment.payment_method_id");
+    check(
+        api.post("/contact_payments", pay(missing, "CREDIT_DEBIT"))
+            .await,
+        "contact_payment.bank_account_id",
+    );
+    check(
+        api.post("/contact_payments", pay(&api.bank("GBP"), "BITCOIN"))
+            .await,
+        "contact_payment.payment_method_id",
+    );
     let mut body = pay(&api.bank("GBP"), "CREDIT_DEBIT");
     body["contact_payment"]["allocated_artefacts"][0]["artefact_id"] = json!(missing);
-    check(api.post("/contact_payments", body).await, "contact_payment.allocated_artefacts[0].artefact_id");
+    check(
+        api.post("/contact_payments", body).await,
+        "contact_payment.allocated_artefacts[0].artefact_id",
+    );
     // Valid ids pass.
-    let r = api.post("/contact_payments", pay(&api.bank("GBP"), "CREDIT_DEBIT")).await;
+    let r = api
+        .post("/contact_payments", pay(&api.bank("GBP"), "CREDIT_DEBIT"))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 
     // A supplier is not a customer.
-    let vendor = api.post("/contacts", json!({"contact": {"name": "V", "contact_type_ids": ["VENDOR"]}})).await.id();
-    check(api.invoice(&vendor, json!([api.line("W", "1", "1", "0.20")])).await, "sales_invoice.contact_id");
+    let vendor = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "V", "contact_type_ids": ["VENDOR"]}}),
+        )
+        .await
+        .id();
+    check(
+        api.invoice(&vendor, json!([api.line("W", "1", "1", "0.20")]))
+            .await,
+        "sales_invoice.contact_id",
+    );
     sandbox.shutdown().await;
 }
 
@@ -203,22 +286,49 @@ async fn referenced_records_must_exist() {
 async fn contact_currency_locked_after_first_document() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let c = api.customer("Euro Kunde", json!({"currency_id": "EUR"})).await;
+    let c = api
+        .customer("Euro Kunde", json!({"currency_id": "EUR"}))
+        .await;
     // Before any document the currency may change.
-    let r = api.put(&format!("/contacts/{c}"), json!({"contact": {"currency_id": "USD"}})).await;
+    let r = api
+        .put(
+            &format!("/contacts/{c}"),
+            json!({"contact": {"currency_id": "USD"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = api.put(&format!("/contacts/{c}"), json!({"contact": {"currency_id": "EUR"}})).await;
+    let r = api
+        .put(
+            &format!("/contacts/{c}"),
+            json!({"contact": {"currency_id": "EUR"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = api.invoice(&c, json!([api.line("W", "1", "10", "2")])).await;
+    let r = api
+        .invoice(&c, json!([api.line("W", "1", "10", "2")]))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["currency"]["id"], "EUR");
-    let r = api.put(&format!("/contacts/{c}"), json!({"contact": {"currency_id": "GBP"}})).await;
+    let r = api
+        .put(
+            &format!("/contacts/{c}"),
+            json!({"contact": {"currency_id": "GBP"}}),
+        )
+        .await;
     r.assert_422("contact.currency_id");
     // Unchanged currency in a PUT is fine.
-    let r = api.put(&format!("/contacts/{c}"), json!({"contact": {"currency_id": "EUR", "notes": "x"}})).await;
+    let r = api
+        .put(
+            &format!("/contacts/{c}"),
+            json!({"contact": {"currency_id": "EUR", "notes": "x"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     // And a contact with transactions cannot be deleted.
-    assert_eq!(api.delete(&format!("/contacts/{c}")).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        api.delete(&format!("/contacts/{c}")).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     sandbox.shutdown().await;
 }
 
@@ -226,7 +336,9 @@ async fn contact_currency_locked_after_first_document() {
 async fn document_currency_must_equal_contact_currency() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let c = api.customer("Euro Kunde", json!({"currency_id": "EUR"})).await;
+    let c = api
+        .customer("Euro Kunde", json!({"currency_id": "EUR"}))
+        .await;
     let r = api
         .post("/sales_invoices", json!({"sales_invoice": {"contact_id": c, "date": "2024-05-01", "currency_id": "USD", "invoice_lines": [api.line("W", "1", "1", "0.20")]}}))
         .await;
@@ -241,7 +353,14 @@ async fn document_currency_must_equal_contact_currency() {
 #[tokio::test]
 async fn multi_currency_disabled_refuses_foreign_contacts() {
     let sandbox = start().await;
-    let api = connect(&sandbox, BusinessSpec { multi_currency_enabled: false, ..Default::default() }).await;
+    let api = connect(
+        &sandbox,
+        BusinessSpec {
+            multi_currency_enabled: false,
+            ..Default::default()
+        },
+    )
+    .await;
     let r = api.post("/contacts", json!({"contact": {"name": "E", "contact_type_ids": ["CUSTOMER"], "currency_id": "EUR"}})).await;
     r.assert_422("contact.currency_id");
     sandbox.shutdown().await;
@@ -252,11 +371,26 @@ async fn html_entities_in_line_descriptions_are_refused() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
     let c = api.customer("A", json!({})).await;
-    let r = api.invoice(&c, json!([api.line("Widget&trade; Pro", "1", "10", "2")])).await;
+    let r = api
+        .invoice(&c, json!([api.line("Widget&trade; Pro", "1", "10", "2")]))
+        .await;
     r.assert_422("sales_invoice.invoice_lines[0].description");
-    let r = api.credit_note(&c, json!([api.line("ok", "1", "1", "0.20"), api.line("Fish &amp; Chips", "1", "10", "2")])).await;
+    let r = api
+        .credit_note(
+            &c,
+            json!([
+                api.line("ok", "1", "1", "0.20"),
+                api.line("Fish &amp; Chips", "1", "10", "2")
+            ]),
+        )
+        .await;
     r.assert_422("sales_credit_note.credit_note_lines[1].description");
-    let r = api.invoice(&c, json!([api.line("Widget™ Fish & Chips", "1", "10", "2")])).await;
+    let r = api
+        .invoice(
+            &c,
+            json!([api.line("Widget™ Fish & Chips", "1", "10", "2")]),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     sandbox.shutdown().await;
 }
@@ -268,7 +402,9 @@ async fn tax_amount_required_unless_zero_rate() {
     let c = api.customer("A", json!({})).await;
     let mut l = api.line("W", "1", "10", "2");
     l.as_object_mut().unwrap().remove("tax_amount");
-    api.invoice(&c, json!([l.clone()])).await.assert_422("sales_invoice.invoice_lines[0].tax_amount");
+    api.invoice(&c, json!([l.clone()]))
+        .await
+        .assert_422("sales_invoice.invoice_lines[0].tax_amount");
     for zero in ["GB_ZERO", "GB_EXEMPT", "GB_NO_TAX"] {
         l["tax_rate_id"] = json!(zero);
         let r = api.invoice(&c, json!([l.clone()])).await;
@@ -277,7 +413,9 @@ async fn tax_amount_required_unless_zero_rate() {
     }
     // No explicit rate: the ledger account's default (standard) applies, so tax_amount is required.
     l.as_object_mut().unwrap().remove("tax_rate_id");
-    api.invoice(&c, json!([l])).await.assert_422("sales_invoice.invoice_lines[0].tax_amount");
+    api.invoice(&c, json!([l]))
+        .await
+        .assert_422("sales_invoice.invoice_lines[0].tax_amount");
     sandbox.shutdown().await;
 }
 
@@ -287,10 +425,20 @@ async fn lines_are_rounded_to_2dp_before_totalling() {
     let api = uk(&sandbox).await;
     let c = api.customer("A", json!({})).await;
     // Sage's example: 41.625 + 8.325 gives 49.96.
-    let r = api.invoice(&c, json!([api.line("A", "1", "41.625", "8.325")])).await;
+    let r = api
+        .invoice(&c, json!([api.line("A", "1", "41.625", "8.325")]))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let line = &r.body["invoice_lines"][0];
-    assert_eq!((line["unit_price"].as_str(), line["net_amount"].as_str(), line["tax_amount"].as_str(), line["total_amount"].as_str()), (Some("41.63"), Some("41.63"), Some("8.33"), Some("49.96")));
+    assert_eq!(
+        (
+            line["unit_price"].as_str(),
+            line["net_amount"].as_str(),
+            line["tax_amount"].as_str(),
+            line["total_amount"].as_str()
+        ),
+        (Some("41.63"), Some("41.63"), Some("8.33"), Some("49.96"))
+    );
 
     // Unit price rounded first, then quantity × price rounded, minus rounded discount.
     let mut l = api.line("B", "3", "0.335", "0.2");
@@ -344,7 +492,9 @@ async fn shipping_vat_is_recomputed_and_totals_are_sums() {
 async fn exchange_rate_gives_base_amounts_and_sent_base_totals_are_ignored() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let c = api.customer("Euro Kunde", json!({"currency_id": "EUR"})).await;
+    let c = api
+        .customer("Euro Kunde", json!({"currency_id": "EUR"}))
+        .await;
     let r = api
         .post(
             "/sales_invoices",
@@ -376,22 +526,33 @@ async fn exchange_rate_gives_base_amounts_and_sent_base_totals_are_ignored() {
 async fn cross_border_lines_zero_rated_with_one_goods_services_type() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let c = api.customer("Client FR", json!({"main_address": {"country_id": "FR"}, "currency_id": "EUR"})).await;
-    let zero = |desc: &str, ty: &str| {
-        json!({"description": desc, "ledger_account_id": api.ledger("4000"), "unit_price": "10", "tax_rate_id": "GB_ZERO", "eu_goods_services_type_id": ty})
-    };
+    let c = api
+        .customer(
+            "Client FR",
+            json!({"main_address": {"country_id": "FR"}, "currency_id": "EUR"}),
+        )
+        .await;
+    let zero = |desc: &str, ty: &str| json!({"description": desc, "ledger_account_id": api.ledger("4000"), "unit_price": "10", "tax_rate_id": "GB_ZERO", "eu_goods_services_type_id": ty});
     // Standard rate abroad.
-    let r = api.invoice(&c, json!([api.line("W", "1", "10", "2")])).await;
+    let r = api
+        .invoice(&c, json!([api.line("W", "1", "10", "2")]))
+        .await;
     r.assert_422("sales_invoice.invoice_lines[0].tax_rate_id");
     // Mixed goods and services.
-    let r = api.invoice(&c, json!([zero("A", "GOODS"), zero("B", "SERVICES")])).await;
+    let r = api
+        .invoice(&c, json!([zero("A", "GOODS"), zero("B", "SERVICES")]))
+        .await;
     r.assert_422("sales_invoice.invoice_lines[1].eu_goods_services_type_id");
     assert!(r.message().contains("must be the same"), "{}", r.body);
     // All goods, zero-rated: fine.
-    let r = api.invoice(&c, json!([zero("A", "GOODS"), zero("B", "GOODS")])).await;
+    let r = api
+        .invoice(&c, json!([zero("A", "GOODS"), zero("B", "GOODS")]))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     // The document's own address counts too: a UK contact shipping to Germany.
-    let uk_contact = api.customer("UK", json!({"main_address": {"country_id": "GB"}})).await;
+    let uk_contact = api
+        .customer("UK", json!({"main_address": {"country_id": "GB"}}))
+        .await;
     let r = api
         .post("/sales_invoices", json!({"sales_invoice": {"contact_id": uk_contact, "date": "2024-05-01", "main_address": {"country_id": "DE"}, "invoice_lines": [api.line("W", "1", "10", "2")]}}))
         .await;
@@ -400,7 +561,9 @@ async fn cross_border_lines_zero_rated_with_one_goods_services_type() {
 }
 
 async fn invoice_total(api: &Api, contact: &str, price: &str, tax: &str) -> String {
-    let r = api.invoice(contact, json!([api.line("W", "1", price, tax)])).await;
+    let r = api
+        .invoice(contact, json!([api.line("W", "1", price, tax)]))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     r.id()
 }
@@ -416,26 +579,86 @@ async fn receipts_reduce_outstanding_and_move_status() {
     let api = uk(&sandbox).await;
     let c = api.customer("A", json!({})).await;
     let inv = invoice_total(&api, &c, "100", "20").await;
-    let r = api.post("/contact_payments", receipt(&api, &c, "50.00", json!([{"artefact_id": inv, "amount": "50.00"}]))).await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &c,
+                "50.00",
+                json!([{"artefact_id": inv, "amount": "50.00"}]),
+            ),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let i = api.get(&format!("/sales_invoices/{inv}")).await.body;
-    assert_eq!((i["outstanding_amount"].as_str(), i["status"]["id"].as_str(), i["total_paid"].as_str()), (Some("70.00"), Some("PART_PAID"), Some("50.00")));
+    assert_eq!(
+        (
+            i["outstanding_amount"].as_str(),
+            i["status"]["id"].as_str(),
+            i["total_paid"].as_str()
+        ),
+        (Some("70.00"), Some("PART_PAID"), Some("50.00"))
+    );
 
     // Over-allocation beyond what is outstanding.
-    let r = api.post("/contact_payments", receipt(&api, &c, "80.00", json!([{"artefact_id": inv, "amount": "70.01"}]))).await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &c,
+                "80.00",
+                json!([{"artefact_id": inv, "amount": "70.01"}]),
+            ),
+        )
+        .await;
     r.assert_422("contact_payment.allocated_artefacts[0].amount");
     // Allocated more than the payment total.
-    let r = api.post("/contact_payments", receipt(&api, &c, "10.00", json!([{"artefact_id": inv, "amount": "20.00"}]))).await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &c,
+                "10.00",
+                json!([{"artefact_id": inv, "amount": "20.00"}]),
+            ),
+        )
+        .await;
     r.assert_422("contact_payment.total_amount");
 
-    let r = api.post("/contact_payments", receipt(&api, &c, "70.00", json!([{"artefact_id": inv, "amount": "70.00"}]))).await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &c,
+                "70.00",
+                json!([{"artefact_id": inv, "amount": "70.00"}]),
+            ),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let i = api.get(&format!("/sales_invoices/{inv}")).await.body;
-    assert_eq!((i["outstanding_amount"].as_str(), i["status"]["id"].as_str()), (Some("0.00"), Some("PAID")));
+    assert_eq!(
+        (i["outstanding_amount"].as_str(), i["status"]["id"].as_str()),
+        (Some("0.00"), Some("PAID"))
+    );
     assert_eq!(i["payments_allocations"].as_array().unwrap().len(), 2);
 
     // A paid invoice takes no more money.
-    let r = api.post("/contact_payments", receipt(&api, &c, "1.00", json!([{"artefact_id": inv, "amount": "1.00"}]))).await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &c,
+                "1.00",
+                json!([{"artefact_id": inv, "amount": "1.00"}]),
+            ),
+        )
+        .await;
     r.assert_422("contact_payment.allocated_artefacts[0].amount");
     assert!(r.message().contains("unpaid or part-paid"));
     sandbox.shutdown().await;
@@ -448,11 +671,34 @@ async fn payment_artefacts_must_belong_to_the_contact() {
     let a = api.customer("A", json!({})).await;
     let b = api.customer("B", json!({})).await;
     let inv_b = invoice_total(&api, &b, "10", "2").await;
-    let r = api.post("/contact_payments", receipt(&api, &a, "12.00", json!([{"artefact_id": inv_b, "amount": "12.00"}]))).await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &a,
+                "12.00",
+                json!([{"artefact_id": inv_b, "amount": "12.00"}]),
+            ),
+        )
+        .await;
     r.assert_422("contact_payment.allocated_artefacts[0].artefact_id");
     // Receipts only settle invoices.
-    let cn = api.credit_note(&a, json!([api.line("R", "1", "5", "1")])).await.id();
-    let r = api.post("/contact_payments", receipt(&api, &a, "6.00", json!([{"artefact_id": cn, "amount": "6.00"}]))).await;
+    let cn = api
+        .credit_note(&a, json!([api.line("R", "1", "5", "1")]))
+        .await
+        .id();
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &a,
+                "6.00",
+                json!([{"artefact_id": cn, "amount": "6.00"}]),
+            ),
+        )
+        .await;
     r.assert_422("contact_payment.allocated_artefacts[0].artefact_id");
     sandbox.shutdown().await;
 }
@@ -463,10 +709,26 @@ async fn excess_receipt_becomes_payment_on_account() {
     let api = uk(&sandbox).await;
     let c = api.customer("A", json!({})).await;
     let inv = invoice_total(&api, &c, "10", "2").await;
-    let r = api.post("/contact_payments", receipt(&api, &c, "20.00", json!([{"artefact_id": inv, "amount": "12.00"}]))).await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &c,
+                "20.00",
+                json!([{"artefact_id": inv, "amount": "12.00"}]),
+            ),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["payment_on_account"]["outstanding_amount"], "8.00");
-    assert_eq!(sandbox.inspect().documents(&api.business.id, "payments_on_account").len(), 1);
+    assert_eq!(
+        sandbox
+            .inspect()
+            .documents(&api.business.id, "payments_on_account")
+            .len(),
+        1
+    );
     sandbox.shutdown().await;
 }
 
@@ -475,7 +737,9 @@ async fn refund_settles_a_credit_note() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
     let c = api.customer("A", json!({})).await;
-    let cn = api.credit_note(&c, json!([api.line("Return", "1", "10", "2")])).await;
+    let cn = api
+        .credit_note(&c, json!([api.line("Return", "1", "10", "2")]))
+        .await;
     assert_eq!(cn.status, StatusCode::CREATED, "{}", cn.body);
     assert_eq!(cn.body["credit_note_number"], "SCN-1");
     let cn = cn.id();
@@ -484,11 +748,18 @@ async fn refund_settles_a_credit_note() {
             "date": "2024-05-04", "total_amount": total, "allocated_artefacts": [{"artefact_id": cn, "amount": amount}]}})
     };
     // A refund cannot exceed what it is allocated to.
-    api.post("/contact_payments", refund("12.00", "5.00")).await.assert_422("contact_payment.total_amount");
-    let r = api.post("/contact_payments", refund("12.00", "12.00")).await;
+    api.post("/contact_payments", refund("12.00", "5.00"))
+        .await
+        .assert_422("contact_payment.total_amount");
+    let r = api
+        .post("/contact_payments", refund("12.00", "12.00"))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let n = api.get(&format!("/sales_credit_notes/{cn}")).await.body;
-    assert_eq!((n["outstanding_amount"].as_str(), n["status"]["id"].as_str()), (Some("0.00"), Some("PAID")));
+    assert_eq!(
+        (n["outstanding_amount"].as_str(), n["status"]["id"].as_str()),
+        (Some("0.00"), Some("PAID"))
+    );
     sandbox.shutdown().await;
 }
 
@@ -499,8 +770,14 @@ async fn allocations_sum_to_zero_and_share_the_contact() {
     let c = api.customer("A", json!({})).await;
     let other = api.customer("B", json!({})).await;
     let inv = invoice_total(&api, &c, "100", "20").await;
-    let cn = api.credit_note(&c, json!([api.line("Return", "1", "25", "5")])).await.id();
-    let cn_other = api.credit_note(&other, json!([api.line("Return", "1", "25", "5")])).await.id();
+    let cn = api
+        .credit_note(&c, json!([api.line("Return", "1", "25", "5")]))
+        .await
+        .id();
+    let cn_other = api
+        .credit_note(&other, json!([api.line("Return", "1", "25", "5")]))
+        .await
+        .id();
     let alloc = |contact: &str, arts: Value| json!({"contact_allocation": {"transaction_type_id": "CUSTOMER_ALLOCATION", "contact_id": contact, "date": "2024-05-05", "allocated_artefacts": arts}});
 
     let r = api.post("/contact_allocations", alloc(&c, json!([{"artefact_id": inv, "amount": "30.00"}, {"artefact_id": cn, "amount": "-29.99"}]))).await;
@@ -515,10 +792,18 @@ async fn allocations_sum_to_zero_and_share_the_contact() {
     let r = api.post("/contact_allocations", alloc(&c, json!([{"artefact_id": inv, "amount": "30.00"}, {"artefact_id": cn, "amount": "-30.00"}]))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let i = api.get(&format!("/sales_invoices/{inv}")).await.body;
-    assert_eq!((i["outstanding_amount"].as_str(), i["status"]["id"].as_str()), (Some("90.00"), Some("PART_PAID")));
+    assert_eq!(
+        (i["outstanding_amount"].as_str(), i["status"]["id"].as_str()),
+        (Some("90.00"), Some("PART_PAID"))
+    );
     let n = api.get(&format!("/sales_credit_notes/{cn}")).await.body;
-    assert_eq!((n["outstanding_amount"].as_str(), n["status"]["id"].as_str()), (Some("0.00"), Some("PAID")));
-    let listed = api.get(&format!("/contact_allocations?contact_id={c}")).await;
+    assert_eq!(
+        (n["outstanding_amount"].as_str(), n["status"]["id"].as_str()),
+        (Some("0.00"), Some("PAID"))
+    );
+    let listed = api
+        .get(&format!("/contact_allocations?contact_id={c}"))
+        .await;
     assert_eq!(listed.body["$total"], 1);
     sandbox.shutdown().await;
 }
@@ -538,7 +823,12 @@ async fn products_and_services_round_trip() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["sales_prices"][0]["price"], "7.50");
     let pid = r.id();
-    let r = api.put(&format!("/products/{pid}"), json!({"product": {"description": "Big blue mug"}})).await;
+    let r = api
+        .put(
+            &format!("/products/{pid}"),
+            json!({"product": {"description": "Big blue mug"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["description"], "Big blue mug");
     assert_eq!(r.body["item_code"], "MUG-1");

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 #[test]
@@ -14,7 +17,10 @@ fn committed_extract_matches_regeneration() {
     let root = workspace_root();
     let swagger = root.join("../shared/sage/swagger-v3.1.json");
     if !swagger.exists() {
-        println!("skipped: {} not found; cannot regenerate the swagger extract", swagger.display());
+        println!(
+            "skipped: {} not found; cannot regenerate the swagger extract",
+            swagger.display()
+        );
         return;
     }
     if Command::new("python3").arg("--version").output().is_err() {
@@ -31,8 +37,12 @@ fn committed_extract_matches_regeneration() {
     assert!(status.success(), "extract.py failed");
     let regenerated = std::fs::read_to_string(&out).expect("read regenerated extract");
     let _ = std::fs::remove_file(&out);
-    let committed = std::fs::read_to_string(root.join("schemas/sage/sage-v3.1-structure.json")).expect("read committed extract");
-    assert!(regenerated == committed, "schemas/sage/sage-v3.1-structure.json is stale: rerun schemas/sage/extract.py");
+    let committed = std::fs::read_to_string(root.join("schemas/sage/sage-v3.1-structure.json"))
+        .expect("read committed extract");
+    assert!(
+        regenerated == committed,
+        "schemas/sage/sage-v3.1-structure.json is stale: rerun schemas/sage/extract.py"
+    );
     // And the sandbox embeds exactly the committed file.
     assert_eq!(committed, sage_sandbox::schema::STRUCTURE_JSON);
 }
@@ -47,23 +57,49 @@ fn extract_holds_structure_only() {
                     // Schema keywords only; property names are free.
                     assert!(
                         [
-                            "type", "format", "enum", "required", "maxLength", "minLength", "maximum", "minimum",
-                            "properties", "items", "definitions", "swagger_info_version", "base_path"
+                            "type",
+                            "format",
+                            "enum",
+                            "required",
+                            "maxLength",
+                            "minLength",
+                            "maximum",
+                            "minimum",
+                            "properties",
+                            "items",
+                            "definitions",
+                            "swagger_info_version",
+                            "base_path"
                         ]
                         .contains(&k.as_str())
                             || path.starts_with("/definitions") && path.matches('/').count() == 1,
                         "unexpected keyword {k} at {path}"
                     );
-                    assert!(child.is_object() || k != "description", "prose description at {path}");
+                    assert!(
+                        child.is_object() || k != "description",
+                        "prose description at {path}"
+                    );
                 }
-                walk(child, k == "properties" && !in_properties, &format!("{path}/{k}"));
+                walk(
+                    child,
+                    k == "properties" && !in_properties,
+                    &format!("{path}/{k}"),
+                );
             }
         }
     }
     walk(&v, false, "");
     // Every root object accepts idempotency_id.
     for (name, def) in v["definitions"].as_object().unwrap() {
-        let root = def["properties"].as_object().unwrap().values().next().unwrap();
-        assert_eq!(root["properties"]["idempotency_id"]["maxLength"], 32, "{name}");
+        let root = def["properties"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        assert_eq!(
+            root["properties"]["idempotency_id"]["maxLength"], 32,
+            "{name}"
+        );
     }
 }

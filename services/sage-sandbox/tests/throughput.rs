@@ -24,11 +24,22 @@ async fn throughput_smoke() {
         handles.push(tokio::spawn(async move {
             for i in 0..PER_TASK {
                 let r = if i % 5 == 0 {
-                    api.invoice(&contact, json!([api.line(&format!("L{n}-{i}"), "1", "10", "2")])).await
+                    api.invoice(
+                        &contact,
+                        json!([api.line(&format!("L{n}-{i}"), "1", "10", "2")]),
+                    )
+                    .await
                 } else {
-                    api.get(&format!("/sales_invoices?contact_id={contact}&items_per_page=5")).await
+                    api.get(&format!(
+                        "/sales_invoices?contact_id={contact}&items_per_page=5"
+                    ))
+                    .await
                 };
-                assert!(r.status == StatusCode::OK || r.status == StatusCode::CREATED, "{}", r.body);
+                assert!(
+                    r.status == StatusCode::OK || r.status == StatusCode::CREATED,
+                    "{}",
+                    r.body
+                );
             }
         }));
     }
@@ -37,6 +48,15 @@ async fn throughput_smoke() {
     }
     let elapsed = t.elapsed();
     let total = TASKS * PER_TASK;
-    println!("{total} requests in {elapsed:?}: {:.0} req/s", total as f64 / elapsed.as_secs_f64());
-    assert_eq!(sandbox.inspect().documents(&api.business.id, "sales_invoices").len(), TASKS * PER_TASK / 5);
+    println!(
+        "{total} requests in {elapsed:?}: {:.0} req/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(
+        sandbox
+            .inspect()
+            .documents(&api.business.id, "sales_invoices")
+            .len(),
+        TASKS * PER_TASK / 5
+    );
 }

@@ -19,9 +19,17 @@ async fn unknown_field_is_rejected_with_its_path() {
 
     let r = api.post("/contacts", json!({"contact": {"name": "X", "contact_type_ids": ["CUSTOMER"], "email": "x@example.com"}})).await;
     r.assert_422("contact.email");
-    let r = api.post("/contacts", json!({"contact": {"name": "X", "contact_type_ids": ["CUSTOMER"]}, "extra": 1})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "X", "contact_type_ids": ["CUSTOMER"]}, "extra": 1}),
+        )
+        .await;
     r.assert_422("extra");
-    assert!(sandbox.inspect().documents(&api.business.id, "sales_invoices").is_empty());
+    assert!(sandbox
+        .inspect()
+        .documents(&api.business.id, "sales_invoices")
+        .is_empty());
     sandbox.shutdown().await;
 }
 
@@ -35,11 +43,26 @@ async fn wrong_type_is_rejected() {
     let r = api.invoice(&contact, json!([line])).await;
     r.assert_422("sales_invoice.invoice_lines[0].unit_price");
 
-    let r = api.post("/contacts", json!({"contact": {"name": 5, "contact_type_ids": ["CUSTOMER"]}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": 5, "contact_type_ids": ["CUSTOMER"]}}),
+        )
+        .await;
     r.assert_422("contact.name");
-    let r = api.post("/contacts", json!({"contact": {"name": "A", "contact_type_ids": "CUSTOMER"}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "A", "contact_type_ids": "CUSTOMER"}}),
+        )
+        .await;
     r.assert_422("contact.contact_type_ids");
-    let r = api.post("/contacts", json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "credit_days": 1.5}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "credit_days": 1.5}}),
+        )
+        .await;
     r.assert_422("contact.credit_days");
     let r = api.post("/contacts", json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "destination_vat_blocking": "no"}})).await;
     r.assert_422("contact.destination_vat_blocking");
@@ -54,7 +77,12 @@ async fn wrong_type_is_rejected() {
 async fn missing_required_field_is_named() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;
-    let r = api.post("/contacts", json!({"contact": {"contact_type_ids": ["CUSTOMER"]}})).await;
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"contact_type_ids": ["CUSTOMER"]}}),
+        )
+        .await;
     r.assert_422("contact.name");
     let contact = api.customer("Ada", json!({})).await;
     let r = api
@@ -65,7 +93,12 @@ async fn missing_required_field_is_named() {
     line.as_object_mut().unwrap().remove("ledger_account_id");
     let r = api.invoice(&contact, json!([line])).await;
     r.assert_422("sales_invoice.invoice_lines[0].ledger_account_id");
-    let r = api.post("/products", json!({"product": {"description": "P", "sales_ledger_account_id": api.ledger("4000")}})).await;
+    let r = api
+        .post(
+            "/products",
+            json!({"product": {"description": "P", "sales_ledger_account_id": api.ledger("4000")}}),
+        )
+        .await;
     r.assert_422("product.purchase_ledger_account_id");
     let r = api.post("/contacts", json!({})).await;
     r.assert_422("contact");

@@ -1,6 +1,9 @@
 //! `/contacts`.
 
-use super::{address_country, input_of, merge, obj_field, render_address, require_currency, require_tax_rate, str_field};
+use super::{
+    address_country, input_of, merge, obj_field, render_address, require_currency,
+    require_tax_rate, str_field,
+};
 use crate::error::ApiError;
 use crate::model::{search_text, timestamp, Business, ContactMeta, Record};
 use crate::money::money_json;
@@ -21,39 +24,67 @@ struct Checked {
 }
 
 /// Validates a contact's (merged) fields. `existing` is the stored contact on PUT.
-fn check(biz: &Business, input: &Map<String, Value>, existing: Option<&Record<ContactMeta>>) -> Result<Checked, ApiError> {
-    let name = input.get("name").and_then(Value::as_str).unwrap_or_default();
+fn check(
+    biz: &Business,
+    input: &Map<String, Value>,
+    existing: Option<&Record<ContactMeta>>,
+) -> Result<Checked, ApiError> {
+    let name = input
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     rules::contact_name_length(name)?;
-    let types = input.get("contact_type_ids").and_then(Value::as_array).cloned().unwrap_or_default();
+    let types = input
+        .get("contact_type_ids")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let contact_type = rules::contact_single_type(&types)?;
     if let Some(e) = existing {
         if e.meta.documents > 0 && e.meta.contact_type != contact_type {
-            return Err(ApiError::invalid("contact.contact_type_ids", "contact_type_ids: cannot be changed once the contact has transactions"));
+            return Err(ApiError::invalid(
+                "contact.contact_type_ids",
+                "contact_type_ids: cannot be changed once the contact has transactions",
+            ));
         }
     }
     let reference = str_field(input, "reference").map(str::to_owned);
     if let Some(r) = &reference {
         rules::contact_reference_length(r)?;
         let holder = biz.contact_references.get(&rules::contact_reference_key(r));
-        rules::contact_reference_unique(holder.map(String::as_str), existing.map(|e| e.id.as_str()))?;
+        rules::contact_reference_unique(
+            holder.map(String::as_str),
+            existing.map(|e| e.id.as_str()),
+        )?;
     }
     for addr in ["main_address", "delivery_address"] {
         if let Some(a) = obj_field(input, addr) {
             rules::address_limits(a, &format!("contact.{addr}"))?;
         }
     }
-    let currency = str_field(input, "currency_id").unwrap_or(&biz.base_currency).to_owned();
+    let currency = str_field(input, "currency_id")
+        .unwrap_or(&biz.base_currency)
+        .to_owned();
     require_currency(&currency, "contact.currency_id")?;
     if !biz.multi_currency_enabled && currency != biz.base_currency {
-        return Err(ApiError::invalid("contact.currency_id", "currency_id: foreign currencies are not enabled for this business"));
+        return Err(ApiError::invalid(
+            "contact.currency_id",
+            "currency_id: foreign currencies are not enabled for this business",
+        ));
     }
     if let Some(e) = existing {
         rules::contact_currency_locked(&e.meta.currency, &currency, e.meta.documents)?;
     }
-    for field in ["default_sales_ledger_account_id", "default_purchase_ledger_account_id"] {
+    for field in [
+        "default_sales_ledger_account_id",
+        "default_purchase_ledger_account_id",
+    ] {
         if let Some(id) = str_field(input, field) {
             if biz.ledger_account(id).is_none() {
-                return Err(ApiError::missing_reference(format!("contact.{field}"), "Couldn't find ledger account."));
+                return Err(ApiError::missing_reference(
+                    format!("contact.{field}"),
+                    "Couldn't find ledger account.",
+                ));
             }
         }
     }
@@ -61,7 +92,9 @@ fn check(biz: &Business, input: &Map<String, Value>, existing: Option<&Record<Co
     if let Some(t) = &default_tax_rate {
         require_tax_rate(t, "contact.default_sales_tax_rate_id")?;
     }
-    let email = obj_field(input, "main_contact_person").and_then(|p| str_field(p, "email")).map(str::to_owned);
+    let email = obj_field(input, "main_contact_person")
+        .and_then(|p| str_field(p, "email"))
+        .map(str::to_owned);
     Ok(Checked {
         name: name.to_owned(),
         reference,
@@ -80,7 +113,10 @@ fn name_email_key(name: &str, email: Option<&str>) -> Option<(String, String)> {
 fn index_name_email(biz: &mut Business, key: Option<(String, String)>, id: &str, add: bool) {
     let Some(key) = key else { return };
     if add {
-        biz.contact_name_email.entry(key).or_default().push(id.to_owned());
+        biz.contact_name_email
+            .entry(key)
+            .or_default()
+            .push(id.to_owned());
     } else if let Some(ids) = biz.contact_name_email.get_mut(&key) {
         ids.retain(|x| x != id);
         if ids.is_empty() {
@@ -90,12 +126,17 @@ fn index_name_email(biz: &mut Business, key: Option<(String, String)>, id: &str,
 }
 
 /// POST /contacts.
-pub(crate) fn create(biz: &mut Business, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+pub(crate) fn create(
+    biz: &mut Business,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
     let input = input_of(root);
     let c = check(biz, &input, None)?;
     let id = crate::new_id();
     if let Some(r) = &c.reference {
-        biz.contact_references.insert(rules::contact_reference_key(r), id.clone());
+        biz.contact_references
+            .insert(rules::contact_reference_key(r), id.clone());
     }
     index_name_email(biz, name_email_key(&c.name, c.email.as_deref()), &id, true);
     let meta = ContactMeta {
@@ -113,7 +154,16 @@ pub(crate) fn create(biz: &mut Business, root: &Map<String, Value>, now: DateTim
     let seq = biz.seq();
     let key = meta.email.as_deref().map(str::to_lowercase);
     let search = search_text([Some(meta.name.as_str()), meta.reference.as_deref()]);
-    let mut rec = Record { id: id.clone(), seq, created_at: now, updated_at: now, json: Map::new(), meta, key, search };
+    let mut rec = Record {
+        id: id.clone(),
+        seq,
+        created_at: now,
+        updated_at: now,
+        json: Map::new(),
+        meta,
+        key,
+        search,
+    };
     rec.json = render(biz, &rec, None);
     let out = Value::Object(rec.json.clone());
     biz.contacts.insert(rec);
@@ -121,7 +171,12 @@ pub(crate) fn create(biz: &mut Business, root: &Map<String, Value>, now: DateTim
 }
 
 /// PUT /contacts/{id}.
-pub(crate) fn update(biz: &mut Business, id: &str, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+pub(crate) fn update(
+    biz: &mut Business,
+    id: &str,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
     let existing = biz.live_contact(id).ok_or_else(ApiError::not_found)?;
     let input = merge(&existing.meta.input, root);
     let c = check(biz, &input, Some(existing))?;
@@ -130,10 +185,12 @@ pub(crate) fn update(biz: &mut Business, id: &str, root: &Map<String, Value>, no
     let new_key = name_email_key(&c.name, c.email.as_deref());
     if old_ref != c.reference {
         if let Some(r) = old_ref {
-            biz.contact_references.remove(&rules::contact_reference_key(&r));
+            biz.contact_references
+                .remove(&rules::contact_reference_key(&r));
         }
         if let Some(r) = &c.reference {
-            biz.contact_references.insert(rules::contact_reference_key(r), id.to_owned());
+            biz.contact_references
+                .insert(rules::contact_reference_key(r), id.to_owned());
         }
     }
     if old_key != new_key {
@@ -153,7 +210,11 @@ pub(crate) fn update(biz: &mut Business, id: &str, root: &Map<String, Value>, no
     rec.search = search_text([Some(rec.meta.name.as_str()), rec.meta.reference.as_deref()]);
     let email_key = rec.meta.email.as_deref().map(str::to_lowercase);
     biz.contacts.set_key(id, email_key);
-    let rec = biz.contacts.get(id).ok_or_else(ApiError::not_found)?.clone();
+    let rec = biz
+        .contacts
+        .get(id)
+        .ok_or_else(ApiError::not_found)?
+        .clone();
     let json = render(biz, &rec, None);
     let stored = biz.contacts.get_mut(id).ok_or_else(ApiError::not_found)?;
     stored.json = json.clone();
@@ -164,7 +225,10 @@ pub(crate) fn update(biz: &mut Business, id: &str, root: &Map<String, Value>, no
 pub(crate) fn delete(biz: &mut Business, id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
     let existing = biz.live_contact(id).ok_or_else(ApiError::not_found)?;
     if existing.meta.documents > 0 {
-        return Err(ApiError::invalid("", "The contact cannot be deleted because it has transactions."));
+        return Err(ApiError::invalid(
+            "",
+            "The contact cannot be deleted because it has transactions.",
+        ));
     }
     let key = name_email_key(&existing.meta.name, existing.meta.email.as_deref());
     index_name_email(biz, key, id, false);
@@ -197,19 +261,37 @@ pub(crate) fn displayed_as(meta: &ContactMeta) -> String {
     }
 }
 
-fn render(biz: &Business, rec: &Record<ContactMeta>, deleted_at: Option<DateTime<Utc>>) -> Map<String, Value> {
+fn render(
+    biz: &Business,
+    rec: &Record<ContactMeta>,
+    deleted_at: Option<DateTime<Utc>>,
+) -> Map<String, Value> {
     let m = &rec.meta;
     let input = &m.input;
     let ledger_link = |field: &str| {
         str_field(input, field)
             .and_then(|id| biz.ledger_account(id))
-            .map(|l| seed::link("ledger_accounts", &l.id, &format!("{} ({})", l.name, l.nominal_code)))
+            .map(|l| {
+                seed::link(
+                    "ledger_accounts",
+                    &l.id,
+                    &format!("{} ({})", l.name, l.nominal_code),
+                )
+            })
             .unwrap_or(Value::Null)
     };
-    let type_name = seed::CONTACT_TYPES.iter().find(|t| t.0 == m.contact_type).map(|t| t.1).unwrap_or("");
-    let main_address = obj_field(input, "main_address").map(render_address).unwrap_or(Value::Null);
+    let type_name = seed::CONTACT_TYPES
+        .iter()
+        .find(|t| t.0 == m.contact_type)
+        .map(|t| t.1)
+        .unwrap_or("");
+    let main_address = obj_field(input, "main_address")
+        .map(render_address)
+        .unwrap_or(Value::Null);
     // Sage copies the billing address into delivery_address when none is sent.
-    let delivery_address = obj_field(input, "delivery_address").map(render_address).unwrap_or_else(|| main_address.clone());
+    let delivery_address = obj_field(input, "delivery_address")
+        .map(render_address)
+        .unwrap_or_else(|| main_address.clone());
     let mut out = seed::into_map(json!({
         "id": rec.id,
         "displayed_as": displayed_as(m),
@@ -240,7 +322,11 @@ fn render(biz: &Business, rec: &Record<ContactMeta>, deleted_at: Option<DateTime
         let handled = out.contains_key(k.as_str())
             || matches!(
                 k.as_str(),
-                "contact_type_ids" | "currency_id" | "default_sales_ledger_account_id" | "default_purchase_ledger_account_id" | "default_sales_tax_rate_id"
+                "contact_type_ids"
+                    | "currency_id"
+                    | "default_sales_ledger_account_id"
+                    | "default_purchase_ledger_account_id"
+                    | "default_sales_tax_rate_id"
             );
         if !handled {
             out.insert(k.clone(), v.clone());

@@ -40,9 +40,15 @@ impl ItemKind {
 
 fn check(biz: &Business, kind: ItemKind, input: &Map<String, Value>) -> Result<ItemMeta, ApiError> {
     let root = kind.root();
-    let description = input.get("description").and_then(Value::as_str).unwrap_or_default();
+    let description = input
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if description.trim().is_empty() {
-        return Err(ApiError::invalid(format!("{root}.description"), "description: can't be blank"));
+        return Err(ApiError::invalid(
+            format!("{root}.description"),
+            "description: can't be blank",
+        ));
     }
     for field in ["sales_ledger_account_id", "purchase_ledger_account_id"] {
         let id = str_field(input, field);
@@ -51,10 +57,16 @@ fn check(biz: &Business, kind: ItemKind, input: &Map<String, Value>) -> Result<I
         let required = field == "sales_ledger_account_id" || kind == ItemKind::Product;
         match id {
             None if required => {
-                return Err(ApiError::invalid(format!("{root}.{field}"), format!("{field}: can't be blank")));
+                return Err(ApiError::invalid(
+                    format!("{root}.{field}"),
+                    format!("{field}: can't be blank"),
+                ));
             }
             Some(id) if biz.ledger_account(id).is_none() => {
-                return Err(ApiError::missing_reference(format!("{root}.{field}"), "Couldn't find ledger account."));
+                return Err(ApiError::missing_reference(
+                    format!("{root}.{field}"),
+                    "Couldn't find ledger account.",
+                ));
             }
             _ => {}
         }
@@ -66,7 +78,10 @@ fn check(biz: &Business, kind: ItemKind, input: &Map<String, Value>) -> Result<I
     }
     if let Some(s) = str_field(input, "usual_supplier_id") {
         if biz.live_contact(s).is_none() {
-            return Err(ApiError::missing_reference(format!("{root}.usual_supplier_id"), "Couldn't find contact."));
+            return Err(ApiError::missing_reference(
+                format!("{root}.usual_supplier_id"),
+                "Couldn't find contact.",
+            ));
         }
     }
     Ok(ItemMeta {
@@ -79,11 +94,25 @@ fn check(biz: &Business, kind: ItemKind, input: &Map<String, Value>) -> Result<I
 }
 
 /// POST /products or /services.
-pub(crate) fn create(biz: &mut Business, kind: ItemKind, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+pub(crate) fn create(
+    biz: &mut Business,
+    kind: ItemKind,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
     let meta = check(biz, kind, &input_of(root))?;
     let seq = biz.seq();
     let search = search_text([meta.item_code.as_deref(), Some(meta.description.as_str())]);
-    let mut rec = Record { id: crate::new_id(), seq, created_at: now, updated_at: now, json: Map::new(), meta, key: None, search };
+    let mut rec = Record {
+        id: crate::new_id(),
+        seq,
+        created_at: now,
+        updated_at: now,
+        json: Map::new(),
+        meta,
+        key: None,
+        search,
+    };
     rec.json = render(biz, kind, &rec);
     let out = Value::Object(rec.json.clone());
     kind.store(biz).insert(rec);
@@ -91,8 +120,18 @@ pub(crate) fn create(biz: &mut Business, kind: ItemKind, root: &Map<String, Valu
 }
 
 /// PUT /products/{id} or /services/{id}.
-pub(crate) fn update(biz: &mut Business, kind: ItemKind, id: &str, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
-    let existing = kind.store(biz).get(id).ok_or_else(ApiError::not_found)?.clone();
+pub(crate) fn update(
+    biz: &mut Business,
+    kind: ItemKind,
+    id: &str,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let existing = kind
+        .store(biz)
+        .get(id)
+        .ok_or_else(ApiError::not_found)?
+        .clone();
     let meta = check(biz, kind, &merge(&existing.meta.input, root))?;
     let mut rec = existing;
     rec.search = search_text([meta.item_code.as_deref(), Some(meta.description.as_str())]);
@@ -111,10 +150,20 @@ fn render(biz: &Business, kind: ItemKind, rec: &Record<ItemMeta>) -> Map<String,
     let ledger_link = |field: &str| {
         str_field(input, field)
             .and_then(|id| biz.ledger_account(id))
-            .map(|l| seed::link("ledger_accounts", &l.id, &format!("{} ({})", l.name, l.nominal_code)))
+            .map(|l| {
+                seed::link(
+                    "ledger_accounts",
+                    &l.id,
+                    &format!("{} ({})", l.name, l.nominal_code),
+                )
+            })
             .unwrap_or(Value::Null)
     };
-    let tax_link = |field: &str| str_field(input, field).map(seed::tax_rate_link).unwrap_or(Value::Null);
+    let tax_link = |field: &str| {
+        str_field(input, field)
+            .map(seed::tax_rate_link)
+            .unwrap_or(Value::Null)
+    };
     let prices = |list: &str, amount: &str| -> Value {
         input
             .get(list)
@@ -135,7 +184,9 @@ fn render(biz: &Business, kind: ItemKind, rec: &Record<ItemMeta>) -> Map<String,
             .unwrap_or_else(|| json!([]))
     };
     let catalog_type = match kind {
-        ItemKind::Product => str_field(input, "catalog_item_type_id").unwrap_or("NON_STOCK_ITEM").to_owned(),
+        ItemKind::Product => str_field(input, "catalog_item_type_id")
+            .unwrap_or("NON_STOCK_ITEM")
+            .to_owned(),
         ItemKind::Service => "SERVICE".to_owned(),
     };
     let mut out = seed::into_map(json!({
@@ -165,7 +216,13 @@ fn render(biz: &Business, kind: ItemKind, rec: &Record<ItemMeta>) -> Map<String,
         }
         ItemKind::Service => {
             out.insert("sales_rates".into(), prices("sales_rates", "rate"));
-            out.insert("oss_service".into(), input.get("oss_service").cloned().unwrap_or(Value::Bool(false)));
+            out.insert(
+                "oss_service".into(),
+                input
+                    .get("oss_service")
+                    .cloned()
+                    .unwrap_or(Value::Bool(false)),
+            );
         }
     }
     out

@@ -17,11 +17,16 @@ pub(crate) fn str_field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a 
 /// A decimal field (number or decimal string); schema validation has
 /// already rejected anything unparsable.
 pub(crate) fn dec_field(m: &Map<String, Value>, key: &str) -> Option<rust_decimal::Decimal> {
-    m.get(key).filter(|v| !v.is_null()).and_then(crate::money::parse_decimal)
+    m.get(key)
+        .filter(|v| !v.is_null())
+        .and_then(crate::money::parse_decimal)
 }
 
 /// A nested object field.
-pub(crate) fn obj_field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+pub(crate) fn obj_field<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+) -> Option<&'a Map<String, Value>> {
     m.get(key).and_then(Value::as_object)
 }
 
@@ -42,7 +47,10 @@ pub(crate) fn require_currency(id: &str, source: &str) -> Result<(), ApiError> {
     if seed::currency_exists(id) {
         Ok(())
     } else {
-        Err(ApiError::missing_reference(source, "Couldn't find currency."))
+        Err(ApiError::missing_reference(
+            source,
+            "Couldn't find currency.",
+        ))
     }
 }
 
@@ -76,7 +84,8 @@ pub(crate) fn render_address(addr: &Map<String, Value>) -> Value {
 
 /// Country code of an address object.
 pub(crate) fn address_country(addr: Option<&Map<String, Value>>) -> Option<String> {
-    addr.and_then(|a| str_field(a, "country_id")).map(|c| c.to_uppercase())
+    addr.and_then(|a| str_field(a, "country_id"))
+        .map(|c| c.to_uppercase())
 }
 
 /// Shallow merge of a PUT body over the stored input.

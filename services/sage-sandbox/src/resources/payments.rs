@@ -2,7 +2,9 @@
 
 use super::{date_field, dec_field, require_currency, str_field};
 use crate::error::ApiError;
-use crate::model::{search_text, timestamp, AllocationMeta, ArtefactKind, Business, DocMeta, PaymentMeta, Record};
+use crate::model::{
+    search_text, timestamp, AllocationMeta, ArtefactKind, Business, DocMeta, PaymentMeta, Record,
+};
 use crate::money::{base_amount, decimal_json, money_json, round2};
 use crate::rules;
 use crate::seed;
@@ -33,11 +35,19 @@ fn require_customer(biz: &Business, root: &str, contact_id: &str) -> Result<Stri
     biz.live_contact(contact_id)
         .filter(|c| c.meta.contact_type == "CUSTOMER")
         .map(|c| c.meta.currency.clone())
-        .ok_or_else(|| ApiError::missing_reference(format!("{root}.contact_id"), "Couldn't find customer."))
+        .ok_or_else(|| {
+            ApiError::missing_reference(format!("{root}.contact_id"), "Couldn't find customer.")
+        })
 }
 
 /// Reduces an artefact's outstanding amount and moves its status.
-fn settle(biz: &mut Business, a: &Allocation, settled_by: Value, date: NaiveDate, now: DateTime<Utc>) {
+fn settle(
+    biz: &mut Business,
+    a: &Allocation,
+    settled_by: Value,
+    date: NaiveDate,
+    now: DateTime<Utc>,
+) {
     let Some(rec) = biz.artefact_mut(a.kind, &a.artefact_id) else {
         return;
     };
@@ -47,38 +57,74 @@ fn settle(biz: &mut Business, a: &Allocation, settled_by: Value, date: NaiveDate
     rec.updated_at = now;
     let rate = rec.meta.exchange_rate;
     let j = &mut rec.json;
-    j.insert("outstanding_amount".into(), money_json(rec.meta.outstanding));
-    j.insert("base_currency_outstanding_amount".into(), money_json(base_amount(rec.meta.outstanding, rate)));
-    j.insert("total_paid".into(), money_json(rec.meta.total - rec.meta.outstanding));
+    j.insert(
+        "outstanding_amount".into(),
+        money_json(rec.meta.outstanding),
+    );
+    j.insert(
+        "base_currency_outstanding_amount".into(),
+        money_json(base_amount(rec.meta.outstanding, rate)),
+    );
+    j.insert(
+        "total_paid".into(),
+        money_json(rec.meta.total - rec.meta.outstanding),
+    );
     j.insert("status".into(), super::sales::status_link(rec.meta.status));
     j.insert("updated_at".into(), Value::String(timestamp(now)));
     if let Some(Value::Array(list)) = j.get_mut("payments_allocations") {
-        list.push(json!({"link": settled_by, "date": date.to_string(), "amount": money_json(amount)}));
+        list.push(
+            json!({"link": settled_by, "date": date.to_string(), "amount": money_json(amount)}),
+        );
     }
 }
 
 /// POST /contact_payments.
-pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+pub(crate) fn create_payment(
+    biz: &mut Business,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
     let r = "contact_payment";
     let tt = str_field(root, "transaction_type_id").unwrap_or_default();
     let is_refund = match tt {
         "CUSTOMER_RECEIPT" => false,
         "CUSTOMER_REFUND" => true,
         "VENDOR_PAYMENT" | "VENDOR_REFUND" => {
-            return Err(ApiError::invalid(format!("{r}.transaction_type_id"), "transaction_type_id: purchase payments are not supported by the sandbox"));
+            return Err(ApiError::invalid(
+                format!("{r}.transaction_type_id"),
+                "transaction_type_id: purchase payments are not supported by the sandbox",
+            ));
         }
-        _ => return Err(ApiError::missing_reference(format!("{r}.transaction_type_id"), "Couldn't find transaction type.")),
+        _ => {
+            return Err(ApiError::missing_reference(
+                format!("{r}.transaction_type_id"),
+                "Couldn't find transaction type.",
+            ))
+        }
     };
     let contact_id = str_field(root, "contact_id").unwrap_or_default().to_owned();
     let contact_currency = require_customer(biz, r, &contact_id)?;
     let bank = biz
         .bank_account(str_field(root, "bank_account_id").unwrap_or_default())
         .cloned()
-        .ok_or_else(|| ApiError::missing_reference(format!("{r}.bank_account_id"), "Couldn't find bank account."))?;
-    let method = str_field(root, "payment_method_id").unwrap_or(bank.default_payment_method).to_owned();
-    let method_name = seed::payment_method_name(&method)
-        .ok_or_else(|| ApiError::missing_reference(format!("{r}.payment_method_id"), "Couldn't find payment method."))?;
-    let currency = str_field(root, "currency_id").unwrap_or(&contact_currency).to_owned();
+        .ok_or_else(|| {
+            ApiError::missing_reference(
+                format!("{r}.bank_account_id"),
+                "Couldn't find bank account.",
+            )
+        })?;
+    let method = str_field(root, "payment_method_id")
+        .unwrap_or(bank.default_payment_method)
+        .to_owned();
+    let method_name = seed::payment_method_name(&method).ok_or_else(|| {
+        ApiError::missing_reference(
+            format!("{r}.payment_method_id"),
+            "Couldn't find payment method.",
+        )
+    })?;
+    let currency = str_field(root, "currency_id")
+        .unwrap_or(&contact_currency)
+        .to_owned();
     require_currency(&currency, &format!("{r}.currency_id"))?;
     rules::document_currency_matches_contact(&currency, &contact_currency, r)?;
     // Sage: a payment's exchange_rate defaults to 1 when omitted.
@@ -88,16 +134,26 @@ pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now:
         dec_field(root, "exchange_rate").unwrap_or(Decimal::ONE)
     };
     if exchange_rate <= Decimal::ZERO {
-        return Err(ApiError::invalid(format!("{r}.exchange_rate"), "exchange_rate: must be greater than 0"));
+        return Err(ApiError::invalid(
+            format!("{r}.exchange_rate"),
+            "exchange_rate: must be greater than 0",
+        ));
     }
     let total = round2(dec_field(root, "total_amount").unwrap_or_default());
     if total <= Decimal::ZERO {
-        return Err(ApiError::invalid(format!("{r}.total_amount"), "total_amount: must be greater than 0"));
+        return Err(ApiError::invalid(
+            format!("{r}.total_amount"),
+            "total_amount: must be greater than 0",
+        ));
     }
     let date = date_field(root, "date").unwrap_or_else(|| now.date_naive());
     let reference = str_field(root, "reference").map(str::to_owned);
 
-    let raw = root.get("allocated_artefacts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let raw = root
+        .get("allocated_artefacts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut allocations = Vec::new();
     let mut pending: HashMap<String, Decimal> = HashMap::new();
     let mut allocated = Decimal::ZERO;
@@ -105,26 +161,48 @@ pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now:
         let src = format!("{r}.allocated_artefacts[{i}]");
         let e = entry.as_object().cloned().unwrap_or_default();
         let artefact_id = str_field(&e, "artefact_id")
-            .ok_or_else(|| ApiError::invalid(format!("{src}.artefact_id"), "artefact_id: can't be blank"))?
+            .ok_or_else(|| {
+                ApiError::invalid(format!("{src}.artefact_id"), "artefact_id: can't be blank")
+            })?
             .to_owned();
-        let amount = round2(dec_field(&e, "amount").ok_or_else(|| ApiError::invalid(format!("{src}.amount"), "amount: can't be blank"))?);
+        let amount =
+            round2(dec_field(&e, "amount").ok_or_else(|| {
+                ApiError::invalid(format!("{src}.amount"), "amount: can't be blank")
+            })?);
         if amount <= Decimal::ZERO {
-            return Err(ApiError::invalid(format!("{src}.amount"), "amount: must be greater than 0"));
+            return Err(ApiError::invalid(
+                format!("{src}.amount"),
+                "amount: must be greater than 0",
+            ));
         }
         let discount = round2(dec_field(&e, "discount").unwrap_or_default());
         if discount < Decimal::ZERO {
-            return Err(ApiError::invalid(format!("{src}.discount"), "discount: must not be negative"));
+            return Err(ApiError::invalid(
+                format!("{src}.discount"),
+                "discount: must not be negative",
+            ));
         }
-        let (kind, rec) = biz
-            .artefact(&artefact_id)
-            .ok_or_else(|| ApiError::missing_reference(format!("{src}.artefact_id"), "Couldn't find artefact."))?;
-        rules::same_contact(&rec.meta.contact_id, &contact_id, &format!("{src}.artefact_id"))?;
+        let (kind, rec) = biz.artefact(&artefact_id).ok_or_else(|| {
+            ApiError::missing_reference(format!("{src}.artefact_id"), "Couldn't find artefact.")
+        })?;
+        rules::same_contact(
+            &rec.meta.contact_id,
+            &contact_id,
+            &format!("{src}.artefact_id"),
+        )?;
         // Implied by the contact's single currency; checked anyway so a
         // contact currency change can never produce a mixed-currency payment.
         if rec.meta.currency != currency {
-            return Err(ApiError::invalid(format!("{src}.artefact_id"), "artefact_id: must be in the payment's currency"));
+            return Err(ApiError::invalid(
+                format!("{src}.artefact_id"),
+                "artefact_id: must be in the payment's currency",
+            ));
         }
-        let kind_ok = if is_refund { kind != ArtefactKind::SalesInvoice } else { kind == ArtefactKind::SalesInvoice };
+        let kind_ok = if is_refund {
+            kind != ArtefactKind::SalesInvoice
+        } else {
+            kind == ArtefactKind::SalesInvoice
+        };
         if !kind_ok {
             let msg = if is_refund {
                 "artefact_id: a customer refund can only be allocated to a credit note or payment on account"
@@ -139,7 +217,12 @@ pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now:
         allocated += amount;
         allocations.push(Allocation {
             kind,
-            displayed_as: rec.json.get("displayed_as").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            displayed_as: rec
+                .json
+                .get("displayed_as")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             artefact_id,
             amount,
             discount,
@@ -148,8 +231,16 @@ pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now:
     rules::payment_allocation_total(allocated, total, is_refund)?;
 
     let id = crate::new_id();
-    let (tt_name, displayed) = if is_refund { ("Customer Refund", "Customer Refund") } else { ("Customer Receipt", "Customer Receipt") };
-    let self_link = seed::link("contact_payments", &id, reference.as_deref().unwrap_or(displayed));
+    let (tt_name, displayed) = if is_refund {
+        ("Customer Refund", "Customer Refund")
+    } else {
+        ("Customer Receipt", "Customer Receipt")
+    };
+    let self_link = seed::link(
+        "contact_payments",
+        &id,
+        reference.as_deref().unwrap_or(displayed),
+    );
     for a in &allocations {
         settle(biz, a, self_link.clone(), date, now);
     }
@@ -250,28 +341,51 @@ pub(crate) fn create_payment(biz: &mut Business, root: &Map<String, Value>, now:
         json: doc,
         key: Some(contact_id.clone()),
         search: search_text([reference.as_deref()]),
-        meta: PaymentMeta { bank_account_id: bank.id, transaction_type: tt.to_owned(), date },
+        meta: PaymentMeta {
+            bank_account_id: bank.id,
+            transaction_type: tt.to_owned(),
+            date,
+        },
     });
     Ok(out)
 }
 
 /// POST /contact_allocations.
-pub(crate) fn create_allocation(biz: &mut Business, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+pub(crate) fn create_allocation(
+    biz: &mut Business,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
     let r = "contact_allocation";
     let tt = str_field(root, "transaction_type_id").unwrap_or_default();
     match tt {
         "CUSTOMER_ALLOCATION" => {}
         "VENDOR_ALLOCATION" => {
-            return Err(ApiError::invalid(format!("{r}.transaction_type_id"), "transaction_type_id: purchase allocations are not supported by the sandbox"));
+            return Err(ApiError::invalid(
+                format!("{r}.transaction_type_id"),
+                "transaction_type_id: purchase allocations are not supported by the sandbox",
+            ));
         }
-        _ => return Err(ApiError::missing_reference(format!("{r}.transaction_type_id"), "Couldn't find transaction type.")),
+        _ => {
+            return Err(ApiError::missing_reference(
+                format!("{r}.transaction_type_id"),
+                "Couldn't find transaction type.",
+            ))
+        }
     }
     let contact_id = str_field(root, "contact_id").unwrap_or_default().to_owned();
     require_customer(biz, r, &contact_id)?;
     let date = date_field(root, "date").unwrap_or_else(|| now.date_naive());
-    let raw = root.get("allocated_artefacts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let raw = root
+        .get("allocated_artefacts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if raw.len() < 2 {
-        return Err(ApiError::invalid(format!("{r}.allocated_artefacts"), "allocated_artefacts: at least two artefacts are needed"));
+        return Err(ApiError::invalid(
+            format!("{r}.allocated_artefacts"),
+            "allocated_artefacts: at least two artefacts are needed",
+        ));
     }
     let mut allocations = Vec::new();
     let mut pending: HashMap<String, Decimal> = HashMap::new();
@@ -279,20 +393,38 @@ pub(crate) fn create_allocation(biz: &mut Business, root: &Map<String, Value>, n
         let src = format!("{r}.allocated_artefacts[{i}]");
         let e = entry.as_object().cloned().unwrap_or_default();
         let artefact_id = str_field(&e, "artefact_id")
-            .ok_or_else(|| ApiError::invalid(format!("{src}.artefact_id"), "artefact_id: can't be blank"))?
+            .ok_or_else(|| {
+                ApiError::invalid(format!("{src}.artefact_id"), "artefact_id: can't be blank")
+            })?
             .to_owned();
-        let amount = round2(dec_field(&e, "amount").ok_or_else(|| ApiError::invalid(format!("{src}.amount"), "amount: can't be blank"))?);
-        let (kind, rec) = biz
-            .artefact(&artefact_id)
-            .ok_or_else(|| ApiError::missing_reference(format!("{src}.artefact_id"), "Couldn't find artefact."))?;
-        rules::same_contact(&rec.meta.contact_id, &contact_id, &format!("{src}.artefact_id"))?;
-        rules::allocation_sign(kind == ArtefactKind::SalesInvoice, amount, &format!("{src}.amount"))?;
+        let amount =
+            round2(dec_field(&e, "amount").ok_or_else(|| {
+                ApiError::invalid(format!("{src}.amount"), "amount: can't be blank")
+            })?);
+        let (kind, rec) = biz.artefact(&artefact_id).ok_or_else(|| {
+            ApiError::missing_reference(format!("{src}.artefact_id"), "Couldn't find artefact.")
+        })?;
+        rules::same_contact(
+            &rec.meta.contact_id,
+            &contact_id,
+            &format!("{src}.artefact_id"),
+        )?;
+        rules::allocation_sign(
+            kind == ArtefactKind::SalesInvoice,
+            amount,
+            &format!("{src}.amount"),
+        )?;
         let running = pending.entry(artefact_id.clone()).or_default();
         *running += amount.abs();
         rules::not_over_outstanding(*running, rec.meta.outstanding, &format!("{src}.amount"))?;
         allocations.push(Allocation {
             kind,
-            displayed_as: rec.json.get("displayed_as").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            displayed_as: rec
+                .json
+                .get("displayed_as")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             artefact_id,
             amount,
             discount: Decimal::ZERO,
@@ -339,7 +471,10 @@ pub(crate) fn create_allocation(biz: &mut Business, root: &Map<String, Value>, n
         json: doc,
         key: Some(contact_id.clone()),
         search: String::new(),
-        meta: AllocationMeta { transaction_type: tt.to_owned(), date },
+        meta: AllocationMeta {
+            transaction_type: tt.to_owned(),
+            date,
+        },
     });
     Ok(out)
 }

@@ -1,6 +1,9 @@
 //! `/sales_invoices` and `/sales_credit_notes`.
 
-use super::{address_country, date_field, dec_field, obj_field, render_address, require_currency, require_tax_rate, str_field};
+use super::{
+    address_country, date_field, dec_field, obj_field, render_address, require_currency,
+    require_tax_rate, str_field,
+};
 use crate::error::ApiError;
 use crate::model::{search_text, timestamp, Business, DocMeta, Record};
 use crate::money::{base_amount, decimal_json, inverse_rate, money_json, round2};
@@ -86,29 +89,35 @@ fn check_line(biz: &Business, line: &Value, path: &str) -> Result<Line, ApiError
     let Some(l) = line.as_object() else {
         return Err(ApiError::invalid(path, "line: must be an object"));
     };
-    let description = l.get("description").and_then(Value::as_str).unwrap_or_default();
+    let description = l
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     rules::no_html_entities(description, &format!("{path}.description"))?;
     let ledger_id = str_field(l, "ledger_account_id").unwrap_or_default();
     let ledger = biz
         .ledger_account(ledger_id)
         .filter(|la| la.visible_in_sales())
-        .ok_or_else(|| ApiError::missing_reference(format!("{path}.ledger_account_id"), "Couldn't find ledger account."))?;
+        .ok_or_else(|| {
+            ApiError::missing_reference(
+                format!("{path}.ledger_account_id"),
+                "Couldn't find ledger account.",
+            )
+        })?;
     let mut item_tax_rate = None;
     let mut product = Value::Null;
     let mut service = Value::Null;
     if let Some(pid) = str_field(l, "product_id") {
-        let p = biz
-            .products
-            .get(pid)
-            .ok_or_else(|| ApiError::missing_reference(format!("{path}.product_id"), "Couldn't find product."))?;
+        let p = biz.products.get(pid).ok_or_else(|| {
+            ApiError::missing_reference(format!("{path}.product_id"), "Couldn't find product.")
+        })?;
         item_tax_rate = p.meta.sales_tax_rate.clone();
         product = seed::link("products", pid, &p.meta.description);
     }
     if let Some(sid) = str_field(l, "service_id") {
-        let s = biz
-            .services
-            .get(sid)
-            .ok_or_else(|| ApiError::missing_reference(format!("{path}.service_id"), "Couldn't find service."))?;
+        let s = biz.services.get(sid).ok_or_else(|| {
+            ApiError::missing_reference(format!("{path}.service_id"), "Couldn't find service.")
+        })?;
         item_tax_rate = item_tax_rate.or_else(|| s.meta.sales_tax_rate.clone());
         service = seed::link("services", sid, &s.meta.description);
     }
@@ -123,7 +132,10 @@ fn check_line(biz: &Business, line: &Value, path: &str) -> Result<Line, ApiError
     };
     let quantity = dec_field(l, "quantity").unwrap_or(Decimal::ONE);
     let unit_price = dec_field(l, "unit_price").unwrap_or_default();
-    let discount = match (dec_field(l, "discount_amount"), dec_field(l, "discount_percentage")) {
+    let discount = match (
+        dec_field(l, "discount_amount"),
+        dec_field(l, "discount_percentage"),
+    ) {
         (Some(d), _) => d,
         (None, Some(p)) => round2(round2(quantity * round2(unit_price)) * p / Decimal::from(100)),
         (None, None) => Decimal::ZERO,
@@ -133,11 +145,23 @@ fn check_line(biz: &Business, line: &Value, path: &str) -> Result<Line, ApiError
     let eu_type = str_field(l, "eu_goods_services_type_id").map(str::to_owned);
     if let Some(t) = &eu_type {
         if !seed::EU_GOODS_SERVICES_TYPES.iter().any(|(id, _)| id == t) {
-            return Err(ApiError::missing_reference(format!("{path}.eu_goods_services_type_id"), "Couldn't find goods/services type."));
+            return Err(ApiError::missing_reference(
+                format!("{path}.eu_goods_services_type_id"),
+                "Couldn't find goods/services type.",
+            ));
         }
     }
-    let includes_tax = l.get("unit_price_includes_tax").and_then(Value::as_bool).unwrap_or(false);
-    let amounts = rules::line_amounts(quantity, unit_price, discount, tax_amount.unwrap_or_default(), includes_tax);
+    let includes_tax = l
+        .get("unit_price_includes_tax")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let amounts = rules::line_amounts(
+        quantity,
+        unit_price,
+        discount,
+        tax_amount.unwrap_or_default(),
+        includes_tax,
+    );
     let json = seed::into_map(json!({
         "id": crate::new_id(),
         "displayed_as": description,
@@ -158,11 +182,23 @@ fn check_line(biz: &Business, line: &Value, path: &str) -> Result<Line, ApiError
         "eu_goods_services_type": eu_type.as_deref().map(|t| seed::link("eu_goods_services_types", t, t)).unwrap_or(Value::Null),
         "analysis_type_categories": l.get("analysis_type_categories").cloned().unwrap_or_else(|| json!([])),
     }));
-    Ok(Line { json, pct, tax_rate_id, eu_type, quantity, amounts })
+    Ok(Line {
+        json,
+        pct,
+        tax_rate_id,
+        eu_type,
+        quantity,
+        amounts,
+    })
 }
 
 /// POST /sales_invoices or /sales_credit_notes.
-pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+pub(crate) fn create(
+    biz: &mut Business,
+    kind: SalesKind,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
     let r = kind.root();
     rules::status_not_writable(root, r)?;
     let reference = str_field(root, "reference").map(str::to_owned);
@@ -173,38 +209,58 @@ pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Val
     let contact = biz
         .live_contact(&contact_id)
         .filter(|c| c.meta.contact_type == "CUSTOMER")
-        .ok_or_else(|| ApiError::missing_reference(format!("{r}.contact_id"), "Couldn't find customer."))?;
+        .ok_or_else(|| {
+            ApiError::missing_reference(format!("{r}.contact_id"), "Couldn't find customer.")
+        })?;
     let contact_meta = contact.meta.clone();
     let contact_display = super::contacts::displayed_as(&contact_meta);
 
-    let currency = str_field(root, "currency_id").unwrap_or(&contact_meta.currency).to_owned();
+    let currency = str_field(root, "currency_id")
+        .unwrap_or(&contact_meta.currency)
+        .to_owned();
     require_currency(&currency, &format!("{r}.currency_id"))?;
     rules::document_currency_matches_contact(&currency, &contact_meta.currency, r)?;
     if !biz.multi_currency_enabled && currency != biz.base_currency {
-        return Err(ApiError::invalid(format!("{r}.currency_id"), "currency_id: foreign currencies are not enabled for this business"));
+        return Err(ApiError::invalid(
+            format!("{r}.currency_id"),
+            "currency_id: foreign currencies are not enabled for this business",
+        ));
     }
     // Base-currency documents always use 1, whatever was sent.
     let exchange_rate = if currency == biz.base_currency {
         Decimal::ONE
     } else {
-        dec_field(root, "exchange_rate").unwrap_or_else(|| seed::default_exchange_rate(&biz.base_currency, &currency))
+        dec_field(root, "exchange_rate")
+            .unwrap_or_else(|| seed::default_exchange_rate(&biz.base_currency, &currency))
     };
     if exchange_rate <= Decimal::ZERO {
-        return Err(ApiError::invalid(format!("{r}.exchange_rate"), "exchange_rate: must be greater than 0"));
+        return Err(ApiError::invalid(
+            format!("{r}.exchange_rate"),
+            "exchange_rate: must be greater than 0",
+        ));
     }
 
     let date = date_field(root, "date").unwrap_or_else(|| now.date_naive());
     let lines_key = kind.lines_key();
-    let raw_lines = root.get(lines_key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let raw_lines = root
+        .get(lines_key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if raw_lines.is_empty() {
-        return Err(ApiError::invalid(format!("{r}.{lines_key}"), format!("{lines_key}: must contain at least one line")));
+        return Err(ApiError::invalid(
+            format!("{r}.{lines_key}"),
+            format!("{lines_key}: must contain at least one line"),
+        ));
     }
     let mut lines = Vec::with_capacity(raw_lines.len());
     for (i, raw) in raw_lines.iter().enumerate() {
         lines.push(check_line(biz, raw, &format!("{r}.{lines_key}[{i}]"))?);
     }
-    let doc_country = address_country(obj_field(root, "main_address")).or(contact_meta.country.clone());
-    let pairs: Vec<(Decimal, Option<String>)> = lines.iter().map(|l| (l.pct, l.eu_type.clone())).collect();
+    let doc_country =
+        address_country(obj_field(root, "main_address")).or(contact_meta.country.clone());
+    let pairs: Vec<(Decimal, Option<String>)> =
+        lines.iter().map(|l| (l.pct, l.eu_type.clone())).collect();
     rules::cross_border_lines(&biz.country, doc_country.as_deref(), &pairs, r, lines_key)?;
     for addr in ["main_address", "delivery_address"] {
         if let Some(a) = obj_field(root, addr) {
@@ -230,18 +286,26 @@ pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Val
     // Tax analysis per rate, shipping included, as Sage reports it.
     let mut analysis: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
     for l in &lines {
-        let e = analysis.entry(l.tax_rate_id.clone().unwrap_or_default()).or_default();
+        let e = analysis
+            .entry(l.tax_rate_id.clone().unwrap_or_default())
+            .or_default();
         e.0 += l.amounts.net;
         e.1 += l.amounts.tax;
     }
     if !shipping_net.is_zero() {
-        let e = analysis.entry(shipping_rate.clone().unwrap_or_default()).or_default();
+        let e = analysis
+            .entry(shipping_rate.clone().unwrap_or_default())
+            .or_default();
         e.0 += shipping_net;
         e.1 += shipping_tax;
     }
 
     let due_date = date_field(root, "due_date").or_else(|| {
-        let days = contact_meta.input.get("credit_days").and_then(Value::as_u64).unwrap_or(30);
+        let days = contact_meta
+            .input
+            .get("credit_days")
+            .and_then(Value::as_u64)
+            .unwrap_or(30);
         date.checked_add_days(Days::new(days))
     });
     let counter = match kind {
@@ -271,7 +335,10 @@ pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Val
             j.insert("base_currency_net_amount".into(), b(l.amounts.net));
             j.insert("base_currency_tax_amount".into(), b(l.amounts.tax));
             j.insert("base_currency_total_amount".into(), b(l.amounts.total));
-            j.insert("base_currency_discount_amount".into(), b(l.amounts.discount));
+            j.insert(
+                "base_currency_discount_amount".into(),
+                b(l.amounts.discount),
+            );
             Value::Object(j)
         })
         .collect();
@@ -287,9 +354,17 @@ pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Val
         .collect();
     let main_address = obj_field(root, "main_address")
         .map(render_address)
-        .or_else(|| contact_meta.input.get("main_address").and_then(Value::as_object).map(render_address))
+        .or_else(|| {
+            contact_meta
+                .input
+                .get("main_address")
+                .and_then(Value::as_object)
+                .map(render_address)
+        })
         .unwrap_or(Value::Null);
-    let delivery_address = obj_field(root, "delivery_address").map(render_address).unwrap_or_else(|| main_address.clone());
+    let delivery_address = obj_field(root, "delivery_address")
+        .map(render_address)
+        .unwrap_or_else(|| main_address.clone());
     let (tt_id, tt_name) = kind.transaction_type();
     let mut doc = seed::into_map(json!({
         "id": id,
@@ -344,10 +419,20 @@ pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Val
     doc.insert(lines_key.into(), Value::Array(line_json));
     match kind {
         SalesKind::Invoice => {
-            doc.insert("due_date".into(), due_date.map(|d| Value::String(d.to_string())).unwrap_or(Value::Null));
+            doc.insert(
+                "due_date".into(),
+                due_date
+                    .map(|d| Value::String(d.to_string()))
+                    .unwrap_or(Value::Null),
+            );
         }
         SalesKind::CreditNote => {
-            doc.insert("original_invoice_date".into(), root.get("original_invoice_date").cloned().unwrap_or(Value::Null));
+            doc.insert(
+                "original_invoice_date".into(),
+                root.get("original_invoice_date")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
         }
     }
 
@@ -366,7 +451,16 @@ pub(crate) fn create(biz: &mut Business, kind: SalesKind, root: &Map<String, Val
     let out = Value::Object(doc.clone());
     let search = search_text([meta.reference.as_deref(), Some(meta.contact_name.as_str())]);
     let key = Some(contact_id.clone());
-    let rec = Record { id: id.clone(), seq, created_at: now, updated_at: now, json: doc, meta, key, search };
+    let rec = Record {
+        id: id.clone(),
+        seq,
+        created_at: now,
+        updated_at: now,
+        json: doc,
+        meta,
+        key,
+        search,
+    };
     match kind {
         SalesKind::Invoice => {
             biz.sales_invoices.insert(rec);

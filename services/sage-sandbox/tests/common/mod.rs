@@ -31,31 +31,53 @@ impl Resp {
     pub fn sources(&self) -> Vec<String> {
         self.body
             .as_array()
-            .map(|a| a.iter().map(|e| e["$source"].as_str().unwrap_or_default().to_owned()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["$source"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// `$dataCode` of the first envelope entry.
     pub fn data_code(&self) -> String {
-        self.body[0]["$dataCode"].as_str().unwrap_or_default().to_owned()
+        self.body[0]["$dataCode"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// `$message` of the first envelope entry.
     pub fn message(&self) -> String {
-        self.body[0]["$message"].as_str().unwrap_or_default().to_owned()
+        self.body[0]["$message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Asserts a 422 whose envelope names `source`.
     #[track_caller]
     pub fn assert_422(&self, source: &str) {
-        assert_eq!(self.status, StatusCode::UNPROCESSABLE_ENTITY, "body: {}", self.body);
-        assert!(self.sources().iter().any(|s| s == source), "expected $source {source}, got {}", self.body);
+        assert_eq!(
+            self.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body: {}",
+            self.body
+        );
+        assert!(
+            self.sources().iter().any(|s| s == source),
+            "expected $source {source}, got {}",
+            self.body
+        );
         let e = &self.body[0];
         assert_eq!(e["$severity"], "error");
     }
 
     pub fn id(&self) -> String {
-        self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {}", self.body)).to_owned()
+        self.body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {}", self.body))
+            .to_owned()
     }
 }
 
@@ -67,7 +89,9 @@ pub fn client() -> Client {
 }
 
 pub async fn start() -> Sandbox {
-    Sandbox::start(SandboxConfig::default()).await.expect("sandbox starts")
+    Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox starts")
 }
 
 pub async fn start_with(config: SandboxConfig) -> Sandbox {
@@ -129,8 +153,16 @@ impl Api {
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Resp { status, headers, body }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -209,6 +241,9 @@ fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     format!("{:016x}{:016x}", t, n)
 }
