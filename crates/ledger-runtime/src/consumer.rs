@@ -151,6 +151,9 @@ pub async fn run<H: Handler>(
     let options = Arc::new(options);
     let permits = Arc::new(Semaphore::new(options.concurrency));
     let mut queues: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
+    // A worker that went idle may still be finishing its last messages when the next worker
+    // for the same merchant starts; this lock keeps them from running side by side.
+    let mut turns: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     let mut workers: JoinSet<String> = JoinSet::new();
 
     let mut messages = consumer
@@ -167,6 +170,9 @@ pub async fn run<H: Handler>(
             if let Ok(merchant) = done {
                 if queues.get(&merchant).is_some_and(|q| q.is_closed()) {
                     queues.remove(&merchant);
+                    if turns.get(&merchant).is_some_and(|t| Arc::strong_count(t) == 1) {
+                        turns.remove(&merchant);
+                    }
                 }
             }
         }
@@ -195,8 +201,10 @@ pub async fn run<H: Handler>(
             let (tx, rx) = mpsc::unbounded_channel();
             tx.send(m).expect("fresh channel");
             queues.insert(merchant.clone(), tx);
+            let turn = turns.entry(merchant.clone()).or_default().clone();
             workers.spawn(merchant_worker(
                 merchant,
+                turn,
                 rx,
                 handler.clone(),
                 options.clone(),
@@ -215,6 +223,7 @@ pub async fn run<H: Handler>(
 
 async fn merchant_worker<H: Handler>(
     merchant: String,
+    turn: Arc<tokio::sync::Mutex<()>>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     handler: Arc<H>,
     options: Arc<ConsumerOptions>,
@@ -230,11 +239,13 @@ async fn merchant_worker<H: Handler>(
             rx.close();
             // Anything that raced into the queue before it closed is still handled.
             while let Ok(m) = rx.try_recv() {
+                let _turn = turn.lock().await;
                 let _permit = permits.acquire().await.expect("semaphore open");
                 process_one(m, handler.as_ref(), &options).await;
             }
             return merchant;
         };
+        let _turn = turn.lock().await;
         let _permit = permits.acquire().await.expect("semaphore open");
         process_one(message, handler.as_ref(), &options).await;
     }

@@ -66,6 +66,26 @@ async fn an_invoice_published_twice_lands_once_with_magentos_total() {
     assert_eq!(invoice["reference"], snapshot.invoice.increment_id.as_str());
     assert_eq!(invoice["contact"]["id"], contacts[0]["id"]);
     assert!(stack.sandbox.inspect().concurrency_violations().is_empty());
+
+    // The event in the log carries its id and the edge's trace context.
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let stream = js.get_stream(ledger_runtime::bus::EVENTS_STREAM).await.unwrap();
+    let stored = stream.get_raw_message(1).await.unwrap();
+    let headers = stored.headers;
+    assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), event.event_id.to_string());
+    let traceparent = headers.get("traceparent").expect("trace context in NATS headers");
+    assert!(traceparent.as_str().starts_with("00-"), "{}", traceparent.as_str());
+
+    // Every service exports its metrics, including consumer lag and Sage calls by endpoint.
+    let documents_metrics = reqwest::get(format!("http://{}/metrics", stack.metrics[2]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(documents_metrics.contains("ledger_consumer_pending"), "{documents_metrics}");
+    assert!(documents_metrics.contains("ledger_sage_calls_total"));
+    assert!(documents_metrics.contains("resource=\"sales_invoices\""));
     stack.stop().await;
 }
 

@@ -62,6 +62,8 @@ pub fn check_event(body: &[u8]) -> Result<ledger_events::Envelope, Vec<Issue>> {
     })
 }
 
+// The span is the root of the event's trace: its context travels in the NATS headers.
+#[tracing::instrument(name = "ingest", skip_all)]
 async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let metrics = ledger_runtime::metrics::metrics();
     let Some(merchant) = crate::merchants::authenticate_ingest(&app, &headers).await else {
