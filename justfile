@@ -24,3 +24,7 @@ infra:
 # Stop everything the dev stack started.
 down:
     ./dev down
+
+# Exactly-once under crashes and faults; size with CHAOS_EVENTS, CHAOS_MERCHANTS (see ledger-chaos).
+chaos:
+    ./dev chaos

@@ -89,6 +89,15 @@ stop_postgres() {
   pg_run "$bindir/pg_ctl" -D "$PG_HOME/data" -m fast stop >/dev/null 2>&1 || true
 }
 
+# Crash-restarts the cluster (immediate shutdown, as after a power cut), for the chaos suite.
+restart_postgres() {
+  local bindir
+  bindir="$(pg_bindir)"
+  pg_home
+  pg_run "$bindir/pg_ctl" -D "$PG_HOME/data" -m immediate stop >/dev/null 2>&1 || true
+  ensure_postgres
+}
+
 ensure_nats() {
   mkdir -p "$STACK/nats"
   if ! (exec 3<>/dev/tcp/127.0.0.1/$NATS_PORT) 2>/dev/null; then

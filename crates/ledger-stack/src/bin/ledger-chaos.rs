@@ -1,0 +1,426 @@
+//! `ledger-chaos`: exactly-once under crashes, restarts and a misbehaving Sage.
+//!
+//! Publishes invoice and payment events for many merchants straight into JetStream while it
+//! SIGKILLs consumer processes at random moments (including between a Sage POST and its
+//! commit), crash-restarts nats-server and PostgreSQL, and has the sandbox inject 500s,
+//! applied-then-500s, 429 bursts and timeouts. Then it heals everything, waits for the engine to
+//! settle, compares what Magento sent with what the sandbox holds and prints one line:
+//!
+//! `chaos: events=N documents=N duplicates=D lost=L mismatched=M faults=F`
+//!
+//! It exits non-zero unless D, L and M are 0. Sized by `CHAOS_EVENTS` (invoices, default 2000),
+//! `CHAOS_MERCHANTS` (default 20), `CHAOS_PAID_EVERY` (every n-th invoice also gets paid,
+//! default 3), `CHAOS_KILL_EVERY_MS` (default 1500), `CHAOS_FAULT_RATE` (per-request probability
+//! of each fault kind, default 0.02), `CHAOS_SETTLE_SECS` (default 600), `CHAOS_SEED`.
+//! Run it through `./dev chaos` (or `just chaos`), which builds the service binaries it starts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use sage_sandbox::{BusinessSpec, FaultKind, FaultPlan, Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A service process the suite starts, kills and restarts.
+struct Service {
+    name: &'static str,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Service {
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(&self.bin)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("start {} from {}", self.name, self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM for a graceful drain at the end of the run.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn wait_http(url: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("no answer from {url}")
+}
+
+async fn onboard(http: &reqwest::Client, gateway: &str, admin: &str, sandbox: &Sandbox, merchant: &str) -> anyhow::Result<String> {
+    http.post(format!("{gateway}/v1/admin/merchants"))
+        .bearer_auth(admin)
+        .json(&json!({"merchant_id": merchant, "name": merchant}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let business = sandbox
+        .create_business(BusinessSpec { name: format!("{merchant} Ltd"), ..BusinessSpec::default() })
+        .await;
+    let start = http.get(format!("{gateway}/connect/sage/start")).query(&[("merchant", merchant)]).send().await?;
+    let location = start.headers().get("location").and_then(|l| l.to_str().ok()).context("consent redirect")?;
+    let state = reqwest::Url::parse(location)?
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.to_string())
+        .context("state")?;
+    let code = sandbox.issue_authorization_code(&business.id).await;
+    http.get(format!("{gateway}/connect/sage/callback"))
+        .query(&[("code", code.as_str()), ("state", state.as_str())])
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(business.id)
+}
+
+fn decimal(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+/// What Magento sent for one invoice.
+struct Expected {
+    merchant: usize,
+    reference: String,
+    total: Decimal,
+    paid: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let events: usize = env_or("CHAOS_EVENTS", 2000);
+    let merchants: usize = env_or("CHAOS_MERCHANTS", 20).max(1);
+    let paid_every: usize = env_or("CHAOS_PAID_EVERY", 3).max(1);
+    let kill_every = Duration::from_millis(env_or("CHAOS_KILL_EVERY_MS", 1500));
+    let fault_rate: f64 = env_or("CHAOS_FAULT_RATE", 0.02);
+    let settle = Duration::from_secs(env_or("CHAOS_SETTLE_SECS", 600));
+    let seed: u64 = env_or("CHAOS_SEED", rand::random());
+    let pg_admin = std::env::var("LEDGER_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
+    let root = ledger_testkit::workspace_root();
+    let bin_dir = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
+    let logs = root.join(".stack/logs/chaos");
+    std::fs::create_dir_all(&logs)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    println!("chaos: {events} invoices for {merchants} merchants, every {paid_every}th paid, seed {seed}");
+
+    // Infrastructure: a private nats-server (restarted below) and a fresh database on the dev
+    // cluster (crash-restarted below).
+    let mut nats = ledger_testkit::TestNats::start().await?;
+    let db_name = "ledger_chaos";
+    {
+        let admin = sqlx::PgPool::connect(&pg_admin).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&admin).await?;
+        admin.close().await;
+    }
+    let database_url = ledger_testkit::replace_db_name(&pg_admin, db_name);
+    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+    sandbox.faults().seed(seed);
+
+    let gateway_port = ledger_testkit::free_port();
+    let gateway_url = format!("http://127.0.0.1:{gateway_port}");
+    let admin_token = "chaos-admin";
+    let common: Vec<(String, String)> = vec![
+        ("LEDGER_NATS_URL".into(), nats.url()),
+        ("LEDGER_DATABASE_URL".into(), database_url.clone()),
+        ("SAGE_API_BASE_URL".into(), sandbox.api_base_url()),
+        ("LEDGER_ACK_WAIT_SECS".into(), "5".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    let mut gateway = Service {
+        name: "gateway",
+        bin: bin_dir.join("gateway"),
+        env: common
+            .iter()
+            .cloned()
+            .chain([
+                ("LEDGER_HTTP_ADDR".to_string(), format!("127.0.0.1:{gateway_port}")),
+                ("LEDGER_PUBLIC_URL".into(), gateway_url.clone()),
+                ("SAGE_AUTHORIZE_URL".into(), sandbox.authorize_url()),
+                ("SAGE_TOKEN_URL".into(), sandbox.token_url()),
+                ("SAGE_REVOKE_URL".into(), sandbox.revoke_url()),
+                ("SAGE_CLIENT_ID".into(), "ledger-dev".into()),
+                ("SAGE_CLIENT_SECRET".into(), "ledger-dev-secret".into()),
+                ("LEDGER_TOKEN_KEY".into(), "a1".repeat(32)),
+                ("LEDGER_ADMIN_TOKEN".into(), admin_token.into()),
+            ])
+            .collect(),
+        child: None,
+        log: logs.join("gateway.log"),
+    };
+    gateway.spawn()?;
+    wait_http(&format!("{gateway_url}/healthz")).await?;
+    let mut consumers: Vec<Service> = ["contacts", "documents", "payments"]
+        .into_iter()
+        .map(|name| Service {
+            name,
+            bin: bin_dir.join(name),
+            env: common.clone(),
+            child: None,
+            log: logs.join(format!("{name}.log")),
+        })
+        .collect();
+    for c in consumers.iter_mut() {
+        c.spawn()?;
+    }
+
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let mut businesses = Vec::new();
+    for m in 0..merchants {
+        businesses.push(onboard(&http, &gateway_url, admin_token, &sandbox, &format!("chaos-{m}")).await?);
+    }
+
+    // Faults from now on, on every business, for POSTs (GETs are cheap to lose too, but the
+    // writes are what exactly-once is about).
+    let faults = sandbox.faults();
+    for kind in [
+        FaultKind::Error500,
+        FaultKind::AppliedThen500,
+        FaultKind::Rate429 { retry_after_secs: Some(1) },
+        FaultKind::Timeout { secs: 2, apply: true },
+    ] {
+        faults.set(FaultPlan::new(kind).on_method("POST").with_probability(fault_rate));
+    }
+
+    // The Magento side: publish every event, retrying until JetStream acknowledges it, as the
+    // module's outbox does.
+    let mut expected = Vec::with_capacity(events);
+    let mut outbox: Vec<(String, String, Vec<u8>)> = Vec::new();
+    for n in 0..events {
+        let m = n % merchants;
+        let merchant = format!("chaos-{m}");
+        let created = ledger_stack::events::invoice_created(&merchant, n as u64);
+        let envelope = ledger_events::parse(&created.body)?;
+        let ledger_events::Payload::InvoiceCreated(snapshot) = &envelope.payload else { unreachable!() };
+        let paid = n % paid_every == 0;
+        expected.push(Expected {
+            merchant: m,
+            reference: snapshot.invoice.increment_id.clone(),
+            total: snapshot.invoice.grand_total,
+            paid,
+        });
+        outbox.push((envelope.subject(), created.event_id.to_string(), created.body));
+        if paid {
+            let p = ledger_stack::events::invoice_paid(&merchant, n as u64);
+            let penv = ledger_events::parse(&p.body)?;
+            outbox.push((penv.subject(), p.event_id.to_string(), p.body));
+        }
+    }
+    let total_events = outbox.len();
+    let published = Arc::new(AtomicU64::new(0));
+    let publishing_done = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let url = nats.url();
+        let published = published.clone();
+        let done = publishing_done.clone();
+        tokio::spawn(async move {
+            let client = async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect(url)
+                .await
+                .expect("connect publisher");
+            let js = async_nats::jetstream::new(client);
+            for (subject, id, body) in outbox {
+                loop {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Nats-Msg-Id", id.as_str());
+                    let attempt = async {
+                        js.publish_with_headers(subject.clone(), headers, body.clone().into())
+                            .await?
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))
+                    };
+                    match tokio::time::timeout(Duration::from_secs(5), attempt).await {
+                        Ok(Ok(_)) => break,
+                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+                published.fetch_add(1, Ordering::SeqCst);
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+
+    // Chaos while the events flow.
+    let started = Instant::now();
+    let mut kills = 0u64;
+    let mut restarted_nats = false;
+    let mut restarted_pg = false;
+    let landed = |sandbox: &Sandbox| -> usize {
+        businesses
+            .iter()
+            .map(|b| sandbox.inspect().documents(b, "sales_invoices").len())
+            .sum()
+    };
+    while !publishing_done.load(Ordering::SeqCst) || landed(&sandbox) < events {
+        if started.elapsed() > settle {
+            break;
+        }
+        tokio::time::sleep(kill_every.mul_f64(rng.gen_range(0.5..1.5))).await;
+        let progress = landed(&sandbox) as f64 / events as f64;
+        if !restarted_nats && progress > 0.3 {
+            println!("chaos: restarting nats-server (SIGKILL) at {:.0}%", progress * 100.0);
+            nats.restart().await?;
+            restarted_nats = true;
+            continue;
+        }
+        if !restarted_pg && progress > 0.6 {
+            println!("chaos: crash-restarting PostgreSQL at {:.0}%", progress * 100.0);
+            let status = Command::new("bash")
+                .arg("-c")
+                .arg("source deploy/dev/stack.sh && restart_postgres")
+                .current_dir(&root)
+                .status()?;
+            anyhow::ensure!(status.success(), "PostgreSQL restart failed");
+            restarted_pg = true;
+            continue;
+        }
+        if progress >= 1.0 {
+            continue;
+        }
+        let victim = rng.gen_range(0..consumers.len());
+        consumers[victim].kill9();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..600))).await;
+        consumers[victim].spawn()?;
+    }
+    publisher.await?;
+
+    // Heal and settle: no more faults, every process up, wait for the backlog to drain.
+    faults.clear();
+    for c in consumers.iter_mut() {
+        if c.child.as_mut().is_some_and(|ch| ch.try_wait().ok().flatten().is_some()) || c.child.is_none() {
+            c.kill9();
+            c.spawn()?;
+        }
+    }
+    let expected_payments = expected.iter().filter(|e| e.paid).count();
+    let payments_landed = |sandbox: &Sandbox| -> usize {
+        businesses.iter().map(|b| sandbox.inspect().documents(b, "contact_payments").len()).sum()
+    };
+    let settle_started = Instant::now();
+    while (landed(&sandbox) < events || payments_landed(&sandbox) < expected_payments)
+        && settle_started.elapsed() < settle
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // A moment for any straggling duplicate to show itself.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Compare Magento with Sage.
+    let mut duplicates = 0usize;
+    let mut lost = 0usize;
+    let mut mismatched = 0usize;
+    let mut by_business: Vec<HashMap<String, Vec<Value>>> = Vec::new();
+    let mut payments_by_business: Vec<BTreeMap<String, usize>> = Vec::new();
+    for b in &businesses {
+        let mut map: HashMap<String, Vec<Value>> = HashMap::new();
+        for doc in sandbox.inspect().documents(b, "sales_invoices") {
+            let reference = doc["reference"].as_str().unwrap_or_default().to_string();
+            map.entry(reference).or_default().push(doc);
+        }
+        let mut payments: BTreeMap<String, usize> = BTreeMap::new();
+        for p in sandbox.inspect().documents(b, "contact_payments") {
+            for a in p["allocated_artefacts"].as_array().into_iter().flatten() {
+                let id = a["artefact"]["id"].as_str().unwrap_or_default().to_string();
+                *payments.entry(id).or_default() += 1;
+            }
+        }
+        let contacts = sandbox.inspect().documents(b, "contacts").len();
+        // The templates bill one registered customer per merchant: one contact expected.
+        duplicates += contacts.saturating_sub(1);
+        by_business.push(map);
+        payments_by_business.push(payments);
+    }
+    for e in &expected {
+        match by_business[e.merchant].get(&e.reference).map(Vec::as_slice) {
+            None | Some([]) => lost += 1,
+            Some(docs) => {
+                duplicates += docs.len() - 1;
+                let invoice = &docs[0];
+                if decimal(&invoice["total_amount"]) != Some(e.total) {
+                    mismatched += 1;
+                }
+                if e.paid {
+                    let id = invoice["id"].as_str().unwrap_or_default();
+                    match payments_by_business[e.merchant].get(id).copied().unwrap_or(0) {
+                        0 => lost += 1,
+                        1 => {
+                            if decimal(&invoice["outstanding_amount"]) != Some(Decimal::ZERO) {
+                                mismatched += 1;
+                            }
+                        }
+                        n => duplicates += n - 1,
+                    }
+                }
+            }
+        }
+    }
+    let extra_references: usize = by_business
+        .iter()
+        .enumerate()
+        .map(|(m, map)| {
+            map.keys()
+                .filter(|r| !expected.iter().any(|e| e.merchant == m && &e.reference == *r))
+                .count()
+        })
+        .sum();
+    duplicates += extra_references;
+    let stats = sandbox.inspect().stats();
+    let faults_applied: u64 = stats.faults_applied.iter().map(|f| f.count).sum();
+    let violations = sandbox.inspect().concurrency_violations().len();
+    let documents = events + expected_payments;
+
+    for c in consumers.iter_mut() {
+        c.stop();
+    }
+    gateway.stop();
+    println!(
+        "chaos: kills={kills} nats_restarts={} pg_restarts={} concurrent_post_violations={violations} elapsed={:.1}s",
+        restarted_nats as u8,
+        restarted_pg as u8,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "chaos: events={total_events} documents={documents} duplicates={duplicates} lost={lost} mismatched={mismatched} faults={faults_applied}"
+    );
+    if duplicates + lost + mismatched > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
