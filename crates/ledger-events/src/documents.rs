@@ -184,7 +184,9 @@ impl DocumentItem {
     /// [`DocumentItem::net_row_total`] in base currency.
     pub fn base_net_row_total(&self) -> Decimal {
         self.base_row_total.unwrap_or_default() - self.base_discount_amount.unwrap_or_default()
-            + self.base_discount_tax_compensation_amount.unwrap_or_default()
+            + self
+                .base_discount_tax_compensation_amount
+                .unwrap_or_default()
     }
 }
 
@@ -211,7 +213,12 @@ pub trait SalesDocument {
     /// Stable key of the Magento document, `<kind>:<store_id>:<increment_id>`. The store is part
     /// of it because Magento's increment ids are sequenced per store.
     fn document_key(&self) -> String {
-        format!("{}:{}:{}", self.kind(), self.store_id(), self.increment_id())
+        format!(
+            "{}:{}:{}",
+            self.kind(),
+            self.store_id(),
+            self.increment_id()
+        )
     }
 
     /// The rate in the opposite direction (base amount = order amount x rate), which is what a
@@ -614,7 +621,11 @@ pub struct OrderContext {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_id: Option<u32>,
     /// When the order was placed (UTC).
-    #[serde(default, with = "magento_time::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "magento_time::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
     /// Base (website) currency.
     pub base_currency_code: String,

@@ -129,7 +129,8 @@ fn decode_at<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, FieldIs
                     path.push('/');
                     path.push_str(&escape_token(key));
                 }
-                serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => {}
             }
         }
         FieldIssue::new(path, e.inner().to_string())
@@ -221,12 +222,8 @@ impl<'de> Deserialize<'de> for Envelope {
 /// Parses one message body: JSON syntax, then the full contract (all violations reported), then
 /// typed decoding. Every error names the field it concerns.
 pub fn parse(bytes: &[u8]) -> Result<Envelope, ContractError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ContractError::MalformedJson(FieldIssue::new(
-            "",
-            e.to_string(),
-        ))
-    })?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ContractError::MalformedJson(FieldIssue::new("", e.to_string())))?;
     validate(&value)?;
     Envelope::from_value(&value)
 }

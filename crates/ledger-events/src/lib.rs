@@ -108,7 +108,10 @@ pub fn validate_merchant_id(merchant_id: &str) -> Result<(), ContractError> {
 /// `magento.acme.invoice.paid`. The merchant id must have passed [`validate_merchant_id`]
 /// (envelopes from [`parse`] always have); it is not re-checked here.
 pub fn subject(merchant_id: &str, event_type: EventType) -> String {
-    debug_assert!(validate_merchant_id(merchant_id).is_ok(), "unsafe merchant id {merchant_id:?}");
+    debug_assert!(
+        validate_merchant_id(merchant_id).is_ok(),
+        "unsafe merchant id {merchant_id:?}"
+    );
     format!(
         "{SUBJECT_PREFIX}.{merchant_id}.{}.{}",
         event_type.entity(),
@@ -120,7 +123,10 @@ pub fn subject(merchant_id: &str, event_type: EventType) -> String {
 /// recorded there with their field issues and raw body (see `schemas/asyncapi.yaml`), so they
 /// can be inspected and replayed.
 pub fn quarantine_subject(merchant_id: &str) -> String {
-    debug_assert!(validate_merchant_id(merchant_id).is_ok(), "unsafe merchant id {merchant_id:?}");
+    debug_assert!(
+        validate_merchant_id(merchant_id).is_ok(),
+        "unsafe merchant id {merchant_id:?}"
+    );
     format!("{QUARANTINE_PREFIX}.{merchant_id}")
 }
 
@@ -164,7 +170,17 @@ mod tests {
         for ok in ["a", "0", "acme", "acme_uk-2", &"a".repeat(63)] {
             assert!(validate_merchant_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-acme", "_acme", "Acme", "acme.uk", "acme*", "acme>", "ac me", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-acme",
+            "_acme",
+            "Acme",
+            "acme.uk",
+            "acme*",
+            "acme>",
+            "ac me",
+            &"a".repeat(64),
+        ] {
             assert!(validate_merchant_id(bad).is_err(), "{bad}");
         }
     }

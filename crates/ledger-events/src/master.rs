@@ -30,16 +30,32 @@ pub struct Customer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taxvat: Option<String>,
     /// When the account was created (UTC).
-    #[serde(default, with = "magento_time::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "magento_time::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
     /// Last update (UTC).
-    #[serde(default, with = "magento_time::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "magento_time::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub updated_at: Option<DateTime<Utc>>,
     /// Id of the default billing address (REST prints it as a string).
-    #[serde(default, deserialize_with = "opt_id_lenient::deserialize", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_id_lenient::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_billing: Option<u64>,
     /// Id of the default shipping address.
-    #[serde(default, deserialize_with = "opt_id_lenient::deserialize", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_id_lenient::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_shipping: Option<u64>,
     /// Address book.
     #[serde(default)]
@@ -57,14 +73,22 @@ impl Customer {
     pub fn default_billing_address(&self) -> Option<&Address> {
         self.default_billing
             .and_then(|id| self.addresses.iter().find(|a| a.id == Some(id)))
-            .or_else(|| self.addresses.iter().find(|a| a.default_billing == Some(true)))
+            .or_else(|| {
+                self.addresses
+                    .iter()
+                    .find(|a| a.default_billing == Some(true))
+            })
     }
 
     /// The default shipping address, found the same way.
     pub fn default_shipping_address(&self) -> Option<&Address> {
         self.default_shipping
             .and_then(|id| self.addresses.iter().find(|a| a.id == Some(id)))
-            .or_else(|| self.addresses.iter().find(|a| a.default_shipping == Some(true)))
+            .or_else(|| {
+                self.addresses
+                    .iter()
+                    .find(|a| a.default_shipping == Some(true))
+            })
     }
 
     /// "First Last".
@@ -190,10 +214,18 @@ pub struct Product {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<u32>,
     /// When the product was created (UTC).
-    #[serde(default, with = "magento_time::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "magento_time::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
     /// Last update (UTC).
-    #[serde(default, with = "magento_time::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "magento_time::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub updated_at: Option<DateTime<Utc>>,
     /// EAV attributes as Magento REST lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -220,13 +252,12 @@ impl Product {
     /// The product tax class id: the top-level field when present, else the `tax_class_id`
     /// custom attribute where Magento REST keeps it. `Some(0)` is Magento's "None" class.
     pub fn tax_class_id(&self) -> Option<u64> {
-        self.top_level_tax_class_id.or_else(|| {
-            match self.custom_attribute("tax_class_id")? {
+        self.top_level_tax_class_id
+            .or_else(|| match self.custom_attribute("tax_class_id")? {
                 Value::String(s) => s.trim().parse().ok(),
                 Value::Number(n) => n.as_u64(),
                 _ => None,
-            }
-        })
+            })
     }
 
     /// True when the product is enabled.

@@ -205,7 +205,9 @@ fn to_issues(error: &ValidationError<'_>) -> Vec<FieldIssue> {
     let base = error.instance_path.as_str();
     match &error.kind {
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().map_or_else(|| property.to_string(), str::to_owned);
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_owned);
             vec![FieldIssue::new(
                 format!("{base}/{}", escape_token(&name)),
                 "is required but missing",

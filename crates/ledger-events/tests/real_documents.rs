@@ -19,7 +19,10 @@ fn real_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!("skipped: real Magento documents not found at {}", dir.display());
+        println!(
+            "skipped: real Magento documents not found at {}",
+            dir.display()
+        );
         None
     }
 }
@@ -51,9 +54,11 @@ fn matching_order<'a>(doc: &Value, orders: &'a [(String, Value)]) -> Option<&'a 
         order["entity_id"] == doc["order_id"]
             && order["order_currency_code"] == doc["order_currency_code"]
             && doc["items"].as_array().unwrap().iter().all(|item| {
-                order["items"].as_array().unwrap().iter().any(|oi| {
-                    oi["item_id"] == item["order_item_id"] && oi["sku"] == item["sku"]
-                })
+                order["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|oi| oi["item_id"] == item["order_item_id"] && oi["sku"] == item["sku"])
             })
     })
 }
@@ -106,24 +111,40 @@ fn dec(v: &Value) -> Decimal {
 /// Magento's own arithmetic, checked on the typed document: it holds only if every amount was
 /// read exactly and the dummy lines were recognised.
 fn assert_reconciles<D: SalesDocument>(name: &str, doc: &D, raw: &Value, adjustments: Decimal) {
-    let lines: Decimal = doc.accounting_items().map(|i| i.row_total.unwrap_or_default()).sum();
-    assert_eq!(lines, dec(&raw["subtotal"]), "{name}: non-dummy row totals vs subtotal");
+    let lines: Decimal = doc
+        .accounting_items()
+        .map(|i| i.row_total.unwrap_or_default())
+        .sum();
+    assert_eq!(
+        lines,
+        dec(&raw["subtotal"]),
+        "{name}: non-dummy row totals vs subtotal"
+    );
     let total = dec(&raw["subtotal"])
         + dec(&raw["discount_amount"])
         + dec(&raw["shipping_amount"])
         + dec(&raw["tax_amount"])
         + adjustments;
-    assert_eq!(total, dec(&raw["grand_total"]), "{name}: grand total formula");
+    assert_eq!(
+        total,
+        dec(&raw["grand_total"]),
+        "{name}: grand total formula"
+    );
 }
 
 #[test]
 fn real_invoices_and_credit_memos_validate_and_parse() {
     let Some(dir) = real_dir() else { return };
-    let orders: Vec<(String, Value)> =
-        files(&dir, "order").into_iter().map(|n| (n.clone(), load(&dir, &n))).collect();
+    let orders: Vec<(String, Value)> = files(&dir, "order")
+        .into_iter()
+        .map(|n| (n.clone(), load(&dir, &n)))
+        .collect();
     let invoices = files(&dir, "invoice");
     let memos = files(&dir, "creditmemo");
-    assert!(!invoices.is_empty() && !memos.is_empty(), "expected real invoices and credit memos");
+    assert!(
+        !invoices.is_empty() && !memos.is_empty(),
+        "expected real invoices and credit memos"
+    );
     let mut matched = 0;
 
     for name in &invoices {
@@ -136,12 +157,28 @@ fn real_invoices_and_credit_memos_validate_and_parse() {
             }
             None => invented_order(&doc),
         };
-        let v = envelope("invoice.created", &doc["store_id"], json!({ "invoice": doc, "order": order }));
+        let v = envelope(
+            "invoice.created",
+            &doc["store_id"],
+            json!({ "invoice": doc, "order": order }),
+        );
         let env = parse_value(name, &v);
-        let Payload::InvoiceCreated(p) = &env.payload else { panic!("{name}: wrong payload") };
-        assert_eq!(p.invoice.grand_total.to_string(), doc["grand_total"].to_string(), "{name}");
-        assert_eq!(p.invoice.increment_id, doc["increment_id"].as_str().unwrap());
-        assert_eq!(p.invoice.items.len(), doc["items"].as_array().unwrap().len());
+        let Payload::InvoiceCreated(p) = &env.payload else {
+            panic!("{name}: wrong payload")
+        };
+        assert_eq!(
+            p.invoice.grand_total.to_string(),
+            doc["grand_total"].to_string(),
+            "{name}"
+        );
+        assert_eq!(
+            p.invoice.increment_id,
+            doc["increment_id"].as_str().unwrap()
+        );
+        assert_eq!(
+            p.invoice.items.len(),
+            doc["items"].as_array().unwrap().len()
+        );
         assert_reconciles(name, &p.invoice, &doc, Decimal::ZERO);
 
         // A paid real invoice is also a valid invoice.paid snapshot.
@@ -170,20 +207,36 @@ fn real_invoices_and_credit_memos_validate_and_parse() {
                     .parent_item_id
                     .and_then(|id| p.order.order_item(id))
                     .map(|o| o.product_type.as_str());
-                let magento_dummy = parent_type == Some("configurable") || oi.product_type == "bundle";
-                assert_eq!(item.is_dummy_line(), magento_dummy, "{name}: line {}", item.order_item_id);
-                assert_eq!(p.order.product_type_for(item), Some(oi.product_type.as_str()));
+                let magento_dummy =
+                    parent_type == Some("configurable") || oi.product_type == "bundle";
+                assert_eq!(
+                    item.is_dummy_line(),
+                    magento_dummy,
+                    "{name}: line {}",
+                    item.order_item_id
+                );
+                assert_eq!(
+                    p.order.product_type_for(item),
+                    Some(oi.product_type.as_str())
+                );
             }
         }
 
         // Mutations of the real document must be caught (the test can fail).
         let mut bad = v.clone();
         bad["payload"]["invoice"]["discount_amount"] = json!(12.5);
-        assert!(validate(&bad).is_err(), "{name}: positive header discount accepted");
+        assert!(
+            validate(&bad).is_err(),
+            "{name}: positive header discount accepted"
+        );
         let mut bad = v.clone();
         bad["payload"]["invoice"]["items"][0]["qty"] = json!(0);
         let err = validate(&bad).unwrap_err();
-        assert_eq!(err.issues()[0].path, "/payload/invoice/items/0/qty", "{name}");
+        assert_eq!(
+            err.issues()[0].path,
+            "/payload/invoice/items/0/qty",
+            "{name}"
+        );
     }
 
     for name in &memos {
@@ -192,11 +245,21 @@ fn real_invoices_and_credit_memos_validate_and_parse() {
             Some((_, order)) => order.clone(),
             None => invented_order(&doc),
         };
-        let v = envelope("creditmemo.created", &doc["store_id"], json!({ "creditmemo": doc, "order": order }));
+        let v = envelope(
+            "creditmemo.created",
+            &doc["store_id"],
+            json!({ "creditmemo": doc, "order": order }),
+        );
         let env = parse_value(name, &v);
-        let Payload::CreditMemoCreated(p) = &env.payload else { panic!("{name}: wrong payload") };
+        let Payload::CreditMemoCreated(p) = &env.payload else {
+            panic!("{name}: wrong payload")
+        };
         let cm = &p.creditmemo;
-        assert_eq!(cm.grand_total.to_string(), doc["grand_total"].to_string(), "{name}");
+        assert_eq!(
+            cm.grand_total.to_string(),
+            doc["grand_total"].to_string(),
+            "{name}"
+        );
         // REST drops null columns: a missing invoice_id is an unlinked refund.
         assert_eq!(cm.invoice_id, doc["invoice_id"].as_u64(), "{name}");
         assert_reconciles(name, cm, &doc, cm.adjustment_refund() - cm.adjustment_fee());
@@ -204,9 +267,16 @@ fn real_invoices_and_credit_memos_validate_and_parse() {
         let mut bad = v.clone();
         bad["payload"]["creditmemo"]["adjustment_positive"] = json!(-1);
         let err = validate(&bad).unwrap_err();
-        assert_eq!(err.issues()[0].path, "/payload/creditmemo/adjustment_positive", "{name}");
+        assert_eq!(
+            err.issues()[0].path,
+            "/payload/creditmemo/adjustment_positive",
+            "{name}"
+        );
     }
-    assert!(matched >= 1, "expected at least one invoice with its real order");
+    assert!(
+        matched >= 1,
+        "expected at least one invoice with its real order"
+    );
 }
 
 #[test]
@@ -216,7 +286,8 @@ fn real_orders_are_valid_order_contexts() {
     assert!(!names.is_empty());
     let template: Value = serde_json::from_str(
         &fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/examples/invoice-created-guest.json"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../schemas/examples/invoice-created-guest.json"),
         )
         .unwrap(),
     )
@@ -226,20 +297,37 @@ fn real_orders_are_valid_order_contexts() {
         let mut v = template.clone();
         v["payload"]["order"] = order.clone();
         let env = parse_value(&name, &v);
-        let Payload::InvoiceCreated(p) = &env.payload else { panic!() };
+        let Payload::InvoiceCreated(p) = &env.payload else {
+            panic!()
+        };
         let o = &p.order;
         let guest = order["customer_is_guest"] == 1;
         assert_eq!(o.is_guest(), guest, "{name}");
         let key = o.customer_key();
         if guest {
-            let email = order["customer_email"].as_str().unwrap().trim().to_lowercase();
+            let email = order["customer_email"]
+                .as_str()
+                .unwrap()
+                .trim()
+                .to_lowercase();
             assert_eq!(key, format!("guest:{email}"), "{name}");
         } else {
             assert_eq!(key, format!("customer:{}", order["customer_id"]), "{name}");
         }
-        assert_eq!(o.base_to_order_rate, dec(&order["base_to_order_rate"]), "{name}");
-        assert_eq!(o.payment.method, order["payment"]["method"].as_str().unwrap());
-        assert_eq!(o.items.len(), order["items"].as_array().unwrap().len(), "{name}");
+        assert_eq!(
+            o.base_to_order_rate,
+            dec(&order["base_to_order_rate"]),
+            "{name}"
+        );
+        assert_eq!(
+            o.payment.method,
+            order["payment"]["method"].as_str().unwrap()
+        );
+        assert_eq!(
+            o.items.len(),
+            order["items"].as_array().unwrap().len(),
+            "{name}"
+        );
         // REST has no top-level shipping address; it comes from the shipping assignments.
         let ship = o.effective_shipping_address().expect("shipping address");
         assert!(!ship.street.is_empty(), "{name}");
@@ -247,7 +335,10 @@ fn real_orders_are_valid_order_contexts() {
         // A registered order that lost its customer id must be rejected.
         if !guest {
             let mut bad = v.clone();
-            bad["payload"]["order"].as_object_mut().unwrap().remove("customer_id");
+            bad["payload"]["order"]
+                .as_object_mut()
+                .unwrap()
+                .remove("customer_id");
             let err = validate(&bad).unwrap_err();
             assert_eq!(err.issues()[0].path, "/payload/order/customer_id", "{name}");
         }

@@ -5,8 +5,14 @@ use crate::rules::{
     collapse_whitespace, truncate_chars, CONTACT_NAME_MAX, CONTACT_NOTES_MAX,
     CONTACT_REFERENCE_MAX, EMAIL_MAX, PERSON_FIELD_MAX,
 };
+use crate::settings::B2cConsolidation;
 use ledger_events::{normalise_email, Address, Customer, CustomerSnapshot, OrderContext};
+use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
+
+/// Key under which a merchant's B2C fallback contacts are kept, one per currency. It has
+/// neither the `customer:` nor the `guest:` prefix, so it can never be a Magento party.
+pub const CONSOLIDATED_CUSTOMER_KEY: &str = "b2c:consolidated";
 
 /// The party a Sage contact is made for, from an order (invoice / credit memo context)
 /// or from a customer account. One shape for both so a guest's first invoice and a
@@ -93,6 +99,38 @@ impl Party {
     /// [`Party::from_customer`] for a `customer.saved` snapshot.
     pub fn from_customer_snapshot(snapshot: &CustomerSnapshot) -> Party {
         Party::from_customer(&snapshot.customer)
+    }
+
+    /// The B2C fallback contact of a currency: a name and nothing else, because it
+    /// stands for many buyers (each invoice still carries its buyer's address).
+    pub fn consolidated(policy: &B2cConsolidation, currency: &str) -> Party {
+        let name = collapse_whitespace(&policy.contact_name);
+        let name = if name.is_empty() {
+            "Web sales".to_owned()
+        } else {
+            name
+        };
+        Party {
+            customer_key: CONSOLIDATED_CUSTOMER_KEY.to_owned(),
+            person_name: format!("{name} {}", currency.trim().to_ascii_uppercase()),
+            company: None,
+            email: None,
+            telephone: None,
+            tax_number: None,
+            billing_address: None,
+            delivery_address: None,
+        }
+    }
+
+    /// A guest checkout (no Magento customer account).
+    pub fn is_guest(&self) -> bool {
+        self.customer_key.starts_with("guest:")
+    }
+
+    /// A business buyer: a company or a VAT number on the document. Such buyers need
+    /// their own contact (their VAT number belongs on it, and they come back).
+    pub fn is_business(&self) -> bool {
+        self.company.is_some() || self.tax_number.is_some()
     }
 
     /// The name Sage shows for the contact: the company when there is one, else the person.
@@ -266,6 +304,73 @@ pub fn contact_reference(customer_key: &str, currency: &str, attempt: u32) -> St
     out
 }
 
+/// Where a document's party goes in Sage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactRoute {
+    /// The party's own contact (one per party and currency).
+    Individual,
+    /// The merchant's B2C fallback contact of the currency.
+    Consolidated,
+}
+
+/// Whether a document could be consolidated, leaving aside whether it is the party's
+/// first order (which only the contacts service's records can tell).
+///
+/// Only with consolidation on, for a guest (registered customers have an account and
+/// come back by definition), who is not a business (no company, no VAT number), on a
+/// document whose total is known (invoices; credit notes follow their invoice) and at or
+/// below the merchant's threshold in the document currency. No threshold in the currency
+/// means no consolidation in it.
+pub fn b2c_candidate(
+    policy: &B2cConsolidation,
+    party: &Party,
+    currency: &str,
+    document_total: Option<Decimal>,
+) -> bool {
+    if !policy.enabled || !party.is_guest() || party.is_business() {
+        return false;
+    }
+    match (document_total, policy.threshold(currency)) {
+        (Some(total), Some(max)) => total >= Decimal::ZERO && total <= max,
+        _ => false,
+    }
+}
+
+/// The contact route of a document: [`ContactRoute::Consolidated`] for a
+/// [`b2c_candidate`] that is the guest's first order with the merchant, otherwise
+/// [`ContactRoute::Individual`]. A guest who comes back is a repeat customer and gets
+/// their own contact from the second order on.
+pub fn b2c_contact_route(
+    policy: &B2cConsolidation,
+    party: &Party,
+    currency: &str,
+    document_total: Option<Decimal>,
+    first_order: bool,
+) -> ContactRoute {
+    if first_order && b2c_candidate(policy, party, currency, document_total) {
+        ContactRoute::Consolidated
+    } else {
+        ContactRoute::Individual
+    }
+}
+
+/// The `reference` of a B2C fallback contact: a readable `WEB<CUR>` (e.g. `WEBGBP`) on
+/// the first attempt, then the hashed form of [`contact_reference`] for collisions
+/// (a reference taken by another contact, deleted ones included).
+pub fn fallback_contact_reference(currency: &str, attempt: u32) -> String {
+    if attempt == 0 {
+        let cur: String = currency
+            .trim()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(3)
+            .collect::<String>()
+            .to_ascii_uppercase();
+        return format!("WEB{cur}");
+    }
+    contact_reference(CONSOLIDATED_CUSTOMER_KEY, currency, attempt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +489,145 @@ mod tests {
         ];
         for (raw, want) in table {
             assert_eq!(normalise_tax_number(raw).as_deref(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn b2c_route_table() {
+        use rust_decimal_macros::dec;
+        let policy = B2cConsolidation {
+            enabled: true,
+            thresholds: [("GBP".to_string(), dec!(50))].into(),
+            contact_name: "Web sales".into(),
+        };
+        let guest = Party {
+            customer_key: "guest:sam@example.com".into(),
+            ..party()
+        };
+        let guest_company = Party {
+            company: Some("Sam Ltd".into()),
+            ..guest.clone()
+        };
+        let guest_vat = Party {
+            tax_number: Some("GB123456789".into()),
+            ..guest.clone()
+        };
+        let off = B2cConsolidation::default();
+        use ContactRoute::{Consolidated, Individual};
+        let cases = [
+            (
+                "low first guest order",
+                &policy,
+                &guest,
+                "GBP",
+                Some(dec!(48)),
+                true,
+                Consolidated,
+            ),
+            (
+                "at the threshold",
+                &policy,
+                &guest,
+                "gbp",
+                Some(dec!(50)),
+                true,
+                Consolidated,
+            ),
+            (
+                "above the threshold",
+                &policy,
+                &guest,
+                "GBP",
+                Some(dec!(50.01)),
+                true,
+                Individual,
+            ),
+            (
+                "repeat guest",
+                &policy,
+                &guest,
+                "GBP",
+                Some(dec!(10)),
+                false,
+                Individual,
+            ),
+            (
+                "no threshold in EUR",
+                &policy,
+                &guest,
+                "EUR",
+                Some(dec!(10)),
+                true,
+                Individual,
+            ),
+            (
+                "company is B2B",
+                &policy,
+                &guest_company,
+                "GBP",
+                Some(dec!(10)),
+                true,
+                Individual,
+            ),
+            (
+                "VAT number is B2B",
+                &policy,
+                &guest_vat,
+                "GBP",
+                Some(dec!(10)),
+                true,
+                Individual,
+            ),
+            (
+                "registered customer",
+                &policy,
+                &party(),
+                "GBP",
+                Some(dec!(10)),
+                true,
+                Individual,
+            ),
+            (
+                "total unknown",
+                &policy,
+                &guest,
+                "GBP",
+                None,
+                true,
+                Individual,
+            ),
+            (
+                "consolidation off",
+                &off,
+                &guest,
+                "GBP",
+                Some(dec!(10)),
+                true,
+                Individual,
+            ),
+        ];
+        for (name, policy, party, currency, total, first, want) in cases {
+            assert_eq!(
+                b2c_contact_route(policy, party, currency, total, first),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn fallback_contact_is_named_per_currency_with_a_short_reference() {
+        let policy = B2cConsolidation::default();
+        let p = Party::consolidated(&policy, "eur");
+        assert_eq!(p.customer_key, CONSOLIDATED_CUSTOMER_KEY);
+        let body = map_contact(&p, "EUR", &fallback_contact_reference("eur", 0));
+        assert_eq!(body["name"], json!("Web sales EUR"));
+        assert_eq!(body["reference"], json!("WEBEUR"));
+        assert!(body.get("main_address").is_none());
+        for attempt in 1..4 {
+            let r = fallback_contact_reference("EUR", attempt);
+            assert!(r.len() <= 10 && r.starts_with("EUR"), "{r}");
+            assert_ne!(r, fallback_contact_reference("EUR", attempt + 1));
         }
     }
 }

@@ -81,6 +81,18 @@ pub mod reasons {
     pub const CROSS_BORDER_TAX_CHARGED: &str = "cross_border_tax_charged";
     /// A credit memo whose money did not go back to the customer (no refund to record).
     pub const NOT_REFUNDED: &str = "not_refunded";
+    /// A credit note with no original invoice in Sage and no money returned: nothing to
+    /// allocate it against, so it stays open as credit on the customer's account.
+    pub const NO_PARENT_INVOICE: &str = "no_parent_invoice";
+    /// A credit note whose invoice has nothing outstanding in Sage any more (paid or
+    /// already credited): nothing left to allocate.
+    pub const INVOICE_SETTLED: &str = "invoice_settled";
+    /// A credit memo whose original invoice was itself held (skipped): crediting an
+    /// invoice Sage has never seen would leave the credit note with nothing to settle.
+    pub const ORIGINAL_INVOICE_HELD: &str = "original_invoice_held";
+    /// A snapshot older than one already applied (redelivered out of order): applying it
+    /// would overwrite newer data in Sage.
+    pub const STALE_SNAPSHOT: &str = "stale_snapshot";
     /// Nothing to post (e.g. a zero-amount payment).
     pub const NOTHING_TO_POST: &str = "nothing_to_post";
     /// A required value is absent.

@@ -11,6 +11,9 @@
 //!   via an explicit rounding line when needed) checkable with [`sage_document_total`].
 //! * Contacts: [`Party`], [`map_contact`], [`contact_reference`].
 //! * Money movements: [`map_customer_receipt`], [`map_refund`], [`map_allocation`].
+//! * Credit-note settlement (refund vs allocation): [`credit_note_settlement`],
+//!   [`allocation_amount`].
+//! * B2C consolidation of contacts: [`b2c_contact_route`], [`fallback_contact_reference`].
 //! * Catalog: [`map_product`].
 //! * The exchange-rate reading: [`exchange_rate`].
 //!
@@ -30,9 +33,13 @@ mod payment;
 mod product;
 pub mod rules;
 mod settings;
+mod settlement;
 mod total;
 
-pub use contact::{contact_reference, map_contact, Party};
+pub use contact::{
+    b2c_candidate, b2c_contact_route, contact_reference, fallback_contact_reference, map_contact,
+    ContactRoute, Party, CONSOLIDATED_CUSTOMER_KEY,
+};
 pub use document::{
     map_sales_credit_note, map_sales_invoice, DocumentPlan, OriginalInvoice,
     ADJUSTMENT_FEE_DESCRIPTION, ADJUSTMENT_REFUND_DESCRIPTION, ROUNDING_DESCRIPTION,
@@ -46,7 +53,9 @@ pub use payment::{
 };
 pub use product::{map_product, ProductPlan};
 pub use settings::{
-    CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, MerchantSettings, NamedTaxRate,
-    PaymentMethodMapping, TaxRateEntry,
+    default_bank_accounts, deposit_bank_account, B2cConsolidation, CrossBorderVatCharged,
+    GoodsServices, GoodsServicesPolicy, MerchantSettings, NamedTaxRate, PaymentMethodMapping,
+    TaxRateEntry,
 };
+pub use settlement::{allocation_amount, credit_note_settlement, Settlement};
 pub use total::sage_document_total;

@@ -7,8 +7,10 @@
 //! service resolves them (from `GET /ledger_accounts` / `business_settings`) and fills
 //! them in before calling a mapper.
 
+use crate::error::{reasons, MappingError};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// One merchant's mapping configuration.
@@ -73,6 +75,51 @@ pub struct MerchantSettings {
     /// Whether Magento catalog prices are entered including tax (Magento's
     /// "Catalog Prices" tax setting); sent as `price_includes_tax` / `rate_includes_tax`.
     pub catalog_prices_include_tax: bool,
+    /// Optional B2C consolidation: low-value first-time guest orders go to one fallback
+    /// contact per currency instead of one contact per guest (off by default).
+    pub b2c_consolidation: B2cConsolidation,
+}
+
+/// The merchant's B2C consolidation policy (see [`crate::b2c_contact_route`]).
+///
+/// Many small one-off guest orders would each create a Sage contact nobody will look at
+/// again; some merchants prefer one "web sales" contact per currency for those. The
+/// invoice still carries the buyer's own address, so VAT treatment per document is
+/// unchanged; only the customer ledger is consolidated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct B2cConsolidation {
+    /// Whether consolidation is on. Off by default: individual contacts are the safe
+    /// choice for an accountant who has not asked for anything else.
+    pub enabled: bool,
+    /// Largest document grand total (inclusive) consolidated, per ISO currency. A
+    /// currency missing here is never consolidated: converting a threshold with a guessed
+    /// rate would make the rule depend on the day's exchange rate.
+    pub thresholds: BTreeMap<String, Decimal>,
+    /// Name of the fallback contact (the currency is appended, since Sage locks a
+    /// contact to one currency).
+    pub contact_name: String,
+}
+
+impl Default for B2cConsolidation {
+    fn default() -> Self {
+        B2cConsolidation {
+            enabled: false,
+            thresholds: BTreeMap::new(),
+            contact_name: "Web sales".into(),
+        }
+    }
+}
+
+impl B2cConsolidation {
+    /// The inclusive threshold for `currency`, if the merchant set one.
+    pub fn threshold(&self, currency: &str) -> Option<Decimal> {
+        let currency = currency.trim();
+        self.thresholds
+            .iter()
+            .find(|(c, _)| c.trim().eq_ignore_ascii_case(currency))
+            .map(|(_, t)| *t)
+    }
 }
 
 /// One row of the tax map.
@@ -213,6 +260,7 @@ impl Default for MerchantSettings {
             product_sales_price_type_id: None,
             service_rate_type_id: None,
             catalog_prices_include_tax: false,
+            b2c_consolidation: B2cConsolidation::default(),
         }
     }
 }
@@ -319,6 +367,66 @@ impl MerchantSettings {
     }
 }
 
+/// The merchant's default Sage bank account per currency: the `bank_accounts` key of the
+/// settings document (currency → Sage bank account id), as the gateway discovered it when
+/// the merchant connected (first account per currency) or an operator set it.
+///
+/// Kept outside [`MerchantSettings`] because the key belongs to the gateway's discovery,
+/// and a malformed entry must fail only the services that move money, not every invoice.
+/// Currency keys are upper-cased; blank or `null` entries are dropped (an operator may
+/// blank a currency out to force per-method accounts). Anything else that is not a
+/// currency → id map is `Invalid { field: "bank_accounts[.CUR]", reason: "malformed" }`.
+pub fn default_bank_accounts(raw: &Value) -> Result<BTreeMap<String, String>, MappingError> {
+    let mut out = BTreeMap::new();
+    match raw.get("bank_accounts") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (currency, id) in map {
+                match id {
+                    Value::String(id) if !id.trim().is_empty() => {
+                        out.insert(currency.trim().to_ascii_uppercase(), id.trim().to_owned());
+                    }
+                    Value::Null | Value::String(_) => {}
+                    _ => {
+                        return Err(MappingError::invalid(
+                            format!("bank_accounts.{currency}"),
+                            reasons::MALFORMED,
+                        ))
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(MappingError::invalid("bank_accounts", reasons::MALFORMED)),
+    }
+    Ok(out)
+}
+
+/// The Sage bank account money paid by (or refunded through) Magento method `method` in
+/// `currency` moves through: the account configured for the method in that currency,
+/// else the merchant's default account for the currency (from [`default_bank_accounts`]).
+///
+/// A Sage bank account has one fixed currency, so there is no fallback across
+/// currencies: `None` means the merchant must add an account in this currency. Currency
+/// keys typed by an operator may be in any case; Sage's currency ids are upper case.
+pub fn deposit_bank_account(
+    settings: &MerchantSettings,
+    defaults: &BTreeMap<String, String>,
+    method: &str,
+    currency: &str,
+) -> Option<String> {
+    let currency = currency.trim();
+    let in_currency = |map: &BTreeMap<String, String>| -> Option<String> {
+        map.iter()
+            .find(|(c, id)| c.trim().eq_ignore_ascii_case(currency) && !id.trim().is_empty())
+            .map(|(_, id)| id.trim().to_owned())
+    };
+    settings
+        .payment_methods
+        .get(method)
+        .and_then(|m| in_currency(&m.bank_account_ids))
+        .or_else(|| in_currency(defaults))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +530,86 @@ mod tests {
         let back: MerchantSettings =
             serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn default_bank_accounts_table() {
+        use serde_json::json;
+        let ok: [(Value, &[(&str, &str)]); 4] = [
+            (json!({}), &[]),
+            (json!({"bank_accounts": null}), &[]),
+            (
+                json!({"bank_accounts": {"gbp": " bank-gbp ", "EUR": "bank-eur"}}),
+                &[("EUR", "bank-eur"), ("GBP", "bank-gbp")],
+            ),
+            (
+                json!({"bank_accounts": {"USD": "", "CHF": null, "GBP": "g"}}),
+                &[("GBP", "g")],
+            ),
+        ];
+        for (raw, want) in ok {
+            let got = default_bank_accounts(&raw).unwrap();
+            let want: BTreeMap<String, String> = want
+                .iter()
+                .map(|(c, i)| (c.to_string(), i.to_string()))
+                .collect();
+            assert_eq!(got, want, "{raw}");
+        }
+        let bad = [
+            (json!({"bank_accounts": ["GBP"]}), "bank_accounts"),
+            (json!({"bank_accounts": {"GBP": 7}}), "bank_accounts.GBP"),
+        ];
+        for (raw, field) in bad {
+            assert_eq!(
+                default_bank_accounts(&raw),
+                Err(MappingError::invalid(field, reasons::MALFORMED)),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn deposit_account_prefers_the_method_in_the_same_currency() {
+        let mut s = MerchantSettings::default();
+        s.payment_methods.insert(
+            "paypal_express".into(),
+            PaymentMethodMapping {
+                payment_method_id: "ELECTRONIC".into(),
+                bank_account_ids: [("eur".to_string(), "bank-paypal-eur".to_string())].into(),
+            },
+        );
+        let defaults: BTreeMap<String, String> = [
+            ("GBP".to_string(), "bank-gbp".to_string()),
+            ("EUR".to_string(), "bank-eur".to_string()),
+        ]
+        .into();
+        let table = [
+            ("paypal_express", "EUR", Some("bank-paypal-eur")),
+            ("paypal_express", "GBP", Some("bank-gbp")),
+            ("stripe_payments", "eur", Some("bank-eur")),
+            ("stripe_payments", "USD", None),
+        ];
+        for (method, currency, want) in table {
+            assert_eq!(
+                deposit_bank_account(&s, &defaults, method, currency).as_deref(),
+                want,
+                "{method} {currency}"
+            );
+        }
+    }
+
+    #[test]
+    fn b2c_consolidation_is_off_by_default_and_reads_thresholds() {
+        let s = MerchantSettings::default();
+        assert!(!s.b2c_consolidation.enabled);
+        let s: MerchantSettings = serde_json::from_str(
+            r#"{"b2c_consolidation":{"enabled":true,"thresholds":{"GBP":"50.00","eur":"60"}}}"#,
+        )
+        .unwrap();
+        assert!(s.b2c_consolidation.enabled);
+        assert_eq!(s.b2c_consolidation.contact_name, "Web sales");
+        assert_eq!(s.b2c_consolidation.threshold("gbp"), Some(dec!(50)));
+        assert_eq!(s.b2c_consolidation.threshold("EUR"), Some(dec!(60)));
+        assert_eq!(s.b2c_consolidation.threshold("USD"), None);
     }
 }

@@ -34,6 +34,9 @@ pub const DOCUMENT_LOOKUP_SUBJECT: &str = "ledger.rpc.documents.lookup";
 /// Queue group every responder joins, so replicas share the requests.
 pub const QUEUE_GROUP: &str = "ledger";
 
+pub mod gate;
+pub use gate::{GateLimits, GatedSage, SageGate};
+
 /// How a failed request should be treated by the asker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,6 +118,14 @@ impl RpcError {
                 detail: serde_json::Value::Null,
                 retry_after_ms: retry_after.map(|d| d.as_millis() as u64),
             },
+            ProcessError::Throttled { retry_after } => RpcError {
+                class: ErrorClass::Transient,
+                code: "throttled".into(),
+                message: format!("throttled for {retry_after:?}"),
+                field: None,
+                detail: serde_json::Value::Null,
+                retry_after_ms: Some(retry_after.as_millis() as u64),
+            },
             ProcessError::Paused { reason } => RpcError {
                 class: ErrorClass::Paused,
                 code: "paused".into(),
@@ -131,6 +142,12 @@ impl RpcError {
 pub fn sage_error_to_process(e: sage_client::SageError) -> ProcessError {
     use sage_client::FailureClass;
     let retry_after = e.retry_after();
+    if e.status() == Some(429) {
+        // Sage's throttle (or our own budget): wait, but never towards a dead letter.
+        return ProcessError::Throttled {
+            retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+        };
+    }
     match e.class() {
         FailureClass::Transient => ProcessError::Transient {
             message: e.to_string(),
@@ -300,6 +317,12 @@ pub struct EnsureContactRequest {
     pub party: serde_json::Value,
     /// Event that needs the contact (audit and idempotency).
     pub event_id: String,
+    /// Grand total of the document that needs the contact, in `currency`. Sent for
+    /// invoices so the contacts service can apply the merchant's B2C consolidation
+    /// (low-value first-time guest orders on one fallback contact). Absent (older askers,
+    /// credit notes without an invoice) means "never consolidate".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_total: Option<rust_decimal::Decimal>,
 }
 
 /// A Sage contact as the contacts service knows it.
@@ -311,6 +334,9 @@ pub struct ContactRef {
     pub reference: String,
     /// Currency the contact is locked to.
     pub currency: String,
+    /// Whether this is the merchant's B2C fallback contact rather than the party's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consolidated: bool,
 }
 
 /// Asks the documents service which Sage document a Magento document became.
@@ -357,13 +383,18 @@ impl GatewayTokenSource {
         }
     }
 
-    async fn fetch(&self, merchant: &str, stale: Option<&str>) -> Result<TokenGrant, sage_client::SageError> {
+    async fn fetch(
+        &self,
+        merchant: &str,
+        stale: Option<&str>,
+    ) -> Result<TokenGrant, sage_client::SageError> {
         let request = TokenRequest {
             merchant: merchant.to_string(),
             stale_token: stale.map(str::to_string),
         };
         let reply: Result<Reply<TokenGrant>, _> =
-            ledger_runtime::bus::request_json(&self.client, TOKEN_SUBJECT, &request, self.timeout).await;
+            ledger_runtime::bus::request_json(&self.client, TOKEN_SUBJECT, &request, self.timeout)
+                .await;
         match reply {
             Ok(Reply::Ok(grant)) => Ok(grant),
             Ok(Reply::Err(e)) => Err(match e.class {
@@ -392,7 +423,10 @@ impl GatewayTokenSource {
 
 #[async_trait::async_trait]
 impl sage_client::AccessTokenSource for GatewayTokenSource {
-    async fn access_token(&self, merchant: &str) -> Result<sage_client::AccessToken, sage_client::SageError> {
+    async fn access_token(
+        &self,
+        merchant: &str,
+    ) -> Result<sage_client::AccessToken, sage_client::SageError> {
         {
             let cache = self.cache.lock().await;
             if let Some(grant) = cache.get(merchant) {
@@ -451,7 +485,13 @@ impl SettingsClient {
         SettingsClient {
             client,
             cache: Mutex::new(HashMap::new()),
-            ttl: Duration::from_secs(30),
+            // `LEDGER_SETTINGS_TTL_SECS` shortens it where settings change under test.
+            ttl: Duration::from_secs(
+                std::env::var("LEDGER_SETTINGS_TTL_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(30),
+            ),
         }
     }
 
@@ -482,7 +522,10 @@ impl SettingsClient {
     pub async fn get<T: DeserializeOwned>(&self, merchant: &str) -> Result<T, ProcessError> {
         let raw = self.raw(merchant).await?;
         serde_json::from_value(raw).map_err(|e| {
-            ProcessError::permanent("settings.invalid", format!("merchant {merchant} settings: {e}"))
+            ProcessError::permanent(
+                "settings.invalid",
+                format!("merchant {merchant} settings: {e}"),
+            )
         })
     }
 }
@@ -503,7 +546,9 @@ impl MetricsObserver {
 impl sage_client::CallObserver for MetricsObserver {
     fn on_call(&self, method: &str, resource: &str, status: Option<u16>, elapsed: Duration) {
         let m = ledger_runtime::metrics::metrics();
-        let status = status.map(|s| s.to_string()).unwrap_or_else(|| "error".into());
+        let status = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "error".into());
         m.sage_calls
             .with_label_values(&[self.service, method, resource, &status])
             .inc();
@@ -521,8 +566,9 @@ pub struct ServiceContext {
     pub js: async_nats::jetstream::Context,
     /// Pool on the service's own schema.
     pub db: sqlx_pool::PgPool,
-    /// Sage client whose tokens come from the gateway.
-    pub sage: sage_client::SageClient,
+    /// Sage client whose tokens come from the gateway, behind the shared gate (one POST per
+    /// business and endpoint at a time, per-business call budget, per-process cap).
+    pub sage: GatedSage,
     /// Settings from the gateway.
     pub settings: SettingsClient,
 }
@@ -542,7 +588,11 @@ pub struct ServiceConfig {
     #[arg(long, env = "LEDGER_DATABASE_URL")]
     pub database_url: String,
     /// Sage Accounting API base URL.
-    #[arg(long, env = "SAGE_API_BASE_URL", default_value = "https://api.accounting.sage.com/v3.1")]
+    #[arg(
+        long,
+        env = "SAGE_API_BASE_URL",
+        default_value = "https://api.accounting.sage.com/v3.1"
+    )]
     pub sage_api_base_url: String,
     /// Address of the `/metrics` and `/healthz` server.
     #[arg(long, env = "LEDGER_METRICS_ADDR", default_value = "127.0.0.1:0")]
@@ -567,11 +617,13 @@ impl ServiceContext {
         // Consumers never see client credentials: calls need only the bearer token.
         let mut sage_config = sage_client::SageConfig::sage_production("", "", "");
         sage_config.api_base_url = config.sage_api_base_url.clone();
-        let sage = sage_client::SageClient::new(
+        let client = sage_client::SageClient::new(
             sage_config,
             Arc::new(GatewayTokenSource::new(nats.clone())),
         )
         .with_observer(MetricsObserver::new(service));
+        let gate = Arc::new(SageGate::new(&js, GateLimits::from_env()).await?);
+        let sage = GatedSage::new(client, gate);
         Ok(ServiceContext {
             settings: SettingsClient::new(nats.clone()),
             nats,

@@ -7,6 +7,7 @@
 //!   the server's `Retry-After`), until `max_transient_attempts`, then a dead letter;
 //! - [`ProcessError::Permanent`] → the handler records a dead letter, then the message is
 //!   terminated (never redelivered);
+//! - [`ProcessError::Throttled`] → redelivered when the call budget window turns, not counted;
 //! - [`ProcessError::Paused`] → redelivered after a long delay, forever, without counting
 //!   towards dead-lettering (the merchant must reconnect Sage).
 //!
@@ -79,7 +80,11 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Records a dead letter for an event that will not be retried. Returning an error keeps
     /// the message in the stream for redelivery, so nothing is lost when the store is down.
-    async fn dead_letter(&self, delivery: &Delivery, error: &ProcessError) -> Result<(), ProcessError>;
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &ProcessError,
+    ) -> Result<(), ProcessError>;
 }
 
 /// Tuning of the consumer loop.
@@ -111,7 +116,14 @@ impl ConsumerOptions {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
             max_transient_attempts: 25,
-            paused_delay: Duration::from_secs(60),
+            // `LEDGER_PAUSED_DELAY_SECS` shortens how often a paused merchant's events look
+            // again (tests, the chaos suite).
+            paused_delay: Duration::from_secs(
+                std::env::var("LEDGER_PAUSED_DELAY_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
         }
     }
 }
@@ -170,7 +182,10 @@ pub async fn run<H: Handler>(
             if let Ok(merchant) = done {
                 if queues.get(&merchant).is_some_and(|q| q.is_closed()) {
                     queues.remove(&merchant);
-                    if turns.get(&merchant).is_some_and(|t| Arc::strong_count(t) == 1) {
+                    if turns
+                        .get(&merchant)
+                        .is_some_and(|t| Arc::strong_count(t) == 1)
+                    {
                         turns.remove(&merchant);
                     }
                 }
@@ -300,11 +315,22 @@ async fn process_one<H: Handler>(message: Message, handler: &H, options: &Consum
                 .inc();
             AckKind::Nak(Some(options.paused_delay))
         }
+        Err(ProcessError::Throttled { retry_after }) => {
+            m.events
+                .with_label_values(&[options.service, &event_type, "throttled"])
+                .inc();
+            AckKind::Nak(Some(retry_after))
+        }
         Err(ProcessError::Transient {
             message: reason,
             retry_after,
         }) if delivered < options.max_transient_attempts => {
-            let delay = backoff_delay(delivered, options.backoff_base, options.backoff_max, retry_after);
+            let delay = backoff_delay(
+                delivered,
+                options.backoff_base,
+                options.backoff_max,
+                retry_after,
+            );
             tracing::warn!(%reason, ?delay, "transient failure; redelivery scheduled");
             m.events
                 .with_label_values(&[options.service, &event_type, "retry"])
@@ -339,7 +365,14 @@ async fn process_one<H: Handler>(message: Message, handler: &H, options: &Consum
             }
         }
     };
-    if let Err(e) = message.ack_with(ack).await {
+    crate::journal::failpoint("before_ack");
+    // A positive ack waits for the server's confirmation, so a drained consumer has really
+    // handed its messages back before the process exits.
+    let sent = match ack {
+        AckKind::Ack => message.double_ack().await,
+        other => message.ack_with(other).await,
+    };
+    if let Err(e) = sent {
         // A lost ack only means a redelivery, which the idempotent handlers absorb.
         tracing::warn!(error = %e, "ack failed");
     }

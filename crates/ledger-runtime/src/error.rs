@@ -34,6 +34,13 @@ pub enum ProcessError {
         /// How long the remote side asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
+    /// The merchant's Sage call budget is spent (or Sage answered 429): try again after
+    /// `retry_after`. Like a pause, it does not count towards dead-lettering.
+    #[error("throttled; retry after {retry_after:?}")]
+    Throttled {
+        /// When the budget window turns.
+        retry_after: Duration,
+    },
     /// The merchant cannot be served until an operator or the merchant acts (Sage connection
     /// revoked or never made). The message waits; it is not counted towards dead-lettering.
     #[error("merchant paused: {reason}")]
@@ -87,6 +94,7 @@ impl ProcessError {
             ProcessError::Permanent { code, .. } => code,
             ProcessError::Transient { .. } => "transient",
             ProcessError::Paused { .. } => "paused",
+            ProcessError::Throttled { .. } => "throttled",
         }
     }
 }

@@ -6,7 +6,7 @@
 //! which are in doubt (intent without outcome: resolved by re-sending with the same
 //! idempotency id, which Sage answers with its first result).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -66,7 +66,11 @@ pub enum StepState {
 }
 
 /// Reads the state of `(event_id, step)`.
-pub async fn step_state(pool: &PgPool, event_id: Uuid, step: &str) -> Result<StepState, sqlx::Error> {
+pub async fn step_state(
+    pool: &PgPool,
+    event_id: Uuid,
+    step: &str,
+) -> Result<StepState, sqlx::Error> {
     let row: Option<(String, Option<String>)> =
         sqlx::query_as("SELECT state, sage_id FROM sync_steps WHERE event_id = $1 AND step = $2")
             .bind(event_id)
@@ -113,6 +117,8 @@ pub async fn record_done(
     sage_id: Option<&str>,
     request_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
+    // The riskiest moment: Sage has the document, our database does not know yet.
+    failpoint("after_sage_write");
     sqlx::query(
         "UPDATE sync_steps SET state = 'done', sage_id = $3, request_id = $4, finished_at = now()
          WHERE event_id = $1 AND step = $2",
@@ -127,7 +133,7 @@ pub async fn record_done(
 }
 
 /// A dead letter as listed to operators.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct DeadLetter {
     /// Row id (for retrying one).
     pub id: i64,
@@ -166,7 +172,12 @@ pub async fn record_dead_letter(
             message,
             detail,
         } => (code.clone(), field.clone(), message.clone(), detail.clone()),
-        other => (other.code().to_string(), None, other.to_string(), Value::Null),
+        other => (
+            other.code().to_string(),
+            None,
+            other.to_string(),
+            Value::Null,
+        ),
     };
     sqlx::query(
         "INSERT INTO dead_letters (merchant_id, event_id, subject, stream_sequence, code, field, message, detail)
@@ -186,7 +197,10 @@ pub async fn record_dead_letter(
 }
 
 /// Lists dead letters not yet retried, newest first.
-pub async fn list_dead_letters(pool: &PgPool, merchant: Option<&str>) -> Result<Vec<DeadLetter>, sqlx::Error> {
+pub async fn list_dead_letters(
+    pool: &PgPool,
+    merchant: Option<&str>,
+) -> Result<Vec<DeadLetter>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, merchant_id, event_id, subject, stream_sequence, code, field, message, detail, created_at
          FROM dead_letters WHERE retried_at IS NULL AND ($1::text IS NULL OR merchant_id = $1)
@@ -201,4 +215,24 @@ pub async fn list_dead_letters(pool: &PgPool, merchant: Option<&str>) -> Result<
 pub fn event_id_of(payload: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(payload).ok()?;
     v.get("event_id")?.as_str().map(str::to_string)
+}
+
+/// A crash point for the chaos suite: when `LEDGER_FAILPOINTS` names `point` with a
+/// probability (e.g. `after_sage_write=0.05,before_ack=0.01`), the process aborts there with that
+/// probability, exactly as a SIGKILL would at that moment. Unset in production, it costs one
+/// environment lookup.
+pub fn failpoint(point: &str) {
+    let Ok(spec) = std::env::var("LEDGER_FAILPOINTS") else {
+        return;
+    };
+    let probability = spec
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| name.trim() == point)
+        .and_then(|(_, p)| p.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if probability > 0.0 && rand::random::<f64>() < probability {
+        eprintln!("failpoint {point}: aborting");
+        std::process::abort();
+    }
 }

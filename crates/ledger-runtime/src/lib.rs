@@ -14,6 +14,7 @@
 pub mod bus;
 pub mod consumer;
 pub mod db;
+pub mod dead_letters;
 pub mod error;
 pub mod journal;
 pub mod metrics;

@@ -46,13 +46,19 @@ fn build() -> Metrics {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
     let events = IntCounterVec::new(
-        Opts::new("ledger_events_total", "Events handled by a consumer service"),
+        Opts::new(
+            "ledger_events_total",
+            "Events handled by a consumer service",
+        ),
         &["service", "event_type", "outcome"],
     )
     .expect("metric");
     let processing_seconds = HistogramVec::new(
-        HistogramOpts::new("ledger_event_processing_seconds", "Time to handle one event")
-            .buckets(buckets.clone()),
+        HistogramOpts::new(
+            "ledger_event_processing_seconds",
+            "Time to handle one event",
+        )
+        .buckets(buckets.clone()),
         &["service", "event_type"],
     )
     .expect("metric");
@@ -62,23 +68,35 @@ fn build() -> Metrics {
     )
     .expect("metric");
     let sage_call_seconds = HistogramVec::new(
-        HistogramOpts::new("ledger_sage_call_seconds", "Latency of calls to Sage Accounting")
-            .buckets(buckets),
+        HistogramOpts::new(
+            "ledger_sage_call_seconds",
+            "Latency of calls to Sage Accounting",
+        )
+        .buckets(buckets),
         &["service", "method", "resource"],
     )
     .expect("metric");
     let consumer_pending = IntGaugeVec::new(
-        Opts::new("ledger_consumer_pending", "Messages not yet delivered to the consumer"),
+        Opts::new(
+            "ledger_consumer_pending",
+            "Messages not yet delivered to the consumer",
+        ),
         &["stream", "consumer"],
     )
     .expect("metric");
     let consumer_ack_pending = IntGaugeVec::new(
-        Opts::new("ledger_consumer_ack_pending", "Messages delivered, not yet acknowledged"),
+        Opts::new(
+            "ledger_consumer_ack_pending",
+            "Messages delivered, not yet acknowledged",
+        ),
         &["stream", "consumer"],
     )
     .expect("metric");
     let consumer_redelivered = IntGaugeVec::new(
-        Opts::new("ledger_consumer_redelivered", "Messages redelivered to the consumer"),
+        Opts::new(
+            "ledger_consumer_redelivered",
+            "Messages redelivered to the consumer",
+        ),
         &["stream", "consumer"],
     )
     .expect("metric");
@@ -140,7 +158,11 @@ pub fn router() -> Router {
 }
 
 /// Serves `router` on `bind` until `shutdown` fires; returns the bound address (port 0 works).
-pub async fn serve(bind: SocketAddr, router: Router, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    bind: SocketAddr,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -40,7 +40,11 @@ impl Handler for Recorder {
                 message: "try later".into(),
                 retry_after: Some(Duration::from_millis(50)),
             }),
-            "permanent" => Err(ProcessError::invalid_field("test.bad", "/payload/x", "never valid")),
+            "permanent" => Err(ProcessError::invalid_field(
+                "test.bad",
+                "/payload/x",
+                "never valid",
+            )),
             "slow" => {
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 Ok(Outcome::Applied)
@@ -62,18 +66,25 @@ impl Handler for Recorder {
     }
 
     async fn dead_letter(&self, d: &Delivery, e: &ProcessError) -> Result<(), ProcessError> {
-        self.dead
-            .lock()
-            .unwrap()
-            .push((String::from_utf8_lossy(&d.payload).to_string(), e.code().to_string()));
+        self.dead.lock().unwrap().push((
+            String::from_utf8_lossy(&d.payload).to_string(),
+            e.code().to_string(),
+        ));
         Ok(())
     }
 }
 
-async fn setup(nats: &TestNats) -> (async_nats::jetstream::Context, async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>) {
+async fn setup(
+    nats: &TestNats,
+) -> (
+    async_nats::jetstream::Context,
+    async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>,
+) {
     let client = bus::connect(&nats.url(), "test").await.unwrap();
     let js = async_nats::jetstream::new(client);
-    bus::ensure_streams(&js, &StreamSettings::default()).await.unwrap();
+    bus::ensure_streams(&js, &StreamSettings::default())
+        .await
+        .unwrap();
     let mut spec = ConsumerSpec::new("test", &["magento.*.invoice.created"]);
     spec.max_deliver = -1;
     let consumer = bus::ensure_consumer(&js, &spec).await.unwrap();
@@ -81,11 +92,14 @@ async fn setup(nats: &TestNats) -> (async_nats::jetstream::Context, async_nats::
 }
 
 async fn publish(js: &async_nats::jetstream::Context, merchant: &str, body: &str) {
-    js.publish(format!("magento.{merchant}.invoice.created"), body.to_string().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    js.publish(
+        format!("magento.{merchant}.invoice.created"),
+        body.to_string().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
 }
 
 fn options() -> ConsumerOptions {
@@ -118,9 +132,18 @@ async fn acks_retries_dead_letters_and_keeps_each_merchant_in_order() {
 
     let recorder = Arc::new(Recorder::default());
     let shutdown = Shutdown::new();
-    let run = tokio::spawn(consumer::run(consumer.clone(), recorder.clone(), options(), shutdown.clone()));
+    let run = tokio::spawn(consumer::run(
+        consumer.clone(),
+        recorder.clone(),
+        options(),
+        shutdown.clone(),
+    ));
 
-    assert!(wait_for(|| recorder.handled.lock().unwrap().len() == 21 && recorder.dead.lock().unwrap().len() == 1).await);
+    assert!(
+        wait_for(|| recorder.handled.lock().unwrap().len() == 21
+            && recorder.dead.lock().unwrap().len() == 1)
+        .await
+    );
     // Nothing comes back once acknowledged or terminated.
     tokio::time::sleep(Duration::from_millis(300)).await;
     shutdown.trigger();
@@ -137,14 +160,24 @@ async fn acks_retries_dead_letters_and_keeps_each_merchant_in_order() {
         let expected: Vec<String> = (0..10).map(|i| format!("ok:{i}")).collect();
         assert_eq!(order, expected, "{merchant} handled in publish order");
     }
-    let retried = handled.iter().find(|(_, b, _)| b == "transient-once:1").unwrap();
+    let retried = handled
+        .iter()
+        .find(|(_, b, _)| b == "transient-once:1")
+        .unwrap();
     assert_eq!(retried.2, 2, "the transient failure was redelivered once");
     assert_eq!(
         recorder.dead.lock().unwrap().clone(),
         vec![("permanent:1".to_string(), "test.bad".to_string())]
     );
-    assert_eq!(recorder.max_per_merchant.load(Ordering::SeqCst), 1, "one message per merchant at a time");
-    assert!(recorder.max_overall.load(Ordering::SeqCst) > 1, "merchants run in parallel");
+    assert_eq!(
+        recorder.max_per_merchant.load(Ordering::SeqCst),
+        1,
+        "one message per merchant at a time"
+    );
+    assert!(
+        recorder.max_overall.load(Ordering::SeqCst) > 1,
+        "merchants run in parallel"
+    );
 
     let mut consumer = consumer;
     let info = consumer.info().await.unwrap();
@@ -159,11 +192,23 @@ async fn shutdown_drains_in_flight_messages_before_exit() {
     publish(&js, "slowpoke", "slow:1").await;
     let recorder = Arc::new(Recorder::default());
     let shutdown = Shutdown::new();
-    let run = tokio::spawn(consumer::run(consumer.clone(), recorder.clone(), options(), shutdown.clone()));
-    assert!(wait_for(|| recorder.overall.load(Ordering::SeqCst) == 1).await, "handler started");
+    let run = tokio::spawn(consumer::run(
+        consumer.clone(),
+        recorder.clone(),
+        options(),
+        shutdown.clone(),
+    ));
+    assert!(
+        wait_for(|| recorder.overall.load(Ordering::SeqCst) == 1).await,
+        "handler started"
+    );
     shutdown.trigger();
     run.await.unwrap().unwrap();
-    assert_eq!(recorder.handled.lock().unwrap().len(), 1, "the in-flight message finished");
+    assert_eq!(
+        recorder.handled.lock().unwrap().len(),
+        1,
+        "the in-flight message finished"
+    );
     let mut consumer = consumer;
     let info = consumer.info().await.unwrap();
     assert_eq!(info.num_ack_pending, 0, "and was acknowledged before exit");
@@ -188,7 +233,9 @@ async fn refuses_a_server_older_than_2_10() {
     let mut result = None;
     for _ in 0..100 {
         match bus::connect(&format!("nats://127.0.0.1:{port}"), "version-check").await {
-            Err(bus::BusError::Connect { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(bus::BusError::Connect { .. }) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             other => {
                 result = Some(other);
                 break;
@@ -198,11 +245,16 @@ async fn refuses_a_server_older_than_2_10() {
     let _ = child.kill();
     let _ = child.wait();
     match result {
-        Some(Err(e @ bus::BusError::ServerTooOld { .. })) => assert!(e.to_string().contains("2.10"), "{e}"),
+        Some(Err(e @ bus::BusError::ServerTooOld { .. })) => {
+            assert!(e.to_string().contains("2.10"), "{e}")
+        }
         Some(Ok(_)) => {
             // A newer server packaged there is fine; the gate is only for old ones.
             println!("skipped: the packaged nats-server is not older than 2.10");
         }
-        other => panic!("unexpected: {:?}", other.map(|r| r.err().map(|e| e.to_string()))),
+        other => panic!(
+            "unexpected: {:?}",
+            other.map(|r| r.err().map(|e| e.to_string()))
+        ),
     }
 }

@@ -88,12 +88,22 @@ impl Stack {
             metrics_addr: "127.0.0.1:0".parse()?,
             concurrency: options.concurrency,
         };
-        let c = contacts::start(contacts::Config { service: service.clone() }, shutdown.clone())
-            .await
-            .context("start contacts")?;
-        let d = documents::start(documents::Config { service: service.clone() }, shutdown.clone())
-            .await
-            .context("start documents")?;
+        let c = contacts::start(
+            contacts::Config {
+                service: service.clone(),
+            },
+            shutdown.clone(),
+        )
+        .await
+        .context("start contacts")?;
+        let d = documents::start(
+            documents::Config {
+                service: service.clone(),
+            },
+            shutdown.clone(),
+        )
+        .await
+        .context("start documents")?;
         let p = payments::start(payments::Config { service }, shutdown.clone())
             .await
             .context("start payments")?;
@@ -135,6 +145,47 @@ impl Stack {
                 ..BusinessSpec::default()
             })
             .await;
+        self.connect_sage(merchant_id, &business.id).await?;
+        Ok(Merchant {
+            id: merchant_id.to_string(),
+            ingest_key,
+            business_id: business.id,
+        })
+    }
+
+    /// Merges `patch` into a merchant's settings through the gateway's admin API (top-level
+    /// keys replace). Services cache settings for 30 s, so set them before the merchant's
+    /// first event.
+    pub async fn put_settings(&self, merchant: &Merchant, patch: Value) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .put(format!(
+                "{}/v1/admin/merchants/{}/settings",
+                self.gateway_url, merchant.id
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&patch)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// A Sage client on the sandbox whose tokens come from the gateway, as the services' do:
+    /// for tests that prepare or read a merchant's Sage business through the API itself.
+    pub fn sage(&self) -> sage_client::SageClient {
+        let mut config = sage_client::SageConfig::sage_production("", "", "");
+        config.api_base_url = self.sandbox.api_base_url();
+        sage_client::SageClient::new(
+            config,
+            std::sync::Arc::new(ledger_rpc::GatewayTokenSource::new(self.nats.clone())),
+        )
+    }
+
+    /// Connects (or reconnects) a merchant's Sage business through the gateway's real OAuth
+    /// start and callback endpoints; the sandbox plays the consent page.
+    pub async fn connect_sage(&self, merchant_id: &str, business_id: &str) -> anyhow::Result<()> {
         let start = self
             .http
             .get(format!("{}/connect/sage/start", self.gateway_url))
@@ -152,7 +203,7 @@ impl Stack {
             .map(|(_, v)| v.to_string())
             .context("state in consent URL")?;
         // The merchant approves on Sage's page; Sage sends the browser back with a code.
-        let code = self.sandbox.issue_authorization_code(&business.id).await;
+        let code = self.sandbox.issue_authorization_code(business_id).await;
         let callback = self
             .http
             .get(format!("{}/connect/sage/callback", self.gateway_url))
@@ -162,15 +213,15 @@ impl Stack {
         if !callback.status().is_success() {
             bail!("connect failed: {}", callback.text().await?);
         }
-        Ok(Merchant {
-            id: merchant_id.to_string(),
-            ingest_key,
-            business_id: business.id,
-        })
+        Ok(())
     }
 
     /// Sends an event through the gateway's ingest endpoint; returns status and answer.
-    pub async fn post_event(&self, merchant: &Merchant, body: &[u8]) -> anyhow::Result<(u16, Value)> {
+    pub async fn post_event(
+        &self,
+        merchant: &Merchant,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Value)> {
         let response = self
             .http
             .post(format!("{}/v1/events", self.gateway_url))
@@ -186,7 +237,11 @@ impl Stack {
 
     /// Publishes an event straight into JetStream, as the Magento module does, with
     /// `Nats-Msg-Id` = event id; returns whether JetStream called it a duplicate.
-    pub async fn publish_direct(&self, envelope: &ledger_events::Envelope, body: &[u8]) -> anyhow::Result<bool> {
+    pub async fn publish_direct(
+        &self,
+        envelope: &ledger_events::Envelope,
+        body: &[u8],
+    ) -> anyhow::Result<bool> {
         let js = async_nats::jetstream::new(self.nats.clone());
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
@@ -199,7 +254,9 @@ impl Stack {
 
     /// Documents of `resource` the sandbox holds for a merchant's business.
     pub fn documents(&self, merchant: &Merchant, resource: &str) -> Vec<Value> {
-        self.sandbox.inspect().documents(&merchant.business_id, resource)
+        self.sandbox
+            .inspect()
+            .documents(&merchant.business_id, resource)
     }
 
     /// Polls `check` until it returns true or `timeout` passes.

@@ -48,7 +48,9 @@ async fn an_invoice_published_twice_lands_once_with_magentos_total() {
     assert!(stack.publish_direct(&envelope, &event.body).await.unwrap());
 
     let landed = stack
-        .wait_until(Duration::from_secs(30), || !stack.documents(&merchant, "sales_invoices").is_empty())
+        .wait_until(Duration::from_secs(30), || {
+            !stack.documents(&merchant, "sales_invoices").is_empty()
+        })
         .await;
     assert!(landed, "invoice reached Sage");
     // Give any duplicate a chance to appear before counting.
@@ -62,19 +64,35 @@ async fn an_invoice_published_twice_lands_once_with_magentos_total() {
         panic!("template is an invoice");
     };
     let invoice = &invoices[0];
-    assert_eq!(dec(&invoice["total_amount"]), snapshot.invoice.grand_total, "Sage total = Magento grand total");
+    assert_eq!(
+        dec(&invoice["total_amount"]),
+        snapshot.invoice.grand_total,
+        "Sage total = Magento grand total"
+    );
     assert_eq!(invoice["reference"], snapshot.invoice.increment_id.as_str());
     assert_eq!(invoice["contact"]["id"], contacts[0]["id"]);
     assert!(stack.sandbox.inspect().concurrency_violations().is_empty());
 
     // The event in the log carries its id and the edge's trace context.
     let js = async_nats::jetstream::new(stack.nats.clone());
-    let stream = js.get_stream(ledger_runtime::bus::EVENTS_STREAM).await.unwrap();
+    let stream = js
+        .get_stream(ledger_runtime::bus::EVENTS_STREAM)
+        .await
+        .unwrap();
     let stored = stream.get_raw_message(1).await.unwrap();
     let headers = stored.headers;
-    assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), event.event_id.to_string());
-    let traceparent = headers.get("traceparent").expect("trace context in NATS headers");
-    assert!(traceparent.as_str().starts_with("00-"), "{}", traceparent.as_str());
+    assert_eq!(
+        headers.get("Nats-Msg-Id").unwrap().as_str(),
+        event.event_id.to_string()
+    );
+    let traceparent = headers
+        .get("traceparent")
+        .expect("trace context in NATS headers");
+    assert!(
+        traceparent.as_str().starts_with("00-"),
+        "{}",
+        traceparent.as_str()
+    );
 
     // Every service exports its metrics, including consumer lag and Sage calls by endpoint.
     let documents_metrics = reqwest::get(format!("http://{}/metrics", stack.metrics[2]))
@@ -83,7 +101,10 @@ async fn an_invoice_published_twice_lands_once_with_magentos_total() {
         .text()
         .await
         .unwrap();
-    assert!(documents_metrics.contains("ledger_consumer_pending"), "{documents_metrics}");
+    assert!(
+        documents_metrics.contains("ledger_consumer_pending"),
+        "{documents_metrics}"
+    );
     assert!(documents_metrics.contains("ledger_sage_calls_total"));
     assert!(documents_metrics.contains("resource=\"sales_invoices\""));
     stack.stop().await;
@@ -93,7 +114,8 @@ async fn an_invoice_published_twice_lands_once_with_magentos_total() {
 async fn an_invalid_event_is_refused_naming_the_field_and_kept_in_quarantine() {
     let (stack, nats, _db) = stack().await;
     let merchant = stack.onboard("bad-input").await.expect("onboard");
-    let mut v: serde_json::Value = serde_json::from_slice(&events::invoice_created("bad-input", 7).body).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&events::invoice_created("bad-input", 7).body).unwrap();
     v["payload"]["invoice"]["items"][0]["qty"] = serde_json::json!(0);
     let body = serde_json::to_vec(&v).unwrap();
 
@@ -106,16 +128,24 @@ async fn an_invalid_event_is_refused_naming_the_field_and_kept_in_quarantine() {
         .map(|i| i["field"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        fields.iter().any(|f| f.contains("/payload/invoice/items/0/qty")),
+        fields
+            .iter()
+            .any(|f| f.contains("/payload/invoice/items/0/qty")),
         "the error names the field: {fields:?}"
     );
 
     // Kept, not lost: the quarantine stream holds it with the reasons.
     let client = nats.connect().await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut stream = js.get_stream(ledger_runtime::bus::QUARANTINE_STREAM).await.unwrap();
+    let mut stream = js
+        .get_stream(ledger_runtime::bus::QUARANTINE_STREAM)
+        .await
+        .unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
-    let kept = stream.get_last_raw_message_by_subject("ledger.quarantine.bad-input").await.unwrap();
+    let kept = stream
+        .get_last_raw_message_by_subject("ledger.quarantine.bad-input")
+        .await
+        .unwrap();
     let record: serde_json::Value = serde_json::from_slice(&kept.payload).unwrap();
     assert!(record["raw"].as_str().unwrap().contains("\"qty\":0"));
     assert!(stack.documents(&merchant, "sales_invoices").is_empty());
@@ -129,12 +159,20 @@ async fn a_paid_invoice_gets_one_receipt_allocated_to_it() {
     // The payment arrives first: it must wait for its invoice.
     let paid = events::invoice_paid("paid-shop", 3);
     let created = events::invoice_created("paid-shop", 3);
-    assert_eq!(stack.post_event(&merchant, &paid.body).await.unwrap().0, 202);
+    assert_eq!(
+        stack.post_event(&merchant, &paid.body).await.unwrap().0,
+        202
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(stack.post_event(&merchant, &created.body).await.unwrap().0, 202);
+    assert_eq!(
+        stack.post_event(&merchant, &created.body).await.unwrap().0,
+        202
+    );
 
     let done = stack
-        .wait_until(Duration::from_secs(60), || !stack.documents(&merchant, "contact_payments").is_empty())
+        .wait_until(Duration::from_secs(60), || {
+            !stack.documents(&merchant, "contact_payments").is_empty()
+        })
         .await;
     assert!(done, "receipt reached Sage");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -143,7 +181,11 @@ async fn a_paid_invoice_gets_one_receipt_allocated_to_it() {
     let invoices = stack.documents(&merchant, "sales_invoices");
     assert_eq!(invoices.len(), 1);
     let allocated = &payments[0]["allocated_artefacts"][0];
-    assert_eq!(allocated["artefact"]["id"], invoices[0]["id"], "{:#}", payments[0]);
+    assert_eq!(
+        allocated["artefact"]["id"], invoices[0]["id"],
+        "{:#}",
+        payments[0]
+    );
     assert_eq!(dec(&invoices[0]["outstanding_amount"]), Decimal::ZERO);
     stack.stop().await;
 }

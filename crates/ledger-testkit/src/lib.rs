@@ -211,7 +211,11 @@ impl Drop for TestDb {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 pool.close().await;
-                if let Ok(admin) = PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
+                if let Ok(admin) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin_url)
+                    .await
+                {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .execute(&admin)
                         .await;
@@ -247,6 +251,9 @@ mod tests {
             replace_db_name("postgres://u@h:1/postgres?sslmode=disable", "x"),
             "postgres://u@h:1/x?sslmode=disable"
         );
-        assert_eq!(replace_db_name("postgres://u@h:1/postgres", "y"), "postgres://u@h:1/y");
+        assert_eq!(
+            replace_db_name("postgres://u@h:1/postgres", "y"),
+            "postgres://u@h:1/y"
+        );
     }
 }

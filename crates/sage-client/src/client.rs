@@ -156,7 +156,8 @@ impl SageClient {
     ) -> Result<SageResponse, SageError> {
         let body = wrap(root, fields, idempotency_id)?;
         let url = self.url(resource, &[])?;
-        self.call(merchant, Method::POST, url, Body::Json(&body)).await
+        self.call(merchant, Method::POST, url, Body::Json(&body))
+            .await
     }
 
     /// Updates a record: `PUT {api_base}/{path}` (e.g. `"contacts/{id}"`) with body
@@ -171,7 +172,8 @@ impl SageClient {
     ) -> Result<SageResponse, SageError> {
         let body = wrap(root, fields, idempotency_id)?;
         let url = self.url(path, &[])?;
-        self.call(merchant, Method::PUT, url, Body::Json(&body)).await
+        self.call(merchant, Method::PUT, url, Body::Json(&body))
+            .await
     }
 
     /// `DELETE {api_base}/{path}?{query}`; voiding documents takes `void_reason` in the
@@ -208,13 +210,19 @@ impl SageClient {
         let mut last_page_number: Option<i64> = None;
         for _ in 0..MAX_PAGES {
             visited.insert(url.to_string());
-            let response = self.call(merchant, Method::GET, url.clone(), Body::None).await?;
+            let response = self
+                .call(merchant, Method::GET, url.clone(), Body::None)
+                .await?;
             let page_number = response.body.get("$page").and_then(Value::as_i64);
             if let (Some(now), Some(before)) = (page_number, last_page_number) {
                 if now <= before {
                     // Sage repeated a page instead of ending the list: everything has been
                     // read already, and adding this page would duplicate records.
-                    tracing::warn!(resource, page = now, "Sage repeated a page; stopping the listing");
+                    tracing::warn!(
+                        resource,
+                        page = now,
+                        "Sage repeated a page; stopping the listing"
+                    );
                     return Ok(items);
                 }
             }
@@ -235,7 +243,9 @@ impl SageClient {
             url = self.resolve_next(next, &query)?;
             if visited.contains(url.as_str()) {
                 return Err(SageError::Protocol {
-                    message: format!("$next of {resource} points back to a page already read ({url})"),
+                    message: format!(
+                        "$next of {resource} points back to a page already read ({url})"
+                    ),
                     request_id: response.request_id.clone(),
                 });
             }
@@ -290,7 +300,8 @@ impl SageClient {
         let response = async {
             let started = Instant::now();
             let result = request.send().await;
-            self.finish("GET", "businesses", None, started, result).await
+            self.finish("GET", "businesses", None, started, result)
+                .await
         }
         .instrument(span)
         .await?;
@@ -312,7 +323,11 @@ impl SageClient {
 
     /// Builds `{api_base}/{path}` plus query parameters.
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, SageError> {
-        let raw = format!("{}/{}", self.config.api_base(), path.trim_start_matches('/'));
+        let raw = format!(
+            "{}/{}",
+            self.config.api_base(),
+            path.trim_start_matches('/')
+        );
         let mut url = Url::parse(&raw).map_err(|e| {
             SageError::InvalidInput(format!("cannot build a URL from path {path:?}: {e}"))
         })?;
@@ -326,9 +341,8 @@ impl SageClient {
     /// API root (`/sales_quotes?page=3&items_per_page=25`); absolute links are accepted only on
     /// the API's own origin, because the bearer token goes wherever the link points.
     fn resolve_next(&self, next: &str, query: &[(&str, &str)]) -> Result<Url, SageError> {
-        let base = Url::parse(self.config.api_base()).map_err(|e| {
-            SageError::InvalidInput(format!("api_base_url is not a URL: {e}"))
-        })?;
+        let base = Url::parse(self.config.api_base())
+            .map_err(|e| SageError::InvalidInput(format!("api_base_url is not a URL: {e}")))?;
         let protocol = |message: String| SageError::Protocol {
             message,
             request_id: None,
@@ -344,13 +358,18 @@ impl SageClient {
             }
             Err(_) => {
                 let base_path = base.path().trim_end_matches('/');
-                let joined = if !base_path.is_empty() && next.starts_with(&format!("{base_path}/")) {
+                let joined = if !base_path.is_empty() && next.starts_with(&format!("{base_path}/"))
+                {
                     // The link already includes the version prefix (`/v3.1/...`).
                     let mut u = base.clone();
                     u.set_path("");
                     format!("{}{}", u.as_str().trim_end_matches('/'), next)
                 } else {
-                    format!("{}/{}", self.config.api_base(), next.trim_start_matches('/'))
+                    format!(
+                        "{}/{}",
+                        self.config.api_base(),
+                        next.trim_start_matches('/')
+                    )
                 };
                 Url::parse(&joined)
                     .map_err(|e| protocol(format!("$next link {next} is not usable: {e}")))?
@@ -653,7 +672,12 @@ mod tests {
     fn wrap_refuses_bad_input() {
         assert!(wrap("contact", json!([1]), None).is_err());
         assert!(wrap("contact", json!({}), Some("short")).is_err());
-        assert!(wrap("contact", json!({}), Some("0123456789abcdef0123456789abcdeg")).is_err());
+        assert!(wrap(
+            "contact",
+            json!({}),
+            Some("0123456789abcdef0123456789abcdeg")
+        )
+        .is_err());
         assert!(wrap(
             "contact",
             json!({"idempotency_id": "ffffffffffffffffffffffffffffffff"}),
@@ -665,7 +689,8 @@ mod tests {
     #[test]
     fn resource_labels_drop_ids_and_the_version_prefix() {
         let base = "https://api.accounting.sage.com/v3.1";
-        let url = Url::parse("https://api.accounting.sage.com/v3.1/sales_invoices/abc?x=1").unwrap();
+        let url =
+            Url::parse("https://api.accounting.sage.com/v3.1/sales_invoices/abc?x=1").unwrap();
         assert_eq!(resource_label(&url, base), "sales_invoices");
         let url = Url::parse("http://127.0.0.1:9/contacts").unwrap();
         assert_eq!(resource_label(&url, "http://127.0.0.1:9"), "contacts");
@@ -683,21 +708,32 @@ mod tests {
         assert!(pairs.contains(&("page".into(), "3".into())));
         assert!(pairs.contains(&("items_per_page".into(), "25".into())));
         assert!(pairs.contains(&("search".into(), "INV 1".into())));
-        assert_eq!(pairs.iter().filter(|(k, _)| k == "items_per_page").count(), 1);
+        assert_eq!(
+            pairs.iter().filter(|(k, _)| k == "items_per_page").count(),
+            1
+        );
 
         let u = c.resolve_next("/v3.1/contacts?page=2", &[]).unwrap();
-        assert_eq!(u.as_str(), "https://api.accounting.sage.com/v3.1/contacts?page=2");
+        assert_eq!(
+            u.as_str(),
+            "https://api.accounting.sage.com/v3.1/contacts?page=2"
+        );
         let u = c
             .resolve_next("https://api.accounting.sage.com/v3.1/contacts?page=2", &[])
             .unwrap();
         assert_eq!(u.path(), "/v3.1/contacts");
-        assert!(c.resolve_next("https://evil.example/v3.1/contacts?page=2", &[]).is_err());
+        assert!(c
+            .resolve_next("https://evil.example/v3.1/contacts?page=2", &[])
+            .is_err());
     }
 
     #[test]
     fn urls_join_paths_and_queries() {
         let c = client("http://127.0.0.1:9/v3.1");
         let u = c.url("/contacts", &[("email", "a+b@x.com")]).unwrap();
-        assert_eq!(u.as_str(), "http://127.0.0.1:9/v3.1/contacts?email=a%2Bb%40x.com");
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:9/v3.1/contacts?email=a%2Bb%40x.com"
+        );
     }
 }

@@ -52,11 +52,7 @@ impl fmt::Display for SageErrorItem {
         } else {
             &self.data_code
         };
-        write!(
-            f,
-            "$source {source}: $dataCode {code}: {}",
-            self.message
-        )
+        write!(f, "$source {source}: $dataCode {code}: {}", self.message)
     }
 }
 
@@ -187,7 +183,11 @@ pub enum SageError {
     /// Sage refused the request in a way that will not change on retry (422 validation, 404,
     /// 400, 403, 409, ...). The items carry Sage's `$source`/`$dataCode` so that an operator can
     /// see which field to fix.
-    #[error("Sage rejected the request with HTTP {status}: {}{}", Items(errors), RequestId(request_id))]
+    #[error(
+        "Sage rejected the request with HTTP {status}: {}{}",
+        Items(errors),
+        RequestId(request_id)
+    )]
     Rejected {
         /// HTTP status code.
         status: u16,
@@ -211,7 +211,9 @@ pub enum SageError {
     },
     /// Sage no longer accepts this merchant's refresh token (`invalid_grant`): the merchant must
     /// authorise the app again. The connection has been marked revoked in the token store.
-    #[error("the Sage connection of merchant {merchant} was revoked; the merchant must reconnect Sage")]
+    #[error(
+        "the Sage connection of merchant {merchant} was revoked; the merchant must reconnect Sage"
+    )]
     ConnectionRevoked {
         /// The merchant whose connection is unusable.
         merchant: String,
@@ -223,7 +225,11 @@ pub enum SageError {
         merchant: String,
     },
     /// Sage answered 401 even with a freshly obtained access token.
-    #[error("Sage answered 401 Unauthorized after a token refresh: {}{}", Items(errors), RequestId(request_id))]
+    #[error(
+        "Sage answered 401 Unauthorized after a token refresh: {}{}",
+        Items(errors),
+        RequestId(request_id)
+    )]
     Unauthorized {
         /// Parsed error envelope (e.g. `AuthorizationFailure` "No active subscription").
         errors: Vec<SageErrorItem>,
@@ -270,9 +276,9 @@ impl SageError {
             // An unreadable answer is most often a proxy or load balancer page in front of Sage,
             // and a write that got one may have been applied: retrying with the same
             // idempotency id is both safe and the only way to learn the Sage id.
-            SageError::Transient { .. } | SageError::Storage { .. } | SageError::Protocol { .. } => {
-                FailureClass::Transient
-            }
+            SageError::Transient { .. }
+            | SageError::Storage { .. }
+            | SageError::Protocol { .. } => FailureClass::Transient,
             SageError::ConnectionRevoked { .. }
             | SageError::NotConnected { .. }
             | SageError::Unauthorized { .. } => FailureClass::Paused,
@@ -403,7 +409,10 @@ mod tests {
             request_id: Some("req-1".into()),
         };
         let text = err.to_string();
-        assert!(text.contains("$source invoice_lines.0.tax_amount"), "{text}");
+        assert!(
+            text.contains("$source invoice_lines.0.tax_amount"),
+            "{text}"
+        );
         assert!(text.contains("$dataCode RecordInvalid"), "{text}");
         assert!(text.contains("422"), "{text}");
         assert!(text.contains("req-1"), "{text}");

@@ -21,7 +21,11 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
 
 /// Parses `Retry-After`, which HTTP allows as delay-seconds or as an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let raw = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     parse_retry_after(raw, chrono::Utc::now())
 }
 

@@ -102,7 +102,10 @@ mod tests {
 
     #[test]
     fn decimal_keeps_its_digits() {
-        assert_eq!(decimal(dec!(0.8547008547)), Value::String("0.8547008547".into()));
+        assert_eq!(
+            decimal(dec!(0.8547008547)),
+            Value::String("0.8547008547".into())
+        );
         assert_eq!(decimal(dec!(2.50)), Value::String("2.50".into()));
     }
 
@@ -112,7 +115,9 @@ mod tests {
         let a = idempotency_id(&event, "sales_invoice");
         assert_eq!(a, idempotency_id(&event, "sales_invoice"));
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 
     #[test]
@@ -143,6 +148,9 @@ mod tests {
         h.update([0u8; 16]);
         h.update(1u64.to_be_bytes());
         h.update(b"x");
-        assert_eq!(idempotency_id(&event, "x"), hex::encode(&h.finalize()[..16]));
+        assert_eq!(
+            idempotency_id(&event, "x"),
+            hex::encode(&h.finalize()[..16])
+        );
     }
 }

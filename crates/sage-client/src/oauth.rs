@@ -277,7 +277,10 @@ fn oauth_failure(status: u16, headers: &reqwest::header::HeaderMap, body: &str) 
     if status >= 500 || status == 429 || status == 408 {
         return SageError::Transient {
             status: Some(status),
-            message: format!("Sage OAuth endpoint answered: {}", truncate(body.trim(), 300)),
+            message: format!(
+                "Sage OAuth endpoint answered: {}",
+                truncate(body.trim(), 300)
+            ),
             retry_after: retry_after(headers),
             request_id: request_id(headers),
         };
@@ -306,7 +309,8 @@ mod tests {
     use chrono::TimeZone;
 
     fn config(authorize_url: &str) -> SageConfig {
-        let mut c = SageConfig::sage_production("my client", "s3cret", "https://ledger.example/cb?x=1");
+        let mut c =
+            SageConfig::sage_production("my client", "s3cret", "https://ledger.example/cb?x=1");
         c.authorize_url = authorize_url.into();
         c
     }
@@ -342,11 +346,20 @@ mod tests {
         let set = serde_json::from_str::<TokenResponse>(body)
             .unwrap()
             .into_token_set(issued);
-        assert_eq!(set.access_expires_at, issued + chrono::Duration::seconds(300));
+        assert_eq!(
+            set.access_expires_at,
+            issued + chrono::Duration::seconds(300)
+        );
         assert_eq!(set.refresh_expires_at, issued + chrono::Duration::days(31));
         assert_eq!(set.requested_by_id.as_deref(), Some("u1"));
-        assert!(set.access_expires_within(Duration::from_secs(30), issued + chrono::Duration::seconds(271)));
-        assert!(!set.access_expires_within(Duration::from_secs(30), issued + chrono::Duration::seconds(269)));
+        assert!(set.access_expires_within(
+            Duration::from_secs(30),
+            issued + chrono::Duration::seconds(271)
+        ));
+        assert!(!set.access_expires_within(
+            Duration::from_secs(30),
+            issued + chrono::Duration::seconds(269)
+        ));
     }
 
     #[test]
@@ -360,13 +373,20 @@ mod tests {
             requested_by_id: None,
         };
         let dbg = format!("{set:?}");
-        assert!(!dbg.contains("ACCESS-SECRET") && !dbg.contains("REFRESH-SECRET"), "{dbg}");
+        assert!(
+            !dbg.contains("ACCESS-SECRET") && !dbg.contains("REFRESH-SECRET"),
+            "{dbg}"
+        );
     }
 
     #[test]
     fn oauth_failures_are_classified() {
         let h = reqwest::header::HeaderMap::new();
-        let e = oauth_failure(400, &h, r#"{"error":"invalid_grant","error_description":"used"}"#);
+        let e = oauth_failure(
+            400,
+            &h,
+            r#"{"error":"invalid_grant","error_description":"used"}"#,
+        );
         assert!(e.is_invalid_grant());
         let e = oauth_failure(503, &h, "down");
         assert_eq!(e.class(), crate::FailureClass::Transient);

@@ -231,10 +231,12 @@ impl PgTokenStore {
     }
 
     fn decrypt(&self, column: &str, merchant: &str, stored: &[u8]) -> Result<String, SageError> {
-        let undecryptable = || SageError::Storage {
+        let undecryptable = || {
+            SageError::Storage {
             message: format!(
                 "stored {column} of merchant {merchant} cannot be decrypted (wrong key or tampered row)"
             ),
+        }
         };
         if stored.len() < 1 + NONCE_LEN || stored[0] != FORMAT_V1 {
             return Err(undecryptable());
@@ -408,9 +410,11 @@ impl TokenStore for PgTokenStore {
             Ok(tokens) => {
                 let stored = self.store_refreshed(&mut tx, merchant, &tokens).await;
                 let committed = match stored {
-                    Ok(conn) => tx.commit().await.map(|_| conn).map_err(|e| {
-                        SageError::storage("committing refreshed tokens", e)
-                    }),
+                    Ok(conn) => tx
+                        .commit()
+                        .await
+                        .map(|_| conn)
+                        .map_err(|e| SageError::storage("committing refreshed tokens", e)),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = &committed {
@@ -437,7 +441,10 @@ impl TokenStore for PgTokenStore {
                 tx.commit()
                     .await
                     .map_err(|e| SageError::storage("marking a connection revoked", e))?;
-                tracing::warn!(merchant, "Sage refused the refresh token (invalid_grant); connection marked revoked");
+                tracing::warn!(
+                    merchant,
+                    "Sage refused the refresh token (invalid_grant); connection marked revoked"
+                );
                 Err(SageError::ConnectionRevoked {
                     merchant: merchant.to_string(),
                 })

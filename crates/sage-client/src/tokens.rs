@@ -262,7 +262,11 @@ impl TokenManager {
                     merchant: merchant.to_string(),
                 })
             }
-            Some(c) if !c.tokens.access_expires_within(self.refresh_margin, Utc::now()) => {
+            Some(c)
+                if !c
+                    .tokens
+                    .access_expires_within(self.refresh_margin, Utc::now()) =>
+            {
                 return Ok(AccessToken::from_connection(&c));
             }
             Some(_) => {}

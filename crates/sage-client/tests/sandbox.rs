@@ -45,12 +45,17 @@ async fn env() -> Env {
 }
 
 async fn env_with_timeout(timeout: Duration) -> Env {
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.expect("start sandbox");
+    let sandbox = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("start sandbox");
     let db = TestDb::create().await.expect("test database");
     let config = config_for(&sandbox, timeout);
     let store = Arc::new(PgTokenStore::new(db.pool().clone(), KEY));
     store.migrate().await.expect("migrate");
-    let manager = Arc::new(TokenManager::new(OAuthClient::new(config.clone()), store.clone()));
+    let manager = Arc::new(TokenManager::new(
+        OAuthClient::new(config.clone()),
+        store.clone(),
+    ));
     let client = SageClient::new(config.clone(), manager.clone());
     Env {
         sandbox,
@@ -99,11 +104,17 @@ impl Env {
             .await
             .unwrap();
         let store = Arc::new(PgTokenStore::new(pool, KEY));
-        Arc::new(TokenManager::new(OAuthClient::new(self.config.clone()), store))
+        Arc::new(TokenManager::new(
+            OAuthClient::new(self.config.clone()),
+            store,
+        ))
     }
 
     fn refresh_attempts(&self, business: &BusinessHandle) -> u64 {
-        self.sandbox.inspect().stats_for(&business.id).refresh_attempts()
+        self.sandbox
+            .inspect()
+            .stats_for(&business.id)
+            .refresh_attempts()
     }
 }
 
@@ -135,22 +146,42 @@ async fn code_exchange_then_api_call_carries_x_business() {
 
     let created = env
         .client
-        .post("merchant-1", "contacts", "contact", contact("Ada Lovelace"), None)
+        .post(
+            "merchant-1",
+            "contacts",
+            "contact",
+            contact("Ada Lovelace"),
+            None,
+        )
         .await
         .unwrap();
     let id = created.id().expect("created id").to_string();
-    assert!(env.sandbox.inspect().document(&second.id, "contacts", &id).is_some());
-    assert!(env.sandbox.inspect().document(&lead.id, "contacts", &id).is_none());
+    assert!(env
+        .sandbox
+        .inspect()
+        .document(&second.id, "contacts", &id)
+        .is_some());
+    assert!(env
+        .sandbox
+        .inspect()
+        .document(&lead.id, "contacts", &id)
+        .is_none());
 
     let stored = env.store.load("merchant-1").await.unwrap().unwrap();
     assert_eq!(stored.business_id, second.id);
-    assert_eq!(stored.tokens.requested_by_id.as_deref(), Some(lead.user_id.as_str()));
+    assert_eq!(
+        stored.tokens.requested_by_id.as_deref(),
+        Some(lead.user_id.as_str())
+    );
 
     // The businesses this token reaches, for the "pick a business" step.
     let token = env.manager.access_token("merchant-1").await.unwrap();
     let businesses = env.client.list_businesses(&token.token).await.unwrap();
     let ids: Vec<&str> = businesses.iter().filter_map(|b| b["id"].as_str()).collect();
-    assert!(ids.contains(&lead.id.as_str()) && ids.contains(&second.id.as_str()), "{ids:?}");
+    assert!(
+        ids.contains(&lead.id.as_str()) && ids.contains(&second.id.as_str()),
+        "{ids:?}"
+    );
 }
 
 #[tokio::test]
@@ -166,16 +197,28 @@ async fn refresh_rotation_is_persisted_and_the_old_token_is_dead() {
     assert_eq!(env.refresh_attempts(&business), 1);
 
     let after = env.store.load("m").await.unwrap().unwrap();
-    assert_ne!(after.tokens.refresh_token, before.tokens.refresh_token, "rotated token stored");
+    assert_ne!(
+        after.tokens.refresh_token, before.tokens.refresh_token,
+        "rotated token stored"
+    );
     assert_eq!(after.tokens.access_token, token.token);
     assert_eq!(after.generation, before.generation + 1);
 
     let oauth = OAuthClient::new(env.config.clone());
-    let reuse = oauth.refresh(&before.tokens.refresh_token).await.unwrap_err();
-    assert!(reuse.is_invalid_grant(), "old refresh token must be dead: {reuse}");
+    let reuse = oauth
+        .refresh(&before.tokens.refresh_token)
+        .await
+        .unwrap_err();
+    assert!(
+        reuse.is_invalid_grant(),
+        "old refresh token must be dead: {reuse}"
+    );
 
     let client = SageClient::new(env.config.clone(), Arc::new(fresh_manager));
-    client.get("m", "contacts", &[]).await.expect("new token works");
+    client
+        .get("m", "contacts", &[])
+        .await
+        .expect("new token works");
 }
 
 #[tokio::test]
@@ -204,7 +247,11 @@ async fn a_thousand_concurrent_callers_cause_one_refresh() {
     }
     assert_eq!(tokens.len(), 1, "every caller got the same token");
     assert!(!tokens.contains(&old.tokens.access_token));
-    assert_eq!(env.refresh_attempts(&business), 1, "exactly one refresh at Sage");
+    assert_eq!(
+        env.refresh_attempts(&business),
+        1,
+        "exactly one refresh at Sage"
+    );
     assert_eq!(
         store.locked_refreshes.load(Ordering::SeqCst),
         1,
@@ -294,14 +341,22 @@ async fn two_replicas_racing_still_refresh_once() {
     .fetch_one(env.db.pool())
     .await
     .unwrap();
-    assert_eq!((waiting, waiting_after), (2, 2), "one refresher per replica waits for the row lock");
+    assert_eq!(
+        (waiting, waiting_after),
+        (2, 2),
+        "one refresher per replica waits for the row lock"
+    );
     blocker.rollback().await.unwrap();
     let mut tokens = std::collections::HashSet::new();
     for t in tasks {
         tokens.insert(t.await.unwrap().expect("token").token);
     }
     assert_eq!(tokens.len(), 1, "both replicas use the one refreshed token");
-    assert_eq!(env.refresh_attempts(&business), 1, "one refresh across replicas");
+    assert_eq!(
+        env.refresh_attempts(&business),
+        1,
+        "one refresh across replicas"
+    );
     let stored = env.store.load("m").await.unwrap().unwrap();
     assert!(tokens.contains(&stored.tokens.access_token));
 }
@@ -320,18 +375,25 @@ async fn invalid_grant_marks_the_connection_revoked() {
 
     let manager = TokenManager::new(OAuthClient::new(env.config.clone()), env.store.clone());
     let err = manager.access_token("m").await.unwrap_err();
-    assert!(matches!(err, SageError::ConnectionRevoked { ref merchant } if merchant == "m"), "{err}");
+    assert!(
+        matches!(err, SageError::ConnectionRevoked { ref merchant } if merchant == "m"),
+        "{err}"
+    );
     assert_eq!(err.class(), FailureClass::Paused);
-    let status: String = sqlx::query_scalar("SELECT status FROM sage_connections WHERE merchant_id = 'm'")
-        .fetch_one(env.db.pool())
-        .await
-        .unwrap();
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM sage_connections WHERE merchant_id = 'm'")
+            .fetch_one(env.db.pool())
+            .await
+            .unwrap();
     assert_eq!(status, "revoked");
 
     // Later callers are turned away without burning more calls at Sage.
     let attempts = env.refresh_attempts(&business);
     let again = TokenManager::new(OAuthClient::new(env.config.clone()), env.store.clone());
-    assert!(matches!(again.access_token("m").await, Err(SageError::ConnectionRevoked { .. })));
+    assert!(matches!(
+        again.access_token("m").await,
+        Err(SageError::ConnectionRevoked { .. })
+    ));
     let client = SageClient::new(env.config.clone(), Arc::new(again));
     let err = client.get("m", "contacts", &[]).await.unwrap_err();
     assert_eq!(err.class(), FailureClass::Paused);
@@ -339,7 +401,10 @@ async fn invalid_grant_marks_the_connection_revoked() {
 
     // Reconnecting through the consent flow makes the merchant usable again.
     env.connect_to("m", &business).await;
-    env.client.get("m", "contacts", &[]).await.expect("reconnected");
+    env.client
+        .get("m", "contacts", &[])
+        .await
+        .expect("reconnected");
 }
 
 #[tokio::test]
@@ -371,7 +436,13 @@ async fn validation_errors_are_rejected_with_sages_source() {
     env.connect("m").await;
     let err = env
         .client
-        .post("m", "contacts", "contact", json!({"contact_type_ids": ["CUSTOMER"]}), None)
+        .post(
+            "m",
+            "contacts",
+            "contact",
+            json!({"contact_type_ids": ["CUSTOMER"]}),
+            None,
+        )
         .await
         .unwrap_err();
     let SageError::Rejected {
@@ -389,7 +460,10 @@ async fn validation_errors_are_rejected_with_sages_source() {
     assert_eq!(item.data_code, "RecordInvalid");
     assert_eq!(err.class(), FailureClass::Permanent);
     let text = err.to_string();
-    assert!(text.contains(&item.source) && text.contains("RecordInvalid"), "{text}");
+    assert!(
+        text.contains(&item.source) && text.contains("RecordInvalid"),
+        "{text}"
+    );
 
     let missing = env
         .client
@@ -405,9 +479,22 @@ async fn server_errors_throttling_and_timeouts_are_transient() {
     let business = env.connect("m").await;
     let faults = env.sandbox.faults();
 
-    faults.set(FaultPlan::new(FaultKind::Error500).for_business(&business.id).times(1));
+    faults.set(
+        FaultPlan::new(FaultKind::Error500)
+            .for_business(&business.id)
+            .times(1),
+    );
     let err = env.client.get("m", "contacts", &[]).await.unwrap_err();
-    assert!(matches!(err, SageError::Transient { status: Some(500), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SageError::Transient {
+                status: Some(500),
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.class(), FailureClass::Transient);
     assert!(err.request_id().is_some());
 
@@ -419,7 +506,16 @@ async fn server_errors_throttling_and_timeouts_are_transient() {
         .times(1),
     );
     let err = env.client.get("m", "contacts", &[]).await.unwrap_err();
-    assert!(matches!(err, SageError::Transient { status: Some(429), .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SageError::Transient {
+                status: Some(429),
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
 
     faults.set(
@@ -432,11 +528,20 @@ async fn server_errors_throttling_and_timeouts_are_transient() {
     );
     let started = std::time::Instant::now();
     let err = env.client.get("m", "contacts", &[]).await.unwrap_err();
-    assert!(matches!(err, SageError::Transient { status: None, .. }), "{err}");
+    assert!(
+        matches!(err, SageError::Transient { status: None, .. }),
+        "{err}"
+    );
     assert_eq!(err.class(), FailureClass::Transient);
-    assert!(started.elapsed() < Duration::from_secs(3), "the client's timeout applied");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the client's timeout applied"
+    );
 
-    env.client.get("m", "contacts", &[]).await.expect("healthy again");
+    env.client
+        .get("m", "contacts", &[])
+        .await
+        .expect("healthy again");
 }
 
 #[tokio::test]
@@ -448,12 +553,24 @@ async fn idempotent_reposts_return_the_same_sage_record() {
 
     let first = env
         .client
-        .post("m", "contacts", "contact", contact("Grace Hopper"), Some(&key))
+        .post(
+            "m",
+            "contacts",
+            "contact",
+            contact("Grace Hopper"),
+            Some(&key),
+        )
         .await
         .unwrap();
     let second = env
         .client
-        .post("m", "contacts", "contact", contact("Grace Hopper"), Some(&key))
+        .post(
+            "m",
+            "contacts",
+            "contact",
+            contact("Grace Hopper"),
+            Some(&key),
+        )
         .await
         .unwrap();
     assert_eq!(first.id(), second.id());
@@ -478,13 +595,25 @@ async fn idempotent_reposts_return_the_same_sage_record() {
     let key = idempotency_id(&event, "second-contact");
     let err = env
         .client
-        .post("m", "contacts", "contact", contact("Alan Turing"), Some(&key))
+        .post(
+            "m",
+            "contacts",
+            "contact",
+            contact("Alan Turing"),
+            Some(&key),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.class(), FailureClass::Transient);
     let retried = env
         .client
-        .post("m", "contacts", "contact", contact("Alan Turing"), Some(&key))
+        .post(
+            "m",
+            "contacts",
+            "contact",
+            contact("Alan Turing"),
+            Some(&key),
+        )
         .await
         .unwrap();
     assert!(retried.id().is_some());
@@ -498,23 +627,41 @@ async fn list_all_walks_pages_through_next() {
     let business = env.connect("m").await;
     for i in 0..45 {
         env.client
-            .post("m", "contacts", "contact", contact(&format!("Customer {i:02}")), None)
+            .post(
+                "m",
+                "contacts",
+                "contact",
+                contact(&format!("Customer {i:02}")),
+                None,
+            )
             .await
             .unwrap();
     }
-    let expected = env.sandbox.inspect().documents(&business.id, "contacts").len();
+    let expected = env
+        .sandbox
+        .inspect()
+        .documents(&business.id, "contacts")
+        .len();
     assert!(expected >= 45);
     let pages = expected.div_ceil(10) as u64;
 
     let all = env
         .client
-        .list_all("m", "contacts", &[("items_per_page", "10"), ("attributes", "name")])
+        .list_all(
+            "m",
+            "contacts",
+            &[("items_per_page", "10"), ("attributes", "name")],
+        )
         .await
         .unwrap();
     assert_eq!(all.len(), expected);
-    let ids: std::collections::HashSet<&str> = all.iter().filter_map(|c| c["id"].as_str()).collect();
+    let ids: std::collections::HashSet<&str> =
+        all.iter().filter_map(|c| c["id"].as_str()).collect();
     assert_eq!(ids.len(), expected, "no page read twice");
-    assert!(all.iter().all(|c| c.get("name").is_some()), "filters carried to every page");
+    assert!(
+        all.iter().all(|c| c.get("name").is_some()),
+        "filters carried to every page"
+    );
     let stats = env.sandbox.inspect().stats_for(&business.id);
     assert_eq!(stats.count_status("GET", "/v3.1/contacts", 200), pages);
 
@@ -524,7 +671,12 @@ async fn list_all_walks_pages_through_next() {
         .await
         .unwrap()
         .expect("found");
-    assert_eq!(first["displayed_as"].as_str().map(|s| s.contains("Customer 07")), Some(true));
+    assert_eq!(
+        first["displayed_as"]
+            .as_str()
+            .map(|s| s.contains("Customer 07")),
+        Some(true)
+    );
     let none = env
         .client
         .find_first("m", "contacts", &[("search", "nobody-by-this-name")])
@@ -599,7 +751,10 @@ async fn a_custom_token_source_plugs_into_the_client() {
     }
     #[async_trait::async_trait]
     impl AccessTokenSource for Delegating {
-        async fn access_token(&self, merchant: &str) -> Result<sage_client::AccessToken, SageError> {
+        async fn access_token(
+            &self,
+            merchant: &str,
+        ) -> Result<sage_client::AccessToken, SageError> {
             self.inner.access_token(merchant).await
         }
         async fn invalidate(&self, merchant: &str, stale: &str) -> Result<(), SageError> {

@@ -81,7 +81,10 @@ async fn tokens_are_encrypted_at_rest_and_round_trip() {
         .await
         .unwrap();
     let whole: String = row.get("whole");
-    assert!(!whole.contains(access) && !whole.contains(refresh), "plaintext in row: {whole}");
+    assert!(
+        !whole.contains(access) && !whole.contains(refresh),
+        "plaintext in row: {whole}"
+    );
     for col in ["access_token_enc", "refresh_token_enc"] {
         let bytes: Vec<u8> = row.get(col);
         for secret in [access, refresh] {
@@ -104,7 +107,10 @@ async fn tokens_are_encrypted_at_rest_and_round_trip() {
 
     // A replica configured with another key cannot read the tokens.
     let wrong = PgTokenStore::new(db.pool().clone(), [0x43; 32]);
-    assert!(matches!(wrong.load("m1").await, Err(SageError::Storage { .. })));
+    assert!(matches!(
+        wrong.load("m1").await,
+        Err(SageError::Storage { .. })
+    ));
 }
 
 #[tokio::test]
@@ -117,20 +123,31 @@ async fn lifecycle_connect_revoke_reconnect_disconnect() {
         delay: Duration::ZERO,
     };
     assert!(matches!(
-        store.refresh_locked("m", Duration::from_secs(30), &refresher).await,
+        store
+            .refresh_locked("m", Duration::from_secs(30), &refresher)
+            .await,
         Err(SageError::NotConnected { .. })
     ));
 
-    store.connect("m", "b", &tokens("a1", "r1", 300)).await.unwrap();
+    store
+        .connect("m", "b", &tokens("a1", "r1", 300))
+        .await
+        .unwrap();
     store.mark_revoked("m").await.unwrap();
-    assert_eq!(store.load("m").await.unwrap().unwrap().status, ConnectionStatus::Revoked);
+    assert_eq!(
+        store.load("m").await.unwrap().unwrap().status,
+        ConnectionStatus::Revoked
+    );
     assert!(matches!(
         store.refresh_locked("m", Duration::MAX, &refresher).await,
         Err(SageError::ConnectionRevoked { .. })
     ));
     assert_eq!(refresher.calls.load(Ordering::SeqCst), 0);
 
-    store.connect("m", "b2", &tokens("a2", "r2", 300)).await.unwrap();
+    store
+        .connect("m", "b2", &tokens("a2", "r2", 300))
+        .await
+        .unwrap();
     let again = store.load("m").await.unwrap().unwrap();
     assert_eq!(again.status, ConnectionStatus::Active);
     assert_eq!(again.business_id, "b2");
@@ -150,7 +167,10 @@ async fn refresh_happens_only_when_expiring_and_is_stored() {
         calls: AtomicUsize::new(0),
         delay: Duration::ZERO,
     };
-    store.connect("m", "b", &tokens("a0", "r0", 300)).await.unwrap();
+    store
+        .connect("m", "b", &tokens("a0", "r0", 300))
+        .await
+        .unwrap();
     let same = store
         .refresh_locked("m", Duration::from_secs(30), &refresher)
         .await
@@ -173,7 +193,10 @@ async fn refresh_happens_only_when_expiring_and_is_stored() {
 async fn invalidation_only_touches_the_current_token() {
     let db = TestDb::create().await.unwrap();
     let store = store(&db).await;
-    store.connect("m", "b", &tokens("current", "r", 300)).await.unwrap();
+    store
+        .connect("m", "b", &tokens("current", "r", 300))
+        .await
+        .unwrap();
     assert!(!store.invalidate_access_token("m", "older").await.unwrap());
     let untouched = store.load("m").await.unwrap().unwrap();
     assert!(untouched.tokens.access_expires_at > Utc::now());
@@ -187,16 +210,20 @@ async fn invalidation_only_touches_the_current_token() {
 async fn invalid_grant_marks_the_row_revoked() {
     let db = TestDb::create().await.unwrap();
     let store = store(&db).await;
-    store.connect("m", "b", &tokens("a", "r", -1)).await.unwrap();
+    store
+        .connect("m", "b", &tokens("a", "r", -1))
+        .await
+        .unwrap();
     let err = store
         .refresh_locked("m", Duration::from_secs(30), &InvalidGrant)
         .await
         .unwrap_err();
     assert!(matches!(err, SageError::ConnectionRevoked { ref merchant } if merchant == "m"));
-    let status: String = sqlx::query_scalar("SELECT status FROM sage_connections WHERE merchant_id = 'm'")
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM sage_connections WHERE merchant_id = 'm'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
     assert_eq!(status, "revoked");
 }
 
@@ -220,7 +247,11 @@ async fn two_stores_on_separate_pools_refresh_once() {
         b.refresh_locked("m", Duration::from_secs(30), refresher.as_ref()),
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(refresher.calls.load(Ordering::SeqCst), 1, "one refresh across both stores");
+    assert_eq!(
+        refresher.calls.load(Ordering::SeqCst),
+        1,
+        "one refresh across both stores"
+    );
     assert_eq!(ra.tokens.access_token, rb.tokens.access_token);
     assert_eq!(ra.tokens.refresh_token, "r0+1");
 }

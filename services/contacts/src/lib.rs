@@ -1,20 +1,30 @@
-//! Ledger's contacts service: one Sage contact per (merchant, customer, currency).
+//! Ledger's contacts service: one Sage contact per (merchant, customer, currency), and the
+//! merchant's catalogue (products and services).
 //!
 //! - Answers [`ledger_rpc::ENSURE_CONTACT_SUBJECT`]: the documents and payments services never
 //!   create contacts themselves; they ask here. Requests for the same (merchant, customer,
 //!   currency) are serialised in-process and, across replicas, by a row lock taken before the
 //!   Sage call, so two documents of a new customer processed at once create one contact.
+//! - Optional B2C consolidation (merchant setting `b2c_consolidation`): a first-time guest
+//!   order at or below the currency's threshold, from a buyer who is not a business, goes to
+//!   one fallback contact per currency instead of a contact of its own.
 //! - Consumes `customer.saved`: every currency variant of that customer is updated in Sage.
+//! - Consumes `product.saved` through a second durable consumer ([`catalog`]).
 //!
 //! References are ≤ 10 characters (Sage's limit), derived from the customer and currency; if
 //! Sage refuses one as taken (including by a deleted contact), the next candidate is tried.
+//! See `docs/accounting.md`.
+
+pub mod catalog;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use ledger_events::{OrderContext, Payload};
-use ledger_mapping::Party;
+use ledger_mapping::{
+    B2cConsolidation, ContactRoute, MerchantSettings, Party, CONSOLIDATED_CUSTOMER_KEY,
+};
 use ledger_rpc::{ContactRef, EnsureContactRequest, RpcError, ServiceConfig, ServiceContext};
 use ledger_runtime::bus::{self, ConsumerSpec};
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
@@ -71,14 +81,13 @@ fn contact_uuid(merchant: &str, customer_key: &str, currency: &str) -> Uuid {
 fn reference_taken(e: &SageError) -> bool {
     matches!(e, SageError::Rejected { .. })
         && e.errors().iter().any(|i| {
-            i.source.contains("reference")
-                || i.message.to_ascii_lowercase().contains("reference")
+            i.source.contains("reference") || i.message.to_ascii_lowercase().contains("reference")
         })
 }
 
 /// The contacts service.
 pub struct Contacts {
-    ctx: ServiceContext,
+    ctx: Arc<ServiceContext>,
     locks: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -92,17 +101,125 @@ impl Contacts {
         locks.entry(key.to_string()).or_default().clone()
     }
 
-    /// Returns the Sage contact for (merchant, customer, currency), creating it once.
+    /// Returns the Sage contact a document of `req` goes to, creating it once: the party's
+    /// own contact in the document currency, or, under the merchant's B2C consolidation, the
+    /// fallback contact of the currency.
     pub async fn ensure(&self, req: &EnsureContactRequest) -> Result<ContactRef, ProcessError> {
-        let lock = self.lock_for(&format!("{}|{}|{}", req.merchant, req.customer_key, req.currency));
+        let party = party_from_payload(&req.party)?;
+        match self.route(req, &party).await? {
+            (ContactRoute::Individual, _) => {
+                self.ensure_contact(
+                    &req.merchant,
+                    &req.customer_key,
+                    &req.currency,
+                    &party,
+                    false,
+                )
+                .await
+            }
+            (ContactRoute::Consolidated, policy) => {
+                let fallback = Party::consolidated(&policy, &req.currency);
+                let contact = self
+                    .ensure_contact(
+                        &req.merchant,
+                        CONSOLIDATED_CUSTOMER_KEY,
+                        &req.currency,
+                        &fallback,
+                        true,
+                    )
+                    .await?;
+                tracing::info!(
+                    merchant = req.merchant,
+                    customer = req.customer_key,
+                    event_id = req.event_id,
+                    contact_id = contact.contact_id,
+                    "first low-value guest order consolidated"
+                );
+                Ok(contact)
+            }
+        }
+    }
+
+    /// Decides between the party's own contact and the B2C fallback contact.
+    ///
+    /// Settings are asked for only when consolidation could apply at all (a guest on a
+    /// document with a known total), so the common path costs no extra request. Every guest
+    /// invoice is recorded while consolidation is on, so "first order" survives restarts and
+    /// replicas: the first event seen for a guest is its first order, and a redelivery of
+    /// that same event is routed the same way again.
+    async fn route(
+        &self,
+        req: &EnsureContactRequest,
+        party: &Party,
+    ) -> Result<(ContactRoute, B2cConsolidation), ProcessError> {
+        if req.document_total.is_none() || !party.is_guest() {
+            return Ok((ContactRoute::Individual, B2cConsolidation::default()));
+        }
+        let settings: MerchantSettings = self.ctx.settings.get(&req.merchant).await?;
+        let policy = settings.b2c_consolidation;
+        if !policy.enabled {
+            return Ok((ContactRoute::Individual, policy));
+        }
+        // A guest who already has a contact of their own (from before consolidation was
+        // switched on) is a repeat customer even without a first-order record.
+        let has_contact: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM contacts WHERE merchant_id = $1 AND customer_key = $2 AND sage_contact_id IS NOT NULL)",
+        )
+        .bind(&req.merchant)
+        .bind(&req.customer_key)
+        .fetch_one(&self.ctx.db)
+        .await?;
+        sqlx::query(
+            "INSERT INTO guest_orders (merchant_id, customer_key, first_event_id, first_is_new)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&req.merchant)
+        .bind(&req.customer_key)
+        .bind(&req.event_id)
+        .bind(!has_contact)
+        .execute(&self.ctx.db)
+        .await?;
+        // Re-read: of two invoices of one guest racing here, only the winner is first.
+        let (first_event_id, first_is_new): (String, bool) = sqlx::query_as(
+            "SELECT first_event_id, first_is_new FROM guest_orders WHERE merchant_id = $1 AND customer_key = $2",
+        )
+        .bind(&req.merchant)
+        .bind(&req.customer_key)
+        .fetch_one(&self.ctx.db)
+        .await?;
+        let first_order = first_is_new && first_event_id == req.event_id;
+        let route = ledger_mapping::b2c_contact_route(
+            &policy,
+            party,
+            &req.currency,
+            req.document_total,
+            first_order,
+        );
+        Ok((route, policy))
+    }
+
+    /// Returns the Sage contact kept under (merchant, key, currency), creating it once.
+    ///
+    /// References are tried in order (`attempt` 0, 1, ...): Sage keeps references unique,
+    /// deleted contacts' included, so a reference some other contact holds is skipped rather
+    /// than failing the document that needs the contact.
+    async fn ensure_contact(
+        &self,
+        merchant: &str,
+        key: &str,
+        currency: &str,
+        party: &Party,
+        consolidated: bool,
+    ) -> Result<ContactRef, ProcessError> {
+        let lock = self.lock_for(&format!("{merchant}|{key}|{currency}"));
         let _held = lock.lock().await;
         let mut tx = self.ctx.db.begin().await?;
         sqlx::query(
             "INSERT INTO contacts (merchant_id, customer_key, currency) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
-        .bind(&req.merchant)
-        .bind(&req.customer_key)
-        .bind(&req.currency)
+        .bind(merchant)
+        .bind(key)
+        .bind(currency)
         .execute(&mut *tx)
         .await?;
         // The row lock makes other replicas wait here until this one has the Sage id.
@@ -110,56 +227,66 @@ impl Contacts {
             "SELECT sage_contact_id, reference FROM contacts
              WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3 FOR UPDATE",
         )
-        .bind(&req.merchant)
-        .bind(&req.customer_key)
-        .bind(&req.currency)
+        .bind(merchant)
+        .bind(key)
+        .bind(currency)
         .fetch_one(&mut *tx)
         .await?;
         if let (Some(contact_id), Some(reference)) = (sage_id, reference) {
             return Ok(ContactRef {
                 contact_id,
                 reference,
-                currency: req.currency.clone(),
+                currency: currency.to_string(),
+                consolidated,
             });
         }
-        let party = party_from_payload(&req.party)?;
-        let seed = contact_uuid(&req.merchant, &req.customer_key, &req.currency);
+        let seed = contact_uuid(merchant, key, currency);
         for attempt in 0..MAX_REFERENCE_ATTEMPTS {
-            let reference = ledger_mapping::contact_reference(&req.customer_key, &req.currency, attempt);
-            let body = ledger_mapping::map_contact(&party, &req.currency, &reference);
+            let reference = if consolidated {
+                ledger_mapping::fallback_contact_reference(currency, attempt)
+            } else {
+                ledger_mapping::contact_reference(key, currency, attempt)
+            };
+            let body = ledger_mapping::map_contact(party, currency, &reference);
             let idempotency_id = sage_client::idempotency_id(&seed, &format!("contact:{attempt}"));
             match self
                 .ctx
                 .sage
-                .post(&req.merchant, "contacts", "contact", body, Some(&idempotency_id))
+                .post(merchant, "contacts", "contact", body, Some(&idempotency_id))
                 .await
             {
                 Ok(response) => {
                     let contact_id = response
                         .id()
-                        .ok_or_else(|| ProcessError::transient("Sage answered without a contact id"))?
+                        .ok_or_else(|| {
+                            ProcessError::transient("Sage answered without a contact id")
+                        })?
                         .to_string();
                     sqlx::query(
                         "UPDATE contacts SET sage_contact_id = $4, reference = $5, updated_at = now()
                          WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
                     )
-                    .bind(&req.merchant)
-                    .bind(&req.customer_key)
-                    .bind(&req.currency)
+                    .bind(merchant)
+                    .bind(key)
+                    .bind(currency)
                     .bind(&contact_id)
                     .bind(&reference)
                     .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
-                    tracing::info!(merchant = req.merchant, reference, contact_id, "contact created");
+                    tracing::info!(merchant, reference, contact_id, attempt, "contact created");
                     return Ok(ContactRef {
                         contact_id,
                         reference,
-                        currency: req.currency.clone(),
+                        currency: currency.to_string(),
+                        consolidated,
                     });
                 }
                 Err(e) if reference_taken(&e) => {
-                    tracing::info!(reference, "contact reference taken in Sage; trying the next");
+                    tracing::info!(
+                        reference,
+                        "contact reference taken in Sage; trying the next"
+                    );
                     continue;
                 }
                 Err(e) => return Err(ledger_rpc::sage_error_to_process(e)),
@@ -194,11 +321,14 @@ impl Contacts {
         }
         for (currency, contact_id, reference) in variants {
             let step = format!("contact_update:{currency}");
-            if let journal::StepState::Done(_) = journal::step_state(&self.ctx.db, event_id, &step).await? {
+            if let journal::StepState::Done(_) =
+                journal::step_state(&self.ctx.db, event_id, &step).await?
+            {
                 continue;
             }
             let idempotency_id = sage_client::idempotency_id(&event_id, &step);
-            journal::record_intent(&self.ctx.db, merchant, event_id, &step, &idempotency_id, 0).await?;
+            journal::record_intent(&self.ctx.db, merchant, event_id, &step, &idempotency_id, 0)
+                .await?;
             let mut body = ledger_mapping::map_contact(party, &currency, &reference);
             // The currency of a contact is locked once it has documents; never send it again.
             if let Some(obj) = body.as_object_mut() {
@@ -207,11 +337,24 @@ impl Contacts {
             let response = self
                 .ctx
                 .sage
-                .put(merchant, &format!("contacts/{contact_id}"), "contact", body, Some(&idempotency_id))
+                .put(
+                    merchant,
+                    &format!("contacts/{contact_id}"),
+                    "contact",
+                    body,
+                    Some(&idempotency_id),
+                )
                 .await
                 .map_err(ledger_rpc::sage_error_to_process)?;
             let mut tx = self.ctx.db.begin().await?;
-            journal::record_done(&mut tx, event_id, &step, Some(&contact_id), response.request_id.as_deref()).await?;
+            journal::record_done(
+                &mut tx,
+                event_id,
+                &step,
+                Some(&contact_id),
+                response.request_id.as_deref(),
+            )
+            .await?;
             tx.commit().await?;
         }
         Ok(Outcome::Applied)
@@ -226,20 +369,28 @@ impl Handler for Contacts {
             Payload::CustomerSaved(snapshot) => {
                 let party = Party::from_customer_snapshot(snapshot);
                 let key = party.customer_key.clone();
-                self.customer_saved(&env.merchant_id, env.event_id, &party, &key).await
+                self.customer_saved(&env.merchant_id, env.event_id, &party, &key)
+                    .await
             }
-            other => Ok(Outcome::Skipped(format!("not_handled:{}", other.event_type().as_str()))),
+            other => Ok(Outcome::Skipped(format!(
+                "not_handled:{}",
+                other.event_type().as_str()
+            ))),
         }
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, error: &ProcessError) -> Result<(), ProcessError> {
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &ProcessError,
+    ) -> Result<(), ProcessError> {
         let event_id = journal::event_id_of(&delivery.payload);
         journal::record_dead_letter(&self.ctx.db, delivery, event_id.as_deref(), error).await?;
         Ok(())
     }
 }
 
-fn contract_failure(e: ledger_events::ContractError) -> ProcessError {
+pub(crate) fn contract_failure(e: ledger_events::ContractError) -> ProcessError {
     ProcessError::Permanent {
         code: "contract.invalid".into(),
         field: e.issues().first().map(|i| i.path.clone()),
@@ -263,18 +414,33 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Starts the responder and the consumer; returns once they accept work.
+/// Starts the responder and both consumers (customers, products); returns once they accept
+/// work.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
     let ctx = ServiceContext::connect(&config.service, SERVICE, "contacts").await?;
     sqlx::migrate!("./migrations").run(&ctx.db).await?;
     let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
-    ledger_runtime::metrics::spawn_lag_poller(consumer.clone(), Duration::from_secs(5), shutdown.clone());
-    let metrics_addr =
-        ledger_runtime::metrics::serve(config.service.metrics_addr, ledger_runtime::metrics::router(), shutdown.clone())
-            .await?;
+    let products = bus::ensure_consumer(&ctx.js, &catalog::consumer_spec()).await?;
+    ledger_runtime::metrics::spawn_lag_poller(
+        consumer.clone(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    );
+    ledger_runtime::metrics::spawn_lag_poller(
+        products.clone(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    );
+    let metrics_addr = ledger_runtime::metrics::serve(
+        config.service.metrics_addr,
+        ledger_runtime::metrics::router(),
+        shutdown.clone(),
+    )
+    .await?;
     let nats = ctx.nats.clone();
+    let ctx = Arc::new(ctx);
     let service = Arc::new(Contacts {
-        ctx,
+        ctx: ctx.clone(),
         locks: StdMutex::new(HashMap::new()),
     });
     let responder = service.clone();
@@ -295,8 +461,57 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     .await?;
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
-    let done = tokio::spawn(consumer::run(consumer, service, options, shutdown));
+    let db = ctx.db.clone();
+    let catalog = Arc::new(catalog::Catalog::new(ctx.clone()));
+    // Both consumers record dead letters in this schema; a retry goes back to the one whose
+    // subject it came from.
+    ledger_runtime::dead_letters::serve(
+        SERVICE,
+        ctx.nats.clone(),
+        db,
+        Arc::new(DeadLetterRouter {
+            customers: service.clone(),
+            catalog: catalog.clone(),
+        }),
+        shutdown.clone(),
+    )
+    .await?;
+    let customers = tokio::spawn(consumer::run(consumer, service, options, shutdown.clone()));
+    let mut options = ConsumerOptions::new(catalog::CONSUMER);
+    options.concurrency = config.service.concurrency;
+    let products = tokio::spawn(consumer::run(products, catalog, options, shutdown));
+    let done = tokio::spawn(async move {
+        let (customers, products) = tokio::join!(customers, products);
+        customers??;
+        products??;
+        Ok(())
+    });
     Ok(Running { metrics_addr, done })
+}
+
+/// Sends a dead letter's retry to the consumer that owns its subject.
+struct DeadLetterRouter {
+    customers: Arc<Contacts>,
+    catalog: Arc<catalog::Catalog>,
+}
+
+#[async_trait::async_trait]
+impl Handler for DeadLetterRouter {
+    async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
+        if delivery.subject.ends_with(".product.saved") {
+            self.catalog.handle(delivery).await
+        } else {
+            self.customers.handle(delivery).await
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &ProcessError,
+    ) -> Result<(), ProcessError> {
+        self.customers.dead_letter(delivery, error).await
+    }
 }
 
 /// Runs until `shutdown` fires and the consumer has drained.

@@ -9,6 +9,10 @@
 //!    id, and commits the Sage id with the step outcome in one transaction;
 //! 5. only then lets the consumer loop acknowledge the message.
 //!
+//! A posted credit note is then settled as its own journaled step: a customer refund
+//! allocated to it when money went back to the customer, else an allocation against the
+//! original invoice for what Sage says is still outstanding there (see `docs/accounting.md`).
+//!
 //! It answers [`ledger_rpc::DOCUMENT_LOOKUP_SUBJECT`] so the payments service can find the
 //! Sage invoice a payment belongs to without reading this service's tables.
 
@@ -16,16 +20,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use ledger_events::{Envelope, Payload};
-use ledger_mapping::{DocumentPlan, MappingError, MerchantSettings};
-use ledger_rpc::{ContactRef, DocumentRef, EnsureContactRequest, ErrorClass, RpcError, ServiceConfig, ServiceContext};
+use ledger_events::{CreditMemoSnapshot, Envelope, InvoiceSnapshot, Payload};
+use ledger_mapping::{
+    DocumentPlan, MappingError, MerchantSettings, OriginalInvoice, SageDocumentRef, Settlement,
+};
+use ledger_rpc::{
+    ContactRef, DocumentRef, EnsureContactRequest, ErrorClass, RpcError, ServiceConfig,
+    ServiceContext,
+};
 use ledger_runtime::bus::{self, ConsumerSpec};
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
 use ledger_runtime::journal::{self, StepState};
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::ProcessError;
 use rust_decimal::Decimal;
+use serde_json::Value;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 /// Service name in metrics, logs and the durable consumer name.
 pub const SERVICE: &str = "documents";
@@ -68,6 +79,72 @@ fn mapping_outcome(e: MappingError) -> Result<(String, String), ProcessError> {
     }
 }
 
+/// Placeholder contact id for the mapping dry run before the contact exists: a document the
+/// mapping holds (unmapped tax rate, totals mismatch, ...) must not create a Sage contact.
+const PREFLIGHT_CONTACT: &str = "preflight";
+
+/// Journal step (and idempotency-id salt) of the refund that settles a credit note.
+pub const STEP_REFUND: &str = "credit_note_refund";
+/// Journal step (and idempotency-id salt) of the allocation of a credit note to its invoice.
+pub const STEP_ALLOCATION: &str = "credit_note_allocation";
+/// Dead-letter code of a refund for which no bank account is configured in its currency.
+pub const NO_BANK_ACCOUNT: &str = "settings.no_bank_account";
+
+/// A document this service has posted, as its cross-reference holds it.
+#[derive(Debug, Clone)]
+struct Posted {
+    sage_id: String,
+    contact_id: String,
+    reference: String,
+    currency: String,
+    total: Decimal,
+    exchange_rate: Decimal,
+    date: NaiveDate,
+    /// The event that posted it: its settlement steps use this event's idempotency ids, so
+    /// a re-published copy of the credit memo (new event id) resumes them instead of
+    /// posting a second refund.
+    event_id: Uuid,
+}
+
+impl Posted {
+    fn sage_ref(&self) -> SageDocumentRef {
+        SageDocumentRef {
+            sage_id: self.sage_id.clone(),
+            contact_id: self.contact_id.clone(),
+            currency: self.currency.clone(),
+            exchange_rate: self.exchange_rate,
+            total: self.total,
+        }
+    }
+}
+
+/// The settlement of a credit note as recorded (see the `credit_note_settlements` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SettlementKind {
+    Refund,
+    Allocation,
+    Nothing,
+}
+
+impl SettlementKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettlementKind::Refund => "refund",
+            SettlementKind::Allocation => "allocation",
+            SettlementKind::Nothing => "none",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "refund" => Some(SettlementKind::Refund),
+            "allocation" => Some(SettlementKind::Allocation),
+            "none" => Some(SettlementKind::Nothing),
+            _ => None,
+        }
+    }
+}
+
 /// The handler of this service.
 pub struct Documents {
     ctx: ServiceContext,
@@ -78,19 +155,29 @@ impl Documents {
         &self.ctx.db
     }
 
-    async fn settings(&self, merchant: &str) -> Result<MerchantSettings, ProcessError> {
-        self.ctx.settings.get(merchant).await
+    /// The merchant's raw settings document and its mapping settings.
+    async fn settings(&self, merchant: &str) -> Result<(Value, MerchantSettings), ProcessError> {
+        let raw = self.ctx.settings.raw(merchant).await?;
+        let settings = serde_json::from_value(raw.clone()).map_err(|e| {
+            ProcessError::permanent(
+                "settings.invalid",
+                format!("merchant {merchant} settings: {e}"),
+            )
+        })?;
+        Ok((raw, settings))
     }
 
-    async fn already_synced(&self, merchant: &str, key: &str) -> Result<bool, ProcessError> {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT sage_id FROM documents WHERE merchant_id = $1 AND document_key = $2",
+    /// The document in the cross-reference, if this service has posted it.
+    async fn posted(&self, merchant: &str, key: &str) -> Result<Option<Posted>, ProcessError> {
+        let row: Option<PostedRow> = sqlx::query_as(
+            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id
+             FROM documents WHERE merchant_id = $1 AND document_key = $2",
         )
         .bind(merchant)
         .bind(key)
         .fetch_optional(self.db())
         .await?;
-        Ok(found.is_some())
+        Ok(row.map(posted_from_row))
     }
 
     async fn contact(
@@ -99,6 +186,7 @@ impl Documents {
         customer_key: String,
         currency: &str,
         order: &ledger_events::OrderContext,
+        document_total: Option<Decimal>,
     ) -> Result<ContactRef, ProcessError> {
         ledger_rpc::ask(
             &self.ctx.nats,
@@ -109,6 +197,7 @@ impl Documents {
                 currency: currency.to_string(),
                 party: serde_json::json!({ "order": order }),
                 event_id: env.event_id.to_string(),
+                document_total,
             },
             Duration::from_secs(60),
         )
@@ -121,17 +210,19 @@ impl Documents {
         key: &str,
         reason: &str,
         detail: &str,
+        entity_id: u64,
     ) -> Result<Outcome, ProcessError> {
         sqlx::query(
-            "INSERT INTO skipped_documents (merchant_id, document_key, event_id, reason, detail)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (merchant_id, document_key) DO UPDATE SET reason = $4, detail = $5, skipped_at = now()",
+            "INSERT INTO skipped_documents (merchant_id, document_key, event_id, reason, detail, entity_id)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (merchant_id, document_key) DO UPDATE SET reason = $4, detail = $5, entity_id = $6, skipped_at = now()",
         )
         .bind(&env.merchant_id)
         .bind(key)
         .bind(env.event_id)
         .bind(reason)
         .bind(detail)
+        .bind(entity_id as i64)
         .execute(self.db())
         .await?;
         tracing::info!(document = key, reason, detail, "document skipped");
@@ -139,6 +230,7 @@ impl Documents {
     }
 
     /// Posts a mapped document once: step log + idempotency id + cross-reference.
+    #[allow(clippy::too_many_arguments)]
     async fn post_document(
         &self,
         env: &Envelope,
@@ -148,12 +240,14 @@ impl Documents {
         date: NaiveDate,
         contact: &ContactRef,
         plan: DocumentPlan,
-    ) -> Result<Outcome, ProcessError> {
+    ) -> Result<Posted, ProcessError> {
         let step = plan.resource;
         let idempotency_id = sage_client::idempotency_id(&env.event_id, step);
-        let previously = journal::step_state(self.db(), env.event_id, step).await?;
-        if let StepState::Done(_) = previously {
-            return Ok(Outcome::AlreadyDone);
+        if let StepState::Done(_) = journal::step_state(self.db(), env.event_id, step).await? {
+            // Done commits together with the cross-reference, so the row is there.
+            if let Some(posted) = self.posted(&env.merchant_id, key).await? {
+                return Ok(posted);
+            }
         }
         journal::record_intent(
             self.db(),
@@ -169,7 +263,13 @@ impl Documents {
         let response = self
             .ctx
             .sage
-            .post(&env.merchant_id, plan.resource, plan.root, plan.body.clone(), Some(&idempotency_id))
+            .post(
+                &env.merchant_id,
+                plan.resource,
+                plan.root,
+                plan.body.clone(),
+                Some(&idempotency_id),
+            )
             .await
             .map_err(ledger_rpc::sage_error_to_process)?;
         let sage_id = response
@@ -196,42 +296,508 @@ impl Documents {
         .bind(entity_id as i64)
         .execute(&mut *tx)
         .await?;
-        journal::record_done(&mut tx, env.event_id, step, Some(&sage_id), response.request_id.as_deref()).await?;
+        journal::record_done(
+            &mut tx,
+            env.event_id,
+            step,
+            Some(&sage_id),
+            response.request_id.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(
             document = key,
             sage_id,
             reference = plan.reference,
             total = %plan.expected_total,
+            consolidated = contact.consolidated,
             request_id = response.request_id.as_deref().unwrap_or(""),
             "document synced"
         );
-        Ok(Outcome::Applied)
+        Ok(Posted {
+            sage_id,
+            contact_id: contact.contact_id.clone(),
+            reference: plan.reference,
+            currency: plan.currency,
+            total: plan.expected_total,
+            exchange_rate: plan.exchange_rate,
+            date,
+            event_id: env.event_id,
+        })
     }
 
+    /// The Sage invoice a credit memo refunds, from the cross-reference.
     async fn original_invoice(
         &self,
         merchant: &str,
         invoice_entity_id: u64,
-    ) -> Result<Option<(ledger_mapping::OriginalInvoice, String)>, ProcessError> {
-        let row: Option<(String, String, NaiveDate, String)> = sqlx::query_as(
-            "SELECT sage_id, reference, document_date, contact_id FROM documents
-             WHERE merchant_id = $1 AND resource = 'sales_invoices' AND entity_id = $2",
+    ) -> Result<Option<Posted>, ProcessError> {
+        let row: Option<PostedRow> = sqlx::query_as(
+            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id
+             FROM documents WHERE merchant_id = $1 AND resource = 'sales_invoices' AND entity_id = $2",
         )
         .bind(merchant)
         .bind(invoice_entity_id as i64)
         .fetch_optional(self.db())
         .await?;
-        Ok(row.map(|(sage_id, reference, date, contact_id)| {
-            (
-                ledger_mapping::OriginalInvoice {
-                    sage_id,
-                    reference,
-                    date,
-                },
-                contact_id,
+        Ok(row.map(posted_from_row))
+    }
+
+    /// The key of a held (skipped) invoice with this Magento entity id, if there is one.
+    async fn held_invoice(
+        &self,
+        merchant: &str,
+        invoice_entity_id: u64,
+    ) -> Result<Option<String>, ProcessError> {
+        Ok(sqlx::query_scalar(
+            "SELECT document_key FROM skipped_documents
+             WHERE merchant_id = $1 AND entity_id = $2 AND document_key LIKE 'invoice:%'",
+        )
+        .bind(merchant)
+        .bind(invoice_entity_id as i64)
+        .fetch_optional(self.db())
+        .await?)
+    }
+
+    async fn invoice_created(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        snapshot: &InvoiceSnapshot,
+    ) -> Result<Outcome, ProcessError> {
+        let key = snapshot.document_key();
+        if self.posted(&env.merchant_id, &key).await?.is_some() {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let (_, settings) = self.settings(&env.merchant_id).await?;
+        // Dry run first: a held invoice must leave nothing behind in Sage, not even a contact.
+        if let Err(e) = ledger_mapping::map_sales_invoice(snapshot, &settings, PREFLIGHT_CONTACT) {
+            let (reason, detail) = mapping_outcome(e)?;
+            return self
+                .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
+                .await;
+        }
+        let contact = self
+            .contact(
+                env,
+                snapshot.customer_key(),
+                snapshot.document_currency(),
+                &snapshot.order,
+                Some(snapshot.invoice.grand_total),
             )
-        }))
+            .await?;
+        let plan = match ledger_mapping::map_sales_invoice(snapshot, &settings, &contact.contact_id)
+        {
+            Ok(plan) => plan,
+            Err(e) => {
+                let (reason, detail) = mapping_outcome(e)?;
+                return self
+                    .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
+                    .await;
+            }
+        };
+        let date = snapshot.invoice.created_at.date_naive();
+        let entity_id = snapshot.invoice.entity_id;
+        self.post_document(env, delivery, &key, entity_id, date, &contact, plan)
+            .await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// A credit memo: the sales credit note, then its settlement (refund or allocation).
+    /// Each is its own journaled step, so a redelivery after the credit note was posted
+    /// resumes with the settlement.
+    async fn credit_memo_created(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        snapshot: &CreditMemoSnapshot,
+    ) -> Result<Outcome, ProcessError> {
+        let key = snapshot.document_key();
+        let (raw, settings) = self.settings(&env.merchant_id).await?;
+        let original = match snapshot.creditmemo.invoice_id {
+            Some(invoice_id) => match self.original_invoice(&env.merchant_id, invoice_id).await? {
+                Some(found) => Some(found),
+                // The invoice is not in Sage yet: wait for it rather than credit a
+                // document Sage has never seen.
+                None => {
+                    // Held rather than late: waiting would only end in a dead letter, so the
+                    // credit memo is held too, saying why.
+                    if let Some(invoice_key) =
+                        self.held_invoice(&env.merchant_id, invoice_id).await?
+                    {
+                        let detail = format!(
+                            "its invoice {invoice_key} was held; release the invoice first"
+                        );
+                        return self
+                            .record_skip(
+                                env,
+                                &key,
+                                ledger_mapping::reasons::ORIGINAL_INVOICE_HELD,
+                                &detail,
+                                snapshot.creditmemo.entity_id,
+                            )
+                            .await;
+                    }
+                    return Err(ProcessError::transient(format!(
+                        "original invoice (entity {invoice_id}) not synced yet"
+                    )));
+                }
+            },
+            None => None,
+        };
+        let (credit_note, created) = match self.posted(&env.merchant_id, &key).await? {
+            Some(posted) => (posted, false),
+            None => {
+                let original_ref = original.as_ref().map(|o| OriginalInvoice {
+                    sage_id: o.sage_id.clone(),
+                    reference: o.reference.clone(),
+                    date: o.date,
+                });
+                if let Err(e) = ledger_mapping::map_sales_credit_note(
+                    snapshot,
+                    &settings,
+                    PREFLIGHT_CONTACT,
+                    original_ref.as_ref(),
+                ) {
+                    let (reason, detail) = mapping_outcome(e)?;
+                    return self
+                        .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
+                        .await;
+                }
+                let contact = match &original {
+                    // Same contact as the original invoice, whatever the order says now (and
+                    // the B2C fallback contact when the invoice was consolidated).
+                    Some(invoice) => ContactRef {
+                        contact_id: invoice.contact_id.clone(),
+                        reference: String::new(),
+                        currency: snapshot.document_currency().to_string(),
+                        consolidated: false,
+                    },
+                    None => {
+                        self.contact(
+                            env,
+                            snapshot.customer_key(),
+                            snapshot.document_currency(),
+                            &snapshot.order,
+                            None,
+                        )
+                        .await?
+                    }
+                };
+                let plan = match ledger_mapping::map_sales_credit_note(
+                    snapshot,
+                    &settings,
+                    &contact.contact_id,
+                    original_ref.as_ref(),
+                ) {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        let (reason, detail) = mapping_outcome(e)?;
+                        return self
+                            .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
+                            .await;
+                    }
+                };
+                let date = snapshot.creditmemo.created_at.date_naive();
+                let entity_id = snapshot.creditmemo.entity_id;
+                let posted = self
+                    .post_document(env, delivery, &key, entity_id, date, &contact, plan)
+                    .await?;
+                (posted, true)
+            }
+        };
+        let settled = self
+            .settle(
+                env,
+                delivery,
+                &key,
+                snapshot,
+                &raw,
+                &settings,
+                &credit_note,
+                original.as_ref(),
+            )
+            .await?;
+        Ok(if created || settled {
+            Outcome::Applied
+        } else {
+            Outcome::AlreadyDone
+        })
+    }
+
+    /// Settles a posted credit note once; returns whether anything was written to Sage.
+    ///
+    /// The decision (refund, allocation and its amount, or nothing) is recorded before the
+    /// Sage call, so a redelivery after an in-doubt call re-sends the very same request
+    /// (same body, same idempotency id) instead of deciding again from an outstanding
+    /// amount the first call may already have changed.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        key: &str,
+        snapshot: &CreditMemoSnapshot,
+        raw: &Value,
+        settings: &MerchantSettings,
+        credit_note: &Posted,
+        original: Option<&Posted>,
+    ) -> Result<bool, ProcessError> {
+        let merchant = env.merchant_id.as_str();
+        let recorded: Option<(String, Decimal, String)> = sqlx::query_as(
+            "SELECT kind, amount, state FROM credit_note_settlements WHERE merchant_id = $1 AND document_key = $2",
+        )
+        .bind(merchant)
+        .bind(key)
+        .fetch_optional(self.db())
+        .await?;
+        let (kind, amount) = match recorded {
+            Some((_, _, state)) if state == "done" => return Ok(false),
+            Some((kind, amount, _)) => (
+                SettlementKind::parse(&kind).ok_or_else(|| {
+                    ProcessError::permanent(
+                        "settlement.corrupt",
+                        format!("unknown settlement kind {kind}"),
+                    )
+                })?,
+                amount,
+            ),
+            None => {
+                let (kind, amount, reason) = self
+                    .decide(merchant, snapshot, settings, credit_note, original)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO credit_note_settlements (merchant_id, document_key, event_id, kind, amount, reason, state)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (merchant_id, document_key) DO NOTHING",
+                )
+                .bind(merchant)
+                .bind(key)
+                .bind(credit_note.event_id)
+                .bind(kind.as_str())
+                .bind(amount)
+                .bind(reason)
+                .bind(if kind == SettlementKind::Nothing { "done" } else { "planned" })
+                .execute(self.db())
+                .await?;
+                if kind == SettlementKind::Nothing {
+                    tracing::info!(
+                        document = key,
+                        reason,
+                        "credit note left open: nothing to settle"
+                    );
+                    return Ok(false);
+                }
+                (kind, amount)
+            }
+        };
+
+        let credit_ref = credit_note.sage_ref();
+        let (step, resource, root, body) = match kind {
+            SettlementKind::Refund => {
+                let method = snapshot.order.payment.method.as_str();
+                let currency = credit_note.currency.as_str();
+                let defaults =
+                    ledger_mapping::default_bank_accounts(raw).map_err(settings_error)?;
+                let bank =
+                    ledger_mapping::deposit_bank_account(settings, &defaults, method, currency)
+                        .ok_or_else(|| no_bank_account(method, currency))?;
+                let plan = ledger_mapping::map_refund(snapshot, &credit_ref, settings, &bank)
+                    .map_err(|e| match e {
+                        MappingError::Invalid { field, reason } => ProcessError::invalid_field(
+                            format!("mapping.{reason}"),
+                            field.clone(),
+                            format!("{field}: {reason}"),
+                        ),
+                        // The decision said money went back; the mapper disagreeing is a bug to look at.
+                        MappingError::Skipped { reason, detail } => {
+                            ProcessError::permanent(format!("settlement.{reason}"), detail)
+                        }
+                    })?;
+                (STEP_REFUND, plan.resource, plan.root, plan.body)
+            }
+            SettlementKind::Allocation => {
+                let invoice = original.ok_or_else(|| {
+                    ProcessError::permanent(
+                        "settlement.no_invoice",
+                        "allocation planned without an invoice",
+                    )
+                })?;
+                let date = snapshot.creditmemo.created_at.date_naive();
+                let plan =
+                    ledger_mapping::map_allocation(&invoice.sage_ref(), &credit_ref, amount, date)
+                        .map_err(|e| {
+                            ProcessError::invalid_field(
+                                format!("mapping.{}", e.reason()),
+                                "allocation",
+                                e.to_string(),
+                            )
+                        })?;
+                (STEP_ALLOCATION, plan.resource, plan.root, plan.body)
+            }
+            SettlementKind::Nothing => return Ok(false),
+        };
+        let idempotency_id = sage_client::idempotency_id(&credit_note.event_id, step);
+        journal::record_intent(
+            self.db(),
+            merchant,
+            credit_note.event_id,
+            step,
+            &idempotency_id,
+            delivery.stream_sequence,
+        )
+        .await?;
+        let response = self
+            .ctx
+            .sage
+            .post(merchant, resource, root, body, Some(&idempotency_id))
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let sage_id = response
+            .id()
+            .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
+            .to_string();
+        let mut tx = self.db().begin().await?;
+        sqlx::query(
+            "UPDATE credit_note_settlements SET state = 'done', sage_id = $3, settled_at = now()
+             WHERE merchant_id = $1 AND document_key = $2",
+        )
+        .bind(merchant)
+        .bind(key)
+        .bind(&sage_id)
+        .execute(&mut *tx)
+        .await?;
+        journal::record_done(
+            &mut tx,
+            credit_note.event_id,
+            step,
+            Some(&sage_id),
+            response.request_id.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            document = key,
+            credit_note = credit_note.sage_id,
+            kind = kind.as_str(),
+            %amount,
+            sage_id,
+            "credit note settled"
+        );
+        Ok(true)
+    }
+
+    /// Refund, allocation (with its amount) or nothing, with the reason for nothing.
+    async fn decide(
+        &self,
+        merchant: &str,
+        snapshot: &CreditMemoSnapshot,
+        settings: &MerchantSettings,
+        credit_note: &Posted,
+        original: Option<&Posted>,
+    ) -> Result<(SettlementKind, Decimal, Option<&'static str>), ProcessError> {
+        match ledger_mapping::credit_note_settlement(snapshot, settings, original.is_some()) {
+            Settlement::Refund => Ok((SettlementKind::Refund, credit_note.total, None)),
+            Settlement::Nothing { reason } => {
+                Ok((SettlementKind::Nothing, Decimal::ZERO, Some(reason)))
+            }
+            Settlement::Allocate => {
+                let invoice = original.ok_or_else(|| {
+                    ProcessError::permanent(
+                        "settlement.no_invoice",
+                        "allocation decided without an invoice",
+                    )
+                })?;
+                // Sage's outstanding amount, not ours: receipts, earlier credit notes and
+                // anything the merchant did in Sage by hand have all moved it.
+                let outstanding = self.outstanding(merchant, &invoice.sage_id).await?;
+                Ok(
+                    match ledger_mapping::allocation_amount(credit_note.total, outstanding) {
+                        Some(amount) => (SettlementKind::Allocation, amount, None),
+                        None => (
+                            SettlementKind::Nothing,
+                            Decimal::ZERO,
+                            Some(ledger_mapping::reasons::INVOICE_SETTLED),
+                        ),
+                    },
+                )
+            }
+        }
+    }
+
+    /// What Sage says is still outstanding on a sales invoice.
+    async fn outstanding(
+        &self,
+        merchant: &str,
+        invoice_sage_id: &str,
+    ) -> Result<Decimal, ProcessError> {
+        let response = self
+            .ctx
+            .sage
+            .get(merchant, &format!("sales_invoices/{invoice_sage_id}"), &[])
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let value = response.body.get("outstanding_amount");
+        value
+            .and_then(|v| match v {
+                Value::String(s) => s.trim().parse::<Decimal>().ok(),
+                Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
+                _ => None,
+            })
+            .ok_or_else(|| ProcessError::Transient {
+                message: format!("Sage invoice {invoice_sage_id} answered without a readable outstanding_amount ({value:?})"),
+                retry_after: None,
+            })
+    }
+}
+
+/// A cross-reference row: sage_id, contact_id, reference, currency, total, exchange_rate,
+/// document_date, event_id.
+type PostedRow = (
+    String,
+    String,
+    String,
+    String,
+    Decimal,
+    Decimal,
+    NaiveDate,
+    Uuid,
+);
+
+fn posted_from_row(row: PostedRow) -> Posted {
+    let (sage_id, contact_id, reference, currency, total, exchange_rate, date, event_id) = row;
+    Posted {
+        sage_id,
+        contact_id,
+        reference,
+        currency,
+        total,
+        exchange_rate,
+        date,
+        event_id,
+    }
+}
+
+fn settings_error(e: MappingError) -> ProcessError {
+    match e {
+        MappingError::Invalid { field, reason } => ProcessError::invalid_field(
+            "settings.invalid",
+            field.clone(),
+            format!("{field} is {reason}, not a currency → bank account id map"),
+        ),
+        other => ProcessError::permanent("settings.invalid", other.to_string()),
+    }
+}
+
+/// The permanent failure for a refund with no Sage bank account in its currency.
+pub fn no_bank_account(method: &str, currency: &str) -> ProcessError {
+    ProcessError::Permanent {
+        code: NO_BANK_ACCOUNT.into(),
+        field: Some(format!("bank_accounts.{currency}")),
+        message: format!(
+            "no Sage bank account in {currency} to refund payment method {method} through: add a {currency} bank \
+             account in Sage (and reconnect) or set payment_methods.{method}.bank_account_ids.{currency}"
+        ),
+        detail: serde_json::json!({ "currency": currency, "method": method }),
     }
 }
 
@@ -243,82 +809,31 @@ impl Handler for Documents {
             return Err(ProcessError::invalid_field(
                 "contract.subject_mismatch",
                 "/merchant_id",
-                format!("event of merchant {} published on {}", env.merchant_id, delivery.subject),
+                format!(
+                    "event of merchant {} published on {}",
+                    env.merchant_id, delivery.subject
+                ),
             ));
         }
         match &env.payload {
             Payload::InvoiceCreated(snapshot) => {
-                let key = snapshot.document_key();
-                if self.already_synced(&env.merchant_id, &key).await? {
-                    return Ok(Outcome::AlreadyDone);
-                }
-                let settings = self.settings(&env.merchant_id).await?;
-                let contact = self
-                    .contact(&env, snapshot.customer_key(), snapshot.document_currency(), &snapshot.order)
-                    .await?;
-                let plan = match ledger_mapping::map_sales_invoice(snapshot, &settings, &contact.contact_id) {
-                    Ok(plan) => plan,
-                    Err(e) => {
-                        let (reason, detail) = mapping_outcome(e)?;
-                        return self.record_skip(&env, &key, &reason, &detail).await;
-                    }
-                };
-                let date = snapshot.invoice.created_at.date_naive();
-                let entity_id = snapshot.invoice.entity_id;
-                self.post_document(&env, delivery, &key, entity_id, date, &contact, plan).await
+                self.invoice_created(&env, delivery, snapshot).await
             }
             Payload::CreditMemoCreated(snapshot) => {
-                let key = snapshot.document_key();
-                if self.already_synced(&env.merchant_id, &key).await? {
-                    return Ok(Outcome::AlreadyDone);
-                }
-                let settings = self.settings(&env.merchant_id).await?;
-                let original = match snapshot.creditmemo.invoice_id {
-                    Some(invoice_id) => match self.original_invoice(&env.merchant_id, invoice_id).await? {
-                        Some(found) => Some(found),
-                        // The invoice is not in Sage yet: wait for it rather than credit a
-                        // document Sage has never seen.
-                        None => {
-                            return Err(ProcessError::transient(format!(
-                                "original invoice (entity {invoice_id}) not synced yet"
-                            )))
-                        }
-                    },
-                    None => None,
-                };
-                let contact = match &original {
-                    // Same contact as the original invoice, whatever the order says now.
-                    Some((_, contact_id)) => ContactRef {
-                        contact_id: contact_id.clone(),
-                        reference: String::new(),
-                        currency: snapshot.document_currency().to_string(),
-                    },
-                    None => {
-                        self.contact(&env, snapshot.customer_key(), snapshot.document_currency(), &snapshot.order)
-                            .await?
-                    }
-                };
-                let plan = match ledger_mapping::map_sales_credit_note(
-                    snapshot,
-                    &settings,
-                    &contact.contact_id,
-                    original.as_ref().map(|(o, _)| o),
-                ) {
-                    Ok(plan) => plan,
-                    Err(e) => {
-                        let (reason, detail) = mapping_outcome(e)?;
-                        return self.record_skip(&env, &key, &reason, &detail).await;
-                    }
-                };
-                let date = snapshot.creditmemo.created_at.date_naive();
-                let entity_id = snapshot.creditmemo.entity_id;
-                self.post_document(&env, delivery, &key, entity_id, date, &contact, plan).await
+                self.credit_memo_created(&env, delivery, snapshot).await
             }
-            other => Ok(Outcome::Skipped(format!("not_handled:{}", other.event_type().as_str()))),
+            other => Ok(Outcome::Skipped(format!(
+                "not_handled:{}",
+                other.event_type().as_str()
+            ))),
         }
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, error: &ProcessError) -> Result<(), ProcessError> {
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &ProcessError,
+    ) -> Result<(), ProcessError> {
         let event_id = journal::event_id_of(&delivery.payload);
         journal::record_dead_letter(self.db(), delivery, event_id.as_deref(), error).await?;
         Ok(())
@@ -350,10 +865,17 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let ctx = ServiceContext::connect(&config.service, SERVICE, "documents").await?;
     sqlx::migrate!("./migrations").run(&ctx.db).await?;
     let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
-    ledger_runtime::metrics::spawn_lag_poller(consumer.clone(), Duration::from_secs(5), shutdown.clone());
-    let metrics_addr =
-        ledger_runtime::metrics::serve(config.service.metrics_addr, ledger_runtime::metrics::router(), shutdown.clone())
-            .await?;
+    ledger_runtime::metrics::spawn_lag_poller(
+        consumer.clone(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    );
+    let metrics_addr = ledger_runtime::metrics::serve(
+        config.service.metrics_addr,
+        ledger_runtime::metrics::router(),
+        shutdown.clone(),
+    )
+    .await?;
 
     let db = ctx.db.clone();
     ledger_rpc::serve(
@@ -369,7 +891,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
 
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
+    let (nats, db) = (ctx.nats.clone(), ctx.db.clone());
     let handler = Arc::new(Documents { ctx });
+    ledger_runtime::dead_letters::serve(SERVICE, nats, db, handler.clone(), shutdown.clone())
+        .await?;
     let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
 }
@@ -406,5 +931,54 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
             detail: serde_json::Value::Null,
             retry_after_ms: None,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settlement_kinds_round_trip_through_their_stored_names() {
+        for kind in [
+            SettlementKind::Refund,
+            SettlementKind::Allocation,
+            SettlementKind::Nothing,
+        ] {
+            assert_eq!(SettlementKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(SettlementKind::parse("void"), None);
+    }
+
+    #[test]
+    fn settlement_steps_get_their_own_idempotency_ids() {
+        let event = Uuid::new_v4();
+        let ids = [
+            sage_client::idempotency_id(&event, "sales_credit_notes"),
+            sage_client::idempotency_id(&event, STEP_REFUND),
+            sage_client::idempotency_id(&event, STEP_ALLOCATION),
+        ];
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[2]);
+        assert_ne!(ids[1], ids[2]);
+    }
+
+    #[test]
+    fn missing_bank_account_names_the_currency() {
+        let e = no_bank_account("stripe_payments", "CHF");
+        assert_eq!(e.code(), NO_BANK_ACCOUNT);
+        assert!(e.to_string().contains("CHF"), "{e}");
+    }
+
+    #[test]
+    fn consumer_reads_invoices_and_credit_memos() {
+        let spec = consumer_spec();
+        assert_eq!(
+            spec.filter_subjects,
+            vec![
+                "magento.*.invoice.created".to_string(),
+                "magento.*.creditmemo.created".to_string()
+            ]
+        );
     }
 }

@@ -40,7 +40,11 @@ async fn start(State(app): State<Arc<AppState>>, Query(q): Query<StartQuery>) ->
     match exists {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return (StatusCode::NOT_FOUND, Json(json!({"error": "unknown_merchant"}))).into_response()
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": "unknown_merchant"})),
+            )
+                .into_response()
         }
         Err(e) => return unavailable(e),
     }
@@ -87,17 +91,18 @@ async fn callback(State(app): State<Arc<AppState>>, Query(q): Query<CallbackQuer
     .bind(&state)
     .fetch_optional(&app.db)
     .await;
-    let merchant = match merchant {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            return (
+    let merchant =
+        match merchant {
+            Ok(Some(m)) => m,
+            Ok(None) => return (
                 StatusCode::BAD_REQUEST,
-                Json(json!({"error": "invalid_state", "message": "unknown, used or expired state"})),
+                Json(
+                    json!({"error": "invalid_state", "message": "unknown, used or expired state"}),
+                ),
             )
-                .into_response()
-        }
-        Err(e) => return unavailable(e),
-    };
+                .into_response(),
+            Err(e) => return unavailable(e),
+        };
     match complete(&app, &merchant, &code).await {
         Ok(business_id) => Json(json!({
             "merchant_id": merchant,
@@ -139,7 +144,11 @@ pub async fn complete(app: &AppState, merchant: &str, code: &str) -> anyhow::Res
 async fn discover_settings(app: &AppState, merchant: &str) -> anyhow::Result<Value> {
     let accounts = app
         .sage
-        .list_all(merchant, "ledger_accounts", &[("attributes", "nominal_code,display_name")])
+        .list_all(
+            merchant,
+            "ledger_accounts",
+            &[("attributes", "nominal_code,display_name")],
+        )
         .await?;
     let by_code = |code: i64| -> Option<String> {
         accounts

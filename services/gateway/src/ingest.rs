@@ -109,7 +109,11 @@ async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
     match publish(&app, &envelope, body).await {
         Ok(ack) => {
-            let status = if ack.duplicate { "duplicate" } else { "accepted" };
+            let status = if ack.duplicate {
+                "duplicate"
+            } else {
+                "accepted"
+            };
             metrics.ingest.with_label_values(&[status]).inc();
             (
                 StatusCode::ACCEPTED,
@@ -156,7 +160,12 @@ pub async fn publish(
 }
 
 /// Keeps a refused event, with the reasons, in the quarantine stream.
-async fn quarantine(app: &AppState, merchant: &str, body: &[u8], issues: &[Issue]) -> anyhow::Result<()> {
+async fn quarantine(
+    app: &AppState,
+    merchant: &str,
+    body: &[u8],
+    issues: &[Issue],
+) -> anyhow::Result<()> {
     let record = json!({
         "merchant_id": merchant,
         "received_at": chrono::Utc::now(),

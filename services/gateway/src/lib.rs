@@ -29,13 +29,20 @@ use sage_client::{OAuthClient, PgTokenStore, SageClient, SageConfig, TokenManage
 
 /// Gateway configuration (flags or environment variables).
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "gateway", about = "Ledger edge: ingest, Sage connection, merchants, tokens")]
+#[command(
+    name = "gateway",
+    about = "Ledger edge: ingest, Sage connection, merchants, tokens"
+)]
 pub struct Config {
     /// Address the HTTP server binds (behind a TLS-terminating load balancer in production).
     #[arg(long, env = "LEDGER_HTTP_ADDR", default_value = "127.0.0.1:8780")]
     pub http_addr: SocketAddr,
     /// Public base URL of this gateway, used to build the OAuth callback URL.
-    #[arg(long, env = "LEDGER_PUBLIC_URL", default_value = "http://127.0.0.1:8780")]
+    #[arg(
+        long,
+        env = "LEDGER_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8780"
+    )]
     pub public_url: String,
     /// NATS server URL.
     #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -50,16 +57,32 @@ pub struct Config {
     #[arg(long, env = "LEDGER_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
     /// Sage Accounting API base URL.
-    #[arg(long, env = "SAGE_API_BASE_URL", default_value = "https://api.accounting.sage.com/v3.1")]
+    #[arg(
+        long,
+        env = "SAGE_API_BASE_URL",
+        default_value = "https://api.accounting.sage.com/v3.1"
+    )]
     pub sage_api_base_url: String,
     /// Sage OAuth consent page.
-    #[arg(long, env = "SAGE_AUTHORIZE_URL", default_value = "https://www.sageone.com/oauth2/auth/central?filter=apiv3.1")]
+    #[arg(
+        long,
+        env = "SAGE_AUTHORIZE_URL",
+        default_value = "https://www.sageone.com/oauth2/auth/central?filter=apiv3.1"
+    )]
     pub sage_authorize_url: String,
     /// Sage OAuth token endpoint.
-    #[arg(long, env = "SAGE_TOKEN_URL", default_value = "https://oauth.accounting.sage.com/token")]
+    #[arg(
+        long,
+        env = "SAGE_TOKEN_URL",
+        default_value = "https://oauth.accounting.sage.com/token"
+    )]
     pub sage_token_url: String,
     /// Sage OAuth revoke endpoint.
-    #[arg(long, env = "SAGE_REVOKE_URL", default_value = "https://oauth.accounting.sage.com/revoke")]
+    #[arg(
+        long,
+        env = "SAGE_REVOKE_URL",
+        default_value = "https://oauth.accounting.sage.com/revoke"
+    )]
     pub sage_revoke_url: String,
     /// OAuth client id of the Ledger app registration at Sage.
     #[arg(long, env = "SAGE_CLIENT_ID")]
@@ -80,7 +103,10 @@ impl Config {
         let mut c = SageConfig::sage_production(
             self.sage_client_id.clone(),
             self.sage_client_secret.clone(),
-            format!("{}/connect/sage/callback", self.public_url.trim_end_matches('/')),
+            format!(
+                "{}/connect/sage/callback",
+                self.public_url.trim_end_matches('/')
+            ),
         );
         c.api_base_url = self.sage_api_base_url.clone();
         c.authorize_url = self.sage_authorize_url.clone();

@@ -163,7 +163,11 @@ async fn put_settings(
 }
 
 /// Merges `patch` into a merchant's settings (top-level keys replace); returns the result.
-pub async fn merge_settings(app: &AppState, merchant: &str, patch: Value) -> Result<Option<Value>, sqlx::Error> {
+pub async fn merge_settings(
+    app: &AppState,
+    merchant: &str,
+    patch: Value,
+) -> Result<Option<Value>, sqlx::Error> {
     sqlx::query_scalar::<_, Value>(
         "UPDATE merchants SET settings = settings || $2, updated_at = now() WHERE merchant_id = $1 RETURNING settings",
     )

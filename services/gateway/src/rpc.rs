@@ -21,11 +21,17 @@ fn rpc_error(class: ErrorClass, code: &str, message: String) -> RpcError {
 
 fn classify(e: SageError) -> RpcError {
     match &e {
-        SageError::NotConnected { .. } => rpc_error(ErrorClass::Paused, "sage.not_connected", e.to_string()),
-        SageError::ConnectionRevoked { .. } => rpc_error(ErrorClass::Paused, "sage.revoked", e.to_string()),
+        SageError::NotConnected { .. } => {
+            rpc_error(ErrorClass::Paused, "sage.not_connected", e.to_string())
+        }
+        SageError::ConnectionRevoked { .. } => {
+            rpc_error(ErrorClass::Paused, "sage.revoked", e.to_string())
+        }
         _ => match e.class() {
             FailureClass::Paused => rpc_error(ErrorClass::Paused, "sage.paused", e.to_string()),
-            FailureClass::Permanent => rpc_error(ErrorClass::Permanent, "sage.token", e.to_string()),
+            FailureClass::Permanent => {
+                rpc_error(ErrorClass::Permanent, "sage.token", e.to_string())
+            }
             FailureClass::Transient => RpcError {
                 retry_after_ms: e.retry_after().map(|d| d.as_millis() as u64),
                 ..rpc_error(ErrorClass::Transient, "sage.token", e.to_string())
@@ -44,9 +50,16 @@ pub async fn serve(state: Arc<AppState>, shutdown: Shutdown) -> anyhow::Result<(
             let s = s.clone();
             async move {
                 if let Some(stale) = &req.stale_token {
-                    s.tokens.invalidate(&req.merchant, stale).await.map_err(classify)?;
+                    s.tokens
+                        .invalidate(&req.merchant, stale)
+                        .await
+                        .map_err(classify)?;
                 }
-                let token = s.tokens.access_token(&req.merchant).await.map_err(classify)?;
+                let token = s
+                    .tokens
+                    .access_token(&req.merchant)
+                    .await
+                    .map_err(classify)?;
                 Ok(TokenGrant {
                     access_token: token.token,
                     business_id: token.business_id,

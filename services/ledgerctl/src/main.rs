@@ -9,13 +9,29 @@ use serde_json::{json, Value};
 #[command(name = "ledgerctl", version, about = "Operate a Ledger installation")]
 struct Cli {
     /// Gateway base URL.
-    #[arg(long, env = "LEDGER_GATEWAY_URL", default_value = "http://127.0.0.1:8780", global = true)]
+    #[arg(
+        long,
+        env = "LEDGER_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8780",
+        global = true
+    )]
     gateway: String,
     /// Admin token of the gateway.
-    #[arg(long, env = "LEDGER_ADMIN_TOKEN", default_value = "", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LEDGER_ADMIN_TOKEN",
+        default_value = "",
+        global = true,
+        hide_env_values = true
+    )]
     admin_token: String,
     /// NATS server URL.
-    #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "LEDGER_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     nats: String,
     #[command(subcommand)]
     command: Command,
@@ -48,6 +64,35 @@ enum Command {
     },
     /// Stream and consumer status: messages, lag (pending) and in-flight (ack pending).
     Status,
+    /// Dead letters of a consumer service: list them, or retry one, some or all.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Lists dead letters not yet retried.
+    List {
+        /// Service: contacts, documents or payments (default: all three).
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this merchant.
+        #[arg(long)]
+        merchant: Option<String>,
+    },
+    /// Retries dead letters through the normal path (same idempotency keys).
+    Retry {
+        /// Service: contacts, documents or payments.
+        #[arg(long)]
+        service: String,
+        /// Dead letter ids; none = every dead letter (of `--merchant`, if given).
+        ids: Vec<i64>,
+        /// With no ids: only this merchant's.
+        #[arg(long)]
+        merchant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,7 +174,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for file in files {
                 let body = std::fs::read(&file)?;
                 match ledger_events::parse(&body) {
-                    Ok(env) => println!("{}: ok ({} {})", file.display(), env.event_type.as_str(), env.event_id),
+                    Ok(env) => println!(
+                        "{}: ok ({} {})",
+                        file.display(),
+                        env.event_type.as_str(),
+                        env.event_id
+                    ),
                     Err(e) => {
                         failed += 1;
                         println!("{}: invalid", file.display());
@@ -143,10 +193,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("{failed} invalid event file(s)");
             }
         }
+        Command::DeadLetters { action } => {
+            let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
+            let (services, command): (Vec<String>, ledger_runtime::dead_letters::Command) =
+                match action {
+                    DeadLetterAction::List { service, merchant } => (
+                        service.map(|s| vec![s]).unwrap_or_else(|| {
+                            ["contacts", "documents", "payments"]
+                                .map(String::from)
+                                .to_vec()
+                        }),
+                        ledger_runtime::dead_letters::Command::List { merchant },
+                    ),
+                    DeadLetterAction::Retry {
+                        service,
+                        ids,
+                        merchant,
+                    } => (
+                        vec![service],
+                        ledger_runtime::dead_letters::Command::Retry { ids, merchant },
+                    ),
+                };
+            for service in services {
+                let answer: ledger_runtime::dead_letters::Answer =
+                    ledger_runtime::bus::request_json(
+                        &client,
+                        &ledger_runtime::dead_letters::subject(&service),
+                        &command,
+                        std::time::Duration::from_secs(300),
+                    )
+                    .await?;
+                println!("{service}: {}", serde_json::to_string_pretty(&answer)?);
+            }
+        }
         Command::Status => {
             let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
             let js = async_nats::jetstream::new(client);
-            for name in [ledger_runtime::bus::EVENTS_STREAM, ledger_runtime::bus::QUARANTINE_STREAM] {
+            for name in [
+                ledger_runtime::bus::EVENTS_STREAM,
+                ledger_runtime::bus::QUARANTINE_STREAM,
+            ] {
                 let Ok(mut stream) = js.get_stream(name).await else {
                     println!("{name}: missing");
                     continue;
@@ -154,7 +240,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let info = stream.info().await?;
                 println!(
                     "{name}: {} messages, {} bytes, sequences {}..{}",
-                    info.state.messages, info.state.bytes, info.state.first_sequence, info.state.last_sequence
+                    info.state.messages,
+                    info.state.bytes,
+                    info.state.first_sequence,
+                    info.state.last_sequence
                 );
                 let mut consumers = stream.consumers();
                 while let Some(consumer) = consumers.next().await {

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use ledger_events::{Envelope, InvoicePaidSnapshot, Payload};
 use ledger_mapping::{InvoiceRef, MappingError, MerchantSettings, ReceiptPlan};
-use ledger_rpc::{DocumentLookupRequest, DocumentRef, ErrorClass, Reply, ServiceConfig, ServiceContext};
+use ledger_rpc::{
+    DocumentLookupRequest, DocumentRef, ErrorClass, Reply, ServiceConfig, ServiceContext,
+};
 use ledger_runtime::bus::{self, ConsumerSpec};
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
 use ledger_runtime::journal::{self, StepState};
@@ -98,40 +100,23 @@ pub struct PaymentSettings {
 
 impl PaymentSettings {
     /// Decodes a raw settings document. `MerchantSettings` ignores keys it does not know, so
-    /// the same document yields both parts.
+    /// the same document yields both parts; the bank accounts are read by the same pure
+    /// function the documents service uses for refunds.
     pub fn from_raw(merchant: &str, raw: &Value) -> Result<Self, ProcessError> {
         let settings: MerchantSettings = serde_json::from_value(raw.clone()).map_err(|e| {
-            ProcessError::permanent("settings.invalid", format!("merchant {merchant} settings: {e}"))
+            ProcessError::permanent(
+                "settings.invalid",
+                format!("merchant {merchant} settings: {e}"),
+            )
         })?;
-        let mut bank_accounts = BTreeMap::new();
-        match raw.get("bank_accounts") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(map)) => {
-                for (currency, id) in map {
-                    match id {
-                        Value::String(id) if !id.trim().is_empty() => {
-                            bank_accounts.insert(currency.trim().to_ascii_uppercase(), id.trim().to_string());
-                        }
-                        // An operator may blank a currency out to force per-method accounts.
-                        Value::Null | Value::String(_) => {}
-                        other => {
-                            return Err(ProcessError::invalid_field(
-                                "settings.invalid",
-                                format!("bank_accounts.{currency}"),
-                                format!("merchant {merchant} settings: bank_accounts.{currency} is {other}, not an id"),
-                            ))
-                        }
-                    }
-                }
-            }
-            Some(other) => {
-                return Err(ProcessError::invalid_field(
-                    "settings.invalid",
-                    "bank_accounts",
-                    format!("merchant {merchant} settings: bank_accounts is {other}, not a currency map"),
-                ))
-            }
-        }
+        let bank_accounts = ledger_mapping::default_bank_accounts(raw).map_err(|e| match e {
+            MappingError::Invalid { field, reason } => ProcessError::invalid_field(
+                "settings.invalid",
+                field.clone(),
+                format!("merchant {merchant} settings: {field} is {reason}, not a currency → bank account id map"),
+            ),
+            other => ProcessError::permanent("settings.invalid", other.to_string()),
+        })?;
         Ok(PaymentSettings {
             merchant: settings,
             bank_accounts,
@@ -145,26 +130,21 @@ impl PaymentSettings {
     /// error names the currency the merchant must add an account for.
     pub fn bank_account_id(&self, method: &str, currency: &str) -> Result<String, ProcessError> {
         let currency = currency.trim().to_ascii_uppercase();
-        // Keys typed by an operator may be in any case; Sage's currency ids are upper case.
-        let in_currency = |map: &BTreeMap<String, String>| -> Option<String> {
-            map.iter()
-                .find(|(c, id)| c.trim().eq_ignore_ascii_case(&currency) && !id.trim().is_empty())
-                .map(|(_, id)| id.trim().to_string())
-        };
-        self.merchant
-            .payment_methods
-            .get(method)
-            .and_then(|m| in_currency(&m.bank_account_ids))
-            .or_else(|| in_currency(&self.bank_accounts))
-            .ok_or_else(|| ProcessError::Permanent {
-                code: NO_BANK_ACCOUNT.into(),
-                field: Some(format!("bank_accounts.{currency}")),
-                message: format!(
-                    "no Sage bank account in {currency} for payment method {method}: add a {currency} bank account in Sage \
-                     (and reconnect) or set payment_methods.{method}.bank_account_ids.{currency}"
-                ),
-                detail: serde_json::json!({ "currency": currency, "method": method }),
-            })
+        ledger_mapping::deposit_bank_account(&self.merchant, &self.bank_accounts, method, &currency)
+            .ok_or_else(|| no_bank_account(method, &currency))
+    }
+}
+
+/// The permanent failure for a payment or refund with no Sage bank account in its currency.
+pub fn no_bank_account(method: &str, currency: &str) -> ProcessError {
+    ProcessError::Permanent {
+        code: NO_BANK_ACCOUNT.into(),
+        field: Some(format!("bank_accounts.{currency}")),
+        message: format!(
+            "no Sage bank account in {currency} for payment method {method}: add a {currency} bank account in Sage \
+             (and reconnect) or set payment_methods.{method}.bank_account_ids.{currency}"
+        ),
+        detail: serde_json::json!({ "currency": currency, "method": method }),
     }
 }
 
@@ -187,13 +167,18 @@ impl Payments {
     }
 
     /// Whether a receipt for this invoice was already posted, by this or another event.
-    async fn already_paid(&self, merchant: &str, key: &str) -> Result<Option<String>, ProcessError> {
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT sage_id FROM payments WHERE merchant_id = $1 AND document_key = $2")
-                .bind(merchant)
-                .bind(key)
-                .fetch_optional(self.db())
-                .await?;
+    async fn already_paid(
+        &self,
+        merchant: &str,
+        key: &str,
+    ) -> Result<Option<String>, ProcessError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT sage_id FROM payments WHERE merchant_id = $1 AND document_key = $2",
+        )
+        .bind(merchant)
+        .bind(key)
+        .fetch_optional(self.db())
+        .await?;
         Ok(found)
     }
 
@@ -213,15 +198,22 @@ impl Payments {
             merchant: env.merchant_id.clone(),
             document_key: key.to_string(),
         };
-        let reply: Reply<DocumentRef> =
-            bus::request_json(&self.ctx.nats, ledger_rpc::DOCUMENT_LOOKUP_SUBJECT, &request, LOOKUP_TIMEOUT)
-                .await
-                .map_err(|e| ProcessError::transient(e.to_string()))?;
+        let reply: Reply<DocumentRef> = bus::request_json(
+            &self.ctx.nats,
+            ledger_rpc::DOCUMENT_LOOKUP_SUBJECT,
+            &request,
+            LOOKUP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| ProcessError::transient(e.to_string()))?;
         match reply {
             Reply::Ok(doc) => Ok(doc),
-            Reply::Err(e) if e.class == ErrorClass::NotFound => {
-                Err(invoice_not_synced(key, delivery.delivered, self.last_attempt, &e.message))
-            }
+            Reply::Err(e) if e.class == ErrorClass::NotFound => Err(invoice_not_synced(
+                key,
+                delivery.delivered,
+                self.last_attempt,
+                &e.message,
+            )),
             Reply::Err(e) => Err(e.into_process_error()),
         }
     }
@@ -265,7 +257,11 @@ impl Payments {
         // An in-doubt step of this very event is not caught here: its row is written only
         // after Sage answered, so it is resolved below by re-sending the same idempotency id.
         if let Some(sage_id) = self.already_paid(&env.merchant_id, &key).await? {
-            tracing::warn!(document = key, sage_id, "invoice already has a receipt; event ignored");
+            tracing::warn!(
+                document = key,
+                sage_id,
+                "invoice already has a receipt; event ignored"
+            );
             return Ok(Outcome::AlreadyDone);
         }
 
@@ -274,7 +270,8 @@ impl Payments {
         if settings.merchant.is_net_terms(method) {
             // Checked before asking for the invoice: a net-terms payment needs nothing from
             // Sage, so it must not wait on (or dead-letter for) an invoice that is not there.
-            let detail = format!("method {method} is paid outside Magento; the Sage invoice stays open");
+            let detail =
+                format!("method {method} is paid outside Magento; the Sage invoice stays open");
             return self
                 .record_skip(env, &key, ledger_mapping::reasons::NET_TERMS, &detail)
                 .await;
@@ -285,7 +282,10 @@ impl Payments {
             return Err(ProcessError::invalid_field(
                 "payments.not_an_invoice",
                 "/payload/invoice",
-                format!("{key} is a Sage {} ({}), not a sales invoice", doc.resource, doc.sage_id),
+                format!(
+                    "{key} is a Sage {} ({}), not a sales invoice",
+                    doc.resource, doc.sage_id
+                ),
             ));
         }
         let bank_account_id = settings.bank_account_id(method, paid.document_currency())?;
@@ -296,7 +296,12 @@ impl Payments {
             exchange_rate: doc.exchange_rate,
             total: doc.total,
         };
-        let plan = match ledger_mapping::map_customer_receipt(paid, &invoice, &settings.merchant, &bank_account_id) {
+        let plan = match ledger_mapping::map_customer_receipt(
+            paid,
+            &invoice,
+            &settings.merchant,
+            &bank_account_id,
+        ) {
             Ok(plan) => plan,
             Err(e) => {
                 let (reason, detail) = mapping_outcome(e)?;
@@ -336,7 +341,13 @@ impl Payments {
         let response = self
             .ctx
             .sage
-            .post(&env.merchant_id, plan.resource, plan.root, plan.body, Some(&idempotency_id))
+            .post(
+                &env.merchant_id,
+                plan.resource,
+                plan.root,
+                plan.body,
+                Some(&idempotency_id),
+            )
             .await
             .map_err(ledger_rpc::sage_error_to_process)?;
         let sage_id = response
@@ -360,7 +371,14 @@ impl Payments {
         .bind(&currency)
         .execute(&mut *tx)
         .await?;
-        journal::record_done(&mut tx, env.event_id, STEP, Some(&sage_id), response.request_id.as_deref()).await?;
+        journal::record_done(
+            &mut tx,
+            env.event_id,
+            STEP,
+            Some(&sage_id),
+            response.request_id.as_deref(),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(
             document = key,
@@ -386,7 +404,12 @@ impl Payments {
 /// dead letter says what is actually wrong. The threshold is the loop's own (`delivered <
 /// max_transient_attempts` is retried), so the payment gets exactly as many attempts as any
 /// other transient failure, and the loop's own give-up rule stays the safety net.
-pub fn invoice_not_synced(key: &str, delivered: i64, last_attempt: i64, reason: &str) -> ProcessError {
+pub fn invoice_not_synced(
+    key: &str,
+    delivered: i64,
+    last_attempt: i64,
+    reason: &str,
+) -> ProcessError {
     if delivered >= last_attempt {
         ProcessError::Permanent {
             code: INVOICE_NOT_SYNCED.into(),
@@ -398,7 +421,9 @@ pub fn invoice_not_synced(key: &str, delivered: i64, last_attempt: i64, reason: 
             detail: serde_json::json!({ "document_key": key, "attempts": delivered }),
         }
     } else {
-        ProcessError::transient(format!("{INVOICE_NOT_SYNCED}: {key} not in Sage yet ({reason})"))
+        ProcessError::transient(format!(
+            "{INVOICE_NOT_SYNCED}: {key} not in Sage yet ({reason})"
+        ))
     }
 }
 
@@ -410,16 +435,26 @@ impl Handler for Payments {
             return Err(ProcessError::invalid_field(
                 "contract.subject_mismatch",
                 "/merchant_id",
-                format!("event of merchant {} published on {}", env.merchant_id, delivery.subject),
+                format!(
+                    "event of merchant {} published on {}",
+                    env.merchant_id, delivery.subject
+                ),
             ));
         }
         match &env.payload {
             Payload::InvoicePaid(paid) => self.handle_paid(&env, delivery, paid).await,
-            other => Ok(Outcome::Skipped(format!("not_handled:{}", other.event_type().as_str()))),
+            other => Ok(Outcome::Skipped(format!(
+                "not_handled:{}",
+                other.event_type().as_str()
+            ))),
         }
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, error: &ProcessError) -> Result<(), ProcessError> {
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &ProcessError,
+    ) -> Result<(), ProcessError> {
         let event_id = journal::event_id_of(&delivery.payload);
         journal::record_dead_letter(self.db(), delivery, event_id.as_deref(), error).await?;
         Ok(())
@@ -448,17 +483,27 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let ctx = ServiceContext::connect(&config.service, SERVICE, "payments").await?;
     sqlx::migrate!("./migrations").run(&ctx.db).await?;
     let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
-    ledger_runtime::metrics::spawn_lag_poller(consumer.clone(), Duration::from_secs(5), shutdown.clone());
-    let metrics_addr =
-        ledger_runtime::metrics::serve(config.service.metrics_addr, ledger_runtime::metrics::router(), shutdown.clone())
-            .await?;
+    ledger_runtime::metrics::spawn_lag_poller(
+        consumer.clone(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    );
+    let metrics_addr = ledger_runtime::metrics::serve(
+        config.service.metrics_addr,
+        ledger_runtime::metrics::router(),
+        shutdown.clone(),
+    )
+    .await?;
 
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
+    let (nats, db) = (ctx.nats.clone(), ctx.db.clone());
     let handler = Arc::new(Payments {
         ctx,
         last_attempt: options.max_transient_attempts,
     });
+    ledger_runtime::dead_letters::serve(SERVICE, nats, db, handler.clone(), shutdown.clone())
+        .await?;
     let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
 }
@@ -485,11 +530,23 @@ mod tests {
             },
             "bank_accounts": { "GBP": "bank-gbp", "EUR": "bank-eur" }
         }));
-        assert_eq!(s.bank_account_id("paypal_express", "EUR").unwrap(), "bank-paypal-eur");
-        assert_eq!(s.bank_account_id("paypal_express", "eur").unwrap(), "bank-paypal-eur");
+        assert_eq!(
+            s.bank_account_id("paypal_express", "EUR").unwrap(),
+            "bank-paypal-eur"
+        );
+        assert_eq!(
+            s.bank_account_id("paypal_express", "eur").unwrap(),
+            "bank-paypal-eur"
+        );
         // The method has no GBP account: the merchant's GBP default, never the EUR one.
-        assert_eq!(s.bank_account_id("paypal_express", "GBP").unwrap(), "bank-gbp");
-        assert_eq!(s.bank_account_id("stripe_payments", "EUR").unwrap(), "bank-eur");
+        assert_eq!(
+            s.bank_account_id("paypal_express", "GBP").unwrap(),
+            "bank-gbp"
+        );
+        assert_eq!(
+            s.bank_account_id("stripe_payments", "EUR").unwrap(),
+            "bank-eur"
+        );
     }
 
     #[test]
@@ -497,9 +554,17 @@ mod tests {
         let s = settings(serde_json::json!({ "bank_accounts": { "GBP": "bank-gbp", "USD": "" } }));
         for currency in ["USD", "CHF"] {
             match s.bank_account_id("stripe_payments", currency) {
-                Err(ProcessError::Permanent { code, field, message, .. }) => {
+                Err(ProcessError::Permanent {
+                    code,
+                    field,
+                    message,
+                    ..
+                }) => {
                     assert_eq!(code, NO_BANK_ACCOUNT);
-                    assert_eq!(field.as_deref(), Some(format!("bank_accounts.{currency}").as_str()));
+                    assert_eq!(
+                        field.as_deref(),
+                        Some(format!("bank_accounts.{currency}").as_str())
+                    );
                     assert!(message.contains(currency), "{message}");
                 }
                 other => panic!("{currency}: {other:?}"),
@@ -513,8 +578,11 @@ mod tests {
         assert!(s.bank_accounts.is_empty());
         assert_eq!(s.merchant.due_days, 14);
         assert!(s.merchant.is_net_terms("checkmo"));
-        let bad = PaymentSettings::from_raw("acme-uk", &serde_json::json!({ "bank_accounts": ["GBP"] }));
-        assert!(matches!(bad, Err(ProcessError::Permanent { code, .. }) if code == "settings.invalid"));
+        let bad =
+            PaymentSettings::from_raw("acme-uk", &serde_json::json!({ "bank_accounts": ["GBP"] }));
+        assert!(
+            matches!(bad, Err(ProcessError::Permanent { code, .. }) if code == "settings.invalid")
+        );
     }
 
     #[test]
@@ -535,7 +603,10 @@ mod tests {
     fn consumer_reads_only_paid_invoices() {
         let spec = consumer_spec();
         assert_eq!(spec.durable, "payments");
-        assert_eq!(spec.filter_subjects, vec!["magento.*.invoice.paid".to_string()]);
+        assert_eq!(
+            spec.filter_subjects,
+            vec!["magento.*.invoice.paid".to_string()]
+        );
         assert_eq!(spec.max_deliver, -1);
     }
 }

@@ -15,7 +15,10 @@ use ledger_stack::{events, Stack, StackOptions};
 use sage_sandbox::{FaultKind, FaultPlan, SandboxConfig};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -32,11 +35,20 @@ fn ms(d: Duration) -> String {
 
 /// Fresh database per run so schemas and journals start empty.
 async fn fresh_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let admin = sqlx::PgPool::connect(admin_url).await.context("connect to PostgreSQL")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    let admin = sqlx::PgPool::connect(admin_url)
+        .await
+        .context("connect to PostgreSQL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
     admin.close().await;
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
     Ok(format!("{base}/{name}"))
 }
 
@@ -61,8 +73,12 @@ async fn baseline(nats_url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("b-{i}").as_str());
         acks.push(
-            js.publish_with_headers(format!("bench.{}.m{}.invoice.created", std::process::id(), i % 20), headers, payload.clone().into())
-                .await?,
+            js.publish_with_headers(
+                format!("bench.{}.m{}.invoice.created", std::process::id(), i % 20),
+                headers,
+                payload.clone().into(),
+            )
+            .await?,
         );
     }
     for ack in acks {
@@ -77,7 +93,11 @@ async fn baseline(nats_url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
         })
         .await?;
     let started = Instant::now();
-    let mut messages = consumer.stream().max_messages_per_batch(256).messages().await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(256)
+        .messages()
+        .await?;
     let mut seen = 0;
     while seen < n {
         let m = messages.next().await.context("stream ended")??;
@@ -98,14 +118,22 @@ struct RunResult {
     token_calls: u64,
 }
 
-async fn run_engine(nats_url: &str, admin_url: &str, docs: usize, merchants: usize, latency_ms: u64) -> anyhow::Result<RunResult> {
+async fn run_engine(
+    nats_url: &str,
+    admin_url: &str,
+    docs: usize,
+    merchants: usize,
+    latency_ms: u64,
+) -> anyhow::Result<RunResult> {
     let db = fresh_database(admin_url, &format!("ledger_bench_{latency_ms}")).await?;
     // Each run gets its own stream contents: drop the events stream of the previous run.
     {
         let client = ledger_runtime::bus::connect(nats_url, "bench-reset").await?;
         let js = async_nats::jetstream::new(client);
         let _ = js.delete_stream(ledger_runtime::bus::EVENTS_STREAM).await;
-        let _ = js.delete_stream(ledger_runtime::bus::QUARANTINE_STREAM).await;
+        let _ = js
+            .delete_stream(ledger_runtime::bus::QUARANTINE_STREAM)
+            .await;
     }
     let stack = Stack::start(StackOptions {
         nats_url: nats_url.to_string(),
@@ -119,9 +147,19 @@ async fn run_engine(nats_url: &str, admin_url: &str, docs: usize, merchants: usi
         onboarded.push(stack.onboard(&format!("bench-{m}")).await?);
     }
     if latency_ms > 0 {
-        stack.sandbox.faults().set(FaultPlan::new(FaultKind::Latency { ms: latency_ms }));
+        stack
+            .sandbox
+            .faults()
+            .set(FaultPlan::new(FaultKind::Latency { ms: latency_ms }));
     }
-    let calls_before: u64 = stack.sandbox.inspect().stats().calls.iter().map(|c| c.count).sum();
+    let calls_before: u64 = stack
+        .sandbox
+        .inspect()
+        .stats()
+        .calls
+        .iter()
+        .map(|c| c.count)
+        .sum();
     let tokens_before = stack.sandbox.inspect().stats().token_requests.len() as u64;
 
     // Publish straight into JetStream as the Magento module does, recording when.
@@ -133,11 +171,22 @@ async fn run_engine(nats_url: &str, admin_url: &str, docs: usize, merchants: usi
         let merchant = &onboarded[i % merchants];
         let event = events::invoice_created(&merchant.id, i as u64);
         let envelope = ledger_events::parse(&event.body)?;
-        let ledger_events::Payload::InvoiceCreated(snapshot) = &envelope.payload else { unreachable!() };
-        published.insert((merchant.business_id.clone(), snapshot.invoice.increment_id.clone()), Instant::now());
+        let ledger_events::Payload::InvoiceCreated(snapshot) = &envelope.payload else {
+            unreachable!()
+        };
+        published.insert(
+            (
+                merchant.business_id.clone(),
+                snapshot.invoice.increment_id.clone(),
+            ),
+            Instant::now(),
+        );
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
-        acks.push(js.publish_with_headers(envelope.subject(), headers, event.body.into()).await?);
+        acks.push(
+            js.publish_with_headers(envelope.subject(), headers, event.body.into())
+                .await?,
+        );
     }
     for ack in acks {
         ack.await?;
@@ -149,12 +198,19 @@ async fn run_engine(nats_url: &str, admin_url: &str, docs: usize, merchants: usi
     let deadline = Instant::now() + Duration::from_secs(env_or("BENCH_TIMEOUT_SECS", 600));
     while latencies.len() < docs && Instant::now() < deadline {
         for merchant in &onboarded {
-            let all = stack.sandbox.inspect().documents(&merchant.business_id, "sales_invoices");
-            let seen = seen_per_business.entry(merchant.business_id.clone()).or_default();
+            let all = stack
+                .sandbox
+                .inspect()
+                .documents(&merchant.business_id, "sales_invoices");
+            let seen = seen_per_business
+                .entry(merchant.business_id.clone())
+                .or_default();
             let now = Instant::now();
             for doc in all.iter().skip(*seen) {
                 if let Some(reference) = doc.get("reference").and_then(|r| r.as_str()) {
-                    if let Some(at) = published.get(&(merchant.business_id.clone(), reference.to_string())) {
+                    if let Some(at) =
+                        published.get(&(merchant.business_id.clone(), reference.to_string()))
+                    {
                         latencies.push(now - *at);
                     }
                 }
@@ -168,7 +224,10 @@ async fn run_engine(nats_url: &str, admin_url: &str, docs: usize, merchants: usi
     let calls_after: u64 = stats.calls.iter().map(|c| c.count).sum();
     let token_calls = stats.token_requests.len() as u64 - tokens_before;
     let duplicates = stack.sandbox.inspect().all_duplicate_references().len();
-    anyhow::ensure!(duplicates == 0, "duplicate references in Sage: {duplicates}");
+    anyhow::ensure!(
+        duplicates == 0,
+        "duplicate references in Sage: {duplicates}"
+    );
     stack.stop().await;
     latencies.sort();
     Ok(RunResult {
@@ -182,8 +241,15 @@ async fn run_engine(nats_url: &str, admin_url: &str, docs: usize, merchants: usi
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let nats_url = std::env::var("LEDGER_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:42229".into());
-    let admin_url = std::env::var("LEDGER_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
+    // The engine's throughput is measured without Ledger's per-business Sage call budget (200 a
+    // minute per business in production), which would otherwise be the only thing measured.
+    if std::env::var_os("LEDGER_SAGE_CALLS_PER_MINUTE").is_none() {
+        std::env::set_var("LEDGER_SAGE_CALLS_PER_MINUTE", "0");
+    }
+    let nats_url =
+        std::env::var("LEDGER_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:42229".into());
+    let admin_url = std::env::var("LEDGER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
     let docs: usize = env_or("BENCH_DOCS", 2000);
     let merchants: usize = env_or("BENCH_MERCHANTS", 20);
     let latencies: Vec<u64> = std::env::var("BENCH_LATENCIES_MS")
@@ -192,7 +258,12 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
 
-    println!("ledger bench: {docs} invoice events, {merchants} merchants, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "ledger bench: {docs} invoice events, {merchants} merchants, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let (publish_rate, consume_rate) = baseline(&nats_url, docs.max(1000)).await?;
     println!("baseline  raw JetStream: publish {publish_rate:.0} msg/s, pull+ack {consume_rate:.0} msg/s");
     for latency in latencies {
@@ -209,7 +280,11 @@ async fn main() -> anyhow::Result<()> {
             r.token_calls,
             100.0 * throughput / consume_rate,
         );
-        anyhow::ensure!(r.docs == docs, "only {} of {docs} documents reached Sage", r.docs);
+        anyhow::ensure!(
+            r.docs == docs,
+            "only {} of {docs} documents reached Sage",
+            r.docs
+        );
     }
     Ok(())
 }

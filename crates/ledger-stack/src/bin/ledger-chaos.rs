@@ -28,7 +28,10 @@ use sage_sandbox::{BusinessSpec, FaultKind, FaultPlan, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A service process the suite starts, kills and restarts.
@@ -42,7 +45,10 @@ struct Service {
 
 impl Service {
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new(&self.bin)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone()?))
@@ -71,7 +77,10 @@ impl Service {
 
 async fn wait_http(url: &str) -> anyhow::Result<()> {
     for _ in 0..300 {
-        if reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -79,7 +88,13 @@ async fn wait_http(url: &str) -> anyhow::Result<()> {
     anyhow::bail!("no answer from {url}")
 }
 
-async fn onboard(http: &reqwest::Client, gateway: &str, admin: &str, sandbox: &Sandbox, merchant: &str) -> anyhow::Result<String> {
+async fn onboard(
+    http: &reqwest::Client,
+    gateway: &str,
+    admin: &str,
+    sandbox: &Sandbox,
+    merchant: &str,
+) -> anyhow::Result<String> {
     http.post(format!("{gateway}/v1/admin/merchants"))
         .bearer_auth(admin)
         .json(&json!({"merchant_id": merchant, "name": merchant}))
@@ -87,10 +102,21 @@ async fn onboard(http: &reqwest::Client, gateway: &str, admin: &str, sandbox: &S
         .await?
         .error_for_status()?;
     let business = sandbox
-        .create_business(BusinessSpec { name: format!("{merchant} Ltd"), ..BusinessSpec::default() })
+        .create_business(BusinessSpec {
+            name: format!("{merchant} Ltd"),
+            ..BusinessSpec::default()
+        })
         .await;
-    let start = http.get(format!("{gateway}/connect/sage/start")).query(&[("merchant", merchant)]).send().await?;
-    let location = start.headers().get("location").and_then(|l| l.to_str().ok()).context("consent redirect")?;
+    let start = http
+        .get(format!("{gateway}/connect/sage/start"))
+        .query(&[("merchant", merchant)])
+        .send()
+        .await?;
+    let location = start
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .context("consent redirect")?;
     let state = reqwest::Url::parse(location)?
         .query_pairs()
         .find(|(k, _)| k == "state")
@@ -103,6 +129,23 @@ async fn onboard(http: &reqwest::Client, gateway: &str, admin: &str, sandbox: &S
         .await?
         .error_for_status()?;
     Ok(business.id)
+}
+
+/// Restarts consumers that died on their own (failpoints); returns how many.
+fn revive(consumers: &mut [Service]) -> anyhow::Result<u64> {
+    let mut revived = 0;
+    for c in consumers.iter_mut() {
+        let exited = match c.child.as_mut() {
+            Some(child) => child.try_wait()?.is_some(),
+            None => true,
+        };
+        if exited {
+            c.child = None;
+            c.spawn()?;
+            revived += 1;
+        }
+    }
+    Ok(revived)
 }
 
 fn decimal(v: &Value) -> Option<Decimal> {
@@ -130,9 +173,13 @@ async fn main() -> anyhow::Result<()> {
     let fault_rate: f64 = env_or("CHAOS_FAULT_RATE", 0.02);
     let settle = Duration::from_secs(env_or("CHAOS_SETTLE_SECS", 600));
     let seed: u64 = env_or("CHAOS_SEED", rand::random());
-    let pg_admin = std::env::var("LEDGER_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
+    let pg_admin = std::env::var("LEDGER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
     let root = ledger_testkit::workspace_root();
-    let bin_dir = std::env::current_exe()?.parent().context("binary dir")?.to_path_buf();
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("binary dir")?
+        .to_path_buf();
     let logs = root.join(".stack/logs/chaos");
     std::fs::create_dir_all(&logs)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -144,8 +191,12 @@ async fn main() -> anyhow::Result<()> {
     let db_name = "ledger_chaos";
     {
         let admin = sqlx::PgPool::connect(&pg_admin).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&admin).await?;
-        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&admin).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&admin)
+            .await?;
         admin.close().await;
     }
     let database_url = ledger_testkit::replace_db_name(&pg_admin, db_name);
@@ -162,6 +213,10 @@ async fn main() -> anyhow::Result<()> {
         ("LEDGER_ACK_WAIT_SECS".into(), "5".into()),
         ("RUST_LOG".into(), "warn".into()),
     ];
+    // Consumers also crash on their own at the worst moments: right after a Sage write before
+    // its commit, and after the commit before the ack.
+    let failpoints = std::env::var("CHAOS_FAILPOINTS")
+        .unwrap_or_else(|_| "after_sage_write=0.01,before_ack=0.005".into());
     let mut gateway = Service {
         name: "gateway",
         bin: bin_dir.join("gateway"),
@@ -169,7 +224,10 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .cloned()
             .chain([
-                ("LEDGER_HTTP_ADDR".to_string(), format!("127.0.0.1:{gateway_port}")),
+                (
+                    "LEDGER_HTTP_ADDR".to_string(),
+                    format!("127.0.0.1:{gateway_port}"),
+                ),
                 ("LEDGER_PUBLIC_URL".into(), gateway_url.clone()),
                 ("SAGE_AUTHORIZE_URL".into(), sandbox.authorize_url()),
                 ("SAGE_TOKEN_URL".into(), sandbox.token_url()),
@@ -190,7 +248,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|name| Service {
             name,
             bin: bin_dir.join(name),
-            env: common.clone(),
+            env: common
+                .iter()
+                .cloned()
+                .chain([("LEDGER_FAILPOINTS".to_string(), failpoints.clone())])
+                .collect(),
             child: None,
             log: logs.join(format!("{name}.log")),
         })
@@ -199,10 +261,21 @@ async fn main() -> anyhow::Result<()> {
         c.spawn()?;
     }
 
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let mut businesses = Vec::new();
     for m in 0..merchants {
-        businesses.push(onboard(&http, &gateway_url, admin_token, &sandbox, &format!("chaos-{m}")).await?);
+        businesses.push(
+            onboard(
+                &http,
+                &gateway_url,
+                admin_token,
+                &sandbox,
+                &format!("chaos-{m}"),
+            )
+            .await?,
+        );
     }
 
     // Faults from now on, on every business, for POSTs (GETs are cheap to lose too, but the
@@ -211,10 +284,19 @@ async fn main() -> anyhow::Result<()> {
     for kind in [
         FaultKind::Error500,
         FaultKind::AppliedThen500,
-        FaultKind::Rate429 { retry_after_secs: Some(1) },
-        FaultKind::Timeout { secs: 2, apply: true },
+        FaultKind::Rate429 {
+            retry_after_secs: Some(1),
+        },
+        FaultKind::Timeout {
+            secs: 2,
+            apply: true,
+        },
     ] {
-        faults.set(FaultPlan::new(kind).on_method("POST").with_probability(fault_rate));
+        faults.set(
+            FaultPlan::new(kind)
+                .on_method("POST")
+                .with_probability(fault_rate),
+        );
     }
 
     // The Magento side: publish every event, retrying until JetStream acknowledges it, as the
@@ -226,7 +308,9 @@ async fn main() -> anyhow::Result<()> {
         let merchant = format!("chaos-{m}");
         let created = ledger_stack::events::invoice_created(&merchant, n as u64);
         let envelope = ledger_events::parse(&created.body)?;
-        let ledger_events::Payload::InvoiceCreated(snapshot) = &envelope.payload else { unreachable!() };
+        let ledger_events::Payload::InvoiceCreated(snapshot) = &envelope.payload else {
+            unreachable!()
+        };
         let paid = n % paid_every == 0;
         expected.push(Expected {
             merchant: m,
@@ -234,7 +318,11 @@ async fn main() -> anyhow::Result<()> {
             total: snapshot.invoice.grand_total,
             paid,
         });
-        outbox.push((envelope.subject(), created.event_id.to_string(), created.body));
+        outbox.push((
+            envelope.subject(),
+            created.event_id.to_string(),
+            created.body,
+        ));
         if paid {
             let p = ledger_stack::events::invoice_paid(&merchant, n as u64);
             let penv = ledger_events::parse(&p.body)?;
@@ -279,6 +367,7 @@ async fn main() -> anyhow::Result<()> {
     // Chaos while the events flow.
     let started = Instant::now();
     let mut kills = 0u64;
+    let mut crashes = 0u64;
     let mut restarted_nats = false;
     let mut restarted_pg = false;
     let landed = |sandbox: &Sandbox| -> usize {
@@ -292,15 +381,22 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         tokio::time::sleep(kill_every.mul_f64(rng.gen_range(0.5..1.5))).await;
+        crashes += revive(&mut consumers)?;
         let progress = landed(&sandbox) as f64 / events as f64;
         if !restarted_nats && progress > 0.3 {
-            println!("chaos: restarting nats-server (SIGKILL) at {:.0}%", progress * 100.0);
+            println!(
+                "chaos: restarting nats-server (SIGKILL) at {:.0}%",
+                progress * 100.0
+            );
             nats.restart().await?;
             restarted_nats = true;
             continue;
         }
         if !restarted_pg && progress > 0.6 {
-            println!("chaos: crash-restarting PostgreSQL at {:.0}%", progress * 100.0);
+            println!(
+                "chaos: crash-restarting PostgreSQL at {:.0}%",
+                progress * 100.0
+            );
             let status = Command::new("bash")
                 .arg("-c")
                 .arg("source deploy/dev/stack.sh && restart_postgres")
@@ -323,21 +419,20 @@ async fn main() -> anyhow::Result<()> {
 
     // Heal and settle: no more faults, every process up, wait for the backlog to drain.
     faults.clear();
-    for c in consumers.iter_mut() {
-        if c.child.as_mut().is_some_and(|ch| ch.try_wait().ok().flatten().is_some()) || c.child.is_none() {
-            c.kill9();
-            c.spawn()?;
-        }
-    }
+    crashes += revive(&mut consumers)?;
     let expected_payments = expected.iter().filter(|e| e.paid).count();
     let payments_landed = |sandbox: &Sandbox| -> usize {
-        businesses.iter().map(|b| sandbox.inspect().documents(b, "contact_payments").len()).sum()
+        businesses
+            .iter()
+            .map(|b| sandbox.inspect().documents(b, "contact_payments").len())
+            .sum()
     };
     let settle_started = Instant::now();
     while (landed(&sandbox) < events || payments_landed(&sandbox) < expected_payments)
         && settle_started.elapsed() < settle
     {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        crashes += revive(&mut consumers)?;
     }
     // A moment for any straggling duplicate to show itself.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -378,7 +473,11 @@ async fn main() -> anyhow::Result<()> {
                 }
                 if e.paid {
                     let id = invoice["id"].as_str().unwrap_or_default();
-                    match payments_by_business[e.merchant].get(id).copied().unwrap_or(0) {
+                    match payments_by_business[e.merchant]
+                        .get(id)
+                        .copied()
+                        .unwrap_or(0)
+                    {
                         0 => lost += 1,
                         1 => {
                             if decimal(&invoice["outstanding_amount"]) != Some(Decimal::ZERO) {
@@ -396,7 +495,11 @@ async fn main() -> anyhow::Result<()> {
         .enumerate()
         .map(|(m, map)| {
             map.keys()
-                .filter(|r| !expected.iter().any(|e| e.merchant == m && &e.reference == *r))
+                .filter(|r| {
+                    !expected
+                        .iter()
+                        .any(|e| e.merchant == m && &e.reference == *r)
+                })
                 .count()
         })
         .sum();
@@ -411,7 +514,7 @@ async fn main() -> anyhow::Result<()> {
     }
     gateway.stop();
     println!(
-        "chaos: kills={kills} nats_restarts={} pg_restarts={} concurrent_post_violations={violations} elapsed={:.1}s",
+        "chaos: kills={kills} failpoint_crashes={crashes} nats_restarts={} pg_restarts={} concurrent_post_violations={violations} elapsed={:.1}s",
         restarted_nats as u8,
         restarted_pg as u8,
         started.elapsed().as_secs_f64()

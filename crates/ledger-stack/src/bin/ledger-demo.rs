@@ -44,7 +44,10 @@ async fn main() -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    let ingest_key = created["ingest_key"].as_str().context("ingest key")?.to_string();
+    let ingest_key = created["ingest_key"]
+        .as_str()
+        .context("ingest key")?
+        .to_string();
     let business: Value = http
         .post(format!("{sandbox}/businesses"))
         .json(&json!({"name": "Hartley Goods Ltd"}))
@@ -59,20 +62,29 @@ async fn main() -> anyhow::Result<()> {
         .query(&[("merchant", &merchant)])
         .send()
         .await?;
-    let location = consent.headers().get("location").and_then(|l| l.to_str().ok()).context("consent redirect")?;
+    let location = consent
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .context("consent redirect")?;
     let state = reqwest::Url::parse(location)?
         .query_pairs()
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.to_string())
         .context("state")?;
     let code: Value = http
-        .post(format!("{sandbox}/businesses/{business_id}/authorization_code"))
+        .post(format!(
+            "{sandbox}/businesses/{business_id}/authorization_code"
+        ))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let code = code["code"].as_str().context("authorization code")?.to_string();
+    let code = code["code"]
+        .as_str()
+        .context("authorization code")?
+        .to_string();
     let connected: Value = http
         .get(format!("{gateway}/connect/sage/callback"))
         .query(&[("code", &code), ("state", &state)])
@@ -81,17 +93,41 @@ async fn main() -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    println!("merchant {merchant} connected to Sage business {}", connected["sage_business_id"]);
+    println!(
+        "merchant {merchant} connected to Sage business {}",
+        connected["sage_business_id"]
+    );
 
     // 2. Its documents, through the gateway's ingest endpoint.
     let batch = [
-        ("UK invoice, 20% VAT, shipping, discount", events::from_template(events::INVOICE_CREATED, &merchant, None)),
-        ("EUR invoice on a GBP business", events::from_template(events::INVOICE_CREATED_EUR, &merchant, None)),
-        ("guest invoice", events::from_template(events::INVOICE_CREATED_GUEST, &merchant, None)),
-        ("credit memo with adjustment and shipping refund", events::from_template(events::CREDIT_MEMO, &merchant, None)),
-        ("invoice to be paid by card", events::invoice_created(&merchant, 7)),
-        ("card payment of that invoice", events::invoice_paid(&merchant, 7)),
-        ("B2B customer saved", events::from_template(events::CUSTOMER_SAVED, &merchant, None)),
+        (
+            "UK invoice, 20% VAT, shipping, discount",
+            events::from_template(events::INVOICE_CREATED, &merchant, None),
+        ),
+        (
+            "EUR invoice on a GBP business",
+            events::from_template(events::INVOICE_CREATED_EUR, &merchant, None),
+        ),
+        (
+            "guest invoice",
+            events::from_template(events::INVOICE_CREATED_GUEST, &merchant, None),
+        ),
+        (
+            "credit memo with adjustment and shipping refund",
+            events::from_template(events::CREDIT_MEMO, &merchant, None),
+        ),
+        (
+            "invoice to be paid by card",
+            events::invoice_created(&merchant, 7),
+        ),
+        (
+            "card payment of that invoice",
+            events::invoice_paid(&merchant, 7),
+        ),
+        (
+            "B2B customer saved",
+            events::from_template(events::CUSTOMER_SAVED, &merchant, None),
+        ),
     ];
     for (what, event) in &batch {
         let answer: Value = http
@@ -113,8 +149,14 @@ async fn main() -> anyhow::Result<()> {
     let envelope = ledger_events::parse(&first.body)?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
-    let ack = js.publish_with_headers(envelope.subject(), headers, first.body.clone().into()).await?.await?;
-    println!("  re-published the UK invoice over JetStream → duplicate: {}", ack.duplicate);
+    let ack = js
+        .publish_with_headers(envelope.subject(), headers, first.body.clone().into())
+        .await?
+        .await?;
+    println!(
+        "  re-published the UK invoice over JetStream → duplicate: {}",
+        ack.duplicate
+    );
 
     // 4. An invalid event: refused with the field named, and kept in quarantine.
     let mut bad: Value = serde_json::from_slice(&events::invoice_created(&merchant, 99).body)?;
@@ -129,38 +171,61 @@ async fn main() -> anyhow::Result<()> {
     let status = refused.status();
     let refused: Value = refused.json().await?;
     for issue in refused["issues"].as_array().into_iter().flatten() {
-        println!("  invalid event → HTTP {status}: {} {}", issue["field"], issue["reason"]);
+        println!(
+            "  invalid event → HTTP {status}: {} {}",
+            issue["field"], issue["reason"]
+        );
     }
 
     // 5. What landed in Sage.
-    let expected = [("sales_invoices", 4usize), ("sales_credit_notes", 1), ("contact_payments", 1)];
+    let expected = [
+        ("sales_invoices", 4usize),
+        ("sales_credit_notes", 1),
+        ("contact_payments", 1),
+    ];
     let started = Instant::now();
     let mut landed: Vec<(String, Vec<Value>)> = Vec::new();
     while started.elapsed() < Duration::from_secs(60) {
         landed.clear();
         for (resource, _) in expected {
             let docs: Value = http
-                .get(format!("{sandbox}/businesses/{business_id}/documents/{resource}"))
+                .get(format!(
+                    "{sandbox}/businesses/{business_id}/documents/{resource}"
+                ))
                 .send()
                 .await?
                 .json()
                 .await?;
-            landed.push((resource.to_string(), docs.as_array().cloned().unwrap_or_default()));
+            landed.push((
+                resource.to_string(),
+                docs.as_array().cloned().unwrap_or_default(),
+            ));
         }
-        if expected.iter().zip(&landed).all(|((_, n), (_, docs))| docs.len() >= *n) {
+        if expected
+            .iter()
+            .zip(&landed)
+            .all(|((_, n), (_, docs))| docs.len() >= *n)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let contacts: Value = http
-        .get(format!("{sandbox}/businesses/{business_id}/documents/contacts"))
+        .get(format!(
+            "{sandbox}/businesses/{business_id}/documents/contacts"
+        ))
         .send()
         .await?
         .json()
         .await?;
     println!("\nWhat landed in Sage (sandbox business {business_id}):");
     for c in contacts.as_array().into_iter().flatten() {
-        println!("  contact        {:<10} {:<28} {}", money(&c["reference"]), money(&c["name"]), money(&c["currency"]["id"]));
+        println!(
+            "  contact        {:<10} {:<28} {}",
+            money(&c["reference"]),
+            money(&c["name"]),
+            money(&c["currency"]["id"])
+        );
     }
     for (resource, docs) in &landed {
         for d in docs {
@@ -174,7 +239,11 @@ async fn main() -> anyhow::Result<()> {
                 ),
                 _ => println!(
                     "  {:<14} {:<10} total {:>9} {} (base {:>9})  outstanding {:>9}  status {}",
-                    if resource == "sales_invoices" { "invoice" } else { "credit note" },
+                    if resource == "sales_invoices" {
+                        "invoice"
+                    } else {
+                        "credit note"
+                    },
                     money(&d["reference"]),
                     money(&d["total_amount"]),
                     money(&d["currency"]["id"]),

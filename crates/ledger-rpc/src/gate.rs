@@ -1,0 +1,319 @@
+//! Sage's concurrency and rate rules, enforced for every service and replica at once.
+//!
+//! - **One POST at a time per (business, endpoint)**: Sage advises against parallel POSTs to
+//!   contacts, invoices, credit notes … because of unique references and sequential numbering.
+//!   A lease in the NATS KV bucket `LEDGER_SAGE_LOCKS` (created with `create`, so only one holder;
+//!   expired by the bucket's max age if the holder crashed) serialises them across processes.
+//! - **A call budget per business** (default 200 calls per minute, Sage's documented per-business
+//!   ceiling): a counter per business and minute in `LEDGER_SAGE_BUDGET`, incremented with
+//!   compare-and-set. An exhausted budget answers [`ProcessError::Throttled`] so the consumer
+//!   loop redelivers the message when the window turns, without holding a worker or counting
+//!   towards dead-lettering; other merchants go on.
+//! - **A cap on concurrent requests per process** (Sage allows 150 per app): size
+//!   `LEDGER_SAGE_MAX_CONCURRENT` so that the sum over all processes stays under 150.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use ledger_runtime::ProcessError;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+/// Bucket of POST leases.
+pub const LOCKS_BUCKET: &str = "LEDGER_SAGE_LOCKS";
+/// Bucket of per-business call counters.
+pub const BUDGET_BUCKET: &str = "LEDGER_SAGE_BUDGET";
+/// How long a lease outlives a crashed holder.
+const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// Limits of the gate.
+#[derive(Debug, Clone)]
+pub struct GateLimits {
+    /// Calls per business per minute; 0 = unlimited.
+    pub calls_per_minute: u32,
+    /// Concurrent Sage requests of this process.
+    pub max_concurrent: usize,
+}
+
+impl GateLimits {
+    /// Limits from `LEDGER_SAGE_CALLS_PER_MINUTE` (default 200) and
+    /// `LEDGER_SAGE_MAX_CONCURRENT` (default 40).
+    pub fn from_env() -> Self {
+        let get = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        GateLimits {
+            calls_per_minute: get("LEDGER_SAGE_CALLS_PER_MINUTE", 200) as u32,
+            max_concurrent: get("LEDGER_SAGE_MAX_CONCURRENT", 40).max(1) as usize,
+        }
+    }
+}
+
+/// The shared gate in front of Sage.
+pub struct SageGate {
+    locks: kv::Store,
+    budget: kv::Store,
+    limits: GateLimits,
+    in_flight: Arc<Semaphore>,
+}
+
+fn kv_error(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::transient(format!("Sage gate: {e}"))
+}
+
+/// KV keys allow `[-/_=.a-zA-Z0-9]`; merchant ids and resources already fit.
+fn key(parts: &[&str]) -> String {
+    parts.join(".")
+}
+
+impl SageGate {
+    /// Creates (or opens) the buckets.
+    pub async fn new(js: &jetstream::Context, limits: GateLimits) -> Result<Self, ProcessError> {
+        let locks = js
+            .create_key_value(kv::Config {
+                bucket: LOCKS_BUCKET.into(),
+                history: 1,
+                max_age: LEASE_TTL,
+                storage: jetstream::stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .map_err(kv_error)?;
+        let budget = js
+            .create_key_value(kv::Config {
+                bucket: BUDGET_BUCKET.into(),
+                history: 1,
+                max_age: Duration::from_secs(180),
+                storage: jetstream::stream::StorageType::Memory,
+                ..Default::default()
+            })
+            .await
+            .map_err(kv_error)?;
+        Ok(SageGate {
+            locks,
+            budget,
+            in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
+            limits,
+        })
+    }
+
+    /// Spends one call of `merchant`'s budget, or says when the next window opens.
+    pub async fn spend(&self, merchant: &str) -> Result<(), ProcessError> {
+        if self.limits.calls_per_minute == 0 {
+            return Ok(());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let minute = now.as_secs() / 60;
+        let k = key(&[merchant, &minute.to_string()]);
+        for _ in 0..50 {
+            let entry = self.budget.entry(k.clone()).await.map_err(kv_error)?;
+            let result = match entry {
+                None => self
+                    .budget
+                    .create(&k, Bytes::from_static(b"1"))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Some(e) => {
+                    let used: u32 = std::str::from_utf8(&e.value)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    if used >= self.limits.calls_per_minute {
+                        let wait = Duration::from_secs(60 - now.as_secs() % 60)
+                            + Duration::from_millis(50);
+                        return Err(ProcessError::Throttled { retry_after: wait });
+                    }
+                    self.budget
+                        .update(&k, Bytes::from((used + 1).to_string()), e.revision)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            };
+            if result.is_ok() {
+                return Ok(());
+            }
+            // Lost a compare-and-set race with another process: read again.
+        }
+        Err(ProcessError::transient(
+            "Sage gate: budget counter too contended",
+        ))
+    }
+
+    /// Holds the POST lease of (merchant, resource) for the duration of `call`.
+    pub async fn exclusive<T, F>(
+        &self,
+        merchant: &str,
+        resource: &str,
+        call: F,
+    ) -> Result<T, ProcessError>
+    where
+        F: std::future::Future<Output = Result<T, ProcessError>>,
+    {
+        let k = key(&[merchant, resource]);
+        let holder = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
+        let revision = loop {
+            match self.locks.create(&k, holder.clone()).await {
+                Ok(rev) => break rev,
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(kv_error(e)),
+            }
+        };
+        let result = call.await;
+        // Only our own lease is removed: a lease that expired and was taken over is left alone.
+        let _ = self.locks.delete_expect_revision(&k, Some(revision)).await;
+        result
+    }
+
+    /// A permit for one concurrent request of this process.
+    pub async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open")
+    }
+}
+
+/// The Sage client the consumer services use: every call passes the gate first.
+#[derive(Clone)]
+pub struct GatedSage {
+    client: sage_client::SageClient,
+    gate: Arc<SageGate>,
+}
+
+impl GatedSage {
+    /// Wraps `client` behind `gate`.
+    pub fn new(client: sage_client::SageClient, gate: Arc<SageGate>) -> Self {
+        GatedSage { client, gate }
+    }
+
+    /// The client without the gate (for reads that must not wait on budget, e.g. tests).
+    pub fn ungated(&self) -> &sage_client::SageClient {
+        &self.client
+    }
+
+    /// `GET` through the gate.
+    pub async fn get(
+        &self,
+        merchant: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        self.admit(merchant).await?;
+        let _permit = self.gate.permit().await;
+        self.client.get(merchant, path, query).await
+    }
+
+    /// `POST` through the gate, holding the (merchant, resource) lease.
+    pub async fn post(
+        &self,
+        merchant: &str,
+        resource: &str,
+        root: &str,
+        fields: Value,
+        idempotency_id: Option<&str>,
+    ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        self.admit(merchant).await?;
+        let _permit = self.gate.permit().await;
+        let outcome = self
+            .gate
+            .exclusive(merchant, resource, async {
+                Ok(self
+                    .client
+                    .post(merchant, resource, root, fields, idempotency_id)
+                    .await)
+            })
+            .await;
+        match outcome {
+            Ok(result) => result,
+            Err(e) => Err(gate_failure(e)),
+        }
+    }
+
+    /// `PUT` through the gate.
+    pub async fn put(
+        &self,
+        merchant: &str,
+        path: &str,
+        root: &str,
+        fields: Value,
+        idempotency_id: Option<&str>,
+    ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        self.admit(merchant).await?;
+        let _permit = self.gate.permit().await;
+        self.client
+            .put(merchant, path, root, fields, idempotency_id)
+            .await
+    }
+
+    /// `DELETE` through the gate.
+    pub async fn delete(
+        &self,
+        merchant: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        self.admit(merchant).await?;
+        let _permit = self.gate.permit().await;
+        self.client.delete(merchant, path, query).await
+    }
+
+    /// Every page of a listing (each page passes the gate).
+    pub async fn list_all(
+        &self,
+        merchant: &str,
+        resource: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<Value>, sage_client::SageError> {
+        self.admit(merchant).await?;
+        let _permit = self.gate.permit().await;
+        self.client.list_all(merchant, resource, query).await
+    }
+
+    /// The first item of a listing.
+    pub async fn find_first(
+        &self,
+        merchant: &str,
+        resource: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Option<Value>, sage_client::SageError> {
+        self.admit(merchant).await?;
+        let _permit = self.gate.permit().await;
+        self.client.find_first(merchant, resource, query).await
+    }
+
+    async fn admit(&self, merchant: &str) -> Result<(), sage_client::SageError> {
+        self.gate.spend(merchant).await.map_err(gate_failure)
+    }
+}
+
+/// Carries a gate refusal through the Sage client's error type: a throttle becomes a 429-like
+/// transient error with its wait, which [`crate::sage_error_to_process`] turns back into
+/// [`ProcessError::Throttled`].
+fn gate_failure(e: ProcessError) -> sage_client::SageError {
+    match e {
+        ProcessError::Throttled { retry_after } => sage_client::SageError::Transient {
+            status: Some(429),
+            message: "Ledger call budget for this business is spent".into(),
+            retry_after: Some(retry_after),
+            request_id: None,
+        },
+        other => sage_client::SageError::Transient {
+            status: None,
+            message: other.to_string(),
+            retry_after: None,
+            request_id: None,
+        },
+    }
+}

@@ -1,0 +1,240 @@
+//! Operations end to end: dead letters are kept, listed and retried through the normal path;
+//! a revoked Sage connection pauses a merchant without burning its events.
+
+use std::time::Duration;
+
+use ledger_runtime::dead_letters::{Answer, Command};
+use ledger_stack::{events, Stack, StackOptions};
+use ledger_testkit::{TestDb, TestNats};
+use sage_sandbox::SandboxConfig;
+use serde_json::json;
+
+async fn stack() -> (Stack, TestNats, TestDb) {
+    // Settings changes and reconnections must show within the test's patience.
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
+    std::env::set_var("LEDGER_PAUSED_DELAY_SECS", "1");
+    let _ = ledger_runtime::telemetry::init("operations");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox: SandboxConfig::default(),
+        concurrency: 8,
+    })
+    .await
+    .unwrap();
+    (stack, nats, db)
+}
+
+async fn ask(stack: &Stack, service: &str, command: &Command) -> Answer {
+    ledger_runtime::bus::request_json(
+        &stack.nats,
+        &ledger_runtime::dead_letters::subject(service),
+        command,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejected_invoice_is_dead_lettered_with_sages_reason_and_retried_once_fixed() {
+    let (stack, _nats, _db) = stack().await;
+    let merchant = stack.onboard("dlq").await.unwrap();
+    let real_account = stack
+        .sandbox
+        .inspect()
+        .businesses()
+        .into_iter()
+        .find(|b| b.id == merchant.business_id)
+        .unwrap()
+        .ledger_accounts["4000"]
+        .clone();
+    // A ledger account Sage does not know: Sage refuses the invoice, permanently.
+    stack
+        .put_settings(
+            &merchant,
+            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
+        )
+        .await
+        .unwrap();
+    let event = events::invoice_created("dlq", 1);
+    assert_eq!(
+        stack.post_event(&merchant, &event.body).await.unwrap().0,
+        202
+    );
+
+    let mut listed = Vec::new();
+    for _ in 0..300 {
+        if let Answer::Listed { dead_letters } = ask(
+            &stack,
+            "documents",
+            &Command::List {
+                merchant: Some("dlq".into()),
+            },
+        )
+        .await
+        {
+            if !dead_letters.is_empty() {
+                listed = dead_letters;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 1, "one dead letter");
+    let dead = &listed[0];
+    assert!(dead.code.starts_with("sage."), "{dead:?}");
+    assert!(
+        dead.field
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ledger_account_id"),
+        "Sage's $source names the field: {dead:?}"
+    );
+    assert_eq!(
+        dead.event_id.as_deref(),
+        Some(event.event_id.to_string().as_str())
+    );
+    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+
+    // Fixed by the operator, retried through the normal path.
+    stack
+        .put_settings(&merchant, json!({"sales_ledger_account_id": real_account}))
+        .await
+        .unwrap();
+    let Answer::Retried { results } = ask(
+        &stack,
+        "documents",
+        &Command::Retry {
+            ids: vec![dead.id],
+            merchant: None,
+        },
+    )
+    .await
+    else {
+        panic!("retry answer");
+    };
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].outcome, "applied", "{results:?}");
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
+
+    // Nothing left to retry, and retrying everything again creates nothing.
+    let Answer::Listed { dead_letters } = ask(
+        &stack,
+        "documents",
+        &Command::List {
+            merchant: Some("dlq".into()),
+        },
+    )
+    .await
+    else {
+        panic!("list answer");
+    };
+    assert!(dead_letters.is_empty());
+    let Answer::Retried { results } = ask(
+        &stack,
+        "documents",
+        &Command::Retry {
+            ids: vec![dead.id],
+            merchant: None,
+        },
+    )
+    .await
+    else {
+        panic!("retry answer");
+    };
+    assert!(results.is_empty());
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_connection_pauses_the_merchant_until_it_reconnects() {
+    let (stack, _nats, _db) = stack().await;
+    let merchant = stack.onboard("revoked").await.unwrap();
+    let other = stack.onboard("unaffected").await.unwrap();
+    // A first invoice proves the connection works and warms every token cache.
+    assert_eq!(
+        stack
+            .post_event(&merchant, &events::invoice_created("revoked", 1).body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || stack
+                .documents(&merchant, "sales_invoices")
+                .len()
+                == 1)
+            .await
+    );
+
+    // The merchant revokes Ledger's access in Sage.
+    stack.sandbox.revoke_tokens(&merchant.business_id);
+    assert_eq!(
+        stack
+            .post_event(&merchant, &events::invoice_created("revoked", 2).body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    assert_eq!(
+        stack
+            .post_event(&other, &events::invoice_created("unaffected", 2).body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    // Others go on; this merchant's event waits.
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || stack
+                .documents(&other, "sales_invoices")
+                .len()
+                == 1)
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stack.documents(&merchant, "sales_invoices").len(),
+        1,
+        "paused, nothing posted"
+    );
+    let Answer::Listed { dead_letters } = ask(
+        &stack,
+        "documents",
+        &Command::List {
+            merchant: Some("revoked".into()),
+        },
+    )
+    .await
+    else {
+        panic!("list answer");
+    };
+    assert!(
+        dead_letters.is_empty(),
+        "a pause is not a dead letter: {dead_letters:?}"
+    );
+
+    // Reconnected: the waiting event flows.
+    stack
+        .connect_sage("revoked", &merchant.business_id)
+        .await
+        .unwrap();
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || stack
+                .documents(&merchant, "sales_invoices")
+                .len()
+                == 2)
+            .await,
+        "resumed after reconnecting"
+    );
+    stack.stop().await;
+}
