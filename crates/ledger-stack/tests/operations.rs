@@ -238,3 +238,40 @@ async fn a_revoked_connection_pauses_the_merchant_until_it_reconnects() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_again() {
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
+    let _ = ledger_runtime::telemetry::init("operations");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    // Sage forgets idempotency ids after 7 days; here, at once.
+    let sandbox = SandboxConfig {
+        idempotency_window: Duration::from_millis(1),
+        ..SandboxConfig::default()
+    };
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox,
+        concurrency: 8,
+    })
+    .await
+    .unwrap();
+    let merchant = stack.onboard("in-doubt").await.unwrap();
+    // Sage saves the invoice but answers 500: our side cannot know it landed.
+    stack.sandbox.faults().set(
+        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::AppliedThen500)
+            .for_business(merchant.business_id.clone())
+            .on_resource("sales_invoices")
+            .on_method("POST")
+            .times(1),
+    );
+    assert_eq!(stack.post_event(&merchant, &events::invoice_created("in-doubt", 5).body).await.unwrap().0, 202);
+    assert!(stack.wait_until(Duration::from_secs(30), || !stack.documents(&merchant, "sales_invoices").is_empty()).await);
+    // Let the redelivery happen and settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1, "found by reference, not posted twice");
+    assert!(stack.sandbox.inspect().all_duplicate_references().is_empty());
+    stack.stop().await;
+}

@@ -243,10 +243,22 @@ impl Documents {
     ) -> Result<Posted, ProcessError> {
         let step = plan.resource;
         let idempotency_id = sage_client::idempotency_id(&env.event_id, step);
-        if let StepState::Done(_) = journal::step_state(self.db(), env.event_id, step).await? {
+        let state = journal::step_state(self.db(), env.event_id, step).await?;
+        if let StepState::Done(_) = state {
             // Done commits together with the cross-reference, so the row is there.
             if let Some(posted) = self.posted(&env.merchant_id, key).await? {
                 return Ok(posted);
+            }
+        }
+        if state == StepState::InDoubt {
+            // An earlier attempt may have landed (crash before the commit, a 500 after Sage
+            // saved it). The idempotency id covers 7 days; looking the document up by its
+            // reference covers any age, e.g. a replay after a long outage.
+            if let Some(sage_id) = self.find_in_sage(&env.merchant_id, &plan, contact).await? {
+                tracing::info!(document = key, sage_id, "in-doubt document found in Sage; adopting it");
+                return self
+                    .record_posted(env, key, entity_id, date, contact, &plan, &sage_id, None)
+                    .await;
             }
         }
         journal::record_intent(
@@ -276,6 +288,32 @@ impl Documents {
             .id()
             .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
             .to_string();
+        self.record_posted(
+            env,
+            key,
+            entity_id,
+            date,
+            contact,
+            &plan,
+            &sage_id,
+            response.request_id.as_deref(),
+        )
+        .await
+    }
+
+    /// Commits a posted document: the cross-reference and the step outcome together.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_posted(
+        &self,
+        env: &Envelope,
+        key: &str,
+        entity_id: u64,
+        date: NaiveDate,
+        contact: &ContactRef,
+        plan: &DocumentPlan,
+        sage_id: &str,
+        request_id: Option<&str>,
+    ) -> Result<Posted, ProcessError> {
         let mut tx = self.db().begin().await?;
         sqlx::query(
             "INSERT INTO documents (merchant_id, document_key, resource, sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, entity_id)
@@ -285,7 +323,7 @@ impl Documents {
         .bind(&env.merchant_id)
         .bind(key)
         .bind(plan.resource)
-        .bind(&sage_id)
+        .bind(sage_id)
         .bind(&contact.contact_id)
         .bind(&plan.reference)
         .bind(&plan.currency)
@@ -296,14 +334,7 @@ impl Documents {
         .bind(entity_id as i64)
         .execute(&mut *tx)
         .await?;
-        journal::record_done(
-            &mut tx,
-            env.event_id,
-            step,
-            Some(&sage_id),
-            response.request_id.as_deref(),
-        )
-        .await?;
+        journal::record_done(&mut tx, env.event_id, plan.resource, Some(sage_id), request_id).await?;
         tx.commit().await?;
         tracing::info!(
             document = key,
@@ -311,19 +342,49 @@ impl Documents {
             reference = plan.reference,
             total = %plan.expected_total,
             consolidated = contact.consolidated,
-            request_id = response.request_id.as_deref().unwrap_or(""),
+            request_id = request_id.unwrap_or(""),
             "document synced"
         );
         Ok(Posted {
-            sage_id,
+            sage_id: sage_id.to_string(),
             contact_id: contact.contact_id.clone(),
-            reference: plan.reference,
-            currency: plan.currency,
+            reference: plan.reference.clone(),
+            currency: plan.currency.clone(),
             total: plan.expected_total,
             exchange_rate: plan.exchange_rate,
             date,
             event_id: env.event_id,
         })
+    }
+
+    /// The Sage document with this plan's reference and contact, if Sage already has one.
+    async fn find_in_sage(
+        &self,
+        merchant: &str,
+        plan: &DocumentPlan,
+        contact: &ContactRef,
+    ) -> Result<Option<String>, ProcessError> {
+        let found = self
+            .ctx
+            .sage
+            .list_all(
+                merchant,
+                plan.resource,
+                &[
+                    ("search", plan.reference.as_str()),
+                    ("contact_id", contact.contact_id.as_str()),
+                    ("attributes", "reference"),
+                ],
+            )
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        // Sage's search also matches contact names and parts of references: only an exact
+        // reference on this contact is ours.
+        Ok(found
+            .iter()
+            .find(|d| d.get("reference").and_then(|r| r.as_str()) == Some(plan.reference.as_str()))
+            .and_then(|d| d.get("id").and_then(|i| i.as_str()))
+            .map(str::to_string))
     }
 
     /// The Sage invoice a credit memo refunds, from the cross-reference.
