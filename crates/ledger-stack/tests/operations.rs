@@ -275,3 +275,37 @@ async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_a
     assert!(stack.sandbox.inspect().all_duplicate_references().is_empty());
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_doubt_contact_past_sages_idempotency_window_is_adopted_not_duplicated() {
+    let _ = ledger_runtime::telemetry::init("operations");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let sandbox = SandboxConfig {
+        idempotency_window: Duration::from_millis(1),
+        ..SandboxConfig::default()
+    };
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox,
+        concurrency: 8,
+    })
+    .await
+    .unwrap();
+    let merchant = stack.onboard("contact-doubt").await.unwrap();
+    stack.sandbox.faults().set(
+        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::AppliedThen500)
+            .for_business(merchant.business_id.clone())
+            .on_resource("contacts")
+            .on_method("POST")
+            .times(1),
+    );
+    assert_eq!(stack.post_event(&merchant, &events::invoice_created("contact-doubt", 9).body).await.unwrap().0, 202);
+    assert!(stack.wait_until(Duration::from_secs(30), || !stack.documents(&merchant, "sales_invoices").is_empty()).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let contacts = stack.documents(&merchant, "contacts");
+    assert_eq!(contacts.len(), 1, "adopted, not created twice: {contacts:#?}");
+    assert_eq!(stack.documents(&merchant, "sales_invoices")[0]["contact"]["id"], contacts[0]["id"]);
+    stack.stop().await;
+}

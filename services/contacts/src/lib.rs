@@ -198,6 +198,30 @@ impl Contacts {
         Ok((route, policy))
     }
 
+    /// A live Sage contact holding `reference` under the party's own name: ours.
+    async fn find_own_contact(
+        &self,
+        merchant: &str,
+        reference: &str,
+        party: &Party,
+    ) -> Result<Option<String>, ProcessError> {
+        let found = self
+            .ctx
+            .sage
+            .list_all(merchant, "contacts", &[("search", reference), ("attributes", "reference,name")])
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let expected = ledger_mapping::map_contact(party, "", reference);
+        Ok(found
+            .iter()
+            .find(|c| {
+                c.get("reference").and_then(|r| r.as_str()).is_some_and(|r| r.eq_ignore_ascii_case(reference))
+                    && c.get("name") == expected.get("name")
+            })
+            .and_then(|c| c.get("id").and_then(|i| i.as_str()))
+            .map(str::to_string))
+    }
+
     /// Returns the Sage contact kept under (merchant, key, currency), creating it once.
     ///
     /// References are tried in order (`attempt` 0, 1, ...): Sage keeps references unique,
@@ -283,6 +307,29 @@ impl Contacts {
                     });
                 }
                 Err(e) if reference_taken(&e) => {
+                    // The holder may be our own contact from an attempt whose commit was lost
+                    // after Sage's idempotency window: same reference, same name → adopt it.
+                    if let Some(contact_id) = self.find_own_contact(merchant, &reference, party).await? {
+                        sqlx::query(
+                            "UPDATE contacts SET sage_contact_id = $4, reference = $5, updated_at = now()
+                             WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
+                        )
+                        .bind(merchant)
+                        .bind(key)
+                        .bind(currency)
+                        .bind(&contact_id)
+                        .bind(&reference)
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        tracing::info!(merchant, reference, contact_id, "own contact found in Sage; adopted");
+                        return Ok(ContactRef {
+                            contact_id,
+                            reference,
+                            currency: currency.to_string(),
+                            consolidated,
+                        });
+                    }
                     tracing::info!(
                         reference,
                         "contact reference taken in Sage; trying the next"
