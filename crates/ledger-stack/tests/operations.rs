@@ -267,12 +267,33 @@ async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_a
             .on_method("POST")
             .times(1),
     );
-    assert_eq!(stack.post_event(&merchant, &events::invoice_created("in-doubt", 5).body).await.unwrap().0, 202);
-    assert!(stack.wait_until(Duration::from_secs(30), || !stack.documents(&merchant, "sales_invoices").is_empty()).await);
+    assert_eq!(
+        stack
+            .post_event(&merchant, &events::invoice_created("in-doubt", 5).body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || !stack
+                .documents(&merchant, "sales_invoices")
+                .is_empty())
+            .await
+    );
     // Let the redelivery happen and settle.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1, "found by reference, not posted twice");
-    assert!(stack.sandbox.inspect().all_duplicate_references().is_empty());
+    assert_eq!(
+        stack.documents(&merchant, "sales_invoices").len(),
+        1,
+        "found by reference, not posted twice"
+    );
+    assert!(stack
+        .sandbox
+        .inspect()
+        .all_duplicate_references()
+        .is_empty());
     stack.stop().await;
 }
 
@@ -301,11 +322,31 @@ async fn an_in_doubt_contact_past_sages_idempotency_window_is_adopted_not_duplic
             .on_method("POST")
             .times(1),
     );
-    assert_eq!(stack.post_event(&merchant, &events::invoice_created("contact-doubt", 9).body).await.unwrap().0, 202);
-    assert!(stack.wait_until(Duration::from_secs(30), || !stack.documents(&merchant, "sales_invoices").is_empty()).await);
+    assert_eq!(
+        stack
+            .post_event(&merchant, &events::invoice_created("contact-doubt", 9).body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || !stack
+                .documents(&merchant, "sales_invoices")
+                .is_empty())
+            .await
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let contacts = stack.documents(&merchant, "contacts");
-    assert_eq!(contacts.len(), 1, "adopted, not created twice: {contacts:#?}");
-    assert_eq!(stack.documents(&merchant, "sales_invoices")[0]["contact"]["id"], contacts[0]["id"]);
+    assert_eq!(
+        contacts.len(),
+        1,
+        "adopted, not created twice: {contacts:#?}"
+    );
+    assert_eq!(
+        stack.documents(&merchant, "sales_invoices")[0]["contact"]["id"],
+        contacts[0]["id"]
+    );
     stack.stop().await;
 }

@@ -208,14 +208,20 @@ impl Contacts {
         let found = self
             .ctx
             .sage
-            .list_all(merchant, "contacts", &[("search", reference), ("attributes", "reference,name")])
+            .list_all(
+                merchant,
+                "contacts",
+                &[("search", reference), ("attributes", "reference,name")],
+            )
             .await
             .map_err(ledger_rpc::sage_error_to_process)?;
         let expected = ledger_mapping::map_contact(party, "", reference);
         Ok(found
             .iter()
             .find(|c| {
-                c.get("reference").and_then(|r| r.as_str()).is_some_and(|r| r.eq_ignore_ascii_case(reference))
+                c.get("reference")
+                    .and_then(|r| r.as_str())
+                    .is_some_and(|r| r.eq_ignore_ascii_case(reference))
                     && c.get("name") == expected.get("name")
             })
             .and_then(|c| c.get("id").and_then(|i| i.as_str()))
@@ -309,7 +315,9 @@ impl Contacts {
                 Err(e) if reference_taken(&e) => {
                     // The holder may be our own contact from an attempt whose commit was lost
                     // after Sage's idempotency window: same reference, same name → adopt it.
-                    if let Some(contact_id) = self.find_own_contact(merchant, &reference, party).await? {
+                    if let Some(contact_id) =
+                        self.find_own_contact(merchant, &reference, party).await?
+                    {
                         sqlx::query(
                             "UPDATE contacts SET sage_contact_id = $4, reference = $5, updated_at = now()
                              WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
@@ -322,7 +330,12 @@ impl Contacts {
                         .execute(&mut *tx)
                         .await?;
                         tx.commit().await?;
-                        tracing::info!(merchant, reference, contact_id, "own contact found in Sage; adopted");
+                        tracing::info!(
+                            merchant,
+                            reference,
+                            contact_id,
+                            "own contact found in Sage; adopted"
+                        );
                         return Ok(ContactRef {
                             contact_id,
                             reference,

@@ -16,6 +16,7 @@
 //! It answers [`ledger_rpc::DOCUMENT_LOOKUP_SUBJECT`] so the payments service can find the
 //! Sage invoice a payment belongs to without reading this service's tables.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,6 +149,10 @@ impl SettlementKind {
 /// The handler of this service.
 pub struct Documents {
     ctx: ServiceContext,
+    /// Contacts of registered customers, once known: a Sage contact's id never changes, and
+    /// asking the contacts service for every document would double the work per invoice.
+    /// Guests are always asked, because B2C consolidation decides per order.
+    known_contacts: std::sync::Mutex<HashMap<(String, String, String), ContactRef>>,
 }
 
 impl Documents {
@@ -188,7 +193,22 @@ impl Documents {
         order: &ledger_events::OrderContext,
         document_total: Option<Decimal>,
     ) -> Result<ContactRef, ProcessError> {
-        ledger_rpc::ask(
+        let cache_key = (
+            env.merchant_id.clone(),
+            customer_key.clone(),
+            currency.to_string(),
+        );
+        let cacheable = customer_key.starts_with("customer:");
+        if cacheable {
+            let known = self
+                .known_contacts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(contact) = known.get(&cache_key) {
+                return Ok(contact.clone());
+            }
+        }
+        let contact: ContactRef = ledger_rpc::ask(
             &self.ctx.nats,
             ledger_rpc::ENSURE_CONTACT_SUBJECT,
             &EnsureContactRequest {
@@ -201,7 +221,18 @@ impl Documents {
             },
             Duration::from_secs(60),
         )
-        .await
+        .await?;
+        if cacheable && !contact.consolidated {
+            let mut known = self
+                .known_contacts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if known.len() > 100_000 {
+                known.clear();
+            }
+            known.insert(cache_key, contact.clone());
+        }
+        Ok(contact)
     }
 
     async fn record_skip(
@@ -255,7 +286,11 @@ impl Documents {
             // saved it). The idempotency id covers 7 days; looking the document up by its
             // reference covers any age, e.g. a replay after a long outage.
             if let Some(sage_id) = self.find_in_sage(&env.merchant_id, &plan, contact).await? {
-                tracing::info!(document = key, sage_id, "in-doubt document found in Sage; adopting it");
+                tracing::info!(
+                    document = key,
+                    sage_id,
+                    "in-doubt document found in Sage; adopting it"
+                );
                 return self
                     .record_posted(env, key, entity_id, date, contact, &plan, &sage_id, None)
                     .await;
@@ -334,7 +369,14 @@ impl Documents {
         .bind(entity_id as i64)
         .execute(&mut *tx)
         .await?;
-        journal::record_done(&mut tx, env.event_id, plan.resource, Some(sage_id), request_id).await?;
+        journal::record_done(
+            &mut tx,
+            env.event_id,
+            plan.resource,
+            Some(sage_id),
+            request_id,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(
             document = key,
@@ -953,7 +995,10 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
     let (nats, db) = (ctx.nats.clone(), ctx.db.clone());
-    let handler = Arc::new(Documents { ctx });
+    let handler = Arc::new(Documents {
+        ctx,
+        known_contacts: std::sync::Mutex::new(HashMap::new()),
+    });
     ledger_runtime::dead_letters::serve(SERVICE, nats, db, handler.clone(), shutdown.clone())
         .await?;
     let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));

@@ -1,0 +1,9 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Magento\Framework\Exception;
+
+class NoSuchEntityException extends LocalizedException
+{
+}

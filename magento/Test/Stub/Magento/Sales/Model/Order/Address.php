@@ -1,0 +1,11 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Magento\Sales\Model\Order;
+
+use Magento\Framework\Model\AbstractModel;
+
+class Address extends AbstractModel
+{
+}

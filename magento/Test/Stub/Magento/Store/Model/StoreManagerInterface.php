@@ -1,0 +1,10 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Magento\Store\Model;
+
+interface StoreManagerInterface
+{
+    public function getStore($storeId = null);
+}

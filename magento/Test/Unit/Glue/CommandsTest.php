@@ -1,0 +1,132 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Ledger\SageSync\Test\Unit\Glue;
+
+use DateTimeImmutable;
+use Ledger\SageSync\Console\Command\Backfill;
+use Ledger\SageSync\Console\Command\OutboxStatus;
+use Ledger\SageSync\Console\Command\Publish;
+use Ledger\SageSync\Console\Command\RetryDead;
+use Ledger\SageSync\Core\Outbox\RelayResult;
+use Ledger\SageSync\Model\Outbox\DbOutboxStore;
+use Ledger\SageSync\Model\Outbox\RelayRunner;
+use Ledger\SageSync\Test\Fixture\Documents;
+use Ledger\SageSync\Test\Support\Console;
+use Ledger\SageSync\Test\Support\FixedClock;
+use Ledger\SageSync\Test\Support\Glue;
+use Ledger\SageSync\Test\Support\Models;
+use Magento\Catalog\Model\ResourceModel\Product\CollectionFactory as Products;
+use Magento\Customer\Model\ResourceModel\Customer\CollectionFactory as Customers;
+use Magento\Sales\Model\ResourceModel\Order\Creditmemo\CollectionFactory as Creditmemos;
+use Magento\Sales\Model\ResourceModel\Order\Invoice\CollectionFactory as Invoices;
+use PHPUnit\Framework\TestCase;
+
+final class CommandsTest extends TestCase
+{
+    public function testNamesAndOptions(): void
+    {
+        $glue = new Glue();
+        $store = $this->createMock(DbOutboxStore::class);
+        $commands = [
+            new OutboxStatus($store, $glue->config),
+            new RetryDead($store, new FixedClock()),
+            new Publish($this->createMock(RelayRunner::class)),
+            new Backfill($glue->recorder, new Invoices(), new Creditmemos(), new Customers(), new Products()),
+        ];
+        self::assertSame(
+            ['ledger:outbox:status', 'ledger:outbox:retry-dead', 'ledger:outbox:publish', 'ledger:backfill'],
+            array_map(static fn ($c) => $c->getName(), $commands)
+        );
+        self::assertSame(['from', 'to', 'type'], array_keys($commands[3]->options));
+    }
+
+    public function testStatusListsCountsAndDeadLetters(): void
+    {
+        $glue = new Glue();
+        $store = $this->createMock(DbOutboxStore::class);
+        $store->method('countByStatus')->willReturn(['pending' => 3, 'retry' => 0, 'published' => 120, 'dead' => 1]);
+        $store->method('unresolvedDeadLetters')->willReturn(1);
+        $store->method('deadLetters')->willReturn([[
+            'outbox_id' => 77, 'event_id' => 'e', 'event_type' => 'invoice.paid', 'dedupe_key' => 'invoice.paid:3301',
+            'attempts' => 12, 'error' => 'no JetStream stream stores subject', 'created_at' => '2025-04-03 01:00:00',
+        ]]);
+        $console = new Console(['dead' => true]);
+        self::assertSame(0, (new OutboxStatus($store, $glue->config))->run($console, $console));
+        self::assertStringContainsString('The merchant id is not set.', $console->output);
+        self::assertMatchesRegularExpression('/published\s+120/', $console->output);
+        self::assertStringContainsString('Unresolved dead letters: 1', $console->output);
+        self::assertStringContainsString('#77 invoice.paid invoice.paid:3301, 12 attempts', $console->output);
+    }
+
+    public function testRetryDead(): void
+    {
+        $store = $this->createMock(DbOutboxStore::class);
+        $store->expects(self::once())->method('requeueDead')
+            ->with([77, 78], self::isInstanceOf(DateTimeImmutable::class))->willReturn(2);
+        $console = new Console(['id' => ['77', '78']]);
+        self::assertSame(0, (new RetryDead($store, new FixedClock()))->run($console, $console));
+        self::assertStringContainsString('2 event(s) requeued', $console->output);
+
+        $bad = new Console(['id' => ['77; DROP TABLE']]);
+        self::assertSame(1, (new RetryDead($store, new FixedClock()))->run($bad, $bad));
+    }
+
+    public function testPublishReportsTheRun(): void
+    {
+        $result = new RelayResult();
+        $result->published = 3;
+        $runner = $this->createMock(RelayRunner::class);
+        $runner->method('run')->willReturn($result);
+        $console = new Console(['limit' => '10']);
+        self::assertSame(0, (new Publish($runner))->run($console, $console));
+        self::assertStringContainsString('published 3', $console->output);
+    }
+
+    public function testBackfillRecordsOnceAndIsIdempotent(): void
+    {
+        $glue = new Glue();
+        $invoices = new Invoices();
+        $invoices->items = [
+            Models::invoice(Documents::ukCardInvoice(), Models::order(Documents::ukCardOrder())),
+            Models::invoice(Documents::bundleInvoice(), Models::order(Documents::bundleOrder())),
+        ];
+        $creditmemos = new Creditmemos();
+        $creditmemos->items = [Models::creditmemo(Documents::ukCreditmemo(), Models::order(Documents::ukCardOrder()))];
+        $command = new Backfill($glue->recorder, $invoices, $creditmemos, new Customers(), new Products());
+
+        $console = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'invoice,creditmemo']);
+        self::assertSame(0, $command->run($console, $console));
+        self::assertSame(
+            ['created_at' => ['from' => '2025-04-01 00:00:00', 'to' => '2025-04-30 23:59:59']],
+            $invoices->last->filters
+        );
+        $keys = ['invoice.created:3301', 'invoice.paid:3301', 'invoice.created:3420', 'invoice.paid:3420',
+            'creditmemo.created:1207'];
+        self::assertSame($keys, $glue->keys());
+        $occurred = $glue->outbox->all()[0]->occurredAt->format(DATE_ATOM);
+        self::assertSame('2025-04-02T10:14:11+00:00', $occurred, 'the time of the document');
+
+        $again = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'invoice,creditmemo']);
+        self::assertSame(0, $command->run($again, $again));
+        self::assertSame($keys, $glue->keys(), 'running it twice adds nothing');
+    }
+
+    public function testBackfillRejectsBadInput(): void
+    {
+        $glue = new Glue();
+        $command = new Backfill($glue->recorder, new Invoices(), new Creditmemos(), new Customers(), new Products());
+        $cases = [
+            ['from' => '2025-02-30', 'to' => '2025-03-01', 'type' => 'invoice'],
+            ['from' => '2025-03-02', 'to' => '2025-03-01', 'type' => 'invoice'],
+            ['from' => '2025-03-01', 'to' => '2025-03-02', 'type' => 'orders'],
+            ['to' => '2025-03-02', 'type' => 'invoice'],
+        ];
+        foreach ($cases as $options) {
+            $console = new Console($options);
+            self::assertSame(1, $command->run($console, $console), json_encode($options));
+        }
+        self::assertSame([], $glue->keys());
+    }
+}

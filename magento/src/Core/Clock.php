@@ -1,0 +1,13 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Ledger\SageSync\Core;
+
+use DateTimeImmutable;
+
+interface Clock
+{
+    /** The current time in UTC. */
+    public function now(): DateTimeImmutable;
+}

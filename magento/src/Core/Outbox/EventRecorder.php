@@ -1,0 +1,155 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Ledger\SageSync\Core\Outbox;
+
+use Ledger\SageSync\Core\Clock;
+use Ledger\SageSync\Core\Event\EventType;
+use Ledger\SageSync\Core\Snapshot\SnapshotSerializer;
+use Ledger\SageSync\Core\Uuid;
+use Throwable;
+
+/**
+ * Turns one Magento change into one outbox row, inside the caller's transaction.
+ *
+ * The event id is minted here, once. A snapshot that cannot be built does not fail the save (in
+ * checkout the payment may already be captured): the row is written without payload and the
+ * relay rebuilds it. A row that cannot be written does fail the save — the store throws.
+ */
+final class EventRecorder
+{
+    public function __construct(
+        private OutboxStore $store,
+        private SnapshotSerializer $serializer,
+        private Clock $clock,
+        private SourceInfo $source,
+    ) {
+    }
+
+    /**
+     * @param \DateTimeImmutable|null $at when it happened, if not now (backfill of old documents)
+     */
+    public function invoice(
+        EventType $type,
+        array $invoice,
+        array $order,
+        int $websiteId,
+        ?\DateTimeImmutable $at = null
+    ): OutboxRecord {
+        $entityId = (int) ($invoice['entity_id'] ?? 0);
+        return $this->record(
+            $type,
+            'invoice',
+            $entityId,
+            $websiteId,
+            (int) ($invoice['store_id'] ?? $order['store_id'] ?? 0),
+            null,
+            fn (\DateTimeImmutable $now): array => $type === EventType::InvoicePaid
+                ? $this->serializer->invoicePaid($invoice, $order, $now)
+                : $this->serializer->invoiceCreated($invoice, $order, $now),
+            $at
+        );
+    }
+
+    public function creditmemo(
+        array $creditmemo,
+        array $order,
+        int $websiteId,
+        ?\DateTimeImmutable $at = null
+    ): OutboxRecord {
+        return $this->record(
+            EventType::CreditmemoCreated,
+            'creditmemo',
+            (int) ($creditmemo['entity_id'] ?? 0),
+            $websiteId,
+            (int) ($creditmemo['store_id'] ?? $order['store_id'] ?? 0),
+            null,
+            fn (\DateTimeImmutable $now): array => $this->serializer->creditmemoCreated($creditmemo, $order, $now),
+            $at
+        );
+    }
+
+    public function customer(array $customer, int $websiteId, int $storeId): OutboxRecord
+    {
+        return $this->record(
+            EventType::CustomerSaved,
+            'customer',
+            (int) ($customer['entity_id'] ?? $customer['id'] ?? 0),
+            $websiteId,
+            $storeId,
+            null,
+            fn (): array => $this->serializer->customerSaved($customer)
+        );
+    }
+
+    public function product(array $product, int $websiteId, int $storeId): OutboxRecord
+    {
+        return $this->record(
+            EventType::ProductSaved,
+            'product',
+            (int) ($product['entity_id'] ?? $product['id'] ?? 0),
+            $websiteId,
+            $storeId,
+            $storeId,
+            fn (): array => $this->serializer->productSaved($product)
+        );
+    }
+
+    /**
+     * A row with ids only, for when even reading the entity failed inside the save.
+     */
+    public function withoutPayload(
+        EventType $type,
+        string $entityType,
+        int $entityId,
+        int $websiteId,
+        int $storeId,
+        string $reason
+    ): OutboxRecord {
+        $scope = $type === EventType::ProductSaved ? $storeId : null;
+        return $this->record($type, $entityType, $entityId, $websiteId, $storeId, $scope, function () use ($reason) {
+            throw new \RuntimeException($reason);
+        });
+    }
+
+    /** @param callable(\DateTimeImmutable): array<string, mixed> $build */
+    private function record(
+        EventType $type,
+        string $entityType,
+        int $entityId,
+        int $websiteId,
+        int $storeId,
+        ?int $dedupeScope,
+        callable $build,
+        ?\DateTimeImmutable $at = null
+    ): OutboxRecord {
+        if ($entityId < 1) {
+            throw new \InvalidArgumentException('cannot record ' . $type->value . ' of an unsaved ' . $entityType);
+        }
+        $now = $at ?? $this->clock->now();
+        $error = null;
+        try {
+            $payload = $build($now);
+        } catch (Throwable $e) {
+            $payload = null;
+            $error = 'snapshot failed at save, rebuilt on publish: ' . $e->getMessage();
+        }
+        $record = new OutboxRecord(
+            eventId: Uuid::v4(),
+            eventType: $type,
+            dedupeKey: OutboxRecord::dedupeKey($type, $entityId, $dedupeScope),
+            entityType: $entityType,
+            entityId: $entityId,
+            websiteId: max(0, $websiteId),
+            storeId: max(0, $storeId),
+            occurredAt: $now,
+            source: $this->source->source(),
+            payload: $payload,
+            nextAttemptAt: $this->clock->now(),
+            lastError: $error,
+        );
+        $record->written = $this->store->append($record);
+        return $record;
+    }
+}

@@ -1,0 +1,80 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Ledger\SageSync\Model\Status;
+
+use DateTimeImmutable;
+use DateTimeZone;
+use Ledger\SageSync\Core\Status\SageStatus;
+use Ledger\SageSync\Core\Status\StatusSink;
+use Magento\Framework\App\ResourceConnection;
+
+/**
+ * Sage status of invoices and credit memos: one row per document in its status table (joined by
+ * the core grid refresh, see etc/di.xml) and the same values written straight into the grid row,
+ * because a later status change does not touch sales_invoice.updated_at and the grid indexer
+ * would never notice it. Customers and products have no grid; their state lives in the outbox.
+ */
+class DbStatusSink implements StatusSink
+{
+    /** entity type => [status table, id column, grid table] */
+    public const TABLES = [
+        'invoice' => ['ledger_sage_invoice_status', 'invoice_id', 'sales_invoice_grid'],
+        'creditmemo' => ['ledger_sage_creditmemo_status', 'creditmemo_id', 'sales_creditmemo_grid'],
+    ];
+
+    public function __construct(private ResourceConnection $resource)
+    {
+    }
+
+    public function update(
+        string $entityType,
+        int $entityId,
+        SageStatus $status,
+        ?string $message,
+        ?string $sageReference = null
+    ): void {
+        if (!isset(self::TABLES[$entityType])) {
+            return;
+        }
+        [$table, $idColumn, $grid] = self::TABLES[$entityType];
+        $message = $message === null ? null : mb_substr($message, 0, 255);
+        $connection = $this->resource->getConnection('sales');
+        $connection->query(
+            'INSERT INTO ' . $connection->quoteIdentifier($this->resource->getTableName($table, 'sales'))
+            . ' (' . $idColumn . ', status, message, sage_ref, updated_at) VALUES (?, ?, ?, ?, ?)'
+            . ' ON DUPLICATE KEY UPDATE status = VALUES(status), message = VALUES(message),'
+            . ' sage_ref = COALESCE(VALUES(sage_ref), sage_ref), updated_at = VALUES(updated_at)',
+            [
+                $entityId,
+                $status->value,
+                $message,
+                $sageReference === null ? null : mb_substr($sageReference, 0, 64),
+                (new DateTimeImmutable('now', new DateTimeZone('UTC')))->format('Y-m-d H:i:s'),
+            ]
+        );
+        $connection->update(
+            $this->resource->getTableName($grid, 'sales'),
+            ['sage_status' => $status->value, 'sage_status_message' => $message],
+            ['entity_id = ?' => $entityId]
+        );
+    }
+
+    /** @return array{status: string, message: ?string, sage_ref: ?string, updated_at: string}|null */
+    public function get(string $entityType, int $entityId): ?array
+    {
+        if (!isset(self::TABLES[$entityType])) {
+            return null;
+        }
+        [$table, $idColumn] = self::TABLES[$entityType];
+        $connection = $this->resource->getConnection('sales');
+        $row = $connection->fetchRow(
+            'SELECT status, message, sage_ref, updated_at FROM '
+            . $connection->quoteIdentifier($this->resource->getTableName($table, 'sales'))
+            . ' WHERE ' . $idColumn . ' = ?',
+            [$entityId]
+        );
+        return is_array($row) ? $row : null;
+    }
+}
