@@ -186,33 +186,9 @@ impl Stack {
     /// Connects (or reconnects) a merchant's Sage business through the gateway's real OAuth
     /// start and callback endpoints; the sandbox plays the consent page.
     pub async fn connect_sage(&self, merchant_id: &str, business_id: &str) -> anyhow::Result<()> {
-        let start = self
-            .http
-            .get(format!("{}/connect/sage/start", self.gateway_url))
-            .query(&[("merchant", merchant_id)])
-            .send()
-            .await?;
-        let location = start
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .context("redirect to Sage consent")?;
-        let state = reqwest::Url::parse(location)?
-            .query_pairs()
-            .find(|(k, _)| k == "state")
-            .map(|(_, v)| v.to_string())
-            .context("state in consent URL")?;
         // The merchant approves on Sage's page; Sage sends the browser back with a code.
         let code = self.sandbox.issue_authorization_code(business_id).await;
-        let callback = self
-            .http
-            .get(format!("{}/connect/sage/callback", self.gateway_url))
-            .query(&[("code", code.as_str()), ("state", state.as_str())])
-            .send()
-            .await?;
-        if !callback.status().is_success() {
-            bail!("connect failed: {}", callback.text().await?);
-        }
+        connect_through_gateway(&self.http, &self.gateway_url, merchant_id, &code).await?;
         Ok(())
     }
 
@@ -279,4 +255,39 @@ impl Stack {
         }
         self.sandbox.shutdown().await;
     }
+}
+
+/// Walks the gateway's Sage connection flow as a browser would: `/connect/sage/start` (which
+/// redirects to Sage's consent page with a `state`), then the callback with the `code` Sage's
+/// consent page hands out. `http` must not follow redirects. Returns the callback's answer.
+pub async fn connect_through_gateway(
+    http: &reqwest::Client,
+    gateway_url: &str,
+    merchant_id: &str,
+    code: &str,
+) -> anyhow::Result<Value> {
+    let start = http
+        .get(format!("{gateway_url}/connect/sage/start"))
+        .query(&[("merchant", merchant_id)])
+        .send()
+        .await?;
+    let location = start
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .context("redirect to Sage consent")?;
+    let state = reqwest::Url::parse(location)?
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.to_string())
+        .context("state in consent URL")?;
+    let callback = http
+        .get(format!("{gateway_url}/connect/sage/callback"))
+        .query(&[("code", code), ("state", state.as_str())])
+        .send()
+        .await?;
+    if !callback.status().is_success() {
+        bail!("connect failed: {}", callback.text().await?);
+    }
+    Ok(callback.json().await?)
 }

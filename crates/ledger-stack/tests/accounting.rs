@@ -267,10 +267,15 @@ async fn interrupted_credit_memo_resumes_each_step_without_duplicates() {
         "each write landed once"
     );
     let stats = stack.sandbox.inspect().stats_for(&m.business_id);
+    // The in-doubt credit note is found in Sage by its reference instead of being re-sent.
     assert_eq!(
         stats.count("POST", "/v3.1/sales_credit_notes"),
-        2,
-        "credit note re-sent once"
+        1,
+        "credit note posted once"
+    );
+    assert!(
+        stats.count("GET", "/v3.1/sales_credit_notes") >= 1,
+        "credit note looked up by reference"
     );
     assert_eq!(
         stats.count("POST", "/v3.1/contact_allocations"),
@@ -278,8 +283,8 @@ async fn interrupted_credit_memo_resumes_each_step_without_duplicates() {
         "allocation re-sent once"
     );
     assert!(
-        stats.replays() >= 2,
-        "answered from Sage's idempotency record"
+        stats.replays() >= 1,
+        "the allocation was answered from Sage's idempotency record"
     );
     let inv = &stack.documents(&m, "sales_invoices")[0];
     assert_eq!(
@@ -717,6 +722,7 @@ async fn documents_of_a_new_customer_at_once_make_one_contact() {
             party: json!({ "order": order_json }),
             event_id: format!("burst-{i}"),
             document_total: Some(dec!(10)),
+            stream_sequence: None,
         };
         let nats = stack.nats.clone();
         async move {

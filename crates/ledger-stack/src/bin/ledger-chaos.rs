@@ -107,27 +107,8 @@ async fn onboard(
             ..BusinessSpec::default()
         })
         .await;
-    let start = http
-        .get(format!("{gateway}/connect/sage/start"))
-        .query(&[("merchant", merchant)])
-        .send()
-        .await?;
-    let location = start
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .context("consent redirect")?;
-    let state = reqwest::Url::parse(location)?
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.to_string())
-        .context("state")?;
     let code = sandbox.issue_authorization_code(&business.id).await;
-    http.get(format!("{gateway}/connect/sage/callback"))
-        .query(&[("code", code.as_str()), ("state", state.as_str())])
-        .send()
-        .await?
-        .error_for_status()?;
+    ledger_stack::connect_through_gateway(http, gateway, merchant, &code).await?;
     Ok(business.id)
 }
 

@@ -57,42 +57,15 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .await?;
     let business_id = business["id"].as_str().context("business id")?.to_string();
-    let consent = http
-        .get(format!("{gateway}/connect/sage/start"))
-        .query(&[("merchant", &merchant)])
-        .send()
-        .await?;
-    let location = consent
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .context("consent redirect")?;
-    let state = reqwest::Url::parse(location)?
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .map(|(_, v)| v.to_string())
-        .context("state")?;
     let code: Value = http
-        .post(format!(
-            "{sandbox}/businesses/{business_id}/authorization_code"
-        ))
+        .post(format!("{sandbox}/businesses/{business_id}/authorization_code"))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let code = code["code"]
-        .as_str()
-        .context("authorization code")?
-        .to_string();
-    let connected: Value = http
-        .get(format!("{gateway}/connect/sage/callback"))
-        .query(&[("code", &code), ("state", &state)])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let code = code["code"].as_str().context("authorization code")?.to_string();
+    let connected = ledger_stack::connect_through_gateway(&http, &gateway, &merchant, &code).await?;
     println!(
         "merchant {merchant} connected to Sage business {}",
         connected["sage_business_id"]
@@ -231,7 +204,8 @@ async fn main() -> anyhow::Result<()> {
         for d in docs {
             match resource.as_str() {
                 "contact_payments" => println!(
-                    "  receipt        {:<10} {:>10} {} allocated to {}",
+                    "  {:<14} {:<10} {:>10} {} allocated to {}",
+                    money(&d["transaction_type"]["id"]).to_lowercase().replace("customer_", ""),
                     money(&d["reference"]),
                     money(&d["total_amount"]),
                     money(&d["currency"]["id"]),
