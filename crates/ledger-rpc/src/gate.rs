@@ -13,7 +13,7 @@
 //!   `LEDGER_SAGE_MAX_CONCURRENT` so that the sum over all processes stays under 150.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
@@ -212,7 +212,10 @@ impl GatedSage {
     ) -> Result<sage_client::SageResponse, sage_client::SageError> {
         self.admit(merchant).await?;
         let _permit = self.gate.permit().await;
-        self.client.get(merchant, path, query).await
+        let started = Instant::now();
+        let result = self.client.get(merchant, path, query).await;
+        audit_response("GET", path, query, None, None, &result, started);
+        result
     }
 
     /// `POST` through the gate, holding the (merchant, resource) lease.
@@ -224,8 +227,20 @@ impl GatedSage {
         fields: Value,
         idempotency_id: Option<&str>,
     ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        if ledger_runtime::replay::dry_run() {
+            return Err(refuse_dry_run(
+                "POST",
+                resource,
+                root,
+                &fields,
+                idempotency_id,
+            ));
+        }
         self.admit(merchant).await?;
         let _permit = self.gate.permit().await;
+        let request =
+            ledger_runtime::audit::active().then(|| serde_json::json!({ root: fields.clone() }));
+        let started = Instant::now();
         let outcome = self
             .gate
             .exclusive(merchant, resource, async {
@@ -235,10 +250,20 @@ impl GatedSage {
                     .await)
             })
             .await;
-        match outcome {
+        let result = match outcome {
             Ok(result) => result,
             Err(e) => Err(gate_failure(e)),
-        }
+        };
+        audit_response(
+            "POST",
+            resource,
+            &[],
+            request,
+            idempotency_id,
+            &result,
+            started,
+        );
+        result
     }
 
     /// `PUT` through the gate.
@@ -250,11 +275,20 @@ impl GatedSage {
         fields: Value,
         idempotency_id: Option<&str>,
     ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        if ledger_runtime::replay::dry_run() {
+            return Err(refuse_dry_run("PUT", path, root, &fields, idempotency_id));
+        }
         self.admit(merchant).await?;
         let _permit = self.gate.permit().await;
-        self.client
+        let request =
+            ledger_runtime::audit::active().then(|| serde_json::json!({ root: fields.clone() }));
+        let started = Instant::now();
+        let result = self
+            .client
             .put(merchant, path, root, fields, idempotency_id)
-            .await
+            .await;
+        audit_response("PUT", path, &[], request, idempotency_id, &result, started);
+        result
     }
 
     /// `DELETE` through the gate.
@@ -264,12 +298,19 @@ impl GatedSage {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        if ledger_runtime::replay::dry_run() {
+            return Err(refuse_dry_run("DELETE", path, "", &Value::Null, None));
+        }
         self.admit(merchant).await?;
         let _permit = self.gate.permit().await;
-        self.client.delete(merchant, path, query).await
+        let started = Instant::now();
+        let result = self.client.delete(merchant, path, query).await;
+        audit_response("DELETE", path, query, None, None, &result, started);
+        result
     }
 
-    /// Every page of a listing (each page passes the gate).
+    /// Every page of a listing (each page passes the gate). The audit keeps one entry for the
+    /// whole listing, with the number of items read.
     pub async fn list_all(
         &self,
         merchant: &str,
@@ -278,7 +319,27 @@ impl GatedSage {
     ) -> Result<Vec<Value>, sage_client::SageError> {
         self.admit(merchant).await?;
         let _permit = self.gate.permit().await;
-        self.client.list_all(merchant, resource, query).await
+        let started = Instant::now();
+        let result = self.client.list_all(merchant, resource, query).await;
+        if ledger_runtime::audit::active() {
+            let response = match &result {
+                Ok(items) => serde_json::json!({ "$items": items }),
+                Err(_) => Value::Null,
+            };
+            audit_call(
+                "GET",
+                resource,
+                query,
+                None,
+                None,
+                &result
+                    .as_ref()
+                    .map(|_| (200, response, None))
+                    .map_err(Clone::clone),
+                started,
+            );
+        }
+        result
     }
 
     /// The first item of a listing.
@@ -290,12 +351,170 @@ impl GatedSage {
     ) -> Result<Option<Value>, sage_client::SageError> {
         self.admit(merchant).await?;
         let _permit = self.gate.permit().await;
-        self.client.find_first(merchant, resource, query).await
+        let started = Instant::now();
+        let result = self.client.find_first(merchant, resource, query).await;
+        if ledger_runtime::audit::active() {
+            let response = match &result {
+                Ok(item) => serde_json::json!({ "$items": item.iter().collect::<Vec<_>>() }),
+                Err(_) => Value::Null,
+            };
+            audit_call(
+                "GET",
+                resource,
+                query,
+                None,
+                None,
+                &result
+                    .as_ref()
+                    .map(|_| (200, response, None))
+                    .map_err(Clone::clone),
+                started,
+            );
+        }
+        result
     }
 
     async fn admit(&self, merchant: &str) -> Result<(), sage_client::SageError> {
         self.gate.spend(merchant).await.map_err(gate_failure)
     }
+}
+
+/// A write refused because the current task runs a replay's dry run: recorded in the audit
+/// scope (which the replay reports as what would be posted) and answered with a transient
+/// error that names it, so the handler stops there.
+fn refuse_dry_run(
+    method: &str,
+    path: &str,
+    root: &str,
+    fields: &Value,
+    idempotency_id: Option<&str>,
+) -> sage_client::SageError {
+    use ledger_runtime::audit;
+    let request = if root.is_empty() {
+        Value::Null
+    } else {
+        audit::redact(&serde_json::json!({ root: fields }))
+    };
+    audit::record_call(audit::SageCall {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: Vec::new(),
+        request,
+        idempotency_id: idempotency_id.map(str::to_string),
+        status: None,
+        response: Value::Null,
+        sage_id: None,
+        x_request_id: None,
+        duration_ms: 0,
+        error: Some("dry_run".into()),
+        at: chrono::Utc::now(),
+    });
+    sage_client::SageError::Transient {
+        status: None,
+        message: format!(
+            "{} {method} {path} not sent",
+            ledger_runtime::replay::DRY_RUN_MARKER
+        ),
+        retry_after: None,
+        request_id: None,
+    }
+}
+
+/// Adds a call that produced a [`sage_client::SageResponse`] to the current audit scope.
+fn audit_response(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    request: Option<Value>,
+    idempotency_id: Option<&str>,
+    result: &Result<sage_client::SageResponse, sage_client::SageError>,
+    started: Instant,
+) {
+    if !ledger_runtime::audit::active() {
+        return;
+    }
+    let result = result
+        .as_ref()
+        .map(|r| (r.status, r.body.clone(), r.request_id.clone()))
+        .map_err(Clone::clone);
+    audit_call(
+        method,
+        path,
+        query,
+        request,
+        idempotency_id,
+        &result,
+        started,
+    );
+}
+
+/// Adds one call to the current audit scope: body redacted, answer summarised.
+fn audit_call(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    request: Option<Value>,
+    idempotency_id: Option<&str>,
+    result: &Result<(u16, Value, Option<String>), sage_client::SageError>,
+    started: Instant,
+) {
+    use ledger_runtime::audit;
+    let (status, response, x_request_id, error) = match result {
+        Ok((status, body, request_id)) => (
+            Some(*status),
+            audit::summarize(body),
+            request_id.clone(),
+            None,
+        ),
+        Err(e) => {
+            let code = match e {
+                sage_client::SageError::Rejected { errors, .. } => format!(
+                    "sage.{}",
+                    errors
+                        .first()
+                        .map(|i| i.data_code.as_str())
+                        .unwrap_or("Rejected")
+                ),
+                other => match other.status() {
+                    Some(s) => format!("sage.http_{s}"),
+                    None => crate::sage_error_to_process(other.clone())
+                        .code()
+                        .to_string(),
+                },
+            };
+            (
+                e.status(),
+                Value::Null,
+                e.request_id().map(str::to_string),
+                Some(code),
+            )
+        }
+    };
+    let sage_id = response
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            // A read or write of one record names it in the path (`contacts/{id}`).
+            path.split_once('/').map(|(_, id)| id.to_string())
+        });
+    audit::record_call(audit::SageCall {
+        method: method.to_string(),
+        path: path.split('?').next().unwrap_or(path).to_string(),
+        query: query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        request: request.map(|r| audit::redact(&r)).unwrap_or(Value::Null),
+        idempotency_id: idempotency_id.map(str::to_string),
+        status,
+        response,
+        sage_id,
+        x_request_id,
+        duration_ms: started.elapsed().as_millis() as u64,
+        error,
+        at: chrono::Utc::now(),
+    });
 }
 
 /// Carries a gate refusal through the Sage client's error type: a throttle becomes a 429-like

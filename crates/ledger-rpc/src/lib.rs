@@ -323,6 +323,13 @@ pub struct EnsureContactRequest {
     /// credit notes without an invoice) means "never consolidate".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_total: Option<rust_decimal::Decimal>,
+    /// Stream sequence of that event, so the contacts service's audit record of the Sage
+    /// calls made for it links to the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_sequence: Option<u64>,
+    /// Asked from a replay's dry run: report, never write (see `ledger_runtime::replay`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A Sage contact as the contacts service knows it.
@@ -571,6 +578,8 @@ pub struct ServiceContext {
     pub sage: GatedSage,
     /// Settings from the gateway.
     pub settings: SettingsClient,
+    /// The service's audit trail (table `audit_records` in its schema).
+    pub audit: ledger_runtime::audit::AuditLog,
 }
 
 /// Re-export so services name the pool type through one path.
@@ -604,7 +613,7 @@ pub struct ServiceConfig {
 
 impl ServiceContext {
     /// Connects NATS (refusing servers older than 2.10), PostgreSQL (schema `schema`, with
-    /// the journal tables) and builds a Sage client whose tokens come from the gateway.
+    /// the journal and audit tables) and builds a Sage client whose tokens come from the gateway.
     pub async fn connect(
         config: &ServiceConfig,
         service: &'static str,
@@ -614,6 +623,11 @@ impl ServiceContext {
         let js = async_nats::jetstream::new(nats.clone());
         let db = ledger_runtime::db::connect_schema(&config.database_url, schema, 20).await?;
         ledger_runtime::journal::migrate(&db).await?;
+        ledger_runtime::audit::migrate(&db).await?;
+        // The gateway creates it with the configured replicas; whoever starts first wins.
+        ledger_runtime::status::ensure_stream(&js, 1)
+            .await
+            .map_err(anyhow::Error::msg)?;
         // Consumers never see client credentials: calls need only the bearer token.
         let mut sage_config = sage_client::SageConfig::sage_production("", "", "");
         sage_config.api_base_url = config.sage_api_base_url.clone();
@@ -625,6 +639,7 @@ impl ServiceContext {
         let gate = Arc::new(SageGate::new(&js, GateLimits::from_env()).await?);
         let sage = GatedSage::new(client, gate);
         Ok(ServiceContext {
+            audit: ledger_runtime::audit::AuditLog::new(service, db.clone()),
             settings: SettingsClient::new(nats.clone()),
             nats,
             js,

@@ -1,5 +1,6 @@
 //! What every Ledger service shares.
 //!
+//! - [`audit`]: the per-event audit trail of Sage calls, hash-chained per merchant.
 //! - [`bus`]: connecting to NATS (refusing servers older than 2.10), the JetStream topology
 //!   (the `MAGENTO_EVENTS` stream and durable pull consumers) and request/reply helpers.
 //! - [`consumer`]: the consumer loop with its ack discipline: ack only after the outcome is
@@ -9,8 +10,11 @@
 //! - [`telemetry`]: tracing with OpenTelemetry and trace context in NATS headers.
 //! - [`metrics`]: Prometheus metrics, `/metrics` and `/healthz`, consumer lag.
 //! - [`db`]: one PostgreSQL schema per service, so each service owns its tables.
+//! - [`status`]: the sync status feed (stream `LEDGER_STATUS`, cursor = stream sequence).
+//! - [`replay`]: re-running a merchant's events from the log through a service's handler.
 //! - [`shutdown`]: the signal future every binary waits on.
 
+pub mod audit;
 pub mod bus;
 pub mod consumer;
 pub mod db;
@@ -18,7 +22,9 @@ pub mod dead_letters;
 pub mod error;
 pub mod journal;
 pub mod metrics;
+pub mod replay;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 
 pub use error::{ProcessError, ProcessResult};

@@ -722,6 +722,8 @@ async fn documents_of_a_new_customer_at_once_make_one_contact() {
             party: json!({ "order": order_json }),
             event_id: format!("burst-{i}"),
             document_total: Some(dec!(10)),
+            stream_sequence: None,
+            dry_run: false,
         };
         let nats = stack.nats.clone();
         async move {

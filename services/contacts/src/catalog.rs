@@ -200,6 +200,7 @@ impl Catalog {
     ) -> Result<Outcome, ProcessError> {
         let product = &snapshot.product;
         let key = product.product_key();
+        ledger_runtime::audit::note_document(&key);
         let merchant = env.merchant_id.as_str();
         let db = &self.ctx.db;
         for step in [STEP_CREATE, STEP_UPDATE] {

@@ -429,6 +429,7 @@ impl Handler for Contacts {
             Payload::CustomerSaved(snapshot) => {
                 let party = Party::from_customer_snapshot(snapshot);
                 let key = party.customer_key.clone();
+                ledger_runtime::audit::note_document(&key);
                 self.customer_saved(&env.merchant_id, env.event_id, &party, &key)
                     .await
             }
@@ -504,16 +505,18 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         locks: StdMutex::new(HashMap::new()),
     });
     let responder = service.clone();
+    let audit = ctx.audit.clone();
+    ledger_runtime::audit::serve(ctx.nats.clone(), audit.clone(), shutdown.clone()).await?;
+    let ensure_audit = audit.clone();
     ledger_rpc::serve(
         nats,
         ledger_rpc::ENSURE_CONTACT_SUBJECT,
         move |req: EnsureContactRequest| {
             let service = responder.clone();
+            let audit = ensure_audit.clone();
             async move {
-                service
-                    .ensure(&req)
-                    .await
-                    .map_err(|e| RpcError::from_process_error(&e))
+                let result = audited_ensure(&service, &audit, &req).await;
+                result.map_err(|e| RpcError::from_process_error(&e))
             }
         },
         shutdown.clone(),
@@ -522,17 +525,43 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
     let db = ctx.db.clone();
-    let catalog = Arc::new(catalog::Catalog::new(ctx.clone()));
+    // Every handling (both consumers, dead-letter retries) is audited.
+    let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
+    let service = Arc::new(
+        ledger_runtime::audit::Audited::new(SERVICE, audit.clone(), service)
+            .with_hook(status.clone()),
+    );
+    let catalog = Arc::new(
+        ledger_runtime::audit::Audited::new(
+            catalog::CONSUMER,
+            audit,
+            Arc::new(catalog::Catalog::new(ctx.clone())),
+        )
+        .with_hook(status),
+    );
     // Both consumers record dead letters in this schema; a retry goes back to the one whose
     // subject it came from.
+    let router = Arc::new(DeadLetterRouter {
+        customers: service.clone(),
+        catalog: catalog.clone(),
+    });
     ledger_runtime::dead_letters::serve(
         SERVICE,
         ctx.nats.clone(),
+        db.clone(),
+        router.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    // A replay reads customers and products in log order and routes each the same way.
+    let mut filters = consumer_spec().filter_subjects;
+    filters.extend(catalog::consumer_spec().filter_subjects);
+    ledger_runtime::replay::serve(
+        SERVICE,
+        ctx.nats.clone(),
         db,
-        Arc::new(DeadLetterRouter {
-            customers: service.clone(),
-            catalog: catalog.clone(),
-        }),
+        router,
+        filters,
         shutdown.clone(),
     )
     .await?;
@@ -549,10 +578,101 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     Ok(Running { metrics_addr, done })
 }
 
-/// Sends a dead letter's retry to the consumer that owns its subject.
+/// Sends a dead letter's retry (or a replayed event) to the consumer that owns its subject.
 struct DeadLetterRouter {
-    customers: Arc<Contacts>,
-    catalog: Arc<catalog::Catalog>,
+    customers: Arc<ledger_runtime::audit::Audited<Contacts>>,
+    catalog: Arc<ledger_runtime::audit::Audited<catalog::Catalog>>,
+}
+
+/// Answers an ensure request inside an audit scope: when it made Sage calls (or failed), the
+/// calls are appended to this service's audit trail under the asking event, as consumer
+/// `contacts.ensure`.
+async fn audited_ensure(
+    service: &Contacts,
+    audit: &ledger_runtime::audit::AuditLog,
+    req: &EnsureContactRequest,
+) -> Result<ContactRef, ProcessError> {
+    let (result, wrote) = audited_ensure_inner(service, audit, req).await;
+    // A customer's own contact created for a document is the customer's sync.
+    if let Ok(contact) = &result {
+        if wrote && !contact.consolidated {
+            let update = ledger_runtime::status::StatusUpdate {
+                entity: "customer".into(),
+                document_key: req.customer_key.clone(),
+                state: ledger_runtime::status::SyncState::Synced,
+                sage_reference: Some(contact.reference.clone()),
+                sage_id: Some(contact.contact_id.clone()),
+                skip_reason: None,
+                error_code: None,
+                message: None,
+                event_id: Some(req.event_id.clone()),
+                service: SERVICE.into(),
+                at: chrono::Utc::now(),
+            };
+            ledger_runtime::status::publish(&service.ctx.js, &req.merchant, &update).await;
+        }
+    }
+    result
+}
+
+async fn audited_ensure_inner(
+    service: &Contacts,
+    audit: &ledger_runtime::audit::AuditLog,
+    req: &EnsureContactRequest,
+) -> (Result<ContactRef, ProcessError>, bool) {
+    use ledger_runtime::audit;
+    if req.dry_run {
+        // A replay's dry run: Sage writes are refused and nothing is recorded.
+        return (
+            ledger_runtime::replay::dry_running(service.ensure(req)).await,
+            false,
+        );
+    }
+    let started_at = chrono::Utc::now();
+    let clock = std::time::Instant::now();
+    let (result, captured) = audit::capture(async {
+        audit::note_document(&req.customer_key);
+        service.ensure(req).await
+    })
+    .await;
+    if captured.calls.is_empty() && result.is_ok() {
+        return (result, false);
+    }
+    let wrote = captured
+        .calls
+        .iter()
+        .any(|c| c.method != "GET" && c.error.is_none());
+    let (outcome, code, message) = match &result {
+        Ok(_) => (
+            if wrote { "applied" } else { "already_done" }.to_string(),
+            None,
+            None,
+        ),
+        Err(e) => audit::error_outcome(e),
+    };
+    let record = audit::AuditRecord {
+        service: SERVICE.into(),
+        consumer: "contacts.ensure".into(),
+        merchant_id: req.merchant.clone(),
+        chain_seq: 0,
+        event_id: Some(req.event_id.clone()),
+        subject: None,
+        stream_sequence: req.stream_sequence.map(|s| s as i64),
+        delivered: None,
+        document_key: captured.document_key,
+        reference: result.as_ref().ok().map(|c| c.reference.clone()),
+        outcome,
+        code,
+        message,
+        calls: captured.calls,
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        recorded_at: started_at,
+    };
+    if let Err(e) = audit.append(record).await {
+        tracing::error!(error = %e, "audit record of an ensure request not written");
+    }
+    (result, wrote)
 }
 
 #[async_trait::async_trait]

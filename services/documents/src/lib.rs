@@ -188,6 +188,7 @@ impl Documents {
     async fn contact(
         &self,
         env: &Envelope,
+        stream_sequence: u64,
         customer_key: String,
         currency: &str,
         order: &ledger_events::OrderContext,
@@ -218,6 +219,8 @@ impl Documents {
                 party: serde_json::json!({ "order": order }),
                 event_id: env.event_id.to_string(),
                 document_total,
+                stream_sequence: Some(stream_sequence),
+                dry_run: ledger_runtime::replay::dry_run(),
             },
             Duration::from_secs(60),
         )
@@ -349,6 +352,7 @@ impl Documents {
         sage_id: &str,
         request_id: Option<&str>,
     ) -> Result<Posted, ProcessError> {
+        ledger_runtime::audit::note_reference(&plan.reference);
         let mut tx = self.db().begin().await?;
         sqlx::query(
             "INSERT INTO documents (merchant_id, document_key, resource, sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, entity_id)
@@ -469,7 +473,9 @@ impl Documents {
         snapshot: &InvoiceSnapshot,
     ) -> Result<Outcome, ProcessError> {
         let key = snapshot.document_key();
-        if self.posted(&env.merchant_id, &key).await?.is_some() {
+        ledger_runtime::audit::note_document(&key);
+        if let Some(posted) = self.posted(&env.merchant_id, &key).await? {
+            ledger_runtime::audit::note_reference(&posted.reference);
             return Ok(Outcome::AlreadyDone);
         }
         let (_, settings) = self.settings(&env.merchant_id).await?;
@@ -483,6 +489,7 @@ impl Documents {
         let contact = self
             .contact(
                 env,
+                delivery.stream_sequence,
                 snapshot.customer_key(),
                 snapshot.document_currency(),
                 &snapshot.order,
@@ -516,6 +523,7 @@ impl Documents {
         snapshot: &CreditMemoSnapshot,
     ) -> Result<Outcome, ProcessError> {
         let key = snapshot.document_key();
+        ledger_runtime::audit::note_document(&key);
         let (raw, settings) = self.settings(&env.merchant_id).await?;
         let original = match snapshot.creditmemo.invoice_id {
             Some(invoice_id) => match self.original_invoice(&env.merchant_id, invoice_id).await? {
@@ -549,7 +557,10 @@ impl Documents {
             None => None,
         };
         let (credit_note, created) = match self.posted(&env.merchant_id, &key).await? {
-            Some(posted) => (posted, false),
+            Some(posted) => {
+                ledger_runtime::audit::note_reference(&posted.reference);
+                (posted, false)
+            }
             None => {
                 let original_ref = original.as_ref().map(|o| OriginalInvoice {
                     sage_id: o.sage_id.clone(),
@@ -579,6 +590,7 @@ impl Documents {
                     None => {
                         self.contact(
                             env,
+                            delivery.stream_sequence,
                             snapshot.customer_key(),
                             snapshot.document_currency(),
                             &snapshot.order,
@@ -994,13 +1006,38 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
 
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
-    let (nats, db) = (ctx.nats.clone(), ctx.db.clone());
-    let handler = Arc::new(Documents {
-        ctx,
-        known_contacts: std::sync::Mutex::new(HashMap::new()),
-    });
-    ledger_runtime::dead_letters::serve(SERVICE, nats, db, handler.clone(), shutdown.clone())
-        .await?;
+    let (nats, db, audit) = (ctx.nats.clone(), ctx.db.clone(), ctx.audit.clone());
+    let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
+    ledger_runtime::audit::serve(nats.clone(), audit.clone(), shutdown.clone()).await?;
+    // Every handling (consumer, dead-letter retry) is audited.
+    let handler = Arc::new(
+        ledger_runtime::audit::Audited::new(
+            SERVICE,
+            audit,
+            Arc::new(Documents {
+                ctx,
+                known_contacts: std::sync::Mutex::new(HashMap::new()),
+            }),
+        )
+        .with_hook(status),
+    );
+    ledger_runtime::dead_letters::serve(
+        SERVICE,
+        nats.clone(),
+        db.clone(),
+        handler.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    ledger_runtime::replay::serve(
+        SERVICE,
+        nats,
+        db,
+        handler.clone(),
+        consumer_spec().filter_subjects,
+        shutdown.clone(),
+    )
+    .await?;
     let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
 }

@@ -10,12 +10,18 @@
 //!   single-flight.
 //! - **Merchants**: registry, ingest keys and accounting settings (`/v1/admin/...`), served
 //!   to the consumers over NATS.
+//! - **Audit** (`/v1/admin/audit`, `/v1/admin/audit/verify`): the consumer services' audit
+//!   trails, asked for over NATS.
+//! - **Status feed** (`GET /v1/status?cursor=N`, the merchant's ingest key): sync state
+//!   changes of the merchant's entities from the `LEDGER_STATUS` stream.
 //! - `/metrics` and `/healthz`.
 
+pub mod audit;
 pub mod connect;
 pub mod ingest;
 pub mod merchants;
 pub mod rpc;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,6 +165,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         ..Default::default()
     };
     bus::ensure_streams(&js, &stream_settings).await?;
+    ledger_runtime::status::ensure_stream(&js, stream_settings.replicas)
+        .await
+        .map_err(anyhow::Error::msg)?;
 
     let db = ledger_runtime::db::connect_schema(&config.database_url, "gateway", 20).await?;
     sqlx::migrate!("./migrations").run(&db).await?;
@@ -187,6 +196,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         .merge(ingest::router())
         .merge(connect::router())
         .merge(merchants::router())
+        .merge(audit::router())
+        .merge(status::router())
         .with_state(state.clone())
         .merge(ledger_runtime::metrics::router());
     let http_addr = ledger_runtime::metrics::serve(config.http_addr, router, shutdown).await?;

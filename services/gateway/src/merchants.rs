@@ -46,7 +46,7 @@ pub async fn authenticate_ingest(app: &AppState, headers: &HeaderMap) -> Option<
         .flatten()
 }
 
-fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+pub(crate) fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     match bearer(headers) {
         Some(token) if token == app.config.admin_token => Ok(()),
         _ => Err((

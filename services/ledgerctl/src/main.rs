@@ -69,6 +69,148 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// The audit trail of the consumer services: every Sage call made per event, hash-chained
+    /// per merchant.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+    /// Runs a merchant's events from the log again through the services' normal path (same
+    /// idempotency keys: what is in Sage already is never posted twice).
+    Replay {
+        /// Merchant.
+        #[arg(long)]
+        merchant: String,
+        /// Only events published at or after (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events published before (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this service: contacts, documents or payments (default: all three, in that
+        /// order).
+        #[arg(long)]
+        only: Option<String>,
+        /// Report what would be posted; post nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the summaries as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Shows audit records matching the filters (oldest first).
+    Show {
+        /// Service: contacts, documents or payments (default: all three).
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this merchant.
+        #[arg(long)]
+        merchant: Option<String>,
+        /// Only this event id.
+        #[arg(long)]
+        event: Option<String>,
+        /// Only this Magento document key (`invoice:1:000000123`) or increment id.
+        #[arg(long)]
+        document: Option<String>,
+        /// Recorded at or after (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Recorded before (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many records per service.
+        #[arg(long)]
+        limit: Option<i64>,
+        /// Print the full records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verifies a merchant's hash chain; fails naming the first broken link.
+    Verify {
+        /// Merchant.
+        #[arg(long)]
+        merchant: String,
+        /// Service: contacts, documents or payments (default: all three).
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+/// Services holding audit trails, dead letters and sync state.
+const CONSUMER_SERVICES: [&str; 3] = ["contacts", "documents", "payments"];
+
+fn services_or_all(service: Option<String>) -> Vec<String> {
+    service
+        .map(|s| vec![s])
+        .unwrap_or_else(|| CONSUMER_SERVICES.map(String::from).to_vec())
+}
+
+async fn ask_audit(
+    client: &async_nats::Client,
+    service: &str,
+    command: &ledger_runtime::audit::Command,
+) -> anyhow::Result<ledger_runtime::audit::Answer> {
+    Ok(ledger_runtime::bus::request_json(
+        client,
+        &ledger_runtime::audit::subject(service),
+        command,
+        std::time::Duration::from_secs(60),
+    )
+    .await?)
+}
+
+/// `seen N, already synced N, applied N, skipped N, failed N[, would post N]`.
+fn counts(s: &ledger_runtime::replay::Summary) -> String {
+    let mut line = format!(
+        "seen {}, already synced {}, applied {}, skipped {}, failed {}",
+        s.seen, s.already_synced, s.applied, s.skipped, s.failed
+    );
+    if s.dry_run {
+        line.push_str(&format!(", would post {}", s.would_post));
+    }
+    line
+}
+
+/// One line per record, one indented line per Sage call.
+fn print_record(service: &str, stored: &ledger_runtime::audit::StoredRecord) {
+    let r = &stored.record;
+    println!(
+        "{service} #{} {} {} event={} seq={} doc={} ref={} {}{} {}ms",
+        r.chain_seq,
+        r.recorded_at.to_rfc3339(),
+        r.consumer,
+        r.event_id.as_deref().unwrap_or("-"),
+        r.stream_sequence
+            .map(|s| s.to_string())
+            .unwrap_or("-".into()),
+        r.document_key.as_deref().unwrap_or("-"),
+        r.reference.as_deref().unwrap_or("-"),
+        r.outcome,
+        r.code
+            .as_deref()
+            .map(|c| format!(" [{c}]"))
+            .unwrap_or_default(),
+        r.duration_ms,
+    );
+    for call in &r.calls {
+        println!(
+            "    {} /{} → {} id={} x_request_id={} {}ms{}",
+            call.method,
+            call.path,
+            call.status.map(|s| s.to_string()).unwrap_or("-".into()),
+            call.sage_id.as_deref().unwrap_or("-"),
+            call.x_request_id.as_deref().unwrap_or("-"),
+            call.duration_ms,
+            call.error
+                .as_deref()
+                .map(|e| format!(" [{e}]"))
+                .unwrap_or_default(),
+        );
+    }
 }
 
 #[derive(Subcommand)]
@@ -224,6 +366,134 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await?;
                 println!("{service}: {}", serde_json::to_string_pretty(&answer)?);
+            }
+        }
+        Command::Audit { action } => {
+            use ledger_runtime::audit::{Answer, AuditQuery, Command as AuditCommand};
+            let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
+            match action {
+                AuditAction::Show {
+                    service,
+                    merchant,
+                    event,
+                    document,
+                    since,
+                    until,
+                    limit,
+                    json,
+                } => {
+                    let command = AuditCommand::Show(AuditQuery {
+                        merchant,
+                        event_id: event,
+                        document,
+                        since,
+                        until,
+                        limit,
+                    });
+                    for service in services_or_all(service) {
+                        match ask_audit(&client, &service, &command).await? {
+                            Answer::Records { records } if json => {
+                                println!(
+                                    "{}",
+                                    serde_json::to_string_pretty(
+                                        &json!({"service": service, "records": records})
+                                    )?
+                                )
+                            }
+                            Answer::Records { records } => {
+                                for r in &records {
+                                    print_record(&service, r);
+                                }
+                            }
+                            Answer::Error { message } => anyhow::bail!("{service}: {message}"),
+                            other => anyhow::bail!("{service}: unexpected answer {other:?}"),
+                        }
+                    }
+                }
+                AuditAction::Verify { merchant, service } => {
+                    let mut broken = 0;
+                    for service in services_or_all(service) {
+                        let command = AuditCommand::Verify {
+                            merchant: merchant.clone(),
+                        };
+                        match ask_audit(&client, &service, &command).await? {
+                            Answer::Verified(report) => match &report.broken {
+                                None => println!(
+                                    "{service}: ok, {} records, head {}",
+                                    report.records, report.head_hash
+                                ),
+                                Some(link) => {
+                                    broken += 1;
+                                    println!(
+                                        "{service}: BROKEN at chain position {} (record id {}): {}",
+                                        link.chain_seq, link.id, link.reason
+                                    );
+                                }
+                            },
+                            Answer::Error { message } => anyhow::bail!("{service}: {message}"),
+                            other => anyhow::bail!("{service}: unexpected answer {other:?}"),
+                        }
+                    }
+                    if broken > 0 {
+                        anyhow::bail!("{broken} broken audit chain(s) for merchant {merchant}");
+                    }
+                }
+            }
+        }
+        Command::Replay {
+            merchant,
+            since,
+            until,
+            only,
+            dry_run,
+            json,
+        } => {
+            let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
+            let command = ledger_runtime::replay::Command {
+                merchant,
+                since,
+                until,
+                dry_run,
+            };
+            let mut failed = 0;
+            for service in services_or_all(only) {
+                let summary = ledger_runtime::replay::request(
+                    &client,
+                    &service,
+                    &command,
+                    std::time::Duration::from_secs(600),
+                    |s| eprintln!("{service}: {}", counts(s)),
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+                failed += summary.failed;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&summary)?);
+                    continue;
+                }
+                for e in &summary.events {
+                    println!(
+                        "{service}: seq {} {} {}{}",
+                        e.stream_sequence,
+                        e.subject,
+                        e.outcome,
+                        e.code
+                            .as_deref()
+                            .map(|c| format!(" [{c}]"))
+                            .unwrap_or_default()
+                    );
+                    for d in &e.detail {
+                        println!("    {d}");
+                    }
+                }
+                println!(
+                    "{service}: {}{}",
+                    counts(&summary),
+                    if summary.dry_run { " (dry run)" } else { "" }
+                );
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} event(s) failed again");
             }
         }
         Command::Status => {

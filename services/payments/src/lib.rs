@@ -248,6 +248,7 @@ impl Payments {
         paid: &InvoicePaidSnapshot,
     ) -> Result<Outcome, ProcessError> {
         let key = paid.document_key();
+        ledger_runtime::audit::note_document(&key);
         let previously = journal::step_state(self.db(), env.event_id, STEP).await?;
         if let StepState::Done(_) = previously {
             return Ok(Outcome::AlreadyDone);
@@ -497,13 +498,38 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
 
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
-    let (nats, db) = (ctx.nats.clone(), ctx.db.clone());
-    let handler = Arc::new(Payments {
-        ctx,
-        last_attempt: options.max_transient_attempts,
-    });
-    ledger_runtime::dead_letters::serve(SERVICE, nats, db, handler.clone(), shutdown.clone())
-        .await?;
+    let (nats, db, audit) = (ctx.nats.clone(), ctx.db.clone(), ctx.audit.clone());
+    let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
+    ledger_runtime::audit::serve(nats.clone(), audit.clone(), shutdown.clone()).await?;
+    // Every handling (consumer, dead-letter retry) is audited.
+    let handler = Arc::new(
+        ledger_runtime::audit::Audited::new(
+            SERVICE,
+            audit,
+            Arc::new(Payments {
+                ctx,
+                last_attempt: options.max_transient_attempts,
+            }),
+        )
+        .with_hook(status),
+    );
+    ledger_runtime::dead_letters::serve(
+        SERVICE,
+        nats.clone(),
+        db.clone(),
+        handler.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    ledger_runtime::replay::serve(
+        SERVICE,
+        nats,
+        db,
+        handler.clone(),
+        consumer_spec().filter_subjects,
+        shutdown.clone(),
+    )
+    .await?;
     let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
 }

@@ -58,14 +58,20 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let business_id = business["id"].as_str().context("business id")?.to_string();
     let code: Value = http
-        .post(format!("{sandbox}/businesses/{business_id}/authorization_code"))
+        .post(format!(
+            "{sandbox}/businesses/{business_id}/authorization_code"
+        ))
         .send()
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let code = code["code"].as_str().context("authorization code")?.to_string();
-    let connected = ledger_stack::connect_through_gateway(&http, &gateway, &merchant, &code).await?;
+    let code = code["code"]
+        .as_str()
+        .context("authorization code")?
+        .to_string();
+    let connected =
+        ledger_stack::connect_through_gateway(&http, &gateway, &merchant, &code).await?;
     println!(
         "merchant {merchant} connected to Sage business {}",
         connected["sage_business_id"]
@@ -205,7 +211,9 @@ async fn main() -> anyhow::Result<()> {
             match resource.as_str() {
                 "contact_payments" => println!(
                     "  {:<14} {:<10} {:>10} {} allocated to {}",
-                    money(&d["transaction_type"]["id"]).to_lowercase().replace("customer_", ""),
+                    money(&d["transaction_type"]["id"])
+                        .to_lowercase()
+                        .replace("customer_", ""),
                     money(&d["reference"]),
                     money(&d["total_amount"]),
                     money(&d["currency"]["id"]),

@@ -1,0 +1,192 @@
+//! Replay end to end: after an outage that dead-lettered a merchant's invoices, a dry run
+//! reports what would be posted and posts nothing; a replay posts each missing document once;
+//! a second replay finds everything already synced.
+
+use std::time::Duration;
+
+use ledger_runtime::dead_letters::{Answer as DeadLetters, Command as DeadLetterCommand};
+use ledger_runtime::replay::{Command, Summary};
+use ledger_stack::{events, Merchant, Stack, StackOptions};
+use ledger_testkit::{TestDb, TestNats};
+use sage_sandbox::SandboxConfig;
+use serde_json::json;
+
+async fn stack() -> (Stack, TestNats, TestDb) {
+    // Settings changes must show at once.
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
+    let _ = ledger_runtime::telemetry::init("replay");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox: SandboxConfig::default(),
+        concurrency: 8,
+    })
+    .await
+    .unwrap();
+    (stack, nats, db)
+}
+
+async fn replay(stack: &Stack, service: &str, merchant: &str, dry_run: bool) -> Summary {
+    ledger_runtime::replay::request(
+        &stack.nats,
+        service,
+        &Command {
+            merchant: merchant.into(),
+            since: None,
+            until: None,
+            dry_run,
+        },
+        Duration::from_secs(120),
+        |_| {},
+    )
+    .await
+    .unwrap()
+}
+
+async fn dead_letters(stack: &Stack, merchant: &Merchant) -> usize {
+    let answer: DeadLetters = ledger_runtime::bus::request_json(
+        &stack.nats,
+        &ledger_runtime::dead_letters::subject("documents"),
+        &DeadLetterCommand::List {
+            merchant: Some(merchant.id.clone()),
+        },
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    match answer {
+        DeadLetters::Listed { dead_letters } => dead_letters.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replay_after_an_outage_posts_each_missing_document_once_and_then_finds_all_synced() {
+    let (stack, _nats, _db) = stack().await;
+    let merchant = stack.onboard("replayed").await.unwrap();
+    let real_account = stack
+        .sandbox
+        .inspect()
+        .businesses()
+        .into_iter()
+        .find(|b| b.id == merchant.business_id)
+        .unwrap()
+        .ledger_accounts["4000"]
+        .clone();
+    // One invoice lands before the outage.
+    let first = events::invoice_created("replayed", 1);
+    assert_eq!(
+        stack.post_event(&merchant, &first.body).await.unwrap().0,
+        202
+    );
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || stack
+                .documents(&merchant, "sales_invoices")
+                .len()
+                == 1)
+            .await
+    );
+
+    // The outage: Sage refuses every invoice (a ledger account it does not know), so the next
+    // three are dead-lettered.
+    stack
+        .put_settings(
+            &merchant,
+            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
+        )
+        .await
+        .unwrap();
+    for n in 2..=4 {
+        let event = events::invoice_created("replayed", n);
+        assert_eq!(
+            stack.post_event(&merchant, &event.body).await.unwrap().0,
+            202
+        );
+    }
+    let mut dead = 0;
+    for _ in 0..400 {
+        dead = dead_letters(&stack, &merchant).await;
+        if dead == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(dead, 3);
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
+    stack
+        .put_settings(&merchant, json!({"sales_ledger_account_id": real_account}))
+        .await
+        .unwrap();
+
+    // A dry run says what would be posted and posts nothing.
+    let dry = replay(&stack, "documents", "replayed", true).await;
+    assert!(dry.dry_run);
+    assert_eq!(dry.seen, 4, "{dry:#?}");
+    assert_eq!(dry.already_synced, 1, "{dry:#?}");
+    assert_eq!(dry.would_post, 3, "{dry:#?}");
+    assert_eq!(dry.applied + dry.failed, 0, "{dry:#?}");
+    for e in &dry.events {
+        assert_eq!(e.outcome, "would_post");
+        assert!(
+            e.detail
+                .iter()
+                .any(|d| d.starts_with("POST sales_invoices {\"sales_invoice\"")),
+            "{e:?}"
+        );
+    }
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
+
+    // The replay posts the three missing invoices, once each, and clears their dead letters.
+    let mut applied = Summary::default();
+    for service in ["contacts", "documents", "payments"] {
+        let s = replay(&stack, service, "replayed", false).await;
+        if service == "documents" {
+            applied = s;
+        } else {
+            assert_eq!(s.seen, 0, "{s:?}");
+        }
+    }
+    assert_eq!(applied.seen, 4, "{applied:#?}");
+    assert_eq!(applied.already_synced, 1, "{applied:#?}");
+    assert_eq!(applied.applied, 3, "{applied:#?}");
+    assert_eq!(applied.failed + applied.skipped, 0, "{applied:#?}");
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 4);
+    assert!(stack
+        .sandbox
+        .inspect()
+        .duplicate_references(&merchant.business_id)
+        .is_empty());
+    assert_eq!(dead_letters(&stack, &merchant).await, 0);
+
+    // Again: everything is already synced and nothing new lands.
+    let again = replay(&stack, "documents", "replayed", false).await;
+    assert_eq!(again.seen, 4, "{again:#?}");
+    assert_eq!(again.already_synced, 4, "{again:#?}");
+    assert_eq!(
+        again.applied + again.skipped + again.failed,
+        0,
+        "{again:#?}"
+    );
+    assert!(again.events.is_empty());
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 4);
+
+    // The replayed invoices are in the audit trail as applied.
+    let answer: ledger_runtime::audit::Answer = ledger_runtime::bus::request_json(
+        &stack.nats,
+        &ledger_runtime::audit::subject("documents"),
+        &ledger_runtime::audit::Command::Verify {
+            merchant: "replayed".into(),
+        },
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    match answer {
+        ledger_runtime::audit::Answer::Verified(report) => assert!(report.ok, "{report:?}"),
+        other => panic!("{other:?}"),
+    }
+    stack.stop().await;
+}

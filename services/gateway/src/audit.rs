@@ -1,0 +1,163 @@
+//! The audit trail over HTTP (`/v1/admin/audit`, `/v1/admin/audit/verify`).
+//!
+//! The consumer services own their audit tables; the gateway asks each of them over NATS
+//! (`ledger.rpc.<service>.audit`, see `ledger_runtime::audit`) and merges the answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ledger_runtime::audit::{Answer, AuditQuery, Command};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::merchants::require_admin;
+use crate::AppState;
+
+/// Services holding audit trails.
+pub const AUDITED_SERVICES: [&str; 3] = ["contacts", "documents", "payments"];
+
+/// Routes of the audit API (bearer `LEDGER_ADMIN_TOKEN`).
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/admin/audit", get(show))
+        .route("/v1/admin/audit/verify", get(verify))
+}
+
+#[derive(Debug, Deserialize)]
+struct ShowParams {
+    service: Option<String>,
+    merchant: Option<String>,
+    event_id: Option<String>,
+    document: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VerifyParams {
+    merchant: String,
+    service: Option<String>,
+}
+
+fn services(service: Option<&str>) -> Result<Vec<&'static str>, Response> {
+    match service {
+        None => Ok(AUDITED_SERVICES.to_vec()),
+        Some(s) => AUDITED_SERVICES
+            .iter()
+            .find(|known| **known == s)
+            .map(|known| vec![*known])
+            .ok_or_else(|| {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({"error": "unknown_service", "message": format!("service must be one of {AUDITED_SERVICES:?}")})),
+                )
+                    .into_response()
+            }),
+    }
+}
+
+async fn ask(app: &AppState, service: &str, command: &Command) -> Result<Answer, Response> {
+    ledger_runtime::bus::request_json(
+        &app.nats,
+        &ledger_runtime::audit::subject(service),
+        command,
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| {
+        (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({"error": "service_unavailable", "message": format!("{service}: {e}")})),
+        )
+            .into_response()
+    })
+}
+
+fn unexpected(service: &str, answer: Answer) -> Response {
+    let message = match answer {
+        Answer::Error { message } => message,
+        other => format!("unexpected answer {other:?}"),
+    };
+    (
+        StatusCode::BAD_GATEWAY,
+        Json(json!({"error": "service_error", "message": format!("{service}: {message}")})),
+    )
+        .into_response()
+}
+
+async fn show(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<ShowParams>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    let services = match services(params.service.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if params.merchant.is_none() && params.event_id.is_none() && params.document.is_none() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "filter_required", "message": "give merchant, event_id or document"})),
+        )
+            .into_response();
+    }
+    let command = Command::Show(AuditQuery {
+        merchant: params.merchant,
+        event_id: params.event_id,
+        document: params.document,
+        since: params.since,
+        until: params.until,
+        limit: params.limit,
+    });
+    let mut records: Vec<Value> = Vec::new();
+    for service in services {
+        match ask(&app, service, &command).await {
+            Ok(Answer::Records { records: found }) => {
+                for r in found {
+                    let mut v = serde_json::to_value(&r).unwrap_or_default();
+                    v["service"] = json!(service);
+                    records.push(v);
+                }
+            }
+            Ok(other) => return unexpected(service, other),
+            Err(r) => return r,
+        }
+    }
+    Json(json!({ "records": records })).into_response()
+}
+
+async fn verify(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<VerifyParams>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    let services = match services(params.service.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let command = Command::Verify {
+        merchant: params.merchant.clone(),
+    };
+    let mut reports = Vec::new();
+    for service in services {
+        match ask(&app, service, &command).await {
+            Ok(Answer::Verified(report)) => reports.push(report),
+            Ok(other) => return unexpected(service, other),
+            Err(r) => return r,
+        }
+    }
+    let ok = reports.iter().all(|r| r.ok);
+    Json(json!({ "merchant_id": params.merchant, "ok": ok, "chains": reports })).into_response()
+}
