@@ -34,7 +34,9 @@ pub const DOCUMENT_LOOKUP_SUBJECT: &str = "ledger.rpc.documents.lookup";
 /// Queue group every responder joins, so replicas share the requests.
 pub const QUEUE_GROUP: &str = "ledger";
 
+pub mod failures;
 pub mod gate;
+pub use failures::{contract_failure, mapping_outcome};
 pub use gate::{GateLimits, GatedSage, SageGate};
 
 /// How a failed request should be treated by the asker.

@@ -451,14 +451,7 @@ impl Handler for Contacts {
     }
 }
 
-pub(crate) fn contract_failure(e: ledger_events::ContractError) -> ProcessError {
-    ProcessError::Permanent {
-        code: "contract.invalid".into(),
-        field: e.issues().first().map(|i| i.path.clone()),
-        message: e.to_string(),
-        detail: Value::Null,
-    }
-}
+pub(crate) use ledger_rpc::contract_failure;
 
 /// The durable consumer of this service.
 pub fn consumer_spec() -> ConsumerSpec {

@@ -24,7 +24,8 @@ use std::time::Duration;
 use ledger_events::{Envelope, InvoicePaidSnapshot, Payload};
 use ledger_mapping::{InvoiceRef, MappingError, MerchantSettings, ReceiptPlan};
 use ledger_rpc::{
-    DocumentLookupRequest, DocumentRef, ErrorClass, Reply, ServiceConfig, ServiceContext,
+    contract_failure, mapping_outcome, DocumentLookupRequest, DocumentRef, ErrorClass, Reply,
+    ServiceConfig, ServiceContext,
 };
 use ledger_runtime::bus::{self, ConsumerSpec};
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
@@ -56,35 +57,6 @@ pub struct Config {
     /// Settings shared by every consumer service.
     #[command(flatten)]
     pub service: ServiceConfig,
-}
-
-/// Converts a contract violation into a permanent failure naming the field.
-pub fn contract_failure(e: ledger_events::ContractError) -> ProcessError {
-    let field = e.issues().first().map(|i| i.path.clone());
-    ProcessError::Permanent {
-        code: "contract.invalid".into(),
-        field,
-        message: e.to_string(),
-        detail: serde_json::to_value(
-            e.issues()
-                .iter()
-                .map(|i| serde_json::json!({"field": i.path, "reason": i.reason}))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap_or_default(),
-    }
-}
-
-/// Converts a mapping refusal: `Invalid` is permanent, `Skipped` is an outcome.
-fn mapping_outcome(e: MappingError) -> Result<(String, String), ProcessError> {
-    match e {
-        MappingError::Invalid { field, reason } => Err(ProcessError::invalid_field(
-            format!("mapping.{reason}"),
-            field.clone(),
-            format!("{field}: {reason}"),
-        )),
-        MappingError::Skipped { reason, detail } => Ok((reason, detail)),
-    }
 }
 
 /// The merchant's settings as this service needs them: the mapping settings plus the

@@ -1,0 +1,34 @@
+//! How the consumer services turn contract and mapping refusals into the error taxonomy, the
+//! same way everywhere so dead letters and audit records carry the same codes.
+
+use ledger_mapping::MappingError;
+use ledger_runtime::ProcessError;
+
+/// A contract violation: permanent, naming the first failing field, with every violation in
+/// the detail.
+pub fn contract_failure(e: ledger_events::ContractError) -> ProcessError {
+    ProcessError::Permanent {
+        code: "contract.invalid".into(),
+        field: e.issues().first().map(|i| i.path.clone()),
+        message: e.to_string(),
+        detail: serde_json::Value::Array(
+            e.issues()
+                .iter()
+                .map(|i| serde_json::json!({"field": i.path, "reason": i.reason}))
+                .collect(),
+        ),
+    }
+}
+
+/// A mapping refusal: `Invalid` is permanent (`mapping.<reason>`); `Skipped` is an outcome,
+/// returned as `(reason, detail)` for the caller to record.
+pub fn mapping_outcome(e: MappingError) -> Result<(String, String), ProcessError> {
+    match e {
+        MappingError::Invalid { field, reason } => Err(ProcessError::invalid_field(
+            format!("mapping.{reason}"),
+            field.clone(),
+            format!("{field}: {reason}"),
+        )),
+        MappingError::Skipped { reason, detail } => Ok((reason, detail)),
+    }
+}
