@@ -46,8 +46,13 @@ pub struct Delivery {
     pub headers: Option<async_nats::HeaderMap>,
     /// Sequence of the event in the stream: links audit records to the log.
     pub stream_sequence: u64,
-    /// How many times this message has been delivered (1 on first delivery).
+    /// How many times this message has been delivered (1 on first delivery), for whatever
+    /// reason: redeliveries after throttling, pauses and crashes count too.
     pub delivered: i64,
+    /// Which attempt this is after transient failures: 1, plus one per earlier transient
+    /// failure of this message seen by this process. Throttling and pauses do not count, so a
+    /// merchant kept waiting by its call budget never drifts towards a dead letter.
+    pub attempt: i64,
 }
 
 /// What a handler did with an event (for metrics and logs).
@@ -147,6 +152,35 @@ pub fn backoff_delay(
     }
 }
 
+/// Transient failures per message (by stream sequence) in this process.
+#[derive(Default)]
+struct FailureCounts(std::sync::Mutex<HashMap<u64, i64>>);
+
+impl FailureCounts {
+    fn get(&self, seq: u64) -> i64 {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&seq)
+            .unwrap_or(&0)
+    }
+
+    fn bump(&self, seq: u64) -> i64 {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(seq).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn forget(&self, seq: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&seq);
+    }
+}
+
 /// Merchant id from a subject `magento.<merchant>.<entity>.<action>`.
 pub fn merchant_of(subject: &str) -> &str {
     subject.split('.').nth(1).unwrap_or("")
@@ -162,6 +196,7 @@ pub async fn run<H: Handler>(
 ) -> anyhow::Result<()> {
     let options = Arc::new(options);
     let permits = Arc::new(Semaphore::new(options.concurrency));
+    let failures = Arc::new(FailureCounts::default());
     let mut queues: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
     // A worker that went idle may still be finishing its last messages when the next worker
     // for the same merchant starts; this lock keeps them from running side by side.
@@ -224,6 +259,7 @@ pub async fn run<H: Handler>(
                 handler.clone(),
                 options.clone(),
                 permits.clone(),
+                failures.clone(),
             ));
         }
     }
@@ -243,6 +279,7 @@ async fn merchant_worker<H: Handler>(
     handler: Arc<H>,
     options: Arc<ConsumerOptions>,
     permits: Arc<Semaphore>,
+    failures: Arc<FailureCounts>,
 ) -> String {
     loop {
         let message = tokio::select! {
@@ -256,17 +293,22 @@ async fn merchant_worker<H: Handler>(
             while let Ok(m) = rx.try_recv() {
                 let _turn = turn.lock().await;
                 let _permit = permits.acquire().await.expect("semaphore open");
-                process_one(m, handler.as_ref(), &options).await;
+                process_one(m, handler.as_ref(), &options, &failures).await;
             }
             return merchant;
         };
         let _turn = turn.lock().await;
         let _permit = permits.acquire().await.expect("semaphore open");
-        process_one(message, handler.as_ref(), &options).await;
+        process_one(message, handler.as_ref(), &options, &failures).await;
     }
 }
 
-async fn process_one<H: Handler>(message: Message, handler: &H, options: &ConsumerOptions) {
+async fn process_one<H: Handler>(
+    message: Message,
+    handler: &H,
+    options: &ConsumerOptions,
+    failures: &FailureCounts,
+) {
     let (stream_sequence, delivered) = match message.info() {
         Ok(info) => (info.stream_sequence, info.delivered),
         Err(_) => (0, 1),
@@ -278,6 +320,7 @@ async fn process_one<H: Handler>(message: Message, handler: &H, options: &Consum
         headers: message.headers.clone(),
         stream_sequence,
         delivered,
+        attempt: failures.get(stream_sequence) + 1,
     };
     let event_type = delivery
         .subject
@@ -324,9 +367,10 @@ async fn process_one<H: Handler>(message: Message, handler: &H, options: &Consum
         Err(ProcessError::Transient {
             message: reason,
             retry_after,
-        }) if delivered < options.max_transient_attempts => {
+        }) if delivery.attempt < options.max_transient_attempts => {
+            failures.bump(stream_sequence);
             let delay = backoff_delay(
-                delivered,
+                delivery.attempt,
                 options.backoff_base,
                 options.backoff_max,
                 retry_after,
@@ -342,7 +386,10 @@ async fn process_one<H: Handler>(message: Message, handler: &H, options: &Consum
                 ProcessError::Transient { message, .. } => ProcessError::Permanent {
                     code: "max_deliveries".into(),
                     field: None,
-                    message: format!("gave up after {delivered} attempts; last error: {message}"),
+                    message: format!(
+                        "gave up after {} attempts; last error: {message}",
+                        delivery.attempt
+                    ),
                     detail: serde_json::Value::Null,
                 },
                 other => other,
@@ -365,6 +412,9 @@ async fn process_one<H: Handler>(message: Message, handler: &H, options: &Consum
             }
         }
     };
+    if matches!(ack, AckKind::Ack | AckKind::Term) {
+        failures.forget(stream_sequence);
+    }
     crate::journal::failpoint("before_ack");
     // A positive ack waits for the server's confirmation, so a drained consumer has really
     // handed its messages back before the process exits.

@@ -127,6 +127,7 @@ pub async fn retry<H: Handler>(
             headers: Some(raw.headers.clone()),
             stream_sequence: row.stream_sequence as u64,
             delivered: 1,
+            attempt: 1,
         };
         match handler.handle(&delivery).await {
             Ok(outcome) => {

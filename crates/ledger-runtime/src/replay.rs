@@ -272,6 +272,7 @@ pub async fn replay<H: Handler>(
                     headers: message.headers.clone(),
                     stream_sequence,
                     delivered: 1,
+                    attempt: 1,
                 };
                 let (result, captured) = if command.dry_run {
                     audit::capture(dry_running(handler.handle(&delivery))).await
@@ -287,7 +288,7 @@ pub async fn replay<H: Handler>(
                     .await;
                 }
                 classify(&delivery, &result, &captured, &mut summary);
-                if summary.seen % PROGRESS_EVERY == 0 {
+                if summary.seen.is_multiple_of(PROGRESS_EVERY) {
                     progress(&summary);
                 }
             }

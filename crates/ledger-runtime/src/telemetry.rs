@@ -104,7 +104,7 @@ pub fn extract_context(headers: Option<&async_nats::HeaderMap>) -> Context {
 
 /// Makes `span` a child of the trace carried in `headers`, if any.
 pub fn link_to_headers(span: &tracing::Span, headers: Option<&async_nats::HeaderMap>) {
-    let _ = span.set_parent(extract_context(headers));
+    span.set_parent(extract_context(headers));
 }
 
 /// The W3C trace id of the current span, as hex (for audit records and logs).

@@ -45,6 +45,11 @@ impl Handler for Recorder {
                 "/payload/x",
                 "never valid",
             )),
+            // Throttled more often than the transient limit, then one transient failure.
+            "throttled" if d.delivered <= 30 => Err(ProcessError::Throttled {
+                retry_after: Duration::from_millis(5),
+            }),
+            "throttled" if d.attempt == 1 => Err(ProcessError::transient("one hiccup")),
             "slow" => {
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 Ok(Outcome::Applied)
@@ -105,6 +110,7 @@ async fn publish(js: &async_nats::jetstream::Context, merchant: &str, body: &str
 fn options() -> ConsumerOptions {
     let mut o = ConsumerOptions::new("test");
     o.backoff_base = Duration::from_millis(20);
+    o.max_transient_attempts = 5;
     o.concurrency = 8;
     o
 }
@@ -129,6 +135,7 @@ async fn acks_retries_dead_letters_and_keeps_each_merchant_in_order() {
     }
     publish(&js, "gamma", "transient-once:1").await;
     publish(&js, "gamma", "permanent:1").await;
+    publish(&js, "delta", "throttled:1").await;
 
     let recorder = Arc::new(Recorder::default());
     let shutdown = Shutdown::new();
@@ -140,7 +147,7 @@ async fn acks_retries_dead_letters_and_keeps_each_merchant_in_order() {
     ));
 
     assert!(
-        wait_for(|| recorder.handled.lock().unwrap().len() == 21
+        wait_for(|| recorder.handled.lock().unwrap().len() == 22
             && recorder.dead.lock().unwrap().len() == 1)
         .await
     );
@@ -150,7 +157,12 @@ async fn acks_retries_dead_letters_and_keeps_each_merchant_in_order() {
     run.await.unwrap().unwrap();
 
     let handled = recorder.handled.lock().unwrap().clone();
-    assert_eq!(handled.len(), 21, "{handled:?}");
+    assert_eq!(handled.len(), 22, "{handled:?}");
+    let throttled = handled.iter().find(|(_, b, _)| b == "throttled:1").unwrap();
+    assert!(
+        throttled.2 > 30,
+        "throttling redelivered it many times without dead-lettering it: {throttled:?}"
+    );
     for merchant in ["alpha", "beta"] {
         let order: Vec<&str> = handled
             .iter()

@@ -182,7 +182,7 @@ impl Payments {
             Reply::Ok(doc) => Ok(doc),
             Reply::Err(e) if e.class == ErrorClass::NotFound => Err(invoice_not_synced(
                 key,
-                delivery.delivered,
+                delivery.attempt,
                 self.last_attempt,
                 &e.message,
             )),
@@ -374,24 +374,24 @@ impl Payments {
 /// invoice's own event is still on its way (causal order: the payment waits for its invoice).
 /// The loop dead-letters a transient failure on delivery `last_attempt` under the generic
 /// code `max_deliveries`; on that delivery this returns a permanent error instead, so the
-/// dead letter says what is actually wrong. The threshold is the loop's own (`delivered <
-/// max_transient_attempts` is retried), so the payment gets exactly as many attempts as any
+/// dead letter says what is actually wrong. The threshold is the loop's own (`attempt <
+/// max_transient_attempts` is retried; throttling and pauses are not attempts), so the payment gets exactly as many attempts as any
 /// other transient failure, and the loop's own give-up rule stays the safety net.
 pub fn invoice_not_synced(
     key: &str,
-    delivered: i64,
+    attempt: i64,
     last_attempt: i64,
     reason: &str,
 ) -> ProcessError {
-    if delivered >= last_attempt {
+    if attempt >= last_attempt {
         ProcessError::Permanent {
             code: INVOICE_NOT_SYNCED.into(),
             field: Some("/payload/invoice".into()),
             message: format!(
-                "invoice {key} is still not in Sage after {delivered} attempts ({reason}); \
+                "invoice {key} is still not in Sage after {attempt} attempts ({reason}); \
                  see the documents service for its invoice.created event"
             ),
-            detail: serde_json::json!({ "document_key": key, "attempts": delivered }),
+            detail: serde_json::json!({ "document_key": key, "attempts": attempt }),
         }
     } else {
         ProcessError::transient(format!(
