@@ -110,7 +110,28 @@ async fn baseline(nats_url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     Ok((publish_rate, consume_rate))
 }
 
+/// What replaying every merchant's already-synced events did.
+struct ReplayResult {
+    seen: u64,
+    already_synced: u64,
+    applied: u64,
+    elapsed: Duration,
+    sage_writes: u64,
+}
+
+fn sage_writes(stats: &sage_sandbox::Stats) -> u64 {
+    stats
+        .calls
+        .iter()
+        .filter(|c| {
+            matches!(c.method.as_str(), "POST" | "PUT" | "DELETE") && c.path.starts_with("/v3.1")
+        })
+        .map(|c| c.count)
+        .sum()
+}
+
 struct RunResult {
+    replay: Option<ReplayResult>,
     docs: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
@@ -125,6 +146,7 @@ async fn run_engine(
     merchants: usize,
     latency_ms: u64,
     rate: Option<f64>,
+    replay: bool,
 ) -> anyhow::Result<RunResult> {
     let db = fresh_database(admin_url, &format!("ledger_bench_{latency_ms}")).await?;
     // Each run gets its own stream contents: drop the events stream of the previous run.
@@ -242,9 +264,55 @@ async fn run_engine(
         duplicates == 0,
         "duplicate references in Sage: {duplicates}"
     );
+    let replay = if replay {
+        // Every event again, through the same handlers: all already in Sage, so nothing may
+        // be written.
+        let writes_before = sage_writes(&stack.sandbox.inspect().stats());
+        let started = Instant::now();
+        let mut result = ReplayResult {
+            seen: 0,
+            already_synced: 0,
+            applied: 0,
+            elapsed: Duration::ZERO,
+            sage_writes: 0,
+        };
+        for group in onboarded.chunks(16) {
+            let asks = group.iter().map(|m| {
+                let command = ledger_runtime::replay::Command {
+                    merchant: m.id.clone(),
+                    since: None,
+                    until: None,
+                    dry_run: false,
+                };
+                let nats = stack.nats.clone();
+                async move {
+                    ledger_runtime::replay::request(
+                        &nats,
+                        "documents",
+                        &command,
+                        Duration::from_secs(600),
+                        |_| {},
+                    )
+                    .await
+                }
+            });
+            for summary in futures::future::join_all(asks).await {
+                let summary = summary.map_err(anyhow::Error::msg)?;
+                result.seen += summary.seen;
+                result.already_synced += summary.already_synced;
+                result.applied += summary.applied;
+            }
+        }
+        result.elapsed = started.elapsed();
+        result.sage_writes = sage_writes(&stack.sandbox.inspect().stats()) - writes_before;
+        Some(result)
+    } else {
+        None
+    };
     stack.stop().await;
     latencies.sort();
     Ok(RunResult {
+        replay,
         docs: latencies.len(),
         elapsed,
         latencies,
@@ -281,7 +349,16 @@ async fn main() -> anyhow::Result<()> {
     let (publish_rate, consume_rate) = baseline(&nats_url, docs.max(1000)).await?;
     println!("baseline  raw JetStream: publish {publish_rate:.0} msg/s, pull+ack {consume_rate:.0} msg/s");
     for latency in latencies {
-        let burst = run_engine(&nats_url, &admin_url, docs, merchants, latency, None).await?;
+        let burst = run_engine(
+            &nats_url,
+            &admin_url,
+            docs,
+            merchants,
+            latency,
+            None,
+            latency == 0,
+        )
+        .await?;
         anyhow::ensure!(
             burst.docs == docs,
             "only {} of {docs} documents reached Sage",
@@ -296,6 +373,20 @@ async fn main() -> anyhow::Result<()> {
             burst.sage_calls as f64 / burst.docs.max(1) as f64,
             burst.token_calls,
         );
+        if let Some(r) = &burst.replay {
+            println!(
+                "replay    {} already-synced events of {merchants} merchants through the documents service: {:.0} events/s; already synced {}, applied {}; Sage writes {}",
+                r.seen,
+                r.seen as f64 / r.elapsed.as_secs_f64(),
+                r.already_synced,
+                r.applied,
+                r.sage_writes,
+            );
+            anyhow::ensure!(
+                r.sage_writes == 0,
+                "a replay of synced events wrote to Sage"
+            );
+        }
         let paced_rate = (throughput * 0.5).max(1.0);
         let paced = run_engine(
             &nats_url,
@@ -304,6 +395,7 @@ async fn main() -> anyhow::Result<()> {
             merchants,
             latency,
             Some(paced_rate),
+            false,
         )
         .await?;
         anyhow::ensure!(
