@@ -20,14 +20,20 @@ use Ledger\SageSync\Core\Publish\RejectedException;
 use Ledger\SageSync\Core\Publish\OutboundMessage;
 use Ledger\SageSync\Core\Publish\TransportException;
 use Ledger\SageSync\Core\Snapshot\SnapshotSerializer;
+use Ledger\SageSync\Core\Status\HttpsStatusFeed;
+use Ledger\SageSync\Core\Status\InMemoryCursorStore;
+use Ledger\SageSync\Core\Status\StatusPull;
 use Ledger\SageSync\Test\Fixture\Documents;
+use Ledger\SageSync\Test\Support\ArrayDocuments;
 use Ledger\SageSync\Test\Support\FixedClock;
 use Ledger\SageSync\Test\Support\FixedSource;
+use Ledger\SageSync\Test\Support\Glue;
 use PHPUnit\Framework\TestCase;
 
 /**
  * The HTTPS publisher over a real socket, against a small stand-in of the gateway's
- * POST /v1/events run by PHP's built-in web server; and the NATS → HTTPS failover.
+ * POST /v1/events run by PHP's built-in web server; the NATS → HTTPS failover; and the status
+ * feed client against the stand-in's GET /v1/status.
  */
 final class HttpsFallbackTest extends TestCase
 {
@@ -82,6 +88,34 @@ final class HttpsFallbackTest extends TestCase
         $second = self::https()->publish($message);
         self::assertTrue($second->duplicate);
         self::assertSame(1, $second->sequence);
+    }
+
+    public function testStatusFeedIsWalkedOverTheWire(): void
+    {
+        $sink = new Glue();
+        $cursors = new InMemoryCursorStore();
+        $pull = new StatusPull(
+            new HttpsStatusFeed(self::$baseUrl, 'ik_test_key', new StreamHttpTransport(), 5.0),
+            $sink,
+            new ArrayDocuments(['invoice:1:000000123' => 3301]),
+            $cursors
+        );
+        $result = $pull->run(2);
+        self::assertSame(['pages' => 2, 'applied' => 2, 'ignored' => 1, 'cursor' => '9', 'more' => false], $result);
+        self::assertSame(['5', '9'], $cursors->saved);
+        self::assertSame([
+            ['invoice', 3301, 'pending', 'Received by Ledger, not in Sage yet (sage_throttled)'],
+            ['invoice', 3301, 'synced', 'In Sage as SI-1045'],
+        ], $sink->statuses);
+        $again = $pull->run();
+        self::assertSame(['pages' => 1, 'applied' => 0, 'ignored' => 0, 'cursor' => '9', 'more' => false], $again);
+
+        try {
+            (new HttpsStatusFeed(self::$baseUrl, 'wrong', new StreamHttpTransport(), 5.0))->fetch('9', 10);
+            self::fail('expected 401');
+        } catch (TransportException $e) {
+            self::assertStringContainsString('HTTP 401 unauthorized', $e->getMessage());
+        }
     }
 
     public function testWrongKeyAndInvalidEvent(): void

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Ledger\SageSync\Test\Support;
 
+use DateTimeImmutable;
 use Ledger\SageSync\Core\Outbox\EventRecorder;
 use Ledger\SageSync\Core\Outbox\InMemoryOutboxStore;
 use Ledger\SageSync\Core\Outbox\OutboxStore;
@@ -32,6 +33,9 @@ final class Glue implements StatusSink
     /** @var list<array{string, int, string, ?string}> */
     public array $statuses = [];
 
+    /** @var list<array{?string, ?string}> Sage reference and time of each status, as in $statuses */
+    public array $details = [];
+
     public function __construct(?OutboxStore $store = null)
     {
         $this->outbox = new InMemoryOutboxStore();
@@ -55,9 +59,11 @@ final class Glue implements StatusSink
         int $entityId,
         SageStatus $status,
         ?string $message,
-        ?string $sageReference = null
+        ?string $sageReference = null,
+        ?DateTimeImmutable $at = null
     ): void {
         $this->statuses[] = [$entityType, $entityId, $status->value, $message];
+        $this->details[] = [$sageReference, $at?->format(DATE_ATOM)];
     }
 
     /** Dispatches like Magento's event manager: data on the event and on the observer. */

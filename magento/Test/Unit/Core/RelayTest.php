@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Ledger\SageSync\Test\Unit\Core;
 
+use DateTimeImmutable;
 use Ledger\SageSync\Core\Event\EventType;
 use Ledger\SageSync\Core\Outbox\EnvelopeFactory;
 use Ledger\SageSync\Core\Outbox\EventRecorder;
@@ -56,7 +57,8 @@ final class RelayTest extends TestCase
                 int $id,
                 SageStatus $status,
                 ?string $message,
-                ?string $ref = null
+                ?string $ref = null,
+                ?DateTimeImmutable $at = null
             ): void {
                 $this->log[] = [$type, $id, $status->value, $message];
             }

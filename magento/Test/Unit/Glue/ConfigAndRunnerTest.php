@@ -19,6 +19,7 @@ use Ledger\SageSync\Model\Outbox\PublisherFactory;
 use Ledger\SageSync\Model\Outbox\RelayRunner;
 use Ledger\SageSync\Test\Fixture\Documents;
 use Ledger\SageSync\Test\Support\ArrayConfig;
+use Ledger\SageSync\Test\Support\ArrayDocuments;
 use Ledger\SageSync\Test\Support\Glue;
 use Ledger\SageSync\Test\Support\Models;
 use Magento\Framework\Exception\LocalizedException;
@@ -152,7 +153,8 @@ final class ConfigAndRunnerTest extends TestCase
 
         $this->ready($glue->settings);
         $flags = new FlagManager();
-        (new PullStatus($glue->config, new NullStatusFeed(), $glue, $flags, $glue->logger))->execute();
+        (new PullStatus($glue->config, new NullStatusFeed(), $glue, new ArrayDocuments(), $flags, $glue->logger))
+            ->execute();
         self::assertSame([], $flags->flags, 'no feed, no cursor');
         self::assertSame([], $glue->statuses);
     }

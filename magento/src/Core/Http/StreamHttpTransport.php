@@ -6,10 +6,21 @@ namespace Ledger\SageSync\Core\Http;
 
 use Ledger\SageSync\Core\Publish\TransportException;
 
-/** HTTP POST with PHP's own stream wrapper (no curl needed); TLS peers are always verified. */
-final class StreamHttpTransport implements HttpTransport
+/** HTTP POST and GET with PHP's own stream wrapper (no curl needed); TLS peers are always verified. */
+final class StreamHttpTransport implements HttpTransport, HttpReader
 {
     public function post(string $url, array $headers, string $body, float $timeout): HttpResponse
+    {
+        return $this->request('POST', $url, $headers, $body, $timeout);
+    }
+
+    public function get(string $url, array $headers, float $timeout): HttpResponse
+    {
+        return $this->request('GET', $url, $headers, null, $timeout);
+    }
+
+    /** @param array<string, string> $headers */
+    private function request(string $method, string $url, array $headers, ?string $body, float $timeout): HttpResponse
     {
         $lines = [];
         foreach ($headers as $name => $value) {
@@ -18,18 +29,23 @@ final class StreamHttpTransport implements HttpTransport
             }
             $lines[] = $name . ': ' . $value;
         }
-        $lines[] = 'Content-Length: ' . strlen($body);
+        if ($body !== null) {
+            $lines[] = 'Content-Length: ' . strlen($body);
+        }
         $lines[] = 'Connection: close';
+        $http = [
+            'method' => $method,
+            'header' => implode("\r\n", $lines),
+            'timeout' => $timeout,
+            'ignore_errors' => true,
+            'follow_location' => 0,
+            'protocol_version' => 1.1,
+        ];
+        if ($body !== null) {
+            $http['content'] = $body;
+        }
         $context = stream_context_create([
-            'http' => [
-                'method' => 'POST',
-                'header' => implode("\r\n", $lines),
-                'content' => $body,
-                'timeout' => $timeout,
-                'ignore_errors' => true,
-                'follow_location' => 0,
-                'protocol_version' => 1.1,
-            ],
+            'http' => $http,
             'ssl' => ['verify_peer' => true, 'verify_peer_name' => true],
         ]);
         $http_response_header = [];

@@ -9,6 +9,6 @@ final class NullStatusFeed implements StatusFeed
 {
     public function fetch(?string $cursor, int $limit): array
     {
-        return ['updates' => [], 'cursor' => $cursor];
+        return ['updates' => [], 'cursor' => $cursor, 'more' => false];
     }
 }

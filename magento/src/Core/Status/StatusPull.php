@@ -4,26 +4,96 @@ declare(strict_types=1);
 
 namespace Ledger\SageSync\Core\Status;
 
-/** Applies a batch of Ledger outcomes to the local status store and returns the new cursor. */
+/**
+ * Walks Ledger's status feed from the stored cursor and applies each outcome to the local status
+ * rows. Only invoices and credit memos have rows (the grids and the view block). A `payment` (the
+ * receipt of an invoice.paid, named by the invoice's document key) lands on its invoice's row,
+ * because the invoice.paid event turned that chip Pending; a payment skipped on purpose (net
+ * terms, nothing to post) only puts back "Synced" when the invoice already has its Sage
+ * reference. Customers, products and documents this store does not know are passed over. The
+ * cursor is saved after each page's rows are written, so a failure (thrown to the caller) loses
+ * nothing: the next run reads that page again. Stops when the feed says `more: false`.
+ */
 final class StatusPull
 {
-    public function __construct(private StatusFeed $feed, private StatusSink $sink)
-    {
+    public const SHOWN = ['invoice', 'creditmemo'];
+
+    public function __construct(
+        private StatusFeed $feed,
+        private StatusSink $sink,
+        private DocumentResolver $documents,
+        private CursorStore $cursors,
+        private ?StatusReader $reader = null,
+    ) {
     }
 
-    /** @return array{applied: int, cursor: ?string} */
-    public function run(?string $cursor, int $limit = 500): array
+    /** @return array{pages: int, applied: int, ignored: int, cursor: ?string, more: bool} */
+    public function run(int $limit = 500, int $maxPages = 20): array
     {
-        $batch = $this->feed->fetch($cursor, $limit);
-        foreach ($batch['updates'] as $update) {
-            $this->sink->update(
-                $update->entityType,
-                $update->entityId,
-                $update->status,
-                $update->message,
-                $update->sageReference
-            );
+        $cursor = $this->cursors->load();
+        $result = ['pages' => 0, 'applied' => 0, 'ignored' => 0, 'cursor' => $cursor, 'more' => false];
+        while ($result['pages'] < $maxPages) {
+            $page = $this->feed->fetch($cursor, $limit);
+            $result['pages']++;
+            foreach ($page['updates'] as $update) {
+                if ($this->apply($update)) {
+                    $result['applied']++;
+                } else {
+                    $result['ignored']++;
+                }
+            }
+            $next = $page['cursor'];
+            $moved = $next !== null && $next !== $cursor;
+            if ($moved) {
+                $this->cursors->save($next);
+                $cursor = $next;
+            }
+            $result['cursor'] = $cursor;
+            $result['more'] = $page['more'];
+            if (!$page['more'] || !$moved) {
+                break;
+            }
         }
-        return ['applied' => count($batch['updates']), 'cursor' => $batch['cursor']];
+        return $result;
+    }
+
+    private function apply(StatusUpdate $update): bool
+    {
+        $payment = $update->entityType === 'payment';
+        $type = $payment ? 'invoice' : $update->entityType;
+        if (!in_array($type, self::SHOWN, true)) {
+            return false;
+        }
+        $document = $update->salesDocument($type);
+        $id = $document === null ? null : $this->documents->entityId($type, ...$document);
+        if ($id === null) {
+            return false;
+        }
+        if (!$payment) {
+            $this->sink->update(
+                $type,
+                $id,
+                $update->status,
+                $update->describe(),
+                $update->status === SageStatus::Synced ? $update->sageReference : null,
+                $update->at
+            );
+            return true;
+        }
+        $status = $update->status;
+        $message = $status === SageStatus::Synced
+            ? 'In Sage; payment posted' . ($update->sageReference === null ? '' : ' as ' . $update->sageReference)
+            : 'Payment: ' . $update->describe();
+        if ($status === SageStatus::Skipped) {
+            $invoiceRef = $this->reader?->sageReference($type, $id);
+            if ($invoiceRef === null) {
+                return false;
+            }
+            $status = SageStatus::Synced;
+            $message = 'In Sage as ' . $invoiceRef . '; payment ' . lcfirst($update->describe());
+        }
+        // The invoice keeps its own Sage reference: a receipt's reference is only in the tooltip.
+        $this->sink->update($type, $id, $status, $message, null, $update->at);
+        return true;
     }
 }

@@ -4,15 +4,53 @@ declare(strict_types=1);
 
 namespace Ledger\SageSync\Core\Status;
 
-/** One document outcome reported by Ledger (synced with its Sage reference, skipped, failed). */
+use DateTimeImmutable;
+
+/**
+ * One document outcome reported by Ledger's status feed: the entity kind (invoice, creditmemo,
+ * payment, customer, product), its Magento document key ("invoice:<store id>:<increment id>"),
+ * the state, and what goes with it (Sage reference, skip reason or error code, time).
+ */
 final class StatusUpdate
 {
     public function __construct(
         public readonly string $entityType,
-        public readonly int $entityId,
+        public readonly string $documentKey,
         public readonly SageStatus $status,
-        public readonly ?string $message,
-        public readonly ?string $sageReference,
+        public readonly ?string $message = null,
+        public readonly ?string $sageReference = null,
+        public readonly ?string $code = null,
+        public readonly ?DateTimeImmutable $at = null,
     ) {
+    }
+
+    /**
+     * @param string|null $kind the key's kind when it differs from the entity (a payment's key
+     *     is its invoice's, "invoice:<store id>:<increment id>")
+     * @return array{int, string}|null store id and increment id of a sales document key
+     */
+    public function salesDocument(?string $kind = null): ?array
+    {
+        $parts = explode(':', $this->documentKey, 3);
+        $kind ??= $this->entityType;
+        if (count($parts) !== 3 || $parts[0] !== $kind || preg_match('/^\d+$/', $parts[1]) !== 1) {
+            return null;
+        }
+        return $parts[2] === '' ? null : [(int) $parts[1], $parts[2]];
+    }
+
+    /** The tooltip of the grid chip and the detail line of the view block. */
+    public function describe(): string
+    {
+        $detail = $this->message === null || trim($this->message) === '' ? '' : trim($this->message);
+        $text = match ($this->status) {
+            SageStatus::Synced => $this->sageReference === null
+                ? 'In Sage' : 'In Sage as ' . $this->sageReference,
+            SageStatus::Skipped => 'Not synced on purpose: ' . ($this->code ?? 'no reason given'),
+            SageStatus::Failed => 'Sync failed: ' . ($this->code ?? 'unknown error'),
+            SageStatus::Pending => 'Received by Ledger, not in Sage yet'
+                . ($this->code === null ? '' : ' (' . $this->code . ')'),
+        };
+        return $detail === '' || $this->status === SageStatus::Synced ? $text : $text . ' - ' . $detail;
     }
 }

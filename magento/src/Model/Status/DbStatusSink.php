@@ -7,6 +7,7 @@ namespace Ledger\SageSync\Model\Status;
 use DateTimeImmutable;
 use DateTimeZone;
 use Ledger\SageSync\Core\Status\SageStatus;
+use Ledger\SageSync\Core\Status\StatusReader;
 use Ledger\SageSync\Core\Status\StatusSink;
 use Magento\Framework\App\ResourceConnection;
 
@@ -16,7 +17,7 @@ use Magento\Framework\App\ResourceConnection;
  * because a later status change does not touch sales_invoice.updated_at and the grid indexer
  * would never notice it. Customers and products have no grid; their state lives in the outbox.
  */
-class DbStatusSink implements StatusSink
+class DbStatusSink implements StatusSink, StatusReader
 {
     /** entity type => [status table, id column, grid table] */
     public const TABLES = [
@@ -33,7 +34,8 @@ class DbStatusSink implements StatusSink
         int $entityId,
         SageStatus $status,
         ?string $message,
-        ?string $sageReference = null
+        ?string $sageReference = null,
+        ?DateTimeImmutable $at = null
     ): void {
         if (!isset(self::TABLES[$entityType])) {
             return;
@@ -51,7 +53,7 @@ class DbStatusSink implements StatusSink
                 $status->value,
                 $message,
                 $sageReference === null ? null : mb_substr($sageReference, 0, 64),
-                (new DateTimeImmutable('now', new DateTimeZone('UTC')))->format('Y-m-d H:i:s'),
+                ($at ?? new DateTimeImmutable('now'))->setTimezone(new DateTimeZone('UTC'))->format('Y-m-d H:i:s'),
             ]
         );
         $connection->update(
@@ -59,6 +61,12 @@ class DbStatusSink implements StatusSink
             ['sage_status' => $status->value, 'sage_status_message' => $message],
             ['entity_id = ?' => $entityId]
         );
+    }
+
+    public function sageReference(string $entityType, int $entityId): ?string
+    {
+        $ref = $this->get($entityType, $entityId)['sage_ref'] ?? null;
+        return is_string($ref) && $ref !== '' ? $ref : null;
     }
 
     /** @return array{status: string, message: ?string, sage_ref: ?string, updated_at: string}|null */

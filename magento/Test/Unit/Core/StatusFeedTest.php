@@ -1,0 +1,300 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Ledger\SageSync\Test\Unit\Core;
+
+use DateTimeImmutable;
+use InvalidArgumentException;
+use Ledger\SageSync\Core\Publish\TransportException;
+use Ledger\SageSync\Core\Status\HttpsStatusFeed;
+use Ledger\SageSync\Core\Status\InMemoryCursorStore;
+use Ledger\SageSync\Core\Status\NullStatusFeed;
+use Ledger\SageSync\Core\Status\SageStatus;
+use Ledger\SageSync\Core\Status\StatusPull;
+use Ledger\SageSync\Core\Status\StatusReader;
+use Ledger\SageSync\Core\Status\StatusSink;
+use Ledger\SageSync\Test\Support\ArrayDocuments;
+use Ledger\SageSync\Test\Support\Glue;
+use Ledger\SageSync\Test\Support\ScriptedHttp;
+use PHPUnit\Framework\TestCase;
+use RuntimeException;
+
+final class StatusFeedTest extends TestCase
+{
+    private ScriptedHttp $http;
+    private Glue $sink;
+    private ArrayDocuments $documents;
+
+    protected function setUp(): void
+    {
+        $this->http = new ScriptedHttp();
+        $this->sink = new Glue();
+        $this->documents = new ArrayDocuments([
+            'invoice:1:000000123' => 3301,
+            'invoice:1:000000124' => 3302,
+            'invoice:2:000000124' => 4402,
+            'creditmemo:1:000000045' => 501,
+        ]);
+    }
+
+    private function pull(InMemoryCursorStore $cursors): StatusPull
+    {
+        $feed = new HttpsStatusFeed('https://ingest.ledger.example/', 'ik_live_abc', $this->http);
+        return new StatusPull($feed, $this->sink, $this->documents, $cursors);
+    }
+
+    /** @return array<string, mixed> */
+    private static function item(int $cursor, string $key, string $state, array $more = []): array
+    {
+        return $more + [
+            'cursor' => $cursor,
+            'entity' => explode(':', $key)[0],
+            'document_key' => $key,
+            'state' => $state,
+            'service' => 'invoices',
+            'at' => '2026-11-27T08:10:0' . ($cursor % 10) . 'Z',
+        ];
+    }
+
+    /** @param list<array<string, mixed>> $items */
+    private static function page(array $items, int $next, bool $more): array
+    {
+        return ['items' => $items, 'next_cursor' => $next, 'more' => $more];
+    }
+
+    public function testWalksThePagesUntilNoMoreAndSavesTheCursorAfterEach(): void
+    {
+        $this->http
+            ->answer(200, self::page([self::item(3, 'invoice:1:000000123', 'pending')], 3, true))
+            ->answer(200, self::page([self::item(7, 'invoice:1:000000123', 'synced', [
+                'sage_reference' => 'SI-1045',
+            ])], 7, true))
+            ->answer(200, self::page([self::item(9, 'creditmemo:1:000000045', 'synced')], 9, false));
+        $cursors = new InMemoryCursorStore();
+
+        $result = $this->pull($cursors)->run(2);
+
+        self::assertSame(['0', '3', '7'], $this->http->cursors());
+        self::assertSame(['3', '7', '9'], $cursors->saved, 'saved after every page');
+        self::assertSame(['pages' => 3, 'applied' => 3, 'ignored' => 0, 'cursor' => '9', 'more' => false], $result);
+        [$url, $headers] = $this->http->requests[0];
+        self::assertSame('https://ingest.ledger.example/v1/status?cursor=0&limit=2', $url);
+        self::assertSame('Bearer ik_live_abc', $headers['Authorization']);
+        self::assertSame(['invoice', 3301, 'pending'], array_slice($this->sink->statuses[0], 0, 3));
+        self::assertSame(['invoice', 3301, 'synced'], array_slice($this->sink->statuses[1], 0, 3));
+        self::assertSame(['creditmemo', 501, 'synced'], array_slice($this->sink->statuses[2], 0, 3));
+    }
+
+    public function testResumesFromTheStoredCursorAndKeepsItWhenNothingIsNew(): void
+    {
+        $this->http->answer(200, self::page([], 42, false));
+        $cursors = new InMemoryCursorStore('42');
+
+        $result = $this->pull($cursors)->run();
+
+        self::assertSame(['42'], $this->http->cursors());
+        self::assertSame([], $cursors->saved, 'unchanged cursor is not rewritten');
+        self::assertSame('42', $result['cursor']);
+        self::assertSame('42', $cursors->load());
+    }
+
+    public function testStopsAtThePageLimitAndContinuesNextRun(): void
+    {
+        $this->http
+            ->answer(200, self::page([self::item(1, 'invoice:1:000000123', 'pending')], 1, true))
+            ->answer(200, self::page([self::item(2, 'invoice:1:000000123', 'synced')], 2, true))
+            ->answer(200, self::page([], 2, false));
+        $cursors = new InMemoryCursorStore();
+
+        $first = $this->pull($cursors)->run(1, 2);
+        self::assertSame(2, $first['pages']);
+        self::assertTrue($first['more']);
+        $this->pull($cursors)->run(1, 2);
+        self::assertSame(['0', '1', '2'], $this->http->cursors());
+    }
+
+    public function testMapsEveryStateOntoTheChipWithReferenceReasonCodeAndTime(): void
+    {
+        $this->http->answer(200, self::page([
+            self::item(11, 'invoice:1:000000123', 'synced', ['sage_reference' => 'SI-1045', 'sage_id' => 'f3a9']),
+            self::item(12, 'invoice:1:000000124', 'skipped', ['skip_reason' => 'zero_total']),
+            self::item(13, 'invoice:2:000000124', 'failed', [
+                'error_code' => 'sage_validation',
+                'message' => 'Tax rate T9 is unknown',
+            ]),
+            self::item(14, 'creditmemo:1:000000045', 'pending', ['error_code' => 'sage_throttled']),
+            self::item(15, 'creditmemo:1:000000045', 'synced', ['sage_id' => 'c77e']),
+        ], 15, false));
+
+        $this->pull(new InMemoryCursorStore())->run();
+
+        self::assertSame([
+            ['invoice', 3301, 'synced', 'In Sage as SI-1045'],
+            ['invoice', 3302, 'skipped', 'Not synced on purpose: zero_total'],
+            ['invoice', 4402, 'failed', 'Sync failed: sage_validation - Tax rate T9 is unknown'],
+            ['creditmemo', 501, 'pending', 'Received by Ledger, not in Sage yet (sage_throttled)'],
+            ['creditmemo', 501, 'synced', 'In Sage as c77e'],
+        ], $this->sink->statuses);
+        self::assertSame([
+            ['SI-1045', '2026-11-27T08:10:01+00:00'],
+            [null, '2026-11-27T08:10:02+00:00'],
+            [null, '2026-11-27T08:10:03+00:00'],
+            [null, '2026-11-27T08:10:04+00:00'],
+            ['c77e', '2026-11-27T08:10:05+00:00'],
+        ], $this->sink->details, 'reference only when synced (else the Sage id); the time of the change');
+    }
+
+    public function testIgnoresKindsItDoesNotShowAndUnknownDocumentsButMovesOn(): void
+    {
+        $this->http->answer(200, self::page([
+            self::item(20, 'invoice:1:000000123', 'skipped', ['entity' => 'payment', 'skip_reason' => 'net_terms']),
+            self::item(21, 'customer:42', 'synced', ['sage_reference' => 'HARTLEY']),
+            self::item(22, 'product:7', 'skipped', ['skip_reason' => 'not_stocked']),
+            self::item(23, 'invoice:1:000009999', 'synced'),
+            self::item(24, 'invoice:9:000000123', 'synced'),
+            self::item(25, 'invoice:1:000000123', 'exploded'),
+            ['cursor' => 26, 'state' => 'synced'],
+            'garbage',
+        ], 26, false));
+        $cursors = new InMemoryCursorStore('19');
+
+        $result = $this->pull($cursors)->run();
+
+        self::assertSame([], $this->sink->statuses);
+        self::assertSame(5, $result['ignored'], 'unreadable items are not counted, just passed over');
+        self::assertSame(['26'], $cursors->saved);
+    }
+
+    public function testAPaymentLandsOnItsInvoiceAndASkippedOneKeepsTheInvoiceSynced(): void
+    {
+        $payment = ['entity' => 'payment'];
+        $this->http->answer(200, self::page([
+            self::item(51, 'invoice:1:000000123', 'pending', $payment + ['error_code' => 'invoice_not_synced']),
+            self::item(52, 'invoice:1:000000123', 'synced', $payment + ['sage_reference' => 'CR-77']),
+            self::item(53, 'invoice:1:000000124', 'failed', $payment + ['error_code' => 'invoice_not_synced']),
+            self::item(54, 'invoice:2:000000124', 'skipped', $payment + ['skip_reason' => 'net_terms']),
+            self::item(55, 'invoice:1:000000124', 'skipped', $payment + ['skip_reason' => 'nothing_to_post']),
+        ], 55, false));
+        $reader = new class implements StatusReader {
+            public function sageReference(string $entityType, int $entityId): ?string
+            {
+                return $entityType === 'invoice' && $entityId === 4402 ? 'SI-2001' : null;
+            }
+        };
+        $cursors = new InMemoryCursorStore();
+        $result = (new StatusPull(
+            new HttpsStatusFeed('https://ingest.ledger.example', 'ik_live_abc', $this->http),
+            $this->sink,
+            $this->documents,
+            $cursors,
+            $reader
+        ))->run();
+
+        self::assertSame([
+            ['invoice', 3301, 'pending', 'Payment: Received by Ledger, not in Sage yet (invoice_not_synced)'],
+            ['invoice', 3301, 'synced', 'In Sage; payment posted as CR-77'],
+            ['invoice', 3302, 'failed', 'Payment: Sync failed: invoice_not_synced'],
+            ['invoice', 4402, 'synced', 'In Sage as SI-2001; payment not synced on purpose: net_terms'],
+        ], $this->sink->statuses, 'a skipped payment of an invoice not (yet) in Sage changes nothing');
+        self::assertSame([null, null, null, null], array_column($this->sink->details, 0), 'the invoice keeps its ref');
+        self::assertSame(1, $result['ignored']);
+        self::assertSame('55', $cursors->load());
+    }
+
+    /** @return array<string, array{callable(ScriptedHttp): void, string}> */
+    public static function failures(): array
+    {
+        return [
+            '401 wrong key' => [
+                static fn (ScriptedHttp $h) => $h->answer(401, ['error' => 'unauthorized', 'message' => 'no']),
+                'HTTP 401 unauthorized: no (check the ingest key)',
+            ],
+            '503 stream down' => [
+                static fn (ScriptedHttp $h) => $h->answer(503, ['error' => 'status_unavailable']),
+                'HTTP 503 status_unavailable',
+            ],
+            '502 from a proxy' => [
+                static fn (ScriptedHttp $h) => $h->answer(502, '<html>Bad gateway</html>'),
+                'HTTP 502',
+            ],
+            'timeout' => [static fn (ScriptedHttp $h) => $h->timeout(), 'timed out'],
+            'not a page' => [static fn (ScriptedHttp $h) => $h->answer(200, '{"items":"x"}'), 'not a status page'],
+        ];
+    }
+
+    /** @dataProvider failures */
+    public function testFailuresKeepTheCursorAndTheNextRunReadsThePageAgain(callable $script, string $message): void
+    {
+        $this->http->answer(200, self::page([self::item(31, 'invoice:1:000000123', 'pending')], 31, true));
+        $script($this->http);
+        $cursors = new InMemoryCursorStore('30');
+
+        try {
+            $this->pull($cursors)->run();
+            self::fail('expected a TransportException');
+        } catch (TransportException $e) {
+            self::assertStringContainsString($message, $e->getMessage());
+        }
+        self::assertSame(['31'], $cursors->saved, 'the page written before the failure counts');
+        self::assertCount(1, $this->sink->statuses);
+
+        $this->http->answer(200, self::page([self::item(32, 'invoice:1:000000123', 'synced')], 32, false));
+        $this->pull($cursors)->run();
+        self::assertSame(['30', '31', '31'], $this->http->cursors(), 'the failed page is asked for again');
+        self::assertSame('32', $cursors->load());
+    }
+
+    public function testASinkFailureDoesNotMoveTheCursor(): void
+    {
+        $this->http->answer(200, self::page([self::item(41, 'invoice:1:000000123', 'synced')], 41, false));
+        $cursors = new InMemoryCursorStore('40');
+        $failing = new StatusPull(
+            new HttpsStatusFeed('https://ingest.ledger.example', 'ik_live_abc', $this->http),
+            new class implements StatusSink {
+                public function update(
+                    string $entityType,
+                    int $entityId,
+                    SageStatus $status,
+                    ?string $message,
+                    ?string $sageReference = null,
+                    ?DateTimeImmutable $at = null
+                ): void {
+                    throw new RuntimeException('deadlock');
+                }
+            },
+            $this->documents,
+            $cursors
+        );
+        try {
+            $failing->run();
+            self::fail('expected the sink failure');
+        } catch (RuntimeException $e) {
+            self::assertSame('deadlock', $e->getMessage());
+        }
+        self::assertSame([], $cursors->saved);
+    }
+
+    public function testRefusesPlainHttpAndAnEmptyKey(): void
+    {
+        try {
+            new HttpsStatusFeed('http://ingest.ledger.example', 'ik', $this->http);
+            self::fail('plain http accepted');
+        } catch (InvalidArgumentException $e) {
+            self::assertStringContainsString('must be https://', $e->getMessage());
+        }
+        $this->expectException(InvalidArgumentException::class);
+        new HttpsStatusFeed('https://ingest.ledger.example', '', $this->http);
+    }
+
+    public function testAForeignCursorStartsFromTheBeginningAndTheNullFeedReadsNothing(): void
+    {
+        $this->http->answer(200, self::page([], 0, false));
+        (new HttpsStatusFeed('http://127.0.0.1:8080', 'ik', $this->http))->fetch('abc', 5000);
+        self::assertSame('http://127.0.0.1:8080/v1/status?cursor=0&limit=1000', $this->http->requests[0][0]);
+        self::assertSame(
+            ['updates' => [], 'cursor' => '5', 'more' => false],
+            (new NullStatusFeed())->fetch('5', 10)
+        );
+    }
+}
