@@ -650,3 +650,43 @@ impl ServiceContext {
         })
     }
 }
+
+/// A started consumer service.
+pub struct Running {
+    /// Address of `/metrics` and `/healthz`.
+    pub metrics_addr: std::net::SocketAddr,
+    /// Resolves when the consumer has drained after shutdown.
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ServiceContext {
+    /// Creates (or updates) the service's durable consumer and keeps its lag gauges fresh.
+    pub async fn consumer(
+        &self,
+        spec: &ledger_runtime::bus::ConsumerSpec,
+        shutdown: &ledger_runtime::shutdown::Shutdown,
+    ) -> anyhow::Result<
+        async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>,
+    > {
+        let consumer = ledger_runtime::bus::ensure_consumer(&self.js, spec).await?;
+        ledger_runtime::metrics::spawn_lag_poller(
+            consumer.clone(),
+            Duration::from_secs(5),
+            shutdown.clone(),
+        );
+        Ok(consumer)
+    }
+}
+
+/// Serves the service's `/metrics` and `/healthz` on its configured address.
+pub async fn serve_metrics(
+    config: &ServiceConfig,
+    shutdown: &ledger_runtime::shutdown::Shutdown,
+) -> std::io::Result<std::net::SocketAddr> {
+    ledger_runtime::metrics::serve(
+        config.metrics_addr,
+        ledger_runtime::metrics::router(),
+        shutdown.clone(),
+    )
+    .await
+}

@@ -177,6 +177,15 @@ pub struct ConsumerSpec {
 }
 
 impl ConsumerSpec {
+    /// The spec of a consumer service: [`ConsumerSpec::new`] with unlimited redelivery at the
+    /// server, because the consumer loop dead-letters after its own count of transient failures
+    /// and a paused merchant's events must keep waiting however long it takes.
+    pub fn for_service(durable: &str, filter_subjects: &[&str]) -> Self {
+        let mut spec = ConsumerSpec::new(durable, filter_subjects);
+        spec.max_deliver = -1;
+        spec
+    }
+
     /// A spec with production defaults for the given durable name and subjects.
     ///
     /// `LEDGER_ACK_WAIT_SECS` overrides the 60 s ack wait: how soon a message held by a crashed

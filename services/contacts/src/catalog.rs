@@ -44,11 +44,7 @@ pub const NO_PURCHASE_LEDGER: &str = "settings.no_purchase_ledger_account";
 
 /// The durable consumer of product events.
 pub fn consumer_spec() -> ConsumerSpec {
-    let mut spec = ConsumerSpec::new(CONSUMER, &["magento.*.product.saved"]);
-    // Unlimited redelivery at the server: the loop dead-letters after its own limit, and a
-    // paused merchant's events must keep waiting.
-    spec.max_deliver = -1;
-    spec
+    ConsumerSpec::for_service(CONSUMER, &["magento.*.product.saved"])
 }
 
 /// What the cross-reference knows about a product already in Sage.

@@ -19,14 +19,13 @@ pub mod catalog;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
 
 use ledger_events::{OrderContext, Payload};
 use ledger_mapping::{
     B2cConsolidation, ContactRoute, MerchantSettings, Party, CONSOLIDATED_CUSTOMER_KEY,
 };
 use ledger_rpc::{ContactRef, EnsureContactRequest, RpcError, ServiceConfig, ServiceContext};
-use ledger_runtime::bus::{self, ConsumerSpec};
+use ledger_runtime::bus::ConsumerSpec;
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
 use ledger_runtime::journal;
 use ledger_runtime::shutdown::Shutdown;
@@ -455,42 +454,19 @@ pub(crate) use ledger_rpc::contract_failure;
 
 /// The durable consumer of this service.
 pub fn consumer_spec() -> ConsumerSpec {
-    let mut spec = ConsumerSpec::new(SERVICE, &["magento.*.customer.saved"]);
-    spec.max_deliver = -1;
-    spec
+    ConsumerSpec::for_service(SERVICE, &["magento.*.customer.saved"])
 }
 
-/// A started service.
-pub struct Running {
-    /// Address of `/metrics` and `/healthz`.
-    pub metrics_addr: std::net::SocketAddr,
-    /// Resolves when the consumer has drained after shutdown.
-    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+pub use ledger_rpc::Running;
 
 /// Starts the responder and both consumers (customers, products); returns once they accept
 /// work.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
     let ctx = ServiceContext::connect(&config.service, SERVICE, "contacts").await?;
     sqlx::migrate!("./migrations").run(&ctx.db).await?;
-    let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
-    let products = bus::ensure_consumer(&ctx.js, &catalog::consumer_spec()).await?;
-    ledger_runtime::metrics::spawn_lag_poller(
-        consumer.clone(),
-        Duration::from_secs(5),
-        shutdown.clone(),
-    );
-    ledger_runtime::metrics::spawn_lag_poller(
-        products.clone(),
-        Duration::from_secs(5),
-        shutdown.clone(),
-    );
-    let metrics_addr = ledger_runtime::metrics::serve(
-        config.service.metrics_addr,
-        ledger_runtime::metrics::router(),
-        shutdown.clone(),
-    )
-    .await?;
+    let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
+    let products = ctx.consumer(&catalog::consumer_spec(), &shutdown).await?;
+    let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
     let nats = ctx.nats.clone();
     let ctx = Arc::new(ctx);
     let service = Arc::new(Contacts {

@@ -29,7 +29,7 @@ use ledger_rpc::{
     contract_failure, mapping_outcome, ContactRef, DocumentRef, EnsureContactRequest, ErrorClass,
     RpcError, ServiceConfig, ServiceContext,
 };
-use ledger_runtime::bus::{self, ConsumerSpec};
+use ledger_runtime::bus::ConsumerSpec;
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
 use ledger_runtime::journal::{self, StepState};
 use ledger_runtime::shutdown::Shutdown;
@@ -928,40 +928,20 @@ impl Handler for Documents {
 
 /// The durable consumer of this service.
 pub fn consumer_spec() -> ConsumerSpec {
-    let mut spec = ConsumerSpec::new(
+    ConsumerSpec::for_service(
         SERVICE,
         &["magento.*.invoice.created", "magento.*.creditmemo.created"],
-    );
-    // Unlimited redelivery at the server: the loop itself dead-letters after its own limit,
-    // and a paused merchant's events must keep waiting.
-    spec.max_deliver = -1;
-    spec
+    )
 }
 
-/// A started service.
-pub struct Running {
-    /// Address of `/metrics` and `/healthz`.
-    pub metrics_addr: std::net::SocketAddr,
-    /// Resolves when the consumer has drained after shutdown.
-    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+pub use ledger_rpc::Running;
 
 /// Starts the consumer and the lookup responder; returns once they accept work.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
     let ctx = ServiceContext::connect(&config.service, SERVICE, "documents").await?;
     sqlx::migrate!("./migrations").run(&ctx.db).await?;
-    let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
-    ledger_runtime::metrics::spawn_lag_poller(
-        consumer.clone(),
-        Duration::from_secs(5),
-        shutdown.clone(),
-    );
-    let metrics_addr = ledger_runtime::metrics::serve(
-        config.service.metrics_addr,
-        ledger_runtime::metrics::router(),
-        shutdown.clone(),
-    )
-    .await?;
+    let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
+    let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
 
     let db = ctx.db.clone();
     ledger_rpc::serve(

@@ -436,37 +436,17 @@ impl Handler for Payments {
 
 /// The durable consumer of this service.
 pub fn consumer_spec() -> ConsumerSpec {
-    let mut spec = ConsumerSpec::new(SERVICE, &["magento.*.invoice.paid"]);
-    // Unlimited redelivery at the server: the loop itself dead-letters after its own limit,
-    // and a paused merchant's events must keep waiting.
-    spec.max_deliver = -1;
-    spec
+    ConsumerSpec::for_service(SERVICE, &["magento.*.invoice.paid"])
 }
 
-/// A started service.
-pub struct Running {
-    /// Address of `/metrics` and `/healthz`.
-    pub metrics_addr: std::net::SocketAddr,
-    /// Resolves when the consumer has drained after shutdown.
-    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+pub use ledger_rpc::Running;
 
 /// Starts the consumer; returns once it accepts work.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
     let ctx = ServiceContext::connect(&config.service, SERVICE, "payments").await?;
     sqlx::migrate!("./migrations").run(&ctx.db).await?;
-    let consumer = bus::ensure_consumer(&ctx.js, &consumer_spec()).await?;
-    ledger_runtime::metrics::spawn_lag_poller(
-        consumer.clone(),
-        Duration::from_secs(5),
-        shutdown.clone(),
-    );
-    let metrics_addr = ledger_runtime::metrics::serve(
-        config.service.metrics_addr,
-        ledger_runtime::metrics::router(),
-        shutdown.clone(),
-    )
-    .await?;
+    let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
+    let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
 
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
