@@ -160,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
     let expected = [
         ("sales_invoices", 4usize),
         ("sales_credit_notes", 1),
-        ("contact_payments", 1),
+        ("contact_payments", 2),
     ];
     let started = Instant::now();
     let mut landed: Vec<(String, Vec<Value>)> = Vec::new();
