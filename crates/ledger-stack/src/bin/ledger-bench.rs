@@ -14,6 +14,10 @@ use futures::StreamExt;
 use ledger_stack::{events, Stack, StackOptions};
 use sage_sandbox::{FaultKind, FaultPlan, SandboxConfig};
 
+/// Publish acknowledgements awaited at a time: the client stops sending when too many are
+/// outstanding, so a large run must collect them as it goes.
+const ACK_BATCH: usize = 1_000;
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -72,6 +76,11 @@ async fn baseline(nats_url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     for i in 0..n {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("b-{i}").as_str());
+        if acks.len() >= ACK_BATCH {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
         acks.push(
             js.publish_with_headers(
                 format!("bench.{}.m{}.invoice.created", std::process::id(), i % 20),
@@ -225,6 +234,11 @@ async fn run_engine(
         let merchant = &onboarded[i % merchants];
         let event = events::invoice_created(&merchant.id, i as u64);
         let envelope = ledger_events::parse(&event.body)?;
+        if acks.len() >= ACK_BATCH {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
         published
             .entry(merchant.business_id.clone())
             .or_default()
