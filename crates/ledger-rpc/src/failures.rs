@@ -32,3 +32,22 @@ pub fn mapping_outcome(e: MappingError) -> Result<(String, String), ProcessError
         MappingError::Skipped { reason, detail } => Ok((reason, detail)),
     }
 }
+
+/// Parses a delivered event against the contract and checks that it was published on its own
+/// merchant's subject: an event of merchant A on B's subject is refused, naming `/merchant_id`.
+pub fn parse_delivery(
+    delivery: &ledger_runtime::consumer::Delivery,
+) -> Result<ledger_events::Envelope, ProcessError> {
+    let env = ledger_events::parse(&delivery.payload).map_err(contract_failure)?;
+    if env.merchant_id != delivery.merchant {
+        return Err(ProcessError::invalid_field(
+            "contract.subject_mismatch",
+            "/merchant_id",
+            format!(
+                "event of merchant {} published on {}",
+                env.merchant_id, delivery.subject
+            ),
+        ));
+    }
+    Ok(env)
+}

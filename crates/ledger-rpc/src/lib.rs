@@ -36,7 +36,7 @@ pub const QUEUE_GROUP: &str = "ledger";
 
 pub mod failures;
 pub mod gate;
-pub use failures::{contract_failure, mapping_outcome};
+pub use failures::{contract_failure, mapping_outcome, parse_delivery};
 pub use gate::{GateLimits, GatedSage, SageGate};
 
 /// How a failed request should be treated by the asker.

@@ -351,17 +351,7 @@ impl Catalog {
 #[async_trait::async_trait]
 impl Handler for Catalog {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
-        let env = ledger_events::parse(&delivery.payload).map_err(crate::contract_failure)?;
-        if env.merchant_id != delivery.merchant {
-            return Err(ProcessError::invalid_field(
-                "contract.subject_mismatch",
-                "/merchant_id",
-                format!(
-                    "event of merchant {} published on {}",
-                    env.merchant_id, delivery.subject
-                ),
-            ));
-        }
+        let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
             Payload::ProductSaved(snapshot) => self.product_saved(&env, delivery, snapshot).await,
             other => Ok(Outcome::Skipped(format!(

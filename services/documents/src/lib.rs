@@ -26,8 +26,8 @@ use ledger_mapping::{
     DocumentPlan, MappingError, MerchantSettings, OriginalInvoice, SageDocumentRef, Settlement,
 };
 use ledger_rpc::{
-    contract_failure, mapping_outcome, ContactRef, DocumentRef, EnsureContactRequest, ErrorClass,
-    RpcError, ServiceConfig, ServiceContext,
+    mapping_outcome, ContactRef, DocumentRef, EnsureContactRequest, ErrorClass, RpcError,
+    ServiceConfig, ServiceContext,
 };
 use ledger_runtime::bus::ConsumerSpec;
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
@@ -890,17 +890,7 @@ pub fn no_bank_account(method: &str, currency: &str) -> ProcessError {
 #[async_trait::async_trait]
 impl Handler for Documents {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
-        let env = ledger_events::parse(&delivery.payload).map_err(contract_failure)?;
-        if env.merchant_id != delivery.merchant {
-            return Err(ProcessError::invalid_field(
-                "contract.subject_mismatch",
-                "/merchant_id",
-                format!(
-                    "event of merchant {} published on {}",
-                    env.merchant_id, delivery.subject
-                ),
-            ));
-        }
+        let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
             Payload::InvoiceCreated(snapshot) => {
                 self.invoice_created(&env, delivery, snapshot).await

@@ -24,8 +24,8 @@ use std::time::Duration;
 use ledger_events::{Envelope, InvoicePaidSnapshot, Payload};
 use ledger_mapping::{InvoiceRef, MappingError, MerchantSettings, ReceiptPlan};
 use ledger_rpc::{
-    contract_failure, mapping_outcome, DocumentLookupRequest, DocumentRef, ErrorClass, Reply,
-    ServiceConfig, ServiceContext,
+    mapping_outcome, DocumentLookupRequest, DocumentRef, ErrorClass, Reply, ServiceConfig,
+    ServiceContext,
 };
 use ledger_runtime::bus::{self, ConsumerSpec};
 use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
@@ -403,17 +403,7 @@ pub fn invoice_not_synced(
 #[async_trait::async_trait]
 impl Handler for Payments {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
-        let env = ledger_events::parse(&delivery.payload).map_err(contract_failure)?;
-        if env.merchant_id != delivery.merchant {
-            return Err(ProcessError::invalid_field(
-                "contract.subject_mismatch",
-                "/merchant_id",
-                format!(
-                    "event of merchant {} published on {}",
-                    env.merchant_id, delivery.subject
-                ),
-            ));
-        }
+        let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
             Payload::InvoicePaid(paid) => self.handle_paid(&env, delivery, paid).await,
             other => Ok(Outcome::Skipped(format!(
