@@ -75,16 +75,44 @@ impl Default for StreamSettings {
     }
 }
 
-/// Connects to NATS and refuses servers older than 2.10 with a clear message.
+/// Splits `nats://user:password@host:port` into the URL without credentials and the
+/// credentials, percent-decoded. The client library ignores credentials embedded in a URL, and
+/// a secured server (auth callout, see docs/decisions/0009) needs them in CONNECT.
+pub fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    if parsed.username().is_empty() {
+        return (url.to_string(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(parsed.username());
+    let password = decode(parsed.password().unwrap_or(""));
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    (parsed.to_string(), Some((user, password)))
+}
+
+/// Connects to NATS and refuses servers older than 2.10 with a clear message. Credentials in
+/// the URL (`nats://user:password@host:port`) are sent in CONNECT.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    let client = async_nats::ConnectOptions::new()
+    let (address, credentials) = split_credentials(url);
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some((user, password)) = credentials {
+        options = options.user_and_password(user, password);
+    }
+    let client = options
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(address.as_str())
         .await
         .map_err(|source| BusError::Connect {
-            url: url.to_string(),
+            url: address.clone(),
             source,
         })?;
     // The INFO arrives asynchronously after connect; wait for it briefly.

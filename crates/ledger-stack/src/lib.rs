@@ -29,6 +29,17 @@ pub struct StackOptions {
     pub sandbox: SandboxConfig,
     /// Merchants each consumer service handles at once.
     pub concurrency: usize,
+    /// When the NATS server delegates store logins to the gateway (auth callout): how.
+    pub store_access: Option<StoreAccess>,
+}
+
+/// Settings of a NATS server whose store connections the gateway admits (auth callout).
+#[derive(Debug, Clone)]
+pub struct StoreAccess {
+    /// Seed of the callout issuer account key.
+    pub issuer_seed: String,
+    /// Lifetime of a store's NATS session in seconds.
+    pub session_ttl_secs: u64,
 }
 
 /// A running engine.
@@ -77,6 +88,13 @@ impl Stack {
             sage_client_secret: options.sandbox.client_secret.clone(),
             token_key: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
             admin_token: ADMIN_TOKEN.into(),
+            nats_public_urls: Vec::new(),
+            nats_callout_issuer_seed: options.store_access.as_ref().map(|a| a.issuer_seed.clone()),
+            nats_store_account: "LEDGER".into(),
+            nats_session_ttl_secs: options
+                .store_access
+                .as_ref()
+                .map_or(300, |a| a.session_ttl_secs),
         };
         let gw = gateway::start(gateway_config, shutdown.clone())
             .await

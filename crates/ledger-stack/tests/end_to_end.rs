@@ -18,6 +18,7 @@ async fn stack() -> (Stack, TestNats, TestDb) {
         database_url: db.url().to_string(),
         sandbox: SandboxConfig::default(),
         concurrency: 16,
+        store_access: None,
     })
     .await
     .expect("stack starts");

@@ -21,6 +21,7 @@ async fn stack() -> (Stack, TestNats, TestDb) {
         database_url: db.url().to_string(),
         sandbox: SandboxConfig::default(),
         concurrency: 8,
+        store_access: None,
     })
     .await
     .unwrap();
@@ -255,6 +256,7 @@ async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_a
         database_url: db.url().to_string(),
         sandbox,
         concurrency: 8,
+        store_access: None,
     })
     .await
     .unwrap();
@@ -311,6 +313,7 @@ async fn an_in_doubt_contact_past_sages_idempotency_window_is_adopted_not_duplic
         database_url: db.url().to_string(),
         sandbox,
         concurrency: 8,
+        store_access: None,
     })
     .await
     .unwrap();

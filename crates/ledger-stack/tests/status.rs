@@ -19,6 +19,7 @@ async fn stack() -> (Stack, TestNats, TestDb) {
         database_url: db.url().to_string(),
         sandbox: SandboxConfig::default(),
         concurrency: 8,
+        store_access: None,
     })
     .await
     .unwrap();

@@ -61,6 +61,16 @@ pub struct TestNats {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    secured: Option<Secured>,
+}
+
+/// A server started with `deploy/nats/nats-server.conf`: services log in as `ledger`, stores
+/// through the gateway's auth callout.
+#[derive(Clone)]
+struct Secured {
+    service_password: String,
+    issuer_seed: String,
+    issuer_public: String,
 }
 
 impl TestNats {
@@ -72,14 +82,55 @@ impl TestNats {
             child: None,
             port,
             store,
+            secured: None,
         };
         nats.spawn().await?;
         Ok(nats)
     }
 
+    /// Starts a server with the project's production NATS configuration
+    /// (`deploy/nats/nats-server.conf`) and a fresh callout issuer key: [`TestNats::url`]
+    /// carries the services' credentials, and stores are admitted only by a gateway started
+    /// with [`TestNats::callout_issuer_seed`].
+    pub async fn start_secured() -> Result<Self> {
+        let issuer = nkeys::KeyPair::new_account();
+        let mut password = [0u8; 16];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut password);
+        let mut nats = TestNats {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().context("create JetStream store dir")?,
+            secured: Some(Secured {
+                service_password: format!("svc-{}", hex::encode(password)),
+                issuer_seed: issuer.seed().context("issuer seed")?,
+                issuer_public: issuer.public_key(),
+            }),
+        };
+        nats.spawn().await?;
+        Ok(nats)
+    }
+
+    /// Seed of the auth callout issuer key of a server from [`TestNats::start_secured`].
+    pub fn callout_issuer_seed(&self) -> Option<String> {
+        self.secured.as_ref().map(|s| s.issuer_seed.clone())
+    }
+
+    /// Client URL without credentials (what a store is given).
+    pub fn address(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
     async fn spawn(&mut self) -> Result<()> {
         let bin = nats_server_bin();
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if let Some(secured) = &self.secured {
+            command
+                .arg("-c")
+                .arg(workspace_root().join("deploy/nats/nats-server.conf"))
+                .env("LEDGER_NATS_SERVICE_PASSWORD", &secured.service_password)
+                .env("LEDGER_NATS_CALLOUT_ISSUER", &secured.issuer_public);
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.store.path())
             .stdout(Stdio::null())
@@ -95,9 +146,16 @@ impl TestNats {
         wait_for_port(self.port, Duration::from_secs(10)).await
     }
 
-    /// Client URL of this server.
+    /// Client URL of this server for Ledger's services (with their credentials when the
+    /// server is secured).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        match &self.secured {
+            Some(s) => format!(
+                "nats://ledger:{}@127.0.0.1:{}",
+                s.service_password, self.port
+            ),
+            None => self.address(),
+        }
     }
 
     /// Port the server listens on.
@@ -107,7 +165,11 @@ impl TestNats {
 
     /// Connects a client to this server.
     pub async fn connect(&self) -> Result<async_nats::Client> {
-        Ok(async_nats::connect(self.url()).await?)
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(s) = &self.secured {
+            options = options.user_and_password("ledger".into(), s.service_password.clone());
+        }
+        Ok(options.connect(self.address()).await?)
     }
 
     /// Kills the server with SIGKILL and starts it again on the same port and store, as a

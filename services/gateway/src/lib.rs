@@ -14,12 +14,17 @@
 //!   trails, asked for over NATS.
 //! - **Status feed** (`GET /v1/status?cursor=N`, the merchant's ingest key): sync state
 //!   changes of the merchant's entities from the `LEDGER_STATUS` stream.
+//! - **Pairing** (`/v1/pairings`, `/v1/credentials/revoke`, `/v1/admin/merchants/{m}/pairings`
+//!   and `/keys`): a store receives its own key by a single-use code, and the NATS auth
+//!   callout admits it with permissions scoped to its merchant's subjects.
 //! - `/metrics` and `/healthz`.
 
 pub mod audit;
 pub mod connect;
 pub mod ingest;
 pub mod merchants;
+pub mod nats_auth;
+pub mod pairing;
 pub mod rpc;
 pub mod status;
 
@@ -102,6 +107,22 @@ pub struct Config {
     /// Bearer token for the admin API (`/v1/admin/...`).
     #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
+    /// NATS URLs handed to paired stores (comma-separated); defaults to `nats_url` without its
+    /// credentials.
+    #[arg(long, env = "LEDGER_NATS_PUBLIC_URLS", value_delimiter = ',')]
+    pub nats_public_urls: Vec<String>,
+    /// Seed (`SA...`) of the account key whose public key is the `issuer` of the NATS server's
+    /// `auth_callout` block. When set, the gateway answers the callout: stores connect with
+    /// the key they received by pairing. Unset: no callout (a server without store access).
+    #[arg(long, env = "LEDGER_NATS_CALLOUT_ISSUER_SEED", hide_env_values = true)]
+    pub nats_callout_issuer_seed: Option<String>,
+    /// NATS account stores are placed in: the one holding the events stream.
+    #[arg(long, env = "LEDGER_NATS_STORE_ACCOUNT", default_value = "LEDGER")]
+    pub nats_store_account: String,
+    /// Lifetime of a store's NATS session in seconds; a revoked key's open connection ends
+    /// within this time, and it cannot reconnect.
+    #[arg(long, env = "LEDGER_NATS_SESSION_TTL_SECS", default_value_t = 300)]
+    pub nats_session_ttl_secs: u64,
 }
 
 impl Config {
@@ -119,6 +140,23 @@ impl Config {
         c.token_url = self.sage_token_url.clone();
         c.revoke_url = self.sage_revoke_url.clone();
         c
+    }
+
+    fn callout_settings(&self) -> anyhow::Result<Option<nats_auth::CalloutSettings>> {
+        let Some(seed) = self.nats_callout_issuer_seed.as_deref() else {
+            return Ok(None);
+        };
+        let issuer = nkeys::KeyPair::from_seed(seed.trim()).map_err(|e| {
+            anyhow::anyhow!("LEDGER_NATS_CALLOUT_ISSUER_SEED: not an nkey seed: {e}")
+        })?;
+        if !matches!(issuer.key_pair_type(), nkeys::KeyPairType::Account) {
+            anyhow::bail!("LEDGER_NATS_CALLOUT_ISSUER_SEED: must be an account seed (SA...)");
+        }
+        Ok(Some(nats_auth::CalloutSettings {
+            issuer: Arc::new(issuer),
+            account: self.nats_store_account.clone(),
+            session_ttl: Duration::from_secs(self.nats_session_ttl_secs.max(1)),
+        }))
     }
 
     fn token_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
@@ -191,6 +229,9 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         sage,
     });
     rpc::serve(state.clone(), shutdown.clone()).await?;
+    if let Some(callout) = config.callout_settings()? {
+        nats_auth::serve(state.clone(), callout, shutdown.clone()).await?;
+    }
 
     let router = Router::new()
         .merge(ingest::router())
@@ -198,6 +239,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         .merge(merchants::router())
         .merge(audit::router())
         .merge(status::router())
+        .merge(pairing::router())
         .with_state(state.clone())
         .merge(ledger_runtime::metrics::router());
     let http_addr = ledger_runtime::metrics::serve(config.http_addr, router, shutdown).await?;

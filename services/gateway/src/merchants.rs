@@ -22,7 +22,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/admin/merchants/{merchant}/settings", put(put_settings))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
@@ -31,19 +31,25 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn hash_key(key: &str) -> String {
+pub(crate) fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// The merchant an ingest request belongs to, from its bearer key.
+/// The merchant a store request belongs to, from its bearer: the secret of a key received by
+/// pairing (unless revoked), or an operator-issued ingest key.
 pub async fn authenticate_ingest(app: &AppState, headers: &HeaderMap) -> Option<String> {
     let key = bearer(headers)?;
-    sqlx::query_scalar::<_, String>("SELECT merchant_id FROM merchants WHERE ingest_key_hash = $1")
-        .bind(hash_key(key))
-        .fetch_optional(&app.db)
-        .await
-        .ok()
-        .flatten()
+    sqlx::query_scalar::<_, String>(
+        "SELECT merchant_id FROM merchant_keys WHERE secret_hash = $1 AND revoked_at IS NULL
+         UNION ALL
+         SELECT merchant_id FROM merchants WHERE ingest_key_hash = $1
+         LIMIT 1",
+    )
+    .bind(hash_key(key))
+    .fetch_optional(&app.db)
+    .await
+    .ok()
+    .flatten()
 }
 
 pub(crate) fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {

@@ -39,7 +39,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Merchants: add one (prints its ingest key once) or show one.
+    /// Merchants: add, show, pair a store, list or revoke store keys.
     Merchant {
         #[command(subcommand)]
         action: MerchantAction,
@@ -252,6 +252,27 @@ enum MerchantAction {
         /// Merchant id.
         id: String,
     },
+    /// Pairs a Magento store with the merchant: enter the code the store's admin shows. The
+    /// store collects its key by itself within a minute.
+    Pair {
+        /// Merchant id.
+        id: String,
+        /// Pairing code from the store's admin (XXXX-XXXX).
+        #[arg(long)]
+        code: String,
+    },
+    /// Lists the keys the merchant's stores received by pairing.
+    Keys {
+        /// Merchant id.
+        id: String,
+    },
+    /// Revokes a store's key: it can no longer publish or read status.
+    RevokeKey {
+        /// Merchant id.
+        id: String,
+        /// Key id (mk_...).
+        key: String,
+    },
 }
 
 #[tokio::main]
@@ -276,6 +297,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 MerchantAction::Show { id } => (
                     http.get(format!("{}/v1/admin/merchants/{id}", cli.gateway)),
                     "show",
+                ),
+                MerchantAction::Pair { id, code } => (
+                    http.post(format!("{}/v1/admin/merchants/{id}/pairings", cli.gateway))
+                        .json(&json!({ "code": code })),
+                    "pair",
+                ),
+                MerchantAction::Keys { id } => (
+                    http.get(format!("{}/v1/admin/merchants/{id}/keys", cli.gateway)),
+                    "keys",
+                ),
+                MerchantAction::RevokeKey { id, key } => (
+                    http.delete(format!(
+                        "{}/v1/admin/merchants/{id}/keys/{key}",
+                        cli.gateway
+                    )),
+                    "revoke-key",
                 ),
             };
             let response = request.bearer_auth(&cli.admin_token).send().await?;

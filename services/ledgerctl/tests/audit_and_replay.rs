@@ -34,6 +34,7 @@ async fn audit_show_verify_and_replay_from_the_command_line() {
         database_url: db.url().to_string(),
         sandbox: SandboxConfig::default(),
         concurrency: 4,
+        store_access: None,
     })
     .await
     .unwrap();

@@ -172,6 +172,7 @@ async fn run_engine(
         database_url: db,
         sandbox: SandboxConfig::default(),
         concurrency: 64,
+        store_access: None,
     })
     .await?;
     let mut onboarded = Vec::new();

@@ -1,0 +1,444 @@
+//! Pairing and store access, on a NATS server run with the shipped configuration
+//! (`deploy/nats/nats-server.conf`, auth callout answered by the gateway):
+//! - the handshake: a single-use code, claimed on the hosted side, delivers a key once;
+//! - a store's key publishes its own events and nothing else: not another merchant's subjects,
+//!   not the status stream, not the JetStream API; over HTTPS it reads only its own status;
+//! - a revoked key cannot log in again, and its open connection ends with its session.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use ledger_stack::{Stack, StackOptions, StoreAccess};
+use ledger_testkit::{TestDb, TestNats};
+use sage_sandbox::SandboxConfig;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const ADMIN: &str = ledger_stack::ADMIN_TOKEN;
+const SESSION_TTL_SECS: u64 = 3;
+
+async fn stack() -> (Stack, TestNats, TestDb) {
+    let _ = ledger_runtime::telemetry::init("pairing");
+    let nats = TestNats::start_secured().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox: SandboxConfig::default(),
+        concurrency: 4,
+        store_access: Some(StoreAccess {
+            issuer_seed: nats.callout_issuer_seed().unwrap(),
+            session_ttl_secs: SESSION_TTL_SECS,
+        }),
+    })
+    .await
+    .unwrap();
+    (stack, nats, db)
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A store's side of a pairing in progress.
+struct Pending {
+    pairing_id: String,
+    code: String,
+    poll_secret: String,
+}
+
+async fn request_pairing(stack: &Stack) -> Pending {
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/pairings", stack.gateway_url),
+        None,
+        Some(json!({"store_url": "https://shop.example", "module_version": "1.0.0"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    Pending {
+        pairing_id: body["pairing_id"].as_str().unwrap().into(),
+        code: body["code"].as_str().unwrap().into(),
+        poll_secret: body["poll_secret"].as_str().unwrap().into(),
+    }
+}
+
+async fn claim(stack: &Stack, merchant: &str, code: &str) -> (u16, Value) {
+    call(
+        reqwest::Method::POST,
+        format!(
+            "{}/v1/admin/merchants/{merchant}/pairings",
+            stack.gateway_url
+        ),
+        Some(ADMIN),
+        Some(json!({ "code": code })),
+    )
+    .await
+}
+
+async fn poll(stack: &Stack, pending: &Pending, secret: &str) -> (u16, Value) {
+    call(
+        reqwest::Method::GET,
+        format!("{}/v1/pairings/{}", stack.gateway_url, pending.pairing_id),
+        Some(secret),
+        None,
+    )
+    .await
+}
+
+/// A store's key, as the module receives it.
+struct Key {
+    key_id: String,
+    secret: String,
+    inbox_prefix: String,
+    nats_url: String,
+}
+
+async fn pair(stack: &Stack, merchant: &str) -> Key {
+    let pending = request_pairing(stack).await;
+    let (status, body) = claim(stack, merchant, &pending.code.to_lowercase()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = poll(stack, &pending, &pending.poll_secret).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "paired");
+    assert_eq!(body["merchant_id"], merchant);
+    Key {
+        key_id: body["credentials"]["key_id"].as_str().unwrap().into(),
+        secret: body["credentials"]["secret"].as_str().unwrap().into(),
+        inbox_prefix: body["nats"]["inbox_prefix"].as_str().unwrap().into(),
+        nats_url: body["nats"]["urls"][0].as_str().unwrap().into(),
+    }
+}
+
+/// Connects as a store; server errors (permission violations, expiry) arrive on the channel.
+async fn store_client(
+    key: &Key,
+) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client =
+        async_nats::ConnectOptions::with_user_and_password(key.key_id.clone(), key.secret.clone())
+            .custom_inbox_prefix(&key.inbox_prefix)
+            .max_reconnects(Some(1))
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(event.to_string());
+                }
+            })
+            .connect(&key.nats_url)
+            .await?;
+    Ok((client, rx))
+}
+
+async fn next_event_matching(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let event = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no event containing {needle:?} within 10 s"))
+            .expect("event channel open");
+        if event.to_lowercase().contains(&needle.to_lowercase()) {
+            return event;
+        }
+    }
+}
+
+async fn stream_messages_on(nats: &TestNats, subject: &str) -> u64 {
+    let js = async_nats::jetstream::new(nats.connect().await.unwrap());
+    let stream = js.get_stream(ledger_events::STREAM_NAME).await.unwrap();
+    let info = stream
+        .info_with_subjects(subject)
+        .await
+        .unwrap()
+        .next()
+        .await;
+    match info {
+        Some(Ok((_, count))) => count as u64,
+        _ => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_code_pairs_once_and_delivers_its_key_once() {
+    let (stack, _nats, db) = stack().await;
+    stack.onboard("codes").await.unwrap();
+    stack.onboard("other").await.unwrap();
+
+    let pending = request_pairing(&stack).await;
+    assert_eq!(pending.code.len(), 9, "XXXX-XXXX: {}", pending.code);
+    // Before the code is entered the store keeps waiting.
+    let (status, body) = poll(&stack, &pending, &pending.poll_secret).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("pending")));
+    // Only the store that asked can poll.
+    let (status, _) = poll(&stack, &pending, "not-the-poll-secret").await;
+    assert_eq!(status, 401);
+    // A mistyped code names the field.
+    let (status, body) = claim(&stack, "codes", "ABC").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("code:"));
+    let (status, body) = claim(&stack, "codes", "ZZZZ-ZZZZ").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("pairing_code_unknown"))
+    );
+
+    let (status, _) = claim(&stack, "codes", &pending.code).await;
+    assert_eq!(status, 200);
+    // Single use: the same code cannot pair a second merchant.
+    let (status, body) = claim(&stack, "other", &pending.code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("pairing_code_used"))
+    );
+
+    let (status, body) = poll(&stack, &pending, &pending.poll_secret).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["merchant_id"], "codes");
+    assert!(body["credentials"]["key_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("mk_"));
+    assert_eq!(body["nats"]["inbox_prefix"], "_INBOX.codes");
+    // The key is handed over once.
+    let (status, body) = poll(&stack, &pending, &pending.poll_secret).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (410, Some("pairing_consumed"))
+    );
+
+    // A code not entered within 30 minutes is dead, for the hosted side and for the store.
+    let late = request_pairing(&stack).await;
+    sqlx::query(
+        "UPDATE gateway.pairings SET expires_at = now() - interval '1 second' WHERE pairing_id = $1",
+    )
+    .bind(&late.pairing_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let (status, body) = claim(&stack, "codes", &late.code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (410, Some("pairing_code_expired"))
+    );
+    let (status, body) = poll(&stack, &late, &late.poll_secret).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (410, Some("pairing_expired"))
+    );
+
+    // The operator sees the key and where it came from.
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{}/v1/admin/merchants/codes/keys", stack.gateway_url),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(body["keys"][0]["label"], "https://shop.example");
+    assert!(body["keys"][0]["revoked_at"].is_null());
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
+    let (stack, nats, _db) = stack().await;
+    let a = stack.onboard("store-a").await.unwrap();
+    let b = stack.onboard("store-b").await.unwrap();
+    let key_a = pair(&stack, "store-a").await;
+    let key_b = pair(&stack, "store-b").await;
+
+    // B syncs an invoice with its own key first, so that there is B status to leak.
+    let (client_b, _events_b) = store_client(&key_b).await.expect("store B logs in");
+    let js_b = async_nats::jetstream::new(client_b);
+    publish_own(&js_b, "store-b", 7).await;
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(20), || !stack
+                .documents(&b, "sales_invoices")
+                .is_empty())
+            .await,
+        "store B's invoice did not reach Sage"
+    );
+
+    // Nobody gets in without a key, or with a wrong secret.
+    let anonymous = async_nats::ConnectOptions::new()
+        .max_reconnects(Some(1))
+        .connect(nats.address())
+        .await;
+    assert!(anonymous.is_err(), "an anonymous client was let in");
+    let wrong = store_client(&Key {
+        secret: "0".repeat(64),
+        ..clone_key(&key_a)
+    })
+    .await;
+    assert!(wrong.is_err(), "a wrong secret was let in");
+
+    let (client_a, mut events_a) = store_client(&key_a).await.expect("store A logs in");
+    let js_a = async_nats::jetstream::new(client_a.clone());
+
+    // A publishes its own invoice straight into JetStream and it reaches Sage.
+    publish_own(&js_a, "store-a", 1).await;
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(20), || !stack
+                .documents(&a, "sales_invoices")
+                .is_empty())
+            .await,
+        "the store's invoice did not reach Sage"
+    );
+
+    // A cannot publish B's events: the server refuses and nothing lands on B's subjects.
+    let forged = ledger_stack::events::invoice_created("store-b", 1);
+    let b_messages = stream_messages_on(&nats, "magento.store-b.>").await;
+    assert_eq!(b_messages, 1, "B's own invoice");
+    client_a
+        .publish(
+            "magento.store-b.invoice.created",
+            forged.body.clone().into(),
+        )
+        .await
+        .unwrap();
+    client_a.flush().await.unwrap();
+    let violation = next_event_matching(&mut events_a, "permissions violation").await;
+    assert!(
+        violation.contains("magento.store-b.invoice.created"),
+        "{violation}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        stream_messages_on(&nats, "magento.store-b.>").await,
+        b_messages
+    );
+
+    // A cannot read B's status, or anyone's, from the status stream ...
+    let _sub = client_a.subscribe("ledger.status.store-b").await.unwrap();
+    client_a.flush().await.unwrap();
+    let violation = next_event_matching(&mut events_a, "permissions violation").await;
+    assert!(violation.contains("ledger.status.store-b"), "{violation}");
+    // ... nor reach the JetStream API to make itself a consumer.
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            js_a.get_stream(ledger_runtime::status::STATUS_STREAM)
+        )
+        .await
+        .map_or(true, |r| r.is_err()),
+        "the store reached the JetStream API"
+    );
+    // Over HTTPS its key reads its own feed only, whatever it asks for.
+    let (status, page) = call(
+        reqwest::Method::GET,
+        format!("{}/v1/status?cursor=0&merchant=store-b", stack.gateway_url),
+        Some(&key_a.secret),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let keys: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["document_key"].as_str())
+        .collect();
+    assert!(keys.contains(&"invoice:1:000100001"), "{keys:?}");
+    assert!(
+        !keys.contains(&"invoice:1:000100007"),
+        "B's status leaked: {keys:?}"
+    );
+    // And its key cannot send B's events over HTTPS either.
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/events", stack.gateway_url),
+        Some(&key_a.secret),
+        Some(serde_json::from_slice(&forged.body).unwrap()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+
+    // The store disconnects: its key is revoked.
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/v1/credentials/revoke", stack.gateway_url),
+        Some(&key_a.secret),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["key_id"].as_str()),
+        (200, Some(key_a.key_id.as_str()))
+    );
+    // No new login ...
+    assert!(
+        store_client(&key_a).await.is_err(),
+        "a revoked key logged in"
+    );
+    // ... no HTTPS ...
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("{}/v1/status?cursor=0", stack.gateway_url),
+        Some(&key_a.secret),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // ... and the open connection ends with its session (sessions end every
+    // SESSION_TTL_SECS and log in again while the key is valid), and cannot come back:
+    // this client saw no refusal before the revocation.
+    next_event_matching(&mut events_a, "authorization violation").await;
+    let before = stream_messages_on(&nats, "magento.store-a.>").await;
+    let late = ledger_stack::events::invoice_created("store-a", 2);
+    let _ = client_a
+        .publish("magento.store-a.invoice.created", late.body.into())
+        .await;
+    let _ = client_a.flush().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stream_messages_on(&nats, "magento.store-a.>").await, before);
+
+    // B is untouched by A's revocation.
+    let (client_b, _events_b) = store_client(&key_b).await.expect("store B still logs in");
+    publish_own(&async_nats::jetstream::new(client_b), "store-b", 8).await;
+    stack.stop().await;
+}
+
+/// Publishes invoice `n` of `merchant` on its own subject and waits for the PubAck.
+async fn publish_own(js: &async_nats::jetstream::Context, merchant: &str, n: u64) {
+    let event = ledger_stack::events::invoice_created(merchant, n);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
+    let ack = js
+        .publish_with_headers(
+            format!("magento.{merchant}.invoice.created"),
+            headers,
+            event.body.into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap_or_else(|e| panic!("no PubAck for {merchant}'s own subject: {e}"));
+    assert!(!ack.duplicate);
+}
+
+fn clone_key(key: &Key) -> Key {
+    Key {
+        key_id: key.key_id.clone(),
+        secret: key.secret.clone(),
+        inbox_prefix: key.inbox_prefix.clone(),
+        nats_url: key.nats_url.clone(),
+    }
+}

@@ -1,0 +1,515 @@
+//! Pairing a Magento store with its merchant, and the keys stores receive (decision record 0009).
+//!
+//! 1. The module asks for a pairing (`POST /v1/pairings`, no credentials) and shows the merchant
+//!    the single-use code, valid [`CODE_TTL_MINUTES`] minutes.
+//! 2. The merchant enters the code on the hosted side
+//!    (`POST /v1/admin/merchants/{merchant}/pairings`, or `ledgerctl pair`).
+//! 3. The module polls `GET /v1/pairings/{id}` with its poll secret; the first poll after the
+//!    claim creates a key and hands it over, once. No callback, no inbound connection.
+//!
+//! The key is the store's only credential: NATS user = key id and password = secret (checked by
+//! the auth callout, [`crate::nats_auth`]), and the bearer of `/v1/events` and `/v1/status`.
+//! The store's Disconnect (`POST /v1/credentials/revoke`) or the operator
+//! (`DELETE /v1/admin/merchants/{merchant}/keys/{key}`) revokes it.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::merchants::{bearer, hash_key, require_admin};
+use crate::AppState;
+
+/// How long a pairing code can be claimed.
+pub const CODE_TTL_MINUTES: i64 = 30;
+/// How long after the claim the store can still collect its key.
+pub const DELIVERY_WINDOW_HOURS: i64 = 24;
+/// Unclaimed, unexpired pairings allowed at once; the request endpoint is unauthenticated.
+pub const MAX_OPEN_PAIRINGS: i64 = 10_000;
+/// Letters and digits a code is made of: no 0/O or 1/I to misread.
+const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/// Characters of a code (40 bits of entropy), shown as `XXXX-XXXX`.
+const CODE_LENGTH: usize = 8;
+/// Most characters accepted from the store in a descriptive field.
+const MAX_FIELD: usize = 200;
+
+/// Routes of the pairing handshake and key management.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/pairings", post(request_pairing))
+        .route("/v1/pairings/{pairing}", get(poll_pairing))
+        .route("/v1/credentials/revoke", post(revoke_own_key))
+        .route(
+            "/v1/admin/merchants/{merchant}/pairings",
+            post(claim_pairing),
+        )
+        .route("/v1/admin/merchants/{merchant}/keys", get(list_keys))
+        .route(
+            "/v1/admin/merchants/{merchant}/keys/{key}",
+            delete(revoke_key),
+        )
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "pairing store failure");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        e.to_string(),
+    )
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+/// A fresh code, e.g. `K7QF-9M2X`.
+pub fn new_code() -> String {
+    let mut rng = rand::thread_rng();
+    let chars: String = (0..CODE_LENGTH)
+        .map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char)
+        .collect();
+    format!("{}-{}", &chars[..4], &chars[4..])
+}
+
+/// The canonical form of a code as typed: case, spaces and dashes do not matter.
+pub fn normalize_code(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+fn short(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .map(|s| s.chars().take(MAX_FIELD).collect())
+}
+
+async fn request_pairing(State(app): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+    let details: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "the body must be a JSON object (store_url, store_name, module_version)",
+                )
+            }
+        }
+    };
+    // Expired codes nobody collected are of no further use.
+    if let Err(e) = sqlx::query(
+        "DELETE FROM pairings WHERE key_id IS NULL AND expires_at < now() - interval '1 day'",
+    )
+    .execute(&app.db)
+    .await
+    {
+        return unavailable(e);
+    }
+    let open: Result<i64, _> = sqlx::query_scalar(
+        "SELECT count(*) FROM pairings WHERE merchant_id IS NULL AND expires_at > now()",
+    )
+    .fetch_one(&app.db)
+    .await;
+    match open {
+        Ok(n) if n >= MAX_OPEN_PAIRINGS => {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pairings",
+                "too many pairing codes are waiting to be claimed; try again later",
+            )
+        }
+        Ok(_) => {}
+        Err(e) => return unavailable(e),
+    }
+    let pairing_id = format!("pr_{}", random_hex(12));
+    let poll_secret = random_hex(32);
+    // A collision of 40-bit codes is unlikely but would make a code ambiguous: draw again.
+    for _ in 0..5 {
+        let code = new_code();
+        let inserted: Result<DateTime<Utc>, _> = sqlx::query_scalar(
+            "INSERT INTO pairings (pairing_id, code_hash, poll_secret_hash, store_url, store_name, module_version, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(mins => $7))
+             ON CONFLICT (code_hash) DO NOTHING RETURNING expires_at",
+        )
+        .bind(&pairing_id)
+        .bind(hash_key(&normalize_code(&code)))
+        .bind(hash_key(&poll_secret))
+        .bind(short(details.get("store_url")))
+        .bind(short(details.get("store_name")))
+        .bind(short(details.get("module_version")))
+        .bind(CODE_TTL_MINUTES as i32)
+        .fetch_optional(&app.db)
+        .await
+        .and_then(|row| row.ok_or(sqlx::Error::RowNotFound));
+        match inserted {
+            Ok(expires_at) => {
+                return (
+                    StatusCode::CREATED,
+                    Json(json!({
+                        "pairing_id": pairing_id,
+                        "code": code,
+                        "poll_secret": poll_secret,
+                        "expires_at": expires_at,
+                        "poll_interval_seconds": 5,
+                    })),
+                )
+                    .into_response()
+            }
+            Err(sqlx::Error::RowNotFound) => continue,
+            Err(e) => return unavailable(e),
+        }
+    }
+    unavailable("could not draw an unused pairing code")
+}
+
+#[derive(Deserialize)]
+struct Claim {
+    code: Option<String>,
+}
+
+async fn claim_pairing(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+    Json(claim): Json<Claim>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    let code = normalize_code(claim.code.as_deref().unwrap_or(""));
+    if code.len() != CODE_LENGTH {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_code",
+            format!("code: a pairing code has {CODE_LENGTH} letters and digits, as XXXX-XXXX"),
+        );
+    }
+    let exists: Result<Option<String>, _> =
+        sqlx::query_scalar("SELECT merchant_id FROM merchants WHERE merchant_id = $1")
+            .bind(&merchant)
+            .fetch_optional(&app.db)
+            .await;
+    match exists {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no such merchant"),
+        Err(e) => return unavailable(e),
+    }
+    // One statement decides and claims, so two people entering the same code cannot both win.
+    let row: Result<Option<(String, Option<String>, bool)>, _> = sqlx::query_as(
+        "WITH found AS (
+             SELECT pairing_id, merchant_id, expires_at < now() AS expired
+             FROM pairings WHERE code_hash = $1 FOR UPDATE
+         ), claimed AS (
+             UPDATE pairings p SET merchant_id = $2, claimed_at = now()
+             FROM found f
+             WHERE p.pairing_id = f.pairing_id AND f.merchant_id IS NULL AND NOT f.expired
+             RETURNING p.pairing_id
+         )
+         SELECT f.pairing_id, f.merchant_id, f.expired FROM found f",
+    )
+    .bind(hash_key(&code))
+    .bind(&merchant)
+    .fetch_optional(&app.db)
+    .await;
+    match row {
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "pairing_code_unknown",
+            "code: no store is waiting with this pairing code; generate a new one in the store's admin",
+        ),
+        Ok(Some((_, Some(_), _))) => error(
+            StatusCode::CONFLICT,
+            "pairing_code_used",
+            "code: this pairing code has already been used; generate a new one in the store's admin",
+        ),
+        Ok(Some((_, None, true))) => error(
+            StatusCode::GONE,
+            "pairing_code_expired",
+            format!("code: pairing codes are valid for {CODE_TTL_MINUTES} minutes; generate a new one in the store's admin"),
+        ),
+        Ok(Some((pairing_id, None, false))) => {
+            tracing::info!(%merchant, %pairing_id, "pairing code claimed");
+            Json(json!({"pairing_id": pairing_id, "merchant_id": merchant, "state": "claimed"}))
+                .into_response()
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+type PairingRow = (
+    String,
+    bool,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
+async fn poll_pairing(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(pairing_id): Path<String>,
+) -> Response {
+    let Some(secret) = bearer(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the pairing's poll secret is required as bearer token",
+        );
+    };
+    let mut tx = match app.db.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return unavailable(e),
+    };
+    let row: Result<Option<PairingRow>, _> = sqlx::query_as(
+        "SELECT poll_secret_hash, expires_at < now(), merchant_id, claimed_at, delivered_at, expires_at
+         FROM pairings WHERE pairing_id = $1 FOR UPDATE",
+    )
+    .bind(&pairing_id)
+    .fetch_optional(&mut *tx)
+    .await;
+    let (secret_hash, expired, merchant, claimed_at, delivered_at, expires_at) = match row {
+        Ok(Some(row)) => row,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no such pairing"),
+        Err(e) => return unavailable(e),
+    };
+    if secret_hash != hash_key(secret) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong poll secret for this pairing",
+        );
+    }
+    if delivered_at.is_some() {
+        return error(
+            StatusCode::GONE,
+            "pairing_consumed",
+            "this pairing has already delivered its key; generate a new code to pair again",
+        );
+    }
+    let Some(merchant) = merchant else {
+        if expired {
+            return error(
+                StatusCode::GONE,
+                "pairing_expired",
+                format!("the code was not entered within {CODE_TTL_MINUTES} minutes; generate a new one"),
+            );
+        }
+        return Json(json!({"state": "pending", "expires_at": expires_at})).into_response();
+    };
+    if claimed_at.is_some_and(|at| at < Utc::now() - chrono::Duration::hours(DELIVERY_WINDOW_HOURS))
+    {
+        return error(
+            StatusCode::GONE,
+            "pairing_expired",
+            format!("the key was not collected within {DELIVERY_WINDOW_HOURS} hours of the code being entered; generate a new code"),
+        );
+    }
+    let key_id = format!("mk_{}", random_hex(8));
+    let key_secret = random_hex(32);
+    let stored = async {
+        sqlx::query(
+            "INSERT INTO merchant_keys (key_id, merchant_id, secret_hash, pairing_id, label)
+             SELECT $1, $2, $3, pairing_id, coalesce(store_url, store_name, 'Magento store')
+             FROM pairings WHERE pairing_id = $4",
+        )
+        .bind(&key_id)
+        .bind(&merchant)
+        .bind(hash_key(&key_secret))
+        .bind(&pairing_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE pairings SET delivered_at = now(), key_id = $2 WHERE pairing_id = $1")
+            .bind(&pairing_id)
+            .bind(&key_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = stored {
+        return unavailable(e);
+    }
+    tracing::info!(%merchant, %pairing_id, %key_id, "store paired");
+    Json(json!({
+        "state": "paired",
+        "merchant_id": merchant,
+        "credentials": {"key_id": key_id, "secret": key_secret},
+        "nats": {
+            "urls": public_nats_urls(&app),
+            "inbox_prefix": crate::nats_auth::inbox_prefix(&merchant),
+        },
+        "gateway_url": app.config.public_url,
+    }))
+    .into_response()
+}
+
+/// NATS URLs handed to stores: configured ones, or the gateway's own without credentials.
+fn public_nats_urls(app: &AppState) -> Vec<String> {
+    if !app.config.nats_public_urls.is_empty() {
+        return app.config.nats_public_urls.clone();
+    }
+    vec![ledger_runtime::bus::split_credentials(&app.config.nats_url).0]
+}
+
+async fn revoke_own_key(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(secret) = bearer(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the store's key secret is required as bearer token",
+        );
+    };
+    let revoked: Result<Option<(String, String)>, _> = sqlx::query_as(
+        "UPDATE merchant_keys SET revoked_at = now(), revoked_by = 'store'
+         WHERE secret_hash = $1 AND revoked_at IS NULL RETURNING key_id, merchant_id",
+    )
+    .bind(hash_key(secret))
+    .fetch_optional(&app.db)
+    .await;
+    match revoked {
+        Ok(Some((key_id, merchant))) => {
+            tracing::info!(%merchant, %key_id, "store disconnected; key revoked");
+            Json(json!({"revoked": true, "key_id": key_id})).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or already revoked key",
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn list_keys(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    type KeyRow = (
+        String,
+        String,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+    );
+    let rows: Result<Vec<KeyRow>, _> = sqlx::query_as(
+        "SELECT key_id, label, created_at, last_used_at, revoked_at, revoked_by
+         FROM merchant_keys WHERE merchant_id = $1 ORDER BY created_at",
+    )
+    .bind(&merchant)
+    .fetch_all(&app.db)
+    .await;
+    match rows {
+        Ok(rows) => Json(json!({
+            "merchant_id": merchant,
+            "keys": rows.into_iter().map(|(key_id, label, created_at, last_used_at, revoked_at, revoked_by)| json!({
+                "key_id": key_id, "label": label, "created_at": created_at,
+                "last_used_at": last_used_at, "revoked_at": revoked_at, "revoked_by": revoked_by,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn revoke_key(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((merchant, key_id)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    let revoked: Result<Option<Option<DateTime<Utc>>>, _> = sqlx::query_scalar(
+        "UPDATE merchant_keys SET revoked_at = coalesce(revoked_at, now()),
+                revoked_by = coalesce(revoked_by, 'operator')
+         WHERE merchant_id = $1 AND key_id = $2 RETURNING revoked_at",
+    )
+    .bind(&merchant)
+    .bind(&key_id)
+    .fetch_optional(&app.db)
+    .await;
+    match revoked {
+        Ok(Some(at)) => {
+            tracing::info!(%merchant, %key_id, "key revoked by the operator");
+            Json(json!({"revoked": true, "key_id": key_id, "revoked_at": at})).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such key for this merchant",
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The merchant of an unrevoked key, if `secret` is its secret; marks the key used.
+pub async fn verify_key(
+    app: &AppState,
+    key_id: &str,
+    secret: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE merchant_keys SET last_used_at = now()
+         WHERE key_id = $1 AND secret_hash = $2 AND revoked_at IS NULL RETURNING merchant_id",
+    )
+    .bind(key_id)
+    .bind(hash_key(secret))
+    .fetch_optional(&app.db)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_two_groups_of_four_unambiguous_characters() {
+        for _ in 0..200 {
+            let code = new_code();
+            assert_eq!(code.len(), 9);
+            assert_eq!(&code[4..5], "-");
+            assert!(code
+                .chars()
+                .filter(|c| *c != '-')
+                .all(|c| CODE_ALPHABET.contains(&(c as u8))));
+            assert!(!code.contains(['0', 'O', '1', 'I']));
+        }
+    }
+
+    #[test]
+    fn a_code_is_recognised_however_it_is_typed() {
+        assert_eq!(normalize_code("k7qf-9m2x"), "K7QF9M2X");
+        assert_eq!(normalize_code(" K7QF 9M2X "), "K7QF9M2X");
+        assert_eq!(normalize_code("K7QF9M2X"), "K7QF9M2X");
+        assert_ne!(normalize_code("K7QF-9M2Y"), "K7QF9M2X");
+    }
+}
