@@ -4,13 +4,19 @@ declare(strict_types=1);
 
 namespace Ledger\SageSync\Test\Support;
 
-use Magento\Framework\App\Config\ScopeConfigInterface;
+use Magento\Framework\App\Config\ReinitableConfigInterface;
+use Magento\Framework\App\Config\Storage\WriterInterface;
 use Magento\Framework\Encryption\EncryptorInterface;
 
-/** Scope config from an array (defaults read from etc/config.xml) and a reversible "encryptor". */
-final class ArrayConfig implements ScopeConfigInterface, EncryptorInterface
+/**
+ * Scope config from an array (defaults read from etc/config.xml), a reversible "encryptor", and
+ * the config writer writing into the same array (saved values are read back after reinit()).
+ */
+final class ArrayConfig implements ReinitableConfigInterface, EncryptorInterface, WriterInterface
 {
     public array $values;
+
+    public int $reinits = 0;
 
     public function __construct(array $values = [])
     {
@@ -50,5 +56,21 @@ final class ArrayConfig implements ScopeConfigInterface, EncryptorInterface
     public function decrypt($data)
     {
         return str_starts_with((string) $data, 'enc:') ? base64_decode(substr((string) $data, 4)) : '';
+    }
+
+    public function save($path, $value, $scope = self::SCOPE_TYPE_DEFAULT, $scopeId = 0)
+    {
+        $this->values[$path] = $value;
+    }
+
+    public function delete($path, $scope = self::SCOPE_TYPE_DEFAULT, $scopeId = 0)
+    {
+        unset($this->values[$path]);
+    }
+
+    public function reinit()
+    {
+        $this->reinits++;
+        return $this;
     }
 }

@@ -6,15 +6,19 @@ namespace Ledger\SageSync\Test\Support;
 
 use Ledger\SageSync\Core\Http\HttpReader;
 use Ledger\SageSync\Core\Http\HttpResponse;
+use Ledger\SageSync\Core\Http\HttpTransport;
 use Ledger\SageSync\Core\Publish\TransportException;
 use RuntimeException;
 use Throwable;
 
-/** A gateway stand-in for GET requests: answers (or failures) in the order scripted. */
-final class ScriptedHttp implements HttpReader
+/** A gateway stand-in for GET and POST requests: answers (or failures) in the order scripted. */
+final class ScriptedHttp implements HttpReader, HttpTransport
 {
     /** @var list<array{string, array<string, string>, float}> url, headers, timeout of each request */
     public array $requests = [];
+
+    /** @var list<array{string, ?string}> method and body of each request, as in $requests */
+    public array $sent = [];
 
     /** @var list<HttpResponse|Throwable> */
     private array $script = [];
@@ -33,7 +37,18 @@ final class ScriptedHttp implements HttpReader
 
     public function get(string $url, array $headers, float $timeout): HttpResponse
     {
+        return $this->next('GET', $url, $headers, null, $timeout);
+    }
+
+    public function post(string $url, array $headers, string $body, float $timeout): HttpResponse
+    {
+        return $this->next('POST', $url, $headers, $body, $timeout);
+    }
+
+    private function next(string $method, string $url, array $headers, ?string $body, float $timeout): HttpResponse
+    {
         $this->requests[] = [$url, $headers, $timeout];
+        $this->sent[] = [$method, $body];
         $next = array_shift($this->script) ?? throw new RuntimeException('unscripted request ' . $url);
         if ($next instanceof Throwable) {
             throw $next;

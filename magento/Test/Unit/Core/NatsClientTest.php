@@ -6,6 +6,7 @@ namespace Ledger\SageSync\Test\Unit\Core;
 
 use Ledger\SageSync\Core\Nats\NatsClient;
 use Ledger\SageSync\Core\Nats\NatsOptions;
+use Ledger\SageSync\Core\Nats\NatsServerException;
 use Ledger\SageSync\Core\Nats\NatsPublisher;
 use Ledger\SageSync\Core\Publish\OutboundMessage;
 use Ledger\SageSync\Core\Publish\PublishException;
@@ -249,5 +250,90 @@ final class NatsClientTest extends TestCase
         self::assertSame('shop', $explicit->user);
         $this->expectException(\InvalidArgumentException::class);
         NatsOptions::fromUrl('http://nats.ledger.example');
+    }
+
+    public function testPublishPermissionViolationIsReportedAtOnceWithTheSubject(): void
+    {
+        $this->serverSays(
+            self::INFO,
+            'PONG',
+            "-ERR 'Permissions Violation for Publish to \"magento.other-shop.invoice.created\"'"
+        );
+        $client = $this->client(new NatsOptions(user: 'mk_1f2e', password: 's', timeout: 5.0));
+        $started = microtime(true);
+        try {
+            $client->jetStreamPublish('magento.other-shop.invoice.created', '{}', ['Nats-Msg-Id' => 'x']);
+            self::fail('expected the refusal');
+        } catch (NatsServerException $e) {
+            self::assertInstanceOf(TransportException::class, $e, 'kept for later, not dead-lettered');
+            self::assertSame(NatsServerException::PUBLISH_DENIED, $e->kind);
+            self::assertSame('magento.other-shop.invoice.created', $e->subject);
+            self::assertStringContainsString('"magento.other-shop.invoice.created"', $e->getMessage());
+            self::assertStringContainsString('Permissions Violation for Publish', $e->getMessage());
+            self::assertStringContainsString('mk_1f2e', $e->getMessage());
+        }
+        self::assertLessThan(1.0, microtime(true) - $started, 'not waiting for the timeout');
+        self::assertFalse($client->isConnected());
+    }
+
+    public function testInboxOutsideTheAllowedPrefixIsExplained(): void
+    {
+        $this->serverSays(self::INFO, 'PONG', "-ERR 'Permissions Violation for Subscription to \"_INBOX.T0K3N.*\"'");
+        try {
+            $this->client(new NatsOptions())->jetStreamPublish('magento.acme.invoice.created', '{}', ['A' => 'b']);
+            self::fail('expected the refusal');
+        } catch (NatsServerException $e) {
+            self::assertSame(NatsServerException::SUBSCRIBE_DENIED, $e->kind);
+            self::assertSame('_INBOX.T0K3N.*', $e->subject);
+            self::assertStringContainsString('inbox prefix', $e->getMessage());
+        }
+    }
+
+    public function testInboxUsesThePairedPrefix(): void
+    {
+        $this->serverSays(
+            self::INFO,
+            'PONG',
+            self::hmsg('_INBOX.hartley-goods.T0K3N.1', "NATS/1.0\r\n\r\n", '{"stream":"MAGENTO_EVENTS","seq":1}')
+        );
+        $options = new NatsOptions(user: 'mk_1', password: 's', inboxPrefix: '_INBOX.hartley-goods');
+        $this->client($options)->jetStreamPublish('magento.hartley-goods.customer.saved', '{}', ['A' => 'b']);
+        self::assertStringContainsString("SUB _INBOX.hartley-goods.T0K3N.* 1\r\n", $this->clientSent());
+    }
+
+    /** @return array<string, array{string, string, string}> */
+    public static function authErrors(): array
+    {
+        return [
+            'wrong credentials' => ['Authorization Violation', NatsServerException::AUTHORIZATION, 'refused'],
+            'expired' => ['User Authentication Expired', NatsServerException::EXPIRED, 'expired'],
+            'revoked' => ['Authentication Revoked', NatsServerException::REVOKED, 'revoked'],
+        ];
+    }
+
+    /** @dataProvider authErrors */
+    public function testAuthenticationErrorsAreClear(string $error, string $kind, string $word): void
+    {
+        $this->serverSays(self::INFO, 'PONG', "-ERR '" . $error . "'");
+        $client = $this->client(new NatsOptions(user: 'mk_9a', password: 's'));
+        try {
+            $client->jetStreamPublish('magento.acme.invoice.created', '{}', ['A' => 'b']);
+            self::fail('expected ' . $error);
+        } catch (NatsServerException $e) {
+            self::assertSame($kind, $e->kind);
+            self::assertSame($error, $e->reason);
+            self::assertStringContainsString($error, $e->getMessage());
+            self::assertStringContainsString($word, $e->getMessage());
+            self::assertStringContainsString('mk_9a', $e->getMessage());
+        }
+        self::assertFalse($client->isConnected());
+    }
+
+    public function testOtherServerErrorsKeepTheirText(): void
+    {
+        $this->serverSays(self::INFO, "-ERR 'Maximum Connections Exceeded'");
+        $this->expectException(TransportException::class);
+        $this->expectExceptionMessage('NATS server error: Maximum Connections Exceeded');
+        $this->client(new NatsOptions())->connect();
     }
 }

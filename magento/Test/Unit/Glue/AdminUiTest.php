@@ -118,7 +118,7 @@ final class AdminUiTest extends TestCase
         $html = $banner->render(new AbstractElement());
         self::assertStringContainsString('1 Ledger event(s) could not be delivered', $html);
         self::assertStringContainsString('bin/magento ledger:outbox:retry-dead', $html);
-        self::assertStringContainsString('The merchant id is not set.', $html);
+        self::assertStringContainsString('Not paired with Ledger: generate a pairing code', $html);
         self::assertStringContainsString('Outbox: 3 waiting, 40 published.', $html);
         self::assertStringNotContainsString('<script>', $html);
         self::assertStringNotContainsString('<img', $html);
@@ -138,7 +138,7 @@ final class AdminUiTest extends TestCase
     {
         $templates = glob(dirname(__DIR__, 3) . '/view/adminhtml/templates/*/*.phtml') ?: [];
         $templates = array_merge($templates, glob(dirname(__DIR__, 3) . '/view/adminhtml/templates/*/*/*.phtml') ?: []);
-        self::assertCount(2, $templates);
+        self::assertCount(3, $templates);
         foreach ($templates as $file) {
             preg_match_all('/<\?=\s*(.*?)\?>/s', (string) file_get_contents($file), $echoes);
             self::assertNotEmpty($echoes[1]);

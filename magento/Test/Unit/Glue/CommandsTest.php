@@ -54,7 +54,7 @@ final class CommandsTest extends TestCase
         ]]);
         $console = new Console(['dead' => true]);
         self::assertSame(0, (new OutboxStatus($store, $glue->config))->run($console, $console));
-        self::assertStringContainsString('The merchant id is not set.', $console->output);
+        self::assertStringContainsString('Not paired with Ledger: generate a pairing code', $console->output);
         self::assertMatchesRegularExpression('/published\s+120/', $console->output);
         self::assertStringContainsString('Unresolved dead letters: 1', $console->output);
         self::assertStringContainsString('#77 invoice.paid invoice.paid:3301, 12 attempts', $console->output);

@@ -47,7 +47,11 @@ final class ConfigAndRunnerTest extends TestCase
         self::assertSame(200, $config->batchSize());
         self::assertSame(12, $config->maxAttempts());
         self::assertTrue($config->flushAfterCommit());
-        self::assertSame(['The merchant id is not set.', 'The NATS URL is not set.'], $config->problems());
+        self::assertCount(1, $config->problems());
+        self::assertStringStartsWith('Not paired with Ledger: generate a pairing code', $config->problems()[0]);
+
+        $settings->values['ledger_sage_sync/general/merchant_id'] = 'hartley-goods';
+        self::assertSame(['The NATS URL is not set.'], $config->problems(), 'hand-typed override, incomplete');
 
         $this->ready($settings);
         self::assertSame([], $config->problems());
@@ -102,7 +106,7 @@ final class ConfigAndRunnerTest extends TestCase
         $locks = $this->createMock(LockManagerInterface::class);
         $locks->expects(self::never())->method('lock');
         $this->expectException(RuntimeException::class);
-        $this->expectExceptionMessage('The merchant id is not set.');
+        $this->expectExceptionMessage('Not paired with Ledger');
         $this->runner($glue, $locks)->run();
     }
 
@@ -149,7 +153,7 @@ final class ConfigAndRunnerTest extends TestCase
         $locks = $this->createMock(LockManagerInterface::class);
         (new PublishOutbox($glue->config, $this->runner($glue, $locks), $glue->logger))->execute();
         self::assertSame('warning', $glue->logger->lines[0][0]);
-        self::assertStringContainsString('merchant id is not set', $glue->logger->lines[0][1]);
+        self::assertStringContainsString('Not paired with Ledger', $glue->logger->lines[0][1]);
 
         $this->ready($glue->settings);
         $flags = new FlagManager();

@@ -7,6 +7,7 @@ namespace Ledger\SageSync\Test\Unit\Glue;
 use DOMDocument;
 use DOMXPath;
 use Ledger\SageSync\Model\Outbox\DbOutboxStore;
+use Ledger\SageSync\Model\Pairing\ConfigPairingStore;
 use Ledger\SageSync\Model\Status\DbStatusSink;
 use PHPUnit\Framework\TestCase;
 
@@ -50,7 +51,7 @@ final class ModuleFilesTest extends TestCase
     public function testAllXmlIsWellFormed(): void
     {
         $files = self::xmlFiles();
-        self::assertCount(13, $files);
+        self::assertCount(14, $files);
         foreach ($files as $file) {
             self::xml($file);
         }
@@ -105,11 +106,22 @@ final class ModuleFilesTest extends TestCase
             $jobs[$job->getAttribute('name')] = $job->getElementsByTagName('schedule')->item(0)->textContent;
         }
         self::assertSame('* * * * *', $jobs['ledger_sage_sync_publish']);
+        self::assertSame('* * * * *', $jobs['ledger_sage_sync_pairing'], 'a waiting code is collected within a minute');
         self::assertArrayHasKey('ledger_sage_sync_status', $jobs);
         self::assertSame(1, self::xml('etc/cron_groups.xml')->query('//group[@id="ledger_sage_sync"]')->length);
         $list = '//type[@name="Magento\Framework\Console\CommandListInterface"]//item';
         $commands = self::xml('etc/di.xml')->query($list);
-        self::assertSame(4, $commands->length);
+        self::assertSame(8, $commands->length);
+        $names = [];
+        foreach ($commands as $item) {
+            $class = $item->textContent;
+            $names[] = (new \ReflectionClass($class))->newInstanceWithoutConstructor() instanceof
+                \Symfony\Component\Console\Command\Command ? $class : null;
+        }
+        self::assertNotContains(null, $names);
+        foreach (['PairingStart', 'PairingPoll', 'PairingStatus', 'PairingDisconnect'] as $command) {
+            self::assertContains('Ledger\\SageSync\\Console\\Command\\' . $command, $names);
+        }
     }
 
     public function testDeclarativeSchemaMatchesWhitelistAndStores(): void
@@ -198,6 +210,9 @@ final class ModuleFilesTest extends TestCase
         $defaults = array_keys(\Ledger\SageSync\Test\Support\ArrayConfig::defaults());
         $fields = [];
         foreach ($system->query('//section/group/field') as $field) {
+            if ($field->getAttribute('type') === '' && $system->query('frontend_model', $field)->length === 1) {
+                continue; // display only (the pairing panel): no value of its own
+            }
             $group = $field->parentNode;
             $section = $group->parentNode;
             $fields[] = $section->getAttribute('id') . '/' . $group->getAttribute('id') . '/'
@@ -218,6 +233,13 @@ final class ModuleFilesTest extends TestCase
         foreach (self::xml('etc/di.xml')->query('//argument[@name="sensitive"]/item') as $item) {
             $sensitive[] = $item->getAttribute('name');
         }
+        // The pairing's own paths are written by the module, never typed: no admin field, secrets sensitive.
+        foreach (ConfigPairingStore::PATHS as $path) {
+            self::assertNotContains($path, $fields, $path);
+            self::assertNotContains($path, $defaults, $path);
+        }
+        self::assertContains(ConfigPairingStore::SECRET, $sensitive);
+        self::assertContains(ConfigPairingStore::POLL_SECRET, $sensitive);
         foreach ($system->query('//field[@type="obscure"]') as $field) {
             $path = 'ledger_sage_sync/' . $field->parentNode->getAttribute('id') . '/' . $field->getAttribute('id');
             self::assertContains($path, $sensitive, $path . ' must stay out of config dumps');
@@ -239,5 +261,31 @@ final class ModuleFilesTest extends TestCase
         self::assertSame(1, self::xml('etc/module.xml')->query('//module[@name="Ledger_SageSync"]')->length);
         $attributes = (string) file_get_contents(self::root() . '/.gitattributes');
         self::assertStringContainsString('/Test export-ignore', $attributes);
+    }
+
+    public function testPairingControllersRoutesAndAcl(): void
+    {
+        $route = self::xml('etc/adminhtml/routes.xml')->query('//router[@id="admin"]/route')->item(0);
+        self::assertSame('ledger_sage_sync', $route->getAttribute('frontName'));
+        $module = $route->getElementsByTagName('module')->item(0);
+        self::assertSame('Ledger_SageSync', $module->getAttribute('name'));
+        self::assertSame('Magento_Backend', $module->getAttribute('before'));
+        $acl = self::xml('etc/acl.xml');
+        $nested = '//resource[@id="Ledger_SageSync::config"]/resource[@id="Ledger_SageSync::pairing"]';
+        self::assertSame(1, $acl->query($nested)->length);
+        foreach (['Start', 'Check', 'Disconnect'] as $action) {
+            $class = 'Ledger\\SageSync\\Controller\\Adminhtml\\Pairing\\' . $action;
+            self::assertTrue(is_subclass_of($class, \Magento\Backend\App\Action::class), $class);
+            self::assertTrue(
+                is_subclass_of($class, \Magento\Framework\App\Action\HttpPostActionInterface::class),
+                $class . ' is POST only, so the admin form key is checked'
+            );
+            self::assertSame('Ledger_SageSync::pairing', $class::ADMIN_RESOURCE);
+        }
+        $system = self::xml('etc/adminhtml/system.xml');
+        $panel = $system->query('//group[@id="pairing"]/field[@id="status"]/frontend_model')->item(0);
+        self::assertSame('Ledger\\SageSync\\Block\\Adminhtml\\System\\Config\\Pairing', $panel->textContent);
+        self::assertSame(1, $system->query('//group[@id="pairing"]/field[@id="gateway_url"]')->length);
+        self::assertFileExists(self::root() . '/view/adminhtml/web/js/pairing.js');
     }
 }

@@ -344,8 +344,10 @@ final class NatsClient
         } elseif (str_starts_with($line, 'INFO ')) {
             $this->info = array_merge($this->info, $this->decode(substr($line, 5)));
         } elseif (str_starts_with($line, '-ERR')) {
+            // A refusal arrives instead of the PubAck; surface it now rather than after the timeout.
             $this->close();
-            throw new TransportException('NATS server error: ' . trim(substr($line, 4), " '"));
+            $user = $this->options->token === null ? $this->options->user : null;
+            throw NatsServerException::fromServer(substr($line, 4), $user);
         } else {
             throw new TransportException('unexpected NATS protocol line "' . substr($line, 0, 60) . '"');
         }

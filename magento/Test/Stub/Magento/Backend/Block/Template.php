@@ -32,6 +32,17 @@ class Template extends DataObject
         return $this->template;
     }
 
+    /** Admin URLs carry the route; the real one adds the secret key. */
+    public function getUrl($route = '', $params = [])
+    {
+        return 'https://shop.example/admin/' . trim((string) $route, '/') . '/key/0123abcd/';
+    }
+
+    public function getFormKey()
+    {
+        return 'F0rmK3y';
+    }
+
     public function toHtml()
     {
         [$module, $path] = explode('::', $this->template);
