@@ -85,6 +85,13 @@ free_port() {
   php -r '$s = stream_socket_server("tcp://127.0.0.1:0"); $n = stream_socket_get_name($s, false); echo substr($n, strrpos($n, ":") + 1);'
 }
 
+# `test.sh --install-tools`: only make sure PHP and its tools are present (./dev test runs this
+# before the Rust suite, whose module end-to-end test runs the module's PHP).
+if [[ "${1:-}" == "--install-tools" ]]; then
+  ensure_tools
+  exit $?
+fi
+
 if ! ensure_tools; then
   fail "tools: could not install php-cli/phpunit/php-codesniffer"
   echo "magento: $PASSED passed, $FAILED failed"

@@ -73,9 +73,11 @@ impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
         let sandbox = Sandbox::start(options.sandbox.clone()).await?;
         let shutdown = Shutdown::new();
+        // The gateway tells paired stores its public URL, so it needs its port before binding.
+        let gateway_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let gateway_config = gateway::Config {
-            http_addr: "127.0.0.1:0".parse()?,
-            public_url: "http://127.0.0.1:0".into(),
+            http_addr: gateway_addr,
+            public_url: format!("http://{gateway_addr}"),
             nats_url: options.nats_url.clone(),
             database_url: options.database_url.clone(),
             stream_max_age_days: 365,
