@@ -652,7 +652,7 @@ fn build(
     }
 
     // Header.
-    let date = src.created_at.date_naive();
+    let date = settings.accounting_date(src.created_at)?;
     let rate = if currency == base_currency {
         Decimal::ONE
     } else {

@@ -65,6 +65,10 @@ pub struct MerchantSettings {
     pub net_terms_methods: Vec<String>,
     /// Days from the invoice date to its due date.
     pub due_days: u32,
+    /// IANA time zone of the merchant's books ("Europe/London"): document dates are the
+    /// calendar day in this zone, so a sale at 00:30 on 1 April BST belongs to April (and to
+    /// its VAT quarter), not to 31 March as the UTC day would have it.
+    pub timezone: String,
     /// Whether products and services are pushed to Sage at all.
     pub product_sync: bool,
     /// Sage `product_sales_price_type_id` for a product's catalog price; without it no
@@ -256,6 +260,7 @@ impl Default for MerchantSettings {
             .map(String::from)
             .collect(),
             due_days: 30,
+            timezone: "Europe/London".into(),
             product_sync: false,
             product_sales_price_type_id: None,
             service_rate_type_id: None,
@@ -343,6 +348,23 @@ impl MerchantSettings {
                 .domestic_countries
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(c)))
+    }
+
+    /// The books' time zone; an unknown name is refused naming `settings.timezone`.
+    pub fn time_zone(&self) -> Result<chrono_tz::Tz, MappingError> {
+        self.timezone
+            .trim()
+            .parse()
+            .map_err(|_| MappingError::invalid("settings.timezone", "unknown_time_zone"))
+    }
+
+    /// Rule "document dates are the books' calendar day": the day `at` falls on in
+    /// [`MerchantSettings::timezone`].
+    pub fn accounting_date(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<chrono::NaiveDate, MappingError> {
+        Ok(at.with_timezone(&self.time_zone()?).date_naive())
     }
 
     /// True for a Magento payment method whose invoices are paid later, outside Magento.

@@ -30,7 +30,7 @@ fn uk_b2c_invoice_header_and_lines() {
     assert_eq!(plan.exchange_rate, dec!(1));
     let b = &plan.body;
     assert_eq!(b["contact_id"], json!("CONTACT-1"));
-    // Magento's created_at is UTC; the date is its calendar day.
+    // Magento's created_at is UTC; the date is its calendar day in the books' zone (GMT here).
     assert_eq!(b["date"], json!("2025-03-14"));
     assert_eq!(b["due_date"], json!("2025-04-13"));
     assert_eq!(b["reference"], json!("000000101"));
@@ -493,4 +493,65 @@ fn tax_inclusive_catalog_discount_compensation() {
     assert_eq!(lines(&plan)[0]["discount_amount"], json!("4.17"));
     assert_invariant(&plan, &s, doc.computed_grand_total(), "incl tax");
     assert_eq!(doc.computed_grand_total(), dec!(44.95));
+}
+
+fn utc(at: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%d %H:%M:%S")
+        .unwrap()
+        .and_utc()
+}
+
+/// Rule "document dates are the books' calendar day": Magento stores UTC, accountants close
+/// periods in local time.
+#[test]
+fn document_date_is_the_calendar_day_in_the_books_time_zone() {
+    let cases = [
+        // (created_at UTC, settings.timezone, date, due date at 30 days)
+        (
+            "2025-03-14 23:59:59",
+            "Europe/London",
+            "2025-03-14",
+            "2025-04-13",
+        ), // GMT
+        (
+            "2025-06-30 23:30:00",
+            "Europe/London",
+            "2025-07-01",
+            "2025-07-31",
+        ), // BST: next quarter
+        ("2025-06-30 23:30:00", "UTC", "2025-06-30", "2025-07-30"),
+        (
+            "2025-07-01 03:00:00",
+            "America/New_York",
+            "2025-06-30",
+            "2025-07-30",
+        ),
+        (
+            "2025-12-31 13:30:00",
+            "Pacific/Auckland",
+            "2026-01-01",
+            "2026-01-31",
+        ), // next year
+    ];
+    let doc = Doc::new(vec![Line::new("Waxed Tote", dec!(1), dec!(25), dec!(20))]);
+    for (created_at, zone, date, due) in cases {
+        let mut invoice = doc.invoice();
+        invoice.invoice.created_at = utc(created_at);
+        let mut s = settings();
+        s.timezone = zone.into();
+        let plan = map_sales_invoice(&invoice, &s, "CONTACT-1").unwrap();
+        assert_eq!(plan.body["date"], json!(date), "{created_at} in {zone}");
+        assert_eq!(plan.body["due_date"], json!(due), "{created_at} in {zone}");
+    }
+}
+
+#[test]
+fn an_unknown_time_zone_is_refused_naming_the_setting() {
+    let doc = Doc::new(vec![Line::new("Waxed Tote", dec!(1), dec!(25), dec!(20))]);
+    let mut s = settings();
+    s.timezone = "Europe/Atlantis".into();
+    assert_eq!(
+        map_sales_invoice(&doc.invoice(), &s, "CONTACT-1").unwrap_err(),
+        MappingError::invalid("settings.timezone", "unknown_time_zone")
+    );
 }

@@ -364,3 +364,22 @@ fn allocation_refusals() {
         );
     }
 }
+
+/// A receipt is dated on the books' calendar day of the payment, like the invoice.
+#[test]
+fn receipt_date_is_the_calendar_day_in_the_books_time_zone() {
+    let d = doc();
+    let total = d.computed_grand_total();
+    let mut paid = d.paid(total, Some("bt_7kq2m9xz"));
+    paid.payment.paid_at =
+        chrono::NaiveDateTime::parse_from_str("2025-09-30 23:15:00", "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc();
+    let mut s = settings();
+    for (zone, date) in [("Europe/London", "2025-10-01"), ("UTC", "2025-09-30")] {
+        s.timezone = zone.into();
+        let plan = map_customer_receipt(&paid, &invoice_ref("GBP", dec!(1), total), &s, "BANK-GBP")
+            .unwrap();
+        assert_eq!(plan.body["date"], json!(date), "{zone}");
+    }
+}

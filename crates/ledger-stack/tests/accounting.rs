@@ -1029,3 +1029,34 @@ async fn b2c_consolidation_puts_first_low_value_guest_orders_on_one_contact() {
     assert_eq!(dec(&notes[0]["outstanding_amount"]), Decimal::ZERO);
     stack.stop().await;
 }
+
+/// A summer sale just after midnight in London is dated on the London day in Sage (the UTC day
+/// would put it in the previous month and VAT quarter), and an unknown zone is refused when
+/// the settings are saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn documents_are_dated_on_the_books_calendar_day() {
+    let (stack, _nats, _db) = stack().await;
+    let merchant = stack.onboard("london").await.expect("onboard");
+    let refused = stack
+        .put_settings(&merchant, json!({"timezone": "Europe/Atlantis"}))
+        .await;
+    assert!(refused.is_err(), "an unknown time zone was stored");
+    stack
+        .put_settings(
+            &merchant,
+            json!({"timezone": "Europe/London", "due_days": 14}),
+        )
+        .await
+        .expect("settings");
+
+    let mut draft = Draft::invoice("london", 1);
+    draft.value_mut()["payload"]["invoice"]["created_at"] = json!("2025-06-30 23:30:00");
+    publish(&stack, &merchant, &draft).await;
+    let invoice = wait_count(&stack, &merchant, "sales_invoices", 1)
+        .await
+        .remove(0);
+    assert_eq!(invoice["date"], "2025-07-01");
+    assert_eq!(invoice["due_date"], "2025-07-15");
+    assert_eq!(dec(&invoice["total_amount"]), draft.grand_total());
+    stack.stop().await;
+}

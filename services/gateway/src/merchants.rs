@@ -161,6 +161,19 @@ async fn put_settings(
     if let Err(r) = require_admin(&app, &headers) {
         return r;
     }
+    if let Some(zone) = patch.get("timezone") {
+        if zone
+            .as_str()
+            .and_then(|z| z.trim().parse::<chrono_tz::Tz>().ok())
+            .is_none()
+        {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "invalid_settings", "issues": [{"field": "/timezone", "reason": "not an IANA time zone name such as Europe/London"}]})),
+            )
+                .into_response();
+        }
+    }
     match merge_settings(&app, &merchant, patch).await {
         Ok(Some(settings)) => Json(settings).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
