@@ -300,6 +300,87 @@ async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_doubt_receipt_past_sages_idempotency_window_is_found_not_posted_again() {
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
+    let _ = ledger_runtime::telemetry::init("operations");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    // Sage forgets idempotency ids after 7 days; here, at once.
+    let sandbox = SandboxConfig {
+        idempotency_window: Duration::from_millis(1),
+        ..SandboxConfig::default()
+    };
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox,
+        concurrency: 8,
+        store_access: None,
+    })
+    .await
+    .unwrap();
+    let merchant = stack.onboard("receipt-in-doubt").await.unwrap();
+    let created = events::invoice_created("receipt-in-doubt", 6);
+    assert_eq!(
+        stack.post_event(&merchant, &created.body).await.unwrap().0,
+        202
+    );
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || !stack
+                .documents(&merchant, "sales_invoices")
+                .is_empty())
+            .await
+    );
+    // Sage saves the receipt but answers 500: our side cannot know it landed.
+    stack.sandbox.faults().set(
+        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::AppliedThen500)
+            .for_business(merchant.business_id.clone())
+            .on_resource("contact_payments")
+            .on_method("POST")
+            .times(1),
+    );
+    let paid = events::invoice_paid("receipt-in-doubt", 6);
+    assert_eq!(
+        stack.post_event(&merchant, &paid.body).await.unwrap().0,
+        202
+    );
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || !stack
+                .documents(&merchant, "contact_payments")
+                .is_empty())
+            .await
+    );
+    // Let the redelivery happen and settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let receipts = stack.documents(&merchant, "contact_payments");
+    assert_eq!(
+        receipts.len(),
+        1,
+        "found in Sage, not posted twice: {receipts:#?}"
+    );
+    let invoice = stack.documents(&merchant, "sales_invoices").remove(0);
+    assert_eq!(
+        events::amount(&receipts[0]["total_amount"]),
+        events::amount(&invoice["total_amount"])
+    );
+    // And the payments service knows it as synced: adopted, not refused by Sage as an
+    // over-allocation and dead-lettered.
+    let recorded: Vec<(String,)> = sqlx::query_as(
+        "SELECT sage_id FROM payments.payments WHERE merchant_id = 'receipt-in-doubt'",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        recorded,
+        vec![(receipts[0]["id"].as_str().unwrap().to_string(),)]
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_in_doubt_contact_past_sages_idempotency_window_is_adopted_not_duplicated() {
     let _ = ledger_runtime::telemetry::init("operations");
     let nats = TestNats::start().await.unwrap();

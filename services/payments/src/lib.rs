@@ -281,7 +281,74 @@ impl Payments {
                 return self.record_skip(env, &key, &reason, &detail).await;
             }
         };
+        if previously == StepState::InDoubt {
+            // An earlier attempt may have landed (crash before the commit, a 500 after Sage
+            // saved it). The idempotency id covers Sage's 7 days; looking the receipt up
+            // covers any age, e.g. a replay after a long outage.
+            if let Some(sage_id) = self
+                .find_receipt_in_sage(&env.merchant_id, &invoice, &plan)
+                .await?
+            {
+                tracing::info!(
+                    document = key,
+                    sage_id,
+                    "in-doubt receipt found in Sage; adopting it"
+                );
+                return self
+                    .record_receipt(env, &key, &invoice, &plan, &sage_id, None)
+                    .await;
+            }
+        }
         self.post_receipt(env, delivery, &key, &invoice, plan).await
+    }
+
+    /// The receipt an earlier attempt of this event left in Sage, if any: a customer receipt
+    /// on the invoice's contact, of the same date and amount, allocated to this invoice. (A
+    /// receipt of another event for the same invoice is caught earlier, by the cross-reference.)
+    async fn find_receipt_in_sage(
+        &self,
+        merchant: &str,
+        invoice: &InvoiceRef,
+        plan: &ReceiptPlan,
+    ) -> Result<Option<String>, ProcessError> {
+        let text = |field: &str| plan.body.get(field).and_then(Value::as_str).unwrap_or("");
+        let date = text("date");
+        let found = self
+            .ctx
+            .sage
+            .list_all(
+                merchant,
+                plan.resource,
+                &[
+                    ("contact_id", invoice.contact_id.as_str()),
+                    ("transaction_type_id", text("transaction_type_id")),
+                    ("from_date", date),
+                    ("to_date", date),
+                    ("attributes", "total_amount,reference,allocated_artefacts"),
+                ],
+            )
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let amount = |v: &Value| match v {
+            Value::String(s) => s.parse::<rust_decimal::Decimal>().ok(),
+            other => other.to_string().parse().ok(),
+        };
+        Ok(found
+            .iter()
+            .find(|receipt| {
+                receipt.get("total_amount").and_then(amount) == Some(plan.amount)
+                    && receipt
+                        .get("allocated_artefacts")
+                        .and_then(Value::as_array)
+                        .is_some_and(|artefacts| {
+                            artefacts.iter().any(|a| {
+                                a.pointer("/artefact/id").and_then(Value::as_str)
+                                    == Some(invoice.sage_id.as_str())
+                            })
+                        })
+            })
+            .and_then(|receipt| receipt.get("id").and_then(Value::as_str))
+            .map(str::to_string))
     }
 
     /// Posts a mapped receipt once: step log + idempotency id + cross-reference.
@@ -305,12 +372,6 @@ impl Payments {
         .await?;
         // In doubt or new, the request is the same: Sage answers a repeated idempotency id
         // with its first result, so an earlier applied-then-failed POST is adopted here.
-        let currency = plan
-            .body
-            .get("currency_id")
-            .and_then(Value::as_str)
-            .unwrap_or(&invoice.currency)
-            .to_string();
         let response = self
             .ctx
             .sage
@@ -318,7 +379,7 @@ impl Payments {
                 &env.merchant_id,
                 plan.resource,
                 plan.root,
-                plan.body,
+                plan.body.clone(),
                 Some(&idempotency_id),
             )
             .await
@@ -326,6 +387,33 @@ impl Payments {
         let sage_id = response
             .id()
             .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
+            .to_string();
+        self.record_receipt(
+            env,
+            key,
+            invoice,
+            &plan,
+            &sage_id,
+            response.request_id.as_deref(),
+        )
+        .await
+    }
+
+    /// Commits a receipt that is in Sage: cross-reference and step outcome together.
+    async fn record_receipt(
+        &self,
+        env: &Envelope,
+        key: &str,
+        invoice: &InvoiceRef,
+        plan: &ReceiptPlan,
+        sage_id: &str,
+        request_id: Option<&str>,
+    ) -> Result<Outcome, ProcessError> {
+        let currency = plan
+            .body
+            .get("currency_id")
+            .and_then(Value::as_str)
+            .unwrap_or(&invoice.currency)
             .to_string();
         let mut tx = self.db().begin().await?;
         sqlx::query(
@@ -344,14 +432,7 @@ impl Payments {
         .bind(&currency)
         .execute(&mut *tx)
         .await?;
-        journal::record_done(
-            &mut tx,
-            env.event_id,
-            STEP,
-            Some(&sage_id),
-            response.request_id.as_deref(),
-        )
-        .await?;
+        journal::record_done(&mut tx, env.event_id, STEP, Some(sage_id), request_id).await?;
         tx.commit().await?;
         tracing::info!(
             document = key,
@@ -361,7 +442,7 @@ impl Payments {
             amount = %plan.amount,
             allocated = %plan.allocated,
             currency,
-            request_id = response.request_id.as_deref().unwrap_or(""),
+            request_id = request_id.unwrap_or(""),
             "receipt synced"
         );
         Ok(Outcome::Applied)
