@@ -208,7 +208,14 @@ impl Stack {
     pub async fn connect_sage(&self, merchant_id: &str, business_id: &str) -> anyhow::Result<()> {
         // The merchant approves on Sage's page; Sage sends the browser back with a code.
         let code = self.sandbox.issue_authorization_code(business_id).await;
-        connect_through_gateway(&self.http, &self.gateway_url, merchant_id, &code).await?;
+        connect_through_gateway(
+            &self.http,
+            &self.gateway_url,
+            ADMIN_TOKEN,
+            merchant_id,
+            &code,
+        )
+        .await?;
         Ok(())
     }
 
@@ -283,11 +290,13 @@ impl Stack {
 pub async fn connect_through_gateway(
     http: &reqwest::Client,
     gateway_url: &str,
+    admin_token: &str,
     merchant_id: &str,
     code: &str,
 ) -> anyhow::Result<Value> {
     let start = http
         .get(format!("{gateway_url}/connect/sage/start"))
+        .bearer_auth(admin_token)
         .query(&[("merchant", merchant_id)])
         .send()
         .await?;

@@ -10,6 +10,8 @@
 //! - `LEDGER_TEST_PG_URL`: an admin URL of the test cluster (defaults to the dev stack's
 //!   `postgres://postgres@127.0.0.1:54329/postgres`).
 
+pub mod browser;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -6,14 +6,15 @@
 //! Sage ids the mapping needs (sales, carriage and rounding ledger accounts; a bank account
 //! per currency) and records them in the merchant's settings, keeping any the operator set.
 //!
-//! In production `start` sits behind the hosted dashboard's session; Sage itself only ever
-//! talks to the callback.
+//! `start` needs the admin token (operator tools); merchants start the flow from the portal
+//! ([`crate::portal`]), and the callback sends them back there. Sage itself only ever talks to
+//! the callback.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,9 +36,18 @@ struct StartQuery {
     merchant: String,
 }
 
-async fn start(State(app): State<Arc<AppState>>, Query(q): Query<StartQuery>) -> Response {
-    let exists = crate::merchants::settings_of(&app, &q.merchant).await;
-    match exists {
+/// Operator tools start the flow with the admin token; merchants start it from the portal
+/// (`POST /portal/sage/connect`). Unauthenticated, anyone knowing a merchant id could attach
+/// their own Sage business to it and receive its books.
+async fn start(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<StartQuery>,
+) -> Response {
+    if let Err(r) = crate::merchants::require_admin(&app, &headers) {
+        return r;
+    }
+    match crate::merchants::settings_of(&app, &q.merchant).await {
         Ok(Some(_)) => {}
         Ok(None) => {
             return (
@@ -48,19 +58,29 @@ async fn start(State(app): State<Arc<AppState>>, Query(q): Query<StartQuery>) ->
         }
         Err(e) => return unavailable(e),
     }
+    match begin_consent(&app, &q.merchant, None).await {
+        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Records a single-use `state` for `merchant` and returns Sage's consent URL. After the
+/// callback the browser goes to `return_to` (a path of this gateway) when given.
+pub async fn begin_consent(
+    app: &AppState,
+    merchant: &str,
+    return_to: Option<&str>,
+) -> Result<String, sqlx::Error> {
     let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
     let state = hex::encode(raw);
-    if let Err(e) = sqlx::query("INSERT INTO oauth_states (state, merchant_id) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO oauth_states (state, merchant_id, return_to) VALUES ($1, $2, $3)")
         .bind(&state)
-        .bind(&q.merchant)
+        .bind(merchant)
+        .bind(return_to)
         .execute(&app.db)
-        .await
-    {
-        return unavailable(e);
-    }
-    let location = app.tokens.oauth().authorize_url(&state);
-    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        .await?;
+    Ok(app.tokens.oauth().authorize_url(&state))
 }
 
 #[derive(Deserialize)]
@@ -71,29 +91,23 @@ struct CallbackQuery {
 }
 
 async fn callback(State(app): State<Arc<AppState>>, Query(q): Query<CallbackQuery>) -> Response {
-    if let Some(error) = q.error {
+    let Some(state) = q.state else {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "consent_refused", "message": error})),
-        )
-            .into_response();
-    }
-    let (Some(code), Some(state)) = (q.code, q.state) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_callback", "message": "code and state are required"})),
+            Json(json!({"error": "invalid_callback", "message": "state is required"})),
         )
             .into_response();
     };
-    let merchant = sqlx::query_scalar::<_, String>(
-        "DELETE FROM oauth_states WHERE state = $1 AND created_at > now() - interval '30 minutes' RETURNING merchant_id",
+    let found = sqlx::query_as::<_, (String, Option<String>)>(
+        "DELETE FROM oauth_states WHERE state = $1 AND created_at > now() - interval '30 minutes'
+         RETURNING merchant_id, return_to",
     )
     .bind(&state)
     .fetch_optional(&app.db)
     .await;
-    let merchant =
-        match merchant {
-            Ok(Some(m)) => m,
+    let (merchant, return_to) =
+        match found {
+            Ok(Some(found)) => found,
             Ok(None) => return (
                 StatusCode::BAD_REQUEST,
                 Json(
@@ -103,18 +117,55 @@ async fn callback(State(app): State<Arc<AppState>>, Query(q): Query<CallbackQuer
                 .into_response(),
             Err(e) => return unavailable(e),
         };
-    match complete(&app, &merchant, &code).await {
-        Ok(business_id) => Json(json!({
-            "merchant_id": merchant,
-            "sage_business_id": business_id,
-            "status": "connected",
-        }))
-        .into_response(),
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            Json(json!({"error": "connect_failed", "message": e.to_string()})),
+    // A flow started in the portal returns there, with a message code only.
+    let back = |outcome: &str| {
+        return_to
+            .as_deref()
+            .filter(|p| p.starts_with('/'))
+            .map(|path| {
+                (
+                    StatusCode::SEE_OTHER,
+                    [(header::LOCATION, format!("{path}?{outcome}"))],
+                )
+                    .into_response()
+            })
+    };
+    if let Some(error) = q.error {
+        tracing::info!(%merchant, %error, "Sage consent refused");
+        return back("error=consent_refused").unwrap_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "consent_refused", "message": error})),
+            )
+                .into_response()
+        });
+    }
+    let Some(code) = q.code else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_callback", "message": "code is required"})),
         )
-            .into_response(),
+            .into_response();
+    };
+    match complete(&app, &merchant, &code).await {
+        Ok(business_id) => back("notice=connected").unwrap_or_else(|| {
+            Json(json!({
+                "merchant_id": merchant,
+                "sage_business_id": business_id,
+                "status": "connected",
+            }))
+            .into_response()
+        }),
+        Err(e) => {
+            tracing::warn!(%merchant, error = %e, "Sage connection failed");
+            back("error=sage_connect_failed").unwrap_or_else(|| {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    Json(json!({"error": "connect_failed", "message": e.to_string()})),
+                )
+                    .into_response()
+            })
+        }
     }
 }
 

@@ -17,6 +17,9 @@
 //! - **Pairing** (`/v1/pairings`, `/v1/credentials/revoke`, `/v1/admin/merchants/{m}/pairings`
 //!   and `/keys`): a store receives its own key by a single-use code, and the NATS auth
 //!   callout admits it with permissions scoped to its merchant's subjects.
+//! - **Merchant portal** (`/portal`, signed in by a single-use link from
+//!   `/v1/admin/merchants/{m}/portal-links`): connect Sage, enter a store's pairing code, see
+//!   and disconnect paired stores.
 //! - `/metrics` and `/healthz`.
 
 pub mod audit;
@@ -25,6 +28,7 @@ pub mod ingest;
 pub mod merchants;
 pub mod nats_auth;
 pub mod pairing;
+pub mod portal;
 pub mod rpc;
 pub mod status;
 
@@ -240,6 +244,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         .merge(audit::router())
         .merge(status::router())
         .merge(pairing::router())
+        .merge(portal::router())
         .with_state(state.clone())
         .merge(ledger_runtime::metrics::router());
     let http_addr = ledger_runtime::metrics::serve(config.http_addr, router, shutdown).await?;

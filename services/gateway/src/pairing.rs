@@ -190,35 +190,77 @@ struct Claim {
     code: Option<String>,
 }
 
-async fn claim_pairing(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(merchant): Path<String>,
-    Json(claim): Json<Claim>,
-) -> Response {
-    if let Err(r) = require_admin(&app, &headers) {
-        return r;
+/// Why a pairing code could not be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimRefusal {
+    /// Not eight letters and digits.
+    InvalidCode,
+    /// No such merchant.
+    UnknownMerchant,
+    /// No store is waiting with this code.
+    UnknownCode,
+    /// The code was claimed before.
+    Used,
+    /// The code was not entered in time.
+    Expired,
+}
+
+impl ClaimRefusal {
+    /// HTTP status of the refusal.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ClaimRefusal::InvalidCode => StatusCode::UNPROCESSABLE_ENTITY,
+            ClaimRefusal::UnknownMerchant | ClaimRefusal::UnknownCode => StatusCode::NOT_FOUND,
+            ClaimRefusal::Used => StatusCode::CONFLICT,
+            ClaimRefusal::Expired => StatusCode::GONE,
+        }
     }
-    let code = normalize_code(claim.code.as_deref().unwrap_or(""));
+
+    /// Stable error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            ClaimRefusal::InvalidCode => "invalid_code",
+            ClaimRefusal::UnknownMerchant => "not_found",
+            ClaimRefusal::UnknownCode => "pairing_code_unknown",
+            ClaimRefusal::Used => "pairing_code_used",
+            ClaimRefusal::Expired => "pairing_code_expired",
+        }
+    }
+
+    /// What to tell the person who typed the code, naming the field.
+    pub fn message(self) -> String {
+        match self {
+            ClaimRefusal::InvalidCode => format!(
+                "code: a pairing code has {CODE_LENGTH} letters and digits, as XXXX-XXXX"
+            ),
+            ClaimRefusal::UnknownMerchant => "no such merchant".into(),
+            ClaimRefusal::UnknownCode => "code: no store is waiting with this pairing code; generate a new one in the store's admin".into(),
+            ClaimRefusal::Used => "code: this pairing code has already been used; generate a new one in the store's admin".into(),
+            ClaimRefusal::Expired => format!("code: pairing codes are valid for {CODE_TTL_MINUTES} minutes; generate a new one in the store's admin"),
+        }
+    }
+}
+
+/// Binds the pairing waiting with `typed` to `merchant`; returns the pairing id.
+pub async fn claim_code(
+    app: &AppState,
+    merchant: &str,
+    typed: &str,
+) -> Result<Result<String, ClaimRefusal>, sqlx::Error> {
+    let code = normalize_code(typed);
     if code.len() != CODE_LENGTH {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_code",
-            format!("code: a pairing code has {CODE_LENGTH} letters and digits, as XXXX-XXXX"),
-        );
+        return Ok(Err(ClaimRefusal::InvalidCode));
     }
-    let exists: Result<Option<String>, _> =
+    let exists: Option<String> =
         sqlx::query_scalar("SELECT merchant_id FROM merchants WHERE merchant_id = $1")
-            .bind(&merchant)
+            .bind(merchant)
             .fetch_optional(&app.db)
-            .await;
-    match exists {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no such merchant"),
-        Err(e) => return unavailable(e),
+            .await?;
+    if exists.is_none() {
+        return Ok(Err(ClaimRefusal::UnknownMerchant));
     }
     // One statement decides and claims, so two people entering the same code cannot both win.
-    let row: Result<Option<(String, Option<String>, bool)>, _> = sqlx::query_as(
+    let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
         "WITH found AS (
              SELECT pairing_id, merchant_id, expires_at < now() AS expired
              FROM pairings WHERE code_hash = $1 FOR UPDATE
@@ -231,30 +273,35 @@ async fn claim_pairing(
          SELECT f.pairing_id, f.merchant_id, f.expired FROM found f",
     )
     .bind(hash_key(&code))
-    .bind(&merchant)
+    .bind(merchant)
     .fetch_optional(&app.db)
-    .await;
-    match row {
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "pairing_code_unknown",
-            "code: no store is waiting with this pairing code; generate a new one in the store's admin",
-        ),
-        Ok(Some((_, Some(_), _))) => error(
-            StatusCode::CONFLICT,
-            "pairing_code_used",
-            "code: this pairing code has already been used; generate a new one in the store's admin",
-        ),
-        Ok(Some((_, None, true))) => error(
-            StatusCode::GONE,
-            "pairing_code_expired",
-            format!("code: pairing codes are valid for {CODE_TTL_MINUTES} minutes; generate a new one in the store's admin"),
-        ),
-        Ok(Some((pairing_id, None, false))) => {
+    .await?;
+    Ok(match row {
+        None => Err(ClaimRefusal::UnknownCode),
+        Some((_, Some(_), _)) => Err(ClaimRefusal::Used),
+        Some((_, None, true)) => Err(ClaimRefusal::Expired),
+        Some((pairing_id, None, false)) => {
             tracing::info!(%merchant, %pairing_id, "pairing code claimed");
+            Ok(pairing_id)
+        }
+    })
+}
+
+async fn claim_pairing(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+    Json(claim): Json<Claim>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    match claim_code(&app, &merchant, claim.code.as_deref().unwrap_or("")).await {
+        Ok(Ok(pairing_id)) => {
             Json(json!({"pairing_id": pairing_id, "merchant_id": merchant, "state": "claimed"}))
                 .into_response()
         }
+        Ok(Err(refusal)) => error(refusal.status(), refusal.code(), refusal.message()),
         Err(e) => unavailable(e),
     }
 }
@@ -404,6 +451,57 @@ async fn revoke_own_key(State(app): State<Arc<AppState>>, headers: HeaderMap) ->
     }
 }
 
+/// A store key as the operator and the merchant see it (never its secret).
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct KeyInfo {
+    /// Key id (the NATS user).
+    pub key_id: String,
+    /// Store URL or name given when pairing.
+    pub label: String,
+    /// When the store collected it.
+    pub created_at: DateTime<Utc>,
+    /// Last NATS login.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// `store` or `operator` (or `merchant`, from the portal).
+    pub revoked_by: Option<String>,
+}
+
+/// The merchant's keys, oldest first.
+pub async fn keys_of(app: &AppState, merchant: &str) -> Result<Vec<KeyInfo>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT key_id, label, created_at, last_used_at, revoked_at, revoked_by
+         FROM merchant_keys WHERE merchant_id = $1 ORDER BY created_at, key_id",
+    )
+    .bind(merchant)
+    .fetch_all(&app.db)
+    .await
+}
+
+/// Revokes one of the merchant's keys (idempotent); `None` when it has no such key.
+pub async fn revoke_merchant_key(
+    app: &AppState,
+    merchant: &str,
+    key_id: &str,
+    by: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let revoked: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+        "UPDATE merchant_keys SET revoked_at = coalesce(revoked_at, now()),
+                revoked_by = coalesce(revoked_by, $3)
+         WHERE merchant_id = $1 AND key_id = $2 RETURNING revoked_at",
+    )
+    .bind(merchant)
+    .bind(key_id)
+    .bind(by)
+    .fetch_optional(&app.db)
+    .await?;
+    if revoked.is_some() {
+        tracing::info!(%merchant, %key_id, by, "key revoked");
+    }
+    Ok(revoked.flatten())
+}
+
 async fn list_keys(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -412,30 +510,8 @@ async fn list_keys(
     if let Err(r) = require_admin(&app, &headers) {
         return r;
     }
-    type KeyRow = (
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<String>,
-    );
-    let rows: Result<Vec<KeyRow>, _> = sqlx::query_as(
-        "SELECT key_id, label, created_at, last_used_at, revoked_at, revoked_by
-         FROM merchant_keys WHERE merchant_id = $1 ORDER BY created_at",
-    )
-    .bind(&merchant)
-    .fetch_all(&app.db)
-    .await;
-    match rows {
-        Ok(rows) => Json(json!({
-            "merchant_id": merchant,
-            "keys": rows.into_iter().map(|(key_id, label, created_at, last_used_at, revoked_at, revoked_by)| json!({
-                "key_id": key_id, "label": label, "created_at": created_at,
-                "last_used_at": last_used_at, "revoked_at": revoked_at, "revoked_by": revoked_by,
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
+    match keys_of(&app, &merchant).await {
+        Ok(keys) => Json(json!({"merchant_id": merchant, "keys": keys})).into_response(),
         Err(e) => unavailable(e),
     }
 }
@@ -448,18 +524,8 @@ async fn revoke_key(
     if let Err(r) = require_admin(&app, &headers) {
         return r;
     }
-    let revoked: Result<Option<Option<DateTime<Utc>>>, _> = sqlx::query_scalar(
-        "UPDATE merchant_keys SET revoked_at = coalesce(revoked_at, now()),
-                revoked_by = coalesce(revoked_by, 'operator')
-         WHERE merchant_id = $1 AND key_id = $2 RETURNING revoked_at",
-    )
-    .bind(&merchant)
-    .bind(&key_id)
-    .fetch_optional(&app.db)
-    .await;
-    match revoked {
+    match revoke_merchant_key(&app, &merchant, &key_id, "operator").await {
         Ok(Some(at)) => {
-            tracing::info!(%merchant, %key_id, "key revoked by the operator");
             Json(json!({"revoked": true, "key_id": key_id, "revoked_at": at})).into_response()
         }
         Ok(None) => error(

@@ -44,7 +44,9 @@ enum Command {
         #[command(subcommand)]
         action: MerchantAction,
     },
-    /// Prints the URL that starts a merchant's Sage connection (open it in a browser).
+    /// Prints a single-use sign-in link to the merchant portal (valid 24 hours), where the
+    /// merchant connects Sage and pairs stores. Send it to the merchant.
+    #[command(name = "portal-link", alias = "connect-url")]
     ConnectUrl {
         /// Merchant id.
         merchant: String,
@@ -324,7 +326,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::ConnectUrl { merchant } => {
-            println!("{}/connect/sage/start?merchant={merchant}", cli.gateway);
+            let response = http
+                .post(format!(
+                    "{}/v1/admin/merchants/{merchant}/portal-links",
+                    cli.gateway
+                ))
+                .bearer_auth(&cli.admin_token)
+                .send()
+                .await?;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                anyhow::bail!("portal link failed with HTTP {status}");
+            }
+            println!("{}", body["url"].as_str().unwrap_or_default());
+            eprintln!(
+                "single use, valid until {}; the merchant connects Sage and pairs stores there",
+                body["expires_at"].as_str().unwrap_or("?")
+            );
         }
         Command::Publish { key, files } => {
             let mut failed = 0;

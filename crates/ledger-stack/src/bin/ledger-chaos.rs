@@ -108,7 +108,7 @@ async fn onboard(
         })
         .await;
     let code = sandbox.issue_authorization_code(&business.id).await;
-    ledger_stack::connect_through_gateway(http, gateway, merchant, &code).await?;
+    ledger_stack::connect_through_gateway(http, gateway, admin, merchant, &code).await?;
     Ok(business.id)
 }
 

@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
         .context("authorization code")?
         .to_string();
     let connected =
-        ledger_stack::connect_through_gateway(&http, &gateway, &merchant, &code).await?;
+        ledger_stack::connect_through_gateway(&http, &gateway, &admin_token, &merchant, &code)
+            .await?;
     println!(
         "merchant {merchant} connected to Sage business {}",
         connected["sage_business_id"]

@@ -1,0 +1,198 @@
+//! The merchant portal in headless Chromium: the merchant signs in with the operator's
+//! single-use link, sees the Sage connection, enters the store's pairing code (a wrong one
+//! is refused naming the code), the store collects its key, and the merchant disconnects it.
+//! Forms without the session's CSRF token, reused links and the unauthenticated Sage
+//! connection start are refused.
+
+use ledger_stack::{Stack, StackOptions};
+use ledger_testkit::browser::Browser;
+use ledger_testkit::{TestDb, TestNats};
+use sage_sandbox::SandboxConfig;
+use serde_json::{json, Value};
+
+const ADMIN: &str = ledger_stack::ADMIN_TOKEN;
+
+async fn http_json(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
+    let _ = ledger_runtime::telemetry::init("portal");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions {
+        nats_url: nats.url(),
+        database_url: db.url().to_string(),
+        sandbox: SandboxConfig::default(),
+        concurrency: 2,
+        store_access: None,
+    })
+    .await
+    .unwrap();
+    let merchant = stack.onboard("portal-shop").await.unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let gw = &stack.gateway_url;
+
+    // Without the admin token nobody can attach a Sage business to a merchant.
+    let (status, _) = http_json(
+        http.get(format!("{gw}/connect/sage/start"))
+            .query(&[("merchant", "portal-shop")]),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // The operator makes a sign-in link; the store asks for a pairing code.
+    let (status, link) = http_json(
+        http.post(format!("{gw}/v1/admin/merchants/portal-shop/portal-links"))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    let link = link["url"].as_str().unwrap().to_string();
+    let (status, pairing) = http_json(
+        http.post(format!("{gw}/v1/pairings"))
+            .json(&json!({"store_url": "https://portal-shop.example"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let code = pairing["code"].as_str().unwrap().to_string();
+    let poll = |secret: &str| {
+        http.get(format!(
+            "{gw}/v1/pairings/{}",
+            pairing["pairing_id"].as_str().unwrap()
+        ))
+        .bearer_auth(secret.to_string())
+    };
+    let poll_secret = pairing["poll_secret"].as_str().unwrap().to_string();
+
+    let browser = Browser::start().await.expect("headless Chromium");
+    browser.goto(&link).await.unwrap();
+    assert!(browser.current_url().await.unwrap().ends_with("/portal"));
+    let text = browser.page_text().await.unwrap();
+    assert!(text.contains("portal-shop"), "{text}");
+    let business = browser.find("#sage-business").await.unwrap();
+    assert_eq!(browser.text(&business).await.unwrap(), merchant.business_id);
+    assert!(!browser.find_all("#no-stores").await.unwrap().is_empty());
+
+    // A mistyped code is refused, saying why.
+    browser
+        .type_into(&browser.find("#code").await.unwrap(), "ZZZZ-ZZZZ")
+        .await
+        .unwrap();
+    browser
+        .click(&browser.find("#pair").await.unwrap())
+        .await
+        .unwrap();
+    let alert = browser.find("[role=alert]").await.unwrap();
+    assert!(
+        browser
+            .text(&alert)
+            .await
+            .unwrap()
+            .contains("no store is waiting with this pairing code"),
+        "{}",
+        browser.page_text().await.unwrap()
+    );
+    // The store is still waiting.
+    let (_, state) = http_json(poll(&poll_secret)).await;
+    assert_eq!(state["state"], "pending");
+
+    // The right code, typed in lower case as people do.
+    browser
+        .type_into(&browser.find("#code").await.unwrap(), &code.to_lowercase())
+        .await
+        .unwrap();
+    browser
+        .click(&browser.find("#pair").await.unwrap())
+        .await
+        .unwrap();
+    let notice = browser.find("[role=status]").await.unwrap();
+    assert!(browser
+        .text(&notice)
+        .await
+        .unwrap()
+        .contains("Code accepted"));
+
+    // The store collects its key; the portal lists it.
+    let (status, paired) = http_json(poll(&poll_secret)).await;
+    assert_eq!(status, 200, "{paired}");
+    assert_eq!(paired["merchant_id"], "portal-shop");
+    let key_id = paired["credentials"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = paired["credentials"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = http_json(http.get(format!("{gw}/v1/status")).bearer_auth(&secret)).await;
+    assert_eq!(status, 200, "the paired key reads its status");
+    browser.goto(&format!("{gw}/portal")).await.unwrap();
+    let row = browser
+        .find(&format!("tr[data-key='{key_id}']"))
+        .await
+        .expect("the paired store is listed");
+    let row_text = browser.text(&row).await.unwrap();
+    assert!(
+        row_text.contains("https://portal-shop.example"),
+        "{row_text}"
+    );
+    assert!(row_text.contains("Active"), "{row_text}");
+
+    // A form posted without the session's CSRF token is refused, even with the cookie.
+    let cookie = browser
+        .cookie(gateway::portal::COOKIE)
+        .await
+        .unwrap()
+        .expect("session cookie");
+    let forged = http
+        .post(format!("{gw}/portal/keys/{key_id}/revoke"))
+        .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
+        .form(&[("csrf", "guessed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let (status, _) = http_json(http.get(format!("{gw}/v1/status")).bearer_auth(&secret)).await;
+    assert_eq!(status, 200, "the forged form revoked nothing");
+
+    // The merchant disconnects the store: its key stops working.
+    let disconnect = browser
+        .find(&format!("tr[data-key='{key_id}'] button"))
+        .await
+        .unwrap();
+    browser.click(&disconnect).await.unwrap();
+    let notice = browser.find("[role=status]").await.unwrap();
+    assert!(browser
+        .text(&notice)
+        .await
+        .unwrap()
+        .contains("Store disconnected"));
+    let row = browser
+        .find(&format!("tr[data-key='{key_id}'] .status"))
+        .await
+        .unwrap();
+    assert!(browser
+        .text(&row)
+        .await
+        .unwrap()
+        .starts_with("Disconnected"));
+    let (status, _) = http_json(http.get(format!("{gw}/v1/status")).bearer_auth(&secret)).await;
+    assert_eq!(status, 401);
+
+    // Sign-in links work once.
+    browser.goto(&link).await.unwrap();
+    assert!(browser
+        .page_text()
+        .await
+        .unwrap()
+        .contains("This sign-in link is not valid"));
+    browser.close().await;
+    stack.stop().await;
+}

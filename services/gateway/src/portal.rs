@@ -1,0 +1,546 @@
+//! The merchant portal: the hosted side a merchant uses to connect Sage and pair stores.
+//!
+//! The operator hands the merchant a single-use sign-in link
+//! (`POST /v1/admin/merchants/{m}/portal-links`, `ledgerctl merchant portal-link`); opening it
+//! starts a browser session (`HttpOnly`, `SameSite=Lax` cookie, 12 hours). The page shows the
+//! Sage connection and the paired stores, and takes a store's pairing code. Every form carries
+//! the session's CSRF token. Pages are server-rendered HTML with every value escaped and a
+//! strict content security policy; no script runs.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde_json::json;
+
+use crate::merchants::{hash_key, require_admin};
+use crate::pairing::{self, ClaimRefusal};
+use crate::AppState;
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "ledger_portal";
+/// How long a sign-in link can be used.
+pub const LINK_TTL_HOURS: i64 = 24;
+/// How long a portal session lasts.
+pub const SESSION_TTL_HOURS: i64 = 12;
+
+/// Routes of the portal and of its admin API.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/v1/admin/merchants/{merchant}/portal-links",
+            post(create_link),
+        )
+        .route("/portal/login", get(login))
+        .route("/portal", get(home))
+        .route("/portal/pair", post(pair))
+        .route("/portal/keys/{key}/revoke", post(revoke))
+        .route("/portal/sage/connect", post(connect_sage))
+        .route("/portal/logout", post(logout))
+}
+
+fn random_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+fn esc(text: &str) -> String {
+    html_escape::encode_safe(text).into_owned()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "portal store failure");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "Ledger is unavailable",
+        "<p>Ledger cannot answer right now. Please try again in a minute.</p>",
+    )
+}
+
+/// A page with the portal's security headers. `sage_origin` is allowed as a form target only
+/// on pages that send the merchant to Sage's consent page.
+fn page(status: StatusCode, sage_origin: Option<&str>, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · Ledger</title><style>{STYLE}</style></head>\
+         <body><main>{body}</main></body></html>",
+        title = esc(title),
+    );
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'",
+        sage_origin.map(|o| format!(" {o}")).unwrap_or_default()
+    );
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
+main{max-width:52rem;margin:2rem auto;padding:0 1rem}section{background:#fff;border:1px solid #dde1e7;\
+border-radius:8px;padding:1rem 1.25rem;margin:1rem 0}table{border-collapse:collapse;width:100%}\
+td,th{text-align:left;padding:.4rem;border-bottom:1px solid #eef0f3}.notice{background:#e7f6ec;\
+border:1px solid #9fd8b1;padding:.6rem 1rem;border-radius:6px}.error{background:#fdecec;\
+border:1px solid #f1a8a8;padding:.6rem 1rem;border-radius:6px}.muted{color:#5d6675}\
+input{font-size:1.1rem;padding:.3rem;letter-spacing:.1em;text-transform:uppercase}";
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+fn signed_out(message: &str) -> Response {
+    page(
+        StatusCode::UNAUTHORIZED,
+        None,
+        "Signed out",
+        &format!(
+            "<h1>Signed out</h1><p>{}</p><p class=\"muted\">Ask your Ledger operator for a new \
+             sign-in link.</p>",
+            esc(message)
+        ),
+    )
+}
+
+async fn create_link(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(merchant): Path<String>,
+) -> Response {
+    if let Err(r) = require_admin(&app, &headers) {
+        return r;
+    }
+    let token = random_token();
+    let inserted: Result<Option<DateTime<Utc>>, _> = sqlx::query_scalar(
+        "INSERT INTO portal_links (token_hash, merchant_id, expires_at)
+         SELECT $1, merchant_id, now() + make_interval(hours => $3) FROM merchants WHERE merchant_id = $2
+         RETURNING expires_at",
+    )
+    .bind(hash_key(&token))
+    .bind(&merchant)
+    .bind(LINK_TTL_HOURS as i32)
+    .fetch_optional(&app.db)
+    .await;
+    match inserted {
+        Ok(Some(expires_at)) => (
+            StatusCode::CREATED,
+            Json(json!({
+                "merchant_id": merchant,
+                "url": format!("{}/portal/login?token={token}", app.config.public_url.trim_end_matches('/')),
+                "expires_at": expires_at,
+            })),
+        )
+            .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "message": "no such merchant"})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "portal link failure");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "unavailable", "message": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn login(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let token = q.get("token").map(String::as_str).unwrap_or("");
+    let merchant: Result<Option<String>, _> = sqlx::query_scalar(
+        "UPDATE portal_links SET used_at = now()
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING merchant_id",
+    )
+    .bind(hash_key(token))
+    .fetch_optional(&app.db)
+    .await;
+    let merchant = match merchant {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            return signed_out("This sign-in link is not valid: links work once, for 24 hours.")
+        }
+        Err(e) => return unavailable(e),
+    };
+    let session = random_token();
+    let stored = sqlx::query(
+        "INSERT INTO portal_sessions (session_hash, merchant_id, csrf_token, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(hours => $4))",
+    )
+    .bind(hash_key(&session))
+    .bind(&merchant)
+    .bind(random_token())
+    .bind(SESSION_TTL_HOURS as i32)
+    .execute(&app.db)
+    .await;
+    if let Err(e) = stored {
+        return unavailable(e);
+    }
+    tracing::info!(%merchant, "portal session started");
+    let secure = if app.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        SESSION_TTL_HOURS * 3600
+    );
+    let mut response = redirect("/portal");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// A signed-in merchant.
+struct Session {
+    merchant: String,
+    csrf: String,
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+async fn session(app: &AppState, headers: &HeaderMap) -> Result<Option<Session>, sqlx::Error> {
+    let Some(id) = session_cookie(headers) else {
+        return Ok(None);
+    };
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT merchant_id, csrf_token FROM portal_sessions
+         WHERE session_hash = $1 AND expires_at > now()",
+    )
+    .bind(hash_key(&id))
+    .fetch_optional(&app.db)
+    .await?;
+    Ok(row.map(|(merchant, csrf)| Session { merchant, csrf }))
+}
+
+/// The session of a form POST whose CSRF token matches, or the page to answer instead.
+async fn form_session(
+    app: &AppState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Session, Response> {
+    let session = match session(app, headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(signed_out("Your session has ended.")),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
+    let expected = session.csrf.as_bytes();
+    // Constant-time comparison: the token must not be guessable byte by byte.
+    let same = sent.len() == expected.len()
+        && sent
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            None,
+            "Form expired",
+            "<h1>Form expired</h1><p>This form is no longer valid. \
+             <a href=\"/portal\">Reload the page</a> and try again.</p>",
+        ));
+    }
+    Ok(session)
+}
+
+/// Messages the page shows after an action, by the code in its URL (never text from the URL).
+fn notice_text(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "paired" => {
+            "Code accepted. Your store collects its key within a minute; it then appears below."
+        }
+        "revoked" => "Store disconnected: its key no longer works.",
+        "connected" => "Sage is connected.",
+        _ => return None,
+    })
+}
+
+fn error_text(code: &str) -> Option<String> {
+    let refusal = [
+        ClaimRefusal::InvalidCode,
+        ClaimRefusal::UnknownCode,
+        ClaimRefusal::Used,
+        ClaimRefusal::Expired,
+    ]
+    .into_iter()
+    .find(|r| r.code() == code);
+    if let Some(r) = refusal {
+        return Some(format!("Pairing code not accepted. {}", r.message()));
+    }
+    Some(match code {
+        "unknown_key" => "No such store key.".into(),
+        "sage_connect_failed" => "Sage could not be connected. Please try again.".into(),
+        "consent_refused" => "Sage was not connected: the consent was declined.".into(),
+        _ => return None,
+    })
+}
+
+fn when(at: Option<DateTime<Utc>>) -> String {
+    at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+async fn home(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let session = match session(&app, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return signed_out("Please sign in with the link your Ledger operator sent you.")
+        }
+        Err(e) => return unavailable(e),
+    };
+    let merchant = &session.merchant;
+    let name: Result<Option<String>, _> =
+        sqlx::query_scalar("SELECT name FROM merchants WHERE merchant_id = $1")
+            .bind(merchant)
+            .fetch_optional(&app.db)
+            .await;
+    let name = match name {
+        Ok(Some(n)) => n,
+        Ok(None) => return signed_out("This merchant no longer exists."),
+        Err(e) => return unavailable(e),
+    };
+    let keys = match pairing::keys_of(&app, merchant).await {
+        Ok(k) => k,
+        Err(e) => return unavailable(e),
+    };
+    let connection = app.tokens.store().load(merchant).await.ok().flatten();
+    let csrf = esc(&session.csrf);
+
+    let mut body = format!(
+        "<h1>{}</h1><p class=\"muted\">Ledger merchant <code>{}</code></p>",
+        esc(&name),
+        esc(merchant)
+    );
+    if let Some(text) = q.get("notice").and_then(|c| notice_text(c)) {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"status\">{}</p>",
+            esc(text)
+        );
+    }
+    if let Some(text) = q.get("error").and_then(|c| error_text(c)) {
+        let _ = write!(body, "<p class=\"error\" role=\"alert\">{}</p>", esc(&text));
+    }
+
+    let (sage_state, button) = match &connection {
+        Some(c) if c.status.as_str() == "active" => (
+            format!(
+                "Connected to Sage business <code id=\"sage-business\">{}</code>.",
+                esc(&c.business_id)
+            ),
+            "Reconnect Sage",
+        ),
+        Some(c) => (
+            format!(
+                "The connection to Sage business <code id=\"sage-business\">{}</code> needs \
+                 attention ({}): your documents wait until you reconnect.",
+                esc(&c.business_id),
+                esc(c.status.as_str())
+            ),
+            "Reconnect Sage",
+        ),
+        None => (
+            "Not connected yet: documents wait until Sage is connected.".into(),
+            "Connect Sage",
+        ),
+    };
+    let _ = write!(
+        body,
+        "<section id=\"sage\"><h2>Sage Business Cloud Accounting</h2><p>{sage_state}</p>\
+         <form method=\"post\" action=\"/portal/sage/connect\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\">{button}</button></form></section>"
+    );
+
+    let _ = write!(
+        body,
+        "<section id=\"stores\"><h2>Magento stores</h2>\
+         <p>In your store's admin open <em>Stores → Configuration → Ledger → Sage Sync → \
+         Pairing</em>, click <em>Generate pairing code</em> and enter the code here. Codes work \
+         once, for {} minutes.</p>\
+         <form method=\"post\" action=\"/portal/pair\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label for=\"code\">Pairing code</label> \
+         <input id=\"code\" name=\"code\" required autocomplete=\"off\" placeholder=\"XXXX-XXXX\" \
+         maxlength=\"12\"> <button type=\"submit\" id=\"pair\">Pair store</button></form>",
+        pairing::CODE_TTL_MINUTES
+    );
+    if keys.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"no-stores\">No store is paired yet.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"keys\"><thead><tr><th>Store</th><th>Key</th><th>Paired</th>\
+             <th>Last login</th><th>Status</th><th></th></tr></thead><tbody>",
+        );
+        for key in &keys {
+            let (status, action) = match key.revoked_at {
+                Some(at) => (format!("Disconnected {}", when(Some(at))), String::new()),
+                None => (
+                    "Active".to_string(),
+                    format!(
+                        "<form method=\"post\" action=\"/portal/keys/{id}/revoke\">\
+                         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                         <button type=\"submit\">Disconnect</button></form>",
+                        id = esc(&key.key_id)
+                    ),
+                ),
+            };
+            let _ = write!(
+                body,
+                "<tr data-key=\"{id}\"><td>{label}</td><td><code>{id}</code></td><td>{created}</td>\
+                 <td>{used}</td><td class=\"status\">{status}</td><td>{action}</td></tr>",
+                id = esc(&key.key_id),
+                label = esc(&key.label),
+                created = when(Some(key.created_at)),
+                used = when(key.last_used_at),
+                status = esc(&status),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section>");
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"/portal/logout\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\">Sign out</button></form>"
+    );
+    let sage_origin = url::Url::parse(app.tokens.oauth().authorize_url("x").as_str())
+        .ok()
+        .map(|u| u.origin().ascii_serialization());
+    page(StatusCode::OK, sage_origin.as_deref(), &name, &body)
+}
+
+async fn pair(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let code = form.get("code").map(String::as_str).unwrap_or("");
+    match pairing::claim_code(&app, &session.merchant, code).await {
+        Ok(Ok(_)) => redirect("/portal?notice=paired"),
+        Ok(Err(refusal)) => redirect(&format!("/portal?error={}", refusal.code())),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn revoke(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match pairing::revoke_merchant_key(&app, &session.merchant, &key_id, "merchant").await {
+        Ok(Some(_)) => redirect("/portal?notice=revoked"),
+        Ok(None) => redirect("/portal?error=unknown_key"),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn connect_sage(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match crate::connect::begin_consent(&app, &session.merchant, Some("/portal")).await {
+        Ok(location) => redirect(&location),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn logout(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if form_session(&app, &headers, &form).await.is_ok() {
+        if let Some(id) = session_cookie(&headers) {
+            let _ = sqlx::query("DELETE FROM portal_sessions WHERE session_hash = $1")
+                .bind(hash_key(&id))
+                .execute(&app.db)
+                .await;
+        }
+    }
+    let mut response = signed_out("You have signed out.");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("ledger_portal=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ledger_portal=abc123; b=2"),
+        );
+        assert_eq!(session_cookie(&headers).as_deref(), Some("abc123"));
+        assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn messages_come_from_codes_never_from_the_url() {
+        assert!(notice_text("<script>").is_none());
+        assert!(error_text("<script>alert(1)</script>").is_none());
+        assert!(error_text("pairing_code_used")
+            .unwrap()
+            .contains("already been used"));
+        assert_eq!(esc("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#x27;");
+    }
+}
