@@ -33,6 +33,28 @@ pub struct StackOptions {
     pub store_access: Option<StoreAccess>,
 }
 
+impl StackOptions {
+    /// The default sandbox, 4 merchants at once per service, no store access over NATS.
+    pub fn new(nats_url: impl Into<String>, database_url: impl Into<String>) -> StackOptions {
+        StackOptions {
+            nats_url: nats_url.into(),
+            database_url: database_url.into(),
+            sandbox: SandboxConfig::default(),
+            concurrency: 4,
+            store_access: None,
+        }
+    }
+
+    /// Stores log in to NATS through the gateway's auth callout, signed with `issuer_seed`.
+    pub fn with_store_access(mut self, issuer_seed: String, session_ttl_secs: u64) -> StackOptions {
+        self.store_access = Some(StoreAccess {
+            issuer_seed,
+            session_ttl_secs,
+        });
+        self
+    }
+}
+
 /// Settings of a NATS server whose store connections the gateway admits (auth callout).
 #[derive(Debug, Clone)]
 pub struct StoreAccess {

@@ -14,10 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ledger_stack::{Stack, StackOptions, StoreAccess};
+use ledger_stack::{Stack, StackOptions};
 use ledger_testkit::{workspace_root, TestDb, TestNats};
 use rust_decimal::Decimal;
-use sage_sandbox::SandboxConfig;
 use serde_json::{json, Value};
 
 const STORE: &str = "magento-store";
@@ -85,18 +84,9 @@ async fn the_module_pairs_publishes_once_and_stops_when_disconnected() {
     let _ = ledger_runtime::telemetry::init("magento-module");
     let nats = TestNats::start_secured().await.unwrap();
     let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 4,
-        store_access: Some(StoreAccess {
-            issuer_seed: nats.callout_issuer_seed().unwrap(),
-            session_ttl_secs: 300,
-        }),
-    })
-    .await
-    .unwrap();
+    let options = StackOptions::new(nats.url(), db.url())
+        .with_store_access(nats.callout_issuer_seed().unwrap(), 300);
+    let stack = Stack::start(options).await.unwrap();
     let store = stack.onboard(STORE).await.unwrap();
     let neighbour = stack.onboard(NEIGHBOUR).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ledger_runtime::dead_letters::{Answer, Command};
-use ledger_stack::{events, Stack, StackOptions};
+use ledger_stack::{events, Merchant, Stack, StackOptions};
 use ledger_testkit::{TestDb, TestNats};
 use sage_sandbox::SandboxConfig;
 use serde_json::json;
@@ -240,13 +240,40 @@ async fn a_revoked_connection_pauses_the_merchant_until_it_reconnects() {
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_again() {
+/// Sage will save the next POST to `resource` of the merchant's business but answer 500, so
+/// our side cannot know it landed.
+fn applied_then_500(stack: &Stack, merchant: &Merchant, resource: &str) {
+    stack.sandbox.faults().set(
+        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::AppliedThen500)
+            .for_business(merchant.business_id.clone())
+            .on_resource(resource)
+            .on_method("POST")
+            .times(1),
+    );
+}
+
+/// Posts `body` through the gateway and waits until Sage holds a `resource` of the merchant,
+/// then lets redeliveries settle.
+async fn post_and_settle(stack: &Stack, merchant: &Merchant, body: &[u8], resource: &str) {
+    assert_eq!(stack.post_event(merchant, body).await.unwrap().0, 202);
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || !stack
+                .documents(merchant, resource)
+                .is_empty())
+            .await,
+        "no {resource} reached Sage"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// A stack whose Sage forgets idempotency ids at once (Sage: after 7 days), so that only a
+/// lookup can tell an in-doubt write from a new one.
+async fn forgetful_stack() -> (Stack, TestNats, TestDb) {
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
     let _ = ledger_runtime::telemetry::init("operations");
     let nats = TestNats::start().await.unwrap();
     let db = TestDb::create().await.unwrap();
-    // Sage forgets idempotency ids after 7 days; here, at once.
     let sandbox = SandboxConfig {
         idempotency_window: Duration::from_millis(1),
         ..SandboxConfig::default()
@@ -260,32 +287,16 @@ async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_a
     })
     .await
     .unwrap();
+    (stack, nats, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_again() {
+    let (stack, _nats, _db) = forgetful_stack().await;
     let merchant = stack.onboard("in-doubt").await.unwrap();
-    // Sage saves the invoice but answers 500: our side cannot know it landed.
-    stack.sandbox.faults().set(
-        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::AppliedThen500)
-            .for_business(merchant.business_id.clone())
-            .on_resource("sales_invoices")
-            .on_method("POST")
-            .times(1),
-    );
-    assert_eq!(
-        stack
-            .post_event(&merchant, &events::invoice_created("in-doubt", 5).body)
-            .await
-            .unwrap()
-            .0,
-        202
-    );
-    assert!(
-        stack
-            .wait_until(Duration::from_secs(30), || !stack
-                .documents(&merchant, "sales_invoices")
-                .is_empty())
-            .await
-    );
-    // Let the redelivery happen and settle.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    applied_then_500(&stack, &merchant, "sales_invoices");
+    let created = events::invoice_created("in-doubt", 5);
+    post_and_settle(&stack, &merchant, &created.body, "sales_invoices").await;
     assert_eq!(
         stack.documents(&merchant, "sales_invoices").len(),
         1,
@@ -301,24 +312,7 @@ async fn an_in_doubt_invoice_past_sages_idempotency_window_is_found_not_posted_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_in_doubt_receipt_past_sages_idempotency_window_is_found_not_posted_again() {
-    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
-    let _ = ledger_runtime::telemetry::init("operations");
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    // Sage forgets idempotency ids after 7 days; here, at once.
-    let sandbox = SandboxConfig {
-        idempotency_window: Duration::from_millis(1),
-        ..SandboxConfig::default()
-    };
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox,
-        concurrency: 8,
-        store_access: None,
-    })
-    .await
-    .unwrap();
+    let (stack, _nats, db) = forgetful_stack().await;
     let merchant = stack.onboard("receipt-in-doubt").await.unwrap();
     let created = events::invoice_created("receipt-in-doubt", 6);
     assert_eq!(
@@ -332,28 +326,9 @@ async fn an_in_doubt_receipt_past_sages_idempotency_window_is_found_not_posted_a
                 .is_empty())
             .await
     );
-    // Sage saves the receipt but answers 500: our side cannot know it landed.
-    stack.sandbox.faults().set(
-        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::AppliedThen500)
-            .for_business(merchant.business_id.clone())
-            .on_resource("contact_payments")
-            .on_method("POST")
-            .times(1),
-    );
+    applied_then_500(&stack, &merchant, "contact_payments");
     let paid = events::invoice_paid("receipt-in-doubt", 6);
-    assert_eq!(
-        stack.post_event(&merchant, &paid.body).await.unwrap().0,
-        202
-    );
-    assert!(
-        stack
-            .wait_until(Duration::from_secs(30), || !stack
-                .documents(&merchant, "contact_payments")
-                .is_empty())
-            .await
-    );
-    // Let the redelivery happen and settle.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    post_and_settle(&stack, &merchant, &paid.body, "contact_payments").await;
     let receipts = stack.documents(&merchant, "contact_payments");
     assert_eq!(
         receipts.len(),
@@ -382,46 +357,11 @@ async fn an_in_doubt_receipt_past_sages_idempotency_window_is_found_not_posted_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_in_doubt_contact_past_sages_idempotency_window_is_adopted_not_duplicated() {
-    let _ = ledger_runtime::telemetry::init("operations");
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let sandbox = SandboxConfig {
-        idempotency_window: Duration::from_millis(1),
-        ..SandboxConfig::default()
-    };
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox,
-        concurrency: 8,
-        store_access: None,
-    })
-    .await
-    .unwrap();
+    let (stack, _nats, _db) = forgetful_stack().await;
     let merchant = stack.onboard("contact-doubt").await.unwrap();
-    stack.sandbox.faults().set(
-        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::AppliedThen500)
-            .for_business(merchant.business_id.clone())
-            .on_resource("contacts")
-            .on_method("POST")
-            .times(1),
-    );
-    assert_eq!(
-        stack
-            .post_event(&merchant, &events::invoice_created("contact-doubt", 9).body)
-            .await
-            .unwrap()
-            .0,
-        202
-    );
-    assert!(
-        stack
-            .wait_until(Duration::from_secs(30), || !stack
-                .documents(&merchant, "sales_invoices")
-                .is_empty())
-            .await
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    applied_then_500(&stack, &merchant, "contacts");
+    let created = events::invoice_created("contact-doubt", 9);
+    post_and_settle(&stack, &merchant, &created.body, "sales_invoices").await;
     let contacts = stack.documents(&merchant, "contacts");
     assert_eq!(
         contacts.len(),

@@ -8,9 +8,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use ledger_stack::{Stack, StackOptions, StoreAccess};
+use ledger_stack::{Stack, StackOptions};
 use ledger_testkit::{TestDb, TestNats};
-use sage_sandbox::SandboxConfig;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -21,18 +20,9 @@ async fn stack() -> (Stack, TestNats, TestDb) {
     let _ = ledger_runtime::telemetry::init("pairing");
     let nats = TestNats::start_secured().await.unwrap();
     let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 4,
-        store_access: Some(StoreAccess {
-            issuer_seed: nats.callout_issuer_seed().unwrap(),
-            session_ttl_secs: SESSION_TTL_SECS,
-        }),
-    })
-    .await
-    .unwrap();
+    let options = StackOptions::new(nats.url(), db.url())
+        .with_store_access(nats.callout_issuer_seed().unwrap(), SESSION_TTL_SECS);
+    let stack = Stack::start(options).await.unwrap();
     (stack, nats, db)
 }
 

@@ -7,7 +7,6 @@
 use ledger_stack::{Stack, StackOptions};
 use ledger_testkit::browser::Browser;
 use ledger_testkit::{TestDb, TestNats};
-use sage_sandbox::SandboxConfig;
 use serde_json::{json, Value};
 
 const ADMIN: &str = ledger_stack::ADMIN_TOKEN;
@@ -18,20 +17,24 @@ async fn http_json(request: reqwest::RequestBuilder) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Types a pairing code into the portal's form and submits it.
+async fn enter_code(browser: &Browser, code: &str) {
+    let input = browser.wait_for("#code").await.unwrap();
+    browser.type_into(&input, code).await.unwrap();
+    browser
+        .click(&browser.find("#pair").await.unwrap())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     let _ = ledger_runtime::telemetry::init("portal");
     let nats = TestNats::start().await.unwrap();
     let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 2,
-        store_access: None,
-    })
-    .await
-    .unwrap();
+    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+        .await
+        .unwrap();
     let merchant = stack.onboard("portal-shop").await.unwrap();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -81,15 +84,8 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     assert!(!browser.find_all("#no-stores").await.unwrap().is_empty());
 
     // A mistyped code is refused, saying why.
-    browser
-        .type_into(&browser.find("#code").await.unwrap(), "ZZZZ-ZZZZ")
-        .await
-        .unwrap();
-    browser
-        .click(&browser.find("#pair").await.unwrap())
-        .await
-        .unwrap();
-    let alert = browser.find("[role=alert]").await.unwrap();
+    enter_code(&browser, "ZZZZ-ZZZZ").await;
+    let alert = browser.wait_for("[role=alert]").await.unwrap();
     assert!(
         browser
             .text(&alert)
@@ -104,15 +100,8 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     assert_eq!(state["state"], "pending");
 
     // The right code, typed in lower case as people do.
-    browser
-        .type_into(&browser.find("#code").await.unwrap(), &code.to_lowercase())
-        .await
-        .unwrap();
-    browser
-        .click(&browser.find("#pair").await.unwrap())
-        .await
-        .unwrap();
-    let notice = browser.find("[role=status]").await.unwrap();
+    enter_code(&browser, &code.to_lowercase()).await;
+    let notice = browser.wait_for("[role=status]").await.unwrap();
     assert!(browser
         .text(&notice)
         .await
@@ -168,7 +157,7 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
         .await
         .unwrap();
     browser.click(&disconnect).await.unwrap();
-    let notice = browser.find("[role=status]").await.unwrap();
+    let notice = browser.wait_for("[role=status]").await.unwrap();
     assert!(browser
         .text(&notice)
         .await

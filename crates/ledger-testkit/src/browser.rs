@@ -153,6 +153,21 @@ impl Browser {
             .with_context(|| format!("no element matches {css:?}"))
     }
 
+    /// The first element matching a CSS selector, waiting up to 10 s for it to appear (a
+    /// click on a submit button returns before the next page has loaded).
+    pub async fn wait_for(&self, css: &str) -> Result<Element> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = self.find_all(css).await?.into_iter().next() {
+                return Ok(found);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no element matches {css:?} after 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Types `text` into an input.
     pub async fn type_into(&self, element: &Element, text: &str) -> Result<()> {
         self.call(

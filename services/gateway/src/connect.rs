@@ -22,7 +22,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::AppState;
+use crate::{unavailable, AppState};
 
 /// Routes of the connection flow.
 pub fn router() -> Router<Arc<AppState>> {
@@ -248,14 +248,6 @@ fn fill_missing(current: Value, discovered: Value) -> Value {
         }
     }
     Value::Object(out)
-}
-
-fn unavailable(e: impl std::fmt::Display) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "unavailable", "message": e.to_string()})),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

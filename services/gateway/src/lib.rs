@@ -42,6 +42,30 @@ use ledger_runtime::bus::{self, StreamSettings};
 use ledger_runtime::shutdown::Shutdown;
 use sage_client::{OAuthClient, PgTokenStore, SageClient, SageConfig, TokenManager};
 
+/// A JSON error answer of the HTTP API: `{"error": code, "message": message}`.
+pub(crate) fn json_error(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: impl Into<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        axum::Json(serde_json::json!({"error": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+/// 503 for a store or bus failure behind an API call; the cause is logged and returned.
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> axum::response::Response {
+    tracing::error!(error = %e, "gateway dependency failure");
+    json_error(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        e.to_string(),
+    )
+}
+
 /// Gateway configuration (flags or environment variables).
 #[derive(Debug, Clone, clap::Parser)]
 #[command(

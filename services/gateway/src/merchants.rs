@@ -104,22 +104,11 @@ async fn add_merchant(
             Json(json!({"merchant_id": req.merchant_id, "ingest_key": key})),
         )
             .into_response(),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => (
-            StatusCode::CONFLICT,
-            Json(json!({"error": "exists", "message": "merchant already exists"})),
-        )
-            .into_response(),
-        Err(e) => internal(e),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            crate::json_error(StatusCode::CONFLICT, "exists", "merchant already exists")
+        }
+        Err(e) => crate::unavailable(e),
     }
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin API failure");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "unavailable", "message": e.to_string()})),
-    )
-        .into_response()
 }
 
 async fn show_merchant(
@@ -148,7 +137,7 @@ async fn show_merchant(
             .into_response()
         }
         Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
-        Err(e) => internal(e),
+        Err(e) => crate::unavailable(e),
     }
 }
 
@@ -177,7 +166,7 @@ async fn put_settings(
     match merge_settings(&app, &merchant, patch).await {
         Ok(Some(settings)) => Json(settings).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
-        Err(e) => internal(e),
+        Err(e) => crate::unavailable(e),
     }
 }
 

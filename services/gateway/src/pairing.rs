@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 
 use crate::merchants::{bearer, hash_key, require_admin};
 use crate::AppState;
+use crate::{json_error as error, unavailable};
 
 /// How long a pairing code can be claimed.
 pub const CODE_TTL_MINUTES: i64 = 30;
@@ -55,23 +56,6 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v1/admin/merchants/{merchant}/keys/{key}",
             delete(revoke_key),
         )
-}
-
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "message": message.into()})),
-    )
-        .into_response()
-}
-
-fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "pairing store failure");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        e.to_string(),
-    )
 }
 
 fn random_hex(bytes: usize) -> String {

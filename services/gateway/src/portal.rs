@@ -148,19 +148,8 @@ async fn create_link(
             })),
         )
             .into_response(),
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "message": "no such merchant"})),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "portal link failure");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "unavailable", "message": e.to_string()})),
-            )
-                .into_response()
-        }
+        Ok(None) => crate::json_error(StatusCode::NOT_FOUND, "not_found", "no such merchant"),
+        Err(e) => crate::unavailable(e),
     }
 }
 

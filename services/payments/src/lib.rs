@@ -424,7 +424,7 @@ impl Payments {
         .bind(&env.merchant_id)
         .bind(key)
         .bind(env.event_id)
-        .bind(&sage_id)
+        .bind(sage_id)
         .bind(&invoice.sage_id)
         .bind(&plan.reference)
         .bind(plan.amount)
