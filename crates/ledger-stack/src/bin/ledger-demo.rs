@@ -247,5 +247,19 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("not everything landed: {}", missing.join(", "));
     }
     println!("\nEverything landed exactly once.");
+
+    // The merchant's side: the portal, where a store's pairing code is entered.
+    let link: Value = http
+        .post(format!("{gateway}/v1/admin/merchants/{merchant}/portal-links"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!(
+        "\nMerchant portal of {merchant} (single use, 24 hours): {}",
+        link["url"].as_str().unwrap_or_default()
+    );
     Ok(())
 }
