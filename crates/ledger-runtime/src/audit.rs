@@ -15,9 +15,9 @@
 //! - [`AuditLog::append`] writes a record to the service's own schema. Records of one
 //!   merchant form a chain: each stores `hash = SHA-256(prev_hash || "\n" || content)` where
 //!   `content` is the record's canonical JSON (object keys sorted, no whitespace) and
-//!   `prev_hash` the hash of the merchant's previous record (64 zeros for the first). Appends
-//!   take a transaction-scoped advisory lock on (service, merchant) and the table has a unique
-//!   `(merchant_id, chain_seq)`, so concurrent writers (other replicas too) cannot fork it.
+//!   `prev_hash` the hash of the merchant's previous record (64 zeros for the first). The table
+//!   has a unique `(merchant_id, chain_seq)`: an append that loses the race for a link reads
+//!   the new head and tries again, so concurrent writers (other replicas too) cannot fork it.
 //! - [`AuditLog::verify`] walks a merchant's chain and names the first broken link.
 //!
 //! Served over NATS request/reply on `ledger.rpc.<service>.audit` ([`subject`], [`serve`]):
@@ -443,54 +443,64 @@ impl AuditLog {
 
     /// Appends a record to its merchant's chain; `chain_seq` and `recorded_at` are set here.
     /// Returns the stored record.
+    ///
+    /// Optimistic: read the chain's head, insert the next link, and start again if another
+    /// writer (a concurrent handler, another replica) took that `chain_seq` first; the unique
+    /// `(merchant_id, chain_seq)` makes a fork impossible. Two statements in the common case,
+    /// where a lock held across a transaction took five round trips.
     pub async fn append(&self, mut record: AuditRecord) -> Result<StoredRecord, sqlx::Error> {
         record.service = self.service.to_string();
-        let mut tx = self.db.begin().await?;
-        // One writer per (service, merchant) chain at a time, across processes.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(format!(
-                "ledger.audit:{}:{}",
-                self.service, record.merchant_id
-            ))
-            .execute(&mut *tx)
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let head: Option<(i64, String)> = sqlx::query_as(
+                "SELECT chain_seq, hash FROM audit_records WHERE merchant_id = $1 ORDER BY chain_seq DESC LIMIT 1",
+            )
+            .bind(&record.merchant_id)
+            .fetch_optional(&self.db)
             .await?;
-        let head: Option<(i64, String)> = sqlx::query_as(
-            "SELECT chain_seq, hash FROM audit_records WHERE merchant_id = $1 ORDER BY chain_seq DESC LIMIT 1",
-        )
-        .bind(&record.merchant_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (seq, prev_hash) = head
-            .map(|(s, h)| (s + 1, h))
-            .unwrap_or((1, GENESIS_HASH.to_string()));
-        record.chain_seq = seq;
-        record.recorded_at = Utc::now().trunc_subsecs(6);
-        let content = canonical_json(&serde_json::to_value(&record).unwrap_or_default());
-        let hash = chain_hash(&prev_hash, &content);
-        let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO audit_records (merchant_id, chain_seq, consumer, event_id, document_key, stream_sequence, outcome, recorded_at, content, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-        )
-        .bind(&record.merchant_id)
-        .bind(seq)
-        .bind(&record.consumer)
-        .bind(&record.event_id)
-        .bind(&record.document_key)
-        .bind(record.stream_sequence)
-        .bind(&record.outcome)
-        .bind(record.recorded_at)
-        .bind(&content)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(StoredRecord {
-            id,
-            prev_hash,
-            hash,
-            record,
-        })
+            let (seq, prev_hash) = head
+                .map(|(s, h)| (s + 1, h))
+                .unwrap_or((1, GENESIS_HASH.to_string()));
+            record.chain_seq = seq;
+            record.recorded_at = Utc::now().trunc_subsecs(6);
+            let content = canonical_json(&serde_json::to_value(&record).unwrap_or_default());
+            let hash = chain_hash(&prev_hash, &content);
+            let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
+                "INSERT INTO audit_records (merchant_id, chain_seq, consumer, event_id, document_key, stream_sequence, outcome, recorded_at, content, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            )
+            .bind(&record.merchant_id)
+            .bind(seq)
+            .bind(&record.consumer)
+            .bind(&record.event_id)
+            .bind(&record.document_key)
+            .bind(record.stream_sequence)
+            .bind(&record.outcome)
+            .bind(record.recorded_at)
+            .bind(&content)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .fetch_one(&self.db)
+            .await;
+            match inserted {
+                Ok((id,)) => {
+                    return Ok(StoredRecord {
+                        id,
+                        prev_hash,
+                        hash,
+                        record,
+                    })
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempt < 100 => {
+                    // Someone appended first: link to their record instead. A short, growing
+                    // pause keeps many writers of one chain from colliding in lockstep.
+                    let pause = u64::from(attempt.min(20)) * rand_jitter_ms();
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Records matching `q`, oldest first.
@@ -893,4 +903,9 @@ mod tests {
             at: Utc::now(),
         }
     }
+}
+
+/// 0–2 ms, from the clock's sub-millisecond digits: enough to break a lockstep, no RNG needed.
+fn rand_jitter_ms() -> u64 {
+    u64::from(Utc::now().timestamp_subsec_micros() % 3)
 }

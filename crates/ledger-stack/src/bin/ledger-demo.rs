@@ -250,7 +250,9 @@ async fn main() -> anyhow::Result<()> {
 
     // The merchant's side: the portal, where a store's pairing code is entered.
     let link: Value = http
-        .post(format!("{gateway}/v1/admin/merchants/{merchant}/portal-links"))
+        .post(format!(
+            "{gateway}/v1/admin/merchants/{merchant}/portal-links"
+        ))
         .bearer_auth(&admin_token)
         .send()
         .await?
