@@ -38,6 +38,10 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Events received at the edge, by outcome (`accepted`, `duplicate`, `quarantined`).
     pub ingest: IntCounterVec,
+    /// Store logins to NATS answered by the auth callout, by outcome (`admitted`, `refused`).
+    pub store_logins: IntCounterVec,
+    /// Pairing steps, by step (`requested`, `claimed`, `delivered`, `refused`, `revoked`).
+    pub pairings: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -110,8 +114,23 @@ fn build() -> Metrics {
         &["outcome"],
     )
     .expect("metric");
+    let store_logins = IntCounterVec::new(
+        Opts::new(
+            "ledger_store_logins_total",
+            "Store logins to NATS answered by the auth callout",
+        ),
+        &["outcome"],
+    )
+    .expect("metric");
+    let pairings = IntCounterVec::new(
+        Opts::new("ledger_pairings_total", "Store pairing steps"),
+        &["step"],
+    )
+    .expect("metric");
     for c in [
         Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(store_logins.clone()),
+        Box::new(pairings.clone()),
         Box::new(processing_seconds.clone()),
         Box::new(sage_calls.clone()),
         Box::new(sage_call_seconds.clone()),
@@ -134,6 +153,8 @@ fn build() -> Metrics {
         consumer_redelivered,
         dead_letters,
         ingest,
+        store_logins,
+        pairings,
     }
 }
 

@@ -403,6 +403,16 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
     // B is untouched by A's revocation.
     let (client_b, _events_b) = store_client(&key_b).await.expect("store B still logs in");
     publish_own(&async_nats::jetstream::new(client_b), "store-b", 8).await;
+
+    // Operators see store logins, admitted and refused, in the gateway's metrics.
+    let metrics = reqwest::get(format!("{}/metrics", stack.gateway_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ledger_store_logins_total{outcome=\"admitted\"}"));
+    assert!(metrics.contains("ledger_store_logins_total{outcome=\"refused\"}"));
     stack.stop().await;
 }
 
@@ -431,4 +441,44 @@ fn clone_key(key: &Key) -> Key {
         inbox_prefix: key.inbox_prefix.clone(),
         nats_url: key.nats_url.clone(),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guessing_codes_is_slowed_down_per_merchant() {
+    let (stack, _nats, _db) = stack().await;
+    stack.onboard("guesser").await.unwrap();
+    stack.onboard("honest").await.unwrap();
+    let pending = request_pairing(&stack).await;
+    let max = gateway::pairing::MAX_FAILED_CLAIMS;
+    for attempt in 0..max {
+        let wrong = format!("ZZZZ-{:04}", attempt)
+            .replace('0', "A")
+            .replace('1', "B");
+        let (status, body) = claim(&stack, "guesser", &wrong).await;
+        assert_eq!(status, 404, "attempt {attempt}: {body}");
+    }
+    // Even the right code is refused now, naming the field and the wait.
+    let (status, body) = claim(&stack, "guesser", &pending.code).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("too_many_attempts"))
+    );
+    assert!(body["message"].as_str().unwrap().starts_with("code:"));
+    // Other merchants are not held back by it.
+    let (status, body) = claim(&stack, "honest", &pending.code).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Operators see pairing and login activity in the gateway's metrics.
+    let metrics = reqwest::get(format!("{}/metrics", stack.gateway_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ledger_pairings_total{step=\"refused\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ledger_pairings_total{step=\"claimed\"}"));
+    stack.stop().await;
 }

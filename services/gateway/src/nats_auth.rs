@@ -252,6 +252,10 @@ pub async fn serve(
                 let outcome = decide(&app, &request).await;
                 let answer = match outcome {
                     Ok((merchant, key_id)) => {
+                        ledger_runtime::metrics::metrics()
+                            .store_logins
+                            .with_label_values(&["admitted"])
+                            .inc();
                         tracing::info!(%merchant, %key_id, host = ?request.client_host, "NATS client admitted");
                         let jwt = user_jwt(
                             &settings,
@@ -263,6 +267,10 @@ pub async fn serve(
                         response_jwt(&settings, &request, Ok(jwt), now)
                     }
                     Err(reason) => {
+                        ledger_runtime::metrics::metrics()
+                            .store_logins
+                            .with_label_values(&["refused"])
+                            .inc();
                         tracing::warn!(user = ?request.user, host = ?request.client_host, %reason, "NATS client refused");
                         response_jwt(&settings, &request, Err(reason), now)
                     }

@@ -34,6 +34,20 @@ pub const CODE_TTL_MINUTES: i64 = 30;
 pub const DELIVERY_WINDOW_HOURS: i64 = 24;
 /// Unclaimed, unexpired pairings allowed at once; the request endpoint is unauthenticated.
 pub const MAX_OPEN_PAIRINGS: i64 = 10_000;
+/// Wrong codes a merchant may enter per [`CLAIM_WINDOW_MINUTES`]: with at most
+/// [`MAX_OPEN_PAIRINGS`] codes waiting among 2^40, guessing another store's code would take
+/// about 10^8 tries; this keeps it at that.
+pub const MAX_FAILED_CLAIMS: i64 = 20;
+/// Window of [`MAX_FAILED_CLAIMS`].
+pub const CLAIM_WINDOW_MINUTES: i32 = 15;
+
+fn count(step: &str) {
+    ledger_runtime::metrics::metrics()
+        .pairings
+        .with_label_values(&[step])
+        .inc();
+}
+
 /// Letters and digits a code is made of: no 0/O or 1/I to misread.
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 /// Characters of a code (40 bits of entropy), shown as `XXXX-XXXX`.
@@ -150,6 +164,7 @@ async fn request_pairing(State(app): State<Arc<AppState>>, body: axum::body::Byt
         .and_then(|row| row.ok_or(sqlx::Error::RowNotFound));
         match inserted {
             Ok(expires_at) => {
+                count("requested");
                 return (
                     StatusCode::CREATED,
                     Json(json!({
@@ -160,7 +175,7 @@ async fn request_pairing(State(app): State<Arc<AppState>>, body: axum::body::Byt
                         "poll_interval_seconds": 5,
                     })),
                 )
-                    .into_response()
+                    .into_response();
             }
             Err(sqlx::Error::RowNotFound) => continue,
             Err(e) => return unavailable(e),
@@ -187,6 +202,8 @@ pub enum ClaimRefusal {
     Used,
     /// The code was not entered in time.
     Expired,
+    /// Too many wrong codes from this merchant lately.
+    TooManyAttempts,
 }
 
 impl ClaimRefusal {
@@ -197,6 +214,7 @@ impl ClaimRefusal {
             ClaimRefusal::UnknownMerchant | ClaimRefusal::UnknownCode => StatusCode::NOT_FOUND,
             ClaimRefusal::Used => StatusCode::CONFLICT,
             ClaimRefusal::Expired => StatusCode::GONE,
+            ClaimRefusal::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -208,6 +226,7 @@ impl ClaimRefusal {
             ClaimRefusal::UnknownCode => "pairing_code_unknown",
             ClaimRefusal::Used => "pairing_code_used",
             ClaimRefusal::Expired => "pairing_code_expired",
+            ClaimRefusal::TooManyAttempts => "too_many_attempts",
         }
     }
 
@@ -221,6 +240,7 @@ impl ClaimRefusal {
             ClaimRefusal::UnknownCode => "code: no store is waiting with this pairing code; generate a new one in the store's admin".into(),
             ClaimRefusal::Used => "code: this pairing code has already been used; generate a new one in the store's admin".into(),
             ClaimRefusal::Expired => format!("code: pairing codes are valid for {CODE_TTL_MINUTES} minutes; generate a new one in the store's admin"),
+            ClaimRefusal::TooManyAttempts => format!("code: too many wrong pairing codes; wait {CLAIM_WINDOW_MINUTES} minutes and check the code in the store's admin"),
         }
     }
 }
@@ -243,6 +263,18 @@ pub async fn claim_code(
     if exists.is_none() {
         return Ok(Err(ClaimRefusal::UnknownMerchant));
     }
+    let failures: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pairing_claim_failures
+         WHERE merchant_id = $1 AND at > now() - make_interval(mins => $2)",
+    )
+    .bind(merchant)
+    .bind(CLAIM_WINDOW_MINUTES)
+    .fetch_one(&app.db)
+    .await?;
+    if failures >= MAX_FAILED_CLAIMS {
+        count("refused");
+        return Ok(Err(ClaimRefusal::TooManyAttempts));
+    }
     // One statement decides and claims, so two people entering the same code cannot both win.
     let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
         "WITH found AS (
@@ -260,7 +292,7 @@ pub async fn claim_code(
     .bind(merchant)
     .fetch_optional(&app.db)
     .await?;
-    Ok(match row {
+    let outcome = match row {
         None => Err(ClaimRefusal::UnknownCode),
         Some((_, Some(_), _)) => Err(ClaimRefusal::Used),
         Some((_, None, true)) => Err(ClaimRefusal::Expired),
@@ -268,7 +300,18 @@ pub async fn claim_code(
             tracing::info!(%merchant, %pairing_id, "pairing code claimed");
             Ok(pairing_id)
         }
-    })
+    };
+    match &outcome {
+        Ok(_) => count("claimed"),
+        Err(_) => {
+            count("refused");
+            sqlx::query("INSERT INTO pairing_claim_failures (merchant_id) VALUES ($1)")
+                .bind(merchant)
+                .execute(&app.db)
+                .await?;
+        }
+    }
+    Ok(outcome)
 }
 
 async fn claim_pairing(
@@ -384,6 +427,7 @@ async fn poll_pairing(
     if let Err(e) = stored {
         return unavailable(e);
     }
+    count("delivered");
     tracing::info!(%merchant, %pairing_id, %key_id, "store paired");
     Json(json!({
         "state": "paired",
@@ -423,6 +467,7 @@ async fn revoke_own_key(State(app): State<Arc<AppState>>, headers: HeaderMap) ->
     .await;
     match revoked {
         Ok(Some((key_id, merchant))) => {
+            count("revoked");
             tracing::info!(%merchant, %key_id, "store disconnected; key revoked");
             Json(json!({"revoked": true, "key_id": key_id})).into_response()
         }
@@ -481,6 +526,7 @@ pub async fn revoke_merchant_key(
     .fetch_optional(&app.db)
     .await?;
     if revoked.is_some() {
+        count("revoked");
         tracing::info!(%merchant, %key_id, by, "key revoked");
     }
     Ok(revoked.flatten())

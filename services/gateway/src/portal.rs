@@ -284,6 +284,7 @@ fn error_text(code: &str) -> Option<String> {
         ClaimRefusal::UnknownCode,
         ClaimRefusal::Used,
         ClaimRefusal::Expired,
+        ClaimRefusal::TooManyAttempts,
     ]
     .into_iter()
     .find(|r| r.code() == code);
@@ -530,6 +531,9 @@ mod tests {
         assert!(error_text("pairing_code_used")
             .unwrap()
             .contains("already been used"));
+        assert!(error_text("too_many_attempts")
+            .unwrap()
+            .contains("too many wrong pairing codes"));
         assert_eq!(esc("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#x27;");
     }
 }
