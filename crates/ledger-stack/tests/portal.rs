@@ -185,3 +185,106 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     browser.close().await;
     stack.stop().await;
 }
+
+/// Signs the browser in to `merchant`'s portal with a fresh operator link.
+async fn sign_in(stack: &Stack, browser: &Browser, merchant: &str) {
+    let (status, link) = http_json(
+        reqwest::Client::new()
+            .post(format!(
+                "{}/v1/admin/merchants/{merchant}/portal-links",
+                stack.gateway_url
+            ))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    browser.goto(link["url"].as_str().unwrap()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again() {
+    // Services read settings fresh, so the fix below applies at once.
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
+    let _ = ledger_runtime::telemetry::init("portal");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+        .await
+        .unwrap();
+    let merchant = stack.onboard("attention-shop").await.unwrap();
+    let real_account = stack
+        .sandbox
+        .inspect()
+        .businesses()
+        .into_iter()
+        .find(|b| b.id == merchant.business_id)
+        .unwrap()
+        .ledger_accounts["4000"]
+        .clone();
+    // A sales ledger account Sage does not know: Sage refuses the invoice.
+    stack
+        .put_settings(
+            &merchant,
+            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
+        )
+        .await
+        .unwrap();
+    let event = ledger_stack::events::invoice_created("attention-shop", 1);
+    assert_eq!(
+        stack.post_event(&merchant, &event.body).await.unwrap().0,
+        202
+    );
+
+    let browser = Browser::start().await.expect("headless Chromium");
+    sign_in(&stack, &browser, "attention-shop").await;
+    let mut row = None;
+    for _ in 0..100 {
+        if let Some(found) = browser
+            .find_all("tr[data-dead-letter]")
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+        {
+            row = Some(found);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        browser
+            .goto(&format!("{}/portal", stack.gateway_url))
+            .await
+            .unwrap();
+    }
+    let row = row.expect("the refused invoice is listed");
+    let text = browser.text(&row).await.unwrap();
+    assert!(text.contains("invoice created"), "{text}");
+    assert!(text.contains("sage."), "Sage's reason code: {text}");
+    assert!(text.contains("ledger_account_id"), "the field: {text}");
+    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+
+    // The cause is fixed; the merchant sends it again from the page.
+    stack
+        .put_settings(&merchant, json!({"sales_ledger_account_id": real_account}))
+        .await
+        .unwrap();
+    let send_again = browser.find("tr[data-dead-letter] button").await.unwrap();
+    browser.click(&send_again).await.unwrap();
+    let notice = browser.wait_for("[role=status]").await.unwrap();
+    assert!(browser.text(&notice).await.unwrap().contains("Sent again"));
+    assert!(!browser
+        .find_all("#nothing-failed")
+        .await
+        .unwrap()
+        .is_empty());
+    let invoices = stack.documents(&merchant, "sales_invoices");
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(
+        ledger_stack::events::amount(&invoices[0]["total_amount"]),
+        ledger_stack::events::amount(
+            &serde_json::from_slice::<Value>(&event.body).unwrap()["payload"]["invoice"]
+                ["grand_total"]
+        )
+    );
+    browser.close().await;
+    stack.stop().await;
+}

@@ -3,7 +3,8 @@
 //! The operator hands the merchant a single-use sign-in link
 //! (`POST /v1/admin/merchants/{m}/portal-links`, `ledgerctl merchant portal-link`); opening it
 //! starts a browser session (`HttpOnly`, `SameSite=Lax` cookie, 12 hours). The page shows the
-//! Sage connection and the paired stores, and takes a store's pairing code. Every form carries
+//! Sage connection, the paired stores and the documents that did not reach Sage (the services'
+//! dead letters, with their reasons and a Retry button), and takes a store's pairing code. Every form carries
 //! the session's CSRF token. Pages are server-rendered HTML with every value escaped and a
 //! strict content security policy; no script runs.
 
@@ -43,6 +44,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/portal/pair", post(pair))
         .route("/portal/keys/{key}/revoke", post(revoke))
         .route("/portal/sage/connect", post(connect_sage))
+        .route(
+            "/portal/dead-letters/{service}/{id}/retry",
+            post(retry_dead_letter),
+        )
         .route("/portal/logout", post(logout))
 }
 
@@ -274,6 +279,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         }
         "revoked" => "Store disconnected: its key no longer works.",
         "connected" => "Sage is connected.",
+        "retried" => "Sent again: it is in Sage now.",
         _ => return None,
     })
 }
@@ -295,6 +301,8 @@ fn error_text(code: &str) -> Option<String> {
         "unknown_key" => "No such store key.".into(),
         "sage_connect_failed" => "Sage could not be connected. Please try again.".into(),
         "consent_refused" => "Sage was not connected: the consent was declined.".into(),
+        "retry_failed" => "Sent again, and refused again: the reason is in the list below.".into(),
+        "unknown_dead_letter" => "That document is no longer waiting.".into(),
         _ => return None,
     })
 }
@@ -427,6 +435,8 @@ async fn home(
         body.push_str("</tbody></table>");
     }
     body.push_str("</section>");
+    let (dead, silent) = dead_letters_of(&app, merchant).await;
+    body.push_str(&attention_section(&dead, &silent, &csrf));
     let _ = write!(
         body,
         "<form method=\"post\" action=\"/portal/logout\">\
@@ -437,6 +447,137 @@ async fn home(
         .ok()
         .map(|u| u.origin().ascii_serialization());
     page(StatusCode::OK, sage_origin.as_deref(), &name, &body)
+}
+
+/// How long the page waits for each service's dead letters.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The merchant's dead letters in every consumer service; services that do not answer are
+/// named instead, so the page never claims "nothing failed" without knowing.
+async fn dead_letters_of(
+    app: &AppState,
+    merchant: &str,
+) -> (
+    Vec<(&'static str, ledger_runtime::journal::DeadLetter)>,
+    Vec<&'static str>,
+) {
+    use ledger_runtime::dead_letters::{subject, Answer, Command};
+    let mut found = Vec::new();
+    let mut silent = Vec::new();
+    for service in crate::audit::AUDITED_SERVICES {
+        let answer: Result<Answer, _> = ledger_runtime::bus::request_json(
+            &app.nats,
+            &subject(service),
+            &Command::List {
+                merchant: Some(merchant.to_string()),
+            },
+            ASK_TIMEOUT,
+        )
+        .await;
+        match answer {
+            Ok(Answer::Listed { dead_letters }) => {
+                found.extend(dead_letters.into_iter().map(|d| (service, d)));
+            }
+            _ => silent.push(service),
+        }
+    }
+    found.sort_by_key(|(_, d)| d.created_at);
+    (found, silent)
+}
+
+/// "invoice created" from `magento.<merchant>.invoice.created`.
+fn what(subject: &str) -> String {
+    subject
+        .splitn(3, '.')
+        .nth(2)
+        .unwrap_or(subject)
+        .replace('.', " ")
+}
+
+fn attention_section(
+    dead: &[(&'static str, ledger_runtime::journal::DeadLetter)],
+    silent: &[&str],
+    csrf: &str,
+) -> String {
+    let mut body =
+        String::from("<section id=\"attention\"><h2>Documents that did not reach Sage</h2>");
+    if dead.is_empty() && silent.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"nothing-failed\">Everything your stores sent is in Sage or on its way.</p>");
+    }
+    if !dead.is_empty() {
+        body.push_str(
+            "<p>Sage or Ledger refused these. Fix the cause (the reason says what), then send \
+             them again: a document that is already in Sage is never posted twice.</p>\
+             <table id=\"dead-letters\"><thead><tr><th>Document</th><th>Reason</th><th>Field</th>\
+             <th>Details</th><th>Since</th><th></th></tr></thead><tbody>",
+        );
+        for (service, d) in dead {
+            let _ = write!(
+                body,
+                "<tr data-dead-letter=\"{service}-{id}\"><td>{what}</td><td><code>{code}</code></td>\
+                 <td>{field}</td><td>{message}</td><td>{since}</td><td>\
+                 <form method=\"post\" action=\"/portal/dead-letters/{service}/{id}/retry\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\">Send again</button></form></td></tr>",
+                id = d.id,
+                what = esc(&what(&d.subject)),
+                code = esc(&d.code),
+                field = esc(d.field.as_deref().unwrap_or("")),
+                message = esc(&d.message),
+                since = when(Some(d.created_at)),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    for service in silent {
+        let _ = write!(
+            body,
+            "<p class=\"error\">The {} service did not answer; its list is missing here.</p>",
+            esc(service)
+        );
+    }
+    body.push_str("</section>");
+    body
+}
+
+async fn retry_dead_letter(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((service, id)): Path<(String, i64)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    use ledger_runtime::dead_letters::{subject, Answer, Command};
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // Retry by id reaches any merchant's dead letter: only one of this merchant's is allowed.
+    let (dead, _) = dead_letters_of(&app, &session.merchant).await;
+    if !dead.iter().any(|(s, d)| *s == service && d.id == id) {
+        return redirect("/portal?error=unknown_dead_letter");
+    }
+    let answer: Result<Answer, _> = ledger_runtime::bus::request_json(
+        &app.nats,
+        &subject(&service),
+        &Command::Retry {
+            ids: vec![id],
+            merchant: Some(session.merchant.clone()),
+        },
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    match answer {
+        Ok(Answer::Retried { results })
+            if results
+                .iter()
+                .all(|r| r.outcome == "applied" || r.outcome == "already_done") =>
+        {
+            tracing::info!(merchant = %session.merchant, %service, id, "dead letter retried from the portal");
+            redirect("/portal?notice=retried")
+        }
+        Ok(_) => redirect("/portal?error=retry_failed"),
+        Err(e) => unavailable(e),
+    }
 }
 
 async fn pair(
