@@ -63,6 +63,38 @@ wait_http() {
   return 1
 }
 
+wait_port() {
+  for _ in $(seq 1 200); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1; see $LOGS" >&2
+  return 1
+}
+
+# The services' own NATS, configured as in production (deploy/nats/nats-server.conf): the
+# services log in as `ledger`, Magento stores with the key they received by pairing, admitted
+# by the gateway's auth callout. Its keys are made once and kept in .stack/nats-stores.
+STORE_NATS_PORT="${LEDGER_STORE_NATS_PORT:-42230}"
+STORE_NATS_DIR="$STACK/nats-stores"
+mkdir -p "$STORE_NATS_DIR"
+if [ ! -s "$STORE_NATS_DIR/secrets.env" ]; then
+  ( umask 077
+    { "$BIN/ledgerctl" nats-issuer
+      echo "LEDGER_NATS_SERVICE_PASSWORD=svc-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+    } >"$STORE_NATS_DIR/secrets.env" )
+fi
+set -a
+# shellcheck disable=SC1091
+source "$STORE_NATS_DIR/secrets.env"
+set +a
+"$VENV/bin/nats-server" -c deploy/nats/nats-server.conf -a 127.0.0.1 -p "$STORE_NATS_PORT" \
+  -js -sd "$STORE_NATS_DIR/store" >"$LOGS/nats-stores.log" 2>&1 &
+pids+=($!)
+wait_port "$STORE_NATS_PORT"
+export LEDGER_NATS_URL="nats://ledger:$LEDGER_NATS_SERVICE_PASSWORD@127.0.0.1:$STORE_NATS_PORT"
+export LEDGER_NATS_PUBLIC_URLS="nats://127.0.0.1:$STORE_NATS_PORT"
+
 start sage-sandbox
 wait_http "$SANDBOX_URL/_sandbox"
 start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL"
@@ -71,7 +103,7 @@ start contacts LEDGER_METRICS_ADDR=127.0.0.1:18781
 start documents LEDGER_METRICS_ADDR=127.0.0.1:18782
 start payments LEDGER_METRICS_ADDR=127.0.0.1:18783
 for port in 18781 18782 18783; do wait_http "http://127.0.0.1:$port/healthz"; done
-log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  metrics :18781-18783  logs $LOGS"
+log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :18781-18783  logs $LOGS"
 
 case "$mode" in
   demo)

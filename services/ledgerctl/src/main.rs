@@ -77,6 +77,10 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Makes the account key of the NATS auth callout: prints the public key for the server
+    /// (`LEDGER_NATS_CALLOUT_ISSUER`) and the seed for the gateway
+    /// (`LEDGER_NATS_CALLOUT_ISSUER_SEED`), as environment lines. Keep the seed secret.
+    NatsIssuer,
     /// Runs a merchant's events from the log again through the services' normal path (same
     /// idempotency keys: what is in Sage already is never posted twice).
     Replay {
@@ -496,6 +500,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        Command::NatsIssuer => {
+            let issuer = nkeys::KeyPair::new_account();
+            println!("LEDGER_NATS_CALLOUT_ISSUER={}", issuer.public_key());
+            println!(
+                "LEDGER_NATS_CALLOUT_ISSUER_SEED={}",
+                issuer
+                    .seed()
+                    .map_err(|e| anyhow::anyhow!("seed of a new key: {e}"))?
+            );
         }
         Command::Replay {
             merchant,

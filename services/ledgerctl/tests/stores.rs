@@ -96,3 +96,20 @@ async fn the_operator_pairs_lists_and_revokes_a_store_key() {
     assert!(ok && out.contains("\"revoked_by\": \"operator\""), "{out}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn nats_issuer_prints_a_matching_account_key_pair() {
+    let (ok, out) = ledgerctl("http://127.0.0.1:9", &["nats-issuer"]).await;
+    assert!(ok, "{out}");
+    let value = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .to_string()
+    };
+    let public = value("LEDGER_NATS_CALLOUT_ISSUER");
+    let seed = value("LEDGER_NATS_CALLOUT_ISSUER_SEED");
+    assert!(public.starts_with('A') && seed.starts_with("SA"), "{out}");
+    let pair = nkeys::KeyPair::from_seed(&seed).unwrap();
+    assert_eq!(pair.public_key(), public);
+}
