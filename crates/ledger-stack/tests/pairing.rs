@@ -316,6 +316,17 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
         b_messages
     );
 
+    // Nor put anything but its five kinds of event into the log.
+    let own_before = stream_messages_on(&nats, "magento.store-a.>").await;
+    client_a
+        .publish("magento.store-a.junk.thing", "{}".into())
+        .await
+        .unwrap();
+    client_a.flush().await.unwrap();
+    let violation = next_event_matching(&mut events_a, "permissions violation").await;
+    assert!(violation.contains("magento.store-a.junk.thing"), "{violation}");
+    assert_eq!(stream_messages_on(&nats, "magento.store-a.>").await, own_before);
+
     // A cannot read B's status, or anyone's, from the status stream ...
     let _sub = client_a.subscribe("ledger.status.store-b").await.unwrap();
     client_a.flush().await.unwrap();

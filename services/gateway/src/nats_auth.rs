@@ -5,7 +5,8 @@
 //! secret). nats-server forwards every such CONNECT, signed by the server, to
 //! `$SYS.REQ.USER.AUTH`; we check the key against `merchant_keys` and answer with a user JWT
 //! signed by the callout issuer key that places the client in the Ledger account and lets it
-//! publish to `magento.<merchant>.>` and receive replies on `_INBOX.<merchant>.>`, nothing else.
+//! publish its five event subjects `magento.<merchant>.<entity>.<action>` and receive replies
+//! on `_INBOX.<merchant>.>`, nothing else.
 //! The user JWT expires after the session TTL, so a revoked key loses even an open connection
 //! within that time, and its reconnect is refused.
 
@@ -144,11 +145,15 @@ pub fn inbox_prefix(merchant: &str) -> String {
     format!("_INBOX.{merchant}")
 }
 
-/// A merchant's client publishes its own events and reads replies on its own inbox; it cannot
-/// touch another merchant's subjects, the status stream or the JetStream API.
+/// A merchant's client publishes its own events, on the five event subjects only, and reads
+/// replies on its own inbox; it cannot touch another merchant's subjects, put anything else
+/// into the event log, or reach the status stream or the JetStream API.
 pub fn merchant_permissions(merchant: &str) -> MerchantPermissions {
     MerchantPermissions {
-        publish: vec![format!("{}.{merchant}.>", ledger_events::SUBJECT_PREFIX)],
+        publish: ledger_events::EventType::ALL
+            .iter()
+            .map(|t| ledger_events::subject(merchant, *t))
+            .collect(),
         subscribe: vec![format!("{}.>", inbox_prefix(merchant))],
     }
 }
@@ -400,7 +405,13 @@ mod tests {
         assert_eq!(claims["exp"], json!(1300));
         assert_eq!(
             claims["nats"]["pub"]["allow"],
-            json!(["magento.hartley-goods.>"])
+            json!([
+                "magento.hartley-goods.invoice.created",
+                "magento.hartley-goods.invoice.paid",
+                "magento.hartley-goods.creditmemo.created",
+                "magento.hartley-goods.customer.saved",
+                "magento.hartley-goods.product.saved",
+            ])
         );
         assert_eq!(
             claims["nats"]["sub"]["allow"],
