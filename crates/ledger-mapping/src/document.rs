@@ -85,7 +85,8 @@ pub struct OriginalInvoice {
 ///
 /// `contact_id` is the Sage contact (a CUSTOMER in the invoice's currency) the service
 /// resolved or created beforehand. The body carries `contact_id`, `date` (the calendar
-/// day of Magento's UTC `created_at`), `due_date` (+ `due_days`), `reference` (the
+/// day of Magento's UTC `created_at` in the books' time zone, see
+/// [`MerchantSettings::accounting_date`]), `due_date` (+ `due_days`), `reference` (the
 /// invoice number, ≤ 25 characters), `currency_id`, `exchange_rate` (foreign currency
 /// only, see [`crate::exchange_rate`]), `main_address` / `delivery_address`, one line per
 /// amount-bearing Magento item, header shipping, internal `notes`, and when needed one

@@ -324,8 +324,14 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
         .unwrap();
     client_a.flush().await.unwrap();
     let violation = next_event_matching(&mut events_a, "permissions violation").await;
-    assert!(violation.contains("magento.store-a.junk.thing"), "{violation}");
-    assert_eq!(stream_messages_on(&nats, "magento.store-a.>").await, own_before);
+    assert!(
+        violation.contains("magento.store-a.junk.thing"),
+        "{violation}"
+    );
+    assert_eq!(
+        stream_messages_on(&nats, "magento.store-a.>").await,
+        own_before
+    );
 
     // A cannot read B's status, or anyone's, from the status stream ...
     let _sub = client_a.subscribe("ledger.status.store-b").await.unwrap();

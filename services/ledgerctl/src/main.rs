@@ -1,5 +1,7 @@
 //! `ledgerctl`: the operator's command line.
 
+mod reconcile;
+
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -76,6 +78,30 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Checks that Sage holds every Magento invoice and credit memo of a merchant exactly once,
+    /// with Magento's grand total to the cent. Lists what is missing, doubled or different, and
+    /// documents in Sage that did not come from the store. Exit status 1 unless balanced.
+    Reconcile {
+        /// Merchant.
+        #[arg(long)]
+        merchant: String,
+        /// Only documents Magento created on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Only documents Magento created before this day.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// Sage Accounting API base URL.
+        #[arg(
+            long,
+            env = "SAGE_API_BASE_URL",
+            default_value = "https://api.accounting.sage.com/v3.1"
+        )]
+        sage_api_base_url: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Makes the account key of the NATS auth callout: prints the public key for the server
     /// (`LEDGER_NATS_CALLOUT_ISSUER`) and the seed for the gateway
@@ -501,6 +527,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Reconcile {
+            merchant,
+            since,
+            until,
+            sage_api_base_url,
+            json,
+        } => {
+            let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
+            let in_range = |day: chrono::NaiveDate| {
+                since.is_none_or(|s| day >= s) && until.is_none_or(|u| day < u)
+            };
+            let expected: Vec<reconcile::Expected> = read_documents(&client, &merchant)
+                .await?
+                .into_iter()
+                .filter(|e| in_range(e.created))
+                .collect();
+            let mut config = sage_client::SageConfig::sage_production("", "", "");
+            config.api_base_url = sage_api_base_url;
+            let sage = sage_client::SageClient::new(
+                config,
+                std::sync::Arc::new(ledger_rpc::GatewayTokenSource::new(client.clone())),
+            );
+            // Sage dates are the books' local day, at most one day from Magento's UTC day.
+            let from = since.map(|d| (d - chrono::Duration::days(1)).to_string());
+            let to = until.map(|d| d.to_string());
+            let mut found = Vec::new();
+            for kind in [reconcile::Kind::Invoice, reconcile::Kind::CreditNote] {
+                let mut query = vec![("attributes", "reference,total_amount,currency,status")];
+                if let Some(from) = &from {
+                    query.push(("from_date", from.as_str()));
+                }
+                if let Some(to) = &to {
+                    query.push(("to_date", to.as_str()));
+                }
+                let items = sage
+                    .list_all(&merchant, kind.resource(), &query)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("listing Sage {}: {e}", kind.resource()))?;
+                found.extend(items.iter().filter_map(|i| reconcile::found_of(kind, i)));
+            }
+            let report = reconcile::compare(&expected, &found);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for finding in &report.findings {
+                    println!("{}", describe(finding));
+                }
+                println!(
+                    "reconcile {merchant}: documents={} matched={} missing={} duplicate={} mismatch={} not_from_magento={}",
+                    report.expected,
+                    report.matched,
+                    report.count("missing"),
+                    report.count("duplicate"),
+                    report.count("mismatch"),
+                    report.count("not_from_magento"),
+                );
+            }
+            if !report.balanced() {
+                std::process::exit(1);
+            }
+        }
         Command::NatsIssuer => {
             let issuer = nkeys::KeyPair::new_account();
             println!("LEDGER_NATS_CALLOUT_ISSUER={}", issuer.public_key());
@@ -598,4 +685,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every invoice and credit memo `merchant`'s store sent, from the event log.
+async fn read_documents(
+    client: &async_nats::Client,
+    merchant: &str,
+) -> anyhow::Result<Vec<reconcile::Expected>> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use ledger_events::EventType;
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream(ledger_events::STREAM_NAME).await?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subjects: vec![
+                ledger_events::subject(merchant, EventType::InvoiceCreated),
+                ledger_events::subject(merchant, EventType::CreditMemoCreated),
+            ],
+            ..Default::default()
+        })
+        .await?;
+    let pending = consumer.cached_info().num_pending as usize;
+    let mut messages = consumer.messages().await?.take(pending);
+    let mut out = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        // An event the contract refuses never reached Sage either; the consumers' dead
+        // letters say why.
+        if let Ok(envelope) = ledger_events::parse(&message.payload) {
+            out.extend(reconcile::expected_of(&envelope));
+        }
+    }
+    Ok(out)
+}
+
+/// One line per finding, for people.
+fn describe(finding: &reconcile::Finding) -> String {
+    use reconcile::Finding;
+    let what = |e: &reconcile::Expected| {
+        format!(
+            "{:?} {} ({} {}, event {})",
+            e.kind, e.number, e.total, e.currency, e.event_id
+        )
+    };
+    match finding {
+        Finding::Missing { expected } => format!("MISSING    {} is not in Sage", what(expected)),
+        Finding::Duplicate { expected, sage_ids } => format!(
+            "DUPLICATE  {} is in Sage {} times: {}",
+            what(expected),
+            sage_ids.len(),
+            sage_ids.join(", ")
+        ),
+        Finding::Mismatch { expected, found } => format!(
+            "MISMATCH   {}: Sage {} holds {} {}",
+            what(expected),
+            found.sage_id,
+            found.total,
+            found.currency
+        ),
+        Finding::NotFromMagento { found } => format!(
+            "NOT FROM MAGENTO  {:?} {} in Sage ({} {}, id {})",
+            found.kind, found.reference, found.total, found.currency, found.sage_id
+        ),
+    }
 }

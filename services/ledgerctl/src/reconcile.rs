@@ -1,0 +1,358 @@
+//! `ledgerctl reconcile`: does Sage hold every Magento invoice and credit memo of a merchant
+//! exactly once, with Magento's grand total to the cent?
+//!
+//! The expected side is the event log (every `invoice.created` and `creditmemo.created` the
+//! store sent); the found side is Sage itself, listed through its API with the merchant's
+//! tokens (asked of the gateway, as the services do). Matching is by Sage `reference`: the
+//! invoice number, or `<credit memo>/<invoice>` for credit notes. The comparison is a pure
+//! function ([`compare`]) so every verdict has a table test.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Sales invoice or sales credit note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `sales_invoices`.
+    Invoice,
+    /// `sales_credit_notes`.
+    CreditNote,
+}
+
+impl Kind {
+    /// Sage resource of this kind.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Kind::Invoice => "sales_invoices",
+            Kind::CreditNote => "sales_credit_notes",
+        }
+    }
+}
+
+/// A document Magento sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Expected {
+    /// Invoice or credit note.
+    pub kind: Kind,
+    /// Magento document number (the start of the Sage reference).
+    pub number: String,
+    /// Magento grand total.
+    pub total: Decimal,
+    /// Document currency.
+    pub currency: String,
+    /// UTC day Magento created it.
+    pub created: NaiveDate,
+    /// The event that carried it.
+    pub event_id: String,
+}
+
+/// A document Sage holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Found {
+    /// Invoice or credit note.
+    pub kind: Kind,
+    /// Sage id.
+    pub sage_id: String,
+    /// Sage `reference`.
+    pub reference: String,
+    /// Sage `total_amount`.
+    pub total: Decimal,
+    /// Sage currency id.
+    pub currency: String,
+    /// Sage status id (`VOID` ones are left out of the comparison).
+    pub status: String,
+}
+
+/// What is wrong with one document, if anything.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Finding {
+    /// Sent by Magento, not in Sage.
+    Missing {
+        /// The document.
+        expected: Expected,
+    },
+    /// In Sage more than once.
+    Duplicate {
+        /// The document.
+        expected: Expected,
+        /// Every Sage id holding it.
+        sage_ids: Vec<String>,
+    },
+    /// In Sage once, with another total or currency.
+    Mismatch {
+        /// The document.
+        expected: Expected,
+        /// What Sage holds.
+        found: Found,
+    },
+    /// In Sage, not sent by this merchant's store (entered by hand, or another system).
+    NotFromMagento {
+        /// The Sage document.
+        found: Found,
+    },
+}
+
+/// The result of a comparison.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Magento documents compared.
+    pub expected: usize,
+    /// Of them, in Sage exactly once with the same total and currency.
+    pub matched: usize,
+    /// Everything else.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether every Magento document is in Sage exactly once, cent-exact. Documents entered
+    /// in Sage by hand do not make a reconciliation fail; they are listed.
+    pub fn balanced(&self) -> bool {
+        self.findings
+            .iter()
+            .all(|f| matches!(f, Finding::NotFromMagento { .. }))
+    }
+
+    /// Count of findings with this verdict.
+    pub fn count(&self, verdict: &str) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| match f {
+                Finding::Missing { .. } => verdict == "missing",
+                Finding::Duplicate { .. } => verdict == "duplicate",
+                Finding::Mismatch { .. } => verdict == "mismatch",
+                Finding::NotFromMagento { .. } => verdict == "not_from_magento",
+            })
+            .count()
+    }
+}
+
+/// Whether Sage `reference` is Magento document `number`: invoices carry the number itself,
+/// credit notes `<credit memo>/<invoice>` (or the number alone when it did not fit).
+fn is_reference_of(kind: Kind, reference: &str, number: &str) -> bool {
+    let reference = reference.trim();
+    match kind {
+        Kind::Invoice => reference == number,
+        Kind::CreditNote => {
+            reference == number
+                || reference
+                    .strip_prefix(number)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }
+    }
+}
+
+/// Compares what Magento sent with what Sage holds.
+pub fn compare(expected: &[Expected], found: &[Found]) -> Report {
+    // A document Magento sent twice (a backfill after a restore, say) is one document.
+    let mut unique: BTreeMap<(Kind, String), &Expected> = BTreeMap::new();
+    for e in expected {
+        unique.entry((e.kind, e.number.clone())).or_insert(e);
+    }
+    let live: Vec<&Found> = found
+        .iter()
+        .filter(|f| !f.status.eq_ignore_ascii_case("VOID"))
+        .collect();
+    let mut claimed = vec![false; live.len()];
+    let mut report = Report {
+        expected: unique.len(),
+        ..Report::default()
+    };
+    for ((kind, number), e) in &unique {
+        let hits: Vec<usize> = live
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.kind == *kind && is_reference_of(*kind, &f.reference, number))
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &hits {
+            claimed[i] = true;
+        }
+        match hits.as_slice() {
+            [] => report.findings.push(Finding::Missing {
+                expected: (*e).clone(),
+            }),
+            [one] => {
+                let f = live[*one];
+                if f.total == e.total && f.currency.eq_ignore_ascii_case(&e.currency) {
+                    report.matched += 1;
+                } else {
+                    report.findings.push(Finding::Mismatch {
+                        expected: (*e).clone(),
+                        found: f.clone(),
+                    });
+                }
+            }
+            many => report.findings.push(Finding::Duplicate {
+                expected: (*e).clone(),
+                sage_ids: many.iter().map(|&i| live[i].sage_id.clone()).collect(),
+            }),
+        }
+    }
+    for (i, f) in live.iter().enumerate() {
+        if !claimed[i] {
+            report.findings.push(Finding::NotFromMagento {
+                found: (*f).clone(),
+            });
+        }
+    }
+    report
+}
+
+/// The Magento document an event carries, if it is an invoice or credit memo.
+pub fn expected_of(envelope: &ledger_events::Envelope) -> Option<Expected> {
+    use ledger_events::Payload;
+    let (kind, number, total, currency, created) = match &envelope.payload {
+        Payload::InvoiceCreated(p) => (
+            Kind::Invoice,
+            &p.invoice.increment_id,
+            p.invoice.grand_total,
+            &p.invoice.order_currency_code,
+            p.invoice.created_at,
+        ),
+        Payload::CreditMemoCreated(p) => (
+            Kind::CreditNote,
+            &p.creditmemo.increment_id,
+            p.creditmemo.grand_total,
+            &p.creditmemo.order_currency_code,
+            p.creditmemo.created_at,
+        ),
+        _ => return None,
+    };
+    Some(Expected {
+        kind,
+        number: ledger_mapping::rules::fit_reference(number, 25),
+        total,
+        currency: currency.clone(),
+        created: created.date_naive(),
+        event_id: envelope.event_id.to_string(),
+    })
+}
+
+/// A Sage list item (`attributes=reference,total_amount,currency,status`) as [`Found`].
+pub fn found_of(kind: Kind, item: &Value) -> Option<Found> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_string),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    Some(Found {
+        kind,
+        sage_id: item.get("id").and_then(Value::as_str)?.to_string(),
+        reference: item.get("reference").and_then(text).unwrap_or_default(),
+        total: item
+            .get("total_amount")
+            .and_then(text)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_default(),
+        currency: item.get("currency").and_then(text).unwrap_or_default(),
+        status: item.get("status").and_then(text).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn exp(kind: Kind, number: &str, total: Decimal) -> Expected {
+        Expected {
+            kind,
+            number: number.into(),
+            total,
+            currency: "GBP".into(),
+            created: NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            event_id: format!("ev-{number}"),
+        }
+    }
+
+    fn found(kind: Kind, id: &str, reference: &str, total: Decimal) -> Found {
+        Found {
+            kind,
+            sage_id: id.into(),
+            reference: reference.into(),
+            total,
+            currency: "GBP".into(),
+            status: "UNPAID".into(),
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        use Kind::*;
+        let expected = [
+            exp(Invoice, "000000101", dec!(73.44)),
+            exp(Invoice, "000000102", dec!(10.00)),
+            exp(Invoice, "000000103", dec!(20.00)),
+            exp(Invoice, "000000104", dec!(30.00)),
+            exp(CreditNote, "000000301", dec!(24.44)),
+            // Sent twice (same number): still one document.
+            exp(Invoice, "000000101", dec!(73.44)),
+        ];
+        let sage = [
+            found(Invoice, "s1", "000000101", dec!(73.44)),
+            // 102 missing.
+            found(Invoice, "s3", "000000103", dec!(20.00)),
+            found(Invoice, "s3b", "000000103", dec!(20.00)),
+            found(Invoice, "s4", "000000104", dec!(30.01)),
+            found(CreditNote, "c1", "000000301/000000101", dec!(24.44)),
+            found(Invoice, "s9", "MANUAL-1", dec!(5.00)),
+            // A voided copy does not count as a duplicate.
+            Found {
+                status: "VOID".into(),
+                ..found(Invoice, "s1v", "000000101", dec!(73.44))
+            },
+        ];
+        let report = compare(&expected, &sage);
+        assert_eq!(report.expected, 5);
+        assert_eq!(report.matched, 2, "{report:#?}");
+        assert_eq!(report.count("missing"), 1);
+        assert_eq!(report.count("duplicate"), 1);
+        assert_eq!(report.count("mismatch"), 1);
+        assert_eq!(report.count("not_from_magento"), 1);
+        assert!(!report.balanced());
+        assert!(report.findings.contains(&Finding::Duplicate {
+            expected: exp(Invoice, "000000103", dec!(20.00)),
+            sage_ids: vec!["s3".into(), "s3b".into()],
+        }));
+    }
+
+    #[test]
+    fn a_credit_note_reference_names_its_invoice_after_a_slash() {
+        assert!(is_reference_of(Kind::CreditNote, "301/101", "301"));
+        assert!(is_reference_of(Kind::CreditNote, "301", "301"));
+        assert!(!is_reference_of(Kind::CreditNote, "3011/101", "301"));
+        assert!(!is_reference_of(Kind::Invoice, "101/1", "101"));
+    }
+
+    #[test]
+    fn manual_entries_alone_keep_the_books_balanced() {
+        let report = compare(
+            &[exp(Kind::Invoice, "1", dec!(1))],
+            &[
+                found(Kind::Invoice, "a", "1", dec!(1)),
+                found(Kind::Invoice, "b", "X", dec!(9)),
+            ],
+        );
+        assert!(report.balanced());
+        assert_eq!(report.matched, 1);
+    }
+
+    #[test]
+    fn sage_list_items_are_read_with_ids_or_objects() {
+        let item = serde_json::json!({
+            "id": "abc", "reference": "000000101", "total_amount": "73.44",
+            "currency": {"id": "GBP"}, "status": {"id": "UNPAID"}
+        });
+        let f = found_of(Kind::Invoice, &item).unwrap();
+        assert_eq!(f.total, dec!(73.44));
+        assert_eq!(f.currency, "GBP");
+        assert_eq!(f.status, "UNPAID");
+    }
+}

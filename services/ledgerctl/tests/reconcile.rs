@@ -1,0 +1,175 @@
+//! `ledgerctl reconcile` against a running engine: balanced books say so; a document Sage
+//! refused shows as missing until it is fixed and retried; a copy entered in Sage by hand
+//! shows as a duplicate, and a manual entry as not from Magento.
+
+use std::time::Duration;
+
+use ledger_runtime::dead_letters::{Answer, Command};
+use ledger_stack::{events, Stack, StackOptions};
+use ledger_testkit::{TestDb, TestNats};
+use serde_json::{json, Value};
+
+async fn reconcile(stack: &Stack, nats: &str, merchant: &str) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ledgerctl"))
+        .args(["--nats", nats, "reconcile", "--merchant", merchant])
+        .env("SAGE_API_BASE_URL", stack.sandbox.api_base_url())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn dead_letters(stack: &Stack) -> Vec<ledger_runtime::journal::DeadLetter> {
+    let answer: Answer = ledger_runtime::bus::request_json(
+        &stack.nats,
+        &ledger_runtime::dead_letters::subject("documents"),
+        &Command::List {
+            merchant: Some("books".into()),
+        },
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    match answer {
+        Answer::Listed { dead_letters } => dead_letters,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+        .await
+        .unwrap();
+    let merchant = stack.onboard("books").await.unwrap();
+    for n in 1..=3 {
+        let event = events::invoice_created("books", n);
+        assert_eq!(
+            stack.post_event(&merchant, &event.body).await.unwrap().0,
+            202
+        );
+    }
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(30), || stack
+                .documents(&merchant, "sales_invoices")
+                .len()
+                == 3)
+            .await
+    );
+    let (ok, out) = reconcile(&stack, &nats.url(), "books").await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("documents=3 matched=3 missing=0 duplicate=0 mismatch=0 not_from_magento=0"),
+        "{out}"
+    );
+
+    // Sage refuses a fourth invoice (a ledger account it does not know): missing in Sage.
+    let real_account = stack
+        .sandbox
+        .inspect()
+        .businesses()
+        .into_iter()
+        .find(|b| b.id == merchant.business_id)
+        .unwrap()
+        .ledger_accounts["4000"]
+        .clone();
+    stack
+        .put_settings(
+            &merchant,
+            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
+        )
+        .await
+        .unwrap();
+    let refused = events::invoice_created("books", 4);
+    assert_eq!(
+        stack.post_event(&merchant, &refused.body).await.unwrap().0,
+        202
+    );
+    let mut dead = Vec::new();
+    for _ in 0..300 {
+        dead = dead_letters(&stack).await;
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1);
+
+    // Someone keys a copy of invoice 2, and a sale of their own, into Sage by hand.
+    let sage = stack.sage();
+    let invoice_two = stack
+        .documents(&merchant, "sales_invoices")
+        .into_iter()
+        .find(|i| i["reference"] == "000100002")
+        .unwrap();
+    let manual = |reference: &str| -> Value {
+        json!({
+            "contact_id": invoice_two["contact"]["id"],
+            "date": invoice_two["date"],
+            "reference": reference,
+            "invoice_lines": [{
+                "description": "Keyed in by hand",
+                "ledger_account_id": real_account,
+                "quantity": "1",
+                "unit_price": "10.00",
+                "tax_rate_id": "GB_NO_TAX",
+            }],
+        })
+    };
+    for reference in ["000100002", "MANUAL-7"] {
+        sage.post(
+            "books",
+            "sales_invoices",
+            "sales_invoice",
+            manual(reference),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+
+    let (ok, out) = reconcile(&stack, &nats.url(), "books").await;
+    assert!(!ok, "unbalanced books must fail: {out}");
+    assert!(
+        out.contains("documents=4 matched=2 missing=1 duplicate=1 mismatch=0 not_from_magento=1"),
+        "{out}"
+    );
+    assert!(out.contains("MISSING    Invoice 000100004"), "{out}");
+    assert!(out.contains("DUPLICATE  Invoice 000100002"), "{out}");
+    assert!(out.contains("NOT FROM MAGENTO  Invoice MANUAL-7"), "{out}");
+
+    // Fixed and retried: the refused invoice is in Sage now.
+    stack
+        .put_settings(&merchant, json!({"sales_ledger_account_id": real_account}))
+        .await
+        .unwrap();
+    let retried: Answer = ledger_runtime::bus::request_json(
+        &stack.nats,
+        &ledger_runtime::dead_letters::subject("documents"),
+        &Command::Retry {
+            ids: vec![dead[0].id],
+            merchant: None,
+        },
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(retried, Answer::Retried { .. }), "{retried:?}");
+    let (_, out) = reconcile(&stack, &nats.url(), "books").await;
+    assert!(
+        out.contains("documents=4 matched=3 missing=0 duplicate=1 mismatch=0 not_from_magento=1"),
+        "{out}"
+    );
+    stack.stop().await;
+}
