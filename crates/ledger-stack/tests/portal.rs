@@ -229,7 +229,11 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
         )
         .await
         .unwrap();
-    let event = ledger_stack::events::invoice_created("attention-shop", 1);
+    // Sold today, so that the books check (last 90 days) covers it.
+    let mut draft = ledger_stack::events::Draft::invoice("attention-shop", 1);
+    draft.value_mut()["payload"]["invoice"]["created_at"] =
+        json!(chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string());
+    let event = draft.build();
     assert_eq!(
         stack.post_event(&merchant, &event.body).await.unwrap().0,
         202
@@ -261,6 +265,23 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
     assert!(text.contains("sage."), "Sage's reason code: {text}");
     assert!(text.contains("ledger_account_id"), "the field: {text}");
     assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+    // The books check agrees: one document sent, missing in Sage.
+    browser
+        .click(&browser.find("#books-check").await.unwrap())
+        .await
+        .unwrap();
+    let verdict = browser.wait_for("#unbalanced").await.unwrap();
+    assert!(browser.text(&verdict).await.unwrap().starts_with("1 of 1"));
+    let findings = browser.find("#findings").await.unwrap();
+    let findings = browser.text(&findings).await.unwrap();
+    assert!(
+        findings.contains("Missing") && findings.contains("000100001"),
+        "{findings}"
+    );
+    browser
+        .goto(&format!("{}/portal", stack.gateway_url))
+        .await
+        .unwrap();
 
     // The cause is fixed; the merchant sends it again from the page.
     stack
@@ -285,6 +306,17 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
                 ["grand_total"]
         )
     );
+    // And the books check now balances.
+    browser
+        .goto(&format!("{}/portal/books", stack.gateway_url))
+        .await
+        .unwrap();
+    let verdict = browser.wait_for("#balanced").await.unwrap();
+    assert!(browser
+        .text(&verdict)
+        .await
+        .unwrap()
+        .contains("All 1 documents are in Sage exactly once"));
     browser.close().await;
     stack.stop().await;
 }

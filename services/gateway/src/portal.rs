@@ -49,6 +49,7 @@ pub fn router() -> Router<Arc<AppState>> {
             post(retry_dead_letter),
         )
         .route("/portal/logout", post(logout))
+        .route("/portal/books", get(books))
 }
 
 fn random_token() -> String {
@@ -439,6 +440,12 @@ async fn home(
     body.push_str(&attention_section(&dead, &silent, &csrf));
     let _ = write!(
         body,
+        "<p><a id=\"books-check\" href=\"/portal/books\">Check my books</a> \
+         <span class=\"muted\">(every invoice and credit memo of the last {BOOKS_CHECK_DAYS} days, \
+         compared with Sage)</span></p>"
+    );
+    let _ = write!(
+        body,
         "<form method=\"post\" action=\"/portal/logout\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\">Sign out</button></form>"
@@ -578,6 +585,106 @@ async fn retry_dead_letter(
         Ok(_) => redirect("/portal?error=retry_failed"),
         Err(e) => unavailable(e),
     }
+}
+
+/// Days the portal's books check covers.
+pub const BOOKS_CHECK_DAYS: i64 = 90;
+
+/// The books check: every invoice and credit memo the store sent in the last
+/// [`BOOKS_CHECK_DAYS`] days, compared with Sage (read-only, so a plain GET).
+async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    use ledger_reconcile::{Finding, Range};
+    let session = match session(&app, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return signed_out("Please sign in with the link your Ledger operator sent you.")
+        }
+        Err(e) => return unavailable(e),
+    };
+    let since = Utc::now().date_naive() - chrono::Duration::days(BOOKS_CHECK_DAYS);
+    let range = Range {
+        since: Some(since),
+        until: None,
+    };
+    let report = match ledger_reconcile::run(&app.js, &app.sage, &session.merchant, range).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(merchant = %session.merchant, error = %e, "books check failed");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                None,
+                "Books check",
+                "<h1>Books check</h1><p class=\"error\" role=\"alert\">Sage could not be read \
+                 just now (is it connected?). Please try again in a minute.</p>\
+                 <p><a href=\"/portal\">Back</a></p>",
+            );
+        }
+    };
+    let mut body = format!(
+        "<h1>Books check</h1><p class=\"muted\">Invoices and credit memos your store sent since \
+         {since}, compared with Sage by reference and total.</p>"
+    );
+    let problems: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| !matches!(f, Finding::NotFromMagento { .. }))
+        .collect();
+    if problems.is_empty() {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"status\" id=\"balanced\">All {} documents are in Sage \
+             exactly once, with the same totals.</p>",
+            report.expected
+        );
+    } else {
+        let _ = write!(
+            body,
+            "<p class=\"error\" role=\"alert\" id=\"unbalanced\">{} of {} documents are not in \
+             Sage exactly once with the same total.</p><table id=\"findings\"><thead><tr>\
+             <th>Problem</th><th>Document</th><th>Magento total</th><th>In Sage</th></tr></thead><tbody>",
+            problems.len(),
+            report.expected
+        );
+        for finding in problems {
+            let (problem, e, sage) = match finding {
+                Finding::Missing { expected } => ("Missing", expected, "not there".to_string()),
+                Finding::Duplicate { expected, sage_ids } => (
+                    "Twice or more",
+                    expected,
+                    format!("{} copies", sage_ids.len()),
+                ),
+                Finding::Mismatch { expected, found } => (
+                    "Different total",
+                    expected,
+                    format!("{} {}", found.total, found.currency),
+                ),
+                Finding::NotFromMagento { .. } => continue,
+            };
+            let _ = write!(
+                body,
+                "<tr><td>{problem}</td><td>{kind:?} {number}</td><td>{total} {currency}</td><td>{sage}</td></tr>",
+                kind = e.kind,
+                number = esc(&e.number),
+                total = e.total,
+                currency = esc(&e.currency),
+                sage = esc(&sage),
+            );
+        }
+        body.push_str(
+            "</tbody></table><p>Missing documents are usually listed on the portal's \
+            front page with the reason Sage gave.</p>",
+        );
+    }
+    let foreign = report.count("not_from_magento");
+    if foreign > 0 {
+        let _ = write!(
+            body,
+            "<p class=\"muted\">{foreign} document(s) in Sage in this period did not come from your \
+             store (entered by hand, or another system).</p>"
+        );
+    }
+    body.push_str("<p><a href=\"/portal\">Back</a></p>");
+    page(StatusCode::OK, None, "Books check", &body)
 }
 
 async fn pair(

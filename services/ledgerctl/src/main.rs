@@ -1,7 +1,5 @@
 //! `ledgerctl`: the operator's command line.
 
-mod reconcile;
-
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -535,54 +533,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
-            let in_range = |day: chrono::NaiveDate| {
-                since.is_none_or(|s| day >= s) && until.is_none_or(|u| day < u)
-            };
-            let expected: Vec<reconcile::Expected> = read_documents(&client, &merchant)
-                .await?
-                .into_iter()
-                .filter(|e| in_range(e.created))
-                .collect();
             let mut config = sage_client::SageConfig::sage_production("", "", "");
             config.api_base_url = sage_api_base_url;
             let sage = sage_client::SageClient::new(
                 config,
                 std::sync::Arc::new(ledger_rpc::GatewayTokenSource::new(client.clone())),
             );
-            // Sage dates are the books' local day, at most one day from Magento's UTC day.
-            let from = since.map(|d| (d - chrono::Duration::days(1)).to_string());
-            let to = until.map(|d| d.to_string());
-            let mut found = Vec::new();
-            for kind in [reconcile::Kind::Invoice, reconcile::Kind::CreditNote] {
-                let mut query = vec![("attributes", "reference,total_amount,currency,status")];
-                if let Some(from) = &from {
-                    query.push(("from_date", from.as_str()));
-                }
-                if let Some(to) = &to {
-                    query.push(("to_date", to.as_str()));
-                }
-                let items = sage
-                    .list_all(&merchant, kind.resource(), &query)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("listing Sage {}: {e}", kind.resource()))?;
-                found.extend(items.iter().filter_map(|i| reconcile::found_of(kind, i)));
-            }
-            let report = reconcile::compare(&expected, &found);
+            let report = ledger_reconcile::run(
+                &async_nats::jetstream::new(client),
+                &sage,
+                &merchant,
+                ledger_reconcile::Range { since, until },
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for finding in &report.findings {
-                    println!("{}", describe(finding));
+                    println!("{}", ledger_reconcile::describe(finding));
                 }
-                println!(
-                    "reconcile {merchant}: documents={} matched={} missing={} duplicate={} mismatch={} not_from_magento={}",
-                    report.expected,
-                    report.matched,
-                    report.count("missing"),
-                    report.count("duplicate"),
-                    report.count("mismatch"),
-                    report.count("not_from_magento"),
-                );
+                println!("reconcile {merchant}: {}", report.summary());
             }
             if !report.balanced() {
                 std::process::exit(1);
@@ -685,67 +655,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Every invoice and credit memo `merchant`'s store sent, from the event log.
-async fn read_documents(
-    client: &async_nats::Client,
-    merchant: &str,
-) -> anyhow::Result<Vec<reconcile::Expected>> {
-    use async_nats::jetstream::consumer::pull::OrderedConfig;
-    use ledger_events::EventType;
-    let js = async_nats::jetstream::new(client.clone());
-    let stream = js.get_stream(ledger_events::STREAM_NAME).await?;
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subjects: vec![
-                ledger_events::subject(merchant, EventType::InvoiceCreated),
-                ledger_events::subject(merchant, EventType::CreditMemoCreated),
-            ],
-            ..Default::default()
-        })
-        .await?;
-    let pending = consumer.cached_info().num_pending as usize;
-    let mut messages = consumer.messages().await?.take(pending);
-    let mut out = Vec::new();
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        // An event the contract refuses never reached Sage either; the consumers' dead
-        // letters say why.
-        if let Ok(envelope) = ledger_events::parse(&message.payload) {
-            out.extend(reconcile::expected_of(&envelope));
-        }
-    }
-    Ok(out)
-}
-
-/// One line per finding, for people.
-fn describe(finding: &reconcile::Finding) -> String {
-    use reconcile::Finding;
-    let what = |e: &reconcile::Expected| {
-        format!(
-            "{:?} {} ({} {}, event {})",
-            e.kind, e.number, e.total, e.currency, e.event_id
-        )
-    };
-    match finding {
-        Finding::Missing { expected } => format!("MISSING    {} is not in Sage", what(expected)),
-        Finding::Duplicate { expected, sage_ids } => format!(
-            "DUPLICATE  {} is in Sage {} times: {}",
-            what(expected),
-            sage_ids.len(),
-            sage_ids.join(", ")
-        ),
-        Finding::Mismatch { expected, found } => format!(
-            "MISMATCH   {}: Sage {} holds {} {}",
-            what(expected),
-            found.sage_id,
-            found.total,
-            found.currency
-        ),
-        Finding::NotFromMagento { found } => format!(
-            "NOT FROM MAGENTO  {:?} {} in Sage ({} {}, id {})",
-            found.kind, found.reference, found.total, found.currency, found.sage_id
-        ),
-    }
 }

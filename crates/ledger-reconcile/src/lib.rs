@@ -1,5 +1,6 @@
-//! `ledgerctl reconcile`: does Sage hold every Magento invoice and credit memo of a merchant
-//! exactly once, with Magento's grand total to the cent?
+//! Reconciliation: does Sage hold every Magento invoice and credit memo of a merchant exactly
+//! once, with Magento's grand total to the cent? Used by `ledgerctl reconcile` and the
+//! merchant portal's books check.
 //!
 //! The expected side is the event log (every `invoice.created` and `creditmemo.created` the
 //! store sent); the found side is Sage itself, listed through its API with the merchant's
@@ -10,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
@@ -116,6 +118,19 @@ impl Report {
         self.findings
             .iter()
             .all(|f| matches!(f, Finding::NotFromMagento { .. }))
+    }
+
+    /// `documents=N matched=N missing=N duplicate=N mismatch=N not_from_magento=N`.
+    pub fn summary(&self) -> String {
+        format!(
+            "documents={} matched={} missing={} duplicate={} mismatch={} not_from_magento={}",
+            self.expected,
+            self.matched,
+            self.count("missing"),
+            self.count("duplicate"),
+            self.count("mismatch"),
+            self.count("not_from_magento"),
+        )
     }
 
     /// Count of findings with this verdict.
@@ -254,6 +269,127 @@ pub fn found_of(kind: Kind, item: &Value) -> Option<Found> {
         currency: item.get("currency").and_then(text).unwrap_or_default(),
         status: item.get("status").and_then(text).unwrap_or_default(),
     })
+}
+
+/// Days to check: Magento creation days from `since` (inclusive) to `until` (exclusive).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Range {
+    /// First day, if any.
+    pub since: Option<NaiveDate>,
+    /// Day after the last, if any.
+    pub until: Option<NaiveDate>,
+}
+
+impl Range {
+    fn contains(&self, day: NaiveDate) -> bool {
+        self.since.is_none_or(|s| day >= s) && self.until.is_none_or(|u| day < u)
+    }
+}
+
+/// Every invoice and credit memo `merchant`'s store sent, from the event log.
+pub async fn read_expected(
+    js: &async_nats::jetstream::Context,
+    merchant: &str,
+) -> anyhow::Result<Vec<Expected>> {
+    use async_nats::jetstream::consumer::pull::OrderedConfig;
+    use ledger_events::EventType;
+    let stream = js.get_stream(ledger_events::STREAM_NAME).await?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subjects: vec![
+                ledger_events::subject(merchant, EventType::InvoiceCreated),
+                ledger_events::subject(merchant, EventType::CreditMemoCreated),
+            ],
+            ..Default::default()
+        })
+        .await?;
+    let pending = consumer.cached_info().num_pending as usize;
+    let mut messages = consumer.messages().await?.take(pending);
+    let mut out = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        // An event the contract refuses never reached Sage either; the consumers' dead
+        // letters say why.
+        if let Ok(envelope) = ledger_events::parse(&message.payload) {
+            out.extend(expected_of(&envelope));
+        }
+    }
+    Ok(out)
+}
+
+/// The merchant's invoices and credit notes in Sage around `range` (Sage dates are the books'
+/// local day, at most a day from Magento's UTC day).
+pub async fn read_found(
+    sage: &sage_client::SageClient,
+    merchant: &str,
+    range: Range,
+) -> anyhow::Result<Vec<Found>> {
+    let from = range
+        .since
+        .map(|d| (d - chrono::Duration::days(1)).to_string());
+    let to = range.until.map(|d| d.to_string());
+    let mut found = Vec::new();
+    for kind in [Kind::Invoice, Kind::CreditNote] {
+        let mut query = vec![("attributes", "reference,total_amount,currency,status")];
+        if let Some(from) = &from {
+            query.push(("from_date", from.as_str()));
+        }
+        if let Some(to) = &to {
+            query.push(("to_date", to.as_str()));
+        }
+        let items = sage
+            .list_all(merchant, kind.resource(), &query)
+            .await
+            .map_err(|e| anyhow::anyhow!("listing Sage {}: {e}", kind.resource()))?;
+        found.extend(items.iter().filter_map(|i| found_of(kind, i)));
+    }
+    Ok(found)
+}
+
+/// Reads both sides and compares them.
+pub async fn run(
+    js: &async_nats::jetstream::Context,
+    sage: &sage_client::SageClient,
+    merchant: &str,
+    range: Range,
+) -> anyhow::Result<Report> {
+    let expected: Vec<Expected> = read_expected(js, merchant)
+        .await?
+        .into_iter()
+        .filter(|e| range.contains(e.created))
+        .collect();
+    let found = read_found(sage, merchant, range).await?;
+    Ok(compare(&expected, &found))
+}
+
+/// One line per finding, for people.
+pub fn describe(finding: &Finding) -> String {
+    let what = |e: &Expected| {
+        format!(
+            "{:?} {} ({} {}, event {})",
+            e.kind, e.number, e.total, e.currency, e.event_id
+        )
+    };
+    match finding {
+        Finding::Missing { expected } => format!("MISSING    {} is not in Sage", what(expected)),
+        Finding::Duplicate { expected, sage_ids } => format!(
+            "DUPLICATE  {} is in Sage {} times: {}",
+            what(expected),
+            sage_ids.len(),
+            sage_ids.join(", ")
+        ),
+        Finding::Mismatch { expected, found } => format!(
+            "MISMATCH   {}: Sage {} holds {} {}",
+            what(expected),
+            found.sage_id,
+            found.total,
+            found.currency
+        ),
+        Finding::NotFromMagento { found } => format!(
+            "NOT FROM MAGENTO  {:?} {} in Sage ({} {}, id {})",
+            found.kind, found.reference, found.total, found.currency, found.sage_id
+        ),
+    }
 }
 
 #[cfg(test)]
