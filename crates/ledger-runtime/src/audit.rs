@@ -825,6 +825,11 @@ pub async fn serve(
     Ok(())
 }
 
+/// 0–2 ms, from the clock's sub-millisecond digits: enough to break a lockstep, no RNG needed.
+fn rand_jitter_ms() -> u64 {
+    u64::from(Utc::now().timestamp_subsec_micros() % 3)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -903,9 +908,4 @@ mod tests {
             at: Utc::now(),
         }
     }
-}
-
-/// 0–2 ms, from the clock's sub-millisecond digits: enough to break a lockstep, no RNG needed.
-fn rand_jitter_ms() -> u64 {
-    u64::from(Utc::now().timestamp_subsec_micros() % 3)
 }

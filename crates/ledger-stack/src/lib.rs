@@ -214,6 +214,56 @@ impl Stack {
             .await?)
     }
 
+    /// The real sales ledger account (nominal 4000) of the merchant's sandbox business.
+    pub fn sales_ledger_account(&self, merchant: &Merchant) -> String {
+        self.sandbox
+            .inspect()
+            .businesses()
+            .into_iter()
+            .find(|b| b.id == merchant.business_id)
+            .and_then(|b| b.ledger_accounts.get("4000").cloned())
+            .expect("the sandbox business has nominal 4000")
+    }
+
+    /// Points the merchant's sales ledger account at one Sage does not know, so that Sage
+    /// refuses its next documents (a permanent rejection); returns the real one, to restore.
+    pub async fn break_sales_ledger_account(&self, merchant: &Merchant) -> anyhow::Result<String> {
+        let real = self.sales_ledger_account(merchant);
+        self.put_settings(
+            merchant,
+            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
+        )
+        .await?;
+        Ok(real)
+    }
+
+    /// A service's dead letters of a merchant, waiting up to 15 s for at least one.
+    pub async fn wait_for_dead_letters(
+        &self,
+        service: &str,
+        merchant: &str,
+    ) -> anyhow::Result<Vec<ledger_runtime::journal::DeadLetter>> {
+        use ledger_runtime::dead_letters::{subject, Answer, Command};
+        let started = Instant::now();
+        loop {
+            let answer: Answer = ledger_runtime::bus::request_json(
+                &self.nats,
+                &subject(service),
+                &Command::List {
+                    merchant: Some(merchant.to_string()),
+                },
+                Duration::from_secs(30),
+            )
+            .await?;
+            if let Answer::Listed { dead_letters } = answer {
+                if !dead_letters.is_empty() || started.elapsed() > Duration::from_secs(15) {
+                    return Ok(dead_letters);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A Sage client on the sandbox whose tokens come from the gateway, as the services' do:
     /// for tests that prepare or read a merchant's Sage business through the API itself.
     pub fn sage(&self) -> sage_client::SageClient {

@@ -43,23 +43,8 @@ async fn ask(stack: &Stack, service: &str, command: &Command) -> Answer {
 async fn a_rejected_invoice_is_dead_lettered_with_sages_reason_and_retried_once_fixed() {
     let (stack, _nats, _db) = stack().await;
     let merchant = stack.onboard("dlq").await.unwrap();
-    let real_account = stack
-        .sandbox
-        .inspect()
-        .businesses()
-        .into_iter()
-        .find(|b| b.id == merchant.business_id)
-        .unwrap()
-        .ledger_accounts["4000"]
-        .clone();
     // A ledger account Sage does not know: Sage refuses the invoice, permanently.
-    stack
-        .put_settings(
-            &merchant,
-            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
-        )
-        .await
-        .unwrap();
+    let real_account = stack.break_sales_ledger_account(&merchant).await.unwrap();
     let event = events::invoice_created("dlq", 1);
     assert_eq!(
         stack.post_event(&merchant, &event.body).await.unwrap().0,

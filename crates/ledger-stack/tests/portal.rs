@@ -212,23 +212,8 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
         .await
         .unwrap();
     let merchant = stack.onboard("attention-shop").await.unwrap();
-    let real_account = stack
-        .sandbox
-        .inspect()
-        .businesses()
-        .into_iter()
-        .find(|b| b.id == merchant.business_id)
-        .unwrap()
-        .ledger_accounts["4000"]
-        .clone();
     // A sales ledger account Sage does not know: Sage refuses the invoice.
-    stack
-        .put_settings(
-            &merchant,
-            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
-        )
-        .await
-        .unwrap();
+    let real_account = stack.break_sales_ledger_account(&merchant).await.unwrap();
     // Sold today, so that the books check (last 90 days) covers it.
     let mut draft = ledger_stack::events::Draft::invoice("attention-shop", 1);
     draft.value_mut()["payload"]["invoice"]["created_at"] =

@@ -26,23 +26,6 @@ async fn reconcile(stack: &Stack, nats: &str, merchant: &str) -> (bool, String) 
     )
 }
 
-async fn dead_letters(stack: &Stack) -> Vec<ledger_runtime::journal::DeadLetter> {
-    let answer: Answer = ledger_runtime::bus::request_json(
-        &stack.nats,
-        &ledger_runtime::dead_letters::subject("documents"),
-        &Command::List {
-            merchant: Some("books".into()),
-        },
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    match answer {
-        Answer::Listed { dead_letters } => dead_letters,
-        other => panic!("{other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
@@ -75,35 +58,16 @@ async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
     );
 
     // Sage refuses a fourth invoice (a ledger account it does not know): missing in Sage.
-    let real_account = stack
-        .sandbox
-        .inspect()
-        .businesses()
-        .into_iter()
-        .find(|b| b.id == merchant.business_id)
-        .unwrap()
-        .ledger_accounts["4000"]
-        .clone();
-    stack
-        .put_settings(
-            &merchant,
-            json!({"sales_ledger_account_id": "0000000000000000000000000000dead"}),
-        )
-        .await
-        .unwrap();
+    let real_account = stack.break_sales_ledger_account(&merchant).await.unwrap();
     let refused = events::invoice_created("books", 4);
     assert_eq!(
         stack.post_event(&merchant, &refused.body).await.unwrap().0,
         202
     );
-    let mut dead = Vec::new();
-    for _ in 0..300 {
-        dead = dead_letters(&stack).await;
-        if !dead.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dead = stack
+        .wait_for_dead_letters("documents", "books")
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
 
     // Someone keys a copy of invoice 2, and a sale of their own, into Sage by hand.
