@@ -86,7 +86,7 @@ impl TestNats {
             store,
             secured: None,
         };
-        nats.spawn().await?;
+        nats.spawn_on_a_free_port().await?;
         Ok(nats)
     }
 
@@ -108,7 +108,7 @@ impl TestNats {
                 issuer_public: issuer.public_key(),
             }),
         };
-        nats.spawn().await?;
+        nats.spawn_on_a_free_port().await?;
         Ok(nats)
     }
 
@@ -120,6 +120,26 @@ impl TestNats {
     /// Client URL without credentials (what a store is given).
     pub fn address(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server; when its port turns out to be taken (another test's server got the
+    /// same free port first, so ours exits at once), tries again on another port.
+    async fn spawn_on_a_free_port(&mut self) -> Result<()> {
+        for _ in 0..5 {
+            let started = self.spawn().await;
+            // nats-server exits right away when it cannot bind; give it that moment.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if !exited {
+                return started;
+            }
+            self.child = None;
+            self.port = free_port();
+        }
+        bail!("nats-server exited at start five times (ports taken?)")
     }
 
     async fn spawn(&mut self) -> Result<()> {
