@@ -32,17 +32,28 @@ impl Browser {
             .unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         let chromium_bin =
             std::env::var("LEDGER_CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let port = crate::free_port();
-        let driver = Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "start {driver_bin} (install chromium and chromium-driver; ./dev test does)"
-                )
-            })?;
+        // A port another test's chromedriver took first makes ours exit at once: try another.
+        let mut attempt = 0;
+        let (driver, port) = loop {
+            attempt += 1;
+            let port = crate::free_port();
+            let mut driver = Command::new(&driver_bin)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| {
+                    format!(
+                        "start {driver_bin} (install chromium and chromium-driver; ./dev test does)"
+                    )
+                })?;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            match driver.try_wait() {
+                Ok(Some(_)) if attempt < 5 => continue,
+                Ok(Some(status)) => bail!("{driver_bin} exited at start: {status}"),
+                _ => break (driver, port),
+            }
+        };
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let mut browser = Browser {
