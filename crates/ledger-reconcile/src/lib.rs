@@ -78,6 +78,9 @@ pub enum Finding {
     Missing {
         /// The document.
         expected: Expected,
+        /// Why, when Ledger knows: held on purpose, or refused (dead letter).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
     },
     /// In Sage more than once.
     Duplicate {
@@ -118,6 +121,15 @@ impl Report {
         self.findings
             .iter()
             .all(|f| matches!(f, Finding::NotFromMagento { .. }))
+    }
+
+    /// Fills in why each missing document is missing, from `reasons` by event id.
+    pub fn explain(&mut self, reasons: &std::collections::HashMap<String, String>) {
+        for finding in &mut self.findings {
+            if let Finding::Missing { expected, why } = finding {
+                *why = reasons.get(&expected.event_id).cloned();
+            }
+        }
     }
 
     /// `documents=N matched=N missing=N duplicate=N mismatch=N not_from_magento=N`.
@@ -191,6 +203,7 @@ pub fn compare(expected: &[Expected], found: &[Found]) -> Report {
         match hits.as_slice() {
             [] => report.findings.push(Finding::Missing {
                 expected: (*e).clone(),
+                why: None,
             }),
             [one] => {
                 let f = live[*one];
@@ -346,6 +359,56 @@ pub async fn read_found(
     Ok(found)
 }
 
+/// Why Ledger kept documents of `merchant` out of Sage, by event id: held on purpose (the
+/// documents service's skip reasons) or refused (every consumer service's dead letters).
+/// Services that do not answer are passed over: the finding then just says missing.
+pub async fn reasons(
+    nats: &async_nats::Client,
+    merchant: &str,
+) -> std::collections::HashMap<String, String> {
+    use ledger_runtime::dead_letters::{subject, Answer, Command};
+    let timeout = std::time::Duration::from_secs(5);
+    let mut out = std::collections::HashMap::new();
+    let held: Result<Vec<ledger_rpc::HeldDocument>, _> = ledger_rpc::ask(
+        nats,
+        ledger_rpc::HELD_DOCUMENTS_SUBJECT,
+        &ledger_rpc::HeldDocumentsRequest {
+            merchant: merchant.to_string(),
+        },
+        timeout,
+    )
+    .await;
+    for h in held.unwrap_or_default() {
+        out.insert(h.event_id, format!("held: {} ({})", h.reason, h.detail));
+    }
+    for service in ["contacts", "documents", "payments"] {
+        let answer: Result<Answer, _> = ledger_runtime::bus::request_json(
+            nats,
+            &subject(service),
+            &Command::List {
+                merchant: Some(merchant.to_string()),
+            },
+            timeout,
+        )
+        .await;
+        if let Ok(Answer::Listed { dead_letters }) = answer {
+            for d in dead_letters {
+                if let Some(event_id) = d.event_id {
+                    let field = d.field.map(|f| format!(" on {f}")).unwrap_or_default();
+                    out.insert(
+                        event_id,
+                        format!(
+                            "refused: {}{field}: {} (dead letter {service}#{})",
+                            d.code, d.message, d.id
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Reads both sides and compares them.
 pub async fn run(
     js: &async_nats::jetstream::Context,
@@ -371,7 +434,13 @@ pub fn describe(finding: &Finding) -> String {
         )
     };
     match finding {
-        Finding::Missing { expected } => format!("MISSING    {} is not in Sage", what(expected)),
+        Finding::Missing { expected, why } => format!(
+            "MISSING    {} is not in Sage{}",
+            what(expected),
+            why.as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
+        ),
         Finding::Duplicate { expected, sage_ids } => format!(
             "DUPLICATE  {} is in Sage {} times: {}",
             what(expected),

@@ -31,6 +31,9 @@ pub const SETTINGS_SUBJECT: &str = "ledger.rpc.gateway.settings";
 pub const ENSURE_CONTACT_SUBJECT: &str = "ledger.rpc.contacts.ensure";
 /// Subject for [`DocumentLookupRequest`] → [`DocumentRef`].
 pub const DOCUMENT_LOOKUP_SUBJECT: &str = "ledger.rpc.documents.lookup";
+/// Documents the documents service holds back on purpose (a skip reason other than
+/// `nothing_to_post`), asked by reconciliation: [`HeldDocumentsRequest`] → `Vec<HeldDocument>`.
+pub const HELD_DOCUMENTS_SUBJECT: &str = "ledger.rpc.documents.held";
 /// Queue group every responder joins, so replicas share the requests.
 pub const QUEUE_GROUP: &str = "ledger";
 
@@ -355,6 +358,26 @@ pub struct DocumentLookupRequest {
     pub merchant: String,
     /// Stable Magento document key (e.g. `invoice:<store>:<increment id>`).
     pub document_key: String,
+}
+
+/// Asks for a merchant's held documents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldDocumentsRequest {
+    /// Merchant id.
+    pub merchant: String,
+}
+
+/// A document kept out of Sage on purpose, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldDocument {
+    /// Stable Magento document key.
+    pub document_key: String,
+    /// The event that carried it.
+    pub event_id: String,
+    /// Skip reason code (docs/accounting.md).
+    pub reason: String,
+    /// Human-readable context.
+    pub detail: String,
 }
 
 /// A Magento document's Sage counterpart.

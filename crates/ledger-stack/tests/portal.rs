@@ -263,6 +263,10 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
         findings.contains("Missing") && findings.contains("000100001"),
         "{findings}"
     );
+    assert!(
+        findings.contains("refused: sage."),
+        "the reason Sage gave: {findings}"
+    );
     browser
         .goto(&format!("{}/portal", stack.gateway_url))
         .await

@@ -945,6 +945,18 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     )
     .await?;
 
+    let db = ctx.db.clone();
+    ledger_rpc::serve(
+        ctx.nats.clone(),
+        ledger_rpc::HELD_DOCUMENTS_SUBJECT,
+        move |req: ledger_rpc::HeldDocumentsRequest| {
+            let db = db.clone();
+            async move { held(&db, &req.merchant).await }
+        },
+        shutdown.clone(),
+    )
+    .await?;
+
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
     let (nats, db, audit) = (ctx.nats.clone(), ctx.db.clone(), ctx.audit.clone());
@@ -987,6 +999,30 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let running = start(config, shutdown).await?;
     running.done.await?
+}
+
+/// The merchant's documents held back on purpose (a zero document is not a problem).
+async fn held(db: &PgPool, merchant: &str) -> Result<Vec<ledger_rpc::HeldDocument>, RpcError> {
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT document_key, event_id::text, reason, detail FROM skipped_documents
+         WHERE merchant_id = $1 AND reason <> $2 ORDER BY skipped_at",
+    )
+    .bind(merchant)
+    .bind(ledger_mapping::reasons::NOTHING_TO_POST)
+    .fetch_all(db)
+    .await
+    .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(document_key, event_id, reason, detail)| ledger_rpc::HeldDocument {
+                document_key,
+                event_id,
+                reason,
+                detail,
+            },
+        )
+        .collect())
 }
 
 async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, RpcError> {

@@ -606,7 +606,8 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
         since: Some(since),
         until: None,
     };
-    let report = match ledger_reconcile::run(&app.js, &app.sage, &session.merchant, range).await {
+    let mut report = match ledger_reconcile::run(&app.js, &app.sage, &session.merchant, range).await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(merchant = %session.merchant, error = %e, "books check failed");
@@ -620,6 +621,7 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
             );
         }
     };
+    report.explain(&ledger_reconcile::reasons(&app.nats, &session.merchant).await);
     let mut body = format!(
         "<h1>Books check</h1><p class=\"muted\">Invoices and credit memos your store sent since \
          {since}, compared with Sage by reference and total.</p>"
@@ -641,13 +643,17 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
             body,
             "<p class=\"error\" role=\"alert\" id=\"unbalanced\">{} of {} documents are not in \
              Sage exactly once with the same total.</p><table id=\"findings\"><thead><tr>\
-             <th>Problem</th><th>Document</th><th>Magento total</th><th>In Sage</th></tr></thead><tbody>",
+             <th>Problem</th><th>Document</th><th>Magento total</th><th>In Sage</th><th>Why</th></tr></thead><tbody>",
             problems.len(),
             report.expected
         );
         for finding in problems {
+            let why = match finding {
+                Finding::Missing { why: Some(w), .. } => w.as_str(),
+                _ => "",
+            };
             let (problem, e, sage) = match finding {
-                Finding::Missing { expected } => ("Missing", expected, "not there".to_string()),
+                Finding::Missing { expected, .. } => ("Missing", expected, "not there".to_string()),
                 Finding::Duplicate { expected, sage_ids } => (
                     "Twice or more",
                     expected,
@@ -662,12 +668,13 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
             };
             let _ = write!(
                 body,
-                "<tr><td>{problem}</td><td>{kind:?} {number}</td><td>{total} {currency}</td><td>{sage}</td></tr>",
+                "<tr><td>{problem}</td><td>{kind:?} {number}</td><td>{total} {currency}</td><td>{sage}</td><td>{why}</td></tr>",
                 kind = e.kind,
                 number = esc(&e.number),
                 total = e.total,
                 currency = esc(&e.currency),
                 sage = esc(&sage),
+                why = esc(why),
             );
         }
         body.push_str(

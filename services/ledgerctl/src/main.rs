@@ -539,13 +539,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config,
                 std::sync::Arc::new(ledger_rpc::GatewayTokenSource::new(client.clone())),
             );
-            let report = ledger_reconcile::run(
-                &async_nats::jetstream::new(client),
+            let mut report = ledger_reconcile::run(
+                &async_nats::jetstream::new(client.clone()),
                 &sage,
                 &merchant,
                 ledger_reconcile::Range { since, until },
             )
             .await?;
+            report.explain(&ledger_reconcile::reasons(&client, &merchant).await);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -69,6 +69,19 @@ async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
         .await
         .unwrap();
     assert_eq!(dead.len(), 1);
+    // A fifth is held: its 17.5 % rate is not in the merchant's tax map.
+    let held = events::Draft::invoice("books", 5)
+        .customer(901, "held@example.com")
+        .retax(rust_decimal_macros::dec!(17.5));
+    assert_eq!(
+        stack
+            .post_event(&merchant, &held.build().body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Someone keys a copy of invoice 2, and a sale of their own, into Sage by hand.
     let sage = stack.sage();
@@ -106,10 +119,22 @@ async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
     let (ok, out) = reconcile(&stack, &nats.url(), "books").await;
     assert!(!ok, "unbalanced books must fail: {out}");
     assert!(
-        out.contains("documents=4 matched=2 missing=1 duplicate=1 mismatch=0 not_from_magento=1"),
+        out.contains("documents=5 matched=2 missing=2 duplicate=1 mismatch=0 not_from_magento=1"),
         "{out}"
     );
-    assert!(out.contains("MISSING    Invoice 000100004"), "{out}");
+    // Each missing document says why: refused by Sage (naming the field), or held.
+    let line = |number: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("MISSING    Invoice {number}")))
+            .unwrap_or_else(|| panic!("{number} missing in {out}"))
+            .to_string()
+    };
+    assert!(line("000100004").contains("(refused: sage."), "{out}");
+    assert!(line("000100004").contains("ledger_account_id"), "{out}");
+    assert!(
+        line("000100005").contains("(held: unmapped_tax_rate"),
+        "{out}"
+    );
     assert!(out.contains("DUPLICATE  Invoice 000100002"), "{out}");
     assert!(out.contains("NOT FROM MAGENTO  Invoice MANUAL-7"), "{out}");
 
@@ -132,7 +157,7 @@ async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
     assert!(matches!(retried, Answer::Retried { .. }), "{retried:?}");
     let (_, out) = reconcile(&stack, &nats.url(), "books").await;
     assert!(
-        out.contains("documents=4 matched=3 missing=0 duplicate=1 mismatch=0 not_from_magento=1"),
+        out.contains("documents=5 matched=3 missing=1 duplicate=1 mismatch=0 not_from_magento=1"),
         "{out}"
     );
     stack.stop().await;
