@@ -1,29 +1,13 @@
 //! `ledgerctl audit` and `ledgerctl replay` against a running engine: the operator sees every
 //! Sage call of an event, a broken chain named at its link, and a replay's summary.
 
+mod common;
+
 use std::time::Duration;
 
 use ledger_stack::{events, Stack, StackOptions};
 use ledger_testkit::{TestDb, TestNats};
 use sage_sandbox::SandboxConfig;
-
-async fn ledgerctl(nats: &str, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ledgerctl"))
-        .arg("--nats")
-        .arg(nats)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_show_verify_and_replay_from_the_command_line() {
@@ -113,4 +97,10 @@ async fn audit_show_verify_and_replay_from_the_command_line() {
         "{out}"
     );
     stack.stop().await;
+}
+
+async fn ledgerctl(nats: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["--nats", nats];
+    all.extend_from_slice(args);
+    common::ledgerctl(&all, &[]).await
 }

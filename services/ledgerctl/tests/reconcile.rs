@@ -2,6 +2,8 @@
 //! refused shows as missing until it is fixed and retried; a copy entered in Sage by hand
 //! shows as a duplicate, and a manual entry as not from Magento.
 
+mod common;
+
 use std::time::Duration;
 
 use ledger_runtime::dead_letters::{Answer, Command};
@@ -10,20 +12,12 @@ use ledger_testkit::{TestDb, TestNats};
 use serde_json::{json, Value};
 
 async fn reconcile(stack: &Stack, nats: &str, merchant: &str) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ledgerctl"))
-        .args(["--nats", nats, "reconcile", "--merchant", merchant])
-        .env("SAGE_API_BASE_URL", stack.sandbox.api_base_url())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    let base = stack.sandbox.api_base_url();
+    common::ledgerctl(
+        &["--nats", nats, "reconcile", "--merchant", merchant],
+        &[("SAGE_API_BASE_URL", base.as_str())],
     )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,31 +1,11 @@
 //! `ledgerctl portal-link`, `merchant pair`, `merchant keys` and `merchant revoke-key` against a
 //! running gateway: the operator onboards a merchant's store end to end from the command line.
 
+mod common;
+
 use ledger_stack::{Stack, StackOptions};
 use ledger_testkit::{TestDb, TestNats};
 use serde_json::{json, Value};
-
-async fn ledgerctl(gateway: &str, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ledgerctl"))
-        .args([
-            "--gateway",
-            gateway,
-            "--admin-token",
-            ledger_stack::ADMIN_TOKEN,
-        ])
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_operator_pairs_lists_and_revokes_a_store_key() {
@@ -112,4 +92,15 @@ async fn nats_issuer_prints_a_matching_account_key_pair() {
     assert!(public.starts_with('A') && seed.starts_with("SA"), "{out}");
     let pair = nkeys::KeyPair::from_seed(&seed).unwrap();
     assert_eq!(pair.public_key(), public);
+}
+
+async fn ledgerctl(gateway: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec![
+        "--gateway",
+        gateway,
+        "--admin-token",
+        ledger_stack::ADMIN_TOKEN,
+    ];
+    all.extend_from_slice(args);
+    common::ledgerctl(&all, &[]).await
 }
