@@ -4,33 +4,22 @@
 //! consolidation) and product sync. Every test runs the real services on a real NATS and
 //! PostgreSQL against the Sage sandbox, and checks Sage's totals against Magento's to the cent.
 
+mod common;
+
 use std::time::Duration;
 
 use ledger_stack::events::{self, Draft, Refund};
-use ledger_stack::{Merchant, Stack, StackOptions};
+use ledger_stack::{Merchant, Stack};
 use ledger_testkit::{TestDb, TestNats};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
-use sage_sandbox::SandboxConfig;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn stack() -> (Stack, TestNats, TestDb) {
-    let _ = ledger_runtime::telemetry::init("accounting");
-    let nats = TestNats::start().await.expect("nats");
-    let db = TestDb::create().await.expect("db");
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 16,
-        store_access: None,
-    })
-    .await
-    .expect("stack starts");
-    (stack, nats, db)
+    common::stack("accounting", 16).await
 }
 
 fn dec(v: &Value) -> Decimal {

@@ -3,40 +3,22 @@
 //! and by merchant (over NATS and the gateway's HTTP API), and hash-chained so that editing a
 //! record in PostgreSQL is reported by `verify` at that link.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ledger_runtime::audit::{Answer, AuditQuery, Command, StoredRecord, VerifyReport};
-use ledger_stack::{events, Stack, StackOptions, ADMIN_TOKEN};
+use ledger_stack::{events, Stack, ADMIN_TOKEN};
 use ledger_testkit::{TestDb, TestNats};
-use sage_sandbox::SandboxConfig;
 use serde_json::Value;
 
 async fn stack() -> (Stack, TestNats, TestDb) {
-    let _ = ledger_runtime::telemetry::init("audit");
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 8,
-        store_access: None,
-    })
-    .await
-    .unwrap();
-    (stack, nats, db)
+    common::stack("audit", 8).await
 }
 
 async fn ask(stack: &Stack, service: &str, command: &Command) -> Answer {
-    ledger_runtime::bus::request_json(
-        &stack.nats,
-        &ledger_runtime::audit::subject(service),
-        command,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap()
+    common::ask(stack, &ledger_runtime::audit::subject(service), command).await
 }
 
 async fn records(stack: &Stack, service: &str, query: AuditQuery) -> Vec<StoredRecord> {

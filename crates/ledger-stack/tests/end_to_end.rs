@@ -1,28 +1,17 @@
 //! The spine, end to end: Magento events enter at the edge (and straight into JetStream), the
 //! consumer services project them into the Sage sandbox, each exactly once.
 
+mod common;
+
 use std::time::Duration;
 
 use ledger_stack::events;
-use ledger_stack::{Stack, StackOptions};
+use ledger_stack::Stack;
 use ledger_testkit::{TestDb, TestNats};
 use rust_decimal::Decimal;
-use sage_sandbox::SandboxConfig;
 
 async fn stack() -> (Stack, TestNats, TestDb) {
-    let _ = ledger_runtime::telemetry::init("e2e");
-    let nats = TestNats::start().await.expect("nats");
-    let db = TestDb::create().await.expect("db");
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 16,
-        store_access: None,
-    })
-    .await
-    .expect("stack starts");
-    (stack, nats, db)
+    common::stack("e2e", 16).await
 }
 
 fn dec(v: &serde_json::Value) -> Decimal {

@@ -1,10 +1,12 @@
 //! Operations end to end: dead letters are kept, listed and retried through the normal path;
 //! a revoked Sage connection pauses a merchant without burning its events.
 
+mod common;
+
 use std::time::Duration;
 
 use ledger_runtime::dead_letters::{Answer, Command};
-use ledger_stack::{events, Merchant, Stack, StackOptions};
+use ledger_stack::{events, Merchant, Stack};
 use ledger_testkit::{TestDb, TestNats};
 use sage_sandbox::SandboxConfig;
 use serde_json::json;
@@ -13,30 +15,16 @@ async fn stack() -> (Stack, TestNats, TestDb) {
     // Settings changes and reconnections must show within the test's patience.
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
     std::env::set_var("LEDGER_PAUSED_DELAY_SECS", "1");
-    let _ = ledger_runtime::telemetry::init("operations");
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 8,
-        store_access: None,
-    })
-    .await
-    .unwrap();
-    (stack, nats, db)
+    common::stack("operations", 8).await
 }
 
 async fn ask(stack: &Stack, service: &str, command: &Command) -> Answer {
-    ledger_runtime::bus::request_json(
-        &stack.nats,
+    common::ask(
+        stack,
         &ledger_runtime::dead_letters::subject(service),
         command,
-        Duration::from_secs(30),
     )
     .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -256,23 +244,11 @@ async fn post_and_settle(stack: &Stack, merchant: &Merchant, body: &[u8], resour
 /// lookup can tell an in-doubt write from a new one.
 async fn forgetful_stack() -> (Stack, TestNats, TestDb) {
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
-    let _ = ledger_runtime::telemetry::init("operations");
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
     let sandbox = SandboxConfig {
         idempotency_window: Duration::from_millis(1),
         ..SandboxConfig::default()
     };
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox,
-        concurrency: 8,
-        store_access: None,
-    })
-    .await
-    .unwrap();
-    (stack, nats, db)
+    common::stack_with("operations", 8, sandbox).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,31 +2,20 @@
 //! reports what would be posted and posts nothing; a replay posts each missing document once;
 //! a second replay finds everything already synced.
 
+mod common;
+
 use std::time::Duration;
 
 use ledger_runtime::dead_letters::{Answer as DeadLetters, Command as DeadLetterCommand};
 use ledger_runtime::replay::{Command, Summary};
-use ledger_stack::{events, Merchant, Stack, StackOptions};
+use ledger_stack::{events, Merchant, Stack};
 use ledger_testkit::{TestDb, TestNats};
-use sage_sandbox::SandboxConfig;
 use serde_json::json;
 
 async fn stack() -> (Stack, TestNats, TestDb) {
     // Settings changes must show at once.
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
-    let _ = ledger_runtime::telemetry::init("replay");
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 8,
-        store_access: None,
-    })
-    .await
-    .unwrap();
-    (stack, nats, db)
+    common::stack("replay", 8).await
 }
 
 async fn replay(stack: &Stack, service: &str, merchant: &str, dry_run: bool) -> Summary {

@@ -1,29 +1,18 @@
 //! The sync status feed end to end: a synced invoice and a held one appear in the merchant's
 //! `GET /v1/status` feed with their states, and the cursor resumes where the last read ended.
 
+mod common;
+
 use std::time::Duration;
 
 use ledger_stack::events::Draft;
-use ledger_stack::{Merchant, Stack, StackOptions};
+use ledger_stack::{Merchant, Stack};
 use ledger_testkit::{TestDb, TestNats};
 use rust_decimal_macros::dec;
-use sage_sandbox::SandboxConfig;
 use serde_json::Value;
 
 async fn stack() -> (Stack, TestNats, TestDb) {
-    let _ = ledger_runtime::telemetry::init("status");
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 8,
-        store_access: None,
-    })
-    .await
-    .unwrap();
-    (stack, nats, db)
+    common::stack("status", 8).await
 }
 
 async fn feed(stack: &Stack, key: &str, cursor: u64, limit: usize) -> (u16, Value) {
