@@ -28,3 +28,13 @@ down:
 # Exactly-once under crashes and faults; size with CHAOS_EVENTS, CHAOS_MERCHANTS (see ledger-chaos).
 chaos:
     ./dev chaos
+
+# Hostile-tenant suite: every attack against the real stack; prints
+# `isolation: attacks=N refused=N crossings=0`. Size the flood with ATTACK_FLOOD.
+attack:
+    ./dev attack
+
+# What one merchant costs the others: B's latency alone, beside A's paused flood and A's
+# backlog at its call budget. Size with FAIR_FLOOD, FAIR_B_DOCS, FAIR_B_RATE.
+bench-fairness:
+    BENCH_MODE=fairness ./dev bench

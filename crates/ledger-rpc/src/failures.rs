@@ -33,21 +33,13 @@ pub fn mapping_outcome(e: MappingError) -> Result<(String, String), ProcessError
     }
 }
 
-/// Parses a delivered event against the contract and checks that it was published on its own
-/// merchant's subject: an event of merchant A on B's subject is refused, naming `/merchant_id`.
+/// Parses a delivered event against the contract, after checking that it was published on
+/// its own merchant's subject (the check every audited handling makes, see
+/// [`ledger_runtime::consumer::check_subject_authority`]): an event of merchant A on B's
+/// subject is refused, naming `/merchant_id`.
 pub fn parse_delivery(
     delivery: &ledger_runtime::consumer::Delivery,
 ) -> Result<ledger_events::Envelope, ProcessError> {
-    let env = ledger_events::parse(&delivery.payload).map_err(contract_failure)?;
-    if env.merchant_id != delivery.merchant {
-        return Err(ProcessError::invalid_field(
-            "contract.subject_mismatch",
-            "/merchant_id",
-            format!(
-                "event of merchant {} published on {}",
-                env.merchant_id, delivery.subject
-            ),
-        ));
-    }
-    Ok(env)
+    ledger_runtime::consumer::check_subject_authority(delivery)?;
+    ledger_events::parse(&delivery.payload).map_err(contract_failure)
 }

@@ -698,11 +698,18 @@ impl<H: Handler> Handler for Audited<H> {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
         if crate::replay::dry_run() {
             // A dry run changes nothing: no record, no status; the replay reports the calls.
+            crate::consumer::check_subject_authority(delivery)?;
             return self.inner.handle(delivery).await;
         }
         let started_at = Utc::now();
         let clock = Instant::now();
-        let (result, captured) = capture(self.inner.handle(delivery)).await;
+        // The subject is the only authority for the merchant: checked here, once, for every
+        // handler and every path (consumer, dead-letter retry, replay), before any effect.
+        let (result, captured) = capture(async {
+            crate::consumer::check_subject_authority(delivery)?;
+            self.inner.handle(delivery).await
+        })
+        .await;
         let duration_ms = clock.elapsed().as_millis() as u64;
         let record = match self
             .log

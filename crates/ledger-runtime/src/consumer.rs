@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, Consumer};
-use async_nats::jetstream::{AckKind, Message};
+use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use futures::StreamExt;
 use rand::Rng;
@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::error::ProcessError;
 use crate::metrics::metrics;
+use crate::parking::{ParkReason, ParkingLot, LEASE_TTL};
 use crate::shutdown::Shutdown;
 use crate::telemetry;
 
@@ -107,8 +108,11 @@ pub struct ConsumerOptions {
     pub backoff_max: Duration,
     /// Transient failures after which a message is dead-lettered.
     pub max_transient_attempts: i64,
-    /// Delay before a paused merchant's message is tried again.
+    /// Delay before a paused merchant's lane tries its next event again.
     pub paused_delay: Duration,
+    /// Messages of one merchant this process holds at once; a merchant with more waiting is
+    /// parked and drained by its own lane ([`crate::parking`]).
+    pub merchant_in_flight: usize,
 }
 
 impl ConsumerOptions {
@@ -129,6 +133,7 @@ impl ConsumerOptions {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(60),
             ),
+            merchant_in_flight: 32,
         }
     }
 }
@@ -186,101 +191,398 @@ pub fn merchant_of(subject: &str) -> &str {
     subject.split('.').nth(1).unwrap_or("")
 }
 
+/// The subject is the only authority for which merchant an event belongs to: a store can only
+/// publish on its own merchant's subjects (the NATS permissions its key carries), but it writes
+/// the payload itself. An event whose `merchant_id` names another merchant than its subject is
+/// refused (permanent, naming `/merchant_id`) before any handler sees it, so it is
+/// dead-lettered and audited under the subject's merchant and can never touch the other
+/// merchant's books. [`crate::audit::Audited`] checks it for every handling.
+pub fn check_subject_authority(delivery: &Delivery) -> Result<(), ProcessError> {
+    if delivery.merchant.is_empty() || delivery.merchant != merchant_of(&delivery.subject) {
+        return Err(ProcessError::invalid_field(
+            "contract.subject_mismatch",
+            "subject",
+            format!("subject {} names no merchant", delivery.subject),
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Claimed {
+        merchant_id: Option<serde_json::Value>,
+    }
+    // Undecodable payloads are the contract validation's to refuse, with its own field.
+    let Ok(claimed) = serde_json::from_slice::<Claimed>(&delivery.payload) else {
+        return Ok(());
+    };
+    match claimed.merchant_id {
+        None => Ok(()),
+        Some(serde_json::Value::String(m)) if m == delivery.merchant => Ok(()),
+        Some(other) => Err(ProcessError::invalid_field(
+            "contract.subject_mismatch",
+            "/merchant_id",
+            format!(
+                "event names merchant {other} but was published on {}, a subject of merchant {}",
+                delivery.subject, delivery.merchant
+            ),
+        )),
+    }
+}
+
+/// What the loop does with a message after its handler returned.
+enum Decision {
+    /// Done (applied, already done, skipped or dead-lettered): acknowledge.
+    Done,
+    /// Try again after this delay (transient failure, or the dead letter could not be stored).
+    Retry(Duration),
+    /// The merchant cannot move now: park it (see [`crate::parking`]).
+    Park(ParkReason, Duration),
+}
+
+/// Control messages from the merchant workers to the dispatcher.
+enum Control {
+    /// The worker parked its merchant: stop queueing its events.
+    Parked(String),
+}
+
+/// Everything a merchant worker shares with the dispatcher.
+struct Shared<H> {
+    handler: Arc<H>,
+    options: ConsumerOptions,
+    permits: Semaphore,
+    failures: FailureCounts,
+    lot: ParkingLot,
+    stream: jetstream::stream::Stream,
+    filters: Vec<String>,
+    holder: String,
+    control: mpsc::Sender<Control>,
+    shutdown: Shutdown,
+}
+
+/// Messages of parked merchants waiting to be passed over, flushed together.
+#[derive(Default)]
+struct PassOver(HashMap<String, Vec<Message>>);
+
 /// Runs the consumer until `shutdown` fires, then stops pulling and waits for in-flight
 /// messages to finish (graceful drain).
+///
+/// Each merchant holds at most [`ConsumerOptions::merchant_in_flight`] messages in this
+/// process. A merchant that would hold more, or whose handling answers paused or throttled, is
+/// parked ([`crate::parking`]): its later deliveries are passed over at once and its own lane
+/// handles them, so it never holds the other merchants' delivery slots.
 pub async fn run<H: Handler>(
+    js: jetstream::Context,
     consumer: Consumer<pull::Config>,
     handler: Arc<H>,
     options: ConsumerOptions,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let options = Arc::new(options);
-    let permits = Arc::new(Semaphore::new(options.concurrency));
-    let failures = Arc::new(FailureCounts::default());
-    let mut queues: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
+    let info = consumer.cached_info().clone();
+    let durable = info
+        .config
+        .durable_name
+        .clone()
+        .unwrap_or(info.name.clone());
+    let mut filters = info.config.filter_subjects.clone();
+    if filters.is_empty() && !info.config.filter_subject.is_empty() {
+        filters.push(info.config.filter_subject.clone());
+    }
+    let lot = ParkingLot::open(&js, &durable).await?;
+    let stream = js.get_stream(crate::bus::EVENTS_STREAM).await?;
+    let (control_tx, mut control_rx) = mpsc::channel::<Control>(1024);
+    let shared = Arc::new(Shared {
+        handler,
+        permits: Semaphore::new(options.concurrency),
+        options,
+        failures: FailureCounts::default(),
+        lot,
+        stream,
+        filters,
+        holder: format!("{}-{}", durable, uuid::Uuid::new_v4()),
+        control: control_tx,
+        shutdown: shutdown.clone(),
+    });
+    let cap = shared.options.merchant_in_flight.max(1);
+    let mut queues: HashMap<String, mpsc::Sender<Message>> = HashMap::new();
     // A worker that went idle may still be finishing its last messages when the next worker
     // for the same merchant starts; this lock keeps them from running side by side.
     let mut turns: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
     let mut workers: JoinSet<String> = JoinSet::new();
+    let mut lanes: std::collections::HashSet<String> = Default::default();
+    let mut pass_over = PassOver::default();
+
+    // Parks left by an earlier run (or another replica that stopped) get their lanes.
+    let mut adopt = tokio::time::interval(LEASE_TTL);
+    let mut flush = tokio::time::interval(Duration::from_millis(20));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut messages = consumer
         .stream()
-        .max_messages_per_batch(options.batch)
+        .max_messages_per_batch(shared.options.batch)
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
         .await?;
 
+    let spawn_worker = |merchant: String,
+                        rx: mpsc::Receiver<Message>,
+                        turns: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+                        workers: &mut JoinSet<String>| {
+        let turn = turns.entry(merchant.clone()).or_default().clone();
+        workers.spawn(merchant_worker(merchant, turn, rx, shared.clone()));
+    };
+
     loop {
-        // Forget workers that ran dry so the map only holds active merchants.
+        // Forget workers that ran dry so the maps only hold active merchants.
         while let Some(done) = workers.try_join_next() {
             if let Ok(merchant) = done {
+                lanes.remove(&merchant);
                 if queues.get(&merchant).is_some_and(|q| q.is_closed()) {
                     queues.remove(&merchant);
-                    if turns
+                }
+                if !queues.contains_key(&merchant)
+                    && turns
                         .get(&merchant)
                         .is_some_and(|t| Arc::strong_count(t) == 1)
-                    {
-                        turns.remove(&merchant);
-                    }
+                {
+                    turns.remove(&merchant);
                 }
             }
         }
         let next = tokio::select! {
             _ = shutdown.wait() => break,
+            Some(control) = control_rx.recv() => {
+                match control {
+                    Control::Parked(merchant) => {
+                        // Its worker turns into its lane once its queue is empty.
+                        queues.remove(&merchant);
+                        lanes.insert(merchant);
+                    }
+                }
+                continue;
+            }
+            _ = flush.tick() => {
+                flush_pass_over(&shared, &mut pass_over, &mut queues, &mut turns, &mut workers, &mut lanes, cap, &spawn_worker).await;
+                continue;
+            }
+            _ = adopt.tick() => {
+                if let Ok(parks) = shared.lot.list().await {
+                    for (merchant, _) in parks {
+                        if !lanes.contains(&merchant) && !queues.contains_key(&merchant) {
+                            lanes.insert(merchant.clone());
+                            let (_tx, rx) = mpsc::channel(1);
+                            spawn_worker(merchant, rx, &mut turns, &mut workers);
+                        }
+                    }
+                }
+                continue;
+            }
             next = messages.next() => next,
         };
         let message = match next {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                tracing::warn!(error = %e, service = options.service, "pull failed; retrying");
+                tracing::warn!(error = %e, service = shared.options.service, "pull failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
             None => break,
         };
         let merchant = merchant_of(&message.subject).to_string();
-        let mut message = Some(message);
-        if let Some(queue) = queues.get(&merchant) {
-            match queue.send(message.take().expect("present")) {
-                Ok(()) => {}
-                Err(mpsc::error::SendError(m)) => message = Some(m),
+        let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        if let Some(park) = shared.lot.local(&merchant) {
+            if sequence >= park.origin {
+                let waiting = pass_over.0.entry(merchant).or_default();
+                waiting.push(message);
+                if waiting.len() >= 256 {
+                    flush_pass_over(
+                        &shared,
+                        &mut pass_over,
+                        &mut queues,
+                        &mut turns,
+                        &mut workers,
+                        &mut lanes,
+                        cap,
+                        &spawn_worker,
+                    )
+                    .await;
+                }
+                continue;
+            }
+            if lanes.contains(&merchant) || !queues.contains_key(&merchant) {
+                // From before the park (a redelivery): it waits until the lane is done, so the
+                // merchant's events are never handled side by side.
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
+                continue;
             }
         }
-        if let Some(m) = message {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tx.send(m).expect("fresh channel");
-            queues.insert(merchant.clone(), tx);
-            let turn = turns.entry(merchant.clone()).or_default().clone();
-            workers.spawn(merchant_worker(
-                merchant,
-                turn,
-                rx,
-                handler.clone(),
-                options.clone(),
-                permits.clone(),
-                failures.clone(),
-            ));
-        }
+        enqueue(
+            &shared,
+            message,
+            merchant,
+            sequence,
+            &mut queues,
+            &mut turns,
+            &mut workers,
+            &mut lanes,
+            cap,
+            &spawn_worker,
+        )
+        .await;
     }
 
     // Drain: stop pulling, let every worker finish what it holds.
     drop(messages);
+    for (_, waiting) in pass_over.0.drain() {
+        for m in waiting {
+            let _ = m.ack_with(AckKind::Nak(None)).await;
+        }
+    }
     drop(queues);
     while workers.join_next().await.is_some() {}
-    tracing::info!(service = options.service, "consumer drained");
+    tracing::info!(service = shared.options.service, "consumer drained");
     Ok(())
+}
+
+/// Hands a message to its merchant's worker, parking the merchant when it already holds its
+/// share.
+#[allow(clippy::too_many_arguments)]
+async fn enqueue<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    message: Message,
+    merchant: String,
+    sequence: u64,
+    queues: &mut HashMap<String, mpsc::Sender<Message>>,
+    turns: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    workers: &mut JoinSet<String>,
+    lanes: &mut std::collections::HashSet<String>,
+    cap: usize,
+    spawn_worker: &impl Fn(
+        String,
+        mpsc::Receiver<Message>,
+        &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+        &mut JoinSet<String>,
+    ),
+) {
+    let mut message = Some(message);
+    if let Some(queue) = queues.get(&merchant) {
+        match queue.try_send(message.take().expect("present")) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Closed(m)) => message = Some(m),
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                // The merchant holds its whole share: park it from this event on.
+                match shared
+                    .lot
+                    .park(&merchant, sequence, ParkReason::Backlog)
+                    .await
+                {
+                    Ok(_) => {
+                        metrics()
+                            .parked
+                            .with_label_values(&[
+                                shared.options.service,
+                                ParkReason::Backlog.label(),
+                            ])
+                            .inc();
+                        tracing::info!(%merchant, sequence, service = shared.options.service, "merchant parked: backlog");
+                        queues.remove(&merchant);
+                        lanes.insert(merchant);
+                        let _ = m.ack().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, %merchant, "could not park; message waits");
+                        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                }
+                return;
+            }
+        }
+    }
+    if lanes.contains(&merchant) {
+        // Its lane is finishing: the event comes back to the shared consumer shortly.
+        if let Some(m) = message {
+            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+        return;
+    }
+    if let Some(m) = message {
+        let (tx, rx) = mpsc::channel(cap);
+        tx.try_send(m).ok().expect("fresh channel has room");
+        queues.insert(merchant.clone(), tx);
+        spawn_worker(merchant, rx, turns, workers);
+    }
+}
+
+/// Acknowledges parked merchants' messages after recording the highest sequence passed over;
+/// messages of a merchant that is no longer parked go to its worker instead.
+#[allow(clippy::too_many_arguments)]
+async fn flush_pass_over<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    pass_over: &mut PassOver,
+    queues: &mut HashMap<String, mpsc::Sender<Message>>,
+    turns: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    workers: &mut JoinSet<String>,
+    lanes: &mut std::collections::HashSet<String>,
+    cap: usize,
+    spawn_worker: &impl Fn(
+        String,
+        mpsc::Receiver<Message>,
+        &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+        &mut JoinSet<String>,
+    ),
+) {
+    for (merchant, waiting) in std::mem::take(&mut pass_over.0) {
+        let highest = waiting
+            .iter()
+            .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
+            .max()
+            .unwrap_or(0);
+        match shared.lot.pass_over(&merchant, highest).await {
+            Ok(true) => {
+                metrics()
+                    .passed_over
+                    .with_label_values(&[shared.options.service])
+                    .inc_by(waiting.len() as u64);
+                for m in waiting {
+                    let _ = m.ack().await;
+                }
+            }
+            Ok(false) => {
+                for m in waiting {
+                    let sequence = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+                    enqueue(
+                        shared,
+                        m,
+                        merchant.clone(),
+                        sequence,
+                        queues,
+                        turns,
+                        workers,
+                        lanes,
+                        cap,
+                        spawn_worker,
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %merchant, "could not record passed-over events; they come back");
+                for m in waiting {
+                    let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                }
+            }
+        }
+    }
 }
 
 async fn merchant_worker<H: Handler>(
     merchant: String,
     turn: Arc<tokio::sync::Mutex<()>>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    handler: Arc<H>,
-    options: Arc<ConsumerOptions>,
-    permits: Arc<Semaphore>,
-    failures: Arc<FailureCounts>,
+    mut rx: mpsc::Receiver<Message>,
+    shared: Arc<Shared<H>>,
 ) -> String {
+    // Set when this worker parked its merchant: later messages in its queue belong to the lane.
+    let mut parked_from: Option<u64> = None;
     loop {
         let message = tokio::select! {
             m = rx.recv() => m,
@@ -292,28 +594,225 @@ async fn merchant_worker<H: Handler>(
             // Anything that raced into the queue before it closed is still handled.
             while let Ok(m) = rx.try_recv() {
                 let _turn = turn.lock().await;
-                let _permit = permits.acquire().await.expect("semaphore open");
-                process_one(m, handler.as_ref(), &options, &failures).await;
+                worker_step(&merchant, m, &shared, &mut parked_from).await;
             }
-            return merchant;
+            break;
         };
         let _turn = turn.lock().await;
-        let _permit = permits.acquire().await.expect("semaphore open");
-        process_one(message, handler.as_ref(), &options, &failures).await;
+        worker_step(&merchant, message, &shared, &mut parked_from).await;
+    }
+    if shared.lot.local(&merchant).is_some() {
+        let _turn = turn.lock().await;
+        lane(&merchant, &shared).await;
+    }
+    merchant
+}
+
+/// Handles one message of the shared consumer in a merchant's worker.
+async fn worker_step<H: Handler>(
+    merchant: &str,
+    message: Message,
+    shared: &Shared<H>,
+    parked_from: &mut Option<u64>,
+) {
+    let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+    if parked_from.is_some_and(|from| sequence >= from) {
+        // Queued before the dispatcher heard of the park: the lane reads it from the stream.
+        let _ = shared.lot.pass_over(merchant, sequence).await;
+        let _ = message.ack().await;
+        return;
+    }
+    let delivery = delivery_of(&message, &shared.failures);
+    let decision = {
+        let _permit = shared.permits.acquire().await.expect("semaphore open");
+        handle_once(
+            &delivery,
+            shared.handler.as_ref(),
+            &shared.options,
+            &shared.failures,
+        )
+        .await
+    };
+    let ack = match decision {
+        Decision::Done => AckKind::Ack,
+        Decision::Retry(delay) => AckKind::Nak(Some(delay)),
+        Decision::Park(reason, delay) => match shared.lot.park(merchant, sequence, reason).await {
+            Ok(_) => {
+                metrics()
+                    .parked
+                    .with_label_values(&[shared.options.service, reason.label()])
+                    .inc();
+                tracing::info!(
+                    merchant,
+                    sequence,
+                    reason = reason.label(),
+                    service = shared.options.service,
+                    "merchant parked"
+                );
+                *parked_from = Some(sequence);
+                let _ = shared
+                    .control
+                    .send(Control::Parked(merchant.to_string()))
+                    .await;
+                AckKind::Ack
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, merchant, "could not park; message waits");
+                AckKind::Nak(Some(delay))
+            }
+        },
+    };
+    crate::journal::failpoint("before_ack");
+    // A positive ack waits for the server's confirmation, so a drained consumer has really
+    // handed its messages back before the process exits.
+    let sent = match ack {
+        AckKind::Ack => message.double_ack().await,
+        other => message.ack_with(other).await,
+    };
+    if let Err(e) = sent {
+        // A lost ack only means a redelivery, which the idempotent handlers absorb.
+        tracing::warn!(error = %e, "ack failed");
     }
 }
 
-async fn process_one<H: Handler>(
-    message: Message,
-    handler: &H,
-    options: &ConsumerOptions,
-    failures: &FailureCounts,
-) {
+/// A parked merchant's lane: reads its events from the stream from its park on, handles them
+/// in order at its own pace, and hands the merchant back to the shared consumer once caught up.
+async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
+    let service = shared.options.service;
+    let wait = |d: Duration| async move {
+        tokio::select! {
+            _ = shared.shutdown.wait() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    };
+    // One replica runs the lane.
+    loop {
+        match shared.lot.lease(merchant, &shared.holder).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, merchant, "lane lease unavailable"),
+        }
+        if shared.lot.local(merchant).is_none() || !wait(LEASE_TTL / 3).await {
+            return;
+        }
+    }
+    tracing::info!(merchant, service, "lane started");
+    let mut renewed = Instant::now();
+    'reader: loop {
+        let Some(park) = shared.lot.local(merchant) else {
+            break;
+        };
+        let reader = shared
+            .stream
+            .create_consumer(pull::Config {
+                filter_subjects: crate::replay::merchant_subjects(&shared.filters, merchant),
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: park.resume_at(),
+                },
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                memory_storage: true,
+                ..Default::default()
+            })
+            .await;
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, merchant, "lane reader unavailable");
+                if !wait(Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        loop {
+            if renewed.elapsed() > LEASE_TTL / 3 {
+                let _ = shared.lot.lease(merchant, &shared.holder).await;
+                renewed = Instant::now();
+            }
+            let batch = reader
+                .fetch()
+                .max_messages(shared.options.merchant_in_flight.max(1))
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(b) => b,
+                Err(_) => continue 'reader,
+            };
+            let mut got = 0usize;
+            let mut caught_up = false;
+            while let Some(message) = batch.next().await {
+                let Ok(message) = message else {
+                    continue 'reader;
+                };
+                got += 1;
+                let (sequence, pending) = message
+                    .info()
+                    .map(|i| (i.stream_sequence, i.pending))
+                    .unwrap_or((0, 0));
+                let mut delivery = delivery_of(&message, &shared.failures);
+                // The same message until it is done: the lane has nothing else to do.
+                loop {
+                    let decision = {
+                        let _permit = shared.permits.acquire().await.expect("semaphore open");
+                        handle_once(
+                            &delivery,
+                            shared.handler.as_ref(),
+                            &shared.options,
+                            &shared.failures,
+                        )
+                        .await
+                    };
+                    let delay = match decision {
+                        Decision::Done => break,
+                        Decision::Retry(d) | Decision::Park(_, d) => d,
+                    };
+                    // Counted as a redelivery, as the shared consumer counts its own.
+                    delivery.delivered += 1;
+                    delivery.attempt = shared.failures.get(sequence) + 1;
+                    if renewed.elapsed() > LEASE_TTL / 3 {
+                        let _ = shared.lot.lease(merchant, &shared.holder).await;
+                        renewed = Instant::now();
+                    }
+                    if !wait(delay.min(LEASE_TTL / 3)).await {
+                        break 'reader;
+                    }
+                }
+                shared.failures.forget(sequence);
+                if let Err(e) = shared.lot.progress(merchant, sequence).await {
+                    tracing::warn!(error = %e, merchant, "lane progress not recorded");
+                }
+                caught_up = pending == 0;
+            }
+            if shared.shutdown.is_triggered() {
+                break 'reader;
+            }
+            if got == 0 || caught_up {
+                match shared.lot.try_unpark(merchant).await {
+                    Ok(true) => {
+                        tracing::info!(
+                            merchant,
+                            service,
+                            "lane caught up; merchant back on the shared consumer"
+                        );
+                        break 'reader;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, merchant, "could not unpark"),
+                }
+            }
+        }
+    }
+    shared.lot.release(merchant).await;
+}
+
+fn delivery_of(message: &Message, failures: &FailureCounts) -> Delivery {
     let (stream_sequence, delivered) = match message.info() {
         Ok(info) => (info.stream_sequence, info.delivered),
         Err(_) => (0, 1),
     };
-    let delivery = Delivery {
+    Delivery {
         subject: message.subject.to_string(),
         merchant: merchant_of(&message.subject).to_string(),
         payload: message.payload.clone(),
@@ -321,7 +820,18 @@ async fn process_one<H: Handler>(
         stream_sequence,
         delivered,
         attempt: failures.get(stream_sequence) + 1,
-    };
+    }
+}
+
+/// Runs the handler on one delivery and decides what happens to the message; metrics and
+/// dead letters are recorded here, once, for the shared consumer and the lanes alike.
+async fn handle_once<H: Handler>(
+    delivery: &Delivery,
+    handler: &H,
+    options: &ConsumerOptions,
+    failures: &FailureCounts,
+) -> Decision {
+    let stream_sequence = delivery.stream_sequence;
     let event_type = delivery
         .subject
         .splitn(3, '.')
@@ -333,36 +843,36 @@ async fn process_one<H: Handler>(
         service = options.service,
         subject = %delivery.subject,
         seq = stream_sequence,
-        delivered
+        delivered = delivery.delivered
     );
     telemetry::link_to_headers(&span, delivery.headers.as_ref());
     let started = Instant::now();
-    let result = handler.handle(&delivery).instrument(span.clone()).await;
+    let result = handler.handle(delivery).instrument(span.clone()).await;
     let m = metrics();
     m.processing_seconds
         .with_label_values(&[options.service, &event_type])
         .observe(started.elapsed().as_secs_f64());
 
     let _enter = span.enter();
-    let ack = match result {
+    let decision = match result {
         Ok(outcome) => {
             m.events
                 .with_label_values(&[options.service, &event_type, outcome.label()])
                 .inc();
-            AckKind::Ack
+            Decision::Done
         }
         Err(error @ ProcessError::Paused { .. }) => {
-            tracing::info!(%error, "merchant paused; message waits");
+            tracing::info!(%error, "merchant paused; its events wait in its lane");
             m.events
                 .with_label_values(&[options.service, &event_type, "paused"])
                 .inc();
-            AckKind::Nak(Some(options.paused_delay))
+            Decision::Park(ParkReason::Paused, options.paused_delay)
         }
         Err(ProcessError::Throttled { retry_after }) => {
             m.events
                 .with_label_values(&[options.service, &event_type, "throttled"])
                 .inc();
-            AckKind::Nak(Some(retry_after))
+            Decision::Park(ParkReason::Throttled, retry_after)
         }
         Err(ProcessError::Transient {
             message: reason,
@@ -379,7 +889,7 @@ async fn process_one<H: Handler>(
             m.events
                 .with_label_values(&[options.service, &event_type, "retry"])
                 .inc();
-            AckKind::Nak(Some(delay))
+            Decision::Retry(delay)
         }
         Err(error) => {
             let error = match error {
@@ -395,7 +905,7 @@ async fn process_one<H: Handler>(
                 other => other,
             };
             tracing::error!(%error, "dead-lettering event");
-            match handler.dead_letter(&delivery, &error).await {
+            match handler.dead_letter(delivery, &error).await {
                 Ok(()) => {
                     m.events
                         .with_label_values(&[options.service, &event_type, "dead_letter"])
@@ -403,29 +913,19 @@ async fn process_one<H: Handler>(
                     m.dead_letters
                         .with_label_values(&[options.service, error.code()])
                         .inc();
-                    AckKind::Term
+                    Decision::Done
                 }
                 Err(store_error) => {
                     tracing::error!(%store_error, "dead letter not recorded; message kept for redelivery");
-                    AckKind::Nak(Some(options.backoff_base * 4))
+                    Decision::Retry(options.backoff_base * 4)
                 }
             }
         }
     };
-    if matches!(ack, AckKind::Ack | AckKind::Term) {
+    if matches!(decision, Decision::Done) {
         failures.forget(stream_sequence);
     }
-    crate::journal::failpoint("before_ack");
-    // A positive ack waits for the server's confirmation, so a drained consumer has really
-    // handed its messages back before the process exits.
-    let sent = match ack {
-        AckKind::Ack => message.double_ack().await,
-        other => message.ack_with(other).await,
-    };
-    if let Err(e) = sent {
-        // A lost ack only means a redelivery, which the idempotent handlers absorb.
-        tracing::warn!(error = %e, "ack failed");
-    }
+    decision
 }
 
 #[cfg(test)]

@@ -31,8 +31,21 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
             stream_sequence BIGINT,
             started_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
             finished_at     TIMESTAMPTZ,
-            PRIMARY KEY (event_id, step)
+            PRIMARY KEY (merchant_id, event_id, step)
         );
+        -- Steps are the merchant's own: an event id one store reuses can never read or mark
+        -- another merchant's step (tables made before this key carried event id and step only).
+        DO $$
+        BEGIN
+            IF NOT EXISTS (
+                SELECT 1 FROM pg_index i
+                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                WHERE i.indrelid = 'sync_steps'::regclass AND i.indisprimary AND a.attname = 'merchant_id'
+            ) THEN
+                ALTER TABLE sync_steps DROP CONSTRAINT sync_steps_pkey;
+                ALTER TABLE sync_steps ADD PRIMARY KEY (merchant_id, event_id, step);
+            END IF;
+        END $$;
         CREATE TABLE IF NOT EXISTS dead_letters (
             id              BIGSERIAL PRIMARY KEY,
             merchant_id     TEXT NOT NULL,
@@ -65,18 +78,21 @@ pub enum StepState {
     Done(Option<String>),
 }
 
-/// Reads the state of `(event_id, step)`.
+/// Reads the state of `(merchant, event_id, step)`.
 pub async fn step_state(
     pool: &PgPool,
+    merchant: &str,
     event_id: Uuid,
     step: &str,
 ) -> Result<StepState, sqlx::Error> {
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT state, sage_id FROM sync_steps WHERE event_id = $1 AND step = $2")
-            .bind(event_id)
-            .bind(step)
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT state, sage_id FROM sync_steps WHERE merchant_id = $1 AND event_id = $2 AND step = $3",
+    )
+    .bind(merchant)
+    .bind(event_id)
+    .bind(step)
+    .fetch_optional(pool)
+    .await?;
     Ok(match row {
         None => StepState::New,
         Some((state, sage_id)) if state == "done" => StepState::Done(sage_id),
@@ -96,7 +112,7 @@ pub async fn record_intent(
     sqlx::query(
         "INSERT INTO sync_steps (event_id, step, merchant_id, idempotency_id, state, stream_sequence)
          VALUES ($1, $2, $3, $4, 'intent', $5)
-         ON CONFLICT (event_id, step) DO NOTHING",
+         ON CONFLICT (merchant_id, event_id, step) DO NOTHING",
     )
     .bind(event_id)
     .bind(step)
@@ -112,6 +128,7 @@ pub async fn record_intent(
 /// depends on it commit together.
 pub async fn record_done(
     tx: &mut sqlx::PgConnection,
+    merchant: &str,
     event_id: Uuid,
     step: &str,
     sage_id: Option<&str>,
@@ -121,12 +138,13 @@ pub async fn record_done(
     failpoint("after_sage_write");
     sqlx::query(
         "UPDATE sync_steps SET state = 'done', sage_id = $3, request_id = $4, finished_at = now()
-         WHERE event_id = $1 AND step = $2",
+         WHERE merchant_id = $5 AND event_id = $1 AND step = $2",
     )
     .bind(event_id)
     .bind(step)
     .bind(sage_id)
     .bind(request_id)
+    .bind(merchant)
     .execute(tx)
     .await?;
     Ok(())

@@ -22,6 +22,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod journal;
 pub mod metrics;
+pub mod parking;
 pub mod replay;
 pub mod shutdown;
 pub mod status;

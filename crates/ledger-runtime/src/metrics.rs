@@ -42,6 +42,11 @@ pub struct Metrics {
     pub store_logins: IntCounterVec,
     /// Pairing steps, by step (`requested`, `claimed`, `delivered`, `refused`, `revoked`).
     pub pairings: IntCounterVec,
+    /// Merchants parked off the shared consumer, by service and reason (`paused`,
+    /// `throttled`, `backlog`); see `ledger_runtime::parking`.
+    pub parked: IntCounterVec,
+    /// Parked merchants' deliveries the shared consumer passed over to their lanes.
+    pub passed_over: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -127,8 +132,26 @@ fn build() -> Metrics {
         &["step"],
     )
     .expect("metric");
+    let parked = IntCounterVec::new(
+        Opts::new(
+            "ledger_merchants_parked_total",
+            "Merchants parked off the shared consumer into their own lane",
+        ),
+        &["service", "reason"],
+    )
+    .expect("metric");
+    let passed_over = IntCounterVec::new(
+        Opts::new(
+            "ledger_events_passed_over_total",
+            "Parked merchants' deliveries passed over to their lanes",
+        ),
+        &["service"],
+    )
+    .expect("metric");
     for c in [
         Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(parked.clone()),
+        Box::new(passed_over.clone()),
         Box::new(store_logins.clone()),
         Box::new(pairings.clone()),
         Box::new(processing_seconds.clone()),
@@ -155,6 +178,8 @@ fn build() -> Metrics {
         ingest,
         store_logins,
         pairings,
+        parked,
+        passed_over,
     }
 }
 

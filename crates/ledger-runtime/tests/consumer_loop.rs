@@ -140,6 +140,7 @@ async fn acks_retries_dead_letters_and_keeps_each_merchant_in_order() {
     let recorder = Arc::new(Recorder::default());
     let shutdown = Shutdown::new();
     let run = tokio::spawn(consumer::run(
+        js.clone(),
         consumer.clone(),
         recorder.clone(),
         options(),
@@ -205,6 +206,7 @@ async fn shutdown_drains_in_flight_messages_before_exit() {
     let recorder = Arc::new(Recorder::default());
     let shutdown = Shutdown::new();
     let run = tokio::spawn(consumer::run(
+        js.clone(),
         consumer.clone(),
         recorder.clone(),
         options(),

@@ -200,7 +200,9 @@ impl Catalog {
         let merchant = env.merchant_id.as_str();
         let db = &self.ctx.db;
         for step in [STEP_CREATE, STEP_UPDATE] {
-            if let StepState::Done(_) = journal::step_state(db, env.event_id, step).await? {
+            if let StepState::Done(_) =
+                journal::step_state(db, merchant, env.event_id, step).await?
+            {
                 return Ok(Outcome::AlreadyDone);
             }
         }
@@ -251,7 +253,7 @@ impl Catalog {
         // other resource and a new item is made (the old one is left for the merchant).
         let target = match known.filter(|k| k.resource == plan.resource) {
             Some(k) => Some(k.sage_id),
-            None => match journal::step_state(db, env.event_id, STEP_CREATE).await? {
+            None => match journal::step_state(db, merchant, env.event_id, STEP_CREATE).await? {
                 // In doubt: re-send the same POST so Sage answers with what it made first.
                 StepState::InDoubt => None,
                 _ => self.existing_item(merchant, &plan).await?,
@@ -329,6 +331,7 @@ impl Catalog {
             .await?;
         journal::record_done(
             &mut tx,
+            merchant,
             env.event_id,
             step,
             Some(&sage_id),

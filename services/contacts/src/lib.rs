@@ -381,7 +381,7 @@ impl Contacts {
         for (currency, contact_id, reference) in variants {
             let step = format!("contact_update:{currency}");
             if let journal::StepState::Done(_) =
-                journal::step_state(&self.ctx.db, event_id, &step).await?
+                journal::step_state(&self.ctx.db, merchant, event_id, &step).await?
             {
                 continue;
             }
@@ -408,6 +408,7 @@ impl Contacts {
             let mut tx = self.ctx.db.begin().await?;
             journal::record_done(
                 &mut tx,
+                merchant,
                 event_id,
                 &step,
                 Some(&contact_id),
@@ -423,7 +424,7 @@ impl Contacts {
 #[async_trait::async_trait]
 impl Handler for Contacts {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
-        let env = ledger_events::parse(&delivery.payload).map_err(contract_failure)?;
+        let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
             Payload::CustomerSaved(snapshot) => {
                 let party = Party::from_customer_snapshot(snapshot);
@@ -449,8 +450,6 @@ impl Handler for Contacts {
         Ok(())
     }
 }
-
-pub(crate) use ledger_rpc::contract_failure;
 
 /// The durable consumer of this service.
 pub fn consumer_spec() -> ConsumerSpec {
@@ -534,10 +533,22 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         shutdown.clone(),
     )
     .await?;
-    let customers = tokio::spawn(consumer::run(consumer, service, options, shutdown.clone()));
+    let customers = tokio::spawn(consumer::run(
+        ctx.js.clone(),
+        consumer,
+        service,
+        options,
+        shutdown.clone(),
+    ));
     let mut options = ConsumerOptions::new(catalog::CONSUMER);
     options.concurrency = config.service.concurrency;
-    let products = tokio::spawn(consumer::run(products, catalog, options, shutdown));
+    let products = tokio::spawn(consumer::run(
+        ctx.js.clone(),
+        products,
+        catalog,
+        options,
+        shutdown,
+    ));
     let done = tokio::spawn(async move {
         let (customers, products) = tokio::join!(customers, products);
         customers??;

@@ -248,7 +248,7 @@ impl Documents {
     ) -> Result<Posted, ProcessError> {
         let step = plan.resource;
         let idempotency_id = sage_client::idempotency_id(&env.event_id, step);
-        let state = journal::step_state(self.db(), env.event_id, step).await?;
+        let state = journal::step_state(self.db(), &env.merchant_id, env.event_id, step).await?;
         if let StepState::Done(_) = state {
             // Done commits together with the cross-reference, so the row is there.
             if let Some(posted) = self.posted(&env.merchant_id, key).await? {
@@ -346,6 +346,7 @@ impl Documents {
         .await?;
         journal::record_done(
             &mut tx,
+            &env.merchant_id,
             env.event_id,
             plan.resource,
             Some(sage_id),
@@ -754,6 +755,7 @@ impl Documents {
         .await?;
         journal::record_done(
             &mut tx,
+            merchant,
             credit_note.event_id,
             step,
             Some(&sage_id),
@@ -959,7 +961,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
 
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
-    let (nats, db, audit) = (ctx.nats.clone(), ctx.db.clone(), ctx.audit.clone());
+    let (nats, db, audit, js) = (
+        ctx.nats.clone(),
+        ctx.db.clone(),
+        ctx.audit.clone(),
+        ctx.js.clone(),
+    );
     let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
     ledger_runtime::audit::serve(nats.clone(), audit.clone(), shutdown.clone()).await?;
     // Every handling (consumer, dead-letter retry) is audited.
@@ -991,7 +998,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         shutdown.clone(),
     )
     .await?;
-    let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));
+    let done = tokio::spawn(consumer::run(js, consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
 }
 

@@ -221,7 +221,8 @@ impl Payments {
     ) -> Result<Outcome, ProcessError> {
         let key = paid.document_key();
         ledger_runtime::audit::note_document(&key);
-        let previously = journal::step_state(self.db(), env.event_id, STEP).await?;
+        let previously =
+            journal::step_state(self.db(), &env.merchant_id, env.event_id, STEP).await?;
         if let StepState::Done(_) = previously {
             return Ok(Outcome::AlreadyDone);
         }
@@ -432,7 +433,15 @@ impl Payments {
         .bind(&currency)
         .execute(&mut *tx)
         .await?;
-        journal::record_done(&mut tx, env.event_id, STEP, Some(sage_id), request_id).await?;
+        journal::record_done(
+            &mut tx,
+            &env.merchant_id,
+            env.event_id,
+            STEP,
+            Some(sage_id),
+            request_id,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(
             document = key,
@@ -521,7 +530,12 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
 
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
-    let (nats, db, audit) = (ctx.nats.clone(), ctx.db.clone(), ctx.audit.clone());
+    let (nats, db, audit, js) = (
+        ctx.nats.clone(),
+        ctx.db.clone(),
+        ctx.audit.clone(),
+        ctx.js.clone(),
+    );
     let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
     ledger_runtime::audit::serve(nats.clone(), audit.clone(), shutdown.clone()).await?;
     // Every handling (consumer, dead-letter retry) is audited.
@@ -553,7 +567,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         shutdown.clone(),
     )
     .await?;
-    let done = tokio::spawn(consumer::run(consumer, handler, options, shutdown));
+    let done = tokio::spawn(consumer::run(js, consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
 }
 

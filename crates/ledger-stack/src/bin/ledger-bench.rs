@@ -5,6 +5,10 @@
 //! NATS and PostgreSQL (`./dev bench` starts them). Size: `BENCH_DOCS` (default 2000) invoice
 //! events spread over `BENCH_MERCHANTS` (default 20) merchants, at each sandbox latency in
 //! `BENCH_LATENCIES_MS` (default "0,100").
+//!
+//! `BENCH_MODE=fairness` measures instead what one merchant costs the others (see
+//! [`fairness`]): merchant B's publish→Sage latency alone, and while merchant A (a) has Sage
+//! disconnected and floods the log, (b) drains a backlog at its call budget.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -35,6 +39,205 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Starts the engine on a fresh database and an empty events stream.
+async fn fresh_stack(
+    nats_url: &str,
+    admin_url: &str,
+    db_name: &str,
+    concurrency: usize,
+) -> anyhow::Result<Stack> {
+    let db = fresh_database(admin_url, db_name).await?;
+    // Each run gets its own stream contents: drop the events stream of the previous run.
+    {
+        let client = ledger_runtime::bus::connect(nats_url, "bench-reset").await?;
+        let js = async_nats::jetstream::new(client);
+        let _ = js.delete_stream(ledger_runtime::bus::EVENTS_STREAM).await;
+        let _ = js
+            .delete_stream(ledger_runtime::bus::QUARANTINE_STREAM)
+            .await;
+        let _ = js
+            .delete_key_value(ledger_runtime::parking::PARKED_BUCKET)
+            .await;
+    }
+    Stack::start(StackOptions {
+        nats_url: nats_url.to_string(),
+        database_url: db,
+        sandbox: SandboxConfig::default(),
+        concurrency,
+        store_access: None,
+    })
+    .await
+}
+
+/// Publishes `events` into JetStream as the Magento module does; returns when all are stored.
+async fn publish_all(
+    js: &async_nats::jetstream::Context,
+    events: impl Iterator<Item = events::SyntheticEvent>,
+) -> anyhow::Result<usize> {
+    let mut acks = Vec::with_capacity(ACK_BATCH);
+    let mut n = 0;
+    for event in events {
+        let envelope = ledger_events::parse(&event.body)?;
+        if acks.len() >= ACK_BATCH {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
+        acks.push(
+            js.publish_with_headers(envelope.subject(), headers, event.body.into())
+                .await?,
+        );
+        n += 1;
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(n)
+}
+
+/// One merchant's invoices published at `rate` per second; returns the publish→Sage 201
+/// latency of each, read from the sandbox's call log for that merchant's business.
+async fn paced_latencies(
+    stack: &Stack,
+    merchant: &ledger_stack::Merchant,
+    docs: usize,
+    rate: f64,
+) -> anyhow::Result<Vec<Duration>> {
+    let inspector = stack.sandbox.inspect();
+    let business = merchant.business_id.clone();
+    let first_seq = inspector
+        .calls(Some(&business), 1)
+        .last()
+        .map(|c| c.seq)
+        .unwrap_or(0);
+    let timeout = Duration::from_secs(env_or("BENCH_TIMEOUT_SECS", 600));
+    let watcher = tokio::spawn(async move {
+        let mut answers = Vec::with_capacity(docs);
+        let mut last_seq = first_seq;
+        let deadline = Instant::now() + timeout;
+        while answers.len() < docs && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let floor = last_seq;
+            for call in inspector
+                .calls(Some(&business), 1_000)
+                .iter()
+                .filter(|c| c.seq > floor)
+            {
+                last_seq = call.seq;
+                if call.method == "POST"
+                    && call.path.ends_with("/sales_invoices")
+                    && call.status == 201
+                {
+                    answers.push(call.at);
+                }
+            }
+        }
+        answers
+    });
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let started = Instant::now();
+    let mut sent = Vec::with_capacity(docs);
+    for i in 0..docs {
+        sent.push(chrono::Utc::now());
+        publish_all(
+            &js,
+            std::iter::once(events::invoice_created(&merchant.id, i as u64)),
+        )
+        .await?;
+        let due = started + Duration::from_secs_f64((i + 1) as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+    }
+    let answers = watcher.await?;
+    anyhow::ensure!(
+        answers.len() == docs,
+        "only {} of {docs} of {}'s documents reached Sage",
+        answers.len(),
+        merchant.id
+    );
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .zip(&answers)
+        .map(|(s, a)| (*a - *s).to_std().unwrap_or_default())
+        .collect();
+    latencies.sort();
+    Ok(latencies)
+}
+
+/// What one merchant costs the others: B's publish→Sage latency at a steady pace, alone and
+/// while A (a) has Sage disconnected and floods `FAIR_FLOOD` events (default 50,000), (b)
+/// drains a backlog of as many at its Sage call budget (`FAIR_BUDGET_PER_MINUTE` per
+/// business, default 6,000, so the run takes minutes). B sends `FAIR_B_DOCS` invoices
+/// (default 150) at `FAIR_B_RATE` per second (default 5), starting with A's flood.
+async fn fairness(nats_url: &str, admin_url: &str) -> anyhow::Result<()> {
+    let flood: usize = env_or("FAIR_FLOOD", 50_000);
+    let b_docs: usize = env_or("FAIR_B_DOCS", 150);
+    let b_rate: f64 = env_or("FAIR_B_RATE", 5.0);
+    let budget: u32 = env_or("FAIR_BUDGET_PER_MINUTE", 6_000);
+    std::env::set_var("LEDGER_SAGE_CALLS_PER_MINUTE", budget.to_string());
+    println!(
+        "fairness: B sends {b_docs} invoices at {b_rate}/s; A floods {flood} events; Sage budget {budget} calls/min per business; {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let mut alone_p99 = Duration::ZERO;
+    for scenario in ["alone", "paused_flood", "backlog_at_budget"] {
+        let stack = fresh_stack(nats_url, admin_url, "ledger_bench_fairness", 64).await?;
+        let a = stack.onboard("fair-a").await?;
+        let b = stack.onboard("fair-b").await?;
+        if scenario == "paused_flood" {
+            stack.sandbox.revoke_tokens(&a.business_id);
+        }
+        let flooding = if scenario == "alone" {
+            None
+        } else {
+            let js = async_nats::jetstream::new(stack.nats.clone());
+            let merchant = a.id.clone();
+            Some(tokio::spawn(async move {
+                let started = Instant::now();
+                let n = publish_all(
+                    &js,
+                    (0..flood as u64).map(|i| events::invoice_created(&merchant, i)),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>((n, started.elapsed()))
+            }))
+        };
+        let latencies = paced_latencies(&stack, &b, b_docs, b_rate).await?;
+        let flood_note = match flooding {
+            Some(task) => {
+                let (n, took) = task.await??;
+                format!(
+                    "; A published {n} events in {:.1} s, {} of them in Sage by the end",
+                    took.as_secs_f64(),
+                    stack.documents(&a, "sales_invoices").len()
+                )
+            }
+            None => String::new(),
+        };
+        let p99 = percentile(&latencies, 0.99);
+        if scenario == "alone" {
+            alone_p99 = p99;
+        }
+        println!(
+            "fairness  {scenario:<17} B publish→Sage 201 p50 {} p99 {} max {}{}{flood_note}",
+            ms(percentile(&latencies, 0.50)),
+            ms(p99),
+            ms(percentile(&latencies, 1.0)),
+            if scenario == "alone" {
+                String::new()
+            } else {
+                format!(
+                    " (p99 {:+.1} ms against alone; goal ≤ +1000 ms)",
+                    (p99.as_secs_f64() - alone_p99.as_secs_f64()) * 1000.0
+                )
+            },
+        );
+        stack.stop().await;
+    }
+    Ok(())
 }
 
 /// Fresh database per run so schemas and journals start empty.
@@ -157,23 +360,12 @@ async fn run_engine(
     rate: Option<f64>,
     replay: bool,
 ) -> anyhow::Result<RunResult> {
-    let db = fresh_database(admin_url, &format!("ledger_bench_{latency_ms}")).await?;
-    // Each run gets its own stream contents: drop the events stream of the previous run.
-    {
-        let client = ledger_runtime::bus::connect(nats_url, "bench-reset").await?;
-        let js = async_nats::jetstream::new(client);
-        let _ = js.delete_stream(ledger_runtime::bus::EVENTS_STREAM).await;
-        let _ = js
-            .delete_stream(ledger_runtime::bus::QUARANTINE_STREAM)
-            .await;
-    }
-    let stack = Stack::start(StackOptions {
-        nats_url: nats_url.to_string(),
-        database_url: db,
-        sandbox: SandboxConfig::default(),
-        concurrency: 64,
-        store_access: None,
-    })
+    let stack = fresh_stack(
+        nats_url,
+        admin_url,
+        &format!("ledger_bench_{latency_ms}"),
+        64,
+    )
     .await?;
     let mut onboarded = Vec::new();
     for m in 0..merchants {
@@ -347,6 +539,9 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("LEDGER_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:42229".into());
     let admin_url = std::env::var("LEDGER_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
+    if std::env::var("BENCH_MODE").as_deref() == Ok("fairness") {
+        return fairness(&nats_url, &admin_url).await;
+    }
     let docs: usize = env_or("BENCH_DOCS", 2000);
     let merchants: usize = env_or("BENCH_MERCHANTS", 20);
     let latencies: Vec<u64> = std::env::var("BENCH_LATENCIES_MS")
