@@ -92,11 +92,24 @@ async fn cross_tenant_contact_overwrite_is_refused() {
     stack.stop().await;
 }
 
+/// The documents service's journal rows of one event id: (merchant, Sage id).
+async fn journal_rows(db: &ledger_testkit::TestDb, event_id: uuid::Uuid) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT merchant_id, coalesce(sage_id, '') FROM documents.sync_steps
+         WHERE event_id = $1 AND step = 'sales_invoices' ORDER BY merchant_id",
+    )
+    .bind(event_id)
+    .fetch_all(db.pool())
+    .await
+    .expect("journal readable")
+}
+
 /// Store A reuses the event id of B's invoice (under another message id, so the log keeps
-/// it): A's own invoice must land in A's books, and B's journal must not decide A's fate.
+/// it): A's own invoice must land in A's books, and B's journal must keep saying which Sage
+/// document B's event made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reused_event_id_reaches_nothing_of_another_merchant() {
-    let (stack, _nats, _db) = stack("attack-events-ids", 4).await;
+    let (stack, _nats, db) = stack("attack-events-ids", 4).await;
     let a = stack.onboard("copycat-a").await.unwrap();
     let b = stack.onboard("original-b").await.unwrap();
     let b_invoice = Draft::invoice("original-b", 7).build();
@@ -128,6 +141,22 @@ async fn reused_event_id_reaches_nothing_of_another_merchant() {
         stack.documents(&b, "sales_invoices").len(),
         1,
         "B untouched"
+    );
+    let b_sage_id = stack.documents(&b, "sales_invoices")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a_sage_id = stack.documents(&a, "sales_invoices")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        journal_rows(&db, b_invoice.event_id).await,
+        vec![
+            ("copycat-a".to_string(), a_sage_id),
+            ("original-b".to_string(), b_sage_id),
+        ],
+        "each merchant's journal row names its own Sage document"
     );
     stack.stop().await;
 }
