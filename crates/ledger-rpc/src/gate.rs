@@ -74,26 +74,13 @@ fn key(parts: &[&str]) -> String {
 impl SageGate {
     /// Creates (or opens) the buckets.
     pub async fn new(js: &jetstream::Context, limits: GateLimits) -> Result<Self, ProcessError> {
-        let locks = js
-            .create_key_value(kv::Config {
-                bucket: LOCKS_BUCKET.into(),
-                history: 1,
-                max_age: LEASE_TTL,
-                storage: jetstream::stream::StorageType::Memory,
-                ..Default::default()
-            })
+        let locks = ledger_runtime::bus::key_value(js, LOCKS_BUCKET, Some(LEASE_TTL))
             .await
             .map_err(kv_error)?;
-        let budget = js
-            .create_key_value(kv::Config {
-                bucket: BUDGET_BUCKET.into(),
-                history: 1,
-                max_age: Duration::from_secs(180),
-                storage: jetstream::stream::StorageType::Memory,
-                ..Default::default()
-            })
-            .await
-            .map_err(kv_error)?;
+        let budget =
+            ledger_runtime::bus::key_value(js, BUDGET_BUCKET, Some(Duration::from_secs(180)))
+                .await
+                .map_err(kv_error)?;
         Ok(SageGate {
             locks,
             budget,

@@ -265,6 +265,29 @@ pub async fn ensure_consumer(
     }
 }
 
+/// Opens (creating if needed) a KV bucket that keeps the last value of each key: in memory
+/// with entries expiring after `max_age` (leases, counters), or on file and kept (`None`).
+pub async fn key_value(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Option<Duration>,
+) -> Result<jetstream::kv::Store, BusError> {
+    let storage = if max_age.is_some() {
+        stream::StorageType::Memory
+    } else {
+        stream::StorageType::File
+    };
+    js.create_key_value(jetstream::kv::Config {
+        bucket: bucket.to_string(),
+        history: 1,
+        max_age: max_age.unwrap_or_default(),
+        storage,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| BusError::JetStream(format!("KV bucket {bucket}: {e}")))
+}
+
 /// Sends a JSON request and decodes the JSON reply (internal service-to-service calls).
 pub async fn request_json<Req: Serialize, Resp: DeserializeOwned>(
     client: &async_nats::Client,

@@ -15,7 +15,7 @@
 //! merchant; different merchants run in parallel up to `concurrency`. A slow or throttled
 //! merchant therefore holds only its own queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,7 +133,11 @@ impl ConsumerOptions {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(60),
             ),
-            merchant_in_flight: 32,
+            // `LEDGER_MERCHANT_IN_FLIGHT` tunes a merchant's share of the shared consumer.
+            merchant_in_flight: std::env::var("LEDGER_MERCHANT_IN_FLIGHT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(64),
         }
     }
 }
@@ -227,6 +231,9 @@ pub fn check_subject_authority(delivery: &Delivery) -> Result<(), ProcessError> 
     }
 }
 
+/// A lane records its progress at least every this many events.
+const PROGRESS_EVERY: u64 = 16;
+
 /// What the loop does with a message after its handler returned.
 enum Decision {
     /// Done (applied, already done, skipped or dead-lettered): acknowledge.
@@ -257,9 +264,43 @@ struct Shared<H> {
     shutdown: Shutdown,
 }
 
-/// Messages of parked merchants waiting to be passed over, flushed together.
-#[derive(Default)]
-struct PassOver(HashMap<String, Vec<Message>>);
+impl<H: Handler> Shared<H> {
+    /// Handles one delivery within the process's concurrency.
+    async fn handle(&self, delivery: &Delivery) -> Decision {
+        let _permit = self.permits.acquire().await.expect("semaphore open");
+        handle_once(
+            delivery,
+            self.handler.as_ref(),
+            &self.options,
+            &self.failures,
+        )
+        .await
+    }
+
+    /// Parks `merchant` from `sequence` on, counted and logged.
+    async fn park(&self, merchant: &str, sequence: u64, reason: ParkReason) -> bool {
+        match self.lot.park(merchant, sequence, reason).await {
+            Ok(_) => {
+                metrics()
+                    .parked
+                    .with_label_values(&[self.options.service, reason.label()])
+                    .inc();
+                tracing::info!(
+                    merchant,
+                    sequence,
+                    reason = reason.label(),
+                    service = self.options.service,
+                    "merchant parked"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, merchant, "could not park; the message waits");
+                false
+            }
+        }
+    }
+}
 
 /// Runs the consumer until `shutdown` fires, then stops pulling and waits for in-flight
 /// messages to finish (graceful drain).
@@ -300,14 +341,15 @@ pub async fn run<H: Handler>(
         control: control_tx,
         shutdown: shutdown.clone(),
     });
-    let cap = shared.options.merchant_in_flight.max(1);
-    let mut queues: HashMap<String, mpsc::Sender<Message>> = HashMap::new();
-    // A worker that went idle may still be finishing its last messages when the next worker
-    // for the same merchant starts; this lock keeps them from running side by side.
-    let mut turns: HashMap<String, Arc<tokio::sync::Mutex<()>>> = HashMap::new();
-    let mut workers: JoinSet<String> = JoinSet::new();
-    let mut lanes: std::collections::HashSet<String> = Default::default();
-    let mut pass_over = PassOver::default();
+    let mut dispatch = Dispatch {
+        cap: shared.options.merchant_in_flight.max(1),
+        shared,
+        queues: HashMap::new(),
+        turns: HashMap::new(),
+        workers: JoinSet::new(),
+        lanes: HashSet::new(),
+        pass_over: HashMap::new(),
+    };
 
     // Parks left by an earlier run (or another replica that stopped) get their lanes.
     let mut adopt = tokio::time::interval(LEASE_TTL);
@@ -316,63 +358,32 @@ pub async fn run<H: Handler>(
 
     let mut messages = consumer
         .stream()
-        .max_messages_per_batch(shared.options.batch)
+        .max_messages_per_batch(dispatch.shared.options.batch)
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
         .await?;
 
-    let spawn_worker = |merchant: String,
-                        rx: mpsc::Receiver<Message>,
-                        turns: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
-                        workers: &mut JoinSet<String>| {
-        let turn = turns.entry(merchant.clone()).or_default().clone();
-        workers.spawn(merchant_worker(merchant, turn, rx, shared.clone()));
-    };
-
     loop {
-        // Forget workers that ran dry so the maps only hold active merchants.
-        while let Some(done) = workers.try_join_next() {
-            if let Ok(merchant) = done {
-                lanes.remove(&merchant);
-                if queues.get(&merchant).is_some_and(|q| q.is_closed()) {
-                    queues.remove(&merchant);
-                }
-                if !queues.contains_key(&merchant)
-                    && turns
-                        .get(&merchant)
-                        .is_some_and(|t| Arc::strong_count(t) == 1)
-                {
-                    turns.remove(&merchant);
-                }
-            }
-        }
+        dispatch.reap();
         let next = tokio::select! {
             _ = shutdown.wait() => break,
             Some(control) = control_rx.recv() => {
                 match control {
                     Control::Parked(merchant) => {
                         // Its worker turns into its lane once its queue is empty.
-                        queues.remove(&merchant);
-                        lanes.insert(merchant);
+                        dispatch.queues.remove(&merchant);
+                        dispatch.lanes.insert(merchant);
                     }
                 }
                 continue;
             }
             _ = flush.tick() => {
-                flush_pass_over(&shared, &mut pass_over, &mut queues, &mut turns, &mut workers, &mut lanes, cap, &spawn_worker).await;
+                dispatch.flush().await;
                 continue;
             }
             _ = adopt.tick() => {
-                if let Ok(parks) = shared.lot.list().await {
-                    for (merchant, _) in parks {
-                        if !lanes.contains(&merchant) && !queues.contains_key(&merchant) {
-                            lanes.insert(merchant.clone());
-                            let (_tx, rx) = mpsc::channel(1);
-                            spawn_worker(merchant, rx, &mut turns, &mut workers);
-                        }
-                    }
-                }
+                dispatch.adopt().await;
                 continue;
             }
             next = messages.next() => next,
@@ -380,195 +391,180 @@ pub async fn run<H: Handler>(
         let message = match next {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                tracing::warn!(error = %e, service = shared.options.service, "pull failed; retrying");
+                tracing::warn!(error = %e, service = dispatch.shared.options.service, "pull failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
             None => break,
         };
+        dispatch.deliver(message).await;
+    }
+
+    // Drain: stop pulling, let every worker finish what it holds.
+    drop(messages);
+    for (_, waiting) in dispatch.pass_over.drain() {
+        for m in waiting {
+            let _ = m.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+    dispatch.queues.clear();
+    while dispatch.workers.join_next().await.is_some() {}
+    tracing::info!(
+        service = dispatch.shared.options.service,
+        "consumer drained"
+    );
+    Ok(())
+}
+
+/// The dispatcher's state: which merchants have a worker, which are parked into a lane, and
+/// the parked merchants' messages waiting to be passed over.
+struct Dispatch<H> {
+    shared: Arc<Shared<H>>,
+    /// A merchant's share of the shared consumer.
+    cap: usize,
+    queues: HashMap<String, mpsc::Sender<Message>>,
+    /// A worker that went idle may still be finishing its last messages when the next worker
+    /// for the same merchant starts; this lock keeps them from running side by side.
+    turns: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    workers: JoinSet<String>,
+    /// Merchants whose worker is (or is becoming) their lane.
+    lanes: HashSet<String>,
+    /// Parked merchants' messages, acknowledged together once passed over.
+    pass_over: HashMap<String, Vec<Message>>,
+}
+
+impl<H: Handler> Dispatch<H> {
+    fn spawn_worker(&mut self, merchant: String, rx: mpsc::Receiver<Message>) {
+        let turn = self.turns.entry(merchant.clone()).or_default().clone();
+        self.workers
+            .spawn(merchant_worker(merchant, turn, rx, self.shared.clone()));
+    }
+
+    /// Forgets workers that ran dry, so the maps only hold active merchants.
+    fn reap(&mut self) {
+        while let Some(done) = self.workers.try_join_next() {
+            if let Ok(merchant) = done {
+                self.lanes.remove(&merchant);
+                if self.queues.get(&merchant).is_some_and(|q| q.is_closed()) {
+                    self.queues.remove(&merchant);
+                }
+                if !self.queues.contains_key(&merchant)
+                    && self
+                        .turns
+                        .get(&merchant)
+                        .is_some_and(|t| Arc::strong_count(t) == 1)
+                {
+                    self.turns.remove(&merchant);
+                }
+            }
+        }
+    }
+
+    /// Starts lanes for parks nobody here runs (left by an earlier run or a stopped replica).
+    async fn adopt(&mut self) {
+        if let Ok(parks) = self.shared.lot.list().await {
+            for (merchant, _) in parks {
+                if !self.lanes.contains(&merchant) && !self.queues.contains_key(&merchant) {
+                    self.lanes.insert(merchant.clone());
+                    let (_tx, rx) = mpsc::channel(1);
+                    self.spawn_worker(merchant, rx);
+                }
+            }
+        }
+    }
+
+    /// Routes one delivery of the shared consumer.
+    async fn deliver(&mut self, message: Message) {
         let merchant = merchant_of(&message.subject).to_string();
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-        if let Some(park) = shared.lot.local(&merchant) {
+        if let Some(park) = self.shared.lot.local(&merchant) {
             if sequence >= park.origin {
-                let waiting = pass_over.0.entry(merchant).or_default();
+                let waiting = self.pass_over.entry(merchant).or_default();
                 waiting.push(message);
                 if waiting.len() >= 256 {
-                    flush_pass_over(
-                        &shared,
-                        &mut pass_over,
-                        &mut queues,
-                        &mut turns,
-                        &mut workers,
-                        &mut lanes,
-                        cap,
-                        &spawn_worker,
-                    )
-                    .await;
+                    self.flush().await;
                 }
-                continue;
+                return;
             }
-            if lanes.contains(&merchant) || !queues.contains_key(&merchant) {
+            if self.lanes.contains(&merchant) || !self.queues.contains_key(&merchant) {
                 // From before the park (a redelivery): it waits until the lane is done, so the
                 // merchant's events are never handled side by side.
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
                     .await;
-                continue;
-            }
-        }
-        enqueue(
-            &shared,
-            message,
-            merchant,
-            sequence,
-            &mut queues,
-            &mut turns,
-            &mut workers,
-            &mut lanes,
-            cap,
-            &spawn_worker,
-        )
-        .await;
-    }
-
-    // Drain: stop pulling, let every worker finish what it holds.
-    drop(messages);
-    for (_, waiting) in pass_over.0.drain() {
-        for m in waiting {
-            let _ = m.ack_with(AckKind::Nak(None)).await;
-        }
-    }
-    drop(queues);
-    while workers.join_next().await.is_some() {}
-    tracing::info!(service = shared.options.service, "consumer drained");
-    Ok(())
-}
-
-/// Hands a message to its merchant's worker, parking the merchant when it already holds its
-/// share.
-#[allow(clippy::too_many_arguments)]
-async fn enqueue<H: Handler>(
-    shared: &Arc<Shared<H>>,
-    message: Message,
-    merchant: String,
-    sequence: u64,
-    queues: &mut HashMap<String, mpsc::Sender<Message>>,
-    turns: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
-    workers: &mut JoinSet<String>,
-    lanes: &mut std::collections::HashSet<String>,
-    cap: usize,
-    spawn_worker: &impl Fn(
-        String,
-        mpsc::Receiver<Message>,
-        &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
-        &mut JoinSet<String>,
-    ),
-) {
-    let mut message = Some(message);
-    if let Some(queue) = queues.get(&merchant) {
-        match queue.try_send(message.take().expect("present")) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Closed(m)) => message = Some(m),
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                // The merchant holds its whole share: park it from this event on.
-                match shared
-                    .lot
-                    .park(&merchant, sequence, ParkReason::Backlog)
-                    .await
-                {
-                    Ok(_) => {
-                        metrics()
-                            .parked
-                            .with_label_values(&[
-                                shared.options.service,
-                                ParkReason::Backlog.label(),
-                            ])
-                            .inc();
-                        tracing::info!(%merchant, sequence, service = shared.options.service, "merchant parked: backlog");
-                        queues.remove(&merchant);
-                        lanes.insert(merchant);
-                        let _ = m.ack().await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, %merchant, "could not park; message waits");
-                        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                    }
-                }
                 return;
             }
         }
+        self.enqueue(message, merchant, sequence).await;
     }
-    if lanes.contains(&merchant) {
-        // Its lane is finishing: the event comes back to the shared consumer shortly.
-        if let Some(m) = message {
-            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-        }
-        return;
-    }
-    if let Some(m) = message {
-        let (tx, rx) = mpsc::channel(cap);
-        tx.try_send(m).ok().expect("fresh channel has room");
-        queues.insert(merchant.clone(), tx);
-        spawn_worker(merchant, rx, turns, workers);
-    }
-}
 
-/// Acknowledges parked merchants' messages after recording the highest sequence passed over;
-/// messages of a merchant that is no longer parked go to its worker instead.
-#[allow(clippy::too_many_arguments)]
-async fn flush_pass_over<H: Handler>(
-    shared: &Arc<Shared<H>>,
-    pass_over: &mut PassOver,
-    queues: &mut HashMap<String, mpsc::Sender<Message>>,
-    turns: &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
-    workers: &mut JoinSet<String>,
-    lanes: &mut std::collections::HashSet<String>,
-    cap: usize,
-    spawn_worker: &impl Fn(
-        String,
-        mpsc::Receiver<Message>,
-        &mut HashMap<String, Arc<tokio::sync::Mutex<()>>>,
-        &mut JoinSet<String>,
-    ),
-) {
-    for (merchant, waiting) in std::mem::take(&mut pass_over.0) {
-        let highest = waiting
-            .iter()
-            .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
-            .max()
-            .unwrap_or(0);
-        match shared.lot.pass_over(&merchant, highest).await {
-            Ok(true) => {
-                metrics()
-                    .passed_over
-                    .with_label_values(&[shared.options.service])
-                    .inc_by(waiting.len() as u64);
-                for m in waiting {
-                    let _ = m.ack().await;
+    /// Hands a message to its merchant's worker, parking the merchant when it already holds
+    /// its share.
+    async fn enqueue(&mut self, message: Message, merchant: String, sequence: u64) {
+        let mut message = Some(message);
+        if let Some(queue) = self.queues.get(&merchant) {
+            match queue.try_send(message.take().expect("present")) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Closed(m)) => message = Some(m),
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    // The merchant holds its whole share: park it from this event on.
+                    if self
+                        .shared
+                        .park(&merchant, sequence, ParkReason::Backlog)
+                        .await
+                    {
+                        self.queues.remove(&merchant);
+                        self.lanes.insert(merchant);
+                        let _ = m.ack().await;
+                    } else {
+                        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                    return;
                 }
             }
-            Ok(false) => {
-                for m in waiting {
-                    let sequence = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-                    enqueue(
-                        shared,
-                        m,
-                        merchant.clone(),
-                        sequence,
-                        queues,
-                        turns,
-                        workers,
-                        lanes,
-                        cap,
-                        spawn_worker,
-                    )
-                    .await;
+        }
+        let Some(m) = message else { return };
+        if self.lanes.contains(&merchant) {
+            // Its lane is finishing: the event comes back to the shared consumer shortly.
+            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return;
+        }
+        let (tx, rx) = mpsc::channel(self.cap);
+        tx.try_send(m).ok().expect("fresh channel has room");
+        self.queues.insert(merchant.clone(), tx);
+        self.spawn_worker(merchant, rx);
+    }
+
+    /// Acknowledges parked merchants' messages after recording the highest sequence passed
+    /// over; messages of a merchant that is no longer parked go to its worker instead.
+    async fn flush(&mut self) {
+        for (merchant, waiting) in std::mem::take(&mut self.pass_over) {
+            let highest = waiting
+                .iter()
+                .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
+                .max()
+                .unwrap_or(0);
+            match self.shared.lot.pass_over(&merchant, highest).await {
+                Ok(true) => {
+                    metrics()
+                        .passed_over
+                        .with_label_values(&[self.shared.options.service])
+                        .inc_by(waiting.len() as u64);
+                    for m in waiting {
+                        let _ = m.ack().await;
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %merchant, "could not record passed-over events; they come back");
-                for m in waiting {
-                    let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                Ok(false) => {
+                    for m in waiting {
+                        let sequence = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+                        self.enqueue(m, merchant.clone(), sequence).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %merchant, "could not record passed-over events; they come back");
+                    for m in waiting {
+                        let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
                 }
             }
         }
@@ -623,44 +619,22 @@ async fn worker_step<H: Handler>(
         return;
     }
     let delivery = delivery_of(&message, &shared.failures);
-    let decision = {
-        let _permit = shared.permits.acquire().await.expect("semaphore open");
-        handle_once(
-            &delivery,
-            shared.handler.as_ref(),
-            &shared.options,
-            &shared.failures,
-        )
-        .await
-    };
+    let decision = shared.handle(&delivery).await;
     let ack = match decision {
         Decision::Done => AckKind::Ack,
         Decision::Retry(delay) => AckKind::Nak(Some(delay)),
-        Decision::Park(reason, delay) => match shared.lot.park(merchant, sequence, reason).await {
-            Ok(_) => {
-                metrics()
-                    .parked
-                    .with_label_values(&[shared.options.service, reason.label()])
-                    .inc();
-                tracing::info!(
-                    merchant,
-                    sequence,
-                    reason = reason.label(),
-                    service = shared.options.service,
-                    "merchant parked"
-                );
+        Decision::Park(reason, delay) => {
+            if shared.park(merchant, sequence, reason).await {
                 *parked_from = Some(sequence);
                 let _ = shared
                     .control
                     .send(Control::Parked(merchant.to_string()))
                     .await;
                 AckKind::Ack
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, merchant, "could not park; message waits");
+            } else {
                 AckKind::Nak(Some(delay))
             }
-        },
+        }
     };
     crate::journal::failpoint("before_ack");
     // A positive ack waits for the server's confirmation, so a drained consumer has really
@@ -698,6 +672,8 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
     }
     tracing::info!(merchant, service, "lane started");
     let mut renewed = Instant::now();
+    // Last sequence handled, and last one recorded in the park record.
+    let (mut handled, mut recorded, mut unrecorded) = (0u64, 0u64, 0u64);
     'reader: loop {
         let Some(park) = shared.lot.local(merchant) else {
             break;
@@ -754,17 +730,7 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
                 let mut delivery = delivery_of(&message, &shared.failures);
                 // The same message until it is done: the lane has nothing else to do.
                 loop {
-                    let decision = {
-                        let _permit = shared.permits.acquire().await.expect("semaphore open");
-                        handle_once(
-                            &delivery,
-                            shared.handler.as_ref(),
-                            &shared.options,
-                            &shared.failures,
-                        )
-                        .await
-                    };
-                    let delay = match decision {
+                    let delay = match shared.handle(&delivery).await {
                         Decision::Done => break,
                         Decision::Retry(d) | Decision::Park(_, d) => d,
                     };
@@ -780,10 +746,22 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
                     }
                 }
                 shared.failures.forget(sequence);
-                if let Err(e) = shared.lot.progress(merchant, sequence).await {
-                    tracing::warn!(error = %e, merchant, "lane progress not recorded");
-                }
+                handled = sequence;
+                unrecorded += 1;
                 caught_up = pending == 0;
+                // Progress is recorded every few events and whenever the lane catches up: after
+                // a crash the lane re-reads at most that many, which the handlers absorb.
+                if caught_up || unrecorded >= PROGRESS_EVERY {
+                    match shared.lot.progress(merchant, handled).await {
+                        Ok(()) => (recorded, unrecorded) = (handled, 0),
+                        Err(e) => {
+                            tracing::warn!(error = %e, merchant, "lane progress not recorded")
+                        }
+                    }
+                }
+            }
+            if handled > recorded && shared.lot.progress(merchant, handled).await.is_ok() {
+                (recorded, unrecorded) = (handled, 0);
             }
             if shared.shutdown.is_triggered() {
                 break 'reader;

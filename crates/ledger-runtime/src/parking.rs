@@ -102,23 +102,10 @@ impl ParkingLot {
     /// Opens (creating if needed) the buckets for the consumer `durable`, loads its parks and
     /// keeps the local view in step with every replica's changes.
     pub async fn open(js: &jetstream::Context, durable: &str) -> Result<Self, ProcessError> {
-        let parked = js
-            .create_key_value(kv::Config {
-                bucket: PARKED_BUCKET.into(),
-                history: 1,
-                storage: jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
+        let parked = crate::bus::key_value(js, PARKED_BUCKET, None)
             .await
             .map_err(kv_error)?;
-        let leases = js
-            .create_key_value(kv::Config {
-                bucket: LEASES_BUCKET.into(),
-                history: 1,
-                max_age: LEASE_TTL,
-                storage: jetstream::stream::StorageType::Memory,
-                ..Default::default()
-            })
+        let leases = crate::bus::key_value(js, LEASES_BUCKET, Some(LEASE_TTL))
             .await
             .map_err(kv_error)?;
         let lot = ParkingLot {

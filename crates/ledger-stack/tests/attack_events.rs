@@ -150,6 +150,20 @@ async fn reused_event_id_reaches_nothing_of_another_merchant() {
         .as_str()
         .unwrap()
         .to_string();
+    // The journal commits just after Sage answers: give it that moment.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let rows = journal_rows(&db, b_invoice.event_id).await;
+        if rows
+            .iter()
+            .filter(|(_, sage_id)| !sage_id.is_empty())
+            .count()
+            >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         journal_rows(&db, b_invoice.event_id).await,
         vec![
