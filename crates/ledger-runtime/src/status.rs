@@ -224,7 +224,7 @@ pub async fn read_feed(
         .create_consumer(consumer::pull::Config {
             filter_subject: subject(merchant),
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: cursor + 1,
+                start_sequence: cursor.saturating_add(1),
             },
             ack_policy: consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(30),

@@ -1,6 +1,7 @@
 //! The merchant portal in headless Chromium: the merchant signs in with the operator's
 //! single-use link, sees the Sage connection, enters the store's pairing code (a wrong one
-//! is refused naming the code), the store collects its key, and the merchant disconnects it.
+//! is refused naming the code; the right one shows the store and pairs once confirmed), the
+//! store collects its key, and the merchant disconnects it.
 //! Forms without the session's CSRF token, reused links and the unauthenticated Sage
 //! connection start are refused.
 
@@ -15,6 +16,13 @@ async fn http_json(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Opens a sign-in link and confirms it on its page (the GET alone does not sign in).
+async fn open_link(browser: &Browser, link: &str) {
+    browser.goto(link).await.unwrap();
+    let button = browser.wait_for("#sign-in").await.unwrap();
+    browser.click(&button).await.unwrap();
 }
 
 /// Types a pairing code into the portal's form and submits it.
@@ -75,7 +83,8 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     let poll_secret = pairing["poll_secret"].as_str().unwrap().to_string();
 
     let browser = Browser::start().await.expect("headless Chromium");
-    browser.goto(&link).await.unwrap();
+    open_link(&browser, &link).await;
+    browser.wait_for("#sage").await.unwrap();
     assert!(browser.current_url().await.unwrap().ends_with("/portal"));
     let text = browser.page_text().await.unwrap();
     assert!(text.contains("portal-shop"), "{text}");
@@ -99,8 +108,23 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     let (_, state) = http_json(poll(&poll_secret)).await;
     assert_eq!(state["state"], "pending");
 
-    // The right code, typed in lower case as people do.
+    // The right code, typed in lower case as people do: the page shows the store that asked
+    // for it, and pairs only when the merchant confirms.
     enter_code(&browser, &code.to_lowercase()).await;
+    let store_url = browser.wait_for("#store-url").await.unwrap();
+    assert_eq!(
+        browser.text(&store_url).await.unwrap(),
+        "https://portal-shop.example"
+    );
+    let (_, state) = http_json(poll(&poll_secret)).await;
+    assert_eq!(
+        state["state"], "pending",
+        "nothing is claimed before the confirmation"
+    );
+    browser
+        .click(&browser.find("#confirm-pair").await.unwrap())
+        .await
+        .unwrap();
     let notice = browser.wait_for("[role=status]").await.unwrap();
     assert!(browser
         .text(&notice)
@@ -198,7 +222,8 @@ async fn sign_in(stack: &Stack, browser: &Browser, merchant: &str) {
     )
     .await;
     assert_eq!(status, 201, "{link}");
-    browser.goto(link["url"].as_str().unwrap()).await.unwrap();
+    open_link(browser, link["url"].as_str().unwrap()).await;
+    browser.wait_for("#sage").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -173,6 +173,7 @@ async fn run_engine(
         sandbox: SandboxConfig::default(),
         concurrency: 64,
         store_access: None,
+        limits: ledger_stack::relaxed_limits(),
     })
     .await?;
     let mut onboarded = Vec::new();
