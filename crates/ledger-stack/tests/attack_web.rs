@@ -428,7 +428,10 @@ async fn pairing_phishing_shows_the_store_and_claims_nothing_until_confirmed() {
         "a page to confirm, not a claim"
     );
     let page = response.text().await.unwrap();
-    assert!(page.contains("not-your-shop.example"), "the store URL: {page}");
+    assert!(
+        page.contains("not-your-shop.example"),
+        "the store URL: {page}"
+    );
     assert!(
         page.contains("Phish &amp; Chips"),
         "the store name, escaped: {page}"
@@ -498,6 +501,17 @@ async fn login_csrf_get_neither_uses_the_link_nor_signs_in() {
     let response = http()
         .post(format!("{}/portal/login", stack.gateway_url))
         .header("origin", "https://attacker.example")
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(set_cookie(&response).is_none());
+    // The same from a browser that says so in Sec-Fetch-Site (its Origin hidden as "null").
+    let response = http()
+        .post(format!("{}/portal/login", stack.gateway_url))
+        .header("origin", "null")
+        .header("sec-fetch-site", "cross-site")
         .form(&[("token", token.as_str())])
         .send()
         .await

@@ -334,3 +334,71 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
     browser.close().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merchant_sees_the_sage_business_and_confirms_it_before_it_is_connected() {
+    let _ = ledger_runtime::telemetry::init("portal");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+        .await
+        .unwrap();
+    // The sandbox's consent page approves for its first business.
+    let business = stack
+        .sandbox
+        .create_business(sage_sandbox::BusinessSpec {
+            name: "Confirm Trading Ltd".into(),
+            ..sage_sandbox::BusinessSpec::default()
+        })
+        .await;
+    let http = reqwest::Client::new();
+    let (status, _) = http_json(
+        http.post(format!("{}/v1/admin/merchants", stack.gateway_url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"merchant_id": "confirm-shop", "name": "Confirm Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let connected = || async {
+        http_json(
+            reqwest::Client::new()
+                .get(format!(
+                    "{}/v1/admin/merchants/confirm-shop",
+                    stack.gateway_url
+                ))
+                .bearer_auth(ADMIN),
+        )
+        .await
+        .1["sage"]
+            .clone()
+    };
+
+    let browser = Browser::start().await.expect("headless Chromium");
+    sign_in(&stack, &browser, "confirm-shop").await;
+    let connect = browser.find("#sage button").await.unwrap();
+    browser.click(&connect).await.unwrap();
+    // Back from Sage's consent page: the business is shown, nothing is connected yet.
+    let name = browser.wait_for(".business-name").await.unwrap();
+    assert_eq!(browser.text(&name).await.unwrap(), "Confirm Trading Ltd");
+    let id = browser.find(".business-id").await.unwrap();
+    assert_eq!(browser.text(&id).await.unwrap(), business.id);
+    assert!(
+        connected().await.is_null(),
+        "nothing stored before the merchant confirms"
+    );
+    browser
+        .click(&browser.find("#confirm-sage").await.unwrap())
+        .await
+        .unwrap();
+    let notice = browser.wait_for("[role=status]").await.unwrap();
+    assert!(browser
+        .text(&notice)
+        .await
+        .unwrap()
+        .contains("Sage is connected"));
+    let shown = browser.find("#sage-business").await.unwrap();
+    assert_eq!(browser.text(&shown).await.unwrap(), business.id);
+    assert_eq!(connected().await["business_id"], business.id.as_str());
+    browser.close().await;
+    stack.stop().await;
+}

@@ -307,10 +307,21 @@ async fn create_link(
     }
 }
 
-/// A POST coming from another site's page (its `Origin` is not the gateway's): refused, so
-/// a page elsewhere cannot submit the sign-in form with its own link.
+/// A POST coming from another site's page: refused, so a page elsewhere cannot submit the
+/// sign-in form with its own link. Browsers say where a request comes from in
+/// `Sec-Fetch-Site` (only `same-origin`, or `none` for one the user started, pass) and in
+/// `Origin` (which must be the gateway's; `null`, sent under the portal's no-referrer policy,
+/// says nothing). A client that sends neither is not a browser a page could drive.
 fn foreign_origin(app: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if let Some(site) = site {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| *o != "null")
+    else {
         return false;
     };
     let own = url::Url::parse(&app.config.public_url)
