@@ -24,7 +24,7 @@ export SAGE_REVOKE_URL="$SANDBOX_URL/oauth/revoke"
 export SAGE_CLIENT_ID=ledger-dev SAGE_CLIENT_SECRET=ledger-dev-secret
 GATEWAY_PORT="${LEDGER_GATEWAY_PORT:-18780}"
 export LEDGER_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
-export LEDGER_ADMIN_TOKEN="${LEDGER_ADMIN_TOKEN:-dev-admin-token}"
+export LEDGER_ADMIN_TOKEN="${LEDGER_ADMIN_TOKEN:-dev-admin-token-not-for-production}"
 # A fixed development key; production keys come from a secret store.
 export LEDGER_TOKEN_KEY="${LEDGER_TOKEN_KEY:-6c65646765722d6465762d6b65792d6e6f742d666f722d70726f64756374696f}"
 export LEDGER_SANDBOX_ADMIN_URL="$SANDBOX_URL/_sandbox"
@@ -97,13 +97,13 @@ export LEDGER_NATS_PUBLIC_URLS="nats://127.0.0.1:$STORE_NATS_PORT"
 
 start sage-sandbox
 wait_http "$SANDBOX_URL/_sandbox"
-start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL"
+start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL" LEDGER_METRICS_ADDR=127.0.0.1:18780
 wait_http "$LEDGER_GATEWAY_URL/healthz"
 start contacts LEDGER_METRICS_ADDR=127.0.0.1:18781
 start documents LEDGER_METRICS_ADDR=127.0.0.1:18782
 start payments LEDGER_METRICS_ADDR=127.0.0.1:18783
 for port in 18781 18782 18783; do wait_http "http://127.0.0.1:$port/healthz"; done
-log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :18781-18783  logs $LOGS"
+log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :18780-18783  logs $LOGS"
 
 case "$mode" in
   demo)

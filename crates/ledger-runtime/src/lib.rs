@@ -10,7 +10,7 @@
 //! - [`telemetry`]: tracing with OpenTelemetry and trace context in NATS headers.
 //! - [`metrics`]: Prometheus metrics, `/metrics` and `/healthz`, consumer lag.
 //! - [`db`]: one PostgreSQL schema per service, so each service owns its tables.
-//! - [`status`]: the sync status feed (stream `LEDGER_STATUS`, cursor = stream sequence).
+//! - [`status`]: the sync status feed (stream `LEDGER_STATUS`).
 //! - [`replay`]: re-running a merchant's events from the log through a service's handler.
 //! - [`shutdown`]: the signal future every binary waits on.
 

@@ -203,6 +203,11 @@ pub fn router() -> Router {
         .route("/healthz", get(|| async { "ok" }))
 }
 
+/// A router with `GET /healthz` only: for a public listener, where `/metrics` must not be.
+pub fn health_router() -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
 /// Serves `router` on `bind` until `shutdown` fires; returns the bound address (port 0 works).
 pub async fn serve(
     bind: SocketAddr,

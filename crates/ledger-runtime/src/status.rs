@@ -4,10 +4,10 @@
 //!
 //! The consumer services publish a [`StatusUpdate`] after every audited handling (see
 //! [`StatusPublisher`], an [`crate::audit::AfterHandling`] hook) to the JetStream stream
-//! [`STATUS_STREAM`] on `ledger.status.<merchant>`. The stream sequence is the feed's cursor:
-//! the gateway's `GET /v1/status?cursor=N` reads a merchant's updates after `N` with a
-//! short-lived consumer ([`read_feed`]), so the Magento module pulls its status with no
-//! inbound connection. Later updates of an entity supersede earlier ones.
+//! [`STATUS_STREAM`] on `ledger.status.<merchant>`. The gateway copies the stream into its own
+//! table and serves `GET /v1/status?cursor=N` from there, with a cursor that counts the
+//! merchant's own changes (so the Magento module pulls its status with no inbound connection,
+//! and no request creates a consumer). Later updates of an entity supersede earlier ones.
 
 use std::time::Duration;
 
@@ -209,7 +209,9 @@ pub struct FeedPage {
     pub more: bool,
 }
 
-/// Reads up to `limit` of `merchant`'s status changes after `cursor`.
+/// Reads up to `limit` of `merchant`'s status changes after stream sequence `cursor`, with a
+/// short-lived consumer (for tools; the gateway's feed does not use it: one consumer per call
+/// is too costly for a public endpoint).
 pub async fn read_feed(
     js: &jetstream::Context,
     merchant: &str,
@@ -224,7 +226,7 @@ pub async fn read_feed(
         .create_consumer(consumer::pull::Config {
             filter_subject: subject(merchant),
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: cursor + 1,
+                start_sequence: cursor.saturating_add(1),
             },
             ack_policy: consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(30),

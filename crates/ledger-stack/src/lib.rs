@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 pub mod events;
 
-/// Admin token the in-process gateway is started with.
-pub const ADMIN_TOKEN: &str = "ledger-stack-admin";
+/// Admin token the in-process gateway is started with (the gateway wants at least 32
+/// characters).
+pub const ADMIN_TOKEN: &str = "ledger-stack-admin-token-for-tests-only";
 
 /// Where the stack's infrastructure lives.
 #[derive(Debug, Clone)]
@@ -31,6 +32,23 @@ pub struct StackOptions {
     pub concurrency: usize,
     /// When the NATS server delegates store logins to the gateway (auth callout): how.
     pub store_access: Option<StoreAccess>,
+    /// The gateway's rate limits; [`StackOptions::new`] sets [`relaxed_limits`], so tests
+    /// and benchmarks that are not about limits are not throttled.
+    pub limits: gateway::limits::Limits,
+}
+
+/// Limits high enough that tests, the benchmark and the demo never meet them (one IP, one
+/// key, many requests), and no books check throttle.
+pub fn relaxed_limits() -> gateway::limits::Limits {
+    gateway::limits::Limits {
+        ip_per_second: 100_000,
+        ip_burst: 100_000,
+        key_per_second: 100_000,
+        key_burst: 100_000,
+        open_pairings_per_ip: 10_000,
+        books_check_interval_secs: 0,
+        trusted_proxies: Vec::new(),
+    }
 }
 
 impl StackOptions {
@@ -42,6 +60,7 @@ impl StackOptions {
             sandbox: SandboxConfig::default(),
             concurrency: 4,
             store_access: None,
+            limits: relaxed_limits(),
         }
     }
 
@@ -75,7 +94,8 @@ pub struct Stack {
     http: reqwest::Client,
     shutdown: Shutdown,
     consumers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    /// Metrics addresses of gateway, contacts, documents, payments.
+    /// Metrics addresses of gateway, contacts, documents, payments (the gateway's is its
+    /// metrics listener, not its public one).
     pub metrics: Vec<SocketAddr>,
 }
 
@@ -99,6 +119,7 @@ impl Stack {
         let gateway_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let gateway_config = gateway::Config {
             http_addr: gateway_addr,
+            metrics_addr: "127.0.0.1:0".parse()?,
             public_url: format!("http://{gateway_addr}"),
             nats_url: options.nats_url.clone(),
             database_url: options.database_url.clone(),
@@ -119,6 +140,7 @@ impl Stack {
                 .store_access
                 .as_ref()
                 .map_or(300, |a| a.session_ttl_secs),
+            limits: options.limits.clone(),
         };
         let gw = gateway::start(gateway_config, shutdown.clone())
             .await
@@ -159,7 +181,12 @@ impl Stack {
                 .build()?,
             shutdown,
             consumers: vec![c.done, d.done, p.done],
-            metrics: vec![gw.http_addr, c.metrics_addr, d.metrics_addr, p.metrics_addr],
+            metrics: vec![
+                gw.metrics_addr,
+                c.metrics_addr,
+                d.metrics_addr,
+                p.metrics_addr,
+            ],
         })
     }
 
@@ -356,9 +383,10 @@ impl Stack {
     }
 }
 
-/// Walks the gateway's Sage connection flow as a browser would: `/connect/sage/start` (which
-/// redirects to Sage's consent page with a `state`), then the callback with the `code` Sage's
-/// consent page hands out. `http` must not follow redirects. Returns the callback's answer.
+/// Walks the gateway's operator Sage connection flow as a browser would: `/connect/sage/start`
+/// (which redirects to Sage's consent page with a `state` and sets the flow's binding cookie),
+/// then the callback with the `code` Sage's consent page hands out and the binding cookie.
+/// `http` must not follow redirects. Returns the callback's answer.
 pub async fn connect_through_gateway(
     http: &reqwest::Client,
     gateway_url: &str,
@@ -382,8 +410,16 @@ pub async fn connect_through_gateway(
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.to_string())
         .context("state in consent URL")?;
+    let binding = start
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("binding cookie from /connect/sage/start")?
+        .to_string();
     let callback = http
         .get(format!("{gateway_url}/connect/sage/callback"))
+        .header("cookie", binding)
         .query(&[("code", code), ("state", state.as_str())])
         .send()
         .await?;

@@ -422,7 +422,7 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
     publish_own(&async_nats::jetstream::new(client_b), "store-b", 8).await;
 
     // Operators see store logins, admitted and refused, in the gateway's metrics.
-    let metrics = reqwest::get(format!("{}/metrics", stack.gateway_url))
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.metrics[0]))
         .await
         .unwrap()
         .text()
@@ -486,7 +486,7 @@ async fn guessing_codes_is_slowed_down_per_merchant() {
     assert_eq!(status, 200, "{body}");
 
     // Operators see pairing and login activity in the gateway's metrics.
-    let metrics = reqwest::get(format!("{}/metrics", stack.gateway_url))
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.metrics[0]))
         .await
         .unwrap()
         .text()

@@ -1,6 +1,7 @@
 //! The merchant portal in headless Chromium: the merchant signs in with the operator's
 //! single-use link, sees the Sage connection, enters the store's pairing code (a wrong one
-//! is refused naming the code), the store collects its key, and the merchant disconnects it.
+//! is refused naming the code; the right one shows the store and pairs once confirmed), the
+//! store collects its key, and the merchant disconnects it.
 //! Forms without the session's CSRF token, reused links and the unauthenticated Sage
 //! connection start are refused.
 
@@ -15,6 +16,13 @@ async fn http_json(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Opens a sign-in link and confirms it on its page (the GET alone does not sign in).
+async fn open_link(browser: &Browser, link: &str) {
+    browser.goto(link).await.unwrap();
+    let button = browser.wait_for("#sign-in").await.unwrap();
+    browser.click(&button).await.unwrap();
 }
 
 /// Types a pairing code into the portal's form and submits it.
@@ -75,7 +83,8 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     let poll_secret = pairing["poll_secret"].as_str().unwrap().to_string();
 
     let browser = Browser::start().await.expect("headless Chromium");
-    browser.goto(&link).await.unwrap();
+    open_link(&browser, &link).await;
+    browser.wait_for("#sage").await.unwrap();
     assert!(browser.current_url().await.unwrap().ends_with("/portal"));
     let text = browser.page_text().await.unwrap();
     assert!(text.contains("portal-shop"), "{text}");
@@ -99,8 +108,23 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     let (_, state) = http_json(poll(&poll_secret)).await;
     assert_eq!(state["state"], "pending");
 
-    // The right code, typed in lower case as people do.
+    // The right code, typed in lower case as people do: the page shows the store that asked
+    // for it, and pairs only when the merchant confirms.
     enter_code(&browser, &code.to_lowercase()).await;
+    let store_url = browser.wait_for("#store-url").await.unwrap();
+    assert_eq!(
+        browser.text(&store_url).await.unwrap(),
+        "https://portal-shop.example"
+    );
+    let (_, state) = http_json(poll(&poll_secret)).await;
+    assert_eq!(
+        state["state"], "pending",
+        "nothing is claimed before the confirmation"
+    );
+    browser
+        .click(&browser.find("#confirm-pair").await.unwrap())
+        .await
+        .unwrap();
     let notice = browser.wait_for("[role=status]").await.unwrap();
     assert!(browser
         .text(&notice)
@@ -198,7 +222,8 @@ async fn sign_in(stack: &Stack, browser: &Browser, merchant: &str) {
     )
     .await;
     assert_eq!(status, 201, "{link}");
-    browser.goto(link["url"].as_str().unwrap()).await.unwrap();
+    open_link(browser, link["url"].as_str().unwrap()).await;
+    browser.wait_for("#sage").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -306,6 +331,74 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
         .await
         .unwrap()
         .contains("All 1 documents are in Sage exactly once"));
+    browser.close().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merchant_sees_the_sage_business_and_confirms_it_before_it_is_connected() {
+    let _ = ledger_runtime::telemetry::init("portal");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+        .await
+        .unwrap();
+    // The sandbox's consent page approves for its first business.
+    let business = stack
+        .sandbox
+        .create_business(sage_sandbox::BusinessSpec {
+            name: "Confirm Trading Ltd".into(),
+            ..sage_sandbox::BusinessSpec::default()
+        })
+        .await;
+    let http = reqwest::Client::new();
+    let (status, _) = http_json(
+        http.post(format!("{}/v1/admin/merchants", stack.gateway_url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"merchant_id": "confirm-shop", "name": "Confirm Shop"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let connected = || async {
+        http_json(
+            reqwest::Client::new()
+                .get(format!(
+                    "{}/v1/admin/merchants/confirm-shop",
+                    stack.gateway_url
+                ))
+                .bearer_auth(ADMIN),
+        )
+        .await
+        .1["sage"]
+            .clone()
+    };
+
+    let browser = Browser::start().await.expect("headless Chromium");
+    sign_in(&stack, &browser, "confirm-shop").await;
+    let connect = browser.find("#sage button").await.unwrap();
+    browser.click(&connect).await.unwrap();
+    // Back from Sage's consent page: the business is shown, nothing is connected yet.
+    let name = browser.wait_for(".business-name").await.unwrap();
+    assert_eq!(browser.text(&name).await.unwrap(), "Confirm Trading Ltd");
+    let id = browser.find(".business-id").await.unwrap();
+    assert_eq!(browser.text(&id).await.unwrap(), business.id);
+    assert!(
+        connected().await.is_null(),
+        "nothing stored before the merchant confirms"
+    );
+    browser
+        .click(&browser.find("#confirm-sage").await.unwrap())
+        .await
+        .unwrap();
+    let notice = browser.wait_for("[role=status]").await.unwrap();
+    assert!(browser
+        .text(&notice)
+        .await
+        .unwrap()
+        .contains("Sage is connected"));
+    let shown = browser.find("#sage-business").await.unwrap();
+    assert_eq!(browser.text(&shown).await.unwrap(), business.id);
+    assert_eq!(connected().await["business_id"], business.id.as_str());
     browser.close().await;
     stack.stop().await;
 }

@@ -71,11 +71,14 @@ async fn ask(app: &AppState, service: &str, command: &Command) -> Result<Answer,
     )
     .await
     .map_err(|e| {
-        (
+        let id = crate::correlation_id();
+        tracing::error!(%service, error = %e, correlation_id = %id, "audit: service did not answer");
+        crate::json_error_with(
             StatusCode::BAD_GATEWAY,
-            Json(json!({"error": "service_unavailable", "message": format!("{service}: {e}")})),
+            "service_unavailable",
+            format!("the {service} service did not answer; try again later"),
+            json!({"correlation_id": id}),
         )
-            .into_response()
     })
 }
 
@@ -84,11 +87,14 @@ fn unexpected(service: &str, answer: Answer) -> Response {
         Answer::Error { message } => message,
         other => format!("unexpected answer {other:?}"),
     };
-    (
+    let id = crate::correlation_id();
+    tracing::error!(%service, error = %message, correlation_id = %id, "audit: service failed");
+    crate::json_error_with(
         StatusCode::BAD_GATEWAY,
-        Json(json!({"error": "service_error", "message": format!("{service}: {message}")})),
+        "service_error",
+        format!("the {service} service could not answer; its log has the cause"),
+        json!({"correlation_id": id}),
     )
-        .into_response()
 }
 
 async fn show(

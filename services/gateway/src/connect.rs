@@ -1,34 +1,189 @@
 //! Connecting a merchant's Sage business (OAuth 2.0 authorisation code flow).
 //!
-//! `GET /connect/sage/start?merchant=M` sends the merchant to Sage's consent page with a
-//! single-use `state`; Sage sends the browser back to `GET /connect/sage/callback` with a
-//! code (valid 60 s), which is exchanged and stored encrypted. The gateway then discovers the
-//! Sage ids the mapping needs (sales, carriage and rounding ledger accounts; a bank account
-//! per currency) and records them in the merchant's settings, keeping any the operator set.
+//! Every flow is bound to what started it, so that a consent URL handed to someone else
+//! cannot attach their books to the starter's merchant (or the starter's books to theirs):
 //!
-//! `start` needs the admin token (operator tools); merchants start the flow from the portal
-//! ([`crate::portal`]), and the callback sends them back there. Sage itself only ever talks to
-//! the callback.
+//! - **Portal** (`POST /portal/sage/connect`): the `state` is stored with a hash of the
+//!   merchant's portal session. The callback is only honoured in the browser holding that
+//!   session; it then exchanges the code, lists the user's Sage businesses and shows them for
+//!   the merchant to confirm (`POST /portal/sage/confirm`, with the session's CSRF token).
+//!   Nothing is stored before that confirmation; the tokens wait in memory for
+//!   [`PENDING_TTL`].
+//! - **Operator** (`GET /connect/sage/start?merchant=M` with the admin token, used by
+//!   `ledgerctl` and tests): the answer redirects to Sage's consent page and hands out a
+//!   one-time binding, as the `ledger_connect` cookie (`__Host-ledger_connect` over https) and
+//!   in the JSON body. The callback must carry that cookie; the operator started the flow with
+//!   the admin token, so the connection is stored at once and the answer names the business.
+//!
+//! The code (valid 60 s at Sage) is exchanged and stored encrypted. The gateway then discovers
+//! the Sage ids the mapping needs (sales, carriage and rounding ledger accounts; a bank
+//! account per currency) and records them in the merchant's settings, keeping any the
+//! operator set. Sage itself only ever talks to the callback.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use rand::RngCore;
+use sage_client::TokenSet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::merchants::hash_key;
 use crate::{unavailable, AppState};
+
+/// Name of the operator flow's binding cookie over http (development).
+pub const BINDING_COOKIE: &str = "ledger_connect";
+/// Name of the operator flow's binding cookie over https.
+pub const SECURE_BINDING_COOKIE: &str = "__Host-ledger_connect";
+/// How long a state can be used at the callback.
+pub const STATE_TTL_MINUTES: i32 = 30;
+/// How long a connection waits for the merchant's confirmation.
+pub const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Routes of the connection flow.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/connect/sage/start", get(start))
         .route("/connect/sage/callback", get(callback))
+}
+
+/// Who started a flow, and so what the callback must present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The merchant, from the portal: the callback needs the same portal session.
+    Portal,
+    /// An operator tool with the admin token: the callback needs the binding cookie.
+    Operator,
+}
+
+impl Flow {
+    fn as_str(self) -> &'static str {
+        match self {
+            Flow::Portal => "portal",
+            Flow::Operator => "operator",
+        }
+    }
+}
+
+/// A Sage business as Sage lists it for the user who consented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Business {
+    /// Sage's id of the business.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// A connection waiting for the merchant's confirmation.
+pub struct PendingConnection {
+    /// The merchant whose portal session started the flow.
+    pub merchant: String,
+    binding_hash: String,
+    tokens: TokenSet,
+    /// The businesses the Sage user may connect.
+    pub businesses: Vec<Business>,
+    created: Instant,
+}
+
+/// Connections waiting for confirmation, by a random id the confirm form carries.
+#[derive(Default)]
+pub struct PendingConnections {
+    inner: Mutex<HashMap<String, PendingConnection>>,
+}
+
+impl PendingConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingConnection>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn put(&self, pending: PendingConnection) -> String {
+        let id = random_hex(16);
+        let mut map = self.lock();
+        map.retain(|_, p| p.created.elapsed() < PENDING_TTL);
+        // A merchant has at most one connection waiting: a newer one replaces it.
+        map.retain(|_, p| p.merchant != pending.merchant);
+        map.insert(id.clone(), pending);
+        id
+    }
+
+    /// Removes and returns the pending connection `id` if it belongs to `merchant` and the
+    /// session whose hash is `binding_hash`, and has not expired.
+    pub fn take(&self, id: &str, merchant: &str, binding_hash: &str) -> Option<PendingConnection> {
+        let mut map = self.lock();
+        let matches = map.get(id).is_some_and(|p| {
+            p.merchant == merchant
+                && same_hash(&p.binding_hash, binding_hash)
+                && p.created.elapsed() < PENDING_TTL
+        });
+        if matches {
+            map.remove(id)
+        } else {
+            None
+        }
+    }
+
+    /// How many connections of `merchant` wait for confirmation.
+    pub fn waiting_for(&self, merchant: &str) -> usize {
+        self.lock()
+            .values()
+            .filter(|p| p.merchant == merchant && p.created.elapsed() < PENDING_TTL)
+            .count()
+    }
+
+    /// Drops expired connections.
+    pub fn forget_expired(&self) {
+        self.lock().retain(|_, p| p.created.elapsed() < PENDING_TTL);
+    }
+}
+
+fn same_hash(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+/// The operator flow's binding cookie name for this gateway.
+pub fn binding_cookie_name(app: &AppState) -> &'static str {
+    if app.config.https() {
+        SECURE_BINDING_COOKIE
+    } else {
+        BINDING_COOKIE
+    }
+}
+
+/// The value of cookie `name` in the request, if sent.
+pub fn request_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Path=/`, and `Secure` over https.
+pub fn set_cookie(app: &AppState, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
+    let built = cookie::Cookie::build((name.to_string(), value.to_string()))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(app.config.https())
+        .max_age(cookie::time::Duration::seconds(max_age_secs))
+        .build();
+    HeaderValue::from_str(&built.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[derive(Deserialize)]
@@ -58,28 +213,56 @@ async fn start(
         }
         Err(e) => return unavailable(e),
     }
-    match begin_consent(&app, &q.merchant, None).await {
-        Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+    let binding = random_hex(32);
+    match begin_consent(&app, &q.merchant, Flow::Operator, &hash_key(&binding), None).await {
+        Ok(location) => {
+            let name = binding_cookie_name(&app);
+            let mut response = (
+                StatusCode::FOUND,
+                [(header::LOCATION, location.clone())],
+                Json(json!({
+                    "consent_url": location,
+                    "binding": binding,
+                    "binding_cookie": name,
+                })),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                set_cookie(&app, name, &binding, i64::from(STATE_TTL_MINUTES) * 60),
+            );
+            response
+        }
         Err(e) => unavailable(e),
     }
 }
 
-/// Records a single-use `state` for `merchant` and returns Sage's consent URL. After the
-/// callback the browser goes to `return_to` (a path of this gateway) when given.
+/// Records a single-use `state` for `merchant`, bound to `binding_hash` (the hash of the
+/// portal session, or of the operator's binding), and returns Sage's consent URL. A portal
+/// flow that ends without a confirmation page goes back to `return_to` (a path here).
 pub async fn begin_consent(
     app: &AppState,
     merchant: &str,
+    flow: Flow,
+    binding_hash: &str,
     return_to: Option<&str>,
 ) -> Result<String, sqlx::Error> {
-    let mut raw = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut raw);
-    let state = hex::encode(raw);
-    sqlx::query("INSERT INTO oauth_states (state, merchant_id, return_to) VALUES ($1, $2, $3)")
-        .bind(&state)
-        .bind(merchant)
-        .bind(return_to)
+    let state = random_hex(16);
+    // States nobody came back with are of no further use.
+    sqlx::query("DELETE FROM oauth_states WHERE created_at < now() - interval '1 day'")
         .execute(&app.db)
         .await?;
+    sqlx::query(
+        "INSERT INTO oauth_states (state, merchant_id, return_to, flow, binding_hash)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&state)
+    .bind(merchant)
+    .bind(return_to)
+    .bind(flow.as_str())
+    .bind(binding_hash)
+    .execute(&app.db)
+    .await?;
     Ok(app.tokens.oauth().authorize_url(&state))
 }
 
@@ -90,38 +273,63 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-async fn callback(State(app): State<Arc<AppState>>, Query(q): Query<CallbackQuery>) -> Response {
+fn bad_callback(code: &str, message: &str) -> Response {
+    crate::json_error(StatusCode::BAD_REQUEST, code, message)
+}
+
+async fn callback(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
     let Some(state) = q.state else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_callback", "message": "state is required"})),
-        )
-            .into_response();
+        return bad_callback("invalid_callback", "state: required");
     };
-    let found = sqlx::query_as::<_, (String, Option<String>)>(
-        "DELETE FROM oauth_states WHERE state = $1 AND created_at > now() - interval '30 minutes'
-         RETURNING merchant_id, return_to",
+    let found = sqlx::query_as::<_, (String, Option<String>, String, Option<String>)>(
+        "DELETE FROM oauth_states WHERE state = $1
+           AND created_at > now() - make_interval(mins => $2)
+         RETURNING merchant_id, return_to, flow, binding_hash",
     )
     .bind(&state)
+    .bind(STATE_TTL_MINUTES)
     .fetch_optional(&app.db)
     .await;
-    let (merchant, return_to) =
-        match found {
-            Ok(Some(found)) => found,
-            Ok(None) => return (
-                StatusCode::BAD_REQUEST,
-                Json(
-                    json!({"error": "invalid_state", "message": "unknown, used or expired state"}),
-                ),
-            )
-                .into_response(),
-            Err(e) => return unavailable(e),
+    let (merchant, return_to, flow, binding_hash) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return bad_callback("invalid_state", "state: unknown, used or expired"),
+        Err(e) => return unavailable(e),
+    };
+    let flow = if flow == "portal" {
+        Flow::Portal
+    } else {
+        Flow::Operator
+    };
+    // The browser (or tool) at the callback must be the one that started the flow.
+    let presented = match flow {
+        Flow::Portal => crate::portal::session_cookie(&app, &headers),
+        Flow::Operator => request_cookie(&headers, binding_cookie_name(&app)),
+    };
+    let bound = match (&binding_hash, &presented) {
+        (Some(expected), Some(presented)) => same_hash(expected, &hash_key(presented)),
+        _ => false,
+    };
+    if !bound {
+        tracing::warn!(%merchant, flow = flow.as_str(), "Sage callback outside the session that started it refused");
+        return match flow {
+            Flow::Portal => crate::portal::unbound_callback_page(),
+            Flow::Operator => crate::json_error(
+                StatusCode::FORBIDDEN,
+                "unbound_callback",
+                "binding: this callback does not carry the binding of the flow's start; \
+                 start again with /connect/sage/start",
+            ),
         };
+    }
     // A flow started in the portal returns there, with a message code only.
     let back = |outcome: &str| {
         return_to
             .as_deref()
-            .filter(|p| p.starts_with('/'))
+            .filter(|p| p.starts_with('/') && !p.starts_with("//"))
             .map(|path| {
                 (
                     StatusCode::SEE_OTHER,
@@ -133,54 +341,127 @@ async fn callback(State(app): State<Arc<AppState>>, Query(q): Query<CallbackQuer
     if let Some(error) = q.error {
         tracing::info!(%merchant, %error, "Sage consent refused");
         return back("error=consent_refused").unwrap_or_else(|| {
-            (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "consent_refused", "message": error})),
+            bad_callback(
+                "consent_refused",
+                "error: the Sage user declined the consent",
             )
-                .into_response()
         });
     }
     let Some(code) = q.code else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_callback", "message": "code is required"})),
-        )
-            .into_response();
+        return bad_callback("invalid_callback", "code: required");
     };
-    match complete(&app, &merchant, &code).await {
-        Ok(business_id) => back("notice=connected").unwrap_or_else(|| {
-            Json(json!({
-                "merchant_id": merchant,
-                "sage_business_id": business_id,
-                "status": "connected",
-            }))
-            .into_response()
-        }),
+    let exchanged = exchange(&app, &code).await;
+    let (tokens, businesses) = match exchanged {
+        Ok(found) => found,
         Err(e) => {
-            tracing::warn!(%merchant, error = %e, "Sage connection failed");
-            back("error=sage_connect_failed").unwrap_or_else(|| {
-                (
+            let id = crate::correlation_id();
+            tracing::warn!(%merchant, error = %e, correlation_id = %id, "Sage connection failed");
+            return back("error=sage_connect_failed").unwrap_or_else(|| {
+                crate::json_error_with(
                     StatusCode::BAD_GATEWAY,
-                    Json(json!({"error": "connect_failed", "message": e.to_string()})),
+                    "connect_failed",
+                    "Sage did not complete the connection; start again",
+                    json!({"correlation_id": id}),
                 )
-                    .into_response()
-            })
+            });
+        }
+    };
+    match flow {
+        Flow::Portal => {
+            let id = app.pending_connections.put(PendingConnection {
+                merchant: merchant.clone(),
+                binding_hash: binding_hash.unwrap_or_default(),
+                tokens,
+                businesses: businesses.clone(),
+                created: Instant::now(),
+            });
+            crate::portal::confirm_connection_page(&app, &headers, &id, &businesses).await
+        }
+        Flow::Operator => {
+            let business = businesses[0].clone();
+            match store_connection(&app, &merchant, &business.id, &tokens).await {
+                Ok(()) => Json(json!({
+                    "merchant_id": merchant,
+                    "sage_business_id": business.id,
+                    "sage_business_name": business.name,
+                    "status": "connected",
+                }))
+                .into_response(),
+                Err(e) => {
+                    let id = crate::correlation_id();
+                    tracing::warn!(%merchant, error = %e, correlation_id = %id, "Sage connection failed");
+                    crate::json_error_with(
+                        StatusCode::BAD_GATEWAY,
+                        "connect_failed",
+                        "the Sage connection could not be stored; start again",
+                        json!({"correlation_id": id}),
+                    )
+                }
+            }
         }
     }
 }
 
-/// Exchanges the code, picks the business, stores the connection and discovers settings.
-pub async fn complete(app: &AppState, merchant: &str, code: &str) -> anyhow::Result<String> {
+/// Exchanges the code; returns the tokens and the businesses the user may connect (at least
+/// one; the first listed is the user's lead business).
+pub async fn exchange(app: &AppState, code: &str) -> anyhow::Result<(TokenSet, Vec<Business>)> {
     let tokens = app.tokens.oauth().exchange_code(code).await?;
-    let businesses = app.sage.list_businesses(&tokens.access_token).await?;
-    // One business is the norm; with several, the first listed is the user's lead business.
-    let business_id = businesses
-        .first()
-        .and_then(|b| b.get("id"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow::anyhow!("the Sage user has no business"))?
-        .to_string();
-    app.tokens.connect(merchant, &business_id, &tokens).await?;
+    let listed = app.sage.list_businesses(&tokens.access_token).await?;
+    let businesses: Vec<Business> = listed
+        .iter()
+        .filter_map(|b| {
+            let id = b.get("id").and_then(Value::as_str)?.to_string();
+            let name = b
+                .get("name")
+                .or_else(|| b.get("displayed_as"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            Some(Business { id, name })
+        })
+        .collect();
+    if businesses.is_empty() {
+        anyhow::bail!("the Sage user has no business");
+    }
+    Ok((tokens, businesses))
+}
+
+/// Confirms a pending portal connection: stores it for `business_id`, which must be one the
+/// Sage user listed. `Ok(None)` when nothing matching waits (expired, another session or
+/// merchant); `Ok(Some(Err(field)))` when the business is not one of the listed.
+pub async fn confirm(
+    app: &AppState,
+    pending_id: &str,
+    merchant: &str,
+    session_hash: &str,
+    business_id: &str,
+) -> anyhow::Result<Option<Result<Business, &'static str>>> {
+    let Some(pending) = app
+        .pending_connections
+        .take(pending_id, merchant, session_hash)
+    else {
+        return Ok(None);
+    };
+    let Some(business) = pending
+        .businesses
+        .iter()
+        .find(|b| b.id == business_id)
+        .cloned()
+    else {
+        return Ok(Some(Err("business")));
+    };
+    store_connection(app, merchant, &business.id, &pending.tokens).await?;
+    Ok(Some(Ok(business)))
+}
+
+/// Stores the connection and discovers settings.
+pub async fn store_connection(
+    app: &AppState,
+    merchant: &str,
+    business_id: &str,
+    tokens: &TokenSet,
+) -> anyhow::Result<()> {
+    app.tokens.connect(merchant, business_id, tokens).await?;
     let discovered = discover_settings(app, merchant).await?;
     let current = crate::merchants::settings_of(app, merchant)
         .await?
@@ -188,7 +469,7 @@ pub async fn complete(app: &AppState, merchant: &str, code: &str) -> anyhow::Res
     let merged = fill_missing(current, discovered);
     crate::merchants::merge_settings(app, merchant, merged).await?;
     tracing::info!(merchant, business_id, "Sage connected");
-    Ok(business_id)
+    Ok(())
 }
 
 /// Sage ids the mapping needs, found by their UK nominal codes and currencies.

@@ -13,18 +13,25 @@
 //! - **Audit** (`/v1/admin/audit`, `/v1/admin/audit/verify`): the consumer services' audit
 //!   trails, asked for over NATS.
 //! - **Status feed** (`GET /v1/status?cursor=N`, the merchant's ingest key): sync state
-//!   changes of the merchant's entities from the `LEDGER_STATUS` stream.
+//!   changes of the merchant's entities, copied from the `LEDGER_STATUS` stream and numbered
+//!   per merchant.
 //! - **Pairing** (`/v1/pairings`, `/v1/credentials/revoke`, `/v1/admin/merchants/{m}/pairings`
 //!   and `/keys`): a store receives its own key by a single-use code, and the NATS auth
 //!   callout admits it with permissions scoped to its merchant's subjects.
 //! - **Merchant portal** (`/portal`, signed in by a single-use link from
 //!   `/v1/admin/merchants/{m}/portal-links`): connect Sage, enter a store's pairing code, see
 //!   and disconnect paired stores.
-//! - `/metrics` and `/healthz`.
+//! - `/healthz` on the public listener; `/metrics` on its own listener (`LEDGER_METRICS_ADDR`,
+//!   loopback by default), never on the public one.
+//!
+//! Every public endpoint is rate limited per client IP, ingest and status also per key
+//! ([`limits`]); dependency failures are answered with a generic message and a correlation id
+//! that is also logged, never with the database's or NATS's own text.
 
 pub mod audit;
 pub mod connect;
 pub mod ingest;
+pub mod limits;
 pub mod merchants;
 pub mod nats_auth;
 pub mod pairing;
@@ -48,23 +55,44 @@ pub(crate) fn json_error(
     code: &str,
     message: impl Into<String>,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        status,
-        axum::Json(serde_json::json!({"error": code, "message": message.into()})),
-    )
-        .into_response()
+    json_error_with(status, code, message, serde_json::json!({}))
 }
 
-/// 503 for a store or bus failure behind an API call; the cause is logged and returned.
+/// A JSON error answer with more fields (`extra`, an object) next to `error` and `message`.
+pub(crate) fn json_error_with(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    extra: serde_json::Value,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut body = serde_json::json!({"error": code, "message": message.into()});
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// A fresh id tying an answer to the log line that holds the cause.
+pub(crate) fn correlation_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// 503 for a store or bus failure behind an API call: the cause is logged with a correlation
+/// id; the answer holds only that id, never the database's or NATS's text.
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> axum::response::Response {
-    tracing::error!(error = %e, "gateway dependency failure");
-    json_error(
+    let id = correlation_id();
+    tracing::error!(error = %e, correlation_id = %id, "gateway dependency failure");
+    json_error_with(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
-        e.to_string(),
+        "Ledger cannot answer right now; try again later",
+        serde_json::json!({"correlation_id": id}),
     )
 }
+
+/// Shortest admin token the gateway starts with.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 /// Gateway configuration (flags or environment variables).
 #[derive(Debug, Clone, clap::Parser)]
@@ -76,6 +104,9 @@ pub struct Config {
     /// Address the HTTP server binds (behind a TLS-terminating load balancer in production).
     #[arg(long, env = "LEDGER_HTTP_ADDR", default_value = "127.0.0.1:8780")]
     pub http_addr: SocketAddr,
+    /// Address of the `/metrics` listener (keep it off the public network; port 0 picks one).
+    #[arg(long, env = "LEDGER_METRICS_ADDR", default_value = "127.0.0.1:9780")]
+    pub metrics_addr: SocketAddr,
     /// Public base URL of this gateway, used to build the OAuth callback URL.
     #[arg(
         long,
@@ -132,7 +163,7 @@ pub struct Config {
     /// 32-byte key (64 hex characters) encrypting Sage tokens at rest.
     #[arg(long, env = "LEDGER_TOKEN_KEY", hide_env_values = true)]
     pub token_key: String,
-    /// Bearer token for the admin API (`/v1/admin/...`).
+    /// Bearer token for the admin API (`/v1/admin/...`): at least 32 characters.
     #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
     /// NATS URLs handed to paired stores (comma-separated); defaults to `nats_url` without its
@@ -151,9 +182,36 @@ pub struct Config {
     /// within this time, and it cannot reconnect.
     #[arg(long, env = "LEDGER_NATS_SESSION_TTL_SECS", default_value_t = 300)]
     pub nats_session_ttl_secs: u64,
+    /// Rate limits of the public endpoints and the trusted proxies.
+    #[command(flatten)]
+    pub limits: limits::Limits,
 }
 
 impl Config {
+    /// Refuses settings the gateway must not run with; warns about risky ones.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let chars = self.admin_token.trim().chars().count();
+        if chars < MIN_ADMIN_TOKEN_CHARS {
+            anyhow::bail!(
+                "LEDGER_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters \
+                 (it has {chars}); generate one with `openssl rand -hex 32`"
+            );
+        }
+        if !self.public_url.starts_with("https://") {
+            tracing::warn!(
+                public_url = %self.public_url,
+                "LEDGER_PUBLIC_URL is not https: portal cookies are sent without Secure; \
+                 use https in production"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether browsers reach the gateway over https (cookies get `Secure` and `__Host-`).
+    pub fn https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
     fn sage_config(&self) -> SageConfig {
         let mut c = SageConfig::sage_production(
             self.sage_client_id.clone(),
@@ -210,12 +268,18 @@ pub struct AppState {
     pub tokens: Arc<TokenManager>,
     /// Sage client using [`AppState::tokens`] (settings discovery at connect time).
     pub sage: SageClient,
+    /// Rate limiters of the public endpoints.
+    pub limiters: limits::Limiters,
+    /// Sage connections waiting for the merchant's confirmation.
+    pub pending_connections: connect::PendingConnections,
 }
 
 /// A started gateway.
 pub struct Running {
     /// Address the HTTP server listens on.
     pub http_addr: SocketAddr,
+    /// Address the `/metrics` listener listens on.
+    pub metrics_addr: SocketAddr,
     /// Shared state (tests use it to reach the database and token manager).
     pub state: Arc<AppState>,
 }
@@ -223,6 +287,7 @@ pub struct Running {
 /// Connects everything, starts the HTTP server and the NATS responders, and returns once they
 /// accept work. They stop when `shutdown` fires.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
+    config.validate()?;
     let nats = bus::connect(&config.nats_url, "gateway").await?;
     let js = async_nats::jetstream::new(nats.clone());
     let stream_settings = StreamSettings {
@@ -255,25 +320,70 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         js,
         tokens,
         sage,
+        limiters: limits::Limiters::new(&config.limits),
+        pending_connections: connect::PendingConnections::default(),
     });
+    {
+        // Limiter state of clients not seen lately is dropped, so spraying keys or addresses
+        // cannot grow it without bound.
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+                state.limiters.forget_idle();
+                state.pending_connections.forget_expired();
+            }
+        });
+    }
     rpc::serve(state.clone(), shutdown.clone()).await?;
+    status::serve_projection(state.clone(), shutdown.clone()).await?;
     if let Some(callout) = config.callout_settings()? {
         nats_auth::serve(state.clone(), callout, shutdown.clone()).await?;
     }
 
+    let per_key = axum::middleware::from_fn_with_state(state.clone(), limits::per_key);
     let router = Router::new()
-        .merge(ingest::router())
+        .merge(ingest::router().route_layer(per_key.clone()))
+        .merge(status::router().route_layer(per_key))
         .merge(connect::router())
         .merge(merchants::router())
         .merge(audit::router())
-        .merge(status::router())
         .merge(pairing::router())
         .merge(portal::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::per_ip,
+        ))
         .with_state(state.clone())
-        .merge(ledger_runtime::metrics::router());
-    let http_addr = ledger_runtime::metrics::serve(config.http_addr, router, shutdown).await?;
-    tracing::info!(%http_addr, "gateway listening");
-    Ok(Running { http_addr, state })
+        .merge(ledger_runtime::metrics::health_router());
+    let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
+    let http_addr = listener.local_addr()?;
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service)
+                .with_graceful_shutdown(async move { shutdown.wait().await })
+                .await;
+        });
+    }
+    let metrics_addr = ledger_runtime::metrics::serve(
+        config.metrics_addr,
+        ledger_runtime::metrics::router(),
+        shutdown,
+    )
+    .await
+    .context("LEDGER_METRICS_ADDR: cannot listen")?;
+    tracing::info!(%http_addr, %metrics_addr, "gateway listening");
+    Ok(Running {
+        http_addr,
+        metrics_addr,
+        state,
+    })
 }
 
 /// Runs the gateway until `shutdown` fires.

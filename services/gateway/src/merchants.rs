@@ -52,9 +52,18 @@ pub async fn authenticate_ingest(app: &AppState, headers: &HeaderMap) -> Option<
     .flatten()
 }
 
+/// Whether `sent` is the admin token, compared in constant time (over SHA-256 digests, so the
+/// time depends neither on where the first difference is nor on the token's length).
+pub(crate) fn is_admin_token(app: &AppState, sent: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let sent = Sha256::digest(sent.as_bytes());
+    let expected = Sha256::digest(app.config.admin_token.trim().as_bytes());
+    sent.as_slice().ct_eq(expected.as_slice()).into()
+}
+
 pub(crate) fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     match bearer(headers) {
-        Some(token) if token == app.config.admin_token => Ok(()),
+        Some(token) if is_admin_token(app, token) => Ok(()),
         _ => Err((
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "unauthorized", "message": "admin token required"})),

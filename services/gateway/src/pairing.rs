@@ -2,7 +2,8 @@
 //!
 //! 1. The module asks for a pairing (`POST /v1/pairings`, no credentials) and shows the merchant
 //!    the single-use code, valid [`CODE_TTL_MINUTES`] minutes.
-//! 2. The merchant enters the code on the hosted side
+//! 2. The merchant enters the code on the hosted side: in the portal, which shows the store's
+//!    URL, name and request time and claims only when the merchant confirms; or the operator
 //!    (`POST /v1/admin/merchants/{merchant}/pairings`, or `ledgerctl pair`).
 //! 3. The module polls `GET /v1/pairings/{id}` with its poll secret; the first poll after the
 //!    claim creates a key and hands it over, once. No callback, no inbound connection.
@@ -14,7 +15,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -33,6 +34,8 @@ pub const CODE_TTL_MINUTES: i64 = 30;
 /// How long after the claim the store can still collect its key.
 pub const DELIVERY_WINDOW_HOURS: i64 = 24;
 /// Unclaimed, unexpired pairings allowed at once; the request endpoint is unauthenticated.
+/// One client IP may hold only `LEDGER_MAX_OPEN_PAIRINGS_PER_IP` of them, so one address
+/// cannot fill this for everyone.
 pub const MAX_OPEN_PAIRINGS: i64 = 10_000;
 /// Wrong codes a merchant may enter per [`CLAIM_WINDOW_MINUTES`]: with at most
 /// [`MAX_OPEN_PAIRINGS`] codes waiting among 2^40, guessing another store's code would take
@@ -102,7 +105,12 @@ fn short(value: Option<&Value>) -> Option<String> {
         .map(|s| s.chars().take(MAX_FIELD).collect())
 }
 
-async fn request_pairing(State(app): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+async fn request_pairing(
+    State(app): State<Arc<AppState>>,
+    client: Option<Extension<crate::limits::ClientIp>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let ip = client.and_then(|Extension(c)| c.0).map(|ip| ip.to_string());
     let details: Value = if body.is_empty() {
         json!({})
     } else {
@@ -142,14 +150,51 @@ async fn request_pairing(State(app): State<Arc<AppState>>, body: axum::body::Byt
         Ok(_) => {}
         Err(e) => return unavailable(e),
     }
+    let mut tx = match app.db.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return unavailable(e),
+    };
+    if let Some(ip) = &ip {
+        // One request per address at a time decides, so parallel requests cannot overshoot.
+        let open: Result<i64, _> = async {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pairing:' || $1))")
+                .bind(ip)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query_scalar(
+                "SELECT count(*) FROM pairings
+                 WHERE requester_ip = $1 AND merchant_id IS NULL AND expires_at > now()",
+            )
+            .bind(ip)
+            .fetch_one(&mut *tx)
+            .await
+        }
+        .await;
+        let cap = i64::from(app.config.limits.open_pairings_per_ip);
+        match open {
+            Ok(n) if n >= cap => {
+                tracing::info!(%ip, open = n, "per-IP open pairings cap");
+                return crate::limits::too_many(
+                    "open_pairings_per_ip",
+                    std::time::Duration::from_secs(60),
+                    &format!(
+                        "this address has {n} pairing codes waiting to be claimed (at most {cap}); \
+                         enter one of them or wait until they expire"
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return unavailable(e),
+        }
+    }
     let pairing_id = format!("pr_{}", random_hex(12));
     let poll_secret = random_hex(32);
     // A collision of 40-bit codes is unlikely but would make a code ambiguous: draw again.
     for _ in 0..5 {
         let code = new_code();
         let inserted: Result<DateTime<Utc>, _> = sqlx::query_scalar(
-            "INSERT INTO pairings (pairing_id, code_hash, poll_secret_hash, store_url, store_name, module_version, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(mins => $7))
+            "INSERT INTO pairings (pairing_id, code_hash, poll_secret_hash, store_url, store_name, module_version, expires_at, requester_ip)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(mins => $7), $8)
              ON CONFLICT (code_hash) DO NOTHING RETURNING expires_at",
         )
         .bind(&pairing_id)
@@ -159,11 +204,15 @@ async fn request_pairing(State(app): State<Arc<AppState>>, body: axum::body::Byt
         .bind(short(details.get("store_name")))
         .bind(short(details.get("module_version")))
         .bind(CODE_TTL_MINUTES as i32)
-        .fetch_optional(&app.db)
+        .bind(&ip)
+        .fetch_optional(&mut *tx)
         .await
         .and_then(|row| row.ok_or(sqlx::Error::RowNotFound));
         match inserted {
             Ok(expires_at) => {
+                if let Err(e) = tx.commit().await {
+                    return unavailable(e);
+                }
                 count("requested");
                 return (
                     StatusCode::CREATED,
@@ -245,16 +294,46 @@ impl ClaimRefusal {
     }
 }
 
-/// Binds the pairing waiting with `typed` to `merchant`; returns the pairing id.
-pub async fn claim_code(
-    app: &AppState,
-    merchant: &str,
-    typed: &str,
-) -> Result<Result<String, ClaimRefusal>, sqlx::Error> {
+/// The canonical form of a typed code, or why it cannot be one (the refusal names `code`).
+pub fn parse_code(typed: &str) -> Result<String, ClaimRefusal> {
+    // Longer than any way of typing a code: refused before looking at it.
+    if typed.len() > 64 {
+        return Err(ClaimRefusal::InvalidCode);
+    }
     let code = normalize_code(typed);
     if code.len() != CODE_LENGTH {
-        return Ok(Err(ClaimRefusal::InvalidCode));
+        return Err(ClaimRefusal::InvalidCode);
     }
+    Ok(code)
+}
+
+/// `XXXXXXXX` as `XXXX-XXXX`.
+fn display_code(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => code.to_string(),
+    }
+}
+
+/// What the store waiting with a code said about itself, for the merchant to check before
+/// claiming.
+#[derive(Debug, Clone)]
+pub struct StorePreview {
+    /// The code, as `XXXX-XXXX`.
+    pub code: String,
+    /// The store's URL, as the store gave it.
+    pub store_url: Option<String>,
+    /// The store's name, as the store gave it.
+    pub store_name: Option<String>,
+    /// The module version.
+    pub module_version: Option<String>,
+    /// When the store asked for the code.
+    pub requested_at: DateTime<Utc>,
+}
+
+/// Refuses the merchant's claim attempts beyond the allowed wrong codes, and unknown
+/// merchants.
+async fn may_try(app: &AppState, merchant: &str) -> Result<Result<(), ClaimRefusal>, sqlx::Error> {
     let exists: Option<String> =
         sqlx::query_scalar("SELECT merchant_id FROM merchants WHERE merchant_id = $1")
             .bind(merchant)
@@ -274,6 +353,80 @@ pub async fn claim_code(
     if failures >= MAX_FAILED_CLAIMS {
         count("refused");
         return Ok(Err(ClaimRefusal::TooManyAttempts));
+    }
+    Ok(Ok(()))
+}
+
+async fn record_failure(app: &AppState, merchant: &str) -> Result<(), sqlx::Error> {
+    count("refused");
+    sqlx::query("INSERT INTO pairing_claim_failures (merchant_id) VALUES ($1)")
+        .bind(merchant)
+        .execute(&app.db)
+        .await?;
+    Ok(())
+}
+
+/// The store waiting with `typed`, for `merchant` to confirm; claims nothing. A wrong code
+/// counts as a failed claim (guessing by preview is throttled the same way).
+pub async fn preview_code(
+    app: &AppState,
+    merchant: &str,
+    typed: &str,
+) -> Result<Result<StorePreview, ClaimRefusal>, sqlx::Error> {
+    let code = match parse_code(typed) {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
+    };
+    if let Err(r) = may_try(app, merchant).await? {
+        return Ok(Err(r));
+    }
+    type Row = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        DateTime<Utc>,
+        Option<String>,
+        bool,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT store_url, store_name, module_version, created_at, merchant_id, expires_at < now()
+         FROM pairings WHERE code_hash = $1",
+    )
+    .bind(hash_key(&code))
+    .fetch_optional(&app.db)
+    .await?;
+    let outcome = match row {
+        None => Err(ClaimRefusal::UnknownCode),
+        Some((_, _, _, _, Some(_), _)) => Err(ClaimRefusal::Used),
+        Some((_, _, _, _, None, true)) => Err(ClaimRefusal::Expired),
+        Some((store_url, store_name, module_version, requested_at, None, false)) => {
+            Ok(StorePreview {
+                code: display_code(&code),
+                store_url,
+                store_name,
+                module_version,
+                requested_at,
+            })
+        }
+    };
+    if outcome.is_err() {
+        record_failure(app, merchant).await?;
+    }
+    Ok(outcome)
+}
+
+/// Binds the pairing waiting with `typed` to `merchant`; returns the pairing id.
+pub async fn claim_code(
+    app: &AppState,
+    merchant: &str,
+    typed: &str,
+) -> Result<Result<String, ClaimRefusal>, sqlx::Error> {
+    let code = match parse_code(typed) {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
+    };
+    if let Err(r) = may_try(app, merchant).await? {
+        return Ok(Err(r));
     }
     // One statement decides and claims, so two people entering the same code cannot both win.
     let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
@@ -303,13 +456,7 @@ pub async fn claim_code(
     };
     match &outcome {
         Ok(_) => count("claimed"),
-        Err(_) => {
-            count("refused");
-            sqlx::query("INSERT INTO pairing_claim_failures (merchant_id) VALUES ($1)")
-                .bind(merchant)
-                .execute(&app.db)
-                .await?;
-        }
+        Err(_) => record_failure(app, merchant).await?,
     }
     Ok(outcome)
 }

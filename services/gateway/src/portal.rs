@@ -1,12 +1,19 @@
 //! The merchant portal: the hosted side a merchant uses to connect Sage and pair stores.
 //!
 //! The operator hands the merchant a single-use sign-in link
-//! (`POST /v1/admin/merchants/{m}/portal-links`, `ledgerctl merchant portal-link`); opening it
-//! starts a browser session (`HttpOnly`, `SameSite=Lax` cookie, 12 hours). The page shows the
+//! (`POST /v1/admin/merchants/{m}/portal-links`, `ledgerctl merchant portal-link`). Opening it
+//! shows a confirmation page and changes nothing; its button POSTs the link, which is then
+//! used up and starts a browser session (`HttpOnly`, `SameSite=Lax` cookie, 12 hours; named
+//! `__Host-ledger_portal` and `Secure` when the public URL is https). So a link someone else
+//! sends cannot silently sign the browser in to their merchant. The page shows the
 //! Sage connection, the paired stores and the documents that did not reach Sage (the services'
-//! dead letters, with their reasons and a Retry button), and takes a store's pairing code. Every form carries
-//! the session's CSRF token. Pages are server-rendered HTML with every value escaped and a
-//! strict content security policy; no script runs.
+//! dead letters, with their reasons and a Retry button), and takes a store's pairing code.
+//! A pairing code is not claimed when entered: the page first shows the store's URL, name and
+//! the time it asked, and claims only when the merchant confirms. Connecting Sage shows the
+//! Sage business for the merchant to confirm before anything is stored ([`crate::connect`]).
+//! Every form carries the session's CSRF token. The books check runs at most once per
+//! merchant per `LEDGER_BOOKS_CHECK_INTERVAL_SECS`. Pages are server-rendered HTML with every
+//! value escaped and a strict content security policy; no script runs.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -25,8 +32,11 @@ use crate::merchants::{hash_key, require_admin};
 use crate::pairing::{self, ClaimRefusal};
 use crate::AppState;
 
-/// Name of the session cookie.
+/// Name of the session cookie over http (development).
 pub const COOKIE: &str = "ledger_portal";
+/// Name of the session cookie over https: `__Host-` makes browsers require `Secure`, `Path=/`
+/// and no `Domain`, so no other host can set or shadow it.
+pub const SECURE_COOKIE: &str = "__Host-ledger_portal";
 /// How long a sign-in link can be used.
 pub const LINK_TTL_HOURS: i64 = 24;
 /// How long a portal session lasts.
@@ -39,9 +49,11 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v1/admin/merchants/{merchant}/portal-links",
             post(create_link),
         )
-        .route("/portal/login", get(login))
+        .route("/portal/login", get(login).post(login_confirmed))
         .route("/portal", get(home))
         .route("/portal/pair", post(pair))
+        .route("/portal/pair/confirm", post(pair_confirmed))
+        .route("/portal/sage/confirm", post(sage_confirmed))
         .route("/portal/keys/{key}/revoke", post(revoke))
         .route("/portal/sage/connect", post(connect_sage))
         .route(
@@ -63,13 +75,149 @@ fn esc(text: &str) -> String {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "portal store failure");
+    let id = crate::correlation_id();
+    tracing::error!(error = %e, correlation_id = %id, "portal store failure");
     page(
         StatusCode::SERVICE_UNAVAILABLE,
         None,
         "Ledger is unavailable",
-        "<p>Ledger cannot answer right now. Please try again in a minute.</p>",
+        &format!(
+            "<p>Ledger cannot answer right now. Please try again in a minute.</p>\
+             <p class=\"muted\">Reference <code id=\"correlation-id\">{}</code></p>",
+            esc(&id)
+        ),
     )
+}
+
+/// The session cookie's name for this gateway.
+pub fn cookie_name(app: &AppState) -> &'static str {
+    if app.config.https() {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
+
+/// A form field the portal refused, and why (the page and the logs name the field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The form field.
+    pub field: &'static str,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Characters of the random tokens the portal hands out (CSRF, sign-in links, ids).
+const TOKEN_MAX: usize = 128;
+
+/// A token-like field (`csrf`, `token`, `pending`): present, at most 128 characters, hex.
+pub fn token_field<'a>(
+    form: &'a HashMap<String, String>,
+    field: &'static str,
+) -> Result<&'a str, FieldError> {
+    let value = form.get(field).map(String::as_str).unwrap_or("").trim();
+    if value.is_empty() {
+        return Err(FieldError {
+            field,
+            reason: "required".into(),
+        });
+    }
+    if value.len() > TOKEN_MAX || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(FieldError {
+            field,
+            reason: "not a token this portal issued".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// The pairing code of a form, normalised (`code`; see [`pairing::parse_code`]).
+pub fn code_field(form: &HashMap<String, String>) -> Result<String, FieldError> {
+    let typed = form.get("code").map(String::as_str).unwrap_or("");
+    pairing::parse_code(typed).map_err(|refusal| FieldError {
+        field: "code",
+        reason: refusal.message().trim_start_matches("code: ").to_string(),
+    })
+}
+
+/// The page a Sage callback gets when it arrives outside the portal session that started
+/// the connection: nothing is connected.
+pub fn unbound_callback_page() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        None,
+        "Sage not connected",
+        "<h1>Sage not connected</h1><p class=\"error\" role=\"alert\" id=\"unbound\">This \
+         Sage connection was started in another browser session, so nothing was connected. \
+         If you want to connect your Sage business, sign in to your own Ledger portal and \
+         click <em>Connect Sage</em> there.</p>",
+    )
+}
+
+/// The page asking the signed-in merchant to confirm the Sage business of a pending
+/// connection (after the callback). Without the merchant's session: signed out.
+pub async fn confirm_connection_page(
+    app: &AppState,
+    headers: &HeaderMap,
+    pending_id: &str,
+    businesses: &[crate::connect::Business],
+) -> Response {
+    let session = match session(app, headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return signed_out("Your session has ended."),
+        Err(e) => return unavailable(e),
+    };
+    let name = merchant_name(app, &session.merchant).await;
+    let mut options = String::new();
+    for (i, b) in businesses.iter().enumerate() {
+        let _ = write!(
+            options,
+            "<li><label><input type=\"radio\" name=\"business\" value=\"{id}\"{checked}> \
+             <strong class=\"business-name\">{name}</strong> <span class=\"muted\">(Sage id \
+             <code class=\"business-id\">{id}</code>)</span></label></li>",
+            id = esc(&b.id),
+            name = esc(if b.name.is_empty() {
+                "(no name)"
+            } else {
+                &b.name
+            }),
+            checked = if i == 0 { " checked" } else { "" },
+        );
+    }
+    let body = format!(
+        "<h1>Connect this Sage business?</h1>\
+         <p>Sage will send the books of <strong>{merchant}</strong> (Ledger merchant \
+         <code>{merchant_id}</code>) to this Sage business:</p>\
+         <form method=\"post\" action=\"/portal/sage/confirm\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"pending\" value=\"{pending}\">\
+         <ul id=\"sage-businesses\">{options}</ul>\
+         <button type=\"submit\" id=\"confirm-sage\">Connect this business</button> \
+         <a href=\"/portal\" id=\"cancel-sage\">Cancel</a></form>\
+         <p class=\"muted\">Nothing is connected until you click the button. If you did not \
+         start this, click Cancel.</p>",
+        merchant = esc(&name),
+        merchant_id = esc(&session.merchant),
+        csrf = esc(&session.csrf),
+        pending = esc(pending_id),
+    );
+    page(StatusCode::OK, None, "Connect Sage", &body)
+}
+
+async fn merchant_name(app: &AppState, merchant: &str) -> String {
+    sqlx::query_scalar::<_, String>("SELECT name FROM merchants WHERE merchant_id = $1")
+        .bind(merchant)
+        .fetch_optional(&app.db)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| merchant.to_string())
 }
 
 /// A page with the portal's security headers. `sage_origin` is allowed as a form target only
@@ -159,11 +307,88 @@ async fn create_link(
     }
 }
 
+/// A POST coming from another site's page: refused, so a page elsewhere cannot submit the
+/// sign-in form with its own link. Browsers say where a request comes from in
+/// `Sec-Fetch-Site` (only `same-origin`, or `none` for one the user started, pass) and in
+/// `Origin` (which must be the gateway's; `null`, sent under the portal's no-referrer policy,
+/// says nothing). A client that sends neither is not a browser a page could drive.
+fn foreign_origin(app: &AppState, headers: &HeaderMap) -> bool {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if let Some(site) = site {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| *o != "null")
+    else {
+        return false;
+    };
+    let own = url::Url::parse(&app.config.public_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    origin != own
+}
+
+async fn valid_link(app: &AppState, token: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT m.name FROM portal_links l JOIN merchants m USING (merchant_id)
+         WHERE l.token_hash = $1 AND l.used_at IS NULL AND l.expires_at > now()",
+    )
+    .bind(hash_key(token))
+    .fetch_optional(&app.db)
+    .await
+}
+
+const LINK_INVALID: &str = "This sign-in link is not valid: links work once, for 24 hours.";
+
+/// `GET /portal/login?token=…`: a page with a button; neither uses the link up nor signs in.
 async fn login(
     State(app): State<Arc<AppState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let token = q.get("token").map(String::as_str).unwrap_or("");
+    let token = match token_field(&q, "token") {
+        Ok(t) => t,
+        Err(_) => return signed_out(LINK_INVALID),
+    };
+    let name = match valid_link(&app, token).await {
+        Ok(Some(name)) => name,
+        Ok(None) => return signed_out(LINK_INVALID),
+        Err(e) => return unavailable(e),
+    };
+    let body = format!(
+        "<h1>Sign in to Ledger</h1><p>This link signs you in to the Ledger portal of \
+         <strong id=\"link-merchant\">{}</strong>.</p>\
+         <form method=\"post\" action=\"/portal/login\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <button type=\"submit\" id=\"sign-in\">Sign in</button></form>\
+         <p class=\"muted\">Only continue if your Ledger operator sent you this link for your \
+         own business.</p>",
+        esc(&name),
+        esc(token)
+    );
+    page(StatusCode::OK, None, "Sign in", &body)
+}
+
+/// `POST /portal/login` (the confirmation page's button): uses the link up and starts the
+/// session.
+async fn login_confirmed(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if foreign_origin(&app, &headers) {
+        return page(
+            StatusCode::FORBIDDEN,
+            None,
+            "Sign-in refused",
+            "<h1>Sign-in refused</h1><p>Sign in from the link's own page.</p>",
+        );
+    }
+    let token = match token_field(&form, "token") {
+        Ok(t) => t,
+        Err(_) => return signed_out(LINK_INVALID),
+    };
     let merchant: Result<Option<String>, _> = sqlx::query_scalar(
         "UPDATE portal_links SET used_at = now()
          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING merchant_id",
@@ -173,9 +398,7 @@ async fn login(
     .await;
     let merchant = match merchant {
         Ok(Some(m)) => m,
-        Ok(None) => {
-            return signed_out("This sign-in link is not valid: links work once, for 24 hours.")
-        }
+        Ok(None) => return signed_out(LINK_INVALID),
         Err(e) => return unavailable(e),
     };
     let session = random_token();
@@ -193,19 +416,11 @@ async fn login(
         return unavailable(e);
     }
     tracing::info!(%merchant, "portal session started");
-    let secure = if app.config.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        SESSION_TTL_HOURS * 3600
-    );
     let mut response = redirect("/portal");
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        crate::connect::set_cookie(&app, cookie_name(&app), &session, SESSION_TTL_HOURS * 3600),
+    );
     response
 }
 
@@ -215,19 +430,13 @@ struct Session {
     csrf: String,
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+/// The portal session cookie's value in a request, if sent.
+pub fn session_cookie(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    crate::connect::request_cookie(headers, cookie_name(app))
 }
 
 async fn session(app: &AppState, headers: &HeaderMap) -> Result<Option<Session>, sqlx::Error> {
-    let Some(id) = session_cookie(headers) else {
+    let Some(id) = session_cookie(app, headers) else {
         return Ok(None);
     };
     let row: Option<(String, String)> = sqlx::query_as(
@@ -251,15 +460,12 @@ async fn form_session(
         Ok(None) => return Err(signed_out("Your session has ended.")),
         Err(e) => return Err(unavailable(e)),
     };
-    let sent = form.get("csrf").map(String::as_bytes).unwrap_or_default();
-    let expected = session.csrf.as_bytes();
     // Constant-time comparison: the token must not be guessable byte by byte.
-    let same = sent.len() == expected.len()
-        && sent
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    let same = token_field(form, "csrf").is_ok_and(|sent| {
+        use subtle::ConstantTimeEq;
+        sent.len() == session.csrf.len()
+            && bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes()))
+    });
     if !same {
         return Err(page(
             StatusCode::FORBIDDEN,
@@ -280,6 +486,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         }
         "revoked" => "Store disconnected: its key no longer works.",
         "connected" => "Sage is connected.",
+        "pairing_cancelled" => "Nothing was paired.",
         "retried" => "Sent again: it is in Sage now.",
         _ => return None,
     })
@@ -302,6 +509,9 @@ fn error_text(code: &str) -> Option<String> {
         "unknown_key" => "No such store key.".into(),
         "sage_connect_failed" => "Sage could not be connected. Please try again.".into(),
         "consent_refused" => "Sage was not connected: the consent was declined.".into(),
+        "sage_confirm_expired" => {
+            "Sage was not connected: the confirmation expired. Please connect again.".into()
+        }
         "retry_failed" => "Sent again, and refused again: the reason is in the list below.".into(),
         "unknown_dead_letter" => "That document is no longer waiting.".into(),
         _ => return None,
@@ -601,6 +811,25 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
         }
         Err(e) => return unavailable(e),
     };
+    if let Err(wait) = app.limiters.books_check(&session.merchant) {
+        let again = Utc::now() + chrono::Duration::seconds(wait.as_secs() as i64 + 1);
+        let mut response = page(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            "Books check",
+            &format!(
+                "<h1>Books check</h1><p class=\"error\" role=\"alert\" id=\"books-throttled\">\
+                 The books check ran a short while ago. It can run again at {} (in about {} \
+                 seconds).</p><p><a href=\"/portal\">Back</a></p>",
+                again.format("%H:%M:%S UTC"),
+                wait.as_secs() + 1
+            ),
+        );
+        if let Ok(v) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
     let since = Utc::now().date_naive() - chrono::Duration::days(BOOKS_CHECK_DAYS);
     let range = Range {
         since: Some(since),
@@ -694,7 +923,51 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
     page(StatusCode::OK, None, "Books check", &body)
 }
 
+/// `POST /portal/pair`: shows the store waiting with the code and asks for confirmation;
+/// claims nothing.
 async fn pair(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let code = form.get("code").map(String::as_str).unwrap_or("");
+    let store = match pairing::preview_code(&app, &session.merchant, code).await {
+        Ok(Ok(store)) => store,
+        Ok(Err(refusal)) => return redirect(&format!("/portal?error={}", refusal.code())),
+        Err(e) => return unavailable(e),
+    };
+    let ago = (Utc::now() - store.requested_at).num_minutes().max(0);
+    let body = format!(
+        "<h1>Pair this store?</h1>\
+         <p>A Magento store asked for this code. Pair it only if it is your store: once paired \
+         it sends its documents to your Sage books.</p>\
+         <table id=\"pairing-store\"><tbody>\
+         <tr><th>Store URL</th><td id=\"store-url\">{url}</td></tr>\
+         <tr><th>Store name</th><td id=\"store-name\">{name}</td></tr>\
+         <tr><th>Module version</th><td>{version}</td></tr>\
+         <tr><th>Asked</th><td id=\"store-requested\">{at} ({ago} minutes ago)</td></tr>\
+         </tbody></table>\
+         <form method=\"post\" action=\"/portal/pair/confirm\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"code\" value=\"{code}\">\
+         <button type=\"submit\" id=\"confirm-pair\">Pair this store</button> \
+         <a href=\"/portal?notice=pairing_cancelled\" id=\"cancel-pair\">Cancel</a></form>",
+        url = esc(store.store_url.as_deref().unwrap_or("(not given)")),
+        name = esc(store.store_name.as_deref().unwrap_or("(not given)")),
+        version = esc(store.module_version.as_deref().unwrap_or("(not given)")),
+        at = when(Some(store.requested_at)),
+        csrf = esc(&session.csrf),
+        code = esc(&store.code),
+    );
+    page(StatusCode::OK, None, "Pair a store", &body)
+}
+
+/// `POST /portal/pair/confirm`: claims the code for the merchant.
+async fn pair_confirmed(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
@@ -708,6 +981,44 @@ async fn pair(
         Ok(Ok(_)) => redirect("/portal?notice=paired"),
         Ok(Err(refusal)) => redirect(&format!("/portal?error={}", refusal.code())),
         Err(e) => unavailable(e),
+    }
+}
+
+/// `POST /portal/sage/confirm`: stores the pending Sage connection the merchant confirms.
+async fn sage_confirmed(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let pending = match token_field(&form, "pending") {
+        Ok(p) => p,
+        Err(_) => return redirect("/portal?error=sage_confirm_expired"),
+    };
+    let business = form.get("business").map(String::as_str).unwrap_or("");
+    let session_hash = session_cookie(&app, &headers)
+        .map(|c| hash_key(&c))
+        .unwrap_or_default();
+    match crate::connect::confirm(&app, pending, &session.merchant, &session_hash, business).await {
+        Ok(Some(Ok(_))) => redirect("/portal?notice=connected"),
+        Ok(Some(Err(field))) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            "Sage not connected",
+            &format!(
+                "<h1>Sage not connected</h1><p class=\"error\" role=\"alert\">{}: not one of \
+                 the Sage businesses listed. <a href=\"/portal\">Back</a></p>",
+                esc(field)
+            ),
+        ),
+        Ok(None) => redirect("/portal?error=sage_confirm_expired"),
+        Err(e) => {
+            tracing::warn!(merchant = %session.merchant, error = %e, "Sage connection not stored");
+            redirect("/portal?error=sage_connect_failed")
+        }
     }
 }
 
@@ -737,7 +1048,18 @@ async fn connect_sage(
         Ok(s) => s,
         Err(r) => return r,
     };
-    match crate::connect::begin_consent(&app, &session.merchant, Some("/portal")).await {
+    let binding = session_cookie(&app, &headers)
+        .map(|c| hash_key(&c))
+        .unwrap_or_default();
+    let started = crate::connect::begin_consent(
+        &app,
+        &session.merchant,
+        crate::connect::Flow::Portal,
+        &binding,
+        Some("/portal"),
+    )
+    .await;
+    match started {
         Ok(location) => redirect(&location),
         Err(e) => unavailable(e),
     }
@@ -749,7 +1071,7 @@ async fn logout(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     if form_session(&app, &headers, &form).await.is_ok() {
-        if let Some(id) = session_cookie(&headers) {
+        if let Some(id) = session_cookie(&app, &headers) {
             let _ = sqlx::query("DELETE FROM portal_sessions WHERE session_hash = $1")
                 .bind(hash_key(&id))
                 .execute(&app.db)
@@ -759,7 +1081,7 @@ async fn logout(
     let mut response = signed_out("You have signed out.");
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("ledger_portal=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        crate::connect::set_cookie(&app, cookie_name(&app), "", 0),
     );
     response
 }
@@ -775,8 +1097,14 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; ledger_portal=abc123; b=2"),
         );
-        assert_eq!(session_cookie(&headers).as_deref(), Some("abc123"));
-        assert_eq!(session_cookie(&HeaderMap::new()), None);
+        let found = |name| crate::connect::request_cookie(&headers, name);
+        assert_eq!(found(COOKIE).as_deref(), Some("abc123"));
+        // Over https only the __Host- cookie counts: a plain one set by a sibling host is not it.
+        assert_eq!(found(SECURE_COOKIE), None);
+        assert_eq!(
+            crate::connect::request_cookie(&HeaderMap::new(), COOKIE),
+            None
+        );
     }
 
     #[test]
@@ -790,5 +1118,72 @@ mod tests {
             .unwrap()
             .contains("too many wrong pairing codes"));
         assert_eq!(esc("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#x27;");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        // A bounded fuzz run over the portal's form and query parsing.
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn form_fields_never_panic_and_every_refusal_names_its_field(
+            form in proptest::collection::hash_map(
+                "csrf|code|token|pending|business|[a-z]{0,6}",
+                "\\PC{0,150}",
+                0..6,
+            ),
+        ) {
+            for field in ["csrf", "token", "pending"] {
+                match token_field(&form, field) {
+                    Ok(value) => {
+                        prop_assert!(!value.is_empty() && value.len() <= TOKEN_MAX);
+                        prop_assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.field, field);
+                        prop_assert!(!e.reason.is_empty());
+                        prop_assert!(e.to_string().starts_with(field));
+                    }
+                }
+            }
+            match code_field(&form) {
+                Ok(code) => {
+                    prop_assert_eq!(code.len(), 8);
+                    prop_assert!(code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.field, "code");
+                    prop_assert!(!e.reason.is_empty());
+                }
+            }
+            for value in form.values() {
+                // Message codes come from a fixed list, never from what was sent.
+                if let Some(text) = error_text(value) {
+                    prop_assert!(!text.contains(value.as_str()));
+                }
+                prop_assert!(notice_text(value).is_none_or(|t| !t.contains('<')));
+            }
+        }
+
+        #[test]
+        fn a_code_is_recognised_however_it_is_typed(
+            chars in proptest::collection::vec(
+                proptest::sample::select(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789".to_vec()),
+                8,
+            ),
+            lower in proptest::collection::vec(any::<bool>(), 8),
+            separators in proptest::collection::vec("[ -]{0,2}", 9),
+        ) {
+            let canonical: String = chars.iter().map(|&c| c as char).collect();
+            let mut typed = String::new();
+            for (i, c) in canonical.chars().enumerate() {
+                typed.push_str(&separators[i]);
+                typed.push(if lower[i] { c.to_ascii_lowercase() } else { c });
+            }
+            typed.push_str(&separators[8]);
+            let form: HashMap<String, String> = [("code".to_string(), typed)].into();
+            prop_assert_eq!(code_field(&form), Ok(canonical));
+        }
     }
 }

@@ -19,6 +19,7 @@ async fn audit_show_verify_and_replay_from_the_command_line() {
         sandbox: SandboxConfig::default(),
         concurrency: 4,
         store_access: None,
+        limits: ledger_stack::relaxed_limits(),
     })
     .await
     .unwrap();

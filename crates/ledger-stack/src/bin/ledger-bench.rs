@@ -67,6 +67,7 @@ async fn fresh_stack(
         sandbox: SandboxConfig::default(),
         concurrency,
         store_access: None,
+        limits: ledger_stack::relaxed_limits(),
     })
     .await
 }

@@ -186,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
 
     let gateway_port = ledger_testkit::free_port();
     let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-    let admin_token = "chaos-admin";
+    let admin_token = "chaos-admin-token-for-the-chaos-run";
     let common: Vec<(String, String)> = vec![
         ("LEDGER_NATS_URL".into(), nats.url()),
         ("LEDGER_DATABASE_URL".into(), database_url.clone()),
@@ -210,6 +210,12 @@ async fn main() -> anyhow::Result<()> {
                     format!("127.0.0.1:{gateway_port}"),
                 ),
                 ("LEDGER_PUBLIC_URL".into(), gateway_url.clone()),
+                ("LEDGER_METRICS_ADDR".into(), "127.0.0.1:0".into()),
+                // One address and one key send the whole run: not what the limits are for.
+                ("LEDGER_LIMIT_IP_PER_SECOND".into(), "100000".into()),
+                ("LEDGER_LIMIT_IP_BURST".into(), "100000".into()),
+                ("LEDGER_LIMIT_KEY_PER_SECOND".into(), "100000".into()),
+                ("LEDGER_LIMIT_KEY_BURST".into(), "100000".into()),
                 ("SAGE_AUTHORIZE_URL".into(), sandbox.authorize_url()),
                 ("SAGE_TOKEN_URL".into(), sandbox.token_url()),
                 ("SAGE_REVOKE_URL".into(), sandbox.revoke_url()),
