@@ -424,6 +424,10 @@ async fn forged_callout_request_gets_no_user_jwt() {
     // With a real store key in hand, a thief of the operator's or a consumer's credentials
     // forges the server's request to obtain a signed user JWT for it (a key check that
     // bypasses NATS' own login, and a JWT to replay), with an unpinned server key.
+    // nats-server itself refuses publishing on the callout subject to users exempt from the
+    // callout, so this holds on the server alone; the gateway's own checks of such a request
+    // (pinned key, `aud`, `sub`, `exp`, `iat`) are proven by the unit tests of
+    // `gateway::nats_auth`.
     let forger = nkeys::KeyPair::new_server();
     let mut answers = 0;
     let mut refusals = Vec::new();
@@ -575,14 +579,17 @@ async fn subscription_flood_from_a_store_is_capped() {
     }
     let _ = client.flush().await;
     let seen = events_within(&mut events, Duration::from_secs(2)).await;
+    let refused = seen
+        .iter()
+        .filter(|e| e.to_lowercase().contains("maximum subscriptions exceeded"))
+        .count();
     println!(
-        "subscription_flood: {} subscriptions asked, server said {seen:?}",
+        "subscription_flood: {} subscriptions asked, {refused} refused by the server",
         subs.len()
     );
     assert!(
-        seen.iter()
-            .any(|e| e.to_lowercase().contains("maximum subscriptions exceeded")),
-        "the server did not cap the store's subscriptions: {seen:?}"
+        refused >= subs.len() - 16,
+        "the server did not cap the store's subscriptions at 16: {refused} refused, {seen:?}"
     );
     stack.stop().await;
 }
