@@ -908,7 +908,8 @@ mod tests {
     #[test]
     fn forged_callout_request_with_wrong_audience_subject_or_times_is_refused() {
         let settings = settings();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("aud", Box::new(|c| c["aud"] = json!("LEDGER"))),
             (
                 "aud",
@@ -1035,6 +1036,94 @@ mod tests {
         let claims = claims_of(&refusal);
         assert_eq!(claims["nats"]["error"], json!("revoked"));
         assert!(claims["nats"].get("jwt").is_none());
+    }
+
+    fn gateway_config(extra: &[&str]) -> Result<crate::Config, clap::Error> {
+        use clap::Parser;
+        let seed = KeyPair::new_account().seed().unwrap();
+        let mut args = vec![
+            "gateway",
+            "--database-url",
+            "postgres://localhost/ledger",
+            "--sage-client-id",
+            "id",
+            "--sage-client-secret",
+            "secret",
+            "--token-key",
+            "00",
+            "--admin-token",
+            "admin",
+            "--nats-url",
+            "nats://gateway:pw@nats.internal:4222",
+            "--nats-callout-issuer-seed",
+            &seed,
+        ];
+        args.extend_from_slice(extra);
+        crate::Config::try_parse_from(args)
+    }
+
+    #[test]
+    fn stores_are_handed_tls_urls_only_unless_the_development_override_is_set() {
+        let check = |extra: &[&str]| {
+            crate::pairing::check_public_nats_urls(&gateway_config(extra).unwrap())
+                .map_err(|e| e.to_string())
+        };
+        let refused = check(&["--nats-public-urls", "nats://nats.example:4222"]).unwrap_err();
+        assert!(
+            refused.starts_with("LEDGER_NATS_PUBLIC_URLS:") && refused.contains("tls://"),
+            "{refused}"
+        );
+        // Without public URLs the gateway's own URL (plain here) would be handed out.
+        assert!(check(&[]).is_err());
+        assert!(check(&[
+            "--nats-public-urls",
+            "tls://a.example:4222,tls://b.example:4222"
+        ])
+        .is_ok());
+        assert!(check(&[
+            "--nats-public-urls",
+            "tls://a.example:4222,nats://b.example:4222"
+        ])
+        .is_err());
+        assert!(check(&[
+            "--nats-public-urls",
+            "nats://nats.example:4222",
+            "--nats-allow-plain"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn callout_settings_name_the_variable_at_fault() {
+        let settings = CalloutSettings::from_config(
+            &gateway_config(&["--nats-server-keys", "connected"]).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(settings.server_keys, ServerKeys::Connected);
+        assert_eq!(settings.account, "STORES");
+        assert!(settings.xkey.is_none());
+        let err = CalloutSettings::from_config(
+            &gateway_config(&["--nats-callout-xkey-seed", "SXnot-a-seed"]).unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.starts_with("LEDGER_NATS_CALLOUT_XKEY_SEED:"), "{err}");
+        let err = CalloutSettings::from_config(
+            &gateway_config(&["--nats-server-keys", "not-a-key"]).unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.starts_with("LEDGER_NATS_SERVER_KEYS:"), "{err}");
+        let xkey = XKey::new().seed().unwrap();
+        let settings = CalloutSettings::from_config(
+            &gateway_config(&["--nats-callout-xkey-seed", &xkey]).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(settings.xkey.is_some());
     }
 
     /// A refusal must say which part of the request was wrong.
