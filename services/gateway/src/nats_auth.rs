@@ -8,8 +8,9 @@
 //! `merchant_keys` and answer, sealed to the asking server's curve key, with a user JWT signed
 //! by the callout issuer key. It places the client in the stores' account and lets it publish
 //! its five event subjects `magento.<merchant>.<entity>.<action>` and receive replies on its
-//! own unguessable inbox `_INBOX.<merchant>.<tag>.>`, nothing else, within per-store limits
-//! (payload, subscriptions, data, connection type).
+//! own unguessable inbox `_INBOX.<merchant>.<tag>.>`, nothing else, over a standard
+//! connection. Payload and subscription limits are the stores' account's (nats-server does not
+//! apply the limits of a callout user's JWT; the JWT carries the same values).
 //! The user JWT expires after the session TTL, so a revoked key loses even an open connection
 //! within that time, and its reconnect is refused.
 //!
@@ -56,7 +57,9 @@ pub const MAX_REQUEST_AGE_SECS: i64 = 60;
 /// Most bytes accepted as a request (a request is a few KB; with TLS client chains more).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Limits every store connection gets in its user JWT.
+/// Limits written into every store's user JWT. nats-server (2.10 to 2.15) does not apply a
+/// callout user's JWT limits; `deploy/nats/nats-server.conf` enforces the same payload and
+/// subscription limits as the `STORES` account's `limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreLimits {
     /// Largest message a store may publish, in bytes (an event is a few KB; a large
