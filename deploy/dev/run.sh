@@ -72,17 +72,17 @@ wait_port() {
   return 1
 }
 
-# The services' own NATS, configured as in production (deploy/nats/nats-server.conf): the
-# services log in as `ledger`, Magento stores with the key they received by pairing, admitted
-# by the gateway's auth callout. Its keys are made once and kept in .stack/nats-stores.
+# The services' own NATS, configured as in production (deploy/nats/nats-server.conf): each
+# service logs in as its own user, Magento stores with the key they received by pairing,
+# admitted by the gateway's auth callout (requests sealed to its xkey, the connected server's
+# key pinned). Its keys and passwords are made once and kept in .stack/nats-stores.
 STORE_NATS_PORT="${LEDGER_STORE_NATS_PORT:-42230}"
 STORE_NATS_DIR="$STACK/nats-stores"
 mkdir -p "$STORE_NATS_DIR"
-if [ ! -s "$STORE_NATS_DIR/secrets.env" ]; then
+# Secrets of an older layout (one shared `ledger` user, no xkey) are replaced.
+if ! grep -q '^LEDGER_NATS_CALLOUT_XKEY_SEED=' "$STORE_NATS_DIR/secrets.env" 2>/dev/null; then
   ( umask 077
-    { "$BIN/ledgerctl" nats-issuer
-      echo "LEDGER_NATS_SERVICE_PASSWORD=svc-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
-    } >"$STORE_NATS_DIR/secrets.env" )
+    "$BIN/ledgerctl" nats-issuer >"$STORE_NATS_DIR/secrets.env" )
 fi
 set -a
 # shellcheck disable=SC1091
@@ -92,16 +92,26 @@ set +a
   -js -sd "$STORE_NATS_DIR/store" >"$LOGS/nats-stores.log" 2>&1 &
 pids+=($!)
 wait_port "$STORE_NATS_PORT"
-export LEDGER_NATS_URL="nats://ledger:$LEDGER_NATS_SERVICE_PASSWORD@127.0.0.1:$STORE_NATS_PORT"
-export LEDGER_NATS_PUBLIC_URLS="nats://127.0.0.1:$STORE_NATS_PORT"
+nats_url() { # user password
+  echo "nats://$1:$2@127.0.0.1:$STORE_NATS_PORT"
+}
+# The demo and tools act as the operator.
+export LEDGER_NATS_URL="$(nats_url operator "$LEDGER_NATS_OPERATOR_PASSWORD")"
+# Development only: stores are handed a plain nats:// URL (production hands out tls://).
+export LEDGER_NATS_PUBLIC_URLS="nats://127.0.0.1:$STORE_NATS_PORT" LEDGER_NATS_ALLOW_PLAIN=true
+export LEDGER_NATS_SERVER_KEYS=connected
 
 start sage-sandbox
 wait_http "$SANDBOX_URL/_sandbox"
-start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL" LEDGER_METRICS_ADDR=127.0.0.1:18780
+start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL" LEDGER_METRICS_ADDR=127.0.0.1:18780 \
+  LEDGER_NATS_URL="$(nats_url gateway "$LEDGER_NATS_GATEWAY_PASSWORD")"
 wait_http "$LEDGER_GATEWAY_URL/healthz"
-start contacts LEDGER_METRICS_ADDR=127.0.0.1:18781
-start documents LEDGER_METRICS_ADDR=127.0.0.1:18782
-start payments LEDGER_METRICS_ADDR=127.0.0.1:18783
+start contacts LEDGER_METRICS_ADDR=127.0.0.1:18781 \
+  LEDGER_NATS_URL="$(nats_url contacts "$LEDGER_NATS_CONTACTS_PASSWORD")"
+start documents LEDGER_METRICS_ADDR=127.0.0.1:18782 \
+  LEDGER_NATS_URL="$(nats_url documents "$LEDGER_NATS_DOCUMENTS_PASSWORD")"
+start payments LEDGER_METRICS_ADDR=127.0.0.1:18783 \
+  LEDGER_NATS_URL="$(nats_url payments "$LEDGER_NATS_PAYMENTS_PASSWORD")"
 for port in 18781 18782 18783; do wait_http "http://127.0.0.1:$port/healthz"; done
 log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :18780-18783  logs $LOGS"
 

@@ -98,12 +98,16 @@ pub fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
 }
 
 /// Connects to NATS and refuses servers older than 2.10 with a clear message. Credentials in
-/// the URL (`nats://user:password@host:port`) are sent in CONNECT.
+/// the URL (`nats://user:password@host:port`) are sent in CONNECT, and replies then arrive on
+/// `_INBOX_<user>.…`.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
     let (address, credentials) = split_credentials(url);
     let mut options = async_nats::ConnectOptions::new();
     if let Some((user, password)) = credentials {
-        options = options.user_and_password(user, password);
+        // Each NATS user reads replies on its own inbox only (deploy/nats/nats-server.conf).
+        options = options
+            .custom_inbox_prefix(format!("_INBOX_{user}"))
+            .user_and_password(user, password);
     }
     let client = options
         .name(name)

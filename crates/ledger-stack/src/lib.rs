@@ -22,7 +22,8 @@ pub const ADMIN_TOKEN: &str = "ledger-stack-admin-token-for-tests-only";
 /// Where the stack's infrastructure lives.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
-    /// NATS server URL.
+    /// NATS server URL (every service's, unless [`StoreAccess::service_nats_urls`] names
+    /// its own).
     pub nats_url: String,
     /// PostgreSQL database URL (each service makes its own schema in it).
     pub database_url: String,
@@ -64,21 +65,54 @@ impl StackOptions {
         }
     }
 
-    /// Stores log in to NATS through the gateway's auth callout, signed with `issuer_seed`.
-    pub fn with_store_access(mut self, issuer_seed: String, session_ttl_secs: u64) -> StackOptions {
-        self.store_access = Some(StoreAccess {
-            issuer_seed,
+    /// The stack on a server from [`ledger_testkit::TestNats::start_secured`], configured as
+    /// in production: each service with its own NATS user, stores admitted by the gateway's
+    /// auth callout (sealed requests, the connected server's key pinned) with sessions of
+    /// `session_ttl_secs`.
+    pub fn secured(
+        nats: &ledger_testkit::TestNats,
+        database_url: impl Into<String>,
+        session_ttl_secs: u64,
+    ) -> StackOptions {
+        let mut options = StackOptions::new(nats.url(), database_url);
+        options.store_access = Some(StoreAccess {
+            service_nats_urls: ledger_testkit::SERVICE_USERS
+                .iter()
+                .map(|user| (user.to_string(), nats.service_url(user)))
+                .collect(),
+            issuer_seed: nats
+                .callout_issuer_seed()
+                .expect("a secured server has a callout issuer"),
+            xkey_seed: nats.callout_xkey_seed(),
+            server_keys: vec!["connected".into()],
             session_ttl_secs,
         });
-        self
+        options
+    }
+
+    /// NATS URL `service` connects with.
+    pub fn nats_url_of(&self, service: &str) -> String {
+        self.store_access
+            .iter()
+            .flat_map(|a| a.service_nats_urls.iter())
+            .find(|(name, _)| name == service)
+            .map_or_else(|| self.nats_url.clone(), |(_, url)| url.clone())
     }
 }
 
-/// Settings of a NATS server whose store connections the gateway admits (auth callout).
+/// Settings of a NATS server whose store connections the gateway admits (auth callout) and
+/// whose services each log in as their own user.
 #[derive(Debug, Clone)]
 pub struct StoreAccess {
+    /// NATS URLs of single services by name (`gateway`, `contacts`, `documents`, `payments`,
+    /// `operator` for the stack's own client), each with its own user.
+    pub service_nats_urls: Vec<(String, String)>,
     /// Seed of the callout issuer account key.
     pub issuer_seed: String,
+    /// Seed of the curve key callout requests are sealed to.
+    pub xkey_seed: Option<String>,
+    /// Server keys whose callout requests are answered (`connected`, or `N...` keys).
+    pub server_keys: Vec<String>,
     /// Lifetime of a store's NATS session in seconds.
     pub session_ttl_secs: u64,
 }
@@ -121,7 +155,7 @@ impl Stack {
             http_addr: gateway_addr,
             metrics_addr: "127.0.0.1:0".parse()?,
             public_url: format!("http://{gateway_addr}"),
-            nats_url: options.nats_url.clone(),
+            nats_url: options.nats_url_of("gateway"),
             database_url: options.database_url.clone(),
             stream_max_age_days: 365,
             stream_replicas: 1,
@@ -135,12 +169,23 @@ impl Stack {
             admin_token: ADMIN_TOKEN.into(),
             nats_public_urls: Vec::new(),
             nats_callout_issuer_seed: options.store_access.as_ref().map(|a| a.issuer_seed.clone()),
-            nats_store_account: "LEDGER".into(),
+            nats_store_account: "STORES".into(),
             nats_session_ttl_secs: options
                 .store_access
                 .as_ref()
                 .map_or(300, |a| a.session_ttl_secs),
             limits: options.limits.clone(),
+            nats_callout_xkey_seed: options
+                .store_access
+                .as_ref()
+                .and_then(|a| a.xkey_seed.clone()),
+            nats_server_keys: options
+                .store_access
+                .as_ref()
+                .map(|a| a.server_keys.clone())
+                .unwrap_or_default(),
+            // Tests hand stores the test server's nats:// address.
+            nats_allow_plain: true,
         };
         let gw = gateway::start(gateway_config, shutdown.clone())
             .await
@@ -152,9 +197,13 @@ impl Stack {
             metrics_addr: "127.0.0.1:0".parse()?,
             concurrency: options.concurrency,
         };
+        let with_url = |name: &str| ledger_rpc::ServiceConfig {
+            nats_url: options.nats_url_of(name),
+            ..service.clone()
+        };
         let c = contacts::start(
             contacts::Config {
-                service: service.clone(),
+                service: with_url("contacts"),
             },
             shutdown.clone(),
         )
@@ -162,16 +211,22 @@ impl Stack {
         .context("start contacts")?;
         let d = documents::start(
             documents::Config {
-                service: service.clone(),
+                service: with_url("documents"),
             },
             shutdown.clone(),
         )
         .await
         .context("start documents")?;
-        let p = payments::start(payments::Config { service }, shutdown.clone())
-            .await
-            .context("start payments")?;
-        let nats = ledger_runtime::bus::connect(&options.nats_url, "ledger-stack").await?;
+        let p = payments::start(
+            payments::Config {
+                service: with_url("payments"),
+            },
+            shutdown.clone(),
+        )
+        .await
+        .context("start payments")?;
+        let nats =
+            ledger_runtime::bus::connect(&options.nats_url_of("operator"), "ledger-stack").await?;
         Ok(Stack {
             sandbox,
             gateway_url: format!("http://{}", gw.http_addr),

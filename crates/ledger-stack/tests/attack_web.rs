@@ -69,6 +69,9 @@ fn gateway_config(nats: &TestNats, db: &TestDb, admin_token: &str) -> gateway::C
         nats_callout_issuer_seed: None,
         nats_store_account: "LEDGER".into(),
         nats_session_ttl_secs: 300,
+        nats_callout_xkey_seed: None,
+        nats_server_keys: Vec::new(),
+        nats_allow_plain: true,
         limits: attack_limits(),
     }
 }

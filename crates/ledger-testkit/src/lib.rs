@@ -66,13 +66,28 @@ pub struct TestNats {
     secured: Option<Secured>,
 }
 
-/// A server started with `deploy/nats/nats-server.conf`: services log in as `ledger`, stores
-/// through the gateway's auth callout.
+/// NATS users of `deploy/nats/nats-server.conf`, one per service, plus the operator's tools.
+pub const SERVICE_USERS: [&str; 5] = ["gateway", "contacts", "documents", "payments", "operator"];
+
+/// A server started with `deploy/nats/nats-server.conf`: each service logs in as its own user,
+/// stores through the gateway's auth callout.
 #[derive(Clone)]
 struct Secured {
-    service_password: String,
+    /// Password of each of [`SERVICE_USERS`], in that order.
+    passwords: Vec<String>,
     issuer_seed: String,
     issuer_public: String,
+    xkey_seed: String,
+    xkey_public: String,
+}
+
+impl Secured {
+    fn password(&self, user: &str) -> Option<&str> {
+        SERVICE_USERS
+            .iter()
+            .position(|u| *u == user)
+            .map(|i| self.passwords[i].as_str())
+    }
 }
 
 impl TestNats {
@@ -91,21 +106,31 @@ impl TestNats {
     }
 
     /// Starts a server with the project's production NATS configuration
-    /// (`deploy/nats/nats-server.conf`) and a fresh callout issuer key: [`TestNats::url`]
-    /// carries the services' credentials, and stores are admitted only by a gateway started
-    /// with [`TestNats::callout_issuer_seed`].
+    /// (`deploy/nats/nats-server.conf`), fresh service passwords and fresh callout keys:
+    /// [`TestNats::url`] carries the operator's credentials, [`TestNats::service_url`] each
+    /// service's, and stores are admitted only by a gateway started with
+    /// [`TestNats::callout_issuer_seed`] and [`TestNats::callout_xkey_seed`].
     pub async fn start_secured() -> Result<Self> {
         let issuer = nkeys::KeyPair::new_account();
-        let mut password = [0u8; 16];
-        rand::Rng::fill(&mut rand::thread_rng(), &mut password);
+        let xkey = nkeys::XKey::new();
+        let passwords = SERVICE_USERS
+            .iter()
+            .map(|user| {
+                let mut password = [0u8; 16];
+                rand::Rng::fill(&mut rand::thread_rng(), &mut password);
+                format!("{user}-{}", hex::encode(password))
+            })
+            .collect();
         let mut nats = TestNats {
             child: None,
             port: free_port(),
             store: tempfile::tempdir().context("create JetStream store dir")?,
             secured: Some(Secured {
-                service_password: format!("svc-{}", hex::encode(password)),
+                passwords,
                 issuer_seed: issuer.seed().context("issuer seed")?,
                 issuer_public: issuer.public_key(),
+                xkey_seed: xkey.seed().context("xkey seed")?,
+                xkey_public: xkey.public_key(),
             }),
         };
         nats.spawn_on_a_free_port().await?;
@@ -115,6 +140,20 @@ impl TestNats {
     /// Seed of the auth callout issuer key of a server from [`TestNats::start_secured`].
     pub fn callout_issuer_seed(&self) -> Option<String> {
         self.secured.as_ref().map(|s| s.issuer_seed.clone())
+    }
+
+    /// Seed of the curve key the server seals callout requests to (secured servers).
+    pub fn callout_xkey_seed(&self) -> Option<String> {
+        self.secured.as_ref().map(|s| s.xkey_seed.clone())
+    }
+
+    /// Client URL of this server for `user` (one of [`SERVICE_USERS`]) with its credentials
+    /// when the server is secured; the plain address otherwise.
+    pub fn service_url(&self, user: &str) -> String {
+        match self.secured.as_ref().and_then(|s| s.password(user)) {
+            Some(password) => format!("nats://{user}:{password}@127.0.0.1:{}", self.port),
+            None => self.address(),
+        }
     }
 
     /// Client URL without credentials (what a store is given).
@@ -149,8 +188,21 @@ impl TestNats {
             command
                 .arg("-c")
                 .arg(workspace_root().join("deploy/nats/nats-server.conf"))
-                .env("LEDGER_NATS_SERVICE_PASSWORD", &secured.service_password)
-                .env("LEDGER_NATS_CALLOUT_ISSUER", &secured.issuer_public);
+                .env("LEDGER_NATS_CALLOUT_ISSUER", &secured.issuer_public)
+                .env("LEDGER_NATS_CALLOUT_XKEY", &secured.xkey_public);
+            for (user, password) in SERVICE_USERS.iter().zip(&secured.passwords) {
+                command.env(
+                    format!("LEDGER_NATS_{}_PASSWORD", user.to_ascii_uppercase()),
+                    password,
+                );
+            }
+        }
+        // LEDGER_TEST_NATS_LOG=<dir>: keep each server's log there (permission violations
+        // and callout errors are logged by the server only).
+        if let Ok(dir) = std::env::var("LEDGER_TEST_NATS_LOG") {
+            command
+                .arg("-l")
+                .arg(Path::new(&dir).join(format!("nats-{}.log", self.port)));
         }
         let child = command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
@@ -168,16 +220,10 @@ impl TestNats {
         wait_for_port(self.port, Duration::from_secs(10)).await
     }
 
-    /// Client URL of this server for Ledger's services (with their credentials when the
-    /// server is secured).
+    /// Client URL of this server for Ledger's tools: the operator's credentials when the
+    /// server is secured (services use [`TestNats::service_url`]).
     pub fn url(&self) -> String {
-        match &self.secured {
-            Some(s) => format!(
-                "nats://ledger:{}@127.0.0.1:{}",
-                s.service_password, self.port
-            ),
-            None => self.address(),
-        }
+        self.service_url("operator")
     }
 
     /// Port the server listens on.
@@ -185,11 +231,13 @@ impl TestNats {
         self.port
     }
 
-    /// Connects a client to this server.
+    /// Connects a client to this server (as the operator when it is secured).
     pub async fn connect(&self) -> Result<async_nats::Client> {
         let mut options = async_nats::ConnectOptions::new();
-        if let Some(s) = &self.secured {
-            options = options.user_and_password("ledger".into(), s.service_password.clone());
+        if let Some(password) = self.secured.as_ref().and_then(|s| s.password("operator")) {
+            options = options
+                .user_and_password("operator".into(), password.to_string())
+                .custom_inbox_prefix("_INBOX_operator");
         }
         Ok(options.connect(self.address()).await?)
     }

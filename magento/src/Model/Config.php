@@ -170,6 +170,12 @@ class Config
         $transport = $this->transport();
         if ($transport !== self::TRANSPORT_HTTPS && $this->natsUrl() === '') {
             $problems[] = 'The NATS URL is not set.';
+        } elseif (
+            $transport !== self::TRANSPORT_HTTPS
+            && !str_starts_with(strtolower($this->natsUrl()), 'tls://')
+            && !NatsOptions::plainAllowed()
+        ) {
+            $problems[] = 'The NATS URL must start with tls:// (the key\'s secret is sent when connecting).';
         }
         if ($transport === self::TRANSPORT_HTTPS && ($this->httpsUrl() === '' || $this->httpsKey() === '')) {
             $problems[] = 'The HTTPS gateway URL or ingest key is not set.';

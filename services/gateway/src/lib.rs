@@ -175,9 +175,24 @@ pub struct Config {
     /// the key they received by pairing. Unset: no callout (a server without store access).
     #[arg(long, env = "LEDGER_NATS_CALLOUT_ISSUER_SEED", hide_env_values = true)]
     pub nats_callout_issuer_seed: Option<String>,
-    /// NATS account stores are placed in: the one holding the events stream.
-    #[arg(long, env = "LEDGER_NATS_STORE_ACCOUNT", default_value = "LEDGER")]
+    /// NATS account stores are placed in: one that only imports the event subjects from the
+    /// services' account (`deploy/nats/nats-server.conf`).
+    #[arg(long, env = "LEDGER_NATS_STORE_ACCOUNT", default_value = "STORES")]
     pub nats_store_account: String,
+    /// Seed (`SX...`) of the curve key whose public key is the `xkey` of the server's
+    /// `auth_callout` block: store logins reach the gateway sealed to it. Unset: in clear
+    /// (development; a warning is logged).
+    #[arg(long, env = "LEDGER_NATS_CALLOUT_XKEY_SEED", hide_env_values = true)]
+    pub nats_callout_xkey_seed: Option<String>,
+    /// NATS server public keys (`N...`, comma-separated) whose callout requests are answered,
+    /// or `connected` for the server this gateway is connected to. Unset: any (development; a
+    /// warning is logged).
+    #[arg(long, env = "LEDGER_NATS_SERVER_KEYS", value_delimiter = ',')]
+    pub nats_server_keys: Vec<String>,
+    /// Allows `nats://` URLs in `LEDGER_NATS_PUBLIC_URLS` (development and tests only: store
+    /// secrets then cross the network in clear).
+    #[arg(long, env = "LEDGER_NATS_ALLOW_PLAIN", default_value_t = false)]
+    pub nats_allow_plain: bool,
     /// Lifetime of a store's NATS session in seconds; a revoked key's open connection ends
     /// within this time, and it cannot reconnect.
     #[arg(long, env = "LEDGER_NATS_SESSION_TTL_SECS", default_value_t = 300)]
@@ -228,23 +243,6 @@ impl Config {
         c
     }
 
-    fn callout_settings(&self) -> anyhow::Result<Option<nats_auth::CalloutSettings>> {
-        let Some(seed) = self.nats_callout_issuer_seed.as_deref() else {
-            return Ok(None);
-        };
-        let issuer = nkeys::KeyPair::from_seed(seed.trim()).map_err(|e| {
-            anyhow::anyhow!("LEDGER_NATS_CALLOUT_ISSUER_SEED: not an nkey seed: {e}")
-        })?;
-        if !matches!(issuer.key_pair_type(), nkeys::KeyPairType::Account) {
-            anyhow::bail!("LEDGER_NATS_CALLOUT_ISSUER_SEED: must be an account seed (SA...)");
-        }
-        Ok(Some(nats_auth::CalloutSettings {
-            issuer: Arc::new(issuer),
-            account: self.nats_store_account.clone(),
-            session_ttl: Duration::from_secs(self.nats_session_ttl_secs.max(1)),
-        }))
-    }
-
     fn token_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
         let bytes = hex::decode(self.token_key.trim())
             .context("LEDGER_TOKEN_KEY must be 64 hex characters")?;
@@ -288,6 +286,7 @@ pub struct Running {
 /// accept work. They stop when `shutdown` fires.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
     config.validate()?;
+    pairing::check_public_nats_urls(&config)?;
     let nats = bus::connect(&config.nats_url, "gateway").await?;
     let js = async_nats::jetstream::new(nats.clone());
     let stream_settings = StreamSettings {
@@ -341,7 +340,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     }
     rpc::serve(state.clone(), shutdown.clone()).await?;
     status::serve_projection(state.clone(), shutdown.clone()).await?;
-    if let Some(callout) = config.callout_settings()? {
+    if let Some(callout) = nats_auth::CalloutSettings::from_config(&config)? {
         nats_auth::serve(state.clone(), callout, shutdown.clone()).await?;
     }
 

@@ -101,9 +101,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Makes the account key of the NATS auth callout: prints the public key for the server
-    /// (`LEDGER_NATS_CALLOUT_ISSUER`) and the seed for the gateway
-    /// (`LEDGER_NATS_CALLOUT_ISSUER_SEED`), as environment lines. Keep the seed secret.
+    /// Makes the NATS secrets of a deployment (deploy/nats/nats-server.conf), as environment
+    /// lines: the auth callout's account key (`LEDGER_NATS_CALLOUT_ISSUER` for the server,
+    /// `LEDGER_NATS_CALLOUT_ISSUER_SEED` for the gateway), its curve key
+    /// (`LEDGER_NATS_CALLOUT_XKEY` for the server, `LEDGER_NATS_CALLOUT_XKEY_SEED` for the
+    /// gateway) and a password per service user (`LEDGER_NATS_<USER>_PASSWORD`). Keep the
+    /// seeds and passwords secret.
     NatsIssuer,
     /// Runs a merchant's events from the log again through the services' normal path (same
     /// idempotency keys: what is in Sage already is never posted twice).
@@ -568,6 +571,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .seed()
                     .map_err(|e| anyhow::anyhow!("seed of a new key: {e}"))?
             );
+            let xkey = nkeys::XKey::new();
+            println!("LEDGER_NATS_CALLOUT_XKEY={}", xkey.public_key());
+            println!(
+                "LEDGER_NATS_CALLOUT_XKEY_SEED={}",
+                xkey.seed()
+                    .map_err(|e| anyhow::anyhow!("seed of a new curve key: {e}"))?
+            );
+            for user in ["GATEWAY", "CONTACTS", "DOCUMENTS", "PAYMENTS", "OPERATOR"] {
+                let mut password = [0u8; 24];
+                rand::Rng::fill(&mut rand::thread_rng(), &mut password);
+                println!("LEDGER_NATS_{user}_PASSWORD={}", hex::encode(password));
+            }
         }
         Command::Replay {
             merchant,

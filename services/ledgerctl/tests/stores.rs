@@ -92,6 +92,16 @@ async fn nats_issuer_prints_a_matching_account_key_pair() {
     assert!(public.starts_with('A') && seed.starts_with("SA"), "{out}");
     let pair = nkeys::KeyPair::from_seed(&seed).unwrap();
     assert_eq!(pair.public_key(), public);
+    // The callout's curve key, and a distinct password for each service's NATS user.
+    let xkey = nkeys::XKey::from_seed(&value("LEDGER_NATS_CALLOUT_XKEY_SEED")).unwrap();
+    assert_eq!(xkey.public_key(), value("LEDGER_NATS_CALLOUT_XKEY"));
+    let passwords: std::collections::HashSet<String> =
+        ["GATEWAY", "CONTACTS", "DOCUMENTS", "PAYMENTS", "OPERATOR"]
+            .iter()
+            .map(|user| value(&format!("LEDGER_NATS_{user}_PASSWORD")))
+            .collect();
+    assert_eq!(passwords.len(), 5, "{out}");
+    assert!(passwords.iter().all(|p| p.len() >= 32), "{out}");
 }
 
 async fn ledgerctl(gateway: &str, args: &[&str]) -> (bool, String) {

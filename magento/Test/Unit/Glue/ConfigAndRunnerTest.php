@@ -60,6 +60,20 @@ final class ConfigAndRunnerTest extends TestCase
         self::assertSame('n4ts-pw', $options->password, 'decrypted');
         self::assertSame(5.0, $options->timeout);
         self::assertSame(2.0, $config->natsOptions(true)->timeout, 'short after an admin save');
+
+        // A plain nats:// URL is a problem the admin sees, unless the development override is set.
+        $settings->values['ledger_sage_sync/nats/url'] = 'nats://nats.ledger.example:4222';
+        $saved = getenv('LEDGER_NATS_ALLOW_PLAIN');
+        putenv('LEDGER_NATS_ALLOW_PLAIN');
+        try {
+            self::assertSame(
+                ['The NATS URL must start with tls:// (the key\'s secret is sent when connecting).'],
+                $config->problems()
+            );
+        } finally {
+            putenv($saved === false ? 'LEDGER_NATS_ALLOW_PLAIN' : 'LEDGER_NATS_ALLOW_PLAIN=' . $saved);
+        }
+        self::assertSame([], $config->problems());
     }
 
     public function testPublisherFollowsTheTransportSetting(): void

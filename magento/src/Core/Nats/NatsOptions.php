@@ -72,6 +72,29 @@ final class NatsOptions
         );
     }
 
+    /**
+     * Whether plain nats:// connections are allowed: only with the development override
+     * LEDGER_NATS_ALLOW_PLAIN=1 in the environment, because the store key's secret is sent
+     * when connecting.
+     */
+    public static function plainAllowed(): bool
+    {
+        $value = getenv('LEDGER_NATS_ALLOW_PLAIN');
+        return in_array(strtolower(trim((string) $value)), ['1', 'true', 'yes'], true);
+    }
+
+    /** Refuses a plain connection unless {@see plainAllowed()}; the message names the URL. */
+    public function requireTls(): void
+    {
+        if (!$this->tls && !self::plainAllowed()) {
+            throw new InvalidArgumentException(
+                'NATS URL: Ledger requires tls:// (the key\'s secret is sent when connecting); '
+                . 'nats://' . $this->host . ':' . $this->port . ' is refused '
+                . '(set LEDGER_NATS_ALLOW_PLAIN=1 only for development)'
+            );
+        }
+    }
+
     private static function blank(?string $value): ?string
     {
         return $value === null || $value === '' ? null : $value;

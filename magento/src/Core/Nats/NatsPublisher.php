@@ -23,8 +23,10 @@ final class NatsPublisher implements PublisherInterface
     {
     }
 
+    /** A publisher for `$options`; refuses plain nats:// (see {@see NatsOptions::requireTls()}). */
     public static function withOptions(NatsOptions $options): self
     {
+        $options->requireTls();
         return new self(static fn (): NatsClient => new NatsClient($options));
     }
 
