@@ -72,8 +72,10 @@ ensure_postgres() {
     [ "$(id -u)" = 0 ] && chown -R postgres "$PG_HOME"
     pg_run "$bindir/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
   fi
-  [ "$(id -u)" = 0 ] && chown -R postgres "$PG_HOME"
   if ! pg_run "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    # Only a stopped cluster is handed over: a running one may be removing a dropped
+    # database's files while chown walks them.
+    if [ "$(id -u)" = 0 ]; then chown -R postgres "$PG_HOME"; fi
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     pg_run "$bindir/pg_ctl" -D "$data" -l "$PG_HOME/server.log" -w -t 60 start \
       -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=${LEDGER_PG_FSYNC:-on}" >/dev/null
