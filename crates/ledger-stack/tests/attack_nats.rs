@@ -10,125 +10,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use ledger_stack::{Stack, StackOptions};
-use ledger_testkit::{TestDb, TestNats};
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+mod common;
 
-const ADMIN: &str = ledger_stack::ADMIN_TOKEN;
+use common::stores::*;
+
+use futures::StreamExt;
+use ledger_stack::Stack;
+use ledger_testkit::{TestDb, TestNats};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 async fn stack(name: &'static str) -> (Stack, TestNats, TestDb) {
-    let _ = ledger_runtime::telemetry::init(name);
-    let nats = TestNats::start_secured().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions::secured(&nats, db.url(), 300))
-        .await
-        .unwrap();
-    (stack, nats, db)
+    secured_stack(name, 300).await
 }
 
 /// URL with the credentials `service` runs with.
 fn credentials_of(nats: &TestNats, service: &str) -> String {
     nats.service_url(service)
-}
-
-async fn call(
-    method: reqwest::Method,
-    url: String,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, url);
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// A store's key, as the module receives it at pairing.
-#[derive(Clone)]
-struct Key {
-    key_id: String,
-    secret: String,
-    inbox_prefix: String,
-    nats_url: String,
-}
-
-async fn pair(stack: &Stack, merchant: &str) -> Key {
-    let (status, pending) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/pairings", stack.gateway_url),
-        None,
-        Some(json!({"store_url": format!("https://{merchant}.example")})),
-    )
-    .await;
-    assert_eq!(status, 201, "{pending}");
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!(
-            "{}/v1/admin/merchants/{merchant}/pairings",
-            stack.gateway_url
-        ),
-        Some(ADMIN),
-        Some(json!({"code": pending["code"]})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = call(
-        reqwest::Method::GET,
-        format!(
-            "{}/v1/pairings/{}",
-            stack.gateway_url,
-            pending["pairing_id"].as_str().unwrap()
-        ),
-        pending["poll_secret"].as_str(),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    Key {
-        key_id: body["credentials"]["key_id"].as_str().unwrap().into(),
-        secret: body["credentials"]["secret"].as_str().unwrap().into(),
-        inbox_prefix: body["nats"]["inbox_prefix"].as_str().unwrap().into(),
-        nats_url: body["nats"]["urls"][0].as_str().unwrap().into(),
-    }
-}
-
-type Events = mpsc::UnboundedReceiver<String>;
-
-/// Connects with `user`/`password`; server errors (permission violations, limits) arrive on
-/// the channel.
-async fn client(
-    url: &str,
-    user: &str,
-    password: &str,
-    inbox_prefix: &str,
-) -> Result<(async_nats::Client, Events), async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (address, _) = ledger_runtime::bus::split_credentials(url);
-    let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
-        .custom_inbox_prefix(inbox_prefix)
-        .max_reconnects(Some(1))
-        .event_callback(move |event| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(event.to_string());
-            }
-        })
-        .connect(address)
-        .await?;
-    Ok((client, rx))
-}
-
-async fn store_client(key: &Key) -> Result<(async_nats::Client, Events), async_nats::ConnectError> {
-    client(&key.nats_url, &key.key_id, &key.secret, &key.inbox_prefix).await
 }
 
 /// Connects with the credentials a service runs with (as a thief of them would).
@@ -172,38 +70,6 @@ fn exposes(payload: &[u8], needle: &str) -> bool {
             .decode(part.trim_end_matches('=').as_bytes())
             .is_ok_and(|d| String::from_utf8_lossy(&d).contains(needle))
     })
-}
-
-async fn stream_messages_on(nats: &TestNats, subject: &str) -> u64 {
-    let js = async_nats::jetstream::new(nats.connect().await.unwrap());
-    let stream = js.get_stream(ledger_events::STREAM_NAME).await.unwrap();
-    let info = stream
-        .info_with_subjects(subject)
-        .await
-        .unwrap()
-        .next()
-        .await;
-    match info {
-        Some(Ok((_, count))) => count as u64,
-        _ => 0,
-    }
-}
-
-/// Publishes invoice `n` of `merchant` on its own subject and waits for the PubAck.
-async fn publish_own(client: &async_nats::Client, merchant: &str, n: u64) {
-    let js = async_nats::jetstream::new(client.clone());
-    let event = ledger_stack::events::invoice_created(merchant, n);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
-    js.publish_with_headers(
-        format!("magento.{merchant}.invoice.created"),
-        headers,
-        event.body.into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap_or_else(|e| panic!("no PubAck for {merchant}'s own subject: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,131 +7,13 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use ledger_stack::{Stack, StackOptions};
-use ledger_testkit::{TestDb, TestNats};
-use serde_json::{json, Value};
+mod common;
+
+use common::stores::*;
+
 use tokio::sync::mpsc;
 
-const ADMIN: &str = ledger_stack::ADMIN_TOKEN;
 const SESSION_TTL_SECS: u64 = 3;
-
-async fn stack() -> (Stack, TestNats, TestDb) {
-    let _ = ledger_runtime::telemetry::init("pairing");
-    let nats = TestNats::start_secured().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let options = StackOptions::secured(&nats, db.url(), SESSION_TTL_SECS);
-    let stack = Stack::start(options).await.unwrap();
-    (stack, nats, db)
-}
-
-async fn call(
-    method: reqwest::Method,
-    url: String,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, url);
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// A store's side of a pairing in progress.
-struct Pending {
-    pairing_id: String,
-    code: String,
-    poll_secret: String,
-}
-
-async fn request_pairing(stack: &Stack) -> Pending {
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{}/v1/pairings", stack.gateway_url),
-        None,
-        Some(json!({"store_url": "https://shop.example", "module_version": "1.0.0"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    Pending {
-        pairing_id: body["pairing_id"].as_str().unwrap().into(),
-        code: body["code"].as_str().unwrap().into(),
-        poll_secret: body["poll_secret"].as_str().unwrap().into(),
-    }
-}
-
-async fn claim(stack: &Stack, merchant: &str, code: &str) -> (u16, Value) {
-    call(
-        reqwest::Method::POST,
-        format!(
-            "{}/v1/admin/merchants/{merchant}/pairings",
-            stack.gateway_url
-        ),
-        Some(ADMIN),
-        Some(json!({ "code": code })),
-    )
-    .await
-}
-
-async fn poll(stack: &Stack, pending: &Pending, secret: &str) -> (u16, Value) {
-    call(
-        reqwest::Method::GET,
-        format!("{}/v1/pairings/{}", stack.gateway_url, pending.pairing_id),
-        Some(secret),
-        None,
-    )
-    .await
-}
-
-/// A store's key, as the module receives it.
-struct Key {
-    key_id: String,
-    secret: String,
-    inbox_prefix: String,
-    nats_url: String,
-}
-
-async fn pair(stack: &Stack, merchant: &str) -> Key {
-    let pending = request_pairing(stack).await;
-    let (status, body) = claim(stack, merchant, &pending.code.to_lowercase()).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = poll(stack, &pending, &pending.poll_secret).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["state"], "paired");
-    assert_eq!(body["merchant_id"], merchant);
-    Key {
-        key_id: body["credentials"]["key_id"].as_str().unwrap().into(),
-        secret: body["credentials"]["secret"].as_str().unwrap().into(),
-        inbox_prefix: body["nats"]["inbox_prefix"].as_str().unwrap().into(),
-        nats_url: body["nats"]["urls"][0].as_str().unwrap().into(),
-    }
-}
-
-/// Connects as a store; server errors (permission violations, expiry) arrive on the channel.
-async fn store_client(
-    key: &Key,
-) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let client =
-        async_nats::ConnectOptions::with_user_and_password(key.key_id.clone(), key.secret.clone())
-            .custom_inbox_prefix(&key.inbox_prefix)
-            .max_reconnects(Some(1))
-            .event_callback(move |event| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(event.to_string());
-                }
-            })
-            .connect(&key.nats_url)
-            .await?;
-    Ok((client, rx))
-}
 
 async fn next_event_matching(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -146,24 +28,9 @@ async fn next_event_matching(rx: &mut mpsc::UnboundedReceiver<String>, needle: &
     }
 }
 
-async fn stream_messages_on(nats: &TestNats, subject: &str) -> u64 {
-    let js = async_nats::jetstream::new(nats.connect().await.unwrap());
-    let stream = js.get_stream(ledger_events::STREAM_NAME).await.unwrap();
-    let info = stream
-        .info_with_subjects(subject)
-        .await
-        .unwrap()
-        .next()
-        .await;
-    match info {
-        Some(Ok((_, count))) => count as u64,
-        _ => 0,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_code_pairs_once_and_delivers_its_key_once() {
-    let (stack, _nats, db) = stack().await;
+    let (stack, _nats, db) = secured_stack("pairing", SESSION_TTL_SECS).await;
     stack.onboard("codes").await.unwrap();
     stack.onboard("other").await.unwrap();
 
@@ -250,7 +117,7 @@ async fn a_code_pairs_once_and_delivers_its_key_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
-    let (stack, nats, _db) = stack().await;
+    let (stack, nats, _db) = secured_stack("pairing", SESSION_TTL_SECS).await;
     let a = stack.onboard("store-a").await.unwrap();
     let b = stack.onboard("store-b").await.unwrap();
     let key_a = pair(&stack, "store-a").await;
@@ -258,8 +125,7 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
 
     // B syncs an invoice with its own key first, so that there is B status to leak.
     let (client_b, _events_b) = store_client(&key_b).await.expect("store B logs in");
-    let js_b = async_nats::jetstream::new(client_b);
-    publish_own(&js_b, "store-b", 7).await;
+    publish_own(&client_b, "store-b", 7).await;
     assert!(
         stack
             .wait_until(Duration::from_secs(20), || !stack
@@ -277,7 +143,7 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
     assert!(anonymous.is_err(), "an anonymous client was let in");
     let wrong = store_client(&Key {
         secret: "0".repeat(64),
-        ..clone_key(&key_a)
+        ..key_a.clone()
     })
     .await;
     assert!(wrong.is_err(), "a wrong secret was let in");
@@ -286,7 +152,7 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
     let js_a = async_nats::jetstream::new(client_a.clone());
 
     // A publishes its own invoice straight into JetStream and it reaches Sage.
-    publish_own(&js_a, "store-a", 1).await;
+    publish_own(&client_a, "store-a", 1).await;
     assert!(
         stack
             .wait_until(Duration::from_secs(20), || !stack
@@ -422,7 +288,7 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
 
     // B is untouched by A's revocation.
     let (client_b, _events_b) = store_client(&key_b).await.expect("store B still logs in");
-    publish_own(&async_nats::jetstream::new(client_b), "store-b", 8).await;
+    publish_own(&client_b, "store-b", 8).await;
 
     // Operators see store logins, admitted and refused, in the gateway's metrics.
     let metrics = reqwest::get(format!("http://{}/metrics", stack.metrics[0]))
@@ -436,36 +302,9 @@ async fn a_store_key_reaches_only_its_own_subjects_until_revoked() {
     stack.stop().await;
 }
 
-/// Publishes invoice `n` of `merchant` on its own subject and waits for the PubAck.
-async fn publish_own(js: &async_nats::jetstream::Context, merchant: &str, n: u64) {
-    let event = ledger_stack::events::invoice_created(merchant, n);
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
-    let ack = js
-        .publish_with_headers(
-            format!("magento.{merchant}.invoice.created"),
-            headers,
-            event.body.into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap_or_else(|e| panic!("no PubAck for {merchant}'s own subject: {e}"));
-    assert!(!ack.duplicate);
-}
-
-fn clone_key(key: &Key) -> Key {
-    Key {
-        key_id: key.key_id.clone(),
-        secret: key.secret.clone(),
-        inbox_prefix: key.inbox_prefix.clone(),
-        nats_url: key.nats_url.clone(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guessing_codes_is_slowed_down_per_merchant() {
-    let (stack, _nats, _db) = stack().await;
+    let (stack, _nats, _db) = secured_stack("pairing", SESSION_TTL_SECS).await;
     stack.onboard("guesser").await.unwrap();
     stack.onboard("honest").await.unwrap();
     let pending = request_pairing(&stack).await;
