@@ -103,7 +103,7 @@ export LEDGER_NATS_SERVER_KEYS=connected
 
 start sage-sandbox
 wait_http "$SANDBOX_URL/_sandbox"
-start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL" LEDGER_METRICS_ADDR=127.0.0.1:18780 \
+start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL" LEDGER_METRICS_ADDR=127.0.0.1:18784 \
   LEDGER_NATS_URL="$(nats_url gateway "$LEDGER_NATS_GATEWAY_PASSWORD")"
 wait_http "$LEDGER_GATEWAY_URL/healthz"
 start contacts LEDGER_METRICS_ADDR=127.0.0.1:18781 \
@@ -113,7 +113,7 @@ start documents LEDGER_METRICS_ADDR=127.0.0.1:18782 \
 start payments LEDGER_METRICS_ADDR=127.0.0.1:18783 \
   LEDGER_NATS_URL="$(nats_url payments "$LEDGER_NATS_PAYMENTS_PASSWORD")"
 for port in 18781 18782 18783; do wait_http "http://127.0.0.1:$port/healthz"; done
-log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :18780-18783  logs $LOGS"
+log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :18781-18784  logs $LOGS"
 
 case "$mode" in
   demo)
