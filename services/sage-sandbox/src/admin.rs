@@ -50,6 +50,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             post(expire_access_tokens),
         )
         .route(
+            "/_sandbox/businesses/{id}/financial_settings",
+            put(set_financial_settings),
+        )
+        .route(
             "/_sandbox/businesses/{id}/documents/{resource}",
             get(documents),
         )
@@ -142,6 +146,37 @@ async fn expire_access_tokens(State(sh): State<Arc<Shared>>, Path(id): Path<Stri
         return r;
     }
     ok(json!({"expired": sh.expire_business_access_tokens(&id)}))
+}
+
+/// Body of `PUT /_sandbox/businesses/{id}/financial_settings`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FinancialDates {
+    accounts_start_date: Option<chrono::NaiveDate>,
+    year_end_lockdown_date: Option<chrono::NaiveDate>,
+}
+
+/// Sets the business's open period: `accounts_start_date` (omitted: the sandbox default) and
+/// `year_end_lockdown_date` (omitted or null: none).
+async fn set_financial_settings(
+    State(sh): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let dates: FinancialDates = match parse_body(&body) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let start = dates
+        .accounts_start_date
+        .unwrap_or_else(crate::model::default_accounts_start_date);
+    match sh.set_financial_dates(&id, start, dates.year_end_lockdown_date) {
+        Some(()) => ok(json!({
+            "accounts_start_date": start.to_string(),
+            "year_end_lockdown_date": dates.year_end_lockdown_date.map(|d| d.to_string()),
+        })),
+        None => error(StatusCode::NOT_FOUND, format!("unknown business {id}")),
+    }
 }
 
 async fn documents(

@@ -189,6 +189,23 @@ impl Sandbox {
         }
     }
 
+    /// Moves a business's open period, as a bookkeeper closing a year in Sage would:
+    /// documents and payments dated before `accounts_start_date` or on or before
+    /// `year_end_lockdown_date` are refused from now on (422 on `date`).
+    ///
+    /// # Panics
+    /// If the business does not exist.
+    pub fn set_financial_dates(
+        &self,
+        business_id: &str,
+        accounts_start_date: chrono::NaiveDate,
+        year_end_lockdown_date: Option<chrono::NaiveDate>,
+    ) {
+        self.shared
+            .set_financial_dates(business_id, accounts_start_date, year_end_lockdown_date)
+            .unwrap_or_else(|| panic!("unknown business {business_id}"));
+    }
+
     /// What the consent screen would hand out for this business: a code that
     /// is single use and valid for 60 s, accepted with any `redirect_uri`.
     ///

@@ -24,6 +24,17 @@ pub struct BusinessSpec {
     /// [`BusinessHandle::user_id`]) to model a user with several businesses;
     /// `None` creates a new user whose lead business this is.
     pub user_id: Option<String>,
+    /// `financial_settings.accounts_start_date` (default 2020-01-01): documents and payments
+    /// dated before it are refused.
+    pub accounts_start_date: NaiveDate,
+    /// `financial_settings.year_end_lockdown_date` (default none): documents and payments
+    /// dated on or before it are refused.
+    pub year_end_lockdown_date: Option<NaiveDate>,
+}
+
+/// The sandbox's default `accounts_start_date`.
+pub fn default_accounts_start_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date")
 }
 
 impl Default for BusinessSpec {
@@ -34,6 +45,8 @@ impl Default for BusinessSpec {
             multi_currency_enabled: true,
             country: "GB".to_owned(),
             user_id: None,
+            accounts_start_date: default_accounts_start_date(),
+            year_end_lockdown_date: None,
         }
     }
 }
@@ -244,6 +257,10 @@ pub struct Business {
     pub country: String,
     pub base_currency: String,
     pub multi_currency_enabled: bool,
+    /// Documents and payments dated before this are refused.
+    pub accounts_start_date: NaiveDate,
+    /// Documents and payments dated on or before this are refused.
+    pub year_end_lockdown_date: Option<NaiveDate>,
     pub created_at: DateTime<Utc>,
     pub ledger_accounts: Vec<LedgerAccount>,
     pub bank_accounts: Vec<BankAccount>,
@@ -282,6 +299,8 @@ impl Business {
             country: spec.country.clone(),
             base_currency: spec.base_currency.clone(),
             multi_currency_enabled: spec.multi_currency_enabled,
+            accounts_start_date: spec.accounts_start_date,
+            year_end_lockdown_date: spec.year_end_lockdown_date,
             created_at: Utc::now(),
             ledger_accounts,
             bank_accounts,
@@ -393,9 +412,9 @@ impl Business {
         seed::into_map(serde_json::json!({
             "$path": "/financial_settings",
             "year_end_date": "2025-12-31",
-            "year_end_lockdown_date": Value::Null,
+            "year_end_lockdown_date": self.year_end_lockdown_date.map(|d| d.to_string()),
             "accounting_type": "accrual",
-            "accounts_start_date": "2020-01-01",
+            "accounts_start_date": self.accounts_start_date.to_string(),
             "base_currency": seed::currency_link(&self.base_currency),
             "multi_currency_enabled": self.multi_currency_enabled,
             "use_live_exchange_rates": false,

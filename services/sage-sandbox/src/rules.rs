@@ -132,6 +132,32 @@ pub fn document_reference_length(reference: &str, root: &str) -> Result<(), ApiE
     Ok(())
 }
 
+/// A document or payment date must lie in an open period: not before the business's
+/// `accounts_start_date` and not on or before its `year_end_lockdown_date`
+/// (`financial_settings`). Sage refuses both with a validation error on `date`.
+pub fn date_in_open_period(
+    date: chrono::NaiveDate,
+    accounts_start_date: chrono::NaiveDate,
+    year_end_lockdown_date: Option<chrono::NaiveDate>,
+    root: &str,
+) -> Result<(), ApiError> {
+    if date < accounts_start_date {
+        return Err(ApiError::invalid(
+            format!("{root}.date"),
+            format!("date: cannot be before the accounts start date ({accounts_start_date})"),
+        ));
+    }
+    if let Some(lockdown) = year_end_lockdown_date {
+        if date <= lockdown {
+            return Err(ApiError::invalid(
+                format!("{root}.date"),
+                format!("date: cannot be on or before the year end lockdown date ({lockdown})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The status of an invoice or credit note cannot be written: it only moves
 /// through payments and allocations.
 ///
@@ -529,6 +555,25 @@ mod tests {
                 .source(),
             "sales_credit_note.reference"
         );
+    }
+
+    #[test]
+    fn dates_before_start_or_in_locked_year_are_refused() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let start = d("2024-01-01");
+        let lock = Some(d("2025-03-31"));
+        // Before the accounts start date.
+        let e = date_in_open_period(d("2023-12-31"), start, None, "sales_invoice").unwrap_err();
+        assert_eq!(e.errors[0].source, "sales_invoice.date");
+        assert!(e.errors[0].message.contains("2024-01-01"), "{e:?}");
+        // The start date itself is open.
+        assert!(date_in_open_period(start, start, None, "sales_invoice").is_ok());
+        // On the lockdown date (and before it) is locked; the day after is open.
+        let e = date_in_open_period(d("2025-03-31"), start, lock, "contact_payment").unwrap_err();
+        assert_eq!(e.errors[0].source, "contact_payment.date");
+        assert!(e.errors[0].message.contains("2025-03-31"), "{e:?}");
+        assert!(date_in_open_period(d("2024-06-01"), start, lock, "x").is_err());
+        assert!(date_in_open_period(d("2025-04-01"), start, lock, "x").is_ok());
     }
 
     #[test]

@@ -125,6 +125,21 @@ impl Shared {
         self.read_dir().businesses.get(id).cloned()
     }
 
+    /// Sets a business's `accounts_start_date` and `year_end_lockdown_date`; `None` when the
+    /// business does not exist.
+    pub fn set_financial_dates(
+        &self,
+        id: &str,
+        accounts_start_date: chrono::NaiveDate,
+        year_end_lockdown_date: Option<chrono::NaiveDate>,
+    ) -> Option<()> {
+        let business = self.business(id)?;
+        let mut b = lock(&business);
+        b.accounts_start_date = accounts_start_date;
+        b.year_end_lockdown_date = year_end_lockdown_date;
+        Some(())
+    }
+
     pub fn handles(&self) -> Vec<BusinessHandle> {
         let dir = self.read_dir();
         dir.order

@@ -849,3 +849,75 @@ async fn products_and_services_round_trip() {
     assert_eq!(r.body["invoice_lines"][0]["product"]["id"], pid.as_str());
     sandbox.shutdown().await;
 }
+
+#[tokio::test]
+async fn documents_and_payments_refused_outside_the_open_period() {
+    let sandbox = start().await;
+    let api = uk(&sandbox).await;
+    let c = api.customer("A", json!({})).await;
+    // Open while the year is open: invoice 2024-05-01, credit note 2024-05-02.
+    let inv = invoice_total(&api, &c, "100", "20").await;
+    let cn = api
+        .credit_note(&c, json!([api.line("Return", "1", "25", "5")]))
+        .await
+        .id();
+    // The bookkeeper closes the year up to 2024-05-31 through the admin API.
+    let http = client();
+    let r = http
+        .put(format!(
+            "{}/businesses/{}/financial_settings",
+            sandbox.admin_url(),
+            api.business.id
+        ))
+        .json(&json!({"accounts_start_date": "2024-01-01", "year_end_lockdown_date": "2024-05-31"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let fs = api.get("/financial_settings").await.body;
+    assert_eq!(fs["accounts_start_date"], "2024-01-01");
+    assert_eq!(fs["year_end_lockdown_date"], "2024-05-31");
+
+    // Every kind of write dated on or before the lockdown date is refused on `date`.
+    api.invoice(&c, json!([api.line("W", "1", "10", "2")]))
+        .await
+        .assert_422("sales_invoice.date");
+    api.credit_note(&c, json!([api.line("R", "1", "10", "2")]))
+        .await
+        .assert_422("sales_credit_note.date");
+    api.post(
+        "/contact_payments",
+        receipt(
+            &api,
+            &c,
+            "12.00",
+            json!([{"artefact_id": inv, "amount": "12.00"}]),
+        ),
+    )
+    .await
+    .assert_422("contact_payment.date");
+    let alloc = |date: &str| json!({"contact_allocation": {"transaction_type_id": "CUSTOMER_ALLOCATION", "contact_id": c, "date": date, "allocated_artefacts": [{"artefact_id": inv, "amount": "30.00"}, {"artefact_id": cn, "amount": "-30.00"}]}});
+    api.post("/contact_allocations", alloc("2024-05-31"))
+        .await
+        .assert_422("contact_allocation.date");
+    // The first open day is accepted.
+    let r = api.post("/contact_allocations", alloc("2024-06-01")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+
+    // Before the accounts start date is refused too, with no lockdown at all.
+    sandbox.set_financial_dates(
+        &api.business.id,
+        chrono::NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+        None,
+    );
+    let r = api
+        .post("/sales_invoices", json!({"sales_invoice": {"contact_id": c, "date": "2024-05-31", "invoice_lines": [api.line("W", "1", "10", "2")]}}))
+        .await;
+    r.assert_422("sales_invoice.date");
+    assert!(r.message().contains("2024-06-01"), "{}", r.body);
+    let r = api
+        .post("/sales_invoices", json!({"sales_invoice": {"contact_id": c, "date": "2024-06-01", "invoice_lines": [api.line("W", "1", "10", "2")]}}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    sandbox.shutdown().await;
+}

@@ -147,6 +147,7 @@ pub(crate) fn create_payment(
         ));
     }
     let date = date_field(root, "date").unwrap_or_else(|| now.date_naive());
+    rules::date_in_open_period(date, biz.accounts_start_date, biz.year_end_lockdown_date, r)?;
     let reference = str_field(root, "reference").map(str::to_owned);
 
     let raw = root
@@ -376,6 +377,7 @@ pub(crate) fn create_allocation(
     let contact_id = str_field(root, "contact_id").unwrap_or_default().to_owned();
     require_customer(biz, r, &contact_id)?;
     let date = date_field(root, "date").unwrap_or_else(|| now.date_naive());
+    rules::date_in_open_period(date, biz.accounts_start_date, biz.year_end_lockdown_date, r)?;
     let raw = root
         .get("allocated_artefacts")
         .and_then(Value::as_array)

@@ -241,6 +241,7 @@ pub(crate) fn create(
     }
 
     let date = date_field(root, "date").unwrap_or_else(|| now.date_naive());
+    rules::date_in_open_period(date, biz.accounts_start_date, biz.year_end_lockdown_date, r)?;
     let lines_key = kind.lines_key();
     let raw_lines = root
         .get(lines_key)
