@@ -95,6 +95,10 @@ pub mod reasons {
     pub const STALE_SNAPSHOT: &str = "stale_snapshot";
     /// Nothing to post (e.g. a zero-amount payment).
     pub const NOTHING_TO_POST: &str = "nothing_to_post";
+    /// A document or payment dated in a period Sage has locked (before the accounts start
+    /// date or on or before the year-end lockdown date), with the setting `locked_period:
+    /// hold`.
+    pub const PERIOD_LOCKED: &str = "period_locked";
     /// A required value is absent.
     pub const MISSING: &str = "missing";
     /// A value that must not be negative is negative.

@@ -16,6 +16,7 @@
 //! * B2C consolidation of contacts: [`b2c_contact_route`], [`fallback_contact_reference`].
 //! * Catalog: [`map_product`].
 //! * The exchange-rate reading: [`exchange_rate`].
+//! * Locked periods (Sage's accounts start and year-end lockdown dates): [`open_period_date`].
 //!
 //! Each Sage quirk the mapping works around is one named function in [`rules`] with its
 //! own test. Bodies never contain `idempotency_id` (the Sage client adds it) and every
@@ -30,6 +31,7 @@ mod document;
 mod error;
 mod money;
 mod payment;
+mod period;
 mod product;
 pub mod rules;
 mod settings;
@@ -50,6 +52,10 @@ pub use money::{decimal_json, exchange_rate, money_json, round2};
 pub use payment::{
     map_allocation, map_customer_receipt, map_refund, AllocationPlan, CreditNoteRef, InvoiceRef,
     ReceiptPlan, SageDocumentRef,
+};
+pub use period::{
+    is_date_refusal, move_document_date, move_payment_date, open_period_date, LockedPeriod,
+    OpenPeriod, PeriodDate, LOCKED_PERIOD_SETTING,
 };
 pub use product::{map_product, ProductPlan};
 pub use settings::{
