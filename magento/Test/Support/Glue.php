@@ -9,8 +9,10 @@ use Ledger\SageSync\Core\Outbox\EventRecorder;
 use Ledger\SageSync\Core\Outbox\InMemoryOutboxStore;
 use Ledger\SageSync\Core\Outbox\OutboxStore;
 use Ledger\SageSync\Core\Snapshot\SnapshotSerializer;
+use Ledger\SageSync\Core\Status\DocumentStatus;
 use Ledger\SageSync\Core\Status\SageStatus;
 use Ledger\SageSync\Core\Status\StatusSink;
+use Ledger\SageSync\Core\Status\StatusUpdate;
 use Ledger\SageSync\Model\Config;
 use Ledger\SageSync\Model\NewEntityRegistry;
 use Ledger\SageSync\Model\Recorder;
@@ -35,6 +37,9 @@ final class Glue implements StatusSink
 
     /** @var list<array{?string, ?string}> Sage reference and time of each status, as in $statuses */
     public array $details = [];
+
+    /** @var array<string, DocumentStatus> feed state per "type:id", as DbStatusSink keeps it */
+    public array $feedStates = [];
 
     public function __construct(?OutboxStore $store = null)
     {
@@ -64,6 +69,18 @@ final class Glue implements StatusSink
     ): void {
         $this->statuses[] = [$entityType, $entityId, $status->value, $message];
         $this->details[] = [$sageReference, $at?->format(DATE_ATOM)];
+    }
+
+    public function apply(string $entityType, int $entityId, StatusUpdate $update, bool $payment): void
+    {
+        $key = $entityType . ':' . $entityId;
+        $merged = ($this->feedStates[$key] ?? new DocumentStatus())->with($update, $payment);
+        if ($merged === null) {
+            return;
+        }
+        $this->feedStates[$key] = $merged;
+        [$status, $message, $number] = $merged->chip();
+        $this->update($entityType, $entityId, $status, $message, $number, $merged->at());
     }
 
     /** Dispatches like Magento's event manager: data on the event and on the observer. */

@@ -7,7 +7,6 @@ namespace Ledger\SageSync\Cron;
 use Ledger\SageSync\Core\Status\DocumentResolver;
 use Ledger\SageSync\Core\Status\StatusFeed;
 use Ledger\SageSync\Core\Status\StatusPull;
-use Ledger\SageSync\Core\Status\StatusReader;
 use Ledger\SageSync\Core\Status\StatusSink;
 use Ledger\SageSync\Model\Config;
 use Ledger\SageSync\Model\Status\FlagCursorStore;
@@ -34,7 +33,6 @@ class PullStatus
         private DocumentResolver $documents,
         private FlagManager $flags,
         private LoggerInterface $logger,
-        private ?StatusReader $reader = null,
     ) {
     }
 
@@ -44,9 +42,8 @@ class PullStatus
             return;
         }
         try {
-            $reader = $this->reader ?? ($this->sink instanceof StatusReader ? $this->sink : null);
             $cursors = new FlagCursorStore($this->flags);
-            (new StatusPull($this->feed, $this->sink, $this->documents, $cursors, $reader))
+            (new StatusPull($this->feed, $this->sink, $this->documents, $cursors))
                 ->run(self::PAGE_SIZE, self::MAX_PAGES);
         } catch (Throwable $e) {
             $this->logger->warning('Ledger Sage Sync: status pull failed (retried next run): ' . $e->getMessage());

@@ -25,7 +25,10 @@ class SageInfo implements ArgumentInterface
     }
 
     /**
-     * @return array{status: string, label: string, message: string, sage_ref: ?string, updated_at: ?string,
+     * `sage_ref` is Sage's own number of the document (SI-12, SCN-3), `sage_id` its Sage id.
+     *
+     * @return array{status: string, label: string, message: string, sage_ref: ?string, sage_id: ?string,
+     *     updated_at: ?string,
      *     events: list<array{type: string, state: string, attempts: int, when: string, detail: string}>}|null
      */
     public function forDocument(string $entityType): ?array
@@ -63,6 +66,8 @@ class SageInfo implements ArgumentInterface
                 ? 'This document was not recorded for Ledger (created before the module, or while it was off).'
                 : '')),
             'sage_ref' => isset($row['sage_ref']) ? (string) $row['sage_ref'] : null,
+            'sage_id' => isset($row['sage_id']) && $row['sage_id'] !== ($row['sage_ref'] ?? null)
+                ? (string) $row['sage_id'] : null,
             'updated_at' => isset($row['updated_at']) ? (string) $row['updated_at'] : null,
             'events' => $events,
         ];

@@ -21,6 +21,7 @@ use Ledger\SageSync\Core\Publish\TransportException;
 use Ledger\SageSync\Core\Snapshot\SnapshotSerializer;
 use Ledger\SageSync\Core\Status\SageStatus;
 use Ledger\SageSync\Core\Status\StatusSink;
+use Ledger\SageSync\Core\Status\StatusUpdate;
 use Ledger\SageSync\Test\Fixture\Documents;
 use Ledger\SageSync\Test\Support\FixedClock;
 use Ledger\SageSync\Test\Support\FixedSource;
@@ -61,6 +62,11 @@ final class RelayTest extends TestCase
                 ?DateTimeImmutable $at = null
             ): void {
                 $this->log[] = [$type, $id, $status->value, $message];
+            }
+
+            public function apply(string $type, int $id, StatusUpdate $update, bool $payment): void
+            {
+                throw new \LogicException('the relay only sets statuses of its own');
             }
         };
         return new Relay(

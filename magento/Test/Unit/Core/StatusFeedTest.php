@@ -12,8 +12,8 @@ use Ledger\SageSync\Core\Status\InMemoryCursorStore;
 use Ledger\SageSync\Core\Status\NullStatusFeed;
 use Ledger\SageSync\Core\Status\SageStatus;
 use Ledger\SageSync\Core\Status\StatusPull;
-use Ledger\SageSync\Core\Status\StatusReader;
 use Ledger\SageSync\Core\Status\StatusSink;
+use Ledger\SageSync\Core\Status\StatusUpdate;
 use Ledger\SageSync\Test\Support\ArrayDocuments;
 use Ledger\SageSync\Test\Support\Glue;
 use Ledger\SageSync\Test\Support\ScriptedHttp;
@@ -148,7 +148,6 @@ final class StatusFeedTest extends TestCase
     public function testIgnoresKindsItDoesNotShowAndUnknownDocumentsButMovesOn(): void
     {
         $this->http->answer(200, self::page([
-            self::item(20, 'invoice:1:000000123', 'skipped', ['entity' => 'payment', 'skip_reason' => 'net_terms']),
             self::item(21, 'customer:42', 'synced', ['sage_reference' => 'HARTLEY']),
             self::item(22, 'product:7', 'skipped', ['skip_reason' => 'not_stocked']),
             self::item(23, 'invoice:1:000009999', 'synced'),
@@ -162,7 +161,7 @@ final class StatusFeedTest extends TestCase
         $result = $this->pull($cursors)->run();
 
         self::assertSame([], $this->sink->statuses);
-        self::assertSame(5, $result['ignored'], 'unreadable items are not counted, just passed over');
+        self::assertSame(4, $result['ignored'], 'unreadable items are not counted, just passed over');
         self::assertSame(['26'], $cursors->saved);
     }
 
@@ -173,33 +172,95 @@ final class StatusFeedTest extends TestCase
             self::item(51, 'invoice:1:000000123', 'pending', $payment + ['error_code' => 'invoice_not_synced']),
             self::item(52, 'invoice:1:000000123', 'synced', $payment + ['sage_reference' => 'CR-77']),
             self::item(53, 'invoice:1:000000124', 'failed', $payment + ['error_code' => 'invoice_not_synced']),
-            self::item(54, 'invoice:2:000000124', 'skipped', $payment + ['skip_reason' => 'net_terms']),
-            self::item(55, 'invoice:1:000000124', 'skipped', $payment + ['skip_reason' => 'nothing_to_post']),
+            self::item(54, 'invoice:2:000000124', 'synced', ['sage_number' => 'SI-2001', 'sage_id' => 'f4']),
+            self::item(55, 'invoice:2:000000124', 'skipped', $payment + ['skip_reason' => 'net_terms']),
         ], 55, false));
-        $reader = new class implements StatusReader {
-            public function sageReference(string $entityType, int $entityId): ?string
-            {
-                return $entityType === 'invoice' && $entityId === 4402 ? 'SI-2001' : null;
-            }
-        };
         $cursors = new InMemoryCursorStore();
-        $result = (new StatusPull(
-            new HttpsStatusFeed('https://ingest.ledger.example', 'ik_live_abc', $this->http),
-            $this->sink,
-            $this->documents,
-            $cursors,
-            $reader
-        ))->run();
+        $result = $this->pull($cursors)->run();
 
         self::assertSame([
             ['invoice', 3301, 'pending', 'Payment: Received by Ledger, not in Sage yet (invoice_not_synced)'],
             ['invoice', 3301, 'synced', 'In Sage; payment posted as CR-77'],
             ['invoice', 3302, 'failed', 'Payment: Sync failed: invoice_not_synced'],
+            ['invoice', 4402, 'synced', 'In Sage as SI-2001'],
             ['invoice', 4402, 'synced', 'In Sage as SI-2001; payment not synced on purpose: net_terms'],
-        ], $this->sink->statuses, 'a skipped payment of an invoice not (yet) in Sage changes nothing');
-        self::assertSame([null, null, null, null], array_column($this->sink->details, 0), 'the invoice keeps its ref');
-        self::assertSame(1, $result['ignored']);
+        ], $this->sink->statuses);
+        $numbers = array_column($this->sink->details, 0);
+        self::assertSame([null, null, null, 'SI-2001', 'SI-2001'], $numbers, 'the invoice keeps its own number');
+        self::assertSame(0, $result['ignored']);
         self::assertSame('55', $cursors->load());
+    }
+
+    public function testUpdatesInAnyOrderAreAllAppliedAndAnOlderOneNeverHidesANewerOne(): void
+    {
+        $payment = ['entity' => 'payment'];
+        $at = static fn (string $t): array => ['at' => '2026-11-27T08:' . $t . 'Z'];
+        $this->http->answer(200, self::page([
+            // The payment's receipt is reported before its invoice: kept, not dropped.
+            self::item(61, 'invoice:1:000000123', 'synced', $payment + $at('10:05') + ['sage_number' => 'Receipt 77']),
+            // A payment skipped on purpose before its invoice is reported: kept too.
+            self::item(62, 'invoice:1:000000124', 'skipped', $payment + $at('10:06') + [
+                'skip_reason' => 'net_terms', 'detail' => 'method checkmo is paid outside Magento',
+            ]),
+            // The invoices arrive later in the feed, with earlier times: each combines with its payment.
+            self::item(63, 'invoice:1:000000123', 'synced', $at('10:01') + ['sage_number' => 'SI-1', 'sage_id' => 'a']),
+            self::item(64, 'invoice:1:000000124', 'synced', $at('10:02') + ['sage_number' => 'SI-2', 'sage_id' => 'b']),
+            // A stale pending of the invoice (an earlier attempt) after its synced: ignored.
+            self::item(65, 'invoice:1:000000123', 'pending', $at('10:00') + ['error_code' => 'sage.http_503']),
+        ], 65, false));
+
+        $result = $this->pull(new InMemoryCursorStore())->run();
+
+        self::assertSame([
+            ['invoice', 3301, 'synced', 'In Sage; payment posted as Receipt 77'],
+            ['invoice', 3302, 'pending', 'Invoice not reported yet; payment not synced on purpose: net_terms'
+                . ' - method checkmo is paid outside Magento'],
+            ['invoice', 3301, 'synced', 'In Sage as SI-1; payment posted as Receipt 77'],
+            ['invoice', 3302, 'synced', 'In Sage as SI-2; payment not synced on purpose: net_terms'
+                . ' - method checkmo is paid outside Magento'],
+        ], $this->sink->statuses);
+        self::assertSame([null, null, 'SI-1', 'SI-2'], array_column($this->sink->details, 0), 'the number, not the id');
+        self::assertSame('2026-11-27T08:10:05+00:00', $this->sink->details[2][1], 'the latest change of either part');
+        self::assertSame(5, $result['applied'], 'every update was considered; the stale one changed nothing');
+    }
+
+    public function testHeldAndFailedDocumentsCarryTheirDetailBesideTheCode(): void
+    {
+        $this->http->answer(200, self::page([
+            self::item(71, 'invoice:1:000000123', 'skipped', [
+                'skip_reason' => 'unmapped_tax_rate',
+                'detail' => 'line 2 (SKU MUG-1): Magento rate 17.5% has no Sage tax rate in the tax map',
+            ]),
+            self::item(72, 'creditmemo:1:000000045', 'skipped', [
+                'skip_reason' => 'period_locked',
+                'detail' => 'credit note dated 2025-03-20 in Magento: period locked in Sage until 2025-03-31',
+            ]),
+        ], 72, false));
+
+        $this->pull(new InMemoryCursorStore())->run();
+
+        self::assertSame([
+            ['invoice', 3301, 'skipped', 'Not synced on purpose: unmapped_tax_rate - line 2 (SKU MUG-1): '
+                . 'Magento rate 17.5% has no Sage tax rate in the tax map'],
+            ['creditmemo', 501, 'skipped', 'Not synced on purpose: period_locked - credit note dated 2025-03-20 '
+                . 'in Magento: period locked in Sage until 2025-03-31'],
+        ], $this->sink->statuses);
+    }
+
+    public function testASyncedDocumentShowsSagesNumberBeforeItsReferenceAndId(): void
+    {
+        $synced = static fn (array $fields): StatusUpdate => new StatusUpdate(
+            'invoice',
+            'invoice:1:000000123',
+            SageStatus::Synced,
+            sageReference: $fields[0],
+            sageNumber: $fields[1],
+            sageId: $fields[2],
+        );
+        self::assertSame('In Sage as SI-12', $synced(['000000123', 'SI-12', 'f3'])->describe());
+        self::assertSame('In Sage as 000000123', $synced(['000000123', null, 'f3'])->describe());
+        self::assertSame('In Sage as f3', $synced([null, null, 'f3'])->describe());
+        self::assertSame('In Sage', $synced([null, null, null])->describe());
     }
 
     /** @return array<string, array{callable(ScriptedHttp): void, string}> */
@@ -260,6 +321,11 @@ final class StatusFeedTest extends TestCase
                     ?string $sageReference = null,
                     ?DateTimeImmutable $at = null
                 ): void {
+                    throw new RuntimeException('deadlock');
+                }
+
+                public function apply(string $entityType, int $entityId, StatusUpdate $update, bool $payment): void
+                {
                     throw new RuntimeException('deadlock');
                 }
             },

@@ -96,6 +96,25 @@ final class AdminUiTest extends TestCase
         self::assertStringContainsString('3 failed attempts', $html);
     }
 
+    public function testInfoBlockShowsSagesNumberAndIdAndTheHeldDetail(): void
+    {
+        $synced = ['status' => 'synced', 'message' => 'In Sage as SI-12', 'sage_ref' => 'SI-12',
+            'sage_id' => '9f1c2e', 'updated_at' => 'x'];
+        $block = new Template(new Context(), ['view_model' => $this->info($synced, []), 'entity_type' => 'invoice']);
+        $html = $block->setTemplate('Ledger_SageSync::sales/sage-info.phtml')->toHtml();
+        self::assertMatchesRegularExpression('~Sage Number</th>\s*<td>SI-12</td>~', $html);
+        self::assertStringContainsString('9f1c2e', $html, 'the id beside it');
+        $held = ['status' => 'skipped', 'message' => 'Not synced on purpose: period_locked - invoice dated'
+            . ' 2025-03-31 in Magento: period locked in Sage until 2025-03-31', 'sage_ref' => null,
+            'sage_id' => null, 'updated_at' => 'x'];
+        $block = new Template(new Context(), ['view_model' => $this->info($held, []), 'entity_type' => 'invoice']);
+        $html = $block->setTemplate('Ledger_SageSync::sales/sage-info.phtml')->toHtml();
+        $title = 'title="Not synced on purpose: period_locked - invoice dated 2025-03-31';
+        self::assertStringContainsString($title, $html);
+        self::assertStringContainsString('period locked in Sage until 2025-03-31</div>', $html);
+        self::assertStringNotContainsString('Sage Number', $html);
+    }
+
     public function testInfoBlockRendersNothingWithoutADocument(): void
     {
         $block = new Template(new Context(), ['view_model' => $this->info(null, [], []), 'entity_type' => 'invoice']);

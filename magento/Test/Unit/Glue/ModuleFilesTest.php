@@ -153,7 +153,7 @@ final class ModuleFilesTest extends TestCase
             self::assertArrayHasKey($column, $tables[DbOutboxStore::TABLE]);
         }
         foreach (DbStatusSink::TABLES as [$statusTable, $idColumn, $grid]) {
-            $expected = [$idColumn, 'status', 'message', 'sage_ref', 'updated_at'];
+            $expected = [$idColumn, 'status', 'message', 'sage_ref', 'sage_id', 'feed_state', 'updated_at'];
             self::assertSame($expected, array_keys($tables[$statusTable]));
             self::assertSame(['sage_status', 'sage_status_message'], array_keys($tables[$grid]));
         }

@@ -12,6 +12,7 @@ use Ledger\SageSync\Core\Http\StreamHttpTransport;
 use Ledger\SageSync\Core\Status\DocumentResolver;
 use Ledger\SageSync\Core\Status\SageStatus;
 use Ledger\SageSync\Core\Status\StatusFeed;
+use Ledger\SageSync\Core\Status\StatusUpdate;
 use Ledger\SageSync\Cron\PullStatus;
 use Ledger\SageSync\Model\Status\ConfiguredStatusFeed;
 use Ledger\SageSync\Model\Status\DbDocumentResolver;
@@ -131,6 +132,62 @@ final class StatusPullGlueTest extends TestCase
         $sink = new DbStatusSink(new ResourceConnection($db));
         self::assertSame('SI-1045', $sink->sageReference('invoice', 3301), 'read back for skipped payments');
         self::assertNull($sink->sageReference('invoice', 3302));
+    }
+
+    public function testFeedChangesAreMergedIntoTheRowAndAnOlderOneIsNotWritten(): void
+    {
+        $db = new FakeAdapter();
+        $sink = new DbStatusSink(new ResourceConnection($db));
+        $invoice = new StatusUpdate(
+            'invoice',
+            'invoice:1:000000123',
+            SageStatus::Synced,
+            sageReference: '000000123',
+            at: new DateTimeImmutable('2026-11-27T09:15:00+01:00'),
+            sageNumber: 'SI-12',
+            sageId: '9f1c',
+        );
+        $db->results = [false];
+        $sink->apply('invoice', 3301, $invoice, false);
+        [, $sql, $bind] = $db->ops('query')[0];
+        self::assertStringStartsWith('INSERT INTO `ledger_sage_invoice_status` (invoice_id, status, message,'
+            . ' sage_ref, sage_id, feed_state, updated_at)', $sql);
+        self::assertSame([3301, 'synced', 'In Sage as SI-12', 'SI-12', '9f1c'], array_slice($bind, 0, 5));
+        self::assertSame('2026-11-27 08:15:00', $bind[6]);
+        self::assertSame(
+            ['entity_id = ?' => 3301],
+            $db->ops('update')[0][2]['where'],
+            'the grid row too'
+        );
+
+        // The stored state holds a newer change of the invoice: an older one writes nothing.
+        $stored = $bind[5];
+        $db = new FakeAdapter();
+        $db->results = [$stored];
+        $older = new StatusUpdate(
+            'invoice',
+            'invoice:1:000000123',
+            SageStatus::Pending,
+            code: 'sage.http_503',
+            at: new DateTimeImmutable('2026-11-27T08:14:00Z'),
+        );
+        (new DbStatusSink(new ResourceConnection($db)))->apply('invoice', 3301, $older, false);
+        self::assertSame([], $db->ops('query'));
+        // A payment's change, even an older one, is its own part: written, the invoice's number kept.
+        $db->results = [$stored];
+        $receipt = new StatusUpdate(
+            'payment',
+            'invoice:1:000000123',
+            SageStatus::Synced,
+            at: new DateTimeImmutable('2026-11-27T08:14:00Z'),
+            sageNumber: 'Receipt 123',
+        );
+        (new DbStatusSink(new ResourceConnection($db)))->apply('invoice', 3301, $receipt, true);
+        [, , $bind] = $db->ops('query')[0];
+        self::assertSame(
+            [3301, 'synced', 'In Sage as SI-12; payment posted as Receipt 123', 'SI-12', '9f1c'],
+            array_slice($bind, 0, 5)
+        );
     }
 
     public function testFlagCursorAndDiWiring(): void

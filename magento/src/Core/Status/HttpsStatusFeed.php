@@ -13,8 +13,10 @@ use Ledger\SageSync\Core\Publish\TransportException;
 /**
  * Ledger's status feed over HTTPS: GET /v1/status?cursor=N&limit=M on the gateway with the
  * merchant's ingest key (services/gateway/src/status.rs), answered with
- * {"items": [{cursor, entity, document_key, state, sage_reference, sage_id, skip_reason,
- * error_code, message, at, …}], "next_cursor": N, "more": bool}.
+ * {"items": [{cursor, entity, document_key, state, sage_number, sage_reference, sage_id,
+ * skip_reason, error_code, detail, message, at, …}], "next_cursor": N, "more": bool}. `detail` is
+ * the human-readable reason beside `skip_reason` / `error_code` (which line, which rate, which
+ * dates); `sage_number` is Sage's own number (SI-12, SCN-3), shown in preference to the id.
  *
  *   200           → the page (items it cannot read are passed over, the cursor still moves)
  *   401 / 403     → wrong ingest key: TransportException, nothing consumed
@@ -103,9 +105,12 @@ final class HttpsStatusFeed implements StatusFeed
             $key,
             $status,
             self::text($item['message'] ?? null),
-            self::text($item['sage_reference'] ?? null) ?? self::text($item['sage_id'] ?? null),
+            self::text($item['sage_reference'] ?? null),
             $code,
-            self::time($item['at'] ?? null)
+            self::time($item['at'] ?? null),
+            $status === SageStatus::Synced ? null : self::text($item['detail'] ?? null),
+            self::text($item['sage_number'] ?? null),
+            self::text($item['sage_id'] ?? null),
         );
     }
 

@@ -7,12 +7,13 @@ namespace Ledger\SageSync\Core\Status;
 /**
  * Walks Ledger's status feed from the stored cursor and applies each outcome to the local status
  * rows. Only invoices and credit memos have rows (the grids and the view block). A `payment` (the
- * receipt of an invoice.paid, named by the invoice's document key) lands on its invoice's row,
- * because the invoice.paid event turned that chip Pending; a payment skipped on purpose (net
- * terms, nothing to post) only puts back "Synced" when the invoice already has its Sage
- * reference. Customers, products and documents this store does not know are passed over. The
- * cursor is saved after each page's rows are written, so a failure (thrown to the caller) loses
- * nothing: the next run reads that page again. Stops when the feed says `more: false`.
+ * receipt of an invoice.paid, named by the invoice's document key) lands on its invoice's row as
+ * the row's payment part: the sink keeps the document's and the payment's latest states apart
+ * (each last-writer-wins by the time of the change, see {@see DocumentStatus}), so updates arriving
+ * in any order are all applied and none is dropped, and an older one never hides a newer one.
+ * Customers, products and documents this store does not know are passed over. The cursor is saved
+ * after each page's rows are written, so a failure (thrown to the caller) loses nothing: the next
+ * run reads that page again. Stops when the feed says `more: false`.
  */
 final class StatusPull
 {
@@ -23,10 +24,8 @@ final class StatusPull
         private StatusSink $sink,
         private DocumentResolver $documents,
         private CursorStore $cursors,
-        private ?StatusReader $reader = null,
     ) {
     }
-
     /** @return array{pages: int, applied: int, ignored: int, cursor: ?string, more: bool} */
     public function run(int $limit = 500, int $maxPages = 20): array
     {
@@ -69,31 +68,7 @@ final class StatusPull
         if ($id === null) {
             return false;
         }
-        if (!$payment) {
-            $this->sink->update(
-                $type,
-                $id,
-                $update->status,
-                $update->describe(),
-                $update->status === SageStatus::Synced ? $update->sageReference : null,
-                $update->at
-            );
-            return true;
-        }
-        $status = $update->status;
-        $message = $status === SageStatus::Synced
-            ? 'In Sage; payment posted' . ($update->sageReference === null ? '' : ' as ' . $update->sageReference)
-            : 'Payment: ' . $update->describe();
-        if ($status === SageStatus::Skipped) {
-            $invoiceRef = $this->reader?->sageReference($type, $id);
-            if ($invoiceRef === null) {
-                return false;
-            }
-            $status = SageStatus::Synced;
-            $message = 'In Sage as ' . $invoiceRef . '; payment ' . lcfirst($update->describe());
-        }
-        // The invoice keeps its own Sage reference: a receipt's reference is only in the tooltip.
-        $this->sink->update($type, $id, $status, $message, null, $update->at);
+        $this->sink->apply($type, $id, $update, $payment);
         return true;
     }
 }

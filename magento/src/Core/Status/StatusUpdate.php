@@ -9,7 +9,9 @@ use DateTimeImmutable;
 /**
  * One document outcome reported by Ledger's status feed: the entity kind (invoice, creditmemo,
  * payment, customer, product), its Magento document key ("invoice:<store id>:<increment id>"),
- * the state, and what goes with it (Sage reference, skip reason or error code, time).
+ * the state, and what goes with it: Sage's own number (SI-12, SCN-3; a payment's name in Sage),
+ * the Sage id and reference when synced, the reason code and its human-readable detail when
+ * skipped or failed, and the time of the change.
  */
 final class StatusUpdate
 {
@@ -21,6 +23,9 @@ final class StatusUpdate
         public readonly ?string $sageReference = null,
         public readonly ?string $code = null,
         public readonly ?DateTimeImmutable $at = null,
+        public readonly ?string $detail = null,
+        public readonly ?string $sageNumber = null,
+        public readonly ?string $sageId = null,
     ) {
     }
 
@@ -39,13 +44,20 @@ final class StatusUpdate
         return $parts[2] === '' ? null : [(int) $parts[1], $parts[2]];
     }
 
+    /** What the merchant looks for in Sage: its own number, else the reference, else the id. */
+    public function shownNumber(): ?string
+    {
+        return $this->sageNumber ?? $this->sageReference ?? $this->sageId;
+    }
+
     /** The tooltip of the grid chip and the detail line of the view block. */
     public function describe(): string
     {
-        $detail = $this->message === null || trim($this->message) === '' ? '' : trim($this->message);
+        $detail = $this->detail ?? $this->message;
+        $detail = $detail === null || trim($detail) === '' ? '' : trim($detail);
+        $number = $this->shownNumber();
         $text = match ($this->status) {
-            SageStatus::Synced => $this->sageReference === null
-                ? 'In Sage' : 'In Sage as ' . $this->sageReference,
+            SageStatus::Synced => $number === null ? 'In Sage' : 'In Sage as ' . $number,
             SageStatus::Skipped => 'Not synced on purpose: ' . ($this->code ?? 'no reason given'),
             SageStatus::Failed => 'Sync failed: ' . ($this->code ?? 'unknown error'),
             SageStatus::Pending => 'Received by Ledger, not in Sage yet'

@@ -6,9 +6,11 @@ namespace Ledger\SageSync\Model\Status;
 
 use DateTimeImmutable;
 use DateTimeZone;
+use Ledger\SageSync\Core\Status\DocumentStatus;
 use Ledger\SageSync\Core\Status\SageStatus;
 use Ledger\SageSync\Core\Status\StatusReader;
 use Ledger\SageSync\Core\Status\StatusSink;
+use Ledger\SageSync\Core\Status\StatusUpdate;
 use Magento\Framework\App\ResourceConnection;
 
 /**
@@ -16,6 +18,10 @@ use Magento\Framework\App\ResourceConnection;
  * the core grid refresh, see etc/di.xml) and the same values written straight into the grid row,
  * because a later status change does not touch sales_invoice.updated_at and the grid indexer
  * would never notice it. Customers and products have no grid; their state lives in the outbox.
+ *
+ * Changes from Ledger's feed are merged into the row's `feed_state` (the document's and its
+ * payment's latest states, {@see DocumentStatus}); `status`, `message`, `sage_ref` (Sage's own
+ * number, SI-12 / SCN-3) and `sage_id` are what that merge shows.
  */
 class DbStatusSink implements StatusSink, StatusReader
 {
@@ -53,14 +59,48 @@ class DbStatusSink implements StatusSink, StatusReader
                 $status->value,
                 $message,
                 $sageReference === null ? null : mb_substr($sageReference, 0, 64),
-                ($at ?? new DateTimeImmutable('now'))->setTimezone(new DateTimeZone('UTC'))->format('Y-m-d H:i:s'),
+                self::utc($at),
             ]
         );
-        $connection->update(
-            $this->resource->getTableName($grid, 'sales'),
-            ['sage_status' => $status->value, 'sage_status_message' => $message],
-            ['entity_id = ?' => $entityId]
+        $this->grid($grid, $entityId, $status, $message);
+    }
+
+    public function apply(string $entityType, int $entityId, StatusUpdate $update, bool $payment): void
+    {
+        if (!isset(self::TABLES[$entityType])) {
+            return;
+        }
+        [$table, $idColumn, $grid] = self::TABLES[$entityType];
+        $connection = $this->resource->getConnection('sales');
+        $name = $connection->quoteIdentifier($this->resource->getTableName($table, 'sales'));
+        $stored = $connection->fetchOne(
+            'SELECT feed_state FROM ' . $name . ' WHERE ' . $idColumn . ' = ?',
+            [$entityId]
         );
+        $merged = DocumentStatus::fromJson(is_string($stored) ? $stored : null)->with($update, $payment);
+        if ($merged === null) {
+            return; // older than what this part already shows
+        }
+        [$status, $message, $number, $sageId] = $merged->chip();
+        $message = mb_substr($message, 0, 255);
+        $connection->query(
+            'INSERT INTO ' . $name
+            . ' (' . $idColumn . ', status, message, sage_ref, sage_id, feed_state, updated_at)'
+            . ' VALUES (?, ?, ?, ?, ?, ?, ?)'
+            . ' ON DUPLICATE KEY UPDATE status = VALUES(status), message = VALUES(message),'
+            . ' sage_ref = COALESCE(VALUES(sage_ref), sage_ref), sage_id = COALESCE(VALUES(sage_id), sage_id),'
+            . ' feed_state = VALUES(feed_state), updated_at = VALUES(updated_at)',
+            [
+                $entityId,
+                $status->value,
+                $message,
+                $number === null ? null : mb_substr($number, 0, 64),
+                $sageId === null ? null : mb_substr($sageId, 0, 64),
+                $merged->toJson(),
+                self::utc($merged->at()),
+            ]
+        );
+        $this->grid($grid, $entityId, $status, $message);
     }
 
     public function sageReference(string $entityType, int $entityId): ?string
@@ -69,7 +109,10 @@ class DbStatusSink implements StatusSink, StatusReader
         return is_string($ref) && $ref !== '' ? $ref : null;
     }
 
-    /** @return array{status: string, message: ?string, sage_ref: ?string, updated_at: string}|null */
+    /**
+     * @return array{status: string, message: ?string, sage_ref: ?string, sage_id: ?string,
+     *     updated_at: string}|null
+     */
     public function get(string $entityType, int $entityId): ?array
     {
         if (!isset(self::TABLES[$entityType])) {
@@ -78,11 +121,25 @@ class DbStatusSink implements StatusSink, StatusReader
         [$table, $idColumn] = self::TABLES[$entityType];
         $connection = $this->resource->getConnection('sales');
         $row = $connection->fetchRow(
-            'SELECT status, message, sage_ref, updated_at FROM '
+            'SELECT status, message, sage_ref, sage_id, updated_at FROM '
             . $connection->quoteIdentifier($this->resource->getTableName($table, 'sales'))
             . ' WHERE ' . $idColumn . ' = ?',
             [$entityId]
         );
         return is_array($row) ? $row : null;
+    }
+
+    private function grid(string $grid, int $entityId, SageStatus $status, ?string $message): void
+    {
+        $this->resource->getConnection('sales')->update(
+            $this->resource->getTableName($grid, 'sales'),
+            ['sage_status' => $status->value, 'sage_status_message' => $message],
+            ['entity_id = ?' => $entityId]
+        );
+    }
+
+    private static function utc(?DateTimeImmutable $at): string
+    {
+        return ($at ?? new DateTimeImmutable('now'))->setTimezone(new DateTimeZone('UTC'))->format('Y-m-d H:i:s');
     }
 }
