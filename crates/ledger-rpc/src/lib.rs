@@ -39,8 +39,10 @@ pub const QUEUE_GROUP: &str = "ledger";
 
 pub mod failures;
 pub mod gate;
+pub mod period;
 pub use failures::{contract_failure, mapping_outcome, parse_delivery};
 pub use gate::{GateLimits, GatedSage, SageGate};
+pub use period::{OpenPeriods, PeriodDecision};
 
 /// How a failed request should be treated by the asker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -117,6 +117,10 @@ pub struct Captured {
     pub document_key: Option<String>,
     /// The Sage reference of the document (see [`note_reference`]).
     pub reference: Option<String>,
+    /// Sage's own number of the record (see [`note_sage_number`]).
+    pub sage_number: Option<String>,
+    /// The human-readable detail of a skip (see [`note_detail`]).
+    pub detail: Option<String>,
 }
 
 tokio::task_local! {
@@ -146,6 +150,32 @@ pub fn note_document(key: &str) {
 /// Names the Sage reference of the document the current work produced or found.
 pub fn note_reference(reference: &str) {
     with_scope(|c| c.reference = Some(reference.to_string()));
+}
+
+/// Names Sage's own number of the record the current work produced or found: the
+/// `invoice_number` (`SI-12`), `credit_note_number` (`SCN-3`) or, for a payment, its
+/// `displayed_as`. Status views show it to the merchant next to the Sage id.
+pub fn note_sage_number(number: &str) {
+    if !number.trim().is_empty() {
+        with_scope(|c| c.sage_number = Some(number.trim().to_string()));
+    }
+}
+
+/// Gives the human-readable detail of a skip (which line, which rate, which dates); the
+/// record keeps it as its message, next to the stable reason code.
+pub fn note_detail(detail: &str) {
+    with_scope(|c| c.detail = Some(detail.to_string()));
+}
+
+/// Sage's own number in a write's answer: `invoice_number`, `credit_note_number`, else
+/// `displayed_as` (payments and allocations have no number of their own).
+pub fn sage_number_of(body: &Value) -> Option<String> {
+    ["invoice_number", "credit_note_number", "displayed_as"]
+        .iter()
+        .find_map(|f| body.get(*f).and_then(Value::as_str))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// Runs `fut` in a fresh audit scope and returns its output with what the scope collected.
@@ -298,11 +328,16 @@ pub struct AuditRecord {
     pub document_key: Option<String>,
     /// Sage reference of the document, when known.
     pub reference: Option<String>,
+    /// Sage's own number of the record (`SI-12`, `SCN-3`, a payment's `displayed_as`), when
+    /// known. Absent from older records (and so from their hashed content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sage_number: Option<String>,
     /// `applied`, `already_done`, `skipped`, `failed`, `retry`, `throttled`, `paused`.
     pub outcome: String,
     /// Stable skip reason (for `skipped`) or error code (for failures).
     pub code: Option<String>,
-    /// Human-readable error, for failures.
+    /// Human-readable error, for failures; the detail of a skip (which line, which rate,
+    /// which dates).
     pub message: Option<String>,
     /// Sage calls in the order they were made.
     pub calls: Vec<SageCall>,
@@ -629,6 +664,7 @@ impl AuditLog {
         duration_ms: u64,
     ) -> Result<StoredRecord, sqlx::Error> {
         let (outcome, code, message) = outcome_of(result);
+        let message = message.or(captured.detail);
         self.append(AuditRecord {
             service: self.service.to_string(),
             consumer: consumer.to_string(),
@@ -640,6 +676,7 @@ impl AuditLog {
             delivered: Some(delivery.delivered),
             document_key: captured.document_key,
             reference: captured.reference,
+            sage_number: captured.sage_number,
             outcome,
             code,
             message,

@@ -78,9 +78,17 @@ pub struct StatusUpdate {
     /// Sage id of the record written, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sage_id: Option<String>,
+    /// Sage's own number of the record, when synced: `SI-12` for an invoice, `SCN-3` for a
+    /// credit note, a payment's `displayed_as`. What the merchant looks for in Sage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sage_number: Option<String>,
     /// Stable skip reason, when skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// Human-readable detail beside `skip_reason` (which line, which rate, which dates), or
+    /// beside `error_code` for a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Stable error code, when failed or pending after an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
@@ -128,10 +136,11 @@ pub fn update_from_record(subject: &str, record: &AuditRecord) -> Option<StatusU
         _ if record.delivered.unwrap_or(1) <= 1 => (SyncState::Pending, None, record.code.clone()),
         _ => return None,
     };
+    // The first write is the record itself; later ones are what followed from it (a credit
+    // note's refund or allocation).
     let sage_id = record
         .calls
         .iter()
-        .rev()
         .find(|c| c.method != "GET" && c.error.is_none())
         .and_then(|c| c.sage_id.clone());
     Some(StatusUpdate {
@@ -144,6 +153,22 @@ pub fn update_from_record(subject: &str, record: &AuditRecord) -> Option<StatusU
             None
         },
         sage_id,
+        sage_number: if state == SyncState::Synced {
+            record.sage_number.clone().or_else(|| {
+                record
+                    .calls
+                    .iter()
+                    .find(|c| c.method != "GET" && c.error.is_none())
+                    .and_then(|c| crate::audit::sage_number_of(&c.response))
+            })
+        } else {
+            None
+        },
+        detail: if matches!(state, SyncState::Skipped | SyncState::Failed) {
+            record.message.clone()
+        } else {
+            None
+        },
         skip_reason,
         error_code,
         message: record.message.clone(),
@@ -284,5 +309,90 @@ mod tests {
         assert_eq!(entity_of("magento.m.customer.saved"), Some("customer"));
         assert_eq!(entity_of("magento.m.product.saved"), Some("product"));
         assert_eq!(entity_of("magento.m.order.placed"), None);
+    }
+
+    fn record(outcome: &str, code: Option<&str>, message: Option<&str>) -> AuditRecord {
+        AuditRecord {
+            service: "documents".into(),
+            consumer: "documents".into(),
+            merchant_id: "m".into(),
+            chain_seq: 1,
+            event_id: Some("e".into()),
+            subject: Some("magento.m.creditmemo.created".into()),
+            stream_sequence: Some(1),
+            delivered: Some(1),
+            document_key: Some("creditmemo:1:000000045".into()),
+            reference: Some("000000045/000000123".into()),
+            sage_number: None,
+            outcome: outcome.into(),
+            code: code.map(str::to_string),
+            message: message.map(str::to_string),
+            calls: Vec::new(),
+            started_at: Utc::now(),
+            duration_ms: 1,
+            recorded_at: Utc::now(),
+        }
+    }
+
+    fn call(method: &str, id: &str, response: serde_json::Value) -> crate::audit::SageCall {
+        crate::audit::SageCall {
+            method: method.into(),
+            path: "x".into(),
+            query: Vec::new(),
+            request: serde_json::Value::Null,
+            idempotency_id: None,
+            status: Some(201),
+            response,
+            sage_id: Some(id.into()),
+            x_request_id: None,
+            duration_ms: 1,
+            error: None,
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_skip_carries_its_detail_beside_the_reason() {
+        let detail =
+            "credit note dated 2025-03-20 in Magento: period locked in Sage until 2025-03-31";
+        let update = update_from_record(
+            "magento.m.creditmemo.created",
+            &record("skipped", Some("period_locked"), Some(detail)),
+        )
+        .unwrap();
+        assert_eq!(update.state, SyncState::Skipped);
+        assert_eq!(update.skip_reason.as_deref(), Some("period_locked"));
+        assert_eq!(update.detail.as_deref(), Some(detail));
+        assert_eq!(update.sage_number, None);
+        let json = serde_json::to_value(&update).unwrap();
+        assert_eq!(json["detail"], detail);
+    }
+
+    #[test]
+    fn a_synced_document_carries_sages_number_and_its_own_id() {
+        // A credit note, then its refund: the update names the credit note, not the refund.
+        let mut r = record("applied", None, None);
+        r.calls = vec![
+            call("GET", "fs", serde_json::json!({})),
+            call(
+                "POST",
+                "cn-1",
+                serde_json::json!({"id": "cn-1", "credit_note_number": "SCN-3", "displayed_as": "SCN-3"}),
+            ),
+            call(
+                "POST",
+                "pay-1",
+                serde_json::json!({"id": "pay-1", "displayed_as": "000000045"}),
+            ),
+        ];
+        let update = update_from_record("magento.m.creditmemo.created", &r).unwrap();
+        assert_eq!(update.sage_id.as_deref(), Some("cn-1"));
+        assert_eq!(update.sage_number.as_deref(), Some("SCN-3"));
+        assert_eq!(update.detail, None);
+        // A re-report without calls uses the number the service noted.
+        let mut again = record("already_done", None, None);
+        again.sage_number = Some("SCN-3".into());
+        let update = update_from_record("magento.m.creditmemo.created", &again).unwrap();
+        assert_eq!(update.sage_number.as_deref(), Some("SCN-3"));
     }
 }

@@ -17,6 +17,7 @@ fn record(merchant: &str, writer: usize, n: usize) -> AuditRecord {
         delivered: None,
         document_key: None,
         reference: None,
+        sage_number: None,
         outcome: "applied".into(),
         code: None,
         message: None,

@@ -88,6 +88,12 @@ async fn synced_and_held_invoices_appear_in_the_feed_and_the_cursor_resumes() {
     assert_eq!(synced_item["state"], "synced");
     assert_eq!(synced_item["sage_reference"], invoice["reference"]);
     assert_eq!(synced_item["sage_id"], invoice["id"]);
+    // Sage's own number beside the id: what the merchant finds the invoice by in Sage.
+    assert_eq!(synced_item["sage_number"], invoice["invoice_number"]);
+    assert!(invoice["invoice_number"]
+        .as_str()
+        .unwrap()
+        .starts_with("SI-"));
     assert!(synced_item["at"].is_string());
     let customer = items
         .iter()
@@ -99,6 +105,9 @@ async fn synced_and_held_invoices_appear_in_the_feed_and_the_cursor_resumes() {
     assert_eq!(held_item["entity"], "invoice");
     assert_eq!(held_item["state"], "skipped");
     assert_eq!(held_item["skip_reason"], "unmapped_tax_rate");
+    // The human-readable detail beside the code: which rate.
+    let detail = held_item["detail"].as_str().expect("detail");
+    assert!(detail.contains("17.5"), "{detail}");
     assert!(held_item.get("sage_reference").is_none());
     // Oldest first.
     let cursors: Vec<u64> = items

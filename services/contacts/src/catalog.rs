@@ -148,6 +148,7 @@ impl Catalog {
         .bind(detail)
         .execute(&self.ctx.db)
         .await?;
+        ledger_runtime::audit::note_detail(detail);
         tracing::info!(product = key, reason, detail, "product skipped");
         Ok(Outcome::Skipped(reason.to_string()))
     }

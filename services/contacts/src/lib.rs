@@ -376,6 +376,9 @@ impl Contacts {
         if variants.is_empty() {
             // Nothing in Sage yet: the contact is created with the first document, from the
             // document's own snapshot.
+            ledger_runtime::audit::note_detail(
+                "no Sage contact yet: the customer's first document creates it from its own snapshot",
+            );
             return Ok(Outcome::Skipped("no_contact_yet".into()));
         }
         for (currency, contact_id, reference) in variants {
@@ -582,7 +585,9 @@ async fn audited_ensure(
                 state: ledger_runtime::status::SyncState::Synced,
                 sage_reference: Some(contact.reference.clone()),
                 sage_id: Some(contact.contact_id.clone()),
+                sage_number: None,
                 skip_reason: None,
+                detail: None,
                 error_code: None,
                 message: None,
                 event_id: Some(req.event_id.clone()),
@@ -641,6 +646,7 @@ async fn audited_ensure_inner(
         delivered: None,
         document_key: captured.document_key,
         reference: result.as_ref().ok().map(|c| c.reference.clone()),
+        sage_number: None,
         outcome,
         code,
         message,

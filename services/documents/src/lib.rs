@@ -76,6 +76,8 @@ struct Posted {
     /// a re-published copy of the credit memo (new event id) resumes them instead of
     /// posting a second refund.
     event_id: Uuid,
+    /// Sage's own number (`SI-12`, `SCN-3`), when Sage gave one.
+    sage_number: Option<String>,
 }
 
 impl Posted {
@@ -124,6 +126,9 @@ pub struct Documents {
     /// asking the contacts service for every document would double the work per invoice.
     /// Guests are always asked, because B2C consolidation decides per order.
     known_contacts: std::sync::Mutex<HashMap<(String, String, String), ContactRef>>,
+    /// Locked periods: Sage's open period per merchant (financial settings), read again when
+    /// Sage refuses a date.
+    periods: ledger_rpc::OpenPeriods,
 }
 
 impl Documents {
@@ -146,7 +151,7 @@ impl Documents {
     /// The document in the cross-reference, if this service has posted it.
     async fn posted(&self, merchant: &str, key: &str) -> Result<Option<Posted>, ProcessError> {
         let row: Option<PostedRow> = sqlx::query_as(
-            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id
+            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, sage_number
              FROM documents WHERE merchant_id = $1 AND document_key = $2",
         )
         .bind(merchant)
@@ -230,6 +235,7 @@ impl Documents {
         .bind(entity_id as i64)
         .execute(self.db())
         .await?;
+        ledger_runtime::audit::note_detail(detail);
         tracing::info!(document = key, reason, detail, "document skipped");
         Ok(Outcome::Skipped(reason.to_string()))
     }
@@ -246,6 +252,9 @@ impl Documents {
         contact: &ContactRef,
         plan: DocumentPlan,
     ) -> Result<Posted, ProcessError> {
+        // Locked periods: the cross-reference keeps the date Sage has (a moved document's
+        // first open day), which a credit note quotes as `original_invoice_date`.
+        let date = body_date(&plan.body).unwrap_or(date);
         let step = plan.resource;
         let idempotency_id = sage_client::idempotency_id(&env.event_id, step);
         let state = journal::step_state(self.db(), &env.merchant_id, env.event_id, step).await?;
@@ -266,7 +275,9 @@ impl Documents {
                     "in-doubt document found in Sage; adopting it"
                 );
                 return self
-                    .record_posted(env, key, entity_id, date, contact, &plan, &sage_id, None)
+                    .record_posted(
+                        env, key, entity_id, date, contact, &plan, &sage_id, None, None,
+                    )
                     .await;
             }
         }
@@ -291,8 +302,17 @@ impl Documents {
                 plan.body.clone(),
                 Some(&idempotency_id),
             )
-            .await
-            .map_err(ledger_rpc::sage_error_to_process)?;
+            .await;
+        // Locked periods: a refused date re-reads the financial settings.
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(self
+                    .periods
+                    .refusal(&self.ctx.sage, &env.merchant_id, date, e)
+                    .await)
+            }
+        };
         let sage_id = response
             .id()
             .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
@@ -306,6 +326,7 @@ impl Documents {
             &plan,
             &sage_id,
             response.request_id.as_deref(),
+            ledger_runtime::audit::sage_number_of(&response.body),
         )
         .await
     }
@@ -322,12 +343,14 @@ impl Documents {
         plan: &DocumentPlan,
         sage_id: &str,
         request_id: Option<&str>,
+        sage_number: Option<String>,
     ) -> Result<Posted, ProcessError> {
         ledger_runtime::audit::note_reference(&plan.reference);
+        ledger_runtime::audit::note_sage_number(sage_number.as_deref().unwrap_or(""));
         let mut tx = self.db().begin().await?;
         sqlx::query(
-            "INSERT INTO documents (merchant_id, document_key, resource, sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, entity_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            "INSERT INTO documents (merchant_id, document_key, resource, sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, entity_id, sage_number)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (merchant_id, document_key) DO NOTHING",
         )
         .bind(&env.merchant_id)
@@ -342,6 +365,7 @@ impl Documents {
         .bind(date)
         .bind(env.event_id)
         .bind(entity_id as i64)
+        .bind(&sage_number)
         .execute(&mut *tx)
         .await?;
         journal::record_done(
@@ -372,7 +396,28 @@ impl Documents {
             exchange_rate: plan.exchange_rate,
             date,
             event_id: env.event_id,
+            sage_number,
         })
+    }
+
+    /// Locked periods: the date a planned document goes to Sage with (its own, or the first
+    /// open day), or the hold reason and detail (see `ledger_mapping::open_period_date`).
+    async fn period_date(
+        &self,
+        merchant: &str,
+        raw: &Value,
+        plan: &DocumentPlan,
+        what: &str,
+    ) -> Result<ledger_rpc::PeriodDecision, ProcessError> {
+        let Some(date) = body_date(&plan.body) else {
+            return Err(ProcessError::permanent(
+                "mapping.no_date",
+                format!("the planned {what} has no date"),
+            ));
+        };
+        self.periods
+            .decide(&self.ctx.sage, merchant, raw, date, what)
+            .await
     }
 
     /// The Sage document with this plan's reference and contact, if Sage already has one.
@@ -412,7 +457,7 @@ impl Documents {
         invoice_entity_id: u64,
     ) -> Result<Option<Posted>, ProcessError> {
         let row: Option<PostedRow> = sqlx::query_as(
-            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id
+            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, sage_number
              FROM documents WHERE merchant_id = $1 AND resource = 'sales_invoices' AND entity_id = $2",
         )
         .bind(merchant)
@@ -448,16 +493,51 @@ impl Documents {
         ledger_runtime::audit::note_document(&key);
         if let Some(posted) = self.posted(&env.merchant_id, &key).await? {
             ledger_runtime::audit::note_reference(&posted.reference);
+            ledger_runtime::audit::note_sage_number(posted.sage_number.as_deref().unwrap_or(""));
             return Ok(Outcome::AlreadyDone);
         }
-        let (_, settings) = self.settings(&env.merchant_id).await?;
-        // Dry run first: a held invoice must leave nothing behind in Sage, not even a contact.
-        if let Err(e) = ledger_mapping::map_sales_invoice(snapshot, &settings, PREFLIGHT_CONTACT) {
-            let (reason, detail) = mapping_outcome(e)?;
+        // A zero invoice (a free order) moves no money and no VAT: `nothing_to_post`, lines
+        // and all (docs/accounting.md), and its payment is skipped the same way.
+        if ledger_mapping::round2(snapshot.invoice.grand_total).is_zero() {
+            let detail = format!(
+                "invoice {} has a grand total of 0.00 {}: nothing to post",
+                snapshot.invoice.increment_id,
+                snapshot.document_currency()
+            );
             return self
-                .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
+                .record_skip(
+                    env,
+                    &key,
+                    ledger_mapping::reasons::NOTHING_TO_POST,
+                    &detail,
+                    snapshot.invoice.entity_id,
+                )
                 .await;
         }
+        let (raw, settings) = self.settings(&env.merchant_id).await?;
+        // Dry run first: a held invoice must leave nothing behind in Sage, not even a contact.
+        let preflight =
+            match ledger_mapping::map_sales_invoice(snapshot, &settings, PREFLIGHT_CONTACT) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    let (reason, detail) = mapping_outcome(e)?;
+                    return self
+                        .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
+                        .await;
+                }
+            };
+        // Locked periods: moved or held before the contact is asked for.
+        let period = match self
+            .period_date(&env.merchant_id, &raw, &preflight, "invoice")
+            .await?
+        {
+            Ok(period) => period,
+            Err((reason, detail)) => {
+                return self
+                    .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
+                    .await;
+            }
+        };
         let contact = self
             .contact(
                 env,
@@ -468,16 +548,17 @@ impl Documents {
                 Some(snapshot.invoice.grand_total),
             )
             .await?;
-        let plan = match ledger_mapping::map_sales_invoice(snapshot, &settings, &contact.contact_id)
-        {
-            Ok(plan) => plan,
-            Err(e) => {
-                let (reason, detail) = mapping_outcome(e)?;
-                return self
-                    .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
-                    .await;
-            }
-        };
+        let mut plan =
+            match ledger_mapping::map_sales_invoice(snapshot, &settings, &contact.contact_id) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    let (reason, detail) = mapping_outcome(e)?;
+                    return self
+                        .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
+                        .await;
+                }
+            };
+        ledger_mapping::move_document_date(&mut plan.body, &period);
         let date = snapshot.invoice.created_at.date_naive();
         let entity_id = snapshot.invoice.entity_id;
         self.post_document(env, delivery, &key, entity_id, date, &contact, plan)
@@ -496,6 +577,23 @@ impl Documents {
     ) -> Result<Outcome, ProcessError> {
         let key = snapshot.document_key();
         ledger_runtime::audit::note_document(&key);
+        // A zero credit memo refunds nothing: `nothing_to_post` (docs/accounting.md).
+        if ledger_mapping::round2(snapshot.creditmemo.grand_total).is_zero() {
+            let detail = format!(
+                "credit memo {} has a grand total of 0.00 {}: nothing to post",
+                snapshot.creditmemo.increment_id,
+                snapshot.document_currency()
+            );
+            return self
+                .record_skip(
+                    env,
+                    &key,
+                    ledger_mapping::reasons::NOTHING_TO_POST,
+                    &detail,
+                    snapshot.creditmemo.entity_id,
+                )
+                .await;
+        }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
         let original = match snapshot.creditmemo.invoice_id {
             Some(invoice_id) => match self.original_invoice(&env.merchant_id, invoice_id).await? {
@@ -531,6 +629,9 @@ impl Documents {
         let (credit_note, created) = match self.posted(&env.merchant_id, &key).await? {
             Some(posted) => {
                 ledger_runtime::audit::note_reference(&posted.reference);
+                ledger_runtime::audit::note_sage_number(
+                    posted.sage_number.as_deref().unwrap_or(""),
+                );
                 (posted, false)
             }
             None => {
@@ -539,17 +640,32 @@ impl Documents {
                     reference: o.reference.clone(),
                     date: o.date,
                 });
-                if let Err(e) = ledger_mapping::map_sales_credit_note(
+                let preflight = match ledger_mapping::map_sales_credit_note(
                     snapshot,
                     &settings,
                     PREFLIGHT_CONTACT,
                     original_ref.as_ref(),
                 ) {
-                    let (reason, detail) = mapping_outcome(e)?;
-                    return self
-                        .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
-                        .await;
-                }
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        let (reason, detail) = mapping_outcome(e)?;
+                        return self
+                            .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
+                            .await;
+                    }
+                };
+                // Locked periods: moved or held before the contact is asked for.
+                let period = match self
+                    .period_date(&env.merchant_id, &raw, &preflight, "credit note")
+                    .await?
+                {
+                    Ok(period) => period,
+                    Err((reason, detail)) => {
+                        return self
+                            .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
+                            .await;
+                    }
+                };
                 let contact = match &original {
                     // Same contact as the original invoice, whatever the order says now (and
                     // the B2C fallback contact when the invoice was consolidated).
@@ -571,7 +687,7 @@ impl Documents {
                         .await?
                     }
                 };
-                let plan = match ledger_mapping::map_sales_credit_note(
+                let mut plan = match ledger_mapping::map_sales_credit_note(
                     snapshot,
                     &settings,
                     &contact.contact_id,
@@ -585,6 +701,7 @@ impl Documents {
                             .await;
                     }
                 };
+                ledger_mapping::move_document_date(&mut plan.body, &period);
                 let date = snapshot.creditmemo.created_at.date_naive();
                 let entity_id = snapshot.creditmemo.entity_id;
                 let posted = self
@@ -723,6 +840,19 @@ impl Documents {
             }
             SettlementKind::Nothing => return Ok(false),
         };
+        // Locked periods: the credit note is in Sage, so its refund or allocation is never
+        // held; one dated in a locked period goes on the first open day.
+        let mut body = body;
+        let sent = body_date(&body).unwrap_or(credit_note.date);
+        let period = self.periods.get(&self.ctx.sage, merchant).await?;
+        let moved = ledger_mapping::open_period_date(
+            sent,
+            &period,
+            ledger_mapping::LockedPeriod::MoveToFirstOpenDay,
+            step,
+        )
+        .map_err(|e| ProcessError::permanent("settlement.period", e.to_string()))?;
+        ledger_mapping::move_payment_date(&mut body, &moved);
         let idempotency_id = sage_client::idempotency_id(&credit_note.event_id, step);
         journal::record_intent(
             self.db(),
@@ -737,8 +867,16 @@ impl Documents {
             .ctx
             .sage
             .post(merchant, resource, root, body, Some(&idempotency_id))
-            .await
-            .map_err(ledger_rpc::sage_error_to_process)?;
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(self
+                    .periods
+                    .refusal(&self.ctx.sage, merchant, moved.date(), e)
+                    .await)
+            }
+        };
         let sage_id = response
             .id()
             .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
@@ -839,7 +977,7 @@ impl Documents {
 }
 
 /// A cross-reference row: sage_id, contact_id, reference, currency, total, exchange_rate,
-/// document_date, event_id.
+/// document_date, event_id, sage_number.
 type PostedRow = (
     String,
     String,
@@ -849,10 +987,21 @@ type PostedRow = (
     Decimal,
     NaiveDate,
     Uuid,
+    Option<String>,
 );
 
 fn posted_from_row(row: PostedRow) -> Posted {
-    let (sage_id, contact_id, reference, currency, total, exchange_rate, date, event_id) = row;
+    let (
+        sage_id,
+        contact_id,
+        reference,
+        currency,
+        total,
+        exchange_rate,
+        date,
+        event_id,
+        sage_number,
+    ) = row;
     Posted {
         sage_id,
         contact_id,
@@ -862,8 +1011,11 @@ fn posted_from_row(row: PostedRow) -> Posted {
         exchange_rate,
         date,
         event_id,
+        sage_number,
     }
 }
+
+use ledger_rpc::period::body_date;
 
 fn settings_error(e: MappingError) -> ProcessError {
     match e {
@@ -977,6 +1129,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
             Arc::new(Documents {
                 ctx,
                 known_contacts: std::sync::Mutex::new(HashMap::new()),
+                periods: ledger_rpc::OpenPeriods::new(),
             }),
         )
         .with_hook(status),

@@ -648,6 +648,9 @@ async fn home(
     body.push_str("</section>");
     let (dead, silent) = dead_letters_of(&app, merchant).await;
     body.push_str(&attention_section(&dead, &silent, &csrf));
+    body.push_str(&held_section(
+        held_documents_of(&app, merchant).await.as_deref(),
+    ));
     let _ = write!(
         body,
         "<p><a id=\"books-check\" href=\"/portal/books\">Check my books</a> \
@@ -700,6 +703,58 @@ async fn dead_letters_of(
     }
     found.sort_by_key(|(_, d)| d.created_at);
     (found, silent)
+}
+
+/// The merchant's documents held back on purpose (`None` when the documents service did not
+/// answer).
+async fn held_documents_of(
+    app: &AppState,
+    merchant: &str,
+) -> Option<Vec<ledger_rpc::HeldDocument>> {
+    ledger_rpc::ask(
+        &app.nats,
+        ledger_rpc::HELD_DOCUMENTS_SUBJECT,
+        &ledger_rpc::HeldDocumentsRequest {
+            merchant: merchant.to_string(),
+        },
+        ASK_TIMEOUT,
+    )
+    .await
+    .ok()
+}
+
+/// Documents held back on purpose, each with its reason code and the detail that says what to
+/// do (which line, which rate, which dates).
+fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
+    let mut body = String::from("<section id=\"held\"><h2>Documents held back</h2>");
+    match held {
+        None => body.push_str(
+            "<p class=\"error\">The documents service did not answer; held documents are missing here.</p>",
+        ),
+        Some([]) => body.push_str(
+            "<p class=\"muted\" id=\"nothing-held\">No document is held back.</p>",
+        ),
+        Some(held) => {
+            body.push_str(
+                "<p>Ledger kept these out of Sage on purpose; the detail says what to change. \
+                 They go to Sage when you fix the cause and send them again.</p>\
+                 <table id=\"held-documents\"><thead><tr><th>Document</th><th>Reason</th>\
+                 <th>Details</th></tr></thead><tbody>",
+            );
+            for h in held {
+                let _ = write!(
+                    body,
+                    "<tr data-held=\"{key}\"><td>{key}</td><td><code>{reason}</code></td><td>{detail}</td></tr>",
+                    key = esc(&h.document_key),
+                    reason = esc(&h.reason),
+                    detail = esc(&h.detail),
+                );
+            }
+            body.push_str("</tbody></table>");
+        }
+    }
+    body.push_str("</section>");
+    body
 }
 
 /// "invoice created" from `magento.<merchant>.invoice.created`.
@@ -1105,6 +1160,24 @@ mod tests {
             crate::connect::request_cookie(&HeaderMap::new(), COOKIE),
             None
         );
+    }
+
+    #[test]
+    fn held_documents_show_reason_and_detail_escaped() {
+        let held = [ledger_rpc::HeldDocument {
+            document_key: "invoice:1:000000123".into(),
+            event_id: "e".into(),
+            reason: "unmapped_tax_rate".into(),
+            detail: "line 2 (SKU <b>): rate 7.5% has no Sage tax rate".into(),
+        }];
+        let html = held_section(Some(&held));
+        assert!(html.contains("<code>unmapped_tax_rate</code>"), "{html}");
+        assert!(
+            html.contains("line 2 (SKU &lt;b&gt;): rate 7.5% has no Sage tax rate"),
+            "{html}"
+        );
+        assert!(held_section(Some(&[])).contains("nothing-held"));
+        assert!(held_section(None).contains("did not answer"));
     }
 
     #[test]

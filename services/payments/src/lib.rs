@@ -68,6 +68,8 @@ pub struct PaymentSettings {
     /// `bank_accounts` of the settings document: currency → Sage bank account id, as the
     /// gateway discovered them when the merchant connected (first account per currency).
     pub bank_accounts: BTreeMap<String, String>,
+    /// `locked_period`: what happens to a receipt dated in a period Sage has locked.
+    pub locked_period: ledger_mapping::LockedPeriod,
 }
 
 impl PaymentSettings {
@@ -89,9 +91,12 @@ impl PaymentSettings {
             ),
             other => ProcessError::permanent("settings.invalid", other.to_string()),
         })?;
+        let locked_period = ledger_mapping::LockedPeriod::from_settings(raw)
+            .map_err(ledger_rpc::period::mapping_error)?;
         Ok(PaymentSettings {
             merchant: settings,
             bank_accounts,
+            locked_period,
         })
     }
 
@@ -126,6 +131,8 @@ pub struct Payments {
     /// The delivery count at which the consumer loop stops retrying transient failures
     /// (`ConsumerOptions::max_transient_attempts`).
     last_attempt: i64,
+    /// Locked periods: Sage's open period per merchant, read again when Sage refuses a date.
+    periods: ledger_rpc::OpenPeriods,
 }
 
 impl Payments {
@@ -144,14 +151,18 @@ impl Payments {
         merchant: &str,
         key: &str,
     ) -> Result<Option<String>, ProcessError> {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT sage_id FROM payments WHERE merchant_id = $1 AND document_key = $2",
+        let found: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT sage_id, sage_number FROM payments WHERE merchant_id = $1 AND document_key = $2",
         )
         .bind(merchant)
         .bind(key)
         .fetch_optional(self.db())
         .await?;
-        Ok(found)
+        Ok(found.map(|(sage_id, number)| {
+            // A re-report of a synced receipt names it the way the first one did.
+            ledger_runtime::audit::note_sage_number(number.as_deref().unwrap_or(""));
+            sage_id
+        }))
     }
 
     /// The Sage invoice of a Magento invoice, from the documents service.
@@ -209,6 +220,7 @@ impl Payments {
         .bind(detail)
         .execute(self.db())
         .await?;
+        ledger_runtime::audit::note_detail(detail);
         tracing::info!(document = key, reason, detail, "payment skipped");
         Ok(Outcome::Skipped(reason.to_string()))
     }
@@ -224,6 +236,7 @@ impl Payments {
         let previously =
             journal::step_state(self.db(), &env.merchant_id, env.event_id, STEP).await?;
         if let StepState::Done(_) = previously {
+            self.already_paid(&env.merchant_id, &key).await?;
             return Ok(Outcome::AlreadyDone);
         }
         // Magento pays an invoice once; a receipt from another event for the same invoice
@@ -251,6 +264,19 @@ impl Payments {
                 .await;
         }
 
+        // A zero payment moves no money: `nothing_to_post`, decided before asking for the
+        // invoice, because a zero invoice is itself never posted and waiting for it would
+        // end in a dead letter.
+        if ledger_mapping::round2(paid.payment.amount_paid).is_zero() {
+            let detail = format!(
+                "invoice {} was paid 0.00 {}: no money moved, no receipt",
+                paid.invoice.increment_id,
+                paid.document_currency()
+            );
+            return self
+                .record_skip(env, &key, ledger_mapping::reasons::NOTHING_TO_POST, &detail)
+                .await;
+        }
         let doc = self.invoice(env, &key, delivery).await?;
         if doc.resource != "sales_invoices" {
             return Err(ProcessError::invalid_field(
@@ -270,7 +296,7 @@ impl Payments {
             exchange_rate: doc.exchange_rate,
             total: doc.total,
         };
-        let plan = match ledger_mapping::map_customer_receipt(
+        let mut plan = match ledger_mapping::map_customer_receipt(
             paid,
             &invoice,
             &settings.merchant,
@@ -282,6 +308,26 @@ impl Payments {
                 return self.record_skip(env, &key, &reason, &detail).await;
             }
         };
+        // Locked periods: a receipt dated where Sage's books are locked is moved to the
+        // first open day or held, by the merchant's `locked_period`.
+        if let Some(date) = ledger_rpc::period::body_date(&plan.body) {
+            match self
+                .periods
+                .decide_with(
+                    &self.ctx.sage,
+                    &env.merchant_id,
+                    settings.locked_period,
+                    date,
+                    "receipt",
+                )
+                .await?
+            {
+                Ok(moved) => ledger_mapping::move_payment_date(&mut plan.body, &moved),
+                Err((reason, detail)) => {
+                    return self.record_skip(env, &key, &reason, &detail).await
+                }
+            }
+        }
         if previously == StepState::InDoubt {
             // An earlier attempt may have landed (crash before the commit, a 500 after Sage
             // saved it). The idempotency id covers Sage's 7 days; looking the receipt up
@@ -296,7 +342,7 @@ impl Payments {
                     "in-doubt receipt found in Sage; adopting it"
                 );
                 return self
-                    .record_receipt(env, &key, &invoice, &plan, &sage_id, None)
+                    .record_receipt(env, &key, &invoice, &plan, &sage_id, None, None)
                     .await;
             }
         }
@@ -383,8 +429,18 @@ impl Payments {
                 plan.body.clone(),
                 Some(&idempotency_id),
             )
-            .await
-            .map_err(ledger_rpc::sage_error_to_process)?;
+            .await;
+        // Locked periods: a refused date re-reads the financial settings.
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                let sent = ledger_rpc::period::body_date(&plan.body).unwrap_or_default();
+                return Err(self
+                    .periods
+                    .refusal(&self.ctx.sage, &env.merchant_id, sent, e)
+                    .await);
+            }
+        };
         let sage_id = response
             .id()
             .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
@@ -396,6 +452,7 @@ impl Payments {
             &plan,
             &sage_id,
             response.request_id.as_deref(),
+            ledger_runtime::audit::sage_number_of(&response.body),
         )
         .await
     }
@@ -409,7 +466,9 @@ impl Payments {
         plan: &ReceiptPlan,
         sage_id: &str,
         request_id: Option<&str>,
+        sage_number: Option<String>,
     ) -> Result<Outcome, ProcessError> {
+        ledger_runtime::audit::note_sage_number(sage_number.as_deref().unwrap_or(""));
         let currency = plan
             .body
             .get("currency_id")
@@ -418,8 +477,8 @@ impl Payments {
             .to_string();
         let mut tx = self.db().begin().await?;
         sqlx::query(
-            "INSERT INTO payments (merchant_id, document_key, event_id, sage_id, invoice_sage_id, reference, amount, allocated, currency)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO payments (merchant_id, document_key, event_id, sage_id, invoice_sage_id, reference, amount, allocated, currency, sage_number)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (merchant_id, document_key) DO NOTHING",
         )
         .bind(&env.merchant_id)
@@ -431,6 +490,7 @@ impl Payments {
         .bind(plan.amount)
         .bind(plan.allocated)
         .bind(&currency)
+        .bind(&sage_number)
         .execute(&mut *tx)
         .await?;
         journal::record_done(
@@ -546,6 +606,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
             Arc::new(Payments {
                 ctx,
                 last_attempt: options.max_transient_attempts,
+                periods: ledger_rpc::OpenPeriods::new(),
             }),
         )
         .with_hook(status),

@@ -1,0 +1,173 @@
+//! Sage's open period (`GET /financial_settings`: `accounts_start_date`,
+//! `year_end_lockdown_date`) as reference data of the services that post dated records
+//! (documents, payments), cached per merchant and read again when Sage refuses a date.
+//!
+//! The decision itself is the pure [`ledger_mapping::open_period_date`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use ledger_mapping::{open_period_date, LockedPeriod, MappingError, OpenPeriod, PeriodDate};
+use ledger_runtime::ProcessError;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::{mapping_outcome, sage_error_to_process, GatedSage};
+
+/// How long a merchant's financial settings are trusted before they are read again (a
+/// refusal of a date reads them at once). `LEDGER_FINANCIAL_SETTINGS_TTL_SECS` overrides it.
+pub const FINANCIAL_SETTINGS_TTL: Duration = Duration::from_secs(3600);
+
+/// How soon a document refused for its date is handled again, with fresh financial settings.
+pub const DATE_REFUSAL_RETRY: Duration = Duration::from_millis(200);
+
+/// Per-merchant cache of Sage's open period.
+pub struct OpenPeriods {
+    cache: Mutex<HashMap<String, (Instant, OpenPeriod)>>,
+    ttl: Duration,
+}
+
+impl Default for OpenPeriods {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the open period says about a record's date.
+pub type PeriodDecision = Result<PeriodDate, (String, String)>;
+
+impl OpenPeriods {
+    /// An empty cache with [`FINANCIAL_SETTINGS_TTL`] (or the environment's override).
+    pub fn new() -> Self {
+        OpenPeriods {
+            cache: Mutex::new(HashMap::new()),
+            ttl: std::env::var("LEDGER_FINANCIAL_SETTINGS_TTL_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_secs)
+                .unwrap_or(FINANCIAL_SETTINGS_TTL),
+        }
+    }
+
+    /// The merchant's open period, from the cache while it is fresh.
+    pub async fn get(&self, sage: &GatedSage, merchant: &str) -> Result<OpenPeriod, ProcessError> {
+        if let Some((at, period)) = self.cache.lock().await.get(merchant) {
+            if at.elapsed() < self.ttl {
+                return Ok(*period);
+            }
+        }
+        self.refresh(sage, merchant).await
+    }
+
+    /// Reads the merchant's financial settings from Sage now and caches them.
+    pub async fn refresh(
+        &self,
+        sage: &GatedSage,
+        merchant: &str,
+    ) -> Result<OpenPeriod, ProcessError> {
+        let response = sage
+            .get(merchant, "financial_settings", &[])
+            .await
+            .map_err(sage_error_to_process)?;
+        let period = OpenPeriod::from_financial_settings(&response.body).map_err(|e| match e {
+            MappingError::Invalid { field, reason } => ProcessError::invalid_field(
+                "sage.financial_settings",
+                field.clone(),
+                format!("Sage's {field} is {reason}"),
+            ),
+            other => ProcessError::permanent("sage.financial_settings", other.to_string()),
+        })?;
+        self.cache
+            .lock()
+            .await
+            .insert(merchant.to_string(), (Instant::now(), period));
+        Ok(period)
+    }
+
+    /// The date a record dated `date` goes to Sage with, under the merchant's
+    /// `locked_period` setting (read from `raw_settings`): `Ok(Ok(date))` to post,
+    /// `Ok(Err((reason, detail)))` to hold it, `Err` for a bad setting or an unreachable Sage.
+    pub async fn decide(
+        &self,
+        sage: &GatedSage,
+        merchant: &str,
+        raw_settings: &Value,
+        date: NaiveDate,
+        what: &str,
+    ) -> Result<PeriodDecision, ProcessError> {
+        let policy = LockedPeriod::from_settings(raw_settings).map_err(mapping_error)?;
+        self.decide_with(sage, merchant, policy, date, what).await
+    }
+
+    /// [`OpenPeriods::decide`] with the policy already read.
+    pub async fn decide_with(
+        &self,
+        sage: &GatedSage,
+        merchant: &str,
+        policy: LockedPeriod,
+        date: NaiveDate,
+        what: &str,
+    ) -> Result<PeriodDecision, ProcessError> {
+        let period = self.get(sage, merchant).await?;
+        match open_period_date(date, &period, policy, what) {
+            Ok(decided) => Ok(Ok(decided)),
+            Err(e) => mapping_outcome(e).map(Err),
+        }
+    }
+
+    /// The failure for a write Sage refused. When Sage refused the `date` and its financial
+    /// settings, read again now, no longer leave `sent` open (the bookkeeper locked a period
+    /// since they were cached), the handling is retried shortly and decides with the fresh
+    /// dates (moved or held, never a dead letter); any other refusal is returned as it is.
+    pub async fn refusal(
+        &self,
+        sage: &GatedSage,
+        merchant: &str,
+        sent: NaiveDate,
+        error: sage_client::SageError,
+    ) -> ProcessError {
+        let about_date = matches!(&error, sage_client::SageError::Rejected { status: 422, errors, .. }
+            if errors.iter().any(|i| ledger_mapping::is_date_refusal(&i.source)));
+        if !about_date {
+            return sage_error_to_process(error);
+        }
+        match self.refresh(sage, merchant).await {
+            Ok(fresh) if !fresh.is_open(sent) => {
+                tracing::info!(
+                    merchant,
+                    %sent,
+                    "Sage refused a date in a period locked since the financial settings were read; retrying with fresh ones"
+                );
+                ProcessError::Transient {
+                    message: format!(
+                        "Sage refused the date {sent}: {}; financial settings read again",
+                        fresh.why_locked(sent).unwrap_or_default()
+                    ),
+                    retry_after: Some(DATE_REFUSAL_RETRY),
+                }
+            }
+            Ok(_) => sage_error_to_process(error),
+            Err(e) => e,
+        }
+    }
+}
+
+/// The `date` field of a Sage request body (`YYYY-MM-DD`).
+pub fn body_date(body: &Value) -> Option<NaiveDate> {
+    body.get("date")
+        .and_then(Value::as_str)
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+}
+
+/// The failure for a merchant setting the mapping refused (`settings.invalid`, naming it).
+pub fn mapping_error(e: MappingError) -> ProcessError {
+    match e {
+        MappingError::Invalid { field, reason } => ProcessError::invalid_field(
+            "settings.invalid",
+            field.clone(),
+            format!("{field} is {reason}"),
+        ),
+        other => ProcessError::permanent("settings.invalid", other.to_string()),
+    }
+}
