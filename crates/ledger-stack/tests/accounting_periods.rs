@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use ledger_stack::events::{Draft, Refund};
 use ledger_stack::{Merchant, Stack};
-use ledger_testkit::{TestDb, TestNats};
+use ledger_testkit::TestDb;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 

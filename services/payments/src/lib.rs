@@ -458,6 +458,7 @@ impl Payments {
     }
 
     /// Commits a receipt that is in Sage: cross-reference and step outcome together.
+    #[allow(clippy::too_many_arguments)]
     async fn record_receipt(
         &self,
         env: &Envelope,
