@@ -123,6 +123,13 @@ async fn documents_in_a_locked_period_are_moved_or_held_by_the_merchants_setting
     let (stack, _nats, db) = common::stack("periods", 8).await;
     let mover = stack.onboard("mover").await.expect("onboard");
     let holder = stack.onboard("holder").await.expect("onboard");
+    let refused = stack
+        .put_settings(&mover, json!({"locked_period": "move"}))
+        .await;
+    assert!(
+        refused.is_err(),
+        "an unknown locked_period policy was stored"
+    );
     stack
         .put_settings(&mover, json!({"locked_period": "move_to_first_open_day"}))
         .await

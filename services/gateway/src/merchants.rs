@@ -172,6 +172,17 @@ async fn put_settings(
                 .into_response();
         }
     }
+    // Locked periods: the two policies of `ledger_mapping::LockedPeriod` (null: the default).
+    if let Some(policy) = patch.get("locked_period") {
+        if !matches!(policy.as_str(), Some("hold" | "move_to_first_open_day")) && !policy.is_null()
+        {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "invalid_settings", "issues": [{"field": "/locked_period", "reason": "hold or move_to_first_open_day"}]})),
+            )
+                .into_response();
+        }
+    }
     match merge_settings(&app, &merchant, patch).await {
         Ok(Some(settings)) => Json(settings).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
