@@ -438,6 +438,39 @@ mod tests {
     }
 
     #[test]
+    fn escaped_names_reach_sage_decoded_and_cut_at_a_word() {
+        let mut p = party();
+        p.company = Some("Smith &amp;amp; Sons&trade; Ltd".into());
+        p.person_name = "Se&aacute;n O&#39;Brien".into();
+        p.telephone = Some("+44\t20 7946 0000".into());
+        let body = map_contact(&p, "GBP", "C42GBP");
+        assert_eq!(body["name"], json!("Smith & Sons™ Ltd"));
+        assert_eq!(body["main_contact_person"]["name"], json!("Seán O'Brien"));
+        assert_eq!(
+            body["main_contact_person"]["telephone"],
+            json!("+44 20 7946 0000")
+        );
+        assert!(body.get("notes").is_none());
+
+        // 10 words of 11 characters and a space: 119 characters decoded (159 escaped).
+        let long = ["Aaaaaaaaaa&amp;"; 10].join(" ");
+        p.company = Some(long);
+        // 53 characters; the 50 limit falls inside "Georgiou", 6 after the last space.
+        p.person_name = "Maria Konstantina Alexandra Theodorakopoulou Georgiou".into();
+        let body = map_contact(&p, "GBP", "C42GBP");
+        let name = body["name"].as_str().unwrap();
+        // The limit falls 4 characters into the ninth word: cut at the space before it.
+        assert_eq!(name, ["Aaaaaaaaaa&"; 8].join(" "), "cut between words");
+        let person = body["main_contact_person"]["name"].as_str().unwrap();
+        assert_eq!(person, "Maria Konstantina Alexandra Theodorakopoulou");
+        let notes = body["notes"].as_str().unwrap();
+        assert!(notes.contains(&format!("Full name: {}", ["Aaaaaaaaaa&"; 10].join(" "))));
+        assert!(
+            notes.contains("Contact person: Maria Konstantina Alexandra Theodorakopoulou Georgiou")
+        );
+    }
+
+    #[test]
     fn contact_reference_is_short_deterministic_and_retryable() {
         let table = [
             ("customer:42", "GBP", 0, "C42GBP"),

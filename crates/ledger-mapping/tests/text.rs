@@ -333,3 +333,40 @@ fn the_entity_check_finds_entities() {
     assert_eq!(find_entity("x&#x2019;").as_deref(), Some("&#x2019;"));
     assert_eq!(find_entity("R&D & Co; AT&T;"), None);
 }
+
+#[test]
+fn an_invoice_names_its_buyer_decoded_and_keeps_long_line_names_in_its_notes() {
+    // 30 words of 8 characters ("Yoga&Mat" once decoded) and 29 spaces: 269 characters,
+    // over the 255 line limit.
+    let long_name = ["Yoga&amp;Mat"; 30].join(" ");
+    let full = ["Yoga&Mat"; 30].join(" ");
+    let lines = vec![
+        Line::new(&long_name, dec(1), dec(10), dec(20)),
+        Line::new("Strap&trade;", dec(1), dec(5), dec(20)),
+    ];
+    let mut invoice = Doc::new(lines).invoice();
+    invoice.order.billing_address.company = Some("Smith &amp;amp; Sons".into());
+    invoice.order.payment.po_number = Some("PO&#39;42\n".into());
+    let plan = map_sales_invoice(&invoice, &settings(), "CONTACT-1").unwrap();
+    let b = &plan.body;
+    assert_eq!(b["contact_name"], "Smith & Sons");
+    let lines = b["invoice_lines"].as_array().unwrap();
+    // 255 falls 3 characters into the 29th word (28 × 9 = 252 characters before it):
+    // cut at the space, 28 words kept.
+    assert_eq!(lines[0]["description"], ["Yoga&Mat"; 28].join(" "));
+    assert_eq!(lines[1]["description"], "Strap™");
+    let notes = b["notes"].as_str().unwrap();
+    assert!(notes.contains("PO number: PO'42"), "{notes}");
+    assert!(
+        notes.contains(&format!("Line 1 in full: {full}")),
+        "{notes}"
+    );
+    assert!(
+        !notes.contains("Line 2"),
+        "only cut lines are noted: {notes}"
+    );
+}
+
+fn dec(n: i64) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::from(n)
+}
