@@ -130,6 +130,7 @@ async fn documents_just_after_midnight_in_summer_time_are_dated_on_the_books_day
         inv["date"],
         note["date"]
     );
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
