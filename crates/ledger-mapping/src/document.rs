@@ -14,14 +14,16 @@
 //!    add one explicit "Rounding adjustment" line for the difference.
 
 use crate::address::map_address;
+use crate::contact::Party;
 use crate::error::{reasons, MappingError};
 use crate::money::{decimal_json, exchange_rate, money_json, round2};
 use crate::rules::{
-    choose_unit_price, clean_description, credit_note_reference, cross_border_goods_services,
-    delivery_address_source, fit_reference, line_tax_amount, rounding_adjustment, truncate_chars,
+    choose_unit_price, credit_note_reference, cross_border_goods_services, delivery_address_source,
+    fit_reference, line_description, line_tax_amount, rounding_adjustment, CONTACT_NAME_MAX,
     DOCUMENT_NOTES_MAX, DOCUMENT_REFERENCE_MAX, LINE_DESCRIPTION_MAX,
 };
 use crate::settings::{CrossBorderVatCharged, GoodsServices, MerchantSettings};
+use crate::text::{fit_notes, fit_text, Fitted};
 use crate::total::sage_document_total;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use ledger_events::{
@@ -51,6 +53,9 @@ pub struct DocumentPlan {
     pub body: Value,
     /// The `reference` sent (≤ 25 characters), for look-ups before re-posting.
     pub reference: String,
+    /// The Sage `date` sent (the books' day, see [`crate::sage_date`]); services record it
+    /// for later documents, e.g. a credit note's `original_invoice_date`.
+    pub date: NaiveDate,
     /// Document currency (ISO code).
     pub currency: String,
     /// Sage exchange rate of the document (1 when it is in the base currency).
@@ -247,6 +252,14 @@ struct Source<'a> {
 enum TaxMode<'a> {
     Domestic,
     CrossBorder { rate_id: &'a str },
+}
+
+/// The document's `contact_name`: the buyer as the order's billing address names them
+/// (company, else person), cleaned and cut to Sage's contact-name limit. Sent explicitly
+/// so the document shows the buyer even on a B2C fallback contact, and never a name
+/// stored HTML-escaped.
+fn document_contact_name(order: &OrderContext) -> Fitted {
+    fit_text(&Party::from_order(order).display_name(), CONTACT_NAME_MAX)
 }
 
 fn check_currency(code: &str, field: &str) -> Result<String, MappingError> {
@@ -491,15 +504,12 @@ fn build(
         };
 
         let unit_price = choose_unit_price(qty, price, row_total);
+        let description = line_description(&item.name, &item.sku, LINE_DESCRIPTION_MAX);
+        if let Some(full) = &description.full {
+            notes.push(format!("Line {} in full: {full}", idx + 1));
+        }
         let mut line = Map::new();
-        line.insert(
-            "description".into(),
-            Value::String(clean_description(
-                &item.name,
-                &item.sku,
-                LINE_DESCRIPTION_MAX,
-            )),
-        );
+        line.insert("description".into(), Value::String(description.text));
         line.insert(
             "ledger_account_id".into(),
             Value::String(sales_ledger.to_owned()),
@@ -664,6 +674,15 @@ fn build(
         "contact_id".into(),
         Value::String(contact_id.trim().to_owned()),
     );
+    let contact_name = document_contact_name(src.order);
+    if !contact_name.text.is_empty() {
+        body.insert("contact_name".into(), Value::String(contact_name.text));
+    }
+    notes.extend(
+        contact_name
+            .full
+            .map(|full| format!("Contact name: {full}")),
+    );
     body.insert("date".into(), Value::String(date.to_string()));
     if src.kind == Kind::Invoice {
         let due = date + Duration::days(i64::from(settings.due_days));
@@ -697,7 +716,7 @@ fn build(
     body.insert(src.kind.lines_key().into(), Value::Array(lines));
     body.insert(
         "notes".into(),
-        Value::String(truncate_chars(&notes.join("\n"), DOCUMENT_NOTES_MAX).0),
+        Value::String(fit_notes(&notes, DOCUMENT_NOTES_MAX)),
     );
     let mut body = Value::Object(body);
 
@@ -742,6 +761,7 @@ fn build(
         root: src.kind.root(),
         body,
         reference,
+        date,
         currency,
         exchange_rate: rate,
         expected_total: round2(grand_total),

@@ -16,6 +16,10 @@
 //! * B2C consolidation of contacts: [`b2c_contact_route`], [`fallback_contact_reference`].
 //! * Catalog: [`map_product`].
 //! * The exchange-rate reading: [`exchange_rate`].
+//! * The books' calendar: [`sage_date`] turns every Magento instant into the Sage date
+//!   (the day in the merchant's time zone); [`allocation_date`] dates allocations.
+//! * Text Sage accepts: [`text::fit_text`] decodes entities, strips control characters
+//!   and cuts each field to its Sage limit.
 //!
 //! Each Sage quirk the mapping works around is one named function in [`rules`] with its
 //! own test. Bodies never contain `idempotency_id` (the Sage client adds it) and every
@@ -25,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod calendar;
 mod contact;
 mod document;
 mod error;
@@ -34,8 +39,10 @@ mod product;
 pub mod rules;
 mod settings;
 mod settlement;
+pub mod text;
 mod total;
 
+pub use calendar::{allocation_date, sage_date};
 pub use contact::{
     b2c_candidate, b2c_contact_route, contact_reference, fallback_contact_reference, map_contact,
     ContactRoute, Party, CONSOLIDATED_CUSTOMER_KEY,

@@ -7,6 +7,7 @@
 
 use crate::money::round2;
 use crate::settings::{GoodsServices, GoodsServicesPolicy};
+use crate::text::{clean_text, fit_text, Fitted};
 use rust_decimal::Decimal;
 
 /// Sage's maximum length of a sales invoice / credit note `reference` (quirk 5).
@@ -49,13 +50,17 @@ pub fn truncate_chars(s: &str, max: usize) -> (String, bool) {
 
 /// Quirk 5: a document reference must fit 25 characters.
 ///
+/// The reference is cleaned first like every text field ([`clean_text`]: entities
+/// decoded, control characters and whitespace runs collapsed, trimmed).
+///
 /// Magento increment ids can be up to 50 characters (custom prefixes). When one is too
 /// long, the *tail* is kept because that is where Magento's sequence number lives and
 /// therefore what makes the reference unique and searchable; a leading `~` marks the cut
 /// so nobody mistakes it for the full number. Deterministic, so a retry produces the
 /// same reference.
 pub fn fit_reference(reference: &str, max: usize) -> String {
-    let reference = reference.trim();
+    let reference = clean_text(reference);
+    let reference = reference.as_str();
     let len = reference.chars().count();
     if len <= max {
         return reference.to_owned();
@@ -75,10 +80,12 @@ pub fn fit_reference(reference: &str, max: usize) -> String {
 /// If even the credit memo number alone is too long, it is fitted with
 /// [`fit_reference`] and the invoice number is left to the notes.
 pub fn credit_note_reference(credit_memo: &str, invoice: Option<&str>) -> String {
-    let cm = credit_memo.trim();
-    let Some(inv) = invoice.map(str::trim).filter(|s| !s.is_empty()) else {
+    let cm = clean_text(credit_memo);
+    let cm = cm.as_str();
+    let inv = invoice.map(clean_text).unwrap_or_default();
+    if inv.is_empty() {
         return fit_reference(cm, DOCUMENT_REFERENCE_MAX);
-    };
+    }
     let cm_len = cm.chars().count();
     // Room for the invoice part after "cm/". Keep at least 4 characters of the invoice
     // number, otherwise it is noise rather than a reference.
@@ -86,7 +93,7 @@ pub fn credit_note_reference(credit_memo: &str, invoice: Option<&str>) -> String
     if room < 4 {
         return fit_reference(cm, DOCUMENT_REFERENCE_MAX);
     }
-    format!("{cm}/{}", fit_reference(inv, room))
+    format!("{cm}/{}", fit_reference(&inv, room))
 }
 
 /// Quirk 1: every line carries an explicit `tax_amount`, rounded to 2 dp.
@@ -168,45 +175,24 @@ pub fn delivery_address_source<'a, A>(billing: &'a A, shipping: Option<&'a A>) -
 /// Quirk 17: a line description Sage accepts.
 ///
 /// HTML entities such as `&trade;` make Sage answer 422, and Magento product names often
-/// carry them (the admin stores what the WYSIWYG produced). Entities are decoded
-/// (repeatedly, for names that were escaped twice), control characters and runs of
-/// whitespace collapse to one space, and the result is cut to
-/// [`LINE_DESCRIPTION_MAX`]. An empty result falls back to `fallback` (the SKU), because
-/// Sage requires a description.
+/// carry them (the admin stores what the WYSIWYG produced). The name is cleaned with
+/// [`fit_text`] (entities decoded until none is left, control characters and runs of
+/// whitespace collapsed to one space) and cut to `max` ([`LINE_DESCRIPTION_MAX`] on
+/// document lines). An empty result falls back to `fallback` (the SKU), because Sage
+/// requires a description.
 pub fn clean_description(name: &str, fallback: &str, max: usize) -> String {
-    let mut text = name.to_owned();
-    for _ in 0..3 {
-        let decoded = html_escape::decode_html_entities(&text).into_owned();
-        if decoded == text {
-            break;
-        }
-        text = decoded;
-    }
-    let collapsed = collapse_whitespace(&text);
-    let chosen = if collapsed.is_empty() {
-        collapse_whitespace(fallback)
-    } else {
-        collapsed
-    };
-    truncate_chars(&chosen, max).0.trim_end().to_owned()
+    line_description(name, fallback, max).text
 }
 
-/// Replaces control characters and whitespace runs with single spaces and trims.
-pub(crate) fn collapse_whitespace(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut pending_space = false;
-    for c in s.chars() {
-        if c.is_whitespace() || c.is_control() {
-            pending_space = !out.is_empty();
-        } else {
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
-            }
-            out.push(c);
-        }
+/// [`clean_description`], also returning the whole cleaned name when it had to be cut,
+/// for the document's notes.
+pub fn line_description(name: &str, fallback: &str, max: usize) -> Fitted {
+    let fitted = fit_text(name, max);
+    if fitted.text.is_empty() {
+        fit_text(fallback, max)
+    } else {
+        fitted
     }
-    out
 }
 
 /// Quirk 19: the single `eu_goods_services_type_id` of a cross-border document.

@@ -359,12 +359,12 @@ impl MerchantSettings {
     }
 
     /// Rule "document dates are the books' calendar day": the day `at` falls on in
-    /// [`MerchantSettings::timezone`].
+    /// [`MerchantSettings::timezone`], by the one calendar [`crate::sage_date`].
     pub fn accounting_date(
         &self,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<chrono::NaiveDate, MappingError> {
-        Ok(at.with_timezone(&self.time_zone()?).date_naive())
+        crate::calendar::sage_date(at, &self.timezone)
     }
 
     /// True for a Magento payment method whose invoices are paid later, outside Magento.

@@ -88,6 +88,52 @@ async fn settle_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn documents_just_after_midnight_in_summer_time_are_dated_on_the_books_day() {
+    let (stack, _nats, _db) = stack().await;
+    let m = stack.onboard("midnight").await.expect("onboard");
+    // The merchant's books are in Europe/London (the default). 23:30 UTC on 30 June is
+    // 00:30 BST on 1 July: the third quarter, while the UTC day is still in the second.
+    let mut invoice = Draft::invoice("midnight", 1).payment_method("checkmo");
+    invoice.value_mut()["payload"]["invoice"]["created_at"] = json!("2026-06-30 23:30:00");
+    invoice.value_mut()["payload"]["invoice"]["updated_at"] = json!("2026-06-30 23:30:00");
+    // Credited 20 minutes later, still 30 June in UTC (00:50 BST on 1 July).
+    let mut credit = invoice.credit_memo(1, &Refund::lines(&[(1, 1)]));
+    credit.value_mut()["payload"]["creditmemo"]["created_at"] = json!("2026-06-30 23:50:00");
+    credit.value_mut()["payload"]["creditmemo"]["updated_at"] = json!("2026-06-30 23:50:00");
+    publish(&stack, &m, &invoice).await;
+    publish(&stack, &m, &credit).await;
+
+    let allocations = wait_count(&stack, &m, "contact_allocations", 1).await;
+    let invoices = stack.documents(&m, "sales_invoices");
+    let notes = stack.documents(&m, "sales_credit_notes");
+    let (inv, note) = (&invoices[0], &notes[0]);
+    assert_eq!(
+        inv["date"],
+        json!("2026-07-01"),
+        "invoice on the books' day"
+    );
+    assert_eq!(
+        note["date"],
+        json!("2026-07-01"),
+        "credit note on the books' day"
+    );
+    assert_eq!(
+        note["original_invoice_date"], inv["date"],
+        "the credit note names the invoice's own Sage date, not its UTC day"
+    );
+    // ISO dates compare as text.
+    let allocated_on = allocations[0]["date"].as_str().expect("allocation date");
+    assert!(
+        allocated_on >= note["date"].as_str().unwrap()
+            && allocated_on >= inv["date"].as_str().unwrap(),
+        "allocation dated {allocated_on}, before its documents ({} / {})",
+        inv["date"],
+        note["date"]
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn credit_memo_on_an_unpaid_invoice_is_allocated_and_reduces_what_is_outstanding() {
     let (stack, _nats, _db) = stack().await;
     let m = stack.onboard("allocate").await.expect("onboard");

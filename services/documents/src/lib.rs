@@ -478,7 +478,8 @@ impl Documents {
                     .await;
             }
         };
-        let date = snapshot.invoice.created_at.date_naive();
+        // The Sage date sent (the books' day), recorded for the credit notes that follow.
+        let date = plan.date;
         let entity_id = snapshot.invoice.entity_id;
         self.post_document(env, delivery, &key, entity_id, date, &contact, plan)
             .await?;
@@ -585,7 +586,7 @@ impl Documents {
                             .await;
                     }
                 };
-                let date = snapshot.creditmemo.created_at.date_naive();
+                let date = plan.date;
                 let entity_id = snapshot.creditmemo.entity_id;
                 let posted = self
                     .post_document(env, delivery, &key, entity_id, date, &contact, plan)
@@ -709,7 +710,19 @@ impl Documents {
                         "allocation planned without an invoice",
                     )
                 })?;
-                let date = snapshot.creditmemo.created_at.date_naive();
+                // Never before either document: the latest of their Sage dates and the
+                // credit memo's day in the books.
+                let settled_on = settings
+                    .accounting_date(snapshot.creditmemo.created_at)
+                    .map_err(|e| {
+                        ProcessError::invalid_field(
+                            format!("mapping.{}", e.reason()),
+                            "settings.timezone",
+                            e.to_string(),
+                        )
+                    })?;
+                let date =
+                    ledger_mapping::allocation_date(invoice.date, credit_note.date, settled_on);
                 let plan =
                     ledger_mapping::map_allocation(&invoice.sage_ref(), &credit_ref, amount, date)
                         .map_err(|e| {

@@ -267,6 +267,11 @@ pub(crate) fn create(
             rules::address_limits(a, &format!("{r}.{addr}"))?;
         }
     }
+    rules::notes_length(
+        str_field(root, "notes"),
+        &format!("{r}.notes"),
+        rules::DOCUMENT_NOTES_MAX,
+    )?;
 
     let shipping_net = round2(dec_field(root, "shipping_net_amount").unwrap_or_default());
     let shipping_rate = str_field(root, "shipping_tax_rate_id").map(str::to_owned);
