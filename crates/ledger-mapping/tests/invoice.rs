@@ -213,11 +213,8 @@ fn unmapped_tax_rate_is_held() {
     }
     // A merchant-added row makes it map.
     let mut s = settings();
-    s.tax_rates.push(TaxRateEntry {
-        percent: dec!(17.5),
-        tax_class: None,
-        tax_rate_id: "GB_OLD".into(),
-    });
+    s.tax_rates
+        .push(TaxRateEntry::percent(dec!(17.5), "GB_OLD"));
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     assert_eq!(lines(&plan)[0]["tax_rate_id"], json!("GB_OLD"));
 }
