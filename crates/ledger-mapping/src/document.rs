@@ -273,7 +273,6 @@ fn non_negative(value: Decimal, field: String) -> Result<Decimal, MappingError> 
     }
 }
 
-
 /// Picks the home Sage rate for Magento's shipping tax when Magento did not say which
 /// rate it applied (older module versions send no applied taxes). Zero tax uses the
 /// mapped 0 % rate. Otherwise each mapped home percentage is tried against the
@@ -359,7 +358,10 @@ struct RateAnswer {
 /// line is held, `unmapped_foreign_vat` when Magento named the rate it applied, else by
 /// the merchant's [`CrossBorderVatCharged`] policy (`cross_border_tax_charged`, or the
 /// home map for stores that charge home VAT abroad and send no applied tax codes).
-fn decide_rate(settings: &MerchantSettings, q: &TaxQuestion<'_>) -> Result<RateAnswer, MappingError> {
+fn decide_rate(
+    settings: &MerchantSettings,
+    q: &TaxQuestion<'_>,
+) -> Result<RateAnswer, MappingError> {
     let codes: Vec<&str> = q.codes.iter().map(String::as_str).collect();
     let facts = LineTaxFacts {
         codes: &codes,
@@ -690,25 +692,37 @@ fn build(
         );
         let applied = src.order.shipping_applied_taxes();
         let line_rates: Vec<String> = booked.iter().map(|b| b.rate_id.clone()).collect();
+        let inferred = || {
+            shipping_rate(
+                settings,
+                shipping_net,
+                shipping_amount,
+                shipping_tax,
+                &line_rates,
+            )
+        };
         let answer = if applied.is_empty() && !settings.is_cross_border(place) {
             RateAnswer {
-                id: shipping_rate(
-                    settings,
-                    shipping_net,
-                    shipping_amount,
-                    shipping_tax,
-                    &line_rates,
-                )?
-                .to_owned(),
+                id: inferred()?.to_owned(),
                 home_vat: !shipping_tax.is_zero(),
             }
         } else {
+            // Magento's applied shipping percent; without it (older module versions),
+            // the percent of the home rate that reproduces the shipping tax.
+            let percent = if applied.is_empty() {
+                inferred()
+                    .ok()
+                    .and_then(|id| settings.tax_rate_percentage(id))
+                    .unwrap_or_default()
+            } else {
+                applied.iter().map(|t| t.percent).sum()
+            };
             decide_rate(
                 settings,
                 &TaxQuestion {
                     what: "shipping".to_owned(),
                     codes: applied.iter().map(|t| t.code.clone()).collect(),
-                    percent: applied.iter().map(|t| t.percent).sum(),
+                    percent,
                     tax_class: None,
                     place,
                     taxed: !shipping_tax.is_zero(),
@@ -773,12 +787,12 @@ fn build(
     } else {
         settings.out_of_scope.tax_rate_id.as_str()
     };
-    let adjustment_rates = if round2(adjustment_refund).is_zero() && round2(adjustment_fee).is_zero()
-    {
-        Vec::new()
-    } else {
-        adjustment_rates(src, settings, &booked, zero_rate_id)?
-    };
+    let adjustment_rates =
+        if round2(adjustment_refund).is_zero() && round2(adjustment_fee).is_zero() {
+            Vec::new()
+        } else {
+            adjustment_rates(src, settings, &booked, zero_rate_id)?
+        };
     for (amount, description) in [
         (adjustment_refund, ADJUSTMENT_REFUND_DESCRIPTION),
         (-adjustment_fee, ADJUSTMENT_FEE_DESCRIPTION),
@@ -899,8 +913,7 @@ fn build(
         let by_rate = round2(grand_total * exchange_rate(src.base_to_order_rate));
         let base_tolerance = Decimal::new(1, 2) * Decimal::from(line_count as u64 + 2);
         let rate = document_exchange_rate(grand_total, base_total, src.base_to_order_rate);
-        if (base_total - by_rate).abs() > base_tolerance
-            || round2(grand_total * rate) != base_total
+        if (base_total - by_rate).abs() > base_tolerance || round2(grand_total * rate) != base_total
         {
             return Err(MappingError::skipped(
                 reasons::BASE_TOTALS_MISMATCH,
@@ -1011,10 +1024,7 @@ fn adjustment_rates(
     }
     if by_rate.is_empty() {
         let billing = &src.order.billing_address;
-        let delivery = src
-            .order
-            .effective_shipping_address()
-            .map(|a| a.country_id);
+        let delivery = src.order.effective_shipping_address().map(|a| a.country_id);
         let based_on = src
             .order
             .tax_config
@@ -1039,7 +1049,10 @@ fn adjustment_rates(
             let answer = decide_rate(
                 settings,
                 &TaxQuestion {
-                    what: format!("{}.items[{idx}] ({}), for the adjustment", src.path, item.sku),
+                    what: format!(
+                        "{}.items[{idx}] ({}), for the adjustment",
+                        src.path, item.sku
+                    ),
                     codes: applied.iter().map(|t| t.code.clone()).collect(),
                     percent,
                     tax_class: src.order.tax_class_for(item),

@@ -210,7 +210,10 @@ mod tests {
         assert!(r.scale() <= EXCHANGE_RATE_MAX_DECIMALS, "{r}");
         assert_eq!(round2(dec!(9876543.21) * r), dec!(1234567.89));
         // Nothing to convert: Magento's rate to 6 dp.
-        assert_eq!(document_exchange_rate(dec!(0), dec!(0), dec!(3)), dec!(0.333333));
+        assert_eq!(
+            document_exchange_rate(dec!(0), dec!(0), dec!(3)),
+            dec!(0.333333)
+        );
         assert_eq!(document_exchange_rate(dec!(5), dec!(1), dec!(0)), dec!(0));
     }
 

@@ -250,7 +250,10 @@ pub fn apportion(amount: Decimal, weights: &[Decimal]) -> Vec<Decimal> {
         v[0] = round2(amount);
         return v;
     } else {
-        weights.iter().map(|w| round2(amount * *w / total)).collect()
+        weights
+            .iter()
+            .map(|w| round2(amount * *w / total))
+            .collect()
     };
     let rest = round2(amount) - parts.iter().copied().sum::<Decimal>();
     let largest = weights
@@ -527,7 +530,10 @@ mod tests {
             apportion(dec!(10.00), &[dec!(1), dec!(1), dec!(1)]),
             vec![dec!(3.34), dec!(3.33), dec!(3.33)]
         );
-        assert_eq!(apportion(dec!(-5), &[dec!(0), dec!(0)]), vec![dec!(-5.00), dec!(0)]);
+        assert_eq!(
+            apportion(dec!(-5), &[dec!(0), dec!(0)]),
+            vec![dec!(-5.00), dec!(0)]
+        );
         assert!(apportion(dec!(5), &[]).is_empty());
     }
 

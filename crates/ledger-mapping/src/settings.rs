@@ -341,9 +341,10 @@ impl MerchantSettings {
             if self.out_of_scope.tax_classes.iter().any(|c| c == class) {
                 return Some(&self.out_of_scope.tax_rate_id);
             }
-            if let Some(e) = self.home_rows().find(|e| {
-                e.percent == percent && e.tax_class.as_deref() == Some(class)
-            }) {
+            if let Some(e) = self
+                .home_rows()
+                .find(|e| e.percent == percent && e.tax_class.as_deref() == Some(class))
+            {
                 return Some(&e.tax_rate_id);
             }
         }
