@@ -627,6 +627,116 @@ mod tests {
     }
 
     #[test]
+    fn line_tax_map_precedence() {
+        let mut s = MerchantSettings::default();
+        s.exempt.tax_classes = vec!["Exempt".into()];
+        s.out_of_scope.tax_classes = vec!["Donation".into()];
+        let row = |percent: Decimal,
+                   class: Option<&str>,
+                   country: Option<&str>,
+                   code: Option<&str>,
+                   id: &str| TaxRateEntry {
+            tax_class: class.map(String::from),
+            country: country.map(String::from),
+            code: code.map(String::from),
+            ..TaxRateEntry::percent(percent, id)
+        };
+        s.tax_rates.extend([
+            row(dec!(20), None, None, Some("FR-IOSS-20"), "FR_IOSS"),
+            row(dec!(20), Some("Books"), Some("FR"), None, "FR_BOOKS"),
+            row(dec!(20), None, Some("FR"), None, "FR_STD"),
+            row(dec!(0), Some("Exempt"), None, None, "GB_ZERO_EXEMPT_ROW"),
+            row(dec!(0), Some("Donation"), Some("GB"), None, "GB_DONATION"),
+        ]);
+        let facts = |codes: &'static [&'static str],
+                     country: &'static str,
+                     percent: Decimal,
+                     class: Option<&'static str>| LineTaxFacts {
+            codes,
+            country,
+            percent,
+            tax_class: class,
+        };
+        let table: [(LineTaxFacts<'_>, bool, Option<&str>); 11] = [
+            // 1. the applied code wins over everything.
+            (
+                facts(&["FR-IOSS-20"], "FR", dec!(20), Some("Books")),
+                false,
+                Some("FR_IOSS"),
+            ),
+            (
+                facts(&["fr-ioss-20"], "GB", dec!(5), None),
+                true,
+                Some("FR_IOSS"),
+            ),
+            // 2. (country, percent, class).
+            (
+                facts(&[], "FR", dec!(20), Some("Books")),
+                false,
+                Some("FR_BOOKS"),
+            ),
+            (
+                facts(&[], "GB", dec!(0), Some("Donation")),
+                true,
+                Some("GB_DONATION"),
+            ),
+            // 3. (percent, class) before 4. the class names.
+            (
+                facts(&[], "GB", dec!(0), Some("Exempt")),
+                true,
+                Some("GB_ZERO_EXEMPT_ROW"),
+            ),
+            (
+                facts(&[], "IM", dec!(0), Some("Donation")),
+                true,
+                Some("GB_NO_TAX"),
+            ),
+            // 5. (country, percent) and 6. percent alone.
+            (
+                facts(&[], "FR", dec!(20), Some("Toys")),
+                false,
+                Some("FR_STD"),
+            ),
+            (
+                facts(&[], "GB", dec!(20), Some("Toys")),
+                true,
+                Some("GB_STANDARD"),
+            ),
+            (
+                facts(&["GB-VAT"], "GB", dec!(5), None),
+                true,
+                Some("GB_LOWER"),
+            ),
+            // Abroad: never a home row.
+            (facts(&[], "DE", dec!(20), None), false, None),
+            (facts(&[], "DE", dec!(0), Some("Exempt")), false, None),
+        ];
+        for (f, home, want) in table {
+            assert_eq!(s.line_tax_rate_id(&f, home), want, "{f:?} home={home}");
+        }
+        // The product/percent look-up ignores country and code rows.
+        assert_eq!(s.tax_rate_id(dec!(20), None), Some("GB_STANDARD"));
+    }
+
+    #[test]
+    fn old_tax_map_json_stays_valid() {
+        let s: MerchantSettings = serde_json::from_str(
+            r#"{"tax_rates":[{"percent":"20","tax_rate_id":"GB_STANDARD"},{"percent":0,"tax_class":"Books","tax_rate_id":"GB_ZERO"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.tax_rates[0],
+            TaxRateEntry::percent(dec!(20), "GB_STANDARD")
+        );
+        assert_eq!(s.tax_rates[1].country, None);
+        assert_eq!(s.tax_rates[1].code, None);
+        assert_eq!(s.adjustment_vat, AdjustmentVat::RefundedRates);
+        let s: MerchantSettings =
+            serde_json::from_str(r#"{"adjustment_vat":"out_of_scope"}"#).unwrap();
+        assert_eq!(s.adjustment_vat, AdjustmentVat::OutOfScope);
+    }
+
+    #[test]
     fn percentages_of_sage_ids() {
         let s = MerchantSettings::default();
         assert_eq!(s.tax_rate_percentage("GB_STANDARD"), Some(dec!(20)));
