@@ -4,14 +4,18 @@
 //! (`invoice_lines` vs `credit_note_lines`) and Magento gives invoices and credit memos
 //! the same columns. The builder works in four steps:
 //!
-//! 1. turn each amount-bearing Magento line into a Sage line (dummy composite lines
-//!    skipped, entities decoded, 2-dp unit price, explicit tax amount, mapped tax rate);
-//! 2. derive the shipping net (after the shipping share of the header discount) and the
-//!    Sage shipping rate;
-//! 3. check that Magento's grand total is the sum of those parts (if not, something the
-//!    mapping cannot see is on the document: hold it rather than paper over it);
-//! 4. emulate Sage's total over the body and, if Sage would land on a different cent,
-//!    add one explicit "Rounding adjustment" line for the difference.
+//! 1. turn each amount-bearing Magento line into a Sage line that Sage computes to
+//!    Magento's row net and tax to the cent (dummy composite lines skipped, entities
+//!    decoded, unit price and discount from [`crate::rules::line_price_and_discount`],
+//!    gross form for tax-inclusive stores, Magento's tax, the rate the tax map gives for
+//!    the line's code, place of supply, class and percentage);
+//! 2. add shipping as a line on the shipping ledger with Magento's shipping tax, and
+//!    credit-memo adjustments as lines taxed by [`crate::AdjustmentVat`];
+//! 3. compare Magento's grand total with the sum of those lines: Magento's own rounding
+//!    (at most 1p per line) becomes one "Rounding adjustment" line on the corrected
+//!    lines' rate; more is held (`rounding_too_large`, or `totals_mismatch` when it is
+//!    an amount the mapping cannot see);
+//! 4. check the body through the Sage emulation: every line and the total as booked.
 
 use crate::address::map_address;
 use crate::error::{reasons, MappingError};
@@ -39,7 +43,7 @@ pub const ROUNDING_DESCRIPTION: &str = "Rounding adjustment";
 pub const ADJUSTMENT_REFUND_DESCRIPTION: &str = "Adjustment refund";
 /// Description of a credit memo's "Adjustment Fee" line.
 pub const ADJUSTMENT_FEE_DESCRIPTION: &str = "Adjustment fee";
-/// Description of the shipping line used when a document has nothing but shipping.
+/// Description of the shipping line.
 pub const SHIPPING_DESCRIPTION: &str = "Shipping";
 
 /// A ready-to-send Sage sales document, plus the facts services need to record and verify
@@ -91,15 +95,18 @@ pub struct OriginalInvoice {
 /// day of Magento's UTC `created_at` in the books' time zone, see
 /// [`MerchantSettings::accounting_date`]), `due_date` (+ `due_days`), `reference` (the
 /// invoice number, ≤ 25 characters), `currency_id`, `exchange_rate` (foreign currency
-/// only, see [`crate::exchange_rate`]), `main_address` / `delivery_address`, one line per
-/// amount-bearing Magento item, header shipping, internal `notes`, and when needed one
-/// "Rounding adjustment" line so that Sage's total equals Magento's grand total.
+/// only, see [`crate::document_exchange_rate`]), `main_address` / `delivery_address`, one
+/// line per amount-bearing Magento item, a shipping line, internal `notes`, and when
+/// Magento's grand total is a penny or so off its own rows one "Rounding adjustment" line.
 ///
 /// Errors: `Skipped { reason: "unmapped_tax_rate" }` for a rate the merchant has not
-/// mapped; `Skipped { reason: "cross_border_tax_charged" }` for a cross-border invoice
-/// carrying VAT (unless [`crate::CrossBorderVatCharged::DomesticRates`] is set);
-/// `Skipped { reason: "totals_mismatch" }` when the grand total is not the sum of its
-/// parts; `Invalid { field, reason }` for bad input or a missing ledger account setting.
+/// mapped; `Skipped { reason: "unmapped_foreign_vat" }` for VAT charged abroad whose code
+/// or country is not mapped; `Skipped { reason: "cross_border_tax_charged" }` for VAT on
+/// a document billed or supplied abroad without a code (unless
+/// [`crate::CrossBorderVatCharged::DomesticRates`] is set); `rounding_too_large`,
+/// `totals_mismatch` and `base_totals_mismatch` when Magento's totals are not the sum of
+/// its parts; `Invalid { field, reason }` for bad input or a missing ledger account
+/// setting.
 pub fn map_sales_invoice(
     snapshot: &InvoiceSnapshot,
     settings: &MerchantSettings,
@@ -149,9 +156,10 @@ pub fn map_sales_invoice(
 /// the credit memo and the refunded invoice ("CM/INV", ≤ 25 characters, see
 /// [`crate::rules::credit_note_reference`]); `original_invoice_date` is set when the
 /// original invoice is known. Magento's "Adjustment Refund" and "Adjustment Fee" become
-/// their own lines on the adjustment ledger account (the fee as a negative line, since
-/// it reduces what is credited), outside the scope of VAT because Magento charges no tax
-/// on them. The refunded shipping goes on the header like an invoice's shipping.
+/// their own lines on the adjustment ledger account (the fee as negative lines, since it
+/// reduces what is credited), as gross amounts at the refunded lines' rates or out of
+/// scope, as [`MerchantSettings::adjustment_vat`] says. The refunded shipping is a
+/// shipping line like an invoice's.
 pub fn map_sales_credit_note(
     snapshot: &CreditMemoSnapshot,
     settings: &MerchantSettings,

@@ -500,13 +500,20 @@ mod tests {
     }
 
     fn customer(biz: &mut Business, currency: &str) -> String {
-        let root = json!({"name": "Customer", "contact_type_ids": ["CUSTOMER"], "currency_id": currency});
+        let root =
+            json!({"name": "Customer", "contact_type_ids": ["CUSTOMER"], "currency_id": currency});
         let c = super::super::contacts::create(biz, root.as_object().unwrap(), Utc::now()).unwrap();
         c["id"].as_str().unwrap().to_owned()
     }
 
     fn invoice(biz: &mut Business, body: Value) -> Value {
-        create(biz, SalesKind::Invoice, body.as_object().unwrap(), Utc::now()).unwrap()
+        create(
+            biz,
+            SalesKind::Invoice,
+            body.as_object().unwrap(),
+            Utc::now(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -538,7 +545,10 @@ mod tests {
         ))
         .unwrap();
         let doc = invoice(&mut biz, body);
-        assert_eq!(doc["exchange_rate"], json!("0.0052291819729180665622573333"));
+        assert_eq!(
+            doc["exchange_rate"],
+            json!("0.0052291819729180665622573333")
+        );
         assert_eq!(doc["base_currency_total_amount"], json!("10000.00"));
     }
 
