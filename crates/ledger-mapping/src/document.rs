@@ -514,7 +514,6 @@ fn build(
     let mut product_types: Vec<Option<&str>> = Vec::new();
     let mut parts_total = Decimal::ZERO;
     let mut item_discounts = Decimal::ZERO;
-    // Per order item: (rate id, percent) of lines booked, for adjustments.
     for (idx, item) in src.items.iter().enumerate() {
         let ip = format!("{p}.items[{idx}]");
         if item.is_dummy_line() {

@@ -381,6 +381,12 @@ proptest! {
         shipping_rate in 0usize..3,
         shipping_discount_pct in prop_oneof![Just(0u32), Just(50), Just(100)],
         tax_before_discount in any::<bool>(),
+        currency in prop::sample::select(vec![
+            ("GBP", dec!(1)),
+            ("EUR", dec!(1.17)),
+            ("USD", dec!(1.2734)),
+            ("JPY", dec!(191.2345)),
+        ]),
     ) {
         let mut lines = Vec::new();
         for (i, (qty, cents, rate_idx, disc, frac)) in items.into_iter().enumerate() {
@@ -413,12 +419,22 @@ proptest! {
             doc.shipping_tax = round2(ship * ship_pct / dec!(100));
         }
         doc.shipping_codes = vec![(format!("GB-VAT-{ship_pct}"), ship_pct)];
+        if currency.0 != "GBP" {
+            doc = doc.currency(currency.0, "GBP", currency.1);
+        }
         let s = settings();
         let plan = map_sales_invoice(&doc.invoice(), &s, "C")
             .map_err(|e| TestCaseError::fail(format!("{e}")))?;
         assert_invariant(&plan, &s, doc.computed_grand_total(), "random basket");
         assert_lines_match(&plan, &doc, &s, "random basket");
         prop_assert_eq!(plan.rounding_line, None);
+        // Sage's base total (round2(total × exchange_rate)) is Magento's base grand
+        // total, here the grand total at Magento's rate to the cent.
+        let grand = doc.computed_grand_total();
+        prop_assert_eq!(
+            round2(round2(grand) * plan.exchange_rate),
+            round2(grand / currency.1)
+        );
         // Magento's shipping VAT, not Sage's recomputation.
         let figures = sage_line_figures(&plan.body, &s.rates());
         if let Some(ship_line) = figures.iter().find(|f| f.description == "Shipping") {
