@@ -53,16 +53,16 @@ pub use document::{
     SHIPPING_DESCRIPTION,
 };
 pub use error::{reasons, MappingError};
-pub use money::{decimal_json, exchange_rate, money_json, round2};
+pub use money::{decimal_json, document_exchange_rate, exchange_rate, money_json, round2};
 pub use payment::{
     map_allocation, map_customer_receipt, map_refund, AllocationPlan, CreditNoteRef, InvoiceRef,
     ReceiptPlan, SageDocumentRef,
 };
 pub use product::{map_product, ProductPlan};
 pub use settings::{
-    default_bank_accounts, deposit_bank_account, B2cConsolidation, CrossBorderVatCharged,
-    GoodsServices, GoodsServicesPolicy, MerchantSettings, NamedTaxRate, PaymentMethodMapping,
-    TaxRateEntry,
+    default_bank_accounts, deposit_bank_account, AdjustmentVat, B2cConsolidation,
+    CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, LineTaxFacts, MerchantSettings,
+    NamedTaxRate, PaymentMethodMapping, TaxRateEntry,
 };
 pub use settlement::{allocation_amount, credit_note_settlement, Settlement};
-pub use total::sage_document_total;
+pub use total::{sage_document_total, sage_line_figures, SageLineFigures};

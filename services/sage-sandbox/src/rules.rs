@@ -287,12 +287,20 @@ pub struct LineAmounts {
     pub total: Decimal,
 }
 
-/// Sage's per-line 2-dp rounding.
+/// Sage's per-line 2-dp rounding, for both forms of unit price.
 ///
-/// net = round2(quantity × round2(unit_price)) − round2(discount),
-/// tax = round2(tax_amount), total = net + tax. With
-/// `unit_price_includes_tax` the first term is the gross and the net is what
-/// remains after the tax (the sandbox's reading of that flag).
+/// The extended amount is `round2(quantity × round2(unit_price)) −
+/// round2(discount)` and the tax is `round2(tax_amount)` as sent.
+/// - Without `unit_price_includes_tax`, the extended amount is the net and
+///   `total = net + tax`.
+/// - With `unit_price_includes_tax`, the unit price and the discount include
+///   VAT: the extended amount is the line's total (gross) and
+///   `net = total − tax`.
+///
+/// This is the sandbox's reading of the flag (the swagger only names it); the
+/// Ledger mapping emulates exactly the same rule
+/// (`ledger_mapping::rules::sage_line_amounts`) and sends tax-inclusive lines
+/// in this form so a line's net, tax and total are Magento's to the cent.
 pub fn line_amounts(
     quantity: Decimal,
     unit_price: Decimal,
