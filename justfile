@@ -29,6 +29,12 @@ down:
 chaos:
     ./dev chaos
 
+# The accounting corpus: Magento documents with hand-worked Sage expectations, through the
+# whole engine; prints one line per difference and `corpus: N documents, mismatches=M`.
+# Run a subset with CORPUS_FILTER=<name part>.
+corpus:
+    ./dev corpus
+
 # Hostile-tenant suite: every attack against the real stack; prints
 # `isolation: attacks=N refused=N crossings=0`. Size the flood with ATTACK_FLOOD.
 attack:

@@ -608,6 +608,52 @@ pub struct OrderItem {
     /// Tax rate in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_percent: Option<Decimal>,
+    /// Name of the product's Magento tax class when the event was built ("Taxable Goods",
+    /// "Exempt", ...). Magento's order item does not store it; the module resolves it
+    /// from the product. Absent from older module versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_class: Option<String>,
+}
+
+/// One of Magento's applied taxes (`OrderTaxDetailsAppliedTaxInterface` as REST renders it
+/// in `extension_attributes.applied_taxes` / `item_applied_taxes[].applied_taxes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedTax {
+    /// Magento's tax rate code (e.g. "GB-VAT-20", "FR-IOSS-20").
+    pub code: String,
+    /// Title shown to the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Percentage of the rate.
+    pub percent: Decimal,
+    /// Tax charged at this rate, in order currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Decimal>,
+    /// Tax charged at this rate, in base currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_amount: Option<Decimal>,
+}
+
+/// The store view's tax configuration when the event was built (Magento config paths
+/// `tax/calculation/*`). Every field is optional: older module versions send none.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaxConfig {
+    /// "Tax Calculation Based On": `shipping`, `billing` or `origin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub based_on: Option<String>,
+    /// Catalog prices include tax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_includes_tax: Option<bool>,
+    /// Shipping prices include tax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping_includes_tax: Option<bool>,
+    /// Tax is applied after the discount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply_after_discount: Option<bool>,
+    /// Discounts are applied to prices including tax.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discount_tax: Option<bool>,
 }
 
 /// The order an invoice or credit memo belongs to (`OrderInterface`, possibly trimmed).
@@ -664,9 +710,13 @@ pub struct OrderContext {
     /// Order lines, when sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<OrderItem>,
-    /// Magento extension attributes, kept as JSON (REST puts the shipping address here).
+    /// Magento extension attributes, kept as JSON (REST puts the shipping address here,
+    /// and the applied taxes, see [`OrderContext::applied_taxes_for`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_attributes: Option<Value>,
+    /// The store view's tax configuration; absent from older module versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax_config: Option<TaxConfig>,
 }
 
 impl OrderContext {
@@ -720,11 +770,60 @@ impl OrderContext {
         })
     }
 
+    /// Product tax class name of a document line, from its order line.
+    pub fn tax_class_for(&self, item: &DocumentItem) -> Option<&str> {
+        self.order_item(item.order_item_id)?
+            .tax_class
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+    }
+
+    /// Magento's applied taxes of a document line: the `item_applied_taxes` entry of type
+    /// `product` whose `item_id` is the line's order item. Unparseable entries are ignored.
+    pub fn applied_taxes_for(&self, item: &DocumentItem) -> Vec<AppliedTax> {
+        self.item_applied_taxes(|entry| {
+            entry.get("type").and_then(Value::as_str) == Some("product")
+                && entry.get("item_id").and_then(json_u64) == Some(item.order_item_id)
+        })
+    }
+
+    /// Magento's applied taxes on shipping: the `item_applied_taxes` entries of type
+    /// `shipping`. Unparseable entries are ignored.
+    pub fn shipping_applied_taxes(&self) -> Vec<AppliedTax> {
+        self.item_applied_taxes(|entry| {
+            entry.get("type").and_then(Value::as_str) == Some("shipping")
+        })
+    }
+
+    fn item_applied_taxes(&self, select: impl Fn(&Value) -> bool) -> Vec<AppliedTax> {
+        let Some(entries) = self
+            .extension_attributes
+            .as_ref()
+            .and_then(|e| e.get("item_applied_taxes"))
+            .and_then(Value::as_array)
+        else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter(|e| select(e))
+            .filter_map(|e| e.get("applied_taxes")?.as_array())
+            .flatten()
+            .filter_map(|t| serde_json::from_value::<AppliedTax>(t.clone()).ok())
+            .collect()
+    }
+
     /// Composite parent (order item id) of a document line, from the line or its order line.
     pub fn parent_item_id_for(&self, item: &DocumentItem) -> Option<u64> {
         item.parent_item_id
             .or_else(|| self.order_item(item.order_item_id)?.parent_item_id)
     }
+}
+
+/// An id Magento may render as a number or a numeric string.
+fn json_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str()?.trim().parse().ok())
 }
 
 /// Payload of `invoice.created`.
@@ -807,3 +906,96 @@ macro_rules! snapshot_accessors {
 snapshot_accessors!(InvoiceSnapshot, invoice);
 snapshot_accessors!(InvoicePaidSnapshot, invoice);
 snapshot_accessors!(CreditMemoSnapshot, creditmemo);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+    use serde_json::json;
+
+    fn order(extra: Value) -> OrderContext {
+        let mut o = json!({
+            "entity_id": 1, "increment_id": "000000001",
+            "base_currency_code": "GBP", "order_currency_code": "GBP", "base_to_order_rate": 1,
+            "customer_is_guest": 1, "customer_email": "a@example.com",
+            "billing_address": {"firstname": "A", "lastname": "B", "street": ["1 Road"],
+                                "city": "Leeds", "country_id": "GB"},
+            "payment": {"method": "checkmo"},
+            "items": [
+                {"item_id": 16, "product_type": "simple", "sku": "S1", "tax_class": " Exempt "},
+                {"item_id": 18, "product_type": "simple", "sku": "S2"}
+            ]
+        });
+        if let (Some(o), Some(extra)) = (o.as_object_mut(), extra.as_object()) {
+            o.extend(extra.clone());
+        }
+        serde_json::from_value(o).unwrap()
+    }
+
+    fn line(order_item_id: u64) -> DocumentItem {
+        serde_json::from_value(json!({
+            "order_item_id": order_item_id, "sku": "S", "name": "N", "qty": 1,
+            "price": 10, "base_price": 10
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn tax_class_comes_from_the_order_line() {
+        let o = order(json!({}));
+        assert_eq!(o.tax_class_for(&line(16)), Some("Exempt"));
+        assert_eq!(o.tax_class_for(&line(18)), None);
+        assert_eq!(o.tax_class_for(&line(99)), None);
+    }
+
+    #[test]
+    fn applied_taxes_in_magento_rest_shape() {
+        // Shape of oca-order-1.json's extension attributes, plus a shipping entry and
+        // entries that must be ignored (bad percent, wrong item, missing list).
+        let o = order(json!({"extension_attributes": {
+            "applied_taxes": [{"code": "GB-20", "title": "VAT", "percent": 20, "amount": 3, "base_amount": 3}],
+            "item_applied_taxes": [
+                {"type": "product", "item_id": 16, "applied_taxes": [
+                    {"code": "GB-20", "title": "VAT", "percent": 20.0, "amount": 2.5, "base_amount": 2.5},
+                    {"code": "broken", "percent": "twenty"}
+                ]},
+                {"type": "product", "item_id": "18", "applied_taxes": [
+                    {"code": "FR-IOSS-20", "percent": "20.0000"}
+                ]},
+                {"type": "product", "item_id": 99},
+                {"type": "shipping", "item_id": null, "applied_taxes": [
+                    {"code": "GB-20", "percent": 20, "amount": 0.5}
+                ]}
+            ]
+        }}));
+        let t = o.applied_taxes_for(&line(16));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].code, "GB-20");
+        assert_eq!(t[0].title.as_deref(), Some("VAT"));
+        assert_eq!(t[0].percent, dec!(20));
+        assert_eq!(t[0].amount, Some(dec!(2.5)));
+        assert_eq!(t[0].base_amount, Some(dec!(2.5)));
+        let t = o.applied_taxes_for(&line(18));
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].code.as_str(), t[0].amount), ("FR-IOSS-20", None));
+        let s = o.shipping_applied_taxes();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].amount, Some(dec!(0.5)));
+        // Without extension attributes: nothing, not an error.
+        let bare = order(json!({}));
+        assert!(bare.applied_taxes_for(&line(16)).is_empty());
+        assert!(bare.shipping_applied_taxes().is_empty());
+    }
+
+    #[test]
+    fn tax_config_is_optional_field_by_field() {
+        assert_eq!(order(json!({})).tax_config, None);
+        let o = order(json!({"tax_config": {"based_on": "billing", "price_includes_tax": true}}));
+        let c = o.tax_config.unwrap();
+        assert_eq!(c.based_on.as_deref(), Some("billing"));
+        assert_eq!(c.price_includes_tax, Some(true));
+        assert_eq!(c.apply_after_discount, None);
+        let o = order(json!({"tax_config": {}}));
+        assert_eq!(o.tax_config, Some(TaxConfig::default()));
+    }
+}

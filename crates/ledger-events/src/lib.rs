@@ -31,9 +31,9 @@ mod serde_util;
 mod validate;
 
 pub use documents::{
-    normalise_email, Address, CreditMemoDocument, CreditMemoSnapshot, CreditMemoState,
+    normalise_email, Address, AppliedTax, CreditMemoDocument, CreditMemoSnapshot, CreditMemoState,
     DocumentItem, InvoiceDocument, InvoicePaidSnapshot, InvoiceSnapshot, InvoiceState,
-    OrderContext, OrderItem, OrderPayment, PaymentFacts, SalesDocument,
+    OrderContext, OrderItem, OrderPayment, PaymentFacts, SalesDocument, TaxConfig,
 };
 pub use envelope::{parse, Envelope, Payload, Source};
 pub use event_type::EventType;

@@ -1,6 +1,7 @@
 //! Magento address → Sage address object, within Sage's field limits.
 
-use crate::rules::{collapse_whitespace, truncate_chars, ADDRESS_LINE_MAX, POSTAL_CODE_MAX};
+use crate::rules::{ADDRESS_LINE_MAX, POSTAL_CODE_MAX};
+use crate::text::{clean_text, fit_text};
 use ledger_events::Address;
 use serde_json::{Map, Value};
 
@@ -13,14 +14,14 @@ pub(crate) struct SageAddress {
 }
 
 /// Maps an address: first street line → `address_line_1`, the remaining street lines
-/// joined → `address_line_2`, then city, region, postcode and country, each cut to
-/// Sage's limit (50 per line, 10 for the postcode). `label` names the address in the
-/// overflow note ("Billing address").
+/// joined → `address_line_2`, then city, region, postcode and country, each cleaned and
+/// cut to Sage's limit (50 per line, 10 for the postcode) by [`fit_text`]. `label` names
+/// the address in the overflow note ("Billing address").
 pub(crate) fn map_address(address: &Address, label: &str) -> SageAddress {
     let street: Vec<String> = address
         .street
         .iter()
-        .map(|s| collapse_whitespace(s))
+        .map(|s| clean_text(s))
         .filter(|s| !s.is_empty())
         .collect();
     let line1 = street.first().cloned().unwrap_or_default();
@@ -30,17 +31,17 @@ pub(crate) fn map_address(address: &Address, label: &str) -> SageAddress {
         .cloned()
         .collect::<Vec<_>>()
         .join(", ");
-    let city = collapse_whitespace(&address.city);
+    let city = clean_text(&address.city);
     let region = address
         .region
         .as_deref()
         .or(address.region_code.as_deref())
-        .map(collapse_whitespace)
+        .map(clean_text)
         .unwrap_or_default();
     let postcode = address
         .postcode
         .as_deref()
-        .map(collapse_whitespace)
+        .map(clean_text)
         .unwrap_or_default();
     let country = address.country_id.trim().to_ascii_uppercase();
 
@@ -50,9 +51,9 @@ pub(crate) fn map_address(address: &Address, label: &str) -> SageAddress {
         if value.is_empty() {
             return;
         }
-        let (fitted, was_cut) = truncate_chars(value, max);
-        cut |= was_cut;
-        map.insert(key.to_owned(), Value::String(fitted.trim_end().to_owned()));
+        let fitted = fit_text(value, max);
+        cut |= fitted.was_cut();
+        map.insert(key.to_owned(), Value::String(fitted.text));
     };
     put("address_line_1", &line1, ADDRESS_LINE_MAX);
     put("address_line_2", &line2, ADDRESS_LINE_MAX);
@@ -127,6 +128,21 @@ mod tests {
         assert!(note.starts_with("Delivery address (full): "));
         assert!(note.contains(long_street));
         assert!(note.contains("D-12345-6789-X"));
+    }
+
+    #[test]
+    fn escaped_parts_are_decoded_before_they_are_measured() {
+        let mut a = test_address("FR");
+        // 55 characters escaped (over the 50 limit), 41 decoded: no cut once decoded.
+        a.street = vec!["Ch&acirc;teau d&#39;Yquem &amp; Fils, 12 Rue de la Paix".into()];
+        a.city = "Saint-&Eacute;tienne".into();
+        let m = map_address(&a, "Billing address");
+        assert_eq!(
+            m.json["address_line_1"],
+            json!("Château d'Yquem & Fils, 12 Rue de la Paix")
+        );
+        assert_eq!(m.json["city"], json!("Saint-Étienne"));
+        assert_eq!(m.overflow, None);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use crate::address::map_address;
 use crate::rules::{
-    collapse_whitespace, truncate_chars, CONTACT_NAME_MAX, CONTACT_NOTES_MAX,
-    CONTACT_REFERENCE_MAX, EMAIL_MAX, PERSON_FIELD_MAX,
+    truncate_chars, CONTACT_NAME_MAX, CONTACT_NOTES_MAX, CONTACT_REFERENCE_MAX, EMAIL_MAX,
+    PERSON_FIELD_MAX,
 };
 use crate::settings::B2cConsolidation;
+use crate::text::{clean_text, fit_notes, fit_text};
 use ledger_events::{normalise_email, Address, Customer, CustomerSnapshot, OrderContext};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
@@ -39,7 +40,7 @@ pub struct Party {
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
-    s.map(collapse_whitespace).filter(|s| !s.is_empty())
+    s.map(clean_text).filter(|s| !s.is_empty())
 }
 
 impl Party {
@@ -47,11 +48,11 @@ impl Party {
     /// VAT number comes from the billing address or else the one given at checkout.
     pub fn from_order(order: &OrderContext) -> Party {
         let billing = &order.billing_address;
-        let mut person_name = collapse_whitespace(&billing.full_name());
+        let mut person_name = clean_text(&billing.full_name());
         if person_name.is_empty() {
             let first = order.customer_firstname.as_deref().unwrap_or_default();
             let last = order.customer_lastname.as_deref().unwrap_or_default();
-            person_name = collapse_whitespace(&format!("{first} {last}"));
+            person_name = clean_text(&format!("{first} {last}"));
         }
         let delivery = order
             .effective_shipping_address()
@@ -79,7 +80,7 @@ impl Party {
             .cloned();
         Party {
             customer_key: customer.customer_key(),
-            person_name: collapse_whitespace(&customer.full_name()),
+            person_name: clean_text(&customer.full_name()),
             company: billing
                 .as_ref()
                 .and_then(|b| non_empty(b.company.as_deref())),
@@ -104,7 +105,7 @@ impl Party {
     /// The B2C fallback contact of a currency: a name and nothing else, because it
     /// stands for many buyers (each invoice still carries its buyer's address).
     pub fn consolidated(policy: &B2cConsolidation, currency: &str) -> Party {
-        let name = collapse_whitespace(&policy.contact_name);
+        let name = clean_text(&policy.contact_name);
         let name = if name.is_empty() {
             "Web sales".to_owned()
         } else {
@@ -173,21 +174,23 @@ fn normalise_tax_number(raw: &str) -> Option<String> {
 /// services keep one contact per party and currency); the e-mail goes on
 /// `main_contact_person` because the POST schema has no top-level e-mail; the VAT
 /// number goes to `tax_number`. Anything that does not fit Sage's limits (long address
-/// lines, an over-long e-mail, a VAT number Sage would reject) is kept in `notes`.
-/// `reference` should come from [`contact_reference`]; it is cut to 10 characters.
+/// lines, an over-long name, person name, e-mail or telephone, a VAT number Sage would
+/// reject) is kept whole in `notes`. Every text is cleaned and cut by
+/// [`crate::text::fit_text`] (HTML entities decoded, control characters stripped, cut at
+/// a word boundary when one is near). `reference` should come from
+/// [`contact_reference`]; it is cut to 10 characters.
 pub fn map_contact(party: &Party, currency: &str, reference: &str) -> Value {
     let mut notes: Vec<String> = Vec::new();
-    let display = party.display_name();
-    let (name, name_cut) = truncate_chars(&display, CONTACT_NAME_MAX);
-    if name_cut {
-        notes.push(format!("Full name: {display}"));
+    let name = fit_text(&party.display_name(), CONTACT_NAME_MAX);
+    if let Some(full) = &name.full {
+        notes.push(format!("Full name: {full}"));
     }
     let mut body = Map::new();
-    body.insert("name".into(), Value::String(name.trim_end().to_owned()));
+    body.insert("name".into(), Value::String(name.text));
     body.insert("contact_type_ids".into(), json!(["CUSTOMER"]));
     body.insert(
         "reference".into(),
-        Value::String(truncate_chars(reference.trim(), CONTACT_REFERENCE_MAX).0),
+        Value::String(truncate_chars(&clean_text(reference), CONTACT_REFERENCE_MAX).0),
     );
     body.insert(
         "currency_id".into(),
@@ -217,39 +220,37 @@ pub fn map_contact(party: &Party, currency: &str, reference: &str) -> Value {
     let mut person = Map::new();
     person.insert("contact_person_type_ids".into(), json!(["ACCOUNTS"]));
     person.insert("is_main_contact".into(), Value::Bool(true));
-    if !party.person_name.is_empty() {
-        person.insert(
-            "name".into(),
-            Value::String(
-                truncate_chars(&party.person_name, PERSON_FIELD_MAX)
-                    .0
-                    .trim_end()
-                    .to_owned(),
-            ),
-        );
+    let person_name = fit_text(&party.person_name, PERSON_FIELD_MAX);
+    if !person_name.text.is_empty() {
+        if let Some(full) = &person_name.full {
+            notes.push(format!("Contact person: {full}"));
+        }
+        person.insert("name".into(), Value::String(person_name.text));
     }
-    if let Some(email) = &party.email {
+    if let Some(email) = party.email.as_deref().map(clean_text) {
         if email.chars().count() <= EMAIL_MAX {
-            person.insert("email".into(), Value::String(email.clone()));
+            if !email.is_empty() {
+                person.insert("email".into(), Value::String(email));
+            }
         } else {
             // A cut e-mail would be a wrong address; keep it whole in the notes instead.
             notes.push(format!("E-mail: {email}"));
         }
     }
     if let Some(phone) = &party.telephone {
-        let (t, cut) = truncate_chars(phone, PERSON_FIELD_MAX);
-        if cut {
-            notes.push(format!("Telephone: {phone}"));
+        let t = fit_text(phone, PERSON_FIELD_MAX);
+        if let Some(full) = &t.full {
+            notes.push(format!("Telephone: {full}"));
         }
-        person.insert("telephone".into(), Value::String(t));
+        if !t.text.is_empty() {
+            person.insert("telephone".into(), Value::String(t.text));
+        }
     }
     body.insert("main_contact_person".into(), Value::Object(person));
 
+    let notes = fit_notes(&notes, CONTACT_NOTES_MAX);
     if !notes.is_empty() {
-        body.insert(
-            "notes".into(),
-            Value::String(truncate_chars(&notes.join("\n"), CONTACT_NOTES_MAX).0),
-        );
+        body.insert("notes".into(), Value::String(notes));
     }
     Value::Object(body)
 }
@@ -434,6 +435,39 @@ mod tests {
         assert!(notes.contains(&"X".repeat(120)));
         assert!(notes.contains("E-mail: aaaa"));
         assert!(notes.contains("VAT number as entered: n/a"));
+    }
+
+    #[test]
+    fn escaped_names_reach_sage_decoded_and_cut_at_a_word() {
+        let mut p = party();
+        p.company = Some("Smith &amp;amp; Sons&trade; Ltd".into());
+        p.person_name = "Se&aacute;n O&#39;Brien".into();
+        p.telephone = Some("+44\t20 7946 0000".into());
+        let body = map_contact(&p, "GBP", "C42GBP");
+        assert_eq!(body["name"], json!("Smith & Sons™ Ltd"));
+        assert_eq!(body["main_contact_person"]["name"], json!("Seán O'Brien"));
+        assert_eq!(
+            body["main_contact_person"]["telephone"],
+            json!("+44 20 7946 0000")
+        );
+        assert!(body.get("notes").is_none());
+
+        // 10 words of 11 characters and a space: 119 characters decoded (159 escaped).
+        let long = ["Aaaaaaaaaa&amp;"; 10].join(" ");
+        p.company = Some(long);
+        // 53 characters; the 50 limit falls inside "Georgiou", 6 after the last space.
+        p.person_name = "Maria Konstantina Alexandra Theodorakopoulou Georgiou".into();
+        let body = map_contact(&p, "GBP", "C42GBP");
+        let name = body["name"].as_str().unwrap();
+        // The limit falls 4 characters into the ninth word: cut at the space before it.
+        assert_eq!(name, ["Aaaaaaaaaa&"; 8].join(" "), "cut between words");
+        let person = body["main_contact_person"]["name"].as_str().unwrap();
+        assert_eq!(person, "Maria Konstantina Alexandra Theodorakopoulou");
+        let notes = body["notes"].as_str().unwrap();
+        assert!(notes.contains(&format!("Full name: {}", ["Aaaaaaaaaa&"; 10].join(" "))));
+        assert!(
+            notes.contains("Contact person: Maria Konstantina Alexandra Theodorakopoulou Georgiou")
+        );
     }
 
     #[test]

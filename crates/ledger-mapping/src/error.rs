@@ -93,6 +93,15 @@ pub mod reasons {
     /// A snapshot older than one already applied (redelivered out of order): applying it
     /// would overwrite newer data in Sage.
     pub const STALE_SNAPSHOT: &str = "stale_snapshot";
+    /// Magento's grand total differs from the sum of its lines by more than the one cent
+    /// per line a rounding line may carry (the detail gives the figures).
+    pub const ROUNDING_TOO_LARGE: &str = "rounding_too_large";
+    /// A line supplied abroad (OSS/IOSS destination VAT) carries VAT whose applied tax
+    /// code and country are not mapped to a Sage rate: it must never land on a home rate.
+    pub const UNMAPPED_FOREIGN_VAT: &str = "unmapped_foreign_vat";
+    /// Magento's base-currency grand total is not its grand total at its own exchange
+    /// rate (beyond a cent per line): the base figures cannot be reproduced in Sage.
+    pub const BASE_TOTALS_MISMATCH: &str = "base_totals_mismatch";
     /// Nothing to post (e.g. a zero-amount payment).
     pub const NOTHING_TO_POST: &str = "nothing_to_post";
     /// A document or payment dated in a period Sage has locked (before the accounts start

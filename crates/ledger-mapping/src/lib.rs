@@ -17,6 +17,10 @@
 //! * Catalog: [`map_product`].
 //! * The exchange-rate reading: [`exchange_rate`].
 //! * Locked periods (Sage's accounts start and year-end lockdown dates): [`open_period_date`].
+//! * The books' calendar: [`sage_date`] turns every Magento instant into the Sage date
+//!   (the day in the merchant's time zone); [`allocation_date`] dates allocations.
+//! * Text Sage accepts: [`text::fit_text`] decodes entities, strips control characters
+//!   and cuts each field to its Sage limit.
 //!
 //! Each Sage quirk the mapping works around is one named function in [`rules`] with its
 //! own test. Bodies never contain `idempotency_id` (the Sage client adds it) and every
@@ -26,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod calendar;
 mod contact;
 mod document;
 mod error;
@@ -36,8 +41,10 @@ mod product;
 pub mod rules;
 mod settings;
 mod settlement;
+pub mod text;
 mod total;
 
+pub use calendar::{allocation_date, sage_date};
 pub use contact::{
     b2c_candidate, b2c_contact_route, contact_reference, fallback_contact_reference, map_contact,
     ContactRoute, Party, CONSOLIDATED_CUSTOMER_KEY,
@@ -48,7 +55,7 @@ pub use document::{
     SHIPPING_DESCRIPTION,
 };
 pub use error::{reasons, MappingError};
-pub use money::{decimal_json, exchange_rate, money_json, round2};
+pub use money::{decimal_json, document_exchange_rate, exchange_rate, money_json, round2};
 pub use payment::{
     map_allocation, map_customer_receipt, map_refund, AllocationPlan, CreditNoteRef, InvoiceRef,
     ReceiptPlan, SageDocumentRef,
@@ -59,9 +66,9 @@ pub use period::{
 };
 pub use product::{map_product, ProductPlan};
 pub use settings::{
-    default_bank_accounts, deposit_bank_account, B2cConsolidation, CrossBorderVatCharged,
-    GoodsServices, GoodsServicesPolicy, MerchantSettings, NamedTaxRate, PaymentMethodMapping,
-    TaxRateEntry,
+    default_bank_accounts, deposit_bank_account, AdjustmentVat, B2cConsolidation,
+    CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, LineTaxFacts, MerchantSettings,
+    NamedTaxRate, PaymentMethodMapping, TaxRateEntry,
 };
 pub use settlement::{allocation_amount, credit_note_settlement, Settlement};
-pub use total::sage_document_total;
+pub use total::{sage_document_total, sage_line_figures, SageLineFigures};

@@ -303,7 +303,9 @@ pub fn map_refund(
 /// allocations debit the invoice and credit the credit note, and must sum to zero).
 ///
 /// Both documents must belong to the same contact and currency (one allocation has one
-/// contact), and `amount` must be positive and no larger than either document.
+/// contact), and `amount` must be positive and no larger than either document. `date`
+/// should come from [`crate::allocation_date`], so the allocation is never dated before
+/// either document.
 pub fn map_allocation(
     invoice: &InvoiceRef,
     credit_note: &CreditNoteRef,

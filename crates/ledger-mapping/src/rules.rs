@@ -7,6 +7,7 @@
 
 use crate::money::round2;
 use crate::settings::{GoodsServices, GoodsServicesPolicy};
+use crate::text::{clean_text, fit_text, Fitted};
 use rust_decimal::Decimal;
 
 /// Sage's maximum length of a sales invoice / credit note `reference` (quirk 5).
@@ -49,13 +50,17 @@ pub fn truncate_chars(s: &str, max: usize) -> (String, bool) {
 
 /// Quirk 5: a document reference must fit 25 characters.
 ///
+/// The reference is cleaned first like every text field ([`clean_text`]: entities
+/// decoded, control characters and whitespace runs collapsed, trimmed).
+///
 /// Magento increment ids can be up to 50 characters (custom prefixes). When one is too
 /// long, the *tail* is kept because that is where Magento's sequence number lives and
 /// therefore what makes the reference unique and searchable; a leading `~` marks the cut
 /// so nobody mistakes it for the full number. Deterministic, so a retry produces the
 /// same reference.
 pub fn fit_reference(reference: &str, max: usize) -> String {
-    let reference = reference.trim();
+    let reference = clean_text(reference);
+    let reference = reference.as_str();
     let len = reference.chars().count();
     if len <= max {
         return reference.to_owned();
@@ -75,10 +80,12 @@ pub fn fit_reference(reference: &str, max: usize) -> String {
 /// If even the credit memo number alone is too long, it is fitted with
 /// [`fit_reference`] and the invoice number is left to the notes.
 pub fn credit_note_reference(credit_memo: &str, invoice: Option<&str>) -> String {
-    let cm = credit_memo.trim();
-    let Some(inv) = invoice.map(str::trim).filter(|s| !s.is_empty()) else {
+    let cm = clean_text(credit_memo);
+    let cm = cm.as_str();
+    let inv = invoice.map(clean_text).unwrap_or_default();
+    if inv.is_empty() {
         return fit_reference(cm, DOCUMENT_REFERENCE_MAX);
-    };
+    }
     let cm_len = cm.chars().count();
     // Room for the invoice part after "cm/". Keep at least 4 characters of the invoice
     // number, otherwise it is noise rather than a reference.
@@ -86,7 +93,7 @@ pub fn credit_note_reference(credit_memo: &str, invoice: Option<&str>) -> String
     if room < 4 {
         return fit_reference(cm, DOCUMENT_REFERENCE_MAX);
     }
-    format!("{cm}/{}", fit_reference(inv, room))
+    format!("{cm}/{}", fit_reference(&inv, room))
 }
 
 /// Quirk 1: every line carries an explicit `tax_amount`, rounded to 2 dp.
@@ -98,44 +105,84 @@ pub fn line_tax_amount(magento_tax: Option<Decimal>) -> Decimal {
     round2(magento_tax.unwrap_or(Decimal::ZERO))
 }
 
-/// Quirk 2: how Sage totals one line: `net = round2(qty × round2(unit_price)) −
-/// round2(discount)`, `tax = round2(tax_amount)` (zero for a zero-percentage rate,
-/// which Sage infers as 0.00 whatever is sent). Returns `(net, tax)`.
+/// Quirk 2: how Sage totals one line. The extended amount is
+/// `round2(qty × round2(unit_price)) − round2(discount)` and the tax is
+/// `round2(tax_amount)` (zero for a zero-percentage rate, which Sage infers as 0.00
+/// whatever is sent). With `unit_price_includes_tax` the extended amount is the line's
+/// gross (total) and the net is what is left after the tax; without it the extended
+/// amount is the net and the total is net + tax. Returns `(net, tax)`.
 pub fn sage_line_amounts(
     quantity: Decimal,
     unit_price: Decimal,
     discount: Decimal,
     tax_amount: Decimal,
     rate_is_zero: bool,
+    unit_price_includes_tax: bool,
 ) -> (Decimal, Decimal) {
-    let net = round2(quantity * round2(unit_price)) - round2(discount);
+    let extended = round2(quantity * round2(unit_price)) - round2(discount);
     let tax = if rate_is_zero {
         Decimal::ZERO
     } else {
         round2(tax_amount)
     };
-    (net, tax)
+    if unit_price_includes_tax {
+        (extended - tax, tax)
+    } else {
+        (extended, tax)
+    }
 }
 
-/// Quirk 2: the 2-dp unit price to send for a Magento line.
+/// Quirk 2: the 2-dp unit price and the discount to send so that Sage's extended line
+/// amount is exactly Magento's.
 ///
 /// Magento keeps prices to 4 dp (41.625 is common for a 49.95 tax-inclusive price) but
-/// Sage only keeps 2. Of the candidates `round2(price)` and `round2(row_total / qty)`,
-/// the one whose `round2(qty × unit)` comes closest to Magento's row total is chosen
-/// (price first on a tie), which keeps the rounding line away whenever a 2-dp unit price
-/// can reproduce the row. What cannot be reproduced is left to [`rounding_adjustment`].
-pub fn choose_unit_price(quantity: Decimal, price: Decimal, row_total: Decimal) -> Decimal {
-    let by_price = round2(price);
-    if quantity.is_zero() {
-        return by_price;
+/// Sage keeps 2 and computes `round2(qty × unit) − discount`. `target` is the amount the
+/// line must come to in Sage (the row net after discount, or the row gross after
+/// discount for a tax-inclusive line); `magento_extended` is Magento's undiscounted row
+/// (row total, or row total incl. tax). Of the candidate unit prices (Magento's own,
+/// rounded to 2 dp, then `round2(row / qty)`, then the smallest 2-dp price that reaches
+/// the target), the first whose `round2(qty × unit)` is not below the target and comes
+/// closest to `magento_extended` is chosen; the discount is then whatever separates
+/// `round2(qty × unit)` from the target. So the line always lands on the target to the
+/// cent, the discount equals Magento's whenever a 2-dp unit price reproduces Magento's
+/// row, and otherwise it also carries the few pence by which `qty × 2-dp price` cannot
+/// reproduce the row. Returns `(unit_price, discount)`; both are 2-dp and the discount is
+/// never negative. A zero quantity (nothing to price) returns `(target, 0)`.
+pub fn line_price_and_discount(
+    quantity: Decimal,
+    unit_prices: &[Decimal],
+    magento_extended: Decimal,
+    target: Decimal,
+) -> (Decimal, Decimal) {
+    let target = round2(target);
+    if quantity <= Decimal::ZERO {
+        return (target, Decimal::ZERO);
     }
-    let by_row = round2(row_total / quantity);
-    let miss = |u: Decimal| (round2(quantity * u) - row_total).abs();
-    if miss(by_row) < miss(by_price) {
-        by_row
-    } else {
-        by_price
+    let reach = ceil2(target / quantity);
+    let extended = |u: Decimal| round2(quantity * u);
+    let miss = |u: Decimal| (extended(u) - round2(magento_extended)).abs();
+    let mut best: Option<Decimal> = None;
+    for u in unit_prices
+        .iter()
+        .map(|u| round2(*u))
+        .chain([round2(magento_extended / quantity), reach])
+    {
+        if u < Decimal::ZERO || extended(u) < target {
+            continue;
+        }
+        if best.is_none_or(|b| miss(u) < miss(b)) {
+            best = Some(u);
+        }
     }
+    let unit = best.unwrap_or(reach);
+    (unit, round2(extended(unit) - target))
+}
+
+/// Rounds up (towards +∞) to a whole cent.
+fn ceil2(d: Decimal) -> Decimal {
+    let mut r = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToPositiveInfinity);
+    r.rescale(2);
+    r
 }
 
 /// Quirk 2 (totals invariant): the amount of the explicit rounding line that makes
@@ -146,13 +193,93 @@ pub fn rounding_adjustment(magento_grand_total: Decimal, sage_total: Decimal) ->
     (!residue.is_zero()).then_some(residue)
 }
 
-/// Quirk 3: the shipping VAT Sage will compute itself, `round2(net × rate / 100)`.
+/// Rule "a rounding line is at most a penny per line": the largest rounding line a
+/// document with `lines` amount-bearing lines may carry. Every Sage line already equals
+/// its Magento row to the cent, so a residue can only be Magento's own rounding between
+/// its rows and its grand total, which is at most a cent per row; anything larger is an
+/// amount the mapping does not understand and is held (`rounding_too_large`).
+pub fn rounding_limit(lines: usize) -> Decimal {
+    Decimal::new(1, 2) * Decimal::from(lines as u64)
+}
+
+/// Quirk 3: the shipping VAT Sage computes itself for header shipping,
+/// `round2(net × rate / 100)`.
 ///
 /// Sage ignores an explicit `shipping_tax_amount` and recomputes it from
-/// `shipping_net_amount` and `shipping_tax_rate_id`, so the body never carries one and
-/// any difference to Magento's shipping tax ends up on the rounding line.
+/// `shipping_net_amount` and `shipping_tax_rate_id`, which loses Magento's shipping VAT
+/// whenever Magento taxed shipping before a shipping discount (£2.00 charged on £10.00
+/// shipping, £1.00 recomputed on the £5.00 left after discount). The mappers therefore
+/// never use header shipping: shipping is a line on the shipping ledger account with
+/// Magento's own tax. This function remains for reading bodies that carry header
+/// shipping (see [`crate::sage_document_total`]).
 pub fn sage_shipping_tax(shipping_net: Decimal, rate_percent: Decimal) -> Decimal {
     round2(shipping_net * rate_percent / Decimal::ONE_HUNDRED)
+}
+
+/// Rule "VAT follows the place of supply": the country whose VAT applies to one line.
+///
+/// Magento taxes by its "Tax Calculation Based On" setting (`tax/calculation/based_on`,
+/// default `shipping`), and VAT law agrees for goods: goods are supplied where they are
+/// delivered, so they follow the delivery country; virtual and downloadable items have
+/// no delivery and follow the billing country (as Magento taxes them). With `billing`
+/// everything follows the billing country; with `origin` everything is supplied at home.
+/// An unknown setting reads as Magento's default.
+pub fn place_of_supply<'a>(
+    based_on: Option<&str>,
+    product_type: Option<&str>,
+    billing_country: &'a str,
+    delivery_country: Option<&'a str>,
+    home_country: &'a str,
+) -> &'a str {
+    match based_on.map(str::trim) {
+        Some("origin") => home_country,
+        Some("billing") => billing_country,
+        _ => match product_type {
+            Some("virtual") | Some("downloadable") => billing_country,
+            _ => delivery_country
+                .filter(|c| !c.trim().is_empty())
+                .unwrap_or(billing_country),
+        },
+    }
+}
+
+/// Rule "an adjustment is apportioned by rate": splits `amount` over `weights` in
+/// proportion, each part rounded to the cent, the remainder going to the largest weight
+/// so the parts add up to `amount` exactly. Zero or no weights put everything on the
+/// first part (or return nothing when there is no part at all).
+pub fn apportion(amount: Decimal, weights: &[Decimal]) -> Vec<Decimal> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let total: Decimal = weights.iter().copied().sum();
+    let mut parts: Vec<Decimal> = if total.is_zero() {
+        let mut v = vec![Decimal::ZERO; weights.len()];
+        v[0] = round2(amount);
+        return v;
+    } else {
+        weights
+            .iter()
+            .map(|w| round2(amount * *w / total))
+            .collect()
+    };
+    let rest = round2(amount) - parts.iter().copied().sum::<Decimal>();
+    let largest = weights
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    parts[largest] += rest;
+    parts
+}
+
+/// Rule "an adjustment is a gross amount": the VAT inside a VAT-inclusive amount at
+/// `percent`, `round2(gross × p / (100 + p))`.
+pub fn vat_in_gross(gross: Decimal, percent: Decimal) -> Decimal {
+    if percent <= Decimal::ZERO {
+        return Decimal::ZERO;
+    }
+    round2(gross * percent / (Decimal::ONE_HUNDRED + percent))
 }
 
 /// Quirk 16: the address to send as `delivery_address`.
@@ -168,45 +295,24 @@ pub fn delivery_address_source<'a, A>(billing: &'a A, shipping: Option<&'a A>) -
 /// Quirk 17: a line description Sage accepts.
 ///
 /// HTML entities such as `&trade;` make Sage answer 422, and Magento product names often
-/// carry them (the admin stores what the WYSIWYG produced). Entities are decoded
-/// (repeatedly, for names that were escaped twice), control characters and runs of
-/// whitespace collapse to one space, and the result is cut to
-/// [`LINE_DESCRIPTION_MAX`]. An empty result falls back to `fallback` (the SKU), because
-/// Sage requires a description.
+/// carry them (the admin stores what the WYSIWYG produced). The name is cleaned with
+/// [`fit_text`] (entities decoded until none is left, control characters and runs of
+/// whitespace collapsed to one space) and cut to `max` ([`LINE_DESCRIPTION_MAX`] on
+/// document lines). An empty result falls back to `fallback` (the SKU), because Sage
+/// requires a description.
 pub fn clean_description(name: &str, fallback: &str, max: usize) -> String {
-    let mut text = name.to_owned();
-    for _ in 0..3 {
-        let decoded = html_escape::decode_html_entities(&text).into_owned();
-        if decoded == text {
-            break;
-        }
-        text = decoded;
-    }
-    let collapsed = collapse_whitespace(&text);
-    let chosen = if collapsed.is_empty() {
-        collapse_whitespace(fallback)
-    } else {
-        collapsed
-    };
-    truncate_chars(&chosen, max).0.trim_end().to_owned()
+    line_description(name, fallback, max).text
 }
 
-/// Replaces control characters and whitespace runs with single spaces and trims.
-pub(crate) fn collapse_whitespace(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut pending_space = false;
-    for c in s.chars() {
-        if c.is_whitespace() || c.is_control() {
-            pending_space = !out.is_empty();
-        } else {
-            if pending_space {
-                out.push(' ');
-                pending_space = false;
-            }
-            out.push(c);
-        }
+/// [`clean_description`], also returning the whole cleaned name when it had to be cut,
+/// for the document's notes.
+pub fn line_description(name: &str, fallback: &str, max: usize) -> Fitted {
+    let fitted = fit_text(name, max);
+    if fitted.text.is_empty() {
+        fit_text(fallback, max)
+    } else {
+        fitted
     }
-    out
 }
 
 /// Quirk 19: the single `eu_goods_services_type_id` of a cross-border document.
@@ -296,37 +402,57 @@ mod tests {
     #[test]
     fn quirk2_sage_rounds_each_line_before_totalling() {
         // Sage staff's own example: 41.625 net + 8.325 VAT is 49.96 in Sage, not 49.95.
-        let (net, tax) = sage_line_amounts(dec!(1), dec!(41.625), dec!(0), dec!(8.325), false);
+        let (net, tax) =
+            sage_line_amounts(dec!(1), dec!(41.625), dec!(0), dec!(8.325), false, false);
         assert_eq!(net + tax, dec!(49.96));
         // Discounts are subtracted after rounding the gross line.
-        let (net, _) = sage_line_amounts(dec!(3), dec!(41.63), dec!(10.005), dec!(0), false);
+        let (net, _) = sage_line_amounts(dec!(3), dec!(41.63), dec!(10.005), dec!(0), false, false);
         assert_eq!(net, dec!(124.89) - dec!(10.01));
         // Zero-percentage rates: Sage infers 0.00 tax whatever is sent.
-        let (_, tax) = sage_line_amounts(dec!(1), dec!(10), dec!(0), dec!(2), true);
+        let (_, tax) = sage_line_amounts(dec!(1), dec!(10), dec!(0), dec!(2), true, false);
         assert_eq!(tax, dec!(0));
+        // Tax-inclusive unit price: 2 × 49.95 − 9.99 = 89.91 gross, 14.99 tax → 74.92 net.
+        let (net, tax) =
+            sage_line_amounts(dec!(2), dec!(49.95), dec!(9.99), dec!(14.99), false, true);
+        assert_eq!((net, tax), (dec!(74.92), dec!(14.99)));
     }
 
     #[test]
-    fn quirk2_unit_price_choice_reproduces_row_total_when_possible() {
-        // 3 × 33.333 = 99.999 → Magento row 100.00; 33.33 gives 99.99, 33.33 again by row.
+    fn quirk2_price_and_discount_land_on_the_target_to_the_cent() {
+        // Reproducible row: 2 × 12.50 = 25.00, Magento discount 2.50 → net 22.50.
         assert_eq!(
-            choose_unit_price(dec!(3), dec!(33.333), dec!(100.00)),
-            dec!(33.33)
+            line_price_and_discount(dec!(2), &[dec!(12.50)], dec!(25.00), dec!(22.50)),
+            (dec!(12.50), dec!(2.50))
         );
-        // Price 9.995, qty 2, row 19.99: round2(price) = 10.00 → 20.00 (miss 0.01);
-        // row/qty = 9.995 → 10.00 too; price wins the tie.
+        // 3 × 33.333 = 99.999 → Magento row 100.00, no discount. 33.33 gives 99.99, below
+        // the target: the unit price goes up to 33.34 (100.02) and 0.02 is discounted.
         assert_eq!(
-            choose_unit_price(dec!(2), dec!(9.995), dec!(19.99)),
-            dec!(10.00)
+            line_price_and_discount(dec!(3), &[dec!(33.333)], dec!(100.00), dec!(100.00)),
+            (dec!(33.34), dec!(0.02))
         );
-        // Price 12.3449, row 24.69 for 2: by price 12.34 → 24.68, by row 12.345 → 12.35 → 24.70.
+        // Same row with a 10.00 discount: 33.33 × 3 = 99.99 ≥ 90.00, closest to the row
+        // (miss 0.01, as 33.34's 100.02 misses by 0.02): discount 9.99.
         assert_eq!(
-            choose_unit_price(dec!(2), dec!(12.3449), dec!(24.69)),
-            dec!(12.34)
+            line_price_and_discount(dec!(3), &[dec!(33.333)], dec!(100.00), dec!(90.00)),
+            (dec!(33.33), dec!(9.99))
         );
-        // A row that was reduced (price 10, row 9.50 for qty 1) follows the row.
-        assert_eq!(choose_unit_price(dec!(1), dec!(10), dec!(9.50)), dec!(9.50));
-        assert_eq!(choose_unit_price(dec!(0), dec!(5.555), dec!(0)), dec!(5.56));
+        // Tax-inclusive 78.72 case: 4 × 26.24 incl. tax = 104.96, 10 % off 10.50 → gross
+        // 94.46 (net 78.72 + tax 15.74). The gross unit price reproduces the row exactly;
+        // the ex-tax 21.8667 would have given 4 × 21.87 = 87.48 − 8.75 = 78.73.
+        assert_eq!(
+            line_price_and_discount(dec!(4), &[dec!(26.24)], dec!(104.96), dec!(94.46)),
+            (dec!(26.24), dec!(10.50))
+        );
+        // Price 12.3449, row 24.69 for 2: by price 12.34 → 24.68 below target; by row
+        // 12.345 → 12.35 → 24.70, discount 0.01.
+        assert_eq!(
+            line_price_and_discount(dec!(2), &[dec!(12.3449)], dec!(24.69), dec!(24.69)),
+            (dec!(12.35), dec!(0.01))
+        );
+        assert_eq!(
+            line_price_and_discount(dec!(0), &[dec!(5.555)], dec!(0), dec!(0)),
+            (dec!(0.00), dec!(0))
+        );
     }
 
     #[test]
@@ -343,11 +469,67 @@ mod tests {
     }
 
     #[test]
+    fn rounding_line_is_at_most_a_penny_per_line() {
+        assert_eq!(rounding_limit(1), dec!(0.01));
+        assert_eq!(rounding_limit(3), dec!(0.03));
+        assert_eq!(rounding_limit(0), dec!(0));
+    }
+
+    #[test]
     fn quirk3_shipping_vat_is_recomputed_by_sage() {
         assert_eq!(sage_shipping_tax(dec!(4.16), dec!(20)), dec!(0.83));
         assert_eq!(sage_shipping_tax(dec!(4.175), dec!(20)), dec!(0.84));
         assert_eq!(sage_shipping_tax(dec!(10), dec!(0)), dec!(0.00));
         assert_eq!(sage_shipping_tax(dec!(9.99), dec!(5)), dec!(0.50));
+    }
+
+    #[test]
+    fn goods_follow_delivery_virtual_items_follow_billing() {
+        let table = [
+            (None, Some("simple"), Some("FR"), "FR"),
+            (Some("shipping"), Some("simple"), Some("FR"), "FR"),
+            (Some("shipping"), Some("virtual"), Some("FR"), "GB"),
+            (Some("shipping"), Some("downloadable"), Some("FR"), "GB"),
+            (Some("shipping"), Some("simple"), None, "GB"),
+            (Some("billing"), Some("simple"), Some("FR"), "GB"),
+            (Some("origin"), Some("simple"), Some("FR"), "UK"),
+            (Some("nonsense"), None, Some("DE"), "DE"),
+        ];
+        for (based_on, ty, delivery, want) in table {
+            assert_eq!(
+                place_of_supply(based_on, ty, "GB", delivery, "UK"),
+                want,
+                "{based_on:?} {ty:?} {delivery:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn adjustments_are_apportioned_to_the_cent() {
+        // 10.00 over gross 60 : 40 → 6.00 + 4.00.
+        assert_eq!(
+            apportion(dec!(10.00), &[dec!(60), dec!(40)]),
+            vec![dec!(6.00), dec!(4.00)]
+        );
+        // 10.00 in thirds: 3.33 × 3 = 9.99, the cent left goes to the largest (first).
+        assert_eq!(
+            apportion(dec!(10.00), &[dec!(1), dec!(1), dec!(1)]),
+            vec![dec!(3.34), dec!(3.33), dec!(3.33)]
+        );
+        assert_eq!(
+            apportion(dec!(-5), &[dec!(0), dec!(0)]),
+            vec![dec!(-5.00), dec!(0)]
+        );
+        assert!(apportion(dec!(5), &[]).is_empty());
+    }
+
+    #[test]
+    fn vat_inside_a_gross_amount() {
+        // 12.00 at 20 %: 12 × 20 / 120 = 2.00. 10.00 at 5 %: 10 × 5 / 105 = 0.476 → 0.48.
+        assert_eq!(vat_in_gross(dec!(12.00), dec!(20)), dec!(2.00));
+        assert_eq!(vat_in_gross(dec!(10.00), dec!(5)), dec!(0.48));
+        assert_eq!(vat_in_gross(dec!(-12.00), dec!(20)), dec!(-2.00));
+        assert_eq!(vat_in_gross(dec!(10.00), dec!(0)), dec!(0));
     }
 
     #[test]

@@ -44,15 +44,17 @@ pub struct MerchantSettings {
     pub cross_border_vat_charged: CrossBorderVatCharged,
     /// Sales ledger account for product lines (required to map a document).
     pub sales_ledger_account_id: Option<String>,
-    /// Ledger account for delivery income. Shipping normally goes on the document header
-    /// (`shipping_net_amount`), which has no ledger field in Sage; this account is used
-    /// only when a document has nothing but shipping (e.g. a shipping-only refund) and
-    /// the shipping must become a line, because Sage needs at least one line.
+    /// Ledger account for delivery income (nominal 4905, found by the gateway when the
+    /// merchant connects). Shipping is a document line on this account carrying
+    /// Magento's own shipping tax, because Sage recomputes the VAT of header shipping.
+    /// Required to map a document with shipping.
     pub shipping_ledger_account_id: Option<String>,
     /// Ledger account of the explicit rounding line (required only when one is needed).
     pub rounding_ledger_account_id: Option<String>,
     /// Ledger account for credit-memo adjustment refund / adjustment fee lines.
     pub adjustment_ledger_account_id: Option<String>,
+    /// VAT treatment of credit-memo adjustments (default: the refunded lines' rates).
+    pub adjustment_vat: AdjustmentVat,
     /// Purchase ledger account for products: Sage requires one on every product, even
     /// one that is never bought (quirk 9). Needed only by [`crate::map_product`].
     pub purchase_ledger_account_id: Option<String>,
@@ -126,16 +128,72 @@ impl B2cConsolidation {
     }
 }
 
-/// One row of the tax map.
+/// One row of the tax map: what decides the Sage rate of a line.
+///
+/// A row with a `code` matches a line by Magento's applied tax code alone (the most
+/// specific evidence Magento gives); other rows match by percentage, narrowed by
+/// `country` (the line's place of supply) and `tax_class` (the product tax class) when
+/// those are set. See [`MerchantSettings::line_tax_rate_id`] for the precedence. Settings
+/// JSON written before `country` and `code` existed stays valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaxRateEntry {
     /// Magento tax percentage, e.g. `20` (compared numerically, so `20.0000` matches).
+    /// Informative only on rows keyed by `code`.
     pub percent: Decimal,
-    /// Magento tax class this row is limited to; `None` matches any class.
+    /// Magento product tax class name this row is limited to; `None` matches any class.
     #[serde(default)]
     pub tax_class: Option<String>,
+    /// Place-of-supply country (ISO alpha-2) this row is limited to; `None` means the home
+    /// VAT area. Rows for a foreign country are the only ones a line supplied abroad with
+    /// VAT charged (OSS/IOSS) can land on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Magento applied tax code (the tax rate's code in Magento, e.g. `FR-IOSS-20`) this
+    /// row maps; when set, the row matches on the code alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// Sage tax rate id, e.g. `GB_STANDARD`.
     pub tax_rate_id: String,
+}
+
+impl TaxRateEntry {
+    /// A row for a percentage open to any class, country and code.
+    pub fn percent(percent: Decimal, tax_rate_id: &str) -> TaxRateEntry {
+        TaxRateEntry {
+            percent,
+            tax_class: None,
+            country: None,
+            code: None,
+            tax_rate_id: tax_rate_id.to_owned(),
+        }
+    }
+}
+
+/// What the tax map is asked for one document line (see
+/// [`MerchantSettings::line_tax_rate_id`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LineTaxFacts<'a> {
+    /// Magento's applied tax codes on the line (empty when the module sent none).
+    pub codes: &'a [&'a str],
+    /// Place-of-supply country of the line.
+    pub country: &'a str,
+    /// Magento tax percentage of the line.
+    pub percent: Decimal,
+    /// Product tax class name, when known.
+    pub tax_class: Option<&'a str>,
+}
+
+/// How a credit memo's "Adjustment Refund" / "Adjustment Fee" are taxed in Sage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustmentVat {
+    /// The adjustment is a gross amount (VAT included) at the rate of what the credit
+    /// memo refunds: one line when the refunded lines have one rate, apportioned by
+    /// rate (in proportion to their gross amounts) otherwise (default).
+    #[default]
+    RefundedRates,
+    /// The adjustment is outside the scope of VAT (the out-of-scope rate, no VAT).
+    OutOfScope,
 }
 
 /// A named Sage rate selected by Magento tax class rather than by percentage.
@@ -218,11 +276,7 @@ pub struct PaymentMethodMapping {
 
 impl Default for MerchantSettings {
     fn default() -> Self {
-        let entry = |percent: i64, id: &str| TaxRateEntry {
-            percent: Decimal::from(percent),
-            tax_class: None,
-            tax_rate_id: id.to_owned(),
-        };
+        let entry = |percent: i64, id: &str| TaxRateEntry::percent(Decimal::from(percent), id);
         MerchantSettings {
             home_country: "GB".into(),
             domestic_countries: Vec::new(),
@@ -246,6 +300,7 @@ impl Default for MerchantSettings {
             shipping_ledger_account_id: None,
             rounding_ledger_account_id: None,
             adjustment_ledger_account_id: None,
+            adjustment_vat: AdjustmentVat::RefundedRates,
             purchase_ledger_account_id: None,
             payment_methods: BTreeMap::new(),
             default_payment_method_id: "CREDIT_DEBIT".into(),
@@ -276,6 +331,8 @@ impl MerchantSettings {
     ///
     /// Order of precedence: a class named as exempt / out of scope; a row for this
     /// percentage limited to this class; a row for this percentage open to any class.
+    /// Rows keyed by country or applied tax code are not considered (see
+    /// [`Self::line_tax_rate_id`] for document lines).
     pub fn tax_rate_id(&self, percent: Decimal, tax_class: Option<&str>) -> Option<&str> {
         if let Some(class) = tax_class {
             if self.exempt.tax_classes.iter().any(|c| c == class) {
@@ -285,16 +342,82 @@ impl MerchantSettings {
                 return Some(&self.out_of_scope.tax_rate_id);
             }
             if let Some(e) = self
-                .tax_rates
-                .iter()
+                .home_rows()
                 .find(|e| e.percent == percent && e.tax_class.as_deref() == Some(class))
             {
                 return Some(&e.tax_rate_id);
             }
         }
+        self.home_rows()
+            .find(|e| e.percent == percent && e.tax_class.is_none())
+            .map(|e| e.tax_rate_id.as_str())
+    }
+
+    /// Rows of the tax map that apply at home by percentage: no country, no code.
+    pub fn home_rows(&self) -> impl Iterator<Item = &TaxRateEntry> {
         self.tax_rates
             .iter()
-            .find(|e| e.percent == percent && e.tax_class.is_none())
+            .filter(|e| e.country.is_none() && e.code.is_none())
+    }
+
+    /// The Sage tax rate id of one document line, or `None` when the map does not decide
+    /// it (callers hold the document; never guess).
+    ///
+    /// Precedence, most specific first:
+    /// 1. a row whose `code` is one of the line's applied tax codes;
+    /// 2. a row for (place-of-supply country, percentage, tax class);
+    /// 3. a row for (percentage, tax class) without a country;
+    /// 4. a class named as exempt / out of scope;
+    /// 5. a row for (country, percentage) open to any class;
+    /// 6. a row for the percentage alone.
+    ///
+    /// With `home == false` (a line supplied abroad with VAT charged) only 1, 2 and 5
+    /// apply: foreign VAT never lands on a home rate.
+    pub fn line_tax_rate_id(&self, facts: &LineTaxFacts<'_>, home: bool) -> Option<&str> {
+        let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+        if let Some(e) = self.tax_rates.iter().find(|e| {
+            e.code
+                .as_deref()
+                .is_some_and(|c| facts.codes.iter().any(|code| same(c, code)))
+        }) {
+            return Some(&e.tax_rate_id);
+        }
+        let rows = || {
+            self.tax_rates
+                .iter()
+                .filter(|e| e.code.is_none() && e.percent == facts.percent)
+        };
+        let in_country =
+            |e: &TaxRateEntry| e.country.as_deref().is_some_and(|c| same(c, facts.country));
+        let class = facts.tax_class.map(str::trim).filter(|c| !c.is_empty());
+        let of_class = |e: &TaxRateEntry| match (e.tax_class.as_deref(), class) {
+            (Some(a), Some(b)) => same(a, b),
+            _ => false,
+        };
+        if let Some(e) = rows().find(|e| in_country(e) && of_class(e)) {
+            return Some(&e.tax_rate_id);
+        }
+        if home {
+            if let Some(e) = rows().find(|e| e.country.is_none() && of_class(e)) {
+                return Some(&e.tax_rate_id);
+            }
+            if let Some(c) = class {
+                if self.exempt.tax_classes.iter().any(|x| same(x, c)) {
+                    return Some(&self.exempt.tax_rate_id);
+                }
+                if self.out_of_scope.tax_classes.iter().any(|x| same(x, c)) {
+                    return Some(&self.out_of_scope.tax_rate_id);
+                }
+            }
+        }
+        if let Some(e) = rows().find(|e| in_country(e) && e.tax_class.is_none()) {
+            return Some(&e.tax_rate_id);
+        }
+        if !home {
+            return None;
+        }
+        rows()
+            .find(|e| e.country.is_none() && e.tax_class.is_none())
             .map(|e| e.tax_rate_id.as_str())
     }
 
@@ -359,12 +482,12 @@ impl MerchantSettings {
     }
 
     /// Rule "document dates are the books' calendar day": the day `at` falls on in
-    /// [`MerchantSettings::timezone`].
+    /// [`MerchantSettings::timezone`], by the one calendar [`crate::sage_date`].
     pub fn accounting_date(
         &self,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<chrono::NaiveDate, MappingError> {
-        Ok(at.with_timezone(&self.time_zone()?).date_naive())
+        crate::calendar::sage_date(at, &self.timezone)
     }
 
     /// True for a Magento payment method whose invoices are paid later, outside Magento.
@@ -481,9 +604,8 @@ mod tests {
         s.exempt.tax_classes = vec!["7".into()];
         s.out_of_scope.tax_classes = vec!["8".into()];
         s.tax_rates.push(TaxRateEntry {
-            percent: dec!(0),
             tax_class: Some("9".into()),
-            tax_rate_id: "GB_ZERO_BOOKS".into(),
+            ..TaxRateEntry::percent(dec!(0), "GB_ZERO_BOOKS")
         });
         let table: [(Decimal, Option<&str>, Option<&str>); 9] = [
             (dec!(20), None, Some("GB_STANDARD")),
@@ -502,6 +624,116 @@ mod tests {
         assert_eq!(s.tax_rate_id_for_class("7"), Some("GB_EXEMPT"));
         assert_eq!(s.tax_rate_id_for_class("9"), Some("GB_ZERO_BOOKS"));
         assert_eq!(s.tax_rate_id_for_class("2"), None);
+    }
+
+    #[test]
+    fn line_tax_map_precedence() {
+        let mut s = MerchantSettings::default();
+        s.exempt.tax_classes = vec!["Exempt".into()];
+        s.out_of_scope.tax_classes = vec!["Donation".into()];
+        let row = |percent: Decimal,
+                   class: Option<&str>,
+                   country: Option<&str>,
+                   code: Option<&str>,
+                   id: &str| TaxRateEntry {
+            tax_class: class.map(String::from),
+            country: country.map(String::from),
+            code: code.map(String::from),
+            ..TaxRateEntry::percent(percent, id)
+        };
+        s.tax_rates.extend([
+            row(dec!(20), None, None, Some("FR-IOSS-20"), "FR_IOSS"),
+            row(dec!(20), Some("Books"), Some("FR"), None, "FR_BOOKS"),
+            row(dec!(20), None, Some("FR"), None, "FR_STD"),
+            row(dec!(0), Some("Exempt"), None, None, "GB_ZERO_EXEMPT_ROW"),
+            row(dec!(0), Some("Donation"), Some("GB"), None, "GB_DONATION"),
+        ]);
+        let facts = |codes: &'static [&'static str],
+                     country: &'static str,
+                     percent: Decimal,
+                     class: Option<&'static str>| LineTaxFacts {
+            codes,
+            country,
+            percent,
+            tax_class: class,
+        };
+        let table: [(LineTaxFacts<'_>, bool, Option<&str>); 11] = [
+            // 1. the applied code wins over everything.
+            (
+                facts(&["FR-IOSS-20"], "FR", dec!(20), Some("Books")),
+                false,
+                Some("FR_IOSS"),
+            ),
+            (
+                facts(&["fr-ioss-20"], "GB", dec!(5), None),
+                true,
+                Some("FR_IOSS"),
+            ),
+            // 2. (country, percent, class).
+            (
+                facts(&[], "FR", dec!(20), Some("Books")),
+                false,
+                Some("FR_BOOKS"),
+            ),
+            (
+                facts(&[], "GB", dec!(0), Some("Donation")),
+                true,
+                Some("GB_DONATION"),
+            ),
+            // 3. (percent, class) before 4. the class names.
+            (
+                facts(&[], "GB", dec!(0), Some("Exempt")),
+                true,
+                Some("GB_ZERO_EXEMPT_ROW"),
+            ),
+            (
+                facts(&[], "IM", dec!(0), Some("Donation")),
+                true,
+                Some("GB_NO_TAX"),
+            ),
+            // 5. (country, percent) and 6. percent alone.
+            (
+                facts(&[], "FR", dec!(20), Some("Toys")),
+                false,
+                Some("FR_STD"),
+            ),
+            (
+                facts(&[], "GB", dec!(20), Some("Toys")),
+                true,
+                Some("GB_STANDARD"),
+            ),
+            (
+                facts(&["GB-VAT"], "GB", dec!(5), None),
+                true,
+                Some("GB_LOWER"),
+            ),
+            // Abroad: never a home row.
+            (facts(&[], "DE", dec!(20), None), false, None),
+            (facts(&[], "DE", dec!(0), Some("Exempt")), false, None),
+        ];
+        for (f, home, want) in table {
+            assert_eq!(s.line_tax_rate_id(&f, home), want, "{f:?} home={home}");
+        }
+        // The product/percent look-up ignores country and code rows.
+        assert_eq!(s.tax_rate_id(dec!(20), None), Some("GB_STANDARD"));
+    }
+
+    #[test]
+    fn old_tax_map_json_stays_valid() {
+        let s: MerchantSettings = serde_json::from_str(
+            r#"{"tax_rates":[{"percent":"20","tax_rate_id":"GB_STANDARD"},{"percent":0,"tax_class":"Books","tax_rate_id":"GB_ZERO"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.tax_rates[0],
+            TaxRateEntry::percent(dec!(20), "GB_STANDARD")
+        );
+        assert_eq!(s.tax_rates[1].country, None);
+        assert_eq!(s.tax_rates[1].code, None);
+        assert_eq!(s.adjustment_vat, AdjustmentVat::RefundedRates);
+        let s: MerchantSettings =
+            serde_json::from_str(r#"{"adjustment_vat":"out_of_scope"}"#).unwrap();
+        assert_eq!(s.adjustment_vat, AdjustmentVat::OutOfScope);
     }
 
     #[test]

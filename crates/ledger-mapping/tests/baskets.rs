@@ -1,11 +1,13 @@
 //! The totals invariant over many generated baskets: a deterministic sweep over odd
 //! prices, quantities, VAT rates, discounts, tax-inclusive pricing and shipping.
-//! For each, Sage's emulated total must equal Magento's grand total, and a rounding
-//! line must appear exactly when Sage would otherwise land on another cent.
+//! For each, Sage's emulated total must equal Magento's grand total, every Sage line
+//! must book Magento's row net and tax to the cent, Sage's VAT per rate must equal
+//! Magento's, and no rounding line is needed (Magento's grand totals here are exactly
+//! the sum of its rows).
 
 mod common;
 
-use common::{assert_invariant, settings, Doc, Line};
+use common::{assert_invariant, assert_lines_match, settings, Doc, Line};
 use ledger_mapping::{map_sales_credit_note, map_sales_invoice, round2};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
@@ -45,6 +47,8 @@ fn tax_inclusive(
     l.discount = discount_gross;
     l.compensation = compensation;
     l.tax = row_gross - discount_gross - (row_net - discount_gross + compensation);
+    l.price_incl_tax = Some(gross);
+    l.row_total_incl_tax = Some(row_gross);
     l
 }
 
@@ -72,8 +76,10 @@ fn baskets() -> Vec<(String, Doc)> {
                     p2,
                     second_rate,
                 ));
-                // Every third basket also has a tax-inclusive line and a composite pair.
-                if n % 3 == 0 && !rate.is_zero() {
+                // Half the taxed baskets also have a tax-inclusive line and a composite
+                // pair (n % 3 would always pick the 0 % rate: n = 18·pi + 3·qi + ri + 1).
+                let inclusive = (pi + qi + ri) % 2 == 0 && !rate.is_zero();
+                if inclusive {
                     lines.push(tax_inclusive(
                         &format!("C{n}"),
                         *qty,
@@ -95,6 +101,11 @@ fn baskets() -> Vec<(String, Doc)> {
                 if n % 4 == 0 {
                     doc.shipping_discount = round2(ship * dec!(0.10));
                 }
+                // Those come from a store whose catalog prices include tax: the
+                // tax-inclusive line is sent as a gross unit price.
+                if inclusive {
+                    doc.tax_config = Some(serde_json::json!({"price_includes_tax": true}));
+                }
                 let ship_rate = if n % 2 == 0 { *rate } else { dec!(20) };
                 let doc = doc.shipping(ship, ship_rate);
                 out.push((
@@ -115,20 +126,35 @@ fn lines_rate_zero(doc: &Doc) -> bool {
 fn generated_invoices_always_total_to_the_grand_total() {
     let s = settings();
     let all = baskets();
-    let mut with_rounding = 0;
+    let mut gross_lines = 0;
+    let mut penny_discounts = 0;
     for (name, doc) in &all {
         let plan =
             map_sales_invoice(&doc.invoice(), &s, "C").unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_invariant(&plan, &s, doc.computed_grand_total(), name);
-        if plan.rounding_line.is_some() {
-            with_rounding += 1;
+        assert_lines_match(&plan, doc, &s, name);
+        assert_eq!(
+            plan.rounding_line, None,
+            "{name}: Magento's rows are representable"
+        );
+        for l in plan.body["invoice_lines"].as_array().unwrap() {
+            if l["unit_price_includes_tax"] == serde_json::json!(true) {
+                gross_lines += 1;
+            }
+        }
+        // A line Sage could not reproduce with Magento's unit price (e.g. 3 × 41.625):
+        // the unit price moved, the line still lands on Magento's row.
+        if doc.lines.iter().any(|l| {
+            l.is_dummy != Some(true) && round2(l.qty * round2(l.price)) < l.row_total.unwrap()
+        }) {
+            penny_discounts += 1;
         }
     }
-    // The sweep must exercise both outcomes, or it proves nothing about either.
-    assert!(with_rounding > 0, "no basket needed a rounding line");
+    // The sweep must exercise both forms and the hard rows, or it proves nothing.
+    assert!(gross_lines > 0, "no tax-inclusive line was sent gross");
     assert!(
-        with_rounding < all.len(),
-        "every basket needed a rounding line"
+        penny_discounts > 0,
+        "no basket had an unrepresentable unit price"
     );
     assert!(all.len() >= 150, "{} baskets", all.len());
 }
@@ -145,6 +171,7 @@ fn generated_credit_notes_always_total_to_the_grand_total() {
         let plan = map_sales_credit_note(&doc.credit_memo(), &s, "C", None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_invariant(&plan, &s, doc.computed_grand_total(), &name);
+        assert_lines_match(&plan, &doc, &s, &name);
     }
 }
 
@@ -163,18 +190,24 @@ fn generated_cross_border_invoices_always_total_to_the_grand_total() {
         let plan =
             map_sales_invoice(&doc.invoice(), &s, "C").unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_invariant(&plan, &s, doc.computed_grand_total(), &name);
+        assert_lines_match(&plan, &doc, &s, &name);
         n += 1;
     }
     assert!(n > 0);
 }
 
 #[test]
-fn the_41_625_example_needs_exactly_one_penny() {
+fn the_41_625_example_lands_on_magentos_row_without_a_rounding_line() {
     let doc = Doc::new(vec![Line::new("Odd", dec!(3), dec!(41.625), dec!(20))]);
-    // Magento: row 124.88, VAT 24.98, total 149.86. Sage: 3 × 41.63 = 124.89 + 24.98.
+    // Magento: row 124.88, VAT 24.98, total 149.86. Sage: 3 × 41.63 = 124.89, so the
+    // line carries a 0.01 discount and books 124.88 + 24.98 like Magento.
     assert_eq!(doc.computed_grand_total(), dec!(149.86));
     let s = settings();
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
-    assert_eq!(plan.rounding_line, Some(dec!(-0.01)));
+    assert_eq!(plan.rounding_line, None);
+    let line = &plan.body["invoice_lines"][0];
+    assert_eq!(line["unit_price"], serde_json::json!("41.63"));
+    assert_eq!(line["discount_amount"], serde_json::json!("0.01"));
     assert_invariant(&plan, &s, dec!(149.86), "41.625");
+    assert_lines_match(&plan, &doc, &s, "41.625");
 }

@@ -100,9 +100,8 @@ fn product_table() {
     s.product_sales_price_type_id = Some("PRICE-TYPE".into());
     s.service_rate_type_id = Some("RATE-TYPE".into());
     s.tax_rates.push(TaxRateEntry {
-        percent: dec!(20),
         tax_class: Some("2".into()),
-        tax_rate_id: "GB_STANDARD".into(),
+        ..TaxRateEntry::percent(dec!(20), "GB_STANDARD")
     });
     type Expected = Result<(&'static str, &'static str), &'static str>;
     let cases: Vec<(&str, ProductSnapshot, Expected)> = vec![

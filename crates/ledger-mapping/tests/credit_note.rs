@@ -40,16 +40,36 @@ fn credit_note_header_reference_and_original_invoice_date() {
     assert_eq!(b["date"], json!("2025-03-14"));
     assert!(b.get("due_date").is_none(), "credit notes have no due date");
     assert!(b.get("invoice_lines").is_none());
-    assert_eq!(b["shipping_net_amount"], json!("4.95"));
+    assert!(b.get("shipping_net_amount").is_none());
     let l = lines(&plan);
-    assert_eq!(l.len(), 2);
+    assert_eq!(l.len(), 3);
+    assert_eq!(l[1]["description"], json!("Shipping"));
+    assert_eq!(l[1]["tax_amount"], json!("0.99"));
+    // The 5.00 adjustment refund is gross at the refunded line's 20 %:
+    // VAT 5.00 × 20 / 120 = 0.833 → 0.83, net 4.17.
     assert_eq!(
-        l[1],
+        l[2],
         json!({"description": "Adjustment refund", "ledger_account_id": "LEDGER-ADJUST", "quantity": "1.0",
-               "unit_price": "5.00", "tax_rate_id": "GB_NO_TAX", "tax_amount": "0.00"})
+               "unit_price": "4.17", "tax_rate_id": "GB_STANDARD", "tax_amount": "0.83"})
     );
     assert_invariant(&plan, &s, doc.computed_grand_total(), "credit note");
     assert_eq!(doc.computed_grand_total(), dec!(24.44));
+    // Out of scope only when the merchant chooses it.
+    let mut oos = settings();
+    oos.adjustment_vat = ledger_mapping::AdjustmentVat::OutOfScope;
+    let plan =
+        map_sales_credit_note(&doc.credit_memo(), &oos, "CONTACT-1", Some(&original())).unwrap();
+    assert_eq!(
+        lines(&plan)[2],
+        json!({"description": "Adjustment refund", "ledger_account_id": "LEDGER-ADJUST", "quantity": "1.0",
+               "unit_price": "5.00", "tax_rate_id": "GB_NO_TAX", "tax_amount": "0.00"})
+    );
+    assert_invariant(
+        &plan,
+        &oos,
+        doc.computed_grand_total(),
+        "credit note, out of scope",
+    );
 }
 
 #[test]
@@ -115,7 +135,7 @@ fn credit_note_table_keeps_the_totals_invariant() {
                 vec![Line::new("Odd", dec!(3), dec!(41.625), dec!(20))],
             ),
             original: Some(original()),
-            line_count: 2,
+            line_count: 1,
             reference: "000000302/000001042",
         },
     ];
@@ -136,7 +156,10 @@ fn adjustment_fee_line_is_negative() {
     let plan = map_sales_credit_note(&d.credit_memo(), &settings(), "C", None).unwrap();
     let fee = &lines(&plan)[1];
     assert_eq!(fee["description"], json!("Adjustment fee"));
-    assert_eq!(fee["unit_price"], json!("-5.85"));
+    // -5.85 gross at 20 %: VAT -5.85 / 6 = -0.975 → -0.98, net -4.87.
+    assert_eq!(fee["unit_price"], json!("-4.87"));
+    assert_eq!(fee["tax_amount"], json!("-0.98"));
+    assert_eq!(fee["tax_rate_id"], json!("GB_STANDARD"));
     assert_eq!(fee["ledger_account_id"], json!("LEDGER-ADJUST"));
 }
 

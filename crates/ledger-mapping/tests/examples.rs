@@ -138,7 +138,17 @@ fn eur_example_carries_the_exchange_rate() {
             if snap.invoice.order_currency_code == "EUR" && snap.invoice.base_currency_code == "GBP"
             {
                 let plan = map_sales_invoice(snap, &s, "C").unwrap();
-                let want = ledger_mapping::exchange_rate(snap.invoice.base_to_order_rate);
+                // Magento's rate with as many digits as Sage needs for the base total.
+                let want = ledger_mapping::document_exchange_rate(
+                    snap.invoice.grand_total,
+                    snap.invoice.base_grand_total,
+                    snap.invoice.base_to_order_rate,
+                );
+                assert_eq!(
+                    ledger_mapping::round2(snap.invoice.grand_total * plan.exchange_rate),
+                    ledger_mapping::round2(snap.invoice.base_grand_total),
+                    "{name}: Sage's base total is Magento's"
+                );
                 assert_eq!(plan.exchange_rate, want, "{name}");
                 assert_eq!(
                     plan.body["exchange_rate"],

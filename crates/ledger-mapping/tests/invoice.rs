@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_invariant, settings, Doc, Line};
+use common::{assert_invariant, assert_lines_match, settings, Doc, Line};
 use ledger_mapping::{
     map_sales_invoice, CrossBorderVatCharged, GoodsServices, MappingError, TaxRateEntry,
 };
@@ -47,14 +47,20 @@ fn uk_b2c_invoice_header_and_lines() {
         b["delivery_address"]["address_line_1"],
         json!("2 Difference Lane")
     );
-    assert_eq!(b["shipping_net_amount"], json!("4.95"));
-    assert_eq!(b["shipping_tax_rate_id"], json!("GB_STANDARD"));
-    assert!(
-        b.get("shipping_tax_amount").is_none(),
-        "quirk 3: Sage ignores it"
-    );
+    // Quirk 3: header shipping would have its VAT recomputed by Sage, so shipping is a
+    // line on the shipping ledger with Magento's tax: 4.95 × 20 % = 0.99.
+    assert!(b.get("shipping_net_amount").is_none());
+    assert!(b.get("shipping_tax_rate_id").is_none());
     let l = lines(&plan);
-    assert_eq!(l.len(), 2);
+    assert_eq!(l.len(), 3);
+    assert_eq!(
+        l[2],
+        json!({
+            "description": "Shipping", "ledger_account_id": "LEDGER-CARRIAGE",
+            "quantity": "1.0", "unit_price": "4.95",
+            "tax_rate_id": "GB_STANDARD", "tax_amount": "0.99"
+        })
+    );
     assert_eq!(
         l[0],
         json!({
@@ -68,6 +74,7 @@ fn uk_b2c_invoice_header_and_lines() {
     assert!(l[1].get("discount_amount").is_none());
     assert!(plan.rounding_line.is_none());
     assert_invariant(&plan, &s, doc.computed_grand_total(), "uk b2c");
+    assert_lines_match(&plan, &doc, &s, "uk b2c");
 }
 
 #[test]
@@ -79,10 +86,11 @@ fn table_of_invoices_keeps_the_totals_invariant() {
     }
     let cases = vec![
         Case {
-            // Sage's own example: 41.625 becomes 41.63 per unit, 3 units drift by 1p.
+            // Sage's own example: 41.625 becomes 41.63 per unit, 3 units drift by 1p
+            // (124.89 against Magento's 124.88): the penny goes on the line's discount.
             name: "41.625 x 3 at 20%",
             doc: Doc::new(vec![Line::new("Odd", dec!(3), dec!(41.625), dec!(20))]),
-            rounding: Some(dec!(-0.01)),
+            rounding: None,
         },
         Case {
             name: "exact prices need no rounding line",
@@ -91,25 +99,27 @@ fn table_of_invoices_keeps_the_totals_invariant() {
             rounding: None,
         },
         Case {
-            // Tax-inclusive shipping of 5.01 gives Magento 4.17 net + 0.84 VAT, while
-            // Sage computes round2(4.17 × 20 %) = 0.83 itself.
-            name: "shipping vat recomputed by Sage",
+            // Tax-inclusive shipping of 5.01 gives Magento 4.17 net + 0.84 VAT; header
+            // shipping would get round2(4.17 × 20 %) = 0.83 from Sage, the shipping line
+            // carries Magento's 0.84.
+            name: "shipping vat is Magento's",
             doc: {
                 let mut d = Doc::new(vec![Line::new("Item", dec!(1), dec!(10), dec!(20))])
                     .shipping(dec!(4.17), dec!(20));
                 d.shipping_tax = dec!(0.84); // Magento rounded differently (tax-inclusive shipping)
                 d
             },
-            rounding: Some(dec!(0.01)),
+            rounding: None,
         },
         Case {
-            // 5 × 1.333 is 6.67 in Magento but 5 × 1.33 = 6.65 in Sage.
+            // 5 × 1.333 is 6.67 in Magento but 5 × 1.33 = 6.65 in Sage: 1.34 × 5 = 6.70
+            // with a 0.03 discount lands on 6.67.
             name: "zero rated and standard mixed",
             doc: Doc::new(vec![
                 Line::new("Book", dec!(2), dec!(7.99), dec!(0)),
                 Line::new("Pen", dec!(5), dec!(1.333), dec!(20)),
             ]),
-            rounding: Some(dec!(0.02)),
+            rounding: None,
         },
         Case {
             name: "shipping discount comes off the shipping net",
@@ -129,6 +139,7 @@ fn table_of_invoices_keeps_the_totals_invariant() {
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(plan.rounding_line, case.rounding, "{}", case.name);
         assert_invariant(&plan, &s, case.doc.computed_grand_total(), case.name);
+        assert_lines_match(&plan, &case.doc, &s, case.name);
     }
 }
 
@@ -140,12 +151,21 @@ fn shipping_discount_net_is_sent() {
     d.shipping_discount = dec!(1.00);
     let d = d.shipping(dec!(5.00), dec!(20));
     let plan = map_sales_invoice(&d.invoice(), &settings(), "C").unwrap();
-    assert_eq!(plan.body["shipping_net_amount"], json!("4.00"));
+    // Shipping 5.00 less its 1.00 discount: net 4.00, Magento's tax 0.80.
+    let shipping = lines(&plan).last().unwrap();
+    assert_eq!(shipping["description"], json!("Shipping"));
+    assert_eq!(shipping["unit_price"], json!("5.00"));
+    assert_eq!(shipping["discount_amount"], json!("1.00"));
+    assert_eq!(shipping["tax_amount"], json!("0.80"));
+    assert_lines_match(&plan, &d, &settings(), "shipping discount");
 }
 
 #[test]
 fn rounding_line_is_explicit_and_on_the_rounding_ledger() {
-    let doc = Doc::new(vec![Line::new("Odd", dec!(3), dec!(41.625), dec!(20))]);
+    // Magento's grand total a penny under its rows (100 + 20 = 120.00, total 119.99):
+    // one -0.01 line, on the rate of the line it corrects, without VAT.
+    let mut doc = Doc::new(vec![Line::new("Item", dec!(1), dec!(100), dec!(20))]);
+    doc.grand_total = Some(dec!(119.99));
     let s = settings();
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     let last = lines(&plan).last().unwrap().clone();
@@ -153,9 +173,11 @@ fn rounding_line_is_explicit_and_on_the_rounding_ledger() {
         last,
         json!({
             "description": "Rounding adjustment", "ledger_account_id": "LEDGER-ROUNDING",
-            "quantity": "1.0", "unit_price": "-0.01", "tax_rate_id": "GB_NO_TAX", "tax_amount": "0.00"
+            "quantity": "1.0", "unit_price": "-0.01", "tax_rate_id": "GB_STANDARD", "tax_amount": "0.00"
         })
     );
+    assert_invariant(&plan, &s, dec!(119.99), "rounding line");
+    assert_lines_match(&plan, &doc, &s, "rounding line");
     // Without a rounding ledger the invoice cannot be balanced: say so, do not drop it.
     let mut no_ledger = settings();
     no_ledger.rounding_ledger_account_id = None;
@@ -213,11 +235,8 @@ fn unmapped_tax_rate_is_held() {
     }
     // A merchant-added row makes it map.
     let mut s = settings();
-    s.tax_rates.push(TaxRateEntry {
-        percent: dec!(17.5),
-        tax_class: None,
-        tax_rate_id: "GB_OLD".into(),
-    });
+    s.tax_rates
+        .push(TaxRateEntry::percent(dec!(17.5), "GB_OLD"));
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     assert_eq!(lines(&plan)[0]["tax_rate_id"], json!("GB_OLD"));
 }
@@ -237,13 +256,20 @@ fn shipping_tax_at_lower_rate_is_recognised() {
         .shipping(dec!(9.99), dec!(5));
     let s = settings();
     let plan = map_sales_invoice(&d.invoice(), &s, "C").unwrap();
-    assert_eq!(plan.body["shipping_tax_rate_id"], json!("GB_LOWER"));
+    // 9.99 × 5 % = 0.4995 → 0.50 in Magento, booked as such on GB_LOWER.
+    let shipping = lines(&plan).last().unwrap();
+    assert_eq!(shipping["tax_rate_id"], json!("GB_LOWER"));
+    assert_eq!(shipping["tax_amount"], json!("0.50"));
     assert_invariant(&plan, &s, d.computed_grand_total(), "lower shipping");
+    assert_lines_match(&plan, &d, &s, "lower shipping");
     // Untaxed shipping uses the mapped 0 % rate.
     let d =
         Doc::new(vec![Line::new("Book", dec!(1), dec!(10), dec!(0))]).shipping(dec!(2.50), dec!(0));
     let plan = map_sales_invoice(&d.invoice(), &s, "C").unwrap();
-    assert_eq!(plan.body["shipping_tax_rate_id"], json!("GB_ZERO"));
+    assert_eq!(
+        lines(&plan).last().unwrap()["tax_rate_id"],
+        json!("GB_ZERO")
+    );
 }
 
 #[test]
@@ -261,7 +287,7 @@ fn cross_border_zero_rates_every_line_with_one_type() {
         assert_eq!(l["eu_goods_services_type_id"], json!("GOODS"));
         assert_eq!(l["tax_amount"], json!("0.00"));
     }
-    assert_eq!(plan.body["shipping_tax_rate_id"], json!("GB_ZERO"));
+    assert_eq!(lines(&plan).len(), 3, "two products and the shipping line");
     assert_invariant(&plan, &s, doc.computed_grand_total(), "cross-border");
 }
 
@@ -302,22 +328,20 @@ fn cross_border_goods_services_table() {
 
 #[test]
 fn cross_border_rounding_line_uses_the_zero_rate_and_type() {
-    let doc = Doc::new(vec![
+    // Magento's rows add up to 124.88, its grand total says 124.89.
+    let mut doc = Doc::new(vec![
         Line::new("Odd", dec!(3), dec!(41.625), dec!(0)).typed("virtual")
     ])
     .country("DE");
+    doc.grand_total = Some(dec!(124.89));
     let s = settings();
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     let last = lines(&plan).last().unwrap();
     assert_eq!(last["description"], json!("Rounding adjustment"));
     assert_eq!(last["tax_rate_id"], json!("GB_ZERO"));
     assert_eq!(last["eu_goods_services_type_id"], json!("SERVICES"));
-    assert_invariant(
-        &plan,
-        &s,
-        doc.computed_grand_total(),
-        "cross-border rounding",
-    );
+    assert_eq!(last["unit_price"], json!("0.01"));
+    assert_invariant(&plan, &s, dec!(124.89), "cross-border rounding");
 }
 
 #[test]
@@ -380,6 +404,26 @@ fn grand_total_that_is_not_the_sum_of_its_parts_is_held() {
     let plan = map_sales_invoice(&doc.invoice(), &s, "C").unwrap();
     assert_eq!(plan.rounding_line, Some(dec!(0.01)));
     assert_invariant(&plan, &s, dec!(120.01), "1p");
+    // Two pence on one line is more than a penny per line: held with the figures.
+    doc.grand_total = Some(dec!(120.02));
+    match map_sales_invoice(&doc.invoice(), &s, "C") {
+        Err(MappingError::Skipped { reason, detail }) => {
+            assert_eq!(reason, "rounding_too_large");
+            assert!(
+                detail.contains("120.02") && detail.contains("120.00"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected rounding_too_large, got {other:?}"),
+    }
+    // Beyond rounding size (1p per line + 2p): an amount the mapping cannot see.
+    doc.grand_total = Some(dec!(120.04));
+    assert_eq!(
+        map_sales_invoice(&doc.invoice(), &s, "C")
+            .unwrap_err()
+            .reason(),
+        "totals_mismatch"
+    );
 }
 
 #[test]

@@ -155,7 +155,12 @@ fn receipt_table() {
         let paid = d.paid(c.amount, c.txn);
         let inv = invoice_ref(
             c.currency.0,
-            ledger_mapping::exchange_rate(c.currency.2),
+            // The rate the invoice was posted with (see map_sales_invoice).
+            ledger_mapping::document_exchange_rate(
+                total,
+                ledger_mapping::round2(total / c.currency.2),
+                c.currency.2,
+            ),
             total,
         );
         let got = map_customer_receipt(&paid, &inv, &s, "BANK-DEFAULT");

@@ -47,6 +47,10 @@ pub struct Expected {
     pub total: Decimal,
     /// Document currency.
     pub currency: String,
+    /// Magento's base grand total, for a document in a foreign currency (Sage's
+    /// `base_currency_total_amount` must equal it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_total: Option<Decimal>,
     /// UTC day Magento created it.
     pub created: NaiveDate,
     /// The event that carried it.
@@ -66,6 +70,9 @@ pub struct Found {
     pub total: Decimal,
     /// Sage currency id.
     pub currency: String,
+    /// Sage `base_currency_total_amount`, when listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_total: Option<Decimal>,
     /// Sage status id (`VOID` ones are left out of the comparison).
     pub status: String,
 }
@@ -89,7 +96,7 @@ pub enum Finding {
         /// Every Sage id holding it.
         sage_ids: Vec<String>,
     },
-    /// In Sage once, with another total or currency.
+    /// In Sage once, with another total, currency or base-currency total.
     Mismatch {
         /// The document.
         expected: Expected,
@@ -207,7 +214,12 @@ pub fn compare(expected: &[Expected], found: &[Found]) -> Report {
             }),
             [one] => {
                 let f = live[*one];
-                if f.total == e.total && f.currency.eq_ignore_ascii_case(&e.currency) {
+                // A foreign-currency document must also land on Magento's base total.
+                let base_ok = match (e.base_total, f.base_total) {
+                    (Some(want), Some(got)) => want == got,
+                    _ => true,
+                };
+                if f.total == e.total && f.currency.eq_ignore_ascii_case(&e.currency) && base_ok {
                     report.matched += 1;
                 } else {
                     report.findings.push(Finding::Mismatch {
@@ -235,13 +247,15 @@ pub fn compare(expected: &[Expected], found: &[Found]) -> Report {
 /// The Magento document an event carries, if it is an invoice or credit memo.
 pub fn expected_of(envelope: &ledger_events::Envelope) -> Option<Expected> {
     use ledger_events::Payload;
-    let (kind, number, total, currency, created) = match &envelope.payload {
+    let (kind, number, total, currency, created, base, base_total) = match &envelope.payload {
         Payload::InvoiceCreated(p) => (
             Kind::Invoice,
             &p.invoice.increment_id,
             p.invoice.grand_total,
             &p.invoice.order_currency_code,
             p.invoice.created_at,
+            &p.invoice.base_currency_code,
+            p.invoice.base_grand_total,
         ),
         Payload::CreditMemoCreated(p) => (
             Kind::CreditNote,
@@ -249,20 +263,25 @@ pub fn expected_of(envelope: &ledger_events::Envelope) -> Option<Expected> {
             p.creditmemo.grand_total,
             &p.creditmemo.order_currency_code,
             p.creditmemo.created_at,
+            &p.creditmemo.base_currency_code,
+            p.creditmemo.base_grand_total,
         ),
         _ => return None,
     };
+    let foreign = !currency.trim().eq_ignore_ascii_case(base.trim());
     Some(Expected {
         kind,
         number: ledger_mapping::rules::fit_reference(number, 25),
         total,
         currency: currency.clone(),
+        base_total: foreign.then(|| ledger_mapping::round2(base_total)),
         created: created.date_naive(),
         event_id: envelope.event_id.to_string(),
     })
 }
 
-/// A Sage list item (`attributes=reference,total_amount,currency,status`) as [`Found`].
+/// A Sage list item (`attributes=reference,total_amount,base_currency_total_amount,currency,status`)
+/// as [`Found`].
 pub fn found_of(kind: Kind, item: &Value) -> Option<Found> {
     let text = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
@@ -280,6 +299,10 @@ pub fn found_of(kind: Kind, item: &Value) -> Option<Found> {
             .and_then(|t| t.parse().ok())
             .unwrap_or_default(),
         currency: item.get("currency").and_then(text).unwrap_or_default(),
+        base_total: item
+            .get("base_currency_total_amount")
+            .and_then(text)
+            .and_then(|t| t.parse().ok()),
         status: item.get("status").and_then(text).unwrap_or_default(),
     })
 }
@@ -343,7 +366,10 @@ pub async fn read_found(
     let to = range.until.map(|d| d.to_string());
     let mut found = Vec::new();
     for kind in [Kind::Invoice, Kind::CreditNote] {
-        let mut query = vec![("attributes", "reference,total_amount,currency,status")];
+        let mut query = vec![(
+            "attributes",
+            "reference,total_amount,base_currency_total_amount,currency,status",
+        )];
         if let Some(from) = &from {
             query.push(("from_date", from.as_str()));
         }
@@ -448,11 +474,16 @@ pub fn describe(finding: &Finding) -> String {
             sage_ids.join(", ")
         ),
         Finding::Mismatch { expected, found } => format!(
-            "MISMATCH   {}: Sage {} holds {} {}",
+            "MISMATCH   {}: Sage {} holds {} {}{}",
             what(expected),
             found.sage_id,
             found.total,
-            found.currency
+            found.currency,
+            match (expected.base_total, found.base_total) {
+                (Some(want), Some(got)) if want != got =>
+                    format!(" (base total {got}, Magento's {want})"),
+                _ => String::new(),
+            }
         ),
         Finding::NotFromMagento { found } => format!(
             "NOT FROM MAGENTO  {:?} {} in Sage ({} {}, id {})",
@@ -472,6 +503,7 @@ mod tests {
             number: number.into(),
             total,
             currency: "GBP".into(),
+            base_total: None,
             created: NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
             event_id: format!("ev-{number}"),
         }
@@ -484,8 +516,31 @@ mod tests {
             reference: reference.into(),
             total,
             currency: "GBP".into(),
+            base_total: None,
             status: "UNPAID".into(),
         }
+    }
+
+    #[test]
+    fn foreign_currency_documents_must_land_on_magentos_base_total() {
+        // The yen sale: ¥1,912,345 is £10,000.00 in Magento. A rate cut to 6 dp gave
+        // Sage £9,999.65: same document total, wrong books.
+        let yen = Expected {
+            currency: "JPY".into(),
+            base_total: Some(dec!(10000.00)),
+            ..exp(Kind::Invoice, "000000201", dec!(1912345))
+        };
+        let sage = |base: Decimal| Found {
+            currency: "JPY".into(),
+            base_total: Some(base),
+            ..found(Kind::Invoice, "y1", "000000201", dec!(1912345))
+        };
+        let report = compare(std::slice::from_ref(&yen), &[sage(dec!(9999.65))]);
+        assert_eq!(report.count("mismatch"), 1, "{report:#?}");
+        assert!(describe(&report.findings[0]).contains("base total 9999.65, Magento's 10000.00"));
+        let report = compare(&[yen], &[sage(dec!(10000.00))]);
+        assert_eq!(report.matched, 1);
+        assert!(report.balanced());
     }
 
     #[test]

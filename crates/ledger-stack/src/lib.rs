@@ -13,6 +13,7 @@ use ledger_runtime::shutdown::Shutdown;
 use sage_sandbox::{BusinessSpec, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
+pub mod corpus;
 pub mod events;
 
 /// Admin token the in-process gateway is started with (the gateway wants at least 32

@@ -88,6 +88,52 @@ async fn settle_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn documents_just_after_midnight_in_summer_time_are_dated_on_the_books_day() {
+    let (stack, _nats, _db) = stack().await;
+    let m = stack.onboard("midnight").await.expect("onboard");
+    // The merchant's books are in Europe/London (the default). 23:30 UTC on 30 June is
+    // 00:30 BST on 1 July: the third quarter, while the UTC day is still in the second.
+    let mut invoice = Draft::invoice("midnight", 1).payment_method("checkmo");
+    invoice.value_mut()["payload"]["invoice"]["created_at"] = json!("2026-06-30 23:30:00");
+    invoice.value_mut()["payload"]["invoice"]["updated_at"] = json!("2026-06-30 23:30:00");
+    // Credited 20 minutes later, still 30 June in UTC (00:50 BST on 1 July).
+    let mut credit = invoice.credit_memo(1, &Refund::lines(&[(1, 1)]));
+    credit.value_mut()["payload"]["creditmemo"]["created_at"] = json!("2026-06-30 23:50:00");
+    credit.value_mut()["payload"]["creditmemo"]["updated_at"] = json!("2026-06-30 23:50:00");
+    publish(&stack, &m, &invoice).await;
+    publish(&stack, &m, &credit).await;
+
+    let allocations = wait_count(&stack, &m, "contact_allocations", 1).await;
+    let invoices = stack.documents(&m, "sales_invoices");
+    let notes = stack.documents(&m, "sales_credit_notes");
+    let (inv, note) = (&invoices[0], &notes[0]);
+    assert_eq!(
+        inv["date"],
+        json!("2026-07-01"),
+        "invoice on the books' day"
+    );
+    assert_eq!(
+        note["date"],
+        json!("2026-07-01"),
+        "credit note on the books' day"
+    );
+    assert_eq!(
+        note["original_invoice_date"], inv["date"],
+        "the credit note names the invoice's own Sage date, not its UTC day"
+    );
+    // ISO dates compare as text.
+    let allocated_on = allocations[0]["date"].as_str().expect("allocation date");
+    assert!(
+        allocated_on >= note["date"].as_str().unwrap()
+            && allocated_on >= inv["date"].as_str().unwrap(),
+        "allocation dated {allocated_on}, before its documents ({} / {})",
+        inv["date"],
+        note["date"]
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn credit_memo_on_an_unpaid_invoice_is_allocated_and_reduces_what_is_outstanding() {
     let (stack, _nats, _db) = stack().await;
     let m = stack.onboard("allocate").await.expect("onboard");
@@ -489,7 +535,9 @@ async fn offline_credit_memos_without_an_invoice() {
     settle_down().await;
     let notes = stack.documents(&m, "sales_credit_notes");
     assert_eq!(notes.len(), 2);
-    let rate = ledger_mapping::exchange_rate(dec!(1.17));
+    // Six decimals already reproduce Magento's base total here: 52.65 / 1.17 = 45.00 and
+    // 52.65 × 0.854701 = 45.0000077 → 45.00, so the rate is sent as 0.854701.
+    let rate = dec!(0.854701);
     for (draft, note) in [
         (&open, by_reference(&notes, "300000009")),
         (&refunded, by_reference(&notes, "300000010")),
@@ -547,10 +595,8 @@ async fn eur_invoice_lands_with_the_exchange_rate_and_base_total() {
     assert_eq!(dec(&inv["total_amount"]), invoice.grand_total());
     assert_eq!(dec(&inv["total_amount"]), dec!(70.20));
     // 1 EUR = 1/1.17 GBP, so 70.20 EUR is Magento's 60.00 GBP base total.
-    assert_eq!(
-        dec(&inv["exchange_rate"]),
-        ledger_mapping::exchange_rate(dec!(1.17))
-    );
+    // 1 / 1.17 = 0.854700854…; to 6 dp 0.854701, and 70.20 × 0.854701 = 60.0000102 →
+    // 60.00 already, so no more digits are needed.
     assert_eq!(dec(&inv["exchange_rate"]), dec!(0.854701));
     assert_eq!(
         dec(&inv["base_currency_total_amount"]),
@@ -589,7 +635,16 @@ async fn cross_border_invoice_is_zero_rated() {
         assert_eq!(line["tax_rate"]["id"], "GB_ZERO", "{line:#}");
         assert_eq!(line["eu_goods_services_type"]["id"], "GOODS");
     }
-    assert_eq!(inv["shipping_tax_rate"]["id"], "GB_ZERO");
+    // Shipping is a zero-rated line of its own, not header shipping.
+    assert_eq!(dec(&inv["shipping_net_amount"]), Decimal::ZERO);
+    assert!(
+        inv["invoice_lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["description"] == "Shipping"),
+        "{inv:#}"
+    );
     stack.stop().await;
 }
 

@@ -113,6 +113,20 @@ final class ContractSnapshotTest extends TestCase
         self::assertCount($written, $ids, 'one event id per event');
         self::assertSame(14, $written);
 
+        // The tax facts reach the contract check: tax classes, applied taxes and tax settings on
+        // the UK order, empty applied taxes on the zero-rated EUR order, none from the older bundle order.
+        $orders = [];
+        foreach ($store->all() as $record) {
+            if (isset($record->payload['order'])) {
+                $orders[$record->payload['order']['increment_id']] = $record->payload['order'];
+            }
+        }
+        self::assertSame('Taxable Goods', $orders['000004410']['items'][0]['tax_class']);
+        self::assertCount(3, $orders['000004410']['extension_attributes']['item_applied_taxes']);
+        self::assertSame('shipping', $orders['000004410']['tax_config']['based_on']);
+        self::assertSame([], $orders['200000087']['extension_attributes']['applied_taxes']);
+        self::assertArrayNotHasKey('tax_config', $orders['000004600']);
+
         // The serializer reports Magento's data as it is; a positive header discount (a broken
         // third-party total collector) must be refused by the contract, naming the field.
         $broken = Documents::ukCardInvoice();

@@ -83,14 +83,40 @@ final class Documents
             'items' => [
                 ['item_id' => '9101', 'parent_item_id' => null, 'product_id' => '310', 'product_type' => 'simple',
                     'sku' => 'TOTE-CANVAS', 'name' => 'Canvas Tote', 'qty_ordered' => '2.0000',
-                    'tax_percent' => '20.0000', 'is_virtual' => '0', 'is_dummy' => false],
+                    'tax_percent' => '20.0000', 'is_virtual' => '0', 'is_dummy' => false, 'quote_item_id' => '801',
+                    'tax_class' => 'Taxable Goods'],
                 ['item_id' => '9102', 'parent_item_id' => null, 'product_id' => '402', 'product_type' => 'configurable',
                     'sku' => 'SCARF-MERINO-GREY', 'name' => 'Merino Scarf', 'qty_ordered' => '1.0000',
-                    'tax_percent' => '20.0000', 'is_virtual' => '0', 'is_dummy' => false],
+                    'tax_percent' => '20.0000', 'is_virtual' => '0', 'is_dummy' => false, 'quote_item_id' => '802',
+                    'tax_class' => 'Taxable Goods'],
                 ['item_id' => '9103', 'parent_item_id' => '9102', 'product_id' => '405', 'product_type' => 'simple',
                     'sku' => 'SCARF-MERINO-GREY', 'name' => 'Merino Scarf-Grey', 'qty_ordered' => '1.0000',
-                    'tax_percent' => '0.0000', 'is_virtual' => '0', 'is_dummy' => true],
+                    'tax_percent' => '0.0000', 'is_virtual' => '0', 'is_dummy' => true, 'quote_item_id' => '803',
+                    'tax_class' => 'Taxable Goods'],
             ],
+            // What Magento reports for the saved order (OrderTaxManagementInterface::getOrderTaxDetails):
+            // tote 6.00 + scarf 5.00 + shipping 0.90 = 11.90, the invoice's tax_amount. Amounts are
+            // floats there (Magento adds the rows up in PHP), the percent is the decimal column.
+            'applied_taxes' => [
+                ['code' => 'UK-VAT-20', 'title' => 'VAT 20%', 'percent' => '20.0000', 'amount' => 11.9,
+                    'base_amount' => 11.9],
+            ],
+            'item_applied_taxes' => [
+                ['type' => 'product', 'item_id' => '9101', 'associated_item_id' => null, 'applied_taxes' => [
+                    ['code' => 'UK-VAT-20', 'title' => 'VAT 20%', 'percent' => '20.0000', 'amount' => 6.0,
+                        'base_amount' => 6.0],
+                ]],
+                ['type' => 'product', 'item_id' => '9102', 'associated_item_id' => null, 'applied_taxes' => [
+                    ['code' => 'UK-VAT-20', 'title' => 'VAT 20%', 'percent' => '20.0000', 'amount' => 5.0,
+                        'base_amount' => 5.0],
+                ]],
+                ['type' => 'shipping', 'item_id' => null, 'associated_item_id' => null, 'applied_taxes' => [
+                    ['code' => 'UK-VAT-20', 'title' => 'VAT 20%', 'percent' => '20.0000', 'amount' => 0.9,
+                        'base_amount' => 0.9],
+                ]],
+            ],
+            'tax_config' => ['based_on' => 'shipping', 'price_includes_tax' => true, 'shipping_includes_tax' => true,
+                'apply_after_discount' => true, 'discount_tax' => true],
             'billing_address' => self::address(['customer_id' => '731', 'customer_address_id' => '880']),
             'shipping_address' => self::address([
                 'entity_id' => '6602', 'address_type' => 'shipping', 'customer_id' => '731',
@@ -178,8 +204,14 @@ final class Documents
             'items' => [
                 ['item_id' => '9301', 'parent_item_id' => null, 'product_id' => '77', 'product_type' => 'downloadable',
                     'sku' => 'EBOOK-COASTAL-WALKS', 'name' => 'Coastal Walks (e-book)', 'qty_ordered' => '1.0000',
-                    'tax_percent' => '0.0000', 'is_virtual' => '1', 'is_dummy' => false],
+                    'tax_percent' => '0.0000', 'is_virtual' => '1', 'is_dummy' => false, 'tax_class' => 'Zero Rated'],
             ],
+            // Magento saves no tax row for a 0 % rate: nothing applied, which is not the same as unknown.
+            'applied_taxes' => [],
+            'item_applied_taxes' => [],
+            // Prices entered without tax; a virtual order is taxed where the billing address is.
+            'tax_config' => ['based_on' => 'billing', 'price_includes_tax' => false, 'shipping_includes_tax' => false,
+                'apply_after_discount' => true, 'discount_tax' => false],
             'billing_address' => self::address([
                 'entity_id' => '6790', 'parent_id' => '4522', 'firstname' => 'Lukas', 'lastname' => 'Brenner',
                 'street' => 'Lindenstraße 4', 'city' => 'Köln', 'postcode' => '50674',
@@ -221,7 +253,10 @@ final class Documents
         ];
     }
 
-    /** A US order with a dynamic-price bundle (the parent line is the dummy) and an item not invoiced yet. */
+    /**
+     * A US order with a dynamic-price bundle (the parent line is the dummy) and an item not invoiced
+     * yet; recorded by an older module, so without tax classes, applied taxes and tax settings.
+     */
     public static function bundleOrder(): array
     {
         return self::currency('USD', 'USD', '1.0000') + [

@@ -10,6 +10,6 @@ final class FixedSource implements SourceInfo
 {
     public function source(): array
     {
-        return ['module_version' => '0.1.0', 'magento_version' => '2.4.7-p3', 'magento_edition' => 'Community'];
+        return ['module_version' => '0.2.0', 'magento_version' => '2.4.7-p3', 'magento_edition' => 'Community'];
     }
 }

@@ -16,7 +16,6 @@ use Ledger\SageSync\Core\Status\StatusUpdate;
 use Ledger\SageSync\Model\Config;
 use Ledger\SageSync\Model\NewEntityRegistry;
 use Ledger\SageSync\Model\Recorder;
-use Ledger\SageSync\Model\Snapshot\MagentoExtractor;
 use Magento\Framework\Event\Event;
 use Magento\Framework\Event\Observer;
 use Magento\Framework\Event\ObserverInterface;
@@ -51,7 +50,7 @@ final class Glue implements StatusSink
         $this->registry = new NewEntityRegistry();
         $this->recorder = new Recorder(
             new EventRecorder($store ?? $this->outbox, new SnapshotSerializer(), $this->clock, new FixedSource()),
-            new MagentoExtractor(),
+            TaxData::forFixtures()->extractor(),
             new StubStores(),
             $this,
             $this->config,

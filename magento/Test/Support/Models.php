@@ -20,9 +20,14 @@ final class Models
 {
     public static function order(array $data): Order
     {
-        $order = new Order(self::without($data, ['items', 'billing_address', 'shipping_address', 'payment']));
+        // Tax classes, applied taxes and tax settings are not order columns: Magento keeps them
+        // elsewhere (see TaxData), so they are not in the model's data.
+        $order = new Order(self::without($data, [
+            'items', 'billing_address', 'shipping_address', 'payment', 'applied_taxes', 'item_applied_taxes',
+            'tax_config',
+        ]));
         foreach ($data['items'] ?? [] as $row) {
-            $item = new Item(self::without($row, ['is_dummy']));
+            $item = new Item(self::without($row, ['is_dummy', 'tax_class']));
             $item->dummy = (bool) ($row['is_dummy'] ?? false);
             $order->items[] = $item;
         }

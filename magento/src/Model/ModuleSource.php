@@ -10,7 +10,7 @@ use Magento\Framework\App\ProductMetadataInterface;
 /** The envelope's source: this module's version and the Magento version and edition. */
 class ModuleSource implements SourceInfo
 {
-    public const MODULE_VERSION = '0.1.0';
+    public const MODULE_VERSION = '0.2.0';
 
     private ?array $source = null;
 

@@ -409,14 +409,8 @@ impl Documents {
         plan: &DocumentPlan,
         what: &str,
     ) -> Result<ledger_rpc::PeriodDecision, ProcessError> {
-        let Some(date) = body_date(&plan.body) else {
-            return Err(ProcessError::permanent(
-                "mapping.no_date",
-                format!("the planned {what} has no date"),
-            ));
-        };
         self.periods
-            .decide(&self.ctx.sage, merchant, raw, date, what)
+            .decide(&self.ctx.sage, merchant, raw, plan.date, what)
             .await
     }
 
@@ -558,8 +552,11 @@ impl Documents {
                         .await;
                 }
             };
+        // Locked periods: the first open day when the books' day is locked.
         ledger_mapping::move_document_date(&mut plan.body, &period);
-        let date = snapshot.invoice.created_at.date_naive();
+        plan.date = period.date();
+        // The Sage date sent (the books' day), recorded for the credit notes that follow.
+        let date = plan.date;
         let entity_id = snapshot.invoice.entity_id;
         self.post_document(env, delivery, &key, entity_id, date, &contact, plan)
             .await?;
@@ -701,8 +698,10 @@ impl Documents {
                             .await;
                     }
                 };
+                // Locked periods: the first open day when the books' day is locked.
                 ledger_mapping::move_document_date(&mut plan.body, &period);
-                let date = snapshot.creditmemo.created_at.date_naive();
+                plan.date = period.date();
+                let date = plan.date;
                 let entity_id = snapshot.creditmemo.entity_id;
                 let posted = self
                     .post_document(env, delivery, &key, entity_id, date, &contact, plan)
@@ -826,7 +825,19 @@ impl Documents {
                         "allocation planned without an invoice",
                     )
                 })?;
-                let date = snapshot.creditmemo.created_at.date_naive();
+                // Never before either document: the latest of their Sage dates and the
+                // credit memo's day in the books.
+                let settled_on = settings
+                    .accounting_date(snapshot.creditmemo.created_at)
+                    .map_err(|e| {
+                        ProcessError::invalid_field(
+                            format!("mapping.{}", e.reason()),
+                            "settings.timezone",
+                            e.to_string(),
+                        )
+                    })?;
+                let date =
+                    ledger_mapping::allocation_date(invoice.date, credit_note.date, settled_on);
                 let plan =
                     ledger_mapping::map_allocation(&invoice.sage_ref(), &credit_ref, amount, date)
                         .map_err(|e| {

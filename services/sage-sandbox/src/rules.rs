@@ -18,6 +18,14 @@ pub const ADDRESS_LINE_MAX: usize = 50;
 pub const POSTAL_CODE_MAX: usize = 10;
 /// Longest invoice / credit note `reference`.
 pub const DOCUMENT_REFERENCE_MAX: usize = 25;
+/// Longest contact person `name`, `telephone` and `mobile`.
+pub const PERSON_FIELD_MAX: usize = 50;
+/// Longest contact person `email`.
+pub const EMAIL_MAX: usize = 100;
+/// Longest contact `notes`.
+pub const CONTACT_NOTES_MAX: usize = 4000;
+/// Longest invoice / credit note `notes`.
+pub const DOCUMENT_NOTES_MAX: usize = 2000;
 
 fn too_long(source: String, max: usize) -> ApiError {
     let leaf = source.rsplit('.').next().unwrap_or("").to_owned();
@@ -66,6 +74,34 @@ pub fn contact_name_length(name: &str) -> Result<(), ApiError> {
     }
     if name.chars().count() > CONTACT_NAME_MAX {
         return Err(too_long("contact.name".into(), CONTACT_NAME_MAX));
+    }
+    Ok(())
+}
+
+/// A contact person's `name`, `telephone` and `mobile` are at most 50 characters and the
+/// `email` at most 100. `path` is the person's own path, e.g.
+/// `contact.main_contact_person`.
+pub fn contact_person_limits(person: &Map<String, Value>, path: &str) -> Result<(), ApiError> {
+    for (field, max) in [
+        ("name", PERSON_FIELD_MAX),
+        ("telephone", PERSON_FIELD_MAX),
+        ("mobile", PERSON_FIELD_MAX),
+        ("email", EMAIL_MAX),
+    ] {
+        if let Some(s) = person.get(field).and_then(Value::as_str) {
+            if s.chars().count() > max {
+                return Err(too_long(format!("{path}.{field}"), max));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `notes` are at most `max` characters: 4000 on a contact, 2000 on an invoice or
+/// credit note. `source` is the field's path, e.g. `sales_invoice.notes`.
+pub fn notes_length(notes: Option<&str>, source: &str, max: usize) -> Result<(), ApiError> {
+    if notes.is_some_and(|n| n.chars().count() > max) {
+        return Err(too_long(source.to_owned(), max));
     }
     Ok(())
 }
@@ -277,12 +313,20 @@ pub struct LineAmounts {
     pub total: Decimal,
 }
 
-/// Sage's per-line 2-dp rounding.
+/// Sage's per-line 2-dp rounding, for both forms of unit price.
 ///
-/// net = round2(quantity × round2(unit_price)) − round2(discount),
-/// tax = round2(tax_amount), total = net + tax. With
-/// `unit_price_includes_tax` the first term is the gross and the net is what
-/// remains after the tax (the sandbox's reading of that flag).
+/// The extended amount is `round2(quantity × round2(unit_price)) −
+/// round2(discount)` and the tax is `round2(tax_amount)` as sent.
+/// - Without `unit_price_includes_tax`, the extended amount is the net and
+///   `total = net + tax`.
+/// - With `unit_price_includes_tax`, the unit price and the discount include
+///   VAT: the extended amount is the line's total (gross) and
+///   `net = total − tax`.
+///
+/// This is the sandbox's reading of the flag (the swagger only names it); the
+/// Ledger mapping emulates exactly the same rule
+/// (`ledger_mapping::rules::sage_line_amounts`) and sends tax-inclusive lines
+/// in this form so a line's net, tax and total are Magento's to the cent.
 pub fn line_amounts(
     quantity: Decimal,
     unit_price: Decimal,
@@ -497,6 +541,58 @@ mod tests {
             "contact.name"
         );
         assert!(contact_name_length("  ").is_err());
+    }
+
+    #[test]
+    fn contact_person_field_limits() {
+        let ok = json!({"name": "n".repeat(50), "telephone": "1".repeat(50),
+                        "mobile": "2".repeat(50), "email": "e".repeat(100)});
+        assert!(
+            contact_person_limits(ok.as_object().unwrap(), "contact.main_contact_person").is_ok()
+        );
+        // Characters, not bytes: 50 Greek letters are 100 bytes and still fit.
+        let greek = json!({"name": "α".repeat(50)});
+        assert!(contact_person_limits(greek.as_object().unwrap(), "p").is_ok());
+        for (field, len) in [
+            ("name", 51),
+            ("telephone", 51),
+            ("mobile", 51),
+            ("email", 101),
+        ] {
+            let mut person = serde_json::Map::new();
+            person.insert(field.into(), json!("x".repeat(len)));
+            let e = contact_person_limits(&person, "contact.main_contact_person").unwrap_err();
+            assert_eq!(e.source(), format!("contact.main_contact_person.{field}"));
+            assert_eq!(e.status.as_u16(), 422);
+        }
+    }
+
+    #[test]
+    fn notes_limits() {
+        assert!(notes_length(None, "contact.notes", CONTACT_NOTES_MAX).is_ok());
+        assert!(notes_length(Some(&"n".repeat(4000)), "contact.notes", CONTACT_NOTES_MAX).is_ok());
+        assert_eq!(
+            notes_length(Some(&"n".repeat(4001)), "contact.notes", CONTACT_NOTES_MAX)
+                .unwrap_err()
+                .source(),
+            "contact.notes"
+        );
+        assert!(notes_length(
+            Some(&"n".repeat(2000)),
+            "sales_invoice.notes",
+            DOCUMENT_NOTES_MAX
+        )
+        .is_ok());
+        assert_eq!(
+            notes_length(
+                Some(&"n".repeat(2001)),
+                "sales_invoice.notes",
+                DOCUMENT_NOTES_MAX
+            )
+            .unwrap_err()
+            .source(),
+            "sales_invoice.notes"
+        );
     }
 
     #[test]

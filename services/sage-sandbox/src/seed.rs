@@ -78,6 +78,7 @@ pub const CURRENCIES: &[(&str, &str, &str, &str)] = &[
     ("SEK", "Swedish Krona", "kr", "0.074"),
     ("PLN", "Polish Zloty", "zł", "0.20"),
     ("JPY", "Japanese Yen", "¥", "0.0052"),
+    ("KRW", "South Korean Won", "₩", "0.00056"),
     ("NZD", "New Zealand Dollar", "$", "0.47"),
 ];
 

@@ -160,6 +160,58 @@ async fn document_reference_at_most_25() {
 }
 
 #[tokio::test]
+async fn contact_person_and_notes_within_limits() {
+    let sandbox = start().await;
+    let api = uk(&sandbox).await;
+    let person = |field: &str, len: usize| {
+        let mut p = json!({"contact_person_type_ids": ["ACCOUNTS"], "is_main_contact": true});
+        p[field] = json!("x".repeat(len));
+        json!({"contact": {"name": "A", "contact_type_ids": ["CUSTOMER"], "main_contact_person": p}})
+    };
+    for (field, max) in [
+        ("name", 50),
+        ("telephone", 50),
+        ("mobile", 50),
+        ("email", 100),
+    ] {
+        let r = api.post("/contacts", person(field, max + 1)).await;
+        r.assert_422(&format!("contact.main_contact_person.{field}"));
+        let r = api.post("/contacts", person(field, max)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{field}: {}", r.body);
+    }
+    let r = api
+        .post(
+            "/contacts",
+            json!({"contact": {"name": "B", "contact_type_ids": ["CUSTOMER"], "notes": "n".repeat(4001)}}),
+        )
+        .await;
+    r.assert_422("contact.notes");
+    let c = api.customer("C", json!({"notes": "n".repeat(4000)})).await;
+    let r = api
+        .post(
+            "/sales_invoices",
+            json!({"sales_invoice": {"contact_id": c, "date": "2024-05-01", "notes": "n".repeat(2001), "invoice_lines": [api.line("W", "1", "1", "0.20")]}}),
+        )
+        .await;
+    r.assert_422("sales_invoice.notes");
+    let r = api
+        .post(
+            "/sales_credit_notes",
+            json!({"sales_credit_note": {"contact_id": c, "date": "2024-05-01", "notes": "n".repeat(2001), "credit_note_lines": [api.line("W", "1", "1", "0.20")]}}),
+        )
+        .await;
+    r.assert_422("sales_credit_note.notes");
+    let r = api
+        .post(
+            "/sales_invoices",
+            json!({"sales_invoice": {"contact_id": c, "date": "2024-05-01", "notes": "é".repeat(2000), "invoice_lines": [api.line("W", "1", "1", "0.20")]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
 async fn status_is_not_writable() {
     let sandbox = start().await;
     let api = uk(&sandbox).await;

@@ -35,6 +35,13 @@ pub struct Line {
     pub tax_percent: Option<Decimal>,
     pub product_type: &'static str,
     pub is_dummy: Option<bool>,
+    /// Tax-inclusive catalogs: Magento's price and row including tax.
+    pub price_incl_tax: Option<Decimal>,
+    pub row_total_incl_tax: Option<Decimal>,
+    /// Product tax class name (sent on the order line).
+    pub tax_class: Option<String>,
+    /// Magento's applied tax codes on the line (code, percent).
+    pub codes: Vec<(String, Decimal)>,
 }
 
 impl Line {
@@ -54,7 +61,50 @@ impl Line {
             tax_percent: Some(pct),
             product_type: "simple",
             is_dummy: Some(false),
+            price_incl_tax: None,
+            row_total_incl_tax: None,
+            tax_class: None,
+            codes: Vec::new(),
         }
+    }
+
+    /// A line of a tax-inclusive catalog computed the way Magento does: row incl. tax =
+    /// round2(qty × gross price), tax = round2(row incl × p / (100 + p)), row total (net)
+    /// = row incl − tax, price (net) = gross / (1 + p/100) to 4 dp.
+    pub fn incl(name: &str, qty: Decimal, gross_price: Decimal, pct: Decimal) -> Line {
+        let row_incl = rules_round2(qty * gross_price);
+        let tax = rules_round2(row_incl * pct / (dec!(100) + pct));
+        let mut l = Line::new(name, qty, gross_price, pct);
+        l.price = (gross_price * dec!(100) / (dec!(100) + pct)).round_dp(4);
+        l.row_total = Some(row_incl - tax);
+        l.tax = tax;
+        l.price_incl_tax = Some(gross_price);
+        l.row_total_incl_tax = Some(row_incl);
+        l
+    }
+
+    /// Applies a discount including tax to a tax-inclusive line, as Magento does with
+    /// "apply discount on prices including tax": the tax is recomputed on the discounted
+    /// gross and the tax the discount removed is the discount tax compensation.
+    pub fn incl_discounted(mut self, gross_discount: Decimal) -> Line {
+        let pct = self.tax_percent.unwrap_or_default();
+        let row_incl = self.row_total_incl_tax.expect("an incl() line");
+        let tax_before = self.tax;
+        self.discount = gross_discount;
+        self.tax = rules_round2((row_incl - gross_discount) * pct / (dec!(100) + pct));
+        self.compensation = tax_before - self.tax;
+        self
+    }
+
+    pub fn class(mut self, class: &str) -> Line {
+        self.tax_class = Some(class.into());
+        self
+    }
+
+    pub fn code(mut self, code: &str) -> Line {
+        let pct = self.tax_percent.unwrap_or_default();
+        self.codes.push((code.into(), pct));
+        self
     }
 
     /// Applies a discount (excl. tax) and recomputes the tax on the discounted net.
@@ -84,6 +134,10 @@ impl Line {
             tax_percent: None,
             product_type: "simple",
             is_dummy: Some(true),
+            price_incl_tax: None,
+            row_total_incl_tax: None,
+            tax_class: None,
+            codes: Vec::new(),
         }
     }
 
@@ -113,6 +167,29 @@ impl Line {
         if let Some(p) = self.tax_percent {
             v["tax_percent"] = json!(p.to_string());
         }
+        if let Some(p) = self.price_incl_tax {
+            v["price_incl_tax"] = json!(p.to_string());
+        }
+        if let Some(r) = self.row_total_incl_tax {
+            v["row_total_incl_tax"] = json!(r.to_string());
+        }
+        v
+    }
+
+    /// The order line this document line points at.
+    fn order_json(&self, idx: usize) -> Value {
+        let mut v = json!({
+            "item_id": 9000 + idx,
+            "product_type": self.product_type,
+            "sku": self.sku,
+            "qty_ordered": self.qty.to_string(),
+        });
+        if let Some(p) = self.tax_percent {
+            v["tax_percent"] = json!(p.to_string());
+        }
+        if let Some(c) = &self.tax_class {
+            v["tax_class"] = json!(c);
+        }
         v
     }
 }
@@ -138,7 +215,18 @@ pub struct Doc {
     pub adjustment_negative: Decimal,
     /// Overrides the computed grand total (to simulate amounts the mapping cannot see).
     pub grand_total: Option<Decimal>,
+    /// Overrides the base grand total (default: grand total / rate, to the cent).
+    pub base_grand_total: Option<Decimal>,
     pub method: String,
+    /// Percent Magento charged on shipping (for per-rate checks).
+    pub shipping_pct: Decimal,
+    /// Magento's applied tax codes on shipping.
+    pub shipping_codes: Vec<(String, Decimal)>,
+    /// Delivery country when it differs from the billing country; `Some("")` for an
+    /// order without a shipping address (virtual).
+    pub delivery_country: Option<String>,
+    /// The order's `tax_config`, when sent.
+    pub tax_config: Option<Value>,
 }
 
 impl Doc {
@@ -156,13 +244,19 @@ impl Doc {
             adjustment_positive: Decimal::ZERO,
             adjustment_negative: Decimal::ZERO,
             grand_total: None,
+            base_grand_total: None,
             method: "stripe_payments".into(),
+            shipping_pct: Decimal::ZERO,
+            shipping_codes: Vec::new(),
+            delivery_country: None,
+            tax_config: None,
         }
     }
 
     /// Shipping net with tax at `pct`, computed the way Magento does.
     pub fn shipping(mut self, net: Decimal, pct: Decimal) -> Doc {
         self.shipping = net;
+        self.shipping_pct = pct;
         self.shipping_tax = rules_round2((net - self.shipping_discount) * pct / dec!(100));
         self
     }
@@ -207,6 +301,13 @@ impl Doc {
         let grand = self
             .grand_total
             .unwrap_or_else(|| self.computed_grand_total());
+        let base_grand = self.base_grand_total.unwrap_or_else(|| {
+            if self.rate.is_zero() {
+                grand
+            } else {
+                rules_round2(grand / self.rate)
+            }
+        });
         let items: Vec<Value> = self
             .lines
             .iter()
@@ -224,7 +325,7 @@ impl Doc {
             "order_currency_code": self.currency,
             "base_to_order_rate": self.rate.to_string(),
             "grand_total": grand.to_string(),
-            "base_grand_total": grand.to_string(),
+            "base_grand_total": base_grand.to_string(),
             "subtotal": subtotal.to_string(),
             "base_subtotal": subtotal.to_string(),
             "tax_amount": tax.to_string(),
@@ -246,7 +347,7 @@ impl Doc {
     }
 
     fn order(&self) -> Value {
-        json!({
+        let mut v = json!({
             "entity_id": 55,
             "increment_id": "000000555",
             "base_currency_code": self.base_currency,
@@ -261,10 +362,38 @@ impl Doc {
             },
             "shipping_address": {
                 "firstname": "Ada", "lastname": "Lovelace", "street": ["2 Difference Lane"],
-                "city": "London", "postcode": "EC1A 2BB", "country_id": self.country
+                "city": "London", "postcode": "EC1A 2BB",
+                "country_id": self.delivery_country.clone().unwrap_or_else(|| self.country.clone())
             },
             "payment": { "method": self.method },
-        })
+            "items": self.lines.iter().enumerate().map(|(i, l)| l.order_json(i)).collect::<Vec<_>>(),
+        });
+        if self.delivery_country.as_deref() == Some("") {
+            v.as_object_mut().unwrap().remove("shipping_address");
+        }
+        if let Some(c) = &self.tax_config {
+            v["tax_config"] = c.clone();
+        }
+        let applied = |codes: &[(String, Decimal)]| -> Vec<Value> {
+            codes
+                .iter()
+                .map(|(c, p)| json!({"code": c, "title": c, "percent": p.to_string()}))
+                .collect()
+        };
+        let mut item_taxes: Vec<Value> = self
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.codes.is_empty())
+            .map(|(i, l)| json!({"type": "product", "item_id": 9000 + i, "applied_taxes": applied(&l.codes)}))
+            .collect();
+        if !self.shipping_codes.is_empty() {
+            item_taxes.push(json!({"type": "shipping", "item_id": null, "applied_taxes": applied(&self.shipping_codes)}));
+        }
+        if !item_taxes.is_empty() {
+            v["extension_attributes"] = json!({"item_applied_taxes": item_taxes});
+        }
+        v
     }
 
     pub fn invoice(&self) -> InvoiceSnapshot {
@@ -435,6 +564,7 @@ pub fn independent_sage_total(body: &Value) -> Decimal {
             "GB_LOWER" => dec!(5),
             "GB_OLD" => dec!(17.5),
             "GB_ZERO" | "GB_EXEMPT" | "GB_NO_TAX" => dec!(0),
+            "FR_DEST_STANDARD" => dec!(20),
             other => panic!("rate {other} unknown to the test emulation"),
         }
     }
@@ -475,11 +605,13 @@ pub fn independent_sage_total(body: &Value) -> Decimal {
         };
         let tax = money(l, "tax_amount");
         let rate = percent(l["tax_rate_id"].as_str().unwrap());
+        let includes_tax = l["unit_price_includes_tax"] == json!(true);
+        // With unit_price_includes_tax the extended amount is the line's total already.
         total_cents += cents(qty * unit) - cents(discount);
-        if !rate.is_zero() {
-            total_cents += cents(tax);
-        } else {
+        if rate.is_zero() {
             assert_eq!(tax, Decimal::ZERO, "zero-rate line with tax: {l}");
+        } else if !includes_tax {
+            total_cents += cents(tax);
         }
     }
     if body.get("shipping_net_amount").is_some() {
@@ -562,4 +694,99 @@ pub fn assert_invariant(
     assert!(problems.is_empty(), "{what}: {problems:#?}");
     // References fit Sage's limit.
     assert!(plan.reference.chars().count() <= rules::DOCUMENT_REFERENCE_MAX);
+}
+
+/// Per-line invariant: every Sage line, as Sage computes it from the body, books
+/// Magento's row net and tax to the cent (items in order, then shipping); a rounding
+/// line, if any, is at most 1p per line, carries no VAT and sits on the rate of a product
+/// line; and, for documents without adjustments, Sage's VAT per rate percentage equals
+/// Magento's tax per percentage.
+pub fn assert_lines_match(plan: &DocumentPlan, doc: &Doc, settings: &MerchantSettings, what: &str) {
+    let rates = settings.rates();
+    let figures = ledger_mapping::sage_line_figures(&plan.body, &rates);
+    assert!(
+        figures.iter().all(|f| f.description != "shipping (header)"),
+        "{what}: shipping must be a line, not header shipping"
+    );
+    let mut expected: Vec<(Decimal, Decimal, Decimal)> = Vec::new(); // (net, tax, pct)
+    for l in doc.lines.iter().filter(|l| l.is_dummy != Some(true)) {
+        if l.qty.is_zero() {
+            continue;
+        }
+        // Magento keeps 4 dp; Sage books cents.
+        expected.push((
+            rules_round2(l.net()),
+            rules_round2(l.tax),
+            l.tax_percent.unwrap_or_default(),
+        ));
+    }
+    let shipping_net = doc.shipping - doc.shipping_discount;
+    if !shipping_net.is_zero() || !doc.shipping_tax.is_zero() {
+        expected.push((
+            rules_round2(shipping_net),
+            rules_round2(doc.shipping_tax),
+            doc.shipping_pct,
+        ));
+    }
+    assert!(figures.len() >= expected.len(), "{what}: missing lines");
+    for (i, (f, e)) in figures.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            (f.net, f.tax),
+            (e.0, e.1),
+            "{what}: line {i} ({}) books net/tax {}/{} in Sage, Magento has {}/{}\n{:#}",
+            f.description,
+            f.net,
+            f.tax,
+            e.0,
+            e.1,
+            plan.body
+        );
+    }
+    let item_rates: Vec<&str> = figures
+        .iter()
+        .take(
+            doc.lines
+                .iter()
+                .filter(|l| l.is_dummy != Some(true) && !l.qty.is_zero())
+                .count(),
+        )
+        .map(|f| f.tax_rate_id.as_str())
+        .collect();
+    let lines_before_rounding = figures
+        .iter()
+        .filter(|f| f.description != ledger_mapping::ROUNDING_DESCRIPTION)
+        .count();
+    for f in figures
+        .iter()
+        .filter(|f| f.description == ledger_mapping::ROUNDING_DESCRIPTION)
+    {
+        assert!(
+            f.net.abs() <= dec!(0.01) * Decimal::from(lines_before_rounding as u64),
+            "{what}: rounding line {} over 1p per line",
+            f.net
+        );
+        assert_eq!(f.tax, Decimal::ZERO, "{what}: rounding line with VAT");
+        assert!(
+            item_rates.is_empty() || item_rates.contains(&f.tax_rate_id.as_str()),
+            "{what}: rounding line on {} which no product line uses",
+            f.tax_rate_id
+        );
+    }
+    if doc.adjustment_positive.is_zero() && doc.adjustment_negative.is_zero() {
+        let mut sage: std::collections::BTreeMap<Decimal, Decimal> = Default::default();
+        for f in &figures {
+            let pct = settings
+                .tax_rate_percentage(&f.tax_rate_id)
+                .unwrap_or_default()
+                .normalize();
+            *sage.entry(pct).or_default() += f.tax;
+        }
+        let mut magento: std::collections::BTreeMap<Decimal, Decimal> = Default::default();
+        for e in &expected {
+            *magento.entry(e.2.normalize()).or_default() += e.1;
+        }
+        sage.retain(|_, t| !t.is_zero());
+        magento.retain(|_, t| !t.is_zero());
+        assert_eq!(sage, magento, "{what}: VAT per rate differs from Magento's");
+    }
 }

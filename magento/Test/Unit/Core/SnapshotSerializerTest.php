@@ -84,6 +84,72 @@ final class SnapshotSerializerTest extends TestCase
         self::assertSame('Köln', $payload['order']['billing_address']['city']);
     }
 
+    public function testOrderContextCarriesTheTaxFacts(): void
+    {
+        $order = $this->serializer->order(Documents::ukCardOrder());
+        self::assertSame(
+            ['Taxable Goods', 'Taxable Goods', 'Taxable Goods'],
+            array_column($order['items'], 'tax_class')
+        );
+        self::assertSame(['applied_taxes', 'item_applied_taxes'], array_keys($order['extension_attributes']));
+        self::assertSame(
+            ['code' => 'UK-VAT-20', 'title' => 'VAT 20%', 'percent' => '20', 'amount' => '11.90',
+                'base_amount' => '11.90'],
+            $order['extension_attributes']['applied_taxes'][0],
+            'floats from Magento become decimal strings'
+        );
+        self::assertSame(
+            [[9101, 'product'], [9102, 'product'], [null, 'shipping']],
+            array_map(
+                static fn (array $l): array => [$l['item_id'], $l['type']],
+                $order['extension_attributes']['item_applied_taxes']
+            )
+        );
+        self::assertSame(
+            ['based_on' => 'shipping', 'price_includes_tax' => true, 'shipping_includes_tax' => true,
+                'apply_after_discount' => true, 'discount_tax' => true],
+            $order['tax_config']
+        );
+
+        $older = $this->serializer->order(Documents::bundleOrder());
+        self::assertArrayNotHasKey('extension_attributes', $older, 'unknown is not sent as "none"');
+        self::assertArrayNotHasKey('tax_config', $older);
+        self::assertSame([], array_column($older['items'], 'tax_class'));
+    }
+
+    public function testUnreadableTaxDetailsAreLeftOutWithoutFailingTheEvent(): void
+    {
+        $order = Documents::ukCardOrder();
+        $order['items'][0]['tax_class'] = '   ';
+        $order['applied_taxes'] = [
+            ['code' => 'UK-VAT-20', 'percent' => '20', 'amount' => 'n/a', 'base_amount' => 11.9],
+            ['code' => '', 'percent' => '20'],
+            ['code' => 'PCT', 'percent' => '20%'],
+            ['code' => 'OVER', 'percent' => '120'],
+            ['code' => 'NEG', 'percent' => '-5'],
+            ['code' => 'MAX', 'percent' => '100.0000'],
+            'garbage',
+        ];
+        $order['item_applied_taxes'] = [
+            ['item_id' => '9101', 'applied_taxes' => []],
+            ['type' => 'product', 'item_id' => 'abc', 'applied_taxes' => 'none'],
+        ];
+        $order['tax_config'] = ['based_on' => 'destination', 'price_includes_tax' => '1', 'discount_tax' => false,
+            'catalog_prices' => true];
+        $context = $this->serializer->order($order);
+
+        self::assertArrayNotHasKey('tax_class', $context['items'][0], 'blank is no class');
+        self::assertSame([
+            ['code' => 'UK-VAT-20', 'title' => null, 'percent' => '20', 'base_amount' => '11.90'],
+            ['code' => 'MAX', 'title' => null, 'percent' => '100'],
+        ], $context['extension_attributes']['applied_taxes']);
+        self::assertSame(
+            [['type' => 'product', 'item_id' => null, 'associated_item_id' => null, 'applied_taxes' => []]],
+            $context['extension_attributes']['item_applied_taxes']
+        );
+        self::assertSame(['discount_tax' => false], $context['tax_config']);
+    }
+
     public function testDeletedCustomerAccountIsReportedAsGuest(): void
     {
         $order = Documents::ukCardOrder();

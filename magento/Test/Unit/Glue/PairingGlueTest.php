@@ -119,7 +119,7 @@ final class PairingGlueTest extends TestCase
         self::assertSame('ABCD-EFGH', $state->pending->code);
         self::assertSame('https://ledger.example.com/v1/pairings', $this->http->requests[0][0], 'config.xml default');
         self::assertSame(
-            ['store_url' => 'https://shop.example/', 'store_name' => 'Hartley Goods', 'module_version' => '0.1.0'],
+            ['store_url' => 'https://shop.example/', 'store_name' => 'Hartley Goods', 'module_version' => '0.2.0'],
             json_decode((string) $this->http->sent[0][1], true)
         );
         $stored = $this->settings->values[ConfigPairingStore::POLL_SECRET];

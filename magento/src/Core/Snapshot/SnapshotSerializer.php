@@ -13,9 +13,11 @@ use InvalidArgumentException;
  *
  * Inputs are the arrays Magento models hold (getData()), so this class needs no Magento types:
  *  - invoice / credit memo: the sales_invoice / sales_creditmemo row plus 'items' (list of item rows);
- *  - order: the sales_order row plus 'items' (order item rows, each optionally with 'is_dummy'),
- *    'billing_address' and 'shipping_address' (sales_order_address rows; shipping may be null)
- *    and 'payment' (the sales_order_payment row);
+ *  - order: the sales_order row plus 'items' (order item rows, each optionally with 'is_dummy'
+ *    and 'tax_class', the product tax class name), 'billing_address' and 'shipping_address'
+ *    (sales_order_address rows; shipping may be null), 'payment' (the sales_order_payment row),
+ *    and optionally 'applied_taxes' / 'item_applied_taxes' (Magento's applied taxes in REST shape,
+ *    sent as the order's extension_attributes) and 'tax_config' (the store's tax settings);
  *  - customer: the customer row plus 'addresses' (address rows, each optionally with 'region_code');
  *  - product: the product data in one store scope.
  *
@@ -386,10 +388,138 @@ final class SnapshotSerializer
             if (isset($item['is_dummy'])) {
                 $line['is_dummy'] = (bool) $item['is_dummy'];
             }
+            $this->putString($line, 'tax_class', $item['tax_class'] ?? null);
             $items[] = $line;
         }
         $out['items'] = $items;
+        $extension = [];
+        foreach (['applied_taxes', 'item_applied_taxes'] as $field) {
+            if (isset($order[$field]) && is_array($order[$field])) {
+                $extension[$field] = $field === 'applied_taxes'
+                    ? $this->appliedTaxes($order[$field])
+                    : $this->itemAppliedTaxes($order[$field]);
+            }
+        }
+        if ($extension !== []) {
+            $out['extension_attributes'] = $extension;
+        }
+        $taxConfig = $this->taxConfig($order['tax_config'] ?? null);
+        if ($taxConfig !== []) {
+            $out['tax_config'] = $taxConfig;
+        }
         return $out;
+    }
+
+    /**
+     * Magento's applied taxes ({code, title, percent, amount, base_amount}). Tax details only add
+     * to the event, so an entry that cannot be read (no code, a percent that is not a number
+     * from 0 to 100) is left out instead of failing the event; an unreadable amount is omitted.
+     *
+     * @return list<array<string, mixed>>
+     */
+    private function appliedTaxes(array $taxes): array
+    {
+        $out = [];
+        foreach ($taxes as $tax) {
+            if (!is_array($tax)) {
+                continue;
+            }
+            $code = $this->string($tax['code'] ?? null);
+            $percent = $this->lenientNumber($tax['percent'] ?? null);
+            if ($code === null || $percent === null || !self::isPercent($percent)) {
+                continue;
+            }
+            $entry = ['code' => $code, 'title' => $this->string($tax['title'] ?? null), 'percent' => $percent];
+            foreach (['amount', 'base_amount'] as $field) {
+                $amount = $this->lenientMoney($tax[$field] ?? null);
+                if ($amount !== null) {
+                    $entry[$field] = $amount;
+                }
+            }
+            $out[] = $entry;
+        }
+        return $out;
+    }
+
+    /**
+     * Magento's per-line applied taxes ({type, item_id, associated_item_id, applied_taxes}); an
+     * entry without a type is left out.
+     *
+     * @return list<array<string, mixed>>
+     */
+    private function itemAppliedTaxes(array $items): array
+    {
+        $out = [];
+        foreach ($items as $item) {
+            if (!is_array($item)) {
+                continue;
+            }
+            $type = $this->string($item['type'] ?? null);
+            if ($type === null) {
+                continue;
+            }
+            $out[] = [
+                'type' => $type,
+                'item_id' => $this->idOrNull($item['item_id'] ?? null),
+                'associated_item_id' => $this->idOrNull($item['associated_item_id'] ?? null),
+                'applied_taxes' => $this->appliedTaxes(
+                    is_array($item['applied_taxes'] ?? null) ? $item['applied_taxes'] : []
+                ),
+            ];
+        }
+        return $out;
+    }
+
+    /**
+     * The store's tax settings (contract tax_config): based_on as one of Magento's three values,
+     * the four switches as booleans; anything else is left out.
+     *
+     * @return array<string, string|bool>
+     */
+    private function taxConfig(mixed $config): array
+    {
+        if (!is_array($config)) {
+            return [];
+        }
+        $out = [];
+        $basedOn = $this->string($config['based_on'] ?? null);
+        if (in_array($basedOn, ['shipping', 'billing', 'origin'], true)) {
+            $out['based_on'] = $basedOn;
+        }
+        foreach (['price_includes_tax', 'shipping_includes_tax', 'apply_after_discount', 'discount_tax'] as $field) {
+            if (is_bool($config[$field] ?? null)) {
+                $out[$field] = $config[$field];
+            }
+        }
+        return $out;
+    }
+
+    /** True for a plain decimal from 0 to 100, as the contract's percent. */
+    private static function isPercent(string $decimal): bool
+    {
+        if ($decimal[0] === '-') {
+            return false;
+        }
+        [$integer] = explode('.', $decimal);
+        return strlen($integer) <= 2 || $decimal === '100';
+    }
+
+    private function lenientNumber(mixed $value): ?string
+    {
+        try {
+            return Decimal::number($value);
+        } catch (InvalidArgumentException) {
+            return null;
+        }
+    }
+
+    private function lenientMoney(mixed $value): ?string
+    {
+        try {
+            return Decimal::money($value);
+        } catch (InvalidArgumentException) {
+            return null;
+        }
     }
 
     /**

@@ -62,6 +62,14 @@ fn check(
             rules::address_limits(a, &format!("contact.{addr}"))?;
         }
     }
+    if let Some(person) = obj_field(input, "main_contact_person") {
+        rules::contact_person_limits(person, "contact.main_contact_person")?;
+    }
+    rules::notes_length(
+        str_field(input, "notes"),
+        "contact.notes",
+        rules::CONTACT_NOTES_MAX,
+    )?;
     let currency = str_field(input, "currency_id")
         .unwrap_or(&biz.base_currency)
         .to_owned();

@@ -268,6 +268,11 @@ pub(crate) fn create(
             rules::address_limits(a, &format!("{r}.{addr}"))?;
         }
     }
+    rules::notes_length(
+        str_field(root, "notes"),
+        &format!("{r}.notes"),
+        rules::DOCUMENT_NOTES_MAX,
+    )?;
 
     let shipping_net = round2(dec_field(root, "shipping_net_amount").unwrap_or_default());
     let shipping_rate = str_field(root, "shipping_tax_rate_id").map(str::to_owned);
@@ -481,4 +486,96 @@ pub(crate) fn create(
     }
     super::contacts::refresh_json(biz, &contact_id);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::BusinessSpec;
+
+    fn business() -> Business {
+        Business::new("biz".into(), "user".into(), &BusinessSpec::default())
+    }
+
+    fn ledger(biz: &Business, code: u32) -> String {
+        biz.ledger_accounts
+            .iter()
+            .find(|l| l.nominal_code == code)
+            .map(|l| l.id.clone())
+            .expect("seeded ledger")
+    }
+
+    fn customer(biz: &mut Business, currency: &str) -> String {
+        let root =
+            json!({"name": "Customer", "contact_type_ids": ["CUSTOMER"], "currency_id": currency});
+        let c = super::super::contacts::create(biz, root.as_object().unwrap(), Utc::now()).unwrap();
+        c["id"].as_str().unwrap().to_owned()
+    }
+
+    fn invoice(biz: &mut Business, body: Value) -> Value {
+        create(
+            biz,
+            SalesKind::Invoice,
+            body.as_object().unwrap(),
+            Utc::now(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn exchange_rate_keeps_every_digit_sent() {
+        // The yen case: ¥1,912,345 at Magento's base_to_order_rate 191.2345 is
+        // £10,000.00. The mapping sends 0.00522918 (1,912,345 × 0.00522918 =
+        // 9,999.9962271 → 10,000.00); 6 dp (0.005229) would give 9,999.652005 → 9,999.65.
+        let mut biz = business();
+        let c = customer(&mut biz, "JPY");
+        let sales = ledger(&biz, 4000);
+        let line = json!({"description": "Antique clock", "ledger_account_id": sales,
+            "quantity": "1", "unit_price": "1912345", "tax_rate_id": "GB_ZERO", "tax_amount": "0"});
+        for (rate, base) in [
+            (json!("0.00522918"), "10000.00"),
+            (json!("0.005229"), "9999.65"),
+        ] {
+            let doc = invoice(
+                &mut biz,
+                json!({"contact_id": c, "currency_id": "JPY", "exchange_rate": rate, "invoice_lines": [line]}),
+            );
+            assert_eq!(doc["total_amount"], json!("1912345.00"));
+            assert_eq!(doc["base_currency_total_amount"], json!(base), "{rate}");
+            assert_eq!(doc["exchange_rate"], rate, "the rate is stored as sent");
+        }
+        // A JSON number with all of 1 / 191.2345's digits is kept, not cut to 6 dp.
+        let body: Value = serde_json::from_str(&format!(
+            r#"{{"contact_id": "{c}", "currency_id": "JPY", "exchange_rate": 0.0052291819729180665622573333,
+               "invoice_lines": [{line}]}}"#
+        ))
+        .unwrap();
+        let doc = invoice(&mut biz, body);
+        assert_eq!(
+            doc["exchange_rate"],
+            json!("0.0052291819729180665622573333")
+        );
+        assert_eq!(doc["base_currency_total_amount"], json!("10000.00"));
+    }
+
+    #[test]
+    fn tax_inclusive_unit_price_is_the_gross() {
+        // 4 × 26.24 incl. VAT = 104.96, discount 10.50 (incl. VAT) → total 94.46; the
+        // tax sent (15.74) is taken out of it: net 78.72.
+        let mut biz = business();
+        let c = customer(&mut biz, "GBP");
+        let sales = ledger(&biz, 4000);
+        let doc = invoice(
+            &mut biz,
+            json!({"contact_id": c, "invoice_lines": [{"description": "Mug", "ledger_account_id": sales,
+                "quantity": "4", "unit_price": "26.24", "unit_price_includes_tax": true,
+                "discount_amount": "10.50", "tax_rate_id": "GB_STANDARD", "tax_amount": "15.74"}]}),
+        );
+        let l = &doc["invoice_lines"][0];
+        assert_eq!(l["net_amount"], json!("78.72"));
+        assert_eq!(l["tax_amount"], json!("15.74"));
+        assert_eq!(l["total_amount"], json!("94.46"));
+        assert_eq!(doc["total_amount"], json!("94.46"));
+        assert_eq!(doc["tax_analysis"][0]["tax_amount"], json!("15.74"));
+    }
 }

@@ -1,0 +1,201 @@
+//! `ledger-corpus`: runs the accounting corpus (crates/ledger-stack/corpus) through the whole
+//! engine into the Sage sandbox and compares what Sage holds with what an accountant expects.
+//!
+//! Prints one line per difference and ends with `corpus: N documents, mismatches=M`; exits
+//! non-zero when M > 0. Needs `LEDGER_TEST_PG_URL` and a nats-server (`./dev corpus` provides
+//! both). `CORPUS_FILTER=<substring>` runs only the cases whose name contains it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::stream::{self, StreamExt};
+use ledger_stack::corpus::{self, Case, Reasons, SageView, RESOURCES};
+use ledger_stack::{Merchant, Stack, StackOptions};
+use ledger_testkit::{TestDb, TestNats};
+use serde_json::Value;
+
+/// How long one case may take to settle.
+const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Outcome {
+    name: String,
+    documents: usize,
+    differences: Vec<String>,
+}
+
+fn view(stack: &Stack, merchant: &Merchant) -> SageView {
+    RESOURCES
+        .iter()
+        .map(|r| (r.to_string(), stack.documents(merchant, r)))
+        .collect()
+}
+
+async fn run_case(stack: &Stack, index: usize, case: &Case, events: Vec<Value>) -> Outcome {
+    let fail = |msg: String| Outcome {
+        name: case.name.clone(),
+        documents: corpus::documents_in(&case.expect),
+        differences: vec![msg],
+    };
+    let merchant_id = format!("corpus-{index:03}");
+    let merchant = match stack.onboard(&merchant_id).await {
+        Ok(m) => m,
+        Err(e) => return fail(format!("onboarding failed: {e:#}")),
+    };
+    if let Some(business) = &case.business {
+        if let Err(e) = business_setup(stack, &merchant, business).await {
+            return fail(format!("sandbox business setup failed: {e:#}"));
+        }
+    }
+    if let Some(patch) = &case.settings {
+        if let Err(e) = stack.put_settings(&merchant, patch.clone()).await {
+            return fail(format!("settings refused: {e:#}"));
+        }
+    }
+    let event_ids: Vec<String> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let order: Vec<usize> = case
+        .publish_order
+        .clone()
+        .unwrap_or_else(|| (0..events.len()).collect());
+    for i in order {
+        let Some(event) = events.get(i) else {
+            return fail(format!(
+                "publish_order names event {i}, which does not exist"
+            ));
+        };
+        let mut event = event.clone();
+        event["merchant_id"] = Value::String(merchant_id.clone());
+        let body = serde_json::to_vec(&event).unwrap_or_default();
+        match stack.post_event(&merchant, &body).await {
+            Ok((status, _)) if status == 202 || status == 200 => {}
+            Ok((status, answer)) => {
+                return fail(format!(
+                    "event {i} refused by the gateway ({status}): {answer}"
+                ))
+            }
+            Err(e) => return fail(format!("event {i} not sent: {e:#}")),
+        }
+    }
+    let started = Instant::now();
+    let mut reasons: Reasons;
+    loop {
+        let sage = view(stack, &merchant);
+        reasons = ledger_reconcile::reasons(&stack.nats, &merchant_id).await;
+        if corpus::settled(&case.expect, &sage, &reasons, &event_ids)
+            || started.elapsed() > CASE_TIMEOUT
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Time for a duplicate or a late write to show before comparing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sage = view(stack, &merchant);
+    let mut differences = corpus::check(&case.expect, &sage, &reasons, &event_ids);
+    // Anything refused that the case did not expect to be held is a difference too.
+    for (i, id) in event_ids.iter().enumerate() {
+        if let Some(r) = reasons.get(id) {
+            let expected = case
+                .expect
+                .iter()
+                .any(|w| w.get("held").and_then(Value::as_u64) == Some(i as u64));
+            if !expected {
+                differences.push(format!("event {i}: {r}"));
+            }
+        }
+    }
+    Outcome {
+        name: case.name.clone(),
+        documents: corpus::documents_in(&case.expect),
+        differences,
+    }
+}
+
+/// Puts the case's Sage business into the state it needs before the events.
+async fn business_setup(
+    _stack: &Stack,
+    _merchant: &Merchant,
+    business: &Value,
+) -> anyhow::Result<()> {
+    anyhow::bail!("the sandbox cannot be set up with {business} yet")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = ledger_runtime::telemetry::init("ledger-corpus");
+    let filter = std::env::var("CORPUS_FILTER").unwrap_or_default();
+    let mut cases = corpus::load(&corpus::corpus_dir())?;
+    cases.retain(|c| c.name.contains(&filter));
+
+    // Real Magento documents come from the project's shared material when it is present.
+    let shared = ledger_testkit::shared_dir().map(|d| d.join("magento/real-documents"));
+    let mut prepared: Vec<(usize, Case, Vec<Value>)> = Vec::new();
+    let mut skipped_real = 0usize;
+    for (i, case) in cases.into_iter().enumerate() {
+        let events = if let Some(real) = &case.real {
+            let Some(dir) = shared.as_ref().filter(|d| d.is_dir()) else {
+                skipped_real += 1;
+                continue;
+            };
+            let read = |name: &str| -> anyhow::Result<Value> {
+                let text = std::fs::read_to_string(dir.join(name))
+                    .with_context(|| format!("reading {name}"))?;
+                let v: Value = serde_json::from_str(&text)?;
+                Ok(match v {
+                    Value::Array(mut a) if a.len() == 1 => a.remove(0),
+                    other => other,
+                })
+            };
+            vec![corpus::reshape_real("corpus", real, &read)
+                .with_context(|| format!("case {}", case.name))?]
+        } else {
+            corpus::build_events("corpus", &case).with_context(|| format!("case {}", case.name))?
+        };
+        prepared.push((i, case, events));
+    }
+    if skipped_real > 0 {
+        println!("corpus: {skipped_real} real-document cases skipped (../shared/magento/real-documents not found)");
+    }
+
+    let nats = TestNats::start().await.context("nats-server")?;
+    let db = TestDb::create().await.context("database")?;
+    let stack = Stack::start(StackOptions {
+        concurrency: 16,
+        ..StackOptions::new(nats.url(), db.url())
+    })
+    .await?;
+    let started = Instant::now();
+    let outcomes: Vec<Outcome> = stream::iter(prepared.iter())
+        .map(|(i, case, events)| run_case(&stack, *i, case, events.clone()))
+        .buffer_unordered(12)
+        .collect()
+        .await;
+    let mut documents = 0usize;
+    let mut mismatches = 0usize;
+    let mut outcomes = outcomes;
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    for o in &outcomes {
+        documents += o.documents;
+        if !o.differences.is_empty() {
+            mismatches += o.differences.len();
+            for d in &o.differences {
+                println!("FAIL {}: {d}", o.name);
+            }
+        }
+    }
+    println!(
+        "corpus: {} cases in {:.1}s",
+        outcomes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("corpus: {documents} documents, mismatches={mismatches}");
+    stack.stop().await;
+    drop(db);
+    drop(nats);
+    if mismatches > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
