@@ -31,8 +31,9 @@ pub const SETTINGS_SUBJECT: &str = "ledger.rpc.gateway.settings";
 pub const ENSURE_CONTACT_SUBJECT: &str = "ledger.rpc.contacts.ensure";
 /// Subject for [`DocumentLookupRequest`] → [`DocumentRef`].
 pub const DOCUMENT_LOOKUP_SUBJECT: &str = "ledger.rpc.documents.lookup";
-/// Documents the documents service holds back on purpose (a skip reason other than
-/// `nothing_to_post`), asked by reconciliation: [`HeldDocumentsRequest`] → `Vec<HeldDocument>`.
+/// Documents the documents service keeps out of Sage on purpose, with reason and detail (zero
+/// documents, `nothing_to_post`, included), asked by reconciliation and the portal:
+/// [`HeldDocumentsRequest`] → `Vec<HeldDocument>`.
 pub const HELD_DOCUMENTS_SUBJECT: &str = "ledger.rpc.documents.held";
 /// Queue group every responder joins, so replicas share the requests.
 pub const QUEUE_GROUP: &str = "ledger";

@@ -1172,14 +1172,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     running.done.await?
 }
 
-/// The merchant's documents held back on purpose (a zero document is not a problem).
+/// The merchant's documents kept out of Sage on purpose, zero documents (`nothing_to_post`)
+/// included: reconciliation explains every document Sage does not have; the portal lists
+/// only those with something to fix.
 async fn held(db: &PgPool, merchant: &str) -> Result<Vec<ledger_rpc::HeldDocument>, RpcError> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT document_key, event_id::text, reason, detail FROM skipped_documents
-         WHERE merchant_id = $1 AND reason <> $2 ORDER BY skipped_at",
+         WHERE merchant_id = $1 ORDER BY skipped_at",
     )
     .bind(merchant)
-    .bind(ledger_mapping::reasons::NOTHING_TO_POST)
     .fetch_all(db)
     .await
     .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?;

@@ -723,6 +723,10 @@ async fn held_documents_of(
     .ok()
 }
 
+/// `ledger_mapping::reasons::NOTHING_TO_POST`: a zero document, kept out of Sage with nothing
+/// to fix.
+const NOTHING_TO_POST: &str = "nothing_to_post";
+
 /// Documents held back on purpose, each with its reason code and the detail that says what to
 /// do (which line, which rate, which dates).
 fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
@@ -734,6 +738,16 @@ fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
         Some([]) => body.push_str(
             "<p class=\"muted\" id=\"nothing-held\">No document is held back.</p>",
         ),
+        // A zero document (`nothing_to_post`) is kept out of Sage with nothing to fix.
+        Some(held)
+            if held
+                .iter()
+                .all(|h| h.reason == NOTHING_TO_POST) =>
+        {
+            body.push_str(
+                "<p class=\"muted\" id=\"nothing-held\">No document is held back.</p>",
+            )
+        }
         Some(held) => {
             body.push_str(
                 "<p>Ledger kept these out of Sage on purpose; the detail says what to change. \
@@ -741,7 +755,10 @@ fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
                  <table id=\"held-documents\"><thead><tr><th>Document</th><th>Reason</th>\
                  <th>Details</th></tr></thead><tbody>",
             );
-            for h in held {
+            for h in held
+                .iter()
+                .filter(|h| h.reason != NOTHING_TO_POST)
+            {
                 let _ = write!(
                     body,
                     "<tr data-held=\"{key}\"><td>{key}</td><td><code>{reason}</code></td><td>{detail}</td></tr>",
@@ -1177,6 +1194,23 @@ mod tests {
             "{html}"
         );
         assert!(held_section(Some(&[])).contains("nothing-held"));
+        let zero = [ledger_rpc::HeldDocument {
+            document_key: "invoice:1:000000124".into(),
+            event_id: "z".into(),
+            reason: "nothing_to_post".into(),
+            detail: "invoice 000000124 has a grand total of 0.00 GBP: nothing to post".into(),
+        }];
+        let html = held_section(Some(&zero));
+        assert!(
+            html.contains("nothing-held") && !html.contains("000000124"),
+            "{html}"
+        );
+        let both = [held[0].clone(), zero[0].clone()];
+        let html = held_section(Some(&both));
+        assert!(
+            html.contains("000000123") && !html.contains("000000124"),
+            "{html}"
+        );
         assert!(held_section(None).contains("did not answer"));
     }
 

@@ -46,7 +46,7 @@ mod stats;
 
 pub use error::{ApiError, DataCode, SageError};
 pub use faults::{ActiveFault, FaultKind, FaultPlan};
-pub use model::{BusinessHandle, BusinessSpec};
+pub use model::{default_accounts_start_date, BusinessHandle, BusinessSpec};
 pub use shared::DuplicateGroup;
 pub use stats::{
     CallRecord, CallStat, ConcurrencyViolation, FaultStat, ReplayStat, Stats, TokenStat,

@@ -24,7 +24,8 @@ pub struct BusinessSpec {
     /// [`BusinessHandle::user_id`]) to model a user with several businesses;
     /// `None` creates a new user whose lead business this is.
     pub user_id: Option<String>,
-    /// `financial_settings.accounts_start_date` (default 2020-01-01): documents and payments
+    /// `financial_settings.accounts_start_date` (default 2000-01-01, so that historical
+    /// fixtures post): documents and payments
     /// dated before it are refused.
     pub accounts_start_date: NaiveDate,
     /// `financial_settings.year_end_lockdown_date` (default none): documents and payments
@@ -34,7 +35,7 @@ pub struct BusinessSpec {
 
 /// The sandbox's default `accounts_start_date`.
 pub fn default_accounts_start_date() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date")
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date")
 }
 
 impl Default for BusinessSpec {

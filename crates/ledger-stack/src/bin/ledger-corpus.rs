@@ -113,13 +113,46 @@ async fn run_case(stack: &Stack, index: usize, case: &Case, events: Vec<Value>) 
     }
 }
 
-/// Puts the case's Sage business into the state it needs before the events.
+/// Puts the case's Sage business into the state it needs before the events:
+/// `{"financial_settings": {"accounts_start_date": "2024-01-01", "year_end_lockdown_date":
+/// "2025-03-31"}}` (start omitted: the sandbox default; lockdown omitted: none).
 async fn business_setup(
-    _stack: &Stack,
-    _merchant: &Merchant,
+    stack: &Stack,
+    merchant: &Merchant,
     business: &Value,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("the sandbox cannot be set up with {business} yet")
+    let Some(fields) = business.as_object() else {
+        anyhow::bail!("business must be an object, not {business}");
+    };
+    for (key, value) in fields {
+        match key.as_str() {
+            "financial_settings" => {
+                let date = |field: &str| -> anyhow::Result<Option<chrono::NaiveDate>> {
+                    match value.get(field) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(v) => Ok(Some(
+                            v.as_str()
+                                .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                                .with_context(|| {
+                                    format!(
+                                        "financial_settings.{field}: {v} is not a YYYY-MM-DD date"
+                                    )
+                                })?,
+                        )),
+                    }
+                };
+                let start = date("accounts_start_date")?
+                    .unwrap_or_else(sage_sandbox::default_accounts_start_date);
+                stack.sandbox.set_financial_dates(
+                    &merchant.business_id,
+                    start,
+                    date("year_end_lockdown_date")?,
+                );
+            }
+            other => anyhow::bail!("the sandbox cannot be set up with {other} yet"),
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
