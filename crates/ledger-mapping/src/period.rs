@@ -241,11 +241,20 @@ mod tests {
         }
     }
 
+    /// (date, start, lockdown, policy, expected date or None = held, note / detail part)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        LockedPeriod,
+        Option<&'static str>,
+        &'static str,
+    );
+
     #[test]
     fn open_period_date_table() {
         use LockedPeriod::*;
-        // (date, start, lockdown, policy, expected date or None = held, note / detail part)
-        let cases: &[(&str, Option<&str>, Option<&str>, LockedPeriod, Option<&str>, &str)] = &[
+        let cases: &[Case] = &[
             // No limits at all: every date is open.
             ("2019-01-01", None, None, Hold, Some("2019-01-01"), ""),
             // After both dates: open.
