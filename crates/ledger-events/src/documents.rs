@@ -875,6 +875,44 @@ pub struct CreditMemoSnapshot {
     pub order: OrderContext,
 }
 
+/// Payload of `invoice.canceled`: an invoice canceled before capture (`Invoice::cancel()`, from
+/// state 1 open) or voided after it (`Invoice::void()`, from state 2 paid). Magento leaves both in
+/// state 3; `previous_state` tells them apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceCanceledSnapshot {
+    /// The invoice after the cancellation (state canceled).
+    pub invoice: InvoiceDocument,
+    /// Its order.
+    pub order: OrderContext,
+    /// The state the invoice left: open (canceled before capture) or paid (voided).
+    pub previous_state: InvoiceState,
+    /// When Magento canceled it (UTC).
+    pub canceled_at: DateTime<Utc>,
+}
+
+impl InvoiceCanceledSnapshot {
+    /// True when money had been captured: the invoice was voided from state paid.
+    pub fn was_paid(&self) -> bool {
+        self.previous_state == InvoiceState::Paid
+    }
+}
+
+/// Payload of `creditmemo.refunded` and `creditmemo.canceled`: a credit memo that was pending at
+/// the gateway (state 1 open) reached state 2 refunded or state 3 canceled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditMemoStateSnapshot {
+    /// The credit memo in its new state.
+    pub creditmemo: CreditMemoDocument,
+    /// Its order.
+    pub order: OrderContext,
+    /// The state it left (open, for both events today).
+    pub previous_state: CreditMemoState,
+    /// When the state changed in Magento (UTC).
+    pub changed_at: DateTime<Utc>,
+}
+
 /// Currency and party accessors that every sales snapshot offers the same way.
 macro_rules! snapshot_accessors {
     ($name:ident, $doc:ident) => {
@@ -906,6 +944,8 @@ macro_rules! snapshot_accessors {
 snapshot_accessors!(InvoiceSnapshot, invoice);
 snapshot_accessors!(InvoicePaidSnapshot, invoice);
 snapshot_accessors!(CreditMemoSnapshot, creditmemo);
+snapshot_accessors!(InvoiceCanceledSnapshot, invoice);
+snapshot_accessors!(CreditMemoStateSnapshot, creditmemo);
 
 #[cfg(test)]
 mod tests {

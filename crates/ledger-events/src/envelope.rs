@@ -6,7 +6,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::documents::{CreditMemoSnapshot, InvoicePaidSnapshot, InvoiceSnapshot, SalesDocument};
+use crate::documents::{
+    CreditMemoSnapshot, CreditMemoStateSnapshot, InvoiceCanceledSnapshot, InvoicePaidSnapshot,
+    InvoiceSnapshot, SalesDocument,
+};
 use crate::master::{CustomerSnapshot, ProductSnapshot};
 use crate::validate::{escape_token, validate, ContractError, FieldIssue};
 use crate::EventType;
@@ -31,8 +34,14 @@ pub enum Payload {
     InvoiceCreated(InvoiceSnapshot),
     /// `invoice.paid`.
     InvoicePaid(InvoicePaidSnapshot),
+    /// `invoice.canceled`.
+    InvoiceCanceled(InvoiceCanceledSnapshot),
     /// `creditmemo.created`.
     CreditMemoCreated(CreditMemoSnapshot),
+    /// `creditmemo.refunded`.
+    CreditMemoRefunded(CreditMemoStateSnapshot),
+    /// `creditmemo.canceled`.
+    CreditMemoCanceled(CreditMemoStateSnapshot),
     /// `customer.saved`.
     CustomerSaved(CustomerSnapshot),
     /// `product.saved`.
@@ -45,7 +54,10 @@ impl Payload {
         match self {
             Payload::InvoiceCreated(_) => EventType::InvoiceCreated,
             Payload::InvoicePaid(_) => EventType::InvoicePaid,
+            Payload::InvoiceCanceled(_) => EventType::InvoiceCanceled,
             Payload::CreditMemoCreated(_) => EventType::CreditMemoCreated,
+            Payload::CreditMemoRefunded(_) => EventType::CreditMemoRefunded,
+            Payload::CreditMemoCanceled(_) => EventType::CreditMemoCanceled,
             Payload::CustomerSaved(_) => EventType::CustomerSaved,
             Payload::ProductSaved(_) => EventType::ProductSaved,
         }
@@ -57,7 +69,10 @@ impl Payload {
         Ok(match event_type {
             EventType::InvoiceCreated => Payload::InvoiceCreated(decode_at(value)?),
             EventType::InvoicePaid => Payload::InvoicePaid(decode_at(value)?),
+            EventType::InvoiceCanceled => Payload::InvoiceCanceled(decode_at(value)?),
             EventType::CreditMemoCreated => Payload::CreditMemoCreated(decode_at(value)?),
+            EventType::CreditMemoRefunded => Payload::CreditMemoRefunded(decode_at(value)?),
+            EventType::CreditMemoCanceled => Payload::CreditMemoCanceled(decode_at(value)?),
             EventType::CustomerSaved => Payload::CustomerSaved(decode_at(value)?),
             EventType::ProductSaved => Payload::ProductSaved(decode_at(value)?),
         })
@@ -71,7 +86,10 @@ impl Serialize for Payload {
         match self {
             Payload::InvoiceCreated(p) => p.serialize(serializer),
             Payload::InvoicePaid(p) => p.serialize(serializer),
+            Payload::InvoiceCanceled(p) => p.serialize(serializer),
             Payload::CreditMemoCreated(p) => p.serialize(serializer),
+            Payload::CreditMemoRefunded(p) => p.serialize(serializer),
+            Payload::CreditMemoCanceled(p) => p.serialize(serializer),
             Payload::CustomerSaved(p) => p.serialize(serializer),
             Payload::ProductSaved(p) => p.serialize(serializer),
         }
@@ -183,7 +201,11 @@ impl Envelope {
         match &self.payload {
             Payload::InvoiceCreated(p) => p.invoice.document_key(),
             Payload::InvoicePaid(p) => p.invoice.document_key(),
+            Payload::InvoiceCanceled(p) => p.invoice.document_key(),
             Payload::CreditMemoCreated(p) => p.creditmemo.document_key(),
+            Payload::CreditMemoRefunded(p) | Payload::CreditMemoCanceled(p) => {
+                p.creditmemo.document_key()
+            }
             Payload::CustomerSaved(p) => p.customer.customer_key(),
             Payload::ProductSaved(p) => p.product.product_key(),
         }
@@ -202,7 +224,11 @@ impl Envelope {
         match &self.payload {
             Payload::InvoiceCreated(p) => Some(p.customer_key()),
             Payload::InvoicePaid(p) => Some(p.customer_key()),
+            Payload::InvoiceCanceled(p) => Some(p.customer_key()),
             Payload::CreditMemoCreated(p) => Some(p.customer_key()),
+            Payload::CreditMemoRefunded(p) | Payload::CreditMemoCanceled(p) => {
+                Some(p.customer_key())
+            }
             Payload::CustomerSaved(p) => Some(p.customer.customer_key()),
             Payload::ProductSaved(_) => None,
         }

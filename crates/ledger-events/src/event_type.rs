@@ -1,4 +1,4 @@
-//! The five event types of the contract and their subject tokens.
+//! The event types of the contract and their subject tokens.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,8 +16,15 @@ pub enum EventType {
     InvoiceCreated,
     /// An invoice was captured and is now in state "paid" (`invoice.paid`).
     InvoicePaid,
+    /// An invoice was canceled before capture or voided after it (`invoice.canceled`); Magento
+    /// leaves both in state 3 "canceled".
+    InvoiceCanceled,
     /// A new credit memo (refund) was saved (`creditmemo.created`).
     CreditMemoCreated,
+    /// A credit memo that was pending at the gateway was refunded (`creditmemo.refunded`).
+    CreditMemoRefunded,
+    /// A credit memo that was pending at the gateway was canceled (`creditmemo.canceled`).
+    CreditMemoCanceled,
     /// A customer or one of their addresses was saved (`customer.saved`).
     CustomerSaved,
     /// A product was saved (`product.saved`).
@@ -26,10 +33,13 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type, in a fixed order; handy for creating consumers or iterating in tests.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 8] = [
         EventType::InvoiceCreated,
         EventType::InvoicePaid,
+        EventType::InvoiceCanceled,
         EventType::CreditMemoCreated,
+        EventType::CreditMemoRefunded,
+        EventType::CreditMemoCanceled,
         EventType::CustomerSaved,
         EventType::ProductSaved,
     ];
@@ -39,7 +49,10 @@ impl EventType {
         match self {
             EventType::InvoiceCreated => "invoice.created",
             EventType::InvoicePaid => "invoice.paid",
+            EventType::InvoiceCanceled => "invoice.canceled",
             EventType::CreditMemoCreated => "creditmemo.created",
+            EventType::CreditMemoRefunded => "creditmemo.refunded",
+            EventType::CreditMemoCanceled => "creditmemo.canceled",
             EventType::CustomerSaved => "customer.saved",
             EventType::ProductSaved => "product.saved",
         }
@@ -48,18 +61,24 @@ impl EventType {
     /// The entity token of the subject: `invoice`, `creditmemo`, `customer` or `product`.
     pub const fn entity(self) -> &'static str {
         match self {
-            EventType::InvoiceCreated | EventType::InvoicePaid => "invoice",
-            EventType::CreditMemoCreated => "creditmemo",
+            EventType::InvoiceCreated | EventType::InvoicePaid | EventType::InvoiceCanceled => {
+                "invoice"
+            }
+            EventType::CreditMemoCreated
+            | EventType::CreditMemoRefunded
+            | EventType::CreditMemoCanceled => "creditmemo",
             EventType::CustomerSaved => "customer",
             EventType::ProductSaved => "product",
         }
     }
 
-    /// The action token of the subject: `created`, `paid` or `saved`.
+    /// The action token of the subject: `created`, `paid`, `canceled`, `refunded` or `saved`.
     pub const fn action(self) -> &'static str {
         match self {
             EventType::InvoiceCreated | EventType::CreditMemoCreated => "created",
             EventType::InvoicePaid => "paid",
+            EventType::InvoiceCanceled | EventType::CreditMemoCanceled => "canceled",
+            EventType::CreditMemoRefunded => "refunded",
             EventType::CustomerSaved | EventType::ProductSaved => "saved",
         }
     }
@@ -76,7 +95,12 @@ impl EventType {
     pub const fn is_sales_document(self) -> bool {
         matches!(
             self,
-            EventType::InvoiceCreated | EventType::InvoicePaid | EventType::CreditMemoCreated
+            EventType::InvoiceCreated
+                | EventType::InvoicePaid
+                | EventType::InvoiceCanceled
+                | EventType::CreditMemoCreated
+                | EventType::CreditMemoRefunded
+                | EventType::CreditMemoCanceled
         )
     }
 }

@@ -32,7 +32,8 @@ mod validate;
 
 pub use documents::{
     normalise_email, Address, AppliedTax, CreditMemoDocument, CreditMemoSnapshot, CreditMemoState,
-    DocumentItem, InvoiceDocument, InvoicePaidSnapshot, InvoiceSnapshot, InvoiceState,
+    CreditMemoStateSnapshot, DocumentItem, InvoiceCanceledSnapshot, InvoiceDocument,
+    InvoicePaidSnapshot, InvoiceSnapshot, InvoiceState,
     OrderContext, OrderItem, OrderPayment, PaymentFacts, SalesDocument, TaxConfig,
 };
 pub use envelope::{parse, Envelope, Payload, Source};

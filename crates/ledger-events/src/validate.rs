@@ -12,7 +12,7 @@ pub const SCHEMA_BASE_URI: &str = "https://ledger.example/schemas/events/";
 
 /// The JSON Schema files of the contract, `(file name, text)`, embedded at build time so a
 /// consumer binary always validates against the schemas it was compiled with.
-pub const SCHEMA_FILES: [(&str, &str); 7] = [
+pub const SCHEMA_FILES: [(&str, &str); 10] = [
     (
         "envelope.schema.json",
         include_str!("../../../schemas/events/envelope.schema.json"),
@@ -28,6 +28,18 @@ pub const SCHEMA_FILES: [(&str, &str); 7] = [
     (
         "invoice-paid.schema.json",
         include_str!("../../../schemas/events/invoice-paid.schema.json"),
+    ),
+    (
+        "invoice-canceled.schema.json",
+        include_str!("../../../schemas/events/invoice-canceled.schema.json"),
+    ),
+    (
+        "creditmemo-refunded.schema.json",
+        include_str!("../../../schemas/events/creditmemo-refunded.schema.json"),
+    ),
+    (
+        "creditmemo-canceled.schema.json",
+        include_str!("../../../schemas/events/creditmemo-canceled.schema.json"),
     ),
     (
         "creditmemo-created.schema.json",
