@@ -450,8 +450,22 @@ fn execute(
                 Method::PUT if res.put_definition().is_some() => {
                     write(sh, biz, res, Some(id), body, now)
                 }
-                Method::DELETE if res == Res::Contacts => {
-                    contacts::delete(biz, id, now)?;
+                Method::DELETE => {
+                    match res {
+                        Res::Contacts => contacts::delete(biz, id, now)?,
+                        Res::SalesInvoices | Res::SalesCreditNotes => {
+                            let kind = if res == Res::SalesInvoices {
+                                SalesKind::Invoice
+                            } else {
+                                SalesKind::CreditNote
+                            };
+                            let reason = void_reason_of(q, body, kind.root());
+                            sales::void(biz, kind, id, reason.as_deref(), now)?
+                        }
+                        Res::ContactPayments => payments::delete_payment(biz, id, now)?,
+                        Res::ContactAllocations => payments::delete_allocation(biz, id, now)?,
+                        _ => return Err(method_not_allowed()),
+                    }
                     Ok(Answer {
                         status: StatusCode::NO_CONTENT,
                         body: None,
@@ -463,6 +477,20 @@ fn execute(
         }
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// The `void_reason` of a DELETE-void (quirk 21): the query parameter the swagger defines,
+/// else the body the Invoicing guide shows, either bare (`{"void_reason": ..}`) or under the
+/// document's root (`{"sales_invoice": {"void_reason": ..}}`).
+fn void_reason_of(q: &HashMap<String, String>, body: &Bytes, root: &str) -> Option<String> {
+    if let Some(r) = q.get("void_reason").filter(|r| !r.trim().is_empty()) {
+        return Some(r.clone());
+    }
+    let json: Value = serde_json::from_slice(body).ok()?;
+    json.get("void_reason")
+        .or_else(|| json.get(root)?.get("void_reason"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// `/businesses`, `/businesses/lead` and `/businesses/{id}` for the token's user.
@@ -624,8 +652,19 @@ fn get_one(biz: &Business, res: Res, id: &str) -> Result<Value, ApiError> {
         Res::Services => find(&biz.services, id),
         Res::SalesInvoices => find(&biz.sales_invoices, id),
         Res::SalesCreditNotes => find(&biz.sales_credit_notes, id),
-        Res::ContactPayments => find(&biz.contact_payments, id),
-        Res::ContactAllocations => find(&biz.contact_allocations, id),
+        // Deleted payments and allocations are gone for clients.
+        Res::ContactPayments => biz
+            .contact_payments
+            .get(id)
+            .filter(|r| !payments::is_deleted(&r.json))
+            .map(|r| Value::Object(r.json.clone()))
+            .ok_or_else(ApiError::not_found),
+        Res::ContactAllocations => biz
+            .contact_allocations
+            .get(id)
+            .filter(|r| !payments::is_deleted(&r.json))
+            .map(|r| Value::Object(r.json.clone()))
+            .ok_or_else(ApiError::not_found),
     }
 }
 
@@ -780,7 +819,8 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
                 &["created_at", "updated_at", "date"],
                 |r| {
                     let m = &r.meta;
-                    bank.is_none_or(|b| m.bank_account_id == b)
+                    !payments::is_deleted(&r.json)
+                        && bank.is_none_or(|b| m.bank_account_id == b)
                         && tt.is_none_or(|t| m.transaction_type == t)
                         && in_range(m.date, range)
                 },
@@ -796,7 +836,10 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
                 q,
                 &path,
                 &["created_at", "updated_at", "date"],
-                |r| tt.is_none_or(|t| r.meta.transaction_type == t),
+                |r| {
+                    !payments::is_deleted(&r.json)
+                        && tt.is_none_or(|t| r.meta.transaction_type == t)
+                },
                 |r| Some(r.meta.date),
             )
         }

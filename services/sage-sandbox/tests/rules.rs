@@ -973,3 +973,127 @@ async fn documents_and_payments_refused_outside_the_open_period() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     sandbox.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_paid_invoice_is_voided_only_after_its_receipt_is_deleted() {
+    let sandbox = start().await;
+    let api = uk(&sandbox).await;
+    let c = api.customer("A", json!({})).await;
+    // 100.00 net + 20.00 VAT = 120.00, paid in full.
+    let inv = invoice_total(&api, &c, "100", "20").await;
+    let r = api
+        .post(
+            "/contact_payments",
+            receipt(
+                &api,
+                &c,
+                "120.00",
+                json!([{"artefact_id": inv, "amount": "120.00"}]),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let payment = r.id();
+
+    // Sage refuses to void a paid invoice: the payment has to go first.
+    let r = api
+        .delete(&format!("/sales_invoices/{inv}?void_reason=Canceled"))
+        .await;
+    r.assert_422("sales_invoice.void_reason");
+    assert!(r
+        .message()
+        .contains("delete the payments and allocations first"));
+
+    let r = api.delete(&format!("/contact_payments/{payment}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&format!("/contact_payments/{payment}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get(&format!("/contact_payments?contact_id={c}"))
+            .await
+            .body["$total"],
+        0
+    );
+    let i = api.get(&format!("/sales_invoices/{inv}")).await.body;
+    assert_eq!(
+        (i["outstanding_amount"].as_str(), i["status"]["id"].as_str()),
+        (Some("120.00"), Some("UNPAID"))
+    );
+    assert_eq!(i["payments_allocations"].as_array().unwrap().len(), 0);
+
+    // Without a reason the void is refused (the invoice is not a draft).
+    api.delete(&format!("/sales_invoices/{inv}"))
+        .await
+        .assert_422("sales_invoice.void_reason");
+    // Quirk 21: the guide's body form is read as well as the swagger's query parameter.
+    let r = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/sales_invoices/{inv}"),
+            Some(json!({"void_reason": "Voided in Magento"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let i = api.get(&format!("/sales_invoices/{inv}")).await.body;
+    assert_eq!(
+        (
+            i["status"]["id"].as_str(),
+            i["void_reason"].as_str(),
+            i["outstanding_amount"].as_str()
+        ),
+        (Some("VOID"), Some("Voided in Magento"), Some("0.00"))
+    );
+    // A void invoice takes no payment and is not voided twice.
+    api.post(
+        "/contact_payments",
+        receipt(
+            &api,
+            &c,
+            "1.00",
+            json!([{"artefact_id": inv, "amount": "1.00"}]),
+        ),
+    )
+    .await
+    .assert_422("contact_payment.allocated_artefacts[0].amount");
+    api.delete(&format!("/sales_invoices/{inv}?void_reason=again"))
+        .await
+        .assert_422("sales_invoice.void_reason");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_allocated_credit_note_is_voided_after_its_allocation_is_deleted() {
+    let sandbox = start().await;
+    let api = uk(&sandbox).await;
+    let c = api.customer("A", json!({})).await;
+    let inv = invoice_total(&api, &c, "100", "20").await;
+    // 25.00 + 5.00 VAT = 30.00 credit, allocated to the 120.00 invoice: 90.00 left.
+    let cn = api
+        .credit_note(&c, json!([api.line("Return", "1", "25", "5")]))
+        .await
+        .id();
+    let r = api.post("/contact_allocations", json!({"contact_allocation": {"transaction_type_id": "CUSTOMER_ALLOCATION", "contact_id": c, "date": "2024-05-05",
+        "allocated_artefacts": [{"artefact_id": inv, "amount": "30.00"}, {"artefact_id": cn, "amount": "-30.00"}]}})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let allocation = r.id();
+    api.delete(&format!("/sales_credit_notes/{cn}?void_reason=Canceled"))
+        .await
+        .assert_422("sales_credit_note.void_reason");
+    let r = api
+        .delete(&format!("/contact_allocations/{allocation}"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let i = api.get(&format!("/sales_invoices/{inv}")).await.body;
+    assert_eq!(i["outstanding_amount"].as_str(), Some("120.00"));
+    let r = api
+        .delete(&format!("/sales_credit_notes/{cn}?void_reason=Canceled"))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let n = api.get(&format!("/sales_credit_notes/{cn}")).await.body;
+    assert_eq!(n["status"]["id"], "VOID");
+    sandbox.shutdown().await;
+}

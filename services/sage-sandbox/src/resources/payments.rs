@@ -480,3 +480,117 @@ pub(crate) fn create_allocation(
     });
     Ok(out)
 }
+
+/// Gives back to an artefact what a deleted payment or allocation had settled on it, and drops
+/// that settlement from its `payments_allocations`.
+fn unsettle(biz: &mut Business, artefact_id: &str, amount: Decimal, by: &str, now: DateTime<Utc>) {
+    let Some(kind) = biz.artefact(artefact_id).map(|(k, _)| k) else {
+        return;
+    };
+    let Some(rec) = biz.artefact_mut(kind, artefact_id) else {
+        return;
+    };
+    if rec.meta.status == "VOID" {
+        return;
+    }
+    rec.meta.outstanding += amount;
+    rec.meta.status = rules::artefact_status(rec.meta.total, rec.meta.outstanding);
+    rec.updated_at = now;
+    let rate = rec.meta.exchange_rate;
+    let j = &mut rec.json;
+    j.insert(
+        "outstanding_amount".into(),
+        money_json(rec.meta.outstanding),
+    );
+    j.insert(
+        "base_currency_outstanding_amount".into(),
+        money_json(base_amount(rec.meta.outstanding, rate)),
+    );
+    j.insert(
+        "total_paid".into(),
+        money_json(rec.meta.total - rec.meta.outstanding),
+    );
+    j.insert("status".into(), super::sales::status_link(rec.meta.status));
+    j.insert("updated_at".into(), Value::String(timestamp(now)));
+    if let Some(Value::Array(list)) = j.get_mut("payments_allocations") {
+        list.retain(|entry| entry["link"]["id"].as_str() != Some(by));
+    }
+}
+
+/// The artefacts a payment or allocation settled: (artefact id, amount given back).
+fn settled_artefacts(json: &Map<String, Value>) -> Vec<(String, Decimal)> {
+    json.get("allocated_artefacts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let id = a["artefact"]["id"].as_str()?.to_owned();
+            let amount = dec_field(a.as_object()?, "amount")
+                .unwrap_or_default()
+                .abs()
+                + dec_field(a.as_object()?, "discount").unwrap_or_default();
+            Some((id, amount))
+        })
+        .collect()
+}
+
+/// True once a payment or allocation has been deleted (Sage keeps no trace a client can read).
+pub(crate) fn is_deleted(json: &Map<String, Value>) -> bool {
+    json.get("deleted_at").is_some_and(|d| !d.is_null())
+}
+
+/// `DELETE /contact_payments/{id}`: removes a receipt or refund, and with it what it settled,
+/// so its invoice or credit note is outstanding again (and can then be voided). A payment on
+/// account the receipt left goes with it.
+pub(crate) fn delete_payment(
+    biz: &mut Business,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let rec = biz
+        .contact_payments
+        .get(id)
+        .filter(|r| !is_deleted(&r.json))
+        .ok_or_else(ApiError::not_found)?;
+    let settled = settled_artefacts(&rec.json);
+    let on_account = rec.json["payment_on_account"]["id"]
+        .as_str()
+        .map(str::to_owned);
+    for (artefact, amount) in settled {
+        unsettle(biz, &artefact, amount, id, now);
+    }
+    if let Some(poa) = on_account.and_then(|p| biz.payments_on_account.get_mut(&p)) {
+        poa.meta.outstanding = Decimal::ZERO;
+        poa.json
+            .insert("deleted_at".into(), Value::String(timestamp(now)));
+    }
+    if let Some(rec) = biz.contact_payments.get_mut(id) {
+        rec.updated_at = now;
+        rec.json
+            .insert("deleted_at".into(), Value::String(timestamp(now)));
+    }
+    Ok(())
+}
+
+/// `DELETE /contact_allocations/{id}`: undoes an allocation (e.g. a credit note against its
+/// invoice), so both are outstanding again.
+pub(crate) fn delete_allocation(
+    biz: &mut Business,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let rec = biz
+        .contact_allocations
+        .get(id)
+        .filter(|r| !is_deleted(&r.json))
+        .ok_or_else(ApiError::not_found)?;
+    for (artefact, amount) in settled_artefacts(&rec.json) {
+        unsettle(biz, &artefact, amount, id, now);
+    }
+    if let Some(rec) = biz.contact_allocations.get_mut(id) {
+        rec.updated_at = now;
+        rec.json
+            .insert("deleted_at".into(), Value::String(timestamp(now)));
+    }
+    Ok(())
+}
