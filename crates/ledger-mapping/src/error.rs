@@ -102,6 +102,8 @@ pub mod reasons {
     /// Magento's base-currency grand total is not its grand total at its own exchange
     /// rate (beyond a cent per line): the base figures cannot be reproduced in Sage.
     pub const BASE_TOTALS_MISMATCH: &str = "base_totals_mismatch";
+    /// Canceled (or voided) in Magento before the document reached Sage: it never will.
+    pub const CANCELED: &str = "canceled";
     /// Nothing to post (e.g. a zero-amount payment).
     pub const NOTHING_TO_POST: &str = "nothing_to_post";
     /// A document or payment dated in a period Sage has locked (before the accounts start

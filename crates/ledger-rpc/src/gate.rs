@@ -296,6 +296,32 @@ impl GatedSage {
         result
     }
 
+    /// A DELETE-void (`void_reason` in query and body) through the gate.
+    pub async fn void(
+        &self,
+        merchant: &str,
+        path: &str,
+        void_reason: &str,
+    ) -> Result<sage_client::SageResponse, sage_client::SageError> {
+        if ledger_runtime::replay::dry_run() {
+            return Err(refuse_dry_run("DELETE", path, "", &Value::Null, None));
+        }
+        self.admit(merchant).await?;
+        let _permit = self.gate.permit().await;
+        let started = Instant::now();
+        let result = self.client.void(merchant, path, void_reason).await;
+        audit_response(
+            "DELETE",
+            path,
+            &[("void_reason", void_reason)],
+            None,
+            None,
+            &result,
+            started,
+        );
+        result
+    }
+
     /// Every page of a listing (each page passes the gate). The audit keeps one entry for the
     /// whole listing, with the number of items read.
     pub async fn list_all(

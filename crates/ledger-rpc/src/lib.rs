@@ -9,6 +9,7 @@
 //! | [`SETTINGS_SUBJECT`] | gateway | a merchant's accounting settings |
 //! | [`ENSURE_CONTACT_SUBJECT`] | contacts | the Sage contact for (merchant, customer, currency) |
 //! | [`DOCUMENT_LOOKUP_SUBJECT`] | documents | the Sage document created for a Magento document |
+//! | [`REMOVE_RECEIPTS_SUBJECT`] | payments | delete the receipts of an invoice about to be voided |
 //!
 //! Replies are [`Reply<T>`]: either the answer or a classified error, so the asking consumer
 //! can tell "retry later" from "pause the merchant" from "this will never work".
@@ -35,6 +36,10 @@ pub const DOCUMENT_LOOKUP_SUBJECT: &str = "ledger.rpc.documents.lookup";
 /// documents, `nothing_to_post`, included), asked by reconciliation and the portal:
 /// [`HeldDocumentsRequest`] → `Vec<HeldDocument>`.
 pub const HELD_DOCUMENTS_SUBJECT: &str = "ledger.rpc.documents.held";
+/// Subject for [`RemoveReceiptsRequest`] → [`RemovedReceipts`]: before the documents service
+/// voids a Sage invoice (Sage refuses to void one with payments), the payments service deletes
+/// the receipts it posted to it and stops any later receipt for it.
+pub const REMOVE_RECEIPTS_SUBJECT: &str = "ledger.rpc.payments.remove_receipts";
 /// Queue group every responder joins, so replicas share the requests.
 pub const QUEUE_GROUP: &str = "ledger";
 
@@ -361,6 +366,25 @@ pub struct DocumentLookupRequest {
     pub merchant: String,
     /// Stable Magento document key (e.g. `invoice:<store>:<increment id>`).
     pub document_key: String,
+}
+
+/// Asks the payments service to delete the receipts it posted to an invoice that Magento
+/// canceled or voided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveReceiptsRequest {
+    /// Merchant id.
+    pub merchant: String,
+    /// Stable Magento document key of the invoice (`invoice:<store>:<increment id>`).
+    pub document_key: String,
+    /// The `invoice.canceled` event asking, for the payments service's records.
+    pub event_id: String,
+}
+
+/// What the payments service removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RemovedReceipts {
+    /// Sage ids of the receipts deleted now or by an earlier request for the same invoice.
+    pub removed: Vec<String>,
 }
 
 /// Asks for a merchant's held documents.

@@ -13,6 +13,10 @@
 //! allocated to it when money went back to the customer, else an allocation against the
 //! original invoice for what Sage says is still outstanding there (see `docs/accounting.md`).
 //!
+//! An `invoice.canceled` or `creditmemo.canceled` event voids the Sage document (its receipt,
+//! refund or allocation removed first, as Sage requires), or records a document that never
+//! reached Sage as skipped with reason `canceled` (see `docs/accounting.md`).
+//!
 //! It answers [`ledger_rpc::DOCUMENT_LOOKUP_SUBJECT`] so the payments service can find the
 //! Sage invoice a payment belongs to without reading this service's tables.
 
@@ -21,7 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use ledger_events::{CreditMemoSnapshot, Envelope, InvoiceSnapshot, Payload};
+use ledger_events::{
+    CreditMemoSnapshot, CreditMemoStateSnapshot, Envelope, InvoiceCanceledSnapshot,
+    InvoiceSnapshot, Payload,
+};
 use ledger_mapping::{
     DocumentPlan, MappingError, MerchantSettings, OriginalInvoice, SageDocumentRef, Settlement,
 };
@@ -61,6 +68,13 @@ pub const STEP_REFUND: &str = "credit_note_refund";
 pub const STEP_ALLOCATION: &str = "credit_note_allocation";
 /// Dead-letter code of a refund for which no bank account is configured in its currency.
 pub const NO_BANK_ACCOUNT: &str = "settings.no_bank_account";
+/// Journal step (and idempotency-id salt) of voiding a Sage invoice or credit note.
+pub const STEP_VOID: &str = "void";
+/// Journal step of removing what settled a credit note (its refund or allocation) before the
+/// credit note is voided.
+pub const STEP_UNSETTLE: &str = "credit_note_unsettle";
+/// How long to wait for the payments service to remove an invoice's receipts.
+const REMOVE_RECEIPTS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A document this service has posted, as its cross-reference holds it.
 #[derive(Debug, Clone)]
@@ -490,6 +504,12 @@ impl Documents {
             ledger_runtime::audit::note_sage_number(posted.sage_number.as_deref().unwrap_or(""));
             return Ok(Outcome::AlreadyDone);
         }
+        // Canceled in Magento before it got here (a backfill, or a cancel that overtook it).
+        if self.canceled_before_posting(&env.merchant_id, &key).await? {
+            return Ok(Outcome::Skipped(
+                ledger_mapping::reasons::CANCELED.to_string(),
+            ));
+        }
         // A zero invoice (a free order) moves no money and no VAT: `nothing_to_post`, lines
         // and all (docs/accounting.md), and its payment is skipped the same way.
         if ledger_mapping::round2(snapshot.invoice.grand_total).is_zero() {
@@ -574,6 +594,15 @@ impl Documents {
     ) -> Result<Outcome, ProcessError> {
         let key = snapshot.document_key();
         ledger_runtime::audit::note_document(&key);
+        // Canceled in Magento: skipped before it reached Sage, or voided there since.
+        if self.canceled_before_posting(&env.merchant_id, &key).await? {
+            return Ok(Outcome::Skipped(
+                ledger_mapping::reasons::CANCELED.to_string(),
+            ));
+        }
+        if self.voided(&env.merchant_id, &key).await? {
+            return Ok(Outcome::AlreadyDone);
+        }
         // A zero credit memo refunds nothing: `nothing_to_post` (docs/accounting.md).
         if ledger_mapping::round2(snapshot.creditmemo.grand_total).is_zero() {
             let detail = format!(
@@ -961,6 +990,262 @@ impl Documents {
         }
     }
 
+    /// True when the document was recorded as skipped because Magento canceled it first.
+    async fn canceled_before_posting(
+        &self,
+        merchant: &str,
+        key: &str,
+    ) -> Result<bool, ProcessError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM skipped_documents WHERE merchant_id = $1 AND document_key = $2 AND reason = $3",
+        )
+        .bind(merchant)
+        .bind(key)
+        .bind(ledger_mapping::reasons::CANCELED)
+        .fetch_one(self.db())
+        .await?
+            > 0)
+    }
+
+    /// True when this service has voided the document in Sage.
+    async fn voided(&self, merchant: &str, key: &str) -> Result<bool, ProcessError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM documents WHERE merchant_id = $1 AND document_key = $2 AND voided_at IS NOT NULL",
+        )
+        .bind(merchant)
+        .bind(key)
+        .fetch_one(self.db())
+        .await?
+            > 0)
+    }
+
+    /// `invoice.canceled`: voids the Sage invoice, its receipts removed first by the payments
+    /// service (Sage refuses to void an invoice with payments); an invoice that never reached
+    /// Sage is recorded as skipped with reason `canceled`.
+    async fn invoice_canceled(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        snapshot: &InvoiceCanceledSnapshot,
+    ) -> Result<Outcome, ProcessError> {
+        let key = snapshot.document_key();
+        ledger_runtime::audit::note_document(&key);
+        let increment = &snapshot.invoice.increment_id;
+        let Some(posted) = self.posted(&env.merchant_id, &key).await? else {
+            let detail = canceled_detail("invoice", increment, snapshot.was_paid());
+            return self
+                .record_skip(
+                    env,
+                    &key,
+                    ledger_mapping::reasons::CANCELED,
+                    &detail,
+                    snapshot.invoice.entity_id,
+                )
+                .await;
+        };
+        ledger_runtime::audit::note_reference(&posted.reference);
+        if self.voided(&env.merchant_id, &key).await? {
+            return Ok(Outcome::AlreadyDone);
+        }
+        // The receipts first: the payments service owns them.
+        let removed: ledger_rpc::RemovedReceipts = ledger_rpc::ask(
+            &self.ctx.nats,
+            ledger_rpc::REMOVE_RECEIPTS_SUBJECT,
+            &ledger_rpc::RemoveReceiptsRequest {
+                merchant: env.merchant_id.clone(),
+                document_key: key.clone(),
+                event_id: env.event_id.to_string(),
+            },
+            REMOVE_RECEIPTS_TIMEOUT,
+        )
+        .await?;
+        if !removed.removed.is_empty() {
+            tracing::info!(document = key, receipts = ?removed.removed, "receipts removed before the void");
+        }
+        let reason = void_reason("invoice", increment, snapshot.was_paid());
+        self.void_in_sage(env, delivery, &key, &posted, "sales_invoices", &reason)
+            .await
+    }
+
+    /// `creditmemo.canceled` (a refund the gateway declined): voids the Sage credit note. What
+    /// already settled it, a customer refund or an allocation to its invoice, is deleted first,
+    /// so the invoice owes again what Magento says it owes (decision 0017).
+    async fn credit_memo_canceled(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        snapshot: &CreditMemoStateSnapshot,
+    ) -> Result<Outcome, ProcessError> {
+        let key = snapshot.document_key();
+        ledger_runtime::audit::note_document(&key);
+        let increment = &snapshot.creditmemo.increment_id;
+        let merchant = env.merchant_id.as_str();
+        let Some(posted) = self.posted(merchant, &key).await? else {
+            let detail = canceled_detail("credit memo", increment, false);
+            return self
+                .record_skip(
+                    env,
+                    &key,
+                    ledger_mapping::reasons::CANCELED,
+                    &detail,
+                    snapshot.creditmemo.entity_id,
+                )
+                .await;
+        };
+        ledger_runtime::audit::note_reference(&posted.reference);
+        if self.voided(merchant, &key).await? {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let settled: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT kind, state, sage_id FROM credit_note_settlements WHERE merchant_id = $1 AND document_key = $2",
+        )
+        .bind(merchant)
+        .bind(&key)
+        .fetch_optional(self.db())
+        .await?;
+        if let Some((kind, state, Some(sage_id))) = settled {
+            if state == "done" {
+                let path = match SettlementKind::parse(&kind) {
+                    Some(SettlementKind::Refund) => Some(format!("contact_payments/{sage_id}")),
+                    Some(SettlementKind::Allocation) => {
+                        Some(format!("contact_allocations/{sage_id}"))
+                    }
+                    _ => None,
+                };
+                if let Some(path) = path {
+                    journal::record_intent(
+                        self.db(),
+                        merchant,
+                        env.event_id,
+                        STEP_UNSETTLE,
+                        &sage_client::idempotency_id(&env.event_id, STEP_UNSETTLE),
+                        delivery.stream_sequence,
+                    )
+                    .await?;
+                    match self.ctx.sage.delete(merchant, &path, &[]).await {
+                        Ok(_) => {}
+                        // Already gone: an earlier attempt, or deleted in Sage by hand.
+                        Err(e) if e.status() == Some(404) => {}
+                        Err(e) => return Err(ledger_rpc::sage_error_to_process(e)),
+                    }
+                    let mut tx = self.db().begin().await?;
+                    sqlx::query(
+                        "UPDATE credit_note_settlements SET state = 'removed' WHERE merchant_id = $1 AND document_key = $2",
+                    )
+                    .bind(merchant)
+                    .bind(&key)
+                    .execute(&mut *tx)
+                    .await?;
+                    journal::record_done(
+                        &mut tx,
+                        merchant,
+                        env.event_id,
+                        STEP_UNSETTLE,
+                        Some(&sage_id),
+                        None,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    tracing::info!(
+                        document = key,
+                        kind,
+                        sage_id,
+                        "credit note settlement removed before the void"
+                    );
+                }
+            }
+        }
+        let reason = void_reason("credit memo", increment, false);
+        self.void_in_sage(env, delivery, &key, &posted, "sales_credit_notes", &reason)
+            .await
+    }
+
+    /// Voids a posted document in Sage once (journaled) and marks its cross-reference voided.
+    async fn void_in_sage(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        key: &str,
+        posted: &Posted,
+        resource: &str,
+        reason: &str,
+    ) -> Result<Outcome, ProcessError> {
+        let merchant = env.merchant_id.as_str();
+        let path = format!("{resource}/{}", posted.sage_id);
+        let state = journal::step_state(self.db(), merchant, env.event_id, STEP_VOID).await?;
+        let already_void = match state {
+            StepState::InDoubt => self.void_in_sage_already(merchant, &path).await?,
+            _ => false,
+        };
+        if !already_void {
+            journal::record_intent(
+                self.db(),
+                merchant,
+                env.event_id,
+                STEP_VOID,
+                &sage_client::idempotency_id(&env.event_id, STEP_VOID),
+                delivery.stream_sequence,
+            )
+            .await?;
+            if let Err(e) = self.ctx.sage.void(merchant, &path, reason).await {
+                // Sage keeps a voided document and refuses a second void: an earlier attempt
+                // that landed is adopted; a payment still allocated (one posted while the
+                // receipts were being removed, or one entered in Sage by hand) is retried, the
+                // receipts being asked for again, and named if it stays.
+                if e.status() == Some(422) && self.void_in_sage_already(merchant, &path).await? {
+                    tracing::info!(document = key, "already voided in Sage; adopting it");
+                } else if e.status() == Some(422) {
+                    return Err(ProcessError::transient(format!(
+                        "Sage refused to void {resource}/{} ({e}); payments or allocations are \
+                         still on it: delete those in Sage if they were entered by hand",
+                        posted.sage_id
+                    )));
+                } else {
+                    return Err(ledger_rpc::sage_error_to_process(e));
+                }
+            }
+        }
+        let mut tx = self.db().begin().await?;
+        sqlx::query(
+            "UPDATE documents SET voided_at = now(), void_reason = $3 WHERE merchant_id = $1 AND document_key = $2",
+        )
+        .bind(merchant)
+        .bind(key)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        journal::record_done(
+            &mut tx,
+            merchant,
+            env.event_id,
+            STEP_VOID,
+            Some(&posted.sage_id),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        ledger_runtime::audit::note_detail(reason);
+        tracing::info!(
+            document = key,
+            sage_id = posted.sage_id,
+            reason,
+            "document voided in Sage"
+        );
+        Ok(Outcome::Applied)
+    }
+
+    /// Whether Sage already shows the document voided (it keeps voided documents with their
+    /// `void_reason`).
+    async fn void_in_sage_already(&self, merchant: &str, path: &str) -> Result<bool, ProcessError> {
+        let response = self
+            .ctx
+            .sage
+            .get(merchant, path, &[])
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        Ok(is_void(&response.body))
+    }
+
     /// What Sage says is still outstanding on a sales invoice.
     async fn outstanding(
         &self,
@@ -1039,6 +1324,30 @@ fn settings_error(e: MappingError) -> ProcessError {
     }
 }
 
+/// The `void_reason` sent to Sage (at most 200 characters; a Magento increment id is short).
+pub fn void_reason(what: &str, increment_id: &str, after_capture: bool) -> String {
+    if after_capture {
+        format!("Magento {what} {increment_id} voided after capture")
+    } else {
+        format!("Magento {what} {increment_id} canceled")
+    }
+}
+
+/// The detail of a document skipped because Magento canceled it before it reached Sage.
+pub fn canceled_detail(what: &str, increment_id: &str, after_capture: bool) -> String {
+    let how = if after_capture { "voided" } else { "canceled" };
+    format!("{what} {increment_id} was {how} in Magento before it reached Sage; nothing to post")
+}
+
+/// True for a Sage document that has been voided (status VOID or a `void_reason`).
+pub fn is_void(document: &Value) -> bool {
+    document["status"]["id"].as_str() == Some("VOID")
+        || document
+            .get("void_reason")
+            .and_then(Value::as_str)
+            .is_some_and(|r| !r.is_empty())
+}
+
 /// The permanent failure for a refund with no Sage bank account in its currency.
 pub fn no_bank_account(method: &str, currency: &str) -> ProcessError {
     ProcessError::Permanent {
@@ -1063,6 +1372,12 @@ impl Handler for Documents {
             Payload::CreditMemoCreated(snapshot) => {
                 self.credit_memo_created(&env, delivery, snapshot).await
             }
+            Payload::InvoiceCanceled(snapshot) => {
+                self.invoice_canceled(&env, delivery, snapshot).await
+            }
+            Payload::CreditMemoCanceled(snapshot) => {
+                self.credit_memo_canceled(&env, delivery, snapshot).await
+            }
             other => Ok(Outcome::Skipped(format!(
                 "not_handled:{}",
                 other.event_type().as_str()
@@ -1085,7 +1400,12 @@ impl Handler for Documents {
 pub fn consumer_spec() -> ConsumerSpec {
     ConsumerSpec::for_service(
         SERVICE,
-        &["magento.*.invoice.created", "magento.*.creditmemo.created"],
+        &[
+            "magento.*.invoice.created",
+            "magento.*.creditmemo.created",
+            "magento.*.invoice.canceled",
+            "magento.*.creditmemo.canceled",
+        ],
     )
 }
 
@@ -1199,7 +1519,7 @@ async fn held(db: &PgPool, merchant: &str) -> Result<Vec<ledger_rpc::HeldDocumen
 
 async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, RpcError> {
     let row: Option<(String, String, String, String, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT resource, sage_id, contact_id, currency, total, exchange_rate FROM documents WHERE merchant_id = $1 AND document_key = $2",
+        "SELECT resource, sage_id, contact_id, currency, total, exchange_rate FROM documents WHERE merchant_id = $1 AND document_key = $2 AND voided_at IS NULL",
     )
     .bind(merchant)
     .bind(key)
@@ -1256,6 +1576,39 @@ mod tests {
     }
 
     #[test]
+    fn void_reasons_say_what_happened_and_fit_sage() {
+        assert_eq!(
+            void_reason("invoice", "000000012", true),
+            "Magento invoice 000000012 voided after capture"
+        );
+        assert_eq!(
+            void_reason("credit memo", "000000003", false),
+            "Magento credit memo 000000003 canceled"
+        );
+        // Sage's limit is 200 characters; Magento increment ids are at most 50.
+        assert!(void_reason("credit memo", &"9".repeat(50), true).len() <= 200);
+        assert!(canceled_detail("invoice", "000000012", false).contains("canceled in Magento"));
+        assert!(canceled_detail("invoice", "000000012", true).contains("voided in Magento"));
+    }
+
+    #[test]
+    fn void_documents_are_recognised() {
+        use serde_json::json;
+        assert!(is_void(
+            &json!({"status": {"id": "VOID"}, "void_reason": null})
+        ));
+        assert!(is_void(
+            &json!({"status": {"id": "UNPAID"}, "void_reason": "x"})
+        ));
+        assert!(!is_void(
+            &json!({"status": {"id": "PAID"}, "void_reason": null})
+        ));
+        assert!(!is_void(
+            &json!({"status": {"id": "UNPAID"}, "void_reason": ""})
+        ));
+    }
+
+    #[test]
     fn missing_bank_account_names_the_currency() {
         let e = no_bank_account("stripe_payments", "CHF");
         assert_eq!(e.code(), NO_BANK_ACCOUNT);
@@ -1269,7 +1622,9 @@ mod tests {
             spec.filter_subjects,
             vec![
                 "magento.*.invoice.created".to_string(),
-                "magento.*.creditmemo.created".to_string()
+                "magento.*.creditmemo.created".to_string(),
+                "magento.*.invoice.canceled".to_string(),
+                "magento.*.creditmemo.canceled".to_string(),
             ]
         );
     }

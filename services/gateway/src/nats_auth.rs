@@ -7,7 +7,7 @@
 //! key), that it is meant for us (`aud`, `sub`) and fresh (`exp`, `iat`), check the key against
 //! `merchant_keys` and answer, sealed to the asking server's curve key, with a user JWT signed
 //! by the callout issuer key. It places the client in the stores' account and lets it publish
-//! its five event subjects `magento.<merchant>.<entity>.<action>` and receive replies on its
+//! its event subjects `magento.<merchant>.<entity>.<action>` and receive replies on its
 //! own unguessable inbox `_INBOX.<merchant>.<tag>.>`, nothing else, over a standard
 //! connection. Payload and subscription limits are the stores' account's (nats-server does not
 //! apply the limits of a callout user's JWT; the JWT carries the same values).
@@ -1010,7 +1010,10 @@ mod tests {
             json!([
                 "magento.hartley-goods.invoice.created",
                 "magento.hartley-goods.invoice.paid",
+                "magento.hartley-goods.invoice.canceled",
                 "magento.hartley-goods.creditmemo.created",
+                "magento.hartley-goods.creditmemo.refunded",
+                "magento.hartley-goods.creditmemo.canceled",
                 "magento.hartley-goods.customer.saved",
                 "magento.hartley-goods.product.saved",
             ])

@@ -726,6 +726,13 @@ async fn held_documents_of(
 /// `ledger_mapping::reasons::NOTHING_TO_POST`: a zero document, kept out of Sage with nothing
 /// to fix.
 const NOTHING_TO_POST: &str = "nothing_to_post";
+/// `ledger_mapping::reasons::CANCELED`: canceled in Magento before it reached Sage; nothing to fix.
+const CANCELED: &str = "canceled";
+
+/// A held document the merchant has nothing to fix for.
+fn nothing_to_fix(reason: &str) -> bool {
+    reason == NOTHING_TO_POST || reason == CANCELED
+}
 
 /// Documents held back on purpose, each with its reason code and the detail that says what to
 /// do (which line, which rate, which dates).
@@ -742,7 +749,7 @@ fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
         Some(held)
             if held
                 .iter()
-                .all(|h| h.reason == NOTHING_TO_POST) =>
+                .all(|h| nothing_to_fix(&h.reason)) =>
         {
             body.push_str(
                 "<p class=\"muted\" id=\"nothing-held\">No document is held back.</p>",
@@ -757,7 +764,7 @@ fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
             );
             for h in held
                 .iter()
-                .filter(|h| h.reason != NOTHING_TO_POST)
+                .filter(|h| !nothing_to_fix(&h.reason))
             {
                 let _ = write!(
                     body,

@@ -47,6 +47,10 @@ pub const INVOICE_NOT_SYNCED: &str = "invoice_not_synced";
 /// Dead-letter code of a payment for which no bank account is configured in its currency.
 pub const NO_BANK_ACCOUNT: &str = "settings.no_bank_account";
 
+/// Skip reason of a payment whose invoice Magento canceled or voided (its Sage invoice is voided
+/// by the documents service, which first asks this service to remove the receipts).
+pub const INVOICE_VOIDED: &str = "invoice_voided";
+
 /// How long to wait for the documents service to answer a lookup.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -250,6 +254,13 @@ impl Payments {
                 "invoice already has a receipt; event ignored"
             );
             return Ok(Outcome::AlreadyDone);
+        }
+
+        // Cancel and void: the invoice was canceled or voided in Magento while this payment
+        // waited; its Sage invoice is (being) voided, so no receipt goes to it.
+        if voided_invoice(self.db(), &env.merchant_id, &key).await? {
+            ledger_runtime::audit::note_detail("its invoice was canceled or voided in Magento");
+            return Ok(Outcome::Skipped(INVOICE_VOIDED.to_string()));
         }
 
         let settings = self.settings(&env.merchant_id).await?;
@@ -589,6 +600,20 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
     let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
 
+    // Cancel and void: the documents service asks for an invoice's receipts to be removed
+    // before it voids the invoice.
+    let (db, sage) = (ctx.db.clone(), ctx.sage.clone());
+    ledger_rpc::serve(
+        ctx.nats.clone(),
+        ledger_rpc::REMOVE_RECEIPTS_SUBJECT,
+        move |req: ledger_rpc::RemoveReceiptsRequest| {
+            let (db, sage) = (db.clone(), sage.clone());
+            async move { remove_receipts(&db, &sage, req).await }
+        },
+        shutdown.clone(),
+    )
+    .await?;
+
     let mut options = ConsumerOptions::new(SERVICE);
     options.concurrency = config.service.concurrency;
     let (nats, db, audit, js) = (
@@ -631,6 +656,84 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     .await?;
     let done = tokio::spawn(consumer::run(js, consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
+}
+
+// ---- Cancel and void (docs/accounting.md "Canceled and voided documents") ----
+
+/// Whether Magento canceled or voided this invoice (a [`INVOICE_VOIDED`] record).
+async fn voided_invoice(db: &PgPool, merchant: &str, key: &str) -> Result<bool, ProcessError> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM skipped_payments WHERE merchant_id = $1 AND document_key = $2 AND reason = $3",
+    )
+    .bind(merchant)
+    .bind(key)
+    .bind(INVOICE_VOIDED)
+    .fetch_one(db)
+    .await?
+        > 0)
+}
+
+/// Deletes the receipts this service posted to an invoice Magento canceled or voided, so that
+/// Sage lets the invoice be voided, and records the invoice as voided so that a payment still
+/// on its way is skipped rather than posted to a void invoice. Answered again after a partial
+/// failure, it deletes only what is left (a receipt Sage no longer has counts as removed).
+async fn remove_receipts(
+    db: &PgPool,
+    sage: &ledger_rpc::GatedSage,
+    req: ledger_rpc::RemoveReceiptsRequest,
+) -> Result<ledger_rpc::RemovedReceipts, ledger_rpc::RpcError> {
+    let fail = |e: ProcessError| ledger_rpc::RpcError::from_process_error(&e);
+    sqlx::query(
+        "INSERT INTO skipped_payments (merchant_id, document_key, event_id, reason, detail)
+         VALUES ($1, $2, $3::uuid, $4, $5)
+         ON CONFLICT (merchant_id, document_key) DO UPDATE SET event_id = $3::uuid, reason = $4, detail = $5, skipped_at = now()",
+    )
+    .bind(&req.merchant)
+    .bind(&req.document_key)
+    .bind(&req.event_id)
+    .bind(INVOICE_VOIDED)
+    .bind("the invoice was canceled or voided in Magento; its receipt was removed from Sage")
+    .execute(db)
+    .await
+    .map_err(|e| fail(e.into()))?;
+    let rows: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT sage_id, removed_at IS NOT NULL FROM payments WHERE merchant_id = $1 AND document_key = $2",
+    )
+    .bind(&req.merchant)
+    .bind(&req.document_key)
+    .fetch_all(db)
+    .await
+    .map_err(|e| fail(e.into()))?;
+    let mut removed = Vec::new();
+    for (sage_id, already_removed) in rows {
+        if !already_removed {
+            match sage
+                .delete(&req.merchant, &format!("contact_payments/{sage_id}"), &[])
+                .await
+            {
+                Ok(_) => {}
+                // Already gone (an earlier attempt, or the merchant deleted it in Sage).
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(fail(ledger_rpc::sage_error_to_process(e))),
+            }
+            sqlx::query(
+                "UPDATE payments SET removed_at = now() WHERE merchant_id = $1 AND document_key = $2 AND sage_id = $3",
+            )
+            .bind(&req.merchant)
+            .bind(&req.document_key)
+            .bind(&sage_id)
+            .execute(db)
+            .await
+            .map_err(|e| fail(e.into()))?;
+            tracing::info!(
+                document = req.document_key,
+                receipt = sage_id,
+                "receipt removed from Sage: its invoice was canceled or voided in Magento"
+            );
+        }
+        removed.push(sage_id);
+    }
+    Ok(ledger_rpc::RemovedReceipts { removed })
 }
 
 /// Runs until `shutdown` fires and the consumer has drained.
