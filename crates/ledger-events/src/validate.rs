@@ -107,7 +107,7 @@ pub enum ContractError {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A string that is none of the five event types.
+    /// A string that is none of the event types.
     #[error("unknown event type {0:?}")]
     UnknownEventType(String),
     /// The embedded schemas did not compile (a build defect, covered by tests).

@@ -282,6 +282,18 @@ pub fn expected_of(envelope: &ledger_events::Envelope) -> Option<Expected> {
     })
 }
 
+/// The Magento document an `invoice.canceled` or `creditmemo.canceled` event takes out of the
+/// books, as (kind, number).
+pub fn canceled_of(envelope: &ledger_events::Envelope) -> Option<(Kind, String)> {
+    use ledger_events::Payload;
+    let (kind, number) = match &envelope.payload {
+        Payload::InvoiceCanceled(p) => (Kind::Invoice, &p.invoice.increment_id),
+        Payload::CreditMemoCanceled(p) => (Kind::CreditNote, &p.creditmemo.increment_id),
+        _ => return None,
+    };
+    Some((kind, ledger_mapping::rules::fit_reference(number, 25)))
+}
+
 /// A Sage list item (`attributes=reference,total_amount,base_currency_total_amount,currency,status`)
 /// as [`Found`].
 pub fn found_of(kind: Kind, item: &Value) -> Option<Found> {
@@ -337,6 +349,8 @@ pub async fn read_expected(
             filter_subjects: vec![
                 ledger_events::subject(merchant, EventType::InvoiceCreated),
                 ledger_events::subject(merchant, EventType::CreditMemoCreated),
+                ledger_events::subject(merchant, EventType::InvoiceCanceled),
+                ledger_events::subject(merchant, EventType::CreditMemoCanceled),
             ],
             ..Default::default()
         })
@@ -344,14 +358,19 @@ pub async fn read_expected(
     let pending = consumer.cached_info().num_pending as usize;
     let mut messages = consumer.messages().await?.take(pending);
     let mut out = Vec::new();
+    let mut canceled = std::collections::BTreeSet::new();
     while let Some(message) = messages.next().await {
         let message = message?;
         // An event the contract refuses never reached Sage either; the consumers' dead
         // letters say why.
         if let Ok(envelope) = ledger_events::parse(&message.payload) {
             out.extend(expected_of(&envelope));
+            canceled.extend(canceled_of(&envelope));
         }
     }
+    // A document Magento canceled or voided is rightly not live in Sage (voided there, or
+    // never posted).
+    out.retain(|e| !canceled.contains(&(e.kind, e.number.clone())));
     Ok(out)
 }
 
@@ -521,6 +540,31 @@ mod tests {
             base_total: None,
             status: "UNPAID".into(),
         }
+    }
+
+    #[test]
+    fn canceled_events_name_the_document_they_take_out() {
+        let text = |f: &str| {
+            std::fs::read(format!(
+                "{}/../../schemas/examples/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let void = ledger_events::parse(&text("invoice-canceled-void-after-capture.json")).unwrap();
+        let ledger_events::Payload::InvoiceCanceled(p) = &void.payload else {
+            panic!("not an invoice.canceled")
+        };
+        assert_eq!(
+            canceled_of(&void),
+            Some((Kind::Invoice, p.invoice.increment_id.clone()))
+        );
+        let cm = ledger_events::parse(&text("creditmemo-canceled-after-pending.json")).unwrap();
+        assert!(matches!(canceled_of(&cm), Some((Kind::CreditNote, _))));
+        let refunded =
+            ledger_events::parse(&text("creditmemo-refunded-after-pending.json")).unwrap();
+        assert_eq!(canceled_of(&refunded), None);
+        assert_eq!(expected_of(&void).map(|e| e.number), None);
     }
 
     #[test]

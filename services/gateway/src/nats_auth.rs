@@ -479,7 +479,7 @@ pub fn inbox_prefix(merchant: &str, secret: &str) -> String {
     format!("_INBOX.{merchant}.{}", hex::encode(&digest[..16]))
 }
 
-/// A merchant's client publishes its own events, on the five event subjects only, and reads
+/// A merchant's client publishes its own events, on the event subjects of the contract only, and reads
 /// replies on its own inbox; it cannot touch another merchant's subjects, put anything else
 /// into the event log, or reach the status stream or the JetStream API.
 pub fn merchant_permissions(merchant: &str, inbox_prefix: &str) -> MerchantPermissions {
