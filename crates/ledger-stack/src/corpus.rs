@@ -307,6 +307,7 @@ pub fn envelope(merchant: &str, event_type: &str, event_id: &str, payload: Value
 pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
     let mut out: Vec<Value> = Vec::new();
     let mut invoices: BTreeMap<String, (Value, Value)> = BTreeMap::new();
+    let mut credit_memos: BTreeMap<String, (Value, Value)> = BTreeMap::new();
     let mut last_order: Option<Value> = None;
     for (i, ev) in case.events.iter().enumerate() {
         let ctx = || format!("case {} event {i}", case.name);
@@ -351,9 +352,11 @@ pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
                 let mut doc = ev.get(key).cloned().with_context(ctx)?;
                 let order = order_for(&doc, &last_order);
                 complete_document(&mut doc, &order, key).with_context(ctx)?;
+                let inc = doc["increment_id"].as_str().unwrap_or_default().to_owned();
                 if key == "invoice" {
-                    let inc = doc["increment_id"].as_str().unwrap_or_default().to_owned();
                     invoices.insert(inc, (doc.clone(), order.clone()));
+                } else {
+                    credit_memos.insert(inc, (doc.clone(), order.clone()));
                 }
                 last_order = Some(order.clone());
                 json!({ key: doc, "order": order })
@@ -379,11 +382,52 @@ pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
                 p.entry("paid_at").or_insert(json!(paid_at));
                 json!({"invoice": doc, "order": order, "payment": payment})
             }
+            // Cancel and void: the earlier document, now in state 3 (or 2 for a credit memo
+            // refunded after being pending), with the state it left.
+            "invoice.canceled" => {
+                let inc = ev["invoice"].as_str().with_context(ctx)?;
+                let (mut doc, order) = invoices
+                    .get(inc)
+                    .cloned()
+                    .with_context(|| format!("{}: no earlier invoice {inc}", ctx()))?;
+                let previous = ev
+                    .get("previous_state")
+                    .cloned()
+                    .unwrap_or_else(|| doc["state"].clone());
+                doc["state"] = json!(3);
+                let at = ev
+                    .get("canceled_at")
+                    .cloned()
+                    .unwrap_or_else(|| json!(rfc3339_of(&doc["created_at"])));
+                json!({"invoice": doc, "order": order, "previous_state": previous, "canceled_at": at})
+            }
+            "creditmemo.canceled" | "creditmemo.refunded" => {
+                let inc = ev["creditmemo"].as_str().with_context(ctx)?;
+                let (mut doc, order) = credit_memos
+                    .get(inc)
+                    .cloned()
+                    .with_context(|| format!("{}: no earlier credit memo {inc}", ctx()))?;
+                doc["state"] = json!(if event_type == "creditmemo.canceled" {
+                    3
+                } else {
+                    2
+                });
+                let at = ev
+                    .get("changed_at")
+                    .cloned()
+                    .unwrap_or_else(|| json!(rfc3339_of(&doc["created_at"])));
+                json!({"creditmemo": doc, "order": order, "previous_state": 1, "changed_at": at})
+            }
             other => bail!("{}: unknown event type {other}", ctx()),
         };
         out.push(envelope(merchant, event_type, &event_id, payload));
     }
     Ok(out)
+}
+
+/// Magento's `created_at` (`2026-03-02 10:00:00`, UTC) as RFC 3339.
+fn rfc3339_of(at: &Value) -> String {
+    at.as_str().unwrap_or_default().replace(' ', "T") + "Z"
 }
 
 /// Reshapes a real Magento REST document into an event payload. An order becomes the
@@ -793,6 +837,51 @@ fn check_payment(kind: &str, want: &Value, view: &SageView, out: &mut Vec<String
     }
 }
 
+/// `{"voided": {"invoice": "<reference>"}}` (or `"credit_note"`): Sage holds the document
+/// voided, with a `void_reason` (containing `void_reason_contains` when given), and no live
+/// document with that reference. Returns whether it held.
+fn check_voided(want: &Value, view: &SageView, out: &mut Vec<String>) -> bool {
+    let (kind, resource) = if want.get("invoice").is_some() {
+        ("invoice", "sales_invoices")
+    } else {
+        ("credit_note", "sales_credit_notes")
+    };
+    let reference = want[kind].as_str().unwrap_or_default();
+    let docs = view.get(resource).map(Vec::as_slice).unwrap_or(&[]);
+    let same: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["reference"].as_str() == Some(reference))
+        .collect();
+    let before = out.len();
+    let void: Vec<&&Value> = same
+        .iter()
+        .filter(|d| d["void_reason"].as_str().is_some_and(|r| !r.is_empty()))
+        .collect();
+    if void.len() != 1 {
+        out.push(format!(
+            "{kind} {reference}: {} voided in Sage, expected exactly 1",
+            void.len()
+        ));
+    } else if let Some(text) = want.get("void_reason_contains").and_then(Value::as_str) {
+        let reason = void[0]["void_reason"].as_str().unwrap_or_default();
+        if !reason.contains(text) {
+            out.push(format!(
+                "{kind} {reference}: void reason {reason:?} does not say {text:?}"
+            ));
+        }
+    }
+    let live_ones = live(docs)
+        .into_iter()
+        .filter(|d| d["reference"].as_str() == Some(reference))
+        .count();
+    if live_ones != 0 {
+        out.push(format!(
+            "{kind} {reference}: {live_ones} live in Sage, expected none (voided)"
+        ));
+    }
+    out.len() == before
+}
+
 /// Compares one case's expectations with Sage and Ledger's reasons; one line per
 /// difference. `event_ids` are the ids of the case's events, in order.
 pub fn check(
@@ -825,6 +914,8 @@ pub fn check(
             check_payment("refund", want, view, &mut out);
         } else if want.get("allocation").is_some() {
             check_payment("allocation", want, view, &mut out);
+        } else if let Some(voided) = want.get("voided") {
+            check_voided(voided, view, &mut out);
         } else if let Some(index) = want.get("held").and_then(Value::as_u64) {
             let id = event_ids.get(index as usize).cloned().unwrap_or_default();
             let reason = want["reason"].as_str().unwrap_or_default();
@@ -891,10 +982,17 @@ pub fn settled(expect: &[Value], view: &SageView, reasons: &Reasons, event_ids: 
                 || want.get("allocation").is_some()
             {
                 check(std::slice::from_ref(want), view, reasons, event_ids).is_empty()
+            } else if let Some(voided) = want.get("voided") {
+                check_voided(voided, view, &mut Vec::new())
             } else if let Some(index) = want.get("held").and_then(Value::as_u64) {
-                event_ids
-                    .get(index as usize)
-                    .is_some_and(|id| reasons.contains_key(id))
+                // The expected reason, not just any: a document held first and canceled
+                // later changes its reason once.
+                let reason = want["reason"].as_str().unwrap_or_default();
+                event_ids.get(index as usize).is_some_and(|id| {
+                    reasons
+                        .get(id)
+                        .is_some_and(|r| r.starts_with(&format!("held: {reason} ")))
+                })
             } else {
                 true
             }

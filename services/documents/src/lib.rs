@@ -1128,14 +1128,10 @@ impl Documents {
                         Err(e) if e.status() == Some(404) => {}
                         Err(e) => return Err(ledger_rpc::sage_error_to_process(e)),
                     }
+                    // The settlement row stays as it was: once the credit note is voided
+                    // (`documents.voided_at`) nothing settles it again, and a redelivery
+                    // before the void deletes again (Sage's 404 counts as done).
                     let mut tx = self.db().begin().await?;
-                    sqlx::query(
-                        "UPDATE credit_note_settlements SET state = 'removed' WHERE merchant_id = $1 AND document_key = $2",
-                    )
-                    .bind(merchant)
-                    .bind(&key)
-                    .execute(&mut *tx)
-                    .await?;
                     journal::record_done(
                         &mut tx,
                         merchant,
