@@ -85,6 +85,18 @@ pub fn invoice_paid(merchant: &str, n: u64) -> SyntheticEvent {
     from_template(&paid.to_string(), merchant, Some(n))
 }
 
+/// `invoice.canceled` for the invoice of [`invoice_created`] with the same `n`: canceled
+/// before capture (`previous_state` 1) or voided after it (2). A fresh event id each call.
+pub fn invoice_canceled(merchant: &str, n: u64, previous_state: u8) -> SyntheticEvent {
+    let created: Value = serde_json::from_str(INVOICE_CREATED).expect("JSON");
+    let mut canceled = created.clone();
+    canceled["event_type"] = Value::from("invoice.canceled");
+    canceled["payload"]["invoice"]["state"] = Value::from(3);
+    canceled["payload"]["previous_state"] = Value::from(previous_state);
+    canceled["payload"]["canceled_at"] = created["occurred_at"].clone();
+    from_template(&canceled.to_string(), merchant, Some(n))
+}
+
 /// `product.saved` of a simple product (a Sage product).
 pub const PRODUCT_SIMPLE: &str =
     include_str!("../../../schemas/examples/product-saved-simple.json");
