@@ -84,6 +84,45 @@ final class ContractSnapshotTest extends TestCase
             Documents::bundleOrder(),
             1
         ));
+        // Cancel and void: the card invoice voided after capture, an open invoice canceled, and
+        // a pending credit memo refunded, another canceled.
+        $voided = Documents::ukCardInvoice();
+        $voided['state'] = '3';
+        $case('void-after-capture', $recorder->invoice(
+            EventType::InvoiceCanceled,
+            $voided,
+            Documents::ukCardOrder(),
+            1,
+            null,
+            2
+        ));
+        $canceled = Documents::inFlightInvoice();
+        $canceled['state'] = '3';
+        $case('cancel-before-capture', $recorder->invoice(
+            EventType::InvoiceCanceled,
+            $canceled,
+            Documents::ukCardOrder(),
+            1,
+            null,
+            1
+        ));
+        $refunded = Documents::ukCreditmemo();
+        $case('pending-refund-completed', $recorder->creditmemo(
+            $refunded,
+            Documents::ukCardOrder(),
+            1,
+            null,
+            EventType::CreditmemoRefunded
+        ));
+        $declined = Documents::ukCreditmemo();
+        $declined['state'] = '3';
+        $case('pending-refund-canceled', $recorder->creditmemo(
+            $declined,
+            Documents::ukCardOrder(),
+            1,
+            null,
+            EventType::CreditmemoCanceled
+        ));
         $case('b2b', $recorder->customer(Documents::b2bCustomer(), 1, 4));
         foreach (Documents::products() as $name => $product) {
             $case($name, $recorder->product($product, 0, (int) $product['store_id']));
@@ -111,7 +150,7 @@ final class ContractSnapshotTest extends TestCase
             $written++;
         }
         self::assertCount($written, $ids, 'one event id per event');
-        self::assertSame(14, $written);
+        self::assertSame(18, $written);
 
         // The tax facts reach the contract check: tax classes, applied taxes and tax settings on
         // the UK order, empty applied taxes on the zero-rated EUR order, none from the older bundle order.

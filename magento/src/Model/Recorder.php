@@ -44,8 +44,13 @@ class Recorder
         return $this->config->isEnabled();
     }
 
-    public function invoice(Invoice $invoice, EventType $type, bool $backfill = false): void
-    {
+    /** @param int|null $previousState for invoice.canceled: the state the invoice left */
+    public function invoice(
+        Invoice $invoice,
+        EventType $type,
+        bool $backfill = false,
+        ?int $previousState = null
+    ): void {
         $id = (int) $invoice->getId();
         $storeId = (int) $invoice->getStoreId();
         $websiteId = $this->websiteId($storeId);
@@ -57,14 +62,17 @@ class Recorder
             return;
         }
         $at = $backfill ? $this->documentTime($data) : null;
-        $record = $this->events->invoice($type, $data, $order, $websiteId, $at);
+        $record = $this->events->invoice($type, $data, $order, $websiteId, $at, $previousState);
         if ($record->written) {
             $this->status->update('invoice', $id, SageStatus::Pending, $this->queuedMessage($type));
         }
     }
 
-    public function creditmemo(Creditmemo $creditmemo, bool $backfill = false): void
-    {
+    public function creditmemo(
+        Creditmemo $creditmemo,
+        bool $backfill = false,
+        EventType $type = EventType::CreditmemoCreated
+    ): void {
         $id = (int) $creditmemo->getId();
         $storeId = (int) $creditmemo->getStoreId();
         $websiteId = $this->websiteId($storeId);
@@ -72,18 +80,13 @@ class Recorder
             $order = $this->extractor->order($creditmemo->getOrder());
             $data = $this->extractor->creditmemo($creditmemo);
         } catch (Throwable $e) {
-            $this->unreadable(EventType::CreditmemoCreated, 'creditmemo', $id, $websiteId, $storeId, $e);
+            $this->unreadable($type, 'creditmemo', $id, $websiteId, $storeId, $e);
             return;
         }
         $at = $backfill ? $this->documentTime($data) : null;
-        $record = $this->events->creditmemo($data, $order, $websiteId, $at);
+        $record = $this->events->creditmemo($data, $order, $websiteId, $at, $type);
         if ($record->written) {
-            $this->status->update(
-                'creditmemo',
-                $id,
-                SageStatus::Pending,
-                $this->queuedMessage(EventType::CreditmemoCreated)
-            );
+            $this->status->update('creditmemo', $id, SageStatus::Pending, $this->queuedMessage($type));
         }
     }
 

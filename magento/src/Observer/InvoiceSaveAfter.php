@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Ledger\SageSync\Observer;
 
+use Ledger\SageSync\Core\Event\EventType;
 use Ledger\SageSync\Core\Outbox\InvoiceEventPolicy;
 use Ledger\SageSync\Model\NewEntityRegistry;
 use Ledger\SageSync\Model\Recorder;
@@ -13,7 +14,8 @@ use Magento\Sales\Model\Order\Invoice;
 
 /**
  * sales_order_invoice_save_after, inside the save's transaction: invoice.created for a new
- * invoice, invoice.paid when it is paid now (see InvoiceEventPolicy), one outbox row each.
+ * invoice, invoice.paid when it is paid now, invoice.canceled when it was canceled or voided
+ * now (see InvoiceEventPolicy), one outbox row each.
  */
 class InvoiceSaveAfter implements ObserverInterface
 {
@@ -39,7 +41,12 @@ class InvoiceSaveAfter implements ObserverInterface
             (bool) $invoice->wasPayCalled()
         );
         foreach ($events as $type) {
-            $this->recorder->invoice($invoice, $type);
+            $this->recorder->invoice(
+                $invoice,
+                $type,
+                false,
+                $type === EventType::InvoiceCanceled ? (int) $originalState : null
+            );
         }
     }
 }

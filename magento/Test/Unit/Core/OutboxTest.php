@@ -7,6 +7,7 @@ namespace Ledger\SageSync\Test\Unit\Core;
 use Ledger\SageSync\Core\Event\EventType;
 use Ledger\SageSync\Core\Outbox\EventRecorder;
 use Ledger\SageSync\Core\Outbox\InMemoryOutboxStore;
+use Ledger\SageSync\Core\Outbox\CreditmemoEventPolicy;
 use Ledger\SageSync\Core\Outbox\InvoiceEventPolicy;
 use Ledger\SageSync\Core\Outbox\OutboxStatus;
 use Ledger\SageSync\Core\Outbox\RetryPolicy;
@@ -42,10 +43,32 @@ final class OutboxTest extends TestCase
         self::assertSame([$created], InvoiceEventPolicy::events(true, 1, null, false));
         self::assertSame([$paid], InvoiceEventPolicy::events(false, 2, 1, true));
         self::assertSame([$paid], InvoiceEventPolicy::events(false, 2, 1, false));
-        // Re-saves (refund marks is_used_for_refund, comments, emails), cancel: nothing.
+        // Re-saves (refund marks is_used_for_refund, comments, emails): nothing.
         self::assertSame([], InvoiceEventPolicy::events(false, 2, 2, false));
         self::assertSame([], InvoiceEventPolicy::events(false, 1, 1, false));
-        self::assertSame([], InvoiceEventPolicy::events(false, 3, 1, false));
+        self::assertSame([], InvoiceEventPolicy::events(false, 3, 3, false));
+        // Canceled before capture (1 -> 3) or voided after it (2 -> 3): invoice.canceled.
+        $canceled = EventType::InvoiceCanceled;
+        self::assertSame([$canceled], InvoiceEventPolicy::events(false, 3, 1, false));
+        self::assertSame([$canceled], InvoiceEventPolicy::events(false, 3, 2, false));
+        // A backfill leaves canceled invoices out and records the others as at creation.
+        self::assertSame([], InvoiceEventPolicy::backfill(3));
+        self::assertSame([$created, $paid], InvoiceEventPolicy::backfill(2));
+        self::assertSame([$created], InvoiceEventPolicy::backfill(1));
+    }
+
+    public function testCreditmemoEventsFromOneSave(): void
+    {
+        self::assertSame([EventType::CreditmemoCreated], CreditmemoEventPolicy::events(true, 1, null));
+        self::assertSame([EventType::CreditmemoCreated], CreditmemoEventPolicy::events(true, 2, null));
+        self::assertSame([EventType::CreditmemoRefunded], CreditmemoEventPolicy::events(false, 2, 1));
+        self::assertSame([EventType::CreditmemoCanceled], CreditmemoEventPolicy::events(false, 3, 1));
+        // Re-saves and a refunded memo: nothing.
+        self::assertSame([], CreditmemoEventPolicy::events(false, 2, 2));
+        self::assertSame([], CreditmemoEventPolicy::events(false, 3, 2));
+        self::assertSame([], CreditmemoEventPolicy::events(false, 1, 1));
+        self::assertSame([], CreditmemoEventPolicy::backfill(3));
+        self::assertSame([EventType::CreditmemoCreated], CreditmemoEventPolicy::backfill(2));
     }
 
     public function testEventIdIsMintedOnceAndDoubleFiringWritesOnce(): void

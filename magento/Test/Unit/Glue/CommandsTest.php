@@ -113,6 +113,31 @@ final class CommandsTest extends TestCase
         self::assertSame($keys, $glue->keys(), 'running it twice adds nothing');
     }
 
+    public function testBackfillLeavesCanceledDocumentsOut(): void
+    {
+        $glue = new Glue();
+        $canceledInvoice = Documents::bundleInvoice();
+        $canceledInvoice['state'] = '3';
+        $invoices = new Invoices();
+        $invoices->items = [
+            Models::invoice(Documents::ukCardInvoice(), Models::order(Documents::ukCardOrder())),
+            Models::invoice($canceledInvoice, Models::order(Documents::bundleOrder())),
+        ];
+        $canceledMemo = Documents::ukCreditmemo();
+        $canceledMemo['state'] = '3';
+        $creditmemos = new Creditmemos();
+        $creditmemos->items = [Models::creditmemo($canceledMemo, Models::order(Documents::ukCardOrder()))];
+        $command = new Backfill($glue->recorder, $invoices, $creditmemos, new Customers(), new Products());
+
+        $console = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'invoice,creditmemo']);
+        self::assertSame(0, $command->run($console, $console));
+        self::assertSame(['invoice.created:3301', 'invoice.paid:3301'], $glue->keys());
+        $invoiceLine = 'invoice: 1 recorded or already there, 1 canceled left out';
+        self::assertStringContainsString($invoiceLine, $console->output);
+        $memoLine = 'creditmemo: 0 recorded or already there, 1 canceled left out';
+        self::assertStringContainsString($memoLine, $console->output);
+    }
+
     public function testBackfillRejectsBadInput(): void
     {
         $glue = new Glue();

@@ -149,6 +149,74 @@ final class ObserverTest extends TestCase
         self::assertSame([], $this->glue->keys());
     }
 
+    public function testVoidAfterCaptureIsCanceledFromPaid(): void
+    {
+        $invoice = $this->saveNewInvoice(Documents::ukCardInvoice(), true);
+        // Loaded again; the admin clicks "Void": Invoice::void() cancels it, state 2 -> 3.
+        $invoice->setOrigData();
+        $invoice->payCalled = false;
+        $invoice->setData('state', '3');
+        $this->invoiceSaveAfter($invoice);
+        // A later re-save of the canceled invoice adds nothing.
+        $invoice->setOrigData();
+        $this->invoiceSaveAfter($invoice);
+        self::assertSame(
+            ['invoice.created:3301', 'invoice.paid:3301', 'invoice.canceled:3301'],
+            $this->glue->keys()
+        );
+        $canceled = $this->glue->outbox->all()[2]->payload;
+        self::assertSame(3, $canceled['invoice']['state']);
+        self::assertSame(2, $canceled['previous_state']);
+        self::assertArrayHasKey('canceled_at', $canceled);
+        $queued = ['invoice', 3301, 'pending', 'Queued for Ledger (invoice.canceled).'];
+        self::assertSame($queued, end($this->glue->statuses));
+    }
+
+    public function testCancelBeforeCaptureIsCanceledFromOpen(): void
+    {
+        $data = Documents::ukCardInvoice();
+        $data['state'] = '1';
+        $invoice = $this->saveNewInvoice($data, false);
+        $invoice->setOrigData();
+        $invoice->setData('state', '3');
+        $this->invoiceSaveAfter($invoice);
+        self::assertSame(['invoice.created:3301', 'invoice.canceled:3301'], $this->glue->keys());
+        self::assertSame(1, $this->glue->outbox->all()[1]->payload['previous_state']);
+    }
+
+    public function testPendingCreditMemoRefundedThenAnotherCanceled(): void
+    {
+        $data = Documents::ukCreditmemo();
+        $data['state'] = '1';
+        $memo = Models::creditmemo(array_diff_key($data, ['entity_id' => 1]), Models::order(Documents::ukCardOrder()));
+        $observer = new CreditmemoSaveAfter($this->glue->recorder, $this->glue->registry);
+        Glue::fire(new MarkNewDocument($this->glue->registry), ['data_object' => $memo]);
+        $memo->setId($data['entity_id']);
+        Glue::fire($observer, ['creditmemo' => $memo]);
+        // The gateway confirms the refund: state 1 -> 2.
+        $memo->setOrigData();
+        $memo->setData('state', '2');
+        Glue::fire($observer, ['creditmemo' => $memo]);
+        // A re-save of the refunded memo adds nothing.
+        $memo->setOrigData();
+        Glue::fire($observer, ['creditmemo' => $memo]);
+        self::assertSame(['creditmemo.created:1207', 'creditmemo.refunded:1207'], $this->glue->keys());
+        $refunded = $this->glue->outbox->all()[1]->payload;
+        self::assertSame(2, $refunded['creditmemo']['state']);
+        self::assertSame(1, $refunded['previous_state']);
+
+        // Another pending credit memo whose refund the gateway declines: state 1 -> 3.
+        $other = Models::creditmemo(
+            array_merge($data, ['entity_id' => '1208']),
+            Models::order(Documents::ukCardOrder())
+        );
+        $other->setOrigData();
+        $other->setData('state', '3');
+        Glue::fire($observer, ['creditmemo' => $other]);
+        self::assertSame('creditmemo.canceled:1208', $this->glue->keys()[2]);
+        self::assertSame(3, $this->glue->outbox->all()[2]->payload['creditmemo']['state']);
+    }
+
     public function testCreditMemoOnlyWhenNew(): void
     {
         $data = Documents::ukCreditmemo();

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Ledger\SageSync\Console\Command;
 
 use DateTimeImmutable;
+use Ledger\SageSync\Core\Outbox\CreditmemoEventPolicy;
 use Ledger\SageSync\Core\Outbox\InvoiceEventPolicy;
 use Ledger\SageSync\Model\Recorder;
 use Magento\Catalog\Model\ResourceModel\Product\CollectionFactory as ProductCollectionFactory;
@@ -23,8 +24,9 @@ use Throwable;
  *
  * Records documents created (customers/products: updated) in the date range as if they had just
  * been saved: invoice.created (+ invoice.paid for paid invoices), creditmemo.created,
- * customer.saved, product.saved. The outbox dedupe keys make it safe to run twice: a document
- * already recorded is skipped.
+ * customer.saved, product.saved. Canceled invoices and credit memos are left out: they are not
+ * live documents, and Ledger must not post them. The outbox dedupe keys make it safe to run
+ * twice: a document already recorded is skipped.
  */
 class Backfill extends Command
 {
@@ -69,14 +71,20 @@ class Backfill extends Command
         $range = ['from' => $from . ' 00:00:00', 'to' => $to . ' 23:59:59'];
         $failed = 0;
         foreach ($types as $type) {
-            [$seen, $errors] = $this->each($type, $range, $output);
+            [$seen, $errors, $canceled] = $this->each($type, $range, $output);
             $failed += $errors;
-            $output->writeln(sprintf('%s: %d recorded or already there, %d failed', $type, $seen - $errors, $errors));
+            $output->writeln(sprintf(
+                '%s: %d recorded or already there, %d canceled left out, %d failed',
+                $type,
+                $seen - $errors - $canceled,
+                $canceled,
+                $errors
+            ));
         }
         return $failed === 0 ? Cli::RETURN_SUCCESS : Cli::RETURN_FAILURE;
     }
 
-    /** @return array{int, int} [documents seen, failures] */
+    /** @return array{int, int, int} [documents seen, failures, canceled documents left out] */
     private function each(string $type, array $range, OutputInterface $output): array
     {
         $collection = match ($type) {
@@ -92,12 +100,15 @@ class Backfill extends Command
         $pages = (int) $collection->getLastPageNumber();
         $seen = 0;
         $errors = 0;
+        $canceled = 0;
         for ($page = 1; $page <= $pages; $page++) {
             $collection->setCurPage($page);
             foreach ($collection as $entity) {
                 $seen++;
                 try {
-                    $this->record($type, $entity);
+                    if (!$this->record($type, $entity)) {
+                        $canceled++;
+                    }
                 } catch (Throwable $e) {
                     $errors++;
                     $output->writeln(
@@ -107,26 +118,33 @@ class Backfill extends Command
             }
             $collection->clear();
         }
-        return [$seen, $errors];
+        return [$seen, $errors, $canceled];
     }
 
-    private function record(string $type, object $entity): void
+    /** Records one entity; false for a canceled document, which is left out. */
+    private function record(string $type, object $entity): bool
     {
         switch ($type) {
             case 'invoice':
-                // As at creation: created, and paid when Magento holds it paid (offline methods too).
-                foreach (InvoiceEventPolicy::events(true, (int) $entity->getState(), null, false) as $event) {
+                // As at creation: created, and paid when Magento holds it paid (offline methods
+                // too); a canceled invoice not at all.
+                $events = InvoiceEventPolicy::backfill((int) $entity->getState());
+                foreach ($events as $event) {
                     $this->recorder->invoice($entity, $event, true);
                 }
-                break;
+                return $events !== [];
             case 'creditmemo':
-                $this->recorder->creditmemo($entity, true);
-                break;
+                $events = CreditmemoEventPolicy::backfill((int) $entity->getState());
+                foreach ($events as $event) {
+                    $this->recorder->creditmemo($entity, true, $event);
+                }
+                return $events !== [];
             case 'customer':
                 $this->recorder->customer($entity);
-                break;
+                return true;
             default:
                 $this->recorder->product($entity);
+                return true;
         }
     }
 

@@ -5,13 +5,16 @@ declare(strict_types=1);
 namespace Ledger\SageSync\Core\Event;
 
 /**
- * The five events of the Ledger contract (schemas/events/envelope.schema.json, event_type).
+ * The events of the Ledger contract (schemas/events/envelope.schema.json, event_type).
  */
 enum EventType: string
 {
     case InvoiceCreated = 'invoice.created';
     case InvoicePaid = 'invoice.paid';
+    case InvoiceCanceled = 'invoice.canceled';
     case CreditmemoCreated = 'creditmemo.created';
+    case CreditmemoRefunded = 'creditmemo.refunded';
+    case CreditmemoCanceled = 'creditmemo.canceled';
     case CustomerSaved = 'customer.saved';
     case ProductSaved = 'product.saved';
 
@@ -21,7 +24,7 @@ enum EventType: string
         return explode('.', $this->value)[0];
     }
 
-    /** Second half of the type: created, paid or saved. */
+    /** Second half of the type: created, paid, canceled, refunded or saved. */
     public function action(): string
     {
         return explode('.', $this->value)[1];

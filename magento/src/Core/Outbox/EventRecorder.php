@@ -29,13 +29,15 @@ final class EventRecorder
 
     /**
      * @param \DateTimeImmutable|null $at when it happened, if not now (backfill of old documents)
+     * @param int|null $previousState for invoice.canceled: the state the invoice left (1 or 2)
      */
     public function invoice(
         EventType $type,
         array $invoice,
         array $order,
         int $websiteId,
-        ?\DateTimeImmutable $at = null
+        ?\DateTimeImmutable $at = null,
+        ?int $previousState = null
     ): OutboxRecord {
         $entityId = (int) ($invoice['entity_id'] ?? 0);
         return $this->record(
@@ -45,27 +47,41 @@ final class EventRecorder
             $websiteId,
             (int) ($invoice['store_id'] ?? $order['store_id'] ?? 0),
             null,
-            fn (\DateTimeImmutable $now): array => $type === EventType::InvoicePaid
-                ? $this->serializer->invoicePaid($invoice, $order, $now)
-                : $this->serializer->invoiceCreated($invoice, $order, $now),
+            fn (\DateTimeImmutable $now): array => match ($type) {
+                EventType::InvoicePaid => $this->serializer->invoicePaid($invoice, $order, $now),
+                EventType::InvoiceCanceled => $this->serializer->invoiceCanceled(
+                    $invoice,
+                    $order,
+                    $previousState ?? 0,
+                    $now
+                ),
+                default => $this->serializer->invoiceCreated($invoice, $order, $now),
+            },
             $at
         );
     }
 
+    /**
+     * @param EventType $type creditmemo.created, or creditmemo.refunded / creditmemo.canceled for a
+     *     pending credit memo that reached that state
+     */
     public function creditmemo(
         array $creditmemo,
         array $order,
         int $websiteId,
-        ?\DateTimeImmutable $at = null
+        ?\DateTimeImmutable $at = null,
+        EventType $type = EventType::CreditmemoCreated
     ): OutboxRecord {
         return $this->record(
-            EventType::CreditmemoCreated,
+            $type,
             'creditmemo',
             (int) ($creditmemo['entity_id'] ?? 0),
             $websiteId,
             (int) ($creditmemo['store_id'] ?? $order['store_id'] ?? 0),
             null,
-            fn (\DateTimeImmutable $now): array => $this->serializer->creditmemoCreated($creditmemo, $order, $now),
+            fn (\DateTimeImmutable $now): array => $type === EventType::CreditmemoCreated
+                ? $this->serializer->creditmemoCreated($creditmemo, $order, $now)
+                : $this->serializer->creditmemoStateChanged($creditmemo, $order, $now),
             $at
         );
     }

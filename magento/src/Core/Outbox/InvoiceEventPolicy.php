@@ -15,8 +15,11 @@ use Ledger\SageSync\Core\Event\EventType;
  *   Offline methods (checkmo, banktransfer, purchaseorder, cashondelivery, free, companycredit) are
  *   "paid" the moment Magento creates the invoice; the module reports that as Magento says it and
  *   Ledger decides what a net-terms method means for the books.
- * - Anything else (re-saves, refunds touching the invoice, cancel) produces nothing. The outbox
- *   dedupe keys make a repeated event a no-op in any case.
+ * - An invoice that moves to state 3 (canceled) from open (Invoice::cancel(), canceled before
+ *   capture) or from paid (Invoice::void(), voided after capture) is invoice.canceled; the
+ *   state it left goes into the event (previous_state).
+ * - Anything else (re-saves, refunds touching the invoice) produces nothing. The outbox dedupe
+ *   keys make a repeated event a no-op in any case.
  */
 final class InvoiceEventPolicy
 {
@@ -34,6 +37,23 @@ final class InvoiceEventPolicy
         if ($state === self::STATE_PAID && ($isNew || $wasPayCalled || $originalState !== self::STATE_PAID)) {
             $events[] = EventType::InvoicePaid;
         }
+        if (
+            !$isNew && $state === self::STATE_CANCELED
+            && ($originalState === self::STATE_OPEN || $originalState === self::STATE_PAID)
+        ) {
+            $events[] = EventType::InvoiceCanceled;
+        }
         return $events;
+    }
+
+    /**
+     * The events a backfill records for an existing invoice: as at its creation, and nothing for
+     * a canceled invoice (it is not a live document; Ledger must not post it).
+     *
+     * @return list<EventType>
+     */
+    public static function backfill(int $state): array
+    {
+        return $state === self::STATE_CANCELED ? [] : self::events(true, $state, null, false);
     }
 }

@@ -96,6 +96,54 @@ final class SnapshotSerializer
     }
 
     /** @return array{creditmemo: array<string, mixed>, order: array<string, mixed>} */
+    /**
+     * invoice.canceled: the invoice in state 3 and the state it left, 1 (canceled before capture)
+     * or 2 (voided after capture).
+     *
+     * @return array<string, mixed>
+     */
+    public function invoiceCanceled(
+        array $invoice,
+        array $order,
+        int $previousState,
+        DateTimeImmutable $canceledAt
+    ): array {
+        $document = $this->invoice($invoice, $order, $canceledAt);
+        if ($document['state'] !== 3) {
+            throw new SnapshotException('invoice ' . $document['entity_id'] . ' is not canceled (state '
+                . $document['state'] . ')');
+        }
+        if ($previousState !== 1 && $previousState !== 2) {
+            throw new SnapshotException('invoice ' . $document['entity_id'] . ' was canceled from state '
+                . $previousState . ', expected 1 (open) or 2 (paid)');
+        }
+        return [
+            'invoice' => $document,
+            'order' => $this->order($order),
+            'previous_state' => $previousState,
+            'canceled_at' => self::rfc3339($canceledAt),
+        ];
+    }
+
+    /**
+     * creditmemo.refunded / creditmemo.canceled: a credit memo that was pending (state 1) in its
+     * new state, 2 refunded or 3 canceled.
+     *
+     * @return array<string, mixed>
+     */
+    public function creditmemoStateChanged(array $creditmemo, array $order, DateTimeImmutable $changedAt): array
+    {
+        $payload = $this->creditmemoCreated($creditmemo, $order, $changedAt);
+        $state = $payload['creditmemo']['state'];
+        if ($state !== 2 && $state !== 3) {
+            throw new SnapshotException('credit memo ' . $payload['creditmemo']['entity_id']
+                . ' is neither refunded nor canceled (state ' . $state . ')');
+        }
+        $payload['previous_state'] = 1;
+        $payload['changed_at'] = self::rfc3339($changedAt);
+        return $payload;
+    }
+
     public function creditmemoCreated(array $creditmemo, array $order, DateTimeImmutable $occurredAt): array
     {
         $document = $this->header($creditmemo, $order, $occurredAt);

@@ -39,8 +39,10 @@ class EntityRebuilder implements PayloadRebuilder
     {
         try {
             return match ($record->eventType) {
-                EventType::InvoiceCreated, EventType::InvoicePaid => $this->invoice($record),
-                EventType::CreditmemoCreated => $this->creditmemo($record),
+                EventType::InvoiceCreated, EventType::InvoicePaid, EventType::InvoiceCanceled
+                    => $this->invoice($record),
+                EventType::CreditmemoCreated, EventType::CreditmemoRefunded, EventType::CreditmemoCanceled
+                    => $this->creditmemo($record),
                 EventType::CustomerSaved => $this->customer($record),
                 EventType::ProductSaved => $this->product($record),
             };
@@ -57,9 +59,18 @@ class EntityRebuilder implements PayloadRebuilder
         }
         $order = $this->extractor->order($invoice->getOrder());
         $data = $this->extractor->invoice($invoice);
-        return $record->eventType === EventType::InvoicePaid
-            ? $this->serializer->invoicePaid($data, $order, $record->occurredAt)
-            : $this->serializer->invoiceCreated($data, $order, $record->occurredAt);
+        return match ($record->eventType) {
+            EventType::InvoicePaid => $this->serializer->invoicePaid($data, $order, $record->occurredAt),
+            // The state it left is not kept: a captured invoice (it has a gateway transaction)
+            // was voided from paid, any other was canceled while open.
+            EventType::InvoiceCanceled => $this->serializer->invoiceCanceled(
+                $data,
+                $order,
+                (string) ($data['transaction_id'] ?? '') !== '' ? 2 : 1,
+                $record->occurredAt
+            ),
+            default => $this->serializer->invoiceCreated($data, $order, $record->occurredAt),
+        };
     }
 
     private function creditmemo(OutboxRecord $record): array
@@ -68,11 +79,11 @@ class EntityRebuilder implements PayloadRebuilder
         if (!$creditmemo instanceof Creditmemo) {
             throw new RejectedException('credit memo ' . $record->entityId . ' cannot be read');
         }
-        return $this->serializer->creditmemoCreated(
-            $this->extractor->creditmemo($creditmemo),
-            $this->extractor->order($creditmemo->getOrder()),
-            $record->occurredAt
-        );
+        $data = $this->extractor->creditmemo($creditmemo);
+        $order = $this->extractor->order($creditmemo->getOrder());
+        return $record->eventType === EventType::CreditmemoCreated
+            ? $this->serializer->creditmemoCreated($data, $order, $record->occurredAt)
+            : $this->serializer->creditmemoStateChanged($data, $order, $record->occurredAt);
     }
 
     private function customer(OutboxRecord $record): array
