@@ -1069,7 +1069,7 @@ impl Documents {
 
     /// `creditmemo.canceled` (a refund the gateway declined): voids the Sage credit note. What
     /// already settled it, a customer refund or an allocation to its invoice, is deleted first,
-    /// so the invoice owes again what Magento says it owes (decision 0017).
+    /// so the invoice owes again what Magento says it owes (decision 0019).
     async fn credit_memo_canceled(
         &self,
         env: &Envelope,
