@@ -1004,6 +1004,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_voided_expectation_needs_the_void_and_no_live_twin() {
+        let want =
+            json!({"voided": {"invoice": "100000711", "void_reason_contains": "after capture"}});
+        let void = json!({"id": "a", "reference": "100000711",
+            "void_reason": "Magento invoice 100000711 voided after capture"});
+        let view_of = |docs: Vec<Value>| -> SageView {
+            [("sales_invoices".to_string(), docs)].into_iter().collect()
+        };
+        let none: Reasons = Default::default();
+        assert!(check(
+            std::slice::from_ref(&want),
+            &view_of(vec![void.clone()]),
+            &none,
+            &[]
+        )
+        .is_empty());
+        // Still live (never voided): a difference, and not settled yet.
+        let live_one = json!({"id": "a", "reference": "100000711", "void_reason": null});
+        let view = view_of(vec![live_one.clone()]);
+        assert_eq!(
+            check(std::slice::from_ref(&want), &view, &none, &[]).len(),
+            2
+        );
+        assert!(!settled(std::slice::from_ref(&want), &view, &none, &[]));
+        // Voided, but another live one with the same reference: a difference.
+        let twin = view_of(vec![void.clone(), live_one]);
+        assert_eq!(
+            check(std::slice::from_ref(&want), &twin, &none, &[]).len(),
+            1
+        );
+        // Voided for another reason than expected.
+        let other = json!({"voided": {"invoice": "100000711", "void_reason_contains": "canceled"}});
+        assert_eq!(check(&[other], &view_of(vec![void]), &none, &[]).len(), 1);
+    }
+
+    #[test]
     fn merge_replaces_arrays_and_removes_nulls() {
         let mut a = json!({"a": {"b": 1, "c": [1, 2]}, "d": 1});
         merge(&mut a, &json!({"a": {"c": [3], "e": 2}, "d": null}));
