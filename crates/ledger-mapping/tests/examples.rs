@@ -61,6 +61,33 @@ fn map_example(
             assert!(problems.is_empty(), "{name}: {problems:?}");
             Ok("receipt")
         }
+        // Cancel and void: no new Sage document to map (the engine voids the one it posted);
+        // the snapshot is still a mappable document.
+        Payload::InvoiceCanceled(snap) => {
+            let plan = map_sales_invoice(
+                &ledger_events::InvoiceSnapshot {
+                    invoice: snap.invoice.clone(),
+                    order: snap.order.clone(),
+                },
+                s,
+                "CONTACT",
+            )?;
+            assert_invariant(&plan, s, snap.invoice.grand_total, name);
+            Ok("state_change")
+        }
+        Payload::CreditMemoRefunded(snap) | Payload::CreditMemoCanceled(snap) => {
+            let plan = map_sales_credit_note(
+                &ledger_events::CreditMemoSnapshot {
+                    creditmemo: snap.creditmemo.clone(),
+                    order: snap.order.clone(),
+                },
+                s,
+                "CONTACT",
+                None,
+            )?;
+            assert_invariant(&plan, s, snap.creditmemo.grand_total, name);
+            Ok("state_change")
+        }
         Payload::CustomerSaved(snap) => {
             let party = Party::from_customer_snapshot(snap);
             let contact = map_contact(
