@@ -489,6 +489,46 @@ pub(crate) fn create(
     Ok(out)
 }
 
+/// `DELETE /sales_invoices/{id}` and `/sales_credit_notes/{id}`: voids the document as Sage
+/// does. The record stays (listed, with status VOID and its `void_reason`) but owes nothing;
+/// a document with payments or allocations is refused until they are deleted.
+pub(crate) fn void(
+    biz: &mut Business,
+    kind: SalesKind,
+    id: &str,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let root = kind.root();
+    let store = match kind {
+        SalesKind::Invoice => &mut biz.sales_invoices,
+        SalesKind::CreditNote => &mut biz.sales_credit_notes,
+    };
+    let rec = store.get_mut(id).ok_or_else(ApiError::not_found)?;
+    rules::not_already_void(rec.meta.status, root)?;
+    let settlements = rec
+        .json
+        .get("payments_allocations")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    rules::void_without_settlements(settlements, root)?;
+    let reason = rules::void_reason(reason, root)?;
+    rec.meta.status = "VOID";
+    rec.meta.outstanding = Decimal::ZERO;
+    rec.updated_at = now;
+    let j = &mut rec.json;
+    j.insert("status".into(), status_link("VOID"));
+    j.insert("void_reason".into(), Value::String(reason));
+    j.insert("outstanding_amount".into(), money_json(Decimal::ZERO));
+    j.insert(
+        "base_currency_outstanding_amount".into(),
+        money_json(Decimal::ZERO),
+    );
+    j.insert("editable".into(), Value::Bool(false));
+    j.insert("updated_at".into(), Value::String(timestamp(now)));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,44 +619,4 @@ mod tests {
         assert_eq!(doc["total_amount"], json!("94.46"));
         assert_eq!(doc["tax_analysis"][0]["tax_amount"], json!("15.74"));
     }
-}
-
-/// `DELETE /sales_invoices/{id}` and `/sales_credit_notes/{id}`: voids the document as Sage
-/// does. The record stays (listed, with status VOID and its `void_reason`) but owes nothing;
-/// a document with payments or allocations is refused until they are deleted.
-pub(crate) fn void(
-    biz: &mut Business,
-    kind: SalesKind,
-    id: &str,
-    reason: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let root = kind.root();
-    let store = match kind {
-        SalesKind::Invoice => &mut biz.sales_invoices,
-        SalesKind::CreditNote => &mut biz.sales_credit_notes,
-    };
-    let rec = store.get_mut(id).ok_or_else(ApiError::not_found)?;
-    rules::not_already_void(rec.meta.status, root)?;
-    let settlements = rec
-        .json
-        .get("payments_allocations")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    rules::void_without_settlements(settlements, root)?;
-    let reason = rules::void_reason(reason, root)?;
-    rec.meta.status = "VOID";
-    rec.meta.outstanding = Decimal::ZERO;
-    rec.updated_at = now;
-    let j = &mut rec.json;
-    j.insert("status".into(), status_link("VOID"));
-    j.insert("void_reason".into(), Value::String(reason));
-    j.insert("outstanding_amount".into(), money_json(Decimal::ZERO));
-    j.insert(
-        "base_currency_outstanding_amount".into(),
-        money_json(Decimal::ZERO),
-    );
-    j.insert("editable".into(), Value::Bool(false));
-    j.insert("updated_at".into(), Value::String(timestamp(now)));
-    Ok(())
 }
