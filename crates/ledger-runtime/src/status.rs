@@ -108,7 +108,9 @@ pub struct StatusUpdate {
 pub fn entity_of(subject: &str) -> Option<&'static str> {
     let mut parts = subject.splitn(4, '.').skip(2);
     Some(match (parts.next()?, parts.next()?) {
-        ("invoice", "created") => "invoice",
+        // A canceled or voided invoice is the invoice's own state (voided in Sage, or skipped
+        // as `canceled`).
+        ("invoice", "created") | ("invoice", "canceled") => "invoice",
         ("invoice", "paid") => "payment",
         ("creditmemo", _) => "creditmemo",
         ("customer", _) => "customer",
@@ -302,6 +304,11 @@ mod tests {
     fn entities_come_from_the_subject() {
         assert_eq!(entity_of("magento.m.invoice.created"), Some("invoice"));
         assert_eq!(entity_of("magento.m.invoice.paid"), Some("payment"));
+        assert_eq!(entity_of("magento.m.invoice.canceled"), Some("invoice"));
+        assert_eq!(
+            entity_of("magento.m.creditmemo.canceled"),
+            Some("creditmemo")
+        );
         assert_eq!(
             entity_of("magento.m.creditmemo.created"),
             Some("creditmemo")
