@@ -73,9 +73,9 @@ pub struct CaseFile {
     pub cases: Vec<Case>,
 }
 
-/// The corpus directory inside this crate.
+/// The corpus directory of the workspace being run (see [`ledger_testkit::workspace_root`]).
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+    ledger_testkit::workspace_root().join("crates/ledger-stack/corpus")
 }
 
 /// Loads every `*.json` case file of `dir`, in file-name order.
