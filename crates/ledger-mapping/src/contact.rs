@@ -564,11 +564,8 @@ mod tests {
         p.tax_number = Some("GB 1234 5678".into());
         let body = map_contact(&p, "GBP", "C42GBP");
         assert_eq!(body["tax_number"], json!("GB12345678"));
-        let retry = without_refused_tax_number(
-            &body,
-            &p,
-            "tax_number: is not a valid VAT number for GB",
-        );
+        let retry =
+            without_refused_tax_number(&body, &p, "tax_number: is not a valid VAT number for GB");
         assert!(retry.get("tax_number").is_none());
         assert_eq!(
             retry["notes"],

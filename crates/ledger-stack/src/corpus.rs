@@ -1048,9 +1048,11 @@ mod tests {
         let view: SageView = [
             (
                 "contacts".to_string(),
-                vec![json!({"id": "c1", "name": "Sam Ltd", "contact_types": [{"id": "CUSTOMER"}],
+                vec![
+                    json!({"id": "c1", "name": "Sam Ltd", "contact_types": [{"id": "CUSTOMER"}],
                     "currency": {"id": "GBP"}, "tax_number": "GB123456789",
-                    "notes": "VAT number as entered (refused by Sage): GB1"})],
+                    "notes": "VAT number as entered (refused by Sage): GB1"}),
+                ],
             ),
             (
                 "sales_invoices".to_string(),

@@ -84,6 +84,14 @@ fn reference_taken(e: &SageError) -> bool {
         })
 }
 
+/// A Sage contact as this service knows it: (contact id, reference, company and VAT number
+/// as last sent).
+type KnownContact = (String, String, Option<String>, Option<String>);
+
+/// A contact row of the same person under another key: (key, contact id, reference, company,
+/// VAT number).
+type SamePersonRow = (String, String, String, Option<String>, Option<String>);
+
 /// Sage's reason when it refused a contact for its VAT number (`tax_number`), if that is
 /// what it refused.
 fn tax_number_refused(e: &SageError) -> Option<String> {
@@ -303,7 +311,9 @@ impl Contacts {
         .fetch_one(&mut *tx)
         .await?;
         let found = match (sage_id, reference) {
-            (Some(contact_id), Some(reference)) => Some((contact_id, reference, company, tax_number)),
+            (Some(contact_id), Some(reference)) => {
+                Some((contact_id, reference, company, tax_number))
+            }
             _ => match &email {
                 Some(email) => {
                     self.adopt_same_person(&mut tx, merchant, key, currency, email)
@@ -313,17 +323,33 @@ impl Contacts {
             },
         };
         if let Some((contact_id, reference, company, tax_number)) = found {
+            // A replay's dry run sends and records nothing: the adoption is rolled back and an
+            // update only reported.
+            let dry_run = ledger_runtime::replay::dry_run();
             if !consolidated
+                && !dry_run
                 && ledger_mapping::contact_details_changed(
                     company.as_deref(),
                     tax_number.as_deref(),
                     party,
                 )
             {
-                self.update_contact(&mut tx, merchant, key, currency, &contact_id, &reference, party)
-                    .await?;
+                self.update_contact(
+                    &mut tx,
+                    merchant,
+                    key,
+                    currency,
+                    &contact_id,
+                    &reference,
+                    party,
+                )
+                .await?;
             }
-            tx.commit().await?;
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
             return Ok(ContactRef {
                 contact_id,
                 reference,
@@ -351,8 +377,17 @@ impl Contacts {
                             ProcessError::transient("Sage answered without a contact id")
                         })?
                         .to_string();
-                    self.record_contact(&mut tx, merchant, key, currency, &contact_id, &reference, party, None)
-                        .await?;
+                    self.record_contact(
+                        &mut tx,
+                        merchant,
+                        key,
+                        currency,
+                        &contact_id,
+                        &reference,
+                        party,
+                        None,
+                    )
+                    .await?;
                     tx.commit().await?;
                     tracing::info!(merchant, reference, contact_id, attempt, "contact created");
                     return Ok(ContactRef {
@@ -368,8 +403,17 @@ impl Contacts {
                     if let Some(contact_id) =
                         self.find_own_contact(merchant, &reference, party).await?
                     {
-                        self.record_contact(&mut tx, merchant, key, currency, &contact_id, &reference, party, None)
-                            .await?;
+                        self.record_contact(
+                            &mut tx,
+                            merchant,
+                            key,
+                            currency,
+                            &contact_id,
+                            &reference,
+                            party,
+                            None,
+                        )
+                        .await?;
                         tx.commit().await?;
                         tracing::info!(
                             merchant,
@@ -411,24 +455,23 @@ impl Contacts {
         key: &str,
         currency: &str,
         email: &str,
-    ) -> Result<Option<(String, String, Option<String>, Option<String>)>, ProcessError> {
+    ) -> Result<Option<KnownContact>, ProcessError> {
         let guest_key = format!("guest:{email}");
-        let other: Option<(String, String, String, Option<String>, Option<String>)> =
-            sqlx::query_as(
-                "SELECT customer_key, sage_contact_id, reference, company, tax_number FROM contacts
+        let other: Option<SamePersonRow> = sqlx::query_as(
+            "SELECT customer_key, sage_contact_id, reference, company, tax_number FROM contacts
                  WHERE merchant_id = $1 AND currency = $2 AND customer_key <> $3
                    AND sage_contact_id IS NOT NULL AND reference IS NOT NULL
                    AND (customer_key = $4 OR (customer_key LIKE 'customer:%' AND email = $5))
                  ORDER BY (customer_key = $4) DESC, created_at, customer_key
                  LIMIT 1",
-            )
-            .bind(merchant)
-            .bind(currency)
-            .bind(key)
-            .bind(&guest_key)
-            .bind(email)
-            .fetch_optional(&mut **tx)
-            .await?;
+        )
+        .bind(merchant)
+        .bind(currency)
+        .bind(key)
+        .bind(&guest_key)
+        .bind(email)
+        .fetch_optional(&mut **tx)
+        .await?;
         let Some((from, contact_id, reference, company, tax_number)) = other else {
             return Ok(None);
         };
@@ -525,7 +568,12 @@ impl Contacts {
         .bind(&party.tax_number)
         .execute(&mut **tx)
         .await?;
-        tracing::info!(merchant, contact_id, reference, "contact updated from a document");
+        tracing::info!(
+            merchant,
+            contact_id,
+            reference,
+            "contact updated from a document"
+        );
         ledger_runtime::audit::note_detail(&format!(
             "contact {reference} updated: company or VAT number arrived with this document"
         ));
