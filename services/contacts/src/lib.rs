@@ -1040,3 +1040,45 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let running = start(config, shutdown).await?;
     running.done.await?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sage_client::SageErrorItem;
+
+    fn rejected(source: &str, message: &str) -> SageError {
+        SageError::Rejected {
+            status: 422,
+            errors: vec![SageErrorItem {
+                severity: "error".into(),
+                data_code: "RecordInvalid".into(),
+                message: message.into(),
+                source: source.into(),
+            }],
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn refused_tax_numbers_and_taken_references_are_told_apart() {
+        let vat = rejected(
+            "contact.tax_number",
+            "tax_number: is not a valid VAT number for GB",
+        );
+        assert_eq!(
+            tax_number_refused(&vat).as_deref(),
+            Some("tax_number: is not a valid VAT number for GB")
+        );
+        assert!(!reference_taken(&vat));
+        let taken = rejected("contact.reference", "reference: has already been taken");
+        assert!(tax_number_refused(&taken).is_none());
+        assert!(reference_taken(&taken));
+        let transient = SageError::Transient {
+            status: Some(503),
+            message: "tax_number".into(),
+            request_id: None,
+            retry_after: None,
+        };
+        assert!(tax_number_refused(&transient).is_none());
+    }
+}
