@@ -124,8 +124,9 @@ pub struct Documents {
     ctx: ServiceContext,
     /// Contacts of registered customers, once known: a Sage contact's id never changes, and
     /// asking the contacts service for every document would double the work per invoice.
+    /// Keyed by (merchant, customer, currency, company and VAT number of the document).
     /// Guests are always asked, because B2C consolidation decides per order.
-    known_contacts: std::sync::Mutex<HashMap<(String, String, String), ContactRef>>,
+    known_contacts: std::sync::Mutex<HashMap<(String, String, String, String), ContactRef>>,
     /// Locked periods: Sage's open period per merchant (financial settings), read again when
     /// Sage refuses a date.
     periods: ledger_rpc::OpenPeriods,
@@ -170,10 +171,13 @@ impl Documents {
         order: &ledger_events::OrderContext,
         document_total: Option<Decimal>,
     ) -> Result<ContactRef, ProcessError> {
+        // The company and VAT number are part of the key: a document that brings new ones
+        // asks the contacts service, which updates the contact.
         let cache_key = (
             env.merchant_id.clone(),
             customer_key.clone(),
             currency.to_string(),
+            ledger_mapping::Party::from_order(order).business_details_key(),
         );
         let cacheable = customer_key.starts_with("customer:");
         if cacheable {
