@@ -1042,7 +1042,11 @@ mod tests {
             {"entity_id": 8, "increment_id": "000000008", "created_at": "2026-06-02 10:00:00",
              "state": 3}
         ]}));
-        let ids: Vec<u64> = o.invoices_oldest_first().iter().map(|i| i.entity_id).collect();
+        let ids: Vec<u64> = o
+            .invoices_oldest_first()
+            .iter()
+            .map(|i| i.entity_id)
+            .collect();
         // 8 is canceled; 7 is older than 9.
         assert_eq!(ids, vec![7, 9]);
         assert_eq!(o.invoices[0].grand_total, Some(dec!(30.00)));

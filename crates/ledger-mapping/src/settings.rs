@@ -662,7 +662,10 @@ mod tests {
         // A method the merchant added to the old list is paid later, as it behaved before.
         assert_eq!(s.method_timing("invoice_later"), MethodTiming::PaidLater);
         // Listed in both: the new prepaid list wins, so old settings get bank refunds.
-        assert_eq!(s.method_timing("banktransfer"), MethodTiming::PrepaidOffline);
+        assert_eq!(
+            s.method_timing("banktransfer"),
+            MethodTiming::PrepaidOffline
+        );
         assert!(s.is_net_terms("invoice_later"));
         assert!(!s.is_net_terms("stripe_payments"));
         // The legacy key is not written back once empty.

@@ -112,8 +112,7 @@ pub fn credit_note_settlement(
                     reason: reasons::NO_PARENT_INVOICE,
                 };
             }
-            let (amounts, left_on_account) =
-                allocate_oldest_first(credit_note_total, outstanding);
+            let (amounts, left_on_account) = allocate_oldest_first(credit_note_total, outstanding);
             if amounts.iter().all(Decimal::is_zero) {
                 Settlement::Nothing {
                     reason: reasons::INVOICE_SETTLED,
@@ -161,7 +160,9 @@ pub fn map_credit_allocation(
     let mut sum = Decimal::ZERO;
     for (invoice, amount) in invoices.iter().filter(|(_, a)| !round2(*a).is_zero()) {
         let pair = map_allocation(invoice, credit_note, *amount, date)?;
-        artefacts.push(json!({ "artefact_id": invoice.sage_id.trim(), "amount": money_json(pair.amount) }));
+        artefacts.push(
+            json!({ "artefact_id": invoice.sage_id.trim(), "amount": money_json(pair.amount) }),
+        );
         sum += pair.amount;
     }
     if artefacts.is_empty() {
@@ -173,7 +174,8 @@ pub fn map_credit_allocation(
             reasons::EXCEEDS_DOCUMENT_TOTAL,
         ));
     }
-    artefacts.push(json!({ "artefact_id": credit_note.sage_id.trim(), "amount": money_json(-sum) }));
+    artefacts
+        .push(json!({ "artefact_id": credit_note.sage_id.trim(), "amount": money_json(-sum) }));
     let contact = invoices[0].0.contact_id.trim();
     Ok(AllocationPlan {
         resource: "contact_allocations",
@@ -223,7 +225,12 @@ mod tests {
         use MethodTiming::*;
         let cases = [
             ("card refunded", Refunded, Online, SettlementRule::Refund),
-            ("card pending at the gateway", Open, Online, SettlementRule::Wait),
+            (
+                "card pending at the gateway",
+                Open,
+                Online,
+                SettlementRule::Wait,
+            ),
             (
                 "bank transfer refunded offline",
                 Refunded,
@@ -237,7 +244,12 @@ mod tests {
                 PaidLater,
                 SettlementRule::Allocate,
             ),
-            ("purchase order open", Open, PaidLater, SettlementRule::Allocate),
+            (
+                "purchase order open",
+                Open,
+                PaidLater,
+                SettlementRule::Allocate,
+            ),
             (
                 "canceled",
                 Canceled,
@@ -263,7 +275,13 @@ mod tests {
             left_on_account: left,
         };
         let cases: Vec<(&str, SettlementRule, Decimal, Vec<Decimal>, Settlement)> = vec![
-            ("card refund", SettlementRule::Refund, dec!(24), vec![], Settlement::Refund),
+            (
+                "card refund",
+                SettlementRule::Refund,
+                dec!(24),
+                vec![],
+                Settlement::Refund,
+            ),
             (
                 "bank transfer, invoice settled in Sage",
                 SettlementRule::RefundWhenSettled,
@@ -326,7 +344,13 @@ mod tests {
                     reason: reasons::INVOICE_SETTLED,
                 },
             ),
-            ("pending", SettlementRule::Wait, dec!(10), vec![dec!(10)], Settlement::Waiting),
+            (
+                "pending",
+                SettlementRule::Wait,
+                dec!(10),
+                vec![dec!(10)],
+                Settlement::Waiting,
+            ),
             (
                 "canceled",
                 SettlementRule::Nothing(reasons::NOT_REFUNDED),
@@ -410,10 +434,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.reason(), reasons::EXCEEDS_DOCUMENT_TOTAL);
         // Nothing to allocate: refused.
-        assert!(
-            map_credit_allocation(&[(doc("I1", dec!(60)), dec!(0))], &doc("CN", dec!(9)), date)
-                .is_err()
-        );
+        assert!(map_credit_allocation(
+            &[(doc("I1", dec!(60)), dec!(0))],
+            &doc("CN", dec!(9)),
+            date
+        )
+        .is_err());
     }
 
     #[test]
@@ -421,6 +447,11 @@ mod tests {
         // Credit memo 000000001 and invoice 000000001 exist in the same store.
         assert_eq!(unlinked_credit_note_reference("000000001"), "CM-000000001");
         assert_ne!(unlinked_credit_note_reference("000000001"), "000000001");
-        assert!(unlinked_credit_note_reference(&"9".repeat(40)).chars().count() <= 25);
+        assert!(
+            unlinked_credit_note_reference(&"9".repeat(40))
+                .chars()
+                .count()
+                <= 25
+        );
     }
 }

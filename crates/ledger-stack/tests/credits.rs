@@ -25,7 +25,11 @@ async fn wait_count(stack: &Stack, merchant: &Merchant, resource: &str, n: usize
         .wait_until(WAIT, || stack.documents(merchant, resource).len() >= n)
         .await;
     let found = stack.documents(merchant, resource);
-    assert!(reached, "expected {n} {resource}, found {}: {found:#?}", found.len());
+    assert!(
+        reached,
+        "expected {n} {resource}, found {}: {found:#?}",
+        found.len()
+    );
     found
 }
 
@@ -172,5 +176,81 @@ async fn credit_larger_than_outstanding_leaves_the_excess_on_account() {
     assert_eq!(dec(&second_note["outstanding_amount"]), excess);
     let invoices = stack.documents(&m, "sales_invoices");
     assert_eq!(dec(&invoices[0]["outstanding_amount"]), Decimal::ZERO);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settlement_sage_refuses_for_its_amount_is_decided_again() {
+    let (stack, _nats, db) = common::stack("credits", 8).await;
+    let m = stack.onboard("redecide").await.expect("onboard");
+    let invoice = Draft::invoice("redecide", 44).payment_method("purchaseorder");
+    publish(&stack, &m, &invoice).await;
+    let invoices = wait_count(&stack, &m, "sales_invoices", 1).await;
+    let inv = invoices[0].clone();
+    // The allocation reaches Sage slowly; meanwhile the bookkeeper records a payment of all
+    // but 10.00 of the invoice in Sage, so the planned amount is above what is outstanding.
+    stack.sandbox.faults().set(
+        sage_sandbox::FaultPlan::new(sage_sandbox::FaultKind::Latency { ms: 2000 })
+            .for_business(m.business_id.clone())
+            .on_resource("contact_allocations")
+            .on_method("POST")
+            .times(1),
+    );
+    let credit = invoice.credit_memo(1, &Refund::lines(&[(0, 1)]));
+    publish(&stack, &m, &credit).await;
+    wait_count(&stack, &m, "sales_credit_notes", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let business = &stack.sandbox.inspect().businesses()[0];
+    let bank = business
+        .bank_accounts
+        .get("GBP")
+        .expect("a GBP account")
+        .clone();
+    let ten = Decimal::from(10);
+    let paid = invoice.grand_total() - ten;
+    stack
+        .sage()
+        .post(
+            &m.id,
+            "contact_payments",
+            "contact_payment",
+            json!({
+                "transaction_type_id": "CUSTOMER_RECEIPT",
+                "contact_id": inv["contact"]["id"],
+                "bank_account_id": bank,
+                "payment_method_id": "BANK_TRANSFER",
+                "date": inv["date"],
+                "total_amount": paid.to_string(),
+                "allocated_artefacts": [{"artefact_id": inv["id"], "amount": paid.to_string()}]
+            }),
+            None,
+        )
+        .await
+        .expect("the bookkeeper's receipt");
+    // Refused for its amount, decided again from Sage's 10.00 and allocated for that; the
+    // rest of the credit note stays on account.
+    let allocations = wait_count(&stack, &m, "contact_allocations", 1).await;
+    assert_eq!(
+        dec(&allocations[0]["allocated_artefacts"][0]["amount"]),
+        ten
+    );
+    let notes = stack.documents(&m, "sales_credit_notes");
+    assert_eq!(
+        dec(&notes[0]["outstanding_amount"]),
+        credit.grand_total() - ten
+    );
+    let invoices = stack.documents(&m, "sales_invoices");
+    assert_eq!(dec(&invoices[0]["outstanding_amount"]), Decimal::ZERO);
+    // Decided again: the second attempt has its own step (its own idempotency id).
+    let pool = ledger_runtime::db::connect_schema(db.url(), "documents", 2)
+        .await
+        .expect("schema pool");
+    let again: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_steps WHERE state = 'done' AND step = 'credit_note_allocation#1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(again, 1);
     stack.stop().await;
 }

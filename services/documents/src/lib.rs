@@ -496,8 +496,7 @@ impl Documents {
         for invoice in snapshot.order.invoices_oldest_first() {
             if let Some(found) = self.original_invoice(merchant, invoice.entity_id).await? {
                 posted.push(found);
-            } else if let Some(invoice_key) =
-                self.held_invoice(merchant, invoice.entity_id).await?
+            } else if let Some(invoice_key) = self.held_invoice(merchant, invoice.entity_id).await?
             {
                 held.push(invoice_key);
             } else {
@@ -865,7 +864,10 @@ impl Documents {
                 .bind(attempt)
                 .execute(self.db())
                 .await?;
-                if matches!(decision.kind, SettlementKind::Nothing | SettlementKind::Waiting) {
+                if matches!(
+                    decision.kind,
+                    SettlementKind::Nothing | SettlementKind::Waiting
+                ) {
                     let detail = settlement_detail(
                         decision.kind,
                         decision.amount,
@@ -882,7 +884,12 @@ impl Documents {
                     );
                     return Ok(false);
                 }
-                (decision.kind, decision.amount, decision.allocations, attempt)
+                (
+                    decision.kind,
+                    decision.amount,
+                    decision.allocations,
+                    attempt,
+                )
             }
         };
         let left_on_account: Decimal = sqlx::query_scalar(
@@ -1232,10 +1239,10 @@ fn planned_invoices<'a>(
 /// outstanding, or nothing outstanding any more): deciding again can fix it.
 pub fn is_amount_refusal(error: &sage_client::SageError) -> bool {
     matches!(error, sage_client::SageError::Rejected { status: 422, errors, .. }
-        if errors.iter().any(|i| {
-            let m = i.message.to_ascii_lowercase();
-            m.contains("outstanding") || m.contains("unpaid or part-paid")
-        }))
+    if errors.iter().any(|i| {
+        let m = i.message.to_ascii_lowercase();
+        m.contains("outstanding") || m.contains("unpaid or part-paid")
+    }))
 }
 
 /// What the module shows beside a credit note's status: refunded, allocated (and what was
