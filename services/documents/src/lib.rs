@@ -60,6 +60,9 @@ const PREFLIGHT_CONTACT: &str = "preflight";
 pub const STEP_REFUND: &str = "credit_note_refund";
 /// Journal step (and idempotency-id salt) of the allocation of a credit note to its invoice.
 pub const STEP_ALLOCATION: &str = "credit_note_allocation";
+/// Attempts a credit memo without `invoice_id` waits for an invoice of its order that is
+/// not in Sage yet, before it is set against the order's other invoices.
+pub const ORDER_INVOICE_WAITS: i64 = 8;
 /// Dead-letter code of a refund for which no bank account is configured in its currency.
 pub const NO_BANK_ACCOUNT: &str = "settings.no_bank_account";
 
@@ -484,12 +487,15 @@ impl Documents {
 
     /// Rule "credit notes find their invoice": the order's invoices (`order.invoices`) that
     /// are in Sage, oldest first, for a credit memo without `invoice_id`. An invoice of the
-    /// order that is neither in Sage nor held is waited for (transient); held invoices are
-    /// left out, and `Err(detail)` (hold the credit memo) when every invoice was held.
+    /// order that is neither in Sage nor held is waited for (transient) for the first
+    /// [`ORDER_INVOICE_WAITS`] attempts, then left out (an invoice from before the module
+    /// was installed never arrives); held invoices are left out, and `Err(detail)` (hold the
+    /// credit memo) when every invoice was held.
     async fn order_invoices(
         &self,
         merchant: &str,
         snapshot: &CreditMemoSnapshot,
+        attempt: i64,
     ) -> Result<Result<Vec<Posted>, String>, ProcessError> {
         let mut posted = Vec::new();
         let mut held = Vec::new();
@@ -499,11 +505,17 @@ impl Documents {
             } else if let Some(invoice_key) = self.held_invoice(merchant, invoice.entity_id).await?
             {
                 held.push(invoice_key);
-            } else {
+            } else if attempt < ORDER_INVOICE_WAITS {
                 return Err(ProcessError::transient(format!(
                     "invoice {} of order {} (entity {}) not synced yet",
                     invoice.increment_id, snapshot.order.increment_id, invoice.entity_id
                 )));
+            } else {
+                tracing::info!(
+                    invoice = invoice.increment_id,
+                    order = snapshot.order.increment_id,
+                    "an invoice of the order never reached Sage; the credit note is set against the others"
+                );
             }
         }
         if posted.is_empty() && !held.is_empty() {
@@ -662,7 +674,10 @@ impl Documents {
                     )));
                 }
             },
-            None => match self.order_invoices(&env.merchant_id, snapshot).await? {
+            None => match self
+                .order_invoices(&env.merchant_id, snapshot, delivery.attempt)
+                .await?
+            {
                 Ok(found) => found,
                 Err(detail) => {
                     return self
