@@ -1529,6 +1529,72 @@ mod tests {
     }
 
     #[test]
+    fn the_settlement_detail_says_refunded_allocated_or_left_on_account() {
+        let dec = Decimal::from;
+        let cases = [
+            (
+                SettlementKind::Refund,
+                dec(30),
+                dec(0),
+                None,
+                "refunded 30.00 GBP",
+            ),
+            (
+                SettlementKind::Allocation,
+                dec(30),
+                dec(0),
+                None,
+                "allocated 30.00 GBP to the invoice",
+            ),
+            (
+                SettlementKind::Allocation,
+                dec(30),
+                dec(15),
+                Some("left_on_account"),
+                "allocated 30.00 GBP to the invoice; 15.00 GBP left on account",
+            ),
+            (
+                SettlementKind::Waiting,
+                dec(0),
+                dec(30),
+                Some("refund_pending"),
+                "waiting for the refund (pending at the payment gateway)",
+            ),
+            (
+                SettlementKind::Nothing,
+                dec(0),
+                dec(60),
+                Some("no_parent_invoice"),
+                "60.00 GBP left on account (no_parent_invoice)",
+            ),
+        ];
+        for (kind, amount, left, reason, want) in cases {
+            assert_eq!(settlement_detail(kind, amount, left, reason, "GBP"), want);
+        }
+    }
+
+    #[test]
+    fn only_an_amount_refusal_is_decided_again() {
+        let refusal = |message: &str| sage_client::SageError::Rejected {
+            status: 422,
+            errors: vec![sage_client::SageErrorItem {
+                severity: "error".into(),
+                data_code: "RecordInvalid".into(),
+                message: message.into(),
+                source: "contact_allocation.allocated_artefacts[0].amount".into(),
+            }],
+            request_id: None,
+        };
+        assert!(is_amount_refusal(&refusal(
+            "amount: cannot exceed the outstanding amount (10.00)"
+        )));
+        assert!(is_amount_refusal(&refusal(
+            "You can only pay unpaid or part-paid invoices."
+        )));
+        assert!(!is_amount_refusal(&refusal("date: is in a locked period")));
+    }
+
+    #[test]
     fn consumer_reads_invoices_and_credit_memos() {
         let spec = consumer_spec();
         assert_eq!(
