@@ -70,7 +70,10 @@ pub use product::{map_product, ProductPlan};
 pub use settings::{
     default_bank_accounts, deposit_bank_account, AdjustmentVat, B2cConsolidation,
     CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, LineTaxFacts, MerchantSettings,
-    NamedTaxRate, PaymentMethodMapping, TaxRateEntry,
+    MethodTiming, NamedTaxRate, PaymentMethodMapping, TaxRateEntry,
 };
-pub use settlement::{allocation_amount, credit_note_settlement, Settlement};
+pub use settlement::{
+    allocate_oldest_first, allocation_amount, credit_note_settlement, map_credit_allocation,
+    settlement_rule, unlinked_credit_note_reference, Settlement, SettlementRule,
+};
 pub use total::{sage_document_total, sage_line_figures, SageLineFigures};

@@ -318,6 +318,11 @@ pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
         if let Some(n) = ev.get("copy").and_then(Value::as_u64) {
             let mut again = out.get(n as usize).cloned().with_context(ctx)?;
             again["event_id"] = json!(uuid::Uuid::new_v4().to_string());
+            // `{"copy": i, "patch": {..}}`: the document changed in Magento since (a credit
+            // memo pending at the gateway, now refunded); merged over the payload.
+            if let Some(p) = ev.get("patch") {
+                merge(&mut again["payload"], p);
+            }
             out.push(again);
             continue;
         }
