@@ -33,8 +33,8 @@ mod validate;
 pub use documents::{
     normalise_email, Address, AppliedTax, CreditMemoDocument, CreditMemoSnapshot, CreditMemoState,
     CreditMemoStateSnapshot, DocumentItem, InvoiceCanceledSnapshot, InvoiceDocument,
-    InvoicePaidSnapshot, InvoiceSnapshot, InvoiceState,
-    OrderContext, OrderItem, OrderPayment, PaymentFacts, SalesDocument, TaxConfig,
+    InvoicePaidSnapshot, InvoiceSnapshot, InvoiceState, OrderContext, OrderInvoice, OrderItem,
+    OrderPayment, PaymentFacts, SalesDocument, TaxConfig,
 };
 pub use envelope::{parse, Envelope, Payload, Source};
 pub use event_type::EventType;
