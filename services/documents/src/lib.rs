@@ -378,6 +378,22 @@ impl Documents {
         )
         .await?;
         tx.commit().await?;
+        // [money-in] An invoice landed (perhaps released after a hold): the payments service
+        // posts the payments it kept `invoice_held` for it. Fire and forget; the payments
+        // service also re-checks its held payments when it starts.
+        if plan.resource == "sales_invoices" {
+            let note = ledger_rpc::InvoiceLanded {
+                merchant: env.merchant_id.clone(),
+                document_key: key.to_string(),
+            };
+            if let Ok(body) = serde_json::to_vec(&note) {
+                let _ = self
+                    .ctx
+                    .nats
+                    .publish(ledger_rpc::INVOICE_LANDED_SUBJECT, body.into())
+                    .await;
+            }
+        }
         tracing::info!(
             document = key,
             sage_id,
@@ -461,6 +477,23 @@ impl Documents {
         Ok(row.map(posted_from_row))
     }
 
+    /// [money-in] The hold (reason, detail) of a document whose Magento base currency is
+    /// not the Sage business's (`ledger_mapping::check_base_currency`); `None` to post it.
+    async fn base_currency_hold(
+        &self,
+        merchant: &str,
+        magento_base: &str,
+        what: &str,
+    ) -> Result<Option<(String, String)>, ProcessError> {
+        let Some(sage_base) = self.periods.base_currency(&self.ctx.sage, merchant).await? else {
+            return Ok(None);
+        };
+        match ledger_mapping::check_base_currency(magento_base, &sage_base, what) {
+            Ok(()) => Ok(None),
+            Err(e) => mapping_outcome(e).map(Some),
+        }
+    }
+
     /// The key of a held (skipped) invoice with this Magento entity id, if there is one.
     async fn held_invoice(
         &self,
@@ -509,6 +542,19 @@ impl Documents {
                 .await;
         }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
+        // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
+        if let Some(held) = self
+            .base_currency_hold(
+                &env.merchant_id,
+                snapshot.base_currency(),
+                &format!("invoice {}", snapshot.invoice.increment_id),
+            )
+            .await?
+        {
+            return self
+                .record_skip(env, &key, &held.0, &held.1, snapshot.invoice.entity_id)
+                .await;
+        }
         // Dry run first: a held invoice must leave nothing behind in Sage, not even a contact.
         let preflight =
             match ledger_mapping::map_sales_invoice(snapshot, &settings, PREFLIGHT_CONTACT) {
@@ -592,6 +638,21 @@ impl Documents {
                 .await;
         }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
+        // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
+        if self.posted(&env.merchant_id, &key).await?.is_none() {
+            if let Some(held) = self
+                .base_currency_hold(
+                    &env.merchant_id,
+                    snapshot.base_currency(),
+                    &format!("credit memo {}", snapshot.creditmemo.increment_id),
+                )
+                .await?
+            {
+                return self
+                    .record_skip(env, &key, &held.0, &held.1, snapshot.creditmemo.entity_id)
+                    .await;
+            }
+        }
         let original = match snapshot.creditmemo.invoice_id {
             Some(invoice_id) => match self.original_invoice(&env.merchant_id, invoice_id).await? {
                 Some(found) => Some(found),
@@ -1197,6 +1258,21 @@ async fn held(db: &PgPool, merchant: &str) -> Result<Vec<ledger_rpc::HeldDocumen
         .collect())
 }
 
+/// [money-in] The reason and detail of a document held by policy (`nothing_to_post` is not a
+/// hold: a zero invoice's payment is skipped on its own).
+async fn held_reason(db: &PgPool, merchant: &str, key: &str) -> Option<(String, String)> {
+    sqlx::query_as(
+        "SELECT reason, detail FROM skipped_documents
+         WHERE merchant_id = $1 AND document_key = $2 AND reason <> 'nothing_to_post'",
+    )
+    .bind(merchant)
+    .bind(key)
+    .fetch_optional(db)
+    .await
+    .ok()
+    .flatten()
+}
+
 async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, RpcError> {
     let row: Option<(String, String, String, String, Decimal, Decimal)> = sqlx::query_as(
         "SELECT resource, sage_id, contact_id, currency, total, exchange_rate FROM documents WHERE merchant_id = $1 AND document_key = $2",
@@ -1215,14 +1291,28 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
             total,
             exchange_rate,
         }),
-        None => Err(RpcError {
-            class: ErrorClass::NotFound,
-            code: "document.not_synced".into(),
-            message: format!("{key} is not in Sage yet"),
-            field: None,
-            detail: serde_json::Value::Null,
-            retry_after_ms: None,
-        }),
+        // [money-in] A document held by policy is not "not synced yet": the payments service
+        // records its payment `invoice_held` instead of waiting for it.
+        None => {
+            if let Some((reason, detail)) = held_reason(db, merchant, key).await {
+                return Err(RpcError {
+                    class: ErrorClass::NotFound,
+                    code: ledger_rpc::DOCUMENT_HELD.into(),
+                    message: format!("{key} is held ({reason}): {detail}"),
+                    field: None,
+                    detail: serde_json::json!({ "reason": reason, "detail": detail }),
+                    retry_after_ms: None,
+                });
+            }
+            Err(RpcError {
+                class: ErrorClass::NotFound,
+                code: "document.not_synced".into(),
+                message: format!("{key} is not in Sage yet"),
+                field: None,
+                detail: serde_json::Value::Null,
+                retry_after_ms: None,
+            })
+        }
     }
 }
 
