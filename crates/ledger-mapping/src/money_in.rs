@@ -337,3 +337,78 @@ mod tests {
         );
     }
 }
+
+/// Settings key: `"per_gateway"` (default) or `"off"`; see [`clearing_account_wanted`].
+pub const CLEARING_ACCOUNTS_SETTING: &str = "clearing_accounts";
+
+/// Magento methods whose money does not come through a payment gateway's payouts (offline
+/// methods), besides the merchant's net-terms methods.
+pub const OFFLINE_METHODS: &[&str] = &[
+    "checkmo",
+    "banktransfer",
+    "cashondelivery",
+    "purchaseorder",
+    "companycredit",
+    "free",
+];
+
+/// Rule "card money lands where the bank feed can match it": a receipt of an online payment
+/// method (a gateway: Stripe, PayPal, Braintree, ...) for which the merchant mapped no account
+/// in this currency goes to that gateway's clearing account in the currency (created in Sage
+/// when first needed), not to the current account: the gateway pays out net of its fees days
+/// later, and only a clearing account lets the bank feed's payout be matched (docs/accounting.md,
+/// "Matching payouts and fees"). Offline and net-terms methods keep the current account, and
+/// `clearing_accounts: "off"` turns the rule off.
+pub fn clearing_account_wanted(
+    raw_settings: &Value,
+    settings: &crate::MerchantSettings,
+    method: &str,
+) -> bool {
+    let off = raw_settings
+        .get(CLEARING_ACCOUNTS_SETTING)
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("off"));
+    !off && !settings.is_net_terms(method) && !OFFLINE_METHODS.contains(&method.trim())
+}
+
+/// The name of a gateway's clearing account in Sage, e.g. `Clearing stripe_payments GBP`
+/// (Sage keeps bank account names to 30 characters: the method is cut, never the currency).
+pub fn clearing_account_name(method: &str, currency: &str) -> String {
+    let currency = currency.trim().to_ascii_uppercase();
+    let room = 30 - "Clearing ".len() - 1 - currency.len();
+    let method: String = method.trim().chars().take(room).collect();
+    format!("Clearing {method} {currency}")
+}
+
+#[cfg(test)]
+mod clearing_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn gateways_get_a_clearing_account_offline_methods_do_not() {
+        let s = crate::MerchantSettings::default();
+        let raw = json!({});
+        assert!(clearing_account_wanted(&raw, &s, "stripe_payments"));
+        assert!(clearing_account_wanted(&raw, &s, "paypal_express"));
+        for offline in ["checkmo", "banktransfer", "cashondelivery", "free"] {
+            assert!(!clearing_account_wanted(&raw, &s, offline), "{offline}");
+        }
+        assert!(!clearing_account_wanted(
+            &json!({"clearing_accounts": "off"}),
+            &s,
+            "stripe_payments"
+        ));
+    }
+
+    #[test]
+    fn clearing_account_names_fit_sage() {
+        assert_eq!(
+            clearing_account_name("stripe_payments", "gbp"),
+            "Clearing stripe_payments GBP"
+        );
+        let long = clearing_account_name("braintree_paypal_vault_extra_long", "EUR");
+        assert_eq!(long.chars().count(), 30);
+        assert!(long.ends_with(" EUR"), "{long}");
+    }
+}

@@ -81,6 +81,8 @@ pub struct PaymentSettings {
     pub locked_period: ledger_mapping::LockedPeriod,
     /// Each Sage bank account's currency and the accounts that take foreign money.
     pub bank_facts: ledger_mapping::BankAccountFacts,
+    /// The raw settings document (for rules reading keys of their own).
+    pub raw: Value,
 }
 
 impl PaymentSettings {
@@ -116,6 +118,7 @@ impl PaymentSettings {
             bank_accounts,
             locked_period,
             bank_facts,
+            raw: raw.clone(),
         })
     }
 
@@ -361,7 +364,28 @@ impl Payments {
         }
         // A missing account, or one in another currency, holds the payment with a reason
         // (never a dead-letter loop); a retry after the settings are fixed posts it.
-        let bank_account_id = match settings.bank_account_id(method, paid.document_currency()) {
+        let currency = paid.document_currency().trim().to_ascii_uppercase();
+        let configured = settings
+            .merchant
+            .bank_account_id(method, &currency)
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
+        let chosen = match configured {
+            Some(id) => Ok(id),
+            // Rule "card money lands where the bank feed can match it": the gateway's
+            // clearing account in this currency, created in Sage when first needed.
+            None if ledger_mapping::clearing_account_wanted(
+                &settings.raw,
+                &settings.merchant,
+                method,
+            ) =>
+            {
+                Ok(self.clearing_account(env, method, &currency).await?)
+            }
+            None => settings.bank_account_id(method, &currency),
+        };
+        let bank_account_id = match chosen {
             Ok(id) => id,
             Err(e) => {
                 let message = match &e {
@@ -458,6 +482,92 @@ impl Payments {
             }
         }
         self.post_receipt(env, delivery, &key, &invoice, plan).await
+    }
+
+    /// The Sage clearing account of `method` in `currency`: from this service's table, else
+    /// created in Sage now (`POST /bank_accounts`, type `OTHER`, named by
+    /// `ledger_mapping::clearing_account_name`) under a PostgreSQL advisory lock, so two
+    /// payments at once create one account.
+    async fn clearing_account(
+        &self,
+        env: &Envelope,
+        method: &str,
+        currency: &str,
+    ) -> Result<String, ProcessError> {
+        let merchant = env.merchant_id.as_str();
+        let find = "SELECT sage_id FROM clearing_accounts WHERE merchant_id = $1 AND method = $2 AND currency = $3";
+        if let Some(id) = sqlx::query_scalar::<_, String>(find)
+            .bind(merchant)
+            .bind(method)
+            .bind(currency)
+            .fetch_optional(self.db())
+            .await?
+        {
+            return Ok(id);
+        }
+        let mut tx = self.db().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("clearing/{merchant}/{method}/{currency}"))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(id) = sqlx::query_scalar::<_, String>(find)
+            .bind(merchant)
+            .bind(method)
+            .bind(currency)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Ok(id);
+        }
+        let name = ledger_mapping::clearing_account_name(method, currency);
+        // One idempotency id per merchant, method and currency: a retry after a lost answer
+        // gets the same account back.
+        let key = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("ledger:clearing:{merchant}:{method}:{currency}").as_bytes(),
+        );
+        let response = self
+            .ctx
+            .sage
+            .post(
+                merchant,
+                "bank_accounts",
+                "bank_account",
+                serde_json::json!({
+                    "bank_account_type_id": "OTHER",
+                    "bank_account_details": { "account_name": name },
+                    "currency_id": currency,
+                }),
+                Some(&sage_client::idempotency_id(&key, "clearing_account")),
+            )
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let id = response
+            .id()
+            .ok_or_else(|| {
+                ProcessError::transient("Sage answered a new bank account without an id")
+            })?
+            .to_string();
+        sqlx::query(
+            "INSERT INTO clearing_accounts (merchant_id, method, currency, sage_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (merchant_id, method, currency) DO NOTHING",
+        )
+        .bind(merchant)
+        .bind(method)
+        .bind(currency)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            merchant,
+            method,
+            currency,
+            sage_id = id,
+            name,
+            "clearing account created"
+        );
+        Ok(id)
     }
 
     /// What Sage says is still outstanding on a sales invoice (`outstanding_amount`).

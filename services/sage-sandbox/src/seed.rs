@@ -230,6 +230,8 @@ pub struct BankAccount {
     pub account_type: &'static str,
     /// `is_active`: an archived account is still listed, but takes no new money.
     pub active: bool,
+    /// The `idempotency_id` of the POST that created it (seeded accounts have none).
+    pub idempotency_id: Option<String>,
 }
 
 impl BankAccount {
@@ -289,6 +291,7 @@ pub fn unusable_bank_accounts(base_currency: &str, ledgers: &[LedgerAccount]) ->
             default_payment_method: "BANK_TRANSFER",
             account_type,
             active,
+            idempotency_id: None,
         })
     })
     .collect()
@@ -324,6 +327,7 @@ pub fn bank_accounts(base_currency: &str, ledgers: &[LedgerAccount]) -> Vec<Bank
             default_payment_method: "BANK_TRANSFER",
             account_type: "CHECKING",
             active: true,
+            idempotency_id: None,
         })
         .collect()
 }

@@ -108,6 +108,92 @@ fn settle(
     }
 }
 
+/// POST /bank_accounts: a new bank account (e.g. a payment gateway's clearing account) with
+/// its own bank ledger account. Needs `bank_account_details.account_name`; the type defaults to
+/// `CHECKING` and the currency to the base currency. A repeated `idempotency_id` answers the
+/// account it created first.
+pub(crate) fn create_bank_account(biz: &mut Business, body: &[u8]) -> Result<Value, ApiError> {
+    let r = "bank_account";
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("", format!("The request body is not valid JSON: {e}")))?;
+    let root = json
+        .get(r)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let name = root
+        .get("bank_account_details")
+        .and_then(|d| d.get("account_name"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                format!("{r}.bank_account_details.account_name"),
+                "account_name: can't be blank",
+            )
+        })?
+        .to_owned();
+    let account_type: &'static str =
+        match str_field(&root, "bank_account_type_id").unwrap_or("CHECKING") {
+            "CHECKING" => "CHECKING",
+            "SAVINGS" => "SAVINGS",
+            "CREDIT_CARD" => "CREDIT_CARD",
+            "CASH_IN_HAND" => "CASH_IN_HAND",
+            "LOAN" => "LOAN",
+            "STRIPE" => "STRIPE",
+            "OTHER" => "OTHER",
+            _ => {
+                return Err(ApiError::missing_reference(
+                    format!("{r}.bank_account_type_id"),
+                    "Couldn't find bank account type.",
+                ))
+            }
+        };
+    let currency = str_field(&root, "currency_id")
+        .unwrap_or(&biz.base_currency)
+        .to_ascii_uppercase();
+    require_currency(&currency, &format!("{r}.currency_id"))?;
+    if let Some(key) = str_field(&root, "idempotency_id") {
+        if let Some(existing) = biz
+            .bank_accounts
+            .iter()
+            .find(|b| b.idempotency_id.as_deref() == Some(key))
+        {
+            return Ok(Value::Object(existing.to_json()));
+        }
+    }
+    let nominal_code = biz
+        .ledger_accounts
+        .iter()
+        .filter(|l| l.ledger_account_type == "BANK" && (1250..1300).contains(&l.nominal_code))
+        .map(|l| l.nominal_code + 1)
+        .max()
+        .unwrap_or(1250);
+    let ledger = seed::LedgerAccount {
+        id: crate::new_id(),
+        nominal_code,
+        name: "Clearing account",
+        ledger_account_type: "BANK",
+        tax_rate_id: None,
+    };
+    let account = seed::BankAccount {
+        id: crate::new_id(),
+        name,
+        currency,
+        nominal_code,
+        ledger_account_id: ledger.id.clone(),
+        default_payment_method: "CREDIT_DEBIT",
+        account_type,
+        active: true,
+        idempotency_id: str_field(&root, "idempotency_id").map(str::to_owned),
+    };
+    biz.ledger_accounts.push(ledger);
+    let out = Value::Object(account.to_json());
+    biz.bank_accounts.push(account);
+    Ok(out)
+}
+
 /// POST /contact_payments.
 pub(crate) fn create_payment(
     biz: &mut Business,
