@@ -368,6 +368,12 @@ impl Documents {
         .bind(&sage_number)
         .execute(&mut *tx)
         .await?;
+        // [money-in] A document released after a hold is no longer held.
+        sqlx::query("DELETE FROM skipped_documents WHERE merchant_id = $1 AND document_key = $2")
+            .bind(&env.merchant_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
         journal::record_done(
             &mut tx,
             &env.merchant_id,
