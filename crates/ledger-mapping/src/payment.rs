@@ -314,6 +314,15 @@ pub fn map_receipt(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .unwrap_or(&paid.invoice.increment_id);
+    // The module names the captured currency: it must be the invoice's.
+    if let Some(captured) = facts.currency.as_deref() {
+        if !same_currency(captured, paid.document_currency()) {
+            return Err(MappingError::invalid(
+                "payment.currency",
+                reasons::CURRENCY_MISMATCH,
+            ));
+        }
+    }
     let foreign = !same_currency(paid.document_currency(), paid.base_currency());
     let base_amount = if !foreign {
         None

@@ -474,3 +474,26 @@ fn receipt_carries_the_base_amount_received() {
     );
     assert_eq!(plan.body["base_currency_total_amount"], json!("100.00"));
 }
+
+#[test]
+fn captured_currency_must_be_the_invoices() {
+    let d = doc();
+    let mut paid = d.paid(dec!(10.00), None);
+    let invoice = invoice_ref("GBP", dec!(1), dec!(10.00));
+    paid.payment.currency = Some("GBP".into());
+    let context = ledger_mapping::ReceiptContext {
+        invoice: &invoice,
+        outstanding: dec!(10.00),
+        bank_account_id: "BANK-1",
+        bank_use: ledger_mapping::BankUse::SameCurrency,
+    };
+    assert!(ledger_mapping::map_receipt(&paid, &context, &settings()).is_ok());
+    paid.payment.currency = Some("EUR".into());
+    match ledger_mapping::map_receipt(&paid, &context, &settings()) {
+        Err(MappingError::Invalid { field, reason }) => {
+            assert_eq!(field, "payment.currency");
+            assert_eq!(reason, "currency_mismatch");
+        }
+        other => panic!("{other:?}"),
+    }
+}
