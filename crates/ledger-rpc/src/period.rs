@@ -22,9 +22,12 @@ pub const FINANCIAL_SETTINGS_TTL: Duration = Duration::from_secs(3600);
 /// How soon a document refused for its date is handled again, with fresh financial settings.
 pub const DATE_REFUSAL_RETRY: Duration = Duration::from_millis(200);
 
-/// Per-merchant cache of Sage's open period.
+/// One merchant's cached reference data: when it was read, the open period, the base currency.
+type CachedFinancialSettings = (Instant, OpenPeriod, Option<String>);
+
+/// Per-merchant cache of Sage's open period (and base currency).
 pub struct OpenPeriods {
-    cache: Mutex<HashMap<String, (Instant, OpenPeriod, Option<String>)>>,
+    cache: Mutex<HashMap<String, CachedFinancialSettings>>,
     ttl: Duration,
 }
 

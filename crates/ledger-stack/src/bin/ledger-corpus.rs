@@ -149,10 +149,14 @@ async fn run_step(
             }
         }
         "wait_sage" => {
-            let resource = step["resource"].as_str().context("wait_sage needs a resource")?;
+            let resource = step["resource"]
+                .as_str()
+                .context("wait_sage needs a resource")?;
             let count = step["count"].as_u64().unwrap_or(1) as usize;
             let reached = stack
-                .wait_until(CASE_TIMEOUT, || stack.documents(merchant, resource).len() >= count)
+                .wait_until(CASE_TIMEOUT, || {
+                    stack.documents(merchant, resource).len() >= count
+                })
                 .await;
             anyhow::ensure!(reached, "{resource} never reached {count} in Sage");
             Ok(())
