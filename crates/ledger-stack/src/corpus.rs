@@ -373,6 +373,8 @@ pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
                 let p = payment.as_object_mut().with_context(ctx)?;
                 p.entry("method")
                     .or_insert(order["payment"]["method"].clone());
+                p.entry("currency")
+                    .or_insert(doc["order_currency_code"].clone());
                 p.entry("amount_paid").or_insert(doc["grand_total"].clone());
                 p.entry("base_amount_paid")
                     .or_insert(doc["base_grand_total"].clone());
