@@ -717,6 +717,50 @@ pub struct OrderContext {
     /// The store view's tax configuration; absent from older module versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax_config: Option<TaxConfig>,
+    /// The order's invoices, as they are when the document is sent; absent from older
+    /// module versions. A credit memo without `invoice_id` (Magento's "Refund Offline"
+    /// from the order page) is linked through these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invoices: Vec<OrderInvoice>,
+}
+
+/// One invoice of the order (`order.invoices[]`), in the order context of a document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderInvoice {
+    /// Invoice entity id (what a credit memo's `invoice_id` would name).
+    pub entity_id: u64,
+    /// Invoice number shown to people.
+    pub increment_id: String,
+    /// When the invoice was created (UTC).
+    #[serde(
+        default,
+        with = "magento_time::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Invoice grand total, order currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grand_total: Option<Decimal>,
+    /// Invoice grand total, base currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_grand_total: Option<Decimal>,
+    /// Invoice state (1 open, 2 paid, 3 canceled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<InvoiceState>,
+}
+
+impl OrderContext {
+    /// The order's invoices a credit memo can be set against, oldest first: canceled ones
+    /// left out, ordered by creation time, then entity id.
+    pub fn invoices_oldest_first(&self) -> Vec<&OrderInvoice> {
+        let mut out: Vec<&OrderInvoice> = self
+            .invoices
+            .iter()
+            .filter(|i| i.state != Some(InvoiceState::Canceled))
+            .collect();
+        out.sort_by_key(|i| (i.created_at, i.entity_id));
+        out
+    }
 }
 
 impl OrderContext {
@@ -989,6 +1033,27 @@ mod tests {
         let bare = order(json!({}));
         assert!(bare.applied_taxes_for(&line(16)).is_empty());
         assert!(bare.shipping_applied_taxes().is_empty());
+    }
+
+    #[test]
+    fn order_invoices_are_optional_and_sorted_oldest_first() {
+        assert!(order(json!({})).invoices.is_empty());
+        let o = order(json!({"invoices": [
+            {"entity_id": 9, "increment_id": "000000009", "created_at": "2026-06-05 10:00:00",
+             "grand_total": "30.00", "base_grand_total": "30.00", "state": 2},
+            {"entity_id": 7, "increment_id": "000000007", "created_at": "2026-06-01 10:00:00",
+             "grand_total": "60.00", "state": 1},
+            {"entity_id": 8, "increment_id": "000000008", "created_at": "2026-06-02 10:00:00",
+             "state": 3}
+        ]}));
+        let ids: Vec<u64> = o
+            .invoices_oldest_first()
+            .iter()
+            .map(|i| i.entity_id)
+            .collect();
+        // 8 is canceled; 7 is older than 9.
+        assert_eq!(ids, vec![7, 9]);
+        assert_eq!(o.invoices[0].grand_total, Some(dec!(30.00)));
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod validate;
 pub use documents::{
     normalise_email, Address, AppliedTax, CreditMemoDocument, CreditMemoSnapshot, CreditMemoState,
     DocumentItem, InvoiceDocument, InvoicePaidSnapshot, InvoiceSnapshot, InvoiceState,
-    OrderContext, OrderItem, OrderPayment, PaymentFacts, SalesDocument, TaxConfig,
+    OrderContext, OrderInvoice, OrderItem, OrderPayment, PaymentFacts, SalesDocument, TaxConfig,
 };
 pub use envelope::{parse, Envelope, Payload, Source};
 pub use event_type::EventType;

@@ -93,6 +93,10 @@ const INVALID: &[(&str, &str)] = &[
         "/payload/creditmemo/adjustment_negative",
     ),
     (
+        "creditmemo-created-order-invoices-0-increment_id-missing.json",
+        "/payload/order/invoices/0/increment_id",
+    ),
+    (
         "customer-saved-customer-email-missing.json",
         "/payload/customer/email",
     ),

@@ -134,6 +134,16 @@ impl Party {
         self.company.is_some() || self.tax_number.is_some()
     }
 
+    /// The details a contact follows from one document to the next (company and VAT
+    /// number), as one comparable key: a cached contact is reused only while they match.
+    pub fn business_details_key(&self) -> String {
+        format!(
+            "{}\u{1f}{}",
+            self.company.as_deref().unwrap_or_default(),
+            self.tax_number.as_deref().unwrap_or_default()
+        )
+    }
+
     /// The name Sage shows for the contact: the company when there is one, else the person.
     pub fn display_name(&self) -> String {
         self.company
@@ -253,6 +263,74 @@ pub fn map_contact(party: &Party, currency: &str, reference: &str) -> Value {
         body.insert("notes".into(), Value::String(notes));
     }
     Value::Object(body)
+}
+
+/// The Sage `contacts` body of an update (PUT) of an existing contact: [`map_contact`]
+/// without `currency_id`. Sage locks a contact's currency once it has a document, and the
+/// contact stays the one of its currency, so an update never sends the currency again.
+/// `reference` is the contact's own (kept stable: a guest's contact adopted by the
+/// registered customer keeps the guest reference).
+pub fn map_contact_update(party: &Party, reference: &str) -> Value {
+    let mut body = map_contact(party, "", reference);
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("currency_id");
+    }
+    body
+}
+
+/// A contact body without the VAT number Sage refused: `tax_number` is dropped and the
+/// number as the customer entered it goes first in `notes`, with Sage's reason, so the
+/// contact (and the invoice waiting for it) goes through and the number is not lost.
+/// The notes are cut to Sage's limit; this line comes first so it is never the one cut.
+pub fn without_refused_tax_number(body: &Value, party: &Party, reason: &str) -> Value {
+    let mut body = body.clone();
+    let Some(obj) = body.as_object_mut() else {
+        return body;
+    };
+    let sent = obj.remove("tax_number");
+    let entered = party
+        .tax_number
+        .clone()
+        .or_else(|| sent.and_then(|v| v.as_str().map(str::to_owned)));
+    let Some(entered) = entered else {
+        return body;
+    };
+    let reason = clean_text(reason);
+    let line = if reason.is_empty() {
+        format!("VAT number as entered (refused by Sage): {entered}")
+    } else {
+        format!("VAT number as entered (refused by Sage: {reason}): {entered}")
+    };
+    let mut notes = vec![line];
+    if let Some(existing) = obj.get("notes").and_then(Value::as_str) {
+        notes.extend(
+            existing
+                .lines()
+                .filter(|l| !l.starts_with("VAT number as entered"))
+                .map(str::to_owned),
+        );
+    }
+    obj.insert(
+        "notes".into(),
+        Value::String(fit_notes(&notes, CONTACT_NOTES_MAX)),
+    );
+    body
+}
+
+/// Whether a document's party brings business details the contact does not have yet: a
+/// company or a VAT number that differs from what was last sent for the contact (`known_*`,
+/// as entered). A document without them never clears them: a business customer who leaves
+/// the company off one order keeps it on the contact.
+pub fn contact_details_changed(
+    known_company: Option<&str>,
+    known_tax_number: Option<&str>,
+    party: &Party,
+) -> bool {
+    let differs = |new: Option<&String>, known: Option<&str>| {
+        new.is_some_and(|n| known.is_none_or(|k| k.trim() != n.trim()))
+    };
+    differs(party.company.as_ref(), known_company)
+        || differs(party.tax_number.as_ref(), known_tax_number)
 }
 
 /// Crockford's base-32 alphabet: no I, L, O or U, so a reference read out over the
@@ -468,6 +546,83 @@ mod tests {
         assert!(
             notes.contains("Contact person: Maria Konstantina Alexandra Theodorakopoulou Georgiou")
         );
+    }
+
+    #[test]
+    fn contact_update_never_sends_the_currency() {
+        let mut p = party();
+        p.company = Some("Analytical Engines Ltd".into());
+        let body = map_contact_update(&p, "GBP1234567");
+        assert!(body.get("currency_id").is_none());
+        assert_eq!(body["reference"], json!("GBP1234567"));
+        assert_eq!(body["name"], json!("Analytical Engines Ltd"));
+    }
+
+    #[test]
+    fn refused_vat_number_moves_to_the_notes() {
+        let mut p = party();
+        p.tax_number = Some("GB 1234 5678".into());
+        let body = map_contact(&p, "GBP", "C42GBP");
+        assert_eq!(body["tax_number"], json!("GB12345678"));
+        let retry =
+            without_refused_tax_number(&body, &p, "tax_number: is not a valid VAT number for GB");
+        assert!(retry.get("tax_number").is_none());
+        assert_eq!(
+            retry["notes"],
+            json!("VAT number as entered (refused by Sage: tax_number: is not a valid VAT number for GB): GB 1234 5678")
+        );
+        // Everything else is as before.
+        assert_eq!(retry["name"], body["name"]);
+        assert_eq!(retry["currency_id"], json!("GBP"));
+
+        // Notes already there (an address overflow) stay, after the VAT line; a second
+        // refusal does not repeat it.
+        let mut long = party();
+        long.tax_number = Some("GB999".into());
+        long.company = Some("Y".repeat(120));
+        let body = map_contact(&long, "GBP", "C42GBP");
+        let once = without_refused_tax_number(&body, &long, "invalid");
+        let twice = without_refused_tax_number(&once, &long, "invalid");
+        let notes = twice["notes"].as_str().unwrap();
+        assert!(notes.starts_with("VAT number as entered (refused by Sage: invalid): GB999\n"));
+        assert!(notes.contains(&format!("Full name: {}", "Y".repeat(120))));
+        assert_eq!(notes.matches("VAT number as entered").count(), 1);
+    }
+
+    #[test]
+    fn contact_details_changed_table() {
+        let mut b2b = party();
+        b2b.company = Some("Analytical Engines Ltd".into());
+        b2b.tax_number = Some("GB123456789".into());
+        let cases = [
+            ("nothing new", None, None, party(), false),
+            ("company arrives", None, None, b2b.clone(), true),
+            (
+                "same as known",
+                Some("Analytical Engines Ltd"),
+                Some("GB123456789"),
+                b2b.clone(),
+                false,
+            ),
+            (
+                "VAT number changes",
+                Some("Analytical Engines Ltd"),
+                Some("GB000000000"),
+                b2b.clone(),
+                true,
+            ),
+            (
+                "left off this order: kept",
+                Some("Analytical Engines Ltd"),
+                Some("GB123456789"),
+                party(),
+                false,
+            ),
+        ];
+        for (name, company, tax, p, want) in cases {
+            assert_eq!(contact_details_changed(company, tax, &p), want, "{name}");
+        }
+        assert_ne!(b2b.business_details_key(), party().business_details_key());
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub mod reasons {
     /// A credit note whose invoice has nothing outstanding in Sage any more (paid or
     /// already credited): nothing left to allocate.
     pub const INVOICE_SETTLED: &str = "invoice_settled";
+    /// A credit memo still pending at the gateway (state open): its credit note waits for
+    /// the refund, which is posted when the credit memo arrives again as refunded.
+    pub const REFUND_PENDING: &str = "refund_pending";
+    /// Part (or all) of a credit note that nothing in Sage was outstanding to take: it
+    /// stays on the customer's account, open in Sage for that amount.
+    pub const LEFT_ON_ACCOUNT: &str = "left_on_account";
     /// A credit memo whose original invoice was itself held (skipped): crediting an
     /// invoice Sage has never seen would leave the credit note with nothing to settle.
     pub const ORIGINAL_INVOICE_HELD: &str = "original_invoice_held";

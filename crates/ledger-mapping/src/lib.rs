@@ -9,7 +9,8 @@
 //! * Documents: [`map_sales_invoice`], [`map_sales_credit_note`] → [`DocumentPlan`],
 //!   with the totals invariant (Sage's total equals Magento's grand total to the cent,
 //!   via an explicit rounding line when needed) checkable with [`sage_document_total`].
-//! * Contacts: [`Party`], [`map_contact`], [`contact_reference`].
+//! * Contacts: [`Party`], [`map_contact`], [`map_contact_update`], [`contact_reference`],
+//!   [`contact_details_changed`], [`without_refused_tax_number`].
 //! * Money movements: [`map_customer_receipt`], [`map_refund`], [`map_allocation`].
 //! * Credit-note settlement (refund vs allocation): [`credit_note_settlement`],
 //!   [`allocation_amount`].
@@ -47,7 +48,8 @@ mod total;
 
 pub use calendar::{allocation_date, sage_date};
 pub use contact::{
-    b2c_candidate, b2c_contact_route, contact_reference, fallback_contact_reference, map_contact,
+    b2c_candidate, b2c_contact_route, contact_details_changed, contact_reference,
+    fallback_contact_reference, map_contact, map_contact_update, without_refused_tax_number,
     ContactRoute, Party, CONSOLIDATED_CUSTOMER_KEY,
 };
 pub use document::{
@@ -75,7 +77,10 @@ pub use product::{map_product, ProductPlan};
 pub use settings::{
     default_bank_accounts, deposit_bank_account, AdjustmentVat, B2cConsolidation,
     CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, LineTaxFacts, MerchantSettings,
-    NamedTaxRate, PaymentMethodMapping, TaxRateEntry,
+    MethodTiming, NamedTaxRate, PaymentMethodMapping, TaxRateEntry,
 };
-pub use settlement::{allocation_amount, credit_note_settlement, Settlement};
+pub use settlement::{
+    allocate_oldest_first, allocation_amount, credit_note_settlement, map_credit_allocation,
+    settlement_rule, unlinked_credit_note_reference, Settlement, SettlementRule,
+};
 pub use total::{sage_document_total, sage_line_figures, SageLineFigures};

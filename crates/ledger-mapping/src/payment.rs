@@ -131,7 +131,14 @@ fn payment(
     settings: &MerchantSettings,
     bank_account_id: &str,
 ) -> Result<ReceiptPlan, MappingError> {
-    if settings.is_net_terms(input.method) {
+    // A receipt is never posted for money that moved outside Magento; a refund is, unless
+    // the method is paid later (no money came in, so none goes back: allocation instead).
+    let no_money = if input.transaction_type == "CUSTOMER_REFUND" {
+        settings.is_paid_later(input.method)
+    } else {
+        settings.is_net_terms(input.method)
+    };
+    if no_money {
         return Err(MappingError::skipped(
             reasons::NET_TERMS,
             format!(
@@ -360,9 +367,10 @@ pub fn map_receipt(
 /// `CUSTOMER_REFUND` for the credit memo's grand total, which may not exceed the credit
 /// note (Sage refuses refunds larger than what they are allocated to). Only for money
 /// that actually went back: a credit memo not in state refunded is
-/// `Skipped { reason: "not_refunded" }`, and a net-terms order is
-/// `Skipped { reason: "net_terms" }` because its invoice was never paid in Sage, so the
-/// credit note is allocated against the invoice instead ([`map_allocation`]).
+/// `Skipped { reason: "not_refunded" }`, and a paid-later order (purchase order, company
+/// credit) is `Skipped { reason: "net_terms" }` because its invoice was never paid, so the
+/// credit note is allocated against the invoice instead ([`map_allocation`]). A prepaid
+/// offline order (bank transfer, cheque) is refunded from that method's account.
 pub fn map_refund(
     credit_memo: &CreditMemoSnapshot,
     credit_note: &CreditNoteRef,

@@ -84,7 +84,8 @@ pub fn credit_note_reference(credit_memo: &str, invoice: Option<&str>) -> String
     let cm = cm.as_str();
     let inv = invoice.map(clean_text).unwrap_or_default();
     if inv.is_empty() {
-        return fit_reference(cm, DOCUMENT_REFERENCE_MAX);
+        // Unlinked: never the bare number, which could equal an invoice's reference.
+        return crate::settlement::unlinked_credit_note_reference(cm);
     }
     let cm_len = cm.chars().count();
     // Room for the invoice part after "cm/". Keep at least 4 characters of the invoice
@@ -373,8 +374,9 @@ mod tests {
     fn quirk5_credit_note_reference_names_memo_and_invoice() {
         let table = [
             ("000000012", Some("000000034"), "000000012/000000034"),
-            ("000000012", None, "000000012"),
-            ("000000012", Some(""), "000000012"),
+            // Unlinked: prefixed, so it never equals invoice 000000012's reference.
+            ("000000012", None, "CM-000000012"),
+            ("000000012", Some(""), "CM-000000012"),
             // 9 + 1 + 15 = 25: the invoice part is cut from the left.
             (
                 "100000012",

@@ -62,8 +62,21 @@ pub struct MerchantSettings {
     pub payment_methods: BTreeMap<String, PaymentMethodMapping>,
     /// Sage payment method used for methods missing from `payment_methods`.
     pub default_payment_method_id: String,
-    /// Magento methods that mark invoices paid although no money moved (offline and B2B
-    /// "pay later" methods). Receipts are never posted for them.
+    /// "Paid later" Magento methods (purchase order, company credit): the invoice is paid
+    /// outside Magento after it is issued, so no receipt is posted and a credit note is
+    /// allocated to the invoice (no money goes back).
+    pub paid_later_methods: Vec<String>,
+    /// "Paid up front offline" Magento methods (bank transfer, cheque, cash on delivery):
+    /// the money arrived outside Magento before the invoice, so no receipt is posted by
+    /// Ledger (the bank feed matches it), and a refund posts a customer refund from the
+    /// method's account once Sage shows the invoice settled (see
+    /// [`crate::credit_note_settlement`]).
+    pub prepaid_offline_methods: Vec<String>,
+    /// Legacy (settings written before the split): methods that marked invoices paid
+    /// although no money moved. Still read, never written: a method listed here is
+    /// prepaid offline when [`MerchantSettings::prepaid_offline_methods`] lists it, else
+    /// paid later.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub net_terms_methods: Vec<String>,
     /// Days from the invoice date to its due date.
     pub due_days: u32,
@@ -263,6 +276,21 @@ pub enum CrossBorderVatCharged {
     DomesticRates,
 }
 
+/// When the money of a Magento payment method moves, which decides how its credit notes
+/// are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodTiming {
+    /// Paid after the invoice, outside Magento (purchase order, company credit): a credit
+    /// note reduces what is owed (allocation).
+    PaidLater,
+    /// Paid before the invoice, outside Magento (bank transfer, cheque): a refund is money
+    /// leaving that method's bank account.
+    PrepaidOffline,
+    /// Taken by Magento through a gateway (cards, wallets): receipts and refunds follow the
+    /// gateway.
+    Online,
+}
+
 /// Where a Magento payment method's money lands in Sage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentMethodMapping {
@@ -304,16 +332,15 @@ impl Default for MerchantSettings {
             purchase_ledger_account_id: None,
             payment_methods: BTreeMap::new(),
             default_payment_method_id: "CREDIT_DEBIT".into(),
-            net_terms_methods: [
-                "purchaseorder",
-                "banktransfer",
-                "checkmo",
-                "companycredit",
-                "cashondelivery",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+            paid_later_methods: ["purchaseorder", "companycredit"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            prepaid_offline_methods: ["banktransfer", "checkmo", "cashondelivery"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            net_terms_methods: Vec::new(),
             due_days: 30,
             timezone: "Europe/London".into(),
             product_sync: false,
@@ -490,9 +517,28 @@ impl MerchantSettings {
         crate::calendar::sage_date(at, &self.timezone)
     }
 
-    /// True for a Magento payment method whose invoices are paid later, outside Magento.
+    /// True for a Magento payment method whose money moves outside Magento (paid later or
+    /// paid up front offline): Ledger posts no receipt for it.
     pub fn is_net_terms(&self, method: &str) -> bool {
-        self.net_terms_methods.iter().any(|m| m == method)
+        self.method_timing(method) != MethodTiming::Online
+    }
+
+    /// True for a "paid later" method (purchase order, company credit), including a method
+    /// of the legacy `net_terms_methods` list that is not prepaid offline.
+    pub fn is_paid_later(&self, method: &str) -> bool {
+        self.method_timing(method) == MethodTiming::PaidLater
+    }
+
+    /// When the money of a Magento payment method moves (see [`MethodTiming`]).
+    pub fn method_timing(&self, method: &str) -> MethodTiming {
+        let listed = |list: &[String]| list.iter().any(|m| m == method);
+        if listed(&self.prepaid_offline_methods) {
+            MethodTiming::PrepaidOffline
+        } else if listed(&self.paid_later_methods) || listed(&self.net_terms_methods) {
+            MethodTiming::PaidLater
+        } else {
+            MethodTiming::Online
+        }
     }
 
     /// Sage payment method id for a Magento method (the default when unmapped).
@@ -596,6 +642,36 @@ mod tests {
             assert!(s.is_net_terms(m), "{m}");
         }
         assert!(!s.is_net_terms("stripe_payments"));
+        for m in ["purchaseorder", "companycredit"] {
+            assert_eq!(s.method_timing(m), MethodTiming::PaidLater, "{m}");
+        }
+        for m in ["banktransfer", "checkmo", "cashondelivery"] {
+            assert_eq!(s.method_timing(m), MethodTiming::PrepaidOffline, "{m}");
+        }
+        assert_eq!(s.method_timing("stripe_payments"), MethodTiming::Online);
+    }
+
+    #[test]
+    fn old_net_terms_settings_stay_valid() {
+        // Settings written before the split: the old list, nothing else about methods.
+        let s: MerchantSettings = serde_json::from_value(serde_json::json!({
+            "net_terms_methods": ["purchaseorder", "banktransfer", "checkmo", "invoice_later"]
+        }))
+        .unwrap();
+        assert_eq!(s.method_timing("purchaseorder"), MethodTiming::PaidLater);
+        // A method the merchant added to the old list is paid later, as it behaved before.
+        assert_eq!(s.method_timing("invoice_later"), MethodTiming::PaidLater);
+        // Listed in both: the new prepaid list wins, so old settings get bank refunds.
+        assert_eq!(
+            s.method_timing("banktransfer"),
+            MethodTiming::PrepaidOffline
+        );
+        assert!(s.is_net_terms("invoice_later"));
+        assert!(!s.is_net_terms("stripe_payments"));
+        // The legacy key is not written back once empty.
+        let d = serde_json::to_value(MerchantSettings::default()).unwrap();
+        assert!(d.get("net_terms_methods").is_none(), "{d}");
+        assert!(d.get("paid_later_methods").is_some());
     }
 
     #[test]

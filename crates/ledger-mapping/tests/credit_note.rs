@@ -98,7 +98,7 @@ fn credit_note_table_keeps_the_totals_invariant() {
             ),
             original: None,
             line_count: 2,
-            reference: "000000302",
+            reference: "CM-000000302",
         },
         Case {
             name: "both adjustments",

@@ -250,13 +250,37 @@ fn refund_is_allocated_to_the_credit_note() {
 }
 
 #[test]
+fn prepaid_offline_refund_comes_from_the_methods_account() {
+    // A bank-transfer order was paid up front: its refund is money leaving the account
+    // the method's transfers arrive in (33.00 = 3 × 8.00 + 3.50 shipping, + 20 % VAT).
+    let mut d = doc();
+    d.method = "banktransfer".into();
+    let mut s = settings();
+    s.payment_methods.insert(
+        "banktransfer".into(),
+        PaymentMethodMapping {
+            payment_method_id: "BANK_TRANSFER".into(),
+            bank_account_ids: [("GBP".to_string(), "BANK-TRANSFERS".to_string())].into(),
+        },
+    );
+    let total = d.computed_grand_total();
+    let plan = map_refund(&d.credit_memo(), &credit_ref(total), &s, "BANK-GBP").unwrap();
+    assert_eq!(plan.body["transaction_type_id"], json!("CUSTOMER_REFUND"));
+    assert_eq!(plan.body["bank_account_id"], json!("BANK-TRANSFERS"));
+    assert_eq!(plan.body["payment_method_id"], json!("BANK_TRANSFER"));
+    assert_eq!(plan.body["total_amount"], json!("33.00"));
+}
+
+#[test]
 fn refund_table_of_refusals() {
     let d = doc();
     let total = d.computed_grand_total();
     let mut open = d.credit_memo();
     open.creditmemo.state = CreditMemoState::Open;
     let mut net_terms = d.clone();
-    net_terms.method = "banktransfer".into();
+    // Paid later: no money came in, so none goes back (a bank transfer, paid up front,
+    // is refunded: see `prepaid_offline_refund_comes_from_the_methods_account`).
+    net_terms.method = "purchaseorder".into();
     let cases = [
         (
             "not refunded",

@@ -167,13 +167,15 @@ impl Report {
 }
 
 /// Whether Sage `reference` is Magento document `number`: invoices carry the number itself,
-/// credit notes `<credit memo>/<invoice>` (or the number alone when it did not fit).
+/// credit notes `<credit memo>/<invoice>` (or the number alone when it did not fit), and
+/// `CM-<credit memo>` when no invoice could be linked.
 fn is_reference_of(kind: Kind, reference: &str, number: &str) -> bool {
     let reference = reference.trim();
     match kind {
         Kind::Invoice => reference == number,
         Kind::CreditNote => {
             reference == number
+                || reference.strip_prefix("CM-") == Some(number)
                 || reference
                     .strip_prefix(number)
                     .is_some_and(|rest| rest.starts_with('/'))
@@ -589,6 +591,9 @@ mod tests {
     fn a_credit_note_reference_names_its_invoice_after_a_slash() {
         assert!(is_reference_of(Kind::CreditNote, "301/101", "301"));
         assert!(is_reference_of(Kind::CreditNote, "301", "301"));
+        // Unlinked credit notes are prefixed so they never equal an invoice number.
+        assert!(is_reference_of(Kind::CreditNote, "CM-301", "301"));
+        assert!(!is_reference_of(Kind::Invoice, "CM-301", "301"));
         assert!(!is_reference_of(Kind::CreditNote, "3011/101", "301"));
         assert!(!is_reference_of(Kind::Invoice, "101/1", "101"));
     }

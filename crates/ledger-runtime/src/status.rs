@@ -164,7 +164,11 @@ pub fn update_from_record(subject: &str, record: &AuditRecord) -> Option<StatusU
         } else {
             None
         },
-        detail: if matches!(state, SyncState::Skipped | SyncState::Failed) {
+        // A synced credit memo says how its credit note was settled (refunded, allocated,
+        // left on account, waiting for the refund); the documents service notes it.
+        detail: if matches!(state, SyncState::Skipped | SyncState::Failed)
+            || (state == SyncState::Synced && entity == "creditmemo")
+        {
             record.message.clone()
         } else {
             None
@@ -388,6 +392,16 @@ mod tests {
         let update = update_from_record("magento.m.creditmemo.created", &r).unwrap();
         assert_eq!(update.sage_id.as_deref(), Some("cn-1"));
         assert_eq!(update.sage_number.as_deref(), Some("SCN-3"));
+        assert_eq!(update.detail, None);
+        // The settlement the documents service noted travels as the detail.
+        let mut settled = r.clone();
+        settled.message = Some("refunded 24.00 GBP".into());
+        let update = update_from_record("magento.m.creditmemo.created", &settled).unwrap();
+        assert_eq!(update.detail.as_deref(), Some("refunded 24.00 GBP"));
+        // Not for an invoice: its message is not a settlement.
+        let mut invoice = settled.clone();
+        invoice.document_key = Some("invoice:1:000000123".into());
+        let update = update_from_record("magento.m.invoice.created", &invoice).unwrap();
         assert_eq!(update.detail, None);
         // A re-report without calls uses the number the service noted.
         let mut again = record("already_done", None, None);

@@ -514,12 +514,21 @@ async fn offline_credit_memos_without_an_invoice() {
     let (stack, _nats, db) = stack().await;
     let m = stack.onboard("offline").await.expect("onboard");
     // Purchase order (net terms), no invoice: the credit note stays open as credit.
-    let open = Draft::from_template(events::CREDIT_MEMO_OFFLINE, "offline", None);
+    // An older module sends no `order.invoices`, so nothing links them to an invoice.
+    let mut open = Draft::from_template(events::CREDIT_MEMO_OFFLINE, "offline", None);
+    open.value_mut()["payload"]["order"]
+        .as_object_mut()
+        .unwrap()
+        .remove("invoices");
     // The same refunded by card: the money went back, from the EUR bank account.
     let mut refunded = Draft::from_template(events::CREDIT_MEMO_OFFLINE, "offline", None)
         .payment_method("stripe_payments");
     refunded.value_mut()["payload"]["creditmemo"]["increment_id"] = json!("300000010");
     refunded.value_mut()["payload"]["creditmemo"]["entity_id"] = json!(303);
+    refunded.value_mut()["payload"]["order"]
+        .as_object_mut()
+        .unwrap()
+        .remove("invoices");
     publish(&stack, &m, &open).await;
     publish(&stack, &m, &refunded).await;
 
@@ -539,8 +548,8 @@ async fn offline_credit_memos_without_an_invoice() {
     // 52.65 × 0.854701 = 45.0000077 → 45.00, so the rate is sent as 0.854701.
     let rate = dec!(0.854701);
     for (draft, note) in [
-        (&open, by_reference(&notes, "300000009")),
-        (&refunded, by_reference(&notes, "300000010")),
+        (&open, by_reference(&notes, "CM-300000009")),
+        (&refunded, by_reference(&notes, "CM-300000010")),
     ] {
         assert_eq!(dec(&note["total_amount"]), draft.grand_total());
         assert_eq!(dec(&note["total_amount"]), dec!(52.65));
@@ -558,7 +567,7 @@ async fn offline_credit_memos_without_an_invoice() {
         }
     }
     assert_eq!(
-        dec(&by_reference(&notes, "300000009")["outstanding_amount"]),
+        dec(&by_reference(&notes, "CM-300000009")["outstanding_amount"]),
         dec!(52.65)
     );
     let refund = &payments[0];
@@ -568,7 +577,7 @@ async fn offline_credit_memos_without_an_invoice() {
     assert_eq!(dec(&refund["total_amount"]), dec!(52.65));
     assert_eq!(
         refund["allocated_artefacts"][0]["artefact"]["id"],
-        by_reference(&notes, "300000010")["id"]
+        by_reference(&notes, "CM-300000010")["id"]
     );
     let business = &stack.sandbox.inspect().businesses()[0];
     assert_eq!(
@@ -576,7 +585,7 @@ async fn offline_credit_memos_without_an_invoice() {
         business.bank_accounts.get("EUR").map(String::as_str)
     );
     assert_eq!(
-        dec(&by_reference(&notes, "300000010")["outstanding_amount"]),
+        dec(&by_reference(&notes, "CM-300000010")["outstanding_amount"]),
         Decimal::ZERO
     );
     assert!(stack.documents(&m, "contact_allocations").is_empty());

@@ -21,8 +21,24 @@ use anyhow::{bail, Context, Result};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-/// Root of the workspace, derived from this crate's manifest directory.
+/// Root of the workspace being run: `LEDGER_WORKSPACE_ROOT` when set, else the nearest
+/// directory at or above the current one that holds this workspace (its `Cargo.toml` beside
+/// `crates/ledger-testkit`), else the one this crate was compiled from.
+///
+/// The run-time lookup comes first because one target directory can serve several
+/// checkouts (CI reuses one outside the clone): a binary built for one checkout must not
+/// read the corpus of, or restart the PostgreSQL of, another.
 pub fn workspace_root() -> PathBuf {
+    if let Ok(root) = std::env::var("LEDGER_WORKSPACE_ROOT") {
+        return PathBuf::from(root);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            if dir.join("Cargo.toml").is_file() && dir.join("crates/ledger-testkit").is_dir() {
+                return dir.to_path_buf();
+            }
+        }
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()

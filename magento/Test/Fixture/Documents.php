@@ -273,6 +273,11 @@ final class Documents
             'customer_lastname' => 'Okafor',
             'customer_taxvat' => '12-3456789',
             'customer_group_id' => '2',
+            // The order's invoices (Order::getInvoiceCollection()), as the extractor reads them.
+            'invoices' => [
+                ['entity_id' => '3420', 'increment_id' => '000003420', 'created_at' => '2025-04-07 08:05:00',
+                    'grand_total' => '74.9500', 'base_grand_total' => '74.9500', 'state' => '2'],
+            ],
             'items' => [
                 ['item_id' => '9401', 'parent_item_id' => null, 'product_id' => '500', 'product_type' => 'bundle',
                     'sku' => 'KIT-DESK', 'name' => 'Desk Kit', 'qty_ordered' => '1.0000', 'tax_percent' => null,

@@ -24,8 +24,11 @@ final class Models
         // elsewhere (see TaxData), so they are not in the model's data.
         $order = new Order(self::without($data, [
             'items', 'billing_address', 'shipping_address', 'payment', 'applied_taxes', 'item_applied_taxes',
-            'tax_config',
+            'tax_config', 'invoices',
         ]));
+        foreach ($data['invoices'] ?? [] as $row) {
+            $order->invoices[] = new Invoice($row);
+        }
         foreach ($data['items'] ?? [] as $row) {
             $item = new Item(self::without($row, ['is_dummy', 'tax_class']));
             $item->dummy = (bool) ($row['is_dummy'] ?? false);

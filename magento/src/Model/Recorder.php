@@ -10,6 +10,7 @@ use Ledger\SageSync\Core\Event\EventType;
 use Ledger\SageSync\Core\Outbox\EventRecorder;
 use Ledger\SageSync\Core\Status\SageStatus;
 use Ledger\SageSync\Core\Status\StatusSink;
+use Ledger\SageSync\Model\Snapshot\CaptureTime;
 use Ledger\SageSync\Model\Snapshot\MagentoExtractor;
 use Magento\Catalog\Model\Product;
 use Magento\Customer\Model\Address;
@@ -36,6 +37,7 @@ class Recorder
         private StatusSink $status,
         private Config $config,
         private LoggerInterface $logger,
+        private ?CaptureTime $captureTime = null,
     ) {
     }
 
@@ -57,6 +59,10 @@ class Recorder
             return;
         }
         $at = $backfill ? $this->documentTime($data) : null;
+        if ($backfill && $type === EventType::InvoicePaid) {
+            // Paid when the money was captured, which may be days after the invoice.
+            $at = $this->captureTime?->of($invoice) ?? $at;
+        }
         $record = $this->events->invoice($type, $data, $order, $websiteId, $at);
         if ($record->written) {
             $this->status->update('invoice', $id, SageStatus::Pending, $this->queuedMessage($type));

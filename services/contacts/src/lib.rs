@@ -20,7 +20,7 @@ pub mod catalog;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 
-use ledger_events::{OrderContext, Payload};
+use ledger_events::{normalise_email, OrderContext, Payload};
 use ledger_mapping::{
     B2cConsolidation, ContactRoute, MerchantSettings, Party, CONSOLIDATED_CUSTOMER_KEY,
 };
@@ -82,6 +82,26 @@ fn reference_taken(e: &SageError) -> bool {
         && e.errors().iter().any(|i| {
             i.source.contains("reference") || i.message.to_ascii_lowercase().contains("reference")
         })
+}
+
+/// A Sage contact as this service knows it: (contact id, reference, company and VAT number
+/// as last sent).
+type KnownContact = (String, String, Option<String>, Option<String>);
+
+/// A contact row of the same person under another key: (key, contact id, reference, company,
+/// VAT number).
+type SamePersonRow = (String, String, String, Option<String>, Option<String>);
+
+/// Sage's reason when it refused a contact for its VAT number (`tax_number`), if that is
+/// what it refused.
+fn tax_number_refused(e: &SageError) -> Option<String> {
+    if !matches!(e, SageError::Rejected { .. }) {
+        return None;
+    }
+    e.errors()
+        .iter()
+        .find(|i| i.source.contains("tax_number"))
+        .map(|i| i.message.clone())
 }
 
 /// The contacts service.
@@ -229,6 +249,12 @@ impl Contacts {
 
     /// Returns the Sage contact kept under (merchant, key, currency), creating it once.
     ///
+    /// One person, one contact per currency: before creating, a contact made for the same
+    /// e-mail under the other key (the guest's contact of a customer who has since
+    /// registered, or the registered customer's contact of a guest order) is adopted, with
+    /// its reference unchanged. A contact that exists is updated when the document brings a
+    /// company or VAT number it does not have ([`ledger_mapping::contact_details_changed`]).
+    ///
     /// References are tried in order (`attempt` 0, 1, ...): Sage keeps references unique,
     /// deleted contacts' included, so a reference some other contact holds is skipped rather
     /// than failing the document that needs the contact.
@@ -240,20 +266,43 @@ impl Contacts {
         party: &Party,
         consolidated: bool,
     ) -> Result<ContactRef, ProcessError> {
-        let lock = self.lock_for(&format!("{merchant}|{key}|{currency}"));
+        let email = (!consolidated)
+            .then(|| party.email.as_deref().map(normalise_email))
+            .flatten()
+            .filter(|e| !e.is_empty());
+        // Both keys of one person (guest e-mail, registered account) share one lock, so a
+        // guest order and the registered customer's first order racing here make one
+        // contact: in-process, and across replicas by an advisory lock in the transaction.
+        let lock_key = match &email {
+            Some(e) => format!("{merchant}|email:{e}|{currency}"),
+            None => format!("{merchant}|{key}|{currency}"),
+        };
+        let lock = self.lock_for(&lock_key);
         let _held = lock.lock().await;
         let mut tx = self.ctx.db.begin().await?;
+        if email.is_some() {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(&lock_key)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
-            "INSERT INTO contacts (merchant_id, customer_key, currency) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO contacts (merchant_id, customer_key, currency, email) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
         .bind(merchant)
         .bind(key)
         .bind(currency)
+        .bind(&email)
         .execute(&mut *tx)
         .await?;
         // The row lock makes other replicas wait here until this one has the Sage id.
-        let (sage_id, reference): (Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT sage_contact_id, reference FROM contacts
+        let (sage_id, reference, company, tax_number): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = sqlx::query_as(
+            "SELECT sage_contact_id, reference, company, tax_number FROM contacts
              WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3 FOR UPDATE",
         )
         .bind(merchant)
@@ -261,7 +310,46 @@ impl Contacts {
         .bind(currency)
         .fetch_one(&mut *tx)
         .await?;
-        if let (Some(contact_id), Some(reference)) = (sage_id, reference) {
+        let found = match (sage_id, reference) {
+            (Some(contact_id), Some(reference)) => {
+                Some((contact_id, reference, company, tax_number))
+            }
+            _ => match &email {
+                Some(email) => {
+                    self.adopt_same_person(&mut tx, merchant, key, currency, email)
+                        .await?
+                }
+                None => None,
+            },
+        };
+        if let Some((contact_id, reference, company, tax_number)) = found {
+            // A replay's dry run sends and records nothing: the adoption is rolled back and an
+            // update only reported.
+            let dry_run = ledger_runtime::replay::dry_run();
+            if !consolidated
+                && !dry_run
+                && ledger_mapping::contact_details_changed(
+                    company.as_deref(),
+                    tax_number.as_deref(),
+                    party,
+                )
+            {
+                self.update_contact(
+                    &mut tx,
+                    merchant,
+                    key,
+                    currency,
+                    &contact_id,
+                    &reference,
+                    party,
+                )
+                .await?;
+            }
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
             return Ok(ContactRef {
                 contact_id,
                 reference,
@@ -277,11 +365,9 @@ impl Contacts {
                 ledger_mapping::contact_reference(key, currency, attempt)
             };
             let body = ledger_mapping::map_contact(party, currency, &reference);
-            let idempotency_id = sage_client::idempotency_id(&seed, &format!("contact:{attempt}"));
+            let step = format!("contact:{attempt}");
             match self
-                .ctx
-                .sage
-                .post(merchant, "contacts", "contact", body, Some(&idempotency_id))
+                .write_contact(merchant, None, body, &seed, &step, party)
                 .await
             {
                 Ok(response) => {
@@ -291,16 +377,16 @@ impl Contacts {
                             ProcessError::transient("Sage answered without a contact id")
                         })?
                         .to_string();
-                    sqlx::query(
-                        "UPDATE contacts SET sage_contact_id = $4, reference = $5, updated_at = now()
-                         WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
+                    self.record_contact(
+                        &mut tx,
+                        merchant,
+                        key,
+                        currency,
+                        &contact_id,
+                        &reference,
+                        party,
+                        None,
                     )
-                    .bind(merchant)
-                    .bind(key)
-                    .bind(currency)
-                    .bind(&contact_id)
-                    .bind(&reference)
-                    .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
                     tracing::info!(merchant, reference, contact_id, attempt, "contact created");
@@ -317,16 +403,16 @@ impl Contacts {
                     if let Some(contact_id) =
                         self.find_own_contact(merchant, &reference, party).await?
                     {
-                        sqlx::query(
-                            "UPDATE contacts SET sage_contact_id = $4, reference = $5, updated_at = now()
-                             WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
+                        self.record_contact(
+                            &mut tx,
+                            merchant,
+                            key,
+                            currency,
+                            &contact_id,
+                            &reference,
+                            party,
+                            None,
                         )
-                        .bind(merchant)
-                        .bind(key)
-                        .bind(currency)
-                        .bind(&contact_id)
-                        .bind(&reference)
-                        .execute(&mut *tx)
                         .await?;
                         tx.commit().await?;
                         tracing::info!(
@@ -357,7 +443,273 @@ impl Contacts {
         ))
     }
 
-    /// Updates every currency variant of a customer after `customer.saved`.
+    /// The Sage contact of the same person under the other key, in the same currency: for a
+    /// registered customer the contact of their guest orders (`guest:<email>`), for a guest
+    /// the contact of a registered customer with that e-mail (the oldest, if several). When
+    /// found, `key`'s row takes it over (same Sage id, same reference) and remembers where it
+    /// came from. Returns (contact id, reference, company, VAT number) as last sent.
+    async fn adopt_same_person(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        merchant: &str,
+        key: &str,
+        currency: &str,
+        email: &str,
+    ) -> Result<Option<KnownContact>, ProcessError> {
+        let guest_key = format!("guest:{email}");
+        let other: Option<SamePersonRow> = sqlx::query_as(
+            "SELECT customer_key, sage_contact_id, reference, company, tax_number FROM contacts
+                 WHERE merchant_id = $1 AND currency = $2 AND customer_key <> $3
+                   AND sage_contact_id IS NOT NULL AND reference IS NOT NULL
+                   AND (customer_key = $4 OR (customer_key LIKE 'customer:%' AND email = $5))
+                 ORDER BY (customer_key = $4) DESC, created_at, customer_key
+                 LIMIT 1",
+        )
+        .bind(merchant)
+        .bind(currency)
+        .bind(key)
+        .bind(&guest_key)
+        .bind(email)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some((from, contact_id, reference, company, tax_number)) = other else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE contacts SET sage_contact_id = $4, reference = $5, company = $6, tax_number = $7,
+                    adopted_from = $8, email = $9, updated_at = now()
+             WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
+        )
+        .bind(merchant)
+        .bind(key)
+        .bind(currency)
+        .bind(&contact_id)
+        .bind(&reference)
+        .bind(&company)
+        .bind(&tax_number)
+        .bind(&from)
+        .bind(email)
+        .execute(&mut **tx)
+        .await?;
+        tracing::info!(
+            merchant,
+            key,
+            from,
+            contact_id,
+            reference,
+            "contact of the same e-mail adopted"
+        );
+        ledger_runtime::audit::note_detail(&format!(
+            "Sage contact {reference} of {from} (same e-mail, same currency) kept for {key}"
+        ));
+        Ok(Some((contact_id, reference, company, tax_number)))
+    }
+
+    /// Records the Sage contact of (merchant, key, currency) with the details just sent.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_contact(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        merchant: &str,
+        key: &str,
+        currency: &str,
+        contact_id: &str,
+        reference: &str,
+        party: &Party,
+        adopted_from: Option<&str>,
+    ) -> Result<(), ProcessError> {
+        sqlx::query(
+            "UPDATE contacts SET sage_contact_id = $4, reference = $5, company = $6, tax_number = $7,
+                    email = COALESCE($8, email), adopted_from = COALESCE($9, adopted_from), updated_at = now()
+             WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3",
+        )
+        .bind(merchant)
+        .bind(key)
+        .bind(currency)
+        .bind(contact_id)
+        .bind(reference)
+        .bind(&party.company)
+        .bind(&party.tax_number)
+        .bind(party.email.as_deref().map(normalise_email))
+        .bind(adopted_from)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Updates an existing contact from a document's party (company and VAT number arrived
+    /// or changed): a PUT of [`ledger_mapping::map_contact_update`] (never the currency), the
+    /// reference kept. Every row sharing the contact (guest and registered keys) records the
+    /// details sent.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_contact(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        merchant: &str,
+        key: &str,
+        currency: &str,
+        contact_id: &str,
+        reference: &str,
+        party: &Party,
+    ) -> Result<(), ProcessError> {
+        let body = ledger_mapping::map_contact_update(party, reference);
+        let seed = contact_uuid(merchant, key, currency);
+        let step = format!("update:{}", party.business_details_key());
+        self.write_contact(merchant, Some(contact_id), body, &seed, &step, party)
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        sqlx::query(
+            "UPDATE contacts SET company = $3, tax_number = $4, updated_at = now()
+             WHERE merchant_id = $1 AND sage_contact_id = $2",
+        )
+        .bind(merchant)
+        .bind(contact_id)
+        .bind(&party.company)
+        .bind(&party.tax_number)
+        .execute(&mut **tx)
+        .await?;
+        tracing::info!(
+            merchant,
+            contact_id,
+            reference,
+            "contact updated from a document"
+        );
+        ledger_runtime::audit::note_detail(&format!(
+            "contact {reference} updated: company or VAT number arrived with this document"
+        ));
+        Ok(())
+    }
+
+    /// POSTs a new contact (`contact_id` None) or PUTs an existing one. When Sage refuses the
+    /// VAT number, the body is sent again without it, the number kept in the notes
+    /// ([`ledger_mapping::without_refused_tax_number`]) under its own idempotency id: a VAT
+    /// number never blocks the document that needs the contact.
+    async fn write_contact(
+        &self,
+        merchant: &str,
+        contact_id: Option<&str>,
+        body: Value,
+        seed: &Uuid,
+        step: &str,
+        party: &Party,
+    ) -> Result<sage_client::SageResponse, SageError> {
+        let send = |body: Value, step: String| async move {
+            let idempotency_id = sage_client::idempotency_id(seed, &step);
+            match contact_id {
+                None => {
+                    self.ctx
+                        .sage
+                        .post(merchant, "contacts", "contact", body, Some(&idempotency_id))
+                        .await
+                }
+                Some(id) => {
+                    self.ctx
+                        .sage
+                        .put(
+                            merchant,
+                            &format!("contacts/{id}"),
+                            "contact",
+                            body,
+                            Some(&idempotency_id),
+                        )
+                        .await
+                }
+            }
+        };
+        match send(body.clone(), step.to_string()).await {
+            Err(e) if body.get("tax_number").is_some() => match tax_number_refused(&e) {
+                Some(reason) => {
+                    tracing::info!(
+                        merchant,
+                        reason,
+                        "Sage refused the VAT number; sent without it, kept in the notes"
+                    );
+                    ledger_runtime::audit::note_detail(&format!(
+                        "Sage refused the VAT number ({reason}): contact sent without it, the number kept in its notes"
+                    ));
+                    let retry = ledger_mapping::without_refused_tax_number(&body, party, &reason);
+                    send(retry, format!("{step}:without-tax-number")).await
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// A customer who was a guest before registering keeps the guest's contacts: every
+    /// currency's `guest:<email>` contact that the customer has none for becomes theirs
+    /// (same Sage id and reference). Returns how many were adopted.
+    async fn adopt_guest_contacts(
+        &self,
+        merchant: &str,
+        customer_key: &str,
+        party: &Party,
+    ) -> Result<u64, ProcessError> {
+        let Some(email) = party
+            .email
+            .as_deref()
+            .map(normalise_email)
+            .filter(|e| !e.is_empty())
+        else {
+            return Ok(0);
+        };
+        if !customer_key.starts_with("customer:") {
+            return Ok(0);
+        }
+        let currencies: Vec<String> = sqlx::query_scalar(
+            "SELECT g.currency FROM contacts g
+             WHERE g.merchant_id = $1 AND g.customer_key = $2 AND g.sage_contact_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.merchant_id = g.merchant_id
+                   AND c.customer_key = $3 AND c.currency = g.currency AND c.sage_contact_id IS NOT NULL)",
+        )
+        .bind(merchant)
+        .bind(format!("guest:{email}"))
+        .bind(customer_key)
+        .fetch_all(&self.ctx.db)
+        .await?;
+        let mut adopted = 0;
+        for currency in currencies {
+            let lock_key = format!("{merchant}|email:{email}|{currency}");
+            let lock = self.lock_for(&lock_key);
+            let _held = lock.lock().await;
+            let mut tx = self.ctx.db.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(&lock_key)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO contacts (merchant_id, customer_key, currency, email) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(merchant)
+            .bind(customer_key)
+            .bind(&currency)
+            .bind(&email)
+            .execute(&mut *tx)
+            .await?;
+            let has: Option<String> = sqlx::query_scalar(
+                "SELECT sage_contact_id FROM contacts
+                 WHERE merchant_id = $1 AND customer_key = $2 AND currency = $3 FOR UPDATE",
+            )
+            .bind(merchant)
+            .bind(customer_key)
+            .bind(&currency)
+            .fetch_one(&mut *tx)
+            .await?;
+            if has.is_none()
+                && self
+                    .adopt_same_person(&mut tx, merchant, customer_key, &currency, &email)
+                    .await?
+                    .is_some()
+            {
+                adopted += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(adopted)
+    }
+
+    /// Updates every currency variant of a customer after `customer.saved`, adopting first
+    /// the contacts of the customer's guest orders (same e-mail).
     async fn customer_saved(
         &self,
         merchant: &str,
@@ -365,6 +717,8 @@ impl Contacts {
         party: &Party,
         customer_key: &str,
     ) -> Result<Outcome, ProcessError> {
+        self.adopt_guest_contacts(merchant, customer_key, party)
+            .await?;
         let variants: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT currency, sage_contact_id, reference FROM contacts
              WHERE merchant_id = $1 AND customer_key = $2 AND sage_contact_id IS NOT NULL",
@@ -391,24 +745,25 @@ impl Contacts {
             let idempotency_id = sage_client::idempotency_id(&event_id, &step);
             journal::record_intent(&self.ctx.db, merchant, event_id, &step, &idempotency_id, 0)
                 .await?;
-            let mut body = ledger_mapping::map_contact(party, &currency, &reference);
-            // The currency of a contact is locked once it has documents; never send it again.
-            if let Some(obj) = body.as_object_mut() {
-                obj.remove("currency_id");
-            }
+            // The currency of a contact is locked once it has documents; never sent again.
+            let body = ledger_mapping::map_contact_update(party, &reference);
             let response = self
-                .ctx
-                .sage
-                .put(
-                    merchant,
-                    &format!("contacts/{contact_id}"),
-                    "contact",
-                    body,
-                    Some(&idempotency_id),
-                )
+                .write_contact(merchant, Some(&contact_id), body, &event_id, &step, party)
                 .await
                 .map_err(ledger_rpc::sage_error_to_process)?;
             let mut tx = self.ctx.db.begin().await?;
+            // The account's company replaces the contact's name; a VAT number the account
+            // lacks stays on the contact (an update without it leaves Sage's as it was).
+            sqlx::query(
+                "UPDATE contacts SET company = $3, tax_number = COALESCE($4, tax_number), updated_at = now()
+                 WHERE merchant_id = $1 AND sage_contact_id = $2",
+            )
+            .bind(merchant)
+            .bind(&contact_id)
+            .bind(&party.company)
+            .bind(&party.tax_number)
+            .execute(&mut *tx)
+            .await?;
             journal::record_done(
                 &mut tx,
                 merchant,
@@ -684,4 +1039,46 @@ impl Handler for DeadLetterRouter {
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let running = start(config, shutdown).await?;
     running.done.await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sage_client::SageErrorItem;
+
+    fn rejected(source: &str, message: &str) -> SageError {
+        SageError::Rejected {
+            status: 422,
+            errors: vec![SageErrorItem {
+                severity: "error".into(),
+                data_code: "RecordInvalid".into(),
+                message: message.into(),
+                source: source.into(),
+            }],
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn refused_tax_numbers_and_taken_references_are_told_apart() {
+        let vat = rejected(
+            "contact.tax_number",
+            "tax_number: is not a valid VAT number for GB",
+        );
+        assert_eq!(
+            tax_number_refused(&vat).as_deref(),
+            Some("tax_number: is not a valid VAT number for GB")
+        );
+        assert!(!reference_taken(&vat));
+        let taken = rejected("contact.reference", "reference: has already been taken");
+        assert!(tax_number_refused(&taken).is_none());
+        assert!(reference_taken(&taken));
+        let transient = SageError::Transient {
+            status: Some(503),
+            message: "tax_number".into(),
+            request_id: None,
+            retry_after: None,
+        };
+        assert!(tax_number_refused(&transient).is_none());
+    }
 }

@@ -24,6 +24,7 @@ use chrono::NaiveDate;
 use ledger_events::{CreditMemoSnapshot, Envelope, InvoiceSnapshot, Payload};
 use ledger_mapping::{
     DocumentPlan, MappingError, MerchantSettings, OriginalInvoice, SageDocumentRef, Settlement,
+    SettlementRule,
 };
 use ledger_rpc::{
     mapping_outcome, ContactRef, DocumentRef, EnsureContactRequest, ErrorClass, RpcError,
@@ -59,6 +60,9 @@ const PREFLIGHT_CONTACT: &str = "preflight";
 pub const STEP_REFUND: &str = "credit_note_refund";
 /// Journal step (and idempotency-id salt) of the allocation of a credit note to its invoice.
 pub const STEP_ALLOCATION: &str = "credit_note_allocation";
+/// Attempts a credit memo without `invoice_id` waits for an invoice of its order that is
+/// not in Sage yet, before it is set against the order's other invoices.
+pub const ORDER_INVOICE_WAITS: i64 = 8;
 /// Dead-letter code of a refund for which no bank account is configured in its currency.
 pub const NO_BANK_ACCOUNT: &str = "settings.no_bank_account";
 
@@ -98,6 +102,8 @@ enum SettlementKind {
     Refund,
     Allocation,
     Nothing,
+    /// Pending at the gateway: the refund waits for the credit memo to arrive as refunded.
+    Waiting,
 }
 
 impl SettlementKind {
@@ -106,6 +112,7 @@ impl SettlementKind {
             SettlementKind::Refund => "refund",
             SettlementKind::Allocation => "allocation",
             SettlementKind::Nothing => "none",
+            SettlementKind::Waiting => "waiting",
         }
     }
 
@@ -114,6 +121,7 @@ impl SettlementKind {
             "refund" => Some(SettlementKind::Refund),
             "allocation" => Some(SettlementKind::Allocation),
             "none" => Some(SettlementKind::Nothing),
+            "waiting" => Some(SettlementKind::Waiting),
             _ => None,
         }
     }
@@ -124,8 +132,9 @@ pub struct Documents {
     ctx: ServiceContext,
     /// Contacts of registered customers, once known: a Sage contact's id never changes, and
     /// asking the contacts service for every document would double the work per invoice.
+    /// Keyed by (merchant, customer, currency, company and VAT number of the document).
     /// Guests are always asked, because B2C consolidation decides per order.
-    known_contacts: std::sync::Mutex<HashMap<(String, String, String), ContactRef>>,
+    known_contacts: std::sync::Mutex<HashMap<(String, String, String, String), ContactRef>>,
     /// Locked periods: Sage's open period per merchant (financial settings), read again when
     /// Sage refuses a date.
     periods: ledger_rpc::OpenPeriods,
@@ -170,10 +179,13 @@ impl Documents {
         order: &ledger_events::OrderContext,
         document_total: Option<Decimal>,
     ) -> Result<ContactRef, ProcessError> {
+        // The company and VAT number are part of the key: a document that brings new ones
+        // asks the contacts service, which updates the contact.
         let cache_key = (
             env.merchant_id.clone(),
             customer_key.clone(),
             currency.to_string(),
+            ledger_mapping::Party::from_order(order).business_details_key(),
         );
         let cacheable = customer_key.starts_with("customer:");
         if cacheable {
@@ -516,6 +528,49 @@ impl Documents {
         .await?)
     }
 
+    /// Rule "credit notes find their invoice": the order's invoices (`order.invoices`) that
+    /// are in Sage, oldest first, for a credit memo without `invoice_id`. An invoice of the
+    /// order that is neither in Sage nor held is waited for (transient) for the first
+    /// [`ORDER_INVOICE_WAITS`] attempts, then left out (an invoice from before the module
+    /// was installed never arrives); held invoices are left out, and `Err(detail)` (hold the
+    /// credit memo) when every invoice was held.
+    async fn order_invoices(
+        &self,
+        merchant: &str,
+        snapshot: &CreditMemoSnapshot,
+        attempt: i64,
+    ) -> Result<Result<Vec<Posted>, String>, ProcessError> {
+        let mut posted = Vec::new();
+        let mut held = Vec::new();
+        for invoice in snapshot.order.invoices_oldest_first() {
+            if let Some(found) = self.original_invoice(merchant, invoice.entity_id).await? {
+                posted.push(found);
+            } else if let Some(invoice_key) = self.held_invoice(merchant, invoice.entity_id).await?
+            {
+                held.push(invoice_key);
+            } else if attempt < ORDER_INVOICE_WAITS {
+                return Err(ProcessError::transient(format!(
+                    "invoice {} of order {} (entity {}) not synced yet",
+                    invoice.increment_id, snapshot.order.increment_id, invoice.entity_id
+                )));
+            } else {
+                tracing::info!(
+                    invoice = invoice.increment_id,
+                    order = snapshot.order.increment_id,
+                    "an invoice of the order never reached Sage; the credit note is set against the others"
+                );
+            }
+        }
+        if posted.is_empty() && !held.is_empty() {
+            return Ok(Err(format!(
+                "the invoices of order {} were held ({}); release them first",
+                snapshot.order.increment_id,
+                held.join(", ")
+            )));
+        }
+        Ok(Ok(posted))
+    }
+
     async fn invoice_created(
         &self,
         env: &Envelope,
@@ -659,9 +714,11 @@ impl Documents {
                     .await;
             }
         }
-        let original = match snapshot.creditmemo.invoice_id {
+        // The invoice the credit memo names, else (Refund Offline from the order page has
+        // no invoice_id) the order's invoices in Sage, oldest first.
+        let originals: Vec<Posted> = match snapshot.creditmemo.invoice_id {
             Some(invoice_id) => match self.original_invoice(&env.merchant_id, invoice_id).await? {
-                Some(found) => Some(found),
+                Some(found) => vec![found],
                 // The invoice is not in Sage yet: wait for it rather than credit a
                 // document Sage has never seen.
                 None => {
@@ -688,8 +745,25 @@ impl Documents {
                     )));
                 }
             },
-            None => None,
+            None => match self
+                .order_invoices(&env.merchant_id, snapshot, delivery.attempt)
+                .await?
+            {
+                Ok(found) => found,
+                Err(detail) => {
+                    return self
+                        .record_skip(
+                            env,
+                            &key,
+                            ledger_mapping::reasons::ORIGINAL_INVOICE_HELD,
+                            &detail,
+                            snapshot.creditmemo.entity_id,
+                        )
+                        .await;
+                }
+            },
         };
+        let original = originals.first();
         let (credit_note, created) = match self.posted(&env.merchant_id, &key).await? {
             Some(posted) => {
                 ledger_runtime::audit::note_reference(&posted.reference);
@@ -699,7 +773,7 @@ impl Documents {
                 (posted, false)
             }
             None => {
-                let original_ref = original.as_ref().map(|o| OriginalInvoice {
+                let original_ref = original.map(|o| OriginalInvoice {
                     sage_id: o.sage_id.clone(),
                     reference: o.reference.clone(),
                     date: o.date,
@@ -730,7 +804,7 @@ impl Documents {
                             .await;
                     }
                 };
-                let contact = match &original {
+                let contact = match original {
                     // Same contact as the original invoice, whatever the order says now (and
                     // the B2C fallback contact when the invoice was consolidated).
                     Some(invoice) => ContactRef {
@@ -785,7 +859,7 @@ impl Documents {
                 &raw,
                 &settings,
                 &credit_note,
-                original.as_ref(),
+                &originals,
             )
             .await?;
         Ok(if created || settled {
@@ -797,10 +871,16 @@ impl Documents {
 
     /// Settles a posted credit note once; returns whether anything was written to Sage.
     ///
-    /// The decision (refund, allocation and its amount, or nothing) is recorded before the
-    /// Sage call, so a redelivery after an in-doubt call re-sends the very same request
-    /// (same body, same idempotency id) instead of deciding again from an outstanding
-    /// amount the first call may already have changed.
+    /// The decision (refund, allocation and its amounts, waiting, or nothing) is recorded
+    /// before the Sage call, so a redelivery after an in-doubt call re-sends the very same
+    /// request (same body, same idempotency id) instead of deciding again from an
+    /// outstanding amount the first call may already have changed. Two things decide
+    /// again: a credit memo that was waiting for its refund (pending at the gateway) and
+    /// arrives as refunded, and a plan Sage refused for its amount (state `redecide`; the
+    /// next attempt gets its own idempotency id).
+    ///
+    /// This is also what a `creditmemo.refunded` event calls, with the credit memo's
+    /// snapshot in state refunded: the waiting row is decided again and the refund posted.
     #[allow(clippy::too_many_arguments)]
     async fn settle(
         &self,
@@ -811,58 +891,103 @@ impl Documents {
         raw: &Value,
         settings: &MerchantSettings,
         credit_note: &Posted,
-        original: Option<&Posted>,
+        originals: &[Posted],
     ) -> Result<bool, ProcessError> {
         let merchant = env.merchant_id.as_str();
-        let recorded: Option<(String, Decimal, String)> = sqlx::query_as(
-            "SELECT kind, amount, state FROM credit_note_settlements WHERE merchant_id = $1 AND document_key = $2",
+        let recorded: Option<(String, Decimal, String, Value, i32)> = sqlx::query_as(
+            "SELECT kind, amount, state, allocations, attempt FROM credit_note_settlements WHERE merchant_id = $1 AND document_key = $2",
         )
         .bind(merchant)
         .bind(key)
         .fetch_optional(self.db())
         .await?;
-        let (kind, amount) = match recorded {
-            Some((_, _, state)) if state == "done" => return Ok(false),
-            Some((kind, amount, _)) => (
-                SettlementKind::parse(&kind).ok_or_else(|| {
-                    ProcessError::permanent(
-                        "settlement.corrupt",
-                        format!("unknown settlement kind {kind}"),
-                    )
-                })?,
-                amount,
-            ),
-            None => {
-                let (kind, amount, reason) = self
-                    .decide(merchant, snapshot, settings, credit_note, original)
+        let (kind, amount, allocations, attempt) = match recorded {
+            Some((_, _, state, _, _)) if state == "done" => return Ok(false),
+            Some((kind, amount, state, allocations, attempt))
+                if state == "planned" && kind != SettlementKind::Waiting.as_str() =>
+            {
+                (
+                    SettlementKind::parse(&kind).ok_or_else(|| {
+                        ProcessError::permanent(
+                            "settlement.corrupt",
+                            format!("unknown settlement kind {kind}"),
+                        )
+                    })?,
+                    amount,
+                    allocations,
+                    attempt,
+                )
+            }
+            // New, waiting for a pending refund, or refused by Sage: decide (again).
+            other => {
+                let attempt = match &other {
+                    Some((_, _, state, _, attempt)) if state == "redecide" => attempt + 1,
+                    Some((_, _, _, _, attempt)) => *attempt,
+                    None => 0,
+                };
+                let decision = self
+                    .decide(merchant, snapshot, settings, credit_note, originals)
                     .await?;
+                let state = match decision.kind {
+                    SettlementKind::Nothing => "done",
+                    _ => "planned",
+                };
                 sqlx::query(
-                    "INSERT INTO credit_note_settlements (merchant_id, document_key, event_id, kind, amount, reason, state)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (merchant_id, document_key) DO NOTHING",
+                    "INSERT INTO credit_note_settlements (merchant_id, document_key, event_id, kind, amount, reason, state, allocations, left_on_account, attempt)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (merchant_id, document_key) DO UPDATE SET kind = $4, amount = $5, reason = $6, state = $7,
+                        allocations = $8, left_on_account = $9, attempt = $10, decided_at = now()",
                 )
                 .bind(merchant)
                 .bind(key)
                 .bind(credit_note.event_id)
-                .bind(kind.as_str())
-                .bind(amount)
-                .bind(reason)
-                .bind(if kind == SettlementKind::Nothing { "done" } else { "planned" })
+                .bind(decision.kind.as_str())
+                .bind(decision.amount)
+                .bind(decision.reason)
+                .bind(state)
+                .bind(&decision.allocations)
+                .bind(decision.left_on_account)
+                .bind(attempt)
                 .execute(self.db())
                 .await?;
-                if kind == SettlementKind::Nothing {
+                if matches!(
+                    decision.kind,
+                    SettlementKind::Nothing | SettlementKind::Waiting
+                ) {
+                    let detail = settlement_detail(
+                        decision.kind,
+                        decision.amount,
+                        decision.left_on_account,
+                        decision.reason,
+                        &credit_note.currency,
+                    );
+                    ledger_runtime::audit::note_detail(&detail);
                     tracing::info!(
                         document = key,
-                        reason,
-                        "credit note left open: nothing to settle"
+                        reason = decision.reason,
+                        detail,
+                        "credit note left open: nothing to settle now"
                     );
                     return Ok(false);
                 }
-                (kind, amount)
+                (
+                    decision.kind,
+                    decision.amount,
+                    decision.allocations,
+                    attempt,
+                )
             }
         };
+        let left_on_account: Decimal = sqlx::query_scalar(
+            "SELECT left_on_account FROM credit_note_settlements WHERE merchant_id = $1 AND document_key = $2",
+        )
+        .bind(merchant)
+        .bind(key)
+        .fetch_one(self.db())
+        .await?;
 
         let credit_ref = credit_note.sage_ref();
-        let (step, resource, root, body) = match kind {
+        let (base_step, resource, root, body) = match kind {
             SettlementKind::Refund => {
                 let method = snapshot.order.payment.method.as_str();
                 let currency = credit_note.currency.as_str();
@@ -886,13 +1011,8 @@ impl Documents {
                 (STEP_REFUND, plan.resource, plan.root, plan.body)
             }
             SettlementKind::Allocation => {
-                let invoice = original.ok_or_else(|| {
-                    ProcessError::permanent(
-                        "settlement.no_invoice",
-                        "allocation planned without an invoice",
-                    )
-                })?;
-                // Never before either document: the latest of their Sage dates and the
+                let invoices = planned_invoices(&allocations, originals)?;
+                // Never before any document: the latest of their Sage dates and the
                 // credit memo's day in the books.
                 let settled_on = settings
                     .accounting_date(snapshot.creditmemo.created_at)
@@ -903,21 +1023,34 @@ impl Documents {
                             e.to_string(),
                         )
                     })?;
+                let latest_invoice = invoices
+                    .iter()
+                    .map(|(p, _)| p.date)
+                    .max()
+                    .unwrap_or(credit_note.date);
                 let date =
-                    ledger_mapping::allocation_date(invoice.date, credit_note.date, settled_on);
-                let plan =
-                    ledger_mapping::map_allocation(&invoice.sage_ref(), &credit_ref, amount, date)
-                        .map_err(|e| {
-                            ProcessError::invalid_field(
-                                format!("mapping.{}", e.reason()),
-                                "allocation",
-                                e.to_string(),
-                            )
-                        })?;
+                    ledger_mapping::allocation_date(latest_invoice, credit_note.date, settled_on);
+                let pairs: Vec<(SageDocumentRef, Decimal)> =
+                    invoices.iter().map(|(p, a)| (p.sage_ref(), *a)).collect();
+                let plan = ledger_mapping::map_credit_allocation(&pairs, &credit_ref, date)
+                    .map_err(|e| {
+                        ProcessError::invalid_field(
+                            format!("mapping.{}", e.reason()),
+                            "allocation",
+                            e.to_string(),
+                        )
+                    })?;
                 (STEP_ALLOCATION, plan.resource, plan.root, plan.body)
             }
-            SettlementKind::Nothing => return Ok(false),
+            SettlementKind::Nothing | SettlementKind::Waiting => return Ok(false),
         };
+        // A plan decided again after Sage refused its amount is a new request.
+        let step = if attempt > 0 {
+            format!("{base_step}#{attempt}")
+        } else {
+            base_step.to_string()
+        };
+        let step = step.as_str();
         // Locked periods: the credit note is in Sage, so its refund or allocation is never
         // held; one dated in a locked period goes on the first open day.
         let mut body = body;
@@ -927,7 +1060,7 @@ impl Documents {
             sent,
             &period,
             ledger_mapping::LockedPeriod::MoveToFirstOpenDay,
-            step,
+            base_step,
         )
         .map_err(|e| ProcessError::permanent("settlement.period", e.to_string()))?;
         ledger_mapping::move_payment_date(&mut body, &moved);
@@ -948,6 +1081,23 @@ impl Documents {
             .await;
         let response = match response {
             Ok(response) => response,
+            Err(e) if is_amount_refusal(&e) => {
+                // Rule "a settlement Sage refuses for its amount is decided again": the
+                // outstanding amount moved since the plan (a receipt, another credit note,
+                // a bookkeeper's allocation); the next delivery reads it again.
+                sqlx::query(
+                    "UPDATE credit_note_settlements SET state = 'redecide' WHERE merchant_id = $1 AND document_key = $2 AND state = 'planned'",
+                )
+                .bind(merchant)
+                .bind(key)
+                .execute(self.db())
+                .await?;
+                tracing::info!(document = key, error = %e, "Sage refused the settlement's amount; deciding again");
+                return Err(ProcessError::Transient {
+                    message: format!("Sage refused the settlement of {key} for its amount ({e}); deciding again from Sage's outstanding amounts"),
+                    retry_after: Some(Duration::from_millis(200)),
+                });
+            }
             Err(e) => {
                 return Err(self
                     .periods
@@ -979,53 +1129,89 @@ impl Documents {
         )
         .await?;
         tx.commit().await?;
+        let detail = settlement_detail(kind, amount, left_on_account, None, &credit_note.currency);
+        ledger_runtime::audit::note_detail(&detail);
         tracing::info!(
             document = key,
             credit_note = credit_note.sage_id,
             kind = kind.as_str(),
             %amount,
+            %left_on_account,
             sage_id,
             "credit note settled"
         );
         Ok(true)
     }
 
-    /// Refund, allocation (with its amount) or nothing, with the reason for nothing.
+    /// The settlement of a credit note: [`ledger_mapping::settlement_rule`] from the credit
+    /// memo's state and the method's timing, then, where it depends on them, Sage's
+    /// outstanding amounts on the order's invoices (oldest first).
     async fn decide(
         &self,
         merchant: &str,
         snapshot: &CreditMemoSnapshot,
         settings: &MerchantSettings,
         credit_note: &Posted,
-        original: Option<&Posted>,
-    ) -> Result<(SettlementKind, Decimal, Option<&'static str>), ProcessError> {
-        match ledger_mapping::credit_note_settlement(snapshot, settings, original.is_some()) {
-            Settlement::Refund => Ok((SettlementKind::Refund, credit_note.total, None)),
-            Settlement::Nothing { reason } => {
-                Ok((SettlementKind::Nothing, Decimal::ZERO, Some(reason)))
-            }
-            Settlement::Allocate => {
-                let invoice = original.ok_or_else(|| {
-                    ProcessError::permanent(
-                        "settlement.no_invoice",
-                        "allocation decided without an invoice",
-                    )
-                })?;
-                // Sage's outstanding amount, not ours: receipts, earlier credit notes and
-                // anything the merchant did in Sage by hand have all moved it.
-                let outstanding = self.outstanding(merchant, &invoice.sage_id).await?;
-                Ok(
-                    match ledger_mapping::allocation_amount(credit_note.total, outstanding) {
-                        Some(amount) => (SettlementKind::Allocation, amount, None),
-                        None => (
-                            SettlementKind::Nothing,
-                            Decimal::ZERO,
-                            Some(ledger_mapping::reasons::INVOICE_SETTLED),
-                        ),
-                    },
-                )
+        originals: &[Posted],
+    ) -> Result<Decision, ProcessError> {
+        let rule = ledger_mapping::settlement_rule(
+            snapshot.creditmemo.state,
+            settings.method_timing(&snapshot.order.payment.method),
+        );
+        let needs_outstanding = matches!(
+            rule,
+            SettlementRule::Allocate | SettlementRule::RefundWhenSettled
+        );
+        let mut outstanding = Vec::new();
+        if needs_outstanding {
+            // Sage's outstanding amounts, not ours: receipts, earlier credit notes and
+            // anything the merchant did in Sage by hand have all moved them.
+            for invoice in originals {
+                outstanding.push(self.outstanding(merchant, &invoice.sage_id).await?);
             }
         }
+        let nothing = |kind, reason| Decision {
+            kind,
+            amount: Decimal::ZERO,
+            reason: Some(reason),
+            allocations: Value::Array(Vec::new()),
+            left_on_account: credit_note.total,
+        };
+        Ok(
+            match ledger_mapping::credit_note_settlement(rule, credit_note.total, &outstanding) {
+                Settlement::Refund => Decision {
+                    kind: SettlementKind::Refund,
+                    amount: credit_note.total,
+                    reason: None,
+                    allocations: Value::Array(Vec::new()),
+                    left_on_account: Decimal::ZERO,
+                },
+                Settlement::Waiting => nothing(
+                    SettlementKind::Waiting,
+                    ledger_mapping::reasons::REFUND_PENDING,
+                ),
+                Settlement::Nothing { reason } => nothing(SettlementKind::Nothing, reason),
+                Settlement::Allocate {
+                    amounts,
+                    left_on_account,
+                } => {
+                    let allocations: Vec<Value> = originals
+                        .iter()
+                        .zip(&amounts)
+                        .filter(|(_, a)| !a.is_zero())
+                        .map(|(p, a)| serde_json::json!({"invoice": p.sage_id, "amount": a.to_string()}))
+                        .collect();
+                    Decision {
+                        kind: SettlementKind::Allocation,
+                        amount: amounts.iter().sum(),
+                        reason: (!left_on_account.is_zero())
+                            .then_some(ledger_mapping::reasons::LEFT_ON_ACCOUNT),
+                        allocations: Value::Array(allocations),
+                        left_on_account,
+                    }
+                }
+            },
+        )
     }
 
     /// What Sage says is still outstanding on a sales invoice.
@@ -1090,6 +1276,89 @@ fn posted_from_row(row: PostedRow) -> Posted {
         date,
         event_id,
         sage_number,
+    }
+}
+
+/// A settlement as decided, before it is recorded.
+struct Decision {
+    kind: SettlementKind,
+    amount: Decimal,
+    reason: Option<&'static str>,
+    /// `[{"invoice": <Sage id>, "amount": "<amount>"}]`, oldest invoice first.
+    allocations: Value,
+    left_on_account: Decimal,
+}
+
+/// The invoices and amounts of a recorded allocation, found among the order's posted
+/// invoices.
+fn planned_invoices<'a>(
+    allocations: &Value,
+    originals: &'a [Posted],
+) -> Result<Vec<(&'a Posted, Decimal)>, ProcessError> {
+    let corrupt = |what: String| ProcessError::permanent("settlement.corrupt", what);
+    let list = allocations
+        .as_array()
+        .ok_or_else(|| corrupt(format!("allocations are not a list: {allocations}")))?;
+    if list.is_empty() {
+        return Err(ProcessError::permanent(
+            "settlement.no_invoice",
+            "allocation planned without an invoice",
+        ));
+    }
+    list.iter()
+        .map(|a| {
+            let id = a["invoice"].as_str().unwrap_or_default();
+            let amount = a["amount"]
+                .as_str()
+                .and_then(|s| s.parse::<Decimal>().ok())
+                .ok_or_else(|| corrupt(format!("allocation amount unreadable: {a}")))?;
+            let invoice = originals
+                .iter()
+                .find(|p| p.sage_id == id)
+                .ok_or_else(|| corrupt(format!("allocation to unknown invoice {id}")))?;
+            Ok((invoice, amount))
+        })
+        .collect()
+}
+
+/// True for Sage's refusal of a payment or allocation for its amount (above what is
+/// outstanding, or nothing outstanding any more): deciding again can fix it.
+pub fn is_amount_refusal(error: &sage_client::SageError) -> bool {
+    matches!(error, sage_client::SageError::Rejected { status: 422, errors, .. }
+    if errors.iter().any(|i| {
+        let m = i.message.to_ascii_lowercase();
+        m.contains("outstanding") || m.contains("unpaid or part-paid")
+    }))
+}
+
+/// What the module shows beside a credit note's status: refunded, allocated (and what was
+/// left on account), waiting for the refund, or left on account.
+fn settlement_detail(
+    kind: SettlementKind,
+    amount: Decimal,
+    left_on_account: Decimal,
+    reason: Option<&str>,
+    currency: &str,
+) -> String {
+    let money = |d: Decimal| format!("{} {currency}", ledger_mapping::round2(d));
+    match kind {
+        SettlementKind::Refund => format!("refunded {}", money(amount)),
+        SettlementKind::Allocation if left_on_account.is_zero() => {
+            format!("allocated {} to the invoice", money(amount))
+        }
+        SettlementKind::Allocation => format!(
+            "allocated {} to the invoice; {} left on account",
+            money(amount),
+            money(left_on_account)
+        ),
+        SettlementKind::Waiting => {
+            "waiting for the refund (pending at the payment gateway)".to_string()
+        }
+        SettlementKind::Nothing => format!(
+            "{} left on account ({})",
+            money(left_on_account),
+            reason.unwrap_or("nothing to settle")
+        ),
     }
 }
 
@@ -1332,6 +1601,7 @@ mod tests {
             SettlementKind::Refund,
             SettlementKind::Allocation,
             SettlementKind::Nothing,
+            SettlementKind::Waiting,
         ] {
             assert_eq!(SettlementKind::parse(kind.as_str()), Some(kind));
         }
@@ -1356,6 +1626,72 @@ mod tests {
         let e = no_bank_account("stripe_payments", "CHF");
         assert_eq!(e.code(), NO_BANK_ACCOUNT);
         assert!(e.to_string().contains("CHF"), "{e}");
+    }
+
+    #[test]
+    fn the_settlement_detail_says_refunded_allocated_or_left_on_account() {
+        let dec = Decimal::from;
+        let cases = [
+            (
+                SettlementKind::Refund,
+                dec(30),
+                dec(0),
+                None,
+                "refunded 30.00 GBP",
+            ),
+            (
+                SettlementKind::Allocation,
+                dec(30),
+                dec(0),
+                None,
+                "allocated 30.00 GBP to the invoice",
+            ),
+            (
+                SettlementKind::Allocation,
+                dec(30),
+                dec(15),
+                Some("left_on_account"),
+                "allocated 30.00 GBP to the invoice; 15.00 GBP left on account",
+            ),
+            (
+                SettlementKind::Waiting,
+                dec(0),
+                dec(30),
+                Some("refund_pending"),
+                "waiting for the refund (pending at the payment gateway)",
+            ),
+            (
+                SettlementKind::Nothing,
+                dec(0),
+                dec(60),
+                Some("no_parent_invoice"),
+                "60.00 GBP left on account (no_parent_invoice)",
+            ),
+        ];
+        for (kind, amount, left, reason, want) in cases {
+            assert_eq!(settlement_detail(kind, amount, left, reason, "GBP"), want);
+        }
+    }
+
+    #[test]
+    fn only_an_amount_refusal_is_decided_again() {
+        let refusal = |message: &str| sage_client::SageError::Rejected {
+            status: 422,
+            errors: vec![sage_client::SageErrorItem {
+                severity: "error".into(),
+                data_code: "RecordInvalid".into(),
+                message: message.into(),
+                source: "contact_allocation.allocated_artefacts[0].amount".into(),
+            }],
+            request_id: None,
+        };
+        assert!(is_amount_refusal(&refusal(
+            "amount: cannot exceed the outstanding amount (10.00)"
+        )));
+        assert!(is_amount_refusal(&refusal(
+            "You can only pay unpaid or part-paid invoices."
+        )));
+        assert!(!is_amount_refusal(&refusal("date: is in a locked period")));
     }
 
     #[test]

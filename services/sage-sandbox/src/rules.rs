@@ -157,6 +157,65 @@ pub fn contact_currency_locked(
     Ok(())
 }
 
+/// National VAT number formats the sandbox checks, by the contact's country: each is a
+/// pattern of `#` (a digit), `@` (a letter) and `*` (a letter or a digit), any other
+/// character standing for itself, after the
+/// country prefix. Sage validates a contact's `tax_number` format (NOTES.md §3.1); which
+/// formats it applies is not documented, so the sandbox checks these well-known ones (the
+/// UK's and the largest EU markets', as VIES publishes them) and accepts any other
+/// country's numbers.
+const VAT_FORMATS: &[(&str, &str, &[&str])] = &[
+    ("GB", "GB", &["#########", "############", "GD###", "HA###"]),
+    ("XI", "XI", &["#########", "############", "GD###", "HA###"]),
+    ("IE", "IE", &["#######@", "#######@@", "#*#####@"]),
+    ("DE", "DE", &["#########"]),
+    ("FR", "FR", &["**#########"]),
+    ("NL", "NL", &["#########B##"]),
+    ("BE", "BE", &["##########"]),
+    ("ES", "ES", &["*#######*"]),
+    ("IT", "IT", &["###########"]),
+    ("AT", "AT", &["U########"]),
+    ("GR", "EL", &["#########"]),
+];
+
+fn matches_vat_pattern(number: &str, pattern: &str) -> bool {
+    number.len() == pattern.len()
+        && number.chars().zip(pattern.chars()).all(|(c, p)| match p {
+            '#' => c.is_ascii_digit(),
+            '@' => c.is_ascii_uppercase(),
+            '*' => c.is_ascii_uppercase() || c.is_ascii_digit(),
+            literal => c == literal,
+        })
+}
+
+/// A contact's `tax_number` must be a VAT number in the format of the contact's country
+/// (its `main_address.country_id`, else the business's country): the national number,
+/// with or without the country prefix (`EL` for Greece). Spaces are ignored and letters
+/// compared in upper case; a blank number is no number. Countries without a known format
+/// are not checked.
+pub fn contact_tax_number_format(tax_number: &str, country: &str) -> Result<(), ApiError> {
+    let number: String = tax_number
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if number.is_empty() {
+        return Ok(());
+    }
+    let country = country.trim().to_ascii_uppercase();
+    let Some((_, prefix, patterns)) = VAT_FORMATS.iter().find(|(c, _, _)| *c == country) else {
+        return Ok(());
+    };
+    let national = number.strip_prefix(prefix).unwrap_or(&number);
+    if patterns.iter().any(|p| matches_vat_pattern(national, p)) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "contact.tax_number",
+        format!("tax_number: is not a valid VAT number for {country}"),
+    ))
+}
+
 /// Invoice / credit note `reference` is at most 25 characters.
 pub fn document_reference_length(reference: &str, root: &str) -> Result<(), ApiError> {
     if reference.chars().count() > DOCUMENT_REFERENCE_MAX {
@@ -531,6 +590,47 @@ mod tests {
         );
         assert!(contact_reference_unique(Some("a"), Some("b")).is_err());
         assert_eq!(contact_reference_key(" Ab1 "), "ab1");
+    }
+
+    #[test]
+    fn contact_tax_number_format_per_country() {
+        let ok = [
+            ("GB123456789", "GB"),
+            ("123456789", "GB"),
+            ("GB 123 4567 89", "gb"),
+            ("GB123456789012", "GB"),
+            ("GBGD123", "GB"),
+            ("HA123", "GB"),
+            ("XI123456789", "XI"),
+            ("DE123456789", "DE"),
+            ("FRXX123456789", "FR"),
+            ("NL123456789B01", "NL"),
+            ("IE1234567T", "IE"),
+            ("EL123456789", "GR"),
+            ("", "GB"),
+            // No known format for the country: not checked.
+            ("anything", "US"),
+        ];
+        for (number, country) in ok {
+            assert!(
+                contact_tax_number_format(number, country).is_ok(),
+                "{number} in {country}"
+            );
+        }
+        let refused = [
+            ("GB12345678", "GB"),
+            ("GB1234567890", "GB"),
+            ("DE123456789", "GB"),
+            ("DE12345678", "DE"),
+            ("NL123456789X01", "NL"),
+            ("n/a", "GB"),
+            ("HB123", "GB"),
+        ];
+        for (number, country) in refused {
+            let e = contact_tax_number_format(number, country).unwrap_err();
+            assert_eq!(e.source(), "contact.tax_number", "{number} in {country}");
+            assert_eq!(e.status.as_u16(), 422);
+        }
     }
 
     #[test]

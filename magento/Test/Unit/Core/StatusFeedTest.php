@@ -263,6 +263,27 @@ final class StatusFeedTest extends TestCase
         self::assertSame('In Sage', $synced([null, null, null])->describe());
     }
 
+    public function testASyncedCreditMemoSaysHowItWasSettled(): void
+    {
+        $creditmemo = static fn (?string $detail): StatusUpdate => new StatusUpdate(
+            'creditmemo',
+            'creditmemo:1:000000045',
+            SageStatus::Synced,
+            message: $detail,
+            detail: $detail,
+            sageNumber: 'SCN-3',
+        );
+        self::assertSame('In Sage as SCN-3 - refunded 24.00 GBP', $creditmemo('refunded 24.00 GBP')->describe());
+        self::assertSame(
+            'In Sage as SCN-3 - allocated 30.00 GBP to the invoice; 15.00 GBP left on account',
+            $creditmemo('allocated 30.00 GBP to the invoice; 15.00 GBP left on account')->describe()
+        );
+        self::assertSame('In Sage as SCN-3', $creditmemo(null)->describe());
+        // A synced document's message alone (no detail) is not shown.
+        $invoice = new StatusUpdate('invoice', 'invoice:1:1', SageStatus::Synced, message: 'x', sageNumber: 'SI-1');
+        self::assertSame('In Sage as SI-1', $invoice->describe());
+    }
+
     /** @return array<string, array{callable(ScriptedHttp): void, string}> */
     public static function failures(): array
     {

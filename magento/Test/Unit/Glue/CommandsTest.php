@@ -17,6 +17,21 @@ use Ledger\SageSync\Test\Support\Console;
 use Ledger\SageSync\Test\Support\FixedClock;
 use Ledger\SageSync\Test\Support\Glue;
 use Ledger\SageSync\Test\Support\Models;
+use Ledger\SageSync\Core\Event\EventType;
+use Ledger\SageSync\Core\Outbox\EventRecorder;
+use Ledger\SageSync\Core\Snapshot\SnapshotSerializer;
+use Ledger\SageSync\Model\Outbox\EntityRebuilder;
+use Ledger\SageSync\Model\Recorder;
+use Ledger\SageSync\Model\Snapshot\CaptureTime;
+use Ledger\SageSync\Test\Support\FixedSource;
+use Ledger\SageSync\Test\Support\StubStores;
+use Ledger\SageSync\Test\Support\TaxData;
+use Magento\Catalog\Api\ProductRepositoryInterface;
+use Magento\Customer\Model\CustomerFactory;
+use Magento\Sales\Api\CreditmemoRepositoryInterface;
+use Magento\Sales\Api\Data\TransactionInterface;
+use Magento\Sales\Api\InvoiceRepositoryInterface;
+use Magento\Sales\Api\TransactionRepositoryInterface;
 use Magento\Catalog\Model\ResourceModel\Product\CollectionFactory as Products;
 use Magento\Customer\Model\ResourceModel\Customer\CollectionFactory as Customers;
 use Magento\Sales\Model\ResourceModel\Order\Creditmemo\CollectionFactory as Creditmemos;
@@ -128,5 +143,69 @@ final class CommandsTest extends TestCase
             self::assertSame(1, $command->run($console, $console), json_encode($options));
         }
         self::assertSame([], $glue->keys());
+    }
+
+    public function testBackfillDatesAPaymentAtItsCapture(): void
+    {
+        // Authorised at checkout, invoiced on 2 April (10:14:11), captured on 5 April: the
+        // capture transaction bt_9q2x7m of payment 4410 (order 4410) was made at 16:30:00.
+        $transactions = $this->createMock(TransactionRepositoryInterface::class);
+        $transactions->method('getByTransactionId')->willReturnCallback(
+            function ($txnId, $paymentId, $orderId) {
+                if ($txnId !== 'bt_9q2x7m' || $paymentId !== 4410 || $orderId !== 4410) {
+                    return false;
+                }
+                $transaction = $this->createMock(TransactionInterface::class);
+                $transaction->method('getCreatedAt')->willReturn('2025-04-05 16:30:00');
+                return $transaction;
+            }
+        );
+        $glue = new Glue();
+        $recorder = new Recorder(
+            new EventRecorder($glue->outbox, new SnapshotSerializer(), $glue->clock, new FixedSource()),
+            TaxData::forFixtures()->extractor(),
+            new StubStores(),
+            $glue,
+            $glue->config,
+            $glue->logger,
+            new CaptureTime($transactions),
+        );
+        $card = Models::invoice(Documents::ukCardInvoice(), Models::order(Documents::ukCardOrder()));
+        // The bundle invoice is paid by bank transfer: no transaction, paid when invoiced.
+        $cheque = Models::invoice(Documents::bundleInvoice(), Models::order(Documents::bundleOrder()));
+        $invoices = new Invoices();
+        $invoices->items = [$card, $cheque];
+        $command = new Backfill($recorder, $invoices, new Creditmemos(), new Customers(), new Products());
+        $console = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'invoice']);
+        self::assertSame(0, $command->run($console, $console));
+
+        $rows = [];
+        foreach ($glue->outbox->all() as $row) {
+            $rows[$row->dedupeKey] = $row;
+        }
+        self::assertSame(
+            ['invoice.created:3301', 'invoice.paid:3301', 'invoice.created:3420', 'invoice.paid:3420'],
+            array_keys($rows)
+        );
+        self::assertSame('2025-04-02T10:14:11+00:00', $rows['invoice.created:3301']->occurredAt->format(DATE_ATOM));
+        self::assertSame('2025-04-05T16:30:00+00:00', $rows['invoice.paid:3301']->occurredAt->format(DATE_ATOM));
+        self::assertSame('2025-04-05T16:30:00Z', $rows['invoice.paid:3301']->payload['payment']['paid_at']);
+        $chequeCreated = $rows['invoice.created:3420']->occurredAt->format(DATE_ATOM);
+        self::assertSame($chequeCreated, $rows['invoice.paid:3420']->occurredAt->format(DATE_ATOM));
+
+        // A payload rebuilt on publish (the snapshot failed when recorded) keeps the capture.
+        $repository = $this->createMock(InvoiceRepositoryInterface::class);
+        $repository->method('get')->willReturn($card);
+        $rebuilder = new EntityRebuilder(
+            $repository,
+            $this->createMock(CreditmemoRepositoryInterface::class),
+            new CustomerFactory(),
+            $this->createMock(ProductRepositoryInterface::class),
+            TaxData::forFixtures()->extractor(),
+            new SnapshotSerializer()
+        );
+        $rebuilt = $rebuilder->rebuild($rows['invoice.paid:3301']);
+        self::assertSame('2025-04-05T16:30:00Z', $rebuilt['payment']['paid_at']);
+        self::assertSame(EventType::InvoicePaid, $rows['invoice.paid:3301']->eventType);
     }
 }

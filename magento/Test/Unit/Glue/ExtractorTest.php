@@ -51,6 +51,31 @@ final class ExtractorTest extends TestCase
         );
     }
 
+    public function testTheOrdersInvoicesGoWithTheOrderSoAnOfflineCreditMemoCanBeLinked(): void
+    {
+        $extractor = TaxData::forFixtures()->extractor();
+        $order = Models::order(Documents::bundleOrder());
+        $data = $extractor->order($order);
+        self::assertSame(
+            [['entity_id' => '3420', 'increment_id' => '000003420', 'created_at' => '2025-04-07 08:05:00',
+                'grand_total' => '74.9500', 'base_grand_total' => '74.9500', 'state' => '2']],
+            $data['invoices']
+        );
+        // Serialized as the contract's order_context.invoices: ids as integers, money as strings.
+        $event = (new SnapshotSerializer())->creditmemoCreated(
+            Documents::offlineCreditmemo(),
+            $data,
+            new \DateTimeImmutable('2025-04-20T09:00:00Z')
+        );
+        self::assertSame(
+            [['entity_id' => 3420, 'increment_id' => '000003420', 'created_at' => '2025-04-07 08:05:00',
+                'grand_total' => '74.95', 'base_grand_total' => '74.95', 'state' => 2]],
+            $event['order']['invoices']
+        );
+        // An order without invoices sends no key (older contract readers see nothing new).
+        self::assertArrayNotHasKey('invoices', $extractor->order(Models::order(Documents::ukCardOrder())));
+    }
+
     public function testTaxClassesAreReadInTheOrdersStoreAndAConfigurableLineTakesItsChildsClass(): void
     {
         $tax = new TaxData();

@@ -23,8 +23,9 @@ use Throwable;
  *
  * Records documents created (customers/products: updated) in the date range as if they had just
  * been saved: invoice.created (+ invoice.paid for paid invoices), creditmemo.created,
- * customer.saved, product.saved. The outbox dedupe keys make it safe to run twice: a document
- * already recorded is skipped.
+ * customer.saved, product.saved, each dated when it happened: a document at its creation, an
+ * invoice's payment at its capture transaction (Recorder, CaptureTime). The outbox dedupe keys make
+ * it safe to run twice: a document already recorded is skipped.
  */
 class Backfill extends Command
 {

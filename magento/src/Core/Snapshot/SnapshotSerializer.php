@@ -411,6 +411,46 @@ final class SnapshotSerializer
         if ($taxConfig !== []) {
             $out['tax_config'] = $taxConfig;
         }
+        $invoices = $this->orderInvoices($order['invoices'] ?? null);
+        if ($invoices !== []) {
+            $out['invoices'] = $invoices;
+        }
+        return $out;
+    }
+
+    /**
+     * The order's invoices (contract order_context.invoices): entity_id, increment_id,
+     * created_at, grand totals and state. Ledger links a credit memo without invoice_id
+     * (Refund Offline from the order page) through them. They only add to the event, so an
+     * entry without an id or a number is left out instead of failing it.
+     *
+     * @return list<array<string, mixed>>
+     */
+    private function orderInvoices(mixed $invoices): array
+    {
+        if (!is_array($invoices)) {
+            return [];
+        }
+        $out = [];
+        foreach ($invoices as $invoice) {
+            if (!is_array($invoice)) {
+                continue;
+            }
+            $id = $this->idOrNull($invoice['entity_id'] ?? null);
+            $number = $this->string($invoice['increment_id'] ?? null);
+            if ($id === null || $number === null) {
+                continue;
+            }
+            $row = ['entity_id' => $id, 'increment_id' => $number];
+            $this->putString($row, 'created_at', $invoice['created_at'] ?? null);
+            $this->putMoney($row, 'grand_total', $invoice['grand_total'] ?? null);
+            $this->putMoney($row, 'base_grand_total', $invoice['base_grand_total'] ?? null);
+            $state = $invoice['state'] ?? null;
+            if (is_numeric($state) && in_array((int) $state, [1, 2, 3], true)) {
+                $row['state'] = (int) $state;
+            }
+            $out[] = $row;
+        }
         return $out;
     }
 

@@ -108,7 +108,8 @@ final class HttpsStatusFeed implements StatusFeed
             self::text($item['sage_reference'] ?? null),
             $code,
             self::time($item['at'] ?? null),
-            $status === SageStatus::Synced ? null : self::text($item['detail'] ?? null),
+            // A synced document has no detail, except a credit memo's settlement.
+            $status === SageStatus::Synced && $entity !== 'creditmemo' ? null : self::text($item['detail'] ?? null),
             self::text($item['sage_number'] ?? null),
             self::text($item['sage_id'] ?? null),
         );

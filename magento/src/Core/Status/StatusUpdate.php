@@ -63,6 +63,12 @@ final class StatusUpdate
             SageStatus::Pending => 'Received by Ledger, not in Sage yet'
                 . ($this->code === null ? '' : ' (' . $this->code . ')'),
         };
-        return $detail === '' || $this->status === SageStatus::Synced ? $text : $text . ' - ' . $detail;
+        if ($this->status === SageStatus::Synced) {
+            // Only a credit memo's settlement comes as a synced detail ("refunded 24.00 GBP",
+            // "allocated 30.00 GBP to the invoice; 15.00 GBP left on account").
+            $settled = $this->detail === null ? '' : trim($this->detail);
+            return $settled === '' ? $text : $text . ' - ' . $settled;
+        }
+        return $detail === '' ? $text : $text . ' - ' . $detail;
     }
 }

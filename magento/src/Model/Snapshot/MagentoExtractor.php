@@ -69,7 +69,7 @@ class MagentoExtractor
     public function order(Order $order): array
     {
         $data = $this->scalars($order);
-        unset($data['applied_taxes'], $data['item_applied_taxes'], $data['tax_config']);
+        unset($data['applied_taxes'], $data['item_applied_taxes'], $data['tax_config'], $data['invoices']);
         $data['items'] = [];
         foreach ($order->getAllItems() as $item) {
             $row = $this->scalars($item);
@@ -96,6 +96,18 @@ class MagentoExtractor
         $taxConfig = $this->taxConfig($storeId, (string) ($data['entity_id'] ?? '?'));
         if ($taxConfig !== []) {
             $data['tax_config'] = $taxConfig;
+        }
+        // The order's invoices: a credit memo refunded offline from the order page has no
+        // invoice_id, and Ledger links it through these.
+        $invoices = [];
+        foreach ($order->getInvoiceCollection() as $invoice) {
+            $invoices[] = array_intersect_key(
+                $this->scalars($invoice),
+                array_flip(['entity_id', 'increment_id', 'created_at', 'grand_total', 'base_grand_total', 'state'])
+            );
+        }
+        if ($invoices !== []) {
+            $data['invoices'] = $invoices;
         }
         return $data;
     }

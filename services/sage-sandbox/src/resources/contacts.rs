@@ -70,6 +70,11 @@ fn check(
         "contact.notes",
         rules::CONTACT_NOTES_MAX,
     )?;
+    if let Some(tax_number) = str_field(input, "tax_number") {
+        let country = address_country(obj_field(input, "main_address"))
+            .unwrap_or_else(|| biz.country.clone());
+        rules::contact_tax_number_format(tax_number, &country)?;
+    }
     let currency = str_field(input, "currency_id")
         .unwrap_or(&biz.base_currency)
         .to_owned();

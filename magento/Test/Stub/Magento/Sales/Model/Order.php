@@ -14,6 +14,8 @@ class Order extends AbstractModel
     public ?Address $billingAddress = null;
     public ?Address $shippingAddress = null;
     public ?Payment $payment = null;
+    /** @var list<\Magento\Sales\Model\Order\Invoice> */
+    public array $invoices = [];
 
     public function getAllItems()
     {
@@ -33,5 +35,10 @@ class Order extends AbstractModel
     public function getPayment()
     {
         return $this->payment;
+    }
+
+    public function getInvoiceCollection()
+    {
+        return $this->invoices;
     }
 }
