@@ -233,15 +233,15 @@ async fn eur_receipt_at_the_capture_rate_books_the_realised_gain_in_a_clearing_a
 async fn receipt_after_a_credit_note_allocates_what_sage_says_is_outstanding() {
     let (stack, _nats, _db) = common::stack("money-after", 4).await;
     let m = stack.onboard("after").await.expect("onboard");
-    let invoice = Draft::invoice("after", 2);
-    let mut credit = invoice.credit_memo(2, &Refund::lines(&[(1, 1)]));
-    // Returned before the money came: the credit memo is open, so it is allocated to the
-    // invoice and Sage's outstanding amount drops.
-    credit.value_mut()["payload"]["creditmemo"]["state"] = json!(1);
+    // A purchase order: the credit memo for a returned item is allocated to the invoice
+    // (a paid-later method), so Sage's outstanding amount drops below Magento's grand total.
+    let invoice = Draft::invoice("after", 2).payment_method("purchaseorder");
+    let credit = invoice.credit_memo(2, &Refund::lines(&[(1, 1)]));
     publish(&stack, &m, &invoice).await;
     publish(&stack, &m, &credit).await;
     wait_count(&stack, &m, "contact_allocations", 1).await;
-    let paid = invoice.paid();
+    // The customer then pays the whole invoice by card.
+    let paid = invoice.paid().payment_method("stripe_payments");
     publish(&stack, &m, &paid).await;
     let found = stack
         .wait_until(WAIT, || receipts(&stack, &m).len() == 1)
