@@ -886,6 +886,10 @@ pub struct InvoiceSnapshot {
 pub struct PaymentFacts {
     /// Magento payment method code.
     pub method: String,
+    /// ISO code of the currency `amount_paid` was captured in (the order currency); absent
+    /// from older modules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
     /// Amount paid in order currency.
     pub amount_paid: Decimal,
     /// Amount paid in base currency.

@@ -116,6 +116,18 @@ pub mod reasons {
     /// date or on or before the year-end lockdown date), with the setting `locked_period:
     /// hold`.
     pub const PERIOD_LOCKED: &str = "period_locked";
+    /// A document or payment whose Magento base currency is not the Sage business's base
+    /// currency: posting it would book foreign amounts as if they were base ones.
+    pub const BASE_CURRENCY_MISMATCH: &str = "base_currency_mismatch";
+    /// A payment of an invoice held by policy: recorded, and posted (allocated) by itself
+    /// once the invoice is released and lands in Sage.
+    pub const INVOICE_HELD: &str = "invoice_held";
+    /// A payment with no Sage bank account for its method and currency: held until the
+    /// merchant maps (or creates) one, then handled again.
+    pub const NO_BANK_ACCOUNT: &str = "no_bank_account";
+    /// A payment whose mapped bank account is in another currency and is not marked as
+    /// taking foreign money.
+    pub const BANK_ACCOUNT_CURRENCY: &str = "bank_account_currency";
     /// A required value is absent.
     pub const MISSING: &str = "missing";
     /// A value that must not be negative is negative.

@@ -36,6 +36,7 @@ mod contact;
 mod document;
 mod error;
 mod money;
+mod money_in;
 mod payment;
 mod period;
 mod product;
@@ -58,9 +59,15 @@ pub use document::{
 };
 pub use error::{reasons, MappingError};
 pub use money::{decimal_json, document_exchange_rate, exchange_rate, money_json, round2};
+pub use money_in::{
+    check_base_currency, clearing_account_name, clearing_account_wanted, realised_base_amount,
+    receipt_allocation, sage_base_currency, BankAccountFacts, BankUse,
+    BANK_ACCOUNT_CURRENCIES_SETTING, CLEARING_ACCOUNTS_SETTING, FOREIGN_MONEY_ACCOUNTS_SETTING,
+    OFFLINE_METHODS,
+};
 pub use payment::{
-    map_allocation, map_customer_receipt, map_refund, AllocationPlan, CreditNoteRef, InvoiceRef,
-    ReceiptPlan, SageDocumentRef,
+    map_allocation, map_customer_receipt, map_receipt, map_refund, AllocationPlan, CreditNoteRef,
+    InvoiceRef, ReceiptContext, ReceiptPlan, SageDocumentRef,
 };
 pub use period::{
     is_date_refusal, move_document_date, move_payment_date, open_period_date, LockedPeriod,

@@ -118,6 +118,12 @@ struct PaymentInput<'a> {
     document_name: &'static str,
     /// Refunds cannot exceed what they are allocated to; receipts may (payment on account).
     allow_excess: bool,
+    /// What may be allocated to the document: Sage's outstanding amount when known (receipts),
+    /// else the document's total.
+    allocatable: Option<Decimal>,
+    /// The base-currency amount received, sent as `base_currency_total_amount` (with the rate
+    /// it implies) instead of the document's rate: [`crate::realised_base_amount`].
+    base_amount: Option<Decimal>,
 }
 
 fn payment(
@@ -159,14 +165,15 @@ fn payment(
             "zero amount",
         ));
     }
-    let allocated = amount.min(round2(input.document.total));
+    let allocatable = input.allocatable.unwrap_or(input.document.total);
+    let allocated = crate::receipt_allocation(amount, allocatable);
     if allocated < amount && !input.allow_excess {
         return Err(MappingError::invalid(
             format!("{}.total", input.document_name),
             reasons::EXCEEDS_DOCUMENT_TOTAL,
         ));
     }
-    if allocated <= Decimal::ZERO {
+    if allocated <= Decimal::ZERO && input.allocatable.is_none() {
         return Err(MappingError::invalid(
             format!("{}.total", input.document_name),
             reasons::NOT_POSITIVE,
@@ -194,9 +201,19 @@ fn payment(
     body.insert("date".into(), json!(input.date.to_string()));
     body.insert("total_amount".into(), money_json(amount));
     body.insert("currency_id".into(), json!(currency));
-    if !same_currency(&currency, input.base_currency) {
+    if let Some(base) = input.base_amount {
+        // The base amount received: Sage books the difference from the invoice's base
+        // amount to its exchange gain or loss ledger (realised FX). The rate is the one the
+        // two amounts imply, kept to 10 dp; the base total is sent as well so no rounding of
+        // the rate moves it.
+        body.insert(
+            "exchange_rate".into(),
+            decimal_json((base / amount).round_dp(10).normalize()),
+        );
+        body.insert("base_currency_total_amount".into(), money_json(base));
+    } else if !same_currency(&currency, input.base_currency) {
         // Same rate as the document, so Sage books no exchange difference between the
-        // invoice and its payment (Magento has one rate per order anyway).
+        // invoice and its payment.
         body.insert(
             "exchange_rate".into(),
             decimal_json(input.document.exchange_rate),
@@ -205,10 +222,14 @@ fn payment(
     if !reference.is_empty() {
         body.insert("reference".into(), json!(reference));
     }
-    body.insert(
-        "allocated_artefacts".into(),
-        json!([{ "artefact_id": input.document.sage_id.trim(), "amount": money_json(allocated) }]),
-    );
+    // Nothing outstanding in Sage (a credit note settled the invoice): the whole receipt
+    // stays on the customer's account, visibly, as a payment on account.
+    let artefacts = if allocated > Decimal::ZERO {
+        json!([{ "artefact_id": input.document.sage_id.trim(), "amount": money_json(allocated) }])
+    } else {
+        json!([])
+    };
+    body.insert("allocated_artefacts".into(), artefacts);
     Ok(ReceiptPlan {
         resource: "contact_payments",
         root: "contact_payment",
@@ -254,9 +275,90 @@ pub fn map_customer_receipt(
             document: invoice,
             document_name: "invoice",
             allow_excess: true,
+            allocatable: None,
+            base_amount: None,
         },
         settings,
         bank_account_id,
+    )
+}
+
+/// What the payments service knows about a receipt's destination besides the invoice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptContext<'a> {
+    /// The Sage invoice.
+    pub invoice: &'a InvoiceRef,
+    /// What Sage says is outstanding on it now (`outstanding_amount`).
+    pub outstanding: Decimal,
+    /// The bank account the money lands in.
+    pub bank_account_id: &'a str,
+    /// How the money lands there (see [`crate::BankAccountFacts::check`]).
+    pub bank_use: crate::BankUse,
+}
+
+/// Maps an `invoice.paid` snapshot to a Sage customer receipt, following Sage rather than
+/// Magento's totals:
+///
+/// * rule "receipts allocate what Sage says is outstanding": the receipt is the amount
+///   paid, allocated up to `outstanding` ([`crate::receipt_allocation`]); the rest stays
+///   on the customer's account as a payment on account (after a credit note, the invoice
+///   owes less than Magento's grand total);
+/// * rule "the receipt carries the base amount received": when Magento's
+///   `base_amount_paid` is not the amount at the invoice's rate
+///   ([`crate::realised_base_amount`]), or when the bank account takes foreign money, the
+///   receipt sends that base amount so Sage books the realised exchange gain or loss.
+///
+/// Otherwise as [`map_customer_receipt`].
+pub fn map_receipt(
+    paid: &InvoicePaidSnapshot,
+    context: &ReceiptContext<'_>,
+    settings: &MerchantSettings,
+) -> Result<ReceiptPlan, MappingError> {
+    let facts = &paid.payment;
+    let reference = facts
+        .transaction_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(&paid.invoice.increment_id);
+    // The module names the captured currency: it must be the invoice's.
+    if let Some(captured) = facts.currency.as_deref() {
+        if !same_currency(captured, paid.document_currency()) {
+            return Err(MappingError::invalid(
+                "payment.currency",
+                reasons::CURRENCY_MISMATCH,
+            ));
+        }
+    }
+    let foreign = !same_currency(paid.document_currency(), paid.base_currency());
+    let base_amount = if !foreign {
+        None
+    } else if context.bank_use == crate::BankUse::ForeignMoney {
+        Some(round2(facts.base_amount_paid)).filter(|b| *b > Decimal::ZERO)
+    } else {
+        crate::realised_base_amount(
+            facts.amount_paid,
+            facts.base_amount_paid,
+            context.invoice.exchange_rate,
+        )
+    };
+    payment(
+        PaymentInput {
+            transaction_type: "CUSTOMER_RECEIPT",
+            method: &facts.method,
+            currency: paid.document_currency(),
+            base_currency: paid.base_currency(),
+            amount: facts.amount_paid,
+            date: settings.accounting_date(facts.paid_at)?,
+            reference,
+            document: context.invoice,
+            document_name: "invoice",
+            allow_excess: true,
+            allocatable: Some(context.outstanding),
+            base_amount,
+        },
+        settings,
+        context.bank_account_id,
     )
 }
 
@@ -300,6 +402,8 @@ pub fn map_refund(
             document: credit_note,
             document_name: "credit_note",
             allow_excess: false,
+            allocatable: None,
+            base_amount: None,
         },
         settings,
         bank_account_id,

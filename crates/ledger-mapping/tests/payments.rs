@@ -412,3 +412,112 @@ fn receipt_date_is_the_calendar_day_in_the_books_time_zone() {
         assert_eq!(plan.body["date"], json!(date), "{zone}");
     }
 }
+
+fn receipt_with(
+    paid: &ledger_events::InvoicePaidSnapshot,
+    invoice: &InvoiceRef,
+    outstanding: Decimal,
+    bank_use: ledger_mapping::BankUse,
+) -> ledger_mapping::ReceiptPlan {
+    let context = ledger_mapping::ReceiptContext {
+        invoice,
+        outstanding,
+        bank_account_id: "BANK-1",
+        bank_use,
+    };
+    ledger_mapping::map_receipt(paid, &context, &settings()).unwrap()
+}
+
+#[test]
+fn receipt_allocates_what_sage_says_is_outstanding() {
+    // £120.00 paid; a £20.00 credit note was allocated first, so Sage says 100.00 is
+    // outstanding: 100.00 allocated, 20.00 stays on account.
+    let d = doc();
+    let paid = d.paid(dec!(120.00), Some("ch_1"));
+    let invoice = invoice_ref("GBP", dec!(1), dec!(120.00));
+    let plan = receipt_with(
+        &paid,
+        &invoice,
+        dec!(100.00),
+        ledger_mapping::BankUse::SameCurrency,
+    );
+    assert_eq!(plan.amount, dec!(120.00));
+    assert_eq!(plan.allocated, dec!(100.00));
+    assert_eq!(plan.body["total_amount"], json!("120.00"));
+    assert_eq!(
+        plan.body["allocated_artefacts"],
+        json!([{ "artefact_id": "SAGE-INV-1", "amount": "100.00" }])
+    );
+    // Nothing outstanding (a credit note settled the invoice): all on account, no allocation.
+    let plan = receipt_with(
+        &paid,
+        &invoice,
+        dec!(0),
+        ledger_mapping::BankUse::SameCurrency,
+    );
+    assert_eq!(plan.allocated, dec!(0));
+    assert_eq!(plan.body["allocated_artefacts"], json!([]));
+    assert!(plan.body.get("base_currency_total_amount").is_none());
+}
+
+#[test]
+fn receipt_carries_the_base_amount_received() {
+    // €117.00 at Magento's base_to_order_rate 1.17: the invoice went at 1/1.17 = 0.854701
+    // (117.00 × 0.854701 = 99.999 → £100.00). The gateway settled £100.62 (Magento's
+    // base_amount_paid): the receipt sends 100.62 and the rate 100.62 / 117.00 = 0.86, so Sage
+    // books a £0.62 gain.
+    let d = doc().currency("EUR", "GBP", dec!(1.17));
+    let mut paid = d.paid(dec!(117.00), Some("ch_2"));
+    let invoice = invoice_ref("EUR", dec!(0.854701), dec!(117.00));
+    paid.payment.base_amount_paid = dec!(100.62);
+    let plan = receipt_with(
+        &paid,
+        &invoice,
+        dec!(117.00),
+        ledger_mapping::BankUse::SameCurrency,
+    );
+    assert_eq!(plan.body["base_currency_total_amount"], json!("100.62"));
+    assert_eq!(plan.body["exchange_rate"], json!("0.86"));
+    assert_eq!(plan.allocated, dec!(117.00));
+    // Received at the invoice's own rate (£100.00): the invoice's rate, no base amount.
+    paid.payment.base_amount_paid = dec!(100.00);
+    let plan = receipt_with(
+        &paid,
+        &invoice,
+        dec!(117.00),
+        ledger_mapping::BankUse::SameCurrency,
+    );
+    assert!(plan.body.get("base_currency_total_amount").is_none());
+    assert_eq!(plan.body["exchange_rate"], json!("0.854701"));
+    // Into an account that takes foreign money: the base amount is always sent.
+    let plan = receipt_with(
+        &paid,
+        &invoice,
+        dec!(117.00),
+        ledger_mapping::BankUse::ForeignMoney,
+    );
+    assert_eq!(plan.body["base_currency_total_amount"], json!("100.00"));
+}
+
+#[test]
+fn captured_currency_must_be_the_invoices() {
+    let d = doc();
+    let mut paid = d.paid(dec!(10.00), None);
+    let invoice = invoice_ref("GBP", dec!(1), dec!(10.00));
+    paid.payment.currency = Some("GBP".into());
+    let context = ledger_mapping::ReceiptContext {
+        invoice: &invoice,
+        outstanding: dec!(10.00),
+        bank_account_id: "BANK-1",
+        bank_use: ledger_mapping::BankUse::SameCurrency,
+    };
+    assert!(ledger_mapping::map_receipt(&paid, &context, &settings()).is_ok());
+    paid.payment.currency = Some("EUR".into());
+    match ledger_mapping::map_receipt(&paid, &context, &settings()) {
+        Err(MappingError::Invalid { field, reason }) => {
+            assert_eq!(field, "payment.currency");
+            assert_eq!(reason, "currency_mismatch");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -10,6 +10,7 @@
 //! | [`ENSURE_CONTACT_SUBJECT`] | contacts | the Sage contact for (merchant, customer, currency) |
 //! | [`DOCUMENT_LOOKUP_SUBJECT`] | documents | the Sage document created for a Magento document |
 //! | [`REMOVE_RECEIPTS_SUBJECT`] | payments | delete the receipts of an invoice about to be voided |
+//! | [`INVOICE_LANDED_SUBJECT`] | payments (no reply) | an invoice landed: post its held payments |
 //!
 //! Replies are [`Reply<T>`]: either the answer or a classified error, so the asking consumer
 //! can tell "retry later" from "pause the merchant" from "this will never work".
@@ -32,6 +33,20 @@ pub const SETTINGS_SUBJECT: &str = "ledger.rpc.gateway.settings";
 pub const ENSURE_CONTACT_SUBJECT: &str = "ledger.rpc.contacts.ensure";
 /// Subject for [`DocumentLookupRequest`] → [`DocumentRef`].
 pub const DOCUMENT_LOOKUP_SUBJECT: &str = "ledger.rpc.documents.lookup";
+/// Published (fire and forget) by the documents service each time a sales invoice lands in
+/// Sage, so the payments service posts the payments it kept `invoice_held` for it.
+pub const INVOICE_LANDED_SUBJECT: &str = "ledger.rpc.payments.invoice_landed";
+/// The error code of a lookup for a document the documents service holds by policy.
+pub const DOCUMENT_HELD: &str = "document.held";
+
+/// Body of [`INVOICE_LANDED_SUBJECT`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvoiceLanded {
+    /// Merchant.
+    pub merchant: String,
+    /// The Magento invoice's document key.
+    pub document_key: String,
+}
 /// Documents the documents service keeps out of Sage on purpose, with reason and detail (zero
 /// documents, `nothing_to_post`, included), asked by reconciliation and the portal:
 /// [`HeldDocumentsRequest`] → `Vec<HeldDocument>`.

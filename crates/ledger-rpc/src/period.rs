@@ -22,9 +22,12 @@ pub const FINANCIAL_SETTINGS_TTL: Duration = Duration::from_secs(3600);
 /// How soon a document refused for its date is handled again, with fresh financial settings.
 pub const DATE_REFUSAL_RETRY: Duration = Duration::from_millis(200);
 
-/// Per-merchant cache of Sage's open period.
+/// One merchant's cached reference data: when it was read, the open period, the base currency.
+type CachedFinancialSettings = (Instant, OpenPeriod, Option<String>);
+
+/// Per-merchant cache of Sage's open period (and base currency).
 pub struct OpenPeriods {
-    cache: Mutex<HashMap<String, (Instant, OpenPeriod)>>,
+    cache: Mutex<HashMap<String, CachedFinancialSettings>>,
     ttl: Duration,
 }
 
@@ -52,12 +55,33 @@ impl OpenPeriods {
 
     /// The merchant's open period, from the cache while it is fresh.
     pub async fn get(&self, sage: &GatedSage, merchant: &str) -> Result<OpenPeriod, ProcessError> {
-        if let Some((at, period)) = self.cache.lock().await.get(merchant) {
+        if let Some((at, period, _)) = self.cache.lock().await.get(merchant) {
             if at.elapsed() < self.ttl {
                 return Ok(*period);
             }
         }
         self.refresh(sage, merchant).await
+    }
+
+    /// Sage's base currency for the merchant (`financial_settings.base_currency`), read with
+    /// the open period on the same reference-data refresh; `None` when Sage does not say.
+    pub async fn base_currency(
+        &self,
+        sage: &GatedSage,
+        merchant: &str,
+    ) -> Result<Option<String>, ProcessError> {
+        if let Some((at, _, base)) = self.cache.lock().await.get(merchant) {
+            if at.elapsed() < self.ttl {
+                return Ok(base.clone());
+            }
+        }
+        self.refresh(sage, merchant).await?;
+        Ok(self
+            .cache
+            .lock()
+            .await
+            .get(merchant)
+            .and_then(|(_, _, base)| base.clone()))
     }
 
     /// Reads the merchant's financial settings from Sage now and caches them.
@@ -78,10 +102,13 @@ impl OpenPeriods {
             ),
             other => ProcessError::permanent("sage.financial_settings", other.to_string()),
         })?;
+        // The base currency rides on the same answer; an absent or unreadable one is not
+        // checked (older businesses, test doubles), never guessed.
+        let base = ledger_mapping::sage_base_currency(&response.body).ok();
         self.cache
             .lock()
             .await
-            .insert(merchant.to_string(), (Instant::now(), period));
+            .insert(merchant.to_string(), (Instant::now(), period, base));
         Ok(period)
     }
 

@@ -303,7 +303,8 @@ pub fn envelope(merchant: &str, event_type: &str, event_id: &str, payload: Value
 /// "order": {..}}`, `{"type": "creditmemo.created", "creditmemo": {..}, "order": {..}}`,
 /// `{"type": "invoice.paid", "invoice": "<increment id of an earlier invoice>", "payment":
 /// {..}}`, `{"repeat": i}` (event `i` again, same event id) and `{"copy": i}` (event `i`
-/// again under a new event id).
+/// again under a new event id). A step (`{"step": "wait_held" | "settings" | "replay", ..}`,
+/// see [`is_step`]) is passed through as it is, so event indexes stay the case's indexes.
 pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
     let mut out: Vec<Value> = Vec::new();
     let mut invoices: BTreeMap<String, (Value, Value)> = BTreeMap::new();
@@ -325,6 +326,10 @@ pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
                 merge(&mut again["payload"], p);
             }
             out.push(again);
+            continue;
+        }
+        if is_step(ev) {
+            out.push(ev.clone());
             continue;
         }
         let event_type = ev["type"].as_str().with_context(ctx)?;
@@ -376,6 +381,8 @@ pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
                 let p = payment.as_object_mut().with_context(ctx)?;
                 p.entry("method")
                     .or_insert(order["payment"]["method"].clone());
+                p.entry("currency")
+                    .or_insert(doc["order_currency_code"].clone());
                 p.entry("amount_paid").or_insert(doc["grand_total"].clone());
                 p.entry("base_amount_paid")
                     .or_insert(doc["base_grand_total"].clone());
@@ -433,6 +440,18 @@ pub fn build_events(merchant: &str, case: &Case) -> anyhow::Result<Vec<Value>> {
 /// Magento's `created_at` (`2026-03-02 10:00:00`, UTC) as RFC 3339.
 fn rfc3339_of(at: &Value) -> String {
     at.as_str().unwrap_or_default().replace(' ', "T") + "Z"
+}
+
+/// True for an entry of `events` that is a runner step, not a Magento event:
+/// `{"step": "wait_held", "events": [i, ..]}` waits until Ledger holds each of those events,
+/// `{"step": "wait_sage", "resource": "contact_allocations", "count": 1}` waits until Sage
+/// holds that many records of the resource (to order a payment after a settlement),
+/// `{"step": "settings", "patch": {..}}` changes the merchant's settings (what a merchant does
+/// to release a held document), `{"step": "replay", "service": "documents"}` runs the
+/// merchant's events through that service again (`ledgerctl replay --service documents`, how
+/// an operator releases held documents after the fix).
+pub fn is_step(ev: &Value) -> bool {
+    ev.get("step").and_then(Value::as_str).is_some()
 }
 
 /// Reshapes a real Magento REST document into an event payload. An order becomes the
@@ -825,6 +844,45 @@ fn check_payment(kind: &str, want: &Value, view: &SageView, out: &mut Vec<String
             out.push(format!(
                 "{kind} for {target}: date is {} in Sage, expected {}",
                 show(&p["date"]),
+                show(w)
+            ));
+        }
+    }
+    // Money in: the base amount received, the realised exchange difference Sage books, the
+    // part left on account and the bank account the money landed in.
+    for (field, got) in [
+        ("base_total", &p["base_currency_total_amount"]),
+        ("exchange_gain_loss", &p["realised_exchange_gain_loss"]),
+    ] {
+        if let Some(w) = spec.get(field) {
+            if !money_eq(got, w) {
+                out.push(format!(
+                    "{kind} for {target}: {field} is {} in Sage, expected {}",
+                    show(got),
+                    show(w)
+                ));
+            }
+        }
+    }
+    if let Some(w) = spec.get("on_account") {
+        let got = p["payment_on_account"]
+            .get("total_amount")
+            .cloned()
+            .unwrap_or(json!("0.00"));
+        if !money_eq(&got, w) {
+            out.push(format!(
+                "{kind} for {target}: {} left on account in Sage, expected {}",
+                show(&got),
+                show(w)
+            ));
+        }
+    }
+    if let Some(w) = spec.get("bank_account") {
+        let got = &p["bank_account"]["displayed_as"];
+        if show(got) != show(w) {
+            out.push(format!(
+                "{kind} for {target}: paid into bank account {} in Sage, expected {}",
+                show(got),
                 show(w)
             ));
         }

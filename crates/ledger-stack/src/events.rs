@@ -348,6 +348,8 @@ impl Draft {
         paid["payload"]["order"] = self.v["payload"]["order"].clone();
         paid["payload"]["payment"]["method"] =
             self.v["payload"]["order"]["payment"]["method"].clone();
+        paid["payload"]["payment"]["currency"] =
+            self.v["payload"]["invoice"]["order_currency_code"].clone();
         paid["payload"]["payment"]["amount_paid"] =
             self.v["payload"]["invoice"]["grand_total"].clone();
         paid["payload"]["payment"]["base_amount_paid"] =

@@ -258,8 +258,8 @@ async fn a_period_locked_after_the_settings_were_read_is_found_on_sages_refusal(
     );
     assert_eq!(
         stats.count("GET", "/v3.1/financial_settings"),
-        2,
-        "read, then again on the refusal"
+        3,
+        "read at connect (base currency), by the service, then again on the refusal"
     );
     no_dead_letters(&stack, &m).await;
     stack.stop().await;

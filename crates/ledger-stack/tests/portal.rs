@@ -90,6 +90,10 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     assert!(text.contains("portal-shop"), "{text}");
     let business = browser.find("#sage-business").await.unwrap();
     assert_eq!(browser.text(&business).await.unwrap(), merchant.business_id);
+    // Onboarding names the Sage business's base currency, read at connect.
+    let base = browser.find("#sage-base-currency").await.unwrap();
+    assert_eq!(browser.text(&base).await.unwrap(), "GBP");
+    assert!(text.contains("base_currency_mismatch"), "{text}");
     assert!(!browser.find_all("#no-stores").await.unwrap().is_empty());
 
     // A mistyped code is refused, saying why.

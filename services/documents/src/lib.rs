@@ -394,6 +394,12 @@ impl Documents {
         .bind(&sage_number)
         .execute(&mut *tx)
         .await?;
+        // [money-in] A document released after a hold is no longer held.
+        sqlx::query("DELETE FROM skipped_documents WHERE merchant_id = $1 AND document_key = $2")
+            .bind(&env.merchant_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
         journal::record_done(
             &mut tx,
             &env.merchant_id,
@@ -404,6 +410,22 @@ impl Documents {
         )
         .await?;
         tx.commit().await?;
+        // [money-in] An invoice landed (perhaps released after a hold): the payments service
+        // posts the payments it kept `invoice_held` for it. Fire and forget; the payments
+        // service also re-checks its held payments when it starts.
+        if plan.resource == "sales_invoices" {
+            let note = ledger_rpc::InvoiceLanded {
+                merchant: env.merchant_id.clone(),
+                document_key: key.to_string(),
+            };
+            if let Ok(body) = serde_json::to_vec(&note) {
+                let _ = self
+                    .ctx
+                    .nats
+                    .publish(ledger_rpc::INVOICE_LANDED_SUBJECT, body.into())
+                    .await;
+            }
+        }
         tracing::info!(
             document = key,
             sage_id,
@@ -485,6 +507,23 @@ impl Documents {
         .fetch_optional(self.db())
         .await?;
         Ok(row.map(posted_from_row))
+    }
+
+    /// [money-in] The hold (reason, detail) of a document whose Magento base currency is
+    /// not the Sage business's (`ledger_mapping::check_base_currency`); `None` to post it.
+    async fn base_currency_hold(
+        &self,
+        merchant: &str,
+        magento_base: &str,
+        what: &str,
+    ) -> Result<Option<(String, String)>, ProcessError> {
+        let Some(sage_base) = self.periods.base_currency(&self.ctx.sage, merchant).await? else {
+            return Ok(None);
+        };
+        match ledger_mapping::check_base_currency(magento_base, &sage_base, what) {
+            Ok(()) => Ok(None),
+            Err(e) => mapping_outcome(e).map(Some),
+        }
     }
 
     /// The key of a held (skipped) invoice with this Magento entity id, if there is one.
@@ -584,6 +623,19 @@ impl Documents {
                 .await;
         }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
+        // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
+        if let Some(held) = self
+            .base_currency_hold(
+                &env.merchant_id,
+                snapshot.base_currency(),
+                &format!("invoice {}", snapshot.invoice.increment_id),
+            )
+            .await?
+        {
+            return self
+                .record_skip(env, &key, &held.0, &held.1, snapshot.invoice.entity_id)
+                .await;
+        }
         // Dry run first: a held invoice must leave nothing behind in Sage, not even a contact.
         let preflight =
             match ledger_mapping::map_sales_invoice(snapshot, &settings, PREFLIGHT_CONTACT) {
@@ -676,6 +728,21 @@ impl Documents {
                 .await;
         }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
+        // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
+        if self.posted(&env.merchant_id, &key).await?.is_none() {
+            if let Some(held) = self
+                .base_currency_hold(
+                    &env.merchant_id,
+                    snapshot.base_currency(),
+                    &format!("credit memo {}", snapshot.creditmemo.increment_id),
+                )
+                .await?
+            {
+                return self
+                    .record_skip(env, &key, &held.0, &held.1, snapshot.creditmemo.entity_id)
+                    .await;
+            }
+        }
         // The invoice the credit memo names, else (Refund Offline from the order page has
         // no invoice_id) the order's invoices in Sage, oldest first.
         let originals: Vec<Posted> = match snapshot.creditmemo.invoice_id {
@@ -1792,6 +1859,21 @@ async fn held(db: &PgPool, merchant: &str) -> Result<Vec<ledger_rpc::HeldDocumen
         .collect())
 }
 
+/// [money-in] The reason and detail of a document held by policy (`nothing_to_post` is not a
+/// hold: a zero invoice's payment is skipped on its own).
+async fn held_reason(db: &PgPool, merchant: &str, key: &str) -> Option<(String, String)> {
+    sqlx::query_as(
+        "SELECT reason, detail FROM skipped_documents
+         WHERE merchant_id = $1 AND document_key = $2 AND reason <> 'nothing_to_post'",
+    )
+    .bind(merchant)
+    .bind(key)
+    .fetch_optional(db)
+    .await
+    .ok()
+    .flatten()
+}
+
 async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, RpcError> {
     let row: Option<(String, String, String, String, Decimal, Decimal)> = sqlx::query_as(
         "SELECT resource, sage_id, contact_id, currency, total, exchange_rate FROM documents WHERE merchant_id = $1 AND document_key = $2 AND voided_at IS NULL",
@@ -1810,14 +1892,28 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
             total,
             exchange_rate,
         }),
-        None => Err(RpcError {
-            class: ErrorClass::NotFound,
-            code: "document.not_synced".into(),
-            message: format!("{key} is not in Sage yet"),
-            field: None,
-            detail: serde_json::Value::Null,
-            retry_after_ms: None,
-        }),
+        // [money-in] A document held by policy is not "not synced yet": the payments service
+        // records its payment `invoice_held` instead of waiting for it.
+        None => {
+            if let Some((reason, detail)) = held_reason(db, merchant, key).await {
+                return Err(RpcError {
+                    class: ErrorClass::NotFound,
+                    code: ledger_rpc::DOCUMENT_HELD.into(),
+                    message: format!("{key} is held ({reason}): {detail}"),
+                    field: None,
+                    detail: serde_json::json!({ "reason": reason, "detail": detail }),
+                    retry_after_ms: None,
+                });
+            }
+            Err(RpcError {
+                class: ErrorClass::NotFound,
+                code: "document.not_synced".into(),
+                message: format!("{key} is not in Sage yet"),
+                field: None,
+                detail: serde_json::Value::Null,
+                retry_after_ms: None,
+            })
+        }
     }
 }
 

@@ -497,18 +497,19 @@ async fn discover_settings(app: &AppState, merchant: &str) -> anyhow::Result<Val
         .sage
         .list_all(merchant, "bank_accounts", &[("attributes", "all")])
         .await?;
-    let mut bank_by_currency = BTreeMap::new();
-    for bank in &banks {
-        let currency = bank
-            .get("currency")
-            .and_then(|c| c.get("id").and_then(Value::as_str).or_else(|| c.as_str()));
-        if let (Some(currency), Some(id)) = (currency, bank.get("id").and_then(Value::as_str)) {
-            bank_by_currency
-                .entry(currency.to_string())
-                .or_insert_with(|| id.to_string());
+    let (bank_by_currency, bank_currencies) = receipt_bank_accounts(&banks);
+    // The business's base currency, read (never assumed) so the portal can say it and the
+    // services hold documents of a website with another base currency.
+    let base_currency = match app.sage.get(merchant, "financial_settings", &[]).await {
+        Ok(answer) => ledger_mapping::sage_base_currency(&answer.body).ok(),
+        Err(e) => {
+            tracing::warn!(merchant, error = %e, "financial settings not read at connect");
+            None
         }
-    }
+    };
     Ok(json!({
+        "sage_base_currency": base_currency,
+        "bank_account_currencies": bank_currencies,
         "sales_ledger_account_id": by_code(4000),
         "shipping_ledger_account_id": by_code(4905).or_else(|| by_code(4000)),
         "rounding_ledger_account_id": by_code(4900).or_else(|| by_code(4000)),
@@ -517,12 +518,67 @@ async fn discover_settings(app: &AppState, merchant: &str) -> anyhow::Result<Val
     }))
 }
 
-/// Keeps every key the operator already set; adds discovered values for the others.
+/// Rule "receipts land where the bank feed can match them": the default receipt account per
+/// currency is an active current account (`CHECKING`), else an active savings or other
+/// account; archived, credit-card and loan accounts are never picked (a card bill or a loan
+/// does not receive the shop's money). Also returns every listed account's currency (the
+/// facts `BankAccountFacts` checks mappings against).
+pub fn receipt_bank_accounts(
+    banks: &[Value],
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let text = |v: Option<&Value>| -> Option<String> {
+        v.and_then(|c| c.get("id").and_then(Value::as_str).or_else(|| c.as_str()))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let mut currencies = BTreeMap::new();
+    // (rank, id) per currency: CHECKING first, then SAVINGS, then the rest, each in listed order.
+    let mut best: BTreeMap<String, (u8, String)> = BTreeMap::new();
+    for bank in banks {
+        let (Some(id), Some(currency)) = (
+            bank.get("id").and_then(Value::as_str),
+            text(bank.get("currency")),
+        ) else {
+            continue;
+        };
+        let currency = currency.to_ascii_uppercase();
+        currencies.insert(id.to_string(), currency.clone());
+        let active = bank
+            .get("is_active")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let kind = text(bank.get("bank_account_type")).unwrap_or_default();
+        let rank = match kind.as_str() {
+            _ if !active => continue,
+            "CREDIT_CARD" | "LOAN" => continue,
+            "CHECKING" => 0,
+            "SAVINGS" => 1,
+            _ => 2,
+        };
+        match best.get(&currency) {
+            Some((r, _)) if *r <= rank => {}
+            _ => {
+                best.insert(currency, (rank, id.to_string()));
+            }
+        }
+    }
+    (
+        best.into_iter().map(|(c, (_, id))| (c, id)).collect(),
+        currencies,
+    )
+}
+
+/// Discovered facts about Sage (not choices): replaced on every connect.
+const DISCOVERED_FACTS: &[&str] = &["sage_base_currency", "bank_account_currencies"];
+
+/// Keeps every key the operator already set; adds discovered values for the others. Facts
+/// about the Sage business ([`DISCOVERED_FACTS`]) are always refreshed.
 fn fill_missing(current: Value, discovered: Value) -> Value {
     let mut out = current.as_object().cloned().unwrap_or_default();
     if let Value::Object(found) = discovered {
         for (k, v) in found {
-            let missing = out.get(&k).is_none_or(Value::is_null);
+            let missing =
+                out.get(&k).is_none_or(Value::is_null) || DISCOVERED_FACTS.contains(&k.as_str());
             if missing && !v.is_null() {
                 out.insert(k, v);
             }
@@ -534,6 +590,36 @@ fn fill_missing(current: Value, discovered: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_skips_archived_credit_card_and_loan_accounts() {
+        let banks = vec![
+            json!({"id": "old", "currency": {"id": "GBP"}, "bank_account_type": {"id": "CHECKING"}, "is_active": false}),
+            json!({"id": "card", "currency": {"id": "GBP"}, "bank_account_type": {"id": "CREDIT_CARD"}, "is_active": true}),
+            json!({"id": "loan", "currency": {"id": "GBP"}, "bank_account_type": {"id": "LOAN"}, "is_active": true}),
+            json!({"id": "save-gbp", "currency": {"id": "GBP"}, "bank_account_type": {"id": "SAVINGS"}, "is_active": true}),
+            json!({"id": "cur-gbp", "currency": {"id": "GBP"}, "bank_account_type": {"id": "CHECKING"}, "is_active": true}),
+            json!({"id": "eur-card", "currency": {"id": "EUR"}, "bank_account_type": {"id": "CREDIT_CARD"}, "is_active": true}),
+            json!({"id": "usd-other", "currency": "usd", "bank_account_type": {"id": "OTHER"}}),
+        ];
+        let (defaults, currencies) = receipt_bank_accounts(&banks);
+        // GBP: the active current account, though a savings account is listed before it.
+        assert_eq!(defaults.get("GBP").map(String::as_str), Some("cur-gbp"));
+        // EUR: only a card, so no default (the payment is held `no_bank_account`).
+        assert_eq!(defaults.get("EUR"), None);
+        assert_eq!(defaults.get("USD").map(String::as_str), Some("usd-other"));
+        assert_eq!(currencies.len(), 7);
+        assert_eq!(currencies["usd-other"], "USD");
+    }
+
+    #[test]
+    fn discovered_facts_are_refreshed() {
+        let current = json!({"sage_base_currency": "EUR", "bank_accounts": {"GBP": "mine"}});
+        let found = json!({"sage_base_currency": "GBP", "bank_accounts": {"GBP": "found"}});
+        let merged = fill_missing(current, found);
+        assert_eq!(merged["sage_base_currency"], "GBP");
+        assert_eq!(merged["bank_accounts"]["GBP"], "mine");
+    }
 
     #[test]
     fn operator_settings_win_over_discovered_ones() {

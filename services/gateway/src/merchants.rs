@@ -183,11 +183,62 @@ async fn put_settings(
                 .into_response();
         }
     }
+    // Money in: a bank account mapped for a currency it is not in is refused, unless the
+    // merchant says the account takes foreign money (`foreign_money_bank_accounts`).
+    match bank_account_issues(&app, &merchant, &patch).await {
+        Ok(issues) if !issues.is_empty() => {
+            let issues: Vec<Value> = issues
+                .into_iter()
+                .map(|(field, reason)| json!({"field": field, "reason": reason}))
+                .collect();
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "invalid_settings", "issues": issues})),
+            )
+                .into_response();
+        }
+        Ok(_) => {}
+        Err(e) => return crate::unavailable(e),
+    }
     match merge_settings(&app, &merchant, patch).await {
         Ok(Some(settings)) => Json(settings).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
         Err(e) => crate::unavailable(e),
     }
+}
+
+/// The bank-account mappings the settings would have after `patch` that put money in an
+/// account of another currency not marked as taking foreign money, as `(field, reason)`.
+async fn bank_account_issues(
+    app: &AppState,
+    merchant: &str,
+    patch: &Value,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let touches = [
+        "bank_accounts",
+        "payment_methods",
+        "foreign_money_bank_accounts",
+        "bank_account_currencies",
+    ];
+    if !touches.iter().any(|k| patch.get(k).is_some()) {
+        return Ok(Vec::new());
+    }
+    let mut merged = settings_of(app, merchant)
+        .await?
+        .and_then(|s| s.as_object().cloned())
+        .unwrap_or_default();
+    if let Some(p) = patch.as_object() {
+        for (k, v) in p {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let merged = Value::Object(merged);
+    Ok(
+        match ledger_mapping::BankAccountFacts::from_settings(&merged) {
+            Ok(facts) => facts.mapping_issues(&merged),
+            Err(e) => vec![("/foreign_money_bank_accounts".into(), e.to_string())],
+        },
+    )
 }
 
 /// Merges `patch` into a merchant's settings (top-level keys replace); returns the result.

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::merchants::{hash_key, require_admin};
 use crate::pairing::{self, ClaimRefusal};
@@ -569,10 +569,31 @@ async fn home(
         let _ = write!(body, "<p class=\"error\" role=\"alert\">{}</p>", esc(&text));
     }
 
+    // Onboarding: the Sage business's base currency, read at connect (money in).
+    let base_currency = crate::merchants::settings_of(&app, merchant)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            s.get("sage_base_currency")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    let base_note = base_currency
+        .map(|c| {
+            format!(
+                " Its base currency is <code id=\"sage-base-currency\">{c}</code>: every Magento \
+                 website must keep its books in {c} too (Magento's base currency). Documents and \
+                 payments of a website with another base currency are held as \
+                 <code>base_currency_mismatch</code>, naming both currencies.",
+                c = esc(&c)
+            )
+        })
+        .unwrap_or_default();
     let (sage_state, button) = match &connection {
         Some(c) if c.status.as_str() == "active" => (
             format!(
-                "Connected to Sage business <code id=\"sage-business\">{}</code>.",
+                "Connected to Sage business <code id=\"sage-business\">{}</code>.{base_note}",
                 esc(&c.business_id)
             ),
             "Reconnect Sage",

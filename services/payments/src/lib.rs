@@ -7,15 +7,24 @@
 //! 2. reads the merchant's settings; a net-terms method (cheque, bank transfer, purchase
 //!    order, ...) is recorded as skipped, because Magento calls such invoices paid although no
 //!    money moved, so the Sage invoice must stay open;
-//! 3. asks the documents service which Sage invoice the Magento invoice became. Until the
+//! 3. holds the payment `base_currency_mismatch` when the order's base currency is not the
+//!    Sage business's (read from `GET /financial_settings` with the open period);
+//! 4. asks the documents service which Sage invoice the Magento invoice became. Until the
 //!    invoice is there the event is retried with backoff (the payment waits for its invoice),
 //!    and after the consumer's bounded number of attempts it is dead-lettered with the code
-//!    [`INVOICE_NOT_SYNCED`];
-//! 4. picks the bank account for the method and currency and maps the receipt (pure
-//!    functions in `ledger-mapping`);
-//! 5. records the step's intent, POSTs to Sage with an idempotency id derived from the event
+//!    [`INVOICE_NOT_SYNCED`]. An invoice the documents service *held* by policy is not
+//!    waited for: the payment is recorded `invoice_held` with its event's stream sequence,
+//!    and posted by itself when the invoice lands ([`ledger_rpc::INVOICE_LANDED_SUBJECT`],
+//!    and a pass over the held payments at start);
+//! 5. picks the bank account for the method and currency (none, or one in another currency
+//!    not marked as taking foreign money: held `no_bank_account` / `bank_account_currency`,
+//!    handled again by a retry once the settings are fixed), reads what Sage says is
+//!    outstanding on the invoice, and maps the receipt (pure functions in `ledger-mapping`:
+//!    allocated up to the outstanding amount, the rest on account; the base amount received
+//!    when Magento recorded one that differs from the invoice's rate);
+//! 6. records the step's intent, POSTs to Sage with an idempotency id derived from the event
 //!    id, and commits the Sage id with the step outcome in one transaction;
-//! 6. only then lets the consumer loop acknowledge the message.
+//! 7. only then lets the consumer loop acknowledge the message.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +83,10 @@ pub struct PaymentSettings {
     pub bank_accounts: BTreeMap<String, String>,
     /// `locked_period`: what happens to a receipt dated in a period Sage has locked.
     pub locked_period: ledger_mapping::LockedPeriod,
+    /// Each Sage bank account's currency and the accounts that take foreign money.
+    pub bank_facts: ledger_mapping::BankAccountFacts,
+    /// The raw settings document (for rules reading keys of their own).
+    pub raw: Value,
 }
 
 impl PaymentSettings {
@@ -97,10 +110,19 @@ impl PaymentSettings {
         })?;
         let locked_period = ledger_mapping::LockedPeriod::from_settings(raw)
             .map_err(ledger_rpc::period::mapping_error)?;
+        let bank_facts = ledger_mapping::BankAccountFacts::from_settings(raw).map_err(|e| {
+            ProcessError::invalid_field(
+                "settings.invalid",
+                e.to_string(),
+                format!("merchant {merchant} settings: {e}"),
+            )
+        })?;
         Ok(PaymentSettings {
             merchant: settings,
             bank_accounts,
             locked_period,
+            bank_facts,
+            raw: raw.clone(),
         })
     }
 
@@ -122,8 +144,9 @@ pub fn no_bank_account(method: &str, currency: &str) -> ProcessError {
         code: NO_BANK_ACCOUNT.into(),
         field: Some(format!("bank_accounts.{currency}")),
         message: format!(
-            "no Sage bank account in {currency} for payment method {method}: add a {currency} bank account in Sage \
-             (and reconnect) or set payment_methods.{method}.bank_account_ids.{currency}"
+            "no Sage bank account in {currency} for payment method {method}: add a {currency} bank account \
+             (or a {currency} clearing account for {method}) in Sage and set payment_methods.{method}.bank_account_ids.{currency} to it; \
+             an account in another currency only if it takes foreign money (foreign_money_bank_accounts)"
         ),
         detail: serde_json::json!({ "currency": currency, "method": method }),
     }
@@ -180,7 +203,7 @@ impl Payments {
         env: &Envelope,
         key: &str,
         delivery: &Delivery,
-    ) -> Result<DocumentRef, ProcessError> {
+    ) -> Result<Lookup, ProcessError> {
         let request = DocumentLookupRequest {
             merchant: env.merchant_id.clone(),
             document_key: key.to_string(),
@@ -194,7 +217,8 @@ impl Payments {
         .await
         .map_err(|e| ProcessError::transient(e.to_string()))?;
         match reply {
-            Reply::Ok(doc) => Ok(doc),
+            Reply::Ok(doc) => Ok(Lookup::Found(doc)),
+            Reply::Err(e) if e.code == ledger_rpc::DOCUMENT_HELD => Ok(Lookup::Held(e.message)),
             Reply::Err(e) if e.class == ErrorClass::NotFound => Err(invoice_not_synced(
                 key,
                 delivery.attempt,
@@ -212,16 +236,30 @@ impl Payments {
         reason: &str,
         detail: &str,
     ) -> Result<Outcome, ProcessError> {
+        self.record_hold(env, key, reason, detail, None).await
+    }
+
+    /// Records a payment not posted, with the stream sequence of its event when the hold
+    /// clears by itself (the invoice lands), so the event can be handled again then.
+    async fn record_hold(
+        &self,
+        env: &Envelope,
+        key: &str,
+        reason: &str,
+        detail: &str,
+        stream_sequence: Option<u64>,
+    ) -> Result<Outcome, ProcessError> {
         sqlx::query(
-            "INSERT INTO skipped_payments (merchant_id, document_key, event_id, reason, detail)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (merchant_id, document_key) DO UPDATE SET event_id = $3, reason = $4, detail = $5, skipped_at = now()",
+            "INSERT INTO skipped_payments (merchant_id, document_key, event_id, reason, detail, stream_sequence)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (merchant_id, document_key) DO UPDATE SET event_id = $3, reason = $4, detail = $5, stream_sequence = $6, skipped_at = now()",
         )
         .bind(&env.merchant_id)
         .bind(key)
         .bind(env.event_id)
         .bind(reason)
         .bind(detail)
+        .bind(stream_sequence.map(|s| s as i64))
         .execute(self.db())
         .await?;
         ledger_runtime::audit::note_detail(detail);
@@ -288,7 +326,43 @@ impl Payments {
                 .record_skip(env, &key, ledger_mapping::reasons::NOTHING_TO_POST, &detail)
                 .await;
         }
-        let doc = self.invoice(env, &key, delivery).await?;
+        // Rule "Sage's base currency is read, never assumed".
+        if let Some(sage_base) = self
+            .periods
+            .base_currency(&self.ctx.sage, &env.merchant_id)
+            .await?
+        {
+            let what = format!("payment of invoice {}", paid.invoice.increment_id);
+            if let Err(e) =
+                ledger_mapping::check_base_currency(paid.base_currency(), &sage_base, &what)
+            {
+                let (reason, detail) = mapping_outcome(e)?;
+                return self.record_skip(env, &key, &reason, &detail).await;
+            }
+        }
+        let doc = match self.invoice(env, &key, delivery).await? {
+            Lookup::Found(doc) => doc,
+            // Rule "held invoices keep their payments": recorded, never dead-lettered, and
+            // posted by itself when the invoice lands.
+            Lookup::Held(why) => {
+                let detail = format!(
+                    "invoice {} is held, so its payment of {} {} waits for it and lands by itself, allocated, \
+                     when the invoice is released ({why})",
+                    paid.invoice.increment_id,
+                    ledger_mapping::round2(paid.payment.amount_paid),
+                    paid.document_currency()
+                );
+                return self
+                    .record_hold(
+                        env,
+                        &key,
+                        ledger_mapping::reasons::INVOICE_HELD,
+                        &detail,
+                        Some(delivery.stream_sequence),
+                    )
+                    .await;
+            }
+        };
         if doc.resource != "sales_invoices" {
             return Err(ProcessError::invalid_field(
                 "payments.not_an_invoice",
@@ -299,7 +373,64 @@ impl Payments {
                 ),
             ));
         }
-        let bank_account_id = settings.bank_account_id(method, paid.document_currency())?;
+        // A missing account, or one in another currency, holds the payment with a reason
+        // (never a dead-letter loop); a retry after the settings are fixed posts it.
+        let currency = paid.document_currency().trim().to_ascii_uppercase();
+        let configured = settings
+            .merchant
+            .bank_account_id(method, &currency)
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
+        let chosen = match configured {
+            Some(id) => Ok(id),
+            // Rule "card money lands where the bank feed can match it": the gateway's
+            // clearing account in this currency, created in Sage when first needed.
+            None if ledger_mapping::clearing_account_wanted(
+                &settings.raw,
+                &settings.merchant,
+                method,
+            ) =>
+            {
+                Ok(self.clearing_account(env, method, &currency).await?)
+            }
+            None => settings.bank_account_id(method, &currency),
+        };
+        let bank_account_id = match chosen {
+            Ok(id) => id,
+            Err(e) => {
+                let message = match &e {
+                    ProcessError::Permanent { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                let detail = format!(
+                    "payment of invoice {}: {message}; the payment is posted by a retry once the account is there",
+                    paid.invoice.increment_id
+                );
+                return self
+                    .record_hold(
+                        env,
+                        &key,
+                        ledger_mapping::reasons::NO_BANK_ACCOUNT,
+                        &detail,
+                        Some(delivery.stream_sequence),
+                    )
+                    .await;
+            }
+        };
+        let bank_use = match settings.bank_facts.check(
+            &bank_account_id,
+            paid.document_currency(),
+            &format!("payment of invoice {}", paid.invoice.increment_id),
+        ) {
+            Ok(bank_use) => bank_use,
+            Err(e) => {
+                let (reason, detail) = mapping_outcome(e)?;
+                return self
+                    .record_hold(env, &key, &reason, &detail, Some(delivery.stream_sequence))
+                    .await;
+            }
+        };
         let invoice = InvoiceRef {
             sage_id: doc.sage_id,
             contact_id: doc.contact_id,
@@ -307,12 +438,16 @@ impl Payments {
             exchange_rate: doc.exchange_rate,
             total: doc.total,
         };
-        let mut plan = match ledger_mapping::map_customer_receipt(
-            paid,
-            &invoice,
-            &settings.merchant,
-            &bank_account_id,
-        ) {
+        // Rule "receipts allocate what Sage says is outstanding" (after a credit note the
+        // invoice owes less than Magento's grand total).
+        let outstanding = self.outstanding(&env.merchant_id, &invoice.sage_id).await?;
+        let context = ledger_mapping::ReceiptContext {
+            invoice: &invoice,
+            outstanding,
+            bank_account_id: &bank_account_id,
+            bank_use,
+        };
+        let mut plan = match ledger_mapping::map_receipt(paid, &context, &settings.merchant) {
             Ok(plan) => plan,
             Err(e) => {
                 let (reason, detail) = mapping_outcome(e)?;
@@ -360,6 +495,119 @@ impl Payments {
         self.post_receipt(env, delivery, &key, &invoice, plan).await
     }
 
+    /// The Sage clearing account of `method` in `currency`: from this service's table, else
+    /// created in Sage now (`POST /bank_accounts`, type `OTHER`, named by
+    /// `ledger_mapping::clearing_account_name`) under a PostgreSQL advisory lock, so two
+    /// payments at once create one account.
+    async fn clearing_account(
+        &self,
+        env: &Envelope,
+        method: &str,
+        currency: &str,
+    ) -> Result<String, ProcessError> {
+        let merchant = env.merchant_id.as_str();
+        let find = "SELECT sage_id FROM clearing_accounts WHERE merchant_id = $1 AND method = $2 AND currency = $3";
+        if let Some(id) = sqlx::query_scalar::<_, String>(find)
+            .bind(merchant)
+            .bind(method)
+            .bind(currency)
+            .fetch_optional(self.db())
+            .await?
+        {
+            return Ok(id);
+        }
+        let mut tx = self.db().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("clearing/{merchant}/{method}/{currency}"))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(id) = sqlx::query_scalar::<_, String>(find)
+            .bind(merchant)
+            .bind(method)
+            .bind(currency)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            return Ok(id);
+        }
+        let name = ledger_mapping::clearing_account_name(method, currency);
+        // One idempotency id per merchant, method and currency: a retry after a lost answer
+        // gets the same account back.
+        let key = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("ledger:clearing:{merchant}:{method}:{currency}").as_bytes(),
+        );
+        let response = self
+            .ctx
+            .sage
+            .post(
+                merchant,
+                "bank_accounts",
+                "bank_account",
+                serde_json::json!({
+                    "bank_account_type_id": "OTHER",
+                    "bank_account_details": { "account_name": name },
+                    "currency_id": currency,
+                }),
+                Some(&sage_client::idempotency_id(&key, "clearing_account")),
+            )
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let id = response
+            .id()
+            .ok_or_else(|| {
+                ProcessError::transient("Sage answered a new bank account without an id")
+            })?
+            .to_string();
+        sqlx::query(
+            "INSERT INTO clearing_accounts (merchant_id, method, currency, sage_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (merchant_id, method, currency) DO NOTHING",
+        )
+        .bind(merchant)
+        .bind(method)
+        .bind(currency)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            merchant,
+            method,
+            currency,
+            sage_id = id,
+            name,
+            "clearing account created"
+        );
+        Ok(id)
+    }
+
+    /// What Sage says is still outstanding on a sales invoice (`outstanding_amount`).
+    async fn outstanding(
+        &self,
+        merchant: &str,
+        invoice_sage_id: &str,
+    ) -> Result<rust_decimal::Decimal, ProcessError> {
+        let response = self
+            .ctx
+            .sage
+            .get(merchant, &format!("sales_invoices/{invoice_sage_id}"), &[])
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let value = response.body.get("outstanding_amount");
+        value
+            .and_then(|v| match v {
+                Value::String(s) => s.trim().parse::<rust_decimal::Decimal>().ok(),
+                Value::Number(n) => n.to_string().parse::<rust_decimal::Decimal>().ok(),
+                _ => None,
+            })
+            .ok_or_else(|| ProcessError::Transient {
+                message: format!(
+                    "Sage invoice {invoice_sage_id} answered without a readable outstanding_amount ({value:?})"
+                ),
+                retry_after: None,
+            })
+    }
+
     /// The receipt an earlier attempt of this event left in Sage, if any: a customer receipt
     /// on the invoice's contact, of the same date and amount, allocated to this invoice. (A
     /// receipt of another event for the same invoice is caught earlier, by the cross-reference.)
@@ -395,15 +643,18 @@ impl Payments {
             .iter()
             .find(|receipt| {
                 receipt.get("total_amount").and_then(amount) == Some(plan.amount)
-                    && receipt
-                        .get("allocated_artefacts")
-                        .and_then(Value::as_array)
-                        .is_some_and(|artefacts| {
-                            artefacts.iter().any(|a| {
-                                a.pointer("/artefact/id").and_then(Value::as_str)
-                                    == Some(invoice.sage_id.as_str())
-                            })
-                        })
+                    && (plan.allocated.is_zero()
+                        && receipt.get("reference").and_then(Value::as_str)
+                            == Some(plan.reference.as_str())
+                        || receipt
+                            .get("allocated_artefacts")
+                            .and_then(Value::as_array)
+                            .is_some_and(|artefacts| {
+                                artefacts.iter().any(|a| {
+                                    a.pointer("/artefact/id").and_then(Value::as_str)
+                                        == Some(invoice.sage_id.as_str())
+                                })
+                            }))
             })
             .and_then(|receipt| receipt.get("id").and_then(Value::as_str))
             .map(str::to_string))
@@ -505,6 +756,13 @@ impl Payments {
         .bind(&sage_number)
         .execute(&mut *tx)
         .await?;
+        // A payment held earlier (invoice held, no bank account) is posted now: its hold is
+        // over, so the status views stop listing it.
+        sqlx::query("DELETE FROM skipped_payments WHERE merchant_id = $1 AND document_key = $2")
+            .bind(&env.merchant_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
         journal::record_done(
             &mut tx,
             &env.merchant_id,
@@ -515,6 +773,15 @@ impl Payments {
         )
         .await?;
         tx.commit().await?;
+        if plan.allocated < plan.amount {
+            // Visible: the excess stays on the customer's account in Sage.
+            ledger_runtime::audit::note_detail(&format!(
+                "{} {currency} allocated to invoice {}, {} {currency} left on the customer's account (payment on account)",
+                plan.allocated,
+                invoice.sage_id,
+                plan.amount - plan.allocated
+            ));
+        }
         tracing::info!(
             document = key,
             sage_id,
@@ -528,6 +795,114 @@ impl Payments {
         );
         Ok(Outcome::Applied)
     }
+}
+
+/// What the documents service said about a Magento invoice.
+enum Lookup {
+    /// The Sage invoice.
+    Found(DocumentRef),
+    /// Held by policy (the message names the reason and detail).
+    Held(String),
+}
+
+/// Hands each payment held `invoice_held` for an invoice that just landed (or, with
+/// `document_key` `None`, every `invoice_held` payment of every merchant: the pass at start,
+/// for notifications missed while the service was down) back to the handler, the normal
+/// path with the same idempotency keys. Returns how many events were handled again.
+pub async fn release_held<H: Handler>(
+    js: &async_nats::jetstream::Context,
+    db: &PgPool,
+    handler: &H,
+    merchant: Option<&str>,
+    document_key: Option<&str>,
+) -> Result<usize, ProcessError> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT stream_sequence FROM skipped_payments
+         WHERE reason = $1 AND stream_sequence IS NOT NULL
+           AND ($2::text IS NULL OR merchant_id = $2) AND ($3::text IS NULL OR document_key = $3)
+         ORDER BY stream_sequence",
+    )
+    .bind(ledger_mapping::reasons::INVOICE_HELD)
+    .bind(merchant)
+    .bind(document_key)
+    .fetch_all(db)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let stream = js
+        .get_stream(bus::EVENTS_STREAM)
+        .await
+        .map_err(|e| ProcessError::transient(e.to_string()))?;
+    let mut handled = 0;
+    for (sequence,) in rows {
+        let raw = match stream.get_raw_message(sequence as u64).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::warn!(sequence, error = %e, "held payment's event is no longer in the log");
+                continue;
+            }
+        };
+        let delivery = Delivery {
+            subject: raw.subject.to_string(),
+            merchant: consumer::merchant_of(&raw.subject).to_string(),
+            payload: raw.payload.clone(),
+            headers: Some(raw.headers.clone()),
+            stream_sequence: sequence as u64,
+            delivered: 1,
+            attempt: 1,
+        };
+        match handler.handle(&delivery).await {
+            Ok(outcome) => {
+                tracing::info!(sequence, ?outcome, "held payment handled again");
+                handled += 1;
+            }
+            Err(e) => tracing::warn!(sequence, error = %e, "held payment still not posted"),
+        }
+    }
+    Ok(handled)
+}
+
+/// Listens on [`ledger_rpc::INVOICE_LANDED_SUBJECT`] and releases the payments held for the
+/// invoice that landed; first makes one pass over every held payment.
+async fn serve_releases<H: Handler + 'static>(
+    nats: async_nats::Client,
+    db: PgPool,
+    handler: Arc<H>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut sub = nats
+        .queue_subscribe(ledger_rpc::INVOICE_LANDED_SUBJECT, SERVICE.to_string())
+        .await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    tokio::spawn(async move {
+        if let Err(e) = release_held(&js, &db, handler.as_ref(), None, None).await {
+            tracing::warn!(error = %e, "pass over held payments failed");
+        }
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.wait() => break,
+                m = futures::StreamExt::next(&mut sub) => m,
+            };
+            let Some(msg) = msg else { break };
+            let Ok(landed) = serde_json::from_slice::<ledger_rpc::InvoiceLanded>(&msg.payload)
+            else {
+                continue;
+            };
+            if let Err(e) = release_held(
+                &js,
+                &db,
+                handler.as_ref(),
+                Some(&landed.merchant),
+                Some(&landed.document_key),
+            )
+            .await
+            {
+                tracing::warn!(document = landed.document_key, error = %e, "releasing held payments failed");
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The error for an invoice the documents service does not know yet.
@@ -645,6 +1020,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         shutdown.clone(),
     )
     .await?;
+    serve_releases(nats.clone(), db.clone(), handler.clone(), shutdown.clone()).await?;
     ledger_runtime::replay::serve(
         SERVICE,
         nats,

@@ -431,6 +431,12 @@ fn execute(
                 q,
             )))
         }
+        ["bank_accounts"] if *method == Method::POST => payments::create_bank_account(biz, body)
+            .map(|b| Answer {
+                status: StatusCode::CREATED,
+                body: Some(b),
+                replayed: None,
+            }),
         ["bank_accounts", id] if get => biz
             .bank_account(id)
             .map(|b| Answer::ok(Value::Object(b.to_json())))

@@ -292,7 +292,8 @@ impl Business {
     /// Creates a business with its seeded reference data.
     pub fn new(id: String, user_id: String, spec: &BusinessSpec) -> Business {
         let ledger_accounts = seed::ledger_accounts();
-        let bank_accounts = seed::bank_accounts(&spec.base_currency, &ledger_accounts);
+        let mut bank_accounts = seed::unusable_bank_accounts(&spec.base_currency, &ledger_accounts);
+        bank_accounts.extend(seed::bank_accounts(&spec.base_currency, &ledger_accounts));
         Business {
             id,
             name: spec.name.clone(),
@@ -337,9 +338,12 @@ impl Business {
                 .iter()
                 .map(|l| (l.nominal_code.to_string(), l.id.clone()))
                 .collect(),
+            // The active current account per currency (the first one listed).
             bank_accounts: self
                 .bank_accounts
                 .iter()
+                .rev()
+                .filter(|b| b.active && b.account_type == "CHECKING")
                 .map(|b| (b.currency.clone(), b.id.clone()))
                 .collect(),
         }

@@ -189,6 +189,9 @@ pub fn ledger_accounts() -> Vec<LedgerAccount> {
         la(1200, "Current", "BANK", None),
         la(1210, "EUR Account", "BANK", None),
         la(1220, "USD Account", "BANK", None),
+        la(1230, "Old Current Account", "BANK", None),
+        la(1240, "Company Credit Card", "BANK", None),
+        la(2300, "Loans", "BANK", None),
         la(4000, "Sales Type A", "SALES", Some("GB_STANDARD")),
         la(4010, "Sales Type B", "SALES", Some("GB_STANDARD")),
         la(4020, "Sales Type C", "SALES", Some("GB_STANDARD")),
@@ -223,6 +226,12 @@ pub struct BankAccount {
     pub ledger_account_id: String,
     /// Payment method used when a payment names none.
     pub default_payment_method: &'static str,
+    /// `bank_account_type` id: `CHECKING`, `SAVINGS`, `CREDIT_CARD`, `LOAN`, `OTHER`, ...
+    pub account_type: &'static str,
+    /// `is_active`: an archived account is still listed, but takes no new money.
+    pub active: bool,
+    /// The `idempotency_id` of the POST that created it (seeded accounts have none).
+    pub idempotency_id: Option<String>,
 }
 
 impl BankAccount {
@@ -234,7 +243,7 @@ impl BankAccount {
             "$path": format!("/bank_accounts/{}", self.id),
             "bank_account_details": {"account_name": self.name, "account_number": Value::Null, "sort_code": Value::Null, "bic": Value::Null, "iban": Value::Null},
             "ledger_account": {"id": self.ledger_account_id, "displayed_as": format!("{} ({})", self.name, self.nominal_code), "$path": format!("/ledger_accounts/{}", self.ledger_account_id)},
-            "bank_account_type": {"id": "CHECKING", "displayed_as": "Current", "$path": "/bank_account_types/CHECKING"},
+            "bank_account_type": {"id": self.account_type, "displayed_as": bank_account_type_name(self.account_type), "$path": format!("/bank_account_types/{}", self.account_type)},
             "balance": "0.00",
             "main_address": Value::Null,
             "main_contact_person": Value::Null,
@@ -243,10 +252,49 @@ impl BankAccount {
             "deletable": false,
             "default_payment_method": link("payment_methods", self.default_payment_method, payment_method_name(self.default_payment_method).unwrap_or("")),
             "gifi_code": Value::Null,
-            "is_active": true,
+            "is_active": self.active,
             "currency": currency_link(&self.currency),
         }))
     }
+}
+
+/// Display name of a bank account type.
+pub fn bank_account_type_name(id: &str) -> &'static str {
+    match id {
+        "CHECKING" => "Current",
+        "SAVINGS" => "Savings",
+        "CREDIT_CARD" => "Credit Card",
+        "CASH_IN_HAND" => "Cash in Hand",
+        "LOAN" => "Loan",
+        _ => "Other",
+    }
+}
+
+/// Accounts in the base currency that money from the shop must never land in, listed
+/// before the real ones (as an older business lists them): an archived current account, a
+/// company credit card and a loan. Discovery has to skip them.
+pub fn unusable_bank_accounts(base_currency: &str, ledgers: &[LedgerAccount]) -> Vec<BankAccount> {
+    [
+        (1230, "Old Current Account", "CHECKING", false),
+        (1240, "Company Credit Card", "CREDIT_CARD", true),
+        (2300, "Business Loan", "LOAN", true),
+    ]
+    .into_iter()
+    .filter_map(|(code, name, account_type, active)| {
+        let ledger = ledgers.iter().find(|l| l.nominal_code == code)?;
+        Some(BankAccount {
+            id: new_id(),
+            name: name.to_owned(),
+            currency: base_currency.to_owned(),
+            nominal_code: code,
+            ledger_account_id: ledger.id.clone(),
+            default_payment_method: "BANK_TRANSFER",
+            account_type,
+            active,
+            idempotency_id: None,
+        })
+    })
+    .collect()
 }
 
 /// Bank accounts for a business: the base currency first, then EUR and USD.
@@ -277,6 +325,9 @@ pub fn bank_accounts(base_currency: &str, ledgers: &[LedgerAccount]) -> Vec<Bank
             nominal_code: ledger.nominal_code,
             ledger_account_id: ledger.id.clone(),
             default_payment_method: "BANK_TRANSFER",
+            account_type: "CHECKING",
+            active: true,
+            idempotency_id: None,
         })
         .collect()
 }

@@ -236,13 +236,31 @@ async fn reference_data() {
         "{codes:?}"
     );
     let banks = api.get("/bank_accounts?attributes=all").await.body;
-    let curs: Vec<&str> = banks["$items"]
+    let listed: Vec<(&str, &str, bool)> = banks["$items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| i["currency"]["id"].as_str().unwrap())
+        .map(|i| {
+            (
+                i["currency"]["id"].as_str().unwrap(),
+                i["bank_account_type"]["id"].as_str().unwrap(),
+                i["is_active"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(curs, vec!["GBP", "EUR", "USD"]);
+    // An archived current account, a credit card and a loan come first (discovery must skip
+    // them), then one current account per currency.
+    assert_eq!(
+        listed,
+        vec![
+            ("GBP", "CHECKING", false),
+            ("GBP", "CREDIT_CARD", true),
+            ("GBP", "LOAN", true),
+            ("GBP", "CHECKING", true),
+            ("EUR", "CHECKING", true),
+            ("USD", "CHECKING", true),
+        ]
+    );
     let la = api.ledger("4905");
     assert_eq!(
         api.get(&format!("/ledger_accounts/{la}")).await.body["nominal_code"],

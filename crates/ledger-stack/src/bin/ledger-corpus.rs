@@ -65,6 +65,12 @@ async fn run_case(stack: &Stack, index: usize, case: &Case, events: Vec<Value>) 
                 "publish_order names event {i}, which does not exist"
             ));
         };
+        if corpus::is_step(event) {
+            if let Err(e) = run_step(stack, &merchant, event, &event_ids).await {
+                return fail(format!("step {i} failed: {e:#}"));
+            }
+            continue;
+        }
         let mut event = event.clone();
         event["merchant_id"] = Value::String(merchant_id.clone());
         let body = serde_json::to_vec(&event).unwrap_or_default();
@@ -110,6 +116,76 @@ async fn run_case(stack: &Stack, index: usize, case: &Case, events: Vec<Value>) 
         name: case.name.clone(),
         documents: corpus::documents_in(&case.expect),
         differences,
+    }
+}
+
+/// Runs a step of a case (see `corpus::is_step`).
+async fn run_step(
+    stack: &Stack,
+    merchant: &Merchant,
+    step: &Value,
+    event_ids: &[String],
+) -> anyhow::Result<()> {
+    match step["step"].as_str().unwrap_or_default() {
+        "wait_held" => {
+            let wanted: Vec<String> = step["events"]
+                .as_array()
+                .context("wait_held needs events: [i, ..]")?
+                .iter()
+                .filter_map(Value::as_u64)
+                .filter_map(|i| event_ids.get(i as usize).cloned())
+                .collect();
+            let started = Instant::now();
+            loop {
+                let reasons = ledger_reconcile::reasons(&stack.nats, &merchant.id).await;
+                if wanted.iter().all(|id| reasons.contains_key(id)) {
+                    // Let the services handle what depends on the held events (a payment
+                    // of a held invoice) before the case goes on.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    return Ok(());
+                }
+                anyhow::ensure!(started.elapsed() < CASE_TIMEOUT, "events never held");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        "wait_sage" => {
+            let resource = step["resource"]
+                .as_str()
+                .context("wait_sage needs a resource")?;
+            let count = step["count"].as_u64().unwrap_or(1) as usize;
+            let reached = stack
+                .wait_until(CASE_TIMEOUT, || {
+                    stack.documents(merchant, resource).len() >= count
+                })
+                .await;
+            anyhow::ensure!(reached, "{resource} never reached {count} in Sage");
+            Ok(())
+        }
+        "settings" => {
+            stack.put_settings(merchant, step["patch"].clone()).await?;
+            // The services' settings cache (1 s in the corpus) lets the change through.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Ok(())
+        }
+        "replay" => {
+            let service = step["service"].as_str().unwrap_or("documents");
+            ledger_runtime::replay::request(
+                &stack.nats,
+                service,
+                &ledger_runtime::replay::Command {
+                    merchant: merchant.id.clone(),
+                    since: None,
+                    until: None,
+                    dry_run: false,
+                },
+                Duration::from_secs(120),
+                |_| {},
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("replay: {e}"))?;
+            Ok(())
+        }
+        other => anyhow::bail!("unknown step {other}"),
     }
 }
 
@@ -192,6 +268,11 @@ async fn main() -> anyhow::Result<()> {
         println!("corpus: {skipped_real} real-document cases skipped (../shared/magento/real-documents not found)");
     }
 
+    // A `settings` step changes settings mid-case: the services read them again after a
+    // second instead of the production 30 s cache.
+    if std::env::var("LEDGER_SETTINGS_TTL_SECS").is_err() {
+        std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "1");
+    }
     let nats = TestNats::start().await.context("nats-server")?;
     let db = TestDb::create().await.context("database")?;
     let stack = Stack::start(StackOptions {

@@ -217,6 +217,7 @@ final class SnapshotSerializerTest extends TestCase
         $payload = $this->serializer->invoicePaid(Documents::ukCardInvoice(), Documents::ukCardOrder(), $this->now);
         self::assertSame([
             'method' => 'braintree',
+            'currency' => 'GBP',
             'amount_paid' => '71.40',
             'base_amount_paid' => '71.40',
             'transaction_id' => 'bt_9q2x7m',

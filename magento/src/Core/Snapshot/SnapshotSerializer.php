@@ -85,8 +85,12 @@ final class SnapshotSerializer
         return [
             'invoice' => $document,
             'order' => $orderContext,
+            // What was captured: the amount in the order currency (named), and the base amount
+            // Magento recorded for the capture (the payment's base amount, at the rate Magento
+            // used when it captured).
             'payment' => [
                 'method' => $orderContext['payment']['method'],
+                'currency' => $document['order_currency_code'],
                 'amount_paid' => $document['grand_total'],
                 'base_amount_paid' => $document['base_grand_total'],
                 'transaction_id' => $transactionId,

@@ -29,6 +29,36 @@ struct Allocation {
     /// Signed amount as sent (allocations) or positive (payments).
     amount: Decimal,
     discount: Decimal,
+    /// The artefact's own exchange rate (its base amounts are at this rate).
+    rate: Decimal,
+}
+
+/// Rule "Sage books the realised exchange difference": the base-currency gain (positive) or
+/// loss (negative) of a payment whose base amount differs from the base amount of what it
+/// settles at the documents' own rates. Each allocation's share of the payment's base total
+/// is `base_total × amount / total`; its share of the documents' base is `amount × rate`. A
+/// receipt that brings more base money than the invoice's base amount is a gain; a refund that
+/// pays out more than the credit note's base amount is a loss.
+pub fn realised_exchange_difference(
+    total: Decimal,
+    base_total: Decimal,
+    allocations: &[(Decimal, Decimal)],
+    is_refund: bool,
+) -> Decimal {
+    if total.is_zero() {
+        return Decimal::ZERO;
+    }
+    let mut difference = Decimal::ZERO;
+    for (amount, rate) in allocations {
+        let paid_base = round2(base_total * amount / total);
+        let document_base = base_amount(*amount, *rate);
+        difference += paid_base - document_base;
+    }
+    if is_refund {
+        -difference
+    } else {
+        difference
+    }
 }
 
 fn require_customer(biz: &Business, root: &str, contact_id: &str) -> Result<String, ApiError> {
@@ -76,6 +106,92 @@ fn settle(
             json!({"link": settled_by, "date": date.to_string(), "amount": money_json(amount)}),
         );
     }
+}
+
+/// POST /bank_accounts: a new bank account (e.g. a payment gateway's clearing account) with
+/// its own bank ledger account. Needs `bank_account_details.account_name`; the type defaults to
+/// `CHECKING` and the currency to the base currency. A repeated `idempotency_id` answers the
+/// account it created first.
+pub(crate) fn create_bank_account(biz: &mut Business, body: &[u8]) -> Result<Value, ApiError> {
+    let r = "bank_account";
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("", format!("The request body is not valid JSON: {e}")))?;
+    let root = json
+        .get(r)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let name = root
+        .get("bank_account_details")
+        .and_then(|d| d.get("account_name"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                format!("{r}.bank_account_details.account_name"),
+                "account_name: can't be blank",
+            )
+        })?
+        .to_owned();
+    let account_type: &'static str =
+        match str_field(&root, "bank_account_type_id").unwrap_or("CHECKING") {
+            "CHECKING" => "CHECKING",
+            "SAVINGS" => "SAVINGS",
+            "CREDIT_CARD" => "CREDIT_CARD",
+            "CASH_IN_HAND" => "CASH_IN_HAND",
+            "LOAN" => "LOAN",
+            "STRIPE" => "STRIPE",
+            "OTHER" => "OTHER",
+            _ => {
+                return Err(ApiError::missing_reference(
+                    format!("{r}.bank_account_type_id"),
+                    "Couldn't find bank account type.",
+                ))
+            }
+        };
+    let currency = str_field(&root, "currency_id")
+        .unwrap_or(&biz.base_currency)
+        .to_ascii_uppercase();
+    require_currency(&currency, &format!("{r}.currency_id"))?;
+    if let Some(key) = str_field(&root, "idempotency_id") {
+        if let Some(existing) = biz
+            .bank_accounts
+            .iter()
+            .find(|b| b.idempotency_id.as_deref() == Some(key))
+        {
+            return Ok(Value::Object(existing.to_json()));
+        }
+    }
+    let nominal_code = biz
+        .ledger_accounts
+        .iter()
+        .filter(|l| l.ledger_account_type == "BANK" && (1250..1300).contains(&l.nominal_code))
+        .map(|l| l.nominal_code + 1)
+        .max()
+        .unwrap_or(1250);
+    let ledger = seed::LedgerAccount {
+        id: crate::new_id(),
+        nominal_code,
+        name: "Clearing account",
+        ledger_account_type: "BANK",
+        tax_rate_id: None,
+    };
+    let account = seed::BankAccount {
+        id: crate::new_id(),
+        name,
+        currency,
+        nominal_code,
+        ledger_account_id: ledger.id.clone(),
+        default_payment_method: "CREDIT_DEBIT",
+        account_type,
+        active: true,
+        idempotency_id: str_field(&root, "idempotency_id").map(str::to_owned),
+    };
+    biz.ledger_accounts.push(ledger);
+    let out = Value::Object(account.to_json());
+    biz.bank_accounts.push(account);
+    Ok(out)
 }
 
 /// POST /contact_payments.
@@ -227,9 +343,32 @@ pub(crate) fn create_payment(
             artefact_id,
             amount,
             discount,
+            rate: rec.meta.exchange_rate,
         });
     }
     rules::payment_allocation_total(allocated, total, is_refund)?;
+    // The base amount received, when sent, is what the bank got: the payment's base figures
+    // follow it (not `total × exchange_rate`), and the difference from the documents' base
+    // amounts is booked to exchange gains and losses.
+    let base_total = match dec_field(root, "base_currency_total_amount").map(round2) {
+        Some(base) if currency != biz.base_currency => {
+            if base <= Decimal::ZERO {
+                return Err(ApiError::invalid(
+                    format!("{r}.base_currency_total_amount"),
+                    "base_currency_total_amount: must be greater than 0",
+                ));
+            }
+            base
+        }
+        _ => base_amount(total, exchange_rate),
+    };
+    let realised = if currency == biz.base_currency {
+        Decimal::ZERO
+    } else {
+        let shares: Vec<(Decimal, Decimal)> =
+            allocations.iter().map(|a| (a.amount, a.rate)).collect();
+        realised_exchange_difference(total, base_total, &shares, is_refund)
+    };
 
     let id = crate::new_id();
     let (tt_name, displayed) = if is_refund {
@@ -321,9 +460,12 @@ pub(crate) fn create_payment(
         "total_amount": money_json(total),
         "currency": seed::currency_link(&currency),
         "exchange_rate": decimal_json(exchange_rate),
-        "base_currency_net_amount": money_json(base_amount(total, exchange_rate)),
+        "base_currency_net_amount": money_json(base_total),
         "base_currency_tax_amount": "0.00",
-        "base_currency_total_amount": money_json(base_amount(total, exchange_rate)),
+        "base_currency_total_amount": money_json(base_total),
+        // Sandbox view of the journal Sage posts to the exchange gain/loss ledger
+        // (default_ledger_accounts.exchange_rate_gains/losses): positive is a gain.
+        "realised_exchange_gain_loss": money_json(realised),
         "base_currency_currency_charge": dec_field(root, "base_currency_currency_charge").map(money_json).unwrap_or_else(|| json!("0.00")),
         "reference": reference,
         "allocated_artefacts": allocated_json,
@@ -430,6 +572,7 @@ pub(crate) fn create_allocation(
             artefact_id,
             amount,
             discount: Decimal::ZERO,
+            rate: rec.meta.exchange_rate,
         });
     }
     let amounts: Vec<Decimal> = allocations.iter().map(|a| a.amount).collect();
@@ -593,4 +736,55 @@ pub(crate) fn delete_allocation(
             .insert("deleted_at".into(), Value::String(timestamp(now)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn realised_difference_of_a_receipt_and_a_refund() {
+        // €117.00 invoiced at 0.85 = £99.45; received as £100.62: a gain of £1.17.
+        assert_eq!(
+            realised_exchange_difference(
+                dec!(117.00),
+                dec!(100.62),
+                &[(dec!(117.00), dec!(0.85))],
+                false
+            ),
+            dec!(1.17)
+        );
+        // The same base amount as the invoice: nothing realised.
+        assert_eq!(
+            realised_exchange_difference(
+                dec!(117.00),
+                dec!(99.45),
+                &[(dec!(117.00), dec!(0.85))],
+                false
+            ),
+            dec!(0)
+        );
+        // €50.00 of a €117.00 receipt allocated (the rest on account): 100.62 × 50 / 117 =
+        // 43.0000 → £43.00 against 50 × 0.85 = £42.50, a gain of £0.50.
+        assert_eq!(
+            realised_exchange_difference(
+                dec!(117.00),
+                dec!(100.62),
+                &[(dec!(50.00), dec!(0.85))],
+                false
+            ),
+            dec!(0.50)
+        );
+        // A refund paying out £100.62 for a £99.45 credit note: a loss of £1.17.
+        assert_eq!(
+            realised_exchange_difference(
+                dec!(117.00),
+                dec!(100.62),
+                &[(dec!(117.00), dec!(0.85))],
+                true
+            ),
+            dec!(-1.17)
+        );
+    }
 }
