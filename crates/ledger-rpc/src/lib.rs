@@ -10,6 +10,7 @@
 //! | [`ENSURE_CONTACT_SUBJECT`] | contacts | the Sage contact for (merchant, customer, currency) |
 //! | [`DOCUMENT_LOOKUP_SUBJECT`] | documents | the Sage document created for a Magento document |
 //! | [`REMOVE_RECEIPTS_SUBJECT`] | payments | delete the receipts of an invoice about to be voided |
+//! | [`CLEARING_ACCOUNT_SUBJECT`] | payments | the gateway's clearing account a card refund leaves from |
 //! | [`INVOICE_LANDED_SUBJECT`] | payments (no reply) | an invoice landed: post its held payments |
 //!
 //! Replies are [`Reply<T>`]: either the answer or a classified error, so the asking consumer
@@ -55,6 +56,9 @@ pub const HELD_DOCUMENTS_SUBJECT: &str = "ledger.rpc.documents.held";
 /// voids a Sage invoice (Sage refuses to void one with payments), the payments service deletes
 /// the receipts it posted to it and stops any later receipt for it.
 pub const REMOVE_RECEIPTS_SUBJECT: &str = "ledger.rpc.payments.remove_receipts";
+/// Subject on which the payments service answers with (creating it if needed) the clearing
+/// account of a payment method in a currency, so refunds leave from where the receipts went.
+pub const CLEARING_ACCOUNT_SUBJECT: &str = "ledger.rpc.payments.clearing_account";
 /// Queue group every responder joins, so replicas share the requests.
 pub const QUEUE_GROUP: &str = "ledger";
 
@@ -400,6 +404,24 @@ pub struct RemoveReceiptsRequest {
 pub struct RemovedReceipts {
     /// Sage ids of the receipts deleted now or by an earlier request for the same invoice.
     pub removed: Vec<String>,
+}
+
+/// Asks the payments service for a method's clearing account in a currency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClearingAccountRequest {
+    /// Merchant id.
+    pub merchant: String,
+    /// Magento payment method code.
+    pub method: String,
+    /// ISO currency of the money.
+    pub currency: String,
+}
+
+/// The Sage bank account id of the clearing account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClearingAccount {
+    /// Sage bank account id.
+    pub bank_account_id: String,
 }
 
 /// Asks for a merchant's held documents.

@@ -588,7 +588,10 @@ fn show(v: &Value) -> String {
 /// How many Sage documents or Ledger decisions an expectation stands for (`count` checks
 /// stand for none).
 pub fn documents_in(expect: &[Value]) -> usize {
-    expect.iter().filter(|e| e.get("count").is_none()).count()
+    expect
+        .iter()
+        .filter(|e| e.get("count").is_none() && e.get("bank").is_none())
+        .count()
 }
 
 fn live(docs: &[Value]) -> Vec<&Value> {
@@ -945,6 +948,33 @@ fn check_voided(want: &Value, view: &SageView, out: &mut Vec<String>) -> bool {
     out.len() == before
 }
 
+/// `{"bank": {"account": "<Sage bank account name>", "total": "<amount>"}}`: what the live
+/// receipts into that account less the live refunds out of it come to in Sage, against what
+/// Magento says moved through the payment method that settles there (captures less refunds
+/// paid back through it), worked out by hand in the case.
+fn check_bank(spec: &Value, view: &SageView, out: &mut Vec<String>) {
+    let account = spec["account"].as_str().unwrap_or_default();
+    let mut total = Decimal::ZERO;
+    let payments = view.get("contact_payments").cloned().unwrap_or_default();
+    for p in live(&payments) {
+        if p["bank_account"]["displayed_as"].as_str() != Some(account) {
+            continue;
+        }
+        let amount = amount(&p["total_amount"]).unwrap_or_default();
+        match p["transaction_type"]["id"].as_str() {
+            Some("CUSTOMER_RECEIPT") => total += amount,
+            Some("CUSTOMER_REFUND") => total -= amount,
+            _ => {}
+        }
+    }
+    if amount(&spec["total"]) != Some(total) {
+        out.push(format!(
+            "bank account {account}: receipts less refunds come to {total} in Sage, expected {} (what Magento says moved through it)",
+            show(&spec["total"])
+        ));
+    }
+}
+
 /// Compares one case's expectations with Sage and Ledger's reasons; one line per
 /// difference. `event_ids` are the ids of the case's events, in order.
 pub fn check(
@@ -994,6 +1024,8 @@ pub fn check(
                 Some(r) => out.push(format!("event {index}: {r}, expected held: {reason}")),
                 None => out.push(format!("event {index}: not held, expected held: {reason}")),
             }
+        } else if let Some(bank) = want.get("bank") {
+            check_bank(bank, view, &mut out);
         } else if let Some(counts) = want.get("count").and_then(Value::as_object) {
             for (resource, n) in counts {
                 let got = view.get(resource).map(|d| live(d).len()).unwrap_or(0);

@@ -77,8 +77,8 @@ pub const STEP_VOID: &str = "void";
 /// Journal step of removing what settled a credit note (its refund or allocation) before the
 /// credit note is voided.
 pub const STEP_UNSETTLE: &str = "credit_note_unsettle";
-/// How long to wait for the payments service to remove an invoice's receipts.
-const REMOVE_RECEIPTS_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for the payments service (receipts to remove, a clearing account).
+const PAYMENTS_RPC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A document this service has posted, as its cross-reference holds it.
 #[derive(Debug, Clone)]
@@ -1022,9 +1022,35 @@ impl Documents {
                 let currency = credit_note.currency.as_str();
                 let defaults =
                     ledger_mapping::default_bank_accounts(raw).map_err(settings_error)?;
-                let bank =
-                    ledger_mapping::deposit_bank_account(settings, &defaults, method, currency)
-                        .ok_or_else(|| no_bank_account(method, currency))?;
+                // A card refund leaves from the clearing account its receipt went to (the
+                // payments service owns those accounts); a mapped account wins, as for receipts.
+                let mapped = ledger_mapping::deposit_bank_account(
+                    settings,
+                    &std::collections::BTreeMap::new(),
+                    method,
+                    currency,
+                );
+                let bank = match mapped {
+                    Some(id) => id,
+                    None if ledger_mapping::clearing_account_wanted(raw, settings, method) => {
+                        let answer: ledger_rpc::ClearingAccount = ledger_rpc::ask(
+                            &self.ctx.nats,
+                            ledger_rpc::CLEARING_ACCOUNT_SUBJECT,
+                            &ledger_rpc::ClearingAccountRequest {
+                                merchant: merchant.to_string(),
+                                method: method.to_string(),
+                                currency: currency.to_string(),
+                            },
+                            PAYMENTS_RPC_TIMEOUT,
+                        )
+                        .await?;
+                        answer.bank_account_id
+                    }
+                    None => {
+                        ledger_mapping::deposit_bank_account(settings, &defaults, method, currency)
+                            .ok_or_else(|| no_bank_account(method, currency))?
+                    }
+                };
                 let plan = ledger_mapping::map_refund(snapshot, &credit_ref, settings, &bank)
                     .map_err(|e| match e {
                         MappingError::Invalid { field, reason } => ProcessError::invalid_field(
@@ -1309,7 +1335,7 @@ impl Documents {
                 document_key: key.clone(),
                 event_id: env.event_id.to_string(),
             },
-            REMOVE_RECEIPTS_TIMEOUT,
+            PAYMENTS_RPC_TIMEOUT,
         )
         .await?;
         if !removed.removed.is_empty() {

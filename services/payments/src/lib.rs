@@ -495,90 +495,21 @@ impl Payments {
         self.post_receipt(env, delivery, &key, &invoice, plan).await
     }
 
-    /// The Sage clearing account of `method` in `currency`: from this service's table, else
-    /// created in Sage now (`POST /bank_accounts`, type `OTHER`, named by
-    /// `ledger_mapping::clearing_account_name`) under a PostgreSQL advisory lock, so two
-    /// payments at once create one account.
+    /// The Sage clearing account of `method` in `currency` (see [`clearing_account`]).
     async fn clearing_account(
         &self,
         env: &Envelope,
         method: &str,
         currency: &str,
     ) -> Result<String, ProcessError> {
-        let merchant = env.merchant_id.as_str();
-        let find = "SELECT sage_id FROM clearing_accounts WHERE merchant_id = $1 AND method = $2 AND currency = $3";
-        if let Some(id) = sqlx::query_scalar::<_, String>(find)
-            .bind(merchant)
-            .bind(method)
-            .bind(currency)
-            .fetch_optional(self.db())
-            .await?
-        {
-            return Ok(id);
-        }
-        let mut tx = self.db().begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("clearing/{merchant}/{method}/{currency}"))
-            .execute(&mut *tx)
-            .await?;
-        if let Some(id) = sqlx::query_scalar::<_, String>(find)
-            .bind(merchant)
-            .bind(method)
-            .bind(currency)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            return Ok(id);
-        }
-        let name = ledger_mapping::clearing_account_name(method, currency);
-        // One idempotency id per merchant, method and currency: a retry after a lost answer
-        // gets the same account back.
-        let key = uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_URL,
-            format!("ledger:clearing:{merchant}:{method}:{currency}").as_bytes(),
-        );
-        let response = self
-            .ctx
-            .sage
-            .post(
-                merchant,
-                "bank_accounts",
-                "bank_account",
-                serde_json::json!({
-                    "bank_account_type_id": "OTHER",
-                    "bank_account_details": { "account_name": name },
-                    "currency_id": currency,
-                }),
-                Some(&sage_client::idempotency_id(&key, "clearing_account")),
-            )
-            .await
-            .map_err(ledger_rpc::sage_error_to_process)?;
-        let id = response
-            .id()
-            .ok_or_else(|| {
-                ProcessError::transient("Sage answered a new bank account without an id")
-            })?
-            .to_string();
-        sqlx::query(
-            "INSERT INTO clearing_accounts (merchant_id, method, currency, sage_id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (merchant_id, method, currency) DO NOTHING",
-        )
-        .bind(merchant)
-        .bind(method)
-        .bind(currency)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        tracing::info!(
-            merchant,
+        clearing_account(
+            self.db(),
+            &self.ctx.sage,
+            &env.merchant_id,
             method,
             currency,
-            sage_id = id,
-            name,
-            "clearing account created"
-        );
-        Ok(id)
+        )
+        .await
     }
 
     /// What Sage says is still outstanding on a sales invoice (`outstanding_amount`).
@@ -975,6 +906,26 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
     let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
 
+    // Card refunds leave from the clearing account the receipts went to: the documents
+    // service asks for it (created in Sage when first needed).
+    let (db, sage) = (ctx.db.clone(), ctx.sage.clone());
+    ledger_rpc::serve(
+        ctx.nats.clone(),
+        ledger_rpc::CLEARING_ACCOUNT_SUBJECT,
+        move |req: ledger_rpc::ClearingAccountRequest| {
+            let (db, sage) = (db.clone(), sage.clone());
+            async move {
+                let currency = req.currency.trim().to_ascii_uppercase();
+                clearing_account(&db, &sage, &req.merchant, &req.method, &currency)
+                    .await
+                    .map(|bank_account_id| ledger_rpc::ClearingAccount { bank_account_id })
+                    .map_err(|e| ledger_rpc::RpcError::from_process_error(&e))
+            }
+        },
+        shutdown.clone(),
+    )
+    .await?;
+
     // Cancel and void: the documents service asks for an invoice's receipts to be removed
     // before it voids the invoice.
     let (db, sage) = (ctx.db.clone(), ctx.sage.clone());
@@ -1032,6 +983,88 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     .await?;
     let done = tokio::spawn(consumer::run(js, consumer, handler, options, shutdown));
     Ok(Running { metrics_addr, done })
+}
+
+/// The Sage clearing account of `method` in `currency`: from this service's table, else
+/// created in Sage now (`POST /bank_accounts`, type `OTHER`, named by
+/// `ledger_mapping::clearing_account_name`) under a PostgreSQL advisory lock, so two
+/// payments at once create one account.
+pub async fn clearing_account(
+    db: &PgPool,
+    sage: &ledger_rpc::GatedSage,
+    merchant: &str,
+    method: &str,
+    currency: &str,
+) -> Result<String, ProcessError> {
+    let find = "SELECT sage_id FROM clearing_accounts WHERE merchant_id = $1 AND method = $2 AND currency = $3";
+    if let Some(id) = sqlx::query_scalar::<_, String>(find)
+        .bind(merchant)
+        .bind(method)
+        .bind(currency)
+        .fetch_optional(db)
+        .await?
+    {
+        return Ok(id);
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("clearing/{merchant}/{method}/{currency}"))
+        .execute(&mut *tx)
+        .await?;
+    if let Some(id) = sqlx::query_scalar::<_, String>(find)
+        .bind(merchant)
+        .bind(method)
+        .bind(currency)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        return Ok(id);
+    }
+    let name = ledger_mapping::clearing_account_name(method, currency);
+    // One idempotency id per merchant, method and currency: a retry after a lost answer
+    // gets the same account back.
+    let key = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("ledger:clearing:{merchant}:{method}:{currency}").as_bytes(),
+    );
+    let response = sage
+        .post(
+            merchant,
+            "bank_accounts",
+            "bank_account",
+            serde_json::json!({
+                "bank_account_type_id": "OTHER",
+                "bank_account_details": { "account_name": name },
+                "currency_id": currency,
+            }),
+            Some(&sage_client::idempotency_id(&key, "clearing_account")),
+        )
+        .await
+        .map_err(ledger_rpc::sage_error_to_process)?;
+    let id = response
+        .id()
+        .ok_or_else(|| ProcessError::transient("Sage answered a new bank account without an id"))?
+        .to_string();
+    sqlx::query(
+        "INSERT INTO clearing_accounts (merchant_id, method, currency, sage_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (merchant_id, method, currency) DO NOTHING",
+    )
+    .bind(merchant)
+    .bind(method)
+    .bind(currency)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        merchant,
+        method,
+        currency,
+        sage_id = id,
+        name,
+        "clearing account created"
+    );
+    Ok(id)
 }
 
 // ---- Cancel and void (docs/accounting.md "Canceled and voided documents") ----

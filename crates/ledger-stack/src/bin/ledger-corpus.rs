@@ -112,11 +112,44 @@ async fn run_case(stack: &Stack, index: usize, case: &Case, events: Vec<Value>) 
             }
         }
     }
+    // The operator's view must agree: `ledgerctl reconcile` over the merchant's whole event
+    // log finds every document in Sage exactly once, cent-exact, or held on purpose.
+    match reconcile(stack, &merchant_id).await {
+        Ok(lines) => differences.extend(lines),
+        Err(e) => differences.push(format!("reconcile failed: {e:#}")),
+    }
     Outcome {
         name: case.name.clone(),
         documents: corpus::documents_in(&case.expect),
         differences,
     }
+}
+
+/// Runs the reconciliation `ledgerctl reconcile` runs, for one merchant, and returns one
+/// line per finding that is not a document held on purpose (held documents are the case's
+/// own expectations) or one entered in Sage by hand.
+async fn reconcile(stack: &Stack, merchant: &str) -> anyhow::Result<Vec<String>> {
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let mut report = ledger_reconcile::run(
+        &js,
+        &stack.sage(),
+        merchant,
+        ledger_reconcile::Range::default(),
+    )
+    .await?;
+    report.explain(&ledger_reconcile::reasons(&stack.nats, merchant).await);
+    Ok(report
+        .findings
+        .iter()
+        .filter(|f| match f {
+            ledger_reconcile::Finding::Missing { why, .. } => {
+                !why.as_deref().is_some_and(|w| w.starts_with("held:"))
+            }
+            ledger_reconcile::Finding::NotFromMagento { .. } => false,
+            _ => true,
+        })
+        .map(|f| format!("reconcile: {}", ledger_reconcile::describe(f)))
+        .collect())
 }
 
 /// Runs a step of a case (see `corpus::is_step`).
