@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Installs the module into a real Magento 2.4 and proves Magento accepts it. Run by `./dev magento`.
+#
+#   LEDGER_MAGENTO_ROOT     the Magento tree (default: magento-root beside the clone, i.e.
+#                           <clone>/../magento-root). Magento Open Source 2.4.7-p3 with its full
+#                           vendor/ (github.com/AbdelhamidYousef/vanilla-magento) is what is tested.
+#   LEDGER_MAGENTO_INSTALL  how the module goes in: `app-code` (copied to app/code/Ledger/SageSync
+#                           plus the psr-4 autoload line for src/ in the store's composer.json) or
+#                           `composer` (a Composer path repository and `composer require`).
+#                           Default: app-code.
+#   LEDGER_MAGENTO_DB       the throwaway MariaDB database (default ledger_magento); created,
+#                           with the user ledger_magento, when Magento is not installed yet.
+#   LEDGER_MAGENTO_URL      the store's base URL (default http://127.0.0.1:8082/).
+#
+# Steps (each one fails the run on error):
+#   1. PHP extensions Magento needs (apt-get install php8.2-<ext> when missing)
+#   2. the tree made installable here: MariaDB 10.7-10.11 added to SqlVersionProvider in
+#      app/etc/di.xml; the search-engine modules and two-factor auth disabled in app/etc/config.php
+#   3. setup:install into the throwaway database (GBP base currency) when not installed
+#   4. the module installed the merchant's way (see LEDGER_MAGENTO_INSTALL), module:enable
+#   5. setup:upgrade, setup:di:compile, cache:flush; any line of their output naming the module
+#      together with an error/warning/exception word fails the run
+#   6. the module's tables and grid columns exist; module:status lists it enabled
+# Ends with one line:  magento: real host <version> ok (<install mode>)  — or FAIL and exit 1.
+set -uo pipefail
+
+MODULE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$(cd "$MODULE/.." && pwd)"
+MAGENTO="${LEDGER_MAGENTO_ROOT:-$(cd "$ROOT/.." && pwd)/magento-root}"
+MODE="${LEDGER_MAGENTO_INSTALL:-app-code}"
+DB="${LEDGER_MAGENTO_DB:-ledger_magento}"
+DB_USER="${LEDGER_MAGENTO_DB_USER:-ledger_magento}"
+DB_PASS="${LEDGER_MAGENTO_DB_PASS:-ledger-magento-pw}"
+BASE_URL="${LEDGER_MAGENTO_URL:-http://127.0.0.1:8082/}"
+LOG_DIR="${LEDGER_MAGENTO_LOG_DIR:-$ROOT/target/magento}"
+NICE=(nice -n 10)
+# PHP extensions Magento 2.4.7 requires beyond what php-cli, php-xml and php-mbstring bring.
+PHP_EXTENSIONS=(bcmath curl gd intl mysql soap zip)
+# Modules that cannot run here: no Elasticsearch/OpenSearch server; 2FA would block the test admin.
+DISABLED_MODULES=(Magento_Elasticsearch Magento_Elasticsearch7 Magento_OpenSearch
+  Magento_InventoryElasticsearch Magento_TwoFactorAuth Magento_AdminAdobeImsTwoFactorAuth)
+
+mkdir -p "$LOG_DIR"
+say() { printf '== %s\n' "$*"; }
+die() { printf 'magento: FAIL %s\n' "$*"; exit 1; }
+
+[[ -f "$MAGENTO/bin/magento" && -d "$MAGENTO/vendor/magento" ]] \
+  || die "no Magento tree at $MAGENTO (set LEDGER_MAGENTO_ROOT)"
+[[ "$MODE" == app-code || "$MODE" == composer ]] || die "LEDGER_MAGENTO_INSTALL must be app-code or composer"
+
+magento() { (cd "$MAGENTO" && "${NICE[@]}" php -d memory_limit=4G bin/magento "$@"); }
+
+# Runs one bin/magento step, logs it, fails on a non-zero status or on any line that mentions the
+# module (Ledger / SageSync / ledger_sage) together with an error, warning or exception.
+step() {
+  local name="$1"; shift
+  local log="$LOG_DIR/$name.log"
+  say "bin/magento $*"
+  local started=$SECONDS
+  magento "$@" >"$log" 2>&1
+  local rc=$?
+  if [[ $rc -ne 0 ]]; then
+    tail -30 "$log"
+    die "bin/magento $* exited $rc (log: $log)"
+  fi
+  if grep -Ei 'ledger|sagesync|sage_sync' "$log" | grep -Eiq 'error|warning|exception|deprecated|notice'; then
+    grep -Ei 'ledger|sagesync|sage_sync' "$log" | grep -Ei 'error|warning|exception|deprecated|notice' | head -20
+    die "bin/magento $*: the module caused the lines above (log: $log)"
+  fi
+  printf '   ok in %ss\n' $((SECONDS - started))
+}
+
+# 1. PHP extensions
+missing=()
+for ext in "${PHP_EXTENSIONS[@]}"; do
+  mod="$ext"; [[ "$ext" == mysql ]] && mod=pdo_mysql
+  php -m | grep -ix "$mod" >/dev/null || missing+=("php8.2-$ext")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  say "installing ${missing[*]}"
+  sudo=""; [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}" >"$LOG_DIR/apt.log" 2>&1; then
+    $sudo apt-get update >>"$LOG_DIR/apt.log" 2>&1
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${missing[@]}" >>"$LOG_DIR/apt.log" 2>&1 \
+      || { tail -20 "$LOG_DIR/apt.log"; die "could not install ${missing[*]}"; }
+  fi
+fi
+
+# 2. the tree made installable on MariaDB 10.11 without a search engine
+if ! grep -q 'MariaDB-(10.7-10.11)' "$MAGENTO/app/etc/di.xml"; then
+  say "adding MariaDB 10.7-10.11 to SqlVersionProvider (app/etc/di.xml)"
+  sed -i 's#^\(\s*\)<item name="MariaDB-(10.2-10.6)" xsi:type="string">^10\\.\[2-6\]\\.</item>#&\n\1<item name="MariaDB-(10.7-10.11)" xsi:type="string">^10\\.([7-9]|1[01])\\.</item>#' \
+    "$MAGENTO/app/etc/di.xml"
+  grep -q 'MariaDB-(10.7-10.11)' "$MAGENTO/app/etc/di.xml" || die "could not patch app/etc/di.xml"
+fi
+for m in "${DISABLED_MODULES[@]}"; do
+  sed -i "s/'$m' => 1,/'$m' => 0,/" "$MAGENTO/app/etc/config.php"
+done
+
+# 3. setup:install into the throwaway database when not installed
+installed_db() {
+  [[ -f "$MAGENTO/app/etc/env.php" ]] || return 1
+  php -r '$e = include $argv[1]; echo $e["db"]["connection"]["default"]["dbname"] ?? "";' "$MAGENTO/app/etc/env.php"
+}
+if [[ "$(installed_db)" != "$DB" ]] \
+  || ! mysql -uroot -N -e "select 1 from information_schema.tables where table_schema='$DB' and table_name='core_config_data'" | grep -q 1; then
+  say "installing Magento into the database $DB"
+  mysql -uroot -e "DROP DATABASE IF EXISTS \`$DB\`; CREATE DATABASE \`$DB\`;
+    CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
+    CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+    GRANT ALL ON \`$DB\`.* TO '$DB_USER'@'localhost'; GRANT ALL ON \`$DB\`.* TO '$DB_USER'@'127.0.0.1';" \
+    || die "could not create the database $DB (is MariaDB running? mysql -uroot must work)"
+  # The tree may ship another store's install: start from its code only.
+  rm -f "$MAGENTO/app/etc/env.php"
+  rm -rf "$MAGENTO/generated/code" "$MAGENTO/generated/metadata" "$MAGENTO/var/cache" \
+    "$MAGENTO/var/page_cache" "$MAGENTO/var/di" "$MAGENTO/var/view_preprocessed"
+  step setup-install setup:install \
+    --base-url="$BASE_URL" --db-host=127.0.0.1 --db-name="$DB" --db-user="$DB_USER" \
+    --db-password="$DB_PASS" --admin-firstname=Ledger --admin-lastname=Test \
+    --admin-email=admin@example.com --admin-user=admin --admin-password=ledger-admin-1 \
+    --language=en_GB --currency=GBP --timezone=Europe/London --use-rewrites=0 \
+    --backend-frontname=admin --cleanup-database
+fi
+
+# 4. the module, installed the merchant's way
+APP_CODE="$MAGENTO/app/code/Ledger/SageSync"
+# Adds (or removes) "Ledger\\SageSync\\": "app/code/Ledger/SageSync/src/" in the store's
+# composer.json autoload.psr-4, the one line the app/code install needs (the classes are in src/).
+root_autoload() {
+  php -r '
+    [$_, $action, $file] = $argv;
+    $json = json_decode(file_get_contents($file), true, 512, JSON_THROW_ON_ERROR);
+    if ($action === "add") {
+        $json["autoload"]["psr-4"]["Ledger\\SageSync\\"] = "app/code/Ledger/SageSync/src/";
+    } else {
+        unset($json["autoload"]["psr-4"]["Ledger\\SageSync\\"]);
+    }
+    $out = json_encode($json, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE) . "\n";
+    file_put_contents($file, $out);
+  ' "$1" "$2"
+}
+composer_bin=("${NICE[@]}" php "$MAGENTO/vendor/bin/composer")
+if [[ "$MODE" == app-code ]]; then
+  say "copying the module to app/code/Ledger/SageSync (with the psr-4 line for src/)"
+  (cd "$MAGENTO" && "${composer_bin[@]}" remove --no-interaction --no-update ledger/module-sage-sync >/dev/null 2>&1)
+  rm -rf "$APP_CODE" && mkdir -p "$APP_CODE"
+  (cd "$MODULE" && tar -c --exclude=./dev --exclude=./Test --exclude=./vendor . | tar -x -C "$APP_CODE") \
+    || die "could not copy the module"
+  root_autoload add "$MAGENTO/composer.json" || die "could not add the autoload line to composer.json"
+  (cd "$MAGENTO" && "${composer_bin[@]}" dump-autoload >"$LOG_DIR/composer.log" 2>&1) \
+    || { tail -20 "$LOG_DIR/composer.log"; die "composer dump-autoload failed"; }
+else
+  say "requiring ledger/module-sage-sync from a Composer path repository ($MODULE)"
+  rm -rf "$MAGENTO/app/code/Ledger"
+  root_autoload remove "$MAGENTO/composer.json" || die "could not remove the autoload line from composer.json"
+  (cd "$MAGENTO" && "${composer_bin[@]}" config repositories.ledger \
+    "{\"type\": \"path\", \"url\": \"$MODULE\", \"options\": {\"symlink\": false}}") \
+    || die "composer config repositories.ledger failed"
+  # No Packagist here (offline): every other package is already locked and in vendor/.
+  (cd "$MAGENTO" && "${composer_bin[@]}" config repositories.packagist.org false)
+  (cd "$MAGENTO" && COMPOSER_ALLOW_SUPERUSER=1 "${composer_bin[@]}" require --no-interaction --no-audit \
+    --no-scripts --no-plugins ledger/module-sage-sync:'*@dev' >"$LOG_DIR/composer.log" 2>&1) \
+    || { tail -30 "$LOG_DIR/composer.log"; die "composer require ledger/module-sage-sync failed"; }
+fi
+step module-enable module:enable Ledger_SageSync
+
+# 5. Magento's own steps
+step setup-upgrade setup:upgrade --keep-generated
+step di-compile setup:di:compile
+step cache-flush cache:flush
+
+# 6. what setup:upgrade must have made
+magento module:status Ledger_SageSync 2>&1 | grep -q 'Module is enabled' || die "Ledger_SageSync is not enabled"
+for table in ledger_sage_outbox ledger_sage_dead_letter ledger_sage_invoice_status ledger_sage_creditmemo_status; do
+  mysql -uroot -N -e "select 1 from information_schema.tables where table_schema='$DB' and table_name='$table'" \
+    | grep -q 1 || die "setup:upgrade did not create $table"
+done
+for grid in sales_invoice_grid sales_creditmemo_grid; do
+  for column in sage_status sage_status_message; do
+    mysql -uroot -N -e "select 1 from information_schema.columns where table_schema='$DB' and table_name='$grid' and column_name='$column'" \
+      | grep -q 1 || die "setup:upgrade did not add $grid.$column"
+  done
+done
+version="$(magento --version 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+\.[0-9]+(-p[0-9]+)?' | head -1)"
+echo "magento: real host $version ok ($MODE): setup:upgrade, setup:di:compile, cache:flush clean; 4 tables and 2 grid columns present"
