@@ -156,8 +156,31 @@ else
   (cd "$MAGENTO" && "${composer_bin[@]}" config repositories.ledger \
     "{\"type\": \"path\", \"url\": \"$MODULE\", \"options\": {\"symlink\": false}}") \
     || die "composer config repositories.ledger failed"
-  # No Packagist here (offline): every other package is already locked and in vendor/.
-  (cd "$MAGENTO" && "${composer_bin[@]}" config repositories.packagist.org false)
+  # Offline machines: a remote Composer repository that cannot be reached (Packagist, the
+  # store's mirror) is switched off, said so; every other package is already locked in vendor/.
+  php -r '
+    $file = $argv[1];
+    $json = json_decode(file_get_contents($file), true, 512, JSON_THROW_ON_ERROR);
+    $repos = $json["repositories"] ?? [];
+    $remote = ["packagist.org" => "https://repo.packagist.org/"];
+    foreach ($repos as $name => $repo) {
+        if (is_array($repo) && ($repo["type"] ?? "") === "composer") {
+            $remote[$name] = rtrim($repo["url"], "/") . "/";
+        }
+    }
+    foreach ($remote as $name => $url) {
+        if (($repos[$name] ?? null) === false) {
+            continue;
+        }
+        $ctx = stream_context_create(["http" => ["timeout" => 5]]);
+        if (@file_get_contents($url . "packages.json", false, $ctx) === false) {
+            fwrite(STDOUT, "   $url unreachable: repository \"$name\" switched off\n");
+            $repos[$name] = false;
+        }
+    }
+    $json["repositories"] = $repos;
+    file_put_contents($file, json_encode($json, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES) . "\n");
+  ' "$MAGENTO/composer.json" || die "could not read the store's composer.json"
   (cd "$MAGENTO" && COMPOSER_ALLOW_SUPERUSER=1 "${composer_bin[@]}" require --no-interaction --no-audit \
     --no-scripts --no-plugins ledger/module-sage-sync:'*@dev' >"$LOG_DIR/composer.log" 2>&1) \
     || { tail -30 "$LOG_DIR/composer.log"; die "composer require ledger/module-sage-sync failed"; }
