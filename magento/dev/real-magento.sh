@@ -142,8 +142,18 @@ root_autoload() {
 composer_bin=("${NICE[@]}" php "$MAGENTO/vendor/bin/composer")
 if [[ "$MODE" == app-code ]]; then
   say "copying the module to app/code/Ledger/SageSync (with the psr-4 line for src/)"
-  (cd "$MAGENTO" && "${composer_bin[@]}" remove --no-interaction --no-update ledger/module-sage-sync >/dev/null 2>&1)
   rm -rf "$APP_CODE" && mkdir -p "$APP_CODE"
+  if grep -q '"ledger/module-sage-sync"' "$MAGENTO/composer.json" "$MAGENTO/composer.lock"; then
+    # Installed with Composer before (LEDGER_MAGENTO_INSTALL=composer): take that copy out first,
+    # or Magento finds the module twice.
+    rmdir "$APP_CODE"
+    (cd "$MAGENTO" && COMPOSER_ALLOW_SUPERUSER=1 "${composer_bin[@]}" require --no-interaction --no-update \
+      ledger/module-sage-sync:'*@dev' >/dev/null 2>&1)
+    (cd "$MAGENTO" && COMPOSER_ALLOW_SUPERUSER=1 "${composer_bin[@]}" remove --no-interaction --no-audit \
+      --no-scripts --no-plugins ledger/module-sage-sync >"$LOG_DIR/composer.log" 2>&1) \
+      || { tail -20 "$LOG_DIR/composer.log"; die "composer remove ledger/module-sage-sync failed"; }
+    mkdir -p "$APP_CODE"
+  fi
   (cd "$MODULE" && tar -c --exclude=./dev --exclude=./Test --exclude=./vendor . | tar -x -C "$APP_CODE") \
     || die "could not copy the module"
   root_autoload add "$MAGENTO/composer.json" || die "could not add the autoload line to composer.json"
