@@ -21,6 +21,10 @@
 #   5. setup:upgrade, setup:di:compile, cache:flush; any line of their output naming the module
 #      together with an error/warning/exception word fails the run
 #   6. the module's tables and grid columns exist; module:status lists it enabled
+#   7. real documents made through Magento's service contracts (dev/real-documents.php): one
+#      outbox row each with its payload; every envelope accepted by `ledgerctl validate` (cargo, or
+#      LEDGER_LEDGERCTL_BIN); cron:run --group=ledger_sage_sync and ledger:outbox:status clean;
+#      nothing about the module in var/log/exception.log
 # Ends with one line:  magento: real host <version> ok (<install mode>)  — or FAIL and exit 1.
 set -uo pipefail
 
@@ -120,6 +124,8 @@ if [[ "$(installed_db)" != "$DB" ]] \
     --admin-email=admin@example.com --admin-user=admin --admin-password=ledger-admin-1 \
     --language=en_GB --currency=GBP --timezone=Europe/London --use-rewrites=0 \
     --backend-frontname=admin --cleanup-database
+  # Index on save, so a product saved by the end-to-end run is salable at once (no indexer cron).
+  step indexer-mode indexer:set-mode realtime
 fi
 
 # 4. the module, installed the merchant's way
@@ -214,5 +220,48 @@ for grid in sales_invoice_grid sales_creditmemo_grid; do
       | grep -q 1 || die "setup:upgrade did not add $grid.$column"
   done
 done
+# 7. real documents through Magento's service contracts: one outbox row per document, each
+#    envelope accepted by the Rust contract, the cron group and the CLI run without an error.
+say "real documents: product, customer, order, invoice, partial credit memo (service contracts)"
+ENVELOPES="$LOG_DIR/envelopes"
+rm -rf "$ENVELOPES"
+(cd "$MAGENTO" && "${NICE[@]}" php -d memory_limit=2G "$MODULE/dev/real-documents.php" "$MAGENTO" "$ENVELOPES") \
+  >"$LOG_DIR/documents.json" 2>"$LOG_DIR/documents.err" \
+  || { cat "$LOG_DIR/documents.err" "$LOG_DIR/documents.json" | tail -20; die "creating real documents failed"; }
+recorded="$(php -r '
+  $d = json_decode(file_get_contents($argv[1]), true);
+  $types = array_column($d["outbox"], "event_type");
+  $want = ["product.saved", "customer.saved", "invoice.created", "invoice.paid", "creditmemo.created"];
+  $errors = array_filter(array_column($d["outbox"], "last_error"));
+  $missing = array_diff($want, $types);
+  $twice = array_keys(array_filter(array_count_values($types), fn ($n) => $n > 1));
+  if ($missing || $twice || $errors || count(array_filter(array_column($d["outbox"], "has_payload"))) !== count($types)) {
+      echo "missing=", implode(",", $missing), " doubled=", implode(",", $twice), " errors=", implode(" | ", $errors);
+      exit(1);
+  }
+  printf("order %s grand total %s %s, invoice %s, credit memo %s: outbox %s",
+      $d["order"]["increment_id"], $d["order"]["grand_total"], $d["order"]["currency"],
+      $d["invoice"]["grand_total"], $d["creditmemo"]["grand_total"], implode(" ", $types));
+' "$LOG_DIR/documents.json")" || die "the outbox is not one row per document with its payload: $recorded"
+echo "   $recorded"
+if [[ -n "${LEDGER_LEDGERCTL_BIN:-}" ]]; then
+  validate=("$LEDGER_LEDGERCTL_BIN" validate)
+elif command -v cargo >/dev/null; then
+  validate=(cargo run -q --locked -p ledgerctl -- validate)
+else
+  die "cargo not found: the envelopes cannot be checked against the Rust contract (or set LEDGER_LEDGERCTL_BIN)"
+fi
+(cd "$ROOT" && "${NICE[@]}" "${validate[@]}" "$ENVELOPES"/*.json) >"$LOG_DIR/validate.log" 2>&1
+sed "s#$ENVELOPES/#   #" "$LOG_DIR/validate.log"
+envelope_count="$(find "$ENVELOPES" -name '*.json' | wc -l)"
+[[ "$(grep -c ': ok (' "$LOG_DIR/validate.log")" -eq "$envelope_count" && "$envelope_count" -gt 0 ]] \
+  || die "the Rust contract refused an envelope built from real Magento data (log: $LOG_DIR/validate.log)"
+step cron-run cron:run --group=ledger_sage_sync
+step outbox-status ledger:outbox:status
+if grep -Ei 'ledger|sagesync' "$MAGENTO/var/log/exception.log" 2>/dev/null | grep -q .; then
+  grep -Ei 'ledger|sagesync' "$MAGENTO/var/log/exception.log" | tail -5
+  die "var/log/exception.log names the module"
+fi
+
 version="$(magento --version 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+\.[0-9]+(-p[0-9]+)?' | head -1)"
-echo "magento: real host $version ok ($MODE): setup:upgrade, setup:di:compile, cache:flush clean; 4 tables and 2 grid columns present"
+echo "magento: real host $version ok ($MODE): setup:upgrade, setup:di:compile, cache:flush clean; 4 tables and 2 grid columns present; $envelope_count real envelopes valid"
