@@ -4,8 +4,8 @@
 #   LEDGER_MAGENTO_ROOT     the Magento tree (default: magento-root beside the clone, i.e.
 #                           <clone>/../magento-root). Magento Open Source 2.4.7-p3 with its full
 #                           vendor/ (github.com/AbdelhamidYousef/vanilla-magento) is what is tested.
-#   LEDGER_MAGENTO_INSTALL  how the module goes in: `app-code` (copied to app/code/Ledger/SageSync
-#                           plus the psr-4 autoload line for src/ in the store's composer.json) or
+#   LEDGER_MAGENTO_INSTALL  how the module goes in: `app-code` (a plain copy to
+#                           app/code/Ledger/SageSync; registration.php loads src/) or
 #                           `composer` (a Composer path repository and `composer require`).
 #                           Default: app-code.
 #   LEDGER_MAGENTO_DB       the throwaway MariaDB database (default ledger_magento); created,
@@ -147,7 +147,7 @@ root_autoload() {
 }
 composer_bin=("${NICE[@]}" php "$MAGENTO/vendor/bin/composer")
 if [[ "$MODE" == app-code ]]; then
-  say "copying the module to app/code/Ledger/SageSync (with the psr-4 line for src/)"
+  say "copying the module to app/code/Ledger/SageSync (a plain copy)"
   rm -rf "$APP_CODE" && mkdir -p "$APP_CODE"
   if grep -q '"ledger/module-sage-sync"' "$MAGENTO/composer.json" "$MAGENTO/composer.lock"; then
     # Installed with Composer before (LEDGER_MAGENTO_INSTALL=composer): take that copy out first,
@@ -162,7 +162,9 @@ if [[ "$MODE" == app-code ]]; then
   fi
   (cd "$MODULE" && tar -c --exclude=./dev --exclude=./Test --exclude=./vendor . | tar -x -C "$APP_CODE") \
     || die "could not copy the module"
-  root_autoload add "$MAGENTO/composer.json" || die "could not add the autoload line to composer.json"
+  # No line in the store's composer.json: registration.php brings the autoloader for src/, so a
+  # plain copy is all a merchant does (an older psr-4 line from a previous run is taken out).
+  root_autoload remove "$MAGENTO/composer.json" || die "could not edit composer.json"
   (cd "$MAGENTO" && "${composer_bin[@]}" dump-autoload >"$LOG_DIR/composer.log" 2>&1) \
     || { tail -20 "$LOG_DIR/composer.log"; die "composer dump-autoload failed"; }
 else
