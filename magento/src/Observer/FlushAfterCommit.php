@@ -42,7 +42,7 @@ class FlushAfterCommit implements ObserverInterface
         private State $appState,
         private RelayRunner $runner,
         private LoggerInterface $logger,
-        private ?FlagManager $flags = null,
+        private FlagManager $flags,
     ) {
     }
 
@@ -65,7 +65,7 @@ class FlushAfterCommit implements ObserverInterface
         try {
             $result = $this->runner->run(20, 3.0, true);
             if ($result?->stoppedBy !== null) {
-                $this->flags?->saveFlag(self::PAUSE_FLAG, time() + self::PAUSE_SECONDS);
+                $this->flags->saveFlag(self::PAUSE_FLAG, time() + self::PAUSE_SECONDS);
                 $this->logger->info(sprintf(
                     'Ledger Sage Sync: publish after save paused for %d s, cron publishes meanwhile: %s',
                     self::PAUSE_SECONDS,
@@ -80,7 +80,7 @@ class FlushAfterCommit implements ObserverInterface
     private function paused(): bool
     {
         try {
-            return (int) $this->flags?->getFlagData(self::PAUSE_FLAG) > time();
+            return (int) $this->flags->getFlagData(self::PAUSE_FLAG) > time();
         } catch (Throwable) {
             return false;
         }

@@ -208,7 +208,13 @@ final class ObserverTest extends TestCase
     {
         $runner = $this->createMock(RelayRunner::class);
         $runner->expects(self::exactly($runs))->method('run')->with(20, 3.0, true);
-        $flush = new FlushAfterCommit($this->glue->config, new State($area), $runner, $this->glue->logger);
+        $flush = new FlushAfterCommit(
+            $this->glue->config,
+            new State($area),
+            $runner,
+            $this->glue->logger,
+            new FlagManager()
+        );
         Glue::fire($flush, []);
         Glue::fire($flush, []);
     }
@@ -217,7 +223,13 @@ final class ObserverTest extends TestCase
     {
         $runner = $this->createMock(RelayRunner::class);
         $runner->method('run')->willThrowException(new RuntimeException('not publishing: The NATS URL is not set.'));
-        $flush = new FlushAfterCommit($this->glue->config, new State('adminhtml'), $runner, $this->glue->logger);
+        $flush = new FlushAfterCommit(
+            $this->glue->config,
+            new State('adminhtml'),
+            $runner,
+            $this->glue->logger,
+            new FlagManager()
+        );
         Glue::fire($flush, []);
         self::assertStringContainsString('deferred to cron', $this->glue->logger->lines[0][1]);
     }
@@ -270,5 +282,23 @@ final class ObserverTest extends TestCase
             Glue::fire($flush, []);
         }
         self::assertLessThan(time(), (int) $flags->getFlagData(FlushAfterCommit::PAUSE_FLAG));
+    }
+
+    /**
+     * Magento's object manager passes an optional constructor argument's default (null) instead
+     * of injecting it: on the real host the pause flag was never written while the parameter was
+     * `?FlagManager $flags = null`. Every service the observer needs is a required parameter.
+     */
+    public function testTheFlushObserverTakesEveryServiceAsARequiredArgument(): void
+    {
+        $constructor = new \ReflectionMethod(FlushAfterCommit::class, '__construct');
+        $optional = [];
+        foreach ($constructor->getParameters() as $parameter) {
+            if ($parameter->isOptional()) {
+                $optional[] = $parameter->getName();
+            }
+        }
+        self::assertSame([], $optional);
+        self::assertSame('flags', $constructor->getParameters()[4]->getName());
     }
 }
