@@ -25,6 +25,11 @@
 #      outbox row each with its payload; every envelope accepted by `ledgerctl validate` (cargo, or
 #      LEDGER_LEDGERCTL_BIN); cron:run --group=ledger_sage_sync and ledger:outbox:status clean;
 #      nothing about the module in var/log/exception.log
+#   8. the invoice and credit-memo listings as Magento merges and prepares them (dev/real-grid.php):
+#      the Sage Status column, its select filter's four labelled options, and the grid rows of the
+#      new invoice and credit memo carrying "pending" and the tooltip text
+#   9. with --timing: the median of 50 invoice saves with Ledger down (refused, timing out) and
+#      with the module disabled (dev/real-timing.php)
 # Ends with one line:  magento: real host <version> ok (<install mode>)  — or FAIL and exit 1.
 set -uo pipefail
 
@@ -258,6 +263,10 @@ sed "s#$ENVELOPES/#   #" "$LOG_DIR/validate.log"
 envelope_count="$(find "$ENVELOPES" -name '*.json' | wc -l)"
 [[ "$(grep -c ': ok (' "$LOG_DIR/validate.log")" -eq "$envelope_count" && "$envelope_count" -gt 0 ]] \
   || die "the Rust contract refused an envelope built from real Magento data (log: $LOG_DIR/validate.log)"
+say "the Sage Status column of the invoice and credit-memo grids (listings as Magento merges them)"
+ids="$(php -r '$d = json_decode(file_get_contents($argv[1]), true); echo $d["invoice"]["id"], " ", $d["creditmemo"]["id"];' "$LOG_DIR/documents.json")"
+# shellcheck disable=SC2086
+(cd "$MAGENTO" && "${NICE[@]}" php "$MODULE/dev/real-grid.php" "$MAGENTO" $ids) || die "the Sage Status grid column is not right"
 step cron-run cron:run --group=ledger_sage_sync
 step outbox-status ledger:outbox:status
 if grep -Ei 'ledger|sagesync' "$MAGENTO/var/log/exception.log" 2>/dev/null | grep -q .; then
@@ -265,5 +274,45 @@ if grep -Ei 'ledger|sagesync' "$MAGENTO/var/log/exception.log" 2>/dev/null | gre
   die "var/log/exception.log names the module"
 fi
 
+# 9. (--timing) Magento's invoice save with Ledger down, and without the module: median of
+#    LEDGER_MAGENTO_SAVES (default 50) saves each, through dev/real-timing.php.
+timing_line=""
+if [[ "${1:-}" == "--timing" ]]; then
+  saves="${LEDGER_MAGENTO_SAVES:-50}"
+  set_config() { magento config:set "ledger_sage_sync/$1" "$2" >/dev/null || die "config:set $1 failed"; }
+  time_saves() {
+    local label="$1" out
+    out="$(cd "$MAGENTO" && "${NICE[@]}" php -d memory_limit=2G "$MODULE/dev/real-timing.php" "$MAGENTO" "$saves")" \
+      || die "timing ($label) failed: $out"
+    php -r '$d = json_decode($argv[1], true); if ($d["failed"] > 0) { exit(1); }' "$out" || die "saves failed ($label): $out"
+    printf '   %-46s %s\n' "$label" "$out" >&2
+    php -r 'echo json_decode($argv[1], true)["median_ms"];' "$out"
+  }
+  say "timing: $saves invoice saves each (admin area, offline capture)"
+  # Hand-typed settings that point at a Ledger that is down; the outbox is emptied of waiting
+  # rows first so nothing older holds the new events back (throwaway store).
+  mysql -uroot "$DB" -e "UPDATE ledger_sage_outbox SET status = 'published', published_at = UTC_TIMESTAMP() WHERE status IN ('pending', 'retry'); DELETE FROM flag WHERE flag_code = 'ledger_sage_sync_flush_paused_until'"
+  set_config general/merchant_id real-magento
+  set_config general/transport nats_https
+  set_config nats/user outage
+  set_config nats/password outage-pw
+  set_config https/ingest_key outage-key
+  set_config nats/url tls://127.0.0.1:1
+  set_config https/url https://127.0.0.1:1
+  unpause() { mysql -uroot "$DB" -e "DELETE FROM flag WHERE flag_code = 'ledger_sage_sync_flush_paused_until'"; }
+  unpause
+  refused="$(time_saves "module on, Ledger down (connection refused)")" || die "timing failed: $refused"
+  set_config nats/url tls://10.255.255.1:4222
+  set_config https/url https://10.255.255.1
+  unpause
+  dropped="$(time_saves "module on, Ledger down (connections time out)")" || die "timing failed: $dropped"
+  mysql -uroot "$DB" -e "DELETE FROM core_config_data WHERE path LIKE 'ledger_sage_sync/%'"
+  magento module:disable Ledger_SageSync >/dev/null && magento cache:flush >/dev/null || die "module:disable failed"
+  without="$(time_saves "module disabled")" \
+    || { magento module:enable Ledger_SageSync >/dev/null; die "timing failed: $without"; }
+  magento module:enable Ledger_SageSync >/dev/null && magento cache:flush >/dev/null || die "module:enable failed"
+  timing_line="; invoice save median: ${without} ms without the module, ${refused} ms with Ledger refusing, ${dropped} ms with Ledger timing out ($saves saves each)"
+fi
+
 version="$(magento --version 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+\.[0-9]+(-p[0-9]+)?' | head -1)"
-echo "magento: real host $version ok ($MODE): setup:upgrade, setup:di:compile, cache:flush clean; 4 tables and 2 grid columns present; $envelope_count real envelopes valid"
+echo "magento: real host $version ok ($MODE): setup:upgrade, setup:di:compile, cache:flush clean; 4 tables and 2 grid columns present; $envelope_count real envelopes valid; grid column and filter ok$timing_line"
