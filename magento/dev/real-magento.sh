@@ -229,16 +229,28 @@ for grid in sales_invoice_grid sales_creditmemo_grid; do
 done
 # 7. real documents through Magento's service contracts: one outbox row per document, each
 #    envelope accepted by the Rust contract, the cron group and the CLI run without an error.
-# A UK store: on a fresh install the first order to a GB address was refused ("Some addresses
-# can't be used due to the configurations for specific countries") until these were saved.
+# A UK store.
 magento config:set general/country/default GB >/dev/null || die "config:set general/country/default failed"
 magento config:set general/country/allow GB,IE,FR,DE,NL,ES,IT,US >/dev/null || die "config:set general/country/allow failed"
 say "real documents: product, customer, order, invoice, partial credit memo (service contracts)"
 ENVELOPES="$LOG_DIR/envelopes"
 rm -rf "$ENVELOPES"
-(cd "$MAGENTO" && "${NICE[@]}" php -d memory_limit=2G "$MODULE/dev/real-documents.php" "$MAGENTO" "$ENVELOPES") \
-  >"$LOG_DIR/documents.json" 2>"$LOG_DIR/documents.err" \
-  || { cat "$LOG_DIR/documents.err" "$LOG_DIR/documents.json" | tail -20; die "creating real documents failed"; }
+make_documents() {
+  rm -rf "$ENVELOPES"
+  (cd "$MAGENTO" && "${NICE[@]}" php -d memory_limit=2G "$MODULE/dev/real-documents.php" "$MAGENTO" "$ENVELOPES") \
+    >"$LOG_DIR/documents.json" 2>"$LOG_DIR/documents.err"
+}
+if ! make_documents; then
+  # Right after setup:install, Magento 2.4.7 refuses the very first order ("Some addresses can't
+  # be used due to the configurations for specific countries"); the next process places it.
+  if grep -q "configurations for specific countries" "$LOG_DIR/documents.err"; then
+    echo "   the first order after the install was refused by Magento's country check; placing it again"
+    make_documents || { cat "$LOG_DIR/documents.err" "$LOG_DIR/documents.json" | tail -20; die "creating real documents failed"; }
+  else
+    cat "$LOG_DIR/documents.err" "$LOG_DIR/documents.json" | tail -20
+    die "creating real documents failed"
+  fi
+fi
 recorded="$(php -r '
   $d = json_decode(file_get_contents($argv[1]), true);
   $types = array_column($d["outbox"], "event_type");
