@@ -35,6 +35,13 @@ chaos:
 corpus:
     ./dev corpus
 
+# The module inside a real Magento 2.4 (LEDGER_MAGENTO_ROOT, default ../magento-root): Magento
+# installed into a throwaway MariaDB database when needed, the module installed
+# (LEDGER_MAGENTO_INSTALL=app-code|composer), setup:upgrade, setup:di:compile, cache:flush, real
+# documents and the grid column; `just magento --timing` adds the invoice-save timings.
+magento *ARGS:
+    ./dev magento {{ARGS}}
+
 # Hostile-tenant suite: every attack against the real stack; prints
 # `isolation: attacks=N refused=N crossings=0`. Size the flood with ATTACK_FLOOD.
 attack:

@@ -6,6 +6,7 @@ namespace Ledger\SageSync\Test\Unit\Glue;
 
 use Ledger\SageSync\Core\Event\EventType;
 use Ledger\SageSync\Core\Outbox\OutboxRecord;
+use Ledger\SageSync\Core\Outbox\RelayResult;
 use Ledger\SageSync\Model\Outbox\RelayRunner;
 use Ledger\SageSync\Observer\CreditmemoSaveAfter;
 use Ledger\SageSync\Observer\CustomerAddressSaveAfter;
@@ -19,6 +20,7 @@ use Ledger\SageSync\Test\Support\Glue;
 use Ledger\SageSync\Test\Support\Models;
 use Ledger\SageSync\Test\Support\NullStore;
 use Magento\Framework\App\State;
+use Magento\Framework\FlagManager;
 use Magento\Sales\Model\Order\Invoice;
 use PHPUnit\Framework\TestCase;
 use RuntimeException;
@@ -274,7 +276,13 @@ final class ObserverTest extends TestCase
     {
         $runner = $this->createMock(RelayRunner::class);
         $runner->expects(self::exactly($runs))->method('run')->with(20, 3.0, true);
-        $flush = new FlushAfterCommit($this->glue->config, new State($area), $runner, $this->glue->logger);
+        $flush = new FlushAfterCommit(
+            $this->glue->config,
+            new State($area),
+            $runner,
+            $this->glue->logger,
+            new FlagManager()
+        );
         Glue::fire($flush, []);
         Glue::fire($flush, []);
     }
@@ -283,8 +291,82 @@ final class ObserverTest extends TestCase
     {
         $runner = $this->createMock(RelayRunner::class);
         $runner->method('run')->willThrowException(new RuntimeException('not publishing: The NATS URL is not set.'));
-        $flush = new FlushAfterCommit($this->glue->config, new State('adminhtml'), $runner, $this->glue->logger);
+        $flush = new FlushAfterCommit(
+            $this->glue->config,
+            new State('adminhtml'),
+            $runner,
+            $this->glue->logger,
+            new FlagManager()
+        );
         Glue::fire($flush, []);
         self::assertStringContainsString('deferred to cron', $this->glue->logger->lines[0][1]);
+    }
+
+    /**
+     * Found in a real Magento 2.4.7-p3 with Ledger unreachable by timeout (a dropped route, not a
+     * refused port): every admin invoice save waited for the NATS connect timeout after its commit,
+     * a median of 2.1 s per save over six saves. After one failed attempt the after-commit
+     * publish now pauses for a minute (cron publishes meanwhile), so at most one save a minute
+     * pays for the outage.
+     */
+    public function testAnUnreachableLedgerPausesTheAfterCommitPublish(): void
+    {
+        $flags = new FlagManager();
+        $down = new RelayResult();
+        $down->retried = 1;
+        $down->stoppedBy = 'timed out waiting for NATS at 10.255.255.1:4222';
+        $runner = $this->createMock(RelayRunner::class);
+        $runner->expects(self::once())->method('run')->willReturn($down);
+        // Three admin saves, one request each (one observer instance per request).
+        foreach ([1, 2, 3] as $request) {
+            $flush = new FlushAfterCommit(
+                $this->glue->config,
+                new State('adminhtml'),
+                $runner,
+                $this->glue->logger,
+                $flags
+            );
+            Glue::fire($flush, []);
+        }
+        $until = (int) $flags->getFlagData(FlushAfterCommit::PAUSE_FLAG);
+        self::assertGreaterThan(time() + 50, $until);
+        self::assertLessThanOrEqual(time() + FlushAfterCommit::PAUSE_SECONDS, $until);
+    }
+
+    public function testThePauseEndsAndASuccessfulPublishDoesNotPause(): void
+    {
+        $flags = new FlagManager();
+        $flags->saveFlag(FlushAfterCommit::PAUSE_FLAG, time() - 1);
+        $runner = $this->createMock(RelayRunner::class);
+        $runner->expects(self::exactly(2))->method('run')->willReturn(new RelayResult());
+        foreach ([1, 2] as $request) {
+            $flush = new FlushAfterCommit(
+                $this->glue->config,
+                new State('adminhtml'),
+                $runner,
+                $this->glue->logger,
+                $flags
+            );
+            Glue::fire($flush, []);
+        }
+        self::assertLessThan(time(), (int) $flags->getFlagData(FlushAfterCommit::PAUSE_FLAG));
+    }
+
+    /**
+     * Magento's object manager passes an optional constructor argument's default (null) instead
+     * of injecting it: on the real host the pause flag was never written while the parameter was
+     * `?FlagManager $flags = null`. Every service the observer needs is a required parameter.
+     */
+    public function testTheFlushObserverTakesEveryServiceAsARequiredArgument(): void
+    {
+        $constructor = new \ReflectionMethod(FlushAfterCommit::class, '__construct');
+        $optional = [];
+        foreach ($constructor->getParameters() as $parameter) {
+            if ($parameter->isOptional()) {
+                $optional[] = $parameter->getName();
+            }
+        }
+        self::assertSame([], $optional);
+        self::assertSame('flags', $constructor->getParameters()[4]->getName());
     }
 }
