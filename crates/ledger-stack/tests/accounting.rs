@@ -6,10 +6,12 @@
 
 mod common;
 
+use common::{by_reference, dec, publish, schema, wait_count};
+
 use std::time::Duration;
 
 use ledger_stack::events::{self, Draft, Refund};
-use ledger_stack::{Merchant, Stack};
+use ledger_stack::Stack;
 use ledger_testkit::{TestDb, TestNats};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
@@ -20,31 +22,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 async fn stack() -> (Stack, TestNats, TestDb) {
     common::stack("accounting", 16).await
-}
-
-fn dec(v: &Value) -> Decimal {
-    events::amount(v)
-}
-
-/// Publishes through the gateway (schema validation included) and expects it accepted.
-async fn publish(stack: &Stack, merchant: &Merchant, draft: &Draft) {
-    let event = draft.build();
-    let (status, answer) = stack.post_event(merchant, &event.body).await.expect("post");
-    assert_eq!(status, 202, "gateway accepts the event: {answer}");
-}
-
-/// Waits until the sandbox holds `n` records of `resource` for the merchant.
-async fn wait_count(stack: &Stack, merchant: &Merchant, resource: &str, n: usize) -> Vec<Value> {
-    let reached = stack
-        .wait_until(WAIT, || stack.documents(merchant, resource).len() >= n)
-        .await;
-    let found = stack.documents(merchant, resource);
-    assert!(
-        reached,
-        "expected {n} {resource}, found {}: {found:#?}",
-        found.len()
-    );
-    found
 }
 
 /// Waits until `sql` (one text bind) returns a row, and returns its first column.
@@ -62,18 +39,6 @@ async fn wait_row(pool: &PgPool, sql: &str, key: &str) -> String {
         assert!(started.elapsed() < WAIT, "no row for {key}: {sql}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-async fn schema(db: &TestDb, name: &str) -> PgPool {
-    ledger_runtime::db::connect_schema(db.url(), name, 2)
-        .await
-        .expect("schema pool")
-}
-
-fn by_reference<'a>(docs: &'a [Value], reference: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["reference"].as_str() == Some(reference))
-        .unwrap_or_else(|| panic!("no document with reference {reference}: {docs:#?}"))
 }
 
 fn by_id<'a>(docs: &'a [Value], id: &Value) -> &'a Value {

@@ -7,12 +7,13 @@
 
 mod common;
 
+use common::{publish, schema, wait_count};
+
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use ledger_stack::events::{Draft, Refund};
 use ledger_stack::{Merchant, Stack};
-use ledger_testkit::TestDb;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -20,21 +21,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-async fn publish(stack: &Stack, merchant: &Merchant, draft: &Draft) {
-    let event = draft.build();
-    let (status, answer) = stack.post_event(merchant, &event.body).await.expect("post");
-    assert_eq!(status, 202, "gateway accepts the event: {answer}");
-}
-
-async fn wait_count(stack: &Stack, merchant: &Merchant, resource: &str, n: usize) -> Vec<Value> {
-    let reached = stack
-        .wait_until(WAIT, || stack.documents(merchant, resource).len() >= n)
-        .await;
-    let found = stack.documents(merchant, resource);
-    assert!(reached, "expected {n} {resource}, found {found:#?}");
-    found
 }
 
 /// Waits for the (reason, detail) a service recorded for a skipped document.
@@ -54,12 +40,6 @@ async fn wait_skip(pool: &PgPool, table: &str, key: &str) -> (String, String) {
         assert!(started.elapsed() < WAIT, "{key} never skipped in {table}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-async fn schema(db: &TestDb, name: &str) -> PgPool {
-    ledger_runtime::db::connect_schema(db.url(), name, 2)
-        .await
-        .expect("schema pool")
 }
 
 /// The merchant's status feed until the item for `key` in `state` is there.

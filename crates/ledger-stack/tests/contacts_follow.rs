@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{by_reference, publish};
+
 use std::time::Duration;
 
 use ledger_stack::events::{self, Draft};
@@ -17,13 +19,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 async fn stack() -> (Stack, TestNats, TestDb) {
     common::stack("contacts-follow", 8).await
-}
-
-/// Publishes through the gateway (schema validation included) and expects it accepted.
-async fn publish(stack: &Stack, merchant: &Merchant, draft: &Draft) {
-    let event = draft.build();
-    let (status, answer) = stack.post_event(merchant, &event.body).await.expect("post");
-    assert_eq!(status, 202, "gateway accepts the event: {answer}");
 }
 
 /// Waits until the sandbox holds an invoice with `reference`; returns all invoices.
@@ -39,12 +34,6 @@ async fn wait_invoice(stack: &Stack, merchant: &Merchant, reference: &str) -> Ve
     let found = stack.documents(merchant, "sales_invoices");
     assert!(reached, "invoice {reference} not in Sage: {found:#?}");
     found
-}
-
-fn by_reference<'a>(docs: &'a [Value], reference: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["reference"].as_str() == Some(reference))
-        .unwrap_or_else(|| panic!("no document with reference {reference}: {docs:#?}"))
 }
 
 /// Give a duplicate or a late write the chance to appear before counting.

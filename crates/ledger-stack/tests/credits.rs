@@ -5,43 +5,16 @@
 
 mod common;
 
+use common::{by_reference, dec, publish, wait_count};
+
 use std::time::Duration;
 
-use ledger_stack::events::{self, Draft, Refund};
-use ledger_stack::{Merchant, Stack};
+use ledger_stack::events::{Draft, Refund};
+use ledger_stack::Stack;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn publish(stack: &Stack, merchant: &Merchant, draft: &Draft) {
-    let event = draft.build();
-    let (status, answer) = stack.post_event(merchant, &event.body).await.expect("post");
-    assert_eq!(status, 202, "gateway accepts the event: {answer}");
-}
-
-async fn wait_count(stack: &Stack, merchant: &Merchant, resource: &str, n: usize) -> Vec<Value> {
-    let reached = stack
-        .wait_until(WAIT, || stack.documents(merchant, resource).len() >= n)
-        .await;
-    let found = stack.documents(merchant, resource);
-    assert!(
-        reached,
-        "expected {n} {resource}, found {}: {found:#?}",
-        found.len()
-    );
-    found
-}
-
-fn dec(v: &Value) -> Decimal {
-    events::amount(v)
-}
-
-fn by_reference<'a>(docs: &'a [Value], reference: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["reference"].as_str() == Some(reference))
-        .unwrap_or_else(|| panic!("no document with reference {reference}: {docs:#?}"))
-}
 
 /// The order context entry Magento's module sends for an invoice of the order.
 fn order_invoice(invoice: &Draft) -> Value {

@@ -10,12 +10,13 @@
 
 mod common;
 
+use common::{publish, schema, wait_count};
+
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use ledger_stack::events::{self, Draft, Refund};
 use ledger_stack::{Merchant, Stack};
-use ledger_testkit::TestDb;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::{json, Value};
@@ -25,27 +26,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn dec(v: &Value) -> Decimal {
     ledger_stack::events::amount(v)
-}
-
-async fn publish(stack: &Stack, merchant: &Merchant, draft: &Draft) {
-    let event = draft.build();
-    let (status, answer) = stack.post_event(merchant, &event.body).await.expect("post");
-    assert_eq!(status, 202, "gateway accepts the event: {answer}");
-}
-
-async fn wait_count(stack: &Stack, merchant: &Merchant, resource: &str, n: usize) -> Vec<Value> {
-    let reached = stack
-        .wait_until(WAIT, || stack.documents(merchant, resource).len() >= n)
-        .await;
-    let found = stack.documents(merchant, resource);
-    assert!(reached, "expected {n} {resource}, found {found:#?}");
-    found
-}
-
-async fn schema(db: &TestDb, name: &str) -> PgPool {
-    ledger_runtime::db::connect_schema(db.url(), name, 2)
-        .await
-        .expect("schema pool")
 }
 
 /// Waits for the (reason, detail) a service recorded for a document or payment.

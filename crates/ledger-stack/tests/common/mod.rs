@@ -5,10 +5,14 @@ pub mod stores;
 
 use std::time::Duration;
 
-use ledger_stack::{Stack, StackOptions};
+use ledger_stack::events::Draft;
+use ledger_stack::{Merchant, Stack, StackOptions};
 use ledger_testkit::{TestDb, TestNats};
+use rust_decimal::Decimal;
 use sage_sandbox::SandboxConfig;
 use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
 
 /// Starts a private nats-server, a fresh database and the whole engine on them, with
 /// `concurrency` merchants at once per service and the given sandbox; logs as `name`.
@@ -44,4 +48,52 @@ pub async fn ask<Req: Serialize, Resp: DeserializeOwned>(
     ledger_runtime::bus::request_json(&stack.nats, subject, request, Duration::from_secs(30))
         .await
         .unwrap()
+}
+
+/// How long the helpers below wait for the engine.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Publishes through the gateway (schema validation included) and expects it accepted.
+pub async fn publish(stack: &Stack, merchant: &Merchant, draft: &Draft) {
+    let event = draft.build();
+    let (status, answer) = stack.post_event(merchant, &event.body).await.expect("post");
+    assert_eq!(status, 202, "gateway accepts the event: {answer}");
+}
+
+/// Waits until the sandbox holds `n` records of `resource` for the merchant.
+pub async fn wait_count(
+    stack: &Stack,
+    merchant: &Merchant,
+    resource: &str,
+    n: usize,
+) -> Vec<Value> {
+    let reached = stack
+        .wait_until(WAIT, || stack.documents(merchant, resource).len() >= n)
+        .await;
+    let found = stack.documents(merchant, resource);
+    assert!(
+        reached,
+        "expected {n} {resource}, found {}: {found:#?}",
+        found.len()
+    );
+    found
+}
+
+/// An amount from Sage JSON (string or number).
+pub fn dec(v: &Value) -> Decimal {
+    ledger_stack::events::amount(v)
+}
+
+/// The document with this Sage reference.
+pub fn by_reference<'a>(docs: &'a [Value], reference: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["reference"].as_str() == Some(reference))
+        .unwrap_or_else(|| panic!("no document with reference {reference}: {docs:#?}"))
+}
+
+/// A pool on a service's own schema.
+pub async fn schema(db: &TestDb, name: &str) -> PgPool {
+    ledger_runtime::db::connect_schema(db.url(), name, 2)
+        .await
+        .expect("schema pool")
 }
