@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{publish, schema, wait_count};
+use common::{no_dead_letters, publish, schema, wait_count};
 
 use std::time::Duration;
 
@@ -72,30 +72,6 @@ async fn feed_item(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no {state} {entity} {key} in the feed of {}", merchant.id);
-}
-
-async fn no_dead_letters(stack: &Stack, merchant: &Merchant) {
-    // Give a late failure the chance to show.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for service in ["documents", "payments"] {
-        use ledger_runtime::dead_letters::{subject, Answer, Command};
-        let answer: Answer = ledger_runtime::bus::request_json(
-            &stack.nats,
-            &subject(service),
-            &Command::List {
-                merchant: Some(merchant.id.clone()),
-            },
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-        match answer {
-            Answer::Listed { dead_letters } => {
-                assert!(dead_letters.is_empty(), "{service}: {dead_letters:#?}")
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

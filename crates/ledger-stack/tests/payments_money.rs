@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{publish, schema, wait_count};
+use common::{no_dead_letters, publish, schema, wait_count};
 
 use std::time::Duration;
 
@@ -49,29 +49,6 @@ async fn wait_skip(pool: &PgPool, table: &str, key: &str, reason: &str) -> Strin
             "{key} never {reason} in {table} (last {row:?})"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn no_dead_letters(stack: &Stack, merchant: &Merchant) {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for service in ["documents", "payments"] {
-        use ledger_runtime::dead_letters::{subject, Answer, Command};
-        let answer: Answer = ledger_runtime::bus::request_json(
-            &stack.nats,
-            &subject(service),
-            &Command::List {
-                merchant: Some(merchant.id.clone()),
-            },
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-        match answer {
-            Answer::Listed { dead_letters } => {
-                assert!(dead_letters.is_empty(), "{service}: {dead_letters:#?}")
-            }
-            other => panic!("{other:?}"),
-        }
     }
 }
 

@@ -97,3 +97,28 @@ pub async fn schema(db: &TestDb, name: &str) -> PgPool {
         .await
         .expect("schema pool")
 }
+
+/// Asserts that neither the documents nor the payments service dead-lettered anything of the merchant.
+pub async fn no_dead_letters(stack: &Stack, merchant: &Merchant) {
+    // Give a late failure the chance to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for service in ["documents", "payments"] {
+        use ledger_runtime::dead_letters::{subject, Answer, Command};
+        let answer: Answer = ledger_runtime::bus::request_json(
+            &stack.nats,
+            &subject(service),
+            &Command::List {
+                merchant: Some(merchant.id.clone()),
+            },
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        match answer {
+            Answer::Listed { dead_letters } => {
+                assert!(dead_letters.is_empty(), "{service}: {dead_letters:#?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
