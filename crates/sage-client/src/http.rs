@@ -19,7 +19,14 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Parses `Retry-After`, which HTTP allows as delay-seconds or as an HTTP date.
+/// The longest wait a `Retry-After` is taken at: one hour. A larger value (or a date further
+/// ahead) is read as this, so a hostile or broken answer can neither overflow a duration nor park
+/// a merchant's work for years; the consumer's backoff retries after it, and Sage asks again if
+/// it is still throttling.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Parses `Retry-After`, which HTTP allows as delay-seconds or as an HTTP date, clamped to
+/// [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let raw = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -29,18 +36,21 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     parse_retry_after(raw, chrono::Utc::now())
 }
 
+/// Parses a `Retry-After` value as of `now`; `None` when it is neither form. Never panics: a
+/// value beyond [`MAX_RETRY_AFTER`] is clamped to it, a date in the past is no wait.
 pub(crate) fn parse_retry_after(raw: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let max = MAX_RETRY_AFTER;
     if let Ok(secs) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(max));
     }
     if let Ok(secs) = raw.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
+            return Some(Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max)));
         }
     }
     let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    let delta = at.with_timezone(&chrono::Utc) - now;
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let delta = at.with_timezone(&chrono::Utc).signed_duration_since(now);
+    Some(delta.to_std().map_or(Duration::ZERO, |d| d.min(max)))
 }
 
 /// Maps a transport failure (no HTTP answer) to a transient error: the request may or may not
@@ -81,5 +91,25 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn huge_retry_after_is_clamped_not_a_panic() {
+        let now = chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let max = Some(MAX_RETRY_AFTER);
+        assert_eq!(parse_retry_after("1000000000000", now), max);
+        assert_eq!(parse_retry_after(&u64::MAX.to_string(), now), max);
+        assert_eq!(parse_retry_after("99999999999999999999999999999", now), max);
+        assert_eq!(parse_retry_after("1e300", now), max);
+        assert_eq!(parse_retry_after("1000000000000.5", now), max);
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), max);
+        assert_eq!(parse_retry_after("3600", now), max);
+        assert_eq!(
+            parse_retry_after("3599", now),
+            Some(Duration::from_secs(3599))
+        );
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("NaN", now), None);
+        assert_eq!(parse_retry_after("inf", now), None);
     }
 }

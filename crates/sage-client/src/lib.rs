@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 pub use client::{CallObserver, SageClient, SageResponse};
 pub use config::SageConfig;
 pub use error::{FailureClass, SageError, SageErrorItem};
+pub use http::MAX_RETRY_AFTER;
 pub use oauth::{OAuthClient, TokenRefresher, TokenSet};
 pub use store::{Connection, ConnectionStatus, PgTokenStore, TokenStore};
 pub use tokens::{AccessToken, AccessTokenSource, TokenManager};

@@ -518,6 +518,17 @@ async fn server_errors_throttling_and_timeouts_are_transient() {
     );
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
 
+    // A Retry-After of 10^12 seconds is read as the documented maximum, not a panic.
+    faults.set(
+        FaultPlan::new(FaultKind::Rate429 {
+            retry_after_secs: Some(1_000_000_000_000),
+        })
+        .for_business(&business.id)
+        .times(1),
+    );
+    let err = env.client.get("m", "contacts", &[]).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(sage_client::MAX_RETRY_AFTER));
+
     faults.set(
         FaultPlan::new(FaultKind::Timeout {
             secs: 3,
