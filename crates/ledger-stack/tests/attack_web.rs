@@ -12,6 +12,8 @@
 //! - `metrics_not_public`: operational metrics on the public listener.
 //! - `status_cursor`: cursors out of range; cursors that reveal another merchant's volume.
 //! - `books_check_flood`: one merchant running the expensive books check back to back.
+//! - `script_in_names`: markup in a merchant, store or Sage business name, on every page that
+//!   shows it.
 
 use ledger_stack::{Stack, StackOptions, ADMIN_TOKEN};
 use ledger_testkit::{TestDb, TestNats};
@@ -264,6 +266,23 @@ async fn request_pairing(stack: &Stack, from: Option<&str>, store_url: &str) -> 
     request.send().await.unwrap()
 }
 
+/// The store's poll of its pairing (`pairing` as `POST /v1/pairings` answered it).
+async fn poll_pairing(stack: &Stack, pairing: &Value) -> (u16, Value) {
+    json_of(
+        http()
+            .get(format!(
+                "{}/v1/pairings/{}",
+                stack.gateway_url,
+                pairing["pairing_id"].as_str().unwrap()
+            ))
+            .bearer_auth(pairing["poll_secret"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 fn retry_after(response: &reqwest::Response) -> Option<u64> {
     response
         .headers()
@@ -402,21 +421,7 @@ async fn pairing_phishing_shows_the_store_and_claims_nothing_until_confirmed() {
     assert_eq!(response.status().as_u16(), 201);
     let pairing: Value = response.json().await.unwrap();
     let code = pairing["code"].as_str().unwrap();
-    let poll = || async {
-        json_of(
-            http()
-                .get(format!(
-                    "{}/v1/pairings/{}",
-                    stack.gateway_url,
-                    pairing["pairing_id"].as_str().unwrap()
-                ))
-                .bearer_auth(pairing["poll_secret"].as_str().unwrap())
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    };
+    let poll = || poll_pairing(&stack, &pairing);
 
     let response = post_form(
         &stack,
@@ -436,7 +441,7 @@ async fn pairing_phishing_shows_the_store_and_claims_nothing_until_confirmed() {
         "the store URL: {page}"
     );
     assert!(
-        page.contains("Phish &amp; Chips"),
+        page.contains("Phish &#38; Chips"),
         "the store name, escaped: {page}"
     );
     assert!(page.contains("minutes ago"), "the request time: {page}");
@@ -921,5 +926,111 @@ async fn books_check_flood_is_throttled_per_merchant() {
     // Another merchant's check is not held up by A's.
     let (status, page) = get_page(&stack, "/portal/books", Some(&b.cookie)).await;
     assert_eq!(status, 200, "{page}");
+    stack.stop().await;
+}
+
+/// The markup a hostile name carries.
+const SCRIPT: &str = "<script>alert(1)</script>";
+/// [`SCRIPT`] as the portal's templates escape it (numeric character references).
+const SCRIPT_ESCAPED: &str = "&#60;script&#62;alert(1)&#60;/script&#62;";
+
+/// Asserts that `page` shows [`SCRIPT`] as text, escaped, and nowhere as markup.
+fn shows_escaped(page: &str, what: &str) {
+    assert!(
+        page.contains(SCRIPT_ESCAPED),
+        "{what}: the name is shown, escaped: {page}"
+    );
+    assert!(!page.contains("<script"), "{what}: no script tag: {page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn script_in_names_comes_out_escaped_on_every_page() {
+    let (stack, _nats, _db) = stack().await;
+    let (status, body) = json_of(
+        http()
+            .post(format!("{}/v1/admin/merchants", stack.gateway_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"merchant_id": "scripted", "name": SCRIPT}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The sign-in link's page names the merchant.
+    let link = portal_link(&stack, "scripted").await;
+    let (status, page) = get_page(
+        &stack,
+        &format!("/portal/login?token={}", token_of(&link)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    shows_escaped(&page, "sign-in page");
+
+    // The front page names it in its title and heading.
+    let portal = sign_in(&stack, "scripted").await;
+    let (status, page) = get_page(&stack, "/portal", Some(&portal.cookie)).await;
+    assert_eq!(status, 200, "{page}");
+    shows_escaped(&page, "front page");
+    assert!(
+        page.contains(&format!("<title>{SCRIPT_ESCAPED} · Ledger</title>")),
+        "title escaped: {page}"
+    );
+
+    // A store named with markup: the pairing confirmation shows the name...
+    let response = http()
+        .post(format!("{}/v1/pairings", stack.gateway_url))
+        .json(&json!({"store_name": SCRIPT, "module_version": "9.9.9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let pairing: Value = response.json().await.unwrap();
+    let code = pairing["code"].as_str().unwrap();
+    let response = post_form(
+        &stack,
+        "/portal/pair",
+        Some(&portal.cookie),
+        &[("csrf", &portal.csrf), ("code", code)],
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 200);
+    shows_escaped(&response.text().await.unwrap(), "pairing confirmation");
+    let response = post_form(
+        &stack,
+        "/portal/pair/confirm",
+        Some(&portal.cookie),
+        &[("csrf", &portal.csrf), ("code", code)],
+    )
+    .await;
+    assert_eq!(location(&response), "/portal?notice=paired");
+    // ...and, once the store has collected its key, the list of stores.
+    let (status, state) = poll_pairing(&stack, &pairing).await;
+    assert_eq!(status, 200, "{state}");
+    let (_, page) = get_page(&stack, "/portal", Some(&portal.cookie)).await;
+    assert!(page.contains("id=\"keys\""), "a store is listed: {page}");
+    let stores = &page[page.find("id=\"keys\"").unwrap()..];
+    shows_escaped(stores, "list of stores");
+
+    // A Sage business named with markup: the connection's confirmation shows both names.
+    let business = stack
+        .sandbox
+        .create_business(BusinessSpec {
+            name: SCRIPT.into(),
+            ..BusinessSpec::default()
+        })
+        .await;
+    let state = start_connect(&stack, &portal).await;
+    let code = stack.sandbox.issue_authorization_code(&business.id).await;
+    let (status, page) = callback(&stack, &state, &code, Some(&portal.cookie)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page.matches(SCRIPT_ESCAPED).count(),
+        2,
+        "the merchant's and the business's name: {page}"
+    );
+    shows_escaped(&page, "Sage confirmation");
     stack.stop().await;
 }

@@ -34,6 +34,7 @@ pub mod ingest;
 pub mod limits;
 pub mod merchants;
 pub mod nats_auth;
+pub mod pages;
 pub mod pairing;
 pub mod portal;
 pub mod rpc;
@@ -244,7 +245,8 @@ impl Config {
     }
 
     fn token_key_bytes(&self) -> anyhow::Result<[u8; 32]> {
-        let bytes = hex::decode(self.token_key.trim())
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(self.token_key.trim().as_bytes())
             .context("LEDGER_TOKEN_KEY must be 64 hex characters")?;
         bytes
             .try_into()

@@ -12,25 +12,25 @@
 //! the time it asked, and claims only when the merchant confirms. Connecting Sage shows the
 //! Sage business for the merchant to confirm before anything is stored ([`crate::connect`]).
 //! Every form carries the session's CSRF token. The books check runs at most once per
-//! merchant per `LEDGER_BOOKS_CHECK_INTERVAL_SECS`. Pages are server-rendered HTML with every
-//! value escaped and a strict content security policy; no script runs.
+//! merchant per `LEDGER_BOOKS_CHECK_INTERVAL_SECS`. Pages are server-rendered from
+//! compile-checked templates ([`crate::pages`]) that escape every value, with a strict content
+//! security policy; no script runs.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde_json::{json, Value};
 
 use crate::merchants::{hash_key, require_admin};
+use sage_client::same_secret;
 use crate::pairing::{self, ClaimRefusal};
-use crate::AppState;
+use crate::{pages, AppState};
 
 /// Name of the session cookie over http (development).
 pub const COOKIE: &str = "ledger_portal";
@@ -65,27 +65,18 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 fn random_token() -> String {
-    let mut raw = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut raw);
-    hex::encode(raw)
-}
-
-fn esc(text: &str) -> String {
-    html_escape::encode_safe(text).into_owned()
+    pairing::random_hex(32)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
     let id = crate::correlation_id();
     tracing::error!(error = %e, correlation_id = %id, "portal store failure");
-    page(
+    pages::respond(
         StatusCode::SERVICE_UNAVAILABLE,
         None,
-        "Ledger is unavailable",
-        &format!(
-            "<p>Ledger cannot answer right now. Please try again in a minute.</p>\
-             <p class=\"muted\">Reference <code id=\"correlation-id\">{}</code></p>",
-            esc(&id)
-        ),
+        &pages::Unavailable {
+            correlation_id: &id,
+        },
     )
 }
 
@@ -149,15 +140,7 @@ pub fn code_field(form: &HashMap<String, String>) -> Result<String, FieldError> 
 /// The page a Sage callback gets when it arrives outside the portal session that started
 /// the connection: nothing is connected.
 pub fn unbound_callback_page() -> Response {
-    page(
-        StatusCode::FORBIDDEN,
-        None,
-        "Sage not connected",
-        "<h1>Sage not connected</h1><p class=\"error\" role=\"alert\" id=\"unbound\">This \
-         Sage connection was started in another browser session, so nothing was connected. \
-         If you want to connect your Sage business, sign in to your own Ledger portal and \
-         click <em>Connect Sage</em> there.</p>",
-    )
+    pages::respond(StatusCode::FORBIDDEN, None, &pages::Unbound)
 }
 
 /// The page asking the signed-in merchant to confirm the Sage business of a pending
@@ -174,40 +157,20 @@ pub async fn confirm_connection_page(
         Err(e) => return unavailable(e),
     };
     let name = merchant_name(app, &session.merchant).await;
-    let mut options = String::new();
-    for (i, b) in businesses.iter().enumerate() {
-        let _ = write!(
-            options,
-            "<li><label><input type=\"radio\" name=\"business\" value=\"{id}\"{checked}> \
-             <strong class=\"business-name\">{name}</strong> <span class=\"muted\">(Sage id \
-             <code class=\"business-id\">{id}</code>)</span></label></li>",
-            id = esc(&b.id),
-            name = esc(if b.name.is_empty() {
-                "(no name)"
-            } else {
-                &b.name
-            }),
-            checked = if i == 0 { " checked" } else { "" },
-        );
-    }
-    let body = format!(
-        "<h1>Connect this Sage business?</h1>\
-         <p>Sage will send the books of <strong>{merchant}</strong> (Ledger merchant \
-         <code>{merchant_id}</code>) to this Sage business:</p>\
-         <form method=\"post\" action=\"/portal/sage/confirm\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <input type=\"hidden\" name=\"pending\" value=\"{pending}\">\
-         <ul id=\"sage-businesses\">{options}</ul>\
-         <button type=\"submit\" id=\"confirm-sage\">Connect this business</button> \
-         <a href=\"/portal\" id=\"cancel-sage\">Cancel</a></form>\
-         <p class=\"muted\">Nothing is connected until you click the button. If you did not \
-         start this, click Cancel.</p>",
-        merchant = esc(&name),
-        merchant_id = esc(&session.merchant),
-        csrf = esc(&session.csrf),
-        pending = esc(pending_id),
-    );
-    page(StatusCode::OK, None, "Connect Sage", &body)
+    let view = pages::ConfirmSage {
+        merchant_name: &name,
+        merchant_id: &session.merchant,
+        csrf: &session.csrf,
+        pending: pending_id,
+        businesses: businesses
+            .iter()
+            .map(|b| pages::BusinessChoice {
+                id: &b.id,
+                name: &b.name,
+            })
+            .collect(),
+    };
+    pages::respond(StatusCode::OK, None, &view)
 }
 
 async fn merchant_name(app: &AppState, merchant: &str) -> String {
@@ -220,56 +183,15 @@ async fn merchant_name(app: &AppState, merchant: &str) -> String {
         .unwrap_or_else(|| merchant.to_string())
 }
 
-/// A page with the portal's security headers. `sage_origin` is allowed as a form target only
-/// on pages that send the merchant to Sage's consent page.
-fn page(status: StatusCode, sage_origin: Option<&str>, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · Ledger</title><style>{STYLE}</style></head>\
-         <body><main>{body}</main></body></html>",
-        title = esc(title),
-    );
-    let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{}; frame-ancestors 'none'; base-uri 'none'",
-        sage_origin.map(|o| format!(" {o}")).unwrap_or_default()
-    );
-    let mut response = (status, Html(html)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\
-main{max-width:52rem;margin:2rem auto;padding:0 1rem}section{background:#fff;border:1px solid #dde1e7;\
-border-radius:8px;padding:1rem 1.25rem;margin:1rem 0}table{border-collapse:collapse;width:100%}\
-td,th{text-align:left;padding:.4rem;border-bottom:1px solid #eef0f3}.notice{background:#e7f6ec;\
-border:1px solid #9fd8b1;padding:.6rem 1rem;border-radius:6px}.error{background:#fdecec;\
-border:1px solid #f1a8a8;padding:.6rem 1rem;border-radius:6px}.muted{color:#5d6675}\
-input{font-size:1.1rem;padding:.3rem;letter-spacing:.1em;text-transform:uppercase}";
-
 fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
 fn signed_out(message: &str) -> Response {
-    page(
+    pages::respond(
         StatusCode::UNAUTHORIZED,
         None,
-        "Signed out",
-        &format!(
-            "<h1>Signed out</h1><p>{}</p><p class=\"muted\">Ask your Ledger operator for a new \
-             sign-in link.</p>",
-            esc(message)
-        ),
+        &pages::SignedOut { message },
     )
 }
 
@@ -356,18 +278,11 @@ async fn login(
         Ok(None) => return signed_out(LINK_INVALID),
         Err(e) => return unavailable(e),
     };
-    let body = format!(
-        "<h1>Sign in to Ledger</h1><p>This link signs you in to the Ledger portal of \
-         <strong id=\"link-merchant\">{}</strong>.</p>\
-         <form method=\"post\" action=\"/portal/login\">\
-         <input type=\"hidden\" name=\"token\" value=\"{}\">\
-         <button type=\"submit\" id=\"sign-in\">Sign in</button></form>\
-         <p class=\"muted\">Only continue if your Ledger operator sent you this link for your \
-         own business.</p>",
-        esc(&name),
-        esc(token)
-    );
-    page(StatusCode::OK, None, "Sign in", &body)
+    let view = pages::Login {
+        merchant_name: &name,
+        token,
+    };
+    pages::respond(StatusCode::OK, None, &view)
 }
 
 /// `POST /portal/login` (the confirmation page's button): uses the link up and starts the
@@ -378,12 +293,7 @@ async fn login_confirmed(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     if foreign_origin(&app, &headers) {
-        return page(
-            StatusCode::FORBIDDEN,
-            None,
-            "Sign-in refused",
-            "<h1>Sign-in refused</h1><p>Sign in from the link's own page.</p>",
-        );
+        return pages::respond(StatusCode::FORBIDDEN, None, &pages::LoginRefused);
     }
     let token = match token_field(&form, "token") {
         Ok(t) => t,
@@ -461,18 +371,12 @@ async fn form_session(
         Err(e) => return Err(unavailable(e)),
     };
     // Constant-time comparison: the token must not be guessable byte by byte.
-    let same = token_field(form, "csrf").is_ok_and(|sent| {
-        use subtle::ConstantTimeEq;
-        sent.len() == session.csrf.len()
-            && bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes()))
-    });
+    let same = token_field(form, "csrf").is_ok_and(|sent| same_secret(sent, &session.csrf));
     if !same {
-        return Err(page(
+        return Err(pages::respond(
             StatusCode::FORBIDDEN,
             None,
-            "Form expired",
-            "<h1>Form expired</h1><p>This form is no longer valid. \
-             <a href=\"/portal\">Reload the page</a> and try again.</p>",
+            &pages::FormExpired,
         ));
     }
     Ok(session)
@@ -551,24 +455,6 @@ async fn home(
         Err(e) => return unavailable(e),
     };
     let connection = app.tokens.store().load(merchant).await.ok().flatten();
-    let csrf = esc(&session.csrf);
-
-    let mut body = format!(
-        "<h1>{}</h1><p class=\"muted\">Ledger merchant <code>{}</code></p>",
-        esc(&name),
-        esc(merchant)
-    );
-    if let Some(text) = q.get("notice").and_then(|c| notice_text(c)) {
-        let _ = write!(
-            body,
-            "<p class=\"notice\" role=\"status\">{}</p>",
-            esc(text)
-        );
-    }
-    if let Some(text) = q.get("error").and_then(|c| error_text(c)) {
-        let _ = write!(body, "<p class=\"error\" role=\"alert\">{}</p>", esc(&text));
-    }
-
     // Onboarding: the Sage business's base currency, read at connect (money in).
     let base_currency = crate::merchants::settings_of(&app, merchant)
         .await
@@ -579,115 +465,40 @@ async fn home(
                 .and_then(Value::as_str)
                 .map(str::to_string)
         });
-    let base_note = base_currency
-        .map(|c| {
-            format!(
-                " Its base currency is <code id=\"sage-base-currency\">{c}</code>: every Magento \
-                 website must keep its books in {c} too (Magento's base currency). Documents and \
-                 payments of a website with another base currency are held as \
-                 <code>base_currency_mismatch</code>, naming both currencies.",
-                c = esc(&c)
-            )
+    let keys = keys
+        .iter()
+        .map(|key| pages::KeyRow {
+            id: key.key_id.clone(),
+            label: key.label.clone(),
+            created: when(Some(key.created_at)),
+            used: when(key.last_used_at),
+            revoked: key.revoked_at.map(|at| when(Some(at))),
         })
-        .unwrap_or_default();
-    let (sage_state, button) = match &connection {
-        Some(c) if c.status.as_str() == "active" => (
-            format!(
-                "Connected to Sage business <code id=\"sage-business\">{}</code>.{base_note}",
-                esc(&c.business_id)
-            ),
-            "Reconnect Sage",
-        ),
-        Some(c) => (
-            format!(
-                "The connection to Sage business <code id=\"sage-business\">{}</code> needs \
-                 attention ({}): your documents wait until you reconnect.",
-                esc(&c.business_id),
-                esc(c.status.as_str())
-            ),
-            "Reconnect Sage",
-        ),
-        None => (
-            "Not connected yet: documents wait until Sage is connected.".into(),
-            "Connect Sage",
-        ),
-    };
-    let _ = write!(
-        body,
-        "<section id=\"sage\"><h2>Sage Business Cloud Accounting</h2><p>{sage_state}</p>\
-         <form method=\"post\" action=\"/portal/sage/connect\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <button type=\"submit\">{button}</button></form></section>"
-    );
-
-    let _ = write!(
-        body,
-        "<section id=\"stores\"><h2>Magento stores</h2>\
-         <p>In your store's admin open <em>Stores → Configuration → Ledger → Sage Sync → \
-         Pairing</em>, click <em>Generate pairing code</em> and enter the code here. Codes work \
-         once, for {} minutes.</p>\
-         <form method=\"post\" action=\"/portal/pair\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <label for=\"code\">Pairing code</label> \
-         <input id=\"code\" name=\"code\" required autocomplete=\"off\" placeholder=\"XXXX-XXXX\" \
-         maxlength=\"12\"> <button type=\"submit\" id=\"pair\">Pair store</button></form>",
-        pairing::CODE_TTL_MINUTES
-    );
-    if keys.is_empty() {
-        body.push_str("<p class=\"muted\" id=\"no-stores\">No store is paired yet.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"keys\"><thead><tr><th>Store</th><th>Key</th><th>Paired</th>\
-             <th>Last login</th><th>Status</th><th></th></tr></thead><tbody>",
-        );
-        for key in &keys {
-            let (status, action) = match key.revoked_at {
-                Some(at) => (format!("Disconnected {}", when(Some(at))), String::new()),
-                None => (
-                    "Active".to_string(),
-                    format!(
-                        "<form method=\"post\" action=\"/portal/keys/{id}/revoke\">\
-                         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                         <button type=\"submit\">Disconnect</button></form>",
-                        id = esc(&key.key_id)
-                    ),
-                ),
-            };
-            let _ = write!(
-                body,
-                "<tr data-key=\"{id}\"><td>{label}</td><td><code>{id}</code></td><td>{created}</td>\
-                 <td>{used}</td><td class=\"status\">{status}</td><td>{action}</td></tr>",
-                id = esc(&key.key_id),
-                label = esc(&key.label),
-                created = when(Some(key.created_at)),
-                used = when(key.last_used_at),
-                status = esc(&status),
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    body.push_str("</section>");
+        .collect();
     let (dead, silent) = dead_letters_of(&app, merchant).await;
-    body.push_str(&attention_section(&dead, &silent, &csrf));
-    body.push_str(&held_section(
-        held_documents_of(&app, merchant).await.as_deref(),
-    ));
-    let _ = write!(
-        body,
-        "<p><a id=\"books-check\" href=\"/portal/books\">Check my books</a> \
-         <span class=\"muted\">(every invoice and credit memo of the last {BOOKS_CHECK_DAYS} days, \
-         compared with Sage)</span></p>"
-    );
-    let _ = write!(
-        body,
-        "<form method=\"post\" action=\"/portal/logout\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <button type=\"submit\">Sign out</button></form>"
-    );
+    let view = pages::Home {
+        merchant_name: &name,
+        merchant_id: merchant,
+        notice: q.get("notice").and_then(|c| notice_text(c)),
+        error: q.get("error").and_then(|c| error_text(c)),
+        sage_business: connection.as_ref().map(|c| c.business_id.clone()),
+        sage_attention: connection
+            .as_ref()
+            .filter(|c| c.status.as_str() != "active")
+            .map(|c| c.status.as_str().to_string()),
+        base_currency,
+        csrf: &session.csrf,
+        code_ttl_minutes: pairing::CODE_TTL_MINUTES.into(),
+        keys,
+        dead: dead_rows(&dead),
+        silent,
+        held: held_rows(held_documents_of(&app, merchant).await.as_deref()),
+        books_days: BOOKS_CHECK_DAYS,
+    };
     let sage_origin = url::Url::parse(app.tokens.oauth().authorize_url("x").as_str())
         .ok()
         .map(|u| u.origin().ascii_serialization());
-    page(StatusCode::OK, sage_origin.as_deref(), &name, &body)
+    pages::respond(StatusCode::OK, sage_origin.as_deref(), &view)
 }
 
 /// How long the page waits for each service's dead letters.
@@ -755,51 +566,21 @@ fn nothing_to_fix(reason: &str) -> bool {
     reason == NOTHING_TO_POST || reason == CANCELED
 }
 
-/// Documents held back on purpose, each with its reason code and the detail that says what to
-/// do (which line, which rate, which dates).
-fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
-    let mut body = String::from("<section id=\"held\"><h2>Documents held back</h2>");
-    match held {
-        None => body.push_str(
-            "<p class=\"error\">The documents service did not answer; held documents are missing here.</p>",
-        ),
-        Some([]) => body.push_str(
-            "<p class=\"muted\" id=\"nothing-held\">No document is held back.</p>",
-        ),
-        // A zero document (`nothing_to_post`) is kept out of Sage with nothing to fix.
-        Some(held)
-            if held
-                .iter()
-                .all(|h| nothing_to_fix(&h.reason)) =>
-        {
-            body.push_str(
-                "<p class=\"muted\" id=\"nothing-held\">No document is held back.</p>",
-            )
-        }
-        Some(held) => {
-            body.push_str(
-                "<p>Ledger kept these out of Sage on purpose; the detail says what to change. \
-                 They go to Sage when you fix the cause and send them again.</p>\
-                 <table id=\"held-documents\"><thead><tr><th>Document</th><th>Reason</th>\
-                 <th>Details</th></tr></thead><tbody>",
-            );
-            for h in held
-                .iter()
-                .filter(|h| !nothing_to_fix(&h.reason))
-            {
-                let _ = write!(
-                    body,
-                    "<tr data-held=\"{key}\"><td>{key}</td><td><code>{reason}</code></td><td>{detail}</td></tr>",
-                    key = esc(&h.document_key),
-                    reason = esc(&h.reason),
-                    detail = esc(&h.detail),
-                );
-            }
-            body.push_str("</tbody></table>");
-        }
-    }
-    body.push_str("</section>");
-    body
+/// Documents held back on purpose that the merchant can act on, each with its reason code and
+/// the detail that says what to do (which line, which rate, which dates); `None` when the
+/// documents service did not answer.
+fn held_rows(held: Option<&[ledger_rpc::HeldDocument]>) -> Option<Vec<pages::HeldRow>> {
+    held.map(|held| {
+        held.iter()
+            // A zero or canceled document is kept out of Sage with nothing to fix.
+            .filter(|h| !nothing_to_fix(&h.reason))
+            .map(|h| pages::HeldRow {
+                document_key: h.document_key.clone(),
+                reason: h.reason.clone(),
+                detail: h.detail.clone(),
+            })
+            .collect()
+    })
 }
 
 /// "invoice created" from `magento.<merchant>.invoice.created`.
@@ -811,50 +592,19 @@ fn what(subject: &str) -> String {
         .replace('.', " ")
 }
 
-fn attention_section(
-    dead: &[(&'static str, ledger_runtime::journal::DeadLetter)],
-    silent: &[&str],
-    csrf: &str,
-) -> String {
-    let mut body =
-        String::from("<section id=\"attention\"><h2>Documents that did not reach Sage</h2>");
-    if dead.is_empty() && silent.is_empty() {
-        body.push_str("<p class=\"muted\" id=\"nothing-failed\">Everything your stores sent is in Sage or on its way.</p>");
-    }
-    if !dead.is_empty() {
-        body.push_str(
-            "<p>Sage or Ledger refused these. Fix the cause (the reason says what), then send \
-             them again: a document that is already in Sage is never posted twice.</p>\
-             <table id=\"dead-letters\"><thead><tr><th>Document</th><th>Reason</th><th>Field</th>\
-             <th>Details</th><th>Since</th><th></th></tr></thead><tbody>",
-        );
-        for (service, d) in dead {
-            let _ = write!(
-                body,
-                "<tr data-dead-letter=\"{service}-{id}\"><td>{what}</td><td><code>{code}</code></td>\
-                 <td>{field}</td><td>{message}</td><td>{since}</td><td>\
-                 <form method=\"post\" action=\"/portal/dead-letters/{service}/{id}/retry\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <button type=\"submit\">Send again</button></form></td></tr>",
-                id = d.id,
-                what = esc(&what(&d.subject)),
-                code = esc(&d.code),
-                field = esc(d.field.as_deref().unwrap_or("")),
-                message = esc(&d.message),
-                since = when(Some(d.created_at)),
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    for service in silent {
-        let _ = write!(
-            body,
-            "<p class=\"error\">The {} service did not answer; its list is missing here.</p>",
-            esc(service)
-        );
-    }
-    body.push_str("</section>");
-    body
+/// The dead letters as the front page lists them.
+fn dead_rows(dead: &[(&'static str, ledger_runtime::journal::DeadLetter)]) -> Vec<pages::DeadRow> {
+    dead.iter()
+        .map(|(service, d)| pages::DeadRow {
+            service,
+            id: d.id,
+            what: what(&d.subject),
+            code: d.code.clone(),
+            field: d.field.clone().unwrap_or_default(),
+            message: d.message.clone(),
+            since: when(Some(d.created_at)),
+        })
+        .collect()
 }
 
 async fn retry_dead_letter(
@@ -913,17 +663,13 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
     };
     if let Err(wait) = app.limiters.books_check(&session.merchant) {
         let again = Utc::now() + chrono::Duration::seconds(wait.as_secs() as i64 + 1);
-        let mut response = page(
+        let mut response = pages::respond(
             StatusCode::TOO_MANY_REQUESTS,
             None,
-            "Books check",
-            &format!(
-                "<h1>Books check</h1><p class=\"error\" role=\"alert\" id=\"books-throttled\">\
-                 The books check ran a short while ago. It can run again at {} (in about {} \
-                 seconds).</p><p><a href=\"/portal\">Back</a></p>",
-                again.format("%H:%M:%S UTC"),
-                wait.as_secs() + 1
-            ),
+            &pages::BooksThrottled {
+                again: again.format("%H:%M:%S UTC").to_string(),
+                seconds: wait.as_secs() + 1,
+            },
         );
         if let Ok(v) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -935,52 +681,24 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
         since: Some(since),
         until: None,
     };
-    let mut report = match ledger_reconcile::run(&app.js, &app.sage, &session.merchant, range).await
-    {
+    let merchant = session.merchant.as_str();
+    let mut progress = |p: ledger_reconcile::Progress| {
+        tracing::info!(merchant, progress = %p, "books check");
+    };
+    let checked =
+        ledger_reconcile::run_reporting(&app.js, &app.sage, merchant, range, &mut progress).await;
+    let mut report = match checked {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(merchant = %session.merchant, error = %e, "books check failed");
-            return page(
-                StatusCode::BAD_GATEWAY,
-                None,
-                "Books check",
-                "<h1>Books check</h1><p class=\"error\" role=\"alert\">Sage could not be read \
-                 just now (is it connected?). Please try again in a minute.</p>\
-                 <p><a href=\"/portal\">Back</a></p>",
-            );
+            return pages::respond(StatusCode::BAD_GATEWAY, None, &pages::BooksFailed);
         }
     };
     report.explain(&ledger_reconcile::reasons(&app.nats, &session.merchant).await);
-    let mut body = format!(
-        "<h1>Books check</h1><p class=\"muted\">Invoices and credit memos your store sent since \
-         {since}, compared with Sage by reference and total.</p>"
-    );
-    let problems: Vec<&Finding> = report
+    let problems = report
         .findings
         .iter()
-        .filter(|f| !matches!(f, Finding::NotFromMagento { .. }))
-        .collect();
-    if problems.is_empty() {
-        let _ = write!(
-            body,
-            "<p class=\"notice\" role=\"status\" id=\"balanced\">All {} documents are in Sage \
-             exactly once, with the same totals.</p>",
-            report.expected
-        );
-    } else {
-        let _ = write!(
-            body,
-            "<p class=\"error\" role=\"alert\" id=\"unbalanced\">{} of {} documents are not in \
-             Sage exactly once with the same total.</p><table id=\"findings\"><thead><tr>\
-             <th>Problem</th><th>Document</th><th>Magento total</th><th>In Sage</th><th>Why</th></tr></thead><tbody>",
-            problems.len(),
-            report.expected
-        );
-        for finding in problems {
-            let why = match finding {
-                Finding::Missing { why: Some(w), .. } => w.as_str(),
-                _ => "",
-            };
+        .filter_map(|finding| {
             let (problem, e, sage) = match finding {
                 Finding::Missing { expected, .. } => ("Missing", expected, "not there".to_string()),
                 Finding::Duplicate { expected, sage_ids } => (
@@ -993,34 +711,28 @@ async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response
                     expected,
                     format!("{} {}", found.total, found.currency),
                 ),
-                Finding::NotFromMagento { .. } => continue,
+                Finding::NotFromMagento { .. } => return None,
             };
-            let _ = write!(
-                body,
-                "<tr><td>{problem}</td><td>{kind:?} {number}</td><td>{total} {currency}</td><td>{sage}</td><td>{why}</td></tr>",
-                kind = e.kind,
-                number = esc(&e.number),
-                total = e.total,
-                currency = esc(&e.currency),
-                sage = esc(&sage),
-                why = esc(why),
-            );
-        }
-        body.push_str(
-            "</tbody></table><p>Missing documents are usually listed on the portal's \
-            front page with the reason Sage gave.</p>",
-        );
-    }
-    let foreign = report.count("not_from_magento");
-    if foreign > 0 {
-        let _ = write!(
-            body,
-            "<p class=\"muted\">{foreign} document(s) in Sage in this period did not come from your \
-             store (entered by hand, or another system).</p>"
-        );
-    }
-    body.push_str("<p><a href=\"/portal\">Back</a></p>");
-    page(StatusCode::OK, None, "Books check", &body)
+            let why = match finding {
+                Finding::Missing { why: Some(w), .. } => w.clone(),
+                _ => String::new(),
+            };
+            Some(pages::ProblemRow {
+                problem,
+                document: format!("{:?} {}", e.kind, e.number),
+                total: format!("{} {}", e.total, e.currency),
+                sage,
+                why,
+            })
+        })
+        .collect();
+    let view = pages::Books {
+        since,
+        expected: report.expected,
+        problems,
+        foreign: report.count("not_from_magento"),
+    };
+    pages::respond(StatusCode::OK, None, &view)
 }
 
 /// `POST /portal/pair`: shows the store waiting with the code and asks for confirmation;
@@ -1041,29 +753,17 @@ async fn pair(
         Err(e) => return unavailable(e),
     };
     let ago = (Utc::now() - store.requested_at).num_minutes().max(0);
-    let body = format!(
-        "<h1>Pair this store?</h1>\
-         <p>A Magento store asked for this code. Pair it only if it is your store: once paired \
-         it sends its documents to your Sage books.</p>\
-         <table id=\"pairing-store\"><tbody>\
-         <tr><th>Store URL</th><td id=\"store-url\">{url}</td></tr>\
-         <tr><th>Store name</th><td id=\"store-name\">{name}</td></tr>\
-         <tr><th>Module version</th><td>{version}</td></tr>\
-         <tr><th>Asked</th><td id=\"store-requested\">{at} ({ago} minutes ago)</td></tr>\
-         </tbody></table>\
-         <form method=\"post\" action=\"/portal/pair/confirm\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <input type=\"hidden\" name=\"code\" value=\"{code}\">\
-         <button type=\"submit\" id=\"confirm-pair\">Pair this store</button> \
-         <a href=\"/portal?notice=pairing_cancelled\" id=\"cancel-pair\">Cancel</a></form>",
-        url = esc(store.store_url.as_deref().unwrap_or("(not given)")),
-        name = esc(store.store_name.as_deref().unwrap_or("(not given)")),
-        version = esc(store.module_version.as_deref().unwrap_or("(not given)")),
-        at = when(Some(store.requested_at)),
-        csrf = esc(&session.csrf),
-        code = esc(&store.code),
-    );
-    page(StatusCode::OK, None, "Pair a store", &body)
+    let not_given = "(not given)";
+    let view = pages::Pair {
+        store_url: store.store_url.as_deref().unwrap_or(not_given),
+        store_name: store.store_name.as_deref().unwrap_or(not_given),
+        module_version: store.module_version.as_deref().unwrap_or(not_given),
+        requested_at: when(Some(store.requested_at)),
+        minutes_ago: ago,
+        csrf: &session.csrf,
+        code: &store.code,
+    };
+    pages::respond(StatusCode::OK, None, &view)
 }
 
 /// `POST /portal/pair/confirm`: claims the code for the merchant.
@@ -1104,15 +804,10 @@ async fn sage_confirmed(
         .unwrap_or_default();
     match crate::connect::confirm(&app, pending, &session.merchant, &session_hash, business).await {
         Ok(Some(Ok(_))) => redirect("/portal?notice=connected"),
-        Ok(Some(Err(field))) => page(
+        Ok(Some(Err(field))) => pages::respond(
             StatusCode::UNPROCESSABLE_ENTITY,
             None,
-            "Sage not connected",
-            &format!(
-                "<h1>Sage not connected</h1><p class=\"error\" role=\"alert\">{}: not one of \
-                 the Sage businesses listed. <a href=\"/portal\">Back</a></p>",
-                esc(field)
-            ),
+            &pages::SageRefused { field },
         ),
         Ok(None) => redirect("/portal?error=sage_confirm_expired"),
         Err(e) => {
@@ -1207,6 +902,15 @@ mod tests {
         );
     }
 
+    fn held_section(held: Option<&[ledger_rpc::HeldDocument]>) -> String {
+        use askama::Template;
+        pages::HeldSection {
+            held: held_rows(held),
+        }
+        .render()
+        .unwrap()
+    }
+
     #[test]
     fn held_documents_show_reason_and_detail_escaped() {
         let held = [ledger_rpc::HeldDocument {
@@ -1218,7 +922,7 @@ mod tests {
         let html = held_section(Some(&held));
         assert!(html.contains("<code>unmapped_tax_rate</code>"), "{html}");
         assert!(
-            html.contains("line 2 (SKU &lt;b&gt;): rate 7.5% has no Sage tax rate"),
+            html.contains("line 2 (SKU &#60;b&#62;): rate 7.5% has no Sage tax rate"),
             "{html}"
         );
         assert!(held_section(Some(&[])).contains("nothing-held"));
@@ -1243,6 +947,49 @@ mod tests {
     }
 
     #[test]
+    fn dead_letters_show_reason_field_and_retry_form_escaped() {
+        use askama::Template;
+        let row = |message: &str| pages::DeadRow {
+            service: "documents",
+            id: 7,
+            what: what("magento.m.invoice.created"),
+            code: "sage.validation".into(),
+            field: "<i>ledger_account_id</i>".into(),
+            message: message.into(),
+            since: "2026-12-01 10:00 UTC".into(),
+        };
+        let render = |dead, silent| {
+            pages::AttentionSection {
+                dead,
+                silent,
+                csrf: "c0ffee",
+            }
+            .render()
+            .unwrap()
+        };
+        let html = render(vec![row("<script>alert(1)</script>")], vec![]);
+        assert!(html.contains("<td>invoice created</td>"), "{html}");
+        assert!(html.contains("&#60;i&#62;ledger_account_id&#60;/i&#62;"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") && !html.contains("<script"),
+            "{html}"
+        );
+        assert!(
+            html.contains("action=\"/portal/dead-letters/documents/7/retry\"")
+                && html.contains("name=\"csrf\" value=\"c0ffee\""),
+            "{html}"
+        );
+        assert!(!html.contains("nothing-failed"), "{html}");
+        let html = render(vec![], vec![]);
+        assert!(html.contains("nothing-failed"), "{html}");
+        let html = render(vec![], vec!["payments"]);
+        assert!(
+            !html.contains("nothing-failed") && html.contains("The payments service did not answer"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn messages_come_from_codes_never_from_the_url() {
         assert!(notice_text("<script>").is_none());
         assert!(error_text("<script>alert(1)</script>").is_none());
@@ -1252,7 +999,6 @@ mod tests {
         assert!(error_text("too_many_attempts")
             .unwrap()
             .contains("too many wrong pairing codes"));
-        assert_eq!(esc("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#x27;");
     }
 
     use proptest::prelude::*;
