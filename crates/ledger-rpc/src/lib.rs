@@ -555,7 +555,7 @@ impl sage_client::AccessTokenSource for GatewayTokenSource {
         let mut cache = self.cache.lock().await;
         if cache
             .get(merchant)
-            .is_some_and(|g| g.access_token == stale_access_token)
+            .is_some_and(|g| sage_client::same_secret(&g.access_token, stale_access_token))
         {
             cache.remove(merchant);
         }

@@ -26,10 +26,18 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use client::{CallObserver, SageClient, SageResponse};
+pub use client::{CallObserver, ListProgress, SageClient, SageResponse};
 pub use config::SageConfig;
 pub use error::{FailureClass, SageError, SageErrorItem};
 pub use http::MAX_RETRY_AFTER;
+
+/// Whether two secrets (tokens, CSRF values, key hashes) are the same, compared in constant
+/// time (`subtle`): the time taken does not tell where they first differ. Their length is not
+/// secret (tokens and hashes have a fixed one).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
 pub use oauth::{OAuthClient, TokenRefresher, TokenSet};
 pub use store::{Connection, ConnectionStatus, PgTokenStore, TokenStore};
 pub use tokens::{AccessToken, AccessTokenSource, TokenManager};
@@ -81,7 +89,7 @@ pub fn idempotency_id(event_id: &uuid::Uuid, step: &str) -> String {
     hasher.update((step.len() as u64).to_be_bytes());
     hasher.update(step.as_bytes());
     let digest = hasher.finalize();
-    hex::encode(&digest[..16])
+    data_encoding::HEXLOWER.encode(&digest[..16])
 }
 
 #[cfg(test)]
@@ -151,7 +159,15 @@ mod tests {
         h.update(b"x");
         assert_eq!(
             idempotency_id(&event, "x"),
-            hex::encode(&h.finalize()[..16])
+            data_encoding::HEXLOWER.encode(&h.finalize()[..16])
         );
+    }
+
+    #[test]
+    fn same_secret_is_equality() {
+        assert!(same_secret("a1b2c3", "a1b2c3"));
+        assert!(!same_secret("a1b2c3", "a1b2c4"));
+        assert!(!same_secret("a1b2c3", "a1b2c"));
+        assert!(!same_secret("", "a"));
     }
 }

@@ -464,7 +464,7 @@ impl TokenStore for PgTokenStore {
         let (mut tx, current) = self.lock_row(merchant).await?;
         let still_current = current
             .as_ref()
-            .is_some_and(|c| c.tokens.access_token == stale_access_token);
+            .is_some_and(|c| crate::same_secret(&c.tokens.access_token, stale_access_token));
         if !still_current {
             let _ = tx.rollback().await;
             return Ok(false);

@@ -307,7 +307,7 @@ impl AccessTokenSource for TokenManager {
         if guard
             .cached
             .as_ref()
-            .is_some_and(|c| c.token.token == stale_access_token)
+            .is_some_and(|c| crate::same_secret(&c.token.token, stale_access_token))
         {
             guard.cached = None;
         }

@@ -29,12 +29,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rand::RngCore;
+use crate::pairing::random_hex;
 use sage_client::TokenSet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::merchants::hash_key;
+use sage_client::same_secret;
 use crate::{unavailable, AppState};
 
 /// Name of the operator flow's binding cookie over http (development).
@@ -118,7 +119,7 @@ impl PendingConnections {
         let mut map = self.lock();
         let matches = map.get(id).is_some_and(|p| {
             p.merchant == merchant
-                && same_hash(&p.binding_hash, binding_hash)
+                && same_secret(&p.binding_hash, binding_hash)
                 && p.created.elapsed() < PENDING_TTL
         });
         if matches {
@@ -140,17 +141,6 @@ impl PendingConnections {
     pub fn forget_expired(&self) {
         self.lock().retain(|_, p| p.created.elapsed() < PENDING_TTL);
     }
-}
-
-fn same_hash(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut raw);
-    hex::encode(raw)
 }
 
 /// The operator flow's binding cookie name for this gateway.
@@ -176,14 +166,25 @@ pub fn request_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Lax`, `Path=/`, and `Secure` over https.
 pub fn set_cookie(app: &AppState, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
-    let built = cookie::Cookie::build((name.to_string(), value.to_string()))
+    let built = build_cookie(app.config.https(), name, value, max_age_secs);
+    HeaderValue::from_str(&built.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The cookie [`set_cookie`] sets: `HttpOnly`, `SameSite=Lax`, `Path=/`, no `Domain`, and
+/// `Secure` when `https` (which a `__Host-` name requires).
+pub fn build_cookie(
+    https: bool,
+    name: &str,
+    value: &str,
+    max_age_secs: i64,
+) -> cookie::Cookie<'static> {
+    cookie::Cookie::build((name.to_string(), value.to_string()))
         .path("/")
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
-        .secure(app.config.https())
+        .secure(https)
         .max_age(cookie::time::Duration::seconds(max_age_secs))
-        .build();
-    HeaderValue::from_str(&built.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+        .build()
 }
 
 #[derive(Deserialize)]
@@ -310,7 +311,7 @@ async fn callback(
         Flow::Operator => request_cookie(&headers, binding_cookie_name(&app)),
     };
     let bound = match (&binding_hash, &presented) {
-        (Some(expected), Some(presented)) => same_hash(expected, &hash_key(presented)),
+        (Some(expected), Some(presented)) => same_secret(expected, &hash_key(presented)),
         _ => false,
     };
     if !bound {
@@ -590,6 +591,28 @@ fn fill_missing(current: Value, discovered: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_host_prefixed_and_secure_over_https_only() {
+        for (https, name) in [
+            (true, crate::portal::SECURE_COOKIE),
+            (true, SECURE_BINDING_COOKIE),
+            (false, crate::portal::COOKIE),
+            (false, BINDING_COOKIE),
+        ] {
+            assert_eq!(name.starts_with("__Host-"), https, "{name}");
+            let c = build_cookie(https, name, "abc", 60);
+            assert_eq!(c.secure(), Some(https), "{c}");
+            assert_eq!(c.http_only(), Some(true), "{c}");
+            assert_eq!(c.same_site(), Some(cookie::SameSite::Lax), "{c}");
+            assert_eq!(c.path(), Some("/"), "{c}");
+            assert_eq!(c.domain(), None, "{c}");
+            assert_eq!(c.max_age(), Some(cookie::time::Duration::seconds(60)));
+            let header = c.to_string();
+            assert!(header.starts_with(&format!("{name}=abc;")), "{header}");
+            assert_eq!(header.contains("Secure"), https, "{header}");
+        }
+    }
 
     #[test]
     fn discovery_skips_archived_credit_card_and_loan_accounts() {

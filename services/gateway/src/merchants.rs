@@ -32,7 +32,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub(crate) fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    data_encoding::HEXLOWER.encode(&Sha256::digest(key.as_bytes()))
 }
 
 /// The merchant a store request belongs to, from its bearer: the secret of a key received by
@@ -97,7 +97,7 @@ async fn add_merchant(
     }
     let mut secret = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut secret);
-    let key = format!("lk_{}_{}", req.merchant_id, hex::encode(secret));
+    let key = format!("lk_{}_{}", req.merchant_id, data_encoding::HEXLOWER.encode(&secret));
     let result = sqlx::query(
         "INSERT INTO merchants (merchant_id, name, ingest_key_hash, settings) VALUES ($1, $2, $3, $4)",
     )

@@ -29,7 +29,6 @@ use nkeys::{KeyPair, XKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha512_256};
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use ledger_runtime::shutdown::Shutdown;
@@ -476,7 +475,7 @@ pub const STORE_PUBLISH_DENY: &[&str] = &["$SYS.>", "$JS.>", "$KV.>", "_INBOX.>"
 /// a reply subject (replies are delivered to whatever subject a publisher names).
 pub fn inbox_prefix(merchant: &str, secret: &str) -> String {
     let digest = Sha256::digest(format!("ledger-store-inbox\u{1f}{secret}").as_bytes());
-    format!("_INBOX.{merchant}.{}", hex::encode(&digest[..16]))
+    format!("_INBOX.{merchant}.{}", data_encoding::HEXLOWER.encode(&digest[..16]))
 }
 
 /// A merchant's client publishes its own events, on the event subjects of the contract only, and reads
@@ -735,7 +734,7 @@ impl Callout {
             return Ok(None);
         };
         let presented = crate::merchants::hash_key(secret);
-        if !bool::from(presented.as_bytes().ct_eq(stored.as_bytes())) {
+        if !sage_client::same_secret(&presented, &stored) {
             return Ok(None);
         }
         sqlx::query(

@@ -75,10 +75,11 @@ pub fn router() -> Router<Arc<AppState>> {
         )
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes as lowercase hex (tokens, secrets, ids).
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill(&mut buf[..]);
-    hex::encode(buf)
+    data_encoding::HEXLOWER.encode(&buf)
 }
 
 /// A fresh code, e.g. `K7QF-9M2X`.
@@ -517,7 +518,7 @@ async fn poll_pairing(
         Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no such pairing"),
         Err(e) => return unavailable(e),
     };
-    if secret_hash != hash_key(secret) {
+    if !sage_client::same_secret(&secret_hash, &hash_key(secret)) {
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -4,7 +4,6 @@
 //! The state machine takes `now` explicitly so expiry is testable without
 //! waiting.
 
-use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -108,7 +107,7 @@ fn random_token(bytes: usize) -> String {
     use rand::RngCore;
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    data_encoding::BASE64URL_NOPAD.encode(&buf)
 }
 
 impl AuthState {
@@ -216,7 +215,7 @@ impl AuthState {
             return Err(invalid());
         };
         let conn = self.connections.get_mut(&id).ok_or_else(invalid)?;
-        if conn.revoked || conn.refresh_expires <= now || conn.refresh_token != refresh_token {
+        if conn.revoked || conn.refresh_expires <= now || !same(&conn.refresh_token, refresh_token) {
             return Err(invalid());
         }
         let new_refresh = random_token(48);
@@ -337,14 +336,21 @@ impl AuthState {
     }
 }
 
+/// Whether two secrets are equal, compared in constant time (as an authorisation server does).
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
 /// Checks a PKCE verifier against the stored challenge.
 pub fn pkce_matches(method: &str, challenge: &str, verifier: &str) -> bool {
     match method {
         "S256" => {
             let digest = Sha256::digest(verifier.as_bytes());
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == challenge
+            let derived = data_encoding::BASE64URL_NOPAD.encode(&digest);
+            same(&derived, challenge)
         }
-        "plain" => verifier == challenge,
+        "plain" => same(verifier, challenge),
         _ => false,
     }
 }

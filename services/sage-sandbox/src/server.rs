@@ -10,7 +10,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Form, Router};
-use base64::Engine;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -217,9 +216,7 @@ fn client_credentials(
                 .or_else(|| v.strip_prefix("basic "))
         })
     {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(basic.trim())
-            .ok()?;
+        let decoded = data_encoding::BASE64.decode(basic.trim().as_bytes()).ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (id, secret) = text.split_once(':')?;
         return Some((id.to_owned(), secret.to_owned()));
@@ -232,7 +229,11 @@ fn client_credentials(
 
 fn client_ok(sh: &Shared, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
     client_credentials(headers, form)
-        .is_some_and(|(id, secret)| id == sh.config.client_id && secret == sh.config.client_secret)
+        .is_some_and(|(id, secret)| {
+            // Both compared, each in constant time, as a real authorisation server does.
+            let id_ok = crate::auth::same(&id, &sh.config.client_id);
+            crate::auth::same(&secret, &sh.config.client_secret) & id_ok
+        })
 }
 
 /// `POST /oauth/token`.
