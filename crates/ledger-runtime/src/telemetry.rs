@@ -107,6 +107,22 @@ pub fn link_to_headers(span: &tracing::Span, headers: Option<&async_nats::Header
     span.set_parent(extract_context(headers));
 }
 
+/// Makes `span` a child of the W3C trace context (`traceparent`, `tracestate`) an HTTP client
+/// sent, so a store's own trace continues through the ingest and, in the NATS headers, on to
+/// every consumer. Returns whether a valid context was found; without one `span` keeps its
+/// parent.
+pub fn continue_http_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> bool {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = global::get_text_map_propagator(|p| {
+        p.extract(&opentelemetry_http::HeaderExtractor(headers))
+    });
+    let valid = cx.span().span_context().is_valid();
+    if valid {
+        span.set_parent(cx);
+    }
+    valid
+}
+
 /// The W3C trace id of the current span, as hex (for audit records and logs).
 pub fn current_trace_id() -> Option<String> {
     use opentelemetry::trace::TraceContextExt;

@@ -101,6 +101,55 @@ async fn an_invoice_published_twice_lands_once_with_magentos_total() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_stores_traceparent_is_continued_into_the_log() {
+    let (stack, _nats, _db) = stack().await;
+    let merchant = stack.onboard("traced").await.expect("onboard");
+    let stream = async_nats::jetstream::new(stack.nats.clone())
+        .get_stream(ledger_runtime::bus::EVENTS_STREAM)
+        .await
+        .unwrap();
+    // Posts invoice `n` with `traceparent`; the trace context the log stored with it.
+    let ingest = |n: u64, traceparent: Option<&'static str>| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/v1/events", stack.gateway_url))
+            .bearer_auth(&merchant.ingest_key)
+            .header("content-type", "application/json")
+            .body(events::invoice_created("traced", n).body);
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let stream = &stream;
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+            let answer: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(answer["status"], "accepted", "{answer}");
+            let sequence = answer["stream_sequence"].as_u64().unwrap();
+            let stored = stream.get_raw_message(sequence).await.unwrap();
+            let tp = stored.headers.get("traceparent");
+            tp.expect("trace context in NATS headers").as_str().to_string()
+        }
+    };
+
+    // A store that sends its own trace context: the ingest span joins that trace, as a child.
+    let store_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let store_span = "00f067aa0ba902b7";
+    let tp = ingest(1, Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")).await;
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "{tp}");
+    assert_eq!(parts[1], store_trace, "the store's trace continues: {tp}");
+    assert_ne!(parts[2], store_span, "the ingest is a span of its own in it: {tp}");
+
+    // Without one, or with a malformed one, the ingest starts a trace of its own.
+    for (n, traceparent) in [(2, None), (3, Some("00-not-a-trace-01"))] {
+        let tp = ingest(n, traceparent).await;
+        assert!(tp.starts_with("00-"), "{tp}");
+        assert!(!tp.contains(store_trace), "a trace of its own: {tp}");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_invalid_event_is_refused_naming_the_field_and_kept_in_quarantine() {
     let (stack, nats, _db) = stack().await;
     let merchant = stack.onboard("bad-input").await.expect("onboard");

@@ -62,9 +62,11 @@ pub fn check_event(body: &[u8]) -> Result<ledger_events::Envelope, Vec<Issue>> {
     })
 }
 
-// The span is the root of the event's trace: its context travels in the NATS headers.
+// The span continues the store's trace when the request carries a W3C `traceparent` (else it
+// starts one); its context travels on in the NATS headers.
 #[tracing::instrument(name = "ingest", skip_all)]
 async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    ledger_runtime::telemetry::continue_http_trace(&tracing::Span::current(), &headers);
     let metrics = ledger_runtime::metrics::metrics();
     let Some(merchant) = crate::merchants::authenticate_ingest(&app, &headers).await else {
         return error(
