@@ -323,6 +323,64 @@ pub fn found_of(kind: Kind, item: &Value) -> Option<Found> {
     })
 }
 
+/// How far a reconciliation has got, for people watching a long one (`ledgerctl reconcile`
+/// prints each on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Events of the store read from the log so far, of how many there are.
+    Log {
+        /// Read so far.
+        read: usize,
+        /// In the log for this merchant.
+        total: usize,
+    },
+    /// Documents of `kind` listed from Sage so far, of how many Sage says there are.
+    Sage {
+        /// Invoices or credit notes.
+        kind: Kind,
+        /// Listed so far.
+        listed: usize,
+        /// Sage's count, when it gives one.
+        total: Option<u64>,
+    },
+    /// The documents Magento sent, checked against those found in Sage.
+    Checked {
+        /// Magento's documents checked.
+        documents: usize,
+        /// Documents found in Sage.
+        found: usize,
+    },
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Log { read, total } => write!(f, "read {read}/{total} events from the log"),
+            Progress::Sage {
+                kind,
+                listed,
+                total,
+            } => {
+                let what = match kind {
+                    Kind::Invoice => "invoices",
+                    Kind::CreditNote => "credit notes",
+                };
+                match total {
+                    Some(total) => write!(f, "listed {listed}/{total} {what} in Sage"),
+                    None => write!(f, "listed {listed} {what} in Sage"),
+                }
+            }
+            Progress::Checked { documents, found } => write!(
+                f,
+                "checked {documents}/{documents} documents against {found} in Sage"
+            ),
+        }
+    }
+}
+
+/// Events read between two [`Progress::Log`] reports.
+pub const LOG_BATCH: usize = 200;
+
 /// Days to check: Magento creation days from `since` (inclusive) to `until` (exclusive).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Range {
@@ -338,10 +396,12 @@ impl Range {
     }
 }
 
-/// Every invoice and credit memo `merchant`'s store sent, from the event log.
+/// Every invoice and credit memo `merchant`'s store sent, from the event log; `progress` hears
+/// every [`LOG_BATCH`] events and at the end.
 pub async fn read_expected(
     js: &async_nats::jetstream::Context,
     merchant: &str,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> anyhow::Result<Vec<Expected>> {
     use async_nats::jetstream::consumer::pull::OrderedConfig;
     use ledger_events::EventType;
@@ -361,8 +421,16 @@ pub async fn read_expected(
     let mut messages = consumer.messages().await?.take(pending);
     let mut out = Vec::new();
     let mut canceled = std::collections::BTreeSet::new();
+    let mut read = 0;
     while let Some(message) = messages.next().await {
         let message = message?;
+        read += 1;
+        if read % LOG_BATCH == 0 && read < pending {
+            progress(Progress::Log {
+                read,
+                total: pending,
+            });
+        }
         // An event the contract refuses never reached Sage either; the consumers' dead
         // letters say why.
         if let Ok(envelope) = ledger_events::parse(&message.payload) {
@@ -370,6 +438,10 @@ pub async fn read_expected(
             canceled.extend(canceled_of(&envelope));
         }
     }
+    progress(Progress::Log {
+        read,
+        total: pending,
+    });
     // A document Magento canceled or voided is rightly not live in Sage (voided there, or
     // never posted).
     out.retain(|e| !canceled.contains(&(e.kind, e.number.clone())));
@@ -377,11 +449,12 @@ pub async fn read_expected(
 }
 
 /// The merchant's invoices and credit notes in Sage around `range` (Sage dates are the books'
-/// local day, at most a day from Magento's UTC day).
+/// local day, at most a day from Magento's UTC day); `progress` hears after every page.
 pub async fn read_found(
     sage: &sage_client::SageClient,
     merchant: &str,
     range: Range,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> anyhow::Result<Vec<Found>> {
     let from = range
         .since
@@ -400,7 +473,13 @@ pub async fn read_found(
             query.push(("to_date", to.as_str()));
         }
         let items = sage
-            .list_all(merchant, kind.resource(), &query)
+            .list_all_reporting(merchant, kind.resource(), &query, |p| {
+                progress(Progress::Sage {
+                    kind,
+                    listed: p.listed,
+                    total: p.total,
+                })
+            })
             .await
             .map_err(|e| anyhow::anyhow!("listing Sage {}: {e}", kind.resource()))?;
         found.extend(items.iter().filter_map(|i| found_of(kind, i)));
@@ -465,13 +544,29 @@ pub async fn run(
     merchant: &str,
     range: Range,
 ) -> anyhow::Result<Report> {
-    let expected: Vec<Expected> = read_expected(js, merchant)
+    run_reporting(js, sage, merchant, range, &mut |_| {}).await
+}
+
+/// [`run`], telling `progress` how far it has got as it goes.
+pub async fn run_reporting(
+    js: &async_nats::jetstream::Context,
+    sage: &sage_client::SageClient,
+    merchant: &str,
+    range: Range,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> anyhow::Result<Report> {
+    let expected: Vec<Expected> = read_expected(js, merchant, progress)
         .await?
         .into_iter()
         .filter(|e| range.contains(e.created))
         .collect();
-    let found = read_found(sage, merchant, range).await?;
-    Ok(compare(&expected, &found))
+    let found = read_found(sage, merchant, range, progress).await?;
+    let report = compare(&expected, &found);
+    progress(Progress::Checked {
+        documents: expected.len(),
+        found: found.len(),
+    });
+    Ok(report)
 }
 
 /// One line per finding, for people.
@@ -519,6 +614,35 @@ pub fn describe(finding: &Finding) -> String {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn progress_reads_as_counts_of_totals() {
+        let log = Progress::Log {
+            read: 200,
+            total: 800,
+        };
+        assert_eq!(log.to_string(), "read 200/800 events from the log");
+        let sage = Progress::Sage {
+            kind: Kind::Invoice,
+            listed: 120,
+            total: Some(800),
+        };
+        assert_eq!(sage.to_string(), "listed 120/800 invoices in Sage");
+        let untold = Progress::Sage {
+            kind: Kind::CreditNote,
+            listed: 7,
+            total: None,
+        };
+        assert_eq!(untold.to_string(), "listed 7 credit notes in Sage");
+        let checked = Progress::Checked {
+            documents: 800,
+            found: 799,
+        };
+        assert_eq!(
+            checked.to_string(),
+            "checked 800/800 documents against 799 in Sage"
+        );
+    }
 
     fn exp(kind: Kind, number: &str, total: Decimal) -> Expected {
         Expected {

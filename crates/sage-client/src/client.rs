@@ -59,6 +59,15 @@ pub trait CallObserver: Send + Sync {
     fn on_call(&self, method: &str, resource: &str, status: Option<u16>, elapsed: Duration);
 }
 
+/// How far a [`SageClient::list_all_reporting`] listing has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListProgress {
+    /// Records read so far.
+    pub listed: usize,
+    /// How many Sage says the list holds (its `$total`), when it says.
+    pub total: Option<u64>,
+}
+
 /// Client for the Sage Accounting v3.1 API, acting for many merchants.
 ///
 /// Every call sends `Authorization: Bearer`, `X-Business`, `Accept` and `Content-Type`
@@ -216,6 +225,19 @@ impl SageClient {
         resource: &str,
         query: &[(&str, &str)],
     ) -> Result<Vec<Value>, SageError> {
+        self.list_all_reporting(merchant, resource, query, |_| {})
+            .await
+    }
+
+    /// [`SageClient::list_all`], calling `progress` after every page with how far the listing
+    /// has got (for long listings that people watch).
+    pub async fn list_all_reporting(
+        &self,
+        merchant: &str,
+        resource: &str,
+        query: &[(&str, &str)],
+        mut progress: impl FnMut(ListProgress) + Send,
+    ) -> Result<Vec<Value>, SageError> {
         let mut query: Vec<(&str, &str)> = query.to_vec();
         if !query.iter().any(|(k, _)| *k == "items_per_page") {
             query.push(("items_per_page", MAX_PAGE_SIZE));
@@ -252,6 +274,10 @@ impl SageClient {
                     request_id: response.request_id.clone(),
                 })?;
             items.extend(page_items.iter().cloned());
+            progress(ListProgress {
+                listed: items.len(),
+                total: response.body.get("$total").and_then(Value::as_u64),
+            });
             let next = match response.body.get("$next") {
                 Some(Value::String(next)) if !next.trim().is_empty() => next,
                 _ => return Ok(items),

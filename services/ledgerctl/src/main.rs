@@ -542,11 +542,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config,
                 std::sync::Arc::new(ledger_rpc::GatewayTokenSource::new(client.clone())),
             );
-            let mut report = ledger_reconcile::run(
+            // Progress goes to stderr, so stdout stays the report (or its JSON).
+            let mut report = ledger_reconcile::run_reporting(
                 &async_nats::jetstream::new(client.clone()),
                 &sage,
                 &merchant,
                 ledger_reconcile::Range { since, until },
+                &mut |p| eprintln!("reconcile {merchant}: {p}"),
             )
             .await?;
             report.explain(&ledger_reconcile::reasons(&client, &merchant).await);
@@ -581,7 +583,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for user in ["GATEWAY", "CONTACTS", "DOCUMENTS", "PAYMENTS", "OPERATOR"] {
                 let mut password = [0u8; 24];
                 rand::Rng::fill(&mut rand::thread_rng(), &mut password);
-                println!("LEDGER_NATS_{user}_PASSWORD={}", hex::encode(password));
+                println!("LEDGER_NATS_{user}_PASSWORD={}", data_encoding::HEXLOWER.encode(&password));
             }
         }
         Command::Replay {

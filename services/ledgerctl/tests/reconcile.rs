@@ -50,6 +50,17 @@ async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
         out.contains("documents=3 matched=3 missing=0 duplicate=0 mismatch=0 not_from_magento=0"),
         "{out}"
     );
+    // It shows how far it has got as it goes (on stderr, so stdout stays the report).
+    for step in [
+        "reconcile books: read 3/3 events from the log",
+        "reconcile books: listed 3/3 invoices in Sage",
+        "reconcile books: listed 0/0 credit notes in Sage",
+        "reconcile books: checked 3/3 documents against 3 in Sage",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    let log = out.find("events from the log").unwrap();
+    assert!(log < out.find("invoices in Sage").unwrap(), "in order: {out}");
 
     // Sage refuses a fourth invoice (a ledger account it does not know): missing in Sage.
     let real_account = stack.break_sales_ledger_account(&merchant).await.unwrap();
