@@ -301,7 +301,7 @@ pub fn chain_hash(prev_hash: &str, content: &str) -> String {
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
     h.update(content.as_bytes());
-    hex::encode(h.finalize())
+    data_encoding::HEXLOWER.encode(&h.finalize())
 }
 
 /// One audit record: one handling of one event (or one RPC on its behalf) by one consumer.

@@ -134,7 +134,7 @@ impl TestNats {
             .map(|user| {
                 let mut password = [0u8; 16];
                 rand::Rng::fill(&mut rand::thread_rng(), &mut password);
-                format!("{user}-{}", hex::encode(password))
+                format!("{user}-{}", data_encoding::HEXLOWER.encode(&password))
             })
             .collect();
         let mut nats = TestNats {
