@@ -127,18 +127,27 @@ async fn the_stores_traceparent_is_continued_into_the_log() {
             let sequence = answer["stream_sequence"].as_u64().unwrap();
             let stored = stream.get_raw_message(sequence).await.unwrap();
             let tp = stored.headers.get("traceparent");
-            tp.expect("trace context in NATS headers").as_str().to_string()
+            tp.expect("trace context in NATS headers")
+                .as_str()
+                .to_string()
         }
     };
 
     // A store that sends its own trace context: the ingest span joins that trace, as a child.
     let store_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let store_span = "00f067aa0ba902b7";
-    let tp = ingest(1, Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")).await;
+    let tp = ingest(
+        1,
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    )
+    .await;
     let parts: Vec<&str> = tp.split('-').collect();
     assert_eq!(parts.len(), 4, "{tp}");
     assert_eq!(parts[1], store_trace, "the store's trace continues: {tp}");
-    assert_ne!(parts[2], store_span, "the ingest is a span of its own in it: {tp}");
+    assert_ne!(
+        parts[2], store_span,
+        "the ingest is a span of its own in it: {tp}"
+    );
 
     // Without one, or with a malformed one, the ingest starts a trace of its own.
     for (n, traceparent) in [(2, None), (3, Some("00-not-a-trace-01"))] {

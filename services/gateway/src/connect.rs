@@ -24,19 +24,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::pairing::random_hex;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use crate::pairing::random_hex;
 use sage_client::TokenSet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::merchants::hash_key;
-use sage_client::same_secret;
 use crate::{unavailable, AppState};
+use sage_client::same_secret;
 
 /// Name of the operator flow's binding cookie over http (development).
 pub const BINDING_COOKIE: &str = "ledger_connect";

@@ -97,7 +97,11 @@ async fn add_merchant(
     }
     let mut secret = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut secret);
-    let key = format!("lk_{}_{}", req.merchant_id, data_encoding::HEXLOWER.encode(&secret));
+    let key = format!(
+        "lk_{}_{}",
+        req.merchant_id,
+        data_encoding::HEXLOWER.encode(&secret)
+    );
     let result = sqlx::query(
         "INSERT INTO merchants (merchant_id, name, ingest_key_hash, settings) VALUES ($1, $2, $3, $4)",
     )

@@ -475,7 +475,10 @@ pub const STORE_PUBLISH_DENY: &[&str] = &["$SYS.>", "$JS.>", "$KV.>", "_INBOX.>"
 /// a reply subject (replies are delivered to whatever subject a publisher names).
 pub fn inbox_prefix(merchant: &str, secret: &str) -> String {
     let digest = Sha256::digest(format!("ledger-store-inbox\u{1f}{secret}").as_bytes());
-    format!("_INBOX.{merchant}.{}", data_encoding::HEXLOWER.encode(&digest[..16]))
+    format!(
+        "_INBOX.{merchant}.{}",
+        data_encoding::HEXLOWER.encode(&digest[..16])
+    )
 }
 
 /// A merchant's client publishes its own events, on the event subjects of the contract only, and reads

@@ -28,9 +28,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::merchants::{hash_key, require_admin};
-use sage_client::same_secret;
 use crate::pairing::{self, ClaimRefusal};
 use crate::{pages, AppState};
+use sage_client::same_secret;
 
 /// Name of the session cookie over http (development).
 pub const COOKIE: &str = "ledger_portal";
@@ -969,7 +969,10 @@ mod tests {
         };
         let html = render(vec![row("<script>alert(1)</script>")], vec![]);
         assert!(html.contains("<td>invoice created</td>"), "{html}");
-        assert!(html.contains("&#60;i&#62;ledger_account_id&#60;/i&#62;"), "{html}");
+        assert!(
+            html.contains("&#60;i&#62;ledger_account_id&#60;/i&#62;"),
+            "{html}"
+        );
         assert!(
             html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") && !html.contains("<script"),
             "{html}"
@@ -984,7 +987,8 @@ mod tests {
         assert!(html.contains("nothing-failed"), "{html}");
         let html = render(vec![], vec!["payments"]);
         assert!(
-            !html.contains("nothing-failed") && html.contains("The payments service did not answer"),
+            !html.contains("nothing-failed")
+                && html.contains("The payments service did not answer"),
             "{html}"
         );
     }

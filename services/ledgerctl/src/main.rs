@@ -583,7 +583,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for user in ["GATEWAY", "CONTACTS", "DOCUMENTS", "PAYMENTS", "OPERATOR"] {
                 let mut password = [0u8; 24];
                 rand::Rng::fill(&mut rand::thread_rng(), &mut password);
-                println!("LEDGER_NATS_{user}_PASSWORD={}", data_encoding::HEXLOWER.encode(&password));
+                println!(
+                    "LEDGER_NATS_{user}_PASSWORD={}",
+                    data_encoding::HEXLOWER.encode(&password)
+                );
             }
         }
         Command::Replay {

@@ -60,7 +60,10 @@ async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
         assert!(out.contains(step), "{step}: {out}");
     }
     let log = out.find("events from the log").unwrap();
-    assert!(log < out.find("invoices in Sage").unwrap(), "in order: {out}");
+    assert!(
+        log < out.find("invoices in Sage").unwrap(),
+        "in order: {out}"
+    );
 
     // Sage refuses a fourth invoice (a ledger account it does not know): missing in Sage.
     let real_account = stack.break_sales_ledger_account(&merchant).await.unwrap();

@@ -215,7 +215,8 @@ impl AuthState {
             return Err(invalid());
         };
         let conn = self.connections.get_mut(&id).ok_or_else(invalid)?;
-        if conn.revoked || conn.refresh_expires <= now || !same(&conn.refresh_token, refresh_token) {
+        if conn.revoked || conn.refresh_expires <= now || !same(&conn.refresh_token, refresh_token)
+        {
             return Err(invalid());
         }
         let new_refresh = random_token(48);

@@ -228,12 +228,11 @@ fn client_credentials(
 }
 
 fn client_ok(sh: &Shared, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
-    client_credentials(headers, form)
-        .is_some_and(|(id, secret)| {
-            // Both compared, each in constant time, as a real authorisation server does.
-            let id_ok = crate::auth::same(&id, &sh.config.client_id);
-            crate::auth::same(&secret, &sh.config.client_secret) & id_ok
-        })
+    client_credentials(headers, form).is_some_and(|(id, secret)| {
+        // Both compared, each in constant time, as a real authorisation server does.
+        let id_ok = crate::auth::same(&id, &sh.config.client_id);
+        crate::auth::same(&secret, &sh.config.client_secret) & id_ok
+    })
 }
 
 /// `POST /oauth/token`.
