@@ -218,6 +218,12 @@ async fn post_form(
     request.form(form).send().await.unwrap()
 }
 
+/// The signed-in merchant posts a pairing `code` to `path` (with the session's CSRF token).
+async fn post_code(stack: &Stack, portal: &Portal, path: &str, code: &str) -> reqwest::Response {
+    let form = [("csrf", portal.csrf.as_str()), ("code", code)];
+    post_form(stack, path, Some(&portal.cookie), &form).await
+}
+
 fn location(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -423,13 +429,7 @@ async fn pairing_phishing_shows_the_store_and_claims_nothing_until_confirmed() {
     let code = pairing["code"].as_str().unwrap();
     let poll = || poll_pairing(&stack, &pairing);
 
-    let response = post_form(
-        &stack,
-        "/portal/pair",
-        Some(&portal.cookie),
-        &[("csrf", &portal.csrf), ("code", code)],
-    )
-    .await;
+    let response = post_code(&stack, &portal, "/portal/pair", code).await;
     assert_eq!(
         response.status().as_u16(),
         200,
@@ -467,13 +467,7 @@ async fn pairing_phishing_shows_the_store_and_claims_nothing_until_confirmed() {
     assert_eq!(state["state"], "pending");
 
     // Only the merchant's confirmation claims it.
-    let response = post_form(
-        &stack,
-        "/portal/pair/confirm",
-        Some(&portal.cookie),
-        &[("csrf", &portal.csrf), ("code", code)],
-    )
-    .await;
+    let response = post_code(&stack, &portal, "/portal/pair/confirm", code).await;
     assert_eq!(location(&response), "/portal?notice=paired");
     let (status, state) = poll().await;
     assert_eq!(status, 200, "{state}");
@@ -989,22 +983,10 @@ async fn script_in_names_comes_out_escaped_on_every_page() {
     assert_eq!(response.status().as_u16(), 201);
     let pairing: Value = response.json().await.unwrap();
     let code = pairing["code"].as_str().unwrap();
-    let response = post_form(
-        &stack,
-        "/portal/pair",
-        Some(&portal.cookie),
-        &[("csrf", &portal.csrf), ("code", code)],
-    )
-    .await;
+    let response = post_code(&stack, &portal, "/portal/pair", code).await;
     assert_eq!(response.status().as_u16(), 200);
     shows_escaped(&response.text().await.unwrap(), "pairing confirmation");
-    let response = post_form(
-        &stack,
-        "/portal/pair/confirm",
-        Some(&portal.cookie),
-        &[("csrf", &portal.csrf), ("code", code)],
-    )
-    .await;
+    let response = post_code(&stack, &portal, "/portal/pair/confirm", code).await;
     assert_eq!(location(&response), "/portal?notice=paired");
     // ...and, once the store has collected its key, the list of stores.
     let (status, state) = poll_pairing(&stack, &pairing).await;
