@@ -994,6 +994,125 @@ mod tests {
     }
 
     #[test]
+    fn every_page_shows_markup_in_its_values_as_text() {
+        use askama::Template;
+        let x = "<script>alert(1)</script>\"'&";
+        let escaped = "&#60;script&#62;alert(1)&#60;/script&#62;&#34;&#39;&#38;";
+        let s = || x.to_string();
+        let pages: Vec<(&str, String)> = vec![
+            (
+                "unavailable",
+                pages::Unavailable { correlation_id: x }.render().unwrap(),
+            ),
+            (
+                "confirm sage",
+                pages::ConfirmSage {
+                    merchant_name: x,
+                    merchant_id: x,
+                    csrf: x,
+                    pending: x,
+                    businesses: vec![pages::BusinessChoice { id: x, name: x }],
+                }
+                .render()
+                .unwrap(),
+            ),
+            (
+                "sage refused",
+                pages::SageRefused { field: x }.render().unwrap(),
+            ),
+            (
+                "signed out",
+                pages::SignedOut { message: x }.render().unwrap(),
+            ),
+            (
+                "login",
+                pages::Login {
+                    merchant_name: x,
+                    token: x,
+                }
+                .render()
+                .unwrap(),
+            ),
+            (
+                "home",
+                pages::Home {
+                    merchant_name: x,
+                    merchant_id: x,
+                    notice: Some(x),
+                    error: Some(s()),
+                    sage_business: Some(s()),
+                    sage_attention: None,
+                    base_currency: Some(s()),
+                    csrf: x,
+                    code_ttl_minutes: 30,
+                    keys: vec![pages::KeyRow {
+                        id: s(),
+                        label: s(),
+                        created: s(),
+                        used: s(),
+                        revoked: Some(s()),
+                    }],
+                    dead: vec![],
+                    silent: vec![],
+                    held: Some(vec![pages::HeldRow {
+                        document_key: s(),
+                        reason: s(),
+                        detail: s(),
+                    }]),
+                    books_days: 90,
+                }
+                .render()
+                .unwrap(),
+            ),
+            (
+                "books",
+                pages::Books {
+                    since: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                    expected: 1,
+                    problems: vec![pages::ProblemRow {
+                        problem: "Missing",
+                        document: s(),
+                        total: s(),
+                        sage: s(),
+                        why: s(),
+                    }],
+                    foreign: 0,
+                }
+                .render()
+                .unwrap(),
+            ),
+            (
+                "books throttled",
+                pages::BooksThrottled {
+                    again: s(),
+                    seconds: 1,
+                }
+                .render()
+                .unwrap(),
+            ),
+            (
+                "pair",
+                pages::Pair {
+                    store_url: x,
+                    store_name: x,
+                    module_version: x,
+                    requested_at: s(),
+                    minutes_ago: 1,
+                    csrf: x,
+                    code: x,
+                }
+                .render()
+                .unwrap(),
+            ),
+        ];
+        for (name, html) in pages {
+            assert!(html.contains(escaped), "{name}: {html}");
+            assert!(!html.contains("<script"), "{name}: {html}");
+            assert!(!html.contains("value=\"<"), "{name}: {html}");
+        }
+    }
+
+    #[test]
     fn messages_come_from_codes_never_from_the_url() {
         assert!(notice_text("<script>").is_none());
         assert!(error_text("<script>alert(1)</script>").is_none());
