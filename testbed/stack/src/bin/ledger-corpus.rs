@@ -1,4 +1,4 @@
-//! `ledger-corpus`: runs the accounting corpus (crates/ledger-stack/corpus) through the whole
+//! `ledger-corpus`: runs the accounting corpus (testbed/stack/corpus) through the whole
 //! engine into the Sage sandbox and compares what Sage holds with what an accountant expects.
 //!
 //! Prints one line per difference and ends with `corpus: N documents, mismatches=M`; exits
