@@ -27,7 +27,8 @@ const ACK_BATCH: usize = 1_000;
 enum Mode {
     /// Throughput, latency and Sage calls per document, beside a raw JetStream baseline.
     Throughput,
-    /// What one merchant costs the others (see [`fairness`]).
+    /// What one merchant costs the others: B's latency alone, beside A's paused flood and A's
+    /// backlog at its call budget.
     Fairness,
 }
 
