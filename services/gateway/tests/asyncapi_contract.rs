@@ -4,12 +4,16 @@
 //! ledger-rpc, ledger-runtime and the gateway, and every subject-like string literal in the
 //! libraries' and services' sources (so a subject written out anywhere is seen too).
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ledger_events::EventType;
 use regex::Regex;
 use serde_json::Value;
+
+use common::{rust_files, workspace_root};
 
 /// Stand-ins passed to subject functions; they become `*` when subjects are compared.
 const MERCHANT: &str = "merchantx";
@@ -18,10 +22,6 @@ const SERVICE: &str = "servicex";
 /// The NATS micro services protocol's discovery subjects, which the `async-nats` service
 /// support answers for every service (there is no constant of ours for them).
 const NATS_SERVICE_SUBJECTS: [&str; 3] = ["$SRV.PING", "$SRV.INFO", "$SRV.STATS"];
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A subject with every parameter (`{name}`, a format `{}`, a `*` wildcard or a stand-in)
 /// replaced by `*`, so that a document address and a subject the code builds compare.
@@ -107,7 +107,7 @@ fn from_sources() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut files = 0;
     for top in ["crates", "services"] {
-        for file in walk(&workspace_root().join(top)) {
+        for file in rust_files(&workspace_root().join(top)) {
             let is_src = file.components().any(|c| c.as_os_str() == "src");
             let is_testkit = file.components().any(|c| c.as_os_str() == "ledger-testkit");
             if !is_src || is_testkit {
@@ -127,19 +127,6 @@ fn from_sources() -> BTreeSet<String> {
         }
     }
     assert!(files > 20, "the sources were not found");
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
-            out.push(path);
-        }
-    }
     out
 }
 

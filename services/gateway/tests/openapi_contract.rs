@@ -1,14 +1,14 @@
 //! The gateway's HTTP API document (`docs/openapi.yaml`) lists exactly the routes the gateway
 //! serves: every method and path of `gateway::routes::table()` is in it, and nothing else.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{rust_files, workspace_root};
 
 /// A path template with every parameter name dropped (`/a/{merchant}` → `/a/{}`): the
 /// document may name a parameter more descriptively than the code does.
@@ -102,7 +102,7 @@ fn routes_are_added_only_through_the_table() {
     ];
     let mut offenders = Vec::new();
     let mut files = 0;
-    for entry in walk(&src) {
+    for entry in rust_files(&src) {
         if entry.file_name().and_then(|n| n.to_str()) == Some("routes.rs") {
             continue;
         }
@@ -122,17 +122,4 @@ fn routes_are_added_only_through_the_table() {
         "routes must be added through gateway::routes::Routes so the API document is checked:\n{}",
         offenders.join("\n")
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
-            out.push(path);
-        }
-    }
-    out
 }
