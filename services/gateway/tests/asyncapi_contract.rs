@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use ledger_events::EventType;
 use regex::Regex;
