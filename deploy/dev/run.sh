@@ -3,6 +3,9 @@
 #   run.sh up     start sandbox + services, stay in the foreground until Ctrl-C
 #   run.sh demo   start them, run the demo merchant through, print what landed in Sage, stop
 #   run.sh bench  run the benchmark (release build)
+# Arguments after the mode go to ledger-bench or ledger-demo (see their --help). Ports:
+# LEDGER_SANDBOX_PORT (18700), LEDGER_GATEWAY_PORT (18780), LEDGER_STORE_NATS_PORT (42230),
+# LEDGER_METRICS_PORT (18781: contacts, then documents, payments and the gateway above it).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -10,29 +13,26 @@ source deploy/dev/stack.sh
 ensure_infra
 
 mode="${1:-up}"
+shift || true
 LOGS="$STACK/logs"
 mkdir -p "$LOGS"
 DB_NAME="${LEDGER_DEV_DB:-ledger_dev}"
 export LEDGER_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$DB_NAME"
 export LEDGER_NATS_URL
-export SAGE_SANDBOX_BIND="127.0.0.1:${LEDGER_SANDBOX_PORT:-18700}"
-SANDBOX_URL="http://$SAGE_SANDBOX_BIND"
-export SAGE_API_BASE_URL="$SANDBOX_URL/v3.1"
-export SAGE_AUTHORIZE_URL="$SANDBOX_URL/oauth2/auth/central"
-export SAGE_TOKEN_URL="$SANDBOX_URL/oauth/token"
-export SAGE_REVOKE_URL="$SANDBOX_URL/oauth/revoke"
-export SAGE_CLIENT_ID=ledger-dev SAGE_CLIENT_SECRET=ledger-dev-secret
+dev_sandbox_env
 GATEWAY_PORT="${LEDGER_GATEWAY_PORT:-18780}"
+METRICS_PORT="${LEDGER_METRICS_PORT:-18781}"
+CONTACTS_METRICS=$METRICS_PORT DOCUMENTS_METRICS=$((METRICS_PORT + 1))
+PAYMENTS_METRICS=$((METRICS_PORT + 2)) GATEWAY_METRICS=$((METRICS_PORT + 3))
 export LEDGER_GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
 export LEDGER_ADMIN_TOKEN="${LEDGER_ADMIN_TOKEN:-dev-admin-token-not-for-production}"
 # A fixed development key; production keys come from a secret store.
 export LEDGER_TOKEN_KEY="${LEDGER_TOKEN_KEY:-6c65646765722d6465762d6b65792d6e6f742d666f722d70726f64756374696f}"
-export LEDGER_SANDBOX_ADMIN_URL="$SANDBOX_URL/_sandbox"
 
 if [ "$mode" = bench ]; then
   log "building the benchmark (release)"
   cargo build --release -q -p ledger-stack --bin ledger-bench
-  exec "${CARGO_TARGET_DIR:-target}/release/ledger-bench"
+  exec "${CARGO_TARGET_DIR:-target}/release/ledger-bench" "$@"
 fi
 
 log "building services"
@@ -103,21 +103,21 @@ export LEDGER_NATS_SERVER_KEYS=connected
 
 start sage-sandbox
 wait_http "$SANDBOX_URL/_sandbox"
-start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL" LEDGER_METRICS_ADDR=127.0.0.1:18784 \
+start gateway LEDGER_HTTP_ADDR="127.0.0.1:$GATEWAY_PORT" LEDGER_PUBLIC_URL="$LEDGER_GATEWAY_URL" LEDGER_METRICS_ADDR=127.0.0.1:$GATEWAY_METRICS \
   LEDGER_NATS_URL="$(nats_url gateway "$LEDGER_NATS_GATEWAY_PASSWORD")"
 wait_http "$LEDGER_GATEWAY_URL/healthz"
-start contacts LEDGER_METRICS_ADDR=127.0.0.1:18781 \
+start contacts LEDGER_METRICS_ADDR=127.0.0.1:$CONTACTS_METRICS \
   LEDGER_NATS_URL="$(nats_url contacts "$LEDGER_NATS_CONTACTS_PASSWORD")"
-start documents LEDGER_METRICS_ADDR=127.0.0.1:18782 \
+start documents LEDGER_METRICS_ADDR=127.0.0.1:$DOCUMENTS_METRICS \
   LEDGER_NATS_URL="$(nats_url documents "$LEDGER_NATS_DOCUMENTS_PASSWORD")"
-start payments LEDGER_METRICS_ADDR=127.0.0.1:18783 \
+start payments LEDGER_METRICS_ADDR=127.0.0.1:$PAYMENTS_METRICS \
   LEDGER_NATS_URL="$(nats_url payments "$LEDGER_NATS_PAYMENTS_PASSWORD")"
-for port in 18781 18782 18783; do wait_http "http://127.0.0.1:$port/healthz"; done
-log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :18781-18784  logs $LOGS"
+for port in $CONTACTS_METRICS $DOCUMENTS_METRICS $PAYMENTS_METRICS; do wait_http "http://127.0.0.1:$port/healthz"; done
+log "sandbox $SANDBOX_URL  gateway $LEDGER_GATEWAY_URL  stores' NATS nats://127.0.0.1:$STORE_NATS_PORT (pairing)  metrics :$CONTACTS_METRICS-$GATEWAY_METRICS  logs $LOGS"
 
 case "$mode" in
   demo)
-    "$BIN/ledger-demo"
+    "$BIN/ledger-demo" "$@"
     ;;
   up)
     log "running; Ctrl-C stops"

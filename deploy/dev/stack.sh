@@ -136,6 +136,19 @@ psql_cmd() {
   "$bindir/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"
 }
 
+# The dev stack's Sage sandbox (port LEDGER_SANDBOX_PORT, default 18700), and the Sage
+# configuration that points the services and ledgerctl at it instead of Sage.
+dev_sandbox_env() {
+  export SAGE_SANDBOX_BIND="127.0.0.1:${LEDGER_SANDBOX_PORT:-18700}"
+  SANDBOX_URL="http://$SAGE_SANDBOX_BIND"
+  export SAGE_API_BASE_URL="$SANDBOX_URL/v3.1"
+  export SAGE_AUTHORIZE_URL="$SANDBOX_URL/oauth2/auth/central"
+  export SAGE_TOKEN_URL="$SANDBOX_URL/oauth/token"
+  export SAGE_REVOKE_URL="$SANDBOX_URL/oauth/revoke"
+  export SAGE_CLIENT_ID=ledger-dev SAGE_CLIENT_SECRET=ledger-dev-secret
+  export LEDGER_SANDBOX_ADMIN_URL="$SANDBOX_URL/_sandbox"
+}
+
 ensure_infra() {
   ensure_tools
   ensure_postgres

@@ -200,12 +200,15 @@ pub fn render() -> String {
 pub fn router() -> Router {
     Router::new()
         .route("/metrics", get(|| async { render() }))
-        .route("/healthz", get(|| async { "ok" }))
+        .route(HEALTH_PATH, get(|| async { "ok" }))
 }
+
+/// The path of the liveness answer (`ok`).
+pub const HEALTH_PATH: &str = "/healthz";
 
 /// A router with `GET /healthz` only: for a public listener, where `/metrics` must not be.
 pub fn health_router() -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" }))
+    Router::new().route(HEALTH_PATH, get(|| async { "ok" }))
 }
 
 /// Serves `router` on `bind` until `shutdown` fires; returns the bound address (port 0 works).

@@ -9,23 +9,23 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use ledger_runtime::audit::{Answer, AuditQuery, Command};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::merchants::require_admin;
+use crate::routes::Routes;
 use crate::AppState;
 
 /// Services holding audit trails.
 pub const AUDITED_SERVICES: [&str; 3] = ["contacts", "documents", "payments"];
 
 /// Routes of the audit API (bearer `LEDGER_ADMIN_TOKEN`).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/admin/audit", get(show))
-        .route("/v1/admin/audit/verify", get(verify))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/v1/admin/audit", show)
+        .get("/v1/admin/audit/verify", verify)
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,13 +28,13 @@ use crate::pairing::random_hex;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use sage_client::TokenSet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::merchants::hash_key;
+use crate::routes::Routes;
 use crate::{unavailable, AppState};
 use sage_client::same_secret;
 
@@ -48,10 +48,10 @@ pub const STATE_TTL_MINUTES: i32 = 30;
 pub const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Routes of the connection flow.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/connect/sage/start", get(start))
-        .route("/connect/sage/callback", get(callback))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/connect/sage/start", start)
+        .get("/connect/sage/callback", callback)
 }
 
 /// Who started a flow, and so what the callback must present.

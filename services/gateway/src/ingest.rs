@@ -10,17 +10,17 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::routes::Routes;
 use crate::AppState;
 
 /// Routes of the ingest API.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/events", post(ingest))
+pub fn routes() -> Routes {
+    Routes::new().post("/v1/events", ingest)
 }
 
 /// One reason an event was refused, naming the field.

@@ -37,6 +37,7 @@ pub mod nats_auth;
 pub mod pages;
 pub mod pairing;
 pub mod portal;
+pub mod routes;
 pub mod rpc;
 pub mod status;
 
@@ -45,7 +46,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use ledger_runtime::bus::{self, StreamSettings};
 use ledger_runtime::shutdown::Shutdown;
 use sage_client::{OAuthClient, PgTokenStore, SageClient, SageConfig, TokenManager};
@@ -346,21 +346,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         nats_auth::serve(state.clone(), callout, shutdown.clone()).await?;
     }
 
-    let per_key = axum::middleware::from_fn_with_state(state.clone(), limits::per_key);
-    let router = Router::new()
-        .merge(ingest::router().route_layer(per_key.clone()))
-        .merge(status::router().route_layer(per_key))
-        .merge(connect::router())
-        .merge(merchants::router())
-        .merge(audit::router())
-        .merge(pairing::router())
-        .merge(portal::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::per_ip,
-        ))
-        .with_state(state.clone())
-        .merge(ledger_runtime::metrics::health_router());
+    let router = routes::router(state.clone());
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
     let http_addr = listener.local_addr()?;
     {

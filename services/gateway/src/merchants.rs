@@ -5,21 +5,21 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::routes::Routes;
 use crate::AppState;
 
 /// Routes of the admin API (bearer `LEDGER_ADMIN_TOKEN`).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/admin/merchants", post(add_merchant))
-        .route("/v1/admin/merchants/{merchant}", get(show_merchant))
-        .route("/v1/admin/merchants/{merchant}/settings", put(put_settings))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/v1/admin/merchants", add_merchant)
+        .get("/v1/admin/merchants/{merchant}", show_merchant)
+        .put("/v1/admin/merchants/{merchant}/settings", put_settings)
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {

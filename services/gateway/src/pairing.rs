@@ -18,14 +18,14 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::merchants::{bearer, hash_key, require_admin};
+use crate::routes::Routes;
 use crate::AppState;
 use crate::{json_error as error, unavailable};
 
@@ -59,20 +59,14 @@ const CODE_LENGTH: usize = 8;
 const MAX_FIELD: usize = 200;
 
 /// Routes of the pairing handshake and key management.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/pairings", post(request_pairing))
-        .route("/v1/pairings/{pairing}", get(poll_pairing))
-        .route("/v1/credentials/revoke", post(revoke_own_key))
-        .route(
-            "/v1/admin/merchants/{merchant}/pairings",
-            post(claim_pairing),
-        )
-        .route("/v1/admin/merchants/{merchant}/keys", get(list_keys))
-        .route(
-            "/v1/admin/merchants/{merchant}/keys/{key}",
-            delete(revoke_key),
-        )
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/v1/pairings", request_pairing)
+        .get("/v1/pairings/{pairing}", poll_pairing)
+        .post("/v1/credentials/revoke", revoke_own_key)
+        .post("/v1/admin/merchants/{merchant}/pairings", claim_pairing)
+        .get("/v1/admin/merchants/{merchant}/keys", list_keys)
+        .delete("/v1/admin/merchants/{merchant}/keys/{key}", revoke_key)
 }
 
 /// `bytes` random bytes as lowercase hex (tokens, secrets, ids).

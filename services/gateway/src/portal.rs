@@ -22,13 +22,13 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Form, Json};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::merchants::{hash_key, require_admin};
 use crate::pairing::{self, ClaimRefusal};
+use crate::routes::Routes;
 use crate::{pages, AppState};
 use sage_client::same_secret;
 
@@ -43,25 +43,19 @@ pub const LINK_TTL_HOURS: i64 = 24;
 pub const SESSION_TTL_HOURS: i64 = 12;
 
 /// Routes of the portal and of its admin API.
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/v1/admin/merchants/{merchant}/portal-links",
-            post(create_link),
-        )
-        .route("/portal/login", get(login).post(login_confirmed))
-        .route("/portal", get(home))
-        .route("/portal/pair", post(pair))
-        .route("/portal/pair/confirm", post(pair_confirmed))
-        .route("/portal/sage/confirm", post(sage_confirmed))
-        .route("/portal/keys/{key}/revoke", post(revoke))
-        .route("/portal/sage/connect", post(connect_sage))
-        .route(
-            "/portal/dead-letters/{service}/{id}/retry",
-            post(retry_dead_letter),
-        )
-        .route("/portal/logout", post(logout))
-        .route("/portal/books", get(books))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/v1/admin/merchants/{merchant}/portal-links", create_link)
+        .get("/portal/login", login).post("/portal/login", login_confirmed)
+        .get("/portal", home)
+        .post("/portal/pair", pair)
+        .post("/portal/pair/confirm", pair_confirmed)
+        .post("/portal/sage/confirm", sage_confirmed)
+        .post("/portal/keys/{key}/revoke", revoke)
+        .post("/portal/sage/connect", connect_sage)
+        .post("/portal/dead-letters/{service}/{id}/retry", retry_dead_letter)
+        .post("/portal/logout", logout)
+        .get("/portal/books", books)
 }
 
 fn random_token() -> String {

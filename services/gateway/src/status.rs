@@ -18,13 +18,13 @@ use async_nats::jetstream::AckKind;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use futures::StreamExt;
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::status::{FeedItem, FeedPage, StatusUpdate, STATUS_STREAM, STATUS_SUBJECTS};
 use serde_json::{json, Value};
 
+use crate::routes::Routes;
 use crate::AppState;
 
 /// Durable consumer copying `LEDGER_STATUS` into the feed table.
@@ -200,8 +200,8 @@ pub async fn read(
 pub const MAX_LIMIT: usize = 1000;
 
 /// Routes of the status feed (bearer: the merchant's ingest key).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/status", get(feed))
+pub fn routes() -> Routes {
+    Routes::new().get("/v1/status", feed)
 }
 
 /// Highest cursor accepted (the largest integer the Magento module stores).

@@ -32,6 +32,7 @@ mod admin;
 mod api;
 mod auth;
 mod error;
+mod exchange;
 mod faults;
 mod listing;
 mod model;

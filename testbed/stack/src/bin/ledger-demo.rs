@@ -11,8 +11,25 @@ use anyhow::Context;
 use ledger_stack::events;
 use serde_json::{json, Value};
 
-fn env(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set (run through ./dev demo)"))
+/// Where the running Ledger is; `./dev demo` sets the environment variables of the same names.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "ledger-demo",
+    about = "A demo merchant's documents through a running Ledger (run through ./dev demo)"
+)]
+struct Args {
+    /// Base URL of the gateway.
+    #[arg(long, env = "LEDGER_GATEWAY_URL")]
+    gateway_url: String,
+    /// The gateway's admin bearer token.
+    #[arg(long, env = "LEDGER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// The Sage sandbox's admin URL (`.../_sandbox`).
+    #[arg(long, env = "LEDGER_SANDBOX_ADMIN_URL")]
+    sandbox_admin_url: String,
+    /// NATS URL the demo publishes to, as the Magento module does.
+    #[arg(long, env = "LEDGER_NATS_URL", hide_env_values = true)]
+    nats_url: String,
 }
 
 fn money(v: &Value) -> String {
@@ -25,10 +42,11 @@ fn money(v: &Value) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let gateway = env("LEDGER_GATEWAY_URL")?;
-    let admin_token = env("LEDGER_ADMIN_TOKEN")?;
-    let sandbox = env("LEDGER_SANDBOX_ADMIN_URL")?;
-    let nats_url = env("LEDGER_NATS_URL")?;
+    let args = <Args as clap::Parser>::parse();
+    let gateway = args.gateway_url;
+    let admin_token = args.admin_token;
+    let sandbox = args.sandbox_admin_url;
+    let nats_url = args.nats_url;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

@@ -1,7 +1,8 @@
 //! Routing, call accounting, the OAuth endpoints and the accept loop.
 
-use crate::api::{self, CallBusiness, Res, STATIC_COLLECTIONS};
+use crate::api::{self, Res, STATIC_COLLECTIONS};
 use crate::error::ApiError;
+use crate::exchange::{CallBusiness, ConnKill};
 use crate::shared::{lock, Shared};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{MatchedPath, Query, Request, State};
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Form, Router};
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -20,11 +21,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
-
-/// Lets a handler close its own connection without answering (the `timeout`
-/// fault). Inserted into every request by the accept loop.
-#[derive(Clone)]
-pub(crate) struct ConnKill(pub Arc<Notify>);
 
 /// How long shutdown waits for in-flight requests before cutting them off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -455,9 +451,4 @@ async fn serve_connection(
             }
         }
     }
-}
-
-/// Helper for admin handlers: JSON with a status.
-pub(crate) fn admin_json(status: StatusCode, body: Value) -> Response {
-    (status, axum::Json(body)).into_response()
 }

@@ -3,6 +3,7 @@
 
 use crate::auth::{Principal, TokenProblem};
 use crate::error::ApiError;
+use crate::exchange::{CallBusiness, ConnKill};
 use crate::faults::Outcome;
 use crate::listing;
 use crate::model::{Business, IdempotencyEntry, Record, Store};
@@ -12,7 +13,6 @@ use crate::resources::payments;
 use crate::resources::sales::{self, SalesKind};
 use crate::schema;
 use crate::seed;
-use crate::server::ConnKill;
 use crate::shared::{lock, Shared};
 use axum::body::Bytes;
 use axum::extract::rejection::{ExtensionRejection, MatchedPathRejection, QueryRejection};
@@ -25,11 +25,6 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Business a call was attributed to, passed from handlers to the call
-/// counter through response extensions.
-#[derive(Debug, Clone)]
-pub(crate) struct CallBusiness(pub String);
 
 /// Writable resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

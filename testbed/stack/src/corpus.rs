@@ -1,13 +1,13 @@
 //! The accounting corpus: Magento documents written by hand (and real ones reshaped as
 //! events), each with the Sage records an accountant expects, also written by hand.
 //!
-//! A case file (`crates/ledger-stack/corpus/*.json`) holds `{"cases": [...]}`. A case names
+//! A case file (`testbed/stack/corpus/*.json`) holds `{"cases": [...]}`. A case names
 //! the rule it proves, the merchant settings it needs, the events the store sends (Magento's
 //! own field names and numbers) and what Sage must hold afterwards. The runner
 //! (`ledger-corpus`, `just corpus`) gives every case its own merchant and Sage business,
 //! publishes the events through the gateway (schema validation included), waits until the
 //! engine has settled, then compares Sage with the expectations and prints one line per
-//! difference. The format is described in `crates/ledger-stack/corpus/README.md`.
+//! difference. The format is described in `testbed/stack/corpus/README.md`.
 //!
 //! Event building only fills what is not accounting: envelope ids, entity ids, the order
 //! context a case does not care about, and the `base_*` twins of amounts when the base and
@@ -75,7 +75,7 @@ pub struct CaseFile {
 
 /// The corpus directory of the workspace being run (see [`ledger_testkit::workspace_root`]).
 pub fn corpus_dir() -> PathBuf {
-    ledger_testkit::workspace_root().join("crates/ledger-stack/corpus")
+    ledger_testkit::workspace_root().join("testbed/stack/corpus")
 }
 
 /// Loads every `*.json` case file of `dir`, in file-name order.

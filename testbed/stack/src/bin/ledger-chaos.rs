@@ -11,7 +11,8 @@
 //! It exits non-zero unless D, L and M are 0. Sized by `CHAOS_EVENTS` (invoices, default 2000),
 //! `CHAOS_MERCHANTS` (default 20), `CHAOS_PAID_EVERY` (every n-th invoice also gets paid,
 //! default 3), `CHAOS_KILL_EVERY_MS` (default 1500), `CHAOS_FAULT_RATE` (per-request probability
-//! of each fault kind, default 0.02), `CHAOS_SETTLE_SECS` (default 600), `CHAOS_SEED`.
+//! of each fault kind, default 0.02), `CHAOS_SETTLE_SECS` (default 600), `CHAOS_SEED`,
+//! `CHAOS_FAILPOINTS`, or the matching options (`ledger-chaos --help`).
 //! Run it through `./dev chaos` (or `just chaos`), which builds the service binaries it starts.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,11 +28,45 @@ use rust_decimal::Decimal;
 use sage_sandbox::{BusinessSpec, FaultKind, FaultPlan, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The run's size and knobs; each option also reads the environment variable of the same name.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ledger-chaos", about = "Exactly-once under crashes, restarts and a misbehaving Sage")]
+struct Args {
+    /// Invoices published.
+    #[arg(long, env = "CHAOS_EVENTS", default_value_t = 2000)]
+    events: usize,
+    /// Merchants the invoices are spread over (at least 1).
+    #[arg(long, env = "CHAOS_MERCHANTS", default_value_t = 20)]
+    merchants: usize,
+    /// Every n-th invoice is also paid (at least 1).
+    #[arg(long, env = "CHAOS_PAID_EVERY", default_value_t = 3)]
+    paid_every: usize,
+    /// Milliseconds between SIGKILLs of a consumer process.
+    #[arg(long, env = "CHAOS_KILL_EVERY_MS", default_value_t = 1500)]
+    kill_every_ms: u64,
+    /// Per-request probability of each sandbox fault kind.
+    #[arg(long, env = "CHAOS_FAULT_RATE", default_value_t = 0.02)]
+    fault_rate: f64,
+    /// Seconds the healed engine gets to settle before the books are compared.
+    #[arg(long, env = "CHAOS_SETTLE_SECS", default_value_t = 600)]
+    settle_secs: u64,
+    /// Seed of every random choice; a random one when not given (printed either way).
+    #[arg(long, env = "CHAOS_SEED")]
+    seed: Option<u64>,
+    /// Fail points of the consumer processes (`LEDGER_FAILPOINTS` syntax).
+    #[arg(
+        long,
+        env = "CHAOS_FAILPOINTS",
+        default_value = "after_sage_write=0.01,before_ack=0.005"
+    )]
+    failpoints: String,
+    /// Administrative URL of the PostgreSQL cluster the run's database is made on.
+    #[arg(
+        long,
+        env = "LEDGER_TEST_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:54329/postgres"
+    )]
+    pg_admin_url: String,
 }
 
 /// A service process the suite starts, kills and restarts.
@@ -147,15 +182,15 @@ struct Expected {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let events: usize = env_or("CHAOS_EVENTS", 2000);
-    let merchants: usize = env_or("CHAOS_MERCHANTS", 20).max(1);
-    let paid_every: usize = env_or("CHAOS_PAID_EVERY", 3).max(1);
-    let kill_every = Duration::from_millis(env_or("CHAOS_KILL_EVERY_MS", 1500));
-    let fault_rate: f64 = env_or("CHAOS_FAULT_RATE", 0.02);
-    let settle = Duration::from_secs(env_or("CHAOS_SETTLE_SECS", 600));
-    let seed: u64 = env_or("CHAOS_SEED", rand::random());
-    let pg_admin = std::env::var("LEDGER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
+    let args = <Args as clap::Parser>::parse();
+    let events = args.events;
+    let merchants = args.merchants.max(1);
+    let paid_every = args.paid_every.max(1);
+    let kill_every = Duration::from_millis(args.kill_every_ms);
+    let fault_rate = args.fault_rate;
+    let settle = Duration::from_secs(args.settle_secs);
+    let seed: u64 = args.seed.unwrap_or_else(rand::random);
+    let pg_admin = args.pg_admin_url;
     let root = ledger_testkit::workspace_root();
     let bin_dir = std::env::current_exe()?
         .parent()
@@ -196,8 +231,7 @@ async fn main() -> anyhow::Result<()> {
     ];
     // Consumers also crash on their own at the worst moments: right after a Sage write before
     // its commit, and after the commit before the ack.
-    let failpoints = std::env::var("CHAOS_FAILPOINTS")
-        .unwrap_or_else(|_| "after_sage_write=0.01,before_ack=0.005".into());
+    let failpoints = args.failpoints;
     let mut gateway = Service {
         name: "gateway",
         bin: bin_dir.join("gateway"),

@@ -1,9 +1,9 @@
-//! `ledger-corpus`: runs the accounting corpus (crates/ledger-stack/corpus) through the whole
+//! `ledger-corpus`: runs the accounting corpus (testbed/stack/corpus) through the whole
 //! engine into the Sage sandbox and compares what Sage holds with what an accountant expects.
 //!
 //! Prints one line per difference and ends with `corpus: N documents, mismatches=M`; exits
 //! non-zero when M > 0. Needs `LEDGER_TEST_PG_URL` and a nats-server (`./dev corpus` provides
-//! both). `CORPUS_FILTER=<substring>` runs only the cases whose name contains it.
+//! both). `CORPUS_FILTER=<substring>` (or `--filter`) runs only the cases whose name contains it.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,19 @@ use serde_json::Value;
 
 /// How long one case may take to settle.
 const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to run; each option also reads the environment variable of the same name.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ledger-corpus", about = "The accounting corpus through the whole engine")]
+struct Args {
+    /// Runs only the cases whose name contains this text (all when empty).
+    #[arg(long, env = "CORPUS_FILTER", default_value = "")]
+    filter: String,
+    /// Seconds the services cache merchant settings; short so that a `settings` step changes
+    /// them mid-case (production caches them for 30 s).
+    #[arg(long, env = "LEDGER_SETTINGS_TTL_SECS", default_value_t = 1)]
+    settings_ttl_secs: u64,
+}
 
 struct Outcome {
     name: String,
@@ -267,7 +280,8 @@ async fn business_setup(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = ledger_runtime::telemetry::init("ledger-corpus");
-    let filter = std::env::var("CORPUS_FILTER").unwrap_or_default();
+    let args = <Args as clap::Parser>::parse();
+    let filter = args.filter;
     let mut cases = corpus::load(&corpus::corpus_dir())?;
     cases.retain(|c| c.name.contains(&filter));
 
@@ -301,11 +315,9 @@ async fn main() -> anyhow::Result<()> {
         println!("corpus: {skipped_real} real-document cases skipped (../shared/magento/real-documents not found)");
     }
 
-    // A `settings` step changes settings mid-case: the services read them again after a
-    // second instead of the production 30 s cache.
-    if std::env::var("LEDGER_SETTINGS_TTL_SECS").is_err() {
-        std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "1");
-    }
+    // A `settings` step changes settings mid-case: the in-process services read their
+    // cache time from the environment.
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", args.settings_ttl_secs.to_string());
     let nats = TestNats::start().await.context("nats-server")?;
     let db = TestDb::create().await.context("database")?;
     let stack = Stack::start(StackOptions {

@@ -4,7 +4,7 @@
 //! Runs the real services in this process (see `ledger_stack::Stack`) against the dev stack's
 //! NATS and PostgreSQL (`./dev bench` starts them). Size: `BENCH_DOCS` (default 2000) invoice
 //! events spread over `BENCH_MERCHANTS` (default 20) merchants, at each sandbox latency in
-//! `BENCH_LATENCIES_MS` (default "0,100").
+//! `BENCH_LATENCIES_MS` (default "0,100"). Every knob is also an option (`ledger-bench --help`).
 //!
 //! `BENCH_MODE=fairness` measures instead what one merchant costs the others (see
 //! [`fairness`]): merchant B's publish→Sage latency alone, and while merchant A (a) has Sage
@@ -22,11 +22,62 @@ use sage_sandbox::{FaultKind, FaultPlan, SandboxConfig};
 /// outstanding, so a large run must collect them as it goes.
 const ACK_BATCH: usize = 1_000;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// What the benchmark measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// Throughput, latency and Sage calls per document, beside a raw JetStream baseline.
+    Throughput,
+    /// What one merchant costs the others: B's latency alone, beside A's paused flood and A's
+    /// backlog at its call budget.
+    Fairness,
+}
+
+/// The run's size and knobs; each option also reads the environment variable of the same name.
+#[derive(Debug, clap::Parser)]
+#[command(name = "ledger-bench", about = "Throughput, latency and fairness of the engine")]
+struct Args {
+    /// What to measure.
+    #[arg(long, env = "BENCH_MODE", value_enum, default_value_t = Mode::Throughput)]
+    mode: Mode,
+    /// Invoice events per run.
+    #[arg(long, env = "BENCH_DOCS", default_value_t = 2000)]
+    docs: usize,
+    /// Merchants the events are spread over.
+    #[arg(long, env = "BENCH_MERCHANTS", default_value_t = 20)]
+    merchants: usize,
+    /// Sandbox latencies to run at, in milliseconds, comma separated.
+    #[arg(
+        long,
+        env = "BENCH_LATENCIES_MS",
+        value_delimiter = ',',
+        default_value = "0,100"
+    )]
+    latencies_ms: Vec<u64>,
+    /// Seconds a run may take to bring every document to Sage.
+    #[arg(long, env = "BENCH_TIMEOUT_SECS", default_value_t = 600)]
+    timeout_secs: u64,
+    /// Fairness: events merchant A floods.
+    #[arg(long, env = "FAIR_FLOOD", default_value_t = 50_000)]
+    fair_flood: usize,
+    /// Fairness: invoices merchant B sends.
+    #[arg(long, env = "FAIR_B_DOCS", default_value_t = 150)]
+    fair_b_docs: usize,
+    /// Fairness: invoices per second merchant B sends.
+    #[arg(long, env = "FAIR_B_RATE", default_value_t = 5.0)]
+    fair_b_rate: f64,
+    /// Fairness: Sage calls a minute per business.
+    #[arg(long, env = "FAIR_BUDGET_PER_MINUTE", default_value_t = 6_000)]
+    fair_budget_per_minute: u32,
+    /// NATS with JetStream the engine runs on.
+    #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:42229")]
+    nats_url: String,
+    /// Administrative URL of the PostgreSQL cluster the runs' databases are made on.
+    #[arg(
+        long,
+        env = "LEDGER_TEST_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:54329/postgres"
+    )]
+    pg_admin_url: String,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -107,6 +158,7 @@ async fn paced_latencies(
     merchant: &ledger_stack::Merchant,
     docs: usize,
     rate: f64,
+    timeout: Duration,
 ) -> anyhow::Result<Vec<Duration>> {
     let inspector = stack.sandbox.inspect();
     let business = merchant.business_id.clone();
@@ -115,7 +167,6 @@ async fn paced_latencies(
         .last()
         .map(|c| c.seq)
         .unwrap_or(0);
-    let timeout = Duration::from_secs(env_or("BENCH_TIMEOUT_SECS", 600));
     let watcher = tokio::spawn(async move {
         let mut answers = Vec::with_capacity(docs);
         let mut last_seq = first_seq;
@@ -173,11 +224,13 @@ async fn paced_latencies(
 /// drains a backlog of as many at its Sage call budget (`FAIR_BUDGET_PER_MINUTE` per
 /// business, default 6,000, so the run takes minutes). B sends `FAIR_B_DOCS` invoices
 /// (default 150) at `FAIR_B_RATE` per second (default 5), starting with A's flood.
-async fn fairness(nats_url: &str, admin_url: &str) -> anyhow::Result<()> {
-    let flood: usize = env_or("FAIR_FLOOD", 50_000);
-    let b_docs: usize = env_or("FAIR_B_DOCS", 150);
-    let b_rate: f64 = env_or("FAIR_B_RATE", 5.0);
-    let budget: u32 = env_or("FAIR_BUDGET_PER_MINUTE", 6_000);
+async fn fairness(args: &Args) -> anyhow::Result<()> {
+    let (nats_url, admin_url) = (args.nats_url.as_str(), args.pg_admin_url.as_str());
+    let flood = args.fair_flood;
+    let b_docs = args.fair_b_docs;
+    let b_rate = args.fair_b_rate;
+    let budget = args.fair_budget_per_minute;
+    let timeout = Duration::from_secs(args.timeout_secs);
     std::env::set_var("LEDGER_SAGE_CALLS_PER_MINUTE", budget.to_string());
     println!(
         "fairness: B sends {b_docs} invoices at {b_rate}/s; A floods {flood} events; Sage budget {budget} calls/min per business; {} cores",
@@ -206,7 +259,7 @@ async fn fairness(nats_url: &str, admin_url: &str) -> anyhow::Result<()> {
                 Ok::<_, anyhow::Error>((n, started.elapsed()))
             }))
         };
-        let latencies = paced_latencies(&stack, &b, b_docs, b_rate).await?;
+        let latencies = paced_latencies(&stack, &b, b_docs, b_rate, timeout).await?;
         let flood_note = match flooding {
             Some(task) => {
                 let (n, took) = task.await??;
@@ -352,18 +405,19 @@ struct RunResult {
     token_calls: u64,
 }
 
+/// One run of `args.docs` invoices over `args.merchants` merchants at a sandbox latency,
+/// as a backlog (`rate` None) or paced at `rate` per second.
 async fn run_engine(
-    nats_url: &str,
-    admin_url: &str,
-    docs: usize,
-    merchants: usize,
+    args: &Args,
     latency_ms: u64,
     rate: Option<f64>,
     replay: bool,
 ) -> anyhow::Result<RunResult> {
+    let (docs, merchants) = (args.docs, args.merchants);
+    let timeout = Duration::from_secs(args.timeout_secs);
     let stack = fresh_stack(
-        nats_url,
-        admin_url,
+        &args.nats_url,
+        &args.pg_admin_url,
         &format!("ledger_bench_{latency_ms}"),
         64,
     )
@@ -392,7 +446,6 @@ async fn run_engine(
     // from before the first publish so no answer is missed.
     let inspector = stack.sandbox.inspect();
     let first_seq = inspector.calls(None, 1).last().map(|c| c.seq).unwrap_or(0);
-    let timeout = Duration::from_secs(env_or("BENCH_TIMEOUT_SECS", 600));
     let watcher = tokio::spawn(async move {
         let mut answers: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::with_capacity(docs);
         let mut last_seq = first_seq;
@@ -536,20 +589,11 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var_os("LEDGER_SAGE_CALLS_PER_MINUTE").is_none() {
         std::env::set_var("LEDGER_SAGE_CALLS_PER_MINUTE", "0");
     }
-    let nats_url =
-        std::env::var("LEDGER_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:42229".into());
-    let admin_url = std::env::var("LEDGER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:54329/postgres".into());
-    if std::env::var("BENCH_MODE").as_deref() == Ok("fairness") {
-        return fairness(&nats_url, &admin_url).await;
+    let args = <Args as clap::Parser>::parse();
+    if args.mode == Mode::Fairness {
+        return fairness(&args).await;
     }
-    let docs: usize = env_or("BENCH_DOCS", 2000);
-    let merchants: usize = env_or("BENCH_MERCHANTS", 20);
-    let latencies: Vec<u64> = std::env::var("BENCH_LATENCIES_MS")
-        .unwrap_or_else(|_| "0,100".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let (docs, merchants) = (args.docs, args.merchants);
 
     println!(
         "ledger bench: {docs} invoice events, {merchants} merchants, {} cores",
@@ -557,19 +601,10 @@ async fn main() -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    let (publish_rate, consume_rate) = baseline(&nats_url, docs.max(1000)).await?;
+    let (publish_rate, consume_rate) = baseline(&args.nats_url, docs.max(1000)).await?;
     println!("baseline  raw JetStream: publish {publish_rate:.0} msg/s, pull+ack {consume_rate:.0} msg/s");
-    for latency in latencies {
-        let burst = run_engine(
-            &nats_url,
-            &admin_url,
-            docs,
-            merchants,
-            latency,
-            None,
-            latency == 0,
-        )
-        .await?;
+    for &latency in &args.latencies_ms {
+        let burst = run_engine(&args, latency, None, latency == 0).await?;
         anyhow::ensure!(
             burst.docs == docs,
             "only {} of {docs} documents reached Sage",
@@ -599,16 +634,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         let paced_rate = (throughput * 0.5).max(1.0);
-        let paced = run_engine(
-            &nats_url,
-            &admin_url,
-            docs,
-            merchants,
-            latency,
-            Some(paced_rate),
-            false,
-        )
-        .await?;
+        let paced = run_engine(&args, latency, Some(paced_rate), false).await?;
         anyhow::ensure!(
             paced.docs == docs,
             "only {} of {docs} documents reached Sage",

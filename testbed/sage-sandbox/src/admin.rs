@@ -3,12 +3,11 @@
 
 use crate::faults::FaultPlan;
 use crate::model::BusinessSpec;
-use crate::server::admin_json;
 use crate::shared::{lock, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::Deserialize;
@@ -76,6 +75,11 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             put(set_rate_limit).get(get_rate_limit),
         )
         .route("/_sandbox/reset", post(reset))
+}
+
+/// JSON with a status, the shape of every admin answer.
+fn admin_json(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
