@@ -852,26 +852,17 @@ pub async fn serve(
         move |msg| {
             let log = log.clone();
             async move {
-                Some(match serde_json::from_slice::<Command>(&msg.payload) {
-                    Ok(command) => {
-                        let answered = answer(&log, command).await;
-                        match &answered {
-                            Answer::Error { message } => {
-                                Reply::failed(&answered, 500, format!("audit: {message}"))
-                            }
-                            _ => Reply::ok(&answered),
-                        }
+                let command =
+                    match crate::micro::decode(&msg.payload, |message| Answer::Error { message }) {
+                        Ok(command) => command,
+                        Err(reply) => return Some(reply),
+                    };
+                let answered = answer(&log, command).await;
+                Some(match &answered {
+                    Answer::Error { message } => {
+                        Reply::failed(&answered, 500, format!("audit: {message}"))
                     }
-                    Err(e) => {
-                        let message = format!("bad request: {e}");
-                        Reply::failed(
-                            &Answer::Error {
-                                message: message.clone(),
-                            },
-                            400,
-                            message,
-                        )
-                    }
+                    _ => Reply::ok(&answered),
                 })
             }
         },

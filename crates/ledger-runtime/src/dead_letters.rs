@@ -231,8 +231,13 @@ pub async fn serve<H: Handler>(
         move |msg| {
             let (js, db, handler) = (js.clone(), db.clone(), handler.clone());
             async move {
-                let answer = match serde_json::from_slice::<Command>(&msg.payload) {
-                    Ok(Command::List { merchant }) => {
+                let command =
+                    match crate::micro::decode(&msg.payload, |message| Answer::Error { message }) {
+                        Ok(command) => command,
+                        Err(reply) => return Some(reply),
+                    };
+                let answer = match command {
+                    Command::List { merchant } => {
                         match journal::list_dead_letters(&db, merchant.as_deref()).await {
                             Ok(dead_letters) => Answer::Listed { dead_letters },
                             Err(e) => Answer::Error {
@@ -240,21 +245,11 @@ pub async fn serve<H: Handler>(
                             },
                         }
                     }
-                    Ok(Command::Retry { ids, merchant }) => {
+                    Command::Retry { ids, merchant } => {
                         match retry(&js, &db, handler.as_ref(), &ids, merchant.as_deref()).await {
                             Ok(results) => Answer::Retried { results },
                             Err(message) => Answer::Error { message },
                         }
-                    }
-                    Err(e) => {
-                        let message = format!("bad request: {e}");
-                        return Some(Reply::failed(
-                            &Answer::Error {
-                                message: message.clone(),
-                            },
-                            400,
-                            message,
-                        ));
                     }
                 };
                 Some(match &answer {

@@ -25,7 +25,7 @@ use async_nats::service::{self, ServiceExt};
 use async_nats::{HeaderMap, SubscribeError, SubscribeErrorKind};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use serde::Serialize;
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::shutdown::Shutdown;
 
@@ -228,6 +228,18 @@ impl Reply {
     pub fn is_failure(&self) -> bool {
         self.failure.is_some()
     }
+}
+
+/// Decodes a JSON request, or the 400 answer to send instead: `error` turns the reason into
+/// the endpoint's own error body.
+pub fn decode<T: DeserializeOwned, E: Serialize>(
+    payload: &[u8],
+    error: impl FnOnce(String) -> E,
+) -> Result<T, Reply> {
+    serde_json::from_slice(payload).map_err(|e| {
+        let message = format!("bad request: {e}");
+        Reply::failed(&error(message.clone()), 400, message)
+    })
 }
 
 /// Sends answers for one endpoint.

@@ -359,18 +359,11 @@ pub async fn serve<H: Handler>(
             );
             async move {
                 let reply = msg.reply.clone()?;
-                let command = match serde_json::from_slice::<Command>(&msg.payload) {
+                let command: Command = match crate::micro::decode(&msg.payload, |message| {
+                    Message::Error { message }
+                }) {
                     Ok(c) => c,
-                    Err(e) => {
-                        let message = format!("bad request: {e}");
-                        return Some(Reply::failed(
-                            &Message::Error {
-                                message: message.clone(),
-                            },
-                            400,
-                            message,
-                        ));
-                    }
+                    Err(reply) => return Some(reply),
                 };
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Summary>();
                 let forward = {

@@ -34,6 +34,24 @@ impl Handler for Slow {
     }
 }
 
+/// A nats-server, a database with the journal and audit tables, and a client.
+async fn server_and_database() -> (TestNats, TestDb, async_nats::Client) {
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    journal::migrate(db.pool()).await.unwrap();
+    audit::migrate(db.pool()).await.unwrap();
+    let client = nats.connect().await.unwrap();
+    (nats, db, client)
+}
+
+/// The error of an empty request to `subject` that must fail.
+async fn refusal(client: &async_nats::Client, subject: &str, timeout: Duration) -> String {
+    bus::request_json::<_, Value>(client, subject, &json!({}), timeout)
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_after_twenty_seconds_arrives_within_the_requests_own_timeout() {
     let nats = TestNats::start().await.unwrap();
@@ -66,25 +84,14 @@ async fn an_answer_after_twenty_seconds_arrives_within_the_requests_own_timeout(
     assert!(started.elapsed() >= Duration::from_secs(20));
 
     // And a request's own timeout still applies.
-    let short = bus::request_json::<_, Value>(
-        &asker,
-        "ledger.rpc.slow.answer",
-        &json!({}),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let short = refusal(&asker, "ledger.rpc.slow.answer", Duration::from_secs(1)).await;
     assert!(short.contains("no reply within 1s"), "{short}");
     shutdown.trigger();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_dead_letter_retry_does_not_keep_a_listing_waiting() {
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    journal::migrate(db.pool()).await.unwrap();
-    let client = nats.connect().await.unwrap();
+    let (nats, db, client) = server_and_database().await;
     let js = async_nats::jetstream::new(client.clone());
     bus::ensure_streams(&js, &StreamSettings::default())
         .await
@@ -176,11 +183,7 @@ async fn a_long_dead_letter_retry_does_not_keep_a_listing_waiting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srv_info_lists_a_services_endpoints_and_failures_carry_the_error_headers() {
-    let nats = TestNats::start().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    journal::migrate(db.pool()).await.unwrap();
-    audit::migrate(db.pool()).await.unwrap();
-    let client = nats.connect().await.unwrap();
+    let (nats, db, client) = server_and_database().await;
     let shutdown = Shutdown::new();
     let handler = Arc::new(Slow {
         delay: Duration::ZERO,
@@ -345,27 +348,11 @@ async fn a_reply_with_only_the_error_headers_is_an_error_naming_them() {
                 .await;
         }
     });
-    let error = bus::request_json::<_, Value>(
-        &client,
-        "ledger.rpc.bare.fails",
-        &json!({}),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let error = refusal(&client, "ledger.rpc.bare.fails", Duration::from_secs(5)).await;
     assert!(
         error.contains("service error 503: store unavailable"),
         "{error}"
     );
-    let none = bus::request_json::<_, Value>(
-        &client,
-        "ledger.rpc.nobody.home",
-        &json!({}),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let none = refusal(&client, "ledger.rpc.nobody.home", Duration::from_secs(5)).await;
     assert!(none.contains("no service answers"), "{none}");
 }

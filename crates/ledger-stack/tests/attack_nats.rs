@@ -684,14 +684,14 @@ async fn a_store_cannot_list_or_ask_ledgers_nats_services() {
             .unwrap();
     }
     store.flush().await.unwrap();
-    let answered = received(&mut inbox, Duration::from_millis(1000)).await;
+    let answered: Vec<String> = received(&mut inbox, Duration::from_millis(1000))
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
     assert!(
         answered.is_empty(),
-        "a store reached Ledger's services: {:?}",
-        answered
-            .iter()
-            .map(|m| String::from_utf8_lossy(&m.payload).to_string())
-            .collect::<Vec<_>>()
+        "a store reached Ledger's services: {answered:?}"
     );
     println!(
         "srv_listing: {} services listed to the operator, {} asks from a store, {} answered",
