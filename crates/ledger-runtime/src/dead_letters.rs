@@ -168,8 +168,10 @@ pub const RETRY_BATCH: usize = 20;
 
 /// Retries `service`'s dead letters a batch at a time, so the asker sees progress and no single
 /// request runs long: `ids`, or (when empty) every dead letter listed for `merchant` (or all),
-/// [`RETRY_BATCH`] ids per request, each request with its own `timeout`. `progress` hears the
-/// count done, the total and the batch's results after every batch.
+/// oldest event first across batches as within one, [`RETRY_BATCH`] ids per request, each
+/// request with its own `timeout`. `progress` hears how many ids were tried so far, the total
+/// and the batch's results after every batch (an id retried meanwhile by someone else has no
+/// result).
 pub async fn retry_in_batches(
     client: &async_nats::Client,
     service: &str,
@@ -183,16 +185,33 @@ pub async fn retry_in_batches(
             .await
             .map_err(|e| e.to_string())
     };
-    let ids = if ids.is_empty() {
-        match ask(Command::List { merchant }).await? {
-            Answer::Listed { dead_letters } => dead_letters.iter().map(|d| d.id).collect(),
-            Answer::Error { message } => return Err(format!("{service}: {message}")),
-            other => return Err(format!("{service}: unexpected answer {other:?}")),
-        }
+    // The listing gives each dead letter's place in the log, so batches keep the log's order.
+    let list_merchant = if ids.is_empty() { merchant } else { None };
+    let mut listed = match ask(Command::List {
+        merchant: list_merchant,
+    })
+    .await?
+    {
+        Answer::Listed { dead_letters } => dead_letters,
+        Answer::Error { message } => return Err(format!("{service}: {message}")),
+        other => return Err(format!("{service}: unexpected answer {other:?}")),
+    };
+    listed.sort_by_key(|d| d.stream_sequence);
+    let ids: Vec<i64> = if ids.is_empty() {
+        listed.iter().map(|d| d.id).collect()
     } else {
-        ids
+        // Listed ones in the log's order, then any the listing did not show, as given.
+        let mut ordered: Vec<i64> = listed
+            .iter()
+            .map(|d| d.id)
+            .filter(|id| ids.contains(id))
+            .collect();
+        let unlisted: Vec<i64> = ids.into_iter().filter(|id| !ordered.contains(id)).collect();
+        ordered.extend(unlisted);
+        ordered
     };
     let mut results = Vec::with_capacity(ids.len());
+    let mut tried = 0;
     for chunk in ids.chunks(RETRY_BATCH) {
         let command = Command::Retry {
             ids: chunk.to_vec(),
@@ -200,8 +219,9 @@ pub async fn retry_in_batches(
         };
         match ask(command).await? {
             Answer::Retried { results: batch } => {
+                tried += chunk.len();
                 results.extend(batch.iter().cloned());
-                progress(results.len(), ids.len(), &batch);
+                progress(tried, ids.len(), &batch);
             }
             Answer::Error { message } => return Err(format!("{service}: {message}")),
             other => return Err(format!("{service}: unexpected answer {other:?}")),

@@ -17,15 +17,18 @@ use ledger_runtime::{audit, journal, replay, ProcessError};
 use ledger_testkit::{TestDb, TestNats};
 use serde_json::{json, Value};
 
-/// Takes `delay` over every event it handles.
+/// Takes `delay` over every event it handles, and notes the stream sequences it saw.
+#[derive(Default)]
 struct Slow {
     delay: Duration,
+    seen: std::sync::Mutex<Vec<u64>>,
 }
 
 #[async_trait::async_trait]
 impl Handler for Slow {
-    async fn handle(&self, _: &Delivery) -> Result<Outcome, ProcessError> {
+    async fn handle(&self, d: &Delivery) -> Result<Outcome, ProcessError> {
         tokio::time::sleep(self.delay).await;
+        self.seen.lock().unwrap().push(d.stream_sequence);
         Ok(Outcome::Applied)
     }
 
@@ -34,14 +37,67 @@ impl Handler for Slow {
     }
 }
 
-/// A nats-server, a database with the journal and audit tables, and a client.
+/// A nats-server with the events stream, a database with the journal and audit tables, and
+/// a client.
 async fn server_and_database() -> (TestNats, TestDb, async_nats::Client) {
     let nats = TestNats::start().await.unwrap();
     let db = TestDb::create().await.unwrap();
     journal::migrate(db.pool()).await.unwrap();
     audit::migrate(db.pool()).await.unwrap();
     let client = nats.connect().await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    bus::ensure_streams(&js, &StreamSettings::default())
+        .await
+        .unwrap();
     (nats, db, client)
+}
+
+/// Publishes an event of `merchant` to the events stream; its stream sequence.
+async fn publish_event(client: &async_nats::Client, merchant: &str) -> u64 {
+    let js = async_nats::jetstream::new(client.clone());
+    let subject = format!("magento.{merchant}.invoice.created");
+    js.publish(subject, Bytes::from_static(b"{}"))
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+/// Records the event at `sequence` as a dead letter of `merchant`.
+async fn record_refused(db: &TestDb, merchant: &str, sequence: u64) {
+    let delivery = Delivery {
+        subject: format!("magento.{merchant}.invoice.created"),
+        merchant: merchant.into(),
+        payload: Bytes::from_static(b"{}"),
+        headers: None,
+        stream_sequence: sequence,
+        delivered: 1,
+        attempt: 1,
+    };
+    let refused = ProcessError::permanent("test.refused", "refused once");
+    journal::record_dead_letter(db.pool(), &delivery, None, &refused)
+        .await
+        .unwrap();
+}
+
+/// Serves `service`'s dead letters through `handler`.
+async fn serve_dead_letters(
+    service: &'static str,
+    client: &async_nats::Client,
+    db: &TestDb,
+    handler: Arc<Slow>,
+    shutdown: &Shutdown,
+) {
+    dead_letters::serve(
+        service,
+        client.clone(),
+        db.pool().clone(),
+        handler,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
 }
 
 /// The error of an empty request to `subject` that must fail.
@@ -92,48 +148,14 @@ async fn an_answer_after_twenty_seconds_arrives_within_the_requests_own_timeout(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_dead_letter_retry_does_not_keep_a_listing_waiting() {
     let (nats, db, client) = server_and_database().await;
-    let js = async_nats::jetstream::new(client.clone());
-    bus::ensure_streams(&js, &StreamSettings::default())
-        .await
-        .unwrap();
-    let subject = "magento.slowshop.invoice.created";
-    let sequence = js
-        .publish(subject, Bytes::from_static(b"{}"))
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .sequence;
-    let delivery = Delivery {
-        subject: subject.into(),
-        merchant: "slowshop".into(),
-        payload: Bytes::from_static(b"{}"),
-        headers: None,
-        stream_sequence: sequence,
-        delivered: 1,
-        attempt: 1,
-    };
-    journal::record_dead_letter(
-        db.pool(),
-        &delivery,
-        None,
-        &ProcessError::permanent("test.refused", "refused once"),
-    )
-    .await
-    .unwrap();
+    let sequence = publish_event(&client, "slowshop").await;
+    record_refused(&db, "slowshop", sequence).await;
     let shutdown = Shutdown::new();
     let handler = Arc::new(Slow {
         delay: Duration::from_secs(3),
+        ..Slow::default()
     });
-    dead_letters::serve(
-        "documents",
-        client.clone(),
-        db.pool().clone(),
-        handler,
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    serve_dead_letters("documents", &client, &db, handler, &shutdown).await;
 
     let asker = nats.connect().await.unwrap();
     let retrying = {
@@ -185,18 +207,8 @@ async fn a_long_dead_letter_retry_does_not_keep_a_listing_waiting() {
 async fn srv_info_lists_a_services_endpoints_and_failures_carry_the_error_headers() {
     let (nats, db, client) = server_and_database().await;
     let shutdown = Shutdown::new();
-    let handler = Arc::new(Slow {
-        delay: Duration::ZERO,
-    });
-    dead_letters::serve(
-        "documents",
-        client.clone(),
-        db.pool().clone(),
-        handler.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let handler = Arc::new(Slow::default());
+    serve_dead_letters("documents", &client, &db, handler.clone(), &shutdown).await;
     audit::serve(
         client.clone(),
         audit::AuditLog::new("documents", db.pool().clone()),
@@ -355,4 +367,57 @@ async fn a_reply_with_only_the_error_headers_is_an_error_naming_them() {
     );
     let none = refusal(&client, "ledger.rpc.nobody.home", Duration::from_secs(5)).await;
     assert!(none.contains("no service answers"), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_many_goes_in_batches_oldest_first_and_reports_progress() {
+    let (nats, db, client) = server_and_database().await;
+    // 45 dead letters, recorded newest event first.
+    let mut sequences = Vec::new();
+    for _ in 0..45 {
+        sequences.push(publish_event(&client, "batchshop").await);
+    }
+    for &sequence in sequences.iter().rev() {
+        record_refused(&db, "batchshop", sequence).await;
+    }
+    let shutdown = Shutdown::new();
+    let handler = Arc::new(Slow::default());
+    serve_dead_letters("payments", &client, &db, handler.clone(), &shutdown).await;
+
+    let asker = nats.connect().await.unwrap();
+    let mut heard = Vec::new();
+    let results = dead_letters::retry_in_batches(
+        &asker,
+        "payments",
+        vec![],
+        Some("batchshop".into()),
+        Duration::from_secs(30),
+        |done, total, batch| heard.push((done, total, batch.len())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(heard, vec![(20, 45, 20), (40, 45, 20), (45, 45, 5)]);
+    assert_eq!(results.len(), 45);
+    assert!(
+        results.iter().all(|r| r.outcome == "applied"),
+        "{results:?}"
+    );
+    assert_eq!(
+        *handler.seen.lock().unwrap(),
+        sequences,
+        "oldest event first, across batches"
+    );
+    // Nothing is left to retry.
+    let again = dead_letters::retry_in_batches(
+        &asker,
+        "payments",
+        vec![],
+        Some("batchshop".into()),
+        Duration::from_secs(30),
+        |_, _, _| panic!("no batch to report"),
+    )
+    .await
+    .unwrap();
+    assert!(again.is_empty());
+    shutdown.trigger();
 }
