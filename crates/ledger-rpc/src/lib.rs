@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use ledger_runtime::ProcessError;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -60,7 +59,7 @@ pub const REMOVE_RECEIPTS_SUBJECT: &str = "ledger.rpc.payments.remove_receipts";
 /// account of a payment method in a currency, so refunds leave from where the receipts went.
 pub const CLEARING_ACCOUNT_SUBJECT: &str = "ledger.rpc.payments.clearing_account";
 /// Queue group every responder joins, so replicas share the requests.
-pub const QUEUE_GROUP: &str = "ledger";
+pub const QUEUE_GROUP: &str = ledger_runtime::micro::QUEUE_GROUP;
 
 pub mod failures;
 pub mod gate;
@@ -239,8 +238,11 @@ pub async fn ask<Req: Serialize, Resp: DeserializeOwned>(
     }
 }
 
-/// Serves requests on `subject` (queue group [`QUEUE_GROUP`]) with `handler` until `shutdown`.
-/// Each request runs in its own task so a slow one does not block the rest.
+/// Serves requests on `subject` (`ledger.rpc.<service>.<endpoint>`) with `handler` until
+/// `shutdown`, as endpoint `<endpoint>` of the NATS service `<service>` (queue group
+/// [`QUEUE_GROUP`], see `ledger_runtime::micro`). Each request runs in its own task so a slow
+/// one does not block the rest. An error reply keeps its [`RpcError`] body and carries the
+/// standard service error headers.
 pub async fn serve<Req, Resp, F, Fut>(
     client: async_nats::Client,
     subject: &'static str,
@@ -253,49 +255,45 @@ where
     F: Fn(Req) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Resp, RpcError>> + Send + 'static,
 {
-    let mut sub = client
-        .queue_subscribe(subject.to_string(), QUEUE_GROUP.to_string())
-        .await?;
+    use ledger_runtime::micro;
+    let Some((service, endpoint)) = micro::names_of(subject) else {
+        return Err(async_nats::SubscribeError::with_source(
+            async_nats::SubscribeErrorKind::InvalidSubject,
+            format!("subject {subject}: expected ledger.rpc.<service>.<endpoint>"),
+        ));
+    };
     let handler = Arc::new(handler);
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.wait() => break,
-                m = sub.next() => m,
+    micro::serve(&client, service, endpoint, subject, shutdown, move |msg| {
+        let handler = handler.clone();
+        async move {
+            let span = tracing::info_span!("rpc", subject);
+            ledger_runtime::telemetry::link_to_headers(&span, msg.headers.as_ref());
+            let result = match serde_json::from_slice::<Req>(&msg.payload) {
+                Ok(req) => tracing::Instrument::instrument(handler(req), span).await,
+                Err(e) => Err(RpcError {
+                    class: ErrorClass::Permanent,
+                    code: "rpc.bad_request".into(),
+                    message: e.to_string(),
+                    field: None,
+                    detail: serde_json::Value::Null,
+                    retry_after_ms: None,
+                }),
             };
-            let Some(msg) = msg else { break };
-            let Some(reply_to) = msg.reply.clone() else {
-                continue;
-            };
-            let client = client.clone();
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let span = tracing::info_span!("rpc", subject);
-                ledger_runtime::telemetry::link_to_headers(&span, msg.headers.as_ref());
-                let reply: Reply<Resp> = match serde_json::from_slice::<Req>(&msg.payload) {
-                    Ok(req) => {
-                        let fut = handler(req);
-                        match tracing::Instrument::instrument(fut, span).await {
-                            Ok(v) => Reply::Ok(v),
-                            Err(e) => Reply::Err(e),
-                        }
-                    }
-                    Err(e) => Reply::Err(RpcError {
-                        class: ErrorClass::Permanent,
-                        code: "rpc.bad_request".into(),
-                        message: e.to_string(),
-                        field: None,
-                        detail: serde_json::Value::Null,
-                        retry_after_ms: None,
-                    }),
-                };
-                let body = serde_json::to_vec(&reply).unwrap_or_default();
-                let _ = client.publish(reply_to, body.into()).await;
-            });
+            Some(match result {
+                Ok(v) => micro::Reply::ok(&Reply::<Resp>::Ok(v)),
+                Err(e) => {
+                    let code = match e.class {
+                        ErrorClass::Permanent => 400,
+                        ErrorClass::NotFound => 404,
+                        ErrorClass::Transient | ErrorClass::Paused => 503,
+                    };
+                    let description = format!("{}: {}", e.code, e.message);
+                    micro::Reply::failed(&Reply::<Resp>::Err(e), code, description)
+                }
+            })
         }
-        let _ = sub.unsubscribe().await;
-    });
-    Ok(())
+    })
+    .await
 }
 
 /// Asks the gateway for a merchant's Sage access token.

@@ -733,7 +733,7 @@ impl<H: Handler> Audited<H> {
 #[async_trait::async_trait]
 impl<H: Handler> Handler for Audited<H> {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
-        if crate::replay::dry_run() {
+        if crate::dry_run::dry_run() {
             // A dry run changes nothing: no record, no status; the replay reports the calls.
             crate::consumer::check_subject_authority(delivery)?;
             return self.inner.handle(delivery).await;
@@ -834,39 +834,40 @@ pub async fn answer(log: &AuditLog, command: Command) -> Answer {
     })
 }
 
-/// Serves the audit API of `log`'s service until `shutdown`.
+/// Serves the audit API of `log`'s service until `shutdown`: endpoint `audit` of the
+/// service's NATS service ([`crate::micro`]), each request in its own task.
 pub async fn serve(
     client: async_nats::Client,
     log: AuditLog,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::SubscribeError> {
-    let mut sub = client
-        .queue_subscribe(subject(log.service), "ledger".to_string())
-        .await?;
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.wait() => break,
-                m = sub.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let Some(reply) = msg.reply.clone() else {
-                continue;
-            };
-            let (client, log) = (client.clone(), log.clone());
-            tokio::spawn(async move {
-                let answer = match serde_json::from_slice::<Command>(&msg.payload) {
-                    Ok(command) => answer(&log, command).await,
-                    Err(e) => Answer::Error {
-                        message: format!("bad request: {e}"),
-                    },
-                };
-                let body = serde_json::to_vec(&answer).unwrap_or_default();
-                let _ = client.publish(reply, body.into()).await;
-            });
-        }
-    });
-    Ok(())
+    use crate::micro::Reply;
+    let service = log.service;
+    crate::micro::serve(
+        &client,
+        service,
+        "audit",
+        &subject(service),
+        shutdown,
+        move |msg| {
+            let log = log.clone();
+            async move {
+                let command =
+                    match crate::micro::decode(&msg.payload, |message| Answer::Error { message }) {
+                        Ok(command) => command,
+                        Err(reply) => return Some(reply),
+                    };
+                let answered = answer(&log, command).await;
+                Some(match &answered {
+                    Answer::Error { message } => {
+                        Reply::failed(&answered, 500, format!("audit: {message}"))
+                    }
+                    _ => Reply::ok(&answered),
+                })
+            }
+        },
+    )
+    .await
 }
 
 /// 0–2 ms, from the clock's sub-millisecond digits: enough to break a lockstep, no RNG needed.

@@ -292,34 +292,57 @@ pub async fn key_value(
     .map_err(|e| BusError::JetStream(format!("KV bucket {bucket}: {e}")))
 }
 
-/// Sends a JSON request and decodes the JSON reply (internal service-to-service calls).
+/// Sends a JSON request and decodes the JSON reply: the one way every Ledger caller (services,
+/// `ledgerctl`, the portal) asks a Ledger NATS service (see [`crate::micro`]).
+///
+/// `timeout` is the request's own: the client's default request timeout never cuts it short,
+/// so a long operation (a dead-letter retry, an audit query) may take as long as its caller
+/// allows. A reply that carries only the standard service error headers (no body) is an error
+/// naming the code and description.
 pub async fn request_json<Req: Serialize, Resp: DeserializeOwned>(
     client: &async_nats::Client,
     subject: &str,
     request: &Req,
     timeout: Duration,
 ) -> Result<Resp, BusError> {
-    let body = serde_json::to_vec(request).map_err(|e| BusError::Request {
+    let failed = |message: String| BusError::Request {
         subject: subject.to_string(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let body = serde_json::to_vec(request).map_err(|e| failed(e.to_string()))?;
     let mut headers = async_nats::HeaderMap::new();
     crate::telemetry::inject_context(&mut headers);
-    let fut = client.request_with_headers(subject.to_string(), headers, body.into());
-    let reply = tokio::time::timeout(timeout, fut)
+    let request = async_nats::Request::new()
+        .headers(headers)
+        .payload(body.into())
+        .timeout(Some(timeout));
+    let reply = client
+        .send_request(subject.to_string(), request)
         .await
-        .map_err(|_| BusError::Request {
-            subject: subject.to_string(),
-            message: format!("no reply within {timeout:?}"),
-        })?
-        .map_err(|e| BusError::Request {
-            subject: subject.to_string(),
-            message: e.to_string(),
+        .map_err(|e| {
+            failed(match e.kind() {
+                async_nats::RequestErrorKind::TimedOut => format!("no reply within {timeout:?}"),
+                async_nats::RequestErrorKind::NoResponders => {
+                    "no service answers this subject".to_string()
+                }
+                _ => e.to_string(),
+            })
         })?;
-    serde_json::from_slice(&reply.payload).map_err(|e| BusError::Request {
-        subject: subject.to_string(),
-        message: format!("undecodable reply: {e}"),
-    })
+    if reply.payload.is_empty() {
+        if let Some(headers) = &reply.headers {
+            if let Some(description) = headers.get(async_nats::service::NATS_SERVICE_ERROR) {
+                let code = headers
+                    .get(async_nats::service::NATS_SERVICE_ERROR_CODE)
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default();
+                return Err(failed(format!(
+                    "service error {code}: {}",
+                    description.as_str()
+                )));
+            }
+        }
+    }
+    serde_json::from_slice(&reply.payload).map_err(|e| failed(format!("undecodable reply: {e}")))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -164,7 +163,76 @@ pub async fn retry<H: Handler>(
     Ok(results)
 }
 
-/// Serves the dead-letter API of `service` until `shutdown`.
+/// Dead letters retried per request by [`retry_in_batches`].
+pub const RETRY_BATCH: usize = 20;
+
+/// Retries `service`'s dead letters a batch at a time, so the asker sees progress and no single
+/// request runs long: `ids`, or (when empty) every dead letter listed for `merchant` (or all),
+/// oldest event first across batches as within one, [`RETRY_BATCH`] ids per request, each
+/// request with its own `timeout`. `progress` hears how many ids were tried so far, the total
+/// and the batch's results after every batch (an id retried meanwhile by someone else has no
+/// result).
+pub async fn retry_in_batches(
+    client: &async_nats::Client,
+    service: &str,
+    ids: Vec<i64>,
+    merchant: Option<String>,
+    timeout: std::time::Duration,
+    mut progress: impl FnMut(usize, usize, &[RetryResult]),
+) -> Result<Vec<RetryResult>, String> {
+    let ask = |command: Command| async move {
+        crate::bus::request_json::<_, Answer>(client, &subject(service), &command, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    // The listing gives each dead letter's place in the log, so batches keep the log's order.
+    let list_merchant = if ids.is_empty() { merchant } else { None };
+    let mut listed = match ask(Command::List {
+        merchant: list_merchant,
+    })
+    .await?
+    {
+        Answer::Listed { dead_letters } => dead_letters,
+        Answer::Error { message } => return Err(format!("{service}: {message}")),
+        other => return Err(format!("{service}: unexpected answer {other:?}")),
+    };
+    listed.sort_by_key(|d| d.stream_sequence);
+    let ids: Vec<i64> = if ids.is_empty() {
+        listed.iter().map(|d| d.id).collect()
+    } else {
+        // Listed ones in the log's order, then any the listing did not show, as given.
+        let mut ordered: Vec<i64> = listed
+            .iter()
+            .map(|d| d.id)
+            .filter(|id| ids.contains(id))
+            .collect();
+        let unlisted: Vec<i64> = ids.into_iter().filter(|id| !ordered.contains(id)).collect();
+        ordered.extend(unlisted);
+        ordered
+    };
+    let mut results = Vec::with_capacity(ids.len());
+    let mut tried = 0;
+    for chunk in ids.chunks(RETRY_BATCH) {
+        let command = Command::Retry {
+            ids: chunk.to_vec(),
+            merchant: None,
+        };
+        match ask(command).await? {
+            Answer::Retried { results: batch } => {
+                tried += chunk.len();
+                results.extend(batch.iter().cloned());
+                progress(tried, ids.len(), &batch);
+            }
+            Answer::Error { message } => return Err(format!("{service}: {message}")),
+            other => return Err(format!("{service}: unexpected answer {other:?}")),
+        }
+    }
+    Ok(results)
+}
+
+/// Serves the dead-letter API of `service` until `shutdown`: endpoint `dead_letters` of the
+/// service's NATS service ([`crate::micro`]). Each request runs in its own task, so a long
+/// retry does not keep a listing (the portal's, another operator's) waiting.
 pub async fn serve<H: Handler>(
     service: &'static str,
     client: async_nats::Client,
@@ -172,42 +240,46 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::SubscribeError> {
-    let mut sub = client
-        .queue_subscribe(subject(service), "ledger".to_string())
-        .await?;
+    use crate::micro::Reply;
     let js = jetstream::new(client.clone());
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.wait() => break,
-                m = sub.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let Some(reply) = msg.reply.clone() else {
-                continue;
-            };
-            let answer = match serde_json::from_slice::<Command>(&msg.payload) {
-                Ok(Command::List { merchant }) => {
-                    match journal::list_dead_letters(&db, merchant.as_deref()).await {
-                        Ok(dead_letters) => Answer::Listed { dead_letters },
-                        Err(e) => Answer::Error {
-                            message: e.to_string(),
-                        },
+    crate::micro::serve(
+        &client,
+        service,
+        "dead_letters",
+        &subject(service),
+        shutdown,
+        move |msg| {
+            let (js, db, handler) = (js.clone(), db.clone(), handler.clone());
+            async move {
+                let command =
+                    match crate::micro::decode(&msg.payload, |message| Answer::Error { message }) {
+                        Ok(command) => command,
+                        Err(reply) => return Some(reply),
+                    };
+                let answer = match command {
+                    Command::List { merchant } => {
+                        match journal::list_dead_letters(&db, merchant.as_deref()).await {
+                            Ok(dead_letters) => Answer::Listed { dead_letters },
+                            Err(e) => Answer::Error {
+                                message: e.to_string(),
+                            },
+                        }
                     }
-                }
-                Ok(Command::Retry { ids, merchant }) => {
-                    match retry(&js, &db, handler.as_ref(), &ids, merchant.as_deref()).await {
-                        Ok(results) => Answer::Retried { results },
-                        Err(message) => Answer::Error { message },
+                    Command::Retry { ids, merchant } => {
+                        match retry(&js, &db, handler.as_ref(), &ids, merchant.as_deref()).await {
+                            Ok(results) => Answer::Retried { results },
+                            Err(message) => Answer::Error { message },
+                        }
                     }
-                }
-                Err(e) => Answer::Error {
-                    message: format!("bad request: {e}"),
-                },
-            };
-            let body = serde_json::to_vec(&answer).unwrap_or_default();
-            let _ = client.publish(reply, body.into()).await;
-        }
-    });
-    Ok(())
+                };
+                Some(match &answer {
+                    Answer::Error { message } => {
+                        Reply::failed(&answer, 500, format!("dead letters: {message}"))
+                    }
+                    _ => Reply::ok(&answer),
+                })
+            }
+        },
+    )
+    .await
 }

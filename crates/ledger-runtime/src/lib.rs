@@ -11,6 +11,9 @@
 //! - [`metrics`]: Prometheus metrics, `/metrics` and `/healthz`, consumer lag.
 //! - [`db`]: one PostgreSQL schema per service, so each service owns its tables.
 //! - [`status`]: the sync status feed (stream `LEDGER_STATUS`).
+//! - [`micro`]: request/reply as NATS services (`$SRV.PING/INFO/STATS`, queue groups,
+//!   standard error headers), each request handled in its own task.
+//! - [`dry_run`]: the scope in which Sage writes are refused (replay's dry runs).
 //! - [`replay`]: re-running a merchant's events from the log through a service's handler.
 //! - [`shutdown`]: the signal future every binary waits on.
 
@@ -19,9 +22,11 @@ pub mod bus;
 pub mod consumer;
 pub mod db;
 pub mod dead_letters;
+pub mod dry_run;
 pub mod error;
 pub mod journal;
 pub mod metrics;
+pub mod micro;
 pub mod parking;
 pub mod replay;
 pub mod shutdown;

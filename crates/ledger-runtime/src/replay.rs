@@ -38,22 +38,7 @@ use crate::shutdown::Shutdown;
 /// Events between two progress messages.
 pub const PROGRESS_EVERY: u64 = 25;
 
-/// Marker at the start of the error a refused dry-run write carries.
-pub const DRY_RUN_MARKER: &str = "dry run:";
-
-tokio::task_local! {
-    static DRY_RUN: ();
-}
-
-/// Whether the current task runs a dry run (Sage writes must not be sent).
-pub fn dry_run() -> bool {
-    DRY_RUN.try_with(|_| ()).is_ok()
-}
-
-/// Runs `fut` as a dry run.
-pub async fn dry_running<F: std::future::Future>(fut: F) -> F::Output {
-    DRY_RUN.scope((), fut).await
-}
+pub use crate::dry_run::{dry_run, dry_running, DRY_RUN_MARKER};
 
 /// The request subject of a service's replay API.
 pub fn subject(service: &str) -> String {
@@ -343,7 +328,9 @@ async fn send(client: &async_nats::Client, reply: &async_nats::Subject, m: &Mess
 }
 
 /// Serves the replay API of `service` until `shutdown`; `filters` are the subjects its
-/// handler consumes (e.g. `magento.*.invoice.created`).
+/// handler consumes (e.g. `magento.*.invoice.created`). Endpoint `replay` of the service's
+/// NATS service ([`crate::micro`]): progress messages go to the asker's reply subject as the
+/// replay runs, the final [`Message::Done`] (or [`Message::Error`]) is the endpoint's answer.
 pub async fn serve<H: Handler>(
     service: &'static str,
     client: async_nats::Client,
@@ -352,21 +339,17 @@ pub async fn serve<H: Handler>(
     filters: Vec<String>,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::SubscribeError> {
-    let mut sub = client
-        .queue_subscribe(subject(service), "ledger".to_string())
-        .await?;
+    use crate::micro::Reply;
     let js = jetstream::new(client.clone());
     let filters = Arc::new(filters);
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.wait() => break,
-                m = sub.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let Some(reply) = msg.reply.clone() else {
-                continue;
-            };
+    let nats = client.clone();
+    crate::micro::serve(
+        &nats,
+        service,
+        "replay",
+        &subject(service),
+        shutdown,
+        move |msg| {
             let (client, js, db, handler, filters) = (
                 client.clone(),
                 js.clone(),
@@ -374,20 +357,17 @@ pub async fn serve<H: Handler>(
                 handler.clone(),
                 filters.clone(),
             );
-            tokio::spawn(async move {
-                let command = match serde_json::from_slice::<Command>(&msg.payload) {
+            async move {
+                let reply = msg.reply.clone()?;
+                let command: Command = match crate::micro::decode(&msg.payload, |message| {
+                    Message::Error { message }
+                }) {
                     Ok(c) => c,
-                    Err(e) => {
-                        let m = Message::Error {
-                            message: format!("bad request: {e}"),
-                        };
-                        send(&client, &reply, &m).await;
-                        return;
-                    }
+                    Err(reply) => return Some(reply),
                 };
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Summary>();
                 let forward = {
-                    let (client, reply) = (client.clone(), reply.clone());
+                    let client = client.clone();
                     tokio::spawn(async move {
                         while let Some(s) = rx.recv().await {
                             send(&client, &reply, &Message::Progress(s)).await;
@@ -408,16 +388,20 @@ pub async fn serve<H: Handler>(
                 .await;
                 drop(tx);
                 let _ = forward.await;
-                let last = match result {
-                    Ok(summary) => Message::Done(summary),
-                    Err(message) => Message::Error { message },
-                };
-                send(&client, &reply, &last).await;
-                let _ = client.flush().await;
-            });
-        }
-    });
-    Ok(())
+                Some(match result {
+                    Ok(summary) => Reply::ok(&Message::Done(summary)),
+                    Err(message) => Reply::failed(
+                        &Message::Error {
+                            message: message.clone(),
+                        },
+                        500,
+                        format!("replay: {message}"),
+                    ),
+                })
+            }
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -437,12 +421,5 @@ mod tests {
                 "magento.acme.creditmemo.created"
             ]
         );
-    }
-
-    #[tokio::test]
-    async fn dry_run_is_scoped() {
-        assert!(!dry_run());
-        assert!(dry_running(async { dry_run() }).await);
-        assert!(!dry_run());
     }
 }

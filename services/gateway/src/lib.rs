@@ -40,6 +40,7 @@ pub mod portal;
 pub mod routes;
 pub mod rpc;
 pub mod status;
+pub mod store_access;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -288,7 +289,7 @@ pub struct Running {
 /// accept work. They stop when `shutdown` fires.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
     config.validate()?;
-    pairing::check_public_nats_urls(&config)?;
+    store_access::check_public_nats_urls(&config)?;
     let nats = bus::connect(&config.nats_url, "gateway").await?;
     let js = async_nats::jetstream::new(nats.clone());
     let stream_settings = StreamSettings {

@@ -24,15 +24,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use nkeys::{KeyPair, XKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256, Sha512_256};
+use sha2::{Digest, Sha512_256};
 use tokio::sync::Semaphore;
 
 use ledger_runtime::shutdown::Shutdown;
 
+use crate::store_access::{
+    inbox_prefix, merchant_permissions, MerchantPermissions, STORE_PUBLISH_DENY,
+};
 use crate::AppState;
 
 /// Subject nats-server sends authorization requests to.
@@ -458,42 +460,6 @@ pub fn open_request(
     }
 }
 
-/// Subjects a merchant's key may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MerchantPermissions {
-    /// Publish allow list.
-    pub publish: Vec<String>,
-    /// Subscribe allow list.
-    pub subscribe: Vec<String>,
-}
-
-/// Subjects no store may publish on even if an allow list were widened by mistake.
-pub const STORE_PUBLISH_DENY: &[&str] = &["$SYS.>", "$JS.>", "$KV.>", "_INBOX.>", "ledger.>"];
-
-/// Inbox prefix a merchant's client must use for its PubAck replies: the merchant's inbox
-/// namespace and a tag derived from the key's secret, so that no other store can name it as
-/// a reply subject (replies are delivered to whatever subject a publisher names).
-pub fn inbox_prefix(merchant: &str, secret: &str) -> String {
-    let digest = Sha256::digest(format!("ledger-store-inbox\u{1f}{secret}").as_bytes());
-    format!(
-        "_INBOX.{merchant}.{}",
-        data_encoding::HEXLOWER.encode(&digest[..16])
-    )
-}
-
-/// A merchant's client publishes its own events, on the event subjects of the contract only, and reads
-/// replies on its own inbox; it cannot touch another merchant's subjects, put anything else
-/// into the event log, or reach the status stream or the JetStream API.
-pub fn merchant_permissions(merchant: &str, inbox_prefix: &str) -> MerchantPermissions {
-    MerchantPermissions {
-        publish: ledger_events::EventType::ALL
-            .iter()
-            .map(|t| ledger_events::subject(merchant, *t))
-            .collect(),
-        subscribe: vec![format!("{inbox_prefix}.>")],
-    }
-}
-
 /// Signs `claims` (adding `iss`, `iat` and `jti`) as a NATS v2 JWT.
 fn sign(issuer: &KeyPair, mut claims: Value, now: i64) -> String {
     claims["iss"] = json!(issuer.public_key());
@@ -587,10 +553,16 @@ pub async fn serve(
     let keys =
         ledger_runtime::db::connect_schema(&app.config.database_url, "gateway", DB_CONNECTIONS)
             .await?;
-    let mut requests = app
-        .nats
-        .queue_subscribe(CALLOUT_SUBJECT, "ledger-auth-callout".into())
-        .await?;
+    // Endpoint `auth_callout` of the gateway's NATS service (ledger_runtime::micro), in its
+    // own queue group: `nats micro info gateway` shows its requests and processing time.
+    let mut requests = ledger_runtime::micro::endpoint(
+        &app.nats,
+        "gateway",
+        "auth_callout",
+        CALLOUT_SUBJECT,
+        "ledger-auth-callout",
+    )
+    .await?;
     tracing::info!(account = %settings.account, "answering NATS auth callout");
     let callout = Arc::new(Callout {
         nats: app.nats.clone(),
@@ -600,24 +572,24 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     tokio::spawn(async move {
         loop {
-            let message = tokio::select! {
+            let request = tokio::select! {
                 _ = shutdown.wait() => break,
-                next = requests.next() => match next { Some(m) => m, None => break },
+                next = requests.next() => match next { Some(r) => r, None => break },
             };
-            let Some(reply) = message.reply.clone() else {
+            if request.message.reply.is_none() {
                 continue;
-            };
+            }
             match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let callout = callout.clone();
                     tokio::spawn(async move {
-                        callout.answer(&message, reply, false).await;
+                        callout.answer(&request, false).await;
                         drop(permit);
                     });
                 }
                 // Full: refuse here without a lookup, so that a flood costs a signature each
                 // and no task or connection.
-                Err(_) => callout.answer(&message, reply, true).await,
+                Err(_) => callout.answer(&request, true).await,
             }
         }
     });
@@ -625,8 +597,8 @@ pub async fn serve(
 }
 
 impl Callout {
-    async fn answer(&self, message: &async_nats::Message, reply: async_nats::Subject, busy: bool) {
-        let settings = &self.settings;
+    async fn answer(&self, asked: &async_nats::service::Request, busy: bool) {
+        let (message, settings) = (&asked.message, &self.settings);
         let server_xkey = message
             .headers
             .as_ref()
@@ -688,7 +660,7 @@ impl Callout {
             },
             _ => answer.into_bytes(),
         };
-        if let Err(e) = self.nats.publish(reply, body.into()).await {
+        if let Err(e) = asked.respond(Ok(body.into())).await {
             tracing::warn!(error = %e, "could not answer auth callout");
         }
     }
@@ -1073,7 +1045,7 @@ mod tests {
     #[test]
     fn stores_are_handed_tls_urls_only_unless_the_development_override_is_set() {
         let check = |extra: &[&str]| {
-            crate::pairing::check_public_nats_urls(&gateway_config(extra).unwrap())
+            crate::store_access::check_public_nats_urls(&gateway_config(extra).unwrap())
                 .map_err(|e| e.to_string())
         };
         let refused = check(&["--nats-public-urls", "nats://nats.example:4222"]).unwrap_err();

@@ -577,7 +577,7 @@ async fn poll_pairing(
         "credentials": {"key_id": key_id, "secret": key_secret},
         "nats": {
             "urls": public_nats_urls(&app),
-            "inbox_prefix": crate::nats_auth::inbox_prefix(&merchant, &key_secret),
+            "inbox_prefix": crate::store_access::inbox_prefix(&merchant, &key_secret),
         },
         "gateway_url": app.config.public_url,
     }))
@@ -586,36 +586,7 @@ async fn poll_pairing(
 
 /// NATS URLs handed to stores: configured ones, or the gateway's own without credentials.
 fn public_nats_urls(app: &AppState) -> Vec<String> {
-    public_nats_urls_of(&app.config)
-}
-
-fn public_nats_urls_of(config: &crate::Config) -> Vec<String> {
-    if !config.nats_public_urls.is_empty() {
-        return config.nats_public_urls.clone();
-    }
-    vec![ledger_runtime::bus::split_credentials(&config.nats_url).0]
-}
-
-/// Refuses to start a gateway that would hand stores a NATS URL other than `tls://` (their
-/// key's secret travels in CONNECT), unless `LEDGER_NATS_ALLOW_PLAIN` is set (development
-/// and tests), in which case it warns.
-pub fn check_public_nats_urls(config: &crate::Config) -> anyhow::Result<()> {
-    if config.nats_callout_issuer_seed.is_none() {
-        return Ok(());
-    }
-    for url in public_nats_urls_of(config) {
-        if url.trim().to_ascii_lowercase().starts_with("tls://") {
-            continue;
-        }
-        if config.nats_allow_plain {
-            tracing::warn!(%url, "LEDGER_NATS_PUBLIC_URLS: stores are handed a URL without TLS (LEDGER_NATS_ALLOW_PLAIN is set; development only)");
-        } else {
-            anyhow::bail!(
-                "LEDGER_NATS_PUBLIC_URLS: {url:?} is not a tls:// URL; stores send their key's secret when they connect, so they must be handed tls:// URLs (set LEDGER_NATS_ALLOW_PLAIN=true only for development)"
-            );
-        }
-    }
-    Ok(())
+    crate::store_access::public_nats_urls_of(&app.config)
 }
 
 async fn revoke_own_key(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {

@@ -88,7 +88,7 @@ fn from_constants() -> BTreeSet<String> {
         .map(String::from),
     );
     // A store's inbox: `_INBOX.<merchant>.<tag of its key>`; the tag is a parameter too.
-    let inbox = gateway::nats_auth::inbox_prefix(MERCHANT, "a-store-secret");
+    let inbox = gateway::store_access::inbox_prefix(MERCHANT, "a-store-secret");
     let mut tokens: Vec<&str> = inbox.split('.').collect();
     assert_eq!(tokens.len(), 3, "store inbox prefix {inbox}");
     tokens[2] = "*";

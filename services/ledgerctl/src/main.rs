@@ -257,7 +257,8 @@ enum DeadLetterAction {
         #[arg(long)]
         merchant: Option<String>,
     },
-    /// Retries dead letters through the normal path (same idempotency keys).
+    /// Retries dead letters through the normal path (same idempotency keys), 20 per request,
+    /// printing `retried N/M` on stderr after each batch and every result at the end.
     Retry {
         /// Service: contacts, documents or payments.
         #[arg(long)]
@@ -424,36 +425,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::DeadLetters { action } => {
+            use ledger_runtime::dead_letters::{self, Answer};
             let client = ledger_runtime::bus::connect(&cli.nats, "ledgerctl").await?;
-            let (services, command): (Vec<String>, ledger_runtime::dead_letters::Command) =
-                match action {
-                    DeadLetterAction::List { service, merchant } => (
-                        service.map(|s| vec![s]).unwrap_or_else(|| {
-                            ["contacts", "documents", "payments"]
-                                .map(String::from)
-                                .to_vec()
-                        }),
-                        ledger_runtime::dead_letters::Command::List { merchant },
-                    ),
-                    DeadLetterAction::Retry {
-                        service,
+            let timeout = std::time::Duration::from_secs(300);
+            match action {
+                DeadLetterAction::List { service, merchant } => {
+                    let command = dead_letters::Command::List { merchant };
+                    for service in services_or_all(service) {
+                        let answer: Answer = ledger_runtime::bus::request_json(
+                            &client,
+                            &dead_letters::subject(&service),
+                            &command,
+                            timeout,
+                        )
+                        .await?;
+                        println!("{service}: {}", serde_json::to_string_pretty(&answer)?);
+                    }
+                }
+                // A batch at a time, printing progress as it goes (see `retry_in_batches`).
+                DeadLetterAction::Retry {
+                    service,
+                    ids,
+                    merchant,
+                } => {
+                    let results = dead_letters::retry_in_batches(
+                        &client,
+                        &service,
                         ids,
                         merchant,
-                    } => (
-                        vec![service],
-                        ledger_runtime::dead_letters::Command::Retry { ids, merchant },
-                    ),
-                };
-            for service in services {
-                let answer: ledger_runtime::dead_letters::Answer =
-                    ledger_runtime::bus::request_json(
-                        &client,
-                        &ledger_runtime::dead_letters::subject(&service),
-                        &command,
-                        std::time::Duration::from_secs(300),
+                        timeout,
+                        |done, total, batch| {
+                            let failed = batch.iter().filter(|r| r.outcome == "failed").count();
+                            eprintln!(
+                                "{service}: retried {done}/{total} (this batch: {} ok, {failed} failed)",
+                                batch.len() - failed
+                            );
+                        },
                     )
-                    .await?;
-                println!("{service}: {}", serde_json::to_string_pretty(&answer)?);
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                    let answer = Answer::Retried { results };
+                    println!("{service}: {}", serde_json::to_string_pretty(&answer)?);
+                }
             }
         }
         Command::Audit { action } => {

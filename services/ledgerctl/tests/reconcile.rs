@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use ledger_runtime::dead_letters::{Answer, Command};
+use ledger_runtime::dead_letters::Answer;
 use ledger_stack::{events, Stack, StackOptions};
 use ledger_testkit::{TestDb, TestNats};
 use serde_json::{json, Value};
@@ -151,18 +151,38 @@ async fn reconcile_finds_what_is_missing_doubled_or_foreign_in_sage() {
         .put_settings(&merchant, json!({"sales_ledger_account_id": real_account}))
         .await
         .unwrap();
-    let retried: Answer = ledger_runtime::bus::request_json(
-        &stack.nats,
-        &ledger_runtime::dead_letters::subject("documents"),
-        &Command::Retry {
-            ids: vec![dead[0].id],
-            merchant: None,
-        },
-        Duration::from_secs(30),
+    // Through the operator's command, which retries in batches and says how far it got.
+    let (ok, out) = common::ledgerctl(
+        &[
+            "--nats",
+            &nats.url(),
+            "dead-letters",
+            "retry",
+            "--service",
+            "documents",
+            "--merchant",
+            "books",
+        ],
+        &[],
     )
-    .await
-    .unwrap();
-    assert!(matches!(retried, Answer::Retried { .. }), "{retried:?}");
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("documents: retried 1/1 (this batch: 1 ok, 0 failed)"),
+        "{out}"
+    );
+    let json_start = out.find('{').expect("the results as JSON");
+    let retried: Answer = serde_json::Deserializer::from_str(&out[json_start..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    let Answer::Retried { results } = retried else {
+        panic!("{out}")
+    };
+    assert_eq!(results.len(), 1, "{out}");
+    assert_eq!(results[0].id, dead[0].id);
+    assert_eq!(results[0].outcome, "applied", "{out}");
     let (_, out) = reconcile(&stack, &nats.url(), "books").await;
     assert!(
         out.contains("documents=5 matched=3 missing=1 duplicate=1 mismatch=0 not_from_magento=1"),

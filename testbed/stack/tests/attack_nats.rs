@@ -591,3 +591,113 @@ async fn callout_flood_of_bad_logins_stays_bounded_and_a_good_store_gets_in() {
     );
     stack.stop().await;
 }
+
+/// Every NATS service instance answering `$SRV.INFO` within a second and a half, by name,
+/// with its endpoint subjects sorted.
+async fn srv_infos(client: &async_nats::Client) -> std::collections::BTreeMap<String, Vec<String>> {
+    let inbox = client.new_inbox();
+    let mut answers = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply("$SRV.INFO", inbox, "".into())
+        .await
+        .unwrap();
+    let mut services = std::collections::BTreeMap::new();
+    for answer in received(&mut answers, Duration::from_millis(1500)).await {
+        let info: async_nats::service::Info = serde_json::from_slice(&answer.payload).unwrap();
+        let mut subjects: Vec<String> = info.endpoints.into_iter().map(|e| e.subject).collect();
+        subjects.sort();
+        assert!(
+            services.insert(info.name.clone(), subjects).is_none(),
+            "{} answered twice: one NATS service per Ledger service and connection",
+            info.name
+        );
+    }
+    services
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_cannot_list_or_ask_ledgers_nats_services() {
+    let (stack, _nats, _db) = stack("attack-srv-listing").await;
+    stack.onboard("lister").await.unwrap();
+    let key = pair(&stack, "lister").await;
+
+    // With the shipped permissions the operator sees every service and its endpoints.
+    let services = srv_infos(&stack.nats).await;
+    let subjects = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        services.get("gateway"),
+        Some(&subjects(&[
+            "$SYS.REQ.USER.AUTH",
+            "ledger.rpc.gateway.settings",
+            "ledger.rpc.gateway.token"
+        ])),
+        "{services:#?}"
+    );
+    assert_eq!(
+        services.get("documents"),
+        Some(&subjects(&[
+            "ledger.rpc.documents.audit",
+            "ledger.rpc.documents.dead_letters",
+            "ledger.rpc.documents.held",
+            "ledger.rpc.documents.lookup",
+            "ledger.rpc.documents.replay"
+        ])),
+        "{services:#?}"
+    );
+    assert_eq!(
+        services.get("contacts"),
+        Some(&subjects(&[
+            "ledger.rpc.contacts.audit",
+            "ledger.rpc.contacts.dead_letters",
+            "ledger.rpc.contacts.ensure",
+            "ledger.rpc.contacts.replay"
+        ])),
+        "{services:#?}"
+    );
+    assert_eq!(
+        services.get("payments"),
+        Some(&subjects(&[
+            "ledger.rpc.payments.audit",
+            "ledger.rpc.payments.clearing_account",
+            "ledger.rpc.payments.dead_letters",
+            "ledger.rpc.payments.remove_receipts",
+            "ledger.rpc.payments.replay"
+        ])),
+        "{services:#?}"
+    );
+
+    // A store asking for them, or asking one of them, hears nothing back.
+    let (store, _) = store_client(&key).await.expect("the store logs in");
+    let reply = format!("{}.srv", key.inbox_prefix);
+    let mut inbox = store.subscribe(reply.clone()).await.unwrap();
+    let asks = [
+        "$SRV.INFO",
+        "$SRV.PING",
+        "$SRV.STATS",
+        "$SRV.INFO.gateway",
+        "ledger.rpc.documents.dead_letters",
+    ];
+    for subject in asks {
+        store
+            .publish_with_reply(subject, reply.clone(), r#"{"command":"list"}"#.into())
+            .await
+            .unwrap();
+    }
+    store.flush().await.unwrap();
+    let answered: Vec<String> = received(&mut inbox, Duration::from_millis(1000))
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert!(
+        answered.is_empty(),
+        "a store reached Ledger's services: {answered:?}"
+    );
+    println!(
+        "srv_listing: {} services listed to the operator, {} asks from a store, {} answered",
+        services.len(),
+        asks.len(),
+        answered.len()
+    );
+    stack.stop().await;
+}
