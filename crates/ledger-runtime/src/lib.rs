@@ -13,6 +13,9 @@
 //! - [`status`]: the sync status feed (stream `LEDGER_STATUS`).
 //! - [`replay`]: re-running a merchant's events from the log through a service's handler.
 //! - [`shutdown`]: the signal future every binary waits on.
+//! - [`service`]: the builder that wires every consumer service the same way, and its
+//!   configuration.
+//! - [`failpoint`]: crash points for the chaos suite.
 
 pub mod audit;
 pub mod bus;
@@ -20,10 +23,12 @@ pub mod consumer;
 pub mod db;
 pub mod dead_letters;
 pub mod error;
+pub mod failpoint;
 pub mod journal;
 pub mod metrics;
 pub mod parking;
 pub mod replay;
+pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
