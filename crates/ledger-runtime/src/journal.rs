@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::consumer::Delivery;
+use crate::consumer::{Delivery, Outcome};
 use crate::error::ProcessError;
 
 /// Creates the journal tables in the pool's schema if they are missing.
@@ -233,4 +233,13 @@ pub async fn list_dead_letters(
 pub fn event_id_of(payload: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(payload).ok()?;
     v.get("event_id")?.as_str().map(str::to_string)
+}
+
+/// The outcome of an event kept out of Sage on purpose (`what`: `document`, `payment`,
+/// `product`), once the service has written its hold: the detail goes into the event's audit
+/// record and the log, the reason code into the outcome.
+pub fn skipped(what: &str, key: &str, reason: &str, detail: &str) -> Outcome {
+    crate::audit::note_detail(detail);
+    tracing::info!(what, key, reason, detail, "kept out of Sage");
+    Outcome::Skipped(reason.to_string())
 }

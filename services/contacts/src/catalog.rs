@@ -149,9 +149,7 @@ impl Catalog {
         .bind(detail)
         .execute(&self.ctx.db)
         .await?;
-        ledger_runtime::audit::note_detail(detail);
-        tracing::info!(product = key, reason, detail, "product skipped");
-        Ok(Outcome::Skipped(reason.to_string()))
+        Ok(journal::skipped("product", key, reason, detail))
     }
 
     /// An item already in Sage with exactly this item code: the merchant's own catalogue,

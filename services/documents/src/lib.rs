@@ -291,9 +291,7 @@ impl Documents {
         .bind(entity_id as i64)
         .execute(self.db())
         .await?;
-        ledger_runtime::audit::note_detail(detail);
-        tracing::info!(document = key, reason, detail, "document skipped");
-        Ok(Outcome::Skipped(reason.to_string()))
+        Ok(journal::skipped("document", key, reason, detail))
     }
 
     /// Posts a mapped document once: step log + idempotency id + cross-reference.

@@ -263,9 +263,7 @@ impl Payments {
         .bind(stream_sequence.map(|s| s as i64))
         .execute(self.db())
         .await?;
-        ledger_runtime::audit::note_detail(detail);
-        tracing::info!(document = key, reason, detail, "payment skipped");
-        Ok(Outcome::Skipped(reason.to_string()))
+        Ok(journal::skipped("payment", key, reason, detail))
     }
 
     async fn handle_paid(
