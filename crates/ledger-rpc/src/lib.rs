@@ -758,10 +758,7 @@ impl ServiceContext {
     /// The builder that wires this service (consumers, endpoints, audit, status, dead
     /// letters, replay, metrics, shutdown) with its configuration.
     pub fn builder(&self) -> ledger_runtime::service::ServiceBuilder {
-        ledger_runtime::service::ServiceBuilder::new(
-            self.base.clone(),
-            self.config.runtime.clone(),
-        )
+        ledger_runtime::service::ServiceBuilder::new(self.base.clone(), self.config.runtime.clone())
     }
 
     /// An empty cache of Sage's open periods with the configured lifetime.

@@ -29,7 +29,9 @@ pub fn parse(spec: &str) -> Result<Vec<(String, f64)>, String> {
                 .parse()
                 .map_err(|_| format!("failpoint {pair:?}: probability is not a number"))?;
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!("failpoint {pair:?}: probability is not within 0..=1"));
+                return Err(format!(
+                    "failpoint {pair:?}: probability is not within 0..=1"
+                ));
             }
             Ok((name.trim().to_string(), p))
         })

@@ -464,10 +464,22 @@ mod tests {
 
     #[test]
     fn subjects_match_their_filters_only() {
-        assert!(subject_matches("magento.*.invoice.paid", "magento.m1.invoice.paid"));
-        assert!(!subject_matches("magento.*.invoice.paid", "magento.m1.invoice.created"));
-        assert!(!subject_matches("magento.*.invoice.paid", "magento.m1.invoice.paid.x"));
-        assert!(!subject_matches("magento.*.invoice.paid", "magento.m1.invoice"));
+        assert!(subject_matches(
+            "magento.*.invoice.paid",
+            "magento.m1.invoice.paid"
+        ));
+        assert!(!subject_matches(
+            "magento.*.invoice.paid",
+            "magento.m1.invoice.created"
+        ));
+        assert!(!subject_matches(
+            "magento.*.invoice.paid",
+            "magento.m1.invoice.paid.x"
+        ));
+        assert!(!subject_matches(
+            "magento.*.invoice.paid",
+            "magento.m1.invoice"
+        ));
         assert!(subject_matches("magento.>", "magento.m1.product.saved"));
         assert!(!subject_matches("magento.>", "magento"));
     }

@@ -27,8 +27,8 @@ use ledger_mapping::{
 use ledger_rpc::{ContactRef, EnsureContactRequest, RpcError, ServiceConfig, ServiceContext};
 use ledger_runtime::bus::ConsumerSpec;
 use ledger_runtime::consumer::{Delivery, Outcome};
-use ledger_runtime::service::Projection;
 use ledger_runtime::journal;
+use ledger_runtime::service::Projection;
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::ProcessError;
 use sage_client::SageError;

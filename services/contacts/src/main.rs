@@ -6,5 +6,8 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let config = contacts::Config::parse();
     let runtime = config.service.runtime.clone();
-    ledger_runtime::service::main(contacts::SERVICE, &runtime, |shutdown| contacts::run(config, shutdown)).await
+    ledger_runtime::service::main(contacts::SERVICE, &runtime, |shutdown| {
+        contacts::run(config, shutdown)
+    })
+    .await
 }

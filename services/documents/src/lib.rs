@@ -39,8 +39,8 @@ use ledger_rpc::{
 };
 use ledger_runtime::bus::ConsumerSpec;
 use ledger_runtime::consumer::{Delivery, Outcome};
-use ledger_runtime::service::Projection;
 use ledger_runtime::journal::{self, StepState};
+use ledger_runtime::service::Projection;
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::ProcessError;
 use rust_decimal::Decimal;
@@ -346,7 +346,10 @@ impl Documents {
             body: &plan.body,
             date,
         };
-        let (response, sage_id) = self.periods.post_step(&self.ctx.sage, self.db(), post).await?;
+        let (response, sage_id) = self
+            .periods
+            .post_step(&self.ctx.sage, self.db(), post)
+            .await?;
         self.record_posted(
             env,
             key,
@@ -540,7 +543,8 @@ impl Documents {
             Ok(outcome) => Ok(outcome),
             Err(Halt::Fail(e)) => Err(e),
             Err(Halt::Hold(reason, detail)) => {
-                self.record_skip(env, key, &reason, &detail, entity_id).await
+                self.record_skip(env, key, &reason, &detail, entity_id)
+                    .await
             }
         }
     }

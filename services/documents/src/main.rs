@@ -6,5 +6,8 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let config = documents::Config::parse();
     let runtime = config.service.runtime.clone();
-    ledger_runtime::service::main(documents::SERVICE, &runtime, |shutdown| documents::run(config, shutdown)).await
+    ledger_runtime::service::main(documents::SERVICE, &runtime, |shutdown| {
+        documents::run(config, shutdown)
+    })
+    .await
 }

@@ -38,8 +38,8 @@ use ledger_rpc::{
 };
 use ledger_runtime::bus::{self, ConsumerSpec};
 use ledger_runtime::consumer::{self, Delivery, Handler, Outcome};
-use ledger_runtime::service::Projection;
 use ledger_runtime::journal::{self, StepState};
+use ledger_runtime::service::Projection;
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::ProcessError;
 use serde_json::Value;
@@ -611,7 +611,10 @@ impl Payments {
             body: &plan.body,
             date: ledger_rpc::period::body_date(&plan.body).unwrap_or_default(),
         };
-        let (response, sage_id) = self.periods.post_step(&self.ctx.sage, self.db(), post).await?;
+        let (response, sage_id) = self
+            .periods
+            .post_step(&self.ctx.sage, self.db(), post)
+            .await?;
         self.record_receipt(
             env,
             key,

@@ -6,5 +6,8 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let config = payments::Config::parse();
     let runtime = config.service.runtime.clone();
-    ledger_runtime::service::main(payments::SERVICE, &runtime, |shutdown| payments::run(config, shutdown)).await
+    ledger_runtime::service::main(payments::SERVICE, &runtime, |shutdown| {
+        payments::run(config, shutdown)
+    })
+    .await
 }
