@@ -59,7 +59,7 @@ pub struct RuntimeConfig {
     /// parked into its own lane.
     #[arg(long, env = "LEDGER_MERCHANT_IN_FLIGHT", default_value_t = 64)]
     pub merchant_in_flight: usize,
-    /// Crash points for the chaos suite, `name=probability,...` (see [`crate::failpoint`]).
+    /// Crash points for the chaos suite, `name=probability,...`; never in production.
     #[arg(long, env = "LEDGER_FAILPOINTS")]
     pub failpoints: Option<String>,
     /// Log lines as `text` or `json`.
