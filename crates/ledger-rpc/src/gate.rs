@@ -28,29 +28,32 @@ pub const BUDGET_BUCKET: &str = "LEDGER_SAGE_BUDGET";
 /// How long a lease outlives a crashed holder.
 const LEASE_TTL: Duration = Duration::from_secs(60);
 
-/// Limits of the gate.
-#[derive(Debug, Clone)]
+/// Limits of the gate (flags or environment variables of a consumer service).
+#[derive(Debug, Clone, clap::Args)]
 pub struct GateLimits {
-    /// Calls per business per minute; 0 = unlimited.
+    /// Calls per business per minute, shared by all services and replicas; 0 = unlimited.
+    #[arg(
+        long = "sage-calls-per-minute",
+        env = "LEDGER_SAGE_CALLS_PER_MINUTE",
+        default_value_t = 200
+    )]
     pub calls_per_minute: u32,
-    /// Concurrent Sage requests of this process.
+    /// Concurrent Sage requests of this process (at least 1); keep the sum over all processes
+    /// under Sage's 150 per app.
+    #[arg(
+        long = "sage-max-concurrent",
+        env = "LEDGER_SAGE_MAX_CONCURRENT",
+        default_value_t = 40,
+        value_parser = at_least_one
+    )]
     pub max_concurrent: usize,
 }
 
-impl GateLimits {
-    /// Limits from `LEDGER_SAGE_CALLS_PER_MINUTE` (default 200) and
-    /// `LEDGER_SAGE_MAX_CONCURRENT` (default 40).
-    pub fn from_env() -> Self {
-        let get = |name: &str, default: u64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(default)
-        };
-        GateLimits {
-            calls_per_minute: get("LEDGER_SAGE_CALLS_PER_MINUTE", 200) as u32,
-            max_concurrent: get("LEDGER_SAGE_MAX_CONCURRENT", 40).max(1) as usize,
-        }
+/// Parses a count that must be at least 1.
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{value:?} is not a whole number of at least 1")),
     }
 }
 

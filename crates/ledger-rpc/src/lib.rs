@@ -66,7 +66,7 @@ pub mod gate;
 pub mod period;
 pub use failures::{contract_failure, mapping_outcome, parse_delivery};
 pub use gate::{GateLimits, GatedSage, SageGate};
-pub use period::{OpenPeriods, PeriodDecision};
+pub use period::{OpenPeriods, PeriodDecision, StepPost};
 
 /// How a failed request should be treated by the asker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -574,18 +574,13 @@ pub struct SettingsClient {
 }
 
 impl SettingsClient {
-    /// A settings client asking over `client`, caching answers for 30 s.
-    pub fn new(client: async_nats::Client) -> Self {
+    /// A settings client asking over `client`, caching answers for `ttl`
+    /// ([`ServiceConfig::settings_ttl_secs`]).
+    pub fn new(client: async_nats::Client, ttl: Duration) -> Self {
         SettingsClient {
             client,
             cache: Mutex::new(HashMap::new()),
-            // `LEDGER_SETTINGS_TTL_SECS` shortens it where settings change under test.
-            ttl: Duration::from_secs(
-                std::env::var("LEDGER_SETTINGS_TTL_SECS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(30),
-            ),
+            ttl,
         }
     }
 
@@ -667,6 +662,10 @@ pub struct ServiceContext {
     pub settings: SettingsClient,
     /// The service's audit trail (table `audit_records` in its schema).
     pub audit: ledger_runtime::audit::AuditLog,
+    /// The service's name and connections, for [`ServiceContext::builder`].
+    base: ledger_runtime::service::Base,
+    /// The configuration the service was started with.
+    config: ServiceConfig,
 }
 
 /// Re-export so services name the pool type through one path.
@@ -674,15 +673,13 @@ pub mod sqlx_pool {
     pub use sqlx::PgPool;
 }
 
-/// Common configuration of consumer services.
+/// Configuration of consumer services (flags or environment variables): the runtime's
+/// settings plus how to reach Sage and how long answers of other services are trusted.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceConfig {
-    /// NATS server URL.
-    #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
-    /// PostgreSQL URL (each service uses its own schema).
-    #[arg(long, env = "LEDGER_DATABASE_URL")]
-    pub database_url: String,
+    /// NATS, PostgreSQL, metrics and consumer loop settings.
+    #[command(flatten)]
+    pub runtime: ledger_runtime::service::RuntimeConfig,
     /// Sage Accounting API base URL.
     #[arg(
         long,
@@ -690,88 +687,100 @@ pub struct ServiceConfig {
         default_value = "https://api.accounting.sage.com/v3.1"
     )]
     pub sage_api_base_url: String,
-    /// Address of the `/metrics` and `/healthz` server.
-    #[arg(long, env = "LEDGER_METRICS_ADDR", default_value = "127.0.0.1:0")]
-    pub metrics_addr: std::net::SocketAddr,
-    /// Merchants handled at the same time.
-    #[arg(long, env = "LEDGER_CONCURRENCY", default_value_t = 64)]
-    pub concurrency: usize,
+    /// Seconds a merchant's settings from the gateway are trusted before they are asked again.
+    #[arg(long, env = "LEDGER_SETTINGS_TTL_SECS", default_value_t = 30)]
+    pub settings_ttl_secs: u64,
+    /// Seconds a merchant's Sage financial settings (open period, base currency) are trusted
+    /// before they are read again (a refusal of a date reads them at once).
+    #[arg(long, env = "LEDGER_FINANCIAL_SETTINGS_TTL_SECS", default_value_t = period::FINANCIAL_SETTINGS_TTL.as_secs())]
+    pub financial_settings_ttl_secs: u64,
+    /// The shared gate's limits on Sage calls.
+    #[command(flatten)]
+    pub gate: GateLimits,
+}
+
+impl ServiceConfig {
+    /// The configuration a consumer service reads from its environment, with the given flags
+    /// (e.g. `["--nats-url", url]`) taking precedence: how an engine started in one process
+    /// configures its services the way their binaries would be.
+    pub fn from_env_with<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            service: ServiceConfig,
+        }
+        use clap::Parser;
+        let args = std::iter::once(std::ffi::OsString::from("service"))
+            .chain(flags.into_iter().map(Into::into));
+        Ok(Cli::try_parse_from(args)?.service)
+    }
 }
 
 impl ServiceContext {
-    /// Connects NATS (refusing servers older than 2.10), PostgreSQL (schema `schema`, with
-    /// the journal and audit tables) and builds a Sage client whose tokens come from the gateway.
+    /// Connects NATS, PostgreSQL (the service's schema, with the journal and audit tables;
+    /// see [`ledger_runtime::service::Base::connect`]) and builds a Sage client whose tokens
+    /// come from the gateway.
     pub async fn connect(
         config: &ServiceConfig,
         service: &'static str,
-        schema: &str,
     ) -> anyhow::Result<ServiceContext> {
-        let nats = ledger_runtime::bus::connect(&config.nats_url, service).await?;
-        let js = async_nats::jetstream::new(nats.clone());
-        let db = ledger_runtime::db::connect_schema(&config.database_url, schema, 20).await?;
-        ledger_runtime::journal::migrate(&db).await?;
-        ledger_runtime::audit::migrate(&db).await?;
-        // The gateway creates it with the configured replicas; whoever starts first wins.
-        ledger_runtime::status::ensure_stream(&js, 1)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let base = ledger_runtime::service::Base::connect(&config.runtime, service).await?;
         // Consumers never see client credentials: calls need only the bearer token.
         let mut sage_config = sage_client::SageConfig::sage_production("", "", "");
         sage_config.api_base_url = config.sage_api_base_url.clone();
         let client = sage_client::SageClient::new(
             sage_config,
-            Arc::new(GatewayTokenSource::new(nats.clone())),
+            Arc::new(GatewayTokenSource::new(base.nats.clone())),
         )
         .with_observer(MetricsObserver::new(service));
-        let gate = Arc::new(SageGate::new(&js, GateLimits::from_env()).await?);
-        let sage = GatedSage::new(client, gate);
+        let gate = Arc::new(SageGate::new(&base.js, config.gate.clone()).await?);
         Ok(ServiceContext {
-            audit: ledger_runtime::audit::AuditLog::new(service, db.clone()),
-            settings: SettingsClient::new(nats.clone()),
-            nats,
-            js,
-            db,
-            sage,
+            nats: base.nats.clone(),
+            js: base.js.clone(),
+            db: base.db.clone(),
+            sage: GatedSage::new(client, gate),
+            settings: SettingsClient::new(
+                base.nats.clone(),
+                Duration::from_secs(config.settings_ttl_secs),
+            ),
+            audit: base.audit.clone(),
+            base,
+            config: config.clone(),
         })
     }
-}
 
-/// A started consumer service.
-pub struct Running {
-    /// Address of `/metrics` and `/healthz`.
-    pub metrics_addr: std::net::SocketAddr,
-    /// Resolves when the consumer has drained after shutdown.
-    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+    /// The builder that wires this service (consumers, endpoints, audit, status, dead
+    /// letters, replay, metrics, shutdown) with its configuration.
+    pub fn builder(&self) -> ledger_runtime::service::ServiceBuilder {
+        ledger_runtime::service::ServiceBuilder::new(self.base.clone(), self.config.runtime.clone())
+    }
 
-impl ServiceContext {
-    /// Creates (or updates) the service's durable consumer and keeps its lag gauges fresh.
-    pub async fn consumer(
-        &self,
-        spec: &ledger_runtime::bus::ConsumerSpec,
-        shutdown: &ledger_runtime::shutdown::Shutdown,
-    ) -> anyhow::Result<
-        async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>,
-    > {
-        let consumer = ledger_runtime::bus::ensure_consumer(&self.js, spec).await?;
-        ledger_runtime::metrics::spawn_lag_poller(
-            consumer.clone(),
-            Duration::from_secs(5),
-            shutdown.clone(),
-        );
-        Ok(consumer)
+    /// An empty cache of Sage's open periods with the configured lifetime.
+    pub fn open_periods(&self) -> OpenPeriods {
+        OpenPeriods::with_ttl(Duration::from_secs(self.config.financial_settings_ttl_secs))
     }
 }
 
-/// Serves the service's `/metrics` and `/healthz` on its configured address.
-pub async fn serve_metrics(
-    config: &ServiceConfig,
-    shutdown: &ledger_runtime::shutdown::Shutdown,
-) -> std::io::Result<std::net::SocketAddr> {
-    ledger_runtime::metrics::serve(
-        config.metrics_addr,
-        ledger_runtime::metrics::router(),
-        shutdown.clone(),
-    )
-    .await
+pub use ledger_runtime::service::Running;
+
+/// An RPC endpoint for a service builder: answers requests on `subject` (queue group
+/// [`QUEUE_GROUP`]) with `handler` (see [`serve`]).
+pub fn endpoint<Req, Resp, F, Fut>(
+    subject: &'static str,
+    handler: F,
+) -> ledger_runtime::service::Endpoint
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Req) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Resp, RpcError>> + Send + 'static,
+{
+    ledger_runtime::service::Endpoint::new(move |client, shutdown| async move {
+        serve(client, subject, handler, shutdown).await?;
+        Ok(())
+    })
 }

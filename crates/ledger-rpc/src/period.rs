@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use crate::{mapping_outcome, sage_error_to_process, GatedSage};
 
 /// How long a merchant's financial settings are trusted before they are read again (a
-/// refusal of a date reads them at once). `LEDGER_FINANCIAL_SETTINGS_TTL_SECS` overrides it.
+/// refusal of a date reads them at once); a service's `financial_settings_ttl_secs` overrides it.
 pub const FINANCIAL_SETTINGS_TTL: Duration = Duration::from_secs(3600);
 
 /// How soon a document refused for its date is handled again, with fresh financial settings.
@@ -24,6 +24,27 @@ pub const DATE_REFUSAL_RETRY: Duration = Duration::from_millis(200);
 
 /// One merchant's cached reference data: when it was read, the open period, the base currency.
 type CachedFinancialSettings = (Instant, OpenPeriod, Option<String>);
+
+/// A dated record to post for one journaled step of one event ([`OpenPeriods::post_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StepPost<'a> {
+    /// Merchant.
+    pub merchant: &'a str,
+    /// The event the step belongs to.
+    pub event_id: uuid::Uuid,
+    /// Journal step (and idempotency-id salt).
+    pub step: &'a str,
+    /// The event's sequence in the stream (kept with the step's intent).
+    pub stream_sequence: u64,
+    /// Sage resource, e.g. `sales_invoices`.
+    pub resource: &'a str,
+    /// Root key of the body, e.g. `sales_invoice`.
+    pub root: &'a str,
+    /// The record's fields.
+    pub body: &'a Value,
+    /// The date sent, for telling a locked period's refusal apart.
+    pub date: NaiveDate,
+}
 
 /// Per-merchant cache of Sage's open period (and base currency).
 pub struct OpenPeriods {
@@ -41,16 +62,59 @@ impl Default for OpenPeriods {
 pub type PeriodDecision = Result<PeriodDate, (String, String)>;
 
 impl OpenPeriods {
-    /// An empty cache with [`FINANCIAL_SETTINGS_TTL`] (or the environment's override).
+    /// An empty cache with [`FINANCIAL_SETTINGS_TTL`].
     pub fn new() -> Self {
+        Self::with_ttl(FINANCIAL_SETTINGS_TTL)
+    }
+
+    /// An empty cache whose entries are trusted for `ttl`
+    /// (`ServiceConfig::financial_settings_ttl_secs`).
+    pub fn with_ttl(ttl: Duration) -> Self {
         OpenPeriods {
             cache: Mutex::new(HashMap::new()),
-            ttl: std::env::var("LEDGER_FINANCIAL_SETTINGS_TTL_SECS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map(Duration::from_secs)
-                .unwrap_or(FINANCIAL_SETTINGS_TTL),
+            ttl,
         }
+    }
+
+    /// Posts a dated Sage record once for a journaled step: records the step's intent, then
+    /// POSTs with the idempotency id derived from the event and the step, so a step in doubt
+    /// (an earlier attempt that may have landed) gets Sage's first result back. A refusal of
+    /// `post.date` re-reads the financial settings ([`OpenPeriods::refusal`]). Returns Sage's
+    /// answer and the id it gave; the caller commits the id with the step's outcome.
+    pub async fn post_step(
+        &self,
+        sage: &GatedSage,
+        db: &sqlx::PgPool,
+        post: StepPost<'_>,
+    ) -> Result<(sage_client::SageResponse, String), ProcessError> {
+        let idempotency_id = sage_client::idempotency_id(&post.event_id, post.step);
+        ledger_runtime::journal::record_intent(
+            db,
+            post.merchant,
+            post.event_id,
+            post.step,
+            &idempotency_id,
+            post.stream_sequence,
+        )
+        .await?;
+        let response = match sage
+            .post(
+                post.merchant,
+                post.resource,
+                post.root,
+                post.body.clone(),
+                Some(&idempotency_id),
+            )
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return Err(self.refusal(sage, post.merchant, post.date, e).await),
+        };
+        let sage_id = response
+            .id()
+            .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
+            .to_string();
+        Ok((response, sage_id))
     }
 
     /// The merchant's open period, from the cache while it is fresh.

@@ -218,20 +218,14 @@ impl ConsumerSpec {
         spec
     }
 
-    /// A spec with production defaults for the given durable name and subjects.
-    ///
-    /// `LEDGER_ACK_WAIT_SECS` overrides the 60 s ack wait: how soon a message held by a crashed
-    /// process is redelivered (the chaos suite shortens it).
+    /// A spec with production defaults for the given durable name and subjects: a 60 s ack
+    /// wait (a service built with [`crate::service::ServiceBuilder`] takes its configured
+    /// `ack_wait_secs`), 50 deliveries, 10 000 messages pending.
     pub fn new(durable: &str, filter_subjects: &[&str]) -> Self {
-        let ack_wait = std::env::var("LEDGER_ACK_WAIT_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(60));
         ConsumerSpec {
             durable: durable.to_string(),
             filter_subjects: filter_subjects.iter().map(|s| s.to_string()).collect(),
-            ack_wait,
+            ack_wait: Duration::from_secs(60),
             max_deliver: 50,
             max_ack_pending: 10_000,
         }

@@ -115,8 +115,12 @@ pub struct ConsumerOptions {
     pub merchant_in_flight: usize,
 }
 
+/// Transient failures after which a message is dead-lettered, unless a service says otherwise.
+pub const MAX_TRANSIENT_ATTEMPTS: i64 = 25;
+
 impl ConsumerOptions {
-    /// Defaults for a service.
+    /// Defaults for a service. A service built with [`crate::service::ServiceBuilder`] takes
+    /// `concurrency`, `paused_delay` and `merchant_in_flight` from its configuration.
     pub fn new(service: &'static str) -> Self {
         ConsumerOptions {
             service,
@@ -124,20 +128,9 @@ impl ConsumerOptions {
             batch: 256,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
-            max_transient_attempts: 25,
-            // `LEDGER_PAUSED_DELAY_SECS` shortens how often a paused merchant's events look
-            // again (tests, the chaos suite).
-            paused_delay: Duration::from_secs(
-                std::env::var("LEDGER_PAUSED_DELAY_SECS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(60),
-            ),
-            // `LEDGER_MERCHANT_IN_FLIGHT` tunes a merchant's share of the shared consumer.
-            merchant_in_flight: std::env::var("LEDGER_MERCHANT_IN_FLIGHT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(64),
+            max_transient_attempts: MAX_TRANSIENT_ATTEMPTS,
+            paused_delay: Duration::from_secs(60),
+            merchant_in_flight: 64,
         }
     }
 }
@@ -636,7 +629,7 @@ async fn worker_step<H: Handler>(
             }
         }
     };
-    crate::journal::failpoint("before_ack");
+    crate::failpoint::hit("before_ack");
     // A positive ack waits for the server's confirmation, so a drained consumer has really
     // handed its messages back before the process exits.
     let sent = match ack {

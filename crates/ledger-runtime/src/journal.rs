@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::consumer::Delivery;
+use crate::consumer::{Delivery, Outcome};
 use crate::error::ProcessError;
 
 /// Creates the journal tables in the pool's schema if they are missing.
@@ -135,7 +135,7 @@ pub async fn record_done(
     request_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     // The riskiest moment: Sage has the document, our database does not know yet.
-    failpoint("after_sage_write");
+    crate::failpoint::hit("after_sage_write");
     sqlx::query(
         "UPDATE sync_steps SET state = 'done', sage_id = $3, request_id = $4, finished_at = now()
          WHERE merchant_id = $5 AND event_id = $1 AND step = $2",
@@ -235,22 +235,11 @@ pub fn event_id_of(payload: &[u8]) -> Option<String> {
     v.get("event_id")?.as_str().map(str::to_string)
 }
 
-/// A crash point for the chaos suite: when `LEDGER_FAILPOINTS` names `point` with a
-/// probability (e.g. `after_sage_write=0.05,before_ack=0.01`), the process aborts there with that
-/// probability, exactly as a SIGKILL would at that moment. Unset in production, it costs one
-/// environment lookup.
-pub fn failpoint(point: &str) {
-    let Ok(spec) = std::env::var("LEDGER_FAILPOINTS") else {
-        return;
-    };
-    let probability = spec
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| name.trim() == point)
-        .and_then(|(_, p)| p.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    if probability > 0.0 && rand::random::<f64>() < probability {
-        eprintln!("failpoint {point}: aborting");
-        std::process::abort();
-    }
+/// The outcome of an event kept out of Sage on purpose (`what`: `document`, `payment`,
+/// `product`), once the service has written its hold: the detail goes into the event's audit
+/// record and the log, the reason code into the outcome.
+pub fn skipped(what: &str, key: &str, reason: &str, detail: &str) -> Outcome {
+    crate::audit::note_detail(detail);
+    tracing::info!(what, key, reason, detail, "kept out of Sage");
+    Outcome::Skipped(reason.to_string())
 }

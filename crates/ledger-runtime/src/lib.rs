@@ -16,6 +16,9 @@
 //! - [`dry_run`]: the scope in which Sage writes are refused (replay's dry runs).
 //! - [`replay`]: re-running a merchant's events from the log through a service's handler.
 //! - [`shutdown`]: the signal future every binary waits on.
+//! - [`service`]: the builder that wires every consumer service the same way, and its
+//!   configuration.
+//! - [`failpoint`]: crash points for the chaos suite.
 
 pub mod audit;
 pub mod bus;
@@ -24,11 +27,13 @@ pub mod db;
 pub mod dead_letters;
 pub mod dry_run;
 pub mod error;
+pub mod failpoint;
 pub mod journal;
 pub mod metrics;
 pub mod micro;
 pub mod parking;
 pub mod replay;
+pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

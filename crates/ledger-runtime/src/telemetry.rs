@@ -1,7 +1,7 @@
 //! Tracing with OpenTelemetry, and trace context carried in NATS message headers.
 //!
-//! Every service installs the same subscriber: human-readable logs (or JSON with
-//! `LEDGER_LOG_FORMAT=json`), filtered by `RUST_LOG`, plus an OpenTelemetry layer. Spans always
+//! Every service installs the same subscriber: human-readable logs (or JSON, by the service's
+//! `log_format` setting, environment variable `LEDGER_LOG_FORMAT=json`), filtered by `RUST_LOG`, plus an OpenTelemetry layer. Spans always
 //! get W3C trace ids so the context can travel in `traceparent` headers from the edge through
 //! every consumer to the Sage call; they are exported over OTLP/HTTP only when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
@@ -30,9 +30,25 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs logging and tracing for a service. Safe to call more than once in one process
-/// (tests do); later calls keep the first subscriber.
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line (for log shippers).
+    Json,
+}
+
+/// Installs logging and tracing for a service with human-readable logs (tests and tools).
+/// Safe to call more than once in one process; later calls keep the first subscriber.
 pub fn init(service: &'static str) -> TelemetryGuard {
+    init_with(service, LogFormat::Text)
+}
+
+/// Installs logging and tracing for a service, writing logs in `format`. Safe to call more
+/// than once in one process; later calls keep the first subscriber.
+pub fn init_with(service: &'static str, format: LogFormat) -> TelemetryGuard {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let mut builder = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service).build());
@@ -52,7 +68,7 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn,hyper=warn"));
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let json = std::env::var("LEDGER_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let json = format == LogFormat::Json;
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = if json {
         registry

@@ -24,8 +24,9 @@ use ledger_events::{Envelope, Payload, ProductSnapshot};
 use ledger_mapping::{MappingError, MerchantSettings, ProductPlan};
 use ledger_rpc::ServiceContext;
 use ledger_runtime::bus::ConsumerSpec;
-use ledger_runtime::consumer::{Delivery, Handler, Outcome};
+use ledger_runtime::consumer::{Delivery, Outcome};
 use ledger_runtime::journal::{self, StepState};
+use ledger_runtime::service::Projection;
 use ledger_runtime::ProcessError;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -148,9 +149,7 @@ impl Catalog {
         .bind(detail)
         .execute(&self.ctx.db)
         .await?;
-        ledger_runtime::audit::note_detail(detail);
-        tracing::info!(product = key, reason, detail, "product skipped");
-        Ok(Outcome::Skipped(reason.to_string()))
+        Ok(journal::skipped("product", key, reason, detail))
     }
 
     /// An item already in Sage with exactly this item code: the merchant's own catalogue,
@@ -353,7 +352,7 @@ impl Catalog {
 }
 
 #[async_trait::async_trait]
-impl Handler for Catalog {
+impl Projection for Catalog {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
         let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
@@ -363,16 +362,6 @@ impl Handler for Catalog {
                 other.event_type().as_str()
             ))),
         }
-    }
-
-    async fn dead_letter(
-        &self,
-        delivery: &Delivery,
-        error: &ProcessError,
-    ) -> Result<(), ProcessError> {
-        let event_id = journal::event_id_of(&delivery.payload);
-        journal::record_dead_letter(&self.ctx.db, delivery, event_id.as_deref(), error).await?;
-        Ok(())
     }
 }
 

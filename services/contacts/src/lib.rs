@@ -26,8 +26,9 @@ use ledger_mapping::{
 };
 use ledger_rpc::{ContactRef, EnsureContactRequest, RpcError, ServiceConfig, ServiceContext};
 use ledger_runtime::bus::ConsumerSpec;
-use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
+use ledger_runtime::consumer::{Delivery, Outcome};
 use ledger_runtime::journal;
+use ledger_runtime::service::Projection;
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::ProcessError;
 use sage_client::SageError;
@@ -780,7 +781,7 @@ impl Contacts {
 }
 
 #[async_trait::async_trait]
-impl Handler for Contacts {
+impl Projection for Contacts {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
         let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
@@ -797,16 +798,6 @@ impl Handler for Contacts {
             ))),
         }
     }
-
-    async fn dead_letter(
-        &self,
-        delivery: &Delivery,
-        error: &ProcessError,
-    ) -> Result<(), ProcessError> {
-        let event_id = journal::event_id_of(&delivery.payload);
-        journal::record_dead_letter(&self.ctx.db, delivery, event_id.as_deref(), error).await?;
-        Ok(())
-    }
 }
 
 /// The durable consumer of this service.
@@ -819,107 +810,33 @@ pub use ledger_rpc::Running;
 /// Starts the responder and both consumers (customers, products); returns once they accept
 /// work.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
-    let ctx = ServiceContext::connect(&config.service, SERVICE, "contacts").await?;
-    sqlx::migrate!("./migrations").run(&ctx.db).await?;
-    let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
-    let products = ctx.consumer(&catalog::consumer_spec(), &shutdown).await?;
-    let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
-    let nats = ctx.nats.clone();
-    let ctx = Arc::new(ctx);
+    let ctx = Arc::new(ServiceContext::connect(&config.service, SERVICE).await?);
     let service = Arc::new(Contacts {
         ctx: ctx.clone(),
         locks: StdMutex::new(HashMap::new()),
     });
     let responder = service.clone();
-    let audit = ctx.audit.clone();
-    ledger_runtime::audit::serve(ctx.nats.clone(), audit.clone(), shutdown.clone()).await?;
-    let ensure_audit = audit.clone();
-    ledger_rpc::serve(
-        nats,
+    let ensure = ledger_rpc::endpoint(
         ledger_rpc::ENSURE_CONTACT_SUBJECT,
         move |req: EnsureContactRequest| {
             let service = responder.clone();
-            let audit = ensure_audit.clone();
             async move {
-                let result = audited_ensure(&service, &audit, &req).await;
+                let result = audited_ensure(&service, &service.ctx.audit, &req).await;
                 result.map_err(|e| RpcError::from_process_error(&e))
             }
         },
-        shutdown.clone(),
-    )
-    .await?;
-    let mut options = ConsumerOptions::new(SERVICE);
-    options.concurrency = config.service.concurrency;
-    let db = ctx.db.clone();
-    // Every handling (both consumers, dead-letter retries) is audited.
-    let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
-    let service = Arc::new(
-        ledger_runtime::audit::Audited::new(SERVICE, audit.clone(), service)
-            .with_hook(status.clone()),
     );
-    let catalog = Arc::new(
-        ledger_runtime::audit::Audited::new(
+    ctx.builder()
+        .migrations(sqlx::migrate!("./migrations"))
+        .endpoint(ensure)
+        .consumer(SERVICE, consumer_spec(), service)
+        .consumer(
             catalog::CONSUMER,
-            audit,
+            catalog::consumer_spec(),
             Arc::new(catalog::Catalog::new(ctx.clone())),
         )
-        .with_hook(status),
-    );
-    // Both consumers record dead letters in this schema; a retry goes back to the one whose
-    // subject it came from.
-    let router = Arc::new(DeadLetterRouter {
-        customers: service.clone(),
-        catalog: catalog.clone(),
-    });
-    ledger_runtime::dead_letters::serve(
-        SERVICE,
-        ctx.nats.clone(),
-        db.clone(),
-        router.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    // A replay reads customers and products in log order and routes each the same way.
-    let mut filters = consumer_spec().filter_subjects;
-    filters.extend(catalog::consumer_spec().filter_subjects);
-    ledger_runtime::replay::serve(
-        SERVICE,
-        ctx.nats.clone(),
-        db,
-        router,
-        filters,
-        shutdown.clone(),
-    )
-    .await?;
-    let customers = tokio::spawn(consumer::run(
-        ctx.js.clone(),
-        consumer,
-        service,
-        options,
-        shutdown.clone(),
-    ));
-    let mut options = ConsumerOptions::new(catalog::CONSUMER);
-    options.concurrency = config.service.concurrency;
-    let products = tokio::spawn(consumer::run(
-        ctx.js.clone(),
-        products,
-        catalog,
-        options,
-        shutdown,
-    ));
-    let done = tokio::spawn(async move {
-        let (customers, products) = tokio::join!(customers, products);
-        customers??;
-        products??;
-        Ok(())
-    });
-    Ok(Running { metrics_addr, done })
-}
-
-/// Sends a dead letter's retry (or a replayed event) to the consumer that owns its subject.
-struct DeadLetterRouter {
-    customers: Arc<ledger_runtime::audit::Audited<Contacts>>,
-    catalog: Arc<ledger_runtime::audit::Audited<catalog::Catalog>>,
+        .start(shutdown)
+        .await
 }
 
 /// Answers an ensure request inside an audit scope: when it made Sage calls (or failed), the
@@ -1016,29 +933,9 @@ async fn audited_ensure_inner(
     (result, wrote)
 }
 
-#[async_trait::async_trait]
-impl Handler for DeadLetterRouter {
-    async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
-        if delivery.subject.ends_with(".product.saved") {
-            self.catalog.handle(delivery).await
-        } else {
-            self.customers.handle(delivery).await
-        }
-    }
-
-    async fn dead_letter(
-        &self,
-        delivery: &Delivery,
-        error: &ProcessError,
-    ) -> Result<(), ProcessError> {
-        self.customers.dead_letter(delivery, error).await
-    }
-}
-
 /// Runs until `shutdown` fires and the consumer has drained.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let running = start(config, shutdown).await?;
-    running.done.await?
+    start(config, shutdown).await?.wait().await
 }
 
 #[cfg(test)]

@@ -35,11 +35,12 @@ use ledger_mapping::{
 };
 use ledger_rpc::{
     mapping_outcome, ContactRef, DocumentRef, EnsureContactRequest, ErrorClass, RpcError,
-    ServiceConfig, ServiceContext,
+    ServiceConfig, ServiceContext, StepPost,
 };
 use ledger_runtime::bus::ConsumerSpec;
-use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
+use ledger_runtime::consumer::{Delivery, Outcome};
 use ledger_runtime::journal::{self, StepState};
+use ledger_runtime::service::Projection;
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::ProcessError;
 use rust_decimal::Decimal;
@@ -138,6 +139,35 @@ impl SettlementKind {
             "waiting" => Some(SettlementKind::Waiting),
             _ => None,
         }
+    }
+}
+
+/// Why the handling of a document stopped short of Sage.
+enum Halt {
+    /// Kept out of Sage on purpose: reason code and detail, recorded as skipped.
+    Hold(String, String),
+    /// Failed: retried or dead-lettered by the consumer loop.
+    Fail(ProcessError),
+}
+
+impl From<ProcessError> for Halt {
+    fn from(e: ProcessError) -> Self {
+        Halt::Fail(e)
+    }
+}
+
+impl Halt {
+    /// A mapping refusal (`MappingError::Skipped`) as a hold; invalid input stays a failure.
+    fn mapping(e: MappingError) -> Self {
+        match mapping_outcome(e) {
+            Ok((reason, detail)) => Halt::Hold(reason, detail),
+            Err(e) => Halt::Fail(e),
+        }
+    }
+
+    /// A hold given as (reason, detail), e.g. a locked period's.
+    fn held((reason, detail): (String, String)) -> Self {
+        Halt::Hold(reason, detail)
     }
 }
 
@@ -261,9 +291,7 @@ impl Documents {
         .bind(entity_id as i64)
         .execute(self.db())
         .await?;
-        ledger_runtime::audit::note_detail(detail);
-        tracing::info!(document = key, reason, detail, "document skipped");
-        Ok(Outcome::Skipped(reason.to_string()))
+        Ok(journal::skipped("document", key, reason, detail))
     }
 
     /// Posts a mapped document once: step log + idempotency id + cross-reference.
@@ -282,7 +310,6 @@ impl Documents {
         // first open day), which a credit note quotes as `original_invoice_date`.
         let date = body_date(&plan.body).unwrap_or(date);
         let step = plan.resource;
-        let idempotency_id = sage_client::idempotency_id(&env.event_id, step);
         let state = journal::step_state(self.db(), &env.merchant_id, env.event_id, step).await?;
         if let StepState::Done(_) = state {
             // Done commits together with the cross-reference, so the row is there.
@@ -307,42 +334,22 @@ impl Documents {
                     .await;
             }
         }
-        journal::record_intent(
-            self.db(),
-            &env.merchant_id,
-            env.event_id,
-            step,
-            &idempotency_id,
-            delivery.stream_sequence,
-        )
-        .await?;
         // In doubt or new, the request is the same: Sage answers a repeated idempotency id
         // with its first result, so an earlier applied-then-failed POST is adopted here.
-        let response = self
-            .ctx
-            .sage
-            .post(
-                &env.merchant_id,
-                plan.resource,
-                plan.root,
-                plan.body.clone(),
-                Some(&idempotency_id),
-            )
-            .await;
-        // Locked periods: a refused date re-reads the financial settings.
-        let response = match response {
-            Ok(response) => response,
-            Err(e) => {
-                return Err(self
-                    .periods
-                    .refusal(&self.ctx.sage, &env.merchant_id, date, e)
-                    .await)
-            }
+        let post = StepPost {
+            merchant: &env.merchant_id,
+            event_id: env.event_id,
+            step,
+            stream_sequence: delivery.stream_sequence,
+            resource: plan.resource,
+            root: plan.root,
+            body: &plan.body,
+            date,
         };
-        let sage_id = response
-            .id()
-            .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
-            .to_string();
+        let (response, sage_id) = self
+            .periods
+            .post_step(&self.ctx.sage, self.db(), post)
+            .await?;
         self.record_posted(
             env,
             key,
@@ -509,20 +516,36 @@ impl Documents {
         Ok(row.map(posted_from_row))
     }
 
-    /// [money-in] The hold (reason, detail) of a document whose Magento base currency is
-    /// not the Sage business's (`ledger_mapping::check_base_currency`); `None` to post it.
-    async fn base_currency_hold(
+    /// [money-in] Holds a document whose Magento base currency is not the Sage business's
+    /// (`ledger_mapping::check_base_currency`).
+    async fn check_base_currency(
         &self,
         merchant: &str,
         magento_base: &str,
         what: &str,
-    ) -> Result<Option<(String, String)>, ProcessError> {
+    ) -> Result<(), Halt> {
         let Some(sage_base) = self.periods.base_currency(&self.ctx.sage, merchant).await? else {
-            return Ok(None);
+            return Ok(());
         };
-        match ledger_mapping::check_base_currency(magento_base, &sage_base, what) {
-            Ok(()) => Ok(None),
-            Err(e) => mapping_outcome(e).map(Some),
+        ledger_mapping::check_base_currency(magento_base, &sage_base, what).map_err(Halt::mapping)
+    }
+
+    /// Records the hold of a document whose handling halted with one; passes an outcome or a
+    /// failure through.
+    async fn record_halt(
+        &self,
+        env: &Envelope,
+        key: &str,
+        entity_id: u64,
+        result: Result<Outcome, Halt>,
+    ) -> Result<Outcome, ProcessError> {
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(Halt::Fail(e)) => Err(e),
+            Err(Halt::Hold(reason, detail)) => {
+                self.record_skip(env, key, &reason, &detail, entity_id)
+                    .await
+            }
         }
     }
 
@@ -593,13 +616,26 @@ impl Documents {
     ) -> Result<Outcome, ProcessError> {
         let key = snapshot.document_key();
         ledger_runtime::audit::note_document(&key);
-        if let Some(posted) = self.posted(&env.merchant_id, &key).await? {
+        let result = self.post_invoice(env, delivery, snapshot, &key).await;
+        self.record_halt(env, &key, snapshot.invoice.entity_id, result)
+            .await
+    }
+
+    /// The steps of [`Documents::invoice_created`]; a hold halts them.
+    async fn post_invoice(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        snapshot: &InvoiceSnapshot,
+        key: &str,
+    ) -> Result<Outcome, Halt> {
+        if let Some(posted) = self.posted(&env.merchant_id, key).await? {
             ledger_runtime::audit::note_reference(&posted.reference);
             ledger_runtime::audit::note_sage_number(posted.sage_number.as_deref().unwrap_or(""));
             return Ok(Outcome::AlreadyDone);
         }
         // Canceled in Magento before it got here (a backfill, or a cancel that overtook it).
-        if self.canceled_before_posting(&env.merchant_id, &key).await? {
+        if self.canceled_before_posting(&env.merchant_id, key).await? {
             return Ok(Outcome::Skipped(
                 ledger_mapping::reasons::CANCELED.to_string(),
             ));
@@ -612,53 +648,27 @@ impl Documents {
                 snapshot.invoice.increment_id,
                 snapshot.document_currency()
             );
-            return self
-                .record_skip(
-                    env,
-                    &key,
-                    ledger_mapping::reasons::NOTHING_TO_POST,
-                    &detail,
-                    snapshot.invoice.entity_id,
-                )
-                .await;
+            return Err(Halt::Hold(
+                ledger_mapping::reasons::NOTHING_TO_POST.into(),
+                detail,
+            ));
         }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
         // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
-        if let Some(held) = self
-            .base_currency_hold(
-                &env.merchant_id,
-                snapshot.base_currency(),
-                &format!("invoice {}", snapshot.invoice.increment_id),
-            )
-            .await?
-        {
-            return self
-                .record_skip(env, &key, &held.0, &held.1, snapshot.invoice.entity_id)
-                .await;
-        }
+        self.check_base_currency(
+            &env.merchant_id,
+            snapshot.base_currency(),
+            &format!("invoice {}", snapshot.invoice.increment_id),
+        )
+        .await?;
         // Dry run first: a held invoice must leave nothing behind in Sage, not even a contact.
-        let preflight =
-            match ledger_mapping::map_sales_invoice(snapshot, &settings, PREFLIGHT_CONTACT) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    let (reason, detail) = mapping_outcome(e)?;
-                    return self
-                        .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
-                        .await;
-                }
-            };
+        let preflight = ledger_mapping::map_sales_invoice(snapshot, &settings, PREFLIGHT_CONTACT)
+            .map_err(Halt::mapping)?;
         // Locked periods: moved or held before the contact is asked for.
-        let period = match self
+        let period = self
             .period_date(&env.merchant_id, &raw, &preflight, "invoice")
             .await?
-        {
-            Ok(period) => period,
-            Err((reason, detail)) => {
-                return self
-                    .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
-                    .await;
-            }
-        };
+            .map_err(Halt::held)?;
         let contact = self
             .contact(
                 env,
@@ -669,23 +679,15 @@ impl Documents {
                 Some(snapshot.invoice.grand_total),
             )
             .await?;
-        let mut plan =
-            match ledger_mapping::map_sales_invoice(snapshot, &settings, &contact.contact_id) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    let (reason, detail) = mapping_outcome(e)?;
-                    return self
-                        .record_skip(env, &key, &reason, &detail, snapshot.invoice.entity_id)
-                        .await;
-                }
-            };
+        let mut plan = ledger_mapping::map_sales_invoice(snapshot, &settings, &contact.contact_id)
+            .map_err(Halt::mapping)?;
         // Locked periods: the first open day when the books' day is locked.
         ledger_mapping::move_document_date(&mut plan.body, &period);
         plan.date = period.date();
         // The Sage date sent (the books' day), recorded for the credit notes that follow.
         let date = plan.date;
         let entity_id = snapshot.invoice.entity_id;
-        self.post_document(env, delivery, &key, entity_id, date, &contact, plan)
+        self.post_document(env, delivery, key, entity_id, date, &contact, plan)
             .await?;
         Ok(Outcome::Applied)
     }
@@ -701,13 +703,26 @@ impl Documents {
     ) -> Result<Outcome, ProcessError> {
         let key = snapshot.document_key();
         ledger_runtime::audit::note_document(&key);
+        let result = self.post_credit_memo(env, delivery, snapshot, &key).await;
+        self.record_halt(env, &key, snapshot.creditmemo.entity_id, result)
+            .await
+    }
+
+    /// The steps of [`Documents::credit_memo_created`]; a hold halts them.
+    async fn post_credit_memo(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        snapshot: &CreditMemoSnapshot,
+        key: &str,
+    ) -> Result<Outcome, Halt> {
         // Canceled in Magento: skipped before it reached Sage, or voided there since.
-        if self.canceled_before_posting(&env.merchant_id, &key).await? {
+        if self.canceled_before_posting(&env.merchant_id, key).await? {
             return Ok(Outcome::Skipped(
                 ledger_mapping::reasons::CANCELED.to_string(),
             ));
         }
-        if self.voided(&env.merchant_id, &key).await? {
+        if self.voided(&env.merchant_id, key).await? {
             return Ok(Outcome::AlreadyDone);
         }
         // A zero credit memo refunds nothing: `nothing_to_post` (docs/accounting.md).
@@ -717,31 +732,20 @@ impl Documents {
                 snapshot.creditmemo.increment_id,
                 snapshot.document_currency()
             );
-            return self
-                .record_skip(
-                    env,
-                    &key,
-                    ledger_mapping::reasons::NOTHING_TO_POST,
-                    &detail,
-                    snapshot.creditmemo.entity_id,
-                )
-                .await;
+            return Err(Halt::Hold(
+                ledger_mapping::reasons::NOTHING_TO_POST.into(),
+                detail,
+            ));
         }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
         // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
-        if self.posted(&env.merchant_id, &key).await?.is_none() {
-            if let Some(held) = self
-                .base_currency_hold(
-                    &env.merchant_id,
-                    snapshot.base_currency(),
-                    &format!("credit memo {}", snapshot.creditmemo.increment_id),
-                )
-                .await?
-            {
-                return self
-                    .record_skip(env, &key, &held.0, &held.1, snapshot.creditmemo.entity_id)
-                    .await;
-            }
+        if self.posted(&env.merchant_id, key).await?.is_none() {
+            self.check_base_currency(
+                &env.merchant_id,
+                snapshot.base_currency(),
+                &format!("credit memo {}", snapshot.creditmemo.increment_id),
+            )
+            .await?;
         }
         // The invoice the credit memo names, else (Refund Offline from the order page has
         // no invoice_id) the order's invoices in Sage, oldest first.
@@ -759,19 +763,14 @@ impl Documents {
                         let detail = format!(
                             "its invoice {invoice_key} was held; release the invoice first"
                         );
-                        return self
-                            .record_skip(
-                                env,
-                                &key,
-                                ledger_mapping::reasons::ORIGINAL_INVOICE_HELD,
-                                &detail,
-                                snapshot.creditmemo.entity_id,
-                            )
-                            .await;
+                        return Err(Halt::Hold(
+                            ledger_mapping::reasons::ORIGINAL_INVOICE_HELD.into(),
+                            detail,
+                        ));
                     }
-                    return Err(ProcessError::transient(format!(
+                    return Err(Halt::Fail(ProcessError::transient(format!(
                         "original invoice (entity {invoice_id}) not synced yet"
-                    )));
+                    ))));
                 }
             },
             None => match self
@@ -780,20 +779,15 @@ impl Documents {
             {
                 Ok(found) => found,
                 Err(detail) => {
-                    return self
-                        .record_skip(
-                            env,
-                            &key,
-                            ledger_mapping::reasons::ORIGINAL_INVOICE_HELD,
-                            &detail,
-                            snapshot.creditmemo.entity_id,
-                        )
-                        .await;
+                    return Err(Halt::Hold(
+                        ledger_mapping::reasons::ORIGINAL_INVOICE_HELD.into(),
+                        detail,
+                    ));
                 }
             },
         };
         let original = originals.first();
-        let (credit_note, created) = match self.posted(&env.merchant_id, &key).await? {
+        let (credit_note, created) = match self.posted(&env.merchant_id, key).await? {
             Some(posted) => {
                 ledger_runtime::audit::note_reference(&posted.reference);
                 ledger_runtime::audit::note_sage_number(
@@ -807,32 +801,18 @@ impl Documents {
                     reference: o.reference.clone(),
                     date: o.date,
                 });
-                let preflight = match ledger_mapping::map_sales_credit_note(
+                let preflight = ledger_mapping::map_sales_credit_note(
                     snapshot,
                     &settings,
                     PREFLIGHT_CONTACT,
                     original_ref.as_ref(),
-                ) {
-                    Ok(plan) => plan,
-                    Err(e) => {
-                        let (reason, detail) = mapping_outcome(e)?;
-                        return self
-                            .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
-                            .await;
-                    }
-                };
+                )
+                .map_err(Halt::mapping)?;
                 // Locked periods: moved or held before the contact is asked for.
-                let period = match self
+                let period = self
                     .period_date(&env.merchant_id, &raw, &preflight, "credit note")
                     .await?
-                {
-                    Ok(period) => period,
-                    Err((reason, detail)) => {
-                        return self
-                            .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
-                            .await;
-                    }
-                };
+                    .map_err(Halt::held)?;
                 let contact = match original {
                     // Same contact as the original invoice, whatever the order says now (and
                     // the B2C fallback contact when the invoice was consolidated).
@@ -854,27 +834,20 @@ impl Documents {
                         .await?
                     }
                 };
-                let mut plan = match ledger_mapping::map_sales_credit_note(
+                let mut plan = ledger_mapping::map_sales_credit_note(
                     snapshot,
                     &settings,
                     &contact.contact_id,
                     original_ref.as_ref(),
-                ) {
-                    Ok(plan) => plan,
-                    Err(e) => {
-                        let (reason, detail) = mapping_outcome(e)?;
-                        return self
-                            .record_skip(env, &key, &reason, &detail, snapshot.creditmemo.entity_id)
-                            .await;
-                    }
-                };
+                )
+                .map_err(Halt::mapping)?;
                 // Locked periods: the first open day when the books' day is locked.
                 ledger_mapping::move_document_date(&mut plan.body, &period);
                 plan.date = period.date();
                 let date = plan.date;
                 let entity_id = snapshot.creditmemo.entity_id;
                 let posted = self
-                    .post_document(env, delivery, &key, entity_id, date, &contact, plan)
+                    .post_document(env, delivery, key, entity_id, date, &contact, plan)
                     .await?;
                 (posted, true)
             }
@@ -883,7 +856,7 @@ impl Documents {
             .settle(
                 env,
                 delivery,
-                &key,
+                key,
                 snapshot,
                 &raw,
                 &settings,
@@ -1720,7 +1693,7 @@ pub fn no_bank_account(method: &str, currency: &str) -> ProcessError {
 }
 
 #[async_trait::async_trait]
-impl Handler for Documents {
+impl Projection for Documents {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
         let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
@@ -1751,16 +1724,6 @@ impl Handler for Documents {
             ))),
         }
     }
-
-    async fn dead_letter(
-        &self,
-        delivery: &Delivery,
-        error: &ProcessError,
-    ) -> Result<(), ProcessError> {
-        let event_id = journal::event_id_of(&delivery.payload);
-        journal::record_dead_letter(self.db(), delivery, event_id.as_deref(), error).await?;
-        Ok(())
-    }
 }
 
 /// The durable consumer of this service.
@@ -1779,85 +1742,43 @@ pub fn consumer_spec() -> ConsumerSpec {
 
 pub use ledger_rpc::Running;
 
-/// Starts the consumer and the lookup responder; returns once they accept work.
+/// Starts the consumer; returns once it accepts work.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
-    let ctx = ServiceContext::connect(&config.service, SERVICE, "documents").await?;
-    sqlx::migrate!("./migrations").run(&ctx.db).await?;
-    let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
-    let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
-
+    let ctx = ServiceContext::connect(&config.service, SERVICE).await?;
     let db = ctx.db.clone();
-    ledger_rpc::serve(
-        ctx.nats.clone(),
+    let lookups = ledger_rpc::endpoint(
         ledger_rpc::DOCUMENT_LOOKUP_SUBJECT,
         move |req: ledger_rpc::DocumentLookupRequest| {
             let db = db.clone();
             async move { lookup(&db, &req.merchant, &req.document_key).await }
         },
-        shutdown.clone(),
-    )
-    .await?;
-
+    );
     let db = ctx.db.clone();
-    ledger_rpc::serve(
-        ctx.nats.clone(),
+    let held_documents = ledger_rpc::endpoint(
         ledger_rpc::HELD_DOCUMENTS_SUBJECT,
         move |req: ledger_rpc::HeldDocumentsRequest| {
             let db = db.clone();
             async move { held(&db, &req.merchant).await }
         },
-        shutdown.clone(),
-    )
-    .await?;
-
-    let mut options = ConsumerOptions::new(SERVICE);
-    options.concurrency = config.service.concurrency;
-    let (nats, db, audit, js) = (
-        ctx.nats.clone(),
-        ctx.db.clone(),
-        ctx.audit.clone(),
-        ctx.js.clone(),
     );
-    let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
-    ledger_runtime::audit::serve(nats.clone(), audit.clone(), shutdown.clone()).await?;
-    // Every handling (consumer, dead-letter retry) is audited.
-    let handler = Arc::new(
-        ledger_runtime::audit::Audited::new(
-            SERVICE,
-            audit,
-            Arc::new(Documents {
-                ctx,
-                known_contacts: std::sync::Mutex::new(HashMap::new()),
-                periods: ledger_rpc::OpenPeriods::new(),
-            }),
-        )
-        .with_hook(status),
-    );
-    ledger_runtime::dead_letters::serve(
-        SERVICE,
-        nats.clone(),
-        db.clone(),
-        handler.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    ledger_runtime::replay::serve(
-        SERVICE,
-        nats,
-        db,
-        handler.clone(),
-        consumer_spec().filter_subjects,
-        shutdown.clone(),
-    )
-    .await?;
-    let done = tokio::spawn(consumer::run(js, consumer, handler, options, shutdown));
-    Ok(Running { metrics_addr, done })
+    let builder = ctx.builder();
+    let documents = Documents {
+        known_contacts: std::sync::Mutex::new(HashMap::new()),
+        periods: ctx.open_periods(),
+        ctx,
+    };
+    builder
+        .migrations(sqlx::migrate!("./migrations"))
+        .endpoint(lookups)
+        .endpoint(held_documents)
+        .consumer(SERVICE, consumer_spec(), Arc::new(documents))
+        .start(shutdown)
+        .await
 }
 
 /// Runs until `shutdown` fires and the consumer has drained.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let running = start(config, shutdown).await?;
-    running.done.await?
+    start(config, shutdown).await?.wait().await
 }
 
 /// The merchant's documents kept out of Sage on purpose, zero documents (`nothing_to_post`)

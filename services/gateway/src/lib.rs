@@ -195,6 +195,9 @@ pub struct Config {
     /// secrets then cross the network in clear).
     #[arg(long, env = "LEDGER_NATS_ALLOW_PLAIN", default_value_t = false)]
     pub nats_allow_plain: bool,
+    /// Log lines as `text` or `json`.
+    #[arg(long, env = "LEDGER_LOG_FORMAT", value_enum, default_value_t = ledger_runtime::telemetry::LogFormat::Text)]
+    pub log_format: ledger_runtime::telemetry::LogFormat,
     /// Lifetime of a store's NATS session in seconds; a revoked key's open connection ends
     /// within this time, and it cannot reconnect.
     #[arg(long, env = "LEDGER_NATS_SESSION_TTL_SECS", default_value_t = 300)]

@@ -4,8 +4,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = ledger_runtime::telemetry::init("gateway");
     let config = gateway::Config::parse();
+    let _telemetry = ledger_runtime::telemetry::init_with("gateway", config.log_format);
     let shutdown = ledger_runtime::shutdown::Shutdown::new();
     shutdown.trigger_on(ledger_runtime::shutdown::signal());
     gateway::run(config, shutdown).await

@@ -37,8 +37,9 @@ use ledger_rpc::{
     ServiceContext,
 };
 use ledger_runtime::bus::{self, ConsumerSpec};
-use ledger_runtime::consumer::{self, ConsumerOptions, Delivery, Handler, Outcome};
+use ledger_runtime::consumer::{self, Delivery, Handler, Outcome};
 use ledger_runtime::journal::{self, StepState};
+use ledger_runtime::service::Projection;
 use ledger_runtime::shutdown::Shutdown;
 use ledger_runtime::ProcessError;
 use serde_json::Value;
@@ -156,7 +157,7 @@ pub fn no_bank_account(method: &str, currency: &str) -> ProcessError {
 pub struct Payments {
     ctx: ServiceContext,
     /// The delivery count at which the consumer loop stops retrying transient failures
-    /// (`ConsumerOptions::max_transient_attempts`).
+    /// ([`consumer::MAX_TRANSIENT_ATTEMPTS`]).
     last_attempt: i64,
     /// Locked periods: Sage's open period per merchant, read again when Sage refuses a date.
     periods: ledger_rpc::OpenPeriods,
@@ -262,9 +263,7 @@ impl Payments {
         .bind(stream_sequence.map(|s| s as i64))
         .execute(self.db())
         .await?;
-        ledger_runtime::audit::note_detail(detail);
-        tracing::info!(document = key, reason, detail, "payment skipped");
-        Ok(Outcome::Skipped(reason.to_string()))
+        Ok(journal::skipped("payment", key, reason, detail))
     }
 
     async fn handle_paid(
@@ -600,44 +599,22 @@ impl Payments {
         invoice: &InvoiceRef,
         plan: ReceiptPlan,
     ) -> Result<Outcome, ProcessError> {
-        let idempotency_id = sage_client::idempotency_id(&env.event_id, STEP);
-        journal::record_intent(
-            self.db(),
-            &env.merchant_id,
-            env.event_id,
-            STEP,
-            &idempotency_id,
-            delivery.stream_sequence,
-        )
-        .await?;
         // In doubt or new, the request is the same: Sage answers a repeated idempotency id
         // with its first result, so an earlier applied-then-failed POST is adopted here.
-        let response = self
-            .ctx
-            .sage
-            .post(
-                &env.merchant_id,
-                plan.resource,
-                plan.root,
-                plan.body.clone(),
-                Some(&idempotency_id),
-            )
-            .await;
-        // Locked periods: a refused date re-reads the financial settings.
-        let response = match response {
-            Ok(response) => response,
-            Err(e) => {
-                let sent = ledger_rpc::period::body_date(&plan.body).unwrap_or_default();
-                return Err(self
-                    .periods
-                    .refusal(&self.ctx.sage, &env.merchant_id, sent, e)
-                    .await);
-            }
+        let post = ledger_rpc::StepPost {
+            merchant: &env.merchant_id,
+            event_id: env.event_id,
+            step: STEP,
+            stream_sequence: delivery.stream_sequence,
+            resource: plan.resource,
+            root: plan.root,
+            body: &plan.body,
+            date: ledger_rpc::period::body_date(&plan.body).unwrap_or_default(),
         };
-        let sage_id = response
-            .id()
-            .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
-            .to_string();
+        let (response, sage_id) = self
+            .periods
+            .post_step(&self.ctx.sage, self.db(), post)
+            .await?;
         self.record_receipt(
             env,
             key,
@@ -869,7 +846,7 @@ pub fn invoice_not_synced(
 }
 
 #[async_trait::async_trait]
-impl Handler for Payments {
+impl Projection for Payments {
     async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
         let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
@@ -879,16 +856,6 @@ impl Handler for Payments {
                 other.event_type().as_str()
             ))),
         }
-    }
-
-    async fn dead_letter(
-        &self,
-        delivery: &Delivery,
-        error: &ProcessError,
-    ) -> Result<(), ProcessError> {
-        let event_id = journal::event_id_of(&delivery.payload);
-        journal::record_dead_letter(self.db(), delivery, event_id.as_deref(), error).await?;
-        Ok(())
     }
 }
 
@@ -901,16 +868,11 @@ pub use ledger_rpc::Running;
 
 /// Starts the consumer; returns once it accepts work.
 pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running> {
-    let ctx = ServiceContext::connect(&config.service, SERVICE, "payments").await?;
-    sqlx::migrate!("./migrations").run(&ctx.db).await?;
-    let consumer = ctx.consumer(&consumer_spec(), &shutdown).await?;
-    let metrics_addr = ledger_rpc::serve_metrics(&config.service, &shutdown).await?;
-
+    let ctx = ServiceContext::connect(&config.service, SERVICE).await?;
     // Card refunds leave from the clearing account the receipts went to: the documents
     // service asks for it (created in Sage when first needed).
     let (db, sage) = (ctx.db.clone(), ctx.sage.clone());
-    ledger_rpc::serve(
-        ctx.nats.clone(),
+    let clearing = ledger_rpc::endpoint(
         ledger_rpc::CLEARING_ACCOUNT_SUBJECT,
         move |req: ledger_rpc::ClearingAccountRequest| {
             let (db, sage) = (db.clone(), sage.clone());
@@ -922,67 +884,31 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
                     .map_err(|e| ledger_rpc::RpcError::from_process_error(&e))
             }
         },
-        shutdown.clone(),
-    )
-    .await?;
-
+    );
     // Cancel and void: the documents service asks for an invoice's receipts to be removed
     // before it voids the invoice.
     let (db, sage) = (ctx.db.clone(), ctx.sage.clone());
-    ledger_rpc::serve(
-        ctx.nats.clone(),
+    let remove = ledger_rpc::endpoint(
         ledger_rpc::REMOVE_RECEIPTS_SUBJECT,
         move |req: ledger_rpc::RemoveReceiptsRequest| {
             let (db, sage) = (db.clone(), sage.clone());
             async move { remove_receipts(&db, &sage, req).await }
         },
-        shutdown.clone(),
-    )
-    .await?;
-
-    let mut options = ConsumerOptions::new(SERVICE);
-    options.concurrency = config.service.concurrency;
-    let (nats, db, audit, js) = (
-        ctx.nats.clone(),
-        ctx.db.clone(),
-        ctx.audit.clone(),
-        ctx.js.clone(),
     );
-    let status = Arc::new(ledger_runtime::status::StatusPublisher::new(ctx.js.clone()));
-    ledger_runtime::audit::serve(nats.clone(), audit.clone(), shutdown.clone()).await?;
-    // Every handling (consumer, dead-letter retry) is audited.
-    let handler = Arc::new(
-        ledger_runtime::audit::Audited::new(
-            SERVICE,
-            audit,
-            Arc::new(Payments {
-                ctx,
-                last_attempt: options.max_transient_attempts,
-                periods: ledger_rpc::OpenPeriods::new(),
-            }),
-        )
-        .with_hook(status),
-    );
-    ledger_runtime::dead_letters::serve(
-        SERVICE,
-        nats.clone(),
-        db.clone(),
-        handler.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    serve_releases(nats.clone(), db.clone(), handler.clone(), shutdown.clone()).await?;
-    ledger_runtime::replay::serve(
-        SERVICE,
-        nats,
-        db,
-        handler.clone(),
-        consumer_spec().filter_subjects,
-        shutdown.clone(),
-    )
-    .await?;
-    let done = tokio::spawn(consumer::run(js, consumer, handler, options, shutdown));
-    Ok(Running { metrics_addr, done })
+    let builder = ctx.builder();
+    let payments = Payments {
+        periods: ctx.open_periods(),
+        last_attempt: consumer::MAX_TRANSIENT_ATTEMPTS,
+        ctx,
+    };
+    builder
+        .migrations(sqlx::migrate!("./migrations"))
+        .endpoint(clearing)
+        .endpoint(remove)
+        .consumer(SERVICE, consumer_spec(), Arc::new(payments))
+        .task(|s| serve_releases(s.nats, s.db, s.handler, s.shutdown))
+        .start(shutdown)
+        .await
 }
 
 /// The Sage clearing account of `method` in `currency`: from this service's table, else
@@ -1147,8 +1073,7 @@ async fn remove_receipts(
 
 /// Runs until `shutdown` fires and the consumer has drained.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let running = start(config, shutdown).await?;
-    running.done.await?
+    start(config, shutdown).await?.wait().await
 }
 
 #[cfg(test)]

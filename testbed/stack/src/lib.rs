@@ -187,24 +187,32 @@ impl Stack {
                 .unwrap_or_default(),
             // Tests hand stores the test server's nats:// address.
             nats_allow_plain: true,
+            log_format: Default::default(),
         };
         let gw = gateway::start(gateway_config, shutdown.clone())
             .await
             .context("start gateway")?;
-        let service = ledger_rpc::ServiceConfig {
-            nats_url: options.nats_url.clone(),
-            database_url: options.database_url.clone(),
-            sage_api_base_url: sandbox.api_base_url(),
-            metrics_addr: "127.0.0.1:0".parse()?,
-            concurrency: options.concurrency,
-        };
-        let with_url = |name: &str| ledger_rpc::ServiceConfig {
-            nats_url: options.nats_url_of(name),
-            ..service.clone()
+        // The services read the rest of their configuration from this process's environment,
+        // as their binaries would.
+        let with_url = |name: &str| {
+            let (nats_url, sage_url) = (options.nats_url_of(name), sandbox.api_base_url());
+            let concurrency = options.concurrency.to_string();
+            ledger_rpc::ServiceConfig::from_env_with([
+                "--nats-url",
+                nats_url.as_str(),
+                "--database-url",
+                options.database_url.as_str(),
+                "--sage-api-base-url",
+                sage_url.as_str(),
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--concurrency",
+                concurrency.as_str(),
+            ])
         };
         let c = contacts::start(
             contacts::Config {
-                service: with_url("contacts"),
+                service: with_url("contacts")?,
             },
             shutdown.clone(),
         )
@@ -212,7 +220,7 @@ impl Stack {
         .context("start contacts")?;
         let d = documents::start(
             documents::Config {
-                service: with_url("documents"),
+                service: with_url("documents")?,
             },
             shutdown.clone(),
         )
@@ -220,7 +228,7 @@ impl Stack {
         .context("start documents")?;
         let p = payments::start(
             payments::Config {
-                service: with_url("payments"),
+                service: with_url("payments")?,
             },
             shutdown.clone(),
         )

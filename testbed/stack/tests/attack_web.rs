@@ -74,6 +74,7 @@ fn gateway_config(nats: &TestNats, db: &TestDb, admin_token: &str) -> gateway::C
         nats_callout_xkey_seed: None,
         nats_server_keys: Vec::new(),
         nats_allow_plain: true,
+        log_format: Default::default(),
         limits: attack_limits(),
     }
 }
