@@ -36,6 +36,16 @@ fn decide(doc: &Doc, state: InvoiceState, website: u32, s: &MerchantSettings) ->
         .map(|e| e.reason().to_owned())
 }
 
+/// (name, document, state, website, settings, expected skip reason)
+type Case<'a> = (
+    &'a str,
+    Doc,
+    InvoiceState,
+    u32,
+    MerchantSettings,
+    Option<&'a str>,
+);
+
 #[test]
 fn invoice_policy_table() {
     // The fixture invoice is dated 2025-03-14 (London) in store view 1.
@@ -47,7 +57,7 @@ fn invoice_policy_table() {
     };
     let open = InvoiceState::Open;
     let paid = InvoiceState::Paid;
-    let table: Vec<(&str, Doc, InvoiceState, u32, MerchantSettings, Option<&str>)> = vec![
+    let table: Vec<Case> = vec![
         (
             "defaults post a paid invoice",
             paid_doc(),
