@@ -200,7 +200,6 @@ pub fn is_policy_skip(reason: &str) -> bool {
             | reasons::WEBSITE_NOT_SYNCED
             | reasons::STORE_NOT_SYNCED
             | reasons::UNPAID_AT_CREATION
-            | reasons::NOTHING_TO_POST
     )
 }
 
@@ -414,7 +413,8 @@ mod tests {
             (reasons::WEBSITE_NOT_SYNCED, reasons::WEBSITE_NOT_SYNCED),
             (reasons::STORE_NOT_SYNCED, reasons::STORE_NOT_SYNCED),
             (reasons::UNPAID_AT_CREATION, reasons::UNPAID_AT_CREATION),
-            (reasons::NOTHING_TO_POST, reasons::NOTHING_TO_POST),
+            // A zero invoice's credit memo that refunds money is held, as before.
+            (reasons::NOTHING_TO_POST, reasons::ORIGINAL_INVOICE_HELD),
             (reasons::UNMAPPED_TAX_RATE, reasons::ORIGINAL_INVOICE_HELD),
             (reasons::PERIOD_LOCKED, reasons::ORIGINAL_INVOICE_HELD),
         ];
