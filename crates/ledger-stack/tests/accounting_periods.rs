@@ -15,7 +15,6 @@ use chrono::NaiveDate;
 use ledger_stack::events::{Draft, Refund};
 use ledger_stack::{Merchant, Stack};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
