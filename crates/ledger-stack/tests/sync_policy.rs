@@ -51,6 +51,7 @@ async fn each_document_is_posted_or_skipped_as_the_merchant_set() {
     let mut early = Draft::invoice("policy", 2);
     early.value_mut()["payload"]["invoice"]["created_at"] = json!("2025-03-05 10:00:00");
     let early_refund = early.credit_memo(2, &Refund::lines(&[(1, 1)]));
+    let early_paid = early.paid();
     // A website and a store view the merchant does not sync.
     let mut b2b_site = Draft::invoice("policy", 3);
     b2b_site.value_mut()["website_id"] = json!(2);
@@ -67,6 +68,7 @@ async fn each_document_is_posted_or_skipped_as_the_merchant_set() {
         &posted,
         &early,
         &early_refund,
+        &early_paid,
         &b2b_site,
         &staging,
         &unpaid,
@@ -111,6 +113,11 @@ async fn each_document_is_posted_or_skipped_as_the_merchant_set() {
     }
     let (_, detail) = wait_skip(&documents, "skipped_documents", &skips[1].0).await;
     assert!(detail.contains(&skips[0].0), "names the invoice: {detail}");
+    // Its payment follows it too (skipped, not held waiting for a release).
+    let payments = schema(&db, "payments").await;
+    let (reason, detail) = wait_skip(&payments, "skipped_payments", &skips[0].0).await;
+    assert_eq!(reason, "before_cutover", "{detail}");
+    assert!(detail.contains("follows its invoice"), "{detail}");
 
     // Posted under the prefix: the invoice, the free one and the credit note.
     let invoices = wait_count(&stack, &m, "sales_invoices", 2).await;
