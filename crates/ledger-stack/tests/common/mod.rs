@@ -123,8 +123,25 @@ pub async fn no_dead_letters(stack: &Stack, merchant: &Merchant) {
     }
 }
 
-/// Waits for the (reason, detail) a service recorded for a skipped document.
+/// Waits for the (reason, detail) a service recorded for a skipped document or payment.
 pub async fn wait_skip(pool: &PgPool, table: &str, key: &str) -> (String, String) {
+    wait_skip_where(pool, table, key, |_| true).await
+}
+
+/// Waits until a service records the document or payment as skipped with `reason` (it may
+/// be recorded with another first), and returns the detail.
+pub async fn wait_skip_as(pool: &PgPool, table: &str, key: &str, reason: &str) -> String {
+    wait_skip_where(pool, table, key, |got| got == reason)
+        .await
+        .1
+}
+
+async fn wait_skip_where(
+    pool: &PgPool,
+    table: &str,
+    key: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> (String, String) {
     let started = std::time::Instant::now();
     loop {
         let row: Option<(String, String)> = sqlx::query_as(&format!(
@@ -134,10 +151,13 @@ pub async fn wait_skip(pool: &PgPool, table: &str, key: &str) -> (String, String
         .fetch_optional(pool)
         .await
         .expect("query");
-        if let Some(row) = row {
-            return row;
+        match row {
+            Some(row) if wanted(&row.0) => return row,
+            last => assert!(
+                started.elapsed() < WAIT,
+                "{key} never skipped as wanted in {table} (last {last:?})"
+            ),
         }
-        assert!(started.elapsed() < WAIT, "{key} never skipped in {table}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
