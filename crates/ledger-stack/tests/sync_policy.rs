@@ -52,6 +52,21 @@ async fn each_document_is_posted_or_skipped_as_the_merchant_set() {
     early.value_mut()["payload"]["invoice"]["created_at"] = json!("2025-03-05 10:00:00");
     let early_refund = early.credit_memo(2, &Refund::lines(&[(1, 1)]));
     let early_paid = early.paid();
+    // Refunded offline from the order page (no invoice id): the order's only invoice decides.
+    let mut early_offline = early.credit_memo(3, &Refund::lines(&[(0, 1)]));
+    {
+        let invoice = early.document().clone();
+        let v = early_offline.value_mut();
+        v["payload"]["creditmemo"]["invoice_id"] = json!(null);
+        v["payload"]["order"]["invoices"] = json!([{
+            "entity_id": invoice["entity_id"],
+            "increment_id": invoice["increment_id"],
+            "created_at": invoice["created_at"],
+            "grand_total": invoice["grand_total"],
+            "base_grand_total": invoice["base_grand_total"],
+            "state": 2,
+        }]);
+    }
     // A website and a store view the merchant does not sync.
     let mut b2b_site = Draft::invoice("policy", 3);
     b2b_site.value_mut()["website_id"] = json!(2);
@@ -69,6 +84,7 @@ async fn each_document_is_posted_or_skipped_as_the_merchant_set() {
         &early,
         &early_refund,
         &early_paid,
+        &early_offline,
         &b2b_site,
         &staging,
         &unpaid,
@@ -113,6 +129,13 @@ async fn each_document_is_posted_or_skipped_as_the_merchant_set() {
     }
     let (_, detail) = wait_skip(&documents, "skipped_documents", &skips[1].0).await;
     assert!(detail.contains(&skips[0].0), "names the invoice: {detail}");
+    let offline_key = format!("creditmemo:1:{}", early_offline.increment_id());
+    let (reason, detail) = wait_skip(&documents, "skipped_documents", &offline_key).await;
+    assert_eq!(reason, "before_cutover", "{detail}");
+    assert!(
+        detail.contains(&skips[0].0) && detail.contains("order"),
+        "names the order's invoice: {detail}"
+    );
     // Its payment follows it too (skipped, not held waiting for a release).
     let payments = schema(&db, "payments").await;
     let (reason, detail) = wait_skip(&payments, "skipped_payments", &skips[0].0).await;
