@@ -1,6 +1,7 @@
 //! Parties (who a document is billed to) → Sage contacts.
 
 use crate::address::map_address;
+use crate::policy::ContactNamePriority;
 use crate::rules::{
     truncate_chars, CONTACT_NAME_MAX, CONTACT_NOTES_MAX, CONTACT_REFERENCE_MAX, EMAIL_MAX,
     PERSON_FIELD_MAX,
@@ -37,6 +38,10 @@ pub struct Party {
     pub billing_address: Option<Address>,
     /// Delivery address, when different from billing.
     pub delivery_address: Option<Address>,
+    /// Which name is the contact's when both a company and a person are known (the
+    /// merchant's `contact_name_priority`; company unless set with
+    /// [`Party::with_name_priority`]).
+    pub name_priority: ContactNamePriority,
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
@@ -67,6 +72,7 @@ impl Party {
                 .or_else(|| non_empty(order.customer_taxvat.as_deref())),
             billing_address: Some(billing.clone()),
             delivery_address: delivery,
+            name_priority: ContactNamePriority::Company,
         }
     }
 
@@ -94,6 +100,7 @@ impl Party {
                 .or_else(|| non_empty(customer.taxvat.as_deref())),
             billing_address: billing,
             delivery_address: delivery,
+            name_priority: ContactNamePriority::Company,
         }
     }
 
@@ -120,7 +127,14 @@ impl Party {
             tax_number: None,
             billing_address: None,
             delivery_address: None,
+            name_priority: ContactNamePriority::Company,
         }
+    }
+
+    /// The same party named by `priority` (see [`Party::display_name`]).
+    pub fn with_name_priority(mut self, priority: ContactNamePriority) -> Party {
+        self.name_priority = priority;
+        self
     }
 
     /// A guest checkout (no Magento customer account).
@@ -144,11 +158,25 @@ impl Party {
         )
     }
 
-    /// The name Sage shows for the contact: the company when there is one, else the person.
+    /// The name Sage shows for the contact: the company when there is one, else the
+    /// person; with [`ContactNamePriority::Person`] the person when there is one, else the
+    /// company.
     pub fn display_name(&self) -> String {
+        match (self.name_priority, &self.company) {
+            (ContactNamePriority::Person, Some(company)) if self.person_name.is_empty() => {
+                company.clone()
+            }
+            (ContactNamePriority::Person, _) | (_, None) => self.person_name.clone(),
+            (ContactNamePriority::Company, Some(company)) => company.clone(),
+        }
+    }
+
+    /// The company when it is not the contact's name (a person-first contact of a
+    /// company), for the contact's notes.
+    fn company_not_named(&self) -> Option<&str> {
         self.company
-            .clone()
-            .unwrap_or_else(|| self.person_name.clone())
+            .as_deref()
+            .filter(|c| self.display_name() != *c)
     }
 }
 
@@ -194,6 +222,9 @@ pub fn map_contact(party: &Party, currency: &str, reference: &str) -> Value {
     let name = fit_text(&party.display_name(), CONTACT_NAME_MAX);
     if let Some(full) = &name.full {
         notes.push(format!("Full name: {full}"));
+    }
+    if let Some(company) = party.company_not_named() {
+        notes.push(format!("Company: {company}"));
     }
     let mut body = Map::new();
     body.insert("name".into(), Value::String(name.text));
@@ -465,6 +496,7 @@ mod tests {
             tax_number: None,
             billing_address: Some(test_address("GB")),
             delivery_address: None,
+            name_priority: ContactNamePriority::Company,
         }
     }
 
@@ -495,6 +527,48 @@ mod tests {
                 "no top-level email in the POST schema"
             );
             assert!(body.get("notes").is_none());
+        }
+    }
+
+    #[test]
+    fn contact_name_priority_table() {
+        let mut b2b = party();
+        b2b.company = Some("Analytical Engines Ltd".into());
+        let mut company_only = party();
+        company_only.person_name = String::new();
+        company_only.company = Some("Engines Ltd".into());
+        let table = [
+            (party(), ContactNamePriority::Company, "Ada Lovelace", None),
+            (party(), ContactNamePriority::Person, "Ada Lovelace", None),
+            (
+                b2b.clone(),
+                ContactNamePriority::Company,
+                "Analytical Engines Ltd",
+                None,
+            ),
+            (
+                b2b,
+                ContactNamePriority::Person,
+                "Ada Lovelace",
+                Some("Company: Analytical Engines Ltd"),
+            ),
+            (
+                company_only,
+                ContactNamePriority::Person,
+                "Engines Ltd",
+                None,
+            ),
+        ];
+        for (p, priority, name, notes) in table {
+            let p = p.with_name_priority(priority);
+            assert_eq!(p.display_name(), name, "{priority:?}");
+            let body = map_contact(&p, "GBP", "C42GBP");
+            assert_eq!(body["name"], json!(name), "{priority:?}");
+            assert_eq!(
+                body.get("notes").and_then(Value::as_str),
+                notes,
+                "{priority:?}"
+            );
         }
     }
 

@@ -60,6 +60,10 @@ pub struct DocumentPlan {
     pub body: Value,
     /// The `reference` sent (≤ 25 characters), for look-ups before re-posting.
     pub reference: String,
+    /// The reference without the merchant's `reference_prefix` (what it was before any
+    /// prefix): a document is found in Sage under any prefix by
+    /// [`crate::is_reference_of_number`] on this.
+    pub magento_reference: String,
     /// The Sage `date` sent (the books' day, see [`crate::sage_date`]); services record it
     /// for later documents, e.g. a credit note's `original_invoice_date`.
     pub date: NaiveDate,
@@ -87,7 +91,8 @@ impl DocumentPlan {
 pub struct OriginalInvoice {
     /// Sage id of the invoice (kept for the allocation that follows the credit note).
     pub sage_id: String,
-    /// The invoice's Sage `reference` (the Magento invoice number).
+    /// The invoice's Magento number (its Sage `reference` without the merchant's
+    /// `reference_prefix`).
     pub reference: String,
     /// The invoice's date, sent as `original_invoice_date`.
     pub date: NaiveDate,
@@ -265,8 +270,9 @@ struct Source<'a> {
 /// (company, else person), cleaned and cut to Sage's contact-name limit. Sent explicitly
 /// so the document shows the buyer even on a B2C fallback contact, and never a name
 /// stored HTML-escaped.
-fn document_contact_name(order: &OrderContext) -> Fitted {
-    fit_text(&Party::from_order(order).display_name(), CONTACT_NAME_MAX)
+fn document_contact_name(order: &OrderContext, settings: &MerchantSettings) -> Fitted {
+    let party = Party::from_order(order).with_name_priority(settings.contact_name_priority);
+    fit_text(&party.display_name(), CONTACT_NAME_MAX)
 }
 
 fn check_currency(code: &str, field: &str) -> Result<String, MappingError> {
@@ -486,6 +492,8 @@ fn build(
     mut notes: Vec<String>,
 ) -> Result<DocumentPlan, MappingError> {
     let p = src.path;
+    let magento_reference = reference;
+    let reference = crate::prefixed_reference(&settings.reference_prefix, &magento_reference);
     if contact_id.trim().is_empty() {
         return Err(MappingError::invalid("contact_id", reasons::MISSING));
     }
@@ -947,7 +955,7 @@ fn build(
         "contact_id".into(),
         Value::String(contact_id.trim().to_owned()),
     );
-    let contact_name = document_contact_name(src.order);
+    let contact_name = document_contact_name(src.order, settings);
     if !contact_name.text.is_empty() {
         body.insert("contact_name".into(), Value::String(contact_name.text));
     }
@@ -1013,6 +1021,7 @@ fn build(
         root: src.kind.root(),
         body,
         reference,
+        magento_reference,
         date,
         currency,
         exchange_rate: rate,

@@ -128,6 +128,15 @@ pub mod reasons {
     /// A payment whose mapped bank account is in another currency and is not marked as
     /// taking foreign money.
     pub const BANK_ACCOUNT_CURRENCY: &str = "bank_account_currency";
+    /// Dated (the books' day) before the merchant's `sync_since` cutover: that period was
+    /// kept in Sage outside Ledger.
+    pub const BEFORE_CUTOVER: &str = "before_cutover";
+    /// From a Magento website the merchant does not sync (`website_ids`).
+    pub const WEBSITE_NOT_SYNCED: &str = "website_not_synced";
+    /// From a Magento store view the merchant does not sync (`store_ids`).
+    pub const STORE_NOT_SYNCED: &str = "store_not_synced";
+    /// An invoice created open (payment not captured) with `unpaid_invoices: skip`.
+    pub const UNPAID_AT_CREATION: &str = "unpaid_at_creation";
     /// A required value is absent.
     pub const MISSING: &str = "missing";
     /// A value that must not be negative is negative.

@@ -17,6 +17,9 @@
 //! * B2C consolidation of contacts: [`b2c_contact_route`], [`fallback_contact_reference`].
 //! * Catalog: [`map_product`].
 //! * The exchange-rate reading: [`exchange_rate`].
+//! * Sync policy (cutover, website and store filters, zero-value and unpaid invoices,
+//!   reference prefix, contact name): [`invoice_decision`], [`credit_memo_decision`],
+//!   [`follow_invoice`], [`prefixed_reference`], [`is_reference_of_number`].
 //! * Locked periods (Sage's accounts start and year-end lockdown dates): [`open_period_date`].
 //! * The books' calendar: [`sage_date`] turns every Magento instant into the Sage date
 //!   (the day in the merchant's time zone); [`allocation_date`] dates allocations.
@@ -39,6 +42,7 @@ mod money;
 mod money_in;
 mod payment;
 mod period;
+mod policy;
 mod product;
 pub mod rules;
 mod settings;
@@ -72,6 +76,11 @@ pub use payment::{
 pub use period::{
     is_date_refusal, move_document_date, move_payment_date, open_period_date, LockedPeriod,
     OpenPeriod, PeriodDate, LOCKED_PERIOD_SETTING,
+};
+pub use policy::{
+    credit_memo_decision, follow_invoice, invoice_decision, is_policy_skip, is_reference_of_number,
+    policy_setting_issues, prefixed_reference, scope_decision, ContactNamePriority, DocumentFacts,
+    UnpaidInvoices, ZeroValueInvoices, REFERENCE_PREFIX_MAX, REFERENCE_PREFIX_SEPARATORS,
 };
 pub use product::{map_product, ProductPlan};
 pub use settings::{

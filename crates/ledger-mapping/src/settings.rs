@@ -8,6 +8,8 @@
 //! them in before calling a mapper.
 
 use crate::error::{reasons, MappingError};
+use crate::policy::{ContactNamePriority, UnpaidInvoices, ZeroValueInvoices};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -97,6 +99,26 @@ pub struct MerchantSettings {
     /// Optional B2C consolidation: low-value first-time guest orders go to one fallback
     /// contact per currency instead of one contact per guest (off by default).
     pub b2c_consolidation: B2cConsolidation,
+    /// Cutover: documents whose books' day is before this date are skipped
+    /// (`before_cutover`); they were kept in Sage by hand. `None` (default): no cutover.
+    pub sync_since: Option<NaiveDate>,
+    /// Magento websites whose documents are synced; `None` (default) syncs every website,
+    /// an empty list none. Others are skipped (`website_not_synced`).
+    pub website_ids: Option<Vec<u32>>,
+    /// Magento store views whose documents are synced; `None` (default) syncs every store
+    /// view. Others are skipped (`store_not_synced`).
+    pub store_ids: Option<Vec<u32>>,
+    /// Invoices with a grand total of 0.00: skipped as `nothing_to_post` (default) or posted.
+    pub zero_value_invoices: ZeroValueInvoices,
+    /// Invoices created open (payment not captured): posted (default) or skipped
+    /// (`unpaid_at_creation`).
+    pub unpaid_invoices: UnpaidInvoices,
+    /// Put before the Magento number in invoice and credit note references (`WEB-` gives
+    /// `WEB-000001042`); empty by default. See [`crate::prefixed_reference`].
+    pub reference_prefix: String,
+    /// The Sage contact name when the billing address names a company and a person
+    /// (default: the company).
+    pub contact_name_priority: ContactNamePriority,
 }
 
 /// The merchant's B2C consolidation policy (see [`crate::b2c_contact_route`]).
@@ -348,6 +370,13 @@ impl Default for MerchantSettings {
             service_rate_type_id: None,
             catalog_prices_include_tax: false,
             b2c_consolidation: B2cConsolidation::default(),
+            sync_since: None,
+            website_ids: None,
+            store_ids: None,
+            zero_value_invoices: ZeroValueInvoices::Skip,
+            unpaid_invoices: UnpaidInvoices::Post,
+            reference_prefix: String::new(),
+            contact_name_priority: ContactNamePriority::Company,
         }
     }
 }

@@ -241,6 +241,7 @@ proptest! {
             tax_number: Some(vat),
             billing_address: Some(address(street.clone(), city.clone(), region.clone(), postcode.clone())),
             delivery_address: Some(address(street, city, region, postcode)),
+            name_priority: Default::default(),
         };
         let body = map_contact(&party, "GBP", "C42GBP");
         check_body("contact", &body)?;

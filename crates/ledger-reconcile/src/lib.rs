@@ -168,17 +168,21 @@ impl Report {
 
 /// Whether Sage `reference` is Magento document `number`: invoices carry the number itself,
 /// credit notes `<credit memo>/<invoice>` (or the number alone when it did not fit), and
-/// `CM-<credit memo>` when no invoice could be linked.
+/// `CM-<credit memo>` when no invoice could be linked; any of them may start with the
+/// merchant's reference prefix, today's or an earlier one
+/// ([`ledger_mapping::is_reference_of_number`]).
 fn is_reference_of(kind: Kind, reference: &str, number: &str) -> bool {
     let reference = reference.trim();
     match kind {
-        Kind::Invoice => reference == number,
+        Kind::Invoice => {
+            ledger_mapping::is_reference_of_number(reference, number)
+                && !reference
+                    .strip_suffix(number)
+                    .is_some_and(|prefix| prefix.ends_with("CM-"))
+        }
         Kind::CreditNote => {
-            reference == number
-                || reference.strip_prefix("CM-") == Some(number)
-                || reference
-                    .strip_prefix(number)
-                    .is_some_and(|rest| rest.starts_with('/'))
+            let credit_memo = reference.split('/').next().unwrap_or_default();
+            ledger_mapping::is_reference_of_number(credit_memo, number)
         }
     }
 }
@@ -764,6 +768,36 @@ mod tests {
         assert!(!is_reference_of(Kind::Invoice, "CM-301", "301"));
         assert!(!is_reference_of(Kind::CreditNote, "3011/101", "301"));
         assert!(!is_reference_of(Kind::Invoice, "101/1", "101"));
+    }
+
+    #[test]
+    fn references_are_recognised_under_any_prefix() {
+        let table = [
+            (Kind::Invoice, "WEB-000001042", "000001042", true),
+            (Kind::Invoice, "OLD_000001042", "000001042", true),
+            (Kind::Invoice, "WEB-CM-000001042", "000001042", false),
+            (Kind::Invoice, "1000001042", "000001042", false),
+            (
+                Kind::CreditNote,
+                "WEB-000000301/000000101",
+                "000000301",
+                true,
+            ),
+            (Kind::CreditNote, "WEB-CM-000000301", "000000301", true),
+            (
+                Kind::CreditNote,
+                "WEB-000000101/000000301",
+                "000000301",
+                false,
+            ),
+        ];
+        for (kind, reference, number, want) in table {
+            assert_eq!(
+                is_reference_of(kind, reference, number),
+                want,
+                "{reference} {number}"
+            );
+        }
     }
 
     #[test]

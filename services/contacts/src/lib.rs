@@ -125,7 +125,8 @@ impl Contacts {
     /// own contact in the document currency, or, under the merchant's B2C consolidation, the
     /// fallback contact of the currency.
     pub async fn ensure(&self, req: &EnsureContactRequest) -> Result<ContactRef, ProcessError> {
-        let party = party_from_payload(&req.party)?;
+        let party = party_from_payload(&req.party)?
+            .with_name_priority(self.name_priority(&req.merchant).await?);
         match self.route(req, &party).await? {
             (ContactRoute::Individual, _) => {
                 self.ensure_contact(
@@ -158,6 +159,15 @@ impl Contacts {
                 Ok(contact)
             }
         }
+    }
+
+    /// The merchant's `contact_name_priority` (company or person first).
+    async fn name_priority(
+        &self,
+        merchant: &str,
+    ) -> Result<ledger_mapping::ContactNamePriority, ProcessError> {
+        let settings: MerchantSettings = self.ctx.settings.get(merchant).await?;
+        Ok(settings.contact_name_priority)
     }
 
     /// Decides between the party's own contact and the B2C fallback contact.
@@ -786,7 +796,8 @@ impl Projection for Contacts {
         let env = ledger_rpc::parse_delivery(delivery)?;
         match &env.payload {
             Payload::CustomerSaved(snapshot) => {
-                let party = Party::from_customer_snapshot(snapshot);
+                let party = Party::from_customer_snapshot(snapshot)
+                    .with_name_priority(self.name_priority(&env.merchant_id).await?);
                 let key = party.customer_key.clone();
                 ledger_runtime::audit::note_document(&key);
                 self.customer_saved(&env.merchant_id, env.event_id, &party, &key)

@@ -97,6 +97,9 @@ struct Posted {
     event_id: Uuid,
     /// Sage's own number (`SI-12`, `SCN-3`), when Sage gave one.
     sage_number: Option<String>,
+    /// The Magento number (the last part of the document key): the reference without the
+    /// merchant's prefix, which a credit note quotes.
+    number: String,
 }
 
 impl Posted {
@@ -204,7 +207,8 @@ impl Documents {
     /// The document in the cross-reference, if this service has posted it.
     async fn posted(&self, merchant: &str, key: &str) -> Result<Option<Posted>, ProcessError> {
         let row: Option<PostedRow> = sqlx::query_as(
-            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, sage_number
+            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, sage_number,
+                    regexp_replace(document_key, '^.*:', '')
              FROM documents WHERE merchant_id = $1 AND document_key = $2",
         )
         .bind(merchant)
@@ -452,6 +456,7 @@ impl Documents {
             date,
             event_id: env.event_id,
             sage_number,
+            number: key.rsplit(':').next().unwrap_or_default().to_string(),
         })
     }
 
@@ -483,18 +488,26 @@ impl Documents {
                 merchant,
                 plan.resource,
                 &[
-                    ("search", plan.reference.as_str()),
+                    ("search", plan.magento_reference.as_str()),
                     ("contact_id", contact.contact_id.as_str()),
                     ("attributes", "reference"),
                 ],
             )
             .await
             .map_err(ledger_rpc::sage_error_to_process)?;
-        // Sage's search also matches contact names and parts of references: only an exact
-        // reference on this contact is ours.
+        // Sage's search also matches contact names and parts of references: only this
+        // document's number on this contact is ours, under today's reference prefix, an
+        // earlier one or none (a prefix change never doubles a document).
         Ok(found
             .iter()
-            .find(|d| d.get("reference").and_then(|r| r.as_str()) == Some(plan.reference.as_str()))
+            .find(|d| {
+                d.get("reference")
+                    .and_then(|r| r.as_str())
+                    .is_some_and(|r| {
+                        r == plan.reference
+                            || ledger_mapping::is_reference_of_number(r, &plan.magento_reference)
+                    })
+            })
             .and_then(|d| d.get("id").and_then(|i| i.as_str()))
             .map(str::to_string))
     }
@@ -506,7 +519,8 @@ impl Documents {
         invoice_entity_id: u64,
     ) -> Result<Option<Posted>, ProcessError> {
         let row: Option<PostedRow> = sqlx::query_as(
-            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, sage_number
+            "SELECT sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, sage_number,
+                    regexp_replace(document_key, '^.*:', '')
              FROM documents WHERE merchant_id = $1 AND resource = 'sales_invoices' AND entity_id = $2",
         )
         .bind(merchant)
@@ -554,9 +568,9 @@ impl Documents {
         &self,
         merchant: &str,
         invoice_entity_id: u64,
-    ) -> Result<Option<String>, ProcessError> {
-        Ok(sqlx::query_scalar(
-            "SELECT document_key FROM skipped_documents
+    ) -> Result<Option<(String, String, String)>, ProcessError> {
+        Ok(sqlx::query_as(
+            "SELECT document_key, reason, detail FROM skipped_documents
              WHERE merchant_id = $1 AND entity_id = $2 AND document_key LIKE 'invoice:%'",
         )
         .bind(merchant)
@@ -569,22 +583,22 @@ impl Documents {
     /// are in Sage, oldest first, for a credit memo without `invoice_id`. An invoice of the
     /// order that is neither in Sage nor held is waited for (transient) for the first
     /// [`ORDER_INVOICE_WAITS`] attempts, then left out (an invoice from before the module
-    /// was installed never arrives); held invoices are left out, and `Err(detail)` (hold the
-    /// credit memo) when every invoice was held.
+    /// was installed never arrives); held invoices are left out, and when every invoice
+    /// was held the credit memo follows the oldest one's decision
+    /// ([`ledger_mapping::follow_invoice`], the others named in the detail).
     async fn order_invoices(
         &self,
         merchant: &str,
         snapshot: &CreditMemoSnapshot,
         attempt: i64,
-    ) -> Result<Result<Vec<Posted>, String>, ProcessError> {
+    ) -> Result<Result<Vec<Posted>, MappingError>, ProcessError> {
         let mut posted = Vec::new();
         let mut held = Vec::new();
         for invoice in snapshot.order.invoices_oldest_first() {
             if let Some(found) = self.original_invoice(merchant, invoice.entity_id).await? {
                 posted.push(found);
-            } else if let Some(invoice_key) = self.held_invoice(merchant, invoice.entity_id).await?
-            {
-                held.push(invoice_key);
+            } else if let Some(skipped) = self.held_invoice(merchant, invoice.entity_id).await? {
+                held.push(skipped);
             } else if attempt < ORDER_INVOICE_WAITS {
                 return Err(ProcessError::transient(format!(
                     "invoice {} of order {} (entity {}) not synced yet",
@@ -598,11 +612,17 @@ impl Documents {
                 );
             }
         }
-        if posted.is_empty() && !held.is_empty() {
-            return Ok(Err(format!(
-                "the invoices of order {} were held ({}); release them first",
+        if let (true, Some((invoice_key, reason, detail))) = (posted.is_empty(), held.first()) {
+            let keys: Vec<&str> = held.iter().map(|(k, _, _)| k.as_str()).collect();
+            let detail = format!(
+                "{detail} (order {}: invoices {})",
                 snapshot.order.increment_id,
-                held.join(", ")
+                keys.join(", ")
+            );
+            return Ok(Err(ledger_mapping::follow_invoice(
+                invoice_key,
+                reason,
+                &detail,
             )));
         }
         Ok(Ok(posted))
@@ -640,20 +660,12 @@ impl Documents {
                 ledger_mapping::reasons::CANCELED.to_string(),
             ));
         }
-        // A zero invoice (a free order) moves no money and no VAT: `nothing_to_post`, lines
-        // and all (docs/accounting.md), and its payment is skipped the same way.
-        if ledger_mapping::round2(snapshot.invoice.grand_total).is_zero() {
-            let detail = format!(
-                "invoice {} has a grand total of 0.00 {}: nothing to post",
-                snapshot.invoice.increment_id,
-                snapshot.document_currency()
-            );
-            return Err(Halt::Hold(
-                ledger_mapping::reasons::NOTHING_TO_POST.into(),
-                detail,
-            ));
-        }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
+        // The merchant's sync policy (docs/accounting.md): website, store view, cutover
+        // date, then a zero invoice (a free order moves no money and no VAT: by default
+        // `nothing_to_post`, and its payment is skipped the same way) and one created unpaid.
+        ledger_mapping::invoice_decision(snapshot, env.website_id, env.store_id, &settings)
+            .map_err(Halt::mapping)?;
         // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
         self.check_base_currency(
             &env.merchant_id,
@@ -738,8 +750,11 @@ impl Documents {
             ));
         }
         let (raw, settings) = self.settings(&env.merchant_id).await?;
-        // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
         if self.posted(&env.merchant_id, key).await?.is_none() {
+            // The merchant's sync policy: website, store view, cutover date.
+            ledger_mapping::credit_memo_decision(snapshot, env.website_id, env.store_id, &settings)
+                .map_err(Halt::mapping)?;
+            // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
             self.check_base_currency(
                 &env.merchant_id,
                 snapshot.base_currency(),
@@ -756,17 +771,15 @@ impl Documents {
                 // document Sage has never seen.
                 None => {
                     // Held rather than late: waiting would only end in a dead letter, so the
-                    // credit memo is held too, saying why.
-                    if let Some(invoice_key) =
+                    // credit memo follows its invoice's decision, saying which.
+                    if let Some((invoice_key, reason, detail)) =
                         self.held_invoice(&env.merchant_id, invoice_id).await?
                     {
-                        let detail = format!(
-                            "its invoice {invoice_key} was held; release the invoice first"
-                        );
-                        return Err(Halt::Hold(
-                            ledger_mapping::reasons::ORIGINAL_INVOICE_HELD.into(),
-                            detail,
-                        ));
+                        return Err(Halt::mapping(ledger_mapping::follow_invoice(
+                            &invoice_key,
+                            &reason,
+                            &detail,
+                        )));
                     }
                     return Err(Halt::Fail(ProcessError::transient(format!(
                         "original invoice (entity {invoice_id}) not synced yet"
@@ -778,11 +791,8 @@ impl Documents {
                 .await?
             {
                 Ok(found) => found,
-                Err(detail) => {
-                    return Err(Halt::Hold(
-                        ledger_mapping::reasons::ORIGINAL_INVOICE_HELD.into(),
-                        detail,
-                    ));
+                Err(followed) => {
+                    return Err(Halt::mapping(followed));
                 }
             },
         };
@@ -798,7 +808,7 @@ impl Documents {
             None => {
                 let original_ref = original.map(|o| OriginalInvoice {
                     sage_id: o.sage_id.clone(),
-                    reference: o.reference.clone(),
+                    reference: o.number.clone(),
                     date: o.date,
                 });
                 let preflight = ledger_mapping::map_sales_credit_note(
@@ -1521,7 +1531,7 @@ impl Documents {
 }
 
 /// A cross-reference row: sage_id, contact_id, reference, currency, total, exchange_rate,
-/// document_date, event_id, sage_number.
+/// document_date, event_id, sage_number, number.
 type PostedRow = (
     String,
     String,
@@ -1532,6 +1542,7 @@ type PostedRow = (
     NaiveDate,
     Uuid,
     Option<String>,
+    String,
 );
 
 fn posted_from_row(row: PostedRow) -> Posted {
@@ -1545,6 +1556,7 @@ fn posted_from_row(row: PostedRow) -> Posted {
         date,
         event_id,
         sage_number,
+        number,
     ) = row;
     Posted {
         sage_id,
@@ -1556,6 +1568,7 @@ fn posted_from_row(row: PostedRow) -> Posted {
         date,
         event_id,
         sage_number,
+        number,
     }
 }
 

@@ -187,20 +187,15 @@ async fn put_settings(
                 .into_response();
         }
     }
+    // Sync policy: cutover date, website and store ids, the choices and the reference prefix.
+    let issues = ledger_mapping::policy_setting_issues(&patch);
+    if !issues.is_empty() {
+        return invalid_settings(issues);
+    }
     // Money in: a bank account mapped for a currency it is not in is refused, unless the
     // merchant says the account takes foreign money (`foreign_money_bank_accounts`).
     match bank_account_issues(&app, &merchant, &patch).await {
-        Ok(issues) if !issues.is_empty() => {
-            let issues: Vec<Value> = issues
-                .into_iter()
-                .map(|(field, reason)| json!({"field": field, "reason": reason}))
-                .collect();
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "invalid_settings", "issues": issues})),
-            )
-                .into_response();
-        }
+        Ok(issues) if !issues.is_empty() => return invalid_settings(issues),
         Ok(_) => {}
         Err(e) => return crate::unavailable(e),
     }
@@ -209,6 +204,19 @@ async fn put_settings(
         Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"error": "not_found"}))).into_response(),
         Err(e) => crate::unavailable(e),
     }
+}
+
+/// 422 `invalid_settings` listing `(field, reason)` issues.
+fn invalid_settings(issues: Vec<(String, String)>) -> Response {
+    let issues: Vec<Value> = issues
+        .into_iter()
+        .map(|(field, reason)| json!({"field": field, "reason": reason}))
+        .collect();
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"error": "invalid_settings", "issues": issues})),
+    )
+        .into_response()
 }
 
 /// The bank-account mappings the settings would have after `patch` that put money in an

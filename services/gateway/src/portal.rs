@@ -555,9 +555,10 @@ const NOTHING_TO_POST: &str = "nothing_to_post";
 /// `ledger_mapping::reasons::CANCELED`: canceled in Magento before it reached Sage; nothing to fix.
 const CANCELED: &str = "canceled";
 
-/// A held document the merchant has nothing to fix for.
+/// A held document the merchant has nothing to fix for: a zero document, a canceled one, or
+/// one kept out by the merchant's own sync policy (cutover, website, store view, unpaid).
 fn nothing_to_fix(reason: &str) -> bool {
-    reason == NOTHING_TO_POST || reason == CANCELED
+    reason == NOTHING_TO_POST || reason == CANCELED || ledger_mapping::is_policy_skip(reason)
 }
 
 /// Documents held back on purpose that the merchant can act on, each with its reason code and
@@ -931,10 +932,23 @@ mod tests {
             html.contains("nothing-held") && !html.contains("000000124"),
             "{html}"
         );
-        let both = [held[0].clone(), zero[0].clone()];
-        let html = held_section(Some(&both));
+        let chosen = [ledger_rpc::HeldDocument {
+            document_key: "invoice:2:000000125".into(),
+            event_id: "p".into(),
+            reason: "store_not_synced".into(),
+            detail: "invoice 000000125 is from store view 2, which is not in store_ids [1]".into(),
+        }];
+        let html = held_section(Some(&chosen));
         assert!(
-            html.contains("000000123") && !html.contains("000000124"),
+            html.contains("nothing-held") && !html.contains("000000125"),
+            "{html}"
+        );
+        let all = [held[0].clone(), zero[0].clone(), chosen[0].clone()];
+        let html = held_section(Some(&all));
+        assert!(
+            html.contains("000000123")
+                && !html.contains("000000124")
+                && !html.contains("000000125"),
             "{html}"
         );
         assert!(held_section(None).contains("did not answer"));

@@ -219,7 +219,11 @@ impl Payments {
         .map_err(|e| ProcessError::transient(e.to_string()))?;
         match reply {
             Reply::Ok(doc) => Ok(Lookup::Found(doc)),
-            Reply::Err(e) if e.code == ledger_rpc::DOCUMENT_HELD => Ok(Lookup::Held(e.message)),
+            Reply::Err(e) if e.code == ledger_rpc::DOCUMENT_HELD => Ok(Lookup::Held {
+                reason: e.detail["reason"].as_str().unwrap_or_default().to_string(),
+                detail: e.detail["detail"].as_str().unwrap_or_default().to_string(),
+                why: e.message,
+            }),
             Reply::Err(e) if e.class == ErrorClass::NotFound => Err(invoice_not_synced(
                 key,
                 delivery.attempt,
@@ -343,7 +347,14 @@ impl Payments {
             Lookup::Found(doc) => doc,
             // Rule "held invoices keep their payments": recorded, never dead-lettered, and
             // posted by itself when the invoice lands.
-            Lookup::Held(why) => {
+            // Rule "a payment follows its invoice's policy skip": an invoice kept out of Sage
+            // on purpose (cutover, website, store view, unpaid) keeps its payment out too.
+            Lookup::Held { reason, detail, .. } if ledger_mapping::is_policy_skip(&reason) => {
+                let (reason, detail) =
+                    mapping_outcome(ledger_mapping::follow_invoice(&key, &reason, &detail))?;
+                return self.record_skip(env, &key, &reason, &detail).await;
+            }
+            Lookup::Held { why, .. } => {
                 let detail = format!(
                     "invoice {} is held, so its payment of {} {} waits for it and lands by itself, allocated, \
                      when the invoice is released ({why})",
@@ -709,8 +720,15 @@ impl Payments {
 enum Lookup {
     /// The Sage invoice.
     Found(DocumentRef),
-    /// Held by policy (the message names the reason and detail).
-    Held(String),
+    /// Held or skipped (`why` names the reason and detail; `reason` and `detail` apart).
+    Held {
+        /// The documents service's message.
+        why: String,
+        /// The invoice's skip reason code.
+        reason: String,
+        /// The invoice's skip detail.
+        detail: String,
+    },
 }
 
 /// Hands each payment held `invoice_held` for an invoice that just landed (or, with

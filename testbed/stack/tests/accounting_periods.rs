@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{no_dead_letters, publish, schema, wait_count};
+use common::{no_dead_letters, publish, schema, wait_count, wait_skip, zero_total};
 
 use std::time::Duration;
 
@@ -15,31 +15,9 @@ use chrono::NaiveDate;
 use ledger_stack::events::{Draft, Refund};
 use ledger_stack::{Merchant, Stack};
 use serde_json::{json, Value};
-use sqlx::PgPool;
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-/// Waits for the (reason, detail) a service recorded for a skipped document.
-async fn wait_skip(pool: &PgPool, table: &str, key: &str) -> (String, String) {
-    let started = std::time::Instant::now();
-    loop {
-        let row: Option<(String, String)> = sqlx::query_as(&format!(
-            "SELECT reason, detail FROM {table} WHERE document_key = $1"
-        ))
-        .bind(key)
-        .fetch_optional(pool)
-        .await
-        .expect("query");
-        if let Some(row) = row {
-            return row;
-        }
-        assert!(started.elapsed() < WAIT, "{key} never skipped in {table}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// The merchant's status feed until the item for `key` in `state` is there.
@@ -226,21 +204,7 @@ async fn zero_documents_and_payments_are_nothing_to_post() {
     let (stack, _nats, db) = common::stack("zero", 8).await;
     let m = stack.onboard("zero").await.expect("onboard");
     // A free order: a 100 % discount brings the grand total to 0.00.
-    let mut free = Draft::invoice("zero", 1);
-    {
-        let inv = &mut free.value_mut()["payload"]["invoice"];
-        let subtotal = inv["subtotal_incl_tax"].as_f64().unwrap();
-        inv["discount_amount"] = json!(-subtotal);
-        inv["base_discount_amount"] = json!(-subtotal);
-        for field in [
-            "grand_total",
-            "base_grand_total",
-            "tax_amount",
-            "base_tax_amount",
-        ] {
-            inv[field] = json!(0);
-        }
-    }
+    let free = zero_total(Draft::invoice("zero", 1));
     let paid = free.paid();
     publish(&stack, &m, &free).await;
     publish(&stack, &m, &paid).await;

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{no_dead_letters, publish, schema, wait_count};
+use common::{no_dead_letters, publish, schema, wait_count, wait_skip_as};
 
 use std::time::Duration;
 
@@ -20,36 +20,11 @@ use ledger_stack::{Merchant, Stack};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn dec(v: &Value) -> Decimal {
     ledger_stack::events::amount(v)
-}
-
-/// Waits for the (reason, detail) a service recorded for a document or payment.
-async fn wait_skip(pool: &PgPool, table: &str, key: &str, reason: &str) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        let row: Option<(String, String)> = sqlx::query_as(&format!(
-            "SELECT reason, detail FROM {table} WHERE document_key = $1"
-        ))
-        .bind(key)
-        .fetch_optional(pool)
-        .await
-        .expect("query");
-        if let Some((got, detail)) = &row {
-            if got == reason {
-                return detail.clone();
-            }
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "{key} never {reason} in {table} (last {row:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn replay(stack: &Stack, service: &str, merchant: &Merchant) {
@@ -103,7 +78,7 @@ async fn eur_base_website_and_its_payment_are_held_naming_both_currencies() {
         invoice.increment_id()
     );
     let documents = schema(&db, "documents").await;
-    let detail = wait_skip(
+    let detail = wait_skip_as(
         &documents,
         "skipped_documents",
         &key,
@@ -115,7 +90,7 @@ async fn eur_base_website_and_its_payment_are_held_naming_both_currencies() {
         "both currencies named: {detail}"
     );
     let payments = schema(&db, "payments").await;
-    let detail = wait_skip(
+    let detail = wait_skip_as(
         &payments,
         "skipped_payments",
         &key,
@@ -237,12 +212,12 @@ async fn payment_of_a_held_invoice_lands_by_itself_when_the_invoice_is_released(
     publish(&stack, &m, &invoice).await;
     let key = format!("invoice:1:{}", invoice.increment_id());
     let documents = schema(&db, "documents").await;
-    wait_skip(&documents, "skipped_documents", &key, "period_locked").await;
+    wait_skip_as(&documents, "skipped_documents", &key, "period_locked").await;
     publish(&stack, &m, &paid).await;
     // The payment is recorded `invoice_held`, never dead-lettered, with its event's place in
     // the log so it can be handled again.
     let payments = schema(&db, "payments").await;
-    let detail = wait_skip(&payments, "skipped_payments", &key, "invoice_held").await;
+    let detail = wait_skip_as(&payments, "skipped_payments", &key, "invoice_held").await;
     assert!(detail.contains("period_locked"), "{detail}");
     let sequence: Option<i64> =
         sqlx::query_scalar("SELECT stream_sequence FROM skipped_payments WHERE document_key = $1")
@@ -315,7 +290,7 @@ async fn a_payment_without_a_bank_account_is_held_then_posted_after_the_fix() {
     publish(&stack, &m, &invoice.paid()).await;
     let key = format!("invoice:1:{}", invoice.increment_id());
     let payments = schema(&db, "payments").await;
-    let detail = wait_skip(&payments, "skipped_payments", &key, "no_bank_account").await;
+    let detail = wait_skip_as(&payments, "skipped_payments", &key, "no_bank_account").await;
     assert!(detail.contains("GBP"), "{detail}");
     no_dead_letters(&stack, &m).await;
 

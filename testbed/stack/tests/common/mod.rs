@@ -122,3 +122,84 @@ pub async fn no_dead_letters(stack: &Stack, merchant: &Merchant) {
         }
     }
 }
+
+/// Waits for the (reason, detail) a service recorded for a skipped document or payment.
+pub async fn wait_skip(pool: &PgPool, table: &str, key: &str) -> (String, String) {
+    wait_skip_where(pool, table, key, |_| true).await
+}
+
+/// Waits until a service records the document or payment as skipped with `reason` (it may
+/// be recorded with another first), and returns the detail.
+pub async fn wait_skip_as(pool: &PgPool, table: &str, key: &str, reason: &str) -> String {
+    wait_skip_where(pool, table, key, |got| got == reason)
+        .await
+        .1
+}
+
+async fn wait_skip_where(
+    pool: &PgPool,
+    table: &str,
+    key: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> (String, String) {
+    let started = std::time::Instant::now();
+    loop {
+        let row: Option<(String, String)> = sqlx::query_as(&format!(
+            "SELECT reason, detail FROM {table} WHERE document_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .expect("query");
+        match row {
+            Some(row) if wanted(&row.0) => return row,
+            last => assert!(
+                started.elapsed() < WAIT,
+                "{key} never skipped as wanted in {table} (last {last:?})"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The invoice as a free order: a 100 % discount brings its grand total to 0.00.
+pub fn zero_total(mut draft: Draft) -> Draft {
+    let inv = &mut draft.value_mut()["payload"]["invoice"];
+    let subtotal = inv["subtotal_incl_tax"].as_f64().unwrap();
+    inv["discount_amount"] = serde_json::json!(-subtotal);
+    inv["base_discount_amount"] = serde_json::json!(-subtotal);
+    for field in [
+        "grand_total",
+        "base_grand_total",
+        "tax_amount",
+        "base_tax_amount",
+    ] {
+        inv[field] = serde_json::json!(0);
+    }
+    draft
+}
+
+/// The invoice as free samples: every price, tax, discount and total on it and its lines is
+/// 0.00 (quantities, ids and rates unchanged).
+pub fn free_samples(mut draft: Draft) -> Draft {
+    fn zero_money(object: &mut Value) {
+        if let Some(fields) = object.as_object_mut() {
+            for (key, value) in fields.iter_mut() {
+                let money = ["total", "amount", "price", "shipping"]
+                    .iter()
+                    .any(|m| key.contains(m))
+                    && !key.ends_with("_id")
+                    && !key.contains("qty");
+                if money && value.is_number() {
+                    *value = serde_json::json!(0);
+                }
+            }
+        }
+    }
+    let inv = &mut draft.value_mut()["payload"]["invoice"];
+    zero_money(inv);
+    for item in inv["items"].as_array_mut().expect("items") {
+        zero_money(item);
+    }
+    draft
+}
