@@ -120,12 +120,26 @@ final class CommandsTest extends TestCase
         $keys = ['invoice.created:3301', 'invoice.paid:3301', 'invoice.created:3420', 'invoice.paid:3420',
             'creditmemo.created:1207'];
         self::assertSame($keys, $glue->keys());
+        self::assertMatchesRegularExpression(
+            '#invoice: 2/2 \(100%\), [0-9.]+/s, about 0 s left#',
+            $console->output
+        );
+        self::assertMatchesRegularExpression('#creditmemo: 1/1 \(100%\)#', $console->output);
         $occurred = $glue->outbox->all()[0]->occurredAt->format(DATE_ATOM);
         self::assertSame('2025-04-02T10:14:11+00:00', $occurred, 'the time of the document');
 
         $again = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'invoice,creditmemo']);
         self::assertSame(0, $command->run($again, $again));
         self::assertSame($keys, $glue->keys(), 'running it twice adds nothing');
+    }
+
+    public function testBackfillProgressLine(): void
+    {
+        self::assertSame(
+            'invoice: 400/1250 (32%), 100.0/s, about 9 s left',
+            Backfill::progress('invoice', 400, 1250, 4.0)
+        );
+        self::assertSame('product: 0/0 (100%), 0.0/s, about 0 s left', Backfill::progress('product', 0, 0, 0.0));
     }
 
     public function testBackfillLeavesCanceledDocumentsOut(): void

@@ -28,6 +28,9 @@ use Throwable;
  * invoice's payment at its capture transaction (Recorder, CaptureTime). Canceled invoices and
  * credit memos are left out: they are not live documents, and Ledger must not post them. The
  * outbox dedupe keys make it safe to run twice: a document already recorded is skipped.
+ *
+ * Progress is printed as it goes, one line per page of 200 documents: done of total, the rate and
+ * the time left at that rate (a long backfill can be watched, and stopped and run again safely).
  */
 class Backfill extends Command
 {
@@ -99,6 +102,8 @@ class Backfill extends Command
         $collection->setOrder('entity_id', 'ASC');
         $collection->setPageSize(self::PAGE);
         $pages = (int) $collection->getLastPageNumber();
+        $total = (int) $collection->getSize();
+        $started = microtime(true);
         $seen = 0;
         $errors = 0;
         $canceled = 0;
@@ -118,8 +123,18 @@ class Backfill extends Command
                 }
             }
             $collection->clear();
+            $output->writeln($this->progress($type, $seen, $total, microtime(true) - $started));
         }
         return [$seen, $errors, $canceled];
+    }
+
+    /** One progress line: "invoice: 400/1250 (32%), 85.1/s, about 10 s left". */
+    public static function progress(string $type, int $done, int $total, float $elapsed): string
+    {
+        $percent = $total > 0 ? intdiv(100 * min($done, $total), $total) : 100;
+        $rate = $elapsed > 0 ? $done / $elapsed : 0.0;
+        $left = $rate > 0 ? (int) ceil(max(0, $total - $done) / $rate) : 0;
+        return sprintf('%s: %d/%d (%d%%), %.1f/s, about %d s left', $type, $done, $total, $percent, $rate, $left);
     }
 
     /** Records one entity; false for a canceled document, which is left out. */

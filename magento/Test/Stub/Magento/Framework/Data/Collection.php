@@ -48,6 +48,11 @@ class Collection implements \IteratorAggregate
         return max(1, (int) ceil(count($this->items) / $this->pageSize));
     }
 
+    public function getSize()
+    {
+        return count($this->items);
+    }
+
     public function clear()
     {
         return $this;
