@@ -1,7 +1,9 @@
 //! The audit trail over HTTP (`/v1/admin/audit`, `/v1/admin/audit/verify`).
 //!
 //! The consumer services own their audit tables; the gateway asks each of them over NATS
-//! (`ledger.rpc.<service>.audit`, see `ledger_runtime::audit`) and merges the answers.
+//! (`ledger.rpc.<service>.audit`, see `ledger_runtime::audit`) and merges the answers. The
+//! gateway keeps its own trail too (service `gateway`: settings changed in the portal, who
+//! changed what), listed beside theirs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,9 @@ use serde_json::{json, Value};
 use crate::merchants::require_admin;
 use crate::routes::Routes;
 use crate::AppState;
+
+/// The gateway's own trail (settings changed in the portal), in its schema.
+pub const GATEWAY: &str = "gateway";
 
 /// Services holding audit trails.
 pub const AUDITED_SERVICES: [&str; 3] = ["contacts", "documents", "payments"];
@@ -105,8 +110,10 @@ async fn show(
     if let Err(r) = require_admin(&app, &headers) {
         return r;
     }
+    let own = params.service.as_deref() == Some(GATEWAY);
     let services = match services(params.service.as_deref()) {
         Ok(s) => s,
+        Err(_) if own => Vec::new(),
         Err(r) => return r,
     };
     if params.merchant.is_none() && params.event_id.is_none() && params.document.is_none() {
@@ -136,6 +143,19 @@ async fn show(
             }
             Ok(other) => return unexpected(service, other),
             Err(r) => return r,
+        }
+    }
+    if params.service.is_none() || own {
+        if let Command::Show(query) = &command {
+            let log = ledger_runtime::audit::AuditLog::new(GATEWAY, app.db.clone());
+            match log.query(query).await {
+                Ok(found) => records.extend(found.iter().map(|r| {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["service"] = json!(GATEWAY);
+                    v
+                })),
+                Err(e) => return crate::unavailable(e),
+            }
         }
     }
     Json(json!({ "records": records })).into_response()

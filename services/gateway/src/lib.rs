@@ -39,6 +39,7 @@ pub mod pairing;
 pub mod portal;
 pub mod routes;
 pub mod rpc;
+pub mod settings_pages;
 pub mod status;
 pub mod store_access;
 
@@ -307,6 +308,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
 
     let db = ledger_runtime::db::connect_schema(&config.database_url, "gateway", 20).await?;
     sqlx::migrate!("./migrations").run(&db).await?;
+    // The gateway's own audit trail (settings changes), beside the services' trails.
+    ledger_runtime::audit::migrate(&db).await?;
     // Tokens get their own schema: the token store migrates itself and keeps its own history.
     let token_db =
         ledger_runtime::db::connect_schema(&config.database_url, "gateway_tokens", 10).await?;

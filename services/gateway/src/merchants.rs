@@ -163,38 +163,7 @@ async fn put_settings(
     if let Err(r) = require_admin(&app, &headers) {
         return r;
     }
-    if let Some(zone) = patch.get("timezone") {
-        if zone
-            .as_str()
-            .and_then(|z| z.trim().parse::<chrono_tz::Tz>().ok())
-            .is_none()
-        {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "invalid_settings", "issues": [{"field": "/timezone", "reason": "not an IANA time zone name such as Europe/London"}]})),
-            )
-                .into_response();
-        }
-    }
-    // Locked periods: the two policies of `ledger_mapping::LockedPeriod` (null: the default).
-    if let Some(policy) = patch.get("locked_period") {
-        if !matches!(policy.as_str(), Some("hold" | "move_to_first_open_day")) && !policy.is_null()
-        {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "invalid_settings", "issues": [{"field": "/locked_period", "reason": "hold or move_to_first_open_day"}]})),
-            )
-                .into_response();
-        }
-    }
-    // Sync policy: cutover date, website and store ids, the choices and the reference prefix.
-    let issues = ledger_mapping::policy_setting_issues(&patch);
-    if !issues.is_empty() {
-        return invalid_settings(issues);
-    }
-    // Money in: a bank account mapped for a currency it is not in is refused, unless the
-    // merchant says the account takes foreign money (`foreign_money_bank_accounts`).
-    match bank_account_issues(&app, &merchant, &patch).await {
+    match settings_issues(&app, &merchant, &patch).await {
         Ok(issues) if !issues.is_empty() => return invalid_settings(issues),
         Ok(_) => {}
         Err(e) => return crate::unavailable(e),
@@ -206,8 +175,46 @@ async fn put_settings(
     }
 }
 
+/// Everything wrong with a settings patch for `merchant`, as `(JSON pointer, reason)`; empty
+/// when it can be merged. One check for every writer of settings (the admin API, the portal).
+pub(crate) async fn settings_issues(
+    app: &AppState,
+    merchant: &str,
+    patch: &Value,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let mut issues = Vec::new();
+    if let Some(zone) = patch.get("timezone") {
+        if zone
+            .as_str()
+            .and_then(|z| z.trim().parse::<chrono_tz::Tz>().ok())
+            .is_none()
+        {
+            issues.push((
+                "/timezone".to_string(),
+                "not an IANA time zone name such as Europe/London".to_string(),
+            ));
+        }
+    }
+    // Locked periods: the two policies of `ledger_mapping::LockedPeriod` (null: the default).
+    if let Some(policy) = patch.get("locked_period") {
+        if !matches!(policy.as_str(), Some("hold" | "move_to_first_open_day")) && !policy.is_null()
+        {
+            issues.push((
+                "/locked_period".to_string(),
+                "hold or move_to_first_open_day".to_string(),
+            ));
+        }
+    }
+    // Sync policy: cutover date, website and store ids, the choices and the reference prefix.
+    issues.extend(ledger_mapping::policy_setting_issues(patch));
+    // Money in: a bank account mapped for a currency it is not in is refused, unless the
+    // merchant says the account takes foreign money (`foreign_money_bank_accounts`).
+    issues.extend(bank_account_issues(app, merchant, patch).await?);
+    Ok(issues)
+}
+
 /// 422 `invalid_settings` listing `(field, reason)` issues.
-fn invalid_settings(issues: Vec<(String, String)>) -> Response {
+pub(crate) fn invalid_settings(issues: Vec<(String, String)>) -> Response {
     let issues: Vec<Value> = issues
         .into_iter()
         .map(|(field, reason)| json!({"field": field, "reason": reason}))

@@ -46,14 +46,18 @@ pub const SESSION_TTL_HOURS: i64 = 12;
 pub fn routes() -> Routes {
     Routes::new()
         .post("/v1/admin/merchants/{merchant}/portal-links", create_link)
-        .get("/portal/login", login).post("/portal/login", login_confirmed)
+        .get("/portal/login", login)
+        .post("/portal/login", login_confirmed)
         .get("/portal", home)
         .post("/portal/pair", pair)
         .post("/portal/pair/confirm", pair_confirmed)
         .post("/portal/sage/confirm", sage_confirmed)
         .post("/portal/keys/{key}/revoke", revoke)
         .post("/portal/sage/connect", connect_sage)
-        .post("/portal/dead-letters/{service}/{id}/retry", retry_dead_letter)
+        .post(
+            "/portal/dead-letters/{service}/{id}/retry",
+            retry_dead_letter,
+        )
         .post("/portal/logout", logout)
         .get("/portal/books", books)
 }
@@ -62,7 +66,7 @@ fn random_token() -> String {
     pairing::random_hex(32)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Response {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
     let id = crate::correlation_id();
     tracing::error!(error = %e, correlation_id = %id, "portal store failure");
     pages::respond(
@@ -177,11 +181,11 @@ async fn merchant_name(app: &AppState, merchant: &str) -> String {
         .unwrap_or_else(|| merchant.to_string())
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-fn signed_out(message: &str) -> Response {
+pub(crate) fn signed_out(message: &str) -> Response {
     pages::respond(
         StatusCode::UNAUTHORIZED,
         None,
@@ -329,9 +333,11 @@ async fn login_confirmed(
 }
 
 /// A signed-in merchant.
-struct Session {
-    merchant: String,
-    csrf: String,
+pub(crate) struct Session {
+    /// The merchant signed in.
+    pub(crate) merchant: String,
+    /// The session's CSRF token.
+    pub(crate) csrf: String,
 }
 
 /// The portal session cookie's value in a request, if sent.
@@ -339,7 +345,10 @@ pub fn session_cookie(app: &AppState, headers: &HeaderMap) -> Option<String> {
     crate::connect::request_cookie(headers, cookie_name(app))
 }
 
-async fn session(app: &AppState, headers: &HeaderMap) -> Result<Option<Session>, sqlx::Error> {
+pub(crate) async fn session(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, sqlx::Error> {
     let Some(id) = session_cookie(app, headers) else {
         return Ok(None);
     };
@@ -354,7 +363,7 @@ async fn session(app: &AppState, headers: &HeaderMap) -> Result<Option<Session>,
 }
 
 /// The session of a form POST whose CSRF token matches, or the page to answer instead.
-async fn form_session(
+pub(crate) async fn form_session(
     app: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
