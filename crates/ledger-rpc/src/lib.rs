@@ -12,6 +12,7 @@
 //! | [`REMOVE_RECEIPTS_SUBJECT`] | payments | delete the receipts of an invoice about to be voided |
 //! | [`CLEARING_ACCOUNT_SUBJECT`] | payments | the gateway's clearing account a card refund leaves from |
 //! | [`INVOICE_LANDED_SUBJECT`] | payments (no reply) | an invoice landed: post its held payments |
+//! | [`SETTINGS_CHANGED_SUBJECT`] | every consumer service (no reply) | a merchant's settings changed: read them again |
 //!
 //! Replies are [`Reply<T>`]: either the answer or a classified error, so the asking consumer
 //! can tell "retry later" from "pause the merchant" from "this will never work".
@@ -29,6 +30,10 @@ use tokio::sync::Mutex;
 pub const TOKEN_SUBJECT: &str = "ledger.rpc.gateway.token";
 /// Subject for [`SettingsRequest`] → `serde_json::Value` settings document.
 pub const SETTINGS_SUBJECT: &str = "ledger.rpc.gateway.settings";
+/// Published (fire and forget, body [`SettingsRequest`]) by the gateway after it stores a
+/// change to a merchant's settings; every [`SettingsClient`] drops its copy, so the next event
+/// reads the new settings without waiting for the cache to expire.
+pub const SETTINGS_CHANGED_SUBJECT: &str = "ledger.notify.settings_changed";
 /// Subject for [`EnsureContactRequest`] → [`ContactRef`].
 pub const ENSURE_CONTACT_SUBJECT: &str = "ledger.rpc.contacts.ensure";
 /// Subject for [`DocumentLookupRequest`] → [`DocumentRef`].
@@ -566,31 +571,66 @@ impl sage_client::AccessTokenSource for GatewayTokenSource {
 }
 
 /// A merchant's settings document fetched from the gateway, cached briefly so a burst of
-/// events costs one request.
+/// events costs one request. A [`SETTINGS_CHANGED_SUBJECT`] notification drops the merchant's
+/// copy at once; the time limit stays as the fallback for a notification that is lost.
 pub struct SettingsClient {
     client: async_nats::Client,
-    cache: Mutex<HashMap<String, (std::time::Instant, serde_json::Value)>>,
+    cache: Arc<Mutex<SettingsCache>>,
     ttl: Duration,
+}
+
+/// Cached settings per merchant, and how many change notifications each merchant has had
+/// (an answer asked for before a notification is not kept after it).
+#[derive(Default)]
+struct SettingsCache {
+    entries: HashMap<String, (std::time::Instant, serde_json::Value)>,
+    changes: HashMap<String, u64>,
 }
 
 impl SettingsClient {
     /// A settings client asking over `client`, caching answers for `ttl`
-    /// ([`ServiceConfig::settings_ttl_secs`]).
+    /// ([`ServiceConfig::settings_ttl_secs`]) or until the gateway says they changed. Must be
+    /// called inside a tokio runtime (it starts the task that listens for changes).
     pub fn new(client: async_nats::Client, ttl: Duration) -> Self {
-        SettingsClient {
-            client,
-            cache: Mutex::new(HashMap::new()),
-            ttl,
-        }
+        let cache = Arc::new(Mutex::new(SettingsCache::default()));
+        let listener = client.clone();
+        let changed = Arc::downgrade(&cache);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut sub = match listener.subscribe(SETTINGS_CHANGED_SUBJECT).await {
+                Ok(sub) => sub,
+                Err(e) => {
+                    tracing::warn!(error = %e, "settings changes not followed; the cache time limit applies");
+                    return;
+                }
+            };
+            while let Some(message) = sub.next().await {
+                let Some(cache) = changed.upgrade() else {
+                    break;
+                };
+                let Ok(request) = serde_json::from_slice::<SettingsRequest>(&message.payload)
+                else {
+                    continue;
+                };
+                let mut cache = cache.lock().await;
+                cache.entries.remove(&request.merchant);
+                *cache.changes.entry(request.merchant).or_default() += 1;
+            }
+        });
+        SettingsClient { client, cache, ttl }
     }
 
     /// The merchant's raw settings document.
     pub async fn raw(&self, merchant: &str) -> Result<serde_json::Value, ProcessError> {
-        if let Some((at, v)) = self.cache.lock().await.get(merchant) {
-            if at.elapsed() < self.ttl {
-                return Ok(v.clone());
+        let changes_before = {
+            let cache = self.cache.lock().await;
+            if let Some((at, v)) = cache.entries.get(merchant) {
+                if at.elapsed() < self.ttl {
+                    return Ok(v.clone());
+                }
             }
-        }
+            cache.changes.get(merchant).copied().unwrap_or(0)
+        };
         let v: serde_json::Value = ask(
             &self.client,
             SETTINGS_SUBJECT,
@@ -600,10 +640,12 @@ impl SettingsClient {
             Duration::from_secs(10),
         )
         .await?;
-        self.cache
-            .lock()
-            .await
-            .insert(merchant.to_string(), (std::time::Instant::now(), v.clone()));
+        let mut cache = self.cache.lock().await;
+        if cache.changes.get(merchant).copied().unwrap_or(0) == changes_before {
+            cache
+                .entries
+                .insert(merchant.to_string(), (std::time::Instant::now(), v.clone()));
+        }
         Ok(v)
     }
 

@@ -190,6 +190,17 @@ impl Browser {
         .map(|_| ())
     }
 
+    /// Empties a text field.
+    pub async fn clear(&self, element: &Element) -> Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            &self.path(&format!("/element/{}/clear", element.0)),
+            json!({}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Clicks an element (a submit button submits its form and the page loads).
     pub async fn click(&self, element: &Element) -> Result<()> {
         self.call(

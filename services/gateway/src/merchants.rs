@@ -261,18 +261,34 @@ async fn bank_account_issues(
 }
 
 /// Merges `patch` into a merchant's settings (top-level keys replace); returns the result.
+/// Then tells the services (`ledger_rpc::SETTINGS_CHANGED_SUBJECT`), so the next event reads
+/// the new settings instead of a cached copy.
 pub async fn merge_settings(
     app: &AppState,
     merchant: &str,
     patch: Value,
 ) -> Result<Option<Value>, sqlx::Error> {
-    sqlx::query_scalar::<_, Value>(
+    let merged = sqlx::query_scalar::<_, Value>(
         "UPDATE merchants SET settings = settings || $2, updated_at = now() WHERE merchant_id = $1 RETURNING settings",
     )
     .bind(merchant)
     .bind(patch)
     .fetch_optional(&app.db)
-    .await
+    .await?;
+    if merged.is_some() {
+        let note = serde_json::to_vec(&ledger_rpc::SettingsRequest {
+            merchant: merchant.to_string(),
+        })
+        .unwrap_or_default();
+        let sent = app
+            .nats
+            .publish(ledger_rpc::SETTINGS_CHANGED_SUBJECT, note.into())
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(merchant, error = %e, "settings change not announced; services pick it up when their cache expires");
+        }
+    }
+    Ok(merged)
 }
 
 /// A merchant's settings document, if the merchant exists.

@@ -46,18 +46,14 @@ pub const SESSION_TTL_HOURS: i64 = 12;
 pub fn routes() -> Routes {
     Routes::new()
         .post("/v1/admin/merchants/{merchant}/portal-links", create_link)
-        .get("/portal/login", login)
-        .post("/portal/login", login_confirmed)
+        .get("/portal/login", login).post("/portal/login", login_confirmed)
         .get("/portal", home)
         .post("/portal/pair", pair)
         .post("/portal/pair/confirm", pair_confirmed)
         .post("/portal/sage/confirm", sage_confirmed)
         .post("/portal/keys/{key}/revoke", revoke)
         .post("/portal/sage/connect", connect_sage)
-        .post(
-            "/portal/dead-letters/{service}/{id}/retry",
-            retry_dead_letter,
-        )
+        .post("/portal/dead-letters/{service}/{id}/retry", retry_dead_letter)
         .post("/portal/logout", logout)
         .get("/portal/books", books)
 }

@@ -158,7 +158,8 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
 ///
 /// `current` is the stored settings document: tax rows this page does not show (keyed by
 /// country or applied tax code) and payment-method details it does not edit are kept.
-/// `today` is the merchant's calendar day (a cutover after it is refused).
+/// `today` is the merchant's calendar day (a cutover after it is refused). A setting whose
+/// fields the form does not carry is left as it is (the page always sends them all).
 pub fn patch_from_form(
     form: &HashMap<String, String>,
     current: &Value,
@@ -167,10 +168,16 @@ pub fn patch_from_form(
 ) -> Result<Value, Vec<Issue>> {
     let mut issues = Vec::new();
     let mut patch = Map::new();
-    tax_map(form, current, reference, &mut patch, &mut issues);
-    payment_methods(form, current, reference, &mut patch, &mut issues);
+    if rows(form, "tax_percent_") > 0 {
+        tax_map(form, current, reference, &mut patch, &mut issues);
+    }
+    if rows(form, "method_") > 0 {
+        payment_methods(form, current, reference, &mut patch, &mut issues);
+    }
     for (key, _) in LEDGER_FIELDS {
-        let chosen = field(form, key);
+        let Some(chosen) = form.get(key).map(|v| v.trim()) else {
+            continue;
+        };
         if chosen.is_empty() {
             patch.insert(key.into(), Value::Null);
         } else if reference.find("ledger_accounts", chosen).is_none() {
@@ -179,10 +186,10 @@ pub fn patch_from_form(
             patch.insert(key.into(), json!(chosen));
         }
     }
-    let since = field(form, "sync_since");
-    if since.is_empty() {
+    let since = form.get("sync_since").map(|v| v.trim());
+    if since == Some("") {
         patch.insert("sync_since".into(), Value::Null);
-    } else {
+    } else if let Some(since) = since {
         match NaiveDate::parse_from_str(since, "%Y-%m-%d") {
             Ok(d) if d > today => issues.push(issue(
                 "sync_since",
@@ -195,7 +202,9 @@ pub fn patch_from_form(
         }
     }
     for key in ["website_ids", "store_ids"] {
-        let typed = field(form, key);
+        let Some(typed) = form.get(key).map(|v| v.trim()) else {
+            continue;
+        };
         if typed.is_empty() {
             patch.insert(key.into(), Value::Null);
             continue;
@@ -222,13 +231,16 @@ pub fn patch_from_form(
         "reference_prefix",
         "timezone",
     ] {
-        patch.insert(key.into(), json!(field(form, key)));
+        if let Some(v) = form.get(key) {
+            patch.insert(key.into(), json!(v.trim()));
+        }
     }
-    match field(form, "due_days").parse::<u32>() {
-        Ok(days) if days <= 365 => {
+    match form.get("due_days").map(|d| d.trim().parse::<u32>()) {
+        None => {}
+        Some(Ok(days)) if days <= 365 => {
             patch.insert("due_days".into(), json!(days));
         }
-        _ => issues.push(issue("due_days", "a whole number of days from 0 to 365")),
+        Some(_) => issues.push(issue("due_days", "a whole number of days from 0 to 365")),
     }
     if issues.is_empty() {
         Ok(Value::Object(patch))
@@ -332,8 +344,8 @@ fn payment_methods(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let mut paid_later: BTreeSet<String> = string_list(current, "paid_later_methods");
-    let mut prepaid: BTreeSet<String> = string_list(current, "prepaid_offline_methods");
+    let mut paid_later = string_list(current, "paid_later_methods");
+    let mut prepaid = string_list(current, "prepaid_offline_methods");
     for i in 0..rows(form, "method_") {
         let code = field(form, &format!("method_{i}"));
         if code.is_empty() {
@@ -375,10 +387,12 @@ fn payment_methods(
         };
         if field(form, &format!("method_{i}_net_terms")) == "on" {
             // Prepaid offline wins over paid later in the engine: a method is one or the other.
-            prepaid.remove(code);
-            paid_later.insert(code.to_string());
+            prepaid.retain(|m| m != code);
+            if !paid_later.iter().any(|m| m == code) {
+                paid_later.push(code.to_string());
+            }
         } else {
-            paid_later.remove(code);
+            paid_later.retain(|m| m != code);
         }
         if sage_method.is_empty() && bank_choice.is_none() {
             mapped.remove(code);
@@ -402,7 +416,9 @@ fn payment_methods(
     patch.insert("prepaid_offline_methods".into(), json!(prepaid));
 }
 
-fn string_list(settings: &Value, key: &str) -> BTreeSet<String> {
+/// A list of method codes in the settings, in its stored order (the engine's default list when
+/// none is stored).
+fn string_list(settings: &Value, key: &str) -> Vec<String> {
     match settings.get(key).and_then(Value::as_array) {
         Some(list) => list
             .iter()
@@ -418,7 +434,7 @@ fn string_list(settings: &Value, key: &str) -> BTreeSet<String> {
     }
 }
 
-fn string_list_of(settings: &Value, key: &str) -> BTreeSet<String> {
+fn string_list_of(settings: &Value, key: &str) -> Vec<String> {
     settings
         .get(key)
         .and_then(Value::as_array)
@@ -444,6 +460,16 @@ pub fn changes(before: &Value, after: &Value) -> Vec<(String, Value, Value)> {
             (old != new).then(|| (k.clone(), old, new))
         })
         .collect()
+}
+
+/// The settings as the engine reads them: its defaults, overlaid with what is stored.
+fn effective(stored: &Value) -> Value {
+    let mut settings = serde_json::to_value(ledger_mapping::MerchantSettings::default())
+        .unwrap_or_else(|_| json!({}));
+    if let (Some(s), Some(stored)) = (settings.as_object_mut(), stored.as_object()) {
+        s.extend(stored.clone());
+    }
+    settings
 }
 
 /// The merchant's cached Sage reference data.
@@ -677,11 +703,14 @@ async fn save(
             .collect();
         return render(&app, &session, Some(&form), &issues, None, None).await;
     }
-    let mut after = stored.clone();
+    // Compared with what the engine reads (its defaults for what is not stored), so saving
+    // a default that was never stored is not a change.
+    let before = effective(&stored);
+    let mut after = before.clone();
     if let (Some(a), Some(p)) = (after.as_object_mut(), patch.as_object()) {
         a.extend(p.clone());
     }
-    let changed = changes(&stored, &after);
+    let changed = changes(&before, &after);
     if changed.is_empty() {
         return redirect("/portal/settings?notice=unchanged");
     }
@@ -922,11 +951,7 @@ fn build_view<'a>(
     notice: Option<&'a str>,
     error: Option<&'a str>,
 ) -> SettingsPage<'a> {
-    let mut settings = serde_json::to_value(ledger_mapping::MerchantSettings::default())
-        .unwrap_or_else(|_| json!({}));
-    if let (Some(s), Some(stored)) = (settings.as_object_mut(), stored.as_object()) {
-        s.extend(stored.clone());
-    }
+    let settings = effective(stored);
     let b = Builder { submitted, issues };
     let tax_choices = sage_choices(reference, "tax_rates");
     let home: Vec<&Value> = settings
@@ -1406,6 +1431,14 @@ mod tests {
             "escaped: {html}"
         );
         assert!(!html.contains("<b>"));
+    }
+
+    #[test]
+    fn settings_the_form_does_not_carry_are_left_alone() {
+        let mut f = HashMap::new();
+        f.insert("due_days".to_string(), "14".to_string());
+        let patch = patch_from_form(&f, &json!({}), &reference(), today()).unwrap();
+        assert_eq!(patch, json!({"due_days": 14}));
     }
 
     #[test]

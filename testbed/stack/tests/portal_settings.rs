@@ -1,0 +1,313 @@
+//! The portal's settings page in headless Chromium: a document is held for a tax rate the
+//! merchant has not mapped; the merchant reads the choices from Sage, maps the rate to a Sage
+//! tax rate from the dropdown and saves; the next document lands in Sage with that rate (the
+//! services' settings cache is told of the change, not waited out), and
+//! the change is in the gateway's audit trail naming who made it. A form without the
+//! session's CSRF token, or for another merchant, changes nothing.
+
+use ledger_stack::{Stack, StackOptions};
+use ledger_testkit::browser::Browser;
+use ledger_testkit::{TestDb, TestNats};
+use rust_decimal_macros::dec;
+use serde_json::{json, Value};
+
+const ADMIN: &str = ledger_stack::ADMIN_TOKEN;
+
+async fn sign_in(stack: &Stack, browser: &Browser, merchant: &str) {
+    let link: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/admin/merchants/{merchant}/portal-links",
+            stack.gateway_url
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    browser.goto(link["url"].as_str().unwrap()).await.unwrap();
+    let button = browser.wait_for("#sign-in").await.unwrap();
+    browser.click(&button).await.unwrap();
+    browser.wait_for("#sage").await.unwrap();
+}
+
+/// The settings stored for `merchant`, through the admin API.
+async fn settings(stack: &Stack, merchant: &str) -> Value {
+    let shown: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/admin/merchants/{merchant}",
+            stack.gateway_url
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    shown["settings"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it() {
+    // Services keep settings for an hour: only the gateway's change notification can make
+    // the saved change apply to the next event.
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "3600");
+    let _ = ledger_runtime::telemetry::init("portal-settings");
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+        .await
+        .unwrap();
+    let merchant = stack.onboard("settings-shop").await.unwrap();
+    let other = stack.onboard("other-shop").await.unwrap();
+    // The tax map knows 20 % and 0 % only: a 5 % invoice is held as `unmapped_tax_rate`.
+    stack
+        .put_settings(
+            &merchant,
+            json!({"tax_rates": [
+                {"percent": "20", "tax_rate_id": "GB_STANDARD"},
+                {"percent": "0", "tax_rate_id": "GB_ZERO"}
+            ]}),
+        )
+        .await
+        .unwrap();
+    let held = ledger_stack::events::Draft::invoice("settings-shop", 1).retax(dec!(5));
+    assert_eq!(
+        stack
+            .post_event(&merchant, &held.build().body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+
+    let browser = Browser::start().await.expect("headless Chromium");
+    sign_in(&stack, &browser, "settings-shop").await;
+    let mut seen_held = false;
+    for _ in 0..100 {
+        let rows = browser.find_all("tr[data-held]").await.unwrap();
+        if let Some(row) = rows.first() {
+            let text = browser.text(row).await.unwrap();
+            assert!(text.contains("unmapped_tax_rate"), "{text}");
+            seen_held = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        browser
+            .goto(&format!("{}/portal", stack.gateway_url))
+            .await
+            .unwrap();
+    }
+    assert!(seen_held, "the 5 % invoice is held first");
+    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+
+    // Settings: no choices until read from Sage.
+    browser
+        .click(&browser.find("#settings").await.unwrap())
+        .await
+        .unwrap();
+    let refreshed = browser.wait_for("#refreshed").await.unwrap();
+    assert_eq!(browser.text(&refreshed).await.unwrap(), "never");
+    assert!(browser
+        .find_all("#tax_rate_2 option[value=GB_LOWER]")
+        .await
+        .unwrap()
+        .is_empty());
+    browser
+        .click(&browser.find("#refresh").await.unwrap())
+        .await
+        .unwrap();
+    let notice = browser.wait_for("[role=status]").await.unwrap();
+    assert!(browser.text(&notice).await.unwrap().contains("refreshed"));
+
+    // A rate overlapping an existing row is refused, naming the field; nothing is stored.
+    let percent = browser.find("#tax_percent_2").await.unwrap();
+    browser.type_into(&percent, "20").await.unwrap();
+    browser
+        .click(
+            &browser
+                .find("#tax_rate_2 option[value=GB_LOWER]")
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    browser
+        .click(&browser.find("#save").await.unwrap())
+        .await
+        .unwrap();
+    let refusal = browser
+        .wait_for("[data-error-for=tax_percent_2]")
+        .await
+        .unwrap();
+    assert!(browser
+        .text(&refusal)
+        .await
+        .unwrap()
+        .contains("overlaps row 1"));
+    assert_eq!(
+        settings(&stack, "settings-shop").await["tax_rates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The merchant corrects it to 5 % and saves.
+    let percent = browser.find("#tax_percent_2").await.unwrap();
+    browser.clear(&percent).await.unwrap();
+    browser.type_into(&percent, "5").await.unwrap();
+    browser
+        .click(&browser.find("#save").await.unwrap())
+        .await
+        .unwrap();
+    let notice = browser.wait_for("[role=status]").await.unwrap();
+    assert!(browser
+        .text(&notice)
+        .await
+        .unwrap()
+        .contains("Settings saved"));
+    let stored = settings(&stack, "settings-shop").await;
+    assert!(
+        stored["tax_rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["percent"] == "5" && r["tax_rate_id"] == "GB_LOWER"),
+        "{stored}"
+    );
+
+    // The next 5 % document lands in Sage at GB_LOWER, cent-exact.
+    let next = ledger_stack::events::Draft::invoice("settings-shop", 2).retax(dec!(5));
+    let next_event = next.build();
+    assert_eq!(
+        stack
+            .post_event(&merchant, &next_event.body)
+            .await
+            .unwrap()
+            .0,
+        202
+    );
+    assert!(
+        stack
+            .wait_until(std::time::Duration::from_secs(30), || !stack
+                .documents(&merchant, "sales_invoices")
+                .is_empty())
+            .await,
+        "the next invoice lands"
+    );
+    let invoices = stack.documents(&merchant, "sales_invoices");
+    assert_eq!(invoices.len(), 1);
+    let lines = invoices[0]["invoice_lines"].as_array().unwrap();
+    assert!(!lines.is_empty());
+    for line in lines {
+        assert_eq!(line["tax_rate"]["id"], "GB_LOWER", "{line:#}");
+    }
+    let sent: Value = serde_json::from_slice(&next_event.body).unwrap();
+    assert_eq!(
+        ledger_stack::events::amount(&invoices[0]["total_amount"]),
+        ledger_stack::events::amount(&sent["payload"]["invoice"]["grand_total"])
+    );
+    assert_eq!(
+        ledger_stack::events::amount(&invoices[0]["tax_amount"]),
+        ledger_stack::events::amount(&sent["payload"]["invoice"]["tax_amount"])
+    );
+
+    // The audit trail says who changed the tax map, from what to what.
+    let audit: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/admin/audit?merchant=settings-shop&service=gateway",
+            stack.gateway_url
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = audit["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records[0]["record"]["code"], "settings_changed");
+    let message: Value =
+        serde_json::from_str(records[0]["record"]["message"].as_str().unwrap()).unwrap();
+    assert!(message["changed_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("merchant portal session "));
+    let changes = message["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "only the tax map changed: {message}");
+    let tax_change = &changes[0];
+    assert_eq!(tax_change["setting"], "tax_rates");
+    assert_eq!(tax_change["before"].as_array().unwrap().len(), 2);
+    assert_eq!(tax_change["after"].as_array().unwrap().len(), 3);
+
+    // Forged and cross-merchant forms change nothing.
+    let cookie = browser
+        .cookie(gateway::portal::COOKIE)
+        .await
+        .unwrap()
+        .expect("session cookie");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/portal/settings", stack.gateway_url))
+        .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string();
+    let before = settings(&stack, "settings-shop").await;
+    let other_before = settings(&stack, &other.id).await;
+    let post = |form: Vec<(&'static str, String)>| {
+        http.post(format!("{}/portal/settings", stack.gateway_url))
+            .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
+            .form(&form)
+            .send()
+    };
+    let change = || {
+        vec![
+            ("due_days", "7".to_string()),
+            ("timezone", "Europe/London".to_string()),
+            ("zero_value_invoices", "skip".to_string()),
+            ("unpaid_invoices", "post".to_string()),
+            ("contact_name_priority", "company".to_string()),
+        ]
+    };
+    let mut forged = change();
+    forged.push(("merchant", "settings-shop".into()));
+    assert_eq!(post(forged.clone()).await.unwrap().status(), 403, "no CSRF");
+    forged.push(("csrf", "0123456789abcdef".into()));
+    assert_eq!(post(forged).await.unwrap().status(), 403, "wrong CSRF");
+    let mut cross = change();
+    cross.push(("csrf", csrf.clone()));
+    cross.push(("merchant", other.id.clone()));
+    let refused = post(cross).await.unwrap();
+    assert_eq!(refused.status(), 403, "another merchant's form");
+    assert!(refused.text().await.unwrap().contains("wrong-merchant"));
+    assert_eq!(settings(&stack, "settings-shop").await, before);
+    assert_eq!(settings(&stack, &other.id).await, other_before);
+    // The same form for this merchant with its token is taken (so the refusals above were
+    // about the token and the merchant, not the form).
+    let mut fine = change();
+    fine.push(("csrf", csrf));
+    fine.push(("merchant", "settings-shop".into()));
+    let saved = post(fine).await.unwrap();
+    assert_eq!(saved.status(), 303);
+    assert_eq!(settings(&stack, "settings-shop").await["due_days"], 7);
+
+    browser.close().await;
+    stack.stop().await;
+}
