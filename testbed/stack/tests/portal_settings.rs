@@ -55,9 +55,10 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
     // the saved change apply to the next event.
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "3600");
     let _ = ledger_runtime::telemetry::init("portal-settings");
-    let nats = TestNats::start().await.unwrap();
+    // The production NATS configuration: each service may hear the change notification.
+    let nats = TestNats::start_secured().await.unwrap();
     let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+    let stack = Stack::start(StackOptions::secured(&nats, db.url(), 300))
         .await
         .unwrap();
     let merchant = stack.onboard("settings-shop").await.unwrap();
