@@ -358,6 +358,20 @@ pub(crate) async fn session(
     Ok(row.map(|(merchant, csrf)| Session { merchant, csrf }))
 }
 
+/// The session of a page view, or the page to answer instead (signed out, unavailable).
+pub(crate) async fn page_session(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Session, Response> {
+    match session(app, headers).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(signed_out(
+            "Please sign in with the link your Ledger operator sent you.",
+        )),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 /// The session of a form POST whose CSRF token matches, or the page to answer instead.
 pub(crate) async fn form_session(
     app: &AppState,
@@ -431,12 +445,9 @@ async fn home(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&app, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return signed_out("Please sign in with the link your Ledger operator sent you.")
-        }
-        Err(e) => return unavailable(e),
+    let session = match page_session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let merchant = &session.merchant;
     let name: Result<Option<String>, _> =
@@ -654,12 +665,9 @@ pub const BOOKS_CHECK_DAYS: i64 = 90;
 /// [`BOOKS_CHECK_DAYS`] days, compared with Sage (read-only, so a plain GET).
 async fn books(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     use ledger_reconcile::{Finding, Range};
-    let session = match session(&app, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return signed_out("Please sign in with the link your Ledger operator sent you.")
-        }
-        Err(e) => return unavailable(e),
+    let session = match page_session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     if let Err(wait) = app.limiters.books_check(&session.merchant) {
         let again = Utc::now() + chrono::Duration::seconds(wait.as_secs() as i64 + 1);

@@ -34,7 +34,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::merchants::hash_key;
-use crate::portal::{form_session, redirect, session, session_cookie, signed_out, unavailable};
+use crate::portal::{
+    form_session, page_session, redirect, session_cookie, signed_out, unavailable,
+};
 use crate::routes::Routes;
 use crate::{pages, AppState};
 
@@ -60,6 +62,53 @@ const LEDGER_FIELDS: [(&str, &str); 4] = [
     ("shipping_ledger_account_id", "Shipping"),
     ("rounding_ledger_account_id", "Rounding"),
     ("adjustment_ledger_account_id", "Credit memo adjustments"),
+];
+
+/// The sync policy and books settings the page edits: key, label, and the fixed choices of a
+/// dropdown (`None`: typed, except the time zone, a dropdown of every IANA zone).
+type PolicyField = (
+    &'static str,
+    &'static str,
+    Option<&'static [(&'static str, &'static str)]>,
+);
+const POLICY_FIELDS: [PolicyField; 9] = [
+    (
+        "sync_since",
+        "Sync documents from (cutover, YYYY-MM-DD; empty: all)",
+        None,
+    ),
+    (
+        "website_ids",
+        "Magento websites synced (ids, comma separated; empty: all)",
+        None,
+    ),
+    (
+        "store_ids",
+        "Magento store views synced (ids, comma separated; empty: all)",
+        None,
+    ),
+    (
+        "zero_value_invoices",
+        "Invoices of 0.00",
+        Some(&[("skip", "Keep out of Sage"), ("post", "Post to Sage")]),
+    ),
+    (
+        "unpaid_invoices",
+        "Invoices not paid when created",
+        Some(&[("post", "Post to Sage"), ("skip", "Keep out of Sage")]),
+    ),
+    (
+        "reference_prefix",
+        "Reference prefix (before the Magento number)",
+        None,
+    ),
+    (
+        "contact_name_priority",
+        "Contact name when an address names a company and a person",
+        Some(&[("company", "The company"), ("person", "The person")]),
+    ),
+    ("due_days", "Days until an invoice is due", None),
+    ("timezone", "Time zone of your books", None),
 ];
 
 /// One thing in the merchant's Sage business a setting may name.
@@ -596,12 +645,9 @@ async fn show(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&app, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return signed_out("Please sign in with the link your Ledger operator sent you.")
-        }
-        Err(e) => return unavailable(e),
+    let session = match page_session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
     let error = match q.get("error").map(String::as_str) {
         Some("refresh_failed") => Some("Sage could not be read; the choices are unchanged."),
@@ -1059,57 +1105,17 @@ fn build_view<'a>(
         .iter()
         .map(|z| (z.name().to_string(), z.name().to_string()))
         .collect();
-    let policy = vec![
-        b.text(
-            "sync_since",
-            "Sync documents from (cutover, YYYY-MM-DD; empty: all)",
-            text_of(settings.get("sync_since")),
-        ),
-        b.text(
-            "website_ids",
-            "Magento websites synced (ids, comma separated; empty: all)",
-            text_of(settings.get("website_ids")),
-        ),
-        b.text(
-            "store_ids",
-            "Magento store views synced (ids, comma separated; empty: all)",
-            text_of(settings.get("store_ids")),
-        ),
-        b.select(
-            "zero_value_invoices",
-            "Invoices of 0.00",
-            text_of(settings.get("zero_value_invoices")),
-            &fixed(&[("skip", "Keep out of Sage"), ("post", "Post to Sage")]),
-        ),
-        b.select(
-            "unpaid_invoices",
-            "Invoices not paid when created",
-            text_of(settings.get("unpaid_invoices")),
-            &fixed(&[("post", "Post to Sage"), ("skip", "Keep out of Sage")]),
-        ),
-        b.text(
-            "reference_prefix",
-            "Reference prefix (before the Magento number)",
-            text_of(settings.get("reference_prefix")),
-        ),
-        b.select(
-            "contact_name_priority",
-            "Contact name when an address names a company and a person",
-            text_of(settings.get("contact_name_priority")),
-            &fixed(&[("company", "The company"), ("person", "The person")]),
-        ),
-        b.text(
-            "due_days",
-            "Days until an invoice is due",
-            text_of(settings.get("due_days")),
-        ),
-        b.select(
-            "timezone",
-            "Time zone of your books",
-            text_of(settings.get("timezone")),
-            &zones,
-        ),
-    ];
+    let policy = POLICY_FIELDS
+        .iter()
+        .map(|(key, label, choices)| {
+            let stored = text_of(settings.get(*key));
+            match choices {
+                Some(choices) => b.select(key, label, stored, &fixed(choices)),
+                None if *key == "timezone" => b.select(key, label, stored, &zones),
+                None => b.text(key, label, stored),
+            }
+        })
+        .collect();
     SettingsPage {
         merchant_id,
         csrf,
