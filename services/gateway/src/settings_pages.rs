@@ -701,8 +701,18 @@ fn same_merchant(form: &HashMap<String, String>, merchant: &str) -> bool {
     form.get("merchant").map(String::as_str) == Some(merchant)
 }
 
-fn other_merchant() -> Response {
-    pages::respond(StatusCode::FORBIDDEN, None, &WrongMerchant)
+/// The session of a settings form: its CSRF token matches and it was shown for the merchant
+/// signed in; otherwise the page to answer instead.
+async fn settings_form_session(
+    app: &AppState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<crate::portal::Session, Response> {
+    let session = form_session(app, headers, form).await?;
+    if !same_merchant(form, &session.merchant) {
+        return Err(pages::respond(StatusCode::FORBIDDEN, None, &WrongMerchant));
+    }
+    Ok(session)
 }
 
 /// A settings form for another merchant than the one signed in.
@@ -715,13 +725,10 @@ async fn save(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match form_session(&app, &headers, &form).await {
+    let session = match settings_form_session(&app, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !same_merchant(&form, &session.merchant) {
-        return other_merchant();
-    }
     let merchant = session.merchant.clone();
     let (stored, reference) = match (
         crate::merchants::settings_of(&app, &merchant).await,
@@ -785,13 +792,10 @@ async fn refresh(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match form_session(&app, &headers, &form).await {
+    let session = match settings_form_session(&app, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !same_merchant(&form, &session.merchant) {
-        return other_merchant();
-    }
     match refresh_reference(&app, &session.merchant).await {
         Ok(n) => {
             tracing::info!(merchant = %session.merchant, choices = n, "Sage reference data refreshed");

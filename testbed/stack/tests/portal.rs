@@ -5,6 +5,9 @@
 //! Forms without the session's CSRF token, reused links and the unauthenticated Sage
 //! connection start are refused.
 
+mod common;
+
+use common::portal::{first_on_front_page, open_link, sign_in};
 use ledger_stack::{Stack, StackOptions};
 use ledger_testkit::browser::Browser;
 use ledger_testkit::{TestDb, TestNats};
@@ -16,13 +19,6 @@ async fn http_json(request: reqwest::RequestBuilder) -> (u16, Value) {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Opens a sign-in link and confirms it on its page (the GET alone does not sign in).
-async fn open_link(browser: &Browser, link: &str) {
-    browser.goto(link).await.unwrap();
-    let button = browser.wait_for("#sign-in").await.unwrap();
-    browser.click(&button).await.unwrap();
 }
 
 /// Types a pairing code into the portal's form and submits it.
@@ -214,22 +210,6 @@ async fn a_merchant_pairs_and_disconnects_a_store_in_the_portal() {
     stack.stop().await;
 }
 
-/// Signs the browser in to `merchant`'s portal with a fresh operator link.
-async fn sign_in(stack: &Stack, browser: &Browser, merchant: &str) {
-    let (status, link) = http_json(
-        reqwest::Client::new()
-            .post(format!(
-                "{}/v1/admin/merchants/{merchant}/portal-links",
-                stack.gateway_url
-            ))
-            .bearer_auth(ADMIN),
-    )
-    .await;
-    assert_eq!(status, 201, "{link}");
-    open_link(browser, link["url"].as_str().unwrap()).await;
-    browser.wait_for("#sage").await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again() {
     // Services read settings fresh, so the fix below applies at once.
@@ -255,24 +235,7 @@ async fn the_merchant_sees_why_a_document_did_not_reach_sage_and_sends_it_again(
 
     let browser = Browser::start().await.expect("headless Chromium");
     sign_in(&stack, &browser, "attention-shop").await;
-    let mut row = None;
-    for _ in 0..100 {
-        if let Some(found) = browser
-            .find_all("tr[data-dead-letter]")
-            .await
-            .unwrap()
-            .into_iter()
-            .next()
-        {
-            row = Some(found);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        browser
-            .goto(&format!("{}/portal", stack.gateway_url))
-            .await
-            .unwrap();
-    }
+    let row = first_on_front_page(&stack, &browser, "tr[data-dead-letter]").await;
     let row = row.expect("the refused invoice is listed");
     let text = browser.text(&row).await.unwrap();
     assert!(text.contains("invoice created"), "{text}");
@@ -431,24 +394,7 @@ async fn the_merchant_sees_each_held_document_with_its_reason_and_detail() {
     let browser = Browser::start().await.expect("headless Chromium");
     sign_in(&stack, &browser, "held-shop").await;
     let key = format!("invoice:1:{}", held.increment_id());
-    let mut row = None;
-    for _ in 0..100 {
-        if let Some(found) = browser
-            .find_all("tr[data-held]")
-            .await
-            .unwrap()
-            .into_iter()
-            .next()
-        {
-            row = Some(found);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        browser
-            .goto(&format!("{}/portal", stack.gateway_url))
-            .await
-            .unwrap();
-    }
+    let row = first_on_front_page(&stack, &browser, "tr[data-held]").await;
     let text = browser
         .text(&row.expect("the held invoice is listed"))
         .await

@@ -5,48 +5,31 @@
 //! the change is in the gateway's audit trail naming who made it. A form without the
 //! session's CSRF token, or for another merchant, changes nothing.
 
-use ledger_stack::{Stack, StackOptions};
+mod common;
+
+use common::portal::{first_on_front_page, sign_in};
+use common::stores::{call, secured_stack, ADMIN};
+use ledger_stack::Stack;
 use ledger_testkit::browser::Browser;
-use ledger_testkit::{TestDb, TestNats};
 use rust_decimal_macros::dec;
 use serde_json::{json, Value};
 
-const ADMIN: &str = ledger_stack::ADMIN_TOKEN;
-
-async fn sign_in(stack: &Stack, browser: &Browser, merchant: &str) {
-    let link: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/admin/merchants/{merchant}/portal-links",
-            stack.gateway_url
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    browser.goto(link["url"].as_str().unwrap()).await.unwrap();
-    let button = browser.wait_for("#sign-in").await.unwrap();
-    browser.click(&button).await.unwrap();
-    browser.wait_for("#sage").await.unwrap();
+/// An admin API read: its JSON answer.
+async fn admin_get(stack: &Stack, path: &str) -> Value {
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{}{path}", stack.gateway_url),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
 }
 
 /// The settings stored for `merchant`, through the admin API.
 async fn settings(stack: &Stack, merchant: &str) -> Value {
-    let shown: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/admin/merchants/{merchant}",
-            stack.gateway_url
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    shown["settings"].clone()
+    admin_get(stack, &format!("/v1/admin/merchants/{merchant}")).await["settings"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -54,13 +37,8 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
     // Services keep settings for an hour: only the gateway's change notification can make
     // the saved change apply to the next event.
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "3600");
-    let _ = ledger_runtime::telemetry::init("portal-settings");
     // The production NATS configuration: each service may hear the change notification.
-    let nats = TestNats::start_secured().await.unwrap();
-    let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions::secured(&nats, db.url(), 300))
-        .await
-        .unwrap();
+    let (stack, _nats, _db) = secured_stack("portal-settings", 300).await;
     let merchant = stack.onboard("settings-shop").await.unwrap();
     let other = stack.onboard("other-shop").await.unwrap();
     // The tax map knows 20 % and 0 % only: a 5 % invoice is held as `unmapped_tax_rate`.
@@ -86,22 +64,11 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
 
     let browser = Browser::start().await.expect("headless Chromium");
     sign_in(&stack, &browser, "settings-shop").await;
-    let mut seen_held = false;
-    for _ in 0..100 {
-        let rows = browser.find_all("tr[data-held]").await.unwrap();
-        if let Some(row) = rows.first() {
-            let text = browser.text(row).await.unwrap();
-            assert!(text.contains("unmapped_tax_rate"), "{text}");
-            seen_held = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        browser
-            .goto(&format!("{}/portal", stack.gateway_url))
-            .await
-            .unwrap();
-    }
-    assert!(seen_held, "the 5 % invoice is held first");
+    let row = first_on_front_page(&stack, &browser, "tr[data-held]")
+        .await
+        .expect("the 5 % invoice is held first");
+    let text = browser.text(&row).await.unwrap();
+    assert!(text.contains("unmapped_tax_rate"), "{text}");
     assert!(stack.documents(&merchant, "sales_invoices").is_empty());
 
     // Settings: no choices until read from Sage.
@@ -217,18 +184,11 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
     );
 
     // The audit trail says who changed the tax map, from what to what.
-    let audit: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/admin/audit?merchant=settings-shop&service=gateway",
-            stack.gateway_url
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = admin_get(
+        &stack,
+        "/v1/admin/audit?merchant=settings-shop&service=gateway",
+    )
+    .await;
     let records = audit["records"].as_array().unwrap();
     assert_eq!(records.len(), 1, "{audit}");
     assert_eq!(records[0]["record"]["code"], "settings_changed");

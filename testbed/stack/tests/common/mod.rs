@@ -1,6 +1,7 @@
 //! What the end-to-end test files share: a stack on its own NATS and database.
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod portal;
 pub mod stores;
 
 use std::time::Duration;

@@ -1,0 +1,47 @@
+//! What the portal's Chromium tests share: signing a browser in with an operator's link, and
+//! waiting for a row to appear on the portal's front page.
+
+use ledger_stack::Stack;
+use ledger_testkit::browser::{Browser, Element};
+
+use super::stores::{call, ADMIN};
+
+/// Opens a sign-in link and confirms it on its page (the GET alone does not sign in).
+pub async fn open_link(browser: &Browser, link: &str) {
+    browser.goto(link).await.unwrap();
+    let button = browser.wait_for("#sign-in").await.unwrap();
+    browser.click(&button).await.unwrap();
+}
+
+/// Signs the browser in to `merchant`'s portal with a fresh operator link.
+pub async fn sign_in(stack: &Stack, browser: &Browser, merchant: &str) {
+    let (status, link) = call(
+        reqwest::Method::POST,
+        format!(
+            "{}/v1/admin/merchants/{merchant}/portal-links",
+            stack.gateway_url
+        ),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    open_link(browser, link["url"].as_str().unwrap()).await;
+    browser.wait_for("#sage").await.unwrap();
+}
+
+/// The first element matching `css` on the portal's front page, reloading it for up to 20
+/// seconds while there is none.
+pub async fn first_on_front_page(stack: &Stack, browser: &Browser, css: &str) -> Option<Element> {
+    for _ in 0..100 {
+        if let Some(found) = browser.find_all(css).await.unwrap().into_iter().next() {
+            return Some(found);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        browser
+            .goto(&format!("{}/portal", stack.gateway_url))
+            .await
+            .unwrap();
+    }
+    None
+}
