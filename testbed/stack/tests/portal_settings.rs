@@ -9,6 +9,8 @@ mod common;
 
 use common::portal::{first_on_front_page, sign_in};
 use common::stores::{call, secured_stack, ADMIN};
+use common::{publish, wait_count};
+use ledger_stack::events::Draft;
 use ledger_stack::Stack;
 use ledger_testkit::browser::Browser;
 use rust_decimal_macros::dec;
@@ -52,15 +54,8 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
         )
         .await
         .unwrap();
-    let held = ledger_stack::events::Draft::invoice("settings-shop", 1).retax(dec!(5));
-    assert_eq!(
-        stack
-            .post_event(&merchant, &held.build().body)
-            .await
-            .unwrap()
-            .0,
-        202
-    );
+    let held = Draft::invoice("settings-shop", 1).retax(dec!(5));
+    publish(&stack, &merchant, &held).await;
 
     let browser = Browser::start().await.expect("headless Chromium");
     sign_in(&stack, &browser, "settings-shop").await;
@@ -148,32 +143,16 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
     );
 
     // The next 5 % document lands in Sage at GB_LOWER, cent-exact.
-    let next = ledger_stack::events::Draft::invoice("settings-shop", 2).retax(dec!(5));
-    let next_event = next.build();
-    assert_eq!(
-        stack
-            .post_event(&merchant, &next_event.body)
-            .await
-            .unwrap()
-            .0,
-        202
-    );
-    assert!(
-        stack
-            .wait_until(std::time::Duration::from_secs(30), || !stack
-                .documents(&merchant, "sales_invoices")
-                .is_empty())
-            .await,
-        "the next invoice lands"
-    );
-    let invoices = stack.documents(&merchant, "sales_invoices");
+    let next = Draft::invoice("settings-shop", 2).retax(dec!(5));
+    publish(&stack, &merchant, &next).await;
+    let invoices = wait_count(&stack, &merchant, "sales_invoices", 1).await;
     assert_eq!(invoices.len(), 1);
     let lines = invoices[0]["invoice_lines"].as_array().unwrap();
     assert!(!lines.is_empty());
     for line in lines {
         assert_eq!(line["tax_rate"]["id"], "GB_LOWER", "{line:#}");
     }
-    let sent: Value = serde_json::from_slice(&next_event.body).unwrap();
+    let sent = next.value();
     assert_eq!(
         ledger_stack::events::amount(&invoices[0]["total_amount"]),
         ledger_stack::events::amount(&sent["payload"]["invoice"]["grand_total"])
