@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::portal::{first_on_front_page, sign_in};
+use common::portal::{first_on_front_page, press, sign_in, status_text};
 use common::stores::{call, secured_stack, ADMIN};
 use common::{publish, wait_count};
 use ledger_stack::events::Draft;
@@ -67,10 +67,7 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
     assert!(stack.documents(&merchant, "sales_invoices").is_empty());
 
     // Settings: no choices until read from Sage.
-    browser
-        .click(&browser.find("#settings").await.unwrap())
-        .await
-        .unwrap();
+    press(&browser, "#settings").await;
     let refreshed = browser.wait_for("#refreshed").await.unwrap();
     assert_eq!(browser.text(&refreshed).await.unwrap(), "never");
     assert!(browser
@@ -78,29 +75,14 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
         .await
         .unwrap()
         .is_empty());
-    browser
-        .click(&browser.find("#refresh").await.unwrap())
-        .await
-        .unwrap();
-    let notice = browser.wait_for("[role=status]").await.unwrap();
-    assert!(browser.text(&notice).await.unwrap().contains("refreshed"));
+    press(&browser, "#refresh").await;
+    assert!(status_text(&browser).await.contains("refreshed"));
 
     // A rate overlapping an existing row is refused, naming the field; nothing is stored.
     let percent = browser.find("#tax_percent_2").await.unwrap();
     browser.type_into(&percent, "20").await.unwrap();
-    browser
-        .click(
-            &browser
-                .find("#tax_rate_2 option[value=GB_LOWER]")
-                .await
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    browser
-        .click(&browser.find("#save").await.unwrap())
-        .await
-        .unwrap();
+    press(&browser, "#tax_rate_2 option[value=GB_LOWER]").await;
+    press(&browser, "#save").await;
     let refusal = browser
         .wait_for("[data-error-for=tax_percent_2]")
         .await
@@ -122,16 +104,8 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
     let percent = browser.find("#tax_percent_2").await.unwrap();
     browser.clear(&percent).await.unwrap();
     browser.type_into(&percent, "5").await.unwrap();
-    browser
-        .click(&browser.find("#save").await.unwrap())
-        .await
-        .unwrap();
-    let notice = browser.wait_for("[role=status]").await.unwrap();
-    assert!(browser
-        .text(&notice)
-        .await
-        .unwrap()
-        .contains("Settings saved"));
+    press(&browser, "#save").await;
+    assert!(status_text(&browser).await.contains("Settings saved"));
     let stored = settings(&stack, "settings-shop").await;
     assert!(
         stored["tax_rates"]

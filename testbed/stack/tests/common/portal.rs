@@ -45,3 +45,15 @@ pub async fn first_on_front_page(stack: &Stack, browser: &Browser, css: &str) ->
     }
     None
 }
+
+/// Clicks the element matching `css` (a button submits its form and the next page loads).
+pub async fn press(browser: &Browser, css: &str) {
+    let element = browser.find(css).await.unwrap();
+    browser.click(&element).await.unwrap();
+}
+
+/// The text of the page's status message (`role=status`), waiting for it.
+pub async fn status_text(browser: &Browser) -> String {
+    let notice = browser.wait_for("[role=status]").await.unwrap();
+    browser.text(&notice).await.unwrap()
+}
