@@ -2,24 +2,26 @@
 //!
 //! Every choice that names something in Sage (tax rate, ledger account, bank account, payment
 //! method) is a dropdown filled from the merchant's own Sage business, read once and cached in
-//! `sage_reference`; "Refresh from Sage" reads it again. The page edits the home rows of the
+//! `settings_choices`; "Refresh from Sage" reads it again. The page edits the home rows of the
 //! tax map (Magento rate % and tax class → Sage rate), the payment methods (Sage payment
 //! method, bank account, and whether the method is paid on net terms), the ledger accounts,
 //! the sync policy (cutover, website and store allow-lists, zero-value and unpaid invoices,
 //! reference prefix, contact name), due days and time zone.
 //!
-//! Payment methods listed are the ones the settings already know: the methods mapped in
-//! `payment_methods` and the net-terms and offline lists (which start with Magento's
-//! standard offline methods); a method seen for the first time is added by its Magento code
-//! in the page's empty row.
+//! Payment methods listed are the ones the merchant's store used — read from their recent
+//! invoices in the event log (`order.payment.method` of `invoice.created`, among the last
+//! [`METHODS_SEEN_WINDOW`] events) when the choices are refreshed — and the ones the settings
+//! already know (mapped in `payment_methods`, or in the net-terms and offline lists, which
+//! start with Magento's standard offline methods). Any other is added by its Magento code in
+//! the page's empty row.
 //!
 //! A save is checked as a whole before anything is stored: a Sage id the business does not
 //! have, two tax rows for the same rate and class, a cutover in the future, a bad reference
 //! prefix — each refusal names its field on the page. The admin API's own checks
 //! ([`crate::merchants::settings_issues`]) run too. A stored change is appended to the
-//! gateway's hash-chained audit trail (who, and each setting's old and new value). Services
-//! read settings through a cache of `LEDGER_SETTINGS_TTL_SECS` (as after an admin change), so
-//! the change applies to the next event once that has passed, without a restart.
+//! gateway's hash-chained audit trail (who, and each setting's old and new value) and
+//! announced to the services ([`crate::merchants::merge_settings`]), whose settings caches drop
+//! the merchant's copy: the next event uses it, without a restart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -400,11 +402,7 @@ fn payment_methods(
         if code.is_empty() {
             continue;
         }
-        if code.len() > 64
-            || !code
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !is_method_code(code) {
             issues.push(issue(
                 format!("method_{i}"),
                 "a Magento payment method code: letters, digits, _ and -",
@@ -524,8 +522,8 @@ fn effective(stored: &Value) -> Value {
 /// The merchant's cached Sage reference data.
 pub async fn reference_of(app: &AppState, merchant: &str) -> Result<Reference, sqlx::Error> {
     let rows: Vec<(String, String, String, String, chrono::DateTime<Utc>)> = sqlx::query_as(
-        "SELECT kind, sage_id, label, detail, refreshed_at FROM sage_reference
-         WHERE merchant_id = $1 ORDER BY kind, label, sage_id",
+        "SELECT kind, choice_id, label, detail, refreshed_at FROM settings_choices
+         WHERE merchant_id = $1 ORDER BY kind, label, choice_id",
     )
     .bind(merchant)
     .fetch_all(&app.db)
@@ -542,8 +540,63 @@ pub async fn reference_of(app: &AppState, merchant: &str) -> Result<Reference, s
     Ok(reference)
 }
 
-/// Reads every kind of reference data from the merchant's Sage business and replaces the
-/// cached copy (all kinds or none).
+/// Kind of the Magento payment methods the store used (from the event log, not Sage).
+pub const MAGENTO_METHODS: &str = "magento_payment_methods";
+
+/// How many of the newest events in the log are searched for the store's invoices.
+pub const METHODS_SEEN_WINDOW: u64 = 50_000;
+
+/// Whether `code` can be a Magento payment method code (letters, digits, `_`, `-`; at most 64).
+fn is_method_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The payment method of an `invoice.created` event body, if it names a plausible one.
+pub fn method_of_invoice(body: &[u8]) -> Option<String> {
+    let event: Value = serde_json::from_slice(body).ok()?;
+    let code = event["payload"]["order"]["payment"]["method"]
+        .as_str()?
+        .trim();
+    is_method_code(code).then(|| code.to_string())
+}
+
+/// The payment methods of the merchant's invoices among the newest [`METHODS_SEEN_WINDOW`]
+/// events of the log.
+pub async fn methods_seen(
+    js: &async_nats::jetstream::Context,
+    merchant: &str,
+) -> anyhow::Result<BTreeSet<String>> {
+    use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+    use futures::StreamExt;
+    let mut stream = js.get_stream(ledger_events::STREAM_NAME).await?;
+    let last = stream.info().await?.state.last_sequence;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subjects: vec![ledger_events::subject(
+                merchant,
+                ledger_events::EventType::InvoiceCreated,
+            )],
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: last.saturating_sub(METHODS_SEEN_WINDOW).max(1),
+            },
+            ..Default::default()
+        })
+        .await?;
+    let pending = consumer.cached_info().num_pending as usize;
+    let mut messages = consumer.messages().await?.take(pending);
+    let mut seen = BTreeSet::new();
+    while let Some(message) = messages.next().await {
+        seen.extend(method_of_invoice(&message?.payload));
+    }
+    Ok(seen)
+}
+
+/// Reads every kind of reference data from the merchant's Sage business (and the payment
+/// methods of the store's recent invoices) and replaces the cached copy.
 pub async fn refresh_reference(app: &AppState, merchant: &str) -> anyhow::Result<usize> {
     let mut read = Vec::new();
     for kind in KINDS {
@@ -553,8 +606,25 @@ pub async fn refresh_reference(app: &AppState, merchant: &str) -> anyhow::Result
             .await?;
         read.push((kind, choices_from_sage(kind, &items)));
     }
+    // The store's own methods: a failure to read the log leaves them out, not the refresh.
+    match methods_seen(&app.js, merchant).await {
+        Ok(codes) => read.push((
+            MAGENTO_METHODS,
+            codes
+                .into_iter()
+                .map(|code| Choice {
+                    id: code.clone(),
+                    label: code,
+                    detail: String::new(),
+                })
+                .collect(),
+        )),
+        Err(e) => {
+            tracing::warn!(merchant, error = %e, "payment methods of recent invoices not read")
+        }
+    }
     let mut tx = app.db.begin().await?;
-    sqlx::query("DELETE FROM sage_reference WHERE merchant_id = $1")
+    sqlx::query("DELETE FROM settings_choices WHERE merchant_id = $1")
         .bind(merchant)
         .execute(&mut *tx)
         .await?;
@@ -562,7 +632,7 @@ pub async fn refresh_reference(app: &AppState, merchant: &str) -> anyhow::Result
     for (kind, choices) in read {
         for c in choices {
             sqlx::query(
-                "INSERT INTO sage_reference (merchant_id, kind, sage_id, label, detail)
+                "INSERT INTO settings_choices (merchant_id, kind, choice_id, label, detail)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )
             .bind(merchant)
@@ -1045,14 +1115,15 @@ fn build_view<'a>(
         .cloned()
         .unwrap_or_default();
     let paid_later = string_list_of(&settings, "paid_later_methods");
-    let mut codes: BTreeSet<String> = mapped.keys().cloned().collect();
-    codes.extend(paid_later.iter().cloned());
-    codes.extend(string_list_of(&settings, "prepaid_offline_methods"));
+    let mut known: BTreeSet<String> = mapped.keys().cloned().collect();
+    known.extend(paid_later.iter().cloned());
+    known.extend(string_list_of(&settings, "prepaid_offline_methods"));
+    known.extend(reference.of(MAGENTO_METHODS).iter().map(|c| c.id.clone()));
     let codes: Vec<String> = match submitted {
         Some(f) => (0..rows(f, "method_"))
             .map(|i| field(f, &format!("method_{i}")).to_string())
             .collect(),
-        None => codes.into_iter().chain([String::new()]).collect(),
+        None => known.iter().cloned().chain([String::new()]).collect(),
     };
     let method_choices = sage_choices(reference, "payment_methods");
     let bank_choices = sage_choices(reference, "bank_accounts");
@@ -1075,10 +1146,7 @@ fn build_view<'a>(
                     "Magento payment method",
                     code.clone(),
                 ),
-                new: code.is_empty()
-                    || (submitted.is_some()
-                        && !mapped.contains_key(code)
-                        && !paid_later.contains(code)),
+                new: !known.contains(code),
                 sage: b.select(
                     &format!("method_{i}_sage"),
                     "Sage payment method",
@@ -1441,6 +1509,22 @@ mod tests {
             "escaped: {html}"
         );
         assert!(!html.contains("<b>"));
+    }
+
+    #[test]
+    fn an_invoice_names_its_payment_method_and_odd_codes_are_left_out() {
+        let body = |method: Value| {
+            serde_json::to_vec(&json!({"payload": {"order": {"payment": {"method": method}}}}))
+                .unwrap()
+        };
+        assert_eq!(
+            method_of_invoice(&body(json!("stripe_payments"))),
+            Some("stripe_payments".into())
+        );
+        assert_eq!(method_of_invoice(&body(json!("<b>x</b>"))), None);
+        assert_eq!(method_of_invoice(&body(json!(""))), None);
+        assert_eq!(method_of_invoice(&body(json!(7))), None);
+        assert_eq!(method_of_invoice(b"not json"), None);
     }
 
     #[test]

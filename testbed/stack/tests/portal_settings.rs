@@ -1,9 +1,10 @@
 //! The portal's settings page in headless Chromium: a document is held for a tax rate the
-//! merchant has not mapped; the merchant reads the choices from Sage, maps the rate to a Sage
-//! tax rate from the dropdown and saves; the next document lands in Sage with that rate (the
-//! services' settings cache is told of the change, not waited out), and
-//! the change is in the gateway's audit trail naming who made it. A form without the
-//! session's CSRF token, or for another merchant, changes nothing.
+//! merchant has not mapped; the merchant reads the choices from Sage (and sees the payment
+//! method their store used offered), maps the rate to a Sage tax rate from the dropdown and
+//! saves; the next document lands in Sage with that rate, cent-exact (the services' settings
+//! cache is told of the change, not waited out), and the change is in the gateway's audit
+//! trail naming who made it. A form without the session's CSRF token, or for another
+//! merchant, changes nothing.
 
 mod common;
 
@@ -75,8 +76,12 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
         .await
         .unwrap()
         .is_empty());
+    // The store's own payment method (from its invoices) is offered only once read.
+    let store_method = "tr[data-method=stripe_payments]";
+    assert!(browser.find_all(store_method).await.unwrap().is_empty());
     press(&browser, "#refresh").await;
     assert!(status_text(&browser).await.contains("refreshed"));
+    assert_eq!(browser.find_all(store_method).await.unwrap().len(), 1);
 
     // A rate overlapping an existing row is refused, naming the field; nothing is stored.
     let percent = browser.find("#tax_percent_2").await.unwrap();
