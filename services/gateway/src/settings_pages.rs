@@ -691,6 +691,23 @@ pub async fn audit_change(
         .map(|_| ())
 }
 
+/// The form field a settings JSON pointer refused by the engine's checks belongs to: a
+/// payment method's bank account is its row's bank dropdown; any other setting is its own key.
+fn form_field_of(pointer: &str, form: &HashMap<String, String>) -> String {
+    let mut parts = pointer.trim_start_matches('/').split('/');
+    let top = parts.next().unwrap_or_default();
+    if top == "payment_methods" {
+        if let Some(code) = parts.next() {
+            if let Some(i) =
+                (0..rows(form, "method_")).find(|i| field(form, &format!("method_{i}")) == code)
+            {
+                return format!("method_{i}_bank");
+            }
+        }
+    }
+    top.to_string()
+}
+
 /// The merchant's calendar day in the time zone of their books.
 fn today_in(settings: &Value) -> NaiveDate {
     let zone = settings
@@ -819,10 +836,7 @@ async fn save(
     if !engine.is_empty() {
         let issues: Vec<Issue> = engine
             .into_iter()
-            .map(|(pointer, reason)| {
-                let top = pointer.trim_start_matches('/');
-                issue(top.split('/').next().unwrap_or(top), reason)
-            })
+            .map(|(pointer, reason)| issue(form_field_of(&pointer, &form), reason))
             .collect();
         return render(&app, &session, Some(&form), &issues, None, None).await;
     }
@@ -1525,6 +1539,20 @@ mod tests {
         assert_eq!(method_of_invoice(&body(json!(""))), None);
         assert_eq!(method_of_invoice(&body(json!(7))), None);
         assert_eq!(method_of_invoice(b"not json"), None);
+    }
+
+    #[test]
+    fn an_engine_refusal_is_shown_beside_its_control() {
+        let f = form(&[("method_0", "checkmo"), ("method_1", "paypal")]);
+        assert_eq!(
+            form_field_of("/payment_methods/paypal/bank_account_ids/EUR", &f),
+            "method_1_bank"
+        );
+        assert_eq!(form_field_of("/timezone", &f), "timezone");
+        assert_eq!(
+            form_field_of("/payment_methods/other/x", &f),
+            "payment_methods"
+        );
     }
 
     #[test]
