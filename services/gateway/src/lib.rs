@@ -30,6 +30,7 @@
 
 pub mod audit;
 pub mod connect;
+pub mod history;
 pub mod ingest;
 pub mod limits;
 pub mod merchants;

@@ -62,7 +62,8 @@ fn random_token() -> String {
     pairing::random_hex(32)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Response {
+/// The "Ledger is unavailable" page, logging `e` under a correlation id.
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
     let id = crate::correlation_id();
     tracing::error!(error = %e, correlation_id = %id, "portal store failure");
     pages::respond(
@@ -329,9 +330,22 @@ async fn login_confirmed(
 }
 
 /// A signed-in merchant.
-struct Session {
-    merchant: String,
-    csrf: String,
+pub(crate) struct Session {
+    /// The merchant the session belongs to.
+    pub(crate) merchant: String,
+    /// The session's CSRF token.
+    pub(crate) csrf: String,
+}
+
+/// The session of a page request, or the page to answer instead (signed out, unavailable).
+pub(crate) async fn signed_in(app: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
+    match session(app, headers).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(signed_out(
+            "Please sign in with the link your Ledger operator sent you.",
+        )),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// The portal session cookie's value in a request, if sent.
@@ -459,7 +473,7 @@ async fn home(
                 .and_then(Value::as_str)
                 .map(str::to_string)
         });
-    let keys = keys
+    let keys: Vec<pages::KeyRow> = keys
         .iter()
         .map(|key| pages::KeyRow {
             id: key.key_id.clone(),
@@ -470,6 +484,15 @@ async fn home(
         })
         .collect();
     let (dead, silent) = dead_letters_of(&app, merchant).await;
+    let checklist = crate::history::checklist_of(
+        &app,
+        merchant,
+        connection
+            .as_ref()
+            .is_some_and(|c| c.status.as_str() == "active"),
+        keys.iter().any(|k| k.revoked.is_none()),
+    )
+    .await;
     let view = pages::Home {
         merchant_name: &name,
         merchant_id: merchant,
@@ -488,6 +511,7 @@ async fn home(
         silent,
         held: held_rows(held_documents_of(&app, merchant).await.as_deref()),
         books_days: BOOKS_CHECK_DAYS,
+        checklist,
     };
     let sage_origin = url::Url::parse(app.tokens.oauth().authorize_url("x").as_str())
         .ok()
@@ -1068,6 +1092,13 @@ mod tests {
                         detail: s(),
                     }]),
                     books_days: 90,
+                    checklist: vec![pages::Step {
+                        id: "tax",
+                        label: "Tax map complete for the rates seen",
+                        done: false,
+                        href: "/portal/settings",
+                        hint: s(),
+                    }],
                 }
                 .render()
                 .unwrap(),
