@@ -1,6 +1,6 @@
 -- The latest sync state of every document a merchant's store sent, kept by the same projector
--- that fills status_feed (one row per merchant and document key, replaced only by a later
--- change). The portal's sync history reads it: newest change first, filtered by state, type
+-- that fills status_feed (one row per merchant, entity and document key — an invoice and its
+-- payment share the invoice's key —, replaced only by a later change). The portal's sync history reads it: newest change first, filtered by state, type
 -- and date, searched by Magento number, paged by position (keyset, so a deep page costs what
 -- the first one does).
 CREATE TABLE status_documents (
@@ -20,7 +20,7 @@ CREATE TABLE status_documents (
     error_code      TEXT,
     detail          TEXT,
     message         TEXT,
-    PRIMARY KEY (merchant_id, document_key)
+    PRIMARY KEY (merchant_id, entity, document_key)
 );
 CREATE UNIQUE INDEX status_documents_by_position ON status_documents (merchant_id, position);
 CREATE INDEX status_documents_by_state ON status_documents (merchant_id, state, position);
@@ -33,7 +33,7 @@ CREATE INDEX status_documents_by_number
 INSERT INTO status_documents
     (merchant_id, document_key, position, entity, magento_number, state, at, sage_number,
      sage_reference, sage_id, skip_reason, error_code, detail, message)
-SELECT DISTINCT ON (merchant_id, payload->>'document_key')
+SELECT DISTINCT ON (merchant_id, payload->>'entity', payload->>'document_key')
     merchant_id, payload->>'document_key', position, payload->>'entity',
     regexp_replace(payload->>'document_key', '^.*:', ''), payload->>'state',
     (payload->>'at')::timestamptz, payload->>'sage_number', payload->>'sage_reference',
@@ -41,4 +41,4 @@ SELECT DISTINCT ON (merchant_id, payload->>'document_key')
     payload->>'message'
 FROM status_feed
 WHERE payload ? 'document_key' AND payload ? 'entity' AND payload ? 'state' AND payload ? 'at'
-ORDER BY merchant_id, payload->>'document_key', position DESC;
+ORDER BY merchant_id, payload->>'entity', payload->>'document_key', position DESC;

@@ -41,7 +41,8 @@ pub fn routes() -> Routes {
         .get("/portal/history.csv", export)
 }
 
-/// Stores `update` as its document's latest state unless a later change is there already.
+/// Stores `update` as the latest state of its entity and document key (an invoice's payment
+/// carries the invoice's key) unless a later change is there already.
 pub async fn record(
     conn: &mut sqlx::PgConnection,
     merchant: &str,
@@ -53,8 +54,8 @@ pub async fn record(
              (merchant_id, document_key, position, entity, magento_number, state, at,
               sage_number, sage_reference, sage_id, skip_reason, error_code, detail, message)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         ON CONFLICT (merchant_id, document_key) DO UPDATE SET
-             position = EXCLUDED.position, entity = EXCLUDED.entity,
+         ON CONFLICT (merchant_id, entity, document_key) DO UPDATE SET
+             position = EXCLUDED.position,
              magento_number = EXCLUDED.magento_number, state = EXCLUDED.state,
              at = EXCLUDED.at, sage_number = EXCLUDED.sage_number,
              sage_reference = EXCLUDED.sage_reference, sage_id = EXCLUDED.sage_id,
@@ -386,6 +387,7 @@ pub fn row(d: &Document) -> pages::HistoryRow {
     };
     pages::HistoryRow {
         document_key: d.document_key.clone(),
+        kind: d.entity.clone(),
         entity: label(&TYPES, &d.entity),
         number: d.magento_number.clone(),
         state: d.state.clone(),

@@ -188,7 +188,9 @@ pub struct Choice {
 pub struct HistoryRow {
     /// Its Magento document key.
     pub document_key: String,
-    /// Its type ("Invoice").
+    /// Its type as stored (`invoice`, `payment`, …).
+    pub kind: String,
+    /// Its type as the page says it ("Invoice").
     pub entity: String,
     /// Its Magento number.
     pub number: String,
