@@ -411,16 +411,26 @@ fn options(table: &[(&'static str, &'static str)], chosen: Option<&str>) -> Vec<
         .collect()
 }
 
+/// The session and the filter of a history request (or the page to answer: signed out).
+async fn asked(
+    app: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(crate::portal::Session, Result<Filter, FieldError>), Response> {
+    let session = crate::portal::signed_in(app, headers).await?;
+    Ok((session, parse_filter(query)))
+}
+
 async fn page(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let session = match crate::portal::signed_in(&app, &headers).await {
-        Ok(s) => s,
+    let (session, filter) = match asked(&app, &headers, &query).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let (filter, error) = match parse_filter(&query) {
+    let (filter, error) = match filter {
         Ok(f) => (f, None),
         Err(e) => (Filter::default(), Some(e)),
     };
@@ -516,11 +526,11 @@ async fn export(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let session = match crate::portal::signed_in(&app, &headers).await {
-        Ok(s) => s,
+    let (session, filter) = match asked(&app, &headers, &query).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let filter = match parse_filter(&query) {
+    let filter = match filter {
         Ok(f) => f,
         Err(e) => {
             return (
@@ -759,12 +769,7 @@ mod tests {
     use super::*;
     use askama::Template;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::query_of as q;
 
     #[test]
     fn filters_are_read_and_refusals_name_the_parameter() {

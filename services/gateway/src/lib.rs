@@ -386,3 +386,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let _ = running.state.nats.flush().await;
     Ok(())
 }
+
+/// A query string's parameters from `(name, value)` pairs (for tests of request parsing).
+#[cfg(test)]
+pub(crate) fn query_of(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

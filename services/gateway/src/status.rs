@@ -295,12 +295,7 @@ async fn feed(
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::query_of as q;
 
     #[test]
     fn cursors_out_of_range_are_refused_naming_the_parameter() {
