@@ -20,7 +20,8 @@
 //!   callout admits it with permissions scoped to its merchant's subjects.
 //! - **Merchant portal** (`/portal`, signed in by a single-use link from
 //!   `/v1/admin/merchants/{m}/portal-links`): connect Sage, enter a store's pairing code, see
-//!   and disconnect paired stores.
+//!   and disconnect paired stores, follow the onboarding checklist, and read the sync history
+//!   of every document the stores sent (`/portal/history`, [`history`]).
 //! - `/healthz` on the public listener; `/metrics` on its own listener (`LEDGER_METRICS_ADDR`,
 //!   loopback by default), never on the public one.
 //!
