@@ -296,3 +296,57 @@ async fn the_merchant_sees_every_document_with_its_state_filters_searches_and_ex
     browser.close().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_document_keeps_its_latest_change_whatever_order_changes_are_stored_in() {
+    let (stack, _nats, db) = common::stack("history-order", 2).await;
+    let pool = ledger_runtime::db::connect_schema(db.url(), "gateway", 2)
+        .await
+        .unwrap();
+    let change = |state, at: &str| ledger_runtime::status::StatusUpdate {
+        entity: "invoice".into(),
+        document_key: "invoice:1:000000900".into(),
+        state,
+        sage_reference: None,
+        sage_id: None,
+        sage_number: None,
+        skip_reason: None,
+        detail: None,
+        error_code: None,
+        message: None,
+        event_id: None,
+        service: "documents".into(),
+        at: at.parse().unwrap(),
+    };
+    use ledger_runtime::status::SyncState::{Failed, Pending, Synced};
+    let mut conn = pool.acquire().await.unwrap();
+    // Stored out of order: position 3 first, then the older 2; then a newer 5.
+    for (position, update) in [
+        (3, change(Synced, "2026-12-01T10:03:00Z")),
+        (2, change(Pending, "2026-12-01T10:02:00Z")),
+    ] {
+        gateway::history::record(&mut conn, "order-shop", position, &update)
+            .await
+            .unwrap();
+    }
+    let latest = || async {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT position, state FROM status_documents WHERE merchant_id = 'order-shop'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(latest().await, [(3, "synced".to_string())]);
+    gateway::history::record(
+        &mut conn,
+        "order-shop",
+        5,
+        &change(Failed, "2026-12-01T10:05:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(latest().await, [(5, "failed".to_string())]);
+    drop(conn);
+    stack.stop().await;
+}
