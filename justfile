@@ -51,3 +51,8 @@ attack:
 # backlog at its call budget. Size with FAIR_FLOOD, FAIR_B_DOCS, FAIR_B_RATE.
 bench-fairness:
     BENCH_MODE=fairness ./dev bench
+
+# The portal's sync history at 100,000 documents of one merchant (plus other merchants'): p50
+# and p99 per query over HTTP; fails above HISTORY_TARGET_MS (300). Starts NATS and PostgreSQL if needed.
+bench-history:
+    ./dev infra >/dev/null && eval "$(./dev env)" && cargo run --release -q -p ledger-stack --bin ledger-history-bench

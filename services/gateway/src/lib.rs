@@ -20,7 +20,8 @@
 //!   callout admits it with permissions scoped to its merchant's subjects.
 //! - **Merchant portal** (`/portal`, signed in by a single-use link from
 //!   `/v1/admin/merchants/{m}/portal-links`): connect Sage, enter a store's pairing code, see
-//!   and disconnect paired stores.
+//!   and disconnect paired stores, follow the onboarding checklist, and read the sync history
+//!   of every document the stores sent (`/portal/history`, [`history`]).
 //! - `/healthz` on the public listener; `/metrics` on its own listener (`LEDGER_METRICS_ADDR`,
 //!   loopback by default), never on the public one.
 //!
@@ -30,6 +31,7 @@
 
 pub mod audit;
 pub mod connect;
+pub mod history;
 pub mod ingest;
 pub mod limits;
 pub mod merchants;
@@ -387,4 +389,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     // Let in-flight requests finish their PubAck before the connection goes.
     let _ = running.state.nats.flush().await;
     Ok(())
+}
+
+/// A query string's parameters from `(name, value)` pairs (for tests of request parsing).
+#[cfg(test)]
+pub(crate) fn query_of(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

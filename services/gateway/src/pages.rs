@@ -156,6 +156,84 @@ pub struct Home<'a> {
     pub held: Option<Vec<HeldRow>>,
     /// Days the books check covers.
     pub books_days: i64,
+    /// The onboarding steps.
+    pub checklist: Vec<Step>,
+}
+
+/// One onboarding step on the front page.
+pub struct Step {
+    /// Its element id (`step-<id>`).
+    pub id: &'static str,
+    /// What it is.
+    pub label: &'static str,
+    /// Whether it is done.
+    pub done: bool,
+    /// The page where it is done.
+    pub href: &'static str,
+    /// What is missing (empty when done).
+    pub hint: String,
+}
+
+/// One option of a filter.
+pub struct Choice {
+    /// Its value in the URL.
+    pub value: &'static str,
+    /// What the page calls it.
+    pub label: &'static str,
+    /// Whether it is the one asked for.
+    pub selected: bool,
+}
+
+/// One document in the sync history.
+pub struct HistoryRow {
+    /// Its Magento document key.
+    pub document_key: String,
+    /// Its type as stored (`invoice`, `payment`, …).
+    pub kind: String,
+    /// Its type as the page says it ("Invoice").
+    pub entity: String,
+    /// Its Magento number.
+    pub number: String,
+    /// Its state as stored (`synced`, `skipped`, `failed`, `pending`).
+    pub state: String,
+    /// What the page calls the state ("Waiting").
+    pub state_label: String,
+    /// Sage's number when synced; the reason, or Sage's message, otherwise.
+    pub outcome: String,
+    /// Sage's id of the record, when known (for a link into Sage).
+    pub sage_id: String,
+    /// When it changed last.
+    pub at: String,
+    /// Where to act on it (held documents, Send again), if anywhere.
+    pub action_href: Option<&'static str>,
+    /// The link's text.
+    pub action_label: &'static str,
+}
+
+/// The sync history: every document the stores sent, filtered and paged.
+#[derive(Template)]
+#[template(path = "portal/history.html")]
+pub struct History {
+    /// The state filter's options.
+    pub states: Vec<Choice>,
+    /// The type filter's options.
+    pub types: Vec<Choice>,
+    /// The first day asked for (YYYY-MM-DD or empty).
+    pub from: String,
+    /// The last day asked for.
+    pub to: String,
+    /// The Magento number searched for.
+    pub search: String,
+    /// A refused filter, naming the parameter.
+    pub error: Option<String>,
+    /// The documents of this page.
+    pub rows: Vec<HistoryRow>,
+    /// The next page's URL, when more follow.
+    pub next: Option<String>,
+    /// Whether this is the first page.
+    pub first_page: bool,
+    /// The CSV export of the same filter.
+    pub export: String,
 }
 
 /// The front page's "Documents held back" section alone.

@@ -62,6 +62,7 @@ fn random_token() -> String {
     pairing::random_hex(32)
 }
 
+/// The "Ledger is unavailable" page, logging `e` under a correlation id.
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
     let id = crate::correlation_id();
     tracing::error!(error = %e, correlation_id = %id, "portal store failure");
@@ -475,7 +476,7 @@ async fn home(
                 .and_then(Value::as_str)
                 .map(str::to_string)
         });
-    let keys = keys
+    let keys: Vec<pages::KeyRow> = keys
         .iter()
         .map(|key| pages::KeyRow {
             id: key.key_id.clone(),
@@ -486,6 +487,15 @@ async fn home(
         })
         .collect();
     let (dead, silent) = dead_letters_of(&app, merchant).await;
+    let checklist = crate::history::checklist_of(
+        &app,
+        merchant,
+        connection
+            .as_ref()
+            .is_some_and(|c| c.status.as_str() == "active"),
+        keys.iter().any(|k| k.revoked.is_none()),
+    )
+    .await;
     let view = pages::Home {
         merchant_name: &name,
         merchant_id: merchant,
@@ -504,6 +514,7 @@ async fn home(
         silent,
         held: held_rows(held_documents_of(&app, merchant).await.as_deref()),
         books_days: BOOKS_CHECK_DAYS,
+        checklist,
     };
     let sage_origin = url::Url::parse(app.tokens.oauth().authorize_url("x").as_str())
         .ok()
@@ -1081,6 +1092,13 @@ mod tests {
                         detail: s(),
                     }]),
                     books_days: 90,
+                    checklist: vec![pages::Step {
+                        id: "tax",
+                        label: "Tax map complete for the rates seen",
+                        done: false,
+                        href: "/portal/settings",
+                        hint: s(),
+                    }],
                 }
                 .render()
                 .unwrap(),

@@ -140,7 +140,8 @@ async fn project(
         return Ok(());
     };
     let floor = if seq <= boundary { seq } else { 1 };
-    sqlx::query(
+    let mut tx = app.db.begin().await?;
+    let position: Option<i64> = sqlx::query_scalar(
         "WITH pos AS (
              INSERT INTO status_positions (merchant_id, last) VALUES ($1, $4)
              ON CONFLICT (merchant_id) DO UPDATE SET last = GREATEST(status_positions.last + 1, $4)
@@ -148,14 +149,21 @@ async fn project(
          )
          INSERT INTO status_feed (merchant_id, position, stream_seq, payload)
          SELECT $1, last, $2, $3 FROM pos
-         ON CONFLICT (stream_seq) DO NOTHING",
+         ON CONFLICT (stream_seq) DO NOTHING
+         RETURNING position",
     )
     .bind(merchant)
     .bind(seq)
-    .bind(payload)
+    .bind(&payload)
     .bind(floor)
-    .execute(&app.db)
+    .fetch_optional(&mut *tx)
     .await?;
+    // The document's latest state, for the portal's sync history (a redelivered change was
+    // stored already and changes nothing).
+    if let (Some(position), Ok(update)) = (position, serde_json::from_value(payload)) {
+        crate::history::record(&mut tx, merchant, position, &update).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -287,12 +295,7 @@ async fn feed(
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::query_of as q;
 
     #[test]
     fn cursors_out_of_range_are_refused_naming_the_parameter() {

@@ -492,3 +492,17 @@ pub async fn connect_through_gateway(
     }
     Ok(callback.json().await?)
 }
+
+/// The value at quantile `p` (0 to 1) of `sorted` durations (zero when there are none).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// A duration in milliseconds with one decimal (`12.3 ms`).
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}

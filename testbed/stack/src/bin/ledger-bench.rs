@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use ledger_stack::{events, Stack, StackOptions};
+use ledger_stack::{events, ms, percentile, Stack, StackOptions};
 use sage_sandbox::{FaultKind, FaultPlan, SandboxConfig};
 
 /// Publish acknowledgements awaited at a time: the client stops sending when too many are
@@ -78,18 +78,6 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:54329/postgres"
     )]
     pg_admin_url: String,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Starts the engine on a fresh database and an empty events stream.
