@@ -14,14 +14,23 @@
  *       product; a 10 % cart rule on the simple product only; order A (both products, shipping,
  *       check / money order) invoiced with capture requested (paid) and partly refunded with an
  *       adjustment fee; order B paid by purchase order (net terms); guest order C; order D in
- *       the EUR store view. Printed: each document's Magento row (grand totals as Magento
+ *       the EUR store view; order Z of a free product (grand total 0.00). Printed: each document's Magento row (grand totals as Magento
  *       stored them) and the new outbox rows
  *   php magento/dev/real-e2e.php MAGENTO_ROOT invoices N [SPREAD_SECONDS]
  *       N orders of one product, each invoiced (paid), one after the other, SPREAD_SECONDS
- *       apart in all; printed: each invoice's increment id and commit time (microseconds)
+ *       apart in all; printed: each invoice's increment id, commit time (Unix seconds with
+ *       microseconds) and how long Magento's invoice save took (InvoiceOrderInterface, with the
+ *       module's observers and, in the admin area, its publish after commit)
+ *   php magento/dev/real-e2e.php MAGENTO_ROOT unpause
+ *       the pause of the publish after commit (set after a failed attempt) lifted
  *   php magento/dev/real-e2e.php MAGENTO_ROOT status
  *       the module's status cron (ledger_sage_sync_status) run once; printed: the status tables
  *       and the invoice / credit-memo grid rows, the outbox counts and dead letters
+ *   php magento/dev/real-e2e.php MAGENTO_ROOT reset
+ *       a fresh start on the throwaway store: waiting outbox rows of earlier runs marked published,
+ *       dead letters resolved, the pairing, status cursor, pause flag and status rows removed
+ *   php magento/dev/real-e2e.php MAGENTO_ROOT config PATH VALUE
+ *       one ledger_sage_sync/ setting (default scope), the config cache cleaned
  *   php magento/dev/real-e2e.php MAGENTO_ROOT outbox
  *       outbox rows by status, and every row's event type, entity and publish time
  */
@@ -74,6 +83,7 @@ function setup(\Magento\Framework\ObjectManagerInterface $om, $db, string $gatew
         'carriers/flatrate/price' => '5.00',
         'payment/checkmo/active' => '1',
         'payment/purchaseorder/active' => '1',
+        'payment/free/active' => '1',
     ];
     foreach ($settings as $path => $value) {
         $writer->save($path, $value);
@@ -314,11 +324,14 @@ switch ($command) {
         invoice($om, $c, true);
         $d = placeOrder($om, $eurStore, $customerId, [[$simple, 1], [$virtual, 1]], 'checkmo');
         invoice($om, $d, true);
+        $free = product($om, "e2e-free-$run", 'virtual', 0.00, 2);
+        $z = placeOrder($om, 1, $customerId, [[$free, 1]], 'free');
+        invoice($om, $z, true);
         answer([
             'run' => $run, 'customer_id' => $customerId, 'skus' => [$simple, $virtual],
             'orders' => [
                 'a' => orderRow($om, $a), 'po' => orderRow($om, $b),
-                'guest' => orderRow($om, $c), 'eur' => orderRow($om, $d),
+                'guest' => orderRow($om, $c), 'eur' => orderRow($om, $d), 'free' => orderRow($om, $z),
             ],
             'outbox' => outboxSince($db, $before),
         ]);
@@ -338,12 +351,14 @@ switch ($command) {
                 usleep((int) ($wait * 1e6));
             }
             $orderId = placeOrder($om, 1, $customerId, [[$sku, 1]], 'checkmo');
+            $saving = microtime(true);
             $invoiceId = invoice($om, $orderId, true);
             $committed = microtime(true);
             $invoice = $om->create(\Magento\Sales\Api\InvoiceRepositoryInterface::class)->get($invoiceId);
             $made[] = [
                 'invoice_id' => $invoiceId, 'increment_id' => $invoice->getIncrementId(),
                 'grand_total' => $invoice->getGrandTotal(), 'committed_at' => $committed,
+                'save_ms' => round(($committed - $saving) * 1000, 1),
             ];
         }
         answer(['invoices' => $made]);
@@ -361,6 +376,38 @@ switch ($command) {
             );
         }
         answer($tables);
+
+    case 'reset':
+        $db->update($outboxTable, ['status' => 'published', 'published_at' => gmdate('Y-m-d H:i:s')], [
+            'status IN (?)' => ['pending', 'retry', 'dead'],
+        ]);
+        $db->delete($db->getTableName('ledger_sage_dead_letter'));
+        $db->delete($db->getTableName('ledger_sage_invoice_status'));
+        $db->delete($db->getTableName('ledger_sage_creditmemo_status'));
+        $db->update($db->getTableName('sales_invoice_grid'), ['sage_status' => null, 'sage_status_message' => null]);
+        $db->update($db->getTableName('sales_creditmemo_grid'), ['sage_status' => null, 'sage_status_message' => null]);
+        $db->delete($db->getTableName('core_config_data'), ['path IN (?)' => \Ledger\SageSync\Model\Pairing\ConfigPairingStore::PATHS]);
+        $db->delete($db->getTableName('flag'), ['flag_code IN (?)' => [
+            \Ledger\SageSync\Model\Status\FlagCursorStore::FLAG,
+            \Ledger\SageSync\Observer\FlushAfterCommit::PAUSE_FLAG,
+        ]]);
+        $db->delete($db->getTableName('cron_schedule'), ['job_code LIKE ?' => 'ledger_sage_sync%']);
+        $om->get(\Magento\Framework\App\Cache\TypeListInterface::class)->cleanType('config');
+        answer(['reset' => true]);
+
+    case 'unpause':
+        $db->delete($db->getTableName('flag'), ['flag_code = ?' => \Ledger\SageSync\Observer\FlushAfterCommit::PAUSE_FLAG]);
+        answer(['unpaused' => true]);
+
+    case 'config':
+        $path = (string) ($argv[3] ?? '');
+        if (!str_starts_with($path, 'ledger_sage_sync/')) {
+            fwrite(STDERR, "config: only ledger_sage_sync/ settings\n");
+            exit(2);
+        }
+        $om->get(\Magento\Framework\App\Config\Storage\WriterInterface::class)->save($path, (string) ($argv[4] ?? ''));
+        $om->get(\Magento\Framework\App\Cache\TypeListInterface::class)->cleanType('config');
+        answer([$path => (string) ($argv[4] ?? '')]);
 
     case 'outbox':
         $store = $om->get(\Ledger\SageSync\Model\Outbox\DbOutboxStore::class);
