@@ -84,6 +84,8 @@ function setup(\Magento\Framework\ObjectManagerInterface $om, $db, string $gatew
         'payment/checkmo/active' => '1',
         'payment/purchaseorder/active' => '1',
         'payment/free/active' => '1',
+        // Admin pages opened by URL in the browser checks (throwaway store).
+        'admin/security/use_form_key' => '0',
     ];
     foreach ($settings as $path => $value) {
         $writer->save($path, $value);
@@ -368,7 +370,8 @@ switch ($command) {
         $tables = [];
         foreach (['invoice', 'creditmemo'] as $kind) {
             $tables[$kind] = $db->fetchAll(
-                "SELECT s.{$kind}_id AS id, d.increment_id, s.status, s.message, g.sage_status, g.sage_status_message
+                "SELECT s.{$kind}_id AS id, d.increment_id, s.status, s.message, s.sage_ref, s.sage_id, g.sage_status,
+                        g.sage_status_message
                  FROM {$db->getTableName("ledger_sage_{$kind}_status")} s
                  JOIN {$db->getTableName("sales_$kind")} d ON d.entity_id = s.{$kind}_id
                  LEFT JOIN {$db->getTableName("sales_{$kind}_grid")} g ON g.entity_id = s.{$kind}_id

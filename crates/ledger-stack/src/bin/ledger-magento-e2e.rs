@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use ledger_stack::{Merchant, Stack, StackOptions, ADMIN_TOKEN};
+use ledger_testkit::browser::Browser;
 use ledger_testkit::{workspace_root, TestDb, TestNats};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -136,6 +137,30 @@ fn with_reference<'a>(docs: &'a [Value], reference: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// What the merchant's Sage business holds, for failure messages.
+fn sage_summary(stack: &Stack, merchant: &Merchant) -> String {
+    let refs = |resource: &str| -> Vec<String> {
+        stack
+            .documents(merchant, resource)
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}",
+                    d["reference"].as_str().unwrap_or("-"),
+                    d["total_amount"].as_str().map_or_else(|| d["total_amount"].to_string(), String::from)
+                )
+            })
+            .collect()
+    };
+    format!(
+        "invoices {:?}, credit notes {:?}, payments {:?}, contacts {}",
+        refs("sales_invoices"),
+        refs("sales_credit_notes"),
+        refs("contact_payments"),
+        stack.documents(merchant, "contacts").len()
+    )
+}
+
 /// Waits until `check` holds or `limit` passes.
 async fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
@@ -218,7 +243,7 @@ async fn pair_in_portal(stack: &Stack, code: &str) -> Result<String> {
         .find(marker)
         .with_context(|| format!("the portal did not show the store: {}", tail(&preview)))?
         + marker.len();
-    let store_url = preview[at..preview[at..].find('<').unwrap_or(0) + at].to_string();
+    let store_url = preview[at..preview[at..].find('<').unwrap_or(0) + at].replace("&#x2F;", "/");
     let confirmed = http
         .post(format!("{gw}/portal/pair/confirm"))
         .header("cookie", &cookie)
@@ -284,6 +309,209 @@ fn latencies(made: &Value, seen: &HashMap<String, f64>) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+
+/// Polls a script in the page until it returns true, up to `secs` seconds.
+async fn until(browser: &Browser, script: &str, secs: u64, what: &str) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if browser.execute(script, json!([])).await.ok() == Some(Value::Bool(true)) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(secs) {
+            bail!("{what}: not seen within {secs} s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The invoice grid's rows as (increment id, chip text, chip tooltip), in display order.
+const GRID_ROWS: &str = "return Array.from(document.querySelectorAll('tr.data-row')).map(function (r) {
+    var chip = r.querySelector('.ledger-sage-chip') || {};
+    var cells = Array.from(r.querySelectorAll('td')).map(function (c) { return c.textContent.trim(); });
+    return {cells: cells, chip: (chip.textContent || '').trim(), title: chip.title || ''};
+});";
+
+/// What the admin pages must show.
+struct AdminExpectations<'a> {
+    /// (increment id, chip label, tooltip text it must contain) of invoices on the first page.
+    invoices: Vec<(&'a str, &'a str, String)>,
+    /// Entity id of a synced invoice and the Sage number its view must show.
+    synced_invoice: (i64, String),
+}
+
+/// The admin pages in headless Chromium, logged in as the test admin: the invoice grid's Sage
+/// Status chips and tooltips, sorting and filtering by the column (labelled options), the
+/// invoice view's Sage block and the configuration page's banner. Screenshots go to `shots`.
+async fn admin_pages(base: &str, shots: &std::path::Path, expect: &AdminExpectations<'_>) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    std::fs::create_dir_all(shots)?;
+    let browser = Browser::start().await?;
+    browser.goto(&format!("{base}index.php/admin/")).await?;
+    until(&browser, "return !!document.querySelector('#username')", 120, "admin login form").await?;
+    browser.type_into(&browser.find("#username").await?, "admin").await?;
+    browser.type_into(&browser.find("#login").await?, "ledger-admin-1").await?;
+    browser.click(&browser.find(".action-login").await?).await?;
+    until(&browser, "return !!document.querySelector('#menu-magento-backend-dashboard, .admin__menu')", 120, "admin dashboard").await?;
+
+    // The invoice grid (knockout; Magento builds its static files on first use).
+    browser.goto(&format!("{base}index.php/admin/sales/invoice/")).await?;
+    until(&browser, "return document.querySelectorAll('tr.data-row .ledger-sage-chip').length > 0", 600, "Sage Status chips on the invoice grid").await?;
+    // 200 rows a page (the throwaway store keeps earlier runs' invoices), through the grid's
+    // own paging component.
+    let first = expect.invoices.first().map_or("", |i| i.0);
+    until(
+        &browser,
+        "var r = require('uiRegistry'); var p = r && r.get('index = listing_paging');
+         if (!p) { return false; } if (p.pageSize !== 200) { p.pageSize = 200; } return true;",
+        60,
+        "the grid's paging",
+    )
+    .await?;
+    until(
+        &browser,
+        &format!(
+            "return Array.from(document.querySelectorAll('tr.data-row td')).some(function (c) {{
+                return c.textContent.trim() === '{first}'; }});"
+        ),
+        120,
+        "the new invoices on the grid",
+    )
+    .await?;
+    browser.screenshot(&shots.join("invoice-grid.png")).await?;
+    let rows = browser.execute(GRID_ROWS, json!([])).await?;
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    let find_row = |reference: &str| {
+        rows.iter().find(|r| {
+            r["cells"]
+                .as_array()
+                .is_some_and(|cells| cells.iter().any(|c| c.as_str() == Some(reference)))
+        })
+    };
+    for (reference, label, tooltip) in &expect.invoices {
+        let row = find_row(reference).with_context(|| format!("invoice {reference} is not on the grid's first page"))?;
+        ensure!(
+            row["chip"] == *label && row["title"].as_str().is_some_and(|t| t.contains(tooltip.as_str())),
+            "invoice {reference}: chip {} tooltip {} (expected {label} / {tooltip})",
+            row["chip"],
+            row["title"]
+        );
+        lines.push(format!("invoice grid: {reference} chip \"{label}\" tooltip \"{}\"", row["title"].as_str().unwrap_or("")));
+    }
+
+    // Sorting by Sage Status: a click on the header orders the rows by status.
+    let rank = |chip: &str| ["Not sent", "Failed", "Pending", "Skipped", "Synced"].iter().position(|l| *l == chip);
+    browser
+        .execute(
+            "Array.from(document.querySelectorAll('th.data-grid-th')).find(function (th) {
+                return th.textContent.trim() === 'Sage Status'; }).click(); return true;",
+            json!([]),
+        )
+        .await?;
+    let mut sorted = false;
+    let mut order = Vec::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rows = browser.execute(GRID_ROWS, json!([])).await?;
+        order = rows
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r["chip"].as_str().unwrap_or("").to_string())
+            .collect();
+        let ranks: Vec<Option<usize>> = order.iter().map(|c| rank(c)).collect();
+        let distinct = order.iter().collect::<std::collections::BTreeSet<_>>().len();
+        if distinct > 1 && ranks.iter().all(Option::is_some) && ranks.windows(2).all(|w| w[0] <= w[1]) {
+            sorted = true;
+            break;
+        }
+    }
+    ensure!(sorted, "sorting by Sage Status did not order the rows: {order:?}");
+    browser.screenshot(&shots.join("invoice-grid-sorted.png")).await?;
+    order.dedup();
+    lines.push(format!("invoice grid sorted by Sage Status: {}", order.join(" < ")));
+
+    // Filtering: the select filter's options carry labels; Failed keeps only failed rows.
+    let options = browser
+        .execute(
+            "var b = document.querySelector('[data-action=\"grid-filter-expand\"]'); if (b) { b.click(); }
+             var s = document.querySelector('select[name=\"sage_status\"]');
+             if (!s) { return null; }
+             return Array.from(s.options).filter(function (o) { return o.value !== ''; })
+                 .map(function (o) { return o.value + '=' + o.textContent.trim(); });",
+            json!([]),
+        )
+        .await?;
+    let options: Vec<String> = options
+        .as_array()
+        .context("no Sage Status select in the grid's filters")?
+        .iter()
+        .filter_map(|o| o.as_str().map(String::from))
+        .collect();
+    ensure!(
+        options == ["pending=Pending", "synced=Synced", "skipped=Skipped", "failed=Failed"],
+        "filter options: {options:?}"
+    );
+    browser
+        .execute(
+            "var s = document.querySelector('select[name=\"sage_status\"]'); s.value = 'failed';
+             s.dispatchEvent(new Event('change', {bubbles: true}));
+             document.querySelector('[data-action=\"grid-filter-apply\"]').click(); return true;",
+            json!([]),
+        )
+        .await?;
+    until(
+        &browser,
+        "var c = Array.from(document.querySelectorAll('tr.data-row .ledger-sage-chip'));
+         return c.length > 0 && c.every(function (x) { return x.textContent.trim() === 'Failed'; });",
+        60,
+        "only Failed rows after filtering",
+    )
+    .await?;
+    browser.screenshot(&shots.join("invoice-grid-failed.png")).await?;
+    let failed_rows = browser.execute(GRID_ROWS, json!([])).await?.as_array().map_or(0, Vec::len);
+    lines.push(format!("invoice grid filter options {}; filter Failed shows {failed_rows} row(s), all Failed", options.join(", ")));
+    // Leave the grid unfiltered for the next visit.
+    browser
+        .execute(
+            "var c = document.querySelector('.admin__current-filters-actions-wrap .action-clear'); if (c) { c.click(); } return true;",
+            json!([]),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The invoice view: the Sage block inside Order Information.
+    let (id, sage_number) = &expect.synced_invoice;
+    browser.goto(&format!("{base}index.php/admin/sales/invoice/view/invoice_id/{id}/")).await?;
+    until(&browser, "return !!document.querySelector('.ledger-sage-sync-info')", 120, "the invoice view's Sage block").await?;
+    let block = browser
+        .execute(
+            "var r = document.querySelector('.ledger-sage-sync-info');
+             return r.textContent.replace(/\\s+/g, ' ').trim() + ' | ' +
+                 (r.nextElementSibling ? r.nextElementSibling.textContent.replace(/\\s+/g, ' ').trim() : '');",
+            json!([]),
+        )
+        .await?;
+    let block = block.as_str().unwrap_or("").to_string();
+    browser.screenshot(&shots.join("invoice-view.png")).await?;
+    ensure!(
+        block.contains("Synced") && block.contains(sage_number.as_str()),
+        "invoice view shows {block:?}, expected Synced and {sage_number}"
+    );
+    lines.push(format!("invoice view: {block}"));
+
+    // The configuration page's banner.
+    browser.goto(&format!("{base}index.php/admin/admin/system_config/edit/section/ledger_sage_sync/")).await?;
+    until(&browser, "return !!document.querySelector('.ledger-sage-sync-banner')", 120, "the configuration banner").await?;
+    let banner = browser
+        .execute("return document.querySelector('.ledger-sage-sync-banner').textContent.replace(/\\s+/g, ' ').trim();", json!([]))
+        .await?;
+    browser.screenshot(&shots.join("config-banner.png")).await?;
+    lines.push(format!("configuration banner: {}", banner.as_str().unwrap_or("")));
+    browser.close().await;
+    Ok(lines)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<()> {
     let root = std::env::var("LEDGER_MAGENTO_ROOT")
@@ -304,10 +532,23 @@ async fn main() -> Result<()> {
         .unwrap_or(50);
     let mut checks = Checks(0);
 
+    // The refusal in step 5 changes a setting mid-run: services read settings afresh each second.
+    if std::env::var("LEDGER_SETTINGS_TTL_SECS").is_err() {
+        std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "1");
+    }
     let mut nats = TestNats::start_secured().await?;
     let db = TestDb::create().await?;
     let stack = Arc::new(Stack::start(StackOptions::secured(&nats, db.url(), 300)).await?);
     let merchant = stack.onboard(MERCHANT).await?;
+    // Vanilla Magento has no online gateway that works offline: the store's check / money order
+    // stands in for a card captured at invoice (its receipt is posted and allocated); purchase
+    // order stays on net terms (paid later).
+    stack
+        .put_settings(
+            &merchant,
+            json!({"prepaid_offline_methods": ["banktransfer", "cashondelivery"]}),
+        )
+        .await?;
 
     // The store, ready and unpaired; nothing of earlier runs waiting.
     magento.driver(&["setup", &stack.gateway_url])?;
@@ -389,7 +630,17 @@ async fn main() -> Result<()> {
                 >= paid_keys.len()
     })
     .await;
-    ensure!(arrived, "not every document reached Sage within 60 s");
+    if !arrived {
+        let mut dead = Vec::new();
+        for service in ["contacts", "documents", "payments"] {
+            let letters = stack.wait_for_dead_letters(service, MERCHANT).await?;
+            dead.extend(letters.iter().map(|d| format!("{service}: {d:?}")));
+        }
+        bail!(
+            "not every document reached Sage within 60 s: {}; dead letters: {dead:#?}",
+            sage_summary(&stack, &merchant)
+        );
+    }
     // Let late duplicates, if any, arrive before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let invoices = stack.documents(&merchant, "sales_invoices");
@@ -475,20 +726,32 @@ async fn main() -> Result<()> {
 
     // 5. One document refused on purpose: Sage does not know the sales ledger account.
     let real_account = stack.break_sales_ledger_account(&merchant).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let refused = magento.driver(&["invoices", "1"])?;
     let refused_reference = refused["invoices"][0]["increment_id"]
         .as_str()
         .context("refused invoice")?
         .to_string();
     magento.bin(&["ledger:outbox:publish"])?;
-    let dead = stack.wait_for_dead_letters("documents", MERCHANT).await?;
-    ensure!(!dead.is_empty(), "Sage did not refuse invoice {refused_reference}");
+    let mut dead = Vec::new();
+    for _ in 0..4 {
+        dead = stack.wait_for_dead_letters("documents", MERCHANT).await?;
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    ensure!(
+        !dead.is_empty(),
+        "Sage did not refuse invoice {refused_reference}: {}",
+        sage_summary(&stack, &merchant)
+    );
     stack
         .put_settings(&merchant, json!({"sales_ledger_account_id": real_account}))
         .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // 6. The status cron fills the Sage Status column.
-    let mut statuses = Value::Null;
+    let mut statuses;
     let settled = {
         let started = Instant::now();
         loop {
@@ -544,6 +807,52 @@ async fn main() -> Result<()> {
     checks.ok(format!(
         "status cron: 4 invoices and credit memo {memo_id} Synced; 0.00 invoice {free_reference} Skipped (\"{free_message}\"); refused invoice {refused_reference} Failed (\"{refused_message}\")"
     ));
+
+    // 6b. The admin pages in headless Chromium, Magento served by PHP's web server with
+    //     Magento's router at the store's base URL.
+    let base = std::env::var("LEDGER_MAGENTO_URL").unwrap_or_else(|_| "http://127.0.0.1:8082/".into());
+    let listen = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut server = Command::new(&magento.php)
+        .args(["-S", &listen, "-t", "pub/", "phpserver/router.php"])
+        .current_dir(&magento.root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("start php -S for the admin pages")?;
+    let synced_reference = orders["a"]["invoices"][0]["increment_id"].as_str().unwrap_or("?");
+    let (_, synced_message) = status_of("invoice", synced_reference);
+    let sage_ref = statuses["invoice"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["increment_id"].as_str() == Some(synced_reference)))
+        .and_then(|r| r["sage_ref"].as_str().map(String::from))
+        .unwrap_or_default();
+    ensure!(!sage_ref.is_empty(), "no Sage reference stored for invoice {synced_reference}");
+    let expect = AdminExpectations {
+        invoices: vec![
+            (
+                synced_reference,
+                "Synced",
+                if synced_message.is_empty() { "Synced".to_string() } else { synced_message.clone() },
+            ),
+            (free_reference, "Skipped", "0.00".to_string()),
+            (
+                refused_reference.as_str(),
+                "Failed",
+                refused_message.chars().take(40).collect(),
+            ),
+        ],
+        synced_invoice: (orders["a"]["invoices"][0]["id"].as_i64().unwrap_or(0), sage_ref.clone()),
+    };
+    let shots = workspace_root().join("target/magento");
+    let pages = admin_pages(&base, &shots, &expect).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    for line in pages? {
+        checks.ok(format!("admin (Chromium): {line}"));
+    }
 
     // 7. Outage: NATS stopped, the publish after commit on (the save path that touches the
     //    network): invoice saves go on, the outbox takes them, nothing reaches Sage; once NATS
