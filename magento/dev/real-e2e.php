@@ -37,20 +37,12 @@
 
 declare(strict_types=1);
 
-use Magento\Framework\App\Bootstrap;
-
 [$self, $root, $command] = array_pad($argv, 3, '');
 if ($root === '' || !is_file($root . '/app/bootstrap.php') || $command === '') {
     fwrite(STDERR, "usage: php real-e2e.php MAGENTO_ROOT setup|documents|invoices|status|outbox ...\n");
     exit(2);
 }
-require $root . '/app/bootstrap.php';
-
-$bootstrap = Bootstrap::create(BP, $_SERVER);
-$om = $bootstrap->getObjectManager();
-$om->get(\Magento\Framework\App\State::class)->setAreaCode('adminhtml');
-$om->get(\Magento\Framework\Registry::class)->register('isSecureArea', true);
-$db = $om->get(\Magento\Framework\App\ResourceConnection::class)->getConnection();
+require __DIR__ . '/real-bootstrap.php';
 
 /** Prints one JSON object and ends. */
 function answer(array $data): never

@@ -466,13 +466,7 @@ pub async fn connect_through_gateway(
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.to_string())
         .context("state in consent URL")?;
-    let binding = start
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("binding cookie from /connect/sage/start")?
-        .to_string();
+    let binding = set_cookie(&start).context("binding cookie from /connect/sage/start")?;
     let callback = http
         .get(format!("{gateway_url}/connect/sage/callback"))
         .header("cookie", binding)
@@ -483,4 +477,14 @@ pub async fn connect_through_gateway(
         bail!("connect failed: {}", callback.text().await?);
     }
     Ok(callback.json().await?)
+}
+
+/// The `name=value` part of a response's first `Set-Cookie` header, as a browser sends it back.
+pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(String::from)
 }
