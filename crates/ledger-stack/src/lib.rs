@@ -87,6 +87,7 @@ impl StackOptions {
             xkey_seed: nats.callout_xkey_seed(),
             server_keys: vec!["connected".into()],
             session_ttl_secs,
+            store_nats_urls: Vec::new(),
         });
         options
     }
@@ -116,6 +117,8 @@ pub struct StoreAccess {
     pub server_keys: Vec<String>,
     /// Lifetime of a store's NATS session in seconds.
     pub session_ttl_secs: u64,
+    /// NATS URLs handed to paired stores; empty: the server's own address.
+    pub store_nats_urls: Vec<String>,
 }
 
 /// A running engine.
@@ -168,7 +171,11 @@ impl Stack {
             sage_client_secret: options.sandbox.client_secret.clone(),
             token_key: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
             admin_token: ADMIN_TOKEN.into(),
-            nats_public_urls: Vec::new(),
+            nats_public_urls: options
+                .store_access
+                .as_ref()
+                .map(|a| a.store_nats_urls.clone())
+                .unwrap_or_default(),
             nats_callout_issuer_seed: options.store_access.as_ref().map(|a| a.issuer_seed.clone()),
             nats_store_account: "STORES".into(),
             nats_session_ttl_secs: options

@@ -265,17 +265,6 @@ impl TestNats {
         self.spawn().await
     }
 
-    /// Stops the server (an outage); [`TestNats::resume`] starts it again on the same port
-    /// with the same JetStream store.
-    pub fn stop(&mut self) {
-        self.kill();
-    }
-
-    /// Starts the server again after [`TestNats::stop`], on the same port and store.
-    pub async fn resume(&mut self) -> Result<()> {
-        self.spawn().await
-    }
-
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
