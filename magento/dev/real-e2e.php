@@ -19,7 +19,8 @@
  *   php magento/dev/real-e2e.php MAGENTO_ROOT invoices N [SPREAD_SECONDS]
  *       N orders of one product, each invoiced (paid), one after the other, SPREAD_SECONDS
  *       apart in all; printed: each invoice's increment id, commit time (Unix seconds with
- *       microseconds) and how long Magento's invoice save took (InvoiceOrderInterface, with the
+ *       microseconds, taken at the save's last step inside its transaction, after the module's
+ *       observer; null if that was not seen) and how long Magento's invoice save took (InvoiceOrderInterface, with the
  *       module's observers and, in the admin area, its publish after commit)
  *   php magento/dev/real-e2e.php MAGENTO_ROOT unpause
  *       the pause of the publish after commit (set after a failed attempt) lifted
@@ -43,6 +44,27 @@ if ($root === '' || !is_file($root . '/app/bootstrap.php') || $command === '') {
     exit(2);
 }
 require __DIR__ . '/real-bootstrap.php';
+
+/**
+ * The moment an invoice's save reached its last step inside the transaction (after the module's
+ * own save_after observer wrote the outbox row; the commit follows), per invoice id: the start
+ * of the commit→Sage measurement.
+ */
+final class LedgerE2eCommitClock implements \Magento\Framework\Event\ObserverInterface
+{
+    /** @var array<int, float> */
+    public static array $times = [];
+
+    public function execute(\Magento\Framework\Event\Observer $observer)
+    {
+        $id = (int) $observer->getEvent()->getInvoice()->getId();
+        self::$times[$id] ??= microtime(true);
+    }
+}
+
+$om->get(\Magento\Framework\Event\Config\Data::class)->merge(['sales_order_invoice_save_after' => [
+    'ledger_e2e_commit_clock' => ['instance' => LedgerE2eCommitClock::class, 'name' => 'ledger_e2e_commit_clock'],
+]]);
 
 /** Prints one JSON object and ends. */
 function answer(array $data): never
@@ -351,7 +373,8 @@ switch ($command) {
             $invoice = $om->create(\Magento\Sales\Api\InvoiceRepositoryInterface::class)->get($invoiceId);
             $made[] = [
                 'invoice_id' => $invoiceId, 'increment_id' => $invoice->getIncrementId(),
-                'grand_total' => $invoice->getGrandTotal(), 'committed_at' => $committed,
+                'grand_total' => $invoice->getGrandTotal(),
+                'committed_at' => LedgerE2eCommitClock::$times[$invoiceId] ?? null,
                 'save_ms' => round(($committed - $saving) * 1000, 1),
             ];
         }
