@@ -29,7 +29,9 @@
  *       and the invoice / credit-memo grid rows, the outbox counts and dead letters
  *   php magento/dev/real-e2e.php MAGENTO_ROOT reset
  *       a fresh start on the throwaway store: waiting outbox rows of earlier runs marked published,
- *       dead letters resolved, the pairing, status cursor, pause flag and status rows removed
+ *       dead letters resolved, the pairing, status cursor, pause flag and status rows removed,
+ *       earlier runs' rows taken off the invoice and credit-memo grids, their saved grid states
+ *       dropped
  *   php magento/dev/real-e2e.php MAGENTO_ROOT config PATH VALUE
  *       one ledger_sage_sync/ setting (default scope), the config cache cleaned
  *   php magento/dev/real-e2e.php MAGENTO_ROOT outbox
@@ -410,6 +412,13 @@ switch ($command) {
             \Ledger\SageSync\Observer\FlushAfterCommit::PAUSE_FLAG,
         ]]);
         $db->delete($db->getTableName('cron_schedule'), ['job_code LIKE ?' => 'ledger_sage_sync%']);
+        // The admin grids show this run's documents only, in their default order: earlier runs'
+        // rows leave the grid tables (the documents stay) and the admin's saved grid states go.
+        $db->delete($db->getTableName('sales_invoice_grid'));
+        $db->delete($db->getTableName('sales_creditmemo_grid'));
+        $db->delete($db->getTableName('ui_bookmark'), ['namespace IN (?)' => [
+            'sales_order_invoice_grid', 'sales_order_creditmemo_grid',
+        ]]);
         $om->get(\Magento\Framework\App\Cache\TypeListInterface::class)->cleanType('config');
         answer(['reset' => true]);
 
