@@ -116,7 +116,8 @@ final class MagentoHttpTransportTest extends TestCase
         $factory = new PublisherFactory(new Config($settings, $settings), $transport);
         $publisher = $factory->create();
         self::assertInstanceOf(HttpsPublisher::class, $publisher);
-        $publisher->publish(new OutboundMessage('e1', 'magento.hartley-goods.invoice.created', '{"event_id":"e1"}', []));
+        $subject = 'magento.hartley-goods.invoice.created';
+        $publisher->publish(new OutboundMessage('e1', $subject, '{"event_id":"e1"}', []));
         self::assertCount(1, Curl::$created);
         self::assertSame('https://ingest.ledger.example/v1/events', Curl::$created[0]->requests[0][1]);
     }
