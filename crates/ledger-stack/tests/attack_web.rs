@@ -13,7 +13,7 @@
 //! - `status_cursor`: cursors out of range; cursors that reveal another merchant's volume.
 //! - `books_check_flood`: one merchant running the expensive books check back to back.
 
-use ledger_stack::{Stack, StackOptions, ADMIN_TOKEN};
+use ledger_stack::{set_cookie, Stack, StackOptions, ADMIN_TOKEN};
 use ledger_testkit::{TestDb, TestNats};
 use sage_sandbox::BusinessSpec;
 use serde_json::{json, Value};
@@ -171,15 +171,6 @@ fn token_of(link: &str) -> String {
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.to_string())
         .unwrap()
-}
-
-fn set_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_string)
 }
 
 /// The value of the first hidden `name` field in a page.

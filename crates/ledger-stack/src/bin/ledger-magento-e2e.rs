@@ -161,17 +161,6 @@ fn sage_summary(stack: &Stack, merchant: &Merchant) -> String {
     )
 }
 
-/// Waits until `check` holds or `limit` passes.
-async fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    check()
-}
 
 /// Waits for the next wall-clock minute boundary (Magento's cron runs jobs due this minute).
 async fn next_minute() {
@@ -698,7 +687,7 @@ async fn main() -> Result<()> {
     // 4. Sage against Magento's own rows.
     let paid_keys = ["a", "guest", "eur"];
     let expected_invoices = ["a", "po", "guest", "eur"];
-    let arrived = wait(Duration::from_secs(60), || {
+    let arrived = stack.wait_until(Duration::from_secs(60), || {
         let invoices = stack.documents(&merchant, "sales_invoices");
         let payments = stack.documents(&merchant, "contact_payments");
         expected_invoices.iter().all(|k| {
@@ -984,7 +973,7 @@ async fn main() -> Result<()> {
         let open = magento.driver(&["outbox"])?["counts"].clone();
         let empty = open["pending"].as_i64() == Some(0) && open["retry"].as_i64() == Some(0);
         drained = empty
-            && wait(Duration::from_secs(40), || {
+            && stack.wait_until(Duration::from_secs(40), || {
                 let invoices = stack.documents(&merchant, "sales_invoices");
                 outage_refs
                     .iter()
@@ -1048,7 +1037,7 @@ async fn main() -> Result<()> {
         quick.extend(made["invoices"].as_array().cloned().unwrap_or_default());
     }
     let quick = json!({ "invoices": quick });
-    wait(Duration::from_secs(60), || {
+    stack.wait_until(Duration::from_secs(60), || {
         latencies(&quick, &seen.lock().expect("watch lock")).is_ok()
     })
     .await;
@@ -1087,7 +1076,7 @@ async fn main() -> Result<()> {
     };
     let cadence = driver.await??;
     let runs = cron_runs.await??;
-    wait(Duration::from_secs(30), || {
+    stack.wait_until(Duration::from_secs(30), || {
         latencies(&cadence, &seen.lock().expect("watch lock")).is_ok()
     })
     .await;
