@@ -18,20 +18,12 @@
 
 declare(strict_types=1);
 
-use Magento\Framework\App\Bootstrap;
-
 $root = $argv[1] ?? '';
 if ($root === '' || !is_file($root . '/app/bootstrap.php')) {
     fwrite(STDERR, "usage: php real-documents.php MAGENTO_ROOT\n");
     exit(2);
 }
-require $root . '/app/bootstrap.php';
-
-$bootstrap = Bootstrap::create(BP, $_SERVER);
-$om = $bootstrap->getObjectManager();
-$om->get(\Magento\Framework\App\State::class)->setAreaCode('adminhtml');
-$om->get(\Magento\Framework\Registry::class)->register('isSecureArea', true);
-$db = $om->get(\Magento\Framework\App\ResourceConnection::class)->getConnection();
+require __DIR__ . '/real-bootstrap.php';
 $outbox = $db->getTableName('ledger_sage_outbox');
 $before = (int) $db->fetchOne("SELECT COALESCE(MAX(id), 0) FROM $outbox");
 $run = date('His') . random_int(100, 999);

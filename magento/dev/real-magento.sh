@@ -13,7 +13,7 @@
 #   LEDGER_MAGENTO_URL      the store's base URL (default http://127.0.0.1:8082/).
 #
 # Steps (each one fails the run on error):
-#   1. PHP extensions Magento needs (apt-get install php8.2-<ext> when missing)
+#   1. PHP 8.2 CLI and the extensions Magento needs (apt-get install php8.2-<ext> when missing)
 #   2. the tree made installable here: MariaDB 10.7-10.11 added to SqlVersionProvider in
 #      app/etc/di.xml; the search-engine modules and two-factor auth disabled in app/etc/config.php
 #   3. setup:install into the throwaway database (GBP base currency) when not installed
@@ -81,9 +81,11 @@ step() {
 
 # 1. PHP extensions
 missing=()
+# A fresh machine may have no PHP at all: the CLI and the extensions every PHP tool here needs.
+command -v php >/dev/null || missing+=(php8.2-cli php8.2-xml php8.2-mbstring)
 for ext in "${PHP_EXTENSIONS[@]}"; do
   mod="$ext"; [[ "$ext" == mysql ]] && mod=pdo_mysql
-  php -m | grep -ix "$mod" >/dev/null || missing+=("php8.2-$ext")
+  command -v php >/dev/null && php -m | grep -ix "$mod" >/dev/null || missing+=("php8.2-$ext")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
   say "installing ${missing[*]}"

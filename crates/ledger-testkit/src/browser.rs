@@ -230,6 +230,27 @@ impl Browser {
         self.text(&body).await
     }
 
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page; its return value.
+    pub async fn execute(&self, script: &str, args: Value) -> Result<Value> {
+        self.call(
+            reqwest::Method::POST,
+            &self.path("/execute/sync"),
+            json!({ "script": script, "args": args }),
+        )
+        .await
+    }
+
+    /// Saves a PNG screenshot of the current page to `path`.
+    pub async fn screenshot(&self, path: &std::path::Path) -> Result<()> {
+        let v = self
+            .call(reqwest::Method::GET, &self.path("/screenshot"), Value::Null)
+            .await?;
+        let png = data_encoding::BASE64
+            .decode(v.as_str().context("screenshot data")?.as_bytes())
+            .context("screenshot is not base64")?;
+        std::fs::write(path, png).with_context(|| format!("write {}", path.display()))
+    }
+
     /// The value of a cookie of the current page, if set (HttpOnly ones included).
     pub async fn cookie(&self, name: &str) -> Result<Option<String>> {
         let v = self

@@ -87,6 +87,7 @@ impl StackOptions {
             xkey_seed: nats.callout_xkey_seed(),
             server_keys: vec!["connected".into()],
             session_ttl_secs,
+            store_nats_urls: Vec::new(),
         });
         options
     }
@@ -116,6 +117,8 @@ pub struct StoreAccess {
     pub server_keys: Vec<String>,
     /// Lifetime of a store's NATS session in seconds.
     pub session_ttl_secs: u64,
+    /// NATS URLs handed to paired stores; empty: the server's own address.
+    pub store_nats_urls: Vec<String>,
 }
 
 /// A running engine.
@@ -168,7 +171,11 @@ impl Stack {
             sage_client_secret: options.sandbox.client_secret.clone(),
             token_key: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into(),
             admin_token: ADMIN_TOKEN.into(),
-            nats_public_urls: Vec::new(),
+            nats_public_urls: options
+                .store_access
+                .as_ref()
+                .map(|a| a.store_nats_urls.clone())
+                .unwrap_or_default(),
             nats_callout_issuer_seed: options.store_access.as_ref().map(|a| a.issuer_seed.clone()),
             nats_store_account: "STORES".into(),
             nats_session_ttl_secs: options
@@ -474,13 +481,7 @@ pub async fn connect_through_gateway(
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.to_string())
         .context("state in consent URL")?;
-    let binding = start
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("binding cookie from /connect/sage/start")?
-        .to_string();
+    let binding = set_cookie(&start).context("binding cookie from /connect/sage/start")?;
     let callback = http
         .get(format!("{gateway_url}/connect/sage/callback"))
         .header("cookie", binding)
@@ -505,4 +506,14 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// A duration in milliseconds with one decimal (`12.3 ms`).
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The `name=value` part of a response's first `Set-Cookie` header, as a browser sends it back.
+pub fn set_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(String::from)
 }

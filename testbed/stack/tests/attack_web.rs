@@ -15,7 +15,7 @@
 //! - `script_in_names`: markup in a merchant, store or Sage business name, on every page that
 //!   shows it.
 
-use ledger_stack::{Stack, StackOptions, ADMIN_TOKEN};
+use ledger_stack::{set_cookie, Stack, StackOptions, ADMIN_TOKEN};
 use ledger_testkit::{TestDb, TestNats};
 use sage_sandbox::BusinessSpec;
 use serde_json::{json, Value};
@@ -174,15 +174,6 @@ fn token_of(link: &str) -> String {
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.to_string())
         .unwrap()
-}
-
-fn set_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_string)
 }
 
 /// The value of the first hidden `name` field in a page.

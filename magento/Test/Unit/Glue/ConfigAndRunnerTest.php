@@ -22,6 +22,7 @@ use Ledger\SageSync\Test\Support\ArrayConfig;
 use Ledger\SageSync\Test\Support\ArrayDocuments;
 use Ledger\SageSync\Test\Support\Glue;
 use Ledger\SageSync\Test\Support\Models;
+use Ledger\SageSync\Test\Support\ScriptedHttp;
 use Magento\Framework\Exception\LocalizedException;
 use Magento\Framework\FlagManager;
 use Magento\Framework\Lock\LockManagerInterface;
@@ -80,7 +81,7 @@ final class ConfigAndRunnerTest extends TestCase
     {
         $settings = new ArrayConfig();
         $this->ready($settings);
-        $factory = new PublisherFactory(new Config($settings, $settings));
+        $factory = new PublisherFactory(new Config($settings, $settings), new ScriptedHttp());
         self::assertInstanceOf(NatsPublisher::class, $factory->create(), 'no gateway configured: NATS only');
         $settings->values['ledger_sage_sync/https/url'] = 'https://ingest.ledger.example';
         $settings->values['ledger_sage_sync/https/ingest_key'] = $settings->encrypt('ik_live');
@@ -105,7 +106,7 @@ final class ConfigAndRunnerTest extends TestCase
         return new RelayRunner(
             $glue->config,
             $glue->outbox,
-            new PublisherFactory($glue->config),
+            new PublisherFactory($glue->config, new ScriptedHttp()),
             new EnvelopeFactory(),
             $glue->clock,
             $glue,

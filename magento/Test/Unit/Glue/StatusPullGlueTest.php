@@ -8,7 +8,7 @@ use DateTimeImmutable;
 use DOMDocument;
 use DOMXPath;
 use Ledger\SageSync\Core\Http\HttpReader;
-use Ledger\SageSync\Core\Http\StreamHttpTransport;
+use Ledger\SageSync\Model\Http\MagentoHttpTransport;
 use Ledger\SageSync\Core\Status\DocumentResolver;
 use Ledger\SageSync\Core\Status\SageStatus;
 use Ledger\SageSync\Core\Status\StatusFeed;
@@ -205,7 +205,7 @@ final class StatusPullGlueTest extends TestCase
         $preferences = [
             StatusFeed::class => ConfiguredStatusFeed::class,
             DocumentResolver::class => DbDocumentResolver::class,
-            HttpReader::class => StreamHttpTransport::class,
+            HttpReader::class => MagentoHttpTransport::class,
         ];
         foreach ($preferences as $for => $type) {
             self::assertSame($type, $di->evaluate('string(//preference[@for="' . $for . '"]/@type)'));

@@ -5,7 +5,7 @@ declare(strict_types=1);
 namespace Ledger\SageSync\Model\Outbox;
 
 use Ledger\SageSync\Core\Http\HttpsPublisher;
-use Ledger\SageSync\Core\Http\StreamHttpTransport;
+use Ledger\SageSync\Core\Http\HttpTransport;
 use Ledger\SageSync\Core\Nats\NatsPublisher;
 use Ledger\SageSync\Core\Publish\FailoverPublisher;
 use Ledger\SageSync\Core\Publish\PublisherInterface;
@@ -14,7 +14,7 @@ use Ledger\SageSync\Model\Config;
 /** Builds the publisher the configuration asks for; throws InvalidArgumentException when incomplete. */
 class PublisherFactory
 {
-    public function __construct(private Config $config)
+    public function __construct(private Config $config, private HttpTransport $http)
     {
     }
 
@@ -37,7 +37,7 @@ class PublisherFactory
         return new HttpsPublisher(
             $this->config->httpsUrl(),
             $this->config->httpsKey(),
-            new StreamHttpTransport(),
+            $this->http,
             $quick ? 2.0 : 10.0
         );
     }
