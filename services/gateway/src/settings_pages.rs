@@ -790,7 +790,7 @@ fn same_merchant(form: &HashMap<String, String>, merchant: &str) -> bool {
 
 /// The session of a settings form: its CSRF token matches and it was shown for the merchant
 /// signed in; otherwise the page to answer instead.
-async fn settings_form_session(
+pub(crate) async fn settings_form_session(
     app: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
