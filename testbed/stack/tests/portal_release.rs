@@ -1,0 +1,137 @@
+//! Sending held documents again from the portal, in headless Chromium: an invoice is held for
+//! a 5 % rate the merchant has not mapped; the merchant maps 5 % on the settings page, saves,
+//! and presses "Send held documents again": the held invoice lands in Sage with the new rate,
+//! cent-exact, and the page counts it as landed. A release form without the session's CSRF
+//! token, or for another merchant, sends nothing.
+
+mod common;
+
+use common::portal::{first_on_front_page, press, sign_in, status_text};
+use common::stores::secured_stack;
+use common::{publish, wait_count};
+use ledger_stack::events::{amount, Draft};
+use ledger_testkit::browser::Browser;
+use rust_decimal_macros::dec;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_exact() {
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "3600");
+    let (stack, _nats, _db) = secured_stack("portal-release", 300).await;
+    let merchant = stack.onboard("release-shop").await.unwrap();
+    let other = stack.onboard("release-other").await.unwrap();
+    let known = json!({"tax_rates": [
+        {"percent": "20", "tax_rate_id": "GB_STANDARD"},
+        {"percent": "0", "tax_rate_id": "GB_ZERO"}
+    ]});
+    stack.put_settings(&merchant, known.clone()).await.unwrap();
+    stack.put_settings(&other, known).await.unwrap();
+    publish(&stack, &merchant, &Draft::invoice("release-shop", 1).retax(dec!(5))).await;
+    publish(&stack, &other, &Draft::invoice("release-other", 1).retax(dec!(5))).await;
+
+    let browser = Browser::start().await.expect("headless Chromium");
+    sign_in(&stack, &browser, "release-shop").await;
+    let row = first_on_front_page(&stack, &browser, "tr[data-held]")
+        .await
+        .expect("the 5 % invoice is held");
+    assert!(browser.text(&row).await.unwrap().contains("unmapped_tax_rate"));
+
+    // The other merchant maps 5 % too, so only the refusal keeps its invoice held below.
+    stack
+        .put_settings(
+            &other,
+            json!({"tax_rates": [
+                {"percent": "20", "tax_rate_id": "GB_STANDARD"},
+                {"percent": "0", "tax_rate_id": "GB_ZERO"},
+                {"percent": "5", "tax_rate_id": "GB_LOWER"}
+            ]}),
+        )
+        .await
+        .unwrap();
+
+    // Forged and cross-merchant release forms send nothing.
+    let cookie = browser
+        .cookie(gateway::portal::COOKIE)
+        .await
+        .unwrap()
+        .expect("session cookie");
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{}/portal/settings", stack.gateway_url))
+        .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string();
+    let release = |form: Vec<(&'static str, String)>| {
+        http.post(format!("{}/portal/held/release", stack.gateway_url))
+            .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
+            .form(&form)
+            .send()
+    };
+    let no_csrf = vec![("merchant", "release-shop".to_string())];
+    assert_eq!(release(no_csrf).await.unwrap().status(), 403, "no CSRF");
+    let wrong_csrf = vec![
+        ("merchant", "release-shop".to_string()),
+        ("csrf", "0123456789abcdef".to_string()),
+    ];
+    assert_eq!(release(wrong_csrf).await.unwrap().status(), 403, "wrong CSRF");
+    let cross = vec![("merchant", other.id.clone()), ("csrf", csrf)];
+    let refused = release(cross).await.unwrap();
+    assert_eq!(refused.status(), 403, "another merchant's form");
+    assert!(refused.text().await.unwrap().contains("wrong-merchant"));
+    assert!(stack.documents(&other, "sales_invoices").is_empty());
+    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+
+    // The merchant maps 5 % to the Sage lower rate and saves.
+    press(&browser, "#settings").await;
+    browser.wait_for("#refresh").await.unwrap();
+    press(&browser, "#refresh").await;
+    assert!(status_text(&browser).await.contains("refreshed"));
+    let percent = browser.find("#tax_percent_2").await.unwrap();
+    browser.type_into(&percent, "5").await.unwrap();
+    press(&browser, "#tax_rate_2 option[value=GB_LOWER]").await;
+    press(&browser, "#save").await;
+    assert!(status_text(&browser).await.contains("Settings saved"));
+    // Saving alone does not post the held invoice.
+    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+
+    // Send held documents again: the invoice lands through the usual path.
+    press(&browser, "#release").await;
+    let landed = browser.wait_for("#released-count").await.unwrap();
+    assert_eq!(browser.text(&landed).await.unwrap(), "1");
+    let still = browser.find("#still-held-count").await.unwrap();
+    assert_eq!(browser.text(&still).await.unwrap(), "0");
+    let invoices = wait_count(&stack, &merchant, "sales_invoices", 1).await;
+    assert_eq!(invoices.len(), 1);
+    for line in invoices[0]["invoice_lines"].as_array().unwrap() {
+        assert_eq!(line["tax_rate"]["id"], "GB_LOWER", "{line:#}");
+    }
+    // By hand, 5 % of each net: 45.00 -> 2.25, 11.25 -> 0.56 (0.5625), shipping 4.95 -> 0.25
+    // (0.2475): VAT 3.06; total 62.50 - 6.25 + 4.95 + 3.06 = 64.26.
+    assert_eq!(amount(&invoices[0]["tax_amount"]), dec!(3.06));
+    assert_eq!(amount(&invoices[0]["total_amount"]), dec!(64.26));
+    // It is no longer held; pressing again posts nothing twice.
+    assert!(first_on_front_page(&stack, &browser, "#nothing-held")
+        .await
+        .is_some());
+    press(&browser, "#settings").await;
+    browser.wait_for("#release").await.unwrap();
+    press(&browser, "#release").await;
+    let again = browser.wait_for("#released-count").await.unwrap();
+    assert_eq!(browser.text(&again).await.unwrap(), "0");
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
+    // The other merchant's invoice was never sent.
+    assert!(stack.documents(&other, "sales_invoices").is_empty());
+
+    browser.close().await;
+    stack.stop().await;
+}
