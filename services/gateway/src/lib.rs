@@ -41,6 +41,7 @@ pub mod pairing;
 pub mod portal;
 pub mod routes;
 pub mod rpc;
+pub mod preview;
 pub mod release;
 pub mod settings_pages;
 pub mod status;
