@@ -7,12 +7,25 @@
 mod common;
 
 use common::portal::{first_on_front_page, press, sign_in, status_text};
-use common::stores::secured_stack;
+use common::stores::{call, secured_stack, ADMIN};
 use common::{publish, wait_count};
 use ledger_stack::events::{amount, Draft};
 use ledger_testkit::browser::Browser;
 use rust_decimal_macros::dec;
 use serde_json::json;
+
+/// The settings stored for `merchant`, through the admin API.
+async fn settings_of(stack: &ledger_stack::Stack, merchant: &str) -> serde_json::Value {
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{}/v1/admin/merchants/{merchant}", stack.gateway_url),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["settings"].clone()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_exact() {
@@ -28,6 +41,9 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     stack.put_settings(&other, known).await.unwrap();
     publish(&stack, &merchant, &Draft::invoice("release-shop", 1).retax(dec!(5))).await;
     publish(&stack, &other, &Draft::invoice("release-other", 1).retax(dec!(5))).await;
+    // A 20 % invoice lands at GB_STANDARD.
+    publish(&stack, &merchant, &Draft::invoice("release-shop", 2)).await;
+    wait_count(&stack, &merchant, "sales_invoices", 1).await;
 
     let browser = Browser::start().await.expect("headless Chromium");
     sign_in(&stack, &browser, "release-shop").await;
@@ -89,9 +105,10 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     assert_eq!(refused.status(), 403, "another merchant's form");
     assert!(refused.text().await.unwrap().contains("wrong-merchant"));
     assert!(stack.documents(&other, "sales_invoices").is_empty());
-    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
 
-    // The merchant maps 5 % to the Sage lower rate and saves.
+    // Preview: 5 % mapped to the lower rate and, tried out, 20 % to the zero rate. The held
+    // invoice is shown at GB_LOWER; the posted one is flagged as posted differently.
     press(&browser, "#settings").await;
     browser.wait_for("#refresh").await.unwrap();
     press(&browser, "#refresh").await;
@@ -99,10 +116,45 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     let percent = browser.find("#tax_percent_2").await.unwrap();
     browser.type_into(&percent, "5").await.unwrap();
     press(&browser, "#tax_rate_2 option[value=GB_LOWER]").await;
+    press(&browser, "#tax_rate_0 option[value=GB_ZERO]").await;
+    press(&browser, "#preview").await;
+    let summary = browser.wait_for("#preview-summary").await.unwrap();
+    let summary = browser.text(&summary).await.unwrap();
+    let held_row = browser
+        .find("tr[data-preview='invoice:1:000100001']")
+        .await
+        .unwrap();
+    let held_text = browser.text(&held_row).await.unwrap();
+    assert!(held_text.contains("held: skipped (unmapped_tax_rate)"), "{held_text}");
+    assert!(held_text.contains("GB_LOWER"), "{held_text}");
+    assert!(held_text.contains("VAT 3.06 · total 64.26"), "{held_text}");
+    let posted_row = browser
+        .find("tr[data-preview='invoice:1:000100002'][data-correct=true]")
+        .await
+        .expect("the posted invoice is flagged as posted differently");
+    let posted_text = browser.text(&posted_row).await.unwrap();
+    assert!(posted_text.contains("in Sage"), "{posted_text}");
+    assert!(posted_text.contains("GB_STANDARD") && posted_text.contains("GB_ZERO"), "{posted_text}");
+    assert!(summary.contains("change: 2"), "{summary}");
+    browser.find("#correction-note").await.unwrap();
+    // The preview saved and posted nothing.
+    assert_eq!(
+        settings_of(&stack, "release-shop").await["tax_rates"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
+
+    // Back on the settings page (the trial edit is gone), the merchant maps 5 % to the Sage
+    // lower rate only and saves.
+    press(&browser, "a[href='/portal/settings']").await;
+    browser.wait_for("#refresh").await.unwrap();
+    let percent = browser.find("#tax_percent_2").await.unwrap();
+    browser.type_into(&percent, "5").await.unwrap();
+    press(&browser, "#tax_rate_2 option[value=GB_LOWER]").await;
     press(&browser, "#save").await;
     assert!(status_text(&browser).await.contains("Settings saved"));
     // Saving alone does not post the held invoice.
-    assert!(stack.documents(&merchant, "sales_invoices").is_empty());
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
 
     // Send held documents again: the invoice lands through the usual path.
     press(&browser, "#release").await;
@@ -110,8 +162,14 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     assert_eq!(browser.text(&landed).await.unwrap(), "1");
     let still = browser.find("#still-held-count").await.unwrap();
     assert_eq!(browser.text(&still).await.unwrap(), "0");
-    let invoices = wait_count(&stack, &merchant, "sales_invoices", 1).await;
-    assert_eq!(invoices.len(), 1);
+    let invoices = wait_count(&stack, &merchant, "sales_invoices", 2).await;
+    assert_eq!(invoices.len(), 2);
+    let released: Vec<_> = invoices
+        .iter()
+        .filter(|i| i["reference"].as_str().unwrap_or_default().ends_with("000100001"))
+        .collect();
+    assert_eq!(released.len(), 1, "{invoices:#?}");
+    let invoices = released;
     for line in invoices[0]["invoice_lines"].as_array().unwrap() {
         assert_eq!(line["tax_rate"]["id"], "GB_LOWER", "{line:#}");
     }
@@ -128,7 +186,7 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     press(&browser, "#release").await;
     let again = browser.wait_for("#released-count").await.unwrap();
     assert_eq!(browser.text(&again).await.unwrap(), "0");
-    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 2);
     // The other merchant's invoice was never sent.
     assert!(stack.documents(&other, "sales_invoices").is_empty());
 
