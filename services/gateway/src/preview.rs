@@ -221,11 +221,10 @@ async fn preview(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session =
-        match crate::settings_pages::settings_form_session(&app, &headers, &form).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
+    let session = match crate::settings_pages::settings_form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let (stored, patch) = match form_patch(&app, &session, &form).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -261,4 +260,92 @@ async fn preview(
         });
     }
     pages::respond(StatusCode::OK, None, &PreviewPage::new(rows, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_mapping::TaxRateEntry;
+
+    const INVOICE: &str =
+        include_str!("../../../schemas/examples/invoice-created-uk-b2c-vat20.json");
+
+    fn settings(rates: &[(i64, &str)]) -> MerchantSettings {
+        MerchantSettings {
+            tax_rates: rates
+                .iter()
+                .map(|(p, id)| TaxRateEntry::percent(Decimal::from(*p), id))
+                .collect(),
+            sales_ledger_account_id: Some("SALES".into()),
+            shipping_ledger_account_id: Some("CARRIAGE".into()),
+            ..MerchantSettings::default()
+        }
+    }
+
+    #[test]
+    fn an_unmapped_rate_is_held_now_and_mapped_under_the_edit() {
+        let bodies = [bytes::Bytes::from_static(INVOICE.as_bytes())];
+        let compared = compare(
+            &bodies,
+            &settings(&[(0, "GB_ZERO")]),
+            &settings(&[(20, "GB_STANDARD")]),
+        );
+        assert_eq!(compared.len(), 1);
+        let (key, number, now, edited) = &compared[0];
+        assert!(
+            key.starts_with("invoice:") && key.ends_with(number.as_str()),
+            "{key}"
+        );
+        assert!(
+            now.held
+                .as_deref()
+                .unwrap_or_default()
+                .contains("unmapped_tax_rate"),
+            "{now:?}"
+        );
+        assert!(now.lines.is_empty());
+        assert_eq!(edited.held, None, "{edited:?}");
+        assert!(!edited.lines.is_empty());
+        assert!(
+            edited.lines.iter().all(|l| l.starts_with("GB_STANDARD · ")),
+            "{edited:?}"
+        );
+        // Magento's own figures: VAT 12.24, grand total 73.44.
+        assert_eq!(
+            (edited.vat.as_str(), edited.total.as_str()),
+            ("12.24", "73.44")
+        );
+    }
+
+    #[test]
+    fn a_posted_document_the_edit_changes_needs_correction() {
+        let bodies = [bytes::Bytes::from_static(INVOICE.as_bytes())];
+        let compared = compare(
+            &bodies,
+            &settings(&[(20, "GB_STANDARD")]),
+            &settings(&[(20, "GB_OTHER")]),
+        );
+        let (document_key, number, now, edited) = compared[0].clone();
+        let row = |state| PreviewRow {
+            document_key: document_key.clone(),
+            number: number.clone(),
+            state,
+            differs: now != edited,
+            now: now.clone(),
+            edited: edited.clone(),
+        };
+        assert!(row("in Sage").needs_correction());
+        assert!(!row("held").needs_correction());
+        let page = PreviewPage::new(vec![row("in Sage")], None);
+        assert_eq!((page.differing, page.to_correct), (1, 1));
+        let html = page.render().expect("renders");
+        assert!(html.contains(r#"id="correction-note""#), "{html}");
+        assert!(html.contains("GB_OTHER"), "{html}");
+        let same = compare(
+            &bodies,
+            &settings(&[(20, "GB_STANDARD")]),
+            &settings(&[(20, "GB_STANDARD")]),
+        );
+        assert_eq!(same[0].2, same[0].3);
+    }
 }

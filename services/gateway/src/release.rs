@@ -97,11 +97,10 @@ async fn release(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session =
-        match crate::settings_pages::settings_form_session(&app, &headers, &form).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
+    let session = match crate::settings_pages::settings_form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let command = Command {
         merchant: session.merchant.clone(),
         since: None,
@@ -110,8 +109,8 @@ async fn release(
     };
     let mut results = Vec::new();
     for service in SERVICES {
-        let result = ledger_runtime::replay::request(&app.nats, service, &command, IDLE, |_| {})
-            .await;
+        let result =
+            ledger_runtime::replay::request(&app.nats, service, &command, IDLE, |_| {}).await;
         results.push(match result {
             Ok(summary) => ServiceResult::from_summary(service, &summary),
             Err(e) => {

@@ -39,8 +39,18 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     ]});
     stack.put_settings(&merchant, known.clone()).await.unwrap();
     stack.put_settings(&other, known).await.unwrap();
-    publish(&stack, &merchant, &Draft::invoice("release-shop", 1).retax(dec!(5))).await;
-    publish(&stack, &other, &Draft::invoice("release-other", 1).retax(dec!(5))).await;
+    publish(
+        &stack,
+        &merchant,
+        &Draft::invoice("release-shop", 1).retax(dec!(5)),
+    )
+    .await;
+    publish(
+        &stack,
+        &other,
+        &Draft::invoice("release-other", 1).retax(dec!(5)),
+    )
+    .await;
     // A 20 % invoice lands at GB_STANDARD.
     publish(&stack, &merchant, &Draft::invoice("release-shop", 2)).await;
     wait_count(&stack, &merchant, "sales_invoices", 1).await;
@@ -50,7 +60,11 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     let row = first_on_front_page(&stack, &browser, "tr[data-held]")
         .await
         .expect("the 5 % invoice is held");
-    assert!(browser.text(&row).await.unwrap().contains("unmapped_tax_rate"));
+    assert!(browser
+        .text(&row)
+        .await
+        .unwrap()
+        .contains("unmapped_tax_rate"));
 
     // The other merchant maps 5 % too, so only the refusal keeps its invoice held below.
     stack
@@ -99,7 +113,11 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
         ("merchant", "release-shop".to_string()),
         ("csrf", "0123456789abcdef".to_string()),
     ];
-    assert_eq!(release(wrong_csrf).await.unwrap().status(), 403, "wrong CSRF");
+    assert_eq!(
+        release(wrong_csrf).await.unwrap().status(),
+        403,
+        "wrong CSRF"
+    );
     let cross = vec![("merchant", other.id.clone()), ("csrf", csrf)];
     let refused = release(cross).await.unwrap();
     assert_eq!(refused.status(), 403, "another merchant's form");
@@ -125,7 +143,10 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
         .await
         .unwrap();
     let held_text = browser.text(&held_row).await.unwrap();
-    assert!(held_text.contains("held: skipped (unmapped_tax_rate)"), "{held_text}");
+    assert!(
+        held_text.contains("held: skipped (unmapped_tax_rate)"),
+        "{held_text}"
+    );
     assert!(held_text.contains("GB_LOWER"), "{held_text}");
     assert!(held_text.contains("VAT 3.06 · total 64.26"), "{held_text}");
     let posted_row = browser
@@ -134,12 +155,18 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
         .expect("the posted invoice is flagged as posted differently");
     let posted_text = browser.text(&posted_row).await.unwrap();
     assert!(posted_text.contains("in Sage"), "{posted_text}");
-    assert!(posted_text.contains("GB_STANDARD") && posted_text.contains("GB_ZERO"), "{posted_text}");
+    assert!(
+        posted_text.contains("GB_STANDARD") && posted_text.contains("GB_ZERO"),
+        "{posted_text}"
+    );
     assert!(summary.contains("change: 2"), "{summary}");
     browser.find("#correction-note").await.unwrap();
     // The preview saved and posted nothing.
     assert_eq!(
-        settings_of(&stack, "release-shop").await["tax_rates"].as_array().unwrap().len(),
+        settings_of(&stack, "release-shop").await["tax_rates"]
+            .as_array()
+            .unwrap()
+            .len(),
         2
     );
     assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
@@ -166,7 +193,12 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     assert_eq!(invoices.len(), 2);
     let released: Vec<_> = invoices
         .iter()
-        .filter(|i| i["reference"].as_str().unwrap_or_default().ends_with("000100001"))
+        .filter(|i| {
+            i["reference"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("000100001")
+        })
         .collect();
     assert_eq!(released.len(), 1, "{invoices:#?}");
     let invoices = released;
