@@ -6,26 +6,15 @@
 
 mod common;
 
-use common::portal::{first_on_front_page, press, sign_in, status_text};
-use common::stores::{call, secured_stack, ADMIN};
+use common::portal::{
+    first_on_front_page, press, settings_csrf, sign_in, status_text, stored_settings,
+};
+use common::stores::secured_stack;
 use common::{publish, wait_count};
 use ledger_stack::events::{amount, Draft};
 use ledger_testkit::browser::Browser;
 use rust_decimal_macros::dec;
 use serde_json::json;
-
-/// The settings stored for `merchant`, through the admin API.
-async fn settings_of(stack: &ledger_stack::Stack, merchant: &str) -> serde_json::Value {
-    let (status, body) = call(
-        reqwest::Method::GET,
-        format!("{}/v1/admin/merchants/{merchant}", stack.gateway_url),
-        Some(ADMIN),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["settings"].clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_exact() {
@@ -86,21 +75,7 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
         .unwrap()
         .expect("session cookie");
     let http = reqwest::Client::new();
-    let page = http
-        .get(format!("{}/portal/settings", stack.gateway_url))
-        .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page's CSRF token")
-        .to_string();
+    let csrf = settings_csrf(&stack, &http, &cookie).await;
     let release = |form: Vec<(&'static str, String)>| {
         http.post(format!("{}/portal/held/release", stack.gateway_url))
             .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
@@ -163,7 +138,7 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     browser.find("#correction-note").await.unwrap();
     // The preview saved and posted nothing.
     assert_eq!(
-        settings_of(&stack, "release-shop").await["tax_rates"]
+        stored_settings(&stack, "release-shop").await["tax_rates"]
             .as_array()
             .unwrap()
             .len(),
