@@ -1,7 +1,10 @@
-//! Sending held documents again from the portal, in headless Chromium: an invoice is held for
-//! a 5 % rate the merchant has not mapped; the merchant maps 5 % on the settings page, saves,
-//! and presses "Send held documents again": the held invoice lands in Sage with the new rate,
-//! cent-exact, and the page counts it as landed. A release form without the session's CSRF
+//! Previewing a settings change and sending held documents again from the portal, in
+//! headless Chromium: an invoice is held for a 5 % rate the merchant has not mapped and a 20 %
+//! one is in Sage. The merchant edits the tax map and presses Preview: the held invoice is
+//! shown at the new rate with its VAT and total, the posted one is flagged as posted
+//! differently by a trial edit, and nothing is saved. The merchant saves, presses "Send held
+//! documents again" in the held section, and the held invoice lands in Sage with the new rate,
+//! cent-exact; pressing again posts nothing twice. A release form without the session's CSRF
 //! token, or for another merchant, sends nothing.
 
 mod common;
@@ -158,8 +161,11 @@ async fn a_held_invoice_is_sent_again_after_its_rate_is_mapped_and_lands_cent_ex
     // Saving alone does not post the held invoice.
     assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 1);
 
-    // Send held documents again: the invoice lands through the usual path.
-    press(&browser, "#release").await;
+    // Send held documents again, from the front page's held section: the invoice lands
+    // through the usual path.
+    press(&browser, "a[href='/portal']").await;
+    browser.wait_for("#release-held").await.unwrap();
+    press(&browser, "#release-held").await;
     let landed = browser.wait_for("#released-count").await.unwrap();
     assert_eq!(browser.text(&landed).await.unwrap(), "1");
     let still = browser.find("#still-held-count").await.unwrap();
