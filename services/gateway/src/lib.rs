@@ -39,6 +39,8 @@ pub mod nats_auth;
 pub mod pages;
 pub mod pairing;
 pub mod portal;
+pub mod preview;
+pub mod release;
 pub mod routes;
 pub mod rpc;
 pub mod settings_pages;

@@ -239,9 +239,13 @@ pub struct History {
 /// The front page's "Documents held back" section alone.
 #[derive(Template)]
 #[template(source = "{% include \"portal/held.html\" %}", ext = "html")]
-pub struct HeldSection {
+pub struct HeldSection<'a> {
     /// As [`Home::held`].
     pub held: Option<Vec<HeldRow>>,
+    /// As [`Home::csrf`].
+    pub csrf: &'a str,
+    /// As [`Home::merchant_id`].
+    pub merchant_id: &'a str,
 }
 
 /// The front page's "Documents that did not reach Sage" section alone.

@@ -925,6 +925,8 @@ mod tests {
         use askama::Template;
         pages::HeldSection {
             held: held_rows(held),
+            csrf: "c0ffee",
+            merchant_id: "m-1",
         }
         .render()
         .unwrap()
@@ -944,7 +946,15 @@ mod tests {
             html.contains("line 2 (SKU &#60;b&#62;): rate 7.5% has no Sage tax rate"),
             "{html}"
         );
+        // The release form carries the session's token and merchant.
+        assert!(
+            html.contains(r#"action="/portal/held/release""#)
+                && html.contains(r#"name="csrf" value="c0ffee""#)
+                && html.contains(r#"name="merchant" value="m-1""#),
+            "{html}"
+        );
         assert!(held_section(Some(&[])).contains("nothing-held"));
+        assert!(!held_section(Some(&[])).contains("release-held"));
         let zero = [ledger_rpc::HeldDocument {
             document_key: "invoice:1:000000124".into(),
             event_id: "z".into(),

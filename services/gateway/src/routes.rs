@@ -154,6 +154,8 @@ fn api(per_key: impl Fn(Routes) -> Routes) -> Routes {
         .merge(crate::portal::routes())
         .merge(crate::settings_pages::routes())
         .merge(crate::history::routes())
+        .merge(crate::release::routes())
+        .merge(crate::preview::routes())
 }
 
 /// Every method and path the gateway answers on its HTTP address, `/healthz` included.

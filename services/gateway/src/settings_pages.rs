@@ -510,13 +510,22 @@ pub fn changes(before: &Value, after: &Value) -> Vec<(String, Value, Value)> {
 }
 
 /// The settings as the engine reads them: its defaults, overlaid with what is stored.
-fn effective(stored: &Value) -> Value {
+pub(crate) fn effective(stored: &Value) -> Value {
     let mut settings = serde_json::to_value(ledger_mapping::MerchantSettings::default())
         .unwrap_or_else(|_| json!({}));
     if let (Some(s), Some(stored)) = (settings.as_object_mut(), stored.as_object()) {
         s.extend(stored.clone());
     }
     settings
+}
+
+/// `base` with the top-level settings of `patch` in place of its own.
+pub(crate) fn overlaid(base: &Value, patch: &Value) -> Value {
+    let mut after = base.clone();
+    if let (Some(a), Some(p)) = (after.as_object_mut(), patch.as_object()) {
+        a.extend(p.clone());
+    }
+    after
 }
 
 /// The merchant's cached Sage reference data.
@@ -570,6 +579,20 @@ pub async fn methods_seen(
     js: &async_nats::jetstream::Context,
     merchant: &str,
 ) -> anyhow::Result<BTreeSet<String>> {
+    Ok(recent_invoices(js, merchant, METHODS_SEEN_WINDOW)
+        .await?
+        .iter()
+        .filter_map(|body| method_of_invoice(body))
+        .collect())
+}
+
+/// The bodies of the merchant's `invoice.created` events among the newest `window` events
+/// of the log, oldest first.
+pub async fn recent_invoices(
+    js: &async_nats::jetstream::Context,
+    merchant: &str,
+    window: u64,
+) -> anyhow::Result<Vec<bytes::Bytes>> {
     use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
     use futures::StreamExt;
     let mut stream = js.get_stream(ledger_events::STREAM_NAME).await?;
@@ -581,18 +604,18 @@ pub async fn methods_seen(
                 ledger_events::EventType::InvoiceCreated,
             )],
             deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: last.saturating_sub(METHODS_SEEN_WINDOW).max(1),
+                start_sequence: last.saturating_sub(window).max(1),
             },
             ..Default::default()
         })
         .await?;
     let pending = consumer.cached_info().num_pending as usize;
     let mut messages = consumer.messages().await?.take(pending);
-    let mut seen = BTreeSet::new();
+    let mut bodies = Vec::with_capacity(pending);
     while let Some(message) = messages.next().await {
-        seen.extend(method_of_invoice(&message?.payload));
+        bodies.push(message?.payload.clone());
     }
-    Ok(seen)
+    Ok(bodies)
 }
 
 /// Reads every kind of reference data from the merchant's Sage business (and the payment
@@ -709,7 +732,7 @@ fn form_field_of(pointer: &str, form: &HashMap<String, String>) -> String {
 }
 
 /// The merchant's calendar day in the time zone of their books.
-fn today_in(settings: &Value) -> NaiveDate {
+pub(crate) fn today_in(settings: &Value) -> NaiveDate {
     let zone = settings
         .get("timezone")
         .and_then(Value::as_str)
@@ -746,7 +769,7 @@ async fn show(
 
 /// Renders the page from the stored settings, or from `submitted` with `issues` after a
 /// refused save.
-async fn render(
+pub(crate) async fn render(
     app: &AppState,
     session: &crate::portal::Session,
     submitted: Option<&HashMap<String, String>>,
@@ -790,7 +813,7 @@ fn same_merchant(form: &HashMap<String, String>, merchant: &str) -> bool {
 
 /// The session of a settings form: its CSRF token matches and it was shown for the merchant
 /// signed in; otherwise the page to answer instead.
-async fn settings_form_session(
+pub(crate) async fn settings_form_session(
     app: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
@@ -807,6 +830,28 @@ async fn settings_form_session(
 #[template(path = "portal/settings_refused.html")]
 pub struct WrongMerchant;
 
+/// The stored settings and the change the settings form asks for; otherwise the page to
+/// answer instead (the form again, naming each refused field).
+pub(crate) async fn form_patch(
+    app: &AppState,
+    session: &crate::portal::Session,
+    form: &HashMap<String, String>,
+) -> Result<(Value, Value), Response> {
+    let merchant = &session.merchant;
+    let (stored, reference) = match (
+        crate::merchants::settings_of(app, merchant).await,
+        reference_of(app, merchant).await,
+    ) {
+        (Ok(Some(s)), Ok(r)) => (s, r),
+        (Ok(None), _) => return Err(signed_out("This merchant no longer exists.")),
+        (Err(e), _) | (_, Err(e)) => return Err(unavailable(e)),
+    };
+    match patch_from_form(form, &stored, &reference, today_in(&stored)) {
+        Ok(patch) => Ok((stored, patch)),
+        Err(issues) => Err(render(app, session, Some(form), &issues, None, None).await),
+    }
+}
+
 async fn save(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -817,17 +862,9 @@ async fn save(
         Err(r) => return r,
     };
     let merchant = session.merchant.clone();
-    let (stored, reference) = match (
-        crate::merchants::settings_of(&app, &merchant).await,
-        reference_of(&app, &merchant).await,
-    ) {
-        (Ok(Some(s)), Ok(r)) => (s, r),
-        (Ok(None), _) => return signed_out("This merchant no longer exists."),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
-    };
-    let patch = match patch_from_form(&form, &stored, &reference, today_in(&stored)) {
+    let (stored, patch) = match form_patch(&app, &session, &form).await {
         Ok(p) => p,
-        Err(issues) => return render(&app, &session, Some(&form), &issues, None, None).await,
+        Err(r) => return r,
     };
     let engine = match crate::merchants::settings_issues(&app, &merchant, &patch).await {
         Ok(i) => i,
@@ -843,10 +880,7 @@ async fn save(
     // Compared with what the engine reads (its defaults for what is not stored), so saving
     // a default that was never stored is not a change.
     let before = effective(&stored);
-    let mut after = before.clone();
-    if let (Some(a), Some(p)) = (after.as_object_mut(), patch.as_object()) {
-        a.extend(p.clone());
-    }
+    let after = overlaid(&before, &patch);
     let changed = changes(&before, &after);
     if changed.is_empty() {
         return redirect("/portal/settings?notice=unchanged");

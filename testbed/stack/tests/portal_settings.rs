@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::portal::{first_on_front_page, press, sign_in, status_text};
+use common::portal::{first_on_front_page, press, settings_csrf, sign_in, status_text};
 use common::stores::{call, secured_stack, ADMIN};
 use common::{publish, wait_count};
 use ledger_stack::events::Draft;
@@ -173,21 +173,7 @@ async fn the_merchant_maps_a_held_tax_rate_and_the_next_document_lands_with_it()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let page = http
-        .get(format!("{}/portal/settings", stack.gateway_url))
-        .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page's CSRF token")
-        .to_string();
+    let csrf = settings_csrf(&stack, &http, &cookie).await;
     let before = settings(&stack, "settings-shop").await;
     let other_before = settings(&stack, &other.id).await;
     let post = |form: Vec<(&'static str, String)>| {

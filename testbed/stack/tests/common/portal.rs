@@ -57,3 +57,34 @@ pub async fn status_text(browser: &Browser) -> String {
     let notice = browser.wait_for("[role=status]").await.unwrap();
     browser.text(&notice).await.unwrap()
 }
+
+/// The CSRF token of the settings page as the session with `cookie` is shown it.
+pub async fn settings_csrf(stack: &Stack, http: &reqwest::Client, cookie: &str) -> String {
+    let page = http
+        .get(format!("{}/portal/settings", stack.gateway_url))
+        .header("cookie", format!("{}={cookie}", gateway::portal::COOKIE))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_string()
+}
+
+/// The settings stored for `merchant`, through the admin API.
+pub async fn stored_settings(stack: &Stack, merchant: &str) -> serde_json::Value {
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{}/v1/admin/merchants/{merchant}", stack.gateway_url),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["settings"].clone()
+}

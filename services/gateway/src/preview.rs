@@ -1,0 +1,351 @@
+//! Previewing a settings change on the merchant's recent invoices.
+//!
+//! "Preview" on the settings page maps the merchant's newest invoices (their snapshots in the
+//! event log) twice with the pure mapping: under the saved settings and under the edited,
+//! unsaved ones, and shows both side by side: each line's Sage tax rate and ledger account,
+//! the VAT and the total, or the reason the document is held. A document already in Sage that
+//! the change would post differently is flagged: saving never re-posts it; correcting it
+//! (a credit note and a new invoice) is the accountant's decision, made in Sage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use ledger_events::Payload;
+use ledger_mapping::{DocumentPlan, MappingError, MerchantSettings};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::routes::Routes;
+use crate::settings_pages::{effective, form_patch, overlaid, recent_invoices};
+use crate::{pages, AppState};
+
+/// How many of the merchant's newest invoices the preview maps.
+pub const PREVIEW_DOCUMENTS: usize = 20;
+/// How far back in the log (events of every merchant) the preview looks for them.
+const PREVIEW_WINDOW: u64 = 50_000;
+/// The contact id the preview maps with (the mapping needs one; the preview posts nothing).
+const PREVIEW_CONTACT: &str = "preview";
+/// How long the documents service may take to say whether a document is in Sage.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The preview route.
+pub fn routes() -> Routes {
+    Routes::new().post("/portal/settings/preview", preview)
+}
+
+/// What the mapping makes of a document under one set of settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Each line as `tax rate · ledger account` (empty when held).
+    pub lines: Vec<String>,
+    /// The VAT of the lines.
+    pub vat: String,
+    /// The total Sage must come to.
+    pub total: String,
+    /// Why it is held (`None`: it would be posted).
+    pub held: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome of one mapping.
+    pub fn of(mapped: &Result<DocumentPlan, MappingError>) -> Self {
+        match mapped {
+            Ok(plan) => {
+                let lines = plan.body[plan_lines_key(plan)]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let vat: Decimal = lines.iter().map(|l| decimal(&l["tax_amount"])).sum();
+                Outcome {
+                    lines: lines
+                        .iter()
+                        .map(|l| {
+                            format!(
+                                "{} · {}",
+                                l["tax_rate_id"].as_str().unwrap_or("no tax rate"),
+                                l["ledger_account_id"].as_str().unwrap_or("no account")
+                            )
+                        })
+                        .collect(),
+                    vat: vat.round_dp(2).to_string(),
+                    total: plan.expected_total.round_dp(2).to_string(),
+                    held: None,
+                }
+            }
+            Err(e) => Outcome {
+                lines: Vec::new(),
+                vat: String::new(),
+                total: String::new(),
+                held: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+fn plan_lines_key(plan: &DocumentPlan) -> &'static str {
+    if plan.resource == "sales_credit_notes" {
+        "credit_note_lines"
+    } else {
+        "invoice_lines"
+    }
+}
+
+fn decimal(v: &Value) -> Decimal {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_default(),
+        Value::Number(n) => n.to_string().parse().unwrap_or_default(),
+        _ => Decimal::ZERO,
+    }
+}
+
+/// One document of the preview.
+pub struct PreviewRow {
+    /// Its Magento document key.
+    pub document_key: String,
+    /// Its Magento number.
+    pub number: String,
+    /// `in Sage`, `held` or `not in Sage` (as the documents service says; `unknown` when it
+    /// did not answer).
+    pub state: &'static str,
+    /// Under the saved settings.
+    pub now: Outcome,
+    /// Under the edited settings.
+    pub edited: Outcome,
+    /// Whether the edit changes what is (or would be) posted.
+    pub differs: bool,
+}
+
+impl PreviewRow {
+    /// Whether the document is in Sage and the edit would post it differently: saving does
+    /// not change it in Sage; a credit note and a new invoice would.
+    pub fn needs_correction(&self) -> bool {
+        self.differs && self.state == "in Sage"
+    }
+
+    /// Now and with the edits, in the page's column order.
+    pub fn outcomes(&self) -> [&Outcome; 2] {
+        [&self.now, &self.edited]
+    }
+}
+
+/// The preview page.
+#[derive(Template)]
+#[template(path = "portal/preview.html")]
+pub struct PreviewPage {
+    /// The documents, newest first.
+    pub rows: Vec<PreviewRow>,
+    /// Documents the edit changes.
+    pub differing: usize,
+    /// Documents in Sage the edit would post differently.
+    pub to_correct: usize,
+    /// Why the log could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+impl PreviewPage {
+    /// The page of `rows`.
+    pub fn new(rows: Vec<PreviewRow>, error: Option<String>) -> Self {
+        Self {
+            differing: rows.iter().filter(|r| r.differs).count(),
+            to_correct: rows.iter().filter(|r| r.needs_correction()).count(),
+            rows,
+            error,
+        }
+    }
+}
+
+/// Maps `bodies` (`invoice.created` events, oldest first) under `saved` and `edited`; the
+/// newest [`PREVIEW_DOCUMENTS`] first. Events that do not parse are left out.
+pub fn compare(
+    bodies: &[bytes::Bytes],
+    saved: &MerchantSettings,
+    edited: &MerchantSettings,
+) -> Vec<(String, String, Outcome, Outcome)> {
+    bodies
+        .iter()
+        .rev()
+        .filter_map(|body| match ledger_events::parse(body).ok()?.payload {
+            Payload::InvoiceCreated(snapshot) => Some(snapshot),
+            _ => None,
+        })
+        .take(PREVIEW_DOCUMENTS)
+        .map(|snapshot| {
+            let now = Outcome::of(&ledger_mapping::map_sales_invoice(
+                &snapshot,
+                saved,
+                PREVIEW_CONTACT,
+            ));
+            let edited = Outcome::of(&ledger_mapping::map_sales_invoice(
+                &snapshot,
+                edited,
+                PREVIEW_CONTACT,
+            ));
+            (
+                snapshot.document_key(),
+                snapshot.invoice.increment_id.clone(),
+                now,
+                edited,
+            )
+        })
+        .collect()
+}
+
+/// Whether the documents service has the document in Sage, holds it, or has not posted it.
+async fn state_of(app: &AppState, merchant: &str, key: &str) -> &'static str {
+    let asked: Result<ledger_rpc::DocumentRef, _> = ledger_rpc::ask(
+        &app.nats,
+        ledger_rpc::DOCUMENT_LOOKUP_SUBJECT,
+        &ledger_rpc::DocumentLookupRequest {
+            merchant: merchant.to_string(),
+            document_key: key.to_string(),
+        },
+        LOOKUP_TIMEOUT,
+    )
+    .await;
+    match asked {
+        Ok(_) => "in Sage",
+        Err(e) if e.code() == ledger_rpc::DOCUMENT_HELD => "held",
+        Err(e) if e.is_retryable() => "unknown",
+        Err(_) => "not in Sage",
+    }
+}
+
+async fn preview(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match crate::settings_pages::settings_form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (stored, patch) = match form_patch(&app, &session, &form).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let saved_json = effective(&stored);
+    let edited_json = overlaid(&saved_json, &patch);
+    let (saved, edited) = match (
+        serde_json::from_value::<MerchantSettings>(saved_json),
+        serde_json::from_value::<MerchantSettings>(edited_json),
+    ) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(e), _) | (_, Err(e)) => {
+            let page = PreviewPage::new(Vec::new(), Some(format!("settings: {e}")));
+            return pages::respond(StatusCode::UNPROCESSABLE_ENTITY, None, &page);
+        }
+    };
+    let bodies = match recent_invoices(&app.js, &session.merchant, PREVIEW_WINDOW).await {
+        Ok(b) => b,
+        Err(e) => {
+            let page = PreviewPage::new(Vec::new(), Some(format!("event log: {e}")));
+            return pages::respond(StatusCode::SERVICE_UNAVAILABLE, None, &page);
+        }
+    };
+    let mut rows = Vec::new();
+    for (document_key, number, now, edited) in compare(&bodies, &saved, &edited) {
+        rows.push(PreviewRow {
+            state: state_of(&app, &session.merchant, &document_key).await,
+            differs: now != edited,
+            document_key,
+            number,
+            now,
+            edited,
+        });
+    }
+    pages::respond(StatusCode::OK, None, &PreviewPage::new(rows, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_mapping::TaxRateEntry;
+
+    const INVOICE: &str =
+        include_str!("../../../schemas/examples/invoice-created-uk-b2c-vat20.json");
+
+    fn settings(rates: &[(i64, &str)]) -> MerchantSettings {
+        MerchantSettings {
+            tax_rates: rates
+                .iter()
+                .map(|(p, id)| TaxRateEntry::percent(Decimal::from(*p), id))
+                .collect(),
+            sales_ledger_account_id: Some("SALES".into()),
+            shipping_ledger_account_id: Some("CARRIAGE".into()),
+            ..MerchantSettings::default()
+        }
+    }
+
+    #[test]
+    fn an_unmapped_rate_is_held_now_and_mapped_under_the_edit() {
+        let bodies = [bytes::Bytes::from_static(INVOICE.as_bytes())];
+        let compared = compare(
+            &bodies,
+            &settings(&[(0, "GB_ZERO")]),
+            &settings(&[(20, "GB_STANDARD")]),
+        );
+        assert_eq!(compared.len(), 1);
+        let (key, number, now, edited) = &compared[0];
+        assert!(
+            key.starts_with("invoice:") && key.ends_with(number.as_str()),
+            "{key}"
+        );
+        assert!(
+            now.held
+                .as_deref()
+                .unwrap_or_default()
+                .contains("unmapped_tax_rate"),
+            "{now:?}"
+        );
+        assert!(now.lines.is_empty());
+        assert_eq!(edited.held, None, "{edited:?}");
+        assert!(!edited.lines.is_empty());
+        assert!(
+            edited.lines.iter().all(|l| l.starts_with("GB_STANDARD · ")),
+            "{edited:?}"
+        );
+        // Magento's own figures: VAT 12.24, grand total 73.44.
+        assert_eq!(
+            (edited.vat.as_str(), edited.total.as_str()),
+            ("12.24", "73.44")
+        );
+    }
+
+    #[test]
+    fn a_posted_document_the_edit_changes_needs_correction() {
+        let bodies = [bytes::Bytes::from_static(INVOICE.as_bytes())];
+        let compared = compare(
+            &bodies,
+            &settings(&[(20, "GB_STANDARD")]),
+            &settings(&[(20, "GB_OTHER")]),
+        );
+        let (document_key, number, now, edited) = compared[0].clone();
+        let row = |state| PreviewRow {
+            document_key: document_key.clone(),
+            number: number.clone(),
+            state,
+            differs: now != edited,
+            now: now.clone(),
+            edited: edited.clone(),
+        };
+        assert!(row("in Sage").needs_correction());
+        assert!(!row("held").needs_correction());
+        let page = PreviewPage::new(vec![row("in Sage")], None);
+        assert_eq!((page.differing, page.to_correct), (1, 1));
+        let html = page.render().expect("renders");
+        assert!(html.contains(r#"id="correction-note""#), "{html}");
+        assert!(html.contains("GB_OTHER"), "{html}");
+        let same = compare(
+            &bodies,
+            &settings(&[(20, "GB_STANDARD")]),
+            &settings(&[(20, "GB_STANDARD")]),
+        );
+        assert_eq!(same[0].2, same[0].3);
+    }
+}
