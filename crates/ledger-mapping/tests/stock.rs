@@ -254,3 +254,25 @@ fn opening_stock_details_fit_sage() {
         Err(MappingError::invalid("stock_item_id", "missing"))
     );
 }
+
+#[test]
+fn contract_example_with_stock_becomes_a_stock_item_with_opening_stock() {
+    let path = common::workspace_root().join("schemas/examples/product-saved-stocked.json");
+    let env = ledger_events::parse(&std::fs::read(&path).unwrap()).expect("valid example");
+    let ledger_events::Payload::ProductSaved(snap) = &env.payload else {
+        panic!("not a product.saved example");
+    };
+    assert_eq!(
+        map_product(snap, &policy(false, false)).unwrap().resource,
+        "products"
+    );
+    assert_eq!(
+        map_product(snap, &policy(true, true)).unwrap().resource,
+        "stock_items"
+    );
+    let movement = map_opening_stock(snap, &policy(true, true), "STOCK-ITEM-1", day()).unwrap();
+    assert_eq!(
+        (&movement.body["quantity"], &movement.body["cost_price"]),
+        (&json!("40.0"), &json!("3.25"))
+    );
+}
