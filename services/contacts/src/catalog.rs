@@ -47,6 +47,15 @@ pub const PURCHASE_NOMINAL_CODE: i64 = 5000;
 /// Dead-letter code when no purchase ledger account can be found.
 pub const NO_PURCHASE_LEDGER: &str = "settings.no_purchase_ledger_account";
 
+/// A mapping refusal as a permanent error naming the field and the reason.
+fn mapping_invalid(field: &str, reason: &str) -> ProcessError {
+    ProcessError::invalid_field(
+        format!("mapping.{reason}"),
+        field,
+        format!("{field}: {reason}"),
+    )
+}
+
 /// The durable consumer of product events.
 pub fn consumer_spec() -> ConsumerSpec {
     ConsumerSpec::for_service(CONSUMER, &["magento.*.product.saved"])
@@ -266,11 +275,7 @@ impl Catalog {
                 return self.record_skip(env, &key, &reason, &detail).await
             }
             Err(MappingError::Invalid { field, reason }) => {
-                return Err(ProcessError::invalid_field(
-                    format!("mapping.{reason}"),
-                    field.clone(),
-                    format!("{field}: {reason}"),
-                ))
+                return Err(mapping_invalid(&field, &reason))
             }
         };
 
@@ -424,11 +429,7 @@ impl Catalog {
                 return Ok(done);
             }
             Err(MappingError::Invalid { field, reason }) => {
-                return Err(ProcessError::invalid_field(
-                    format!("mapping.{reason}"),
-                    field.clone(),
-                    format!("{field}: {reason}"),
-                ))
+                return Err(mapping_invalid(&field, &reason))
             }
         };
         let idempotency_id = sage_client::idempotency_id(&env.event_id, STEP_OPENING_STOCK);

@@ -298,7 +298,7 @@ pub(crate) fn create_movement(
         "updated_at": timestamp(now),
         "stock_item": seed::link("stock_items", &item_id, &description),
         "date": date.to_string(),
-        "quantity": crate::money::money_json(quantity),
+        "quantity": money_json(quantity),
         "cost_price": money_json(cost),
         "details": details,
         "reference": input.get("reference").cloned().unwrap_or(Value::Null),
