@@ -31,6 +31,9 @@ REQUEST_DEFINITIONS = [
     ("postSalesCreditNotes", "SalesCreditNote"),
     ("postContactPayments", "ContactPayment"),
     ("postContactAllocations", "ContactAllocation"),
+    ("postStockItems", "StockItem"),
+    ("putStockItems", "StockItem"),
+    ("postStockMovements", "StockMovement"),
 ]
 
 # Schema keywords copied verbatim. Anything else on a schema node (descriptions,

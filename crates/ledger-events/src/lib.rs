@@ -40,7 +40,7 @@ pub use envelope::{parse, Envelope, Payload, Source};
 pub use event_type::EventType;
 pub use master::{
     CustomAttribute, Customer, CustomerSnapshot, Product, ProductSnapshot, ProductStatus,
-    ProductType,
+    ProductType, StockFacts,
 };
 pub use validate::{validate, ContractError, FieldIssue, SCHEMA_BASE_URI, SCHEMA_FILES};
 

@@ -264,6 +264,64 @@ impl Product {
     pub fn is_enabled(&self) -> bool {
         self.status == ProductStatus::Enabled
     }
+
+    /// The stock facts in `extension_attributes.stock_item`, when the module sent them.
+    /// Read leniently: a missing or unreadable `manage_stock` counts as not managed, a
+    /// missing or unreadable `qty` as unknown.
+    pub fn stock(&self) -> Option<StockFacts> {
+        let item = self.extension_attributes.as_ref()?.get("stock_item")?;
+        if !item.is_object() {
+            return None;
+        }
+        Some(StockFacts {
+            manage_stock: item
+                .get("manage_stock")
+                .and_then(lenient_bool)
+                .unwrap_or(false),
+            qty: item.get("qty").and_then(lenient_decimal),
+            is_in_stock: item.get("is_in_stock").and_then(lenient_bool),
+        })
+    }
+
+    /// The `cost` attribute (Magento's cost price in base currency), when set and
+    /// readable as a number.
+    pub fn cost(&self) -> Option<Decimal> {
+        self.custom_attribute("cost").and_then(lenient_decimal)
+    }
+}
+
+/// What Magento knows about a product's stock (`extension_attributes.stock_item`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockFacts {
+    /// Whether Magento tracks the quantity of this product.
+    pub manage_stock: bool,
+    /// Quantity on hand, when sent.
+    pub qty: Option<Decimal>,
+    /// Magento's stock status, when sent.
+    pub is_in_stock: Option<bool>,
+}
+
+/// A boolean as Magento prints it: `true`, `1`, `"1"`, `"true"` (and their negatives).
+fn lenient_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_i64().map(|n| n != 0),
+        Value::String(s) => match s.trim() {
+            "1" | "true" => Some(true),
+            "0" | "false" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A decimal as Magento prints it: a number or a numeric string (`"12.5000"`).
+fn lenient_decimal(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::Number(n) => n.to_string().parse().ok(),
+        Value::String(s) if !s.trim().is_empty() => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// Payload of `customer.saved`.

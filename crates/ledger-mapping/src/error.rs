@@ -73,6 +73,12 @@ pub mod reasons {
     pub const UNSUPPORTED_PRODUCT_TYPE: &str = "unsupported_product_type";
     /// The merchant switched product sync off.
     pub const PRODUCT_SYNC_DISABLED: &str = "product_sync_disabled";
+    /// No opening stock movement: the merchant did not ask for one (`opening_stock`), or
+    /// the product is not a stock item.
+    pub const OPENING_STOCK_OFF: &str = "opening_stock_off";
+    /// An opening stock movement refused because the product has no `cost` to value it
+    /// at; the stock item itself is still created.
+    pub const NO_COST_PRICE: &str = "no_cost_price";
     /// Magento's grand total does not match the sum of its own parts beyond rounding,
     /// so an amount exists that the mapping cannot see (gift card, store credit, ...).
     pub const TOTALS_MISMATCH: &str = "totals_mismatch";

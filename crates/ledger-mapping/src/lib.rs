@@ -82,7 +82,7 @@ pub use policy::{
     policy_setting_issues, prefixed_reference, scope_decision, ContactNamePriority, DocumentFacts,
     UnpaidInvoices, ZeroValueInvoices, REFERENCE_PREFIX_MAX, REFERENCE_PREFIX_SEPARATORS,
 };
-pub use product::{map_product, ProductPlan};
+pub use product::{is_stock_item, map_opening_stock, map_product, ProductPlan, StockMovementPlan};
 pub use settings::{
     default_bank_accounts, deposit_bank_account, AdjustmentVat, B2cConsolidation,
     CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, LineTaxFacts, MerchantSettings,

@@ -14,6 +14,11 @@
 //! | `zero_value_invoices` | `skip` | an invoice's grand total is 0.00 (`nothing_to_post`); `post` sends it |
 //! | `unpaid_invoices` | `post` | `skip`: an invoice is open, not captured, when created (`unpaid_at_creation`) |
 //!
+//! Two product settings decide what a product becomes rather than whether it is posted:
+//! `stock_items` (default off) makes managed-stock simple products Sage stock items, and
+//! `opening_stock` (default off) adds their Magento quantity as one opening movement
+//! (refused as `no_cost_price` without a `cost`); see [`crate::map_opening_stock`].
+//!
 //! `reference_prefix` and `contact_name_priority` change what Sage shows, not what is
 //! posted: [`prefixed_reference`] and [`crate::Party::display_name`].
 
@@ -307,6 +312,11 @@ pub fn policy_setting_issues(patch: &Value) -> Vec<(String, String)> {
             issue("reference_prefix", reason);
         }
     }
+    for key in ["stock_items", "opening_stock"] {
+        if present(key).is_some_and(|v| !v.is_boolean()) {
+            issue(key, "true or false");
+        }
+    }
     issues
 }
 
@@ -485,6 +495,7 @@ mod tests {
             json!({"zero_value_invoices": "post", "unpaid_invoices": "skip"}),
             json!({"contact_name_priority": "person", "reference_prefix": "WEB-"}),
             json!({"reference_prefix": ""}),
+            json!({"stock_items": true, "opening_stock": false}),
         ];
         for patch in ok {
             assert_eq!(policy_setting_issues(&patch), vec![], "{patch}");
@@ -512,6 +523,8 @@ mod tests {
             (json!({"reference_prefix": "WE B-"}), "/reference_prefix"),
             (json!({"reference_prefix": "W/B-"}), "/reference_prefix"),
             (json!({"reference_prefix": 7}), "/reference_prefix"),
+            (json!({"stock_items": "yes"}), "/stock_items"),
+            (json!({"opening_stock": 1}), "/opening_stock"),
         ];
         for (patch, field) in bad {
             let issues = policy_setting_issues(&patch);
@@ -530,6 +543,7 @@ mod tests {
         assert_eq!(s.unpaid_invoices, UnpaidInvoices::Post);
         assert_eq!(s.reference_prefix, "");
         assert_eq!(s.contact_name_priority, ContactNamePriority::Company);
+        assert!(!s.stock_items && !s.opening_stock);
         let s: MerchantSettings = serde_json::from_value(json!({
             "sync_since": "2026-01-01", "website_ids": [1], "store_ids": [1, 2],
             "zero_value_invoices": "post", "unpaid_invoices": "skip",

@@ -1,18 +1,25 @@
-//! Magento catalog products → Sage products and services.
+//! Magento catalog products → Sage products, services and stock items, and a stock
+//! item's opening stock movement.
 
 use crate::error::{reasons, MappingError};
-use crate::money::money_json;
-use crate::rules::{clean_description, fit_reference, ITEM_CODE_MAX, PRODUCT_DESCRIPTION_MAX};
+use crate::money::{decimal_json, money_json};
+use crate::rules::{
+    clean_description, fit_reference, ITEM_CODE_MAX, PRODUCT_DESCRIPTION_MAX, STOCK_ITEM_CODE_MAX,
+    STOCK_MOVEMENT_DETAILS_MAX,
+};
 use crate::settings::MerchantSettings;
-use ledger_events::{ProductSnapshot, ProductType};
+use chrono::NaiveDate;
+use ledger_events::{Product, ProductSnapshot, ProductType};
+use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
-/// A ready-to-send `products` or `services` request.
+/// A ready-to-send `products`, `services` or `stock_items` request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductPlan {
-    /// `products` (stocked goods) or `services` (virtual / downloadable).
+    /// `products` (goods), `services` (virtual / downloadable) or `stock_items` (goods
+    /// whose stock Magento manages, with the `stock_items` policy on).
     pub resource: &'static str,
-    /// `product` or `service`.
+    /// `product`, `service` or `stock_item`.
     pub root: &'static str,
     /// The fields inside the root object (no `idempotency_id`: the client adds it).
     pub body: Value,
@@ -41,6 +48,11 @@ impl ProductPlan {
 /// (quirk 17); the item code is the SKU; the default sales tax rate comes from the tax
 /// class only when the tax map decides it; the catalog price (base currency) is sent
 /// when the merchant configured Sage's price-type id.
+///
+/// With `stock_items` on, a simple product whose stock Magento manages
+/// ([`is_stock_item`]) becomes a Sage stock item with the same fields, plus its
+/// `cost_price` when the `cost` attribute is set. Its quantity is not sent here: Sage
+/// changes stock only through movements ([`map_opening_stock`]).
 pub fn map_product(
     snapshot: &ProductSnapshot,
     settings: &MerchantSettings,
@@ -132,6 +144,14 @@ pub fn map_product(
 
     let (resource, root) = if service {
         ("services", "service")
+    } else if is_stock_item(product, settings) {
+        if let Some(cost) = product.cost() {
+            if cost < Decimal::ZERO {
+                return Err(MappingError::invalid("product.cost", reasons::NEGATIVE));
+            }
+            body.insert("cost_price".into(), money_json(cost));
+        }
+        ("stock_items", "stock_item")
     } else {
         ("products", "product")
     };
@@ -140,5 +160,104 @@ pub fn map_product(
         root,
         body: Value::Object(body),
         item_code,
+    })
+}
+
+/// True when the product goes to Sage as a stock item: the merchant syncs products and
+/// turned `stock_items` on, the product is simple, Magento manages its stock, and the
+/// SKU fits a stock item code ([`STOCK_ITEM_CODE_MAX`]; a longer SKU stays a product,
+/// since a cut item code would no longer find the item by SKU).
+pub fn is_stock_item(product: &Product, settings: &MerchantSettings) -> bool {
+    settings.product_sync
+        && settings.stock_items
+        && product.type_id == ProductType::Simple
+        && product.stock().is_some_and(|s| s.manage_stock)
+        && product.sku.chars().count() <= STOCK_ITEM_CODE_MAX
+}
+
+/// A ready-to-send `stock_movements` request: a new stock item's opening quantity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StockMovementPlan {
+    /// The fields inside `stock_movement` (no `idempotency_id`: the client adds it).
+    pub body: Value,
+}
+
+impl StockMovementPlan {
+    /// The complete request body, `{ "stock_movement": <body> }`.
+    pub fn request_body(&self) -> Value {
+        json!({ "stock_movement": self.body })
+    }
+}
+
+/// The opening stock movement of a stock item just created in Sage as `stock_item_id`:
+/// Magento's quantity on hand, valued at the product's `cost`, dated `date` (the
+/// event's day in the books).
+///
+/// Skipped with `opening_stock_off` when the merchant did not turn `opening_stock` on
+/// or the product is not a stock item ([`is_stock_item`]); with `nothing_to_post` when
+/// the quantity is missing, zero or negative; with `no_cost_price` when the product has
+/// no `cost` (Sage values every movement; the stock item itself is still created).
+pub fn map_opening_stock(
+    snapshot: &ProductSnapshot,
+    settings: &MerchantSettings,
+    stock_item_id: &str,
+    date: NaiveDate,
+) -> Result<StockMovementPlan, MappingError> {
+    let product = &snapshot.product;
+    if !settings.opening_stock || !is_stock_item(product, settings) {
+        return Err(MappingError::skipped(
+            reasons::OPENING_STOCK_OFF,
+            format!(
+                "no opening stock for {}: opening_stock is {} and the product {} a stock item",
+                product.sku,
+                if settings.opening_stock { "on" } else { "off" },
+                if is_stock_item(product, settings) {
+                    "is"
+                } else {
+                    "is not"
+                }
+            ),
+        ));
+    }
+    let qty = product
+        .stock()
+        .and_then(|s| s.qty)
+        .filter(|q| *q > Decimal::ZERO)
+        .ok_or_else(|| {
+            MappingError::skipped(
+                reasons::NOTHING_TO_POST,
+                format!(
+                    "no opening stock for {}: Magento has no quantity on hand",
+                    product.sku
+                ),
+            )
+        })?;
+    let cost = product.cost().ok_or_else(|| {
+        MappingError::skipped(
+            reasons::NO_COST_PRICE,
+            format!(
+                "no opening stock for {}: the product has no cost attribute to value {} units at",
+                product.sku, qty
+            ),
+        )
+    })?;
+    if cost < Decimal::ZERO {
+        return Err(MappingError::invalid("product.cost", reasons::NEGATIVE));
+    }
+    if stock_item_id.trim().is_empty() {
+        return Err(MappingError::invalid("stock_item_id", reasons::MISSING));
+    }
+    Ok(StockMovementPlan {
+        body: json!({
+            "stock_item_id": stock_item_id,
+            "date": date.format("%Y-%m-%d").to_string(),
+            "quantity": decimal_json(qty),
+            "cost_price": money_json(cost),
+            "details": clean_description(
+                &format!("Opening stock of {} from Magento", product.sku),
+                &product.sku,
+                STOCK_MOVEMENT_DETAILS_MAX
+            ),
+        }),
     })
 }

@@ -36,6 +36,10 @@ pub const PERSON_FIELD_MAX: usize = 50;
 pub const EMAIL_MAX: usize = 100;
 /// Sage's maximum length of a product/service `item_code`.
 pub const ITEM_CODE_MAX: usize = 255;
+/// Longest Sage stock item `item_code`, in characters (products allow 255).
+pub const STOCK_ITEM_CODE_MAX: usize = 30;
+/// Longest Sage stock movement `details`, in characters.
+pub const STOCK_MOVEMENT_DETAILS_MAX: usize = 50;
 /// Sage's maximum length of a product/service description.
 pub const PRODUCT_DESCRIPTION_MAX: usize = 255;
 

@@ -96,6 +96,13 @@ pub struct MerchantSettings {
     /// Whether Magento catalog prices are entered including tax (Magento's
     /// "Catalog Prices" tax setting); sent as `price_includes_tax` / `rate_includes_tax`.
     pub catalog_prices_include_tax: bool,
+    /// Whether simple products whose stock Magento manages become Sage stock items
+    /// (`stock_items`) instead of products; off by default.
+    pub stock_items: bool,
+    /// Whether a new stock item also gets its Magento quantity as one opening stock
+    /// movement, valued at the `cost` attribute; off by default, and only with
+    /// `stock_items` on.
+    pub opening_stock: bool,
     /// Optional B2C consolidation: low-value first-time guest orders go to one fallback
     /// contact per currency instead of one contact per guest (off by default).
     pub b2c_consolidation: B2cConsolidation,
@@ -369,6 +376,8 @@ impl Default for MerchantSettings {
             product_sales_price_type_id: None,
             service_rate_type_id: None,
             catalog_prices_include_tax: false,
+            stock_items: false,
+            opening_stock: false,
             b2c_consolidation: B2cConsolidation::default(),
             sync_since: None,
             website_ids: None,

@@ -150,7 +150,7 @@ final class ContractSnapshotTest extends TestCase
             $written++;
         }
         self::assertCount($written, $ids, 'one event id per event');
-        self::assertSame(18, $written);
+        self::assertSame(20, $written);
 
         // The tax facts reach the contract check: tax classes, applied taxes and tax settings on
         // the UK order, empty applied taxes on the zero-rated EUR order, none from the older bundle order.

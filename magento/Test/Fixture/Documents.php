@@ -481,6 +481,12 @@ final class Documents
                 'store_id' => '1'],
             'grouped' => ['entity_id' => '700', 'sku' => 'SET-KITCHEN', 'name' => 'Kitchen Set', 'type_id' => 'grouped',
                 'status' => '2', 'tax_class_id' => null, 'store_id' => '0'],
+            'stocked' => ['entity_id' => '312', 'sku' => 'MUG-ENAMEL', 'name' => 'Enamel Mug', 'type_id' => 'simple',
+                'price' => '9.0000', 'status' => '1', 'tax_class_id' => '2', 'store_id' => '0', 'cost' => '3.2500',
+                'stock_item' => ['manage_stock' => '1', 'qty' => '40.0000', 'is_in_stock' => true]],
+            'stock-unreadable' => ['entity_id' => '313', 'sku' => 'MUG-SECONDS', 'name' => 'Enamel Mug (seconds)',
+                'type_id' => 'simple', 'status' => '1', 'tax_class_id' => '2', 'store_id' => '0', 'cost' => 'n/a',
+                'stock_item' => ['manage_stock' => 'maybe', 'qty' => [], 'is_in_stock' => 0]],
             'no-tax-class' => ['entity_id' => '701', 'sku' => 'GIFT-CARD-PAPER', 'name' => 'Paper gift voucher',
                 'type_id' => 'simple', 'price' => '25.0000', 'status' => '1', 'tax_class_id' => '', 'store_id' => '0'],
         ];

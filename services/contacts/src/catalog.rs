@@ -14,7 +14,9 @@
 //!    ledger accounts (nominal code 5000) and cached per merchant;
 //! 3. creates the item once (POST, after looking for an existing item with the same item
 //!    code, which it adopts) or updates it (PUT) when the cross-reference knows it;
-//! 4. commits the Sage id with the journal step in one transaction, then acknowledges.
+//! 4. commits the Sage id with the journal step in one transaction, then acknowledges;
+//! 5. after creating a stock item (`stock_items` policy), posts its opening stock movement
+//!    once when the merchant asked for it (`opening_stock`), as its own journal step.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,11 +39,22 @@ pub const CONSUMER: &str = "contacts-products";
 pub const STEP_CREATE: &str = "product_create";
 /// Journal step (and idempotency-id salt) of updating a known Sage item.
 pub const STEP_UPDATE: &str = "product_update";
+/// Journal step (and idempotency-id salt) of a new stock item's opening stock movement.
+pub const STEP_OPENING_STOCK: &str = "stock_opening";
 /// Nominal code of the purchase ledger account used when the merchant set none
 /// ("Cost of sales - goods" in Sage's UK chart of accounts).
 pub const PURCHASE_NOMINAL_CODE: i64 = 5000;
 /// Dead-letter code when no purchase ledger account can be found.
 pub const NO_PURCHASE_LEDGER: &str = "settings.no_purchase_ledger_account";
+
+/// A mapping refusal as a permanent error naming the field and the reason.
+fn mapping_invalid(field: &str, reason: &str) -> ProcessError {
+    ProcessError::invalid_field(
+        format!("mapping.{reason}"),
+        field,
+        format!("{field}: {reason}"),
+    )
+}
 
 /// The durable consumer of product events.
 pub fn consumer_spec() -> ConsumerSpec {
@@ -199,12 +212,34 @@ impl Catalog {
         ledger_runtime::audit::note_document(&key);
         let merchant = env.merchant_id.as_str();
         let db = &self.ctx.db;
-        for step in [STEP_CREATE, STEP_UPDATE] {
-            if let StepState::Done(_) =
-                journal::step_state(db, merchant, env.event_id, step).await?
-            {
-                return Ok(Outcome::AlreadyDone);
-            }
+        if let StepState::Done(_) =
+            journal::step_state(db, merchant, env.event_id, STEP_UPDATE).await?
+        {
+            return Ok(Outcome::AlreadyDone);
+        }
+        if let StepState::Done(sage_id) =
+            journal::step_state(db, merchant, env.event_id, STEP_CREATE).await?
+        {
+            // Created; only a stock item's opening movement may still be owed.
+            let settings: MerchantSettings = self.ctx.settings.get(merchant).await?;
+            let created_stock_item = self
+                .known(merchant, &key)
+                .await?
+                .filter(|k| k.resource == "stock_items" && sage_id.as_deref() == Some(&k.sage_id));
+            return match created_stock_item {
+                Some(Known { sage_id: id, .. }) => {
+                    self.opening_stock(
+                        env,
+                        delivery,
+                        snapshot,
+                        &settings,
+                        &id,
+                        Outcome::AlreadyDone,
+                    )
+                    .await
+                }
+                _ => Ok(Outcome::AlreadyDone),
+            };
         }
         let mut settings: MerchantSettings = self.ctx.settings.get(merchant).await?;
         let known = self.known(merchant, &key).await?;
@@ -240,11 +275,7 @@ impl Catalog {
                 return self.record_skip(env, &key, &reason, &detail).await
             }
             Err(MappingError::Invalid { field, reason }) => {
-                return Err(ProcessError::invalid_field(
-                    format!("mapping.{reason}"),
-                    field.clone(),
-                    format!("{field}: {reason}"),
-                ))
+                return Err(mapping_invalid(&field, &reason))
             }
         };
 
@@ -346,6 +377,99 @@ impl Catalog {
             item_code = plan.item_code,
             step,
             "product synced"
+        );
+        if step == STEP_CREATE && plan.resource == "stock_items" {
+            return self
+                .opening_stock(
+                    env,
+                    delivery,
+                    snapshot,
+                    &settings,
+                    &sage_id,
+                    Outcome::Applied,
+                )
+                .await;
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// Posts a just-created stock item's opening stock movement once (journal step
+    /// [`STEP_OPENING_STOCK`]), when `ledger_mapping::map_opening_stock` gives one. A refused
+    /// movement (`opening_stock_off`, `nothing_to_post`, `no_cost_price`) leaves the item as
+    /// created and is logged with its reason; `done` is the outcome of the item's own step.
+    async fn opening_stock(
+        &self,
+        env: &Envelope,
+        delivery: &Delivery,
+        snapshot: &ProductSnapshot,
+        settings: &MerchantSettings,
+        stock_item_id: &str,
+        done: Outcome,
+    ) -> Result<Outcome, ProcessError> {
+        let merchant = env.merchant_id.as_str();
+        let db = &self.ctx.db;
+        if let StepState::Done(_) =
+            journal::step_state(db, merchant, env.event_id, STEP_OPENING_STOCK).await?
+        {
+            return Ok(done);
+        }
+        let date = settings.accounting_date(env.occurred_at).map_err(|e| {
+            ProcessError::invalid_field("mapping.timezone", "timezone", e.to_string())
+        })?;
+        let plan = match ledger_mapping::map_opening_stock(snapshot, settings, stock_item_id, date)
+        {
+            Ok(plan) => plan,
+            Err(MappingError::Skipped { reason, detail }) => {
+                tracing::warn!(
+                    product = snapshot.product.product_key(),
+                    reason,
+                    detail,
+                    "no opening stock movement"
+                );
+                return Ok(done);
+            }
+            Err(MappingError::Invalid { field, reason }) => {
+                return Err(mapping_invalid(&field, &reason))
+            }
+        };
+        let idempotency_id = sage_client::idempotency_id(&env.event_id, STEP_OPENING_STOCK);
+        journal::record_intent(
+            db,
+            merchant,
+            env.event_id,
+            STEP_OPENING_STOCK,
+            &idempotency_id,
+            delivery.stream_sequence,
+        )
+        .await?;
+        let response = self
+            .ctx
+            .sage
+            .post(
+                merchant,
+                "stock_movements",
+                "stock_movement",
+                plan.body.clone(),
+                Some(&idempotency_id),
+            )
+            .await
+            .map_err(ledger_rpc::sage_error_to_process)?;
+        let mut tx = db.begin().await?;
+        journal::record_done(
+            &mut tx,
+            merchant,
+            env.event_id,
+            STEP_OPENING_STOCK,
+            response.id(),
+            response.request_id.as_deref(),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            product = snapshot.product.product_key(),
+            stock_item_id,
+            quantity = %plan.body["quantity"],
+            "opening stock posted"
         );
         Ok(Outcome::Applied)
     }

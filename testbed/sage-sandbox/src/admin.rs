@@ -16,10 +16,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Resources whose stored documents can be listed.
-pub const INSPECTABLE_RESOURCES: [&str; 10] = [
+pub const INSPECTABLE_RESOURCES: [&str; 12] = [
     "contacts",
     "products",
     "services",
+    "stock_items",
+    "stock_movements",
     "sales_invoices",
     "sales_credit_notes",
     "contact_payments",

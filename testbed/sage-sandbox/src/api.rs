@@ -36,10 +36,12 @@ pub(crate) enum Res {
     SalesCreditNotes,
     ContactPayments,
     ContactAllocations,
+    StockItems,
+    StockMovements,
 }
 
 impl Res {
-    pub const ALL: [Res; 7] = [
+    pub const ALL: [Res; 9] = [
         Res::Contacts,
         Res::Products,
         Res::Services,
@@ -47,6 +49,8 @@ impl Res {
         Res::SalesCreditNotes,
         Res::ContactPayments,
         Res::ContactAllocations,
+        Res::StockItems,
+        Res::StockMovements,
     ];
 
     pub fn segment(self) -> &'static str {
@@ -58,6 +62,8 @@ impl Res {
             Res::SalesCreditNotes => "sales_credit_notes",
             Res::ContactPayments => "contact_payments",
             Res::ContactAllocations => "contact_allocations",
+            Res::StockItems => "stock_items",
+            Res::StockMovements => "stock_movements",
         }
     }
 
@@ -74,6 +80,8 @@ impl Res {
             Res::SalesCreditNotes => "sales_credit_note",
             Res::ContactPayments => "contact_payment",
             Res::ContactAllocations => "contact_allocation",
+            Res::StockItems => "stock_item",
+            Res::StockMovements => "stock_movement",
         }
     }
 
@@ -86,6 +94,8 @@ impl Res {
             Res::SalesCreditNotes => "postSalesCreditNotes",
             Res::ContactPayments => "postContactPayments",
             Res::ContactAllocations => "postContactAllocations",
+            Res::StockItems => "postStockItems",
+            Res::StockMovements => "postStockMovements",
         }
     }
 
@@ -94,6 +104,7 @@ impl Res {
             Res::Contacts => Some("putContacts"),
             Res::Products => Some("putProducts"),
             Res::Services => Some("putServices"),
+            Res::StockItems => Some("putStockItems"),
             _ => None,
         }
     }
@@ -596,6 +607,18 @@ fn write(
             StatusCode::OK,
             items::update(biz, ItemKind::Service, id, &root, now)?,
         ),
+        (Res::StockItems, None) => (
+            StatusCode::CREATED,
+            items::create(biz, ItemKind::StockItem, &root, now)?,
+        ),
+        (Res::StockItems, Some(id)) => (
+            StatusCode::OK,
+            items::update(biz, ItemKind::StockItem, id, &root, now)?,
+        ),
+        (Res::StockMovements, None) => (
+            StatusCode::CREATED,
+            items::create_movement(biz, &root, now)?,
+        ),
         (Res::SalesInvoices, None) => (
             StatusCode::CREATED,
             sales::create(biz, SalesKind::Invoice, &root, now)?,
@@ -651,6 +674,8 @@ fn get_one(biz: &Business, res: Res, id: &str) -> Result<Value, ApiError> {
             .ok_or_else(ApiError::not_found),
         Res::Products => find(&biz.products, id),
         Res::Services => find(&biz.services, id),
+        Res::StockItems => find(&biz.stock_items, id),
+        Res::StockMovements => find(&biz.stock_movements, id),
         Res::SalesInvoices => find(&biz.sales_invoices, id),
         Res::SalesCreditNotes => find(&biz.sales_credit_notes, id),
         // Deleted payments and allocations are gone for clients.
@@ -751,11 +776,11 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
                 |_| None,
             )
         }
-        Res::Products | Res::Services => {
-            let store = if res == Res::Products {
-                &biz.products
-            } else {
-                &biz.services
+        Res::Products | Res::Services | Res::StockItems => {
+            let store = match res {
+                Res::Products => &biz.products,
+                Res::Services => &biz.services,
+                _ => &biz.stock_items,
             };
             let active = match param("active") {
                 None => None,
@@ -828,6 +853,15 @@ fn list(biz: &Business, res: Res, q: &HashMap<String, String>) -> Result<Value, 
                 |r| Some(r.meta.date),
             )
         }
+        Res::StockMovements => list_records(
+            &biz.stock_movements,
+            param("stock_item_id"),
+            q,
+            &path,
+            &["created_at", "updated_at", "date"],
+            |_| true,
+            |r| Some(r.meta.date),
+        ),
         Res::ContactAllocations => {
             let contact = param("contact_id");
             let tt = param("transaction_type_id");

@@ -300,7 +300,8 @@ impl Inspector {
     }
 
     /// Stored documents of a business for one resource (`contacts`,
-    /// `products`, `services`, `sales_invoices`, `sales_credit_notes`,
+    /// `products`, `services`, `stock_items`, `stock_movements`,
+    /// `sales_invoices`, `sales_credit_notes`,
     /// `contact_payments`, `contact_allocations`, `payments_on_account`,
     /// `ledger_accounts`, `bank_accounts`), full JSON, creation order.
     /// Soft-deleted contacts are included with `deleted_at` set.

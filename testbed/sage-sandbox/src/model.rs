@@ -202,6 +202,13 @@ pub struct ItemMeta {
     pub input: Map<String, Value>,
 }
 
+/// A stock movement's facts (its stock item id is the record's `key`).
+#[derive(Debug, Clone)]
+pub struct MovementMeta {
+    pub date: NaiveDate,
+    pub quantity: rust_decimal::Decimal,
+}
+
 /// Kinds of artefact a payment or allocation can settle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArtefactKind {
@@ -268,6 +275,9 @@ pub struct Business {
     pub contacts: Store<ContactMeta>,
     pub products: Store<ItemMeta>,
     pub services: Store<ItemMeta>,
+    pub stock_items: Store<ItemMeta>,
+    /// Stock movements; `key` is the stock item id.
+    pub stock_movements: Store<MovementMeta>,
     pub sales_invoices: Store<DocMeta>,
     pub sales_credit_notes: Store<DocMeta>,
     pub payments_on_account: Store<DocMeta>,
@@ -309,6 +319,8 @@ impl Business {
             contacts: Store::default(),
             products: Store::default(),
             services: Store::default(),
+            stock_items: Store::default(),
+            stock_movements: Store::default(),
             sales_invoices: Store::default(),
             sales_credit_notes: Store::default(),
             payments_on_account: Store::default(),

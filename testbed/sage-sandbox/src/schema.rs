@@ -333,6 +333,9 @@ mod tests {
             "postSalesCreditNotes",
             "postContactPayments",
             "postContactAllocations",
+            "postStockItems",
+            "putStockItems",
+            "postStockMovements",
         ] {
             assert!(names.contains(&n.to_owned()), "{n} missing");
         }

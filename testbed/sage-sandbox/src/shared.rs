@@ -257,6 +257,8 @@ impl Shared {
             "contacts" => all(&b.contacts),
             "products" => all(&b.products),
             "services" => all(&b.services),
+            "stock_items" => all(&b.stock_items),
+            "stock_movements" => all(&b.stock_movements),
             "sales_invoices" => all(&b.sales_invoices),
             "sales_credit_notes" => all(&b.sales_credit_notes),
             "contact_payments" => all(&b.contact_payments),

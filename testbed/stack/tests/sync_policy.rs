@@ -190,3 +190,102 @@ async fn each_document_is_posted_or_skipped_as_the_merchant_set() {
     no_dead_letters(&stack, &m).await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_stock_products_become_stock_items_with_one_opening_movement() {
+    use ledger_stack::events::{self, PRODUCT_SIMPLE};
+    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
+    let (stack, _nats, _db) = common::stack("stock", 4).await;
+    let m = stack.onboard("stock").await.expect("onboard");
+    for bad in [json!({"stock_items": "yes"}), json!({"opening_stock": 1})] {
+        assert!(
+            stack.put_settings(&m, bad.clone()).await.is_err(),
+            "{bad} was stored"
+        );
+    }
+    let stocked = |id: u64, sku: &str, cost: Option<&str>, updated_at: &str| {
+        let mut d = events::product_saved(PRODUCT_SIMPLE, "stock", id, sku);
+        let p = &mut d.value_mut()["payload"]["product"];
+        p["extension_attributes"]["stock_item"] =
+            json!({"manage_stock": true, "qty": "40", "is_in_stock": true});
+        if let Some(cost) = cost {
+            p["custom_attributes"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"attribute_code": "cost", "value": cost}));
+        }
+        p["updated_at"] = json!(updated_at);
+        d
+    };
+
+    // Policy off: a managed-stock product is a Sage product, as before.
+    stack
+        .put_settings(&m, json!({"product_sync": true}))
+        .await
+        .unwrap();
+    publish(
+        &stack,
+        &m,
+        &stocked(101, "MUG-OFF", Some("3.25"), "2025-02-01 08:00:00"),
+    )
+    .await;
+    let products = wait_count(&stack, &m, "products", 1).await;
+    assert_eq!(products[0]["item_code"], "MUG-OFF");
+
+    // Policy on: a stock item; with opening stock, one movement of its quantity at its cost.
+    stack
+        .put_settings(&m, json!({"stock_items": true, "opening_stock": true}))
+        .await
+        .unwrap();
+    publish(
+        &stack,
+        &m,
+        &stocked(102, "MUG-ON", Some("3.25"), "2025-02-01 08:00:00"),
+    )
+    .await;
+    // No cost: the item is created, the movement refused.
+    publish(
+        &stack,
+        &m,
+        &stocked(103, "MUG-NOCOST", None, "2025-02-01 08:00:00"),
+    )
+    .await;
+    let items = wait_count(&stack, &m, "stock_items", 2).await;
+    let on = items
+        .iter()
+        .find(|i| i["item_code"] == "MUG-ON")
+        .expect("MUG-ON");
+    let movements = wait_count(&stack, &m, "stock_movements", 1).await;
+    assert_eq!(movements[0]["stock_item"]["id"], on["id"]);
+    assert_eq!(movements[0]["quantity"], json!("40.00"));
+    assert_eq!(movements[0]["cost_price"], json!("3.25"));
+
+    // The next save updates the item and moves no stock.
+    publish(
+        &stack,
+        &m,
+        &stocked(102, "MUG-ON", Some("3.40"), "2025-02-02 08:00:00"),
+    )
+    .await;
+    let updated = stack
+        .wait_until(common::WAIT, || {
+            stack
+                .documents(&m, "stock_items")
+                .iter()
+                .any(|i| i["item_code"] == "MUG-ON" && i["cost_price"] == json!("3.40"))
+        })
+        .await;
+    assert!(updated, "{:#?}", stack.documents(&m, "stock_items"));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let stats = stack.sandbox.inspect().stats_for(&m.business_id);
+    assert_eq!(
+        stats.count("POST", "/v3.1/stock_movements"),
+        1,
+        "opening stock once"
+    );
+    assert_eq!(stats.count("POST", "/v3.1/stock_items"), 2);
+    assert_eq!(stats.count("PUT", "/v3.1/stock_items/{id}"), 1);
+    assert_eq!(stack.documents(&m, "stock_items").len(), 2);
+    assert_eq!(stack.documents(&m, "products").len(), 1);
+    stack.stop().await;
+}

@@ -549,6 +549,8 @@ pub fn definition_for(resource: &str) -> &'static str {
         "contacts" => "postContacts",
         "products" => "postProducts",
         "services" => "postServices",
+        "stock_items" => "postStockItems",
+        "stock_movements" => "postStockMovements",
         other => panic!("unknown resource {other}"),
     }
 }

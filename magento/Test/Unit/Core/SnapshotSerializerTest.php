@@ -267,7 +267,18 @@ final class SnapshotSerializerTest extends TestCase
         $simple = $this->serializer->productSaved($products['simple'])['product'];
         self::assertSame(['id' => 310, 'sku' => 'TOTE-CANVAS', 'name' => 'Canvas Tote', 'type_id' => 'simple',
             'status' => 1, 'price' => '15.00', 'tax_class_id' => 2, 'attribute_set_id' => 4, 'visibility' => 4,
-            'weight' => '0.45', 'created_at' => '2024-01-10 12:00:00', 'updated_at' => '2025-04-01 08:30:00'], $simple);
+            'weight' => '0.45', 'created_at' => '2024-01-10 12:00:00', 'updated_at' => '2025-04-01 08:30:00',
+            'custom_attributes' => [['attribute_code' => 'cost', 'value' => '6.2']]], $simple);
+        self::assertArrayNotHasKey('extension_attributes', $simple, 'no stock data, no stock_item');
+        $stocked = $this->serializer->productSaved($products['stocked'])['product'];
+        self::assertSame(
+            ['stock_item' => ['manage_stock' => true, 'is_in_stock' => true, 'qty' => '40']],
+            $stocked['extension_attributes']
+        );
+        self::assertSame([['attribute_code' => 'cost', 'value' => '3.25']], $stocked['custom_attributes']);
+        $unreadable = $this->serializer->productSaved($products['stock-unreadable'])['product'];
+        self::assertSame(['stock_item' => ['is_in_stock' => false]], $unreadable['extension_attributes']);
+        self::assertArrayNotHasKey('custom_attributes', $unreadable, 'a cost that is not a number is left out');
         self::assertArrayNotHasKey('tax_class_id', $this->serializer->productSaved($products['grouped'])['product']);
         self::assertSame(0, $this->serializer->productSaved($products['no-tax-class'])['product']['tax_class_id']);
         self::assertSame(2, $this->serializer->productSaved($products['grouped'])['product']['status']);

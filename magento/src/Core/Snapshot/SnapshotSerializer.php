@@ -232,7 +232,41 @@ final class SnapshotSerializer
         }
         $this->putString($out, 'created_at', $product['created_at'] ?? null);
         $this->putString($out, 'updated_at', $product['updated_at'] ?? null);
+        // Read defensively: a cost that is not a number leaves the cost out, not the product.
+        $cost = is_numeric($product['cost'] ?? null) ? $this->number($product['cost']) : null;
+        if ($cost !== null) {
+            $out['custom_attributes'] = [['attribute_code' => 'cost', 'value' => $cost]];
+        }
+        $stock = $this->stockItem($product['stock_item'] ?? null);
+        if ($stock !== []) {
+            $out['extension_attributes'] = ['stock_item' => $stock];
+        }
         return ['product' => $out];
+    }
+
+    /**
+     * The contract's stock_item: manage_stock and is_in_stock as booleans, qty as a decimal
+     * string; a field that is absent or unreadable is left out.
+     *
+     * @return array<string, bool|string>
+     */
+    private function stockItem(mixed $stock): array
+    {
+        if (!is_array($stock)) {
+            return [];
+        }
+        $out = [];
+        foreach (['manage_stock', 'is_in_stock'] as $field) {
+            $flag = $stock[$field] ?? null;
+            if (is_bool($flag) || in_array($flag, [0, 1, '0', '1'], true)) {
+                $out[$field] = (bool) (int) $flag;
+            }
+        }
+        $qty = $stock['qty'] ?? null;
+        if (is_numeric($qty)) {
+            $out['qty'] = $this->number($qty);
+        }
+        return $out;
     }
 
     /** @return array<string, mixed> */

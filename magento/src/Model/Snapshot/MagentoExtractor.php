@@ -343,7 +343,40 @@ class MagentoExtractor
 
     public function product(Product $product): array
     {
-        return $this->scalars($product);
+        $data = $this->scalars($product);
+        $stock = $this->stockItem($product);
+        if ($stock !== null) {
+            $data['stock_item'] = $stock;
+        }
+        return $data;
+    }
+
+    /**
+     * The product's stock facts (manage_stock, qty, is_in_stock) from its stock item extension
+     * attribute, or null when Magento did not load one or it cannot be read.
+     *
+     * @return array<string, mixed>|null
+     */
+    private function stockItem(Product $product): ?array
+    {
+        try {
+            $item = self::field($product->getExtensionAttributes(), 'stock_item');
+            if ($item === null) {
+                return null;
+            }
+            $out = [];
+            foreach (['manage_stock', 'qty', 'is_in_stock'] as $key) {
+                $value = self::field($item, $key);
+                if ($value !== null && is_scalar($value)) {
+                    $out[$key] = $value;
+                }
+            }
+            return $out === [] ? null : $out;
+        } catch (Throwable $e) {
+            $this->logger->warning('Ledger Sage Sync: could not read the stock of product ' . $product->getId()
+                . ': ' . $e->getMessage());
+            return null;
+        }
     }
 
     private function address(Address $address): array

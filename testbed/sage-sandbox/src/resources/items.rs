@@ -1,18 +1,19 @@
-//! `/products` and `/services`.
+//! `/products`, `/services`, `/stock_items` and `/stock_movements`.
 
 use super::{dec_field, input_of, merge, require_tax_rate, str_field};
 use crate::error::ApiError;
-use crate::model::{search_text, timestamp, Business, ItemMeta, Record, Store};
+use crate::model::{search_text, timestamp, Business, ItemMeta, MovementMeta, Record, Store};
 use crate::money::money_json;
 use crate::seed;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-/// Products or services.
+/// Products, services or stock items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ItemKind {
     Product,
     Service,
+    StockItem,
 }
 
 impl ItemKind {
@@ -20,6 +21,7 @@ impl ItemKind {
         match self {
             ItemKind::Product => "product",
             ItemKind::Service => "service",
+            ItemKind::StockItem => "stock_item",
         }
     }
 
@@ -27,6 +29,7 @@ impl ItemKind {
         match self {
             ItemKind::Product => "products",
             ItemKind::Service => "services",
+            ItemKind::StockItem => "stock_items",
         }
     }
 
@@ -34,6 +37,7 @@ impl ItemKind {
         match self {
             ItemKind::Product => &mut biz.products,
             ItemKind::Service => &mut biz.services,
+            ItemKind::StockItem => &mut biz.stock_items,
         }
     }
 }
@@ -54,7 +58,7 @@ fn check(biz: &Business, kind: ItemKind, input: &Map<String, Value>) -> Result<I
         let id = str_field(input, field);
         // Sage requires the purchase ledger on products even for items that
         // are never bought.
-        let required = field == "sales_ledger_account_id" || kind == ItemKind::Product;
+        let required = field == "sales_ledger_account_id" || kind != ItemKind::Service;
         match id {
             None if required => {
                 return Err(ApiError::invalid(
@@ -188,6 +192,7 @@ fn render(biz: &Business, kind: ItemKind, rec: &Record<ItemMeta>) -> Map<String,
             .unwrap_or("NON_STOCK_ITEM")
             .to_owned(),
         ItemKind::Service => "SERVICE".to_owned(),
+        ItemKind::StockItem => "STOCK_ITEM".to_owned(),
     };
     let mut out = seed::into_map(json!({
         "id": rec.id,
@@ -214,6 +219,16 @@ fn render(biz: &Business, kind: ItemKind, rec: &Record<ItemMeta>) -> Map<String,
         ItemKind::Product => {
             out.insert("sales_prices".into(), prices("sales_prices", "price"));
         }
+        ItemKind::StockItem => {
+            out.insert("sales_prices".into(), prices("sales_prices", "price"));
+            // Only movements change the quantity; what the item was sent is ignored.
+            let quantity: rust_decimal::Decimal = biz
+                .stock_movements
+                .keyed(&rec.id)
+                .map(|m| m.meta.quantity)
+                .sum();
+            out.insert("quantity_in_stock".into(), money_json(quantity));
+        }
         ItemKind::Service => {
             out.insert("sales_rates".into(), prices("sales_rates", "rate"));
             out.insert(
@@ -226,4 +241,84 @@ fn render(biz: &Business, kind: ItemKind, rec: &Record<ItemMeta>) -> Map<String,
         }
     }
     out
+}
+
+/// POST /stock_movements: changes a stock item's `quantity_in_stock` by `quantity`.
+pub(crate) fn create_movement(
+    biz: &mut Business,
+    root: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Value, ApiError> {
+    let input = input_of(root);
+    let item_id = str_field(&input, "stock_item_id")
+        .unwrap_or_default()
+        .to_owned();
+    let description = match biz.stock_items.get(&item_id) {
+        Some(item) => item.meta.description.clone(),
+        None => {
+            return Err(ApiError::missing_reference(
+                "stock_movement.stock_item_id",
+                "Couldn't find stock item.",
+            ))
+        }
+    };
+    let quantity = dec_field(&input, "quantity").unwrap_or_default();
+    if quantity.is_zero() {
+        return Err(ApiError::invalid(
+            "stock_movement.quantity",
+            "quantity: must not be 0",
+        ));
+    }
+    let cost = dec_field(&input, "cost_price").unwrap_or_default();
+    if cost.is_sign_negative() {
+        return Err(ApiError::invalid(
+            "stock_movement.cost_price",
+            "cost_price: must be greater than or equal to 0",
+        ));
+    }
+    let details = str_field(&input, "details")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if details.is_empty() {
+        return Err(ApiError::invalid(
+            "stock_movement.details",
+            "details: can't be blank",
+        ));
+    }
+    let date = str_field(&input, "date")
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .ok_or_else(|| ApiError::invalid("stock_movement.date", "date: is not a date"))?;
+    let id = crate::new_id();
+    let json = seed::into_map(json!({
+        "id": id,
+        "displayed_as": details,
+        "$path": format!("/stock_movements/{id}"),
+        "created_at": timestamp(now),
+        "updated_at": timestamp(now),
+        "stock_item": seed::link("stock_items", &item_id, &description),
+        "date": date.to_string(),
+        "quantity": money_json(quantity),
+        "cost_price": money_json(cost),
+        "details": details,
+        "reference": input.get("reference").cloned().unwrap_or(Value::Null),
+    }));
+    let seq = biz.seq();
+    biz.stock_movements.insert(Record {
+        id,
+        seq,
+        created_at: now,
+        updated_at: now,
+        json: json.clone(),
+        meta: MovementMeta { date, quantity },
+        key: Some(item_id.clone()),
+        search: String::new(),
+    });
+    if let Some(item) = biz.stock_items.get(&item_id).cloned() {
+        let rendered = render(biz, ItemKind::StockItem, &item);
+        if let Some(stored) = biz.stock_items.get_mut(&item_id) {
+            stored.json = rendered;
+        }
+    }
+    Ok(Value::Object(json))
 }
