@@ -46,14 +46,18 @@ pub const SESSION_TTL_HOURS: i64 = 12;
 pub fn routes() -> Routes {
     Routes::new()
         .post("/v1/admin/merchants/{merchant}/portal-links", create_link)
-        .get("/portal/login", login).post("/portal/login", login_confirmed)
+        .get("/portal/login", login)
+        .post("/portal/login", login_confirmed)
         .get("/portal", home)
         .post("/portal/pair", pair)
         .post("/portal/pair/confirm", pair_confirmed)
         .post("/portal/sage/confirm", sage_confirmed)
         .post("/portal/keys/{key}/revoke", revoke)
         .post("/portal/sage/connect", connect_sage)
-        .post("/portal/dead-letters/{service}/{id}/retry", retry_dead_letter)
+        .post(
+            "/portal/dead-letters/{service}/{id}/retry",
+            retry_dead_letter,
+        )
         .post("/portal/logout", logout)
         .get("/portal/books", books)
 }
@@ -360,10 +364,7 @@ pub(crate) async fn session(
 }
 
 /// The session of a page view, or the page to answer instead (signed out, unavailable).
-pub(crate) async fn page_session(
-    app: &AppState,
-    headers: &HeaderMap,
-) -> Result<Session, Response> {
+pub(crate) async fn page_session(app: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
     match session(app, headers).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(signed_out(

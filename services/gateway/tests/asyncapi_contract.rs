@@ -29,7 +29,13 @@ fn shape(subject: &str) -> String {
     braces
         .replace_all(subject, "*")
         .split('.')
-        .map(|t| if t == MERCHANT || t == SERVICE { "*" } else { t })
+        .map(|t| {
+            if t == MERCHANT || t == SERVICE {
+                "*"
+            } else {
+                t
+            }
+        })
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -100,8 +106,8 @@ fn from_constants() -> BTreeSet<String> {
 /// Filters (ending in `>`) and permissions are not subjects and are left out, and so is the
 /// test kit (a test tool, whose inboxes are instances of `_INBOX_<user>`).
 fn from_sources() -> BTreeSet<String> {
-    let literal = Regex::new(r#"(^|[^b])"((?:ledger\.|magento\.|\$SYS\.|\$SRV\.|_INBOX)[^"]*)""#)
-        .unwrap();
+    let literal =
+        Regex::new(r#"(^|[^b])"((?:ledger\.|magento\.|\$SYS\.|\$SRV\.|_INBOX)[^"]*)""#).unwrap();
     let subject_like = Regex::new(r"^[A-Za-z0-9_\-.$*{}]+$").unwrap();
     let mut out = BTreeSet::new();
     let mut files = 0;
@@ -169,10 +175,16 @@ fn every_documented_subject_is_used_by_the_code() {
 #[test]
 fn subjects_compare_by_shape() {
     assert_eq!(shape("ledger.rpc.{service}.audit"), "ledger.rpc.*.audit");
-    assert_eq!(shape(&format!("ledger.status.{MERCHANT}")), "ledger.status.*");
+    assert_eq!(
+        shape(&format!("ledger.status.{MERCHANT}")),
+        "ledger.status.*"
+    );
     assert_eq!(shape("_INBOX_{user}"), "_INBOX_*");
     assert!(covers("_INBOX_*", "_INBOX_*.*"));
     assert!(covers("ledger.status.", "ledger.status.*"));
     assert!(!covers("ledger.status", "ledger.statuses.*"));
-    assert!(!covers("ledger.rpc.gateway.token", "ledger.rpc.gateway.tokens"));
+    assert!(!covers(
+        "ledger.rpc.gateway.token",
+        "ledger.rpc.gateway.tokens"
+    ));
 }

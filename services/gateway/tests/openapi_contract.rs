@@ -80,7 +80,10 @@ fn the_document_lists_every_route_the_gateway_serves_and_no_other() {
 
 #[test]
 fn path_templates_compare_by_shape() {
-    assert_eq!(shape("/v1/pairings/{pairing_id}"), shape("/v1/pairings/{pairing}"));
+    assert_eq!(
+        shape("/v1/pairings/{pairing_id}"),
+        shape("/v1/pairings/{pairing}")
+    );
     assert_ne!(shape("/v1/pairings/{pairing}"), shape("/v1/pairings"));
     assert_eq!(shape("/a/{x}/b/{y}"), "/a/{}/b/{}");
 }
@@ -116,7 +119,11 @@ fn routes_are_added_only_through_the_table() {
             }
         }
     }
-    assert!(files > 5, "the gateway's sources were not found in {}", src.display());
+    assert!(
+        files > 5,
+        "the gateway's sources were not found in {}",
+        src.display()
+    );
     assert!(
         offenders.is_empty(),
         "routes must be added through gateway::routes::Routes so the API document is checked:\n{}",

@@ -34,7 +34,10 @@ enum Mode {
 
 /// The run's size and knobs; each option also reads the environment variable of the same name.
 #[derive(Debug, clap::Parser)]
-#[command(name = "ledger-bench", about = "Throughput, latency and fairness of the engine")]
+#[command(
+    name = "ledger-bench",
+    about = "Throughput, latency and fairness of the engine"
+)]
 struct Args {
     /// What to measure.
     #[arg(long, env = "BENCH_MODE", value_enum, default_value_t = Mode::Throughput)]
@@ -69,7 +72,11 @@ struct Args {
     #[arg(long, env = "FAIR_BUDGET_PER_MINUTE", default_value_t = 6_000)]
     fair_budget_per_minute: u32,
     /// NATS with JetStream the engine runs on.
-    #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:42229")]
+    #[arg(
+        long,
+        env = "LEDGER_NATS_URL",
+        default_value = "nats://127.0.0.1:42229"
+    )]
     nats_url: String,
     /// Administrative URL of the PostgreSQL cluster the runs' databases are made on.
     #[arg(

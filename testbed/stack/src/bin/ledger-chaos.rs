@@ -30,7 +30,10 @@ use serde_json::{json, Value};
 
 /// The run's size and knobs; each option also reads the environment variable of the same name.
 #[derive(Debug, clap::Parser)]
-#[command(name = "ledger-chaos", about = "Exactly-once under crashes, restarts and a misbehaving Sage")]
+#[command(
+    name = "ledger-chaos",
+    about = "Exactly-once under crashes, restarts and a misbehaving Sage"
+)]
 struct Args {
     /// Invoices published.
     #[arg(long, env = "CHAOS_EVENTS", default_value_t = 2000)]

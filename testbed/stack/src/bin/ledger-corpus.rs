@@ -19,7 +19,10 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to run; each option also reads the environment variable of the same name.
 #[derive(Debug, clap::Parser)]
-#[command(name = "ledger-corpus", about = "The accounting corpus through the whole engine")]
+#[command(
+    name = "ledger-corpus",
+    about = "The accounting corpus through the whole engine"
+)]
 struct Args {
     /// Runs only the cases whose name contains this text (all when empty).
     #[arg(long, env = "CORPUS_FILTER", default_value = "")]
@@ -317,7 +320,10 @@ async fn main() -> anyhow::Result<()> {
 
     // A `settings` step changes settings mid-case: the in-process services read their
     // cache time from the environment.
-    std::env::set_var("LEDGER_SETTINGS_TTL_SECS", args.settings_ttl_secs.to_string());
+    std::env::set_var(
+        "LEDGER_SETTINGS_TTL_SECS",
+        args.settings_ttl_secs.to_string(),
+    );
     let nats = TestNats::start().await.context("nats-server")?;
     let db = TestDb::create().await.context("database")?;
     let stack = Stack::start(StackOptions {

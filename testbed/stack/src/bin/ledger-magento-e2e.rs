@@ -42,7 +42,15 @@ impl Magento {
     fn php(&self) -> Command {
         let mut command = Command::new("nice");
         command
-            .args(["-n", "10", &self.php, "-d", "allow_url_fopen=0", "-d", "memory_limit=2G"])
+            .args([
+                "-n",
+                "10",
+                &self.php,
+                "-d",
+                "allow_url_fopen=0",
+                "-d",
+                "memory_limit=2G",
+            ])
             .current_dir(&self.root)
             .env("LEDGER_NATS_ALLOW_PLAIN", "1");
         command
@@ -147,7 +155,9 @@ fn sage_summary(stack: &Stack, merchant: &Merchant) -> String {
                 format!(
                     "{} {}",
                     d["reference"].as_str().unwrap_or("-"),
-                    d["total_amount"].as_str().map_or_else(|| d["total_amount"].to_string(), String::from)
+                    d["total_amount"]
+                        .as_str()
+                        .map_or_else(|| d["total_amount"].to_string(), String::from)
                 )
             })
             .collect()
@@ -160,7 +170,6 @@ fn sage_summary(stack: &Stack, merchant: &Merchant) -> String {
         stack.documents(merchant, "contacts").len()
     )
 }
-
 
 /// Waits for the next wall-clock minute boundary (Magento's cron runs jobs due this minute).
 async fn next_minute() {
@@ -280,7 +289,9 @@ impl Route {
         self.accept = Some(tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let relay = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
@@ -292,7 +303,13 @@ impl Route {
 }
 
 /// Records when each invoice reference is first seen in the merchant's Sage business.
-fn watch_invoices(stack: &Arc<Stack>, merchant: &Merchant) -> (Arc<Mutex<HashMap<String, f64>>>, tokio::task::JoinHandle<()>) {
+fn watch_invoices(
+    stack: &Arc<Stack>,
+    merchant: &Merchant,
+) -> (
+    Arc<Mutex<HashMap<String, f64>>>,
+    tokio::task::JoinHandle<()>,
+) {
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let (stack, merchant, out) = (stack.clone(), merchant.clone(), seen.clone());
     let task = tokio::spawn(async move {
@@ -336,7 +353,6 @@ fn latencies(made: &Value, seen: &HashMap<String, f64>) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-
 /// Polls a script in the page until it returns true, up to `secs` seconds.
 async fn until(browser: &Browser, script: &str, secs: u64, what: &str) -> Result<()> {
     let started = Instant::now();
@@ -362,7 +378,8 @@ const GRID_ROWS: &str = "return Array.from(document.querySelectorAll('tr.data-ro
 /// `_ascend` / `_descend`) and the grid's rows are ordered by status that way; returns whether
 /// ascending, and the statuses in display order (each once).
 async fn sort_by_status(browser: &Browser) -> Result<(bool, Vec<String>)> {
-    const HEADER: &str = "var th = Array.from(document.querySelectorAll('th.data-grid-th')).find(function (t) {
+    const HEADER: &str =
+        "var th = Array.from(document.querySelectorAll('th.data-grid-th')).find(function (t) {
         return t.textContent.trim() === 'Sage Status'; });";
     let rank = |chip: &str| {
         ["Not sent", "Failed", "Pending", "Skipped", "Synced"]
@@ -394,9 +411,13 @@ async fn sort_by_status(browser: &Browser) -> Result<(bool, Vec<String>)> {
             .collect();
         let ranks: Vec<Option<usize>> = order.iter().map(|c| rank(c)).collect();
         let ordered = ranks.iter().all(Option::is_some)
-            && ranks
-                .windows(2)
-                .all(|w| if ascending { w[0] <= w[1] } else { w[0] >= w[1] });
+            && ranks.windows(2).all(|w| {
+                if ascending {
+                    w[0] <= w[1]
+                } else {
+                    w[0] >= w[1]
+                }
+            });
         if ordered && !order.is_empty() {
             let mut distinct = order.clone();
             distinct.dedup();
@@ -417,20 +438,48 @@ struct AdminExpectations<'a> {
 /// The admin pages in headless Chromium, logged in as the test admin: the invoice grid's Sage
 /// Status chips and tooltips, sorting and filtering by the column (labelled options), the
 /// invoice view's Sage block and the configuration page's banner. Screenshots go to `shots`.
-async fn admin_pages(base: &str, shots: &std::path::Path, expect: &AdminExpectations<'_>) -> Result<Vec<String>> {
+async fn admin_pages(
+    base: &str,
+    shots: &std::path::Path,
+    expect: &AdminExpectations<'_>,
+) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     std::fs::create_dir_all(shots)?;
     let browser = Browser::start().await?;
     browser.goto(&format!("{base}index.php/admin/")).await?;
-    until(&browser, "return !!document.querySelector('#username')", 120, "admin login form").await?;
-    browser.type_into(&browser.find("#username").await?, "admin").await?;
-    browser.type_into(&browser.find("#login").await?, "ledger-admin-1").await?;
+    until(
+        &browser,
+        "return !!document.querySelector('#username')",
+        120,
+        "admin login form",
+    )
+    .await?;
+    browser
+        .type_into(&browser.find("#username").await?, "admin")
+        .await?;
+    browser
+        .type_into(&browser.find("#login").await?, "ledger-admin-1")
+        .await?;
     browser.click(&browser.find(".action-login").await?).await?;
-    until(&browser, "return !!document.querySelector('#menu-magento-backend-dashboard, .admin__menu')", 120, "admin dashboard").await?;
+    until(
+        &browser,
+        "return !!document.querySelector('#menu-magento-backend-dashboard, .admin__menu')",
+        120,
+        "admin dashboard",
+    )
+    .await?;
 
     // The invoice grid (knockout; Magento builds its static files on first use).
-    browser.goto(&format!("{base}index.php/admin/sales/invoice/")).await?;
-    until(&browser, "return document.querySelectorAll('tr.data-row .ledger-sage-chip').length > 0", 600, "Sage Status chips on the invoice grid").await?;
+    browser
+        .goto(&format!("{base}index.php/admin/sales/invoice/"))
+        .await?;
+    until(
+        &browser,
+        "return document.querySelectorAll('tr.data-row .ledger-sage-chip').length > 0",
+        600,
+        "Sage Status chips on the invoice grid",
+    )
+    .await?;
     // 200 rows a page (the throwaway store keeps earlier runs' invoices), through the grid's
     // own paging component.
     let first = expect.invoices.first().map_or("", |i| i.0);
@@ -463,20 +512,29 @@ async fn admin_pages(base: &str, shots: &std::path::Path, expect: &AdminExpectat
         })
     };
     for (reference, label, tooltip) in &expect.invoices {
-        let row = find_row(reference).with_context(|| format!("invoice {reference} is not on the grid's first page"))?;
+        let row = find_row(reference)
+            .with_context(|| format!("invoice {reference} is not on the grid's first page"))?;
         ensure!(
-            row["chip"] == *label && row["title"].as_str().is_some_and(|t| t.contains(tooltip.as_str())),
+            row["chip"] == *label
+                && row["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(tooltip.as_str())),
             "invoice {reference}: chip {} tooltip {} (expected {label} / {tooltip})",
             row["chip"],
             row["title"]
         );
-        lines.push(format!("invoice grid: {reference} chip \"{label}\" tooltip \"{}\"", row["title"].as_str().unwrap_or("")));
+        lines.push(format!(
+            "invoice grid: {reference} chip \"{label}\" tooltip \"{}\"",
+            row["title"].as_str().unwrap_or("")
+        ));
     }
 
     // Sorting by Sage Status: a click on the header orders the rows by status, the next click
     // the other way (Magento remembers the admin's last sort, so the first may be either).
     let first = sort_by_status(&browser).await?;
-    browser.screenshot(&shots.join("invoice-grid-sorted.png")).await?;
+    browser
+        .screenshot(&shots.join("invoice-grid-sorted.png"))
+        .await?;
     let second = sort_by_status(&browser).await?;
     ensure!(
         first.0 != second.0 && (first.1.len() > 1 || second.1.len() > 1),
@@ -509,7 +567,13 @@ async fn admin_pages(base: &str, shots: &std::path::Path, expect: &AdminExpectat
         .filter_map(|o| o.as_str().map(String::from))
         .collect();
     ensure!(
-        options == ["pending=Pending", "synced=Synced", "skipped=Skipped", "failed=Failed"],
+        options
+            == [
+                "pending=Pending",
+                "synced=Synced",
+                "skipped=Skipped",
+                "failed=Failed"
+            ],
         "filter options: {options:?}"
     );
     browser
@@ -528,9 +592,18 @@ async fn admin_pages(base: &str, shots: &std::path::Path, expect: &AdminExpectat
         "only Failed rows after filtering",
     )
     .await?;
-    browser.screenshot(&shots.join("invoice-grid-failed.png")).await?;
-    let failed_rows = browser.execute(GRID_ROWS, json!([])).await?.as_array().map_or(0, Vec::len);
-    lines.push(format!("invoice grid filter options {}; filter Failed shows {failed_rows} row(s), all Failed", options.join(", ")));
+    browser
+        .screenshot(&shots.join("invoice-grid-failed.png"))
+        .await?;
+    let failed_rows = browser
+        .execute(GRID_ROWS, json!([]))
+        .await?
+        .as_array()
+        .map_or(0, Vec::len);
+    lines.push(format!(
+        "invoice grid filter options {}; filter Failed shows {failed_rows} row(s), all Failed",
+        options.join(", ")
+    ));
     // Leave the grid unfiltered for the next visit.
     browser
         .execute(
@@ -542,8 +615,18 @@ async fn admin_pages(base: &str, shots: &std::path::Path, expect: &AdminExpectat
 
     // The invoice view: the Sage block inside Order Information.
     let (id, sage_number) = &expect.synced_invoice;
-    browser.goto(&format!("{base}index.php/admin/sales/invoice/view/invoice_id/{id}/")).await?;
-    until(&browser, "return !!document.querySelector('.ledger-sage-sync-info')", 120, "the invoice view's Sage block").await?;
+    browser
+        .goto(&format!(
+            "{base}index.php/admin/sales/invoice/view/invoice_id/{id}/"
+        ))
+        .await?;
+    until(
+        &browser,
+        "return !!document.querySelector('.ledger-sage-sync-info')",
+        120,
+        "the invoice view's Sage block",
+    )
+    .await?;
     let block = browser
         .execute(
             "var r = document.querySelector('.ledger-sage-sync-info');
@@ -561,8 +644,18 @@ async fn admin_pages(base: &str, shots: &std::path::Path, expect: &AdminExpectat
     lines.push(format!("invoice view: {block}"));
 
     // The configuration page's banner.
-    browser.goto(&format!("{base}index.php/admin/admin/system_config/edit/section/ledger_sage_sync/")).await?;
-    until(&browser, "return !!document.querySelector('.ledger-sage-sync-banner')", 120, "the configuration banner").await?;
+    browser
+        .goto(&format!(
+            "{base}index.php/admin/admin/system_config/edit/section/ledger_sage_sync/"
+        ))
+        .await?;
+    until(
+        &browser,
+        "return !!document.querySelector('.ledger-sage-sync-banner')",
+        120,
+        "the configuration banner",
+    )
+    .await?;
     let banner = browser
         .execute("return document.querySelector('.ledger-sage-sync-banner').textContent.replace(/\\s+/g, ' ').trim();", json!([]))
         .await?;
@@ -676,7 +769,11 @@ async fn main() -> Result<()> {
     let outbox = magento.driver(&["outbox"])?;
     let waiting = outbox["counts"]["pending"].as_i64().unwrap_or(-1)
         + outbox["counts"]["retry"].as_i64().unwrap_or(-1);
-    ensure!(waiting == 0, "the cron left events waiting: {}", outbox["counts"]);
+    ensure!(
+        waiting == 0,
+        "the cron left events waiting: {}",
+        outbox["counts"]
+    );
     checks.ok(format!(
         "cron:run --group=ledger_sage_sync published the outbox in {:.1} s: {} waiting, {} dead",
         cron_started.elapsed().as_secs_f64(),
@@ -687,19 +784,26 @@ async fn main() -> Result<()> {
     // 4. Sage against Magento's own rows.
     let paid_keys = ["a", "guest", "eur"];
     let expected_invoices = ["a", "po", "guest", "eur"];
-    let arrived = stack.wait_until(Duration::from_secs(60), || {
-        let invoices = stack.documents(&merchant, "sales_invoices");
-        let payments = stack.documents(&merchant, "contact_payments");
-        expected_invoices.iter().all(|k| {
-            !with_reference(&invoices, orders[k]["invoices"][0]["increment_id"].as_str().unwrap_or("?")).is_empty()
-        }) && !stack.documents(&merchant, "sales_credit_notes").is_empty()
-            && payments
-                .iter()
-                .filter(|p| p["transaction_type"]["id"] == "CUSTOMER_RECEIPT")
-                .count()
-                >= paid_keys.len()
-    })
-    .await;
+    let arrived = stack
+        .wait_until(Duration::from_secs(60), || {
+            let invoices = stack.documents(&merchant, "sales_invoices");
+            let payments = stack.documents(&merchant, "contact_payments");
+            expected_invoices.iter().all(|k| {
+                !with_reference(
+                    &invoices,
+                    orders[k]["invoices"][0]["increment_id"]
+                        .as_str()
+                        .unwrap_or("?"),
+                )
+                .is_empty()
+            }) && !stack.documents(&merchant, "sales_credit_notes").is_empty()
+                && payments
+                    .iter()
+                    .filter(|p| p["transaction_type"]["id"] == "CUSTOMER_RECEIPT")
+                    .count()
+                    >= paid_keys.len()
+        })
+        .await;
     if !arrived {
         let mut dead = Vec::new();
         for service in ["contacts", "documents", "payments"] {
@@ -720,7 +824,11 @@ async fn main() -> Result<()> {
         let row = &orders[key]["invoices"][0];
         let reference = row["increment_id"].as_str().context("increment_id")?;
         let found = with_reference(&invoices, reference);
-        ensure!(found.len() == 1, "invoice {reference} is in Sage {} times", found.len());
+        ensure!(
+            found.len() == 1,
+            "invoice {reference} is in Sage {} times",
+            found.len()
+        );
         let sage = found[0];
         let expected = dec(&row["grand_total"]);
         let currency = sage["currency"]["id"].as_str().unwrap_or("GBP");
@@ -737,7 +845,12 @@ async fn main() -> Result<()> {
         let allocated: Decimal = payments
             .iter()
             .filter(|p| p["transaction_type"]["id"] == "CUSTOMER_RECEIPT")
-            .flat_map(|p| p["allocated_artefacts"].as_array().cloned().unwrap_or_default())
+            .flat_map(|p| {
+                p["allocated_artefacts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .filter(|a| a["artefact"]["id"] == sage["id"])
             .map(|a| dec(&a["amount"]))
             .sum();
@@ -767,17 +880,28 @@ async fn main() -> Result<()> {
     let memo_reference = format!(
         "{}/{}",
         memo["increment_id"].as_str().unwrap_or("?"),
-        orders["a"]["invoices"][0]["increment_id"].as_str().unwrap_or("?")
+        orders["a"]["invoices"][0]["increment_id"]
+            .as_str()
+            .unwrap_or("?")
     );
     let found = with_reference(&notes, &memo_reference);
-    ensure!(found.len() == 1, "credit note {memo_reference} is in Sage {} times", found.len());
+    ensure!(
+        found.len() == 1,
+        "credit note {memo_reference} is in Sage {} times",
+        found.len()
+    );
     ensure!(
         dec(&found[0]["total_amount"]) == dec(&memo["grand_total"]),
         "credit note {memo_reference}: Sage {} Magento {}",
         found[0]["total_amount"],
         memo["grand_total"]
     );
-    let invoice_a = with_reference(&invoices, orders["a"]["invoices"][0]["increment_id"].as_str().unwrap_or("?"))[0];
+    let invoice_a = with_reference(
+        &invoices,
+        orders["a"]["invoices"][0]["increment_id"]
+            .as_str()
+            .unwrap_or("?"),
+    )[0];
     ensure!(
         found[0]["original_invoice_date"] == invoice_a["date"],
         "credit note {memo_reference} is not linked to its invoice"
@@ -788,7 +912,9 @@ async fn main() -> Result<()> {
         dec(&memo["adjustment_negative"]),
         orders["a"]["invoices"][0]["increment_id"].as_str().unwrap_or("?")
     ));
-    let free_reference = orders["free"]["invoices"][0]["increment_id"].as_str().unwrap_or("?");
+    let free_reference = orders["free"]["invoices"][0]["increment_id"]
+        .as_str()
+        .unwrap_or("?");
     ensure!(
         with_reference(&invoices, free_reference).is_empty(),
         "the 0.00 invoice {free_reference} was posted to Sage"
@@ -834,7 +960,11 @@ async fn main() -> Result<()> {
             };
             let ours_done = expected_invoices
                 .iter()
-                .map(|k| orders[k]["invoices"][0]["increment_id"].as_str().unwrap_or("?"))
+                .map(|k| {
+                    orders[k]["invoices"][0]["increment_id"]
+                        .as_str()
+                        .unwrap_or("?")
+                })
                 .chain([free_reference, refused_reference.as_str()])
                 .all(|r| by_ref(r).is_some_and(|s| s != "pending"));
             if ours_done || started.elapsed() > Duration::from_secs(90) {
@@ -843,11 +973,17 @@ async fn main() -> Result<()> {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     };
-    ensure!(settled, "the status cron left documents pending: {statuses}");
+    ensure!(
+        settled,
+        "the status cron left documents pending: {statuses}"
+    );
     let status_of = |kind: &str, reference: &str| -> (String, String) {
         statuses[kind]
             .as_array()
-            .and_then(|rows| rows.iter().find(|r| r["increment_id"].as_str() == Some(reference)))
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["increment_id"].as_str() == Some(reference))
+            })
             .map(|r| {
                 (
                     r["sage_status"].as_str().unwrap_or("").to_string(),
@@ -857,13 +993,21 @@ async fn main() -> Result<()> {
             .unwrap_or_default()
     };
     for key in expected_invoices {
-        let reference = orders[key]["invoices"][0]["increment_id"].as_str().unwrap_or("?");
+        let reference = orders[key]["invoices"][0]["increment_id"]
+            .as_str()
+            .unwrap_or("?");
         let (status, message) = status_of("invoice", reference);
-        ensure!(status == "synced", "invoice {reference}: grid says {status} ({message})");
+        ensure!(
+            status == "synced",
+            "invoice {reference}: grid says {status} ({message})"
+        );
     }
     let memo_id = memo["increment_id"].as_str().unwrap_or("?");
     let (memo_status, memo_message) = status_of("creditmemo", memo_id);
-    ensure!(memo_status == "synced", "credit memo {memo_id}: {memo_status} ({memo_message})");
+    ensure!(
+        memo_status == "synced",
+        "credit memo {memo_id}: {memo_status} ({memo_message})"
+    );
     let (free_status, free_message) = status_of("invoice", free_reference);
     ensure!(
         free_status == "skipped" && free_message.contains("0.00"),
@@ -880,7 +1024,8 @@ async fn main() -> Result<()> {
 
     // 6b. The admin pages in headless Chromium, Magento served by PHP's web server with
     //     Magento's router at the store's base URL.
-    let base = std::env::var("LEDGER_MAGENTO_URL").unwrap_or_else(|_| "http://127.0.0.1:8082/".into());
+    let base =
+        std::env::var("LEDGER_MAGENTO_URL").unwrap_or_else(|_| "http://127.0.0.1:8082/".into());
     let listen = base
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -893,20 +1038,32 @@ async fn main() -> Result<()> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .context("start php -S for the admin pages")?;
-    let synced_reference = orders["a"]["invoices"][0]["increment_id"].as_str().unwrap_or("?");
+    let synced_reference = orders["a"]["invoices"][0]["increment_id"]
+        .as_str()
+        .unwrap_or("?");
     let (_, synced_message) = status_of("invoice", synced_reference);
     let sage_ref = statuses["invoice"]
         .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["increment_id"].as_str() == Some(synced_reference)))
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["increment_id"].as_str() == Some(synced_reference))
+        })
         .and_then(|r| r["sage_ref"].as_str().map(String::from))
         .unwrap_or_default();
-    ensure!(!sage_ref.is_empty(), "no Sage reference stored for invoice {synced_reference}");
+    ensure!(
+        !sage_ref.is_empty(),
+        "no Sage reference stored for invoice {synced_reference}"
+    );
     let expect = AdminExpectations {
         invoices: vec![
             (
                 synced_reference,
                 "Synced",
-                if synced_message.is_empty() { "Synced".to_string() } else { synced_message.clone() },
+                if synced_message.is_empty() {
+                    "Synced".to_string()
+                } else {
+                    synced_message.clone()
+                },
             ),
             (free_reference, "Skipped", "0.00".to_string()),
             (
@@ -915,7 +1072,10 @@ async fn main() -> Result<()> {
                 refused_message.chars().take(40).collect(),
             ),
         ],
-        synced_invoice: (orders["a"]["invoices"][0]["id"].as_i64().unwrap_or(0), sage_ref.clone()),
+        synced_invoice: (
+            orders["a"]["invoices"][0]["id"].as_i64().unwrap_or(0),
+            sage_ref.clone(),
+        ),
     };
     let shots = workspace_root().join("target/magento");
     let pages = admin_pages(&base, &shots, &expect).await;
@@ -973,13 +1133,14 @@ async fn main() -> Result<()> {
         let open = magento.driver(&["outbox"])?["counts"].clone();
         let empty = open["pending"].as_i64() == Some(0) && open["retry"].as_i64() == Some(0);
         drained = empty
-            && stack.wait_until(Duration::from_secs(40), || {
-                let invoices = stack.documents(&merchant, "sales_invoices");
-                outage_refs
-                    .iter()
-                    .all(|r| with_reference(&invoices, r).len() == 1)
-            })
-            .await;
+            && stack
+                .wait_until(Duration::from_secs(40), || {
+                    let invoices = stack.documents(&merchant, "sales_invoices");
+                    outage_refs
+                        .iter()
+                        .all(|r| with_reference(&invoices, r).len() == 1)
+                })
+                .await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let invoices = stack.documents(&merchant, "sales_invoices");
@@ -1011,7 +1172,11 @@ async fn main() -> Result<()> {
     let mut by_entity: HashMap<String, Vec<&str>> = HashMap::new();
     for row in &outage_events {
         by_entity
-            .entry(format!("{}:{}", row["entity_type"].as_str().unwrap_or(""), row["entity_id"].as_str().unwrap_or("")))
+            .entry(format!(
+                "{}:{}",
+                row["entity_type"].as_str().unwrap_or(""),
+                row["entity_id"].as_str().unwrap_or("")
+            ))
             .or_default()
             .push(row["published_at"].as_str().unwrap_or(""));
     }
@@ -1037,10 +1202,11 @@ async fn main() -> Result<()> {
         quick.extend(made["invoices"].as_array().cloned().unwrap_or_default());
     }
     let quick = json!({ "invoices": quick });
-    stack.wait_until(Duration::from_secs(60), || {
-        latencies(&quick, &seen.lock().expect("watch lock")).is_ok()
-    })
-    .await;
+    stack
+        .wait_until(Duration::from_secs(60), || {
+            latencies(&quick, &seen.lock().expect("watch lock")).is_ok()
+        })
+        .await;
     let (quick_p50, quick_p99) = percentiles(latencies(&quick, &seen.lock().expect("watch lock"))?);
     let (quick_save_p50, _) = percentiles(
         quick["invoices"]
@@ -1076,10 +1242,11 @@ async fn main() -> Result<()> {
     };
     let cadence = driver.await??;
     let runs = cron_runs.await??;
-    stack.wait_until(Duration::from_secs(30), || {
-        latencies(&cadence, &seen.lock().expect("watch lock")).is_ok()
-    })
-    .await;
+    stack
+        .wait_until(Duration::from_secs(30), || {
+            latencies(&cadence, &seen.lock().expect("watch lock")).is_ok()
+        })
+        .await;
     let (cron_p50, cron_p99) = percentiles(latencies(&cadence, &seen.lock().expect("watch lock"))?);
     watcher.abort();
     magento.driver(&["config", "ledger_sage_sync/relay/flush_after_commit", "1"])?;
@@ -1089,7 +1256,10 @@ async fn main() -> Result<()> {
         quick_p99 * 1000.0,
     ));
     let invoices = stack.documents(&merchant, "sales_invoices");
-    let mut references: Vec<&str> = invoices.iter().filter_map(|i| i["reference"].as_str()).collect();
+    let mut references: Vec<&str> = invoices
+        .iter()
+        .filter_map(|i| i["reference"].as_str())
+        .collect();
     let total = references.len();
     references.sort_unstable();
     references.dedup();
