@@ -44,6 +44,7 @@ mod payment;
 mod period;
 mod policy;
 mod product;
+mod reissue;
 pub mod rules;
 mod settings;
 mod settlement;
@@ -83,6 +84,9 @@ pub use policy::{
     UnpaidInvoices, ZeroValueInvoices, REFERENCE_PREFIX_MAX, REFERENCE_PREFIX_SEPARATORS,
 };
 pub use product::{is_stock_item, map_opening_stock, map_product, ProductPlan, StockMovementPlan};
+pub use reissue::{
+    into_reissue, map_reissue_credit_note, reissue_credit_reference, reissue_reference,
+};
 pub use settings::{
     default_bank_accounts, deposit_bank_account, AdjustmentVat, B2cConsolidation,
     CrossBorderVatCharged, GoodsServices, GoodsServicesPolicy, LineTaxFacts, MerchantSettings,

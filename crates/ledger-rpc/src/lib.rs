@@ -9,6 +9,7 @@
 //! | [`SETTINGS_SUBJECT`] | gateway | a merchant's accounting settings |
 //! | [`ENSURE_CONTACT_SUBJECT`] | contacts | the Sage contact for (merchant, customer, currency) |
 //! | [`DOCUMENT_LOOKUP_SUBJECT`] | documents | the Sage document created for a Magento document |
+//! | [`REISSUE_SUBJECT`] | documents | credit a Sage invoice in full and post it again under the current settings |
 //! | [`REMOVE_RECEIPTS_SUBJECT`] | payments | delete the receipts of an invoice about to be voided |
 //! | [`CLEARING_ACCOUNT_SUBJECT`] | payments | the gateway's clearing account a card refund leaves from |
 //! | [`INVOICE_LANDED_SUBJECT`] | payments (no reply) | an invoice landed: post its held payments |
@@ -52,6 +53,13 @@ pub struct InvoiceLanded {
     /// The Magento invoice's document key.
     pub document_key: String,
 }
+/// Credit and re-issue, asked by the portal: [`ReissueRequest`] → [`Reissue`]. Without
+/// `confirm` it only says what would happen (or why it is refused); with it, the documents
+/// service credits the Sage invoice in full and posts it again under the merchant's current
+/// settings, once per document whatever is asked again.
+pub const REISSUE_SUBJECT: &str = "ledger.rpc.documents.reissue";
+/// Error code: the invoice cannot be credited and re-issued (the message says why).
+pub const REISSUE_REFUSED: &str = "reissue.refused";
 /// Documents the documents service keeps out of Sage on purpose, with reason and detail (zero
 /// documents, `nothing_to_post`, included), asked by reconciliation and the portal:
 /// [`HeldDocumentsRequest`] → `Vec<HeldDocument>`.
@@ -462,6 +470,55 @@ pub struct DocumentRef {
     pub total: rust_decimal::Decimal,
     /// Exchange rate sent with the document.
     pub exchange_rate: rust_decimal::Decimal,
+    /// The credit and re-issue done for it, if one was: `sage_id` is then the re-issued
+    /// invoice's, which later payments and credit notes follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue: Option<Reissue>,
+}
+
+/// Asks the documents service to credit and re-issue a Sage invoice ([`REISSUE_SUBJECT`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReissueRequest {
+    /// Merchant id (the portal session's merchant, never a form field).
+    pub merchant: String,
+    /// Stable Magento document key of the invoice (`invoice:<store>:<increment id>`).
+    pub document_key: String,
+    /// `false`: only say what would happen; `true`: do it.
+    pub confirm: bool,
+}
+
+/// One Sage document of a credit and re-issue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReissueDocument {
+    /// Sage id (`None` until it is posted).
+    pub sage_id: Option<String>,
+    /// Sage's own number (`SI-12`, `SCN-3`), when Sage gave one.
+    pub sage_number: Option<String>,
+    /// The reference it has (or will have) in Sage.
+    pub reference: String,
+    /// Its total in the document currency.
+    pub total: rust_decimal::Decimal,
+}
+
+/// A credit and re-issue: proposed (what would happen) or done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reissue {
+    /// Stable Magento document key of the invoice.
+    pub document_key: String,
+    /// Which re-issue of the invoice this is (1 for the first; it is offered once).
+    pub generation: u32,
+    /// Whether it has been done (the credit note and the new invoice are in Sage).
+    pub done: bool,
+    /// Document currency.
+    pub currency: String,
+    /// The invoice as it is in Sage (credited in full).
+    pub original: ReissueDocument,
+    /// The credit note for the full invoice.
+    pub credit_note: ReissueDocument,
+    /// The new invoice under the current settings.
+    pub reissued: ReissueDocument,
+    /// The new invoice's lines as `tax rate · ledger account`.
+    pub lines: Vec<String>,
 }
 
 /// Sage access tokens obtained from the gateway, cached until shortly before they expire.

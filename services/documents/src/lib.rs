@@ -18,7 +18,10 @@
 //! reached Sage as skipped with reason `canceled` (see `docs/accounting.md`).
 //!
 //! It answers [`ledger_rpc::DOCUMENT_LOOKUP_SUBJECT`] so the payments service can find the
-//! Sage invoice a payment belongs to without reading this service's tables.
+//! Sage invoice a payment belongs to without reading this service's tables, and
+//! [`ledger_rpc::REISSUE_SUBJECT`]: the portal's "Credit and re-issue" ([`reissue`]).
+
+pub mod reissue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1530,6 +1533,15 @@ impl Documents {
     }
 }
 
+/// A Sage amount (a string or a number), if it reads as one.
+fn decimal_of(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::String(s) => s.trim().parse::<Decimal>().ok(),
+        Value::Number(n) => n.to_string().parse::<Decimal>().ok(),
+        _ => None,
+    }
+}
+
 /// A cross-reference row: sage_id, contact_id, reference, currency, total, exchange_rate,
 /// document_date, event_id, sage_number, number.
 type PostedRow = (
@@ -1775,16 +1787,25 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         },
     );
     let builder = ctx.builder();
-    let documents = Documents {
+    let documents = Arc::new(Documents {
         known_contacts: std::sync::Mutex::new(HashMap::new()),
         periods: ctx.open_periods(),
         ctx,
-    };
+    });
+    let reissuer = documents.clone();
+    let reissues = ledger_rpc::endpoint(
+        ledger_rpc::REISSUE_SUBJECT,
+        move |req: ledger_rpc::ReissueRequest| {
+            let documents = reissuer.clone();
+            async move { documents.reissue(req).await }
+        },
+    );
     builder
         .migrations(sqlx::migrate!("./migrations"))
         .endpoint(lookups)
         .endpoint(held_documents)
-        .consumer(SERVICE, consumer_spec(), Arc::new(documents))
+        .endpoint(reissues)
+        .consumer(SERVICE, consumer_spec(), documents)
         .start(shutdown)
         .await
 }
@@ -1851,6 +1872,9 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
             currency,
             total,
             exchange_rate,
+            reissue: reissue::recorded(db, merchant, key)
+                .await
+                .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?,
         }),
         // [money-in] A document held by policy is not "not synced yet": the payments service
         // records its payment `invoice_held` instead of waiting for it.

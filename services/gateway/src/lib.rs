@@ -40,6 +40,7 @@ pub mod pages;
 pub mod pairing;
 pub mod portal;
 pub mod preview;
+pub mod reissue;
 pub mod release;
 pub mod routes;
 pub mod rpc;

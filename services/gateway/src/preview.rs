@@ -5,7 +5,8 @@
 //! unsaved ones, and shows both side by side: each line's Sage tax rate and ledger account,
 //! the VAT and the total, or the reason the document is held. A document already in Sage that
 //! the change would post differently is flagged: saving never re-posts it; correcting it
-//! (a credit note and a new invoice) is the accountant's decision, made in Sage.
+//! (a credit note and a new invoice) is the accountant's decision, offered per document as
+//! "Credit and re-issue" ([`crate::reissue`]) until it has been done once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -119,13 +120,20 @@ pub struct PreviewRow {
     pub edited: Outcome,
     /// Whether the edit changes what is (or would be) posted.
     pub differs: bool,
+    /// The credit and re-issue done (or under way) for it, if any.
+    pub reissue: Option<ledger_rpc::Reissue>,
 }
 
 impl PreviewRow {
     /// Whether the document is in Sage and the edit would post it differently: saving does
     /// not change it in Sage; a credit note and a new invoice would.
     pub fn needs_correction(&self) -> bool {
-        self.differs && self.state == "in Sage"
+        self.differs && self.state == "in Sage" && self.reissued().is_none()
+    }
+
+    /// The credit and re-issue of this document, once done (it is offered only once).
+    pub fn reissued(&self) -> Option<&ledger_rpc::Reissue> {
+        self.reissue.as_ref().filter(|r| r.done)
     }
 
     /// Now and with the edits, in the page's column order.
@@ -146,16 +154,26 @@ pub struct PreviewPage {
     pub to_correct: usize,
     /// Why the log could not be read, if it could not.
     pub error: Option<String>,
+    /// The session's CSRF token, for the "Credit and re-issue" forms.
+    pub csrf: String,
+    /// The signed-in merchant, for those forms.
+    pub merchant_id: String,
 }
 
 impl PreviewPage {
-    /// The page of `rows`.
-    pub fn new(rows: Vec<PreviewRow>, error: Option<String>) -> Self {
+    /// The page of `rows` for `session`.
+    pub(crate) fn new(
+        rows: Vec<PreviewRow>,
+        error: Option<String>,
+        session: &crate::portal::Session,
+    ) -> Self {
         Self {
             differing: rows.iter().filter(|r| r.differs).count(),
             to_correct: rows.iter().filter(|r| r.needs_correction()).count(),
             rows,
             error,
+            csrf: session.csrf.clone(),
+            merchant_id: session.merchant.clone(),
         }
     }
 }
@@ -196,8 +214,13 @@ pub fn compare(
         .collect()
 }
 
-/// Whether the documents service has the document in Sage, holds it, or has not posted it.
-async fn state_of(app: &AppState, merchant: &str, key: &str) -> &'static str {
+/// Whether the documents service has the document in Sage (with its credit and re-issue, if
+/// one was done), holds it, or has not posted it.
+async fn state_of(
+    app: &AppState,
+    merchant: &str,
+    key: &str,
+) -> (&'static str, Option<ledger_rpc::Reissue>) {
     let asked: Result<ledger_rpc::DocumentRef, _> = ledger_rpc::ask(
         &app.nats,
         ledger_rpc::DOCUMENT_LOOKUP_SUBJECT,
@@ -209,10 +232,10 @@ async fn state_of(app: &AppState, merchant: &str, key: &str) -> &'static str {
     )
     .await;
     match asked {
-        Ok(_) => "in Sage",
-        Err(e) if e.code() == ledger_rpc::DOCUMENT_HELD => "held",
-        Err(e) if e.is_retryable() => "unknown",
-        Err(_) => "not in Sage",
+        Ok(found) => ("in Sage", found.reissue),
+        Err(e) if e.code() == ledger_rpc::DOCUMENT_HELD => ("held", None),
+        Err(e) if e.is_retryable() => ("unknown", None),
+        Err(_) => ("not in Sage", None),
     }
 }
 
@@ -237,21 +260,23 @@ async fn preview(
     ) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => {
-            let page = PreviewPage::new(Vec::new(), Some(format!("settings: {e}")));
+            let page = PreviewPage::new(Vec::new(), Some(format!("settings: {e}")), &session);
             return pages::respond(StatusCode::UNPROCESSABLE_ENTITY, None, &page);
         }
     };
     let bodies = match recent_invoices(&app.js, &session.merchant, PREVIEW_WINDOW).await {
         Ok(b) => b,
         Err(e) => {
-            let page = PreviewPage::new(Vec::new(), Some(format!("event log: {e}")));
+            let page = PreviewPage::new(Vec::new(), Some(format!("event log: {e}")), &session);
             return pages::respond(StatusCode::SERVICE_UNAVAILABLE, None, &page);
         }
     };
     let mut rows = Vec::new();
     for (document_key, number, now, edited) in compare(&bodies, &saved, &edited) {
+        let (state, reissue) = state_of(&app, &session.merchant, &document_key).await;
         rows.push(PreviewRow {
-            state: state_of(&app, &session.merchant, &document_key).await,
+            state,
+            reissue,
             differs: now != edited,
             document_key,
             number,
@@ -259,7 +284,11 @@ async fn preview(
             edited,
         });
     }
-    pages::respond(StatusCode::OK, None, &PreviewPage::new(rows, None))
+    pages::respond(
+        StatusCode::OK,
+        None,
+        &PreviewPage::new(rows, None, &session),
+    )
 }
 
 #[cfg(test)]
@@ -333,14 +362,51 @@ mod tests {
             differs: now != edited,
             now: now.clone(),
             edited: edited.clone(),
+            reissue: None,
+        };
+        let session = crate::portal::Session {
+            merchant: "m1".into(),
+            csrf: "c0ffee".into(),
         };
         assert!(row("in Sage").needs_correction());
         assert!(!row("held").needs_correction());
-        let page = PreviewPage::new(vec![row("in Sage")], None);
+        let page = PreviewPage::new(vec![row("in Sage")], None, &session);
         assert_eq!((page.differing, page.to_correct), (1, 1));
         let html = page.render().expect("renders");
         assert!(html.contains(r#"id="correction-note""#), "{html}");
         assert!(html.contains("GB_OTHER"), "{html}");
+        // Offered as "Credit and re-issue", with the session's token.
+        assert!(
+            html.contains(&format!(r#"data-reissue="{document_key}""#)),
+            "{html}"
+        );
+        assert!(html.contains(r#"name="csrf" value="c0ffee""#), "{html}");
+        // Once done, it is shown done with both Sage references and offered no more.
+        let doc = |number: &str, reference: &str| ledger_rpc::ReissueDocument {
+            sage_id: Some(format!("id-{number}")),
+            sage_number: Some(number.into()),
+            reference: reference.into(),
+            total: Decimal::new(7344, 2),
+        };
+        let done = PreviewRow {
+            reissue: Some(ledger_rpc::Reissue {
+                document_key: document_key.clone(),
+                generation: 1,
+                done: true,
+                currency: "GBP".into(),
+                original: doc("SI-1", "000100002"),
+                credit_note: doc("SCN-1", "CR1/000100002"),
+                reissued: doc("SI-2", "000100002-R1"),
+                lines: Vec::new(),
+            }),
+            ..row("in Sage")
+        };
+        assert!(!done.needs_correction());
+        let html = PreviewPage::new(vec![done], None, &session)
+            .render()
+            .expect("renders");
+        assert!(!html.contains("data-reissue="), "{html}");
+        assert!(html.contains("SCN-1") && html.contains("SI-2"), "{html}");
         let same = compare(
             &bodies,
             &settings(&[(20, "GB_STANDARD")]),

@@ -156,6 +156,7 @@ fn api(per_key: impl Fn(Routes) -> Routes) -> Routes {
         .merge(crate::history::routes())
         .merge(crate::release::routes())
         .merge(crate::preview::routes())
+        .merge(crate::reissue::routes())
 }
 
 /// Every method and path the gateway answers on its HTTP address, `/healthz` included.
