@@ -31,6 +31,60 @@ pub fn reissue_credit_reference(number: &str, generation: u32) -> String {
     crate::rules::credit_note_reference(&format!("CR{generation}"), Some(number))
 }
 
+/// How a document's lines are shown and compared: one `tax rate · ledger account` per line
+/// (the two things a tax or account mapping decides), in order.
+fn label(tax_rate: Option<&str>, ledger_account: Option<&str>) -> String {
+    format!(
+        "{} · {}",
+        tax_rate.unwrap_or("no tax rate"),
+        ledger_account.unwrap_or("no account")
+    )
+}
+
+/// The lines of a mapped document (an invoice or a credit note) as `tax rate · ledger
+/// account`.
+pub fn line_labels(plan: &DocumentPlan) -> Vec<String> {
+    let key = if plan.resource == "sales_credit_notes" {
+        "credit_note_lines"
+    } else {
+        "invoice_lines"
+    };
+    plan.body[key]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| label(l["tax_rate_id"].as_str(), l["ledger_account_id"].as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The lines of a Sage sales invoice (as Sage answers it) as `tax rate · ledger account`,
+/// comparable with [`line_labels`].
+pub fn sage_line_labels(invoice: &Value) -> Vec<String> {
+    invoice["invoice_lines"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| label(link_id(l, "tax_rate"), link_id(l, "ledger_account")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `plan` (the invoice mapped under the current settings) would post differently
+/// from `invoice` as Sage holds it: another tax rate or ledger account on a line, another
+/// number of lines, or another total.
+pub fn posts_differently(invoice: &Value, plan: &DocumentPlan) -> bool {
+    let total = match invoice.get("total_amount") {
+        Some(_) => amount(invoice, "total_amount", "invoice").ok().map(round2),
+        None => None,
+    };
+    sage_line_labels(invoice) != line_labels(plan) || total != Some(round2(plan.expected_total))
+}
+
 fn text<'a>(v: &'a Value, field: &str, path: &str) -> Result<&'a str, MappingError> {
     v.get(field)
         .and_then(Value::as_str)
@@ -315,6 +369,78 @@ mod tests {
         for (change, want) in cases {
             let got = with(change);
             assert!(got.contains(want), "{got} should name {want}");
+        }
+    }
+
+    #[test]
+    fn an_invoice_posts_differently_when_a_rate_an_account_or_the_total_changes() {
+        let sage = invoice();
+        let plan = |lines: Value, total: i64| DocumentPlan {
+            resource: "sales_invoices",
+            root: "sales_invoice",
+            body: json!({ "invoice_lines": lines }),
+            reference: "000100002".into(),
+            magento_reference: "000100002".into(),
+            date: date(),
+            currency: "GBP".into(),
+            exchange_rate: Decimal::ONE,
+            expected_total: Decimal::new(total, 2),
+            rounding_line: None,
+        };
+        let line = |rate: &str, account: &str| {
+            json!({"tax_rate_id": rate, "ledger_account_id": account})
+        };
+        let same = json!([
+            line("GB_STANDARD", "SALES"),
+            line("GB_STANDARD", "SALES"),
+            line("GB_STANDARD", "CARRIAGE")
+        ]);
+        assert_eq!(
+            sage_line_labels(&sage),
+            vec![
+                "GB_STANDARD · SALES",
+                "GB_STANDARD · SALES",
+                "GB_STANDARD · CARRIAGE"
+            ]
+        );
+        assert_eq!(line_labels(&plan(same.clone(), 7344)), sage_line_labels(&sage));
+        let cases = [
+            (same.clone(), 7344, false),
+            // Another total (a rounding or policy change).
+            (same, 7343, true),
+            // Another tax rate on one line.
+            (
+                json!([
+                    line("GB_STANDARD", "SALES"),
+                    line("GB_LOWER", "SALES"),
+                    line("GB_STANDARD", "CARRIAGE")
+                ]),
+                7344,
+                true,
+            ),
+            // Another ledger account for shipping.
+            (
+                json!([
+                    line("GB_STANDARD", "SALES"),
+                    line("GB_STANDARD", "SALES"),
+                    line("GB_STANDARD", "SALES")
+                ]),
+                7344,
+                true,
+            ),
+            // A line fewer.
+            (
+                json!([line("GB_STANDARD", "SALES"), line("GB_STANDARD", "SALES")]),
+                7344,
+                true,
+            ),
+        ];
+        for (lines, total, want) in cases {
+            assert_eq!(
+                posts_differently(&sage, &plan(lines.clone(), total)),
+                want,
+                "{lines} {total}"
+            );
         }
     }
 

@@ -470,6 +470,10 @@ pub struct DocumentRef {
     pub total: rust_decimal::Decimal,
     /// Exchange rate sent with the document.
     pub exchange_rate: rust_decimal::Decimal,
+    /// Its lines as posted, `tax rate · ledger account` each (`None` for documents posted
+    /// before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<String>>,
     /// The credit and re-issue done for it, if one was: `sage_id` is then the re-issued
     /// invoice's, which later payments and credit notes follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -36,3 +36,7 @@ CREATE TABLE reissues (
     done_at                TIMESTAMPTZ,
     PRIMARY KEY (merchant_id, document_key)
 );
+-- The lines of each posted document as "tax rate · ledger account" (what a tax or account
+-- mapping decided), so the portal can tell whether the saved settings would now post it
+-- differently. NULL for documents posted before this column.
+ALTER TABLE documents ADD COLUMN IF NOT EXISTS posted_lines JSONB;

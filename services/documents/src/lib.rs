@@ -389,8 +389,8 @@ impl Documents {
         ledger_runtime::audit::note_sage_number(sage_number.as_deref().unwrap_or(""));
         let mut tx = self.db().begin().await?;
         sqlx::query(
-            "INSERT INTO documents (merchant_id, document_key, resource, sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, entity_id, sage_number)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            "INSERT INTO documents (merchant_id, document_key, resource, sage_id, contact_id, reference, currency, total, exchange_rate, document_date, event_id, entity_id, sage_number, posted_lines)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (merchant_id, document_key) DO NOTHING",
         )
         .bind(&env.merchant_id)
@@ -406,6 +406,7 @@ impl Documents {
         .bind(env.event_id)
         .bind(entity_id as i64)
         .bind(&sage_number)
+        .bind(serde_json::json!(ledger_mapping::line_labels(plan)))
         .execute(&mut *tx)
         .await?;
         // [money-in] A document released after a hold is no longer held.
@@ -1856,8 +1857,9 @@ async fn held_reason(db: &PgPool, merchant: &str, key: &str) -> Option<(String, 
 }
 
 async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, RpcError> {
-    let row: Option<(String, String, String, String, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT resource, sage_id, contact_id, currency, total, exchange_rate FROM documents WHERE merchant_id = $1 AND document_key = $2 AND voided_at IS NULL",
+    type LookupRow = (String, String, String, String, Decimal, Decimal, Option<Value>);
+    let row: Option<LookupRow> = sqlx::query_as(
+        "SELECT resource, sage_id, contact_id, currency, total, exchange_rate, posted_lines FROM documents WHERE merchant_id = $1 AND document_key = $2 AND voided_at IS NULL",
     )
     .bind(merchant)
     .bind(key)
@@ -1865,13 +1867,14 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
     .await
     .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?;
     match row {
-        Some((resource, sage_id, contact_id, currency, total, exchange_rate)) => Ok(DocumentRef {
+        Some((resource, sage_id, contact_id, currency, total, exchange_rate, lines)) => Ok(DocumentRef {
             resource,
             sage_id,
             contact_id,
             currency,
             total,
             exchange_rate,
+            lines: lines.and_then(|l| serde_json::from_value(l).ok()),
             reissue: reissue::recorded(db, merchant, key)
                 .await
                 .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?,

@@ -20,7 +20,7 @@
 
 use chrono::NaiveDate;
 use ledger_events::{InvoiceSnapshot, Payload};
-use ledger_mapping::{DocumentPlan, SageDocumentRef};
+use ledger_mapping::SageDocumentRef;
 use ledger_rpc::{ErrorClass, Reissue, ReissueDocument, ReissueRequest, RpcError, StepPost};
 use ledger_runtime::journal;
 use ledger_runtime::ProcessError;
@@ -156,25 +156,6 @@ async fn load(
     .bind(document_key)
     .fetch_optional(db)
     .await
-}
-
-/// The lines of a plan as `tax rate · ledger account`.
-fn plan_lines(plan: &DocumentPlan) -> Vec<String> {
-    plan.body["invoice_lines"]
-        .as_array()
-        .map(|lines| {
-            lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{} · {}",
-                        l["tax_rate_id"].as_str().unwrap_or("no tax rate"),
-                        l["ledger_account_id"].as_str().unwrap_or("no account")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 impl Documents {
@@ -322,6 +303,12 @@ impl Documents {
         ledger_mapping::map_sales_invoice(&snapshot, &settings, PREFLIGHT_CONTACT).map_err(hold)?;
         let mut plan = ledger_mapping::map_sales_invoice(&snapshot, &settings, &posted.contact_id)
             .map_err(hold)?;
+        if !ledger_mapping::posts_differently(&invoice, &plan) {
+            return Err(refused(format!(
+                "nothing to correct: the saved settings post invoice {} as it is in Sage (save your edits first)",
+                posted.reference
+            )));
+        }
         let invoice_period = self
             .period_date(merchant, &raw_settings, &plan, "re-issued invoice")
             .await
@@ -352,7 +339,7 @@ impl Documents {
             credit_date: credit.date,
             credit_reference: credit.reference.clone(),
             credit_body: credit.body,
-            lines: serde_json::json!(plan_lines(&plan)),
+            lines: serde_json::json!(ledger_mapping::line_labels(&plan)),
             invoice_date: plan.date,
             new_reference: plan.reference.clone(),
             new_total: ledger_mapping::round2(plan.expected_total),
@@ -539,7 +526,7 @@ impl Documents {
         .map_err(db_failed)?;
         sqlx::query(
             "UPDATE documents SET sage_id = $3, sage_number = $4, reference = $5, total = $6, exchange_rate = $7,
-                document_date = $8
+                document_date = $8, posted_lines = $9
              WHERE merchant_id = $1 AND document_key = $2",
         )
         .bind(merchant)
@@ -550,6 +537,7 @@ impl Documents {
         .bind(row.new_total)
         .bind(row.new_exchange_rate)
         .bind(ledger_rpc::period::body_date(&row.invoice_body).unwrap_or(row.invoice_date))
+        .bind(&row.lines)
         .execute(&mut *tx)
         .await
         .map_err(db_failed)?;

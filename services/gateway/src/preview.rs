@@ -64,18 +64,9 @@ impl Outcome {
                     .unwrap_or_default();
                 let vat: Decimal = lines.iter().map(|l| decimal(&l["tax_amount"])).sum();
                 Outcome {
-                    lines: lines
-                        .iter()
-                        .map(|l| {
-                            format!(
-                                "{} · {}",
-                                l["tax_rate_id"].as_str().unwrap_or("no tax rate"),
-                                l["ledger_account_id"].as_str().unwrap_or("no account")
-                            )
-                        })
-                        .collect(),
+                    lines: ledger_mapping::line_labels(plan),
                     vat: vat.round_dp(2).to_string(),
-                    total: plan.expected_total.round_dp(2).to_string(),
+                    total: ledger_mapping::round2(plan.expected_total).to_string(),
                     held: None,
                 }
             }
@@ -120,8 +111,8 @@ pub struct PreviewRow {
     pub edited: Outcome,
     /// Whether the edit changes what is (or would be) posted.
     pub differs: bool,
-    /// The credit and re-issue done (or under way) for it, if any.
-    pub reissue: Option<ledger_rpc::Reissue>,
+    /// The document as the documents service has it in Sage (`None` unless in Sage).
+    pub sage: Option<ledger_rpc::DocumentRef>,
 }
 
 impl PreviewRow {
@@ -133,7 +124,26 @@ impl PreviewRow {
 
     /// The credit and re-issue of this document, once done (it is offered only once).
     pub fn reissued(&self) -> Option<&ledger_rpc::Reissue> {
-        self.reissue.as_ref().filter(|r| r.done)
+        self.sage
+            .as_ref()
+            .and_then(|d| d.reissue.as_ref())
+            .filter(|r| r.done)
+    }
+
+    /// Whether the *saved* settings would post the document differently from how it is in
+    /// Sage (its recorded lines or its total), so "Credit and re-issue" is offered; never
+    /// once it has been done, and never when the saved settings would hold it.
+    pub fn offers_reissue(&self) -> bool {
+        let Some(sage) = &self.sage else {
+            return false;
+        };
+        let Some(posted) = &sage.lines else {
+            return false;
+        };
+        self.reissued().is_none()
+            && self.now.held.is_none()
+            && (posted != &self.now.lines
+                || ledger_mapping::round2(sage.total).to_string() != self.now.total)
     }
 
     /// Now and with the edits, in the page's column order.
@@ -169,7 +179,10 @@ impl PreviewPage {
     ) -> Self {
         Self {
             differing: rows.iter().filter(|r| r.differs).count(),
-            to_correct: rows.iter().filter(|r| r.needs_correction()).count(),
+            to_correct: rows
+                .iter()
+                .filter(|r| r.needs_correction() || r.offers_reissue())
+                .count(),
             rows,
             error,
             csrf: session.csrf.clone(),
@@ -220,7 +233,7 @@ async fn state_of(
     app: &AppState,
     merchant: &str,
     key: &str,
-) -> (&'static str, Option<ledger_rpc::Reissue>) {
+) -> (&'static str, Option<ledger_rpc::DocumentRef>) {
     let asked: Result<ledger_rpc::DocumentRef, _> = ledger_rpc::ask(
         &app.nats,
         ledger_rpc::DOCUMENT_LOOKUP_SUBJECT,
@@ -232,7 +245,7 @@ async fn state_of(
     )
     .await;
     match asked {
-        Ok(found) => ("in Sage", found.reissue),
+        Ok(found) => ("in Sage", Some(found)),
         Err(e) if e.code() == ledger_rpc::DOCUMENT_HELD => ("held", None),
         Err(e) if e.is_retryable() => ("unknown", None),
         Err(_) => ("not in Sage", None),
@@ -273,10 +286,10 @@ async fn preview(
     };
     let mut rows = Vec::new();
     for (document_key, number, now, edited) in compare(&bodies, &saved, &edited) {
-        let (state, reissue) = state_of(&app, &session.merchant, &document_key).await;
+        let (state, sage) = state_of(&app, &session.merchant, &document_key).await;
         rows.push(PreviewRow {
             state,
-            reissue,
+            sage,
             differs: now != edited,
             document_key,
             number,
@@ -355,32 +368,64 @@ mod tests {
             &settings(&[(20, "GB_OTHER")]),
         );
         let (document_key, number, now, edited) = compared[0].clone();
-        let row = |state| PreviewRow {
+        // In Sage with the lines the saved settings give (or with others).
+        let in_sage = |lines: Vec<String>, reissue: Option<ledger_rpc::Reissue>| {
+            Some(ledger_rpc::DocumentRef {
+                resource: "sales_invoices".into(),
+                sage_id: "s1".into(),
+                contact_id: "c1".into(),
+                currency: "GBP".into(),
+                total: Decimal::new(734400, 4),
+                exchange_rate: Decimal::ONE,
+                lines: Some(lines),
+                reissue,
+            })
+        };
+        let row = |state, sage| PreviewRow {
             document_key: document_key.clone(),
             number: number.clone(),
             state,
             differs: now != edited,
             now: now.clone(),
             edited: edited.clone(),
-            reissue: None,
+            sage,
         };
         let session = crate::portal::Session {
             merchant: "m1".into(),
             csrf: "c0ffee".into(),
         };
-        assert!(row("in Sage").needs_correction());
-        assert!(!row("held").needs_correction());
-        let page = PreviewPage::new(vec![row("in Sage")], None, &session);
+        // The edit changes a posted document: flagged, to be saved before a re-issue.
+        let posted_as_saved = row("in Sage", in_sage(now.lines.clone(), None));
+        assert!(posted_as_saved.needs_correction());
+        assert!(!posted_as_saved.offers_reissue());
+        assert!(!row("held", None).needs_correction());
+        let page = PreviewPage::new(vec![posted_as_saved], None, &session);
         assert_eq!((page.differing, page.to_correct), (1, 1));
         let html = page.render().expect("renders");
         assert!(html.contains(r#"id="correction-note""#), "{html}");
         assert!(html.contains("GB_OTHER"), "{html}");
-        // Offered as "Credit and re-issue", with the session's token.
+        assert!(!html.contains("data-reissue="), "{html}");
+        // Posted under other settings than the saved ones: "Credit and re-issue" is offered,
+        // with the session's token.
+        let posted_before = row(
+            "in Sage",
+            in_sage(vec!["GB_ZERO · SALES".to_string(); 3], None),
+        );
+        assert!(posted_before.offers_reissue());
+        let html = PreviewPage::new(vec![posted_before], None, &session)
+            .render()
+            .expect("renders");
         assert!(
             html.contains(&format!(r#"data-reissue="{document_key}""#)),
             "{html}"
         );
         assert!(html.contains(r#"name="csrf" value="c0ffee""#), "{html}");
+        // The same lines but another total also differ.
+        let mut other_total = in_sage(now.lines.clone(), None);
+        if let Some(d) = other_total.as_mut() {
+            d.total = Decimal::new(7343, 2);
+        }
+        assert!(row("in Sage", other_total).offers_reissue());
         // Once done, it is shown done with both Sage references and offered no more.
         let doc = |number: &str, reference: &str| ledger_rpc::ReissueDocument {
             sage_id: Some(format!("id-{number}")),
@@ -388,20 +433,21 @@ mod tests {
             reference: reference.into(),
             total: Decimal::new(7344, 2),
         };
-        let done = PreviewRow {
-            reissue: Some(ledger_rpc::Reissue {
-                document_key: document_key.clone(),
-                generation: 1,
-                done: true,
-                currency: "GBP".into(),
-                original: doc("SI-1", "000100002"),
-                credit_note: doc("SCN-1", "CR1/000100002"),
-                reissued: doc("SI-2", "000100002-R1"),
-                lines: Vec::new(),
-            }),
-            ..row("in Sage")
+        let done = ledger_rpc::Reissue {
+            document_key: document_key.clone(),
+            generation: 1,
+            done: true,
+            currency: "GBP".into(),
+            original: doc("SI-1", "000100002"),
+            credit_note: doc("SCN-1", "CR1/000100002"),
+            reissued: doc("SI-2", "000100002-R1"),
+            lines: Vec::new(),
         };
-        assert!(!done.needs_correction());
+        let done = row(
+            "in Sage",
+            in_sage(vec!["GB_ZERO · SALES".to_string(); 3], Some(done)),
+        );
+        assert!(!done.needs_correction() && !done.offers_reissue());
         let html = PreviewPage::new(vec![done], None, &session)
             .render()
             .expect("renders");

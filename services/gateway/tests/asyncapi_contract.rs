@@ -87,6 +87,7 @@ fn from_constants() -> BTreeSet<String> {
             ledger_rpc::ENSURE_CONTACT_SUBJECT,
             ledger_rpc::DOCUMENT_LOOKUP_SUBJECT,
             ledger_rpc::HELD_DOCUMENTS_SUBJECT,
+            ledger_rpc::REISSUE_SUBJECT,
             ledger_rpc::INVOICE_LANDED_SUBJECT,
             ledger_rpc::REMOVE_RECEIPTS_SUBJECT,
             ledger_rpc::CLEARING_ACCOUNT_SUBJECT,

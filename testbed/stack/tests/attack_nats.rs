@@ -640,6 +640,7 @@ async fn a_store_cannot_list_or_ask_ledgers_nats_services() {
             "ledger.rpc.documents.dead_letters",
             "ledger.rpc.documents.held",
             "ledger.rpc.documents.lookup",
+            "ledger.rpc.documents.reissue",
             "ledger.rpc.documents.replay"
         ])),
         "{services:#?}"
