@@ -116,8 +116,11 @@ pub mod reasons {
     pub const BASE_TOTALS_MISMATCH: &str = "base_totals_mismatch";
     /// Canceled (or voided) in Magento before the document reached Sage: it never will.
     pub const CANCELED: &str = "canceled";
-    /// Nothing to post (e.g. a zero-amount payment).
+    /// Nothing to post (e.g. a zero-amount payment or credit memo, a document with no amounts).
     pub const NOTHING_TO_POST: &str = "nothing_to_post";
+    /// An invoice with a grand total of 0.00 kept out of Sage by the merchant's
+    /// `zero_value_invoices: skip` policy (the default).
+    pub const ZERO_VALUE: &str = "zero_value";
     /// A document or payment dated in a period Sage has locked (before the accounts start
     /// date or on or before the year-end lockdown date), with the setting `locked_period:
     /// hold`.

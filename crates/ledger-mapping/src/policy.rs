@@ -11,7 +11,7 @@
 //! | `sync_since` | none | its books' day is before this date (`before_cutover`) |
 //! | `website_ids` | all | the event's website is not listed (`website_not_synced`) |
 //! | `store_ids` | all | the event's store view is not listed (`store_not_synced`) |
-//! | `zero_value_invoices` | `skip` | an invoice's grand total is 0.00 (`nothing_to_post`); `post` sends it |
+//! | `zero_value_invoices` | `skip` | an invoice's grand total is 0.00 (`zero_value`); `post` sends it |
 //! | `unpaid_invoices` | `post` | `skip`: an invoice is open, not captured, when created (`unpaid_at_creation`) |
 //!
 //! Two product settings decide what a product becomes rather than whether it is posted:
@@ -44,7 +44,7 @@ pub const REFERENCE_PREFIX_SEPARATORS: [char; 4] = ['-', '_', '.', '#'];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ZeroValueInvoices {
-    /// Not posted: it moves no money and no VAT (`nothing_to_post`, not listed as held).
+    /// Not posted: it moves no money and no VAT (`zero_value`, not listed as held).
     #[default]
     Skip,
     /// Posted like any other invoice, so Sage has a record of the free order.
@@ -156,7 +156,7 @@ pub fn invoice_decision(
         && crate::round2(inv.grand_total).is_zero()
     {
         return Err(MappingError::skipped(
-            reasons::NOTHING_TO_POST,
+            reasons::ZERO_VALUE,
             format!(
                 "invoice {} has a grand total of 0.00 {}: nothing to post",
                 inv.increment_id,
@@ -424,7 +424,7 @@ mod tests {
             (reasons::STORE_NOT_SYNCED, reasons::STORE_NOT_SYNCED),
             (reasons::UNPAID_AT_CREATION, reasons::UNPAID_AT_CREATION),
             // A zero invoice's credit memo that refunds money is held, as before.
-            (reasons::NOTHING_TO_POST, reasons::ORIGINAL_INVOICE_HELD),
+            (reasons::ZERO_VALUE, reasons::ORIGINAL_INVOICE_HELD),
             (reasons::UNMAPPED_TAX_RATE, reasons::ORIGINAL_INVOICE_HELD),
             (reasons::PERIOD_LOCKED, reasons::ORIGINAL_INVOICE_HELD),
         ];

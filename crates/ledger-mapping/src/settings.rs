@@ -115,7 +115,7 @@ pub struct MerchantSettings {
     /// Magento store views whose documents are synced; `None` (default) syncs every store
     /// view. Others are skipped (`store_not_synced`).
     pub store_ids: Option<Vec<u32>>,
-    /// Invoices with a grand total of 0.00: skipped as `nothing_to_post` (default) or posted.
+    /// Invoices with a grand total of 0.00: skipped as `zero_value` (default) or posted.
     pub zero_value_invoices: ZeroValueInvoices,
     /// Invoices created open (payment not captured): posted (default) or skipped
     /// (`unpaid_at_creation`).

@@ -80,7 +80,7 @@ fn invoice_policy_table() {
             paid,
             1,
             base.clone(),
-            Some(reasons::NOTHING_TO_POST),
+            Some(reasons::ZERO_VALUE),
         ),
         (
             "zero invoices posted on request",

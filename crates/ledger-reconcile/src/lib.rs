@@ -214,7 +214,7 @@ pub fn compare(expected: &[Expected], found: &[Found]) -> Report {
             claimed[i] = true;
         }
         match hits.as_slice() {
-            // A zero document is never posted (`nothing_to_post`): not having it is right.
+            // A zero document is never posted (`zero_value`, `nothing_to_post`): not having it is right.
             [] if e.total.is_zero() => report.matched += 1,
             [] => report.findings.push(Finding::Missing {
                 expected: (*e).clone(),

@@ -61,7 +61,7 @@ pub const REISSUE_SUBJECT: &str = "ledger.rpc.documents.reissue";
 /// Error code: the invoice cannot be credited and re-issued (the message says why).
 pub const REISSUE_REFUSED: &str = "reissue.refused";
 /// Documents the documents service keeps out of Sage on purpose, with reason and detail (zero
-/// documents, `nothing_to_post`, included), asked by reconciliation and the portal:
+/// documents, `zero_value` and `nothing_to_post`, included), asked by reconciliation and the portal:
 /// [`HeldDocumentsRequest`] → `Vec<HeldDocument>`.
 pub const HELD_DOCUMENTS_SUBJECT: &str = "ledger.rpc.documents.held";
 /// Subject for [`RemoveReceiptsRequest`] → [`RemovedReceipts`]: before the documents service

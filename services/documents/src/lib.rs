@@ -667,7 +667,7 @@ impl Documents {
         let (raw, settings) = self.settings(&env.merchant_id).await?;
         // The merchant's sync policy (docs/accounting.md): website, store view, cutover
         // date, then a zero invoice (a free order moves no money and no VAT: by default
-        // `nothing_to_post`, and its payment is skipped the same way) and one created unpaid.
+        // `zero_value`, and its payment is skipped as `nothing_to_post`) and one created unpaid.
         ledger_mapping::invoice_decision(snapshot, env.website_id, env.store_id, &settings)
             .map_err(Halt::mapping)?;
         // [money-in] Sage's base currency, read, never assumed (docs/accounting.md).
@@ -1816,8 +1816,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     start(config, shutdown).await?.wait().await
 }
 
-/// The merchant's documents kept out of Sage on purpose, zero documents (`nothing_to_post`)
-/// included: reconciliation explains every document Sage does not have; the portal lists
+/// The merchant's documents kept out of Sage on purpose, zero documents (`zero_value`,
+/// `nothing_to_post`) included: reconciliation explains every document Sage does not have; the portal lists
 /// only those with something to fix.
 async fn held(db: &PgPool, merchant: &str) -> Result<Vec<ledger_rpc::HeldDocument>, RpcError> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
@@ -1841,12 +1841,12 @@ async fn held(db: &PgPool, merchant: &str) -> Result<Vec<ledger_rpc::HeldDocumen
         .collect())
 }
 
-/// [money-in] The reason and detail of a document held by policy (`nothing_to_post` is not a
-/// hold: a zero invoice's payment is skipped on its own).
+/// [money-in] The reason and detail of a document held by policy (`zero_value` and
+/// `nothing_to_post` are not holds: a zero invoice's payment is skipped on its own).
 async fn held_reason(db: &PgPool, merchant: &str, key: &str) -> Option<(String, String)> {
     sqlx::query_as(
         "SELECT reason, detail FROM skipped_documents
-         WHERE merchant_id = $1 AND document_key = $2 AND reason <> 'nothing_to_post'",
+         WHERE merchant_id = $1 AND document_key = $2 AND reason NOT IN ('nothing_to_post', 'zero_value')",
     )
     .bind(merchant)
     .bind(key)

@@ -580,13 +580,19 @@ async fn held_documents_of(
 /// `ledger_mapping::reasons::NOTHING_TO_POST`: a zero document, kept out of Sage with nothing
 /// to fix.
 const NOTHING_TO_POST: &str = "nothing_to_post";
+/// `ledger_mapping::reasons::ZERO_VALUE`: a zero invoice kept out by the zero-value policy.
+const ZERO_VALUE: &str = "zero_value";
 /// `ledger_mapping::reasons::CANCELED`: canceled in Magento before it reached Sage; nothing to fix.
 const CANCELED: &str = "canceled";
 
 /// A held document the merchant has nothing to fix for: a zero document, a canceled one, or
-/// one kept out by the merchant's own sync policy (cutover, website, store view, unpaid).
+/// one kept out by the merchant's own sync policy (cutover, website, store view, zero value,
+/// unpaid).
 fn nothing_to_fix(reason: &str) -> bool {
-    reason == NOTHING_TO_POST || reason == CANCELED || ledger_mapping::is_policy_skip(reason)
+    reason == NOTHING_TO_POST
+        || reason == ZERO_VALUE
+        || reason == CANCELED
+        || ledger_mapping::is_policy_skip(reason)
 }
 
 /// Documents held back on purpose that the merchant can act on, each with its reason code and
@@ -956,12 +962,22 @@ mod tests {
         );
         assert!(held_section(Some(&[])).contains("nothing-held"));
         assert!(!held_section(Some(&[])).contains("release-held"));
-        let zero = [ledger_rpc::HeldDocument {
-            document_key: "invoice:1:000000124".into(),
-            event_id: "z".into(),
-            reason: "nothing_to_post".into(),
-            detail: "invoice 000000124 has a grand total of 0.00 GBP: nothing to post".into(),
-        }];
+        let zero = [
+            ledger_rpc::HeldDocument {
+                document_key: "invoice:1:000000124".into(),
+                event_id: "z".into(),
+                reason: "zero_value".into(),
+                detail: "invoice 000000124 has a grand total of 0.00 GBP: nothing to post"
+                    .into(),
+            },
+            ledger_rpc::HeldDocument {
+                document_key: "creditmemo:1:000000125".into(),
+                event_id: "y".into(),
+                reason: "nothing_to_post".into(),
+                detail: "credit memo 000000125 has a grand total of 0.00 GBP: nothing to post"
+                    .into(),
+            },
+        ];
         let html = held_section(Some(&zero));
         assert!(
             html.contains("nothing-held") && !html.contains("000000124"),

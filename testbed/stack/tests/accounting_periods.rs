@@ -3,7 +3,8 @@
 //! `year_end_lockdown_date`, as Sage does): a document in a locked period is moved to the
 //! first open day or held with the dates named, by the merchant's `locked_period` setting; a
 //! period locked after the financial settings were read is found on Sage's refusal; a zero
-//! document or payment is recorded as `nothing_to_post`. Nothing is dead-lettered.
+//! invoice is recorded as `zero_value` (the zero-value policy) and its zero payment as
+//! `nothing_to_post`. Nothing is dead-lettered.
 
 mod common;
 
@@ -200,7 +201,7 @@ async fn a_period_locked_after_the_settings_were_read_is_found_on_sages_refusal(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn zero_documents_and_payments_are_nothing_to_post() {
+async fn zero_invoices_are_zero_value_and_their_payments_nothing_to_post() {
     let (stack, _nats, db) = common::stack("zero", 8).await;
     let m = stack.onboard("zero").await.expect("onboard");
     // A free order: a 100 % discount brings the grand total to 0.00.
@@ -212,14 +213,14 @@ async fn zero_documents_and_payments_are_nothing_to_post() {
     let documents = schema(&db, "documents").await;
     let payments = schema(&db, "payments").await;
     let (reason, detail) = wait_skip(&documents, "skipped_documents", &key).await;
-    assert_eq!(reason, "nothing_to_post");
+    assert_eq!(reason, "zero_value");
     assert!(detail.contains("0.00"), "{detail}");
     let (reason, detail) = wait_skip(&payments, "skipped_payments", &key).await;
     assert_eq!(reason, "nothing_to_post");
     assert!(detail.contains("0.00"), "{detail}");
     // Shown as skipped on purpose, with the detail; not listed as held.
     let item = feed_item(&stack, &m, "invoice", &key, "skipped").await;
-    assert_eq!(item["skip_reason"], "nothing_to_post");
+    assert_eq!(item["skip_reason"], "zero_value");
     assert!(item["detail"].as_str().unwrap().contains("0.00"));
     let item = feed_item(&stack, &m, "payment", &key, "skipped").await;
     assert_eq!(item["skip_reason"], "nothing_to_post");
@@ -235,7 +236,7 @@ async fn zero_documents_and_payments_are_nothing_to_post() {
     .unwrap();
     // Reconciliation gets the reason (a zero document is explained, not missing).
     assert_eq!(held.len(), 1, "{held:?}");
-    assert_eq!(held[0].reason, "nothing_to_post");
+    assert_eq!(held[0].reason, "zero_value");
     assert!(stack.documents(&m, "sales_invoices").is_empty());
     assert!(stack.documents(&m, "contact_payments").is_empty());
     no_dead_letters(&stack, &m).await;
