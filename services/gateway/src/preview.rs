@@ -1,7 +1,7 @@
-//! Previewing a settings change on the merchant's recent invoices.
+//! Previewing a settings change on the merchant's recent invoices and credit memos.
 //!
-//! "Preview" on the settings page maps the merchant's newest invoices (their snapshots in the
-//! event log) twice with the pure mapping: under the saved settings and under the edited,
+//! "Preview" on the settings page maps the merchant's newest invoices and credit memos (their
+//! snapshots in the event log) twice with the pure mapping: under the saved settings and under the edited,
 //! unsaved ones, and shows both side by side: each line's Sage tax rate and ledger account,
 //! the VAT and the total, or the reason the document is held. A document already in Sage that
 //! the change would post differently is flagged: saving never re-posts it; correcting it
@@ -23,10 +23,10 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::routes::Routes;
-use crate::settings_pages::{effective, form_patch, overlaid, recent_invoices};
+use crate::settings_pages::{effective, form_patch, overlaid, recent_events};
 use crate::{pages, AppState};
 
-/// How many of the merchant's newest invoices the preview maps.
+/// How many of the merchant's newest invoices the preview maps, and how many credit memos.
 pub const PREVIEW_DOCUMENTS: usize = 20;
 /// How far back in the log (events of every merchant) the preview looks for them.
 const PREVIEW_WINDOW: u64 = 50_000;
@@ -100,7 +100,7 @@ fn decimal(v: &Value) -> Decimal {
 pub struct PreviewRow {
     /// Its Magento document key.
     pub document_key: String,
-    /// Its Magento number.
+    /// Its Magento number, with what it is (`invoice 000000012`, `credit memo 000000003`).
     pub number: String,
     /// `in Sage`, `held` or `not in Sage` (as the documents service says; `unknown` when it
     /// did not answer).
@@ -130,10 +130,20 @@ impl PreviewRow {
             .filter(|r| r.done)
     }
 
+    /// Whether it is an invoice (only invoices are credited and re-issued; a credit note
+    /// posted differently is corrected by hand in Sage).
+    pub fn is_invoice(&self) -> bool {
+        self.document_key.starts_with("invoice:")
+    }
+
     /// Whether the *saved* settings would post the document differently from how it is in
     /// Sage (its recorded lines or its total), so "Credit and re-issue" is offered; never
-    /// once it has been done, and never when the saved settings would hold it.
+    /// once it has been done, never for a credit note, and never when the saved settings
+    /// would hold it.
     pub fn offers_reissue(&self) -> bool {
+        if !self.is_invoice() {
+            return false;
+        }
         let Some(sage) = &self.sage else {
             return false;
         };
@@ -191,38 +201,56 @@ impl PreviewPage {
     }
 }
 
-/// Maps `bodies` (`invoice.created` events, oldest first) under `saved` and `edited`; the
-/// newest [`PREVIEW_DOCUMENTS`] first. Events that do not parse are left out.
+/// Maps `bodies` (`invoice.created` and `creditmemo.created` events, oldest first) under
+/// `saved` and `edited`, newest first: up to [`PREVIEW_DOCUMENTS`] invoices and as many
+/// credit memos. A credit memo is mapped without its invoice (which only names it in the
+/// reference and notes). Events that do not parse are left out.
 pub fn compare(
     bodies: &[bytes::Bytes],
     saved: &MerchantSettings,
     edited: &MerchantSettings,
 ) -> Vec<(String, String, Outcome, Outcome)> {
+    let (mut invoices, mut credit_memos) = (0, 0);
     bodies
         .iter()
         .rev()
-        .filter_map(|body| match ledger_events::parse(body).ok()?.payload {
-            Payload::InvoiceCreated(snapshot) => Some(snapshot),
-            _ => None,
-        })
-        .take(PREVIEW_DOCUMENTS)
-        .map(|snapshot| {
-            let now = Outcome::of(&ledger_mapping::map_sales_invoice(
-                &snapshot,
-                saved,
-                PREVIEW_CONTACT,
-            ));
-            let edited = Outcome::of(&ledger_mapping::map_sales_invoice(
-                &snapshot,
-                edited,
-                PREVIEW_CONTACT,
-            ));
-            (
-                snapshot.document_key(),
-                snapshot.invoice.increment_id.clone(),
-                now,
-                edited,
-            )
+        .filter_map(|body| {
+            let mapped = |settings: &MerchantSettings| -> Option<(String, String, Outcome)> {
+                match &ledger_events::parse(body).ok()?.payload {
+                    Payload::InvoiceCreated(s) => Some((
+                        s.document_key(),
+                        format!("invoice {}", s.invoice.increment_id),
+                        Outcome::of(&ledger_mapping::map_sales_invoice(
+                            s,
+                            settings,
+                            PREVIEW_CONTACT,
+                        )),
+                    )),
+                    Payload::CreditMemoCreated(s) => Some((
+                        s.document_key(),
+                        format!("credit memo {}", s.creditmemo.increment_id),
+                        Outcome::of(&ledger_mapping::map_sales_credit_note(
+                            s,
+                            settings,
+                            PREVIEW_CONTACT,
+                            None,
+                        )),
+                    )),
+                    _ => None,
+                }
+            };
+            let (key, number, now) = mapped(saved)?;
+            let count = if key.starts_with("invoice:") {
+                &mut invoices
+            } else {
+                &mut credit_memos
+            };
+            *count += 1;
+            if *count > PREVIEW_DOCUMENTS {
+                return None;
+            }
+            let (_, _, edited) = mapped(edited)?;
+            Some((key, number, now, edited))
         })
         .collect()
 }
@@ -277,7 +305,11 @@ async fn preview(
             return pages::respond(StatusCode::UNPROCESSABLE_ENTITY, None, &page);
         }
     };
-    let bodies = match recent_invoices(&app.js, &session.merchant, PREVIEW_WINDOW).await {
+    let kinds = [
+        ledger_events::EventType::InvoiceCreated,
+        ledger_events::EventType::CreditMemoCreated,
+    ];
+    let bodies = match recent_events(&app.js, &session.merchant, &kinds, PREVIEW_WINDOW).await {
         Ok(b) => b,
         Err(e) => {
             let page = PreviewPage::new(Vec::new(), Some(format!("event log: {e}")), &session);
@@ -311,6 +343,8 @@ mod tests {
 
     const INVOICE: &str =
         include_str!("../../../schemas/examples/invoice-created-uk-b2c-vat20.json");
+    const CREDIT_MEMO: &str =
+        include_str!("../../../schemas/examples/creditmemo-created-adjustment-and-shipping.json");
 
     fn settings(rates: &[(i64, &str)]) -> MerchantSettings {
         MerchantSettings {
@@ -335,7 +369,9 @@ mod tests {
         assert_eq!(compared.len(), 1);
         let (key, number, now, edited) = &compared[0];
         assert!(
-            key.starts_with("invoice:") && key.ends_with(number.as_str()),
+            key.starts_with("invoice:")
+                && number.starts_with("invoice ")
+                && key.ends_with(number.trim_start_matches("invoice ")),
             "{key}"
         );
         assert!(
@@ -357,6 +393,68 @@ mod tests {
             (edited.vat.as_str(), edited.total.as_str()),
             ("12.24", "73.44")
         );
+    }
+
+    #[test]
+    fn credit_memos_are_previewed_too_and_never_offered_a_reissue() {
+        let bodies = [
+            bytes::Bytes::from_static(INVOICE.as_bytes()),
+            bytes::Bytes::from_static(CREDIT_MEMO.as_bytes()),
+        ];
+        let compared = compare(
+            &bodies,
+            &settings(&[(0, "GB_ZERO")]),
+            &settings(&[(20, "GB_STANDARD"), (0, "GB_ZERO")]),
+        );
+        // Newest first: the credit memo, then the invoice.
+        assert_eq!(compared.len(), 2);
+        let (key, number, now, edited) = &compared[0];
+        assert!(key.starts_with("creditmemo:"), "{key}");
+        assert_eq!(number, "credit memo 000000301");
+        assert!(
+            now.held
+                .as_deref()
+                .unwrap_or_default()
+                .contains("unmapped_tax_rate"),
+            "{now:?}"
+        );
+        assert_eq!(edited.held, None, "{edited:?}");
+        assert!(
+            edited.lines.iter().all(|l| l.starts_with("GB_STANDARD · ")),
+            "{edited:?}"
+        );
+        // Magento's own figures: VAT 3.24, grand total 24.44.
+        assert_eq!(
+            (edited.vat.as_str(), edited.total.as_str()),
+            ("3.24", "24.44")
+        );
+        let row = PreviewRow {
+            document_key: key.clone(),
+            number: number.clone(),
+            state: "in Sage",
+            differs: now != edited,
+            now: now.clone(),
+            edited: edited.clone(),
+            sage: Some(ledger_rpc::DocumentRef {
+                resource: "sales_credit_notes".into(),
+                sage_id: "n1".into(),
+                contact_id: "c1".into(),
+                currency: "GBP".into(),
+                total: Decimal::new(2444, 2),
+                exchange_rate: Decimal::ONE,
+                lines: Some(vec!["GB_ZERO · SALES".into()]),
+                reissue: None,
+            }),
+        };
+        assert!(row.needs_correction() && !row.offers_reissue());
+        let session = crate::portal::Session {
+            merchant: "m1".into(),
+            csrf: "c0ffee".into(),
+        };
+        let html = PreviewPage::new(vec![row], None, &session)
+            .render()
+            .expect("renders");
+        assert!(html.contains("data-by-hand") && !html.contains("data-reissue="), "{html}");
     }
 
     #[test]

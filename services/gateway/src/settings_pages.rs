@@ -593,16 +593,27 @@ pub async fn recent_invoices(
     merchant: &str,
     window: u64,
 ) -> anyhow::Result<Vec<bytes::Bytes>> {
+    recent_events(js, merchant, &[ledger_events::EventType::InvoiceCreated], window).await
+}
+
+/// The bodies of the merchant's events of `types` among the newest `window` events of the
+/// log, oldest first.
+pub async fn recent_events(
+    js: &async_nats::jetstream::Context,
+    merchant: &str,
+    types: &[ledger_events::EventType],
+    window: u64,
+) -> anyhow::Result<Vec<bytes::Bytes>> {
     use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
     use futures::StreamExt;
     let mut stream = js.get_stream(ledger_events::STREAM_NAME).await?;
     let last = stream.info().await?.state.last_sequence;
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subjects: vec![ledger_events::subject(
-                merchant,
-                ledger_events::EventType::InvoiceCreated,
-            )],
+            filter_subjects: types
+                .iter()
+                .map(|t| ledger_events::subject(merchant, *t))
+                .collect(),
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: last.saturating_sub(window).max(1),
             },
