@@ -85,8 +85,8 @@ pub use policy::{
 };
 pub use product::{is_stock_item, map_opening_stock, map_product, ProductPlan, StockMovementPlan};
 pub use reissue::{
-    into_reissue, line_labels, map_reissue_credit_note, posts_differently, reissue_credit_reference,
-    reissue_reference, sage_line_labels,
+    into_reissue, line_labels, map_reissue_credit_note, posts_differently,
+    reissue_credit_reference, reissue_reference, sage_line_labels,
 };
 pub use settings::{
     default_bank_accounts, deposit_bank_account, AdjustmentVat, B2cConsolidation,

@@ -227,7 +227,11 @@ pub fn map_reissue_credit_note(
 /// Turns `plan` (a sales invoice mapped under the current settings) into its
 /// `generation`-th re-issue: the reference becomes [`reissue_reference`] of
 /// `posted_reference` (the reference the invoice has in Sage).
-pub fn into_reissue(mut plan: DocumentPlan, posted_reference: &str, generation: u32) -> DocumentPlan {
+pub fn into_reissue(
+    mut plan: DocumentPlan,
+    posted_reference: &str,
+    generation: u32,
+) -> DocumentPlan {
     let reference = reissue_reference(posted_reference, generation);
     if let Some(body) = plan.body.as_object_mut() {
         body.insert("reference".into(), Value::String(reference.clone()));
@@ -353,10 +357,7 @@ mod tests {
                 &|i| i["shipping_net_amount"] = json!("4.95"),
                 "invoice.shipping_net_amount",
             ),
-            (
-                &|i| i["invoice_lines"] = json!([]),
-                "invoice.invoice_lines",
-            ),
+            (&|i| i["invoice_lines"] = json!([]), "invoice.invoice_lines"),
             (
                 &|i| i["invoice_lines"][1]["tax_amount"] = json!("2.24"),
                 "invoice.total_amount: lines_add_up_to_73.43",
@@ -387,9 +388,8 @@ mod tests {
             expected_total: Decimal::new(total, 2),
             rounding_line: None,
         };
-        let line = |rate: &str, account: &str| {
-            json!({"tax_rate_id": rate, "ledger_account_id": account})
-        };
+        let line =
+            |rate: &str, account: &str| json!({"tax_rate_id": rate, "ledger_account_id": account});
         let same = json!([
             line("GB_STANDARD", "SALES"),
             line("GB_STANDARD", "SALES"),
@@ -403,7 +403,10 @@ mod tests {
                 "GB_STANDARD · CARRIAGE"
             ]
         );
-        assert_eq!(line_labels(&plan(same.clone(), 7344)), sage_line_labels(&sage));
+        assert_eq!(
+            line_labels(&plan(same.clone(), 7344)),
+            sage_line_labels(&sage)
+        );
         let cases = [
             (same.clone(), 7344, false),
             // Another total (a rounding or policy change).

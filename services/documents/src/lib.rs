@@ -1857,7 +1857,15 @@ async fn held_reason(db: &PgPool, merchant: &str, key: &str) -> Option<(String, 
 }
 
 async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, RpcError> {
-    type LookupRow = (String, String, String, String, Decimal, Decimal, Option<Value>);
+    type LookupRow = (
+        String,
+        String,
+        String,
+        String,
+        Decimal,
+        Decimal,
+        Option<Value>,
+    );
     let row: Option<LookupRow> = sqlx::query_as(
         "SELECT resource, sage_id, contact_id, currency, total, exchange_rate, posted_lines FROM documents WHERE merchant_id = $1 AND document_key = $2 AND voided_at IS NULL",
     )
@@ -1867,18 +1875,20 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
     .await
     .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?;
     match row {
-        Some((resource, sage_id, contact_id, currency, total, exchange_rate, lines)) => Ok(DocumentRef {
-            resource,
-            sage_id,
-            contact_id,
-            currency,
-            total,
-            exchange_rate,
-            lines: lines.and_then(|l| serde_json::from_value(l).ok()),
-            reissue: reissue::recorded(db, merchant, key)
-                .await
-                .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?,
-        }),
+        Some((resource, sage_id, contact_id, currency, total, exchange_rate, lines)) => {
+            Ok(DocumentRef {
+                resource,
+                sage_id,
+                contact_id,
+                currency,
+                total,
+                exchange_rate,
+                lines: lines.and_then(|l| serde_json::from_value(l).ok()),
+                reissue: reissue::recorded(db, merchant, key)
+                    .await
+                    .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?,
+            })
+        }
         // [money-in] A document held by policy is not "not synced yet": the payments service
         // records its payment `invoice_held` instead of waiting for it.
         None => {

@@ -355,7 +355,12 @@ impl Documents {
     }
 
     /// Posts what is not posted yet of a recorded plan, step by step.
-    async fn carry_out(&self, merchant: &str, key: &str, mut row: Row) -> Result<Reissue, RpcError> {
+    async fn carry_out(
+        &self,
+        merchant: &str,
+        key: &str,
+        mut row: Row,
+    ) -> Result<Reissue, RpcError> {
         let event_id = reissue_event_id(merchant, key, row.generation as u32);
         let sequence = row.stream_sequence as u64;
         if row.credit_sage_id.is_none() {
@@ -450,8 +455,16 @@ impl Documents {
                 .await
                 .map_err(failed)?;
             let number = ledger_runtime::audit::sage_number_of(&response.body);
-            self.invoice_done(merchant, key, event_id, &row, &sage_id, &response, number.as_deref())
-                .await?;
+            self.invoice_done(
+                merchant,
+                key,
+                event_id,
+                &row,
+                &sage_id,
+                &response,
+                number.as_deref(),
+            )
+            .await?;
             tracing::info!(
                 document = key,
                 original = row.original_sage_id,

@@ -967,8 +967,7 @@ mod tests {
                 document_key: "invoice:1:000000124".into(),
                 event_id: "z".into(),
                 reason: "zero_value".into(),
-                detail: "invoice 000000124 has a grand total of 0.00 GBP: nothing to post"
-                    .into(),
+                detail: "invoice 000000124 has a grand total of 0.00 GBP: nothing to post".into(),
             },
             ledger_rpc::HeldDocument {
                 document_key: "creditmemo:1:000000125".into(),

@@ -401,10 +401,15 @@ mod tests {
             bytes::Bytes::from_static(INVOICE.as_bytes()),
             bytes::Bytes::from_static(CREDIT_MEMO.as_bytes()),
         ];
+        // Its adjustment refund needs a ledger account.
+        let with_adjustments = |rates: &[(i64, &str)]| MerchantSettings {
+            adjustment_ledger_account_id: Some("ADJUST".into()),
+            ..settings(rates)
+        };
         let compared = compare(
             &bodies,
-            &settings(&[(0, "GB_ZERO")]),
-            &settings(&[(20, "GB_STANDARD"), (0, "GB_ZERO")]),
+            &with_adjustments(&[(0, "GB_ZERO")]),
+            &with_adjustments(&[(20, "GB_STANDARD"), (0, "GB_ZERO")]),
         );
         // Newest first: the credit memo, then the invoice.
         assert_eq!(compared.len(), 2);
@@ -423,10 +428,11 @@ mod tests {
             edited.lines.iter().all(|l| l.starts_with("GB_STANDARD · ")),
             "{edited:?}"
         );
-        // Magento's own figures: VAT 3.24, grand total 24.44.
+        // Grand total 24.44 as Magento has it; VAT is Magento's 3.24 on the lines plus the VAT
+        // inside the 5.00 adjustment refund at 20 % (5.00 / 1.2 = 4.17 net, 0.83 VAT): 4.07.
         assert_eq!(
             (edited.vat.as_str(), edited.total.as_str()),
-            ("3.24", "24.44")
+            ("4.07", "24.44")
         );
         let row = PreviewRow {
             document_key: key.clone(),
@@ -454,7 +460,10 @@ mod tests {
         let html = PreviewPage::new(vec![row], None, &session)
             .render()
             .expect("renders");
-        assert!(html.contains("data-by-hand") && !html.contains("data-reissue="), "{html}");
+        assert!(
+            html.contains("data-by-hand") && !html.contains("data-reissue="),
+            "{html}"
+        );
     }
 
     #[test]

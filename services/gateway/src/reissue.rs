@@ -103,7 +103,11 @@ async fn ask(
         document_key: document_key.to_string(),
         confirm,
     };
-    let timeout = if confirm { REISSUE_TIMEOUT } else { PLAN_TIMEOUT };
+    let timeout = if confirm {
+        REISSUE_TIMEOUT
+    } else {
+        PLAN_TIMEOUT
+    };
     let asked: Result<Reissue, _> =
         ledger_rpc::ask(&app.nats, ledger_rpc::REISSUE_SUBJECT, &request, timeout).await;
     match asked {
@@ -134,14 +138,13 @@ mod tests {
     use rust_decimal::Decimal;
 
     fn reissue(done: bool) -> Reissue {
-        let doc = |id: Option<&str>, number: Option<&str>, reference: &str, total: i64| {
-            ReissueDocument {
+        let doc =
+            |id: Option<&str>, number: Option<&str>, reference: &str, total: i64| ReissueDocument {
                 sage_id: id.map(str::to_string),
                 sage_number: number.map(str::to_string),
                 reference: reference.to_string(),
                 total: Decimal::new(total, 2),
-            }
-        };
+            };
         Reissue {
             document_key: "invoice:1:000100002".into(),
             generation: 1,
@@ -180,8 +183,14 @@ mod tests {
         let html = page(reissue(false));
         assert!(html.contains(r#"id="reissue-confirm""#), "{html}");
         assert!(html.contains(r#"name="csrf" value="c0ffee""#), "{html}");
-        assert!(html.contains("CR1/000100002") && html.contains("73.44"), "{html}");
-        assert!(html.contains("000100002-R1") && html.contains("61.20"), "{html}");
+        assert!(
+            html.contains("CR1/000100002") && html.contains("73.44"),
+            "{html}"
+        );
+        assert!(
+            html.contains("000100002-R1") && html.contains("61.20"),
+            "{html}"
+        );
         assert!(html.contains("GB_ZERO · SALES"), "{html}");
         assert!(!html.contains(r#"id="reissue-done""#), "{html}");
     }

@@ -593,7 +593,13 @@ pub async fn recent_invoices(
     merchant: &str,
     window: u64,
 ) -> anyhow::Result<Vec<bytes::Bytes>> {
-    recent_events(js, merchant, &[ledger_events::EventType::InvoiceCreated], window).await
+    recent_events(
+        js,
+        merchant,
+        &[ledger_events::EventType::InvoiceCreated],
+        window,
+    )
+    .await
 }
 
 /// The bodies of the merchant's events of `types` among the newest `window` events of the

@@ -150,7 +150,10 @@ async fn an_invoice_posted_under_an_old_tax_mapping_is_credited_and_reissued_onc
     let shown = browser.page_text().await.unwrap();
     let cm_ref = format!("CR1/{}", first.increment_id());
     let new_ref = format!("{}-R1", first.increment_id());
-    assert!(shown.contains(&cm_ref) && shown.contains(&new_ref), "{shown}");
+    assert!(
+        shown.contains(&cm_ref) && shown.contains(&new_ref),
+        "{shown}"
+    );
     assert!(shown.contains("61.20 GBP"), "{shown}");
     assert!(shown.contains("GB_EXEMPT"), "{shown}");
     // Nothing is written before the confirmation.
