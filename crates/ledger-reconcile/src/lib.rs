@@ -204,12 +204,36 @@ pub fn compare(expected: &[Expected], found: &[Found]) -> Report {
         ..Report::default()
     };
     for ((kind, number), e) in &unique {
-        let hits: Vec<usize> = live
+        let mut hits: Vec<usize> = live
             .iter()
             .enumerate()
             .filter(|(_, f)| f.kind == *kind && is_reference_of(*kind, &f.reference, number))
             .map(|(i, _)| i)
             .collect();
+        // Credited and re-issued from the portal: the original invoice and its full credit
+        // note (`CR1/<number>`) cancel out, and the re-issue (`<reference>-R1`) stands for the
+        // Magento invoice.
+        if *kind == Kind::Invoice {
+            let credit = ledger_mapping::reissue_credit_reference(number, 1);
+            let of_kind = |k: Kind, keep: &dyn Fn(&str) -> bool| -> Vec<usize> {
+                live.iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.kind == k && keep(f.reference.trim()))
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            let credits = of_kind(Kind::CreditNote, &|r| r == credit);
+            let reissues = of_kind(Kind::Invoice, &|r| {
+                r.strip_suffix("-R1")
+                    .is_some_and(|base| is_reference_of(Kind::Invoice, base, number))
+            });
+            if !credits.is_empty() && !reissues.is_empty() {
+                for &i in hits.iter().chain(&credits) {
+                    claimed[i] = true;
+                }
+                hits = reissues;
+            }
+        }
         for &i in &hits {
             claimed[i] = true;
         }
@@ -670,6 +694,28 @@ mod tests {
             base_total: None,
             status: "UNPAID".into(),
         }
+    }
+
+    #[test]
+    fn a_credited_and_reissued_invoice_is_matched_by_its_reissue() {
+        let expected = [exp(Kind::Invoice, "000100001", dec!(61.20))];
+        let found = [
+            found(Kind::Invoice, "s1", "000100001", dec!(61.20)),
+            found(Kind::CreditNote, "s2", "CR1/000100001", dec!(61.20)),
+            found(Kind::Invoice, "s3", "000100001-R1", dec!(61.20)),
+        ];
+        let report = compare(&expected, &found);
+        assert_eq!(report.matched, 1, "{report:?}");
+        assert!(report.findings.is_empty(), "{report:?}");
+        // The re-issue is held to Magento's total like any invoice.
+        let mut wrong = found.clone();
+        wrong[2].total = dec!(61.19);
+        let report = compare(&expected, &wrong);
+        assert_eq!(report.count("mismatch"), 1, "{report:?}");
+        // Without its credit note a "-R1" invoice is not taken for a re-issue.
+        let report = compare(&expected, &[found[0].clone(), found[2].clone()]);
+        assert_eq!(report.matched, 1, "{report:?}");
+        assert_eq!(report.count("not_from_magento"), 1, "{report:?}");
     }
 
     #[test]
