@@ -290,6 +290,27 @@ impl Catalog {
                 _ => self.existing_item(merchant, &plan).await?,
             },
         };
+        let fingerprint = ledger_runtime::audit::fingerprint(&plan.body);
+        if let Some(sage_id) = &target {
+            // A save that changes nothing Sage holds (a stock or price change the item does
+            // not carry, the same save again) sends nothing (crate::sent).
+            if crate::sent::unchanged(db, merchant, plan.resource, sage_id, &fingerprint).await? {
+                sqlx::query(
+                    "UPDATE products SET source_updated_at = GREATEST(source_updated_at, $3)
+                     WHERE merchant_id = $1 AND product_key = $2",
+                )
+                .bind(merchant)
+                .bind(&key)
+                .bind(product.updated_at)
+                .execute(db)
+                .await?;
+                ledger_runtime::audit::note_detail(&format!(
+                    "{} {sage_id} unchanged: Sage already has this body, nothing sent",
+                    plan.resource
+                ));
+                return Ok(Outcome::AlreadyDone);
+            }
+        }
         let step = if target.is_some() {
             STEP_UPDATE
         } else {
@@ -330,8 +351,14 @@ impl Catalog {
                     )
                     .await
             }
+        };
+        if let (Err(e), Some(sage_id)) = (&response, &target) {
+            if e.is_not_found() {
+                // Deleted in Sage: whatever comes next is written.
+                crate::sent::forget(db, merchant, plan.resource, sage_id).await?;
+            }
         }
-        .map_err(ledger_rpc::sage_error_to_process)?;
+        let response = response.map_err(ledger_rpc::sage_error_to_process)?;
         let sage_id = match target {
             Some(id) => id,
             None => response
@@ -370,6 +397,7 @@ impl Catalog {
         )
         .await?;
         tx.commit().await?;
+        crate::sent::remember(db, merchant, plan.resource, &sage_id, &fingerprint).await?;
         tracing::info!(
             product = key,
             sage_id,
