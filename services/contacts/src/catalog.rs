@@ -18,7 +18,6 @@
 //! 5. after creating a stock item (`stock_items` policy), posts its opening stock movement
 //!    once when the merchant asked for it (`opening_stock`), as its own journal step.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -73,7 +72,7 @@ pub struct Catalog {
     ctx: Arc<ServiceContext>,
     /// Merchant → purchase ledger account id found in Sage. Ledger account ids never change
     /// for a business, so one lookup per merchant and process is enough.
-    purchase_ledgers: Mutex<HashMap<String, String>>,
+    purchase_ledgers: Mutex<ledger_runtime::cache::Lru<String, String>>,
 }
 
 impl Catalog {
@@ -81,7 +80,7 @@ impl Catalog {
     pub fn new(ctx: Arc<ServiceContext>) -> Self {
         Catalog {
             ctx,
-            purchase_ledgers: Mutex::new(HashMap::new()),
+            purchase_ledgers: Mutex::new(ledger_runtime::cache::per_merchant()),
         }
     }
 

@@ -20,7 +20,6 @@
 //! It answers [`ledger_rpc::DOCUMENT_LOOKUP_SUBJECT`] so the payments service can find the
 //! Sage invoice a payment belongs to without reading this service's tables.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,7 +180,8 @@ pub struct Documents {
     /// asking the contacts service for every document would double the work per invoice.
     /// Keyed by (merchant, customer, currency, company and VAT number of the document).
     /// Guests are always asked, because B2C consolidation decides per order.
-    known_contacts: std::sync::Mutex<HashMap<(String, String, String, String), ContactRef>>,
+    known_contacts:
+        std::sync::Mutex<ledger_runtime::cache::Lru<(String, String, String, String), ContactRef>>,
     /// Locked periods: Sage's open period per merchant (financial settings), read again when
     /// Sage refuses a date.
     periods: ledger_rpc::OpenPeriods,
@@ -237,7 +237,7 @@ impl Documents {
         );
         let cacheable = customer_key.starts_with("customer:");
         if cacheable {
-            let known = self
+            let mut known = self
                 .known_contacts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
@@ -266,9 +266,6 @@ impl Documents {
                 .known_contacts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if known.len() > 100_000 {
-                known.clear();
-            }
             known.insert(cache_key, contact.clone());
         }
         Ok(contact)
@@ -1776,7 +1773,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     );
     let builder = ctx.builder();
     let documents = Documents {
-        known_contacts: std::sync::Mutex::new(HashMap::new()),
+        known_contacts: std::sync::Mutex::new(ledger_runtime::cache::per_customer()),
         periods: ctx.open_periods(),
         ctx,
     };
