@@ -168,8 +168,21 @@ async fn calls_per_order(stack: &Stack, args: &Args) -> anyhow::Result<()> {
             .filter(|c| c.method == method && c.path.starts_with(prefix))
             .count()
     };
+    let mut other: std::collections::BTreeMap<String, usize> = Default::default();
+    for c in &api {
+        let known = [
+            "/v3.1/sales_invoices",
+            "/v3.1/contact_payments",
+            "/v3.1/contacts",
+        ];
+        if !(c.method == "POST" && known.iter().any(|k| c.path.starts_with(k))
+            || c.method == "PUT" && c.path.starts_with("/v3.1/contacts"))
+        {
+            *other.entry(format!("{} {}", c.method, c.path)).or_default() += 1;
+        }
+    }
     println!(
-        "calls per paid order: {:.2} (floor 2) over {orders} orders of {customers} returning customers: {} calls = invoices {} + receipts {} + contact POST {} + contact PUT {} + other {}",
+        "calls per paid order: {:.2} (floor 2) over {orders} orders of {customers} returning customers: {} calls = invoices {} + receipts {} + contact POST {} + contact PUT {} + other {} {other:?}",
         api.len() as f64 / orders.max(1) as f64,
         api.len(),
         count("POST", "/v3.1/sales_invoices"),
