@@ -56,3 +56,10 @@ bench-fairness:
 # and p99 per query over HTTP; fails above HISTORY_TARGET_MS (300). Starts NATS and PostgreSQL if needed.
 bench-history:
     ./dev infra >/dev/null && eval "$(./dev env)" && cargo run --release -q -p ledger-stack --bin ledger-history-bench
+
+# One merchant's backlog (BACKLOG_DOCS, default 10,000 historical invoices) against Sage's call
+# limit while live invoices of the same merchant arrive: calls per paid order, budget used, 429s,
+# the most calls in any rolling minute, live publish→Sage p50/p99, replay per event vs batched.
+# Fails on any 429 or a replay that writes to Sage. Starts NATS and PostgreSQL if needed.
+bench-backlog:
+    ./dev infra >/dev/null && eval "$(./dev env)" && cargo run --release -q -p ledger-stack --bin ledger-backlog-bench

@@ -18,7 +18,6 @@
 //! Replies are [`Reply<T>`]: either the answer or a classified error, so the asking consumer
 //! can tell "retry later" from "pause the merchant" from "this will never work".
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -529,7 +528,7 @@ pub struct Reissue {
 /// Consumer services never hold refresh tokens or the Sage client secret.
 pub struct GatewayTokenSource {
     client: async_nats::Client,
-    cache: Mutex<HashMap<String, TokenGrant>>,
+    cache: Mutex<ledger_runtime::cache::Lru<String, TokenGrant>>,
     timeout: Duration,
 }
 
@@ -538,7 +537,7 @@ impl GatewayTokenSource {
     pub fn new(client: async_nats::Client) -> Self {
         GatewayTokenSource {
             client,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ledger_runtime::cache::per_merchant()),
             timeout: Duration::from_secs(15),
         }
     }
@@ -588,7 +587,7 @@ impl sage_client::AccessTokenSource for GatewayTokenSource {
         merchant: &str,
     ) -> Result<sage_client::AccessToken, sage_client::SageError> {
         {
-            let cache = self.cache.lock().await;
+            let mut cache = self.cache.lock().await;
             if let Some(grant) = cache.get(merchant) {
                 if grant.expires_at - chrono::Duration::seconds(30) > Utc::now() {
                     return Ok(sage_client::AccessToken {
@@ -640,12 +639,20 @@ pub struct SettingsClient {
     ttl: Duration,
 }
 
-/// Cached settings per merchant, and how many change notifications each merchant has had
+/// Cached settings per merchant (bounded), and how many change notifications arrived in all
 /// (an answer asked for before a notification is not kept after it).
-#[derive(Default)]
 struct SettingsCache {
-    entries: HashMap<String, (std::time::Instant, serde_json::Value)>,
-    changes: HashMap<String, u64>,
+    entries: ledger_runtime::cache::Lru<String, (std::time::Instant, serde_json::Value)>,
+    changes: u64,
+}
+
+impl Default for SettingsCache {
+    fn default() -> Self {
+        SettingsCache {
+            entries: ledger_runtime::cache::per_merchant(),
+            changes: 0,
+        }
+    }
 }
 
 impl SettingsClient {
@@ -675,7 +682,7 @@ impl SettingsClient {
                 };
                 let mut cache = cache.lock().await;
                 cache.entries.remove(&request.merchant);
-                *cache.changes.entry(request.merchant).or_default() += 1;
+                cache.changes += 1;
             }
         });
         SettingsClient { client, cache, ttl }
@@ -684,13 +691,13 @@ impl SettingsClient {
     /// The merchant's raw settings document.
     pub async fn raw(&self, merchant: &str) -> Result<serde_json::Value, ProcessError> {
         let changes_before = {
-            let cache = self.cache.lock().await;
+            let mut cache = self.cache.lock().await;
             if let Some((at, v)) = cache.entries.get(merchant) {
                 if at.elapsed() < self.ttl {
                     return Ok(v.clone());
                 }
             }
-            cache.changes.get(merchant).copied().unwrap_or(0)
+            cache.changes
         };
         let v: serde_json::Value = ask(
             &self.client,
@@ -702,7 +709,7 @@ impl SettingsClient {
         )
         .await?;
         let mut cache = self.cache.lock().await;
-        if cache.changes.get(merchant).copied().unwrap_or(0) == changes_before {
+        if cache.changes == changes_before {
             cache
                 .entries
                 .insert(merchant.to_string(), (std::time::Instant::now(), v.clone()));

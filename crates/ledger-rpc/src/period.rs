@@ -4,7 +4,6 @@
 //!
 //! The decision itself is the pure [`ledger_mapping::open_period_date`].
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -48,7 +47,7 @@ pub struct StepPost<'a> {
 
 /// Per-merchant cache of Sage's open period (and base currency).
 pub struct OpenPeriods {
-    cache: Mutex<HashMap<String, CachedFinancialSettings>>,
+    cache: Mutex<ledger_runtime::cache::Lru<String, CachedFinancialSettings>>,
     ttl: Duration,
 }
 
@@ -71,7 +70,7 @@ impl OpenPeriods {
     /// (`ServiceConfig::financial_settings_ttl_secs`).
     pub fn with_ttl(ttl: Duration) -> Self {
         OpenPeriods {
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ledger_runtime::cache::per_merchant()),
             ttl,
         }
     }

@@ -64,6 +64,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
         CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (merchant_id, recorded_at);
         CREATE INDEX IF NOT EXISTS audit_records_event ON audit_records (event_id);
         CREATE INDEX IF NOT EXISTS audit_records_document ON audit_records (merchant_id, document_key);
+        -- A replay asks which of a batch of stream messages are already synced.
+        CREATE INDEX IF NOT EXISTS audit_records_sequence ON audit_records (merchant_id, stream_sequence);
         "#,
     )
     .execute(pool)
@@ -292,6 +294,13 @@ pub fn canonical_json(value: &Value) -> String {
     // serde_json's map keeps insertion order only with `preserve_order`; inserting in sorted
     // order gives sorted output either way.
     serde_json::to_string(&sorted(value)).unwrap_or_default()
+}
+
+/// The fingerprint of a request body: SHA-256 over its [`canonical_json`], lower-case hex.
+/// Two bodies with the same fields and values (in any key order) have the same fingerprint;
+/// services keep it to tell whether a write would change anything.
+pub fn fingerprint(value: &Value) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(canonical_json(value).as_bytes()))
 }
 
 /// The hash of a record: SHA-256 over the previous hash, a newline and the canonical content,

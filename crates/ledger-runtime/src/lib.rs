@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod bus;
+pub mod cache;
 pub mod consumer;
 pub mod db;
 pub mod dead_letters;

@@ -8,6 +8,16 @@
 //! cross-reference ("already synced") and never posted twice. A dead letter of a replayed
 //! event that now succeeds is marked retried.
 //!
+//! **Batched look-ups**: the reader fetches [`READ_BATCH`] messages at a time and asks the
+//! service's audit trail once per batch which of them were already handled to the end
+//! (outcome `applied` or `already_done` for that stream sequence, see [`already_synced`]).
+//! Those are counted as already synced without running the handler (no Sage call, no
+//! database round trip each); only the others go through the handler, in log order. An event
+//! whose audit record is missing (a crash between the commit and the record) simply goes
+//! through the handler, which finds it in its cross-reference as before.
+//! [`Command::per_event_lookups`] turns this off (every event through the handler), for
+//! measurements.
+//!
 //! **Dry run**: the handler runs inside [`dry_running`]; every Sage write (`POST`, `PUT`,
 //! `DELETE` through `ledger_rpc::GatedSage`) is refused before it is sent, and reported with its
 //! request body as what *would* be posted. Reads still happen. A dry run stops each event at
@@ -20,6 +30,7 @@
 //! reply inbox and receives [`Message::Progress`] every [`PROGRESS_EVERY`] events, then one
 //! [`Message::Done`] (or [`Message::Error`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +48,8 @@ use crate::shutdown::Shutdown;
 
 /// Events between two progress messages.
 pub const PROGRESS_EVERY: u64 = 25;
+/// Messages read from the log (and looked up in the audit trail) at a time.
+pub const READ_BATCH: usize = 1_000;
 
 pub use crate::dry_run::{dry_run, dry_running, DRY_RUN_MARKER};
 
@@ -59,6 +72,10 @@ pub struct Command {
     /// Report what would be posted; post nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Hand every event to the handler, without the batched look-up of what is already
+    /// synced (slower; the outcome is the same). For measurements.
+    #[serde(default)]
+    pub per_event_lookups: bool,
 }
 
 /// What became of one replayed event (listed for every event that was not already synced).
@@ -193,6 +210,42 @@ fn classify(
     }
 }
 
+/// Which of `sequences` (stream sequences of `merchant`'s events) the service has already
+/// handled to the end: its audit trail holds an `applied` or `already_done` record for them.
+/// One query for the whole batch.
+pub async fn already_synced(
+    db: &PgPool,
+    merchant: &str,
+    sequences: &[i64],
+) -> Result<HashSet<u64>, sqlx::Error> {
+    if sequences.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT stream_sequence FROM audit_records
+         WHERE merchant_id = $1 AND stream_sequence = ANY($2)
+           AND outcome IN ('applied', 'already_done')",
+    )
+    .bind(merchant)
+    .bind(sequences)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|s| s as u64).collect())
+}
+
+/// Marks the dead letters of `sequences` retried (their events are now in Sage).
+async fn mark_retried(db: &PgPool, sequences: &[i64]) {
+    if sequences.is_empty() {
+        return;
+    }
+    let _ = sqlx::query(
+        "UPDATE dead_letters SET retried_at = now() WHERE stream_sequence = ANY($1) AND retried_at IS NULL",
+    )
+    .bind(sequences)
+    .execute(db)
+    .await;
+}
+
 /// Replays `command.merchant`'s events on `filters` through `handler`; `progress` hears the
 /// counts every [`PROGRESS_EVERY`] events.
 pub async fn replay<H: Handler>(
@@ -226,17 +279,19 @@ pub async fn replay<H: Handler>(
         dry_run: command.dry_run,
         ..Default::default()
     };
+    let nanos = |t: &DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX) as i128;
     let result = async {
         loop {
             let mut batch = reader
                 .fetch()
-                .max_messages(100)
+                .max_messages(READ_BATCH)
                 .expires(Duration::from_secs(2))
                 .messages()
                 .await
                 .map_err(|e| format!("replay read: {e}"))?;
             let mut got = 0;
             let mut last_pending = 0;
+            let mut deliveries = Vec::with_capacity(READ_BATCH);
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|e| format!("replay read: {e}"))?;
                 got += 1;
@@ -244,13 +299,15 @@ pub async fn replay<H: Handler>(
                 last_pending = info.pending;
                 let published = info.published.unix_timestamp_nanos();
                 let stream_sequence = info.stream_sequence;
-                let nanos = |t: &DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX) as i128;
                 if command.since.as_ref().is_some_and(|s| published < nanos(s))
-                    || command.until.as_ref().is_some_and(|u| published >= nanos(u))
+                    || command
+                        .until
+                        .as_ref()
+                        .is_some_and(|u| published >= nanos(u))
                 {
                     continue;
                 }
-                let delivery = Delivery {
+                deliveries.push(Delivery {
                     subject: message.subject.to_string(),
                     merchant: merchant_of(&message.subject).to_string(),
                     payload: message.payload.clone(),
@@ -258,25 +315,43 @@ pub async fn replay<H: Handler>(
                     stream_sequence,
                     delivered: 1,
                     attempt: 1,
-                };
-                let (result, captured) = if command.dry_run {
-                    audit::capture(dry_running(handler.handle(&delivery))).await
+                });
+            }
+            let sequences: Vec<i64> = deliveries
+                .iter()
+                .map(|d| d.stream_sequence as i64)
+                .collect();
+            let synced = if command.per_event_lookups {
+                HashSet::new()
+            } else {
+                already_synced(db, &command.merchant, &sequences)
+                    .await
+                    .map_err(|e| format!("replay look-up: {e}"))?
+            };
+            let mut succeeded = Vec::new();
+            for delivery in &deliveries {
+                if synced.contains(&delivery.stream_sequence) {
+                    summary.seen += 1;
+                    summary.already_synced += 1;
+                    if !command.dry_run {
+                        succeeded.push(delivery.stream_sequence as i64);
+                    }
                 } else {
-                    (handler.handle(&delivery).await, Captured::default())
-                };
-                if !command.dry_run && result.is_ok() {
-                    let _ = sqlx::query(
-                        "UPDATE dead_letters SET retried_at = now() WHERE stream_sequence = $1 AND retried_at IS NULL",
-                    )
-                    .bind(stream_sequence as i64)
-                    .execute(db)
-                    .await;
+                    let (result, captured) = if command.dry_run {
+                        audit::capture(dry_running(handler.handle(delivery))).await
+                    } else {
+                        (handler.handle(delivery).await, Captured::default())
+                    };
+                    if !command.dry_run && result.is_ok() {
+                        succeeded.push(delivery.stream_sequence as i64);
+                    }
+                    classify(delivery, &result, &captured, &mut summary);
                 }
-                classify(&delivery, &result, &captured, &mut summary);
                 if summary.seen.is_multiple_of(PROGRESS_EVERY) {
                     progress(&summary);
                 }
             }
+            mark_retried(db, &succeeded).await;
             if got == 0 || last_pending == 0 {
                 return Ok::<(), String>(());
             }

@@ -18,7 +18,6 @@
 //! 5. after creating a stock item (`stock_items` policy), posts its opening stock movement
 //!    once when the merchant asked for it (`opening_stock`), as its own journal step.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -73,7 +72,7 @@ pub struct Catalog {
     ctx: Arc<ServiceContext>,
     /// Merchant → purchase ledger account id found in Sage. Ledger account ids never change
     /// for a business, so one lookup per merchant and process is enough.
-    purchase_ledgers: Mutex<HashMap<String, String>>,
+    purchase_ledgers: Mutex<ledger_runtime::cache::Lru<String, String>>,
 }
 
 impl Catalog {
@@ -81,7 +80,7 @@ impl Catalog {
     pub fn new(ctx: Arc<ServiceContext>) -> Self {
         Catalog {
             ctx,
-            purchase_ledgers: Mutex::new(HashMap::new()),
+            purchase_ledgers: Mutex::new(ledger_runtime::cache::per_merchant()),
         }
     }
 
@@ -290,6 +289,27 @@ impl Catalog {
                 _ => self.existing_item(merchant, &plan).await?,
             },
         };
+        let fingerprint = ledger_runtime::audit::fingerprint(&plan.body);
+        if let Some(sage_id) = &target {
+            // A save that changes nothing Sage holds (a stock or price change the item does
+            // not carry, the same save again) sends nothing (crate::sent).
+            if crate::sent::unchanged(db, merchant, plan.resource, sage_id, &fingerprint).await? {
+                sqlx::query(
+                    "UPDATE products SET source_updated_at = GREATEST(source_updated_at, $3)
+                     WHERE merchant_id = $1 AND product_key = $2",
+                )
+                .bind(merchant)
+                .bind(&key)
+                .bind(product.updated_at)
+                .execute(db)
+                .await?;
+                ledger_runtime::audit::note_detail(&format!(
+                    "{} {sage_id} unchanged: Sage already has this body, nothing sent",
+                    plan.resource
+                ));
+                return Ok(Outcome::AlreadyDone);
+            }
+        }
         let step = if target.is_some() {
             STEP_UPDATE
         } else {
@@ -330,8 +350,14 @@ impl Catalog {
                     )
                     .await
             }
+        };
+        if let (Err(e), Some(sage_id)) = (&response, &target) {
+            if e.is_not_found() {
+                // Deleted in Sage: whatever comes next is written.
+                crate::sent::forget(db, merchant, plan.resource, sage_id).await?;
+            }
         }
-        .map_err(ledger_rpc::sage_error_to_process)?;
+        let response = response.map_err(ledger_rpc::sage_error_to_process)?;
         let sage_id = match target {
             Some(id) => id,
             None => response
@@ -370,6 +396,7 @@ impl Catalog {
         )
         .await?;
         tx.commit().await?;
+        crate::sent::remember(db, merchant, plan.resource, &sage_id, &fingerprint).await?;
         tracing::info!(
             product = key,
             sage_id,

@@ -16,6 +16,7 @@
 //! See `docs/accounting.md`.
 
 pub mod catalog;
+pub mod sent;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -383,7 +384,8 @@ impl Contacts {
             {
                 Ok(response) => {
                     let contact_id = response
-                        .id()
+                        .as_ref()
+                        .and_then(|r| r.id())
                         .ok_or_else(|| {
                             ProcessError::transient("Sage answered without a contact id")
                         })?
@@ -595,6 +597,9 @@ impl Contacts {
     /// VAT number, the body is sent again without it, the number kept in the notes
     /// ([`ledger_mapping::without_refused_tax_number`]) under its own idempotency id: a VAT
     /// number never blocks the document that needs the contact.
+    ///
+    /// An update whose body Sage already has ([`sent`]) is not sent: `Ok(None)`. Every
+    /// accepted write records its body's fingerprint; an update answered 404 forgets it.
     async fn write_contact(
         &self,
         merchant: &str,
@@ -603,7 +608,22 @@ impl Contacts {
         seed: &Uuid,
         step: &str,
         party: &Party,
-    ) -> Result<sage_client::SageResponse, SageError> {
+    ) -> Result<Option<sage_client::SageResponse>, SageError> {
+        let db = &self.ctx.db;
+        let fingerprint = sent::contact_fingerprint(&body);
+        if let Some(id) = contact_id {
+            match sent::unchanged(db, merchant, sent::CONTACTS, id, &fingerprint).await {
+                Ok(true) => {
+                    ledger_runtime::audit::note_detail(&format!(
+                        "contact {id} unchanged: Sage already has this body, nothing sent"
+                    ));
+                    return Ok(None);
+                }
+                Ok(false) => {}
+                // Not knowing only costs a write that may change nothing.
+                Err(e) => tracing::warn!(merchant, error = %e, "last sent body not read"),
+            }
+        }
         let send = |body: Value, step: String| async move {
             let idempotency_id = sage_client::idempotency_id(seed, &step);
             match contact_id {
@@ -627,7 +647,7 @@ impl Contacts {
                 }
             }
         };
-        match send(body.clone(), step.to_string()).await {
+        let result = match send(body.clone(), step.to_string()).await {
             Err(e) if body.get("tax_number").is_some() => match tax_number_refused(&e) {
                 Some(reason) => {
                     tracing::info!(
@@ -644,7 +664,23 @@ impl Contacts {
                 None => Err(e),
             },
             other => other,
+        };
+        // The fingerprint is the body asked for: the same party sent again would meet the
+        // same refusal and leave Sage as it is now.
+        let remembered = match (&result, contact_id) {
+            (Ok(response), _) => match contact_id.or(response.id()) {
+                Some(id) => sent::remember(db, merchant, sent::CONTACTS, id, &fingerprint).await,
+                None => Ok(()),
+            },
+            (Err(e), Some(id)) if e.is_not_found() => {
+                sent::forget(db, merchant, sent::CONTACTS, id).await
+            }
+            (Err(_), _) => Ok(()),
+        };
+        if let Err(e) = remembered {
+            tracing::warn!(merchant, error = %e, "sent body not recorded; the next save writes again");
         }
+        result.map(Some)
     }
 
     /// A customer who was a guest before registering keeps the guest's contacts: every
@@ -746,6 +782,7 @@ impl Contacts {
             );
             return Ok(Outcome::Skipped("no_contact_yet".into()));
         }
+        let mut sent_any = false;
         for (currency, contact_id, reference) in variants {
             let step = format!("contact_update:{currency}");
             if let journal::StepState::Done(_) =
@@ -762,6 +799,7 @@ impl Contacts {
                 .write_contact(merchant, Some(&contact_id), body, &event_id, &step, party)
                 .await
                 .map_err(ledger_rpc::sage_error_to_process)?;
+            sent_any |= response.is_some();
             let mut tx = self.ctx.db.begin().await?;
             // The account's company replaces the contact's name; a VAT number the account
             // lacks stays on the contact (an update without it leaves Sage's as it was).
@@ -781,12 +819,17 @@ impl Contacts {
                 event_id,
                 &step,
                 Some(&contact_id),
-                response.request_id.as_deref(),
+                response.as_ref().and_then(|r| r.request_id.as_deref()),
             )
             .await?;
             tx.commit().await?;
         }
-        Ok(Outcome::Applied)
+        // A save that changes nothing Sage holds sends nothing: Sage already has it.
+        Ok(if sent_any {
+            Outcome::Applied
+        } else {
+            Outcome::AlreadyDone
+        })
     }
 }
 

@@ -23,7 +23,6 @@
 
 pub mod reissue;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,7 +183,8 @@ pub struct Documents {
     /// asking the contacts service for every document would double the work per invoice.
     /// Keyed by (merchant, customer, currency, company and VAT number of the document).
     /// Guests are always asked, because B2C consolidation decides per order.
-    known_contacts: std::sync::Mutex<HashMap<(String, String, String, String), ContactRef>>,
+    known_contacts:
+        std::sync::Mutex<ledger_runtime::cache::Lru<(String, String, String, String), ContactRef>>,
     /// Locked periods: Sage's open period per merchant (financial settings), read again when
     /// Sage refuses a date.
     periods: ledger_rpc::OpenPeriods,
@@ -240,7 +240,7 @@ impl Documents {
         );
         let cacheable = customer_key.starts_with("customer:");
         if cacheable {
-            let known = self
+            let mut known = self
                 .known_contacts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
@@ -269,9 +269,6 @@ impl Documents {
                 .known_contacts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if known.len() > 100_000 {
-                known.clear();
-            }
             known.insert(cache_key, contact.clone());
         }
         Ok(contact)
@@ -1789,7 +1786,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     );
     let builder = ctx.builder();
     let documents = Arc::new(Documents {
-        known_contacts: std::sync::Mutex::new(HashMap::new()),
+        known_contacts: std::sync::Mutex::new(ledger_runtime::cache::per_customer()),
         periods: ctx.open_periods(),
         ctx,
     });

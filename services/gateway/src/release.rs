@@ -106,6 +106,7 @@ async fn release(
         since: None,
         until: None,
         dry_run: false,
+        per_event_lookups: false,
     };
     let mut results = Vec::new();
     for service in SERVICES {

@@ -616,6 +616,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 since,
                 until,
                 dry_run,
+                per_event_lookups: false,
             };
             let mut failed = 0;
             for service in services_or_all(only) {

@@ -36,6 +36,7 @@ async fn replay(stack: &Stack, service: &str, merchant: &Merchant) {
             since: None,
             until: None,
             dry_run: false,
+            per_event_lookups: false,
         },
         Duration::from_secs(120),
         |_| {},

@@ -19,6 +19,16 @@ async fn stack() -> (Stack, TestNats, TestDb) {
 }
 
 async fn replay(stack: &Stack, service: &str, merchant: &str, dry_run: bool) -> Summary {
+    replay_with(stack, service, merchant, dry_run, false).await
+}
+
+async fn replay_with(
+    stack: &Stack,
+    service: &str,
+    merchant: &str,
+    dry_run: bool,
+    per_event_lookups: bool,
+) -> Summary {
     ledger_runtime::replay::request(
         &stack.nats,
         service,
@@ -27,6 +37,7 @@ async fn replay(stack: &Stack, service: &str, merchant: &str, dry_run: bool) -> 
             since: None,
             until: None,
             dry_run,
+            per_event_lookups,
         },
         Duration::from_secs(120),
         |_| {},
@@ -178,5 +189,76 @@ async fn replay_after_an_outage_posts_each_missing_document_once_and_then_finds_
         ledger_runtime::audit::Answer::Verified(report) => assert!(report.ok, "{report:?}"),
         other => panic!("{other:?}"),
     }
+    stack.stop().await;
+}
+
+/// Audit records of the documents service for `merchant`.
+async fn audit_records(db: &TestDb, merchant: &str) -> i64 {
+    let pool = ledger_runtime::db::connect_schema(db.url(), "documents", 1)
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT count(*) FROM audit_records WHERE merchant_id = $1")
+        .bind(merchant)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replay_of_synced_events_looks_them_up_in_batches_without_running_the_handler() {
+    let (stack, _nats, db) = stack().await;
+    let merchant = stack.onboard("batched").await.unwrap();
+    for n in 1..=6 {
+        let event = events::invoice_created("batched", n);
+        assert_eq!(
+            stack.post_event(&merchant, &event.body).await.unwrap().0,
+            202
+        );
+    }
+    assert!(
+        stack
+            .wait_until(Duration::from_secs(60), || stack
+                .documents(&merchant, "sales_invoices")
+                .len()
+                == 6)
+            .await
+    );
+    // Each handling is audited once it is over; wait for the sixth record.
+    for _ in 0..400 {
+        if audit_records(&db, "batched").await >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let records = audit_records(&db, "batched").await;
+    assert_eq!(records, 6);
+    let calls = |stack: &Stack| {
+        stack
+            .sandbox
+            .inspect()
+            .stats_for(&merchant.business_id)
+            .calls
+            .iter()
+            .map(|c| c.count)
+            .sum::<u64>()
+    };
+    let calls_before = calls(&stack);
+
+    // Batched: all six found in the audit trail; the handler never runs (no new record, no
+    // Sage call of any kind, reads included).
+    let batched = replay_with(&stack, "documents", "batched", false, false).await;
+    assert_eq!(batched.seen, 6, "{batched:#?}");
+    assert_eq!(batched.already_synced, 6, "{batched:#?}");
+    assert_eq!(batched.applied + batched.skipped + batched.failed, 0);
+    assert_eq!(audit_records(&db, "batched").await, 6);
+    assert_eq!(calls(&stack), calls_before);
+
+    // Per event: the same answer, each event through the handler (one record each).
+    let per_event = replay_with(&stack, "documents", "batched", false, true).await;
+    assert_eq!(per_event.seen, 6, "{per_event:#?}");
+    assert_eq!(per_event.already_synced, 6, "{per_event:#?}");
+    assert_eq!(per_event.applied + per_event.skipped + per_event.failed, 0);
+    assert_eq!(audit_records(&db, "batched").await, 12);
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 6);
     stack.stop().await;
 }

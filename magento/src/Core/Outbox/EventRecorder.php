@@ -16,6 +16,11 @@ use Throwable;
  * The event id is minted here, once. A snapshot that cannot be built does not fail the save (in
  * checkout the payment may already be captured): the row is written without payload and the
  * relay rebuilds it. A row that cannot be written does fail the save — the store throws.
+ *
+ * Customers and products are saved far more often than anything Sage holds of them changes (a
+ * registered customer's address is saved again with every order). With a PayloadHashStore, a
+ * save whose payload has the same fingerprint (PayloadHash) as the last one recorded for that
+ * entity records nothing; a changed payload is recorded and its fingerprint kept.
  */
 final class EventRecorder
 {
@@ -24,6 +29,7 @@ final class EventRecorder
         private SnapshotSerializer $serializer,
         private Clock $clock,
         private SourceInfo $source,
+        private ?PayloadHashStore $hashes = null,
     ) {
     }
 
@@ -95,7 +101,9 @@ final class EventRecorder
             $websiteId,
             $storeId,
             null,
-            fn (): array => $this->serializer->customerSaved($customer)
+            fn (): array => $this->serializer->customerSaved($customer),
+            null,
+            true
         );
     }
 
@@ -108,7 +116,9 @@ final class EventRecorder
             $websiteId,
             $storeId,
             $storeId,
-            fn (): array => $this->serializer->productSaved($product)
+            fn (): array => $this->serializer->productSaved($product),
+            null,
+            true
         );
     }
 
@@ -129,7 +139,10 @@ final class EventRecorder
         });
     }
 
-    /** @param callable(\DateTimeImmutable): array<string, mixed> $build */
+    /**
+     * @param callable(\DateTimeImmutable): array<string, mixed> $build
+     * @param bool $skipUnchanged record nothing when the payload's fingerprint is the entity's last
+     */
     private function record(
         EventType $type,
         string $entityType,
@@ -138,7 +151,8 @@ final class EventRecorder
         int $storeId,
         ?int $dedupeScope,
         callable $build,
-        ?\DateTimeImmutable $at = null
+        ?\DateTimeImmutable $at = null,
+        bool $skipUnchanged = false
     ): OutboxRecord {
         if ($entityId < 1) {
             throw new \InvalidArgumentException('cannot record ' . $type->value . ' of an unsaved ' . $entityType);
@@ -165,7 +179,16 @@ final class EventRecorder
             nextAttemptAt: $this->clock->now(),
             lastError: $error,
         );
+        $hash = $skipUnchanged && $this->hashes !== null && $payload !== null ? PayloadHash::of($payload) : null;
+        $scope = $dedupeScope ?? 0;
+        if ($hash !== null && $this->hashes->last($entityType, $entityId, $scope) === $hash) {
+            // Nothing the contract carries changed since the last recorded save: no event.
+            return $record;
+        }
         $record->written = $this->store->append($record);
+        if ($hash !== null && $record->written) {
+            $this->hashes->remember($entityType, $entityId, $scope, $hash);
+        }
         return $record;
     }
 }

@@ -539,6 +539,7 @@ async fn run_engine(
                     since: None,
                     until: None,
                     dry_run: false,
+                    per_event_lookups: false,
                 };
                 let nats = stack.nats.clone();
                 async move {

@@ -226,6 +226,7 @@ async fn run_step(
                     since: None,
                     until: None,
                     dry_run: false,
+                    per_event_lookups: false,
                 },
                 Duration::from_secs(120),
                 |_| {},
