@@ -37,7 +37,8 @@ final class EventRecorder
         array $order,
         int $websiteId,
         ?\DateTimeImmutable $at = null,
-        ?int $previousState = null
+        ?int $previousState = null,
+        ?string $backfillId = null
     ): OutboxRecord {
         $entityId = (int) ($invoice['entity_id'] ?? 0);
         return $this->record(
@@ -57,7 +58,8 @@ final class EventRecorder
                 ),
                 default => $this->serializer->invoiceCreated($invoice, $order, $now),
             },
-            $at
+            $at,
+            $backfillId
         );
     }
 
@@ -70,7 +72,8 @@ final class EventRecorder
         array $order,
         int $websiteId,
         ?\DateTimeImmutable $at = null,
-        EventType $type = EventType::CreditmemoCreated
+        EventType $type = EventType::CreditmemoCreated,
+        ?string $backfillId = null
     ): OutboxRecord {
         return $this->record(
             $type,
@@ -82,11 +85,12 @@ final class EventRecorder
             fn (\DateTimeImmutable $now): array => $type === EventType::CreditmemoCreated
                 ? $this->serializer->creditmemoCreated($creditmemo, $order, $now)
                 : $this->serializer->creditmemoStateChanged($creditmemo, $order, $now),
-            $at
+            $at,
+            $backfillId
         );
     }
 
-    public function customer(array $customer, int $websiteId, int $storeId): OutboxRecord
+    public function customer(array $customer, int $websiteId, int $storeId, ?string $backfillId = null): OutboxRecord
     {
         return $this->record(
             EventType::CustomerSaved,
@@ -95,11 +99,13 @@ final class EventRecorder
             $websiteId,
             $storeId,
             null,
-            fn (): array => $this->serializer->customerSaved($customer)
+            fn (): array => $this->serializer->customerSaved($customer),
+            null,
+            $backfillId
         );
     }
 
-    public function product(array $product, int $websiteId, int $storeId): OutboxRecord
+    public function product(array $product, int $websiteId, int $storeId, ?string $backfillId = null): OutboxRecord
     {
         return $this->record(
             EventType::ProductSaved,
@@ -108,7 +114,9 @@ final class EventRecorder
             $websiteId,
             $storeId,
             $storeId,
-            fn (): array => $this->serializer->productSaved($product)
+            fn (): array => $this->serializer->productSaved($product),
+            null,
+            $backfillId
         );
     }
 
@@ -138,8 +146,12 @@ final class EventRecorder
         int $storeId,
         ?int $dedupeScope,
         callable $build,
-        ?\DateTimeImmutable $at = null
+        ?\DateTimeImmutable $at = null,
+        ?string $backfillId = null
     ): OutboxRecord {
+        if ($backfillId !== null && preg_match(OutboxRecord::BACKFILL_ID, $backfillId) !== 1) {
+            throw new \InvalidArgumentException('backfill id ' . $backfillId . ' is not a safe token');
+        }
         if ($entityId < 1) {
             throw new \InvalidArgumentException('cannot record ' . $type->value . ' of an unsaved ' . $entityType);
         }
@@ -164,6 +176,7 @@ final class EventRecorder
             payload: $payload,
             nextAttemptAt: $this->clock->now(),
             lastError: $error,
+            backfillId: $backfillId,
         );
         $record->written = $this->store->append($record);
         return $record;
