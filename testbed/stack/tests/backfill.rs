@@ -207,3 +207,104 @@ async fn live_invoices_overtake_a_draining_backfill() {
     );
     stack.stop().await;
 }
+
+/// `done` of the first backfill row on the portal's backfill page, freshly loaded.
+async fn portal_done(
+    stack: &ledger_stack::Stack,
+    browser: &ledger_testkit::browser::Browser,
+) -> (u64, u64, String) {
+    browser
+        .goto(&format!("{}/portal/backfills", stack.gateway_url))
+        .await
+        .unwrap();
+    let done = browser.wait_for("tr[data-backfill] .done").await.unwrap();
+    let text = browser.text(&done).await.unwrap();
+    let (d, t) = text.split_once(" of ").expect("N of M");
+    let state = browser
+        .text(&browser.find("tr[data-backfill] .state").await.unwrap())
+        .await
+        .unwrap();
+    (d.trim().parse().unwrap(), t.trim().parse().unwrap(), state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_portal_shows_a_backfill_running_and_pauses_it() {
+    use ledger_testkit::browser::Browser;
+    const TOTAL: u64 = 60;
+    let (stack, _nats, _db) = common::stack("backfill-portal", 4).await;
+    let merchant = stack.onboard("shown").await.expect("onboard");
+    stack
+        .sandbox
+        .faults()
+        .set(FaultPlan::new(FaultKind::Latency { ms: 60 }));
+    stack
+        .publish_backfill_header(&events::backfill_header("shown", "bf-portal", TOTAL))
+        .await
+        .unwrap();
+    for n in 1..=TOTAL {
+        let event = events::as_history(&events::invoice_created("shown", n), "bf-portal");
+        let envelope = ledger_events::parse(&event.body).unwrap();
+        stack.publish_direct(&envelope, &event.body).await.unwrap();
+    }
+    let browser = Browser::start().await.expect("headless Chromium");
+    common::portal::sign_in(&stack, &browser, "shown").await;
+    assert!(browser.find("#backfills").await.is_ok(), "the front page links to the backfills");
+
+    // Done of total rises while the backfill runs.
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let (done, total, state) = portal_done(&stack, &browser).await;
+        assert_eq!(total, TOTAL);
+        assert_eq!(state, "running");
+        if seen.last() != Some(&done) {
+            seen.push(done);
+        }
+        if seen.iter().filter(|d| **d > 0 && **d < TOTAL).count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("portal: done of {TOTAL} seen rising: {seen:?}");
+    let between: Vec<_> = seen.iter().filter(|d| **d > 0 && **d < TOTAL).collect();
+    assert!(between.len() >= 2, "done rose while running: {seen:?}");
+    assert!(between.windows(2).all(|w| w[0] < w[1]));
+
+    // Pause from the page: nothing more of it lands; resume: it finishes.
+    browser
+        .click(&browser.find("button.pause").await.unwrap())
+        .await
+        .unwrap();
+    browser.wait_for("tr[data-state=paused]").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held_at = stack.documents(&merchant, "sales_invoices").len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.documents(&merchant, "sales_invoices").len(), held_at);
+    assert!((held_at as u64) < TOTAL);
+    browser
+        .click(&browser.find("button.resume").await.unwrap())
+        .await
+        .unwrap();
+    browser.wait_for("tr[data-state=running]").await.unwrap();
+    let finished = stack
+        .wait_until(Duration::from_secs(90), || {
+            stack.documents(&merchant, "sales_invoices").len() as u64 == TOTAL
+        })
+        .await;
+    assert!(finished, "the resumed backfill finished");
+    let mut last = (0, 0, String::new());
+    for _ in 0..50 {
+        last = portal_done(&stack, &browser).await;
+        if last.0 == TOTAL {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!((last.0, last.1), (TOTAL, TOTAL));
+    let left = browser
+        .text(&browser.find("tr[data-backfill] .left").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(left, "finished");
+    browser.close().await;
+    stack.stop().await;
+}
