@@ -234,7 +234,11 @@ impl Backfills {
         backfill_id: &str,
     ) -> Result<BackfillState, ProcessError> {
         let key = control_key(merchant, backfill_id);
-        if let Some((read, state)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+        if let Some((read, state)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
         {
             if read.elapsed() < CONTROL_TTL {
                 return Ok(*state);
@@ -322,10 +326,16 @@ impl Backfills {
             }
             let body = serde_json::to_vec(&progress).expect("progress serialises");
             let written = if revision == 0 {
-                self.kv.create(&key, body.into()).await.map(|_| ())
+                self.kv
+                    .create(&key, body.into())
+                    .await
+                    .map(|_| ())
                     .map_err(|e| e.to_string())
             } else {
-                self.kv.update(&key, body.into(), revision).await.map(|_| ())
+                self.kv
+                    .update(&key, body.into(), revision)
+                    .await
+                    .map(|_| ())
                     .map_err(|e| e.to_string())
             };
             if written.is_ok() {
@@ -417,8 +427,12 @@ pub async fn headers(
             last = message.info().map(|i| i.pending == 0).unwrap_or(true);
             match serde_json::from_slice::<BackfillHeader>(&message.payload) {
                 Ok(header) if header.merchant_id == merchant => out.push(header),
-                Ok(_) => tracing::warn!(subject = %message.subject, "backfill header names another merchant; ignored"),
-                Err(e) => tracing::warn!(subject = %message.subject, error = %e, "unreadable backfill header; ignored"),
+                Ok(_) => {
+                    tracing::warn!(subject = %message.subject, "backfill header names another merchant; ignored")
+                }
+                Err(e) => {
+                    tracing::warn!(subject = %message.subject, error = %e, "unreadable backfill header; ignored")
+                }
             }
         }
         if got == 0 || last {

@@ -366,8 +366,12 @@ impl ServiceBuilder {
         for entry in &consumers {
             let status = Arc::new(StatusPublisher::new(base.js.clone()));
             let live: Arc<dyn Handler> = Arc::new(
-                Audited::new(entry.name, base.audit.clone(), Arc::new(entry.journaled.clone()))
-                    .with_hook(status.clone()),
+                Audited::new(
+                    entry.name,
+                    base.audit.clone(),
+                    Arc::new(entry.journaled.clone()),
+                )
+                .with_hook(status.clone()),
             );
             let gate = Arc::new(crate::backfill::Gate::new(
                 backfills.clone(),

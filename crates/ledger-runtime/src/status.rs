@@ -321,10 +321,7 @@ mod tests {
         assert_eq!(entity_of("magento.m.customer.saved"), Some("customer"));
         assert_eq!(entity_of("magento.m.product.saved"), Some("product"));
         assert_eq!(entity_of("magento.m.order.placed"), None);
-        assert_eq!(
-            entity_of("magento.m.history.invoice.paid"),
-            Some("payment")
-        );
+        assert_eq!(entity_of("magento.m.history.invoice.paid"), Some("payment"));
         assert_eq!(entity_of("magento.m.history.backfill.bf-1"), None);
     }
 

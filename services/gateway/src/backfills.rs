@@ -123,11 +123,10 @@ async fn control(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session =
-        match crate::settings_pages::settings_form_session(&app, &headers, &form).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
+    let session = match crate::settings_pages::settings_form_session(&app, &headers, &form).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let state = match action.as_str() {
         "pause" => BackfillState::Paused,
         "resume" => BackfillState::Running,
@@ -137,7 +136,11 @@ async fn control(
     match ledger_rpc::backfill::set_state(&app.js, &session.merchant, &backfill, state).await {
         Ok(()) => {
             tracing::info!(merchant = %session.merchant, %backfill, state = state.as_str(), "backfill changed from the portal");
-            (StatusCode::SEE_OTHER, [(header::LOCATION, "/portal/backfills")]).into_response()
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, "/portal/backfills")],
+            )
+                .into_response()
         }
         Err(e) if e.code() == "backfill.unknown" => {
             (StatusCode::NOT_FOUND, "no such backfill").into_response()

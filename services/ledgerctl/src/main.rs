@@ -179,7 +179,11 @@ enum BackfillAction {
 
 /// One line per backfill: `bf-… running 120/300 (40%), 12.5/s, about 15 s left, held 2, failed 0`.
 fn backfill_line(r: &ledger_rpc::backfill::BackfillReport) -> String {
-    let percent = if r.total > 0 { 100 * r.done / r.total } else { 100 };
+    let percent = if r.total > 0 {
+        100 * r.done / r.total
+    } else {
+        100
+    };
     let left = match (r.finished, r.eta_secs) {
         (true, _) => "finished".to_string(),
         (false, Some(s)) => format!("about {s} s left"),

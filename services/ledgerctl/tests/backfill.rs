@@ -61,7 +61,8 @@ async fn pause_resume_and_cancel_a_backfill_from_the_command_line() {
     }
     assert!(
         stack
-            .wait_until(Duration::from_secs(60), || backfilled(&stack, &merchant) >= 5)
+            .wait_until(Duration::from_secs(60), || backfilled(&stack, &merchant)
+                >= 5)
             .await
     );
 
@@ -85,7 +86,11 @@ async fn pause_resume_and_cancel_a_backfill_from_the_command_line() {
         "the live invoice landed while the backfill was paused"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(backfilled(&stack, &merchant), held_at, "paused: nothing more");
+    assert_eq!(
+        backfilled(&stack, &merchant),
+        held_at,
+        "paused: nothing more"
+    );
     let (ok, out) = ledgerctl(&url, &["backfill", "status", "--merchant", "ctl"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("bf-ctl paused"), "{out}");

@@ -61,7 +61,10 @@ async fn live_invoices_overtake_a_draining_backfill() {
     // The last backfilled invoice's payment arrives live, long before its invoice can land.
     let paid = events::invoice_paid("acme", BACKFILL);
     let paid_envelope = ledger_events::parse(&paid.body).unwrap();
-    stack.publish_direct(&paid_envelope, &paid.body).await.unwrap();
+    stack
+        .publish_direct(&paid_envelope, &paid.body)
+        .await
+        .unwrap();
 
     // Live invoices, one every 150 ms, while the backfill drains.
     let mut published: HashMap<String, Instant> = HashMap::new();
@@ -88,7 +91,10 @@ async fn live_invoices_overtake_a_draining_backfill() {
         let now = Instant::now();
         let mut history = 0;
         for invoice in &invoices {
-            let r = invoice["reference"].as_str().unwrap_or_default().to_string();
+            let r = invoice["reference"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if published.contains_key(&r) {
                 landed.entry(r).or_insert(now);
             } else {
@@ -186,7 +192,10 @@ async fn live_invoices_overtake_a_draining_backfill() {
     // The engine reported the run: done of total rising, then all of it.
     let report = loop {
         let reports = ledger_rpc::backfill::reports(&js, "acme").await.unwrap();
-        let report = reports.into_iter().next().expect("the backfill is reported");
+        let report = reports
+            .into_iter()
+            .next()
+            .expect("the backfill is reported");
         if report.finished || Instant::now() > deadline {
             break report;
         }
@@ -200,9 +209,7 @@ async fn live_invoices_overtake_a_draining_backfill() {
     assert_eq!((report.held, report.failed, report.canceled), (0, 0, 0));
     assert!(report.finished);
     assert!(
-        progress_seen
-            .iter()
-            .any(|d| *d > 0 && *d < BACKFILL),
+        progress_seen.iter().any(|d| *d > 0 && *d < BACKFILL),
         "progress was visible while the backfill ran: {progress_seen:?}"
     );
     stack.stop().await;
@@ -248,7 +255,10 @@ async fn the_portal_shows_a_backfill_running_and_pauses_it() {
     }
     let browser = Browser::start().await.expect("headless Chromium");
     common::portal::sign_in(&stack, &browser, "shown").await;
-    assert!(browser.find("#backfills").await.is_ok(), "the front page links to the backfills");
+    assert!(
+        browser.find("#backfills").await.is_ok(),
+        "the front page links to the backfills"
+    );
 
     // Done of total rises while the backfill runs.
     let mut seen = Vec::new();
