@@ -30,6 +30,8 @@ fn backfilled(stack: &Stack, merchant: &ledger_stack::Merchant) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pause_resume_and_cancel_a_backfill_from_the_command_line() {
+    // A paused lane looks again every second.
+    std::env::set_var("LEDGER_PAUSED_DELAY_SECS", "1");
     let nats = TestNats::start().await.unwrap();
     let db = TestDb::create().await.unwrap();
     let stack = Stack::start(StackOptions {
