@@ -425,10 +425,16 @@ pub async fn headers(
         while let Some(Ok(message)) = batch.next().await {
             got += 1;
             last = message.info().map(|i| i.pending == 0).unwrap_or(true);
+            // The subject is the authority: the header must name its merchant and its run.
+            let id_of_subject = message.subject.rsplit('.').next().unwrap_or("");
             match serde_json::from_slice::<BackfillHeader>(&message.payload) {
-                Ok(header) if header.merchant_id == merchant => out.push(header),
+                Ok(header)
+                    if header.merchant_id == merchant && header.backfill_id == id_of_subject =>
+                {
+                    out.push(header)
+                }
                 Ok(_) => {
-                    tracing::warn!(subject = %message.subject, "backfill header names another merchant; ignored")
+                    tracing::warn!(subject = %message.subject, "backfill header names another merchant or run than its subject; ignored")
                 }
                 Err(e) => {
                     tracing::warn!(subject = %message.subject, error = %e, "unreadable backfill header; ignored")

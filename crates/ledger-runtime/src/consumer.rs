@@ -858,12 +858,28 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
                 Ok(b) => b,
                 Err(_) => continue 'reader,
             };
+            // The whole batch is taken in before any of it is handled: the batch ends when its
+            // pull request expires, and a message still unread then would be lost to this
+            // reader (it acknowledges nothing), while handling may take long (a throttled or
+            // paused event is retried in place).
+            let mut messages = Vec::new();
+            let mut broken = false;
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(m) => messages.push(m),
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            drop(batch);
+            if broken && messages.is_empty() {
+                continue 'reader;
+            }
             let mut got = 0usize;
             let mut caught_up = false;
-            while let Some(message) = batch.next().await {
-                let Ok(message) = message else {
-                    continue 'reader;
-                };
+            for message in messages {
                 got += 1;
                 let (sequence, pending) = message
                     .info()

@@ -32,6 +32,7 @@ fn backfilled(stack: &Stack, merchant: &ledger_stack::Merchant) -> usize {
 async fn pause_resume_and_cancel_a_backfill_from_the_command_line() {
     // A paused lane looks again every second.
     std::env::set_var("LEDGER_PAUSED_DELAY_SECS", "1");
+    let _ = ledger_runtime::telemetry::init("backfill-ctl");
     let nats = TestNats::start().await.unwrap();
     let db = TestDb::create().await.unwrap();
     let stack = Stack::start(StackOptions {
@@ -113,15 +114,22 @@ async fn pause_resume_and_cancel_a_backfill_from_the_command_line() {
     assert!(ok, "{out}");
     let js = async_nats::jetstream::new(stack.nats.clone());
     let mut report = None;
+    let mut last = None;
     for _ in 0..300 {
         let reports = ledger_rpc::backfill::reports(&js, "ctl").await.unwrap();
         if reports[0].finished {
             report = Some(reports[0].clone());
             break;
         }
+        last = Some(reports[0].clone());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let report = report.expect("the canceled backfill ends");
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "the canceled backfill ends: {last:?}, {} in Sage",
+            backfilled(&stack, &merchant)
+        )
+    });
     let landed = backfilled(&stack, &merchant) as u64;
     println!(
         "canceled: {landed} backfilled invoices in Sage, {} skipped backfill_canceled",
