@@ -116,6 +116,11 @@ pub struct Envelope {
     pub occurred_at: DateTime<Utc>,
     /// Producer versions.
     pub source: Source,
+    /// Set on events a backfill (`bin/magento ledger:backfill`) recorded: the id of that run, a
+    /// safe subject token. Such an event is history: it travels on the history subject
+    /// ([`crate::history_subject`]) and is handled in the lower-priority history lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_id: Option<String>,
     /// The documents.
     pub payload: Payload,
 }
@@ -131,6 +136,8 @@ struct Header {
     store_id: u32,
     occurred_at: DateTime<Utc>,
     source: Source,
+    #[serde(default)]
+    backfill_id: Option<String>,
 }
 
 /// Deserialises `T` from a JSON value, reporting the JSON pointer of the failing field.
@@ -176,6 +183,7 @@ impl Envelope {
             store_id: header.store_id,
             occurred_at: header.occurred_at,
             source: header.source,
+            backfill_id: header.backfill_id,
             payload,
         })
     }
@@ -188,9 +196,13 @@ impl Envelope {
         serde_json::to_vec(self).expect("envelope serialisation is infallible")
     }
 
-    /// The NATS subject this event belongs on.
+    /// The NATS subject this event belongs on: the history subject for an event a backfill
+    /// recorded, the live subject for every other.
     pub fn subject(&self) -> String {
-        crate::subject(&self.merchant_id, self.event_type)
+        match self.backfill_id {
+            Some(_) => crate::history_subject(&self.merchant_id, self.event_type),
+            None => crate::subject(&self.merchant_id, self.event_type),
+        }
     }
 
     /// Stable key of the Magento entity the event is about, the same for every event about it:

@@ -58,6 +58,14 @@ pub const STREAM_SUBJECTS: &str = "magento.>";
 /// First token of every event subject.
 pub const SUBJECT_PREFIX: &str = "magento";
 
+/// Token after the merchant id that marks a history subject
+/// (`magento.<merchant_id>.history.<entity>.<action>`): events a backfill recorded, handled in
+/// the lower-priority history lane so that live events never queue behind them.
+pub const HISTORY_TOKEN: &str = "history";
+
+/// Header carrying the backfill id of a history event, readable without parsing the body.
+pub const HEADER_BACKFILL: &str = "Ledger-Backfill";
+
 /// Subject prefix of the quarantine, where consumers put events they reject.
 pub const QUARANTINE_PREFIX: &str = "ledger.quarantine";
 
@@ -120,6 +128,26 @@ pub fn subject(merchant_id: &str, event_type: EventType) -> String {
     )
 }
 
+/// The history subject of an event: `magento.<merchant_id>.history.<entity>.<action>`, where a
+/// backfill publishes what already happened ([`Envelope::backfill_id`]). Same precondition on the
+/// merchant id as [`subject`].
+pub fn history_subject(merchant_id: &str, event_type: EventType) -> String {
+    debug_assert!(
+        validate_merchant_id(merchant_id).is_ok(),
+        "unsafe merchant id {merchant_id:?}"
+    );
+    format!(
+        "{SUBJECT_PREFIX}.{merchant_id}.{HISTORY_TOKEN}.{}.{}",
+        event_type.entity(),
+        event_type.action()
+    )
+}
+
+/// Whether an event subject is a history subject (see [`history_subject`]).
+pub fn is_history_subject(subject: &str) -> bool {
+    subject.split('.').nth(2) == Some(HISTORY_TOKEN)
+}
+
 /// The quarantine subject of a merchant: `ledger.quarantine.<merchant_id>`. Rejected events are
 /// recorded there with their field issues and raw body (see `schemas/asyncapi.yaml`), so they
 /// can be inspected and replayed.
@@ -131,13 +159,18 @@ pub fn quarantine_subject(merchant_id: &str) -> String {
     format!("{QUARANTINE_PREFIX}.{merchant_id}")
 }
 
-/// Splits an event subject into merchant id and event type; `None` for anything that is not a
-/// well-formed `magento.<merchant_id>.<entity>.<action>` subject. Consumers compare the result
-/// with the envelope to catch a message published on the wrong subject.
+/// Splits an event subject, live (`magento.<merchant_id>.<entity>.<action>`) or history
+/// (`magento.<merchant_id>.history.<entity>.<action>`), into merchant id and event type; `None`
+/// for anything else. Consumers compare the result with the envelope to catch a message
+/// published on the wrong subject; [`is_history_subject`] tells the two lanes apart.
 pub fn parse_subject(subject: &str) -> Option<(&str, EventType)> {
     let mut parts = subject.split('.');
-    let (prefix, merchant, entity, action) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (prefix, merchant) = (parts.next()?, parts.next()?);
+    let mut entity = parts.next()?;
+    if entity == HISTORY_TOKEN {
+        entity = parts.next()?;
+    }
+    let action = parts.next()?;
     if parts.next().is_some() || prefix != SUBJECT_PREFIX {
         return None;
     }
@@ -164,6 +197,18 @@ mod tests {
         assert_eq!(parse_subject("magento.Acme.invoice.paid"), None);
         assert_eq!(parse_subject("magento.acme.invoice.paid.extra"), None);
         assert_eq!(parse_subject("sage.acme.invoice.paid"), None);
+        assert_eq!(
+            history_subject("acme-uk", EventType::InvoicePaid),
+            "magento.acme-uk.history.invoice.paid"
+        );
+        assert_eq!(
+            parse_subject("magento.acme-uk.history.invoice.paid"),
+            Some(("acme-uk", EventType::InvoicePaid))
+        );
+        assert!(is_history_subject("magento.acme-uk.history.invoice.paid"));
+        assert!(!is_history_subject("magento.acme-uk.invoice.paid"));
+        assert_eq!(parse_subject("magento.acme.history.history.paid"), None);
+        assert_eq!(parse_subject("magento.acme.history.invoice.paid.x"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub const SCHEMA_BASE_URI: &str = "https://ledger.example/schemas/events/";
 
 /// The JSON Schema files of the contract, `(file name, text)`, embedded at build time so a
 /// consumer binary always validates against the schemas it was compiled with.
-pub const SCHEMA_FILES: [(&str, &str); 10] = [
+pub const SCHEMA_FILES: [(&str, &str); 11] = [
     (
         "envelope.schema.json",
         include_str!("../../../schemas/events/envelope.schema.json"),
@@ -20,6 +20,10 @@ pub const SCHEMA_FILES: [(&str, &str); 10] = [
     (
         "common.schema.json",
         include_str!("../../../schemas/events/common.schema.json"),
+    ),
+    (
+        "backfill-started.schema.json",
+        include_str!("../../../schemas/events/backfill-started.schema.json"),
     ),
     (
         "invoice-created.schema.json",

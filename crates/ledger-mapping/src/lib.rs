@@ -79,9 +79,10 @@ pub use period::{
     OpenPeriod, PeriodDate, LOCKED_PERIOD_SETTING,
 };
 pub use policy::{
-    credit_memo_decision, follow_invoice, invoice_decision, is_policy_skip, is_reference_of_number,
-    policy_setting_issues, prefixed_reference, scope_decision, ContactNamePriority, DocumentFacts,
-    UnpaidInvoices, ZeroValueInvoices, REFERENCE_PREFIX_MAX, REFERENCE_PREFIX_SEPARATORS,
+    credit_memo_decision, follow_invoice, invoice_decision, is_hold, is_policy_skip,
+    is_reference_of_number, policy_setting_issues, prefixed_reference, scope_decision,
+    ContactNamePriority, DocumentFacts, UnpaidInvoices, ZeroValueInvoices, REFERENCE_PREFIX_MAX,
+    REFERENCE_PREFIX_SEPARATORS,
 };
 pub use product::{is_stock_item, map_opening_stock, map_product, ProductPlan, StockMovementPlan};
 pub use reissue::{

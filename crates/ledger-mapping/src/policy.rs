@@ -208,6 +208,23 @@ pub fn is_policy_skip(reason: &str) -> bool {
     )
 }
 
+/// Whether a skip reason is a hold: the document waits for something the merchant can fix or
+/// release (a tax rate mapping, a locked period, a bank account, its invoice), as opposed to a
+/// document kept out of Sage for good. Backfill reports count holds apart.
+pub fn is_hold(reason: &str) -> bool {
+    matches!(
+        reason,
+        reasons::UNMAPPED_TAX_RATE
+            | reasons::UNMAPPED_FOREIGN_VAT
+            | reasons::PERIOD_LOCKED
+            | reasons::BASE_CURRENCY_MISMATCH
+            | reasons::INVOICE_HELD
+            | reasons::ORIGINAL_INVOICE_HELD
+            | reasons::NO_BANK_ACCOUNT
+            | reasons::BANK_ACCOUNT_CURRENCY
+    )
+}
+
 /// Rule "a credit memo follows its invoice's decision": the credit memo of an invoice that
 /// was not posted (`invoice_key`, skipped with `invoice_reason` and `invoice_detail`).
 ///

@@ -73,6 +73,7 @@ pub const CLEARING_ACCOUNT_SUBJECT: &str = "ledger.rpc.payments.clearing_account
 /// Queue group every responder joins, so replicas share the requests.
 pub const QUEUE_GROUP: &str = ledger_runtime::micro::QUEUE_GROUP;
 
+pub mod backfill;
 pub mod failures;
 pub mod gate;
 pub mod period;

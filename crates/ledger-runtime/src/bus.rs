@@ -218,6 +218,21 @@ impl ConsumerSpec {
         spec
     }
 
+    /// The history twin of this consumer (decision record 0038): durable `<durable>_history`
+    /// reading the history subjects of the same events
+    /// (`magento.*.invoice.created` → `magento.*.history.invoice.created`), same settings.
+    pub fn history(&self) -> ConsumerSpec {
+        ConsumerSpec {
+            durable: format!("{}_history", self.durable),
+            filter_subjects: self
+                .filter_subjects
+                .iter()
+                .map(|f| history_filter(f))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// A spec with production defaults for the given durable name and subjects: a 60 s ack
     /// wait (a service built with [`crate::service::ServiceBuilder`] takes its configured
     /// `ack_wait_secs`), 50 deliveries, 10 000 messages pending.
@@ -230,6 +245,16 @@ impl ConsumerSpec {
             max_ack_pending: 10_000,
         }
     }
+}
+
+/// The history form of an event subject filter: the history token after the merchant token
+/// (`magento.*.invoice.paid` → `magento.*.history.invoice.paid`).
+pub fn history_filter(filter: &str) -> String {
+    let mut parts: Vec<&str> = filter.split('.').collect();
+    if parts.len() > 2 {
+        parts.insert(2, ledger_events::HISTORY_TOKEN);
+    }
+    parts.join(".")
 }
 
 /// Creates (or updates) a durable pull consumer on the events stream.

@@ -14,6 +14,11 @@
 //! Messages of one merchant are handled one at a time, in delivery order, by a worker for that
 //! merchant; different merchants run in parallel up to `concurrency`. A slow or throttled
 //! merchant therefore holds only its own queue.
+//!
+//! Each service reads its subjects in two lanes ([`Lane`], decision record 0038): the live
+//! subjects, and the history subjects a backfill publishes on, through a second durable
+//! consumer. A history event of a merchant is handled only while that merchant has no live
+//! event in flight in the service ([`Priority`]), so live events never queue behind history.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -93,6 +98,123 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Result<(), ProcessError>;
 }
 
+/// Which lane a consumer loop runs: live events, or the history a backfill publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// `magento.<merchant>.<entity>.<action>`: handled first.
+    Live,
+    /// `magento.<merchant>.history.<entity>.<action>`: handled only while the merchant has no
+    /// live event in flight ([`Priority::live_idle`]).
+    History,
+}
+
+/// Live work in flight per merchant in one service process, shared by its live and history
+/// consumer loops: the live loops count each event from the moment it is queued for its
+/// merchant until it is acknowledged; the history loops wait for their merchant's count to be
+/// zero before each handling. A live event therefore waits at most for one history handling
+/// already under way, never for the backlog of a backfill.
+#[derive(Debug, Clone, Default)]
+pub struct Priority(Arc<PriorityInner>);
+
+#[derive(Debug, Default)]
+struct PriorityInner {
+    busy: std::sync::Mutex<HashMap<String, usize>>,
+    idle: tokio::sync::Notify,
+}
+
+/// One live event in flight; dropping it ends it.
+#[derive(Debug)]
+pub struct LiveTicket {
+    priority: Priority,
+    merchant: String,
+}
+
+impl Drop for LiveTicket {
+    fn drop(&mut self) {
+        self.priority.finished(&self.merchant);
+    }
+}
+
+impl Priority {
+    /// Counts one live event of `merchant` in flight until the ticket is dropped.
+    pub fn live(&self, merchant: &str) -> LiveTicket {
+        self.started(merchant);
+        LiveTicket {
+            priority: self.clone(),
+            merchant: merchant.to_string(),
+        }
+    }
+
+    fn started(&self, merchant: &str) {
+        *self
+            .0
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(merchant.to_string())
+            .or_default() += 1;
+    }
+
+    fn finished(&self, merchant: &str) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = match busy.get_mut(merchant) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                busy.remove(merchant);
+                true
+            }
+            None => false,
+        };
+        drop(busy);
+        if idle {
+            self.0.idle.notify_waiters();
+        }
+    }
+
+    /// Live events of `merchant` in flight now.
+    pub fn in_flight(&self, merchant: &str) -> usize {
+        self.0
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(merchant)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Returns once `merchant` has no live event in flight.
+    pub async fn live_idle(&self, merchant: &str) {
+        loop {
+            let notified = self.0.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight(merchant) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A shared handler is a handler (so wrappers such as [`crate::audit::Audited`] take one).
+#[async_trait::async_trait]
+impl Handler for Arc<dyn Handler> {
+    async fn handle(&self, delivery: &Delivery) -> Result<Outcome, ProcessError> {
+        self.as_ref().handle(delivery).await
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &ProcessError,
+    ) -> Result<(), ProcessError> {
+        self.as_ref().dead_letter(delivery, error).await
+    }
+}
+
 /// Tuning of the consumer loop.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
@@ -113,6 +235,10 @@ pub struct ConsumerOptions {
     /// Messages of one merchant this process holds at once; a merchant with more waiting is
     /// parked and drained by its own lane ([`crate::parking`]).
     pub merchant_in_flight: usize,
+    /// Live or history.
+    pub lane: Lane,
+    /// Live work in flight, shared by a service's live and history loops.
+    pub priority: Priority,
 }
 
 /// Transient failures after which a message is dead-lettered, unless a service says otherwise.
@@ -131,6 +257,8 @@ impl ConsumerOptions {
             max_transient_attempts: MAX_TRANSIENT_ATTEMPTS,
             paused_delay: Duration::from_secs(60),
             merchant_in_flight: 64,
+            lane: Lane::Live,
+            priority: Priority::default(),
         }
     }
 }
@@ -258,8 +386,12 @@ struct Shared<H> {
 }
 
 impl<H: Handler> Shared<H> {
-    /// Handles one delivery within the process's concurrency.
+    /// Handles one delivery within the process's concurrency; a history delivery first waits
+    /// until its merchant has no live event in flight.
     async fn handle(&self, delivery: &Delivery) -> Decision {
+        if self.options.lane == Lane::History {
+            self.options.priority.live_idle(&delivery.merchant).await;
+        }
         let _permit = self.permits.acquire().await.expect("semaphore open");
         handle_once(
             delivery,
@@ -415,7 +547,7 @@ struct Dispatch<H> {
     shared: Arc<Shared<H>>,
     /// A merchant's share of the shared consumer.
     cap: usize,
-    queues: HashMap<String, mpsc::Sender<Message>>,
+    queues: HashMap<String, mpsc::Sender<Queued>>,
     /// A worker that went idle may still be finishing its last messages when the next worker
     /// for the same merchant starts; this lock keeps them from running side by side.
     turns: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
@@ -427,7 +559,7 @@ struct Dispatch<H> {
 }
 
 impl<H: Handler> Dispatch<H> {
-    fn spawn_worker(&mut self, merchant: String, rx: mpsc::Receiver<Message>) {
+    fn spawn_worker(&mut self, merchant: String, rx: mpsc::Receiver<Queued>) {
         let turn = self.turns.entry(merchant.clone()).or_default().clone();
         self.workers
             .spawn(merchant_worker(merchant, turn, rx, self.shared.clone()));
@@ -494,12 +626,15 @@ impl<H: Handler> Dispatch<H> {
     /// Hands a message to its merchant's worker, parking the merchant when it already holds
     /// its share.
     async fn enqueue(&mut self, message: Message, merchant: String, sequence: u64) {
-        let mut message = Some(message);
+        // A live event counts as in flight from here until it is acknowledged.
+        let ticket = (self.shared.options.lane == Lane::Live)
+            .then(|| self.shared.options.priority.live(&merchant));
+        let mut message = Some(Queued { message, ticket });
         if let Some(queue) = self.queues.get(&merchant) {
             match queue.try_send(message.take().expect("present")) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Closed(m)) => message = Some(m),
-                Err(mpsc::error::TrySendError::Full(m)) => {
+                Err(mpsc::error::TrySendError::Full(Queued { message: m, .. })) => {
                     // The merchant holds its whole share: park it from this event on.
                     if self
                         .shared
@@ -519,7 +654,10 @@ impl<H: Handler> Dispatch<H> {
         let Some(m) = message else { return };
         if self.lanes.contains(&merchant) {
             // Its lane is finishing: the event comes back to the shared consumer shortly.
-            let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = m
+                .message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
             return;
         }
         let (tx, rx) = mpsc::channel(self.cap);
@@ -564,10 +702,16 @@ impl<H: Handler> Dispatch<H> {
     }
 }
 
+/// A message queued for its merchant's worker, with its live ticket (live lane only).
+struct Queued {
+    message: Message,
+    ticket: Option<LiveTicket>,
+}
+
 async fn merchant_worker<H: Handler>(
     merchant: String,
     turn: Arc<tokio::sync::Mutex<()>>,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared<H>>,
 ) -> String {
     // Set when this worker parked its merchant: later messages in its queue belong to the lane.
@@ -600,10 +744,15 @@ async fn merchant_worker<H: Handler>(
 /// Handles one message of the shared consumer in a merchant's worker.
 async fn worker_step<H: Handler>(
     merchant: &str,
-    message: Message,
+    queued: Queued,
     shared: &Shared<H>,
     parked_from: &mut Option<u64>,
 ) {
+    // The live ticket ends when this step does, after the acknowledgement.
+    let Queued {
+        message,
+        ticket: _ticket,
+    } = queued;
     let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
     if parked_from.is_some_and(|from| sequence >= from) {
         // Queued before the dispatcher heard of the park: the lane reads it from the stream.
@@ -709,12 +858,28 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
                 Ok(b) => b,
                 Err(_) => continue 'reader,
             };
+            // The whole batch is taken in before any of it is handled: the batch ends when its
+            // pull request expires, and a message still unread then would be lost to this
+            // reader (it acknowledges nothing), while handling may take long (a throttled or
+            // paused event is retried in place).
+            let mut messages = Vec::new();
+            let mut broken = false;
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(m) => messages.push(m),
+                    Err(_) => {
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            drop(batch);
+            if broken && messages.is_empty() {
+                continue 'reader;
+            }
             let mut got = 0usize;
             let mut caught_up = false;
-            while let Some(message) = batch.next().await {
-                let Ok(message) = message else {
-                    continue 'reader;
-                };
+            for message in messages {
                 got += 1;
                 let (sequence, pending) = message
                     .info()
@@ -723,7 +888,11 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
                 let mut delivery = delivery_of(&message, &shared.failures);
                 // The same message until it is done: the lane has nothing else to do.
                 loop {
-                    let delay = match shared.handle(&delivery).await {
+                    let ticket = (shared.options.lane == Lane::Live)
+                        .then(|| shared.options.priority.live(merchant));
+                    let decision = shared.handle(&delivery).await;
+                    drop(ticket);
+                    let delay = match decision {
                         Decision::Done => break,
                         Decision::Retry(d) | Decision::Park(_, d) => d,
                     };

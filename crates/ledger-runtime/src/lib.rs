@@ -21,6 +21,7 @@
 //! - [`failpoint`]: crash points for the chaos suite.
 
 pub mod audit;
+pub mod backfill;
 pub mod bus;
 pub mod cache;
 pub mod consumer;

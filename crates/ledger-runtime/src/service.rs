@@ -13,7 +13,10 @@
 //!    records its dead letters in the journal;
 //! 5. serves dead letters and replay (`ledger.rpc.<service>.dead_letters`, `.replay`), routing
 //!    each event to the projection whose consumer reads its subject;
-//! 6. runs one consumer loop per consumer until shutdown, then drains.
+//! 6. runs one consumer loop per consumer until shutdown, then drains; every consumer has a
+//!    history twin ([`ConsumerSpec::history`]) reading the backfill's history subjects in a
+//!    lower-priority loop, gated by the backfill's controls and counted into its progress
+//!    ([`crate::backfill`], decision record 0038).
 //!
 //! The knobs are one clap struct, [`RuntimeConfig`], read from flags or the environment.
 
@@ -27,7 +30,7 @@ use sqlx::PgPool;
 
 use crate::audit::{AuditLog, Audited};
 use crate::bus::ConsumerSpec;
-use crate::consumer::{ConsumerOptions, Delivery, Handler, Outcome};
+use crate::consumer::{ConsumerOptions, Delivery, Handler, Lane, Outcome, Priority};
 use crate::error::ProcessError;
 use crate::shutdown::Shutdown;
 use crate::status::StatusPublisher;
@@ -252,7 +255,8 @@ impl Endpoint {
 struct ConsumerEntry {
     name: &'static str,
     spec: ConsumerSpec,
-    handler: Arc<dyn Handler>,
+    /// The projection with its dead-letter journal, before auditing.
+    journaled: Arc<dyn Handler>,
 }
 
 /// Wires a consumer service (see the module docs).
@@ -311,12 +315,10 @@ impl ServiceBuilder {
             db: self.base.db.clone(),
             projection,
         });
-        let status = Arc::new(StatusPublisher::new(self.base.js.clone()));
-        let handler = Audited::new(name, self.base.audit.clone(), journaled).with_hook(status);
         self.consumers.push(ConsumerEntry {
             name,
             spec,
-            handler: Arc::new(handler),
+            journaled,
         });
         self
     }
@@ -356,11 +358,42 @@ impl ServiceBuilder {
         if let Some(migrator) = migrator {
             migrator.run(&base.db).await?;
         }
-        let mut durables = Vec::new();
+        let backfills = crate::backfill::Backfills::open(&base.js)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        // Each consumer reads in two lanes: live, and the history twin gated by its backfill.
+        let mut lanes = Vec::new();
         for entry in &consumers {
+            let status = Arc::new(StatusPublisher::new(base.js.clone()));
+            let live: Arc<dyn Handler> = Arc::new(
+                Audited::new(
+                    entry.name,
+                    base.audit.clone(),
+                    Arc::new(entry.journaled.clone()),
+                )
+                .with_hook(status.clone()),
+            );
+            let gate = Arc::new(crate::backfill::Gate::new(
+                backfills.clone(),
+                entry.journaled.clone(),
+            ));
+            let history: Arc<dyn Handler> = Arc::new(
+                Audited::new(entry.name, base.audit.clone(), gate)
+                    .with_hook(status)
+                    .with_hook(Arc::new(crate::backfill::ProgressHook::new(
+                        backfills.clone(),
+                        entry.name,
+                    ))),
+            );
             let mut spec = entry.spec.clone();
             spec.ack_wait = Duration::from_secs(config.ack_wait_secs);
-            let consumer = crate::bus::ensure_consumer(&base.js, &spec).await?;
+            let history_spec = spec.history();
+            lanes.push((entry.name, Lane::Live, spec, live));
+            lanes.push((entry.name, Lane::History, history_spec, history));
+        }
+        let mut durables = Vec::new();
+        for (_, _, spec, _) in &lanes {
+            let consumer = crate::bus::ensure_consumer(&base.js, spec).await?;
             crate::metrics::spawn_lag_poller(
                 consumer.clone(),
                 Duration::from_secs(5),
@@ -381,11 +414,11 @@ impl ServiceBuilder {
 
         let handler = Arc::new(ServiceHandler {
             service,
-            routes: consumers
+            routes: lanes
                 .iter()
-                .map(|c| Route {
-                    filters: c.spec.filter_subjects.clone(),
-                    handler: c.handler.clone(),
+                .map(|(_, _, spec, handler)| Route {
+                    filters: spec.filter_subjects.clone(),
+                    handler: handler.clone(),
                 })
                 .collect(),
         });
@@ -398,9 +431,9 @@ impl ServiceBuilder {
         )
         .await?;
         // A replay reads every subject of the service in log order and routes each event.
-        let filters = consumers
+        let filters = lanes
             .iter()
-            .flat_map(|c| c.spec.filter_subjects.clone())
+            .flat_map(|(_, _, spec, _)| spec.filter_subjects.clone())
             .collect();
         crate::replay::serve(
             service,
@@ -421,16 +454,23 @@ impl ServiceBuilder {
             task(started.clone()).await?;
         }
 
+        // One count of live work per process: any live event of a merchant holds back that
+        // merchant's history in every consumer of the service.
+        let priority = Priority::default();
         let mut loops = Vec::new();
-        for (entry, durable) in consumers.into_iter().zip(durables) {
+        for ((name, lane, _, _), durable) in lanes.into_iter().zip(durables) {
+            let mut options = config.consumer_options(name);
+            options.lane = lane;
+            options.priority = priority.clone();
             loops.push(tokio::spawn(crate::consumer::run(
                 base.js.clone(),
                 durable,
                 handler.clone(),
-                config.consumer_options(entry.name),
+                options,
                 shutdown.clone(),
             )));
         }
+        drop(consumers);
         let done = tokio::spawn(async move {
             for result in futures::future::join_all(loops).await {
                 result??;

@@ -104,10 +104,11 @@ pub struct StatusUpdate {
     pub at: DateTime<Utc>,
 }
 
-/// Entity name from an events subject `magento.<merchant>.<entity>.<action>`.
+/// Entity name from an events subject `magento.<merchant>.<entity>.<action>` (or its history
+/// form `magento.<merchant>.history.<entity>.<action>`).
 pub fn entity_of(subject: &str) -> Option<&'static str> {
-    let mut parts = subject.splitn(4, '.').skip(2);
-    Some(match (parts.next()?, parts.next()?) {
+    let (_, event_type) = ledger_events::parse_subject(subject)?;
+    Some(match (event_type.entity(), event_type.action()) {
         // A canceled or voided invoice is the invoice's own state (voided in Sage, or skipped
         // as `canceled`).
         ("invoice", "created") | ("invoice", "canceled") => "invoice",
@@ -320,6 +321,8 @@ mod tests {
         assert_eq!(entity_of("magento.m.customer.saved"), Some("customer"));
         assert_eq!(entity_of("magento.m.product.saved"), Some("product"));
         assert_eq!(entity_of("magento.m.order.placed"), None);
+        assert_eq!(entity_of("magento.m.history.invoice.paid"), Some("payment"));
+        assert_eq!(entity_of("magento.m.history.backfill.bf-1"), None);
     }
 
     fn record(outcome: &str, code: Option<&str>, message: Option<&str>) -> AuditRecord {

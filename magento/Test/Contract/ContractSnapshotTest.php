@@ -152,6 +152,23 @@ final class ContractSnapshotTest extends TestCase
         self::assertCount($written, $ids, 'one event id per event');
         self::assertSame(20, $written);
 
+        // A backfill's event: the same envelope with the run's backfill_id, on the history subject.
+        $history = new EventRecorder(new InMemoryOutboxStore(), new SnapshotSerializer(), $clock, new FixedSource());
+        $record = $history->invoice(
+            EventType::InvoiceCreated,
+            Documents::ukCardInvoice(),
+            Documents::ukCardOrder(),
+            1,
+            null,
+            null,
+            'bf-0123456789abcdef'
+        );
+        $message = $envelopes->message($record, 'hartley-goods');
+        self::assertSame('magento.hartley-goods.history.invoice.created', $message->subject);
+        $event = json_decode($message->body, true, 512, JSON_THROW_ON_ERROR);
+        self::assertSame('bf-0123456789abcdef', $event['backfill_id']);
+        file_put_contents($dir . '/21-history-invoice-created-' . $record->entityId . '.json', $message->body);
+
         // The tax facts reach the contract check: tax classes, applied taxes and tax settings on
         // the UK order, empty applied taxes on the zero-rated EUR order, none from the older bundle order.
         $orders = [];

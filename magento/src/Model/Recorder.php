@@ -51,7 +51,8 @@ class Recorder
         Invoice $invoice,
         EventType $type,
         bool $backfill = false,
-        ?int $previousState = null
+        ?int $previousState = null,
+        ?string $backfillId = null
     ): void {
         $id = (int) $invoice->getId();
         $storeId = (int) $invoice->getStoreId();
@@ -68,7 +69,7 @@ class Recorder
             // Paid when the money was captured, which may be days after the invoice.
             $at = $this->captureTime?->of($invoice) ?? $at;
         }
-        $record = $this->events->invoice($type, $data, $order, $websiteId, $at, $previousState);
+        $record = $this->events->invoice($type, $data, $order, $websiteId, $at, $previousState, $backfillId);
         if ($record->written) {
             $this->status->update('invoice', $id, SageStatus::Pending, $this->queuedMessage($type));
         }
@@ -77,7 +78,8 @@ class Recorder
     public function creditmemo(
         Creditmemo $creditmemo,
         bool $backfill = false,
-        EventType $type = EventType::CreditmemoCreated
+        EventType $type = EventType::CreditmemoCreated,
+        ?string $backfillId = null
     ): void {
         $id = (int) $creditmemo->getId();
         $storeId = (int) $creditmemo->getStoreId();
@@ -90,13 +92,13 @@ class Recorder
             return;
         }
         $at = $backfill ? $this->documentTime($data) : null;
-        $record = $this->events->creditmemo($data, $order, $websiteId, $at, $type);
+        $record = $this->events->creditmemo($data, $order, $websiteId, $at, $type, $backfillId);
         if ($record->written) {
             $this->status->update('creditmemo', $id, SageStatus::Pending, $this->queuedMessage($type));
         }
     }
 
-    public function customer(Customer $customer, ?Address $current = null): void
+    public function customer(Customer $customer, ?Address $current = null, ?string $backfillId = null): void
     {
         $id = (int) $customer->getId();
         $websiteId = (int) $customer->getWebsiteId();
@@ -107,10 +109,10 @@ class Recorder
             $this->unreadable(EventType::CustomerSaved, 'customer', $id, $websiteId, $storeId, $e);
             return;
         }
-        $this->events->customer($data, $websiteId, $storeId);
+        $this->events->customer($data, $websiteId, $storeId, $backfillId);
     }
 
-    public function product(Product $product): void
+    public function product(Product $product, ?string $backfillId = null): void
     {
         $id = (int) $product->getId();
         $storeId = (int) $product->getStoreId();
@@ -121,7 +123,7 @@ class Recorder
             $this->unreadable(EventType::ProductSaved, 'product', $id, $websiteId, $storeId, $e);
             return;
         }
-        $this->events->product($data, $websiteId, $storeId);
+        $this->events->product($data, $websiteId, $storeId, $backfillId);
     }
 
     private function unreadable(

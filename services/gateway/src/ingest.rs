@@ -145,7 +145,8 @@ pub async fn publish(
     envelope: &ledger_events::Envelope,
     body: Bytes,
 ) -> anyhow::Result<async_nats::jetstream::publish::PublishAck> {
-    let subject = ledger_events::subject(&envelope.merchant_id, envelope.event_type);
+    // A backfill's event goes to the history subject (decision record 0038).
+    let subject = envelope.subject();
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
     headers.insert(

@@ -30,6 +30,7 @@
 //! that is also logged, never with the database's or NATS's own text.
 
 pub mod audit;
+pub mod backfills;
 pub mod connect;
 pub mod history;
 pub mod ingest;

@@ -990,6 +990,15 @@ mod tests {
                 "magento.hartley-goods.creditmemo.canceled",
                 "magento.hartley-goods.customer.saved",
                 "magento.hartley-goods.product.saved",
+                "magento.hartley-goods.history.invoice.created",
+                "magento.hartley-goods.history.invoice.paid",
+                "magento.hartley-goods.history.invoice.canceled",
+                "magento.hartley-goods.history.creditmemo.created",
+                "magento.hartley-goods.history.creditmemo.refunded",
+                "magento.hartley-goods.history.creditmemo.canceled",
+                "magento.hartley-goods.history.customer.saved",
+                "magento.hartley-goods.history.product.saved",
+                "magento.hartley-goods.history.backfill.*",
             ])
         );
         assert_eq!(claims["nats"]["pub"]["deny"], json!(STORE_PUBLISH_DENY));

@@ -154,6 +154,7 @@ fn api(per_key: impl Fn(Routes) -> Routes) -> Routes {
         .merge(crate::portal::routes())
         .merge(crate::settings_pages::routes())
         .merge(crate::history::routes())
+        .merge(crate::backfills::routes())
         .merge(crate::release::routes())
         .merge(crate::preview::routes())
         .merge(crate::reissue::routes())

@@ -32,9 +32,16 @@ pub fn inbox_prefix(merchant: &str, secret: &str) -> String {
 /// into the event log, or reach the status stream or the JetStream API.
 pub fn merchant_permissions(merchant: &str, inbox_prefix: &str) -> MerchantPermissions {
     MerchantPermissions {
+        // Live events, the same events as history (a backfill), and a backfill's header.
         publish: ledger_events::EventType::ALL
             .iter()
             .map(|t| ledger_events::subject(merchant, *t))
+            .chain(
+                ledger_events::EventType::ALL
+                    .iter()
+                    .map(|t| ledger_events::history_subject(merchant, *t)),
+            )
+            .chain([ledger_runtime::backfill::header_subject(merchant, "*")])
             .collect(),
         subscribe: vec![format!("{inbox_prefix}.>")],
     }

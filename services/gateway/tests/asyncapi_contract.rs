@@ -17,6 +17,7 @@ use common::{rust_files, workspace_root};
 /// Stand-ins passed to subject functions; they become `*` when subjects are compared.
 const MERCHANT: &str = "merchantx";
 const SERVICE: &str = "servicex";
+const BACKFILL: &str = "backfillx";
 
 /// The NATS micro services protocol's discovery subjects, which the `async-nats` service
 /// support answers for every service (there is no constant of ours for them).
@@ -30,7 +31,7 @@ fn shape(subject: &str) -> String {
         .replace_all(subject, "*")
         .split('.')
         .map(|t| {
-            if t == MERCHANT || t == SERVICE {
+            if t == MERCHANT || t == SERVICE || t == BACKFILL {
                 "*"
             } else {
                 t
@@ -72,7 +73,13 @@ fn from_constants() -> BTreeSet<String> {
         .iter()
         .map(|t| ledger_events::subject(MERCHANT, *t))
         .collect();
+    subjects.extend(
+        EventType::ALL
+            .iter()
+            .map(|t| ledger_events::history_subject(MERCHANT, *t)),
+    );
     subjects.extend([
+        ledger_runtime::backfill::header_subject(MERCHANT, BACKFILL),
         ledger_events::quarantine_subject(MERCHANT),
         ledger_runtime::status::subject(MERCHANT),
         ledger_runtime::dead_letters::subject(SERVICE),

@@ -26,7 +26,7 @@
 //!    id, and commits the Sage id with the step outcome in one transaction;
 //! 7. only then lets the consumer loop acknowledge the message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,6 +161,39 @@ pub struct Payments {
     last_attempt: i64,
     /// Locked periods: Sage's open period per merchant, read again when Sage refuses a date.
     periods: ledger_rpc::OpenPeriods,
+    /// Payments retrying for an invoice not in Sage yet, handed back when it lands.
+    waiting: WaitingPayments,
+}
+
+/// Payments whose invoice is not in Sage yet (still in the documents service's queue, e.g. in
+/// a backfill's history lane), by merchant and invoice key, with their events' stream
+/// sequences. The retry with backoff is what makes such a payment land eventually; this is the
+/// shortcut that makes it land as soon as its invoice does (decision record 0038): the
+/// invoice-landed notification hands the payment back to the handler at once. Kept in memory:
+/// a notification that reaches another replica, or a restart, leaves the backoff to do it.
+#[derive(Clone, Default)]
+pub struct WaitingPayments(Arc<std::sync::Mutex<HashMap<(String, String), Vec<u64>>>>);
+
+impl WaitingPayments {
+    /// Notes that the payment in event `sequence` waits for invoice `key` of `merchant`.
+    pub fn wait(&self, merchant: &str, key: &str, sequence: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let waiting = map
+            .entry((merchant.to_string(), key.to_string()))
+            .or_default();
+        if !waiting.contains(&sequence) {
+            waiting.push(sequence);
+        }
+    }
+
+    /// The payments waiting for invoice `key` of `merchant`, forgotten here.
+    pub fn take(&self, merchant: &str, key: &str) -> Vec<u64> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(merchant.to_string(), key.to_string()))
+            .unwrap_or_default()
+    }
 }
 
 impl Payments {
@@ -224,12 +257,18 @@ impl Payments {
                 detail: e.detail["detail"].as_str().unwrap_or_default().to_string(),
                 why: e.message,
             }),
-            Reply::Err(e) if e.class == ErrorClass::NotFound => Err(invoice_not_synced(
-                key,
-                delivery.attempt,
-                self.last_attempt,
-                &e.message,
-            )),
+            Reply::Err(e) if e.class == ErrorClass::NotFound => {
+                if delivery.stream_sequence > 0 {
+                    self.waiting
+                        .wait(&env.merchant_id, key, delivery.stream_sequence);
+                }
+                Err(invoice_not_synced(
+                    key,
+                    delivery.attempt,
+                    self.last_attempt,
+                    &e.message,
+                ))
+            }
             Reply::Err(e) => Err(e.into_process_error()),
         }
     }
@@ -762,31 +801,46 @@ pub async fn release_held<H: Handler>(
         .map_err(|e| ProcessError::transient(e.to_string()))?;
     let mut handled = 0;
     for (sequence,) in rows {
-        let raw = match stream.get_raw_message(sequence as u64).await {
-            Ok(raw) => raw,
-            Err(e) => {
-                tracing::warn!(sequence, error = %e, "held payment's event is no longer in the log");
-                continue;
-            }
-        };
-        let delivery = Delivery {
-            subject: raw.subject.to_string(),
-            merchant: consumer::merchant_of(&raw.subject).to_string(),
-            payload: raw.payload.clone(),
-            headers: Some(raw.headers.clone()),
-            stream_sequence: sequence as u64,
-            delivered: 1,
-            attempt: 1,
-        };
-        match handler.handle(&delivery).await {
-            Ok(outcome) => {
-                tracing::info!(sequence, ?outcome, "held payment handled again");
-                handled += 1;
-            }
-            Err(e) => tracing::warn!(sequence, error = %e, "held payment still not posted"),
+        if handle_again(&stream, handler, sequence as u64).await {
+            handled += 1;
         }
     }
     Ok(handled)
+}
+
+/// Reads the payment event at `sequence` from the log and hands it to the handler (the normal
+/// path, same idempotency keys); true when it was handled to an end.
+async fn handle_again<H: Handler>(
+    stream: &async_nats::jetstream::stream::Stream,
+    handler: &H,
+    sequence: u64,
+) -> bool {
+    let raw = match stream.get_raw_message(sequence).await {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::warn!(sequence, error = %e, "waiting payment's event is no longer in the log");
+            return false;
+        }
+    };
+    let delivery = Delivery {
+        subject: raw.subject.to_string(),
+        merchant: consumer::merchant_of(&raw.subject).to_string(),
+        payload: raw.payload.clone(),
+        headers: Some(raw.headers.clone()),
+        stream_sequence: sequence,
+        delivered: 1,
+        attempt: 1,
+    };
+    match handler.handle(&delivery).await {
+        Ok(outcome) => {
+            tracing::info!(sequence, ?outcome, "waiting payment handled again");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(sequence, error = %e, "waiting payment still not posted");
+            false
+        }
+    }
 }
 
 /// Listens on [`ledger_rpc::INVOICE_LANDED_SUBJECT`] and releases the payments held for the
@@ -795,6 +849,7 @@ async fn serve_releases<H: Handler + 'static>(
     nats: async_nats::Client,
     db: PgPool,
     handler: Arc<H>,
+    waiting: WaitingPayments,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut sub = nats
@@ -815,6 +870,15 @@ async fn serve_releases<H: Handler + 'static>(
             else {
                 continue;
             };
+            // Payments retrying for this invoice go now rather than at their next backoff.
+            let sequences = waiting.take(&landed.merchant, &landed.document_key);
+            if !sequences.is_empty() {
+                if let Ok(stream) = js.get_stream(bus::EVENTS_STREAM).await {
+                    for sequence in sequences {
+                        handle_again(&stream, handler.as_ref(), sequence).await;
+                    }
+                }
+            }
             if let Err(e) = release_held(
                 &js,
                 &db,
@@ -914,9 +978,11 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         },
     );
     let builder = ctx.builder();
+    let waiting = WaitingPayments::default();
     let payments = Payments {
         periods: ctx.open_periods(),
         last_attempt: consumer::MAX_TRANSIENT_ATTEMPTS,
+        waiting: waiting.clone(),
         ctx,
     };
     builder
@@ -924,7 +990,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         .endpoint(clearing)
         .endpoint(remove)
         .consumer(SERVICE, consumer_spec(), Arc::new(payments))
-        .task(|s| serve_releases(s.nats, s.db, s.handler, s.shutdown))
+        .task(move |s| serve_releases(s.nats, s.db, s.handler, waiting, s.shutdown))
         .start(shutdown)
         .await
 }

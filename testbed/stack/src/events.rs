@@ -97,6 +97,34 @@ pub fn invoice_canceled(merchant: &str, n: u64, previous_state: u8) -> Synthetic
     from_template(&canceled.to_string(), merchant, Some(n))
 }
 
+/// The same event as a backfill `backfill_id` records it (history: published on the history
+/// subject, marked with the run's id); keeps the event id.
+pub fn as_history(event: &SyntheticEvent, backfill_id: &str) -> SyntheticEvent {
+    let mut v: Value = serde_json::from_slice(&event.body).expect("event is JSON");
+    v["backfill_id"] = Value::String(backfill_id.to_string());
+    SyntheticEvent {
+        event_id: event.event_id,
+        body: serde_json::to_vec(&v).expect("serialisable"),
+    }
+}
+
+/// The header a backfill `backfill_id` of `merchant` announces: `invoices` invoices of 2025.
+pub fn backfill_header(
+    merchant: &str,
+    backfill_id: &str,
+    invoices: u64,
+) -> ledger_runtime::backfill::BackfillHeader {
+    ledger_runtime::backfill::BackfillHeader {
+        backfill_id: backfill_id.to_string(),
+        merchant_id: merchant.to_string(),
+        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("date"),
+        to: chrono::NaiveDate::from_ymd_opt(2025, 12, 31).expect("date"),
+        types: vec!["invoice".into()],
+        totals: [("invoice".to_string(), invoices)].into(),
+        started_at: chrono::Utc::now(),
+    }
+}
+
 /// `product.saved` of a simple product (a Sage product).
 pub const PRODUCT_SIMPLE: &str =
     include_str!("../../../schemas/examples/product-saved-simple.json");

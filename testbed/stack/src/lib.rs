@@ -425,6 +425,22 @@ impl Stack {
         Ok(ack.duplicate)
     }
 
+    /// Publishes a backfill's header straight into JetStream, as the Magento module does when
+    /// `bin/magento ledger:backfill` starts.
+    pub async fn publish_backfill_header(
+        &self,
+        header: &ledger_runtime::backfill::BackfillHeader,
+    ) -> anyhow::Result<()> {
+        let js = async_nats::jetstream::new(self.nats.clone());
+        js.publish(
+            ledger_runtime::backfill::header_subject(&header.merchant_id, &header.backfill_id),
+            serde_json::to_vec(header)?.into(),
+        )
+        .await?
+        .await?;
+        Ok(())
+    }
+
     /// Documents of `resource` the sandbox holds for a merchant's business.
     pub fn documents(&self, merchant: &Merchant, resource: &str) -> Vec<Value> {
         self.sandbox

@@ -9,7 +9,13 @@ use Ledger\SageSync\Console\Command\Backfill;
 use Ledger\SageSync\Console\Command\OutboxStatus;
 use Ledger\SageSync\Console\Command\Publish;
 use Ledger\SageSync\Console\Command\RetryDead;
+use Ledger\SageSync\Core\Outbox\BackfillHeader;
+use Ledger\SageSync\Core\Outbox\EnvelopeFactory;
 use Ledger\SageSync\Core\Outbox\RelayResult;
+use Ledger\SageSync\Core\Publish\OutboundMessage;
+use Ledger\SageSync\Core\Publish\PublishAck;
+use Ledger\SageSync\Core\Publish\PublisherInterface;
+use Ledger\SageSync\Model\Outbox\PublisherFactory;
 use Ledger\SageSync\Model\Outbox\DbOutboxStore;
 use Ledger\SageSync\Model\Outbox\RelayRunner;
 use Ledger\SageSync\Test\Fixture\Documents;
@@ -131,6 +137,66 @@ final class CommandsTest extends TestCase
         $again = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'invoice,creditmemo']);
         self::assertSame(0, $command->run($again, $again));
         self::assertSame($keys, $glue->keys(), 'running it twice adds nothing');
+    }
+
+    public function testBackfillIsHistoryAndAnnouncesItsTotals(): void
+    {
+        $glue = new Glue();
+        $glue->settings->values['ledger_sage_sync/general/merchant_id'] = 'hartley-goods';
+        $canceledInvoice = Documents::bundleInvoice();
+        $canceledInvoice['state'] = '3';
+        $invoices = new Invoices();
+        $invoices->items = [
+            Models::invoice(Documents::ukCardInvoice(), Models::order(Documents::ukCardOrder())),
+            Models::invoice($canceledInvoice, Models::order(Documents::bundleOrder())),
+        ];
+        $creditmemos = new Creditmemos();
+        $creditmemos->items = [Models::creditmemo(Documents::ukCreditmemo(), Models::order(Documents::ukCardOrder()))];
+        $sent = [];
+        $publisher = $this->createMock(PublisherInterface::class);
+        $publisher->method('publish')->willReturnCallback(function (OutboundMessage $m) use (&$sent) {
+            $sent[] = $m;
+            return new PublishAck('MAGENTO_EVENTS', 1, false, 'nats');
+        });
+        $publishers = $this->createMock(PublisherFactory::class);
+        $publishers->method('create')->willReturn($publisher);
+        $command = new Backfill(
+            $glue->recorder,
+            $invoices,
+            $creditmemos,
+            new Customers(),
+            new Products(),
+            $publishers,
+            $glue->config
+        );
+
+        $console = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'invoice,creditmemo']);
+        self::assertSame(0, $command->run($console, $console));
+        $id = BackfillHeader::id('hartley-goods', '2025-04-01', '2025-04-30', ['creditmemo', 'invoice']);
+        self::assertMatchesRegularExpression('/^bf-[0-9a-f]{16}$/', $id);
+        // The header: one invoice (the canceled one left out) and one credit memo.
+        self::assertCount(1, $sent);
+        self::assertSame('magento.hartley-goods.history.backfill.' . $id, $sent[0]->subject);
+        $header = json_decode($sent[0]->body, true);
+        self::assertSame(['invoice' => 1, 'creditmemo' => 1], $header['totals']);
+        self::assertSame(['invoice', 'creditmemo'], $header['types']);
+        self::assertSame(['2025-04-01', '2025-04-30'], [$header['from'], $header['to']]);
+        self::assertStringContainsString('Backfill ' . $id . ': 2 document(s) to record', $console->output);
+        self::assertStringContainsString('bar 2/2 invoice: 2/2 (100%)', $console->output);
+        // Every event is history, marked with the run's id, on the history subject.
+        $records = $glue->outbox->all();
+        self::assertCount(3, $records);
+        foreach ($records as $record) {
+            self::assertSame($id, $record->backfillId);
+            $message = (new EnvelopeFactory())->message($record, 'hartley-goods');
+            self::assertStringStartsWith('magento.hartley-goods.history.', $message->subject);
+            self::assertSame($id, json_decode($message->body, true)['backfill_id']);
+        }
+        // The same run again: same id, nothing recorded twice.
+        $again = new Console(['from' => '2025-04-01', 'to' => '2025-04-30', 'type' => 'creditmemo,invoice']);
+        self::assertSame(0, $command->run($again, $again));
+        self::assertStringContainsString('Backfill ' . $id, $again->output);
+        self::assertCount(3, $glue->outbox->all());
     }
 
     public function testBackfillProgressLine(): void

@@ -45,4 +45,14 @@ enum EventType: string
         MerchantId::assertValid($merchantId);
         return 'magento.' . $merchantId . '.' . $this->entity() . '.' . $this->action();
     }
+
+    /**
+     * The history subject a backfill publishes on: magento.<merchant>.history.<entity>.<action>
+     * (Ledger handles it after the merchant's live events).
+     */
+    public function historySubject(string $merchantId): string
+    {
+        MerchantId::assertValid($merchantId);
+        return 'magento.' . $merchantId . '.history.' . $this->entity() . '.' . $this->action();
+    }
 }

@@ -26,7 +26,7 @@ final class EnvelopeFactory
         if ($record->payload === null) {
             throw new RejectedException('event ' . $record->eventId . ' has no payload');
         }
-        return [
+        $envelope = [
             'event_id' => $record->eventId,
             'schema_version' => self::SCHEMA_VERSION,
             'event_type' => $record->eventType->value,
@@ -39,8 +39,12 @@ final class EnvelopeFactory
                 'magento_version' => (string) ($record->source['magento_version'] ?? 'unknown'),
                 'magento_edition' => $record->source['magento_edition'] ?? null,
             ],
-            'payload' => $record->payload,
         ];
+        if ($record->backfillId !== null) {
+            $envelope['backfill_id'] = $record->backfillId;
+        }
+        $envelope['payload'] = $record->payload;
+        return $envelope;
     }
 
     public function message(OutboxRecord $record, string $merchantId): OutboundMessage
@@ -62,6 +66,9 @@ final class EnvelopeFactory
         if ($record->traceparent !== null && preg_match(self::TRACEPARENT, $record->traceparent) === 1) {
             $headers['traceparent'] = $record->traceparent;
         }
-        return new OutboundMessage($record->eventId, $record->eventType->subject($merchantId), $body, $headers);
+        $subject = $record->backfillId === null
+            ? $record->eventType->subject($merchantId)
+            : $record->eventType->historySubject($merchantId);
+        return new OutboundMessage($record->eventId, $subject, $body, $headers);
     }
 }

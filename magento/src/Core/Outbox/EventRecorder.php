@@ -43,7 +43,8 @@ final class EventRecorder
         array $order,
         int $websiteId,
         ?\DateTimeImmutable $at = null,
-        ?int $previousState = null
+        ?int $previousState = null,
+        ?string $backfillId = null
     ): OutboxRecord {
         $entityId = (int) ($invoice['entity_id'] ?? 0);
         return $this->record(
@@ -63,7 +64,8 @@ final class EventRecorder
                 ),
                 default => $this->serializer->invoiceCreated($invoice, $order, $now),
             },
-            $at
+            $at,
+            $backfillId
         );
     }
 
@@ -76,7 +78,8 @@ final class EventRecorder
         array $order,
         int $websiteId,
         ?\DateTimeImmutable $at = null,
-        EventType $type = EventType::CreditmemoCreated
+        EventType $type = EventType::CreditmemoCreated,
+        ?string $backfillId = null
     ): OutboxRecord {
         return $this->record(
             $type,
@@ -88,11 +91,12 @@ final class EventRecorder
             fn (\DateTimeImmutable $now): array => $type === EventType::CreditmemoCreated
                 ? $this->serializer->creditmemoCreated($creditmemo, $order, $now)
                 : $this->serializer->creditmemoStateChanged($creditmemo, $order, $now),
-            $at
+            $at,
+            $backfillId
         );
     }
 
-    public function customer(array $customer, int $websiteId, int $storeId): OutboxRecord
+    public function customer(array $customer, int $websiteId, int $storeId, ?string $backfillId = null): OutboxRecord
     {
         return $this->record(
             EventType::CustomerSaved,
@@ -103,11 +107,12 @@ final class EventRecorder
             null,
             fn (): array => $this->serializer->customerSaved($customer),
             null,
+            $backfillId,
             true
         );
     }
 
-    public function product(array $product, int $websiteId, int $storeId): OutboxRecord
+    public function product(array $product, int $websiteId, int $storeId, ?string $backfillId = null): OutboxRecord
     {
         return $this->record(
             EventType::ProductSaved,
@@ -118,6 +123,7 @@ final class EventRecorder
             $storeId,
             fn (): array => $this->serializer->productSaved($product),
             null,
+            $backfillId,
             true
         );
     }
@@ -152,8 +158,12 @@ final class EventRecorder
         ?int $dedupeScope,
         callable $build,
         ?\DateTimeImmutable $at = null,
+        ?string $backfillId = null,
         bool $skipUnchanged = false
     ): OutboxRecord {
+        if ($backfillId !== null && preg_match(OutboxRecord::BACKFILL_ID, $backfillId) !== 1) {
+            throw new \InvalidArgumentException('backfill id ' . $backfillId . ' is not a safe token');
+        }
         if ($entityId < 1) {
             throw new \InvalidArgumentException('cannot record ' . $type->value . ' of an unsaved ' . $entityType);
         }
@@ -178,6 +188,7 @@ final class EventRecorder
             payload: $payload,
             nextAttemptAt: $this->clock->now(),
             lastError: $error,
+            backfillId: $backfillId,
         );
         $hash = $skipUnchanged && $this->hashes !== null && $payload !== null ? PayloadHash::of($payload) : null;
         $scope = $dedupeScope ?? 0;

@@ -13,6 +13,9 @@ use Ledger\SageSync\Core\Event\EventType;
  */
 final class OutboxRecord
 {
+    /** A backfill's id: the event is history (envelope backfill_id, history subject). */
+    public const BACKFILL_ID = '/^[a-z0-9][a-z0-9_-]{0,62}$/D';
+
     /** Set by EventRecorder: false when the store ignored the row as a duplicate. */
     public bool $written = false;
 
@@ -42,6 +45,7 @@ final class OutboxRecord
         public ?string $stream = null,
         public ?int $sequence = null,
         public bool $duplicate = false,
+        public ?string $backfillId = null,
     ) {
     }
 

@@ -34,7 +34,7 @@ class DbOutboxStore implements OutboxStore
     public const INSERT_COLUMNS = [
         'event_id', 'event_type', 'dedupe_key', 'aggregate_key', 'entity_type', 'entity_id', 'website_id',
         'store_id', 'payload', 'source', 'traceparent', 'status', 'attempts', 'next_attempt_at', 'last_error',
-        'occurred_at',
+        'occurred_at', 'backfill_id',
     ];
 
     private const TIME = 'Y-m-d H:i:s';
@@ -53,7 +53,8 @@ class DbOutboxStore implements OutboxStore
         if ($record->eventType->isCoalescing()) {
             $onDuplicate = 'event_id = VALUES(event_id), payload = VALUES(payload), source = VALUES(source), '
                 . 'occurred_at = VALUES(occurred_at), last_error = VALUES(last_error), '
-                . "status = 'pending', attempts = 0, next_attempt_at = VALUES(next_attempt_at)";
+                . "status = 'pending', attempts = 0, next_attempt_at = VALUES(next_attempt_at), "
+                . 'backfill_id = VALUES(backfill_id)';
         } else {
             $onDuplicate = 'id = id';
         }
@@ -77,6 +78,7 @@ class DbOutboxStore implements OutboxStore
             $this->time($record->nextAttemptAt ?? $record->occurredAt),
             $record->lastError === null ? null : mb_substr($record->lastError, 0, 2000),
             $this->time($record->occurredAt),
+            $record->backfillId,
         ]);
         $affected = (int) $statement->rowCount();
         if ($affected === 1) {
@@ -281,6 +283,7 @@ class DbOutboxStore implements OutboxStore
             stream: $row['js_stream'] ?? null,
             sequence: isset($row['js_seq']) ? (int) $row['js_seq'] : null,
             duplicate: (bool) ($row['js_duplicate'] ?? false),
+            backfillId: isset($row['backfill_id']) ? (string) $row['backfill_id'] : null,
         );
         $record->written = true;
         return $record;

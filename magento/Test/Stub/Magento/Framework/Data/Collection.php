@@ -45,12 +45,28 @@ class Collection implements \IteratorAggregate
 
     public function getLastPageNumber()
     {
-        return max(1, (int) ceil(count($this->items) / $this->pageSize));
+        return max(1, (int) ceil(count($this->matching()) / $this->pageSize));
     }
 
     public function getSize()
     {
-        return count($this->items);
+        return count($this->matching());
+    }
+
+    /** The items passing the `neq` filters (the only condition the stand-in evaluates). */
+    private function matching(): array
+    {
+        return array_values(array_filter($this->items, function ($item): bool {
+            foreach ($this->filters as $field => $condition) {
+                if (
+                    is_array($condition) && array_key_exists('neq', $condition)
+                    && (string) $item->getData($field) === (string) $condition['neq']
+                ) {
+                    return false;
+                }
+            }
+            return true;
+        }));
     }
 
     public function clear()
@@ -60,6 +76,7 @@ class Collection implements \IteratorAggregate
 
     public function getIterator(): \Iterator
     {
-        return new \ArrayIterator(array_slice($this->items, ($this->page - 1) * $this->pageSize, $this->pageSize));
+        $items = $this->matching();
+        return new \ArrayIterator(array_slice($items, ($this->page - 1) * $this->pageSize, $this->pageSize));
     }
 }
