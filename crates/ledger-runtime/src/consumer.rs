@@ -7,7 +7,8 @@
 //!   the server's `Retry-After`), until `max_transient_attempts`, then a dead letter;
 //! - [`ProcessError::Permanent`] → the handler records a dead letter, then the message is
 //!   terminated (never redelivered);
-//! - [`ProcessError::Throttled`] → redelivered when the call budget window turns, not counted;
+//! - [`ProcessError::Throttled`] → redelivered when the call budget's next slot comes (or Sage's
+//!   `Retry-After` ends), not counted;
 //! - [`ProcessError::Paused`] → redelivered after a long delay, forever, without counting
 //!   towards dead-lettering (the merchant must reconnect Sage).
 //!
