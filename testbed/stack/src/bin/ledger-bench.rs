@@ -112,7 +112,7 @@ async fn fresh_stack(
     let budget = std::env::var("LEDGER_SAGE_CALLS_PER_MINUTE")
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(ledger_stack::SAGE_CALLS_PER_MINUTE);
+        .unwrap_or(ledger_rpc::GateLimits::default().calls_per_minute);
     Stack::start(StackOptions {
         nats_url: nats_url.to_string(),
         database_url: db,
