@@ -4,13 +4,25 @@
 //!   contacts, invoices, credit notes … because of unique references and sequential numbering.
 //!   A lease in the NATS KV bucket `LEDGER_SAGE_LOCKS` (created with `create`, so only one holder;
 //!   expired by the bucket's max age if the holder crashed) serialises them across processes.
-//! - **A call budget per business** (default 200 calls per minute, Sage's documented per-business
-//!   ceiling): a counter per business and minute in `LEDGER_SAGE_BUDGET`, incremented with
-//!   compare-and-set. An exhausted budget answers [`ProcessError::Throttled`] so the consumer
-//!   loop redelivers the message when the window turns, without holding a worker or counting
-//!   towards dead-lettering; other merchants go on.
+//! - **A smooth call budget per business** (default 200 calls in any rolling minute, Sage's
+//!   documented per-business ceiling; decision record 0036): a GCRA ([`crate::pace`]) whose one
+//!   number of state per business lives in `LEDGER_SAGE_BUDGET`, updated with compare-and-set, so
+//!   every replica of every service draws on the same budget. Calls are spread one emission
+//!   interval apart, with a small burst that comes out of the same budget. A call whose slot is
+//!   at most one interval (and at most [`MAX_HOLD`]) away reserves it and waits in place; a later
+//!   one answers [`ProcessError::Throttled`] with the exact time until its slot, so the consumer
+//!   loop parks the merchant and tries again then, without holding a worker or counting towards
+//!   dead-lettering; other merchants go on.
+//! - **A 429 from Sage pauses the business** for its `Retry-After` (at most [`MAX_PAUSE`]),
+//!   recorded in the same KV entry, so every service and replica waits, not just the message
+//!   that met it.
 //! - **A cap on concurrent requests per process** (Sage allows 150 per app): size
 //!   `LEDGER_SAGE_MAX_CONCURRENT` so that the sum over all processes stays under 150.
+//!
+//! Clocks: the budget's times are each replica's wall clock in milliseconds. Replicas are
+//! assumed to keep their clocks within `LEDGER_SAGE_BUDGET_MARGIN_MS` (500 ms) of each other and
+//! of Sage, less the delay between the gate and Sage (NTP keeps hosts within a few ms); the margin
+//! is built into the spacing so that Sage's own rolling window stays within the budget.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,17 +33,33 @@ use ledger_runtime::ProcessError;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::pace::{Pace, PaceState, Verdict};
+
 /// Bucket of POST leases.
 pub const LOCKS_BUCKET: &str = "LEDGER_SAGE_LOCKS";
-/// Bucket of per-business call counters.
+/// Bucket of per-business budget states (one key per business, see [`crate::pace`]).
 pub const BUDGET_BUCKET: &str = "LEDGER_SAGE_BUDGET";
 /// How long a lease outlives a crashed holder.
 const LEASE_TTL: Duration = Duration::from_secs(60);
+/// How long a business's budget state outlives its last call: longer than any pause plus the
+/// burst's tolerance, so an expired state only ever forgets calls outside every window.
+const BUDGET_TTL: Duration = Duration::from_secs(180);
+/// The longest a call waits in place for a reserved slot; a later slot throttles instead.
+pub const MAX_HOLD: Duration = Duration::from_secs(1);
+/// The longest pause one 429 imposes on the whole business (the message that met it waits its
+/// full `Retry-After`).
+pub const MAX_PAUSE: Duration = Duration::from_secs(120);
+/// The pause after a 429 that did not say how long to wait.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+/// Compare-and-set attempts before the budget counts as too contended (a transient failure).
+const CAS_ATTEMPTS: usize = 50;
 
 /// Limits of the gate (flags or environment variables of a consumer service).
 #[derive(Debug, Clone, clap::Args)]
 pub struct GateLimits {
-    /// Calls per business per minute, shared by all services and replicas; 0 = unlimited.
+    /// Calls per business in any rolling window (a minute unless
+    /// `--sage-budget-window-ms` says otherwise), shared by all services and replicas;
+    /// 0 = unlimited (no budget and no shared pause after a 429).
     #[arg(
         long = "sage-calls-per-minute",
         env = "LEDGER_SAGE_CALLS_PER_MINUTE",
@@ -47,6 +75,51 @@ pub struct GateLimits {
         value_parser = at_least_one
     )]
     pub max_concurrent: usize,
+    /// Calls of a business that may go back to back after a quiet spell; they come out of the
+    /// window's budget (the steady pace is `calls − burst + 1` per window).
+    #[arg(long = "sage-burst", env = "LEDGER_SAGE_BURST", default_value_t = 4)]
+    pub burst: u32,
+    /// Length of the budget's rolling window in milliseconds (at least 1; tests shorten it).
+    #[arg(
+        long = "sage-budget-window-ms",
+        env = "LEDGER_SAGE_BUDGET_WINDOW_MS",
+        default_value_t = 60_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub window_ms: u64,
+    /// Milliseconds added to the window when spacing calls: the clock difference between
+    /// replicas and Sage plus the delay from the gate to Sage that the budget absorbs.
+    #[arg(
+        long = "sage-budget-margin-ms",
+        env = "LEDGER_SAGE_BUDGET_MARGIN_MS",
+        default_value_t = 500
+    )]
+    pub margin_ms: u64,
+}
+
+impl Default for GateLimits {
+    /// The production defaults (as the flags' defaults).
+    fn default() -> Self {
+        GateLimits {
+            calls_per_minute: 200,
+            max_concurrent: 40,
+            burst: 4,
+            window_ms: 60_000,
+            margin_ms: 500,
+        }
+    }
+}
+
+impl GateLimits {
+    /// The budget's pace, or `None` when it is unlimited.
+    pub fn pace(&self) -> Option<Pace> {
+        Pace::new(
+            self.calls_per_minute,
+            Duration::from_millis(self.window_ms.max(1)),
+            self.burst,
+            Duration::from_millis(self.margin_ms),
+        )
+    }
 }
 
 /// Parses a count that must be at least 1.
@@ -61,7 +134,7 @@ fn at_least_one(value: &str) -> Result<usize, String> {
 pub struct SageGate {
     locks: kv::Store,
     budget: kv::Store,
-    limits: GateLimits,
+    pace: Option<Pace>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -74,68 +147,159 @@ fn key(parts: &[&str]) -> String {
     parts.join(".")
 }
 
+/// The budget key of a business.
+fn budget_key(merchant: &str) -> String {
+    key(&["pace", merchant])
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
 impl SageGate {
     /// Creates (or opens) the buckets.
     pub async fn new(js: &jetstream::Context, limits: GateLimits) -> Result<Self, ProcessError> {
         let locks = ledger_runtime::bus::key_value(js, LOCKS_BUCKET, Some(LEASE_TTL))
             .await
             .map_err(kv_error)?;
-        let budget =
-            ledger_runtime::bus::key_value(js, BUDGET_BUCKET, Some(Duration::from_secs(180)))
-                .await
-                .map_err(kv_error)?;
+        let budget = ledger_runtime::bus::key_value(js, BUDGET_BUCKET, Some(BUDGET_TTL))
+            .await
+            .map_err(kv_error)?;
         Ok(SageGate {
             locks,
             budget,
+            pace: limits.pace(),
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
-            limits,
         })
     }
 
-    /// Spends one call of `merchant`'s budget, or says when the next window opens.
-    pub async fn spend(&self, merchant: &str) -> Result<(), ProcessError> {
-        if self.limits.calls_per_minute == 0 {
-            return Ok(());
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let minute = now.as_secs() / 60;
-        let k = key(&[merchant, &minute.to_string()]);
-        for _ in 0..50 {
-            let entry = self.budget.entry(k.clone()).await.map_err(kv_error)?;
-            let result = match entry {
-                None => self
-                    .budget
-                    .create(&k, Bytes::from_static(b"1"))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Some(e) => {
-                    let used: u32 = std::str::from_utf8(&e.value)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                    if used >= self.limits.calls_per_minute {
-                        let wait = Duration::from_secs(60 - now.as_secs() % 60)
-                            + Duration::from_millis(50);
-                        return Err(ProcessError::Throttled { retry_after: wait });
-                    }
-                    self.budget
-                        .update(&k, Bytes::from((used + 1).to_string()), e.revision)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+    /// The budget's pace (`None`: unlimited).
+    pub fn pace(&self) -> Option<Pace> {
+        self.pace
+    }
+
+    /// Reads a business's budget state and its revision (0: no entry).
+    async fn load(&self, key: &str) -> Result<(Option<PaceState>, u64), ProcessError> {
+        let entry = self.budget.entry(key).await.map_err(kv_error)?;
+        Ok(match entry {
+            None => (None, 0),
+            Some(e) if e.operation != kv::Operation::Put => (None, e.revision),
+            Some(e) => match serde_json::from_slice::<PaceState>(&e.value) {
+                Ok(state) => (Some(state), e.revision),
+                Err(error) => {
+                    // Never written by this code: start the business afresh rather than stall it.
+                    tracing::warn!(%error, key, "unreadable Sage budget state replaced");
+                    (None, e.revision)
                 }
+            },
+        })
+    }
+
+    /// Stores `state` if the entry is still at `revision`; `false` when another process wrote
+    /// first (read again and decide again).
+    async fn store(
+        &self,
+        key: &str,
+        state: PaceState,
+        revision: u64,
+    ) -> Result<bool, ProcessError> {
+        let value = Bytes::from(serde_json::to_vec(&state).map_err(kv_error)?);
+        let written = if revision == 0 {
+            self.budget
+                .create(key, value)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (e.kind() != kv::CreateErrorKind::AlreadyExists).then(|| e.to_string())
+                })
+        } else {
+            self.budget
+                .update(key, value, revision)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    (e.kind() != kv::UpdateErrorKind::WrongLastRevision).then(|| e.to_string())
+                })
+        };
+        match written {
+            Ok(()) => Ok(true),
+            Err(None) => Ok(false),
+            Err(Some(e)) => Err(kv_error(e)),
+        }
+    }
+
+    /// Spends one call of `merchant`'s budget: returns at once, or after waiting in place for a
+    /// slot at most one interval (and [`MAX_HOLD`]) away, or answers
+    /// [`ProcessError::Throttled`] with the exact time until the next slot (or the pause's end).
+    pub async fn spend(&self, merchant: &str) -> Result<(), ProcessError> {
+        let Some(pace) = self.pace else {
+            return Ok(());
+        };
+        let k = budget_key(merchant);
+        let hold = pace.interval().min(MAX_HOLD);
+        for _ in 0..CAS_ATTEMPTS {
+            let (state, revision) = self.load(&k).await?;
+            let (at_ms, next) = match pace.decide(state, now_ms(), hold) {
+                Verdict::Wait { retry_after } => {
+                    return Err(ProcessError::Throttled { retry_after })
+                }
+                Verdict::Go { at_ms, state } => (at_ms, state),
             };
-            if result.is_ok() {
+            if !self.store(&k, next, revision).await? {
+                // Lost a compare-and-set race with another process: read again.
+                continue;
+            }
+            let now = now_ms();
+            if at_ms <= now {
                 return Ok(());
             }
-            // Lost a compare-and-set race with another process: read again.
+            tokio::time::sleep(Duration::from_millis(at_ms - now)).await;
+            // A 429 met by another call while this one waited pauses this one too.
+            if let (Some(state), _) = self.load(&k).await? {
+                let now = now_ms();
+                if state.paused_until_ms > now {
+                    return Err(ProcessError::Throttled {
+                        retry_after: Duration::from_millis(state.paused_until_ms - now),
+                    });
+                }
+            }
+            return Ok(());
         }
         Err(ProcessError::transient(
-            "Sage gate: budget counter too contended",
+            "Sage gate: budget state too contended",
         ))
+    }
+
+    /// Records that Sage answered `merchant`'s call with 429: no service or replica calls Sage
+    /// for this business before `retry_after` (at most [`MAX_PAUSE`]) has passed.
+    pub async fn pause(&self, merchant: &str, retry_after: Duration) -> Result<(), ProcessError> {
+        let Some(pace) = self.pace else {
+            return Ok(());
+        };
+        let k = budget_key(merchant);
+        for _ in 0..CAS_ATTEMPTS {
+            let (state, revision) = self.load(&k).await?;
+            let next = pace.pause(state, now_ms(), retry_after.min(MAX_PAUSE));
+            if state == Some(next) || self.store(&k, next, revision).await? {
+                return Ok(());
+            }
+        }
+        Err(ProcessError::transient(
+            "Sage gate: budget state too contended",
+        ))
+    }
+
+    /// Calls of `merchant` that could go back to back now (`None`: unlimited budget).
+    pub async fn budget_left(&self, merchant: &str) -> Result<Option<u32>, ProcessError> {
+        let Some(pace) = self.pace else {
+            return Ok(None);
+        };
+        let (state, _) = self.load(&budget_key(merchant)).await?;
+        Ok(Some(pace.available(state, now_ms())))
     }
 
     /// Holds the POST lease of (merchant, resource) for the duration of `call`.
@@ -200,15 +364,16 @@ impl GatedSage {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<sage_client::SageResponse, sage_client::SageError> {
-        self.admit(merchant).await?;
-        let _permit = self.gate.permit().await;
-        let started = Instant::now();
-        let result = self.client.get(merchant, path, query).await;
+        let (result, started) = self
+            .gated(merchant, self.client.get(merchant, path, query))
+            .await?;
         audit_response("GET", path, query, None, None, &result, started);
         result
     }
 
-    /// `POST` through the gate, holding the (merchant, resource) lease.
+    /// `POST` through the gate, holding the (merchant, resource) lease. The budget is spent
+    /// once the lease is held, so the call leaves when its slot comes rather than after
+    /// another POST's lease.
     pub async fn post(
         &self,
         merchant: &str,
@@ -226,24 +391,16 @@ impl GatedSage {
                 idempotency_id,
             ));
         }
-        self.admit(merchant).await?;
-        let _permit = self.gate.permit().await;
         let request =
             ledger_runtime::audit::active().then(|| serde_json::json!({ root: fields.clone() }));
-        let started = Instant::now();
-        let outcome = self
+        let call = self
+            .client
+            .post(merchant, resource, root, fields, idempotency_id);
+        let (result, started) = self
             .gate
-            .exclusive(merchant, resource, async {
-                Ok(self
-                    .client
-                    .post(merchant, resource, root, fields, idempotency_id)
-                    .await)
-            })
-            .await;
-        let result = match outcome {
-            Ok(result) => result,
-            Err(e) => Err(gate_failure(e)),
-        };
+            .exclusive(merchant, resource, self.admitted(merchant, call))
+            .await
+            .map_err(gate_failure)?;
         audit_response(
             "POST",
             resource,
@@ -268,15 +425,15 @@ impl GatedSage {
         if ledger_runtime::replay::dry_run() {
             return Err(refuse_dry_run("PUT", path, root, &fields, idempotency_id));
         }
-        self.admit(merchant).await?;
-        let _permit = self.gate.permit().await;
         let request =
             ledger_runtime::audit::active().then(|| serde_json::json!({ root: fields.clone() }));
-        let started = Instant::now();
-        let result = self
-            .client
-            .put(merchant, path, root, fields, idempotency_id)
-            .await;
+        let (result, started) = self
+            .gated(
+                merchant,
+                self.client
+                    .put(merchant, path, root, fields, idempotency_id),
+            )
+            .await?;
         audit_response("PUT", path, &[], request, idempotency_id, &result, started);
         result
     }
@@ -291,10 +448,9 @@ impl GatedSage {
         if ledger_runtime::replay::dry_run() {
             return Err(refuse_dry_run("DELETE", path, "", &Value::Null, None));
         }
-        self.admit(merchant).await?;
-        let _permit = self.gate.permit().await;
-        let started = Instant::now();
-        let result = self.client.delete(merchant, path, query).await;
+        let (result, started) = self
+            .gated(merchant, self.client.delete(merchant, path, query))
+            .await?;
         audit_response("DELETE", path, query, None, None, &result, started);
         result
     }
@@ -309,10 +465,9 @@ impl GatedSage {
         if ledger_runtime::replay::dry_run() {
             return Err(refuse_dry_run("DELETE", path, "", &Value::Null, None));
         }
-        self.admit(merchant).await?;
-        let _permit = self.gate.permit().await;
-        let started = Instant::now();
-        let result = self.client.void(merchant, path, void_reason).await;
+        let (result, started) = self
+            .gated(merchant, self.client.void(merchant, path, void_reason))
+            .await?;
         audit_response(
             "DELETE",
             path,
@@ -325,7 +480,8 @@ impl GatedSage {
         result
     }
 
-    /// Every page of a listing (each page passes the gate). The audit keeps one entry for the
+    /// Every page of a listing. The budget is spent once for the listing (Sage's pages hold
+    /// 200 records, so listings rarely have a second page). The audit keeps one entry for the
     /// whole listing, with the number of items read.
     pub async fn list_all(
         &self,
@@ -333,10 +489,9 @@ impl GatedSage {
         resource: &str,
         query: &[(&str, &str)],
     ) -> Result<Vec<Value>, sage_client::SageError> {
-        self.admit(merchant).await?;
-        let _permit = self.gate.permit().await;
-        let started = Instant::now();
-        let result = self.client.list_all(merchant, resource, query).await;
+        let (result, started) = self
+            .gated(merchant, self.client.list_all(merchant, resource, query))
+            .await?;
         if ledger_runtime::audit::active() {
             let response = match &result {
                 Ok(items) => serde_json::json!({ "$items": items }),
@@ -365,10 +520,9 @@ impl GatedSage {
         resource: &str,
         query: &[(&str, &str)],
     ) -> Result<Option<Value>, sage_client::SageError> {
-        self.admit(merchant).await?;
-        let _permit = self.gate.permit().await;
-        let started = Instant::now();
-        let result = self.client.find_first(merchant, resource, query).await;
+        let (result, started) = self
+            .gated(merchant, self.client.find_first(merchant, resource, query))
+            .await?;
         if ledger_runtime::audit::active() {
             let response = match &result {
                 Ok(item) => serde_json::json!({ "$items": item.iter().collect::<Vec<_>>() }),
@@ -390,8 +544,36 @@ impl GatedSage {
         result
     }
 
-    async fn admit(&self, merchant: &str) -> Result<(), sage_client::SageError> {
-        self.gate.spend(merchant).await.map_err(gate_failure)
+    /// Runs `call` (a Sage request not yet started) once the budget admits it and a process
+    /// permit is free; a 429 it meets pauses the business. Answers the call's result and when
+    /// it was sent, or the gate's refusal.
+    async fn gated<T>(
+        &self,
+        merchant: &str,
+        call: impl std::future::Future<Output = Result<T, sage_client::SageError>>,
+    ) -> Result<(Result<T, sage_client::SageError>, Instant), sage_client::SageError> {
+        self.admitted(merchant, call).await.map_err(gate_failure)
+    }
+
+    /// [`GatedSage::gated`] with the refusal in the consumer taxonomy.
+    async fn admitted<T>(
+        &self,
+        merchant: &str,
+        call: impl std::future::Future<Output = Result<T, sage_client::SageError>>,
+    ) -> Result<(Result<T, sage_client::SageError>, Instant), ProcessError> {
+        self.gate.spend(merchant).await?;
+        let _permit = self.gate.permit().await;
+        let started = Instant::now();
+        let result = call.await;
+        if let Err(e) = &result {
+            if e.status() == Some(429) {
+                let wait = e.retry_after().unwrap_or(DEFAULT_PAUSE);
+                if let Err(error) = self.gate.pause(merchant, wait).await {
+                    tracing::warn!(%error, merchant, "Sage's 429 pause not recorded");
+                }
+            }
+        }
+        Ok((result, started))
     }
 }
 

@@ -76,6 +76,7 @@ pub const QUEUE_GROUP: &str = ledger_runtime::micro::QUEUE_GROUP;
 pub mod backfill;
 pub mod failures;
 pub mod gate;
+pub mod pace;
 pub mod period;
 pub use failures::{contract_failure, mapping_outcome, parse_delivery};
 pub use gate::{GateLimits, GatedSage, SageGate};

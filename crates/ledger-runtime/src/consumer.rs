@@ -7,7 +7,8 @@
 //!   the server's `Retry-After`), until `max_transient_attempts`, then a dead letter;
 //! - [`ProcessError::Permanent`] → the handler records a dead letter, then the message is
 //!   terminated (never redelivered);
-//! - [`ProcessError::Throttled`] → redelivered when the call budget window turns, not counted;
+//! - [`ProcessError::Throttled`] → redelivered when the call budget's next slot comes (or Sage's
+//!   `Retry-After` ends), not counted;
 //! - [`ProcessError::Paused`] → redelivered after a long delay, forever, without counting
 //!   towards dead-lettering (the merchant must reconnect Sage).
 //!
@@ -824,8 +825,10 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
             .stream
             .create_consumer(pull::Config {
                 filter_subjects: crate::replay::merchant_subjects(&shared.filters, merchant),
+                // After the park's recorded progress, and after what this lane has handled
+                // (its progress record may not have reached the local view yet).
                 deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: park.resume_at(),
+                    start_sequence: park.resume_at().max(handled + 1),
                 },
                 ack_policy: jetstream::consumer::AckPolicy::None,
                 inactive_threshold: Duration::from_secs(60),
@@ -927,6 +930,12 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
             }
             if shared.shutdown.is_triggered() {
                 break 'reader;
+            }
+            if got > 0 && !caught_up {
+                // A batch the lane took long over (a merchant paced by its call budget) ends
+                // at the client's timeout with the rest of its messages unread, and this reader
+                // does not deliver them again: read on from what was handled with a new one.
+                continue 'reader;
             }
             if got == 0 || caught_up {
                 match shared.lot.try_unpark(merchant).await {

@@ -38,7 +38,7 @@ pub enum ProcessError {
     /// `retry_after`. Like a pause, it does not count towards dead-lettering.
     #[error("throttled; retry after {retry_after:?}")]
     Throttled {
-        /// When the budget window turns.
+        /// Time until the budget's next slot for the merchant, or until Sage's pause ends.
         retry_after: Duration,
     },
     /// The merchant cannot be served until an operator or the merchant acts (Sage connection

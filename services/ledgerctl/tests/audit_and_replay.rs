@@ -7,22 +7,14 @@ use std::time::Duration;
 
 use ledger_stack::{events, Stack, StackOptions};
 use ledger_testkit::{TestDb, TestNats};
-use sage_sandbox::SandboxConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_show_verify_and_replay_from_the_command_line() {
     let nats = TestNats::start().await.unwrap();
     let db = TestDb::create().await.unwrap();
-    let stack = Stack::start(StackOptions {
-        nats_url: nats.url(),
-        database_url: db.url().to_string(),
-        sandbox: SandboxConfig::default(),
-        concurrency: 4,
-        store_access: None,
-        limits: ledger_stack::relaxed_limits(),
-    })
-    .await
-    .unwrap();
+    let stack = Stack::start(StackOptions::new(nats.url(), db.url()))
+        .await
+        .unwrap();
     let merchant = stack.onboard("cli").await.unwrap();
     let event = events::invoice_created("cli", 1);
     assert_eq!(

@@ -284,9 +284,13 @@ pub(crate) async fn handle(
     };
     let resource = segments.first().cloned().unwrap_or_default();
 
+    let arrived = Instant::now();
+    lock(&sh.stats).arrival(&business_id, sh.config.rate_window, arrived);
     let limit = lock(&sh.faults).rate_limit_per_minute;
     if let Some(limit) = limit {
-        if let Err(retry) = lock(&sh.limiter).check(&business_id, limit, Instant::now()) {
+        if let Err(retry) =
+            lock(&sh.limiter).check(&business_id, limit, sh.config.rate_window, arrived)
+        {
             lock(&sh.stats).rate_limited(&business_id);
             return with_business(
                 ApiError::too_many_requests(Some(retry)).into_response(),

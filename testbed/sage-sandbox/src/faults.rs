@@ -255,7 +255,8 @@ impl FaultState {
     }
 }
 
-/// Length of the rate limiter's rolling window.
+/// Length of the rate limiter's rolling window unless [`crate::SandboxConfig::rate_window`]
+/// says otherwise (Sage's: a minute).
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Per-business rolling-minute request counter.
@@ -265,10 +266,17 @@ pub(crate) struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Admits a request or returns the seconds until one would be admitted.
-    pub fn check(&mut self, business: &str, limit: u32, now: Instant) -> Result<(), u64> {
+    /// Admits a request or returns the seconds until one would be admitted, for `limit`
+    /// requests in any rolling `span`.
+    pub fn check(
+        &mut self,
+        business: &str,
+        limit: u32,
+        span: Duration,
+        now: Instant,
+    ) -> Result<(), u64> {
         let window = self.windows.entry(business.to_owned()).or_default();
-        admit(window, limit, now)
+        admit(window, limit, span, now)
     }
 
     pub fn clear(&mut self) {
@@ -276,10 +284,16 @@ impl RateLimiter {
     }
 }
 
-/// Rolling-window admission: at most `limit` requests in any 60 s.
-pub(crate) fn admit(window: &mut VecDeque<Instant>, limit: u32, now: Instant) -> Result<(), u64> {
+/// Rolling-window admission: at most `limit` admitted requests in any `span` (refused ones
+/// are not counted).
+pub(crate) fn admit(
+    window: &mut VecDeque<Instant>,
+    limit: u32,
+    span: Duration,
+    now: Instant,
+) -> Result<(), u64> {
     while let Some(&front) = window.front() {
-        if now.saturating_duration_since(front) >= RATE_WINDOW {
+        if now.saturating_duration_since(front) >= span {
             window.pop_front();
         } else {
             break;
@@ -287,7 +301,7 @@ pub(crate) fn admit(window: &mut VecDeque<Instant>, limit: u32, now: Instant) ->
     }
     if window.len() >= limit as usize {
         let oldest = window.front().copied().unwrap_or(now);
-        let wait = RATE_WINDOW.saturating_sub(now.saturating_duration_since(oldest));
+        let wait = span.saturating_sub(now.saturating_duration_since(oldest));
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         return Err(secs.max(1));
     }
@@ -417,13 +431,26 @@ mod tests {
     fn rolling_window() {
         let mut w = VecDeque::new();
         let t0 = Instant::now();
-        assert!(admit(&mut w, 2, t0).is_ok());
-        assert!(admit(&mut w, 2, t0 + Duration::from_secs(10)).is_ok());
-        assert_eq!(admit(&mut w, 2, t0 + Duration::from_secs(20)), Err(40));
-        assert!(admit(&mut w, 2, t0 + Duration::from_secs(60)).is_ok());
+        let minute = RATE_WINDOW;
+        assert!(admit(&mut w, 2, minute, t0).is_ok());
+        assert!(admit(&mut w, 2, minute, t0 + Duration::from_secs(10)).is_ok());
         assert_eq!(
-            admit(&mut w, 2, t0 + Duration::from_millis(60_500)),
+            admit(&mut w, 2, minute, t0 + Duration::from_secs(20)),
+            Err(40)
+        );
+        assert!(admit(&mut w, 2, minute, t0 + Duration::from_secs(60)).is_ok());
+        assert_eq!(
+            admit(&mut w, 2, minute, t0 + Duration::from_millis(60_500)),
             Err(10)
         );
+        // A shorter window rolls the same way.
+        let mut w = VecDeque::new();
+        let span = Duration::from_secs(10);
+        assert!(admit(&mut w, 1, span, t0).is_ok());
+        assert_eq!(
+            admit(&mut w, 1, span, t0 + Duration::from_millis(9_999)),
+            Err(1)
+        );
+        assert!(admit(&mut w, 1, span, t0 + Duration::from_secs(10)).is_ok());
     }
 }

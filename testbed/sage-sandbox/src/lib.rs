@@ -87,6 +87,9 @@ pub struct SandboxConfig {
     pub idempotency_window: Duration,
     /// Requests per rolling minute per business before 429; `None` = no limit.
     pub rate_limit_per_minute: Option<u32>,
+    /// The rolling window of `rate_limit_per_minute` (a minute; tests may scale it down).
+    /// [`Stats::busiest_window`] counts arrivals in windows of this length too.
+    pub rate_window: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -99,6 +102,7 @@ impl Default for SandboxConfig {
             refresh_token_ttl: auth::DEFAULT_REFRESH_TTL,
             idempotency_window: Duration::from_secs(7 * 24 * 3600),
             rate_limit_per_minute: None,
+            rate_window: faults::RATE_WINDOW,
         }
     }
 }

@@ -48,6 +48,9 @@ struct Args {
     /// Requests per rolling minute per business before 429 (0 = no limit).
     #[arg(long, env = "SAGE_SANDBOX_RATE_LIMIT_PER_MINUTE", default_value_t = 0)]
     rate_limit_per_minute: u32,
+    /// The rate limit's rolling window in milliseconds (a minute).
+    #[arg(long, env = "SAGE_SANDBOX_RATE_WINDOW_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    rate_window_ms: u64,
 }
 
 fn main() -> std::io::Result<()> {
@@ -67,6 +70,7 @@ fn main() -> std::io::Result<()> {
         idempotency_window: Duration::from_secs(args.idempotency_window_secs),
         rate_limit_per_minute: (args.rate_limit_per_minute > 0)
             .then_some(args.rate_limit_per_minute),
+        rate_window: Duration::from_millis(args.rate_window_ms),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

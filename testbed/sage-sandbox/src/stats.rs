@@ -66,6 +66,11 @@ pub struct Stats {
     pub idempotent_replays: Vec<ReplayStat>,
     /// Requests turned away by the configured per-business rate limit.
     pub rate_limited: Vec<(String, u64)>,
+    /// Per business, the most API requests (admitted or turned away) that arrived within one
+    /// rolling rate window (`SandboxConfig::rate_window`): what a caller's pace looked like
+    /// from Sage's side, whatever the limit.
+    #[serde(default)]
+    pub busiest_window: Vec<(String, u64)>,
     /// Fault applications.
     pub faults_applied: Vec<FaultStat>,
 }
@@ -122,6 +127,7 @@ impl Stats {
         self.idempotent_replays
             .retain(|r| r.business_id == business_id);
         self.rate_limited.retain(|r| r.0 == business_id);
+        self.busiest_window.retain(|r| r.0 == business_id);
         self.faults_applied.retain(|f| f.business_id == business_id);
         self
     }
@@ -178,6 +184,14 @@ pub(crate) struct StatsState {
     replays: HashMap<(String, String), u64>,
     rate_limited: HashMap<String, u64>,
     faults: HashMap<(String, String), u64>,
+    arrivals: HashMap<String, Arrivals>,
+}
+
+/// One business's API requests within the last rate window, and the most there ever were.
+#[derive(Debug, Default)]
+struct Arrivals {
+    recent: std::collections::VecDeque<std::time::Instant>,
+    most: u64,
 }
 
 impl StatsState {
@@ -252,6 +266,21 @@ impl StatsState {
         *self.rate_limited.entry(business.to_owned()).or_default() += 1;
     }
 
+    /// Notes an API request of `business` arriving at `now`, for [`Stats::busiest_window`]
+    /// over rolling windows of `span`.
+    pub fn arrival(&mut self, business: &str, span: std::time::Duration, now: std::time::Instant) {
+        let arrivals = self.arrivals.entry(business.to_owned()).or_default();
+        while arrivals
+            .recent
+            .front()
+            .is_some_and(|&first| now.saturating_duration_since(first) >= span)
+        {
+            arrivals.recent.pop_front();
+        }
+        arrivals.recent.push_back(now);
+        arrivals.most = arrivals.most.max(arrivals.recent.len() as u64);
+    }
+
     pub fn fault(&mut self, business: &str, label: &str) {
         *self
             .faults
@@ -313,6 +342,12 @@ impl StatsState {
             .map(|(b, c)| (b.clone(), *c))
             .collect();
         rate_limited.sort();
+        let mut busiest_window: Vec<(String, u64)> = self
+            .arrivals
+            .iter()
+            .map(|(b, a)| (b.clone(), a.most))
+            .collect();
+        busiest_window.sort();
         let mut faults_applied: Vec<FaultStat> = self
             .faults
             .iter()
@@ -328,6 +363,7 @@ impl StatsState {
             token_requests,
             idempotent_replays,
             rate_limited,
+            busiest_window,
             faults_applied,
         }
     }
@@ -454,6 +490,28 @@ mod tests {
         assert_eq!(b2.count("POST", "/v3.1/contacts"), 1);
         assert_eq!(b2.refreshes(), 0);
         assert_eq!(b2.replays(), 0);
+    }
+
+    #[test]
+    fn busiest_window_counts_arrivals_in_any_rolling_window() {
+        let mut s = StatsState::default();
+        let t0 = std::time::Instant::now();
+        let span = std::time::Duration::from_secs(10);
+        // 4, 8, 10 and 12 s lie within one 10 s window; the call at 0 s has left it by 10 s
+        // (half-open window) and the one at 4 s by 14 s, so never five.
+        for secs in [0, 4, 8, 10, 12, 14, 30] {
+            s.arrival("b1", span, t0 + std::time::Duration::from_secs(secs));
+        }
+        s.arrival("b2", span, t0);
+        let snap = s.snapshot();
+        assert_eq!(
+            snap.busiest_window,
+            vec![("b1".to_string(), 4), ("b2".to_string(), 1)]
+        );
+        assert_eq!(
+            snap.for_business("b2").busiest_window,
+            vec![("b2".into(), 1)]
+        );
     }
 
     #[test]

@@ -37,6 +37,36 @@ pub struct StackOptions {
     /// The gateway's rate limits; [`StackOptions::new`] sets [`relaxed_limits`], so tests
     /// and benchmarks that are not about limits are not throttled.
     pub limits: gateway::limits::Limits,
+    /// The consumer services' Sage gate (call budget per business, burst, window), passed as
+    /// their flags; [`StackOptions::new`] sets [`gate_limits`]; `None` leaves it to the
+    /// environment (`LEDGER_SAGE_CALLS_PER_MINUTE` …, as a deployed service reads it).
+    pub gate: Option<ledger_rpc::GateLimits>,
+}
+
+/// Calls per business in any rolling minute in the stack unless a test says otherwise: the
+/// sandbox's limit ([`sandbox_config`]) and the engine's budget ([`gate_limits`]) alike, so an
+/// engine that calls Sage past its budget meets 429s. Sage's own figure is 200; the stack's is
+/// higher so that tests that are not about pace run at full speed (at 200 a minute every
+/// merchant's fifth call would wait 308 ms). Pace itself is tested at the budget against an
+/// equal limit (`tests/budget.rs`).
+pub const STACK_CALLS_PER_MINUTE: u32 = 6_000;
+
+/// The sandbox the stack runs unless told otherwise: [`STACK_CALLS_PER_MINUTE`] per business
+/// per rolling minute.
+pub fn sandbox_config() -> SandboxConfig {
+    SandboxConfig {
+        rate_limit_per_minute: Some(STACK_CALLS_PER_MINUTE),
+        ..SandboxConfig::default()
+    }
+}
+
+/// The engine's gate in the stack unless told otherwise: the production defaults with a
+/// budget of [`STACK_CALLS_PER_MINUTE`], the sandbox's limit.
+pub fn gate_limits() -> ledger_rpc::GateLimits {
+    ledger_rpc::GateLimits {
+        calls_per_minute: STACK_CALLS_PER_MINUTE,
+        ..ledger_rpc::GateLimits::default()
+    }
 }
 
 /// Limits high enough that tests, the benchmark and the demo never meet them (one IP, one
@@ -54,15 +84,18 @@ pub fn relaxed_limits() -> gateway::limits::Limits {
 }
 
 impl StackOptions {
-    /// The default sandbox, 4 merchants at once per service, no store access over NATS.
+    /// The default sandbox ([`sandbox_config`]: a rolling-minute limit) and gate
+    /// ([`gate_limits`]: a budget equal to it), 4 merchants at once per service, no store
+    /// access over NATS.
     pub fn new(nats_url: impl Into<String>, database_url: impl Into<String>) -> StackOptions {
         StackOptions {
             nats_url: nats_url.into(),
             database_url: database_url.into(),
-            sandbox: SandboxConfig::default(),
+            sandbox: sandbox_config(),
             concurrency: 4,
             store_access: None,
             limits: relaxed_limits(),
+            gate: Some(gate_limits()),
         }
     }
 
@@ -202,20 +235,33 @@ impl Stack {
         // The services read the rest of their configuration from this process's environment,
         // as their binaries would.
         let with_url = |name: &str| {
-            let (nats_url, sage_url) = (options.nats_url_of(name), sandbox.api_base_url());
-            let concurrency = options.concurrency.to_string();
-            ledger_rpc::ServiceConfig::from_env_with([
-                "--nats-url",
-                nats_url.as_str(),
-                "--database-url",
-                options.database_url.as_str(),
-                "--sage-api-base-url",
-                sage_url.as_str(),
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--concurrency",
-                concurrency.as_str(),
-            ])
+            let mut flags = vec![
+                "--nats-url".to_string(),
+                options.nats_url_of(name),
+                "--database-url".into(),
+                options.database_url.clone(),
+                "--sage-api-base-url".into(),
+                sandbox.api_base_url(),
+                "--metrics-addr".into(),
+                "127.0.0.1:0".into(),
+                "--concurrency".into(),
+                options.concurrency.to_string(),
+            ];
+            if let Some(gate) = &options.gate {
+                flags.extend([
+                    "--sage-calls-per-minute".to_string(),
+                    gate.calls_per_minute.to_string(),
+                    "--sage-max-concurrent".into(),
+                    gate.max_concurrent.to_string(),
+                    "--sage-burst".into(),
+                    gate.burst.to_string(),
+                    "--sage-budget-window-ms".into(),
+                    gate.window_ms.to_string(),
+                    "--sage-budget-margin-ms".into(),
+                    gate.margin_ms.to_string(),
+                ]);
+            }
+            ledger_rpc::ServiceConfig::from_env_with(flags)
         };
         let c = contacts::start(
             contacts::Config {
@@ -467,6 +513,91 @@ impl Stack {
             let _ = c.await;
         }
         self.sandbox.shutdown().await;
+    }
+}
+
+/// How one business's Sage calls kept to a call budget, as the sandbox saw them: the line
+/// the budget test and the backlog benchmark print.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaceReport {
+    /// API calls Sage answered (429s not included).
+    pub calls: u64,
+    /// Calls Sage answered 429.
+    pub rejected_429: u64,
+    /// The most API calls (429s included) that arrived in any one rolling rate window.
+    pub busiest_window: u64,
+    /// The budget: calls per window.
+    pub budget: u32,
+    /// The rolling window (a minute unless a test scales it).
+    pub window: Duration,
+    /// How long the calls took.
+    pub elapsed: Duration,
+}
+
+impl PaceReport {
+    /// The report of `business_id` from the sandbox's stats (see
+    /// [`sage_sandbox::Inspector::stats_for`]), for a run of `elapsed` under `budget` calls per
+    /// `window`. Take the stats after the run; calls before it (onboarding) count too, so
+    /// start a run more than a window after them.
+    pub fn from_stats(
+        stats: &sage_sandbox::Stats,
+        business_id: &str,
+        budget: u32,
+        window: Duration,
+        elapsed: Duration,
+    ) -> PaceReport {
+        let api = stats.calls.iter().filter(|c| {
+            c.path.starts_with("/v3.1") && c.business_id.as_deref() == Some(business_id)
+        });
+        let (mut calls, mut rejected_429) = (0, 0);
+        for call in api {
+            if call.status == 429 {
+                rejected_429 += call.count;
+            } else {
+                calls += call.count;
+            }
+        }
+        let busiest_window = stats
+            .busiest_window
+            .iter()
+            .find(|(b, _)| b == business_id)
+            .map_or(0, |(_, n)| *n);
+        PaceReport {
+            calls,
+            rejected_429,
+            busiest_window,
+            budget,
+            window,
+            elapsed,
+        }
+    }
+
+    /// Share of the budget the run used: calls over what `elapsed` allows at the budget.
+    pub fn used(&self) -> f64 {
+        let allowed =
+            f64::from(self.budget) * self.elapsed.as_secs_f64() / self.window.as_secs_f64();
+        if allowed > 0.0 {
+            self.calls as f64 / allowed
+        } else {
+            0.0
+        }
+    }
+}
+
+impl std::fmt::Display for PaceReport {
+    /// `pace: 1204 Sage calls in 361.2 s, budget used 97.3 %, 429s 0, busiest 60 s window 200/200`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pace: {} Sage calls in {:.1} s, budget used {:.1} %, 429s {}, busiest {} s window {}/{}",
+            self.calls,
+            self.elapsed.as_secs_f64(),
+            self.used() * 100.0,
+            self.rejected_429,
+            self.window.as_secs_f64(),
+            self.busiest_window,
+            self.budget
+        )
     }
 }
 

@@ -246,7 +246,7 @@ async fn forgetful_stack() -> (Stack, TestNats, TestDb) {
     std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "0");
     let sandbox = SandboxConfig {
         idempotency_window: Duration::from_millis(1),
-        ..SandboxConfig::default()
+        ..ledger_stack::sandbox_config()
     };
     common::stack_with("operations", 8, sandbox).await
 }

@@ -107,13 +107,23 @@ async fn fresh_stack(
             .delete_key_value(ledger_runtime::parking::PARKED_BUCKET)
             .await;
     }
+    // Sage's rolling-minute limit at the engine's budget, so a run that overruns it meets 429s;
+    // none when the budget is off (the throughput runs, which are not about pace).
+    let budget = std::env::var("LEDGER_SAGE_CALLS_PER_MINUTE")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(ledger_rpc::GateLimits::default().calls_per_minute);
     Stack::start(StackOptions {
         nats_url: nats_url.to_string(),
         database_url: db,
-        sandbox: SandboxConfig::default(),
+        sandbox: SandboxConfig {
+            rate_limit_per_minute: (budget > 0).then_some(budget),
+            ..SandboxConfig::default()
+        },
         concurrency,
         store_access: None,
         limits: ledger_stack::relaxed_limits(),
+        gate: None,
     })
     .await
 }

@@ -35,9 +35,10 @@ pub async fn stack_with(
     (stack, nats, db)
 }
 
-/// [`stack_with`] the default sandbox.
+/// [`stack_with`] the stack's default sandbox (Sage's rate limit, see
+/// [`ledger_stack::sandbox_config`]).
 pub async fn stack(name: &'static str, concurrency: usize) -> (Stack, TestNats, TestDb) {
-    stack_with(name, concurrency, SandboxConfig::default()).await
+    stack_with(name, concurrency, ledger_stack::sandbox_config()).await
 }
 
 /// Asks a service over NATS request/reply and waits up to 30 s.
