@@ -109,7 +109,7 @@ impl SageGate {
                     .budget
                     .create(&k, Bytes::from_static(b"1"))
                     .await
-                    .map(|_| ())
+                    .map(|_| self.limits.calls_per_minute - 1)
                     .map_err(|e| e.to_string()),
                 Some(e) => {
                     let used: u32 = std::str::from_utf8(&e.value)
@@ -124,11 +124,12 @@ impl SageGate {
                     self.budget
                         .update(&k, Bytes::from((used + 1).to_string()), e.revision)
                         .await
-                        .map(|_| ())
+                        .map(|_| self.limits.calls_per_minute - used - 1)
                         .map_err(|e| e.to_string())
                 }
             };
-            if result.is_ok() {
+            if let Ok(left) = result {
+                ledger_runtime::metrics::record_budget_left(merchant, i64::from(left));
                 return Ok(());
             }
             // Lost a compare-and-set race with another process: read again.
