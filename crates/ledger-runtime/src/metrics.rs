@@ -46,7 +46,8 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Events received at the edge, by outcome (`accepted`, `duplicate`, `quarantined`).
     pub ingest: IntCounterVec,
-    /// Store logins to NATS answered by the auth callout, by outcome (`admitted`, `refused`).
+    /// Store logins to NATS answered by the auth callout, by outcome (`admitted`, `refused`,
+    /// `unreadable`).
     pub store_logins: IntCounterVec,
     /// Pairing steps, by step (`requested`, `claimed`, `delivered`, `refused`, `revoked`).
     pub pairings: IntCounterVec,
@@ -256,7 +257,7 @@ fn build() -> Metrics {
         &["storage"],
     );
     // Closed label sets start at 0, so rates over them answer 0 rather than nothing.
-    for outcome in ["admitted", "refused"] {
+    for outcome in ["admitted", "refused", "unreadable"] {
         store_logins.with_label_values(&[outcome]);
     }
     for outcome in ["accepted", "duplicate", "quarantined"] {
