@@ -94,7 +94,9 @@ fn age_seconds(oldest: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 /// Whether the shared consumer still owns `merchant`'s event at `sequence`: always, unless
 /// the merchant is parked and the event is at or after its park's origin.
 pub fn shared_owns(parks: &HashMap<String, Park>, merchant: &str, sequence: u64) -> bool {
-    parks.get(merchant).is_none_or(|park| sequence < park.origin)
+    parks
+        .get(merchant)
+        .is_none_or(|park| sequence < park.origin)
 }
 
 /// The consumer's filter subjects narrowed to one merchant: the merchant token (`*` in a
@@ -117,15 +119,19 @@ pub fn merchant_filters(filters: &[String], merchant: &str) -> Vec<String> {
 
 /// Parked merchants by reason label, every reason present (0 when none).
 pub fn parked_by_reason(parks: &HashMap<String, Park>) -> Vec<(&'static str, i64)> {
-    [ParkReason::Paused, ParkReason::Throttled, ParkReason::Backlog]
-        .into_iter()
-        .map(|r| {
-            (
-                r.label(),
-                parks.values().filter(|p| p.reason == r).count() as i64,
-            )
-        })
-        .collect()
+    [
+        ParkReason::Paused,
+        ParkReason::Throttled,
+        ParkReason::Backlog,
+    ]
+    .into_iter()
+    .map(|r| {
+        (
+            r.label(),
+            parks.values().filter(|p| p.reason == r).count() as i64,
+        )
+    })
+    .collect()
 }
 
 /// The merchant token of an event subject (`magento.<merchant>.<entity>.<action>`).
@@ -317,7 +323,10 @@ mod tests {
         // a's oldest at 5 s, b's at 30 s; now is 40 s.
         assert_eq!(ages, vec![("a".to_string(), 35.0), ("b".to_string(), 10.0)]);
         // A clock behind the publisher's gives 0, never a negative age.
-        assert_eq!(tally.ages(at(0)).iter().map(|x| x.1).fold(0.0, f64::max), 0.0);
+        assert_eq!(
+            tally.ages(at(0)).iter().map(|x| x.1).fold(0.0, f64::max),
+            0.0
+        );
     }
 
     #[test]
@@ -331,7 +340,10 @@ mod tests {
 
     #[test]
     fn the_merchant_is_the_second_token_of_the_subject() {
-        assert_eq!(subject_merchant("magento.acme.invoice.created"), Some("acme"));
+        assert_eq!(
+            subject_merchant("magento.acme.invoice.created"),
+            Some("acme")
+        );
         assert_eq!(subject_merchant("magento"), None);
         assert_eq!(subject_merchant("magento..invoice.created"), None);
     }

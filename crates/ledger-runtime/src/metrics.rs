@@ -18,8 +18,7 @@ use async_nats::jetstream::consumer::{pull, Consumer};
 use axum::routing::get;
 use axum::Router;
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::shutdown::Shutdown;
@@ -514,7 +513,9 @@ pub fn spawn_stream_poller(
                         m.stream_messages
                             .with_label_values(&[name])
                             .set(s.messages as i64);
-                        m.stream_bytes.with_label_values(&[name]).set(s.bytes as i64);
+                        m.stream_bytes
+                            .with_label_values(&[name])
+                            .set(s.bytes as i64);
                         m.stream_consumers
                             .with_label_values(&[name])
                             .set(s.consumer_count as i64);
@@ -549,7 +550,11 @@ mod tests {
     fn top_n_keeps_the_highest_drops_zeros_and_breaks_ties_by_name() {
         let values = entries(&[("c", 5), ("a", 9), ("idle", 0), ("b", 5), ("d", 1)]);
         assert_eq!(top_n(&values, 3), entries(&[("a", 9), ("b", 5), ("c", 5)]));
-        assert_eq!(top_n(&values, 10).len(), 4, "the idle merchant is not shown");
+        assert_eq!(
+            top_n(&values, 10).len(),
+            4,
+            "the idle merchant is not shown"
+        );
         assert!(top_n(&values, 0).is_empty());
     }
 
@@ -595,16 +600,16 @@ mod tests {
         );
         // 61 s after the first two were seen their windows have turned: only `mid` is left.
         let much_later = t0 + Duration::from_secs(61);
-        assert_eq!(
-            board.note("mid", 49, much_later),
-            entries(&[("mid", 49)])
-        );
+        assert_eq!(board.note("mid", 49, much_later), entries(&[("mid", 49)]));
         for i in 0..30 {
             board.note(&format!("m{i:02}"), i, much_later);
         }
         let shown = board.note("mid", 48, much_later);
         assert_eq!(shown.len(), TOP_MERCHANTS, "bounded");
         assert_eq!(shown[0], ("m00".to_string(), 0));
-        assert!(!shown.iter().any(|(m, _)| m == "mid"), "48 left is not among the 20 lowest");
+        assert!(
+            !shown.iter().any(|(m, _)| m == "mid"),
+            "48 left is not among the 20 lowest"
+        );
     }
 }

@@ -46,7 +46,10 @@ impl TestPrometheus {
         let child = Command::new(prometheus_bin())
             .current_dir(dir.path())
             .arg("--config.file=prometheus.yml")
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
