@@ -236,7 +236,9 @@ async fn every_panel_and_alert_answers_from_a_real_prometheus() {
 
     // A merchant whose Sage access is revoked waits, paused; the lag-age alert fires for it.
     stack.sandbox.revoke_tokens(&stalled.business_id);
+    // Two events wait: the second reaches the lane while it retries the first.
     post(&stack, &stalled, 2).await;
+    post(&stack, &stalled, 3).await;
     // Meanwhile: a dead letter, and Sage answering 5xx and 429 to two others.
     let broken = stack.onboard("broken").await.unwrap();
     stack.break_sales_ledger_account(&broken).await.unwrap();
@@ -298,7 +300,7 @@ async fn every_panel_and_alert_answers_from_a_real_prometheus() {
             .wait_until(Duration::from_secs(60), || stack
                 .documents(&stalled, "sales_invoices")
                 .len()
-                == 2)
+                == 3)
             .await,
         "the stalled merchant resumes"
     );
