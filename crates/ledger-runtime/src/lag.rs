@@ -184,8 +184,9 @@ async fn read_region(
     Ok(())
 }
 
-/// One tally of `consumer`'s lag by merchant, with the parks it was made under.
-async fn tally(
+/// One tally of `consumer`'s lag by merchant (described by `spec`, parks read from `lot`),
+/// with the parks it was made under.
+pub async fn measure(
     stream: &Stream,
     consumer: &mut Consumer<pull::Config>,
     spec: &ConsumerSpec,
@@ -248,7 +249,7 @@ pub fn spawn_merchant_lag_poller(
             }
             let stream = js.get_stream(EVENTS_STREAM).await;
             if let (Some(lot), Ok(stream)) = (&lot, stream) {
-                match tally(&stream, &mut consumer, &spec, lot).await {
+                match measure(&stream, &mut consumer, &spec, lot).await {
                     Ok((tally, parks)) => {
                         let m = metrics();
                         let now = Utc::now();
