@@ -17,6 +17,10 @@ test *ARGS:
 bench:
     ./dev bench
 
+# The alert rules: promtool check rules and their unit tests (deploy/prometheus/tests/).
+rules:
+    ./dev rules
+
 # Start only NATS and PostgreSQL.
 infra:
     ./dev infra

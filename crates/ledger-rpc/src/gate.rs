@@ -254,6 +254,10 @@ impl SageGate {
                 continue;
             }
             let now = now_ms();
+            ledger_runtime::metrics::record_budget_left(
+                merchant,
+                calls_left(&pace, self.limits.calls_per_minute, next, now),
+            );
             if at_ms <= now {
                 return Ok(());
             }
@@ -733,4 +737,12 @@ fn gate_failure(e: ProcessError) -> sage_client::SageError {
             request_id: None,
         },
     }
+}
+
+/// Calls `merchant` may still make in the coming rolling minute at the steady pace: the budget
+/// less the slots already reserved ahead of now (what the `ledger_sage_budget_left` gauge shows).
+fn calls_left(pace: &Pace, calls_per_minute: u32, state: PaceState, now_ms: u64) -> i64 {
+    let interval = (pace.interval().as_millis() as u64).max(1);
+    let reserved = state.tat_ms.saturating_sub(now_ms).div_ceil(interval);
+    (i64::from(calls_per_minute) - reserved as i64).max(0)
 }

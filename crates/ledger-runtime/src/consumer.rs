@@ -947,6 +947,9 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
                         );
                         break 'reader;
                     }
+                    // Passed-over events the reader did not hand over (delivered to a fetch
+                    // that expired while the lane retried): read again from the progress.
+                    Ok(false) if got == 0 => continue 'reader,
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, merchant, "could not unpark"),
                 }

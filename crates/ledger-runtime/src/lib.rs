@@ -8,7 +8,8 @@
 //!   ones, per-merchant serialisation, graceful drain on shutdown.
 //! - [`error`]: the error taxonomy every handler speaks ([`ProcessError`]).
 //! - [`telemetry`]: tracing with OpenTelemetry and trace context in NATS headers.
-//! - [`metrics`]: Prometheus metrics, `/metrics` and `/healthz`, consumer lag.
+//! - [`metrics`]: Prometheus metrics, `/metrics` and `/healthz`, consumer lag, stream health.
+//! - [`lag`]: lag per merchant (pending events, age of the oldest) for the busiest merchants.
 //! - [`db`]: one PostgreSQL schema per service, so each service owns its tables.
 //! - [`status`]: the sync status feed (stream `LEDGER_STATUS`).
 //! - [`micro`]: request/reply as NATS services (`$SRV.PING/INFO/STATS`, queue groups,
@@ -31,6 +32,7 @@ pub mod dry_run;
 pub mod error;
 pub mod failpoint;
 pub mod journal;
+pub mod lag;
 pub mod metrics;
 pub mod micro;
 pub mod parking;

@@ -1,17 +1,24 @@
 //! Prometheus metrics shared by every service, and the `/metrics` + `/healthz` endpoints.
 //!
 //! Grafana's consumer-lag views read `ledger_consumer_pending` and
-//! `ledger_consumer_ack_pending`, which [`spawn_lag_poller`] refreshes from JetStream.
+//! `ledger_consumer_ack_pending`, which [`spawn_lag_poller`] refreshes from JetStream; the
+//! per-merchant lag comes from [`crate::lag`], stream health from [`spawn_stream_poller`].
+//!
+//! Cardinality is bounded: a `merchant` label appears only on the [`TOP_MERCHANTS`] merchants
+//! that rank highest on a gauge (most pending events, oldest unprocessed event, least Sage call
+//! budget left); everything else is labelled by service, consumer, stream or a closed set of
+//! codes (docs/operations.md, "Metrics and cardinality").
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, Consumer};
 use axum::routing::get;
 use axum::Router;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::shutdown::Shutdown;
@@ -38,7 +45,8 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Events received at the edge, by outcome (`accepted`, `duplicate`, `quarantined`).
     pub ingest: IntCounterVec,
-    /// Store logins to NATS answered by the auth callout, by outcome (`admitted`, `refused`).
+    /// Store logins to NATS answered by the auth callout, by outcome (`admitted`, `refused`,
+    /// `unreadable`).
     pub store_logins: IntCounterVec,
     /// Pairing steps, by step (`requested`, `claimed`, `delivered`, `refused`, `revoked`).
     pub pairings: IntCounterVec,
@@ -47,7 +55,37 @@ pub struct Metrics {
     pub parked: IntCounterVec,
     /// Parked merchants' deliveries the shared consumer passed over to their lanes.
     pub passed_over: IntCounterVec,
+    /// Stream sequence below which a consumer has acknowledged everything (its progress).
+    pub consumer_ack_floor: IntGaugeVec,
+    /// Events not yet handled, by consumer and merchant, for the [`TOP_MERCHANTS`] merchants
+    /// with the most (see [`crate::lag`]).
+    pub merchant_pending: IntGaugeVec,
+    /// Age in seconds of a merchant's oldest unhandled event, by consumer and merchant, for
+    /// the [`TOP_MERCHANTS`] merchants whose oldest is oldest.
+    pub merchant_oldest_age: GaugeVec,
+    /// Age in seconds of the oldest unhandled event of any merchant, by consumer (0 = none).
+    pub consumer_oldest_age: GaugeVec,
+    /// Merchants with at least one unhandled event, by consumer.
+    pub merchants_pending: IntGaugeVec,
+    /// Merchants parked right now, by consumer and reason (`paused`, `throttled`, `backlog`).
+    pub parked_now: IntGaugeVec,
+    /// Sage calls left in the current budget window, for the [`TOP_MERCHANTS`] businesses
+    /// (by merchant) with the fewest left.
+    pub sage_budget_left: IntGaugeVec,
+    /// Messages held by a stream (for `LEDGER_QUARANTINE`: the quarantine count).
+    pub stream_messages: IntGaugeVec,
+    /// Bytes held by a stream.
+    pub stream_bytes: IntGaugeVec,
+    /// Consumers of a stream.
+    pub stream_consumers: IntGaugeVec,
+    /// 1 while the service's NATS connection is up, else 0, by service.
+    pub nats_connected: IntGaugeVec,
+    /// JetStream storage the account uses, in bytes, by storage kind (`file`, `memory`).
+    pub jetstream_used_bytes: IntGaugeVec,
 }
+
+/// How many merchants a per-merchant gauge labels at most (per consumer).
+pub const TOP_MERCHANTS: usize = 20;
 
 fn build() -> Metrics {
     let registry = Registry::new();
@@ -148,8 +186,99 @@ fn build() -> Metrics {
         &["service"],
     )
     .expect("metric");
+    let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("metric")
+    };
+    let consumer_ack_floor = int_gauge(
+        "ledger_consumer_ack_floor",
+        "Stream sequence up to which the consumer has acknowledged everything",
+        &["stream", "consumer"],
+    );
+    let merchant_pending = int_gauge(
+        "ledger_merchant_pending_events",
+        "Unhandled events of a merchant (only the merchants with the most)",
+        &["consumer", "merchant"],
+    );
+    let merchant_oldest_age = GaugeVec::new(
+        Opts::new(
+            "ledger_merchant_oldest_unprocessed_age_seconds",
+            "Age of a merchant's oldest unhandled event (only the merchants whose is oldest)",
+        ),
+        &["consumer", "merchant"],
+    )
+    .expect("metric");
+    let consumer_oldest_age = GaugeVec::new(
+        Opts::new(
+            "ledger_consumer_oldest_unprocessed_age_seconds",
+            "Age of the oldest unhandled event of any merchant (0 when none waits)",
+        ),
+        &["consumer"],
+    )
+    .expect("metric");
+    let merchants_pending = int_gauge(
+        "ledger_merchants_with_pending_events",
+        "Merchants with at least one unhandled event",
+        &["consumer"],
+    );
+    let parked_now = int_gauge(
+        "ledger_parked_merchants",
+        "Merchants parked in their own lane right now",
+        &["consumer", "reason"],
+    );
+    let sage_budget_left = int_gauge(
+        "ledger_sage_budget_left",
+        "Sage calls left in the budget window (only the businesses with the fewest left)",
+        &["merchant"],
+    );
+    let stream_messages = int_gauge(
+        "ledger_stream_messages",
+        "Messages held by a JetStream stream",
+        &["stream"],
+    );
+    let stream_bytes = int_gauge(
+        "ledger_stream_bytes",
+        "Bytes held by a JetStream stream",
+        &["stream"],
+    );
+    let stream_consumers = int_gauge(
+        "ledger_stream_consumers",
+        "Consumers of a JetStream stream",
+        &["stream"],
+    );
+    let nats_connected = int_gauge(
+        "ledger_nats_connected",
+        "1 while the service's NATS connection is up",
+        &["service"],
+    );
+    let jetstream_used_bytes = int_gauge(
+        "ledger_jetstream_used_bytes",
+        "JetStream storage used by the account",
+        &["storage"],
+    );
+    // Closed label sets start at 0, so rates over them answer 0 rather than nothing.
+    for outcome in ["admitted", "refused", "unreadable"] {
+        store_logins.with_label_values(&[outcome]);
+    }
+    for outcome in ["accepted", "duplicate", "quarantined"] {
+        ingest.with_label_values(&[outcome]);
+    }
+    for step in ["requested", "claimed", "delivered", "refused", "revoked"] {
+        pairings.with_label_values(&[step]);
+    }
     for c in [
         Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(consumer_ack_floor.clone()),
+        Box::new(merchant_pending.clone()),
+        Box::new(merchant_oldest_age.clone()),
+        Box::new(consumer_oldest_age.clone()),
+        Box::new(merchants_pending.clone()),
+        Box::new(parked_now.clone()),
+        Box::new(sage_budget_left.clone()),
+        Box::new(stream_messages.clone()),
+        Box::new(stream_bytes.clone()),
+        Box::new(stream_consumers.clone()),
+        Box::new(nats_connected.clone()),
+        Box::new(jetstream_used_bytes.clone()),
         Box::new(parked.clone()),
         Box::new(passed_over.clone()),
         Box::new(store_logins.clone()),
@@ -180,6 +309,18 @@ fn build() -> Metrics {
         pairings,
         parked,
         passed_over,
+        consumer_ack_floor,
+        merchant_pending,
+        merchant_oldest_age,
+        consumer_oldest_age,
+        merchants_pending,
+        parked_now,
+        sage_budget_left,
+        stream_messages,
+        stream_bytes,
+        stream_consumers,
+        nats_connected,
+        jetstream_used_bytes,
     }
 }
 
@@ -243,6 +384,9 @@ pub fn spawn_lag_poller(mut consumer: Consumer<pull::Config>, every: Duration, s
                 m.consumer_redelivered
                     .with_label_values(&labels)
                     .set(info.num_redelivered as i64);
+                m.consumer_ack_floor
+                    .with_label_values(&labels)
+                    .set(info.ack_floor.stream_sequence as i64);
             }
             tokio::select! {
                 _ = shutdown.wait() => return,
@@ -250,4 +394,222 @@ pub fn spawn_lag_poller(mut consumer: Consumer<pull::Config>, every: Duration, s
             }
         }
     });
+}
+
+/// The `n` entries with the highest values, highest first (ties by name, so the choice is
+/// stable between scrapes); entries with a value of 0 or less are left out.
+pub fn top_n<V: Copy + PartialOrd + Default>(values: &[(String, V)], n: usize) -> Vec<(String, V)> {
+    let mut ranked: Vec<(String, V)> = values
+        .iter()
+        .filter(|(_, v)| *v > V::default())
+        .cloned()
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    ranked.truncate(n);
+    ranked
+}
+
+/// Sets the series of one group (e.g. one consumer) of a per-merchant gauge to exactly
+/// `ranked`, removing the series of merchants that are no longer in it. `shown` is the
+/// caller's memory of the merchants it labelled last time.
+pub fn show_ranked<T: prometheus::core::Atomic>(
+    gauge: &prometheus::core::GenericGaugeVec<T>,
+    group: &str,
+    ranked: &[(String, T::T)],
+    shown: &mut Vec<String>,
+) {
+    for old in shown.iter() {
+        if !ranked.iter().any(|(m, _)| m == old) {
+            let _ = gauge.remove_label_values(&[group, old.as_str()]);
+        }
+    }
+    for (merchant, value) in ranked {
+        gauge.with_label_values(&[group, merchant]).set(*value);
+    }
+    *shown = ranked.iter().map(|(m, _)| m.clone()).collect();
+}
+
+/// How long a business's last known budget stays on show: after a budget window without a
+/// call the budget is full again, and the business drops off the gauge.
+pub const BUDGET_SHOWN_FOR: Duration = Duration::from_secs(60);
+
+/// The budgets last seen per business, from which [`record_budget_left`] shows the lowest.
+#[derive(Default)]
+pub struct BudgetBoard {
+    seen: HashMap<String, (i64, Instant)>,
+    shown: Vec<String>,
+}
+
+impl BudgetBoard {
+    /// Notes that `merchant` has `left` calls left at `now`; returns the [`TOP_MERCHANTS`]
+    /// businesses with the fewest calls left, fewest first, forgetting those last seen more
+    /// than [`BUDGET_SHOWN_FOR`] before `now`.
+    pub fn note(&mut self, merchant: &str, left: i64, now: Instant) -> Vec<(String, i64)> {
+        self.seen.insert(merchant.to_string(), (left, now));
+        self.seen
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) <= BUDGET_SHOWN_FOR);
+        let mut lowest: Vec<(String, i64)> = self
+            .seen
+            .iter()
+            .map(|(m, (left, _))| (m.clone(), *left))
+            .collect();
+        lowest.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        lowest.truncate(TOP_MERCHANTS);
+        lowest
+    }
+}
+
+/// Records that `merchant`'s business has `left` Sage calls left in its budget window (the
+/// Sage gate calls this after each admitted call); `ledger_sage_budget_left` shows the
+/// [`TOP_MERCHANTS`] businesses with the fewest left.
+pub fn record_budget_left(merchant: &str, left: i64) {
+    static BOARD: OnceLock<Mutex<BudgetBoard>> = OnceLock::new();
+    let mut board = BOARD
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let lowest = board.note(merchant, left, Instant::now());
+    let gauge = &metrics().sage_budget_left;
+    for old in &board.shown {
+        if !lowest.iter().any(|(m, _)| m == old) {
+            let _ = gauge.remove_label_values(&[old.as_str()]);
+        }
+    }
+    for (m, left) in &lowest {
+        gauge.with_label_values(&[m]).set(*left);
+    }
+    board.shown = lowest.into_iter().map(|(m, _)| m).collect();
+}
+
+/// Refreshes the stream-health gauges (messages, bytes and consumers of the events and
+/// quarantine streams, the account's JetStream usage) and `ledger_nats_connected` for
+/// `service` every `every` until shutdown. NATS server health is read through the service's
+/// own connection, so it needs no exporter beside nats-server.
+pub fn spawn_stream_poller(
+    client: async_nats::Client,
+    service: &'static str,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let js = async_nats::jetstream::new(client.clone());
+    tokio::spawn(async move {
+        loop {
+            let m = metrics();
+            let up = matches!(
+                client.connection_state(),
+                async_nats::connection::State::Connected
+            );
+            m.nats_connected
+                .with_label_values(&[service])
+                .set(i64::from(up));
+            for name in [crate::bus::EVENTS_STREAM, crate::bus::QUARANTINE_STREAM] {
+                if let Ok(mut stream) = js.get_stream(name).await {
+                    if let Ok(info) = stream.info().await {
+                        let s = &info.state;
+                        m.stream_messages
+                            .with_label_values(&[name])
+                            .set(s.messages as i64);
+                        m.stream_bytes
+                            .with_label_values(&[name])
+                            .set(s.bytes as i64);
+                        m.stream_consumers
+                            .with_label_values(&[name])
+                            .set(s.consumer_count as i64);
+                    }
+                }
+            }
+            if let Ok(account) = js.query_account().await {
+                m.jetstream_used_bytes
+                    .with_label_values(&["file"])
+                    .set(account.storage as i64);
+                m.jetstream_used_bytes
+                    .with_label_values(&["memory"])
+                    .set(account.memory as i64);
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(every) => {},
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+        pairs.iter().map(|(m, v)| (m.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn top_n_keeps_the_highest_drops_zeros_and_breaks_ties_by_name() {
+        let values = entries(&[("c", 5), ("a", 9), ("idle", 0), ("b", 5), ("d", 1)]);
+        assert_eq!(top_n(&values, 3), entries(&[("a", 9), ("b", 5), ("c", 5)]));
+        assert_eq!(
+            top_n(&values, 10).len(),
+            4,
+            "the idle merchant is not shown"
+        );
+        assert!(top_n(&values, 0).is_empty());
+    }
+
+    #[test]
+    fn a_merchant_that_drops_out_of_the_ranking_loses_its_series() {
+        let gauge = IntGaugeVec::new(Opts::new("t_pending", "t"), &["consumer", "merchant"])
+            .expect("metric");
+        let mut shown = Vec::new();
+        show_ranked(&gauge, "docs", &entries(&[("a", 3), ("b", 2)]), &mut shown);
+        show_ranked(&gauge, "docs", &entries(&[("b", 7)]), &mut shown);
+        let families = {
+            let r = Registry::new();
+            r.register(Box::new(gauge.clone())).expect("register");
+            r.gather()
+        };
+        let series: Vec<(String, i64)> = families[0]
+            .get_metric()
+            .iter()
+            .map(|m| {
+                let merchant = m
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "merchant")
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default();
+                (merchant, m.get_gauge().get_value() as i64)
+            })
+            .collect();
+        assert_eq!(series, entries(&[("b", 7)]));
+        assert_eq!(shown, vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn the_budget_board_shows_the_fewest_left_and_forgets_stale_businesses() {
+        let mut board = BudgetBoard::default();
+        let t0 = Instant::now();
+        board.note("full", 199, t0);
+        board.note("busy", 3, t0);
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(
+            board.note("mid", 50, later),
+            entries(&[("busy", 3), ("mid", 50), ("full", 199)])
+        );
+        // 61 s after the first two were seen their windows have turned: only `mid` is left.
+        let much_later = t0 + Duration::from_secs(61);
+        assert_eq!(board.note("mid", 49, much_later), entries(&[("mid", 49)]));
+        for i in 0..30 {
+            board.note(&format!("m{i:02}"), i, much_later);
+        }
+        let shown = board.note("mid", 48, much_later);
+        assert_eq!(shown.len(), TOP_MERCHANTS, "bounded");
+        assert_eq!(shown[0], ("m00".to_string(), 0));
+        assert!(
+            !shown.iter().any(|(m, _)| m == "mid"),
+            "48 left is not among the 20 lowest"
+        );
+    }
 }

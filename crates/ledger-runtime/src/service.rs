@@ -62,6 +62,10 @@ pub struct RuntimeConfig {
     /// parked into its own lane.
     #[arg(long, env = "LEDGER_MERCHANT_IN_FLIGHT", default_value_t = 64)]
     pub merchant_in_flight: usize,
+    /// Milliseconds between two readings of consumer lag (in total and by merchant) and of
+    /// stream health for the metrics.
+    #[arg(long, env = "LEDGER_LAG_POLL_MS", default_value_t = 5000)]
+    pub lag_poll_ms: u64,
     /// Crash points for the chaos suite, `name=probability,...`; never in production.
     #[arg(long, env = "LEDGER_FAILPOINTS")]
     pub failpoints: Option<String>,
@@ -363,6 +367,7 @@ impl ServiceBuilder {
             .map_err(anyhow::Error::msg)?;
         // Each consumer reads in two lanes: live, and the history twin gated by its backfill.
         let mut lanes = Vec::new();
+        let poll = Duration::from_millis(config.lag_poll_ms.max(100));
         for entry in &consumers {
             let status = Arc::new(StatusPublisher::new(base.js.clone()));
             let live: Arc<dyn Handler> = Arc::new(
@@ -394,13 +399,17 @@ impl ServiceBuilder {
         let mut durables = Vec::new();
         for (_, _, spec, _) in &lanes {
             let consumer = crate::bus::ensure_consumer(&base.js, spec).await?;
-            crate::metrics::spawn_lag_poller(
+            crate::metrics::spawn_lag_poller(consumer.clone(), poll, shutdown.clone());
+            crate::lag::spawn_merchant_lag_poller(
+                base.js.clone(),
                 consumer.clone(),
-                Duration::from_secs(5),
+                spec.clone(),
+                poll,
                 shutdown.clone(),
             );
             durables.push(consumer);
         }
+        crate::metrics::spawn_stream_poller(base.nats.clone(), service, poll, shutdown.clone());
         let metrics_addr = crate::metrics::serve(
             config.metrics_addr,
             crate::metrics::router(),

@@ -11,6 +11,7 @@
 //!   `postgres://postgres@127.0.0.1:54329/postgres`).
 
 pub mod browser;
+pub mod prometheus;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
