@@ -59,6 +59,7 @@ fn at_least_one(value: &str) -> Result<usize, String> {
 
 /// The shared gate in front of Sage.
 pub struct SageGate {
+    js: jetstream::Context,
     locks: kv::Store,
     budget: kv::Store,
     limits: GateLimits,
@@ -74,22 +75,38 @@ fn key(parts: &[&str]) -> String {
     parts.join(".")
 }
 
+/// How long budget counters live.
+const BUDGET_TTL: Duration = Duration::from_secs(180);
+
 impl SageGate {
     /// Creates (or opens) the buckets.
     pub async fn new(js: &jetstream::Context, limits: GateLimits) -> Result<Self, ProcessError> {
-        let locks = ledger_runtime::bus::key_value(js, LOCKS_BUCKET, Some(LEASE_TTL))
-            .await
-            .map_err(kv_error)?;
-        let budget =
-            ledger_runtime::bus::key_value(js, BUDGET_BUCKET, Some(Duration::from_secs(180)))
-                .await
-                .map_err(kv_error)?;
+        let (locks, budget) = Self::buckets(js).await?;
         Ok(SageGate {
+            js: js.clone(),
             locks,
             budget,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
             limits,
         })
+    }
+
+    async fn buckets(js: &jetstream::Context) -> Result<(kv::Store, kv::Store), ProcessError> {
+        let locks = ledger_runtime::bus::key_value(js, LOCKS_BUCKET, Some(LEASE_TTL))
+            .await
+            .map_err(kv_error)?;
+        let budget = ledger_runtime::bus::key_value(js, BUDGET_BUCKET, Some(BUDGET_TTL))
+            .await
+            .map_err(kv_error)?;
+        Ok((locks, budget))
+    }
+
+    /// Creates the buckets again after a KV operation failed. They are in memory (leases and
+    /// counters that expire anyway), so a nats-server restart loses them; without this every
+    /// later Sage call would fail until the process restarts. The existing handles address the
+    /// buckets by name and work again once they exist.
+    async fn reopen(&self) -> Result<(), ProcessError> {
+        Self::buckets(&self.js).await.map(|_| ())
     }
 
     /// Spends one call of `merchant`'s budget, or says when the next window opens.
@@ -103,7 +120,13 @@ impl SageGate {
         let minute = now.as_secs() / 60;
         let k = key(&[merchant, &minute.to_string()]);
         for _ in 0..50 {
-            let entry = self.budget.entry(k.clone()).await.map_err(kv_error)?;
+            let entry = match self.budget.entry(k.clone()).await {
+                Ok(entry) => entry,
+                Err(_) => {
+                    self.reopen().await?;
+                    self.budget.entry(k.clone()).await.map_err(kv_error)?
+                }
+            };
             let result = match entry {
                 None => self
                     .budget
@@ -150,11 +173,16 @@ impl SageGate {
     {
         let k = key(&[merchant, resource]);
         let holder = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
+        let mut reopened = false;
         let revision = loop {
             match self.locks.create(&k, holder.clone()).await {
                 Ok(rev) => break rev,
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(_) if !reopened => {
+                    reopened = true;
+                    self.reopen().await?;
                 }
                 Err(e) => return Err(kv_error(e)),
             }
