@@ -22,6 +22,9 @@
  *       microseconds, taken at the save's last step inside its transaction, after the module's
  *       observer; null if that was not seen) and how long Magento's invoice save took (InvoiceOrderInterface, with the
  *       module's observers and, in the admin area, its publish after commit)
+ *   php magento/dev/real-e2e.php MAGENTO_ROOT refund ORDER_ID
+ *       one unit of the order's first refundable item refunded offline (RefundOrderInterface, no
+ *       shipping or fees); printed: the credit memo's id, increment id and grand total
  *   php magento/dev/real-e2e.php MAGENTO_ROOT unpause
  *       the pause of the publish after commit (set after a failed attempt) lifted
  *   php magento/dev/real-e2e.php MAGENTO_ROOT status
@@ -381,6 +384,32 @@ switch ($command) {
             ];
         }
         answer(['invoices' => $made]);
+
+    case 'refund':
+        // One unit of the order's first refundable item, refunded offline (no shipping, no fees).
+        $orderId = (int) ($argv[3] ?? 0);
+        $order = $om->create(\Magento\Sales\Api\OrderRepositoryInterface::class)->get($orderId);
+        $lines = [];
+        foreach ($order->getItems() as $item) {
+            if ($item->getParentItemId() === null && $item->getQtyInvoiced() - $item->getQtyRefunded() >= 1) {
+                $line = $om->create(\Magento\Sales\Api\Data\CreditmemoItemCreationInterface::class);
+                $line->setOrderItemId((int) $item->getItemId())->setQty(1);
+                $lines[] = $line;
+                break;
+            }
+        }
+        if ($lines === []) {
+            fwrite(STDERR, "refund: order $orderId has nothing left to refund\n");
+            exit(1);
+        }
+        $arguments = $om->create(\Magento\Sales\Api\Data\CreditmemoCreationArgumentsInterface::class);
+        $arguments->setShippingAmount(0)->setAdjustmentNegative(0)->setAdjustmentPositive(0);
+        $memoId = (int) $om->get(\Magento\Sales\Api\RefundOrderInterface::class)
+            ->execute($orderId, $lines, false, false, null, $arguments);
+        $memo = $om->create(\Magento\Sales\Api\CreditmemoRepositoryInterface::class)->get($memoId);
+        answer([
+            'id' => $memoId, 'increment_id' => $memo->getIncrementId(), 'grand_total' => $memo->getGrandTotal(),
+        ]);
 
     case 'status':
         $om->get(\Ledger\SageSync\Cron\PullStatus::class)->execute();

@@ -320,10 +320,36 @@ if [[ "${1:-}" == "--timing" ]]; then
   unpause() { mysql -uroot "$DB" -e "DELETE FROM flag WHERE flag_code = 'ledger_sage_sync_flush_paused_until'"; }
   unpause
   refused="$(time_saves "module on, Ledger down (connection refused)")" || die "timing failed: $refused"
-  set_config nats/url tls://10.255.255.1:4222
-  set_config https/url https://10.255.255.1
+  # A Ledger that never answers, on this machine: a listening socket that accepts nothing, its
+  # queue filled, so a connection attempt gets no answer and runs into the module's timeout.
+  port_file="$LOG_DIR/silent-port"
+  rm -f "$port_file"
+  php -r '
+    $context = stream_context_create(["socket" => ["backlog" => 0]]);
+    $server = stream_socket_server("tcp://127.0.0.1:0", $errno, $error, STREAM_SERVER_BIND | STREAM_SERVER_LISTEN, $context)
+        or exit(1);
+    $name = stream_socket_get_name($server, false);
+    $port = substr($name, strrpos($name, ":") + 1);
+    $queued = [];
+    for ($i = 0; $i < 2; $i++) {
+        $client = @stream_socket_client("tcp://127.0.0.1:$port", $errno, $error, 1);
+        if ($client !== false) {
+            $queued[] = $client;
+        }
+    }
+    file_put_contents($argv[1], $port);
+    sleep(3600);
+  ' "$port_file" &
+  silent_pid=$!
+  trap 'kill "$silent_pid" 2>/dev/null' EXIT
+  for _ in $(seq 50); do [[ -s "$port_file" ]] && break; sleep 0.1; done
+  [[ -s "$port_file" ]] || die "could not start the silent listener"
+  silent_port="$(cat "$port_file")"
+  set_config nats/url "tls://127.0.0.1:$silent_port"
+  set_config https/url "https://127.0.0.1:$silent_port"
   unpause
   dropped="$(time_saves "module on, Ledger down (connections time out)")" || die "timing failed: $dropped"
+  kill "$silent_pid" 2>/dev/null
   mysql -uroot "$DB" -e "DELETE FROM core_config_data WHERE path LIKE 'ledger_sage_sync/%'"
   magento module:disable Ledger_SageSync >/dev/null && magento cache:flush >/dev/null || die "module:disable failed"
   without="$(time_saves "module disabled")" \

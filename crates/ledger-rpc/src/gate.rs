@@ -132,6 +132,7 @@ fn at_least_one(value: &str) -> Result<usize, String> {
 
 /// The shared gate in front of Sage.
 pub struct SageGate {
+    js: jetstream::Context,
     locks: kv::Store,
     budget: kv::Store,
     pace: Option<Pace>,
@@ -163,18 +164,32 @@ fn now_ms() -> u64 {
 impl SageGate {
     /// Creates (or opens) the buckets.
     pub async fn new(js: &jetstream::Context, limits: GateLimits) -> Result<Self, ProcessError> {
+        let (locks, budget) = Self::buckets(js).await?;
+        Ok(SageGate {
+            js: js.clone(),
+            locks,
+            budget,
+            pace: limits.pace(),
+            in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
+        })
+    }
+
+    async fn buckets(js: &jetstream::Context) -> Result<(kv::Store, kv::Store), ProcessError> {
         let locks = ledger_runtime::bus::key_value(js, LOCKS_BUCKET, Some(LEASE_TTL))
             .await
             .map_err(kv_error)?;
         let budget = ledger_runtime::bus::key_value(js, BUDGET_BUCKET, Some(BUDGET_TTL))
             .await
             .map_err(kv_error)?;
-        Ok(SageGate {
-            locks,
-            budget,
-            pace: limits.pace(),
-            in_flight: Arc::new(Semaphore::new(limits.max_concurrent)),
-        })
+        Ok((locks, budget))
+    }
+
+    /// Creates the buckets again after a KV operation failed. They are in memory (leases and
+    /// counters that expire anyway), so a nats-server restart loses them; without this every
+    /// later Sage call would fail until the process restarts. The existing handles address the
+    /// buckets by name and work again once they exist.
+    async fn reopen(&self) -> Result<(), ProcessError> {
+        Self::buckets(&self.js).await.map(|_| ())
     }
 
     /// The budget's pace (`None`: unlimited).
@@ -184,7 +199,13 @@ impl SageGate {
 
     /// Reads a business's budget state and its revision (0: no entry).
     async fn load(&self, key: &str) -> Result<(Option<PaceState>, u64), ProcessError> {
-        let entry = self.budget.entry(key).await.map_err(kv_error)?;
+        let entry = match self.budget.entry(key).await {
+            Ok(entry) => entry,
+            Err(_) => {
+                self.reopen().await?;
+                self.budget.entry(key).await.map_err(kv_error)?
+            }
+        };
         Ok(match entry {
             None => (None, 0),
             Some(e) if e.operation != kv::Operation::Put => (None, e.revision),
@@ -256,7 +277,7 @@ impl SageGate {
             let now = now_ms();
             ledger_runtime::metrics::record_budget_left(
                 merchant,
-                calls_left(&pace, self.limits.calls_per_minute, next, now),
+                calls_left(&pace, next, now),
             );
             if at_ms <= now {
                 return Ok(());
@@ -318,11 +339,16 @@ impl SageGate {
     {
         let k = key(&[merchant, resource]);
         let holder = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
+        let mut reopened = false;
         let revision = loop {
             match self.locks.create(&k, holder.clone()).await {
                 Ok(rev) => break rev,
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(_) if !reopened => {
+                    reopened = true;
+                    self.reopen().await?;
                 }
                 Err(e) => return Err(kv_error(e)),
             }
@@ -741,8 +767,8 @@ fn gate_failure(e: ProcessError) -> sage_client::SageError {
 
 /// Calls `merchant` may still make in the coming rolling minute at the steady pace: the budget
 /// less the slots already reserved ahead of now (what the `ledger_sage_budget_left` gauge shows).
-fn calls_left(pace: &Pace, calls_per_minute: u32, state: PaceState, now_ms: u64) -> i64 {
+fn calls_left(pace: &Pace, state: PaceState, now_ms: u64) -> i64 {
     let interval = (pace.interval().as_millis() as u64).max(1);
     let reserved = state.tat_ms.saturating_sub(now_ms).div_ceil(interval);
-    (i64::from(calls_per_minute) - reserved as i64).max(0)
+    (i64::from(pace.calls()) - reserved as i64).max(0)
 }

@@ -58,6 +58,7 @@ pub enum Verdict {
 /// A per-business budget: `calls` in any rolling `window`, spread evenly, with a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
+    calls: u32,
     quota: Quota,
     interval_ms: u64,
     tolerance_ms: u64,
@@ -76,7 +77,9 @@ impl Pace {
         let burst = burst.clamp(1, calls);
         let span_ms = (window + margin).as_millis().max(1) as u64;
         let steady = u64::from(calls - burst + 1);
-        Some(Pace::with_interval(span_ms.div_ceil(steady), burst))
+        let mut pace = Pace::with_interval(span_ms.div_ceil(steady), burst);
+        pace.calls = calls;
+        Some(pace)
     }
 
     /// A pace with a given emission interval (ms, at least 1) and burst (at least 1).
@@ -87,6 +90,7 @@ impl Pace {
             .expect("a non-zero period")
             .allow_burst(NonZeroU32::new(burst).expect("burst at least 1"));
         Pace {
+            calls: burst,
             quota,
             interval_ms,
             tolerance_ms: interval_ms * u64::from(burst - 1),
@@ -97,6 +101,11 @@ impl Pace {
     /// Time between two calls at the steady pace.
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms)
+    }
+
+    /// Calls allowed in any rolling window (the budget).
+    pub fn calls(&self) -> u32 {
+        self.calls
     }
 
     /// Calls that may go back to back after a quiet spell.

@@ -258,3 +258,44 @@ async fn a_429_pauses_the_business_on_every_replica_for_its_retry_after() {
         "after a pause calls resume at the steady pace, without a burst"
     );
 }
+
+/// The gate's buckets are in memory, so a nats-server restart loses them: the gate must create
+/// them again and go on (budget and lease), not fail every later Sage call.
+#[tokio::test]
+async fn the_gate_recreates_its_buckets_after_a_nats_server_restart() {
+    let mut nats = TestNats::start().await.unwrap();
+    let client = nats.connect().await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let gate = SageGate::new(
+        &js,
+        GateLimits {
+            calls_per_minute: 100,
+            max_concurrent: 4,
+        },
+    )
+    .await
+    .unwrap();
+    let guarded = || async { Ok::<_, ProcessError>(7) };
+    gate.spend("m1").await.unwrap();
+    assert_eq!(
+        gate.exclusive("m1", "contacts", guarded()).await.unwrap(),
+        7
+    );
+
+    nats.restart().await.unwrap();
+    let reconnected = tokio::time::Instant::now() + Duration::from_secs(20);
+    while client.connection_state() != async_nats::connection::State::Connected {
+        assert!(tokio::time::Instant::now() < reconnected, "no reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    gate.spend("m1")
+        .await
+        .expect("the budget works after the restart");
+    assert_eq!(
+        gate.exclusive("m1", "contacts", guarded())
+            .await
+            .expect("the lease works after the restart"),
+        7
+    );
+}

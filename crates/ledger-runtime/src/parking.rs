@@ -95,6 +95,7 @@ pub struct ParkingLot {
     durable: String,
     parked: kv::Store,
     leases: kv::Store,
+    js: jetstream::Context,
     view: Arc<Mutex<HashMap<String, Park>>>,
 }
 
@@ -112,6 +113,7 @@ impl ParkingLot {
             durable: durable.to_string(),
             parked,
             leases,
+            js: js.clone(),
             view: Arc::default(),
         };
         let mut watch = lot
@@ -345,7 +347,18 @@ impl ParkingLot {
     /// another holder has it.
     pub async fn lease(&self, merchant: &str, holder: &str) -> Result<bool, ProcessError> {
         let key = self.key(merchant);
-        match self.leases.entry(key.clone()).await.map_err(kv_error)? {
+        let entry = match self.leases.entry(key.clone()).await {
+            Ok(entry) => entry,
+            Err(_) => {
+                // The lease bucket is in memory: a nats-server restart loses it. Create it
+                // again (the handle addresses it by name) and read once more.
+                crate::bus::key_value(&self.js, LEASES_BUCKET, Some(LEASE_TTL))
+                    .await
+                    .map_err(kv_error)?;
+                self.leases.entry(key.clone()).await.map_err(kv_error)?
+            }
+        };
+        match entry {
             None => Ok(self
                 .leases
                 .create(&key, Bytes::from(holder.to_string()))

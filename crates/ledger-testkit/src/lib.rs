@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -263,6 +263,23 @@ impl TestNats {
     /// crash would; JetStream state on disk survives.
     pub async fn restart(&mut self) -> Result<()> {
         self.kill();
+        self.spawn().await
+    }
+
+    /// Stops the server with SIGKILL and leaves it down (an outage) until
+    /// [`TestNats::start_again`]; its JetStream store on disk is kept.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a server stopped by [`TestNats::stop`] again on the same port and store, and
+    /// waits until it accepts connections.
+    pub async fn start_again(&mut self) -> Result<()> {
+        ensure!(
+            self.child.is_none(),
+            "nats-server on port {} is running",
+            self.port
+        );
         self.spawn().await
     }
 

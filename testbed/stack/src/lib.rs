@@ -164,6 +164,9 @@ pub struct Stack {
     pub nats: async_nats::Client,
     http: reqwest::Client,
     shutdown: Shutdown,
+    /// The gateway's configuration and its own shutdown, so that it can be stopped and started
+    /// again on the same address while the services run on ([`Stack::stop_gateway`]).
+    gateway: std::sync::Mutex<(gateway::Config, Shutdown)>,
     consumers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Metrics addresses of gateway, contacts, documents, payments (the gateway's is its
     /// metrics listener, not its public one).
@@ -229,7 +232,8 @@ impl Stack {
             nats_allow_plain: true,
             log_format: Default::default(),
         };
-        let gw = gateway::start(gateway_config, shutdown.clone())
+        let gateway_shutdown = Shutdown::new();
+        let gw = gateway::start(gateway_config.clone(), gateway_shutdown.clone())
             .await
             .context("start gateway")?;
         // The services read the rest of their configuration from this process's environment,
@@ -297,6 +301,7 @@ impl Stack {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             shutdown,
+            gateway: std::sync::Mutex::new((gateway_config, gateway_shutdown)),
             consumers: vec![c.done, d.done, p.done],
             metrics: vec![
                 gw.metrics_addr,
@@ -506,8 +511,49 @@ impl Stack {
         check()
     }
 
+    /// Stops the gateway (its HTTP server, auth callout and NATS responders) and waits until
+    /// its address refuses connections; the services keep running. [`Stack::start_gateway`]
+    /// brings it back on the same address.
+    pub async fn stop_gateway(&self) -> anyhow::Result<()> {
+        let addr = {
+            let gateway = self.gateway.lock().expect("gateway lock");
+            gateway.1.trigger();
+            gateway.0.http_addr
+        };
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the gateway still answers on {addr} 30 s after it was stopped");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts the gateway again on its address after [`Stack::stop_gateway`] (retrying for a
+    /// few seconds while the old listener lets the port go).
+    pub async fn start_gateway(&self) -> anyhow::Result<()> {
+        let config = self.gateway.lock().expect("gateway lock").0.clone();
+        let started = Instant::now();
+        loop {
+            let shutdown = Shutdown::new();
+            match gateway::start(config.clone(), shutdown.clone()).await {
+                Ok(_) => {
+                    self.gateway.lock().expect("gateway lock").1 = shutdown;
+                    return Ok(());
+                }
+                Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                    shutdown.trigger();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.context("restart the gateway")),
+            }
+        }
+    }
+
     /// Stops every service (draining in-flight messages) and the sandbox.
     pub async fn stop(self) {
+        self.gateway.lock().expect("gateway lock").1.trigger();
         self.shutdown.trigger();
         for c in self.consumers {
             let _ = c.await;

@@ -133,12 +133,65 @@ final class AdminUiTest extends TestCase
             'attempts' => 12, 'error' => self::XSS, 'created_at' => '2025-04-03 00:00:00',
         ]]);
         $store->method('lastPublished')->willReturn('2025-04-02 10:20:00');
-        $banner = new Banner(new Context(), new Config($settings, $settings), $store);
+        $banner = new Banner(new Context(), new Config($settings, $settings), $store, $this->noRefusals());
         $html = $banner->render(new AbstractElement());
         self::assertStringContainsString('1 Ledger event(s) could not be delivered', $html);
         self::assertStringContainsString('bin/magento ledger:outbox:retry-dead', $html);
         self::assertStringContainsString('Not paired with Ledger: generate a pairing code', $html);
         self::assertStringContainsString('Outbox: 3 waiting, 40 published.', $html);
+        self::assertStringNotContainsString('<script>', $html);
+        self::assertStringNotContainsString('<img', $html);
+        self::assertStringNotContainsString('Sage refused', $html);
+    }
+
+    private function noRefusals(): DbStatusSink
+    {
+        $statuses = $this->createMock(DbStatusSink::class);
+        $statuses->method('refusals')->willReturn(['count' => 0, 'newest' => []]);
+        return $statuses;
+    }
+
+    public function testConfigBannerNamesTheDocumentsSageRefusedAndLinksToTheFailedGrids(): void
+    {
+        $settings = new ArrayConfig();
+        $store = $this->createMock(DbOutboxStore::class);
+        $store->method('countByStatus')->willReturn(['published' => 7]);
+        $statuses = $this->createMock(DbStatusSink::class);
+        $statuses->method('refusals')->with(5)->willReturn([
+            'count' => 3,
+            'newest' => [
+                [
+                    'entity_type' => 'creditmemo', 'entity_id' => 12, 'increment_id' => '000000012',
+                    'message' => 'Sync failed: sage_rejected - ' . self::XSS, 'updated_at' => '2025-04-03 10:00:02',
+                ],
+                [
+                    'entity_type' => 'invoice', 'entity_id' => 40, 'increment_id' => '000000040',
+                    'message' => 'Sync failed: sage_rejected - ledger account not found',
+                    'updated_at' => '2025-04-03 10:00:01',
+                ],
+            ],
+        ]);
+        $html = (new Banner(new Context(), new Config($settings, $settings), $store, $statuses))
+            ->render(new AbstractElement());
+        $text = preg_replace('/\s+/', ' ', strip_tags($html));
+        self::assertStringContainsString('Sage refused 3 document(s): their Sage Status is Failed.', $text);
+        self::assertStringContainsString(
+            'Credit memo 000000012 (2025-04-03 10:00:02 UTC): Sync failed: sage_rejected -',
+            $text
+        );
+        self::assertStringContainsString(
+            'Invoice 000000040 (2025-04-03 10:00:01 UTC): Sync failed: sage_rejected - ledger account not found',
+            $text
+        );
+        self::assertLessThan(strpos($html, '000000040'), strpos($html, '000000012'), 'newest first');
+        self::assertStringContainsString(
+            'href="https://shop.example/admin/sales/invoice/index/key/0123abcd/?filters[sage_status]=failed"',
+            $html
+        );
+        self::assertStringContainsString(
+            'href="https://shop.example/admin/sales/creditmemo/index/key/0123abcd/?filters[sage_status]=failed"',
+            $html
+        );
         self::assertStringNotContainsString('<script>', $html);
         self::assertStringNotContainsString('<img', $html);
     }
@@ -149,21 +202,25 @@ final class AdminUiTest extends TestCase
         $store = $this->createMock(DbOutboxStore::class);
         $missing = new \RuntimeException("Table 'ledger_sage_outbox' doesn't exist");
         $store->method('countByStatus')->willThrowException($missing);
-        $html = (new Banner(new Context(), new Config($settings, $settings), $store))->render(new AbstractElement());
+        $statuses = $this->createMock(DbStatusSink::class);
+        $statuses->method('refusals')->willThrowException($missing);
+        $html = (new Banner(new Context(), new Config($settings, $settings), $store, $statuses))
+            ->render(new AbstractElement());
         self::assertStringContainsString('setup:upgrade', $html);
+        self::assertStringNotContainsString('Sage refused', $html);
     }
 
     public function testEveryTemplateOutputIsEscaped(): void
     {
         $templates = glob(dirname(__DIR__, 3) . '/view/adminhtml/templates/*/*.phtml') ?: [];
         $templates = array_merge($templates, glob(dirname(__DIR__, 3) . '/view/adminhtml/templates/*/*/*.phtml') ?: []);
-        self::assertCount(3, $templates);
+        self::assertCount(4, $templates);
         foreach ($templates as $file) {
             preg_match_all('/<\?=\s*(.*?)\?>/s', (string) file_get_contents($file), $echoes);
             self::assertNotEmpty($echoes[1]);
             foreach ($echoes[1] as $echo) {
                 self::assertMatchesRegularExpression(
-                    '/^\$escaper->escape(Html|HtmlAttr|Url)\(/',
+                    '/^\$escaper->escape(Html|HtmlAttr|Url|Js)\(/',
                     trim($echo),
                     basename($file) . ' echoes unescaped: ' . $echo
                 );

@@ -51,7 +51,7 @@ final class ModuleFilesTest extends TestCase
     public function testAllXmlIsWellFormed(): void
     {
         $files = self::xmlFiles();
-        self::assertCount(14, $files);
+        self::assertCount(16, $files);
         foreach ($files as $file) {
             self::xml($file);
         }
@@ -201,6 +201,27 @@ final class ModuleFilesTest extends TestCase
             [, $template] = explode('::', $block->getAttribute('template'));
             self::assertFileExists(self::root() . '/view/adminhtml/templates/' . $template);
             self::assertSame($type, $layout->query('.//argument[@name="entity_type"]', $block)->item(0)->textContent);
+        }
+    }
+
+    public function testTheSalesGridsTakeTheirFiltersFromTheUrl(): void
+    {
+        $grids = [
+            'sales_invoice_index' => 'sales_order_invoice_grid',
+            'sales_creditmemo_index' => 'sales_order_creditmemo_grid',
+        ];
+        foreach ($grids as $handle => $namespace) {
+            $layout = self::xml('view/adminhtml/layout/' . $handle . '.xml');
+            $block = $layout->query('//referenceContainer[@name="content"]/block')->item(0);
+            self::assertNotNull($block, $handle);
+            [, $template] = explode('::', $block->getAttribute('template'));
+            $script = (string) file_get_contents(self::root() . '/view/adminhtml/templates/' . $template);
+            self::assertStringContainsString('Magento_Ui/js/grid/url-filter-applier', $script);
+            self::assertSame(
+                $namespace,
+                $layout->query('.//argument[@name="listing_namespace"]', $block)->item(0)->textContent
+            );
+            self::assertFileExists(self::root() . '/view/adminhtml/ui_component/' . $namespace . '.xml');
         }
     }
 

@@ -129,6 +129,49 @@ class DbStatusSink implements StatusSink, StatusReader
         return is_array($row) ? $row : null;
     }
 
+    /**
+     * Invoices and credit memos whose status is *Failed* (Ledger could not post them, or the
+     * module gave up delivering them): how many there are, and the newest `$limit` of them with
+     * their document number and reason, newest first.
+     *
+     * @return array{count: int, newest: list<array{entity_type: string, entity_id: int,
+     *     increment_id: string, message: string, updated_at: string}>}
+     */
+    public function refusals(int $limit = 5): array
+    {
+        $connection = $this->resource->getConnection('sales');
+        $count = 0;
+        $parts = [];
+        foreach (self::TABLES as $entityType => [$table, $idColumn]) {
+            $statusTable = $connection->quoteIdentifier($this->resource->getTableName($table, 'sales'));
+            $documents = $connection->quoteIdentifier($this->resource->getTableName('sales_' . $entityType, 'sales'));
+            $count += (int) $connection->fetchOne(
+                'SELECT COUNT(*) FROM ' . $statusTable . ' WHERE status = ?',
+                [SageStatus::Failed->value]
+            );
+            $parts[] = $connection->quoteInto(
+                'SELECT ' . $connection->quote($entityType) . ' AS entity_type, s.' . $idColumn . ' AS entity_id,'
+                . ' d.increment_id, s.message, s.updated_at FROM ' . $statusTable . ' s'
+                . ' JOIN ' . $documents . ' d ON d.entity_id = s.' . $idColumn . ' WHERE s.status = ?',
+                SageStatus::Failed->value
+            );
+        }
+        $rows = $count === 0 ? [] : $connection->fetchAll(
+            '(' . implode(') UNION ALL (', $parts) . ') ORDER BY updated_at DESC, entity_id DESC LIMIT '
+            . max(1, $limit)
+        );
+        return [
+            'count' => $count,
+            'newest' => array_map(static fn (array $row): array => [
+                'entity_type' => (string) $row['entity_type'],
+                'entity_id' => (int) $row['entity_id'],
+                'increment_id' => (string) $row['increment_id'],
+                'message' => (string) $row['message'],
+                'updated_at' => (string) $row['updated_at'],
+            ], $rows),
+        ];
+    }
+
     private function grid(string $grid, int $entityId, SageStatus $status, ?string $message): void
     {
         $this->resource->getConnection('sales')->update(

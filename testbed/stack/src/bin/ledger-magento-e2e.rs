@@ -250,58 +250,6 @@ async fn pair_in_portal(stack: &Stack, code: &str) -> Result<String> {
     Ok(store_url)
 }
 
-/// The store's route to NATS: a TCP relay in front of the server, handed to the store at pairing.
-/// Cutting it is an outage as the store sees one (new connections refused, open ones dropped)
-/// while the engine behind it keeps running; restoring it listens on the same port again.
-struct Route {
-    port: u16,
-    target: u16,
-    accept: Option<tokio::task::JoinHandle<()>>,
-    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Route {
-    async fn open(target: u16) -> Result<Route> {
-        let mut route = Route {
-            port: ledger_testkit::free_port(),
-            target,
-            accept: None,
-            connections: Arc::new(Mutex::new(Vec::new())),
-        };
-        route.restore().await?;
-        Ok(route)
-    }
-
-    fn cut(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-        }
-        for connection in self.connections.lock().expect("route lock").drain(..) {
-            connection.abort();
-        }
-    }
-
-    async fn restore(&mut self) -> Result<()> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .with_context(|| format!("listen on 127.0.0.1:{}", self.port))?;
-        let (target, connections) = (self.target, self.connections.clone());
-        self.accept = Some(tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let relay = tokio::spawn(async move {
-                    if let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                connections.lock().expect("route lock").push(relay);
-            }
-        }));
-        Ok(())
-    }
-}
-
 /// Records when each invoice reference is first seen in the merchant's Sage business.
 fn watch_invoices(
     stack: &Arc<Stack>,
@@ -427,17 +375,205 @@ async fn sort_by_status(browser: &Browser) -> Result<(bool, Vec<String>)> {
     bail!("sorting by Sage Status did not order the rows: {order:?}")
 }
 
-/// What the admin pages must show.
-struct AdminExpectations<'a> {
-    /// (increment id, chip label, tooltip text it must contain) of invoices on the first page.
-    invoices: Vec<(&'a str, &'a str, String)>,
-    /// Entity id of a synced invoice and the Sage number its view must show.
-    synced_invoice: (i64, String),
+/// What one sales grid must show.
+struct GridExpectations<'a> {
+    /// What the grid lists, for messages ("invoice", "credit memo").
+    what: &'static str,
+    /// Admin path of the grid, after `index.php/admin/`.
+    path: &'static str,
+    /// File name stem of its screenshots.
+    shot: &'static str,
+    /// (increment id, chip label, tooltip text it must contain) of documents on the first page.
+    rows: Vec<(&'a str, &'a str, String)>,
 }
 
-/// The admin pages in headless Chromium, logged in as the test admin: the invoice grid's Sage
-/// Status chips and tooltips, sorting and filtering by the column (labelled options), the
-/// invoice view's Sage block and the configuration page's banner. Screenshots go to `shots`.
+/// What the admin pages must show.
+struct AdminExpectations<'a> {
+    /// The invoice grid and the credit-memo grid.
+    grids: [GridExpectations<'a>; 2],
+    /// Entity id of a synced invoice and the Sage number its view must show.
+    synced_invoice: (i64, String),
+    /// (document label as the banner writes it, increment id, reason prefix) of every document
+    /// Sage refused, which the configuration banner must name.
+    refused: Vec<(&'static str, &'a str, String)>,
+}
+
+/// Waits until a grid shows only *Failed* chips (at least one) and a row with `reference`.
+async fn until_only_failed(browser: &Browser, reference: &str, what: &str) -> Result<()> {
+    until(
+        browser,
+        &format!(
+            "var c = Array.from(document.querySelectorAll('tr.data-row .ledger-sage-chip'));
+             var cells = Array.from(document.querySelectorAll('tr.data-row td'));
+             return c.length > 0 && c.every(function (x) {{ return x.textContent.trim() === 'Failed'; }})
+                 && ('{reference}' === '' || cells.some(function (x) {{ return x.textContent.trim() === '{reference}'; }}));"
+        ),
+        60,
+        what,
+    )
+    .await
+}
+
+/// One sales grid in the browser: its Sage Status chips and tooltips, sorting both ways by the
+/// column, the select filter's labelled options and filtering by Failed. Returns the check lines.
+async fn grid_checks(
+    browser: &Browser,
+    base: &str,
+    shots: &std::path::Path,
+    grid: &GridExpectations<'_>,
+) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    let what = grid.what;
+    // Knockout; Magento builds its static files on first use.
+    browser
+        .goto(&format!("{base}index.php/admin/{}", grid.path))
+        .await?;
+    until(
+        browser,
+        "return document.querySelectorAll('tr.data-row .ledger-sage-chip').length > 0",
+        600,
+        &format!("Sage Status chips on the {what} grid"),
+    )
+    .await?;
+    // 200 rows a page (the throwaway store keeps earlier runs' documents), through the grid's
+    // own paging component.
+    let first = grid.rows.first().map_or("", |i| i.0);
+    until(
+        browser,
+        "var r = require('uiRegistry'); var p = r && r.get('index = listing_paging');
+         if (!p) { return false; } if (p.pageSize !== 200) { p.pageSize = 200; } return true;",
+        60,
+        "the grid's paging",
+    )
+    .await?;
+    until(
+        browser,
+        &format!(
+            "return Array.from(document.querySelectorAll('tr.data-row td')).some(function (c) {{
+                return c.textContent.trim() === '{first}'; }});"
+        ),
+        120,
+        &format!("this run's documents on the {what} grid"),
+    )
+    .await?;
+    browser
+        .screenshot(&shots.join(format!("{}.png", grid.shot)))
+        .await?;
+    let rows = browser.execute(GRID_ROWS, json!([])).await?;
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    let find_row = |reference: &str| {
+        rows.iter().find(|r| {
+            r["cells"]
+                .as_array()
+                .is_some_and(|cells| cells.iter().any(|c| c.as_str() == Some(reference)))
+        })
+    };
+    for (reference, label, tooltip) in &grid.rows {
+        let row = find_row(reference)
+            .with_context(|| format!("{what} {reference} is not on the grid's first page"))?;
+        ensure!(
+            row["chip"] == *label
+                && row["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(tooltip.as_str())),
+            "{what} {reference}: chip {} tooltip {} (expected {label} / {tooltip})",
+            row["chip"],
+            row["title"]
+        );
+        lines.push(format!(
+            "{what} grid: {reference} chip \"{label}\" tooltip \"{}\"",
+            row["title"].as_str().unwrap_or("")
+        ));
+    }
+
+    // Sorting by Sage Status: a click on the header orders the rows by status, the next click
+    // the other way (Magento remembers the admin's last sort, so the first may be either).
+    let first = sort_by_status(browser).await?;
+    browser
+        .screenshot(&shots.join(format!("{}-sorted.png", grid.shot)))
+        .await?;
+    let second = sort_by_status(browser).await?;
+    ensure!(
+        first.0 != second.0 && (first.1.len() > 1 || second.1.len() > 1),
+        "two clicks on Sage Status did not sort the {what} grid both ways: {:?} then {:?}",
+        first.1,
+        second.1
+    );
+    for (ascending, order) in [first, second] {
+        lines.push(format!(
+            "{what} grid sorted by Sage Status: {}",
+            order.join(if ascending { " < " } else { " > " })
+        ));
+    }
+
+    // Filtering: the select filter's options carry labels; Failed keeps only failed rows.
+    let options = browser
+        .execute(
+            "var b = document.querySelector('[data-action=\"grid-filter-expand\"]'); if (b) { b.click(); }
+             var s = document.querySelector('select[name=\"sage_status\"]');
+             if (!s) { return null; }
+             return Array.from(s.options).filter(function (o) { return o.value !== ''; })
+                 .map(function (o) { return o.value + '=' + o.textContent.trim(); });",
+            json!([]),
+        )
+        .await?;
+    let options: Vec<String> = options
+        .as_array()
+        .with_context(|| format!("no Sage Status select in the {what} grid's filters"))?
+        .iter()
+        .filter_map(|o| o.as_str().map(String::from))
+        .collect();
+    ensure!(
+        options
+            == [
+                "pending=Pending",
+                "synced=Synced",
+                "skipped=Skipped",
+                "failed=Failed"
+            ],
+        "{what} grid filter options: {options:?}"
+    );
+    browser
+        .execute(
+            "var s = document.querySelector('select[name=\"sage_status\"]'); s.value = 'failed';
+             s.dispatchEvent(new Event('change', {bubbles: true}));
+             document.querySelector('[data-action=\"grid-filter-apply\"]').click(); return true;",
+            json!([]),
+        )
+        .await?;
+    until_only_failed(browser, "", &format!("only Failed rows on the {what} grid")).await?;
+    browser
+        .screenshot(&shots.join(format!("{}-failed.png", grid.shot)))
+        .await?;
+    let failed_rows = browser
+        .execute(GRID_ROWS, json!([]))
+        .await?
+        .as_array()
+        .map_or(0, Vec::len);
+    lines.push(format!(
+        "{what} grid filter options {}; filter Failed shows {failed_rows} row(s), all Failed",
+        options.join(", ")
+    ));
+    clear_filters(browser).await?;
+    Ok(lines)
+}
+
+/// Takes the grid's filters off, so the next visit shows every row.
+async fn clear_filters(browser: &Browser) -> Result<()> {
+    browser
+        .execute(
+            "var c = document.querySelector('.admin__current-filters-actions-wrap .action-clear'); if (c) { c.click(); } return true;",
+            json!([]),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
+/// The admin pages in headless Chromium, logged in as the test admin: the invoice and
+/// credit-memo grids ([`grid_checks`]), the invoice view's Sage block, and the configuration
+/// page's banner naming the documents Sage refused, whose link opens the invoice grid filtered
+/// by Failed. Screenshots go to `shots`.
 async fn admin_pages(
     base: &str,
     shots: &std::path::Path,
@@ -469,149 +605,9 @@ async fn admin_pages(
     )
     .await?;
 
-    // The invoice grid (knockout; Magento builds its static files on first use).
-    browser
-        .goto(&format!("{base}index.php/admin/sales/invoice/"))
-        .await?;
-    until(
-        &browser,
-        "return document.querySelectorAll('tr.data-row .ledger-sage-chip').length > 0",
-        600,
-        "Sage Status chips on the invoice grid",
-    )
-    .await?;
-    // 200 rows a page (the throwaway store keeps earlier runs' invoices), through the grid's
-    // own paging component.
-    let first = expect.invoices.first().map_or("", |i| i.0);
-    until(
-        &browser,
-        "var r = require('uiRegistry'); var p = r && r.get('index = listing_paging');
-         if (!p) { return false; } if (p.pageSize !== 200) { p.pageSize = 200; } return true;",
-        60,
-        "the grid's paging",
-    )
-    .await?;
-    until(
-        &browser,
-        &format!(
-            "return Array.from(document.querySelectorAll('tr.data-row td')).some(function (c) {{
-                return c.textContent.trim() === '{first}'; }});"
-        ),
-        120,
-        "the new invoices on the grid",
-    )
-    .await?;
-    browser.screenshot(&shots.join("invoice-grid.png")).await?;
-    let rows = browser.execute(GRID_ROWS, json!([])).await?;
-    let rows = rows.as_array().cloned().unwrap_or_default();
-    let find_row = |reference: &str| {
-        rows.iter().find(|r| {
-            r["cells"]
-                .as_array()
-                .is_some_and(|cells| cells.iter().any(|c| c.as_str() == Some(reference)))
-        })
-    };
-    for (reference, label, tooltip) in &expect.invoices {
-        let row = find_row(reference)
-            .with_context(|| format!("invoice {reference} is not on the grid's first page"))?;
-        ensure!(
-            row["chip"] == *label
-                && row["title"]
-                    .as_str()
-                    .is_some_and(|t| t.contains(tooltip.as_str())),
-            "invoice {reference}: chip {} tooltip {} (expected {label} / {tooltip})",
-            row["chip"],
-            row["title"]
-        );
-        lines.push(format!(
-            "invoice grid: {reference} chip \"{label}\" tooltip \"{}\"",
-            row["title"].as_str().unwrap_or("")
-        ));
+    for grid in &expect.grids {
+        lines.extend(grid_checks(&browser, base, shots, grid).await?);
     }
-
-    // Sorting by Sage Status: a click on the header orders the rows by status, the next click
-    // the other way (Magento remembers the admin's last sort, so the first may be either).
-    let first = sort_by_status(&browser).await?;
-    browser
-        .screenshot(&shots.join("invoice-grid-sorted.png"))
-        .await?;
-    let second = sort_by_status(&browser).await?;
-    ensure!(
-        first.0 != second.0 && (first.1.len() > 1 || second.1.len() > 1),
-        "two clicks on Sage Status did not sort both ways: {:?} then {:?}",
-        first.1,
-        second.1
-    );
-    for (ascending, order) in [first, second] {
-        lines.push(format!(
-            "invoice grid sorted by Sage Status: {}",
-            order.join(if ascending { " < " } else { " > " })
-        ));
-    }
-
-    // Filtering: the select filter's options carry labels; Failed keeps only failed rows.
-    let options = browser
-        .execute(
-            "var b = document.querySelector('[data-action=\"grid-filter-expand\"]'); if (b) { b.click(); }
-             var s = document.querySelector('select[name=\"sage_status\"]');
-             if (!s) { return null; }
-             return Array.from(s.options).filter(function (o) { return o.value !== ''; })
-                 .map(function (o) { return o.value + '=' + o.textContent.trim(); });",
-            json!([]),
-        )
-        .await?;
-    let options: Vec<String> = options
-        .as_array()
-        .context("no Sage Status select in the grid's filters")?
-        .iter()
-        .filter_map(|o| o.as_str().map(String::from))
-        .collect();
-    ensure!(
-        options
-            == [
-                "pending=Pending",
-                "synced=Synced",
-                "skipped=Skipped",
-                "failed=Failed"
-            ],
-        "filter options: {options:?}"
-    );
-    browser
-        .execute(
-            "var s = document.querySelector('select[name=\"sage_status\"]'); s.value = 'failed';
-             s.dispatchEvent(new Event('change', {bubbles: true}));
-             document.querySelector('[data-action=\"grid-filter-apply\"]').click(); return true;",
-            json!([]),
-        )
-        .await?;
-    until(
-        &browser,
-        "var c = Array.from(document.querySelectorAll('tr.data-row .ledger-sage-chip'));
-         return c.length > 0 && c.every(function (x) { return x.textContent.trim() === 'Failed'; });",
-        60,
-        "only Failed rows after filtering",
-    )
-    .await?;
-    browser
-        .screenshot(&shots.join("invoice-grid-failed.png"))
-        .await?;
-    let failed_rows = browser
-        .execute(GRID_ROWS, json!([]))
-        .await?
-        .as_array()
-        .map_or(0, Vec::len);
-    lines.push(format!(
-        "invoice grid filter options {}; filter Failed shows {failed_rows} row(s), all Failed",
-        options.join(", ")
-    ));
-    // Leave the grid unfiltered for the next visit.
-    browser
-        .execute(
-            "var c = document.querySelector('.admin__current-filters-actions-wrap .action-clear'); if (c) { c.click(); } return true;",
-            json!([]),
-        )
-        .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The invoice view: the Sage block inside Order Information.
     let (id, sage_number) = &expect.synced_invoice;
@@ -643,7 +639,8 @@ async fn admin_pages(
     );
     lines.push(format!("invoice view: {block}"));
 
-    // The configuration page's banner.
+    // The configuration page's banner: configured, nothing waiting, and the documents Sage
+    // refused (from Ledger's status feed) named with their reasons.
     browser
         .goto(&format!(
             "{base}index.php/admin/admin/system_config/edit/section/ledger_sage_sync/"
@@ -665,7 +662,61 @@ async fn admin_pages(
         banner.contains("Ledger Sage Sync is configured.") && banner.contains("Outbox: 0 waiting"),
         "configuration banner: {banner}"
     );
+    let count = format!(
+        "Sage refused {} document(s): their Sage Status is Failed.",
+        expect.refused.len()
+    );
+    ensure!(
+        banner.contains(&count),
+        "configuration banner does not say \"{count}\": {banner}"
+    );
+    for (label, reference, reason) in &expect.refused {
+        let named = format!("{label} {reference} (");
+        let at = banner
+            .find(&named)
+            .with_context(|| format!("configuration banner does not name {named}: {banner}"))?;
+        let item = &banner[at..];
+        ensure!(
+            item.split_once("UTC): ")
+                .is_some_and(|(_, text)| text.starts_with(reason.as_str())),
+            "configuration banner: {label} {reference} without its reason \"{reason}\": {banner}"
+        );
+    }
     lines.push(format!("configuration banner: {banner}"));
+    // Its link opens the invoice grid showing only Failed rows, the refused invoice among them.
+    let (_, refused_invoice, _) = expect
+        .refused
+        .iter()
+        .find(|r| r.0 == "Invoice")
+        .context("no refused invoice expected")?;
+    let href = browser
+        .execute(
+            "var a = document.querySelector('a.ledger-sage-sync-failed-invoices'); if (!a) { return null; } a.click(); return a.getAttribute('href');",
+            json!([]),
+        )
+        .await?;
+    let href = href
+        .as_str()
+        .context("no Failed invoices link in the banner")?
+        .to_string();
+    until_only_failed(
+        &browser,
+        refused_invoice,
+        "the banner's link: invoice grid with Failed rows only",
+    )
+    .await?;
+    browser
+        .screenshot(&shots.join("banner-link-failed-invoices.png"))
+        .await?;
+    let shown = browser
+        .execute(GRID_ROWS, json!([]))
+        .await?
+        .as_array()
+        .map_or(0, Vec::len);
+    lines.push(format!(
+        "banner link {href} opens the invoice grid filtered by Failed: {shown} row(s), all Failed, {refused_invoice} among them"
+    ));
+    clear_filters(&browser).await?;
     browser.close().await;
     Ok(lines)
 }
@@ -694,13 +745,9 @@ async fn main() -> Result<()> {
     if std::env::var("LEDGER_SETTINGS_TTL_SECS").is_err() {
         std::env::set_var("LEDGER_SETTINGS_TTL_SECS", "1");
     }
-    let nats = TestNats::start_secured().await?;
-    let mut route = Route::open(nats.port()).await?;
+    let mut nats = TestNats::start_secured().await?;
     let db = TestDb::create().await?;
-    let mut options = StackOptions::secured(&nats, db.url(), 300);
-    if let Some(access) = options.store_access.as_mut() {
-        access.store_nats_urls = vec![format!("nats://127.0.0.1:{}", route.port)];
-    }
+    let options = StackOptions::secured(&nats, db.url(), 300);
     let stack = Arc::new(Stack::start(options).await?);
     let merchant = stack.onboard(MERCHANT).await?;
     // Vanilla Magento has no online gateway that works offline: the store's check / money order
@@ -920,7 +967,8 @@ async fn main() -> Result<()> {
         "the 0.00 invoice {free_reference} was posted to Sage"
     );
 
-    // 5. One document refused on purpose: Sage does not know the sales ledger account.
+    // 5. Two documents refused on purpose: Sage does not know the sales ledger account, so it
+    //    refuses one more invoice and a credit memo of the guest order (its invoice is in Sage).
     let real_account = stack.break_sales_ledger_account(&merchant).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let refused = magento.driver(&["invoices", "1"])?;
@@ -928,17 +976,25 @@ async fn main() -> Result<()> {
         .as_str()
         .context("refused invoice")?
         .to_string();
+    let guest_order = orders["guest"]["id"].to_string();
+    let refused_memo = magento.driver(&["refund", &guest_order])?;
+    let refused_memo_reference = refused_memo["increment_id"]
+        .as_str()
+        .context("refused credit memo")?
+        .to_string();
     magento.bin(&["ledger:outbox:publish"])?;
     let mut dead = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..8 {
         dead = stack.wait_for_dead_letters("documents", MERCHANT).await?;
-        if !dead.is_empty() {
+        if dead.len() >= 2 {
             break;
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     ensure!(
-        !dead.is_empty(),
-        "Sage did not refuse invoice {refused_reference}: {}",
+        dead.len() >= 2,
+        "Sage did not refuse invoice {refused_reference} and credit memo {refused_memo_reference} ({} dead letters): {}",
+        dead.len(),
         sage_summary(&stack, &merchant)
     );
     stack
@@ -966,7 +1022,13 @@ async fn main() -> Result<()> {
                         .unwrap_or("?")
                 })
                 .chain([free_reference, refused_reference.as_str()])
-                .all(|r| by_ref(r).is_some_and(|s| s != "pending"));
+                .all(|r| by_ref(r).is_some_and(|s| s != "pending"))
+                && statuses["creditmemo"].as_array().is_some_and(|rows| {
+                    rows.iter().any(|row| {
+                        row["increment_id"].as_str() == Some(refused_memo_reference.as_str())
+                            && row["sage_status"].as_str().is_some_and(|s| s != "pending")
+                    })
+                });
             if ours_done || started.elapsed() > Duration::from_secs(90) {
                 break ours_done;
             }
@@ -1018,8 +1080,14 @@ async fn main() -> Result<()> {
         refused_status == "failed" && !refused_message.is_empty(),
         "refused invoice {refused_reference}: {refused_status} ({refused_message})"
     );
+    let (refused_memo_status, refused_memo_message) =
+        status_of("creditmemo", &refused_memo_reference);
+    ensure!(
+        refused_memo_status == "failed" && !refused_memo_message.is_empty(),
+        "refused credit memo {refused_memo_reference}: {refused_memo_status} ({refused_memo_message})"
+    );
     checks.ok(format!(
-        "status cron: 4 invoices and credit memo {memo_id} Synced; 0.00 invoice {free_reference} Skipped (\"{free_message}\"); refused invoice {refused_reference} Failed (\"{refused_message}\")"
+        "status cron: 4 invoices and credit memo {memo_id} Synced; 0.00 invoice {free_reference} Skipped (\"{free_message}\"); refused invoice {refused_reference} Failed (\"{refused_message}\"); refused credit memo {refused_memo_reference} Failed (\"{refused_memo_message}\")"
     ));
 
     // 6b. The admin pages in headless Chromium, Magento served by PHP's web server with
@@ -1054,22 +1122,64 @@ async fn main() -> Result<()> {
         !sage_ref.is_empty(),
         "no Sage reference stored for invoice {synced_reference}"
     );
+    let (_, memo_message) = status_of("creditmemo", memo_id);
+    let prefix = |message: &str| -> String { message.chars().take(40).collect() };
     let expect = AdminExpectations {
-        invoices: vec![
+        grids: [
+            GridExpectations {
+                what: "invoice",
+                path: "sales/invoice/",
+                shot: "invoice-grid",
+                rows: vec![
+                    (
+                        synced_reference,
+                        "Synced",
+                        if synced_message.is_empty() {
+                            "Synced".to_string()
+                        } else {
+                            synced_message.clone()
+                        },
+                    ),
+                    (free_reference, "Skipped", "0.00".to_string()),
+                    (
+                        refused_reference.as_str(),
+                        "Failed",
+                        prefix(&refused_message),
+                    ),
+                ],
+            },
+            GridExpectations {
+                what: "credit memo",
+                path: "sales/creditmemo/",
+                shot: "creditmemo-grid",
+                rows: vec![
+                    (
+                        memo_id,
+                        "Synced",
+                        if memo_message.is_empty() {
+                            "Synced".to_string()
+                        } else {
+                            prefix(&memo_message)
+                        },
+                    ),
+                    (
+                        refused_memo_reference.as_str(),
+                        "Failed",
+                        prefix(&refused_memo_message),
+                    ),
+                ],
+            },
+        ],
+        refused: vec![
             (
-                synced_reference,
-                "Synced",
-                if synced_message.is_empty() {
-                    "Synced".to_string()
-                } else {
-                    synced_message.clone()
-                },
-            ),
-            (free_reference, "Skipped", "0.00".to_string()),
-            (
+                "Invoice",
                 refused_reference.as_str(),
-                "Failed",
-                refused_message.chars().take(40).collect(),
+                prefix(&refused_message),
+            ),
+            (
+                "Credit memo",
+                refused_memo_reference.as_str(),
+                prefix(&refused_memo_message),
             ),
         ],
         synced_invoice: (
@@ -1085,11 +1195,11 @@ async fn main() -> Result<()> {
         checks.ok(format!("admin (Chromium): {line}"));
     }
 
-    // 7. Outage: the store's route to NATS cut (connections refused), the publish after commit
-    //    on (the save path that touches the network): invoice saves go on, the outbox takes
-    //    them, nothing reaches Sage; once the route is back, Magento's cron drains the outbox,
-    //    each event once. (The in-process services are not restarted by a supervisor, so the
-    //    outage is cut between the store and the server rather than by stopping the server.)
+    // 7. Outage: the engine's nats-server stopped (SIGKILL) and the gateway stopped, with the
+    //    publish after commit on (the save path that touches the network): invoice saves go on,
+    //    the outbox takes them, nothing reaches Sage. Then the server starts again on the same
+    //    port and JetStream store, the gateway starts again, the services reconnect by
+    //    themselves, and Magento's cron drains the outbox, each event once.
     let last_before = magento.driver(&["outbox"])?["rows"]
         .as_array()
         .and_then(|rows| rows.last().cloned())
@@ -1097,7 +1207,8 @@ async fn main() -> Result<()> {
         .unwrap_or(0);
     magento.driver(&["config", "ledger_sage_sync/relay/flush_after_commit", "1"])?;
     magento.driver(&["unpause"])?;
-    route.cut();
+    stack.stop_gateway().await?;
+    nats.stop();
     let before = stack.documents(&merchant, "sales_invoices").len();
     let count = latency_count.to_string();
     let outage = magento.driver(&["invoices", &count])?;
@@ -1119,9 +1230,10 @@ async fn main() -> Result<()> {
     let waiting_during = magento.driver(&["outbox"])?["counts"].clone();
     ensure!(
         stack.documents(&merchant, "sales_invoices").len() == before,
-        "an invoice reached Sage while the store's route to NATS was cut"
+        "an invoice reached Sage while nats-server was stopped"
     );
-    route.restore().await?;
+    nats.start_again().await?;
+    stack.start_gateway().await?;
     // Magento's cron, once a minute, until the outbox is drained and Sage holds every invoice:
     // the row that met the outage waits out its one-minute backoff, so two runs are expected.
     let mut drain_runs = 0;
@@ -1188,7 +1300,7 @@ async fn main() -> Result<()> {
         "outage drain: drained={drained} doubled={doubled} missing={missing} unpublished={unpublished} in_order={in_order}"
     );
     checks.ok(format!(
-        "outage drain: {latency_count} invoices saved with the store's route to NATS cut (invoice save p50 {save_p50:.0} ms, p99 {save_p99:.0} ms; outbox {waiting_during}); after it returned, {drain_runs} cron runs (one a minute) drained {} events, each document's in order: lost=0 doubled=0",
+        "outage drain: {latency_count} invoices saved with the engine's nats-server and gateway stopped (invoice save p50 {save_p50:.0} ms, p99 {save_p99:.0} ms; outbox {waiting_during}); after it returned, {drain_runs} cron runs (one a minute) drained {} events, each document's in order: lost=0 doubled=0",
         outage_events.len()
     ));
 

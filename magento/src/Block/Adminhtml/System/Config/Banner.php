@@ -6,6 +6,7 @@ namespace Ledger\SageSync\Block\Adminhtml\System\Config;
 
 use Ledger\SageSync\Model\Config;
 use Ledger\SageSync\Model\Outbox\DbOutboxStore;
+use Ledger\SageSync\Model\Status\DbStatusSink;
 use Magento\Backend\Block\Template;
 use Magento\Backend\Block\Template\Context;
 use Magento\Framework\Data\Form\Element\AbstractElement;
@@ -14,7 +15,9 @@ use Throwable;
 
 /**
  * The banner at the top of Stores > Configuration > Ledger > Sage Sync: what is missing in the
- * configuration, the outbox at a glance, and dead letters that need an operator.
+ * configuration, the outbox at a glance, dead letters that need an operator, and the documents
+ * Sage refused (status *Failed* from Ledger's status feed) with a link to each grid filtered by
+ * that status.
  */
 class Banner extends Template implements RendererInterface
 {
@@ -24,6 +27,7 @@ class Banner extends Template implements RendererInterface
         Context $context,
         private Config $config,
         private DbOutboxStore $store,
+        private DbStatusSink $statuses,
         array $data = []
     ) {
         parent::__construct($context, $data);
@@ -68,5 +72,32 @@ class Banner extends Template implements RendererInterface
         } catch (Throwable) {
             return [];
         }
+    }
+
+    /**
+     * Invoices and credit memos marked *Failed*: their count and the newest few with reasons
+     * (see {@see DbStatusSink::refusals()}); none when the status tables cannot be read.
+     *
+     * @return array{count: int, newest: list<array{entity_type: string, entity_id: int,
+     *     increment_id: string, message: string, updated_at: string}>}
+     */
+    public function getRefusals(): array
+    {
+        try {
+            return $this->statuses->refusals(5);
+        } catch (Throwable) {
+            return ['count' => 0, 'newest' => []];
+        }
+    }
+
+    /**
+     * The admin grid of `$entityType` (invoice, creditmemo) showing only *Failed* rows: the
+     * grid applies `filters[sage_status]=failed` from the URL (see the module's
+     * sales_invoice_index / sales_creditmemo_index layouts).
+     */
+    public function getFailedGridUrl(string $entityType): string
+    {
+        $route = $entityType === 'creditmemo' ? 'sales/creditmemo/index' : 'sales/invoice/index';
+        return $this->getUrl($route) . '?filters[sage_status]=failed';
     }
 }
