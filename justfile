@@ -29,6 +29,16 @@ down:
 chaos:
     ./dev chaos
 
+# The engine as a cluster (deploy/cluster/topology.yaml): 3 NATS nodes, streams with 3 replicas,
+# 2 replicas of every service, own PostgreSQL, the Sage sandbox; foreground until Ctrl-C.
+cluster:
+    ./dev cluster
+
+# Cluster faults under a steady load, full size (4000 invoices, 200 merchants, 20 s a fault):
+# node kill, leader move, replica SIGKILL, rolling restart; prints the verdict and stalls.
+cluster-chaos:
+    ./dev cluster-chaos
+
 # The accounting corpus: Magento documents with hand-worked Sage expectations, through the
 # whole engine; prints one line per difference and `corpus: N documents, mismatches=M`.
 # Run a subset with CORPUS_FILTER=<name part>.

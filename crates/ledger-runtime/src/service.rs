@@ -36,7 +36,7 @@ use crate::telemetry::LogFormat;
 /// Settings every consumer service reads from flags or environment variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuntimeConfig {
-    /// NATS server URL.
+    /// NATS server URL, or a comma-separated list of every node of a cluster (one login).
     #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// PostgreSQL URL (each service uses its own schema).
