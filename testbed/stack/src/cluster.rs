@@ -244,6 +244,13 @@ impl Proc {
     }
 }
 
+impl Drop for Proc {
+    /// A replica never outlives its suite or launcher, even when it stops on an error.
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
 /// Waits up to a minute for `url` to answer 2xx.
 pub async fn wait_http(url: &str) -> anyhow::Result<()> {
     for _ in 0..600 {

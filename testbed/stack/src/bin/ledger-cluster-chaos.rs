@@ -190,8 +190,23 @@ fn outbox(invoices: usize, merchants: usize) -> anyhow::Result<(Vec<Expected>, V
     Ok((expected, out))
 }
 
-/// Index of the node leading the events stream.
+/// Index of the node leading the events stream, asked again for up to 30 s while the cluster
+/// elects one (right after a node came back, JetStream requests time out for a while).
 async fn stream_leader(
+    js: &async_nats::jetstream::Context,
+    names: &[String],
+) -> anyhow::Result<usize> {
+    let started = Instant::now();
+    loop {
+        match leader_once(js, names).await {
+            Ok(i) => return Ok(i),
+            Err(e) if started.elapsed() > Duration::from_secs(30) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+async fn leader_once(
     js: &async_nats::jetstream::Context,
     names: &[String],
 ) -> anyhow::Result<usize> {
@@ -352,8 +367,15 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut last = landed(&sandbox);
             let mut last_progress = Instant::now();
+            let mut fault_seen = usize::MAX;
             while watching.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                let fault = current_fault.load(Ordering::SeqCst);
+                if fault != fault_seen {
+                    // A stall that began before this fault counts from the fault's start.
+                    fault_seen = fault;
+                    last_progress = Instant::now();
+                }
                 let now = landed(&sandbox);
                 let waiting = published_docs.load(Ordering::SeqCst) > now - baseline;
                 if now > last || !waiting {
@@ -361,7 +383,6 @@ async fn main() -> anyhow::Result<()> {
                     last_progress = Instant::now();
                     continue;
                 }
-                let fault = current_fault.load(Ordering::SeqCst);
                 if fault < FAULTS.len() {
                     let mut s = stalls.lock().expect("stalls");
                     s[fault] = s[fault].max(last_progress.elapsed());
@@ -391,23 +412,24 @@ async fn main() -> anyhow::Result<()> {
             }
             "leader_stepdown" => {
                 let before = stream_leader(&js, &names).await?;
-                let answer = ops
-                    .request(
-                        format!(
-                            "$JS.API.STREAM.LEADER.STEPDOWN.{}",
-                            ledger_runtime::bus::EVENTS_STREAM
-                        ),
-                        "".into(),
-                    )
-                    .await?;
-                let answer: Value = serde_json::from_slice(&answer.payload)?;
+                let subject = format!(
+                    "$JS.API.STREAM.LEADER.STEPDOWN.{}",
+                    ledger_runtime::bus::EVENTS_STREAM
+                );
+                let mut answer = Value::Null;
+                for _ in 0..10 {
+                    if let Ok(reply) = ops.request(subject.clone(), "".into()).await {
+                        answer = serde_json::from_slice(&reply.payload)?;
+                        break;
+                    }
+                }
                 anyhow::ensure!(
                     answer["success"] == true,
                     "stream leader stepdown refused: {answer}"
                 );
                 let mut after = before;
                 for _ in 0..100 {
-                    if let Ok(now) = stream_leader(&js, &names).await {
+                    if let Ok(now) = leader_once(&js, &names).await {
                         if now != before {
                             after = now;
                             break;
