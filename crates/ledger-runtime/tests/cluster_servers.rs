@@ -35,7 +35,10 @@ fn a_wrong_list_is_refused_naming_the_entry() {
     let e = bus::parse_servers("nats://a:1@h1:4222,nats://b:2@h2:4222").unwrap_err();
     assert!(matches!(e, BusError::Servers(_)));
     let text = e.to_string();
-    assert!(text.starts_with("LEDGER_NATS_URL: entry 2 (nats://h2:4222)"), "{text}");
+    assert!(
+        text.starts_with("LEDGER_NATS_URL: entry 2 (nats://h2:4222)"),
+        "{text}"
+    );
     // The password never appears in the message.
     assert!(!text.contains(":2@"), "{text}");
 

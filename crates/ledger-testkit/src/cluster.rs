@@ -157,7 +157,10 @@ impl TestCluster {
             match js.query_account().await {
                 Ok(_) => return Ok(()),
                 Err(e) if started.elapsed() > limit => {
-                    bail!("cluster {} has no JetStream after {limit:?}: {e}", self.name)
+                    bail!(
+                        "cluster {} has no JetStream after {limit:?}: {e}",
+                        self.name
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }

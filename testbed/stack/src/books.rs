@@ -102,7 +102,10 @@ fn books_of(sandbox: &Sandbox, business: &str) -> Books {
     let mut credit_allocations: HashMap<String, Vec<Value>> = HashMap::new();
     for a in inspect.documents(business, "contact_allocations") {
         for art in a["allocated_artefacts"].as_array().into_iter().flatten() {
-            let id = art["artefact"]["id"].as_str().unwrap_or_default().to_string();
+            let id = art["artefact"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             credit_allocations.entry(id).or_default().push(a.clone());
         }
     }
@@ -201,11 +204,7 @@ pub fn check(sandbox: &Sandbox, businesses: &[String], expected: &[Expected]) ->
     }
     // Sage documents nobody sent.
     for (m, b) in books.iter().enumerate() {
-        let sent = |r: &str| {
-            expected
-                .iter()
-                .any(|e| e.merchant == m && e.reference == r)
-        };
+        let sent = |r: &str| expected.iter().any(|e| e.merchant == m && e.reference == r);
         v.duplicates += b.invoices.keys().filter(|r| !sent(r)).count();
         let sent_credit = |r: &str| {
             expected.iter().any(|e| {

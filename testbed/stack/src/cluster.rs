@@ -97,10 +97,10 @@ impl Topology {
     /// Reads and checks the topology file under `root`.
     pub fn load(root: &Path) -> anyhow::Result<Topology> {
         let path = root.join(TOPOLOGY_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("read {}", path.display()))?;
-        let topology: Topology = serde_norway::from_str(&text)
-            .with_context(|| format!("parse {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let topology: Topology =
+            serde_norway::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
         topology.validate()?;
         Ok(topology)
     }
@@ -362,7 +362,11 @@ pub fn service_env(ctx: &EnvContext, service: &str, ports: ReplicaPorts) -> Vec<
     let mut env: Vec<(String, String)> = vec![
         (
             "LEDGER_NATS_URL".into(),
-            ctx.nats.service_urls.get(service).cloned().unwrap_or_default(),
+            ctx.nats
+                .service_urls
+                .get(service)
+                .cloned()
+                .unwrap_or_default(),
         ),
         ("LEDGER_DATABASE_URL".into(), ctx.database_url.to_string()),
         (

@@ -72,9 +72,16 @@ fn check_nats_url(file: &str, service: &str, url: &str, hosts: &[String]) {
     let found: Vec<String> = servers
         .addresses
         .iter()
-        .map(|a| a.trim_start_matches("nats://").trim_end_matches('/').to_string())
+        .map(|a| {
+            a.trim_start_matches("nats://")
+                .trim_end_matches('/')
+                .to_string()
+        })
         .collect();
-    assert_eq!(found, hosts, "{file}: {service}: LEDGER_NATS_URL lists every node");
+    assert_eq!(
+        found, hosts,
+        "{file}: {service}: LEDGER_NATS_URL lists every node"
+    );
 }
 
 #[test]
@@ -97,7 +104,11 @@ fn compose_and_helm_describe_the_topology_of_dev_cluster() {
         .into_iter()
         .filter(|k| k.starts_with("nats-"))
         .collect();
-    assert_eq!(nats_services.len(), nodes.len(), "{file}: one service per NATS node");
+    assert_eq!(
+        nats_services.len(),
+        nodes.len(),
+        "{file}: one service per NATS node"
+    );
     let compose_hosts: Vec<String> = nats_services.iter().map(|n| format!("{n}:4222")).collect();
     for (svc, node) in nats_services.iter().zip(nodes) {
         let c = &services[svc.as_str()];
@@ -110,15 +121,24 @@ fn compose_and_helm_describe_the_topology_of_dev_cluster() {
             command[i + 1].clone()
         };
         assert_eq!(arg("-n"), node.name, "{file}: {svc}: server name");
-        assert_eq!(arg("--cluster_name"), topology.cluster_name, "{file}: {svc}");
-        assert!(command.contains(&"-js".to_string()), "{file}: {svc}: JetStream");
+        assert_eq!(
+            arg("--cluster_name"),
+            topology.cluster_name,
+            "{file}: {svc}"
+        );
+        assert!(
+            command.contains(&"-js".to_string()),
+            "{file}: {svc}: JetStream"
+        );
         let config = arg("-c");
         let mounts: Vec<String> = c["volumes"].as_sequence().unwrap().iter().map(s).collect();
         let mount = mounts
             .iter()
             .find(|m| m.split(':').nth(1) == Some(config.as_str()))
             .unwrap_or_else(|| panic!("{file}: {svc}: {config} is not mounted"));
-        let source = root.join("deploy/compose").join(mount.split(':').next().unwrap());
+        let source = root
+            .join("deploy/compose")
+            .join(mount.split(':').next().unwrap());
         assert_eq!(
             source.canonicalize().unwrap(),
             root.join(&topology.nats.config).canonicalize().unwrap(),
@@ -210,7 +230,11 @@ fn compose_and_helm_describe_the_topology_of_dev_cluster() {
         topology.cluster_name,
         "{file}: cluster name"
     );
-    assert_eq!(config["jetstream"]["enabled"].as_bool(), Some(true), "{file}");
+    assert_eq!(
+        config["jetstream"]["enabled"].as_bool(),
+        Some(true),
+        "{file}"
+    );
     let include = s(&config["merge"]["$include"]);
     let conf_name = Path::new(&topology.nats.config).file_name().unwrap();
     assert_eq!(
@@ -310,7 +334,10 @@ fn compose_and_helm_describe_the_topology_of_dev_cluster() {
             if var.starts_with("SAGE_CLIENT") {
                 continue;
             }
-            assert!(have.contains(var), "ledger-cluster: {name} does not set {var}");
+            assert!(
+                have.contains(var),
+                "ledger-cluster: {name} does not set {var}"
+            );
         }
         if name == "gateway" {
             let replicas = env

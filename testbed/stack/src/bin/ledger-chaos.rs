@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ledger_stack::books::Expected;
 use rand::{Rng, SeedableRng};
 use sage_sandbox::{BusinessSpec, FaultKind, FaultPlan, Sandbox, SandboxConfig};
-use ledger_stack::books::Expected;
 use serde_json::json;
 
 /// The run's size and knobs; each option also reads the environment variable of the same name.

@@ -65,7 +65,11 @@ async fn main() -> anyhow::Result<()> {
             .filter(|p| p.service == service)
             .map(|p| p.health_url())
             .collect();
-        println!("cluster: {service} x{} {}", replicas.len(), replicas.join(" "));
+        println!(
+            "cluster: {service} x{} {}",
+            replicas.len(),
+            replicas.join(" ")
+        );
     }
     println!(
         "cluster: Sage sandbox {}  logs {}",
