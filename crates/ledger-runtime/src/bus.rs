@@ -324,8 +324,21 @@ pub async fn ensure_consumer(
     }
 }
 
+/// Replicas of what Ledger keeps in JetStream besides the events stream (KV buckets, the
+/// status stream): as many as the events stream has (`LEDGER_STREAM_REPLICAS` on the gateway,
+/// which creates it), so that in a cluster the loss of one node leaves none of them without a
+/// copy. 1 while the events stream does not exist yet.
+pub async fn replicas_of_events_stream(js: &jetstream::Context) -> usize {
+    match js.get_stream(EVENTS_STREAM).await {
+        Ok(stream) => stream.cached_info().config.num_replicas.max(1),
+        Err(_) => 1,
+    }
+}
+
 /// Opens (creating if needed) a KV bucket that keeps the last value of each key: in memory
 /// with entries expiring after `max_age` (leases, counters), or on file and kept (`None`).
+/// A new bucket gets the events stream's replicas ([`replicas_of_events_stream`]); an existing
+/// one is opened as it is.
 pub async fn key_value(
     js: &jetstream::Context,
     bucket: &str,
@@ -336,15 +349,29 @@ pub async fn key_value(
     } else {
         stream::StorageType::File
     };
-    js.create_key_value(jetstream::kv::Config {
-        bucket: bucket.to_string(),
-        history: 1,
-        max_age: max_age.unwrap_or_default(),
-        storage,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| BusError::JetStream(format!("KV bucket {bucket}: {e}")))
+    let replicas = replicas_of_events_stream(js).await;
+    let created = js
+        .create_key_value(jetstream::kv::Config {
+            bucket: bucket.to_string(),
+            history: 1,
+            max_age: max_age.unwrap_or_default(),
+            storage,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Made earlier with other settings (replicas before a move to a cluster): kept as
+        // it is; `nats stream edit KV_<bucket> --replicas` scales it.
+        Err(create) => match js.get_key_value(bucket).await {
+            Ok(store) => {
+                tracing::warn!(bucket, replicas, error = %create, "KV bucket kept with its existing settings");
+                Ok(store)
+            }
+            Err(_) => Err(BusError::JetStream(format!("KV bucket {bucket}: {create}"))),
+        },
+    }
 }
 
 /// Sends a JSON request and decodes the JSON reply: the one way every Ledger caller (services,

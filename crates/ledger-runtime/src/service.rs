@@ -103,8 +103,10 @@ impl Base {
         let db = crate::db::connect_schema(&config.database_url, service, 20).await?;
         crate::journal::migrate(&db).await?;
         crate::audit::migrate(&db).await?;
-        // The gateway creates it with the configured replicas; whoever starts first wins.
-        crate::status::ensure_stream(&js, 1)
+        // The gateway creates it with the configured replicas; a service that starts first
+        // gives it the events stream's.
+        let replicas = crate::bus::replicas_of_events_stream(&js).await;
+        crate::status::ensure_stream(&js, replicas)
             .await
             .map_err(anyhow::Error::msg)?;
         Ok(Base {

@@ -81,6 +81,16 @@ async fn a_service_keeps_publishing_when_its_node_dies() {
     .unwrap();
     let stream = js.get_stream(bus::EVENTS_STREAM).await.unwrap();
     assert_eq!(stream.cached_info().config.num_replicas, 3);
+    // The buckets the Sage gate and parking use follow the events stream: a node's loss
+    // leaves them readable and writable.
+    for (bucket, max_age) in [
+        ("TEST_LEASES", Some(Duration::from_secs(30))),
+        ("TEST_KEPT", None),
+    ] {
+        bus::key_value(&js, bucket, max_age).await.unwrap();
+        let kv = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+        assert_eq!(kv.cached_info().config.num_replicas, 3, "{bucket}");
+    }
     js.publish("magento.m1.invoice.created", "1".into())
         .await
         .unwrap()
@@ -117,5 +127,19 @@ async fn a_service_keeps_publishing_when_its_node_dies() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(stored, "no PubAck within the retries after node loss");
+    // The bucket takes writes with one node down.
+    let kv = bus::key_value(&js, "TEST_KEPT", None).await.unwrap();
+    let mut written = false;
+    for _ in 0..50 {
+        if tokio::time::timeout(Duration::from_secs(2), kv.put("k", "v".into()))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(written, "the bucket took no write after node loss");
     assert_ne!(client.server_info().port, port, "moved to another node");
 }
