@@ -213,12 +213,23 @@ impl Proc {
         }
     }
 
-    /// SIGTERM and wait: the graceful stop of a rolling restart.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
+    /// SIGTERM and wait for the drain (the graceful stop of a rolling restart); SIGKILL after
+    /// [`STOP_GRACE`], as an orchestrator does, and then `false`.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < STOP_GRACE {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     /// Whether the process has exited (or was never started); it is then forgotten.
@@ -250,6 +261,10 @@ impl Drop for Proc {
         self.kill9();
     }
 }
+
+/// How long a replica may drain after SIGTERM before it is SIGKILLed (the Helm chart's
+/// `terminationGracePeriodSeconds` is 60).
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Waits up to a minute for `url` to answer 2xx.
 pub async fn wait_http(url: &str) -> anyhow::Result<()> {
@@ -564,11 +579,13 @@ impl Deployment {
 
     /// Stops replica `index` gracefully (SIGTERM, drain), starts it again with the same
     /// configuration and waits until it is healthy: one step of a rolling restart.
-    pub async fn restart_replica(&mut self, index: usize) -> anyhow::Result<()> {
+    /// Returns whether it stopped within [`STOP_GRACE`].
+    pub async fn restart_replica(&mut self, index: usize) -> anyhow::Result<bool> {
         let proc = &mut self.replicas[index];
-        proc.stop();
+        let graceful = proc.stop();
         proc.spawn()?;
-        proc.wait_healthy().await
+        proc.wait_healthy().await?;
+        Ok(graceful)
     }
 
     /// Starts replicas that exited on their own; returns how many.
@@ -588,10 +605,13 @@ impl Deployment {
         self.env_of.get(service).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Stops every replica gracefully, then the NATS nodes (when the value is dropped).
-    pub fn stop(mut self) {
-        for proc in self.replicas.iter_mut().rev() {
-            proc.stop();
-        }
+    /// Stops every replica gracefully, then the NATS nodes (when the value is dropped);
+    /// returns how many replicas had to be SIGKILLed after [`STOP_GRACE`].
+    pub fn stop(mut self) -> usize {
+        self.replicas
+            .iter_mut()
+            .rev()
+            .map(|proc| usize::from(!proc.stop()))
+            .sum()
     }
 }

@@ -72,10 +72,11 @@ const FAULTS: [&str; 4] = [
     "rolling_restart",
 ];
 
-/// Documents (invoices, payments, credit notes) Sage has taken so far: successful POSTs.
+/// Documents (invoices, payments, credit notes) Sage has taken so far: successful POSTs less
+/// idempotent replays (a retried POST answered with the document made before).
 fn landed(sage: &Inspector) -> u64 {
     let stats = sage.stats();
-    [
+    let posted: u64 = [
         "/v3.1/sales_invoices",
         "/v3.1/contact_payments",
         "/v3.1/sales_credit_notes",
@@ -93,7 +94,16 @@ fn landed(sage: &Inspector) -> u64 {
             .map(|c| c.count)
             .sum::<u64>()
     })
-    .sum()
+    .sum();
+    let replayed: u64 = stats
+        .idempotent_replays
+        .iter()
+        .filter(|r| {
+            ["sales_invoice", "contact_payment", "sales_credit_note"].contains(&r.resource.as_str())
+        })
+        .map(|r| r.count)
+        .sum();
+    posted.saturating_sub(replayed)
 }
 
 async fn onboard(
@@ -456,12 +466,16 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             "rolling_restart" => {
+                let mut forced = 0;
                 for index in 0..deployment.replicas.len() {
-                    deployment.restart_replica(index).await?;
+                    if !deployment.restart_replica(index).await? {
+                        forced += 1;
+                    }
                 }
                 println!(
-                    "cluster: rolling_restart: {} replicas restarted one at a time",
-                    deployment.replicas.len()
+                    "cluster: rolling_restart: {} replicas restarted one at a time ({forced} SIGKILLed after not draining within {}s)",
+                    deployment.replicas.len(),
+                    ledger_stack::cluster::STOP_GRACE.as_secs()
                 );
             }
             _ => unreachable!(),
@@ -477,16 +491,19 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    // Settle: wait until every document has landed, then a moment for any straggling
+    // Settle: wait until the books miss nothing, then a moment for any straggling
     // duplicate to show itself.
     let settle_started = Instant::now();
-    let documents: u64 = published_docs.load(Ordering::SeqCst);
-    while landed(&deployment.sandbox.inspect()) - baseline < documents
+    while ledger_stack::books::check(&deployment.sandbox, &businesses, &expected).lost > 0
         && settle_started.elapsed() < Duration::from_secs(args.settle_secs)
     {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         unexpected_exits += deployment.revive()?;
     }
+    println!(
+        "cluster: settled {:.1}s after the last event",
+        settle_started.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     watching.store(false, Ordering::SeqCst);
     watcher.await?;
@@ -503,7 +520,8 @@ async fn main() -> anyhow::Result<()> {
         "cluster: unexpected_exits={unexpected_exits} elapsed={:.1}s",
         started.elapsed().as_secs_f64()
     );
-    deployment.stop();
+    let forced = deployment.stop();
+    println!("cluster: final stop: {forced} replicas SIGKILLed after not draining");
     println!(
         "cluster: events={total_events} documents={} duplicates={} lost={} mismatched={} out_of_order={} faults={} stall_ms={}",
         verdict.documents,

@@ -82,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("cluster: running; Ctrl-C stops");
     tokio::signal::ctrl_c().await?;
-    deployment.stop();
+    let forced = deployment.stop();
+    if forced > 0 {
+        println!("cluster: {forced} replicas did not drain and were SIGKILLed");
+    }
     Ok(())
 }
