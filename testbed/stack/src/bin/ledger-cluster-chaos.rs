@@ -466,16 +466,19 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             "rolling_restart" => {
-                let mut forced = 0;
+                let mut forced = Vec::new();
                 for index in 0..deployment.replicas.len() {
+                    let proc = &deployment.replicas[index];
+                    let name = format!("{}-{}", proc.service, proc.replica + 1);
                     if !deployment.restart_replica(index).await? {
-                        forced += 1;
+                        forced.push(name);
                     }
                 }
                 println!(
-                    "cluster: rolling_restart: {} replicas restarted one at a time ({forced} SIGKILLed after not draining within {}s)",
+                    "cluster: rolling_restart: {} replicas restarted one at a time; SIGKILLed after not draining within {}s: [{}]",
                     deployment.replicas.len(),
-                    ledger_stack::cluster::STOP_GRACE.as_secs()
+                    ledger_stack::cluster::STOP_GRACE.as_secs(),
+                    forced.join(", ")
                 );
             }
             _ => unreachable!(),
