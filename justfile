@@ -29,13 +29,13 @@ down:
 chaos:
     ./dev chaos
 
-# The engine as a cluster (deploy/cluster/topology.yaml): 3 NATS nodes, streams with 3 replicas,
-# 2 replicas of every service, own PostgreSQL, the Sage sandbox; foreground until Ctrl-C.
+# Ports and replicas from deploy/cluster/topology.yaml; own PostgreSQL, the Sage sandbox.
+# The engine as a cluster (3 NATS nodes, 3 stream replicas, 2 of each service), foreground.
 cluster:
     ./dev cluster
 
-# Cluster faults under a steady load, full size (4000 invoices, 200 merchants, 20 s a fault):
-# node kill, leader move, replica SIGKILL, rolling restart; prints the verdict and stalls.
+# Node kill, leader move, replica SIGKILL, rolling restart; prints the verdict and stalls.
+# Cluster faults under a steady load, full size (4000 invoices, 200 merchants, 20 s a fault).
 cluster-chaos:
     ./dev cluster-chaos
 
