@@ -33,6 +33,16 @@ down:
 chaos:
     ./dev chaos
 
+# Ports and replicas from deploy/cluster/topology.yaml; own PostgreSQL, the Sage sandbox.
+# The engine as a cluster (3 NATS nodes, 3 stream replicas, 2 of each service), foreground.
+cluster:
+    ./dev cluster
+
+# Node kill, leader move, replica SIGKILL, rolling restart; prints the verdict and stalls.
+# Cluster faults under a steady load, full size (4000 invoices, 200 merchants, 20 s a fault).
+cluster-chaos:
+    ./dev cluster-chaos
+
 # The accounting corpus: Magento documents with hand-worked Sage expectations, through the
 # whole engine; prints one line per difference and `corpus: N documents, mismatches=M`.
 # Run a subset with CORPUS_FILTER=<name part>.

@@ -26,6 +26,9 @@ pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
 /// Errors talking to NATS.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// The configured server list is unusable (names the setting and the entry).
+    #[error("LEDGER_NATS_URL: {0}")]
+    Servers(String),
     /// Could not connect.
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect {
@@ -97,11 +100,69 @@ pub fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
     (parsed.to_string(), Some((user, password)))
 }
 
-/// Connects to NATS and refuses servers older than 2.10 with a clear message. Credentials in
-/// the URL (`nats://user:password@host:port`) are sent in CONNECT, and replies then arrive on
+/// The servers of one NATS setting (`LEDGER_NATS_URL`): a single URL or a comma-separated list
+/// of them (every node of a cluster), without credentials, and the one login they carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsServers {
+    /// Server URLs without credentials, in the order given.
+    pub addresses: Vec<String>,
+    /// User and password (percent-decoded), when any URL carries them.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Reads `nats://u:p@a:4222,nats://u:p@b:4222,nats://c:4222` into [`NatsServers`]. Every node
+/// of a cluster is one login, so URLs that carry credentials must carry the same ones; a URL
+/// without credentials uses them too. Refuses an empty list, an empty entry and differing
+/// credentials, naming the entry.
+pub fn parse_servers(urls: &str) -> Result<NatsServers, BusError> {
+    let mut addresses = Vec::new();
+    let mut credentials: Option<(String, String)> = None;
+    for (i, entry) in urls.split(',').enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err(BusError::Servers(format!(
+                "entry {} of the comma-separated server list is empty",
+                i + 1
+            )));
+        }
+        let (address, login) = split_credentials(entry);
+        if let Some(login) = login {
+            match &credentials {
+                Some(first) if *first != login => {
+                    return Err(BusError::Servers(format!(
+                        "entry {} ({address}) logs in as another user or with another password than the entries before it; every node of a cluster takes the same login",
+                        i + 1
+                    )));
+                }
+                Some(_) => {}
+                None => credentials = Some(login),
+            }
+        }
+        if address.parse::<async_nats::ServerAddr>().is_err() {
+            return Err(BusError::Servers(format!(
+                "entry {} ({address}) is not a NATS server URL",
+                i + 1
+            )));
+        }
+        addresses.push(address);
+    }
+    Ok(NatsServers {
+        addresses,
+        credentials,
+    })
+}
+
+/// Connects to NATS and refuses servers older than 2.10 with a clear message. `url` is one
+/// server or a comma-separated list of a cluster's nodes ([`parse_servers`]): the client
+/// connects to any of them and moves to another when its node goes away. Credentials in the
+/// URL (`nats://user:password@host:port`) are sent in CONNECT, and replies then arrive on
 /// `_INBOX_<user>.…`.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    let (address, credentials) = split_credentials(url);
+    let NatsServers {
+        addresses,
+        credentials,
+    } = parse_servers(url)?;
+    let address = addresses.join(",");
     let mut options = async_nats::ConnectOptions::new();
     if let Some((user, password)) = credentials {
         // Each NATS user reads replies on its own inbox only (deploy/nats/nats-server.conf).
@@ -113,7 +174,7 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
-        .connect(address.as_str())
+        .connect(addresses)
         .await
         .map_err(|source| BusError::Connect {
             url: address.clone(),
@@ -288,8 +349,21 @@ pub async fn ensure_consumer(
     }
 }
 
+/// Replicas of what Ledger keeps in JetStream besides the events stream (KV buckets, the
+/// status stream): as many as the events stream has (`LEDGER_STREAM_REPLICAS` on the gateway,
+/// which creates it), so that in a cluster the loss of one node leaves none of them without a
+/// copy. 1 while the events stream does not exist yet.
+pub async fn replicas_of_events_stream(js: &jetstream::Context) -> usize {
+    match js.get_stream(EVENTS_STREAM).await {
+        Ok(stream) => stream.cached_info().config.num_replicas.max(1),
+        Err(_) => 1,
+    }
+}
+
 /// Opens (creating if needed) a KV bucket that keeps the last value of each key: in memory
 /// with entries expiring after `max_age` (leases, counters), or on file and kept (`None`).
+/// A new bucket gets the events stream's replicas ([`replicas_of_events_stream`]); an existing
+/// one is opened as it is.
 pub async fn key_value(
     js: &jetstream::Context,
     bucket: &str,
@@ -300,15 +374,29 @@ pub async fn key_value(
     } else {
         stream::StorageType::File
     };
-    js.create_key_value(jetstream::kv::Config {
-        bucket: bucket.to_string(),
-        history: 1,
-        max_age: max_age.unwrap_or_default(),
-        storage,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| BusError::JetStream(format!("KV bucket {bucket}: {e}")))
+    let replicas = replicas_of_events_stream(js).await;
+    let created = js
+        .create_key_value(jetstream::kv::Config {
+            bucket: bucket.to_string(),
+            history: 1,
+            max_age: max_age.unwrap_or_default(),
+            storage,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Made earlier with other settings (replicas before a move to a cluster): kept as
+        // it is; `nats stream edit KV_<bucket> --replicas` scales it.
+        Err(create) => match js.get_key_value(bucket).await {
+            Ok(store) => {
+                tracing::warn!(bucket, replicas, error = %create, "KV bucket kept with its existing settings");
+                Ok(store)
+            }
+            Err(_) => Err(BusError::JetStream(format!("KV bucket {bucket}: {create}"))),
+        },
+    }
 }
 
 /// Sends a JSON request and decodes the JSON reply: the one way every Ledger caller (services,

@@ -39,7 +39,7 @@ use crate::telemetry::LogFormat;
 /// Settings every consumer service reads from flags or environment variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuntimeConfig {
-    /// NATS server URL.
+    /// NATS server URL, or a comma-separated list of every node of a cluster (one login).
     #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// PostgreSQL URL (each service uses its own schema).
@@ -110,8 +110,10 @@ impl Base {
         let db = crate::db::connect_schema(&config.database_url, service, 20).await?;
         crate::journal::migrate(&db).await?;
         crate::audit::migrate(&db).await?;
-        // The gateway creates it with the configured replicas; whoever starts first wins.
-        crate::status::ensure_stream(&js, 1)
+        // The gateway creates it with the configured replicas; a service that starts first
+        // gives it the events stream's.
+        let replicas = crate::bus::replicas_of_events_stream(&js).await;
+        crate::status::ensure_stream(&js, replicas)
             .await
             .map_err(anyhow::Error::msg)?;
         Ok(Base {

@@ -12,6 +12,9 @@
 
 pub mod browser;
 pub mod prometheus;
+mod cluster;
+
+pub use cluster::{NodePorts, TestCluster};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -89,7 +92,7 @@ pub const SERVICE_USERS: [&str; 5] = ["gateway", "contacts", "documents", "payme
 /// A server started with `deploy/nats/nats-server.conf`: each service logs in as its own user,
 /// stores through the gateway's auth callout.
 #[derive(Clone)]
-struct Secured {
+pub(crate) struct Secured {
     /// Password of each of [`SERVICE_USERS`], in that order.
     passwords: Vec<String>,
     issuer_seed: String,
@@ -99,6 +102,43 @@ struct Secured {
 }
 
 impl Secured {
+    /// Fresh service passwords and fresh callout keys.
+    fn generate() -> Result<Secured> {
+        let issuer = nkeys::KeyPair::new_account();
+        let xkey = nkeys::XKey::new();
+        let passwords = SERVICE_USERS
+            .iter()
+            .map(|user| {
+                let mut password = [0u8; 16];
+                rand::Rng::fill(&mut rand::thread_rng(), &mut password);
+                format!("{user}-{}", data_encoding::HEXLOWER.encode(&password))
+            })
+            .collect();
+        Ok(Secured {
+            passwords,
+            issuer_seed: issuer.seed().context("issuer seed")?,
+            issuer_public: issuer.public_key(),
+            xkey_seed: xkey.seed().context("xkey seed")?,
+            xkey_public: xkey.public_key(),
+        })
+    }
+
+    /// Points `command` at `deploy/nats/nats-server.conf` with these secrets in its
+    /// environment, as an operator starts a production node.
+    fn configure(&self, command: &mut Command) {
+        command
+            .arg("-c")
+            .arg(workspace_root().join("deploy/nats/nats-server.conf"))
+            .env("LEDGER_NATS_CALLOUT_ISSUER", &self.issuer_public)
+            .env("LEDGER_NATS_CALLOUT_XKEY", &self.xkey_public);
+        for (user, password) in SERVICE_USERS.iter().zip(&self.passwords) {
+            command.env(
+                format!("LEDGER_NATS_{}_PASSWORD", user.to_ascii_uppercase()),
+                password,
+            );
+        }
+    }
+
     fn password(&self, user: &str) -> Option<&str> {
         SERVICE_USERS
             .iter()
@@ -128,27 +168,11 @@ impl TestNats {
     /// service's, and stores are admitted only by a gateway started with
     /// [`TestNats::callout_issuer_seed`] and [`TestNats::callout_xkey_seed`].
     pub async fn start_secured() -> Result<Self> {
-        let issuer = nkeys::KeyPair::new_account();
-        let xkey = nkeys::XKey::new();
-        let passwords = SERVICE_USERS
-            .iter()
-            .map(|user| {
-                let mut password = [0u8; 16];
-                rand::Rng::fill(&mut rand::thread_rng(), &mut password);
-                format!("{user}-{}", data_encoding::HEXLOWER.encode(&password))
-            })
-            .collect();
         let mut nats = TestNats {
             child: None,
             port: free_port(),
             store: tempfile::tempdir().context("create JetStream store dir")?,
-            secured: Some(Secured {
-                passwords,
-                issuer_seed: issuer.seed().context("issuer seed")?,
-                issuer_public: issuer.public_key(),
-                xkey_seed: xkey.seed().context("xkey seed")?,
-                xkey_public: xkey.public_key(),
-            }),
+            secured: Some(Secured::generate()?),
         };
         nats.spawn_on_a_free_port().await?;
         Ok(nats)
@@ -202,17 +226,7 @@ impl TestNats {
         let bin = nats_server_bin();
         let mut command = Command::new(&bin);
         if let Some(secured) = &self.secured {
-            command
-                .arg("-c")
-                .arg(workspace_root().join("deploy/nats/nats-server.conf"))
-                .env("LEDGER_NATS_CALLOUT_ISSUER", &secured.issuer_public)
-                .env("LEDGER_NATS_CALLOUT_XKEY", &secured.xkey_public);
-            for (user, password) in SERVICE_USERS.iter().zip(&secured.passwords) {
-                command.env(
-                    format!("LEDGER_NATS_{}_PASSWORD", user.to_ascii_uppercase()),
-                    password,
-                );
-            }
+            secured.configure(&mut command);
         }
         // LEDGER_TEST_NATS_LOG=<dir>: keep each server's log there (permission violations
         // and callout errors are logged by the server only).
@@ -297,7 +311,7 @@ impl Drop for TestNats {
     }
 }
 
-async fn wait_for_port(port: u16, limit: Duration) -> Result<()> {
+pub(crate) async fn wait_for_port(port: u16, limit: Duration) -> Result<()> {
     let started = Instant::now();
     loop {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

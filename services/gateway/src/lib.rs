@@ -123,7 +123,7 @@ pub struct Config {
         default_value = "http://127.0.0.1:8780"
     )]
     pub public_url: String,
-    /// NATS server URL.
+    /// NATS server URL, or a comma-separated list of every node of a cluster (one login).
     #[arg(long, env = "LEDGER_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// PostgreSQL URL (the gateway keeps its tables in schema `gateway`).

@@ -47,12 +47,17 @@ pub fn merchant_permissions(merchant: &str, inbox_prefix: &str) -> MerchantPermi
     }
 }
 
-/// NATS URLs handed to stores: configured ones, or the gateway's own without credentials.
+/// NATS URLs handed to stores: configured ones, or the gateway's own (every node of its
+/// comma-separated list) without credentials.
 pub fn public_nats_urls_of(config: &crate::Config) -> Vec<String> {
     if !config.nats_public_urls.is_empty() {
         return config.nats_public_urls.clone();
     }
-    vec![ledger_runtime::bus::split_credentials(&config.nats_url).0]
+    match ledger_runtime::bus::parse_servers(&config.nats_url) {
+        Ok(servers) => servers.addresses,
+        // An unusable list stops the gateway at connect, with the entry named.
+        Err(_) => vec![ledger_runtime::bus::split_credentials(&config.nats_url).0],
+    }
 }
 
 /// Refuses to start a gateway that would hand stores a NATS URL other than `tls://` (their

@@ -25,7 +25,7 @@ struct Cli {
         hide_env_values = true
     )]
     admin_token: String,
-    /// NATS server URL.
+    /// NATS server URL, or a comma-separated list of every node of a cluster (one login).
     #[arg(
         long,
         env = "LEDGER_NATS_URL",

@@ -13,6 +13,8 @@ use ledger_runtime::shutdown::Shutdown;
 use sage_sandbox::{BusinessSpec, Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
+pub mod books;
+pub mod cluster;
 pub mod corpus;
 pub mod events;
 

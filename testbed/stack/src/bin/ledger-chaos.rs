@@ -15,7 +15,6 @@
 //! `CHAOS_FAILPOINTS`, or the matching options (`ledger-chaos --help`).
 //! Run it through `./dev chaos` (or `just chaos`), which builds the service binaries it starts.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,10 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ledger_stack::books::Expected;
 use rand::{Rng, SeedableRng};
-use rust_decimal::Decimal;
 use sage_sandbox::{BusinessSpec, FaultKind, FaultPlan, Sandbox, SandboxConfig};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The run's size and knobs; each option also reads the environment variable of the same name.
 #[derive(Debug, clap::Parser)]
@@ -165,22 +164,6 @@ fn revive(consumers: &mut [Service]) -> anyhow::Result<u64> {
         }
     }
     Ok(revived)
-}
-
-fn decimal(v: &Value) -> Option<Decimal> {
-    match v {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.to_string().parse().ok(),
-        _ => None,
-    }
-}
-
-/// What Magento sent for one invoice.
-struct Expected {
-    merchant: usize,
-    reference: String,
-    total: Decimal,
-    paid: bool,
 }
 
 #[tokio::main]
@@ -341,6 +324,7 @@ async fn main() -> anyhow::Result<()> {
             reference: snapshot.invoice.increment_id.clone(),
             total: snapshot.invoice.grand_total,
             paid,
+            credit: None,
         });
         outbox.push((
             envelope.subject(),
@@ -462,76 +446,17 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Compare Magento with Sage.
-    let mut duplicates = 0usize;
-    let mut lost = 0usize;
-    let mut mismatched = 0usize;
-    let mut by_business: Vec<HashMap<String, Vec<Value>>> = Vec::new();
-    let mut payments_by_business: Vec<BTreeMap<String, usize>> = Vec::new();
-    for b in &businesses {
-        let mut map: HashMap<String, Vec<Value>> = HashMap::new();
-        for doc in sandbox.inspect().documents(b, "sales_invoices") {
-            let reference = doc["reference"].as_str().unwrap_or_default().to_string();
-            map.entry(reference).or_default().push(doc);
-        }
-        let mut payments: BTreeMap<String, usize> = BTreeMap::new();
-        for p in sandbox.inspect().documents(b, "contact_payments") {
-            for a in p["allocated_artefacts"].as_array().into_iter().flatten() {
-                let id = a["artefact"]["id"].as_str().unwrap_or_default().to_string();
-                *payments.entry(id).or_default() += 1;
-            }
-        }
-        let contacts = sandbox.inspect().documents(b, "contacts").len();
-        // The templates bill one registered customer per merchant: one contact expected.
-        duplicates += contacts.saturating_sub(1);
-        by_business.push(map);
-        payments_by_business.push(payments);
-    }
-    for e in &expected {
-        match by_business[e.merchant].get(&e.reference).map(Vec::as_slice) {
-            None | Some([]) => lost += 1,
-            Some(docs) => {
-                duplicates += docs.len() - 1;
-                let invoice = &docs[0];
-                if decimal(&invoice["total_amount"]) != Some(e.total) {
-                    mismatched += 1;
-                }
-                if e.paid {
-                    let id = invoice["id"].as_str().unwrap_or_default();
-                    match payments_by_business[e.merchant]
-                        .get(id)
-                        .copied()
-                        .unwrap_or(0)
-                    {
-                        0 => lost += 1,
-                        1 => {
-                            if decimal(&invoice["outstanding_amount"]) != Some(Decimal::ZERO) {
-                                mismatched += 1;
-                            }
-                        }
-                        n => duplicates += n - 1,
-                    }
-                }
-            }
-        }
-    }
-    let extra_references: usize = by_business
-        .iter()
-        .enumerate()
-        .map(|(m, map)| {
-            map.keys()
-                .filter(|r| {
-                    !expected
-                        .iter()
-                        .any(|e| e.merchant == m && &e.reference == *r)
-                })
-                .count()
-        })
-        .sum();
-    duplicates += extra_references;
+    let verdict = ledger_stack::books::check(&sandbox, &businesses, &expected);
     let stats = sandbox.inspect().stats();
     let faults_applied: u64 = stats.faults_applied.iter().map(|f| f.count).sum();
     let violations = sandbox.inspect().concurrency_violations().len();
-    let documents = events + expected_payments;
+    let ledger_stack::books::Verdict {
+        documents,
+        duplicates,
+        lost,
+        mismatched,
+        out_of_order,
+    } = verdict;
 
     for c in consumers.iter_mut() {
         c.stop();
@@ -546,7 +471,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "chaos: events={total_events} documents={documents} duplicates={duplicates} lost={lost} mismatched={mismatched} faults={faults_applied}"
     );
-    if duplicates + lost + mismatched > 0 {
+    if duplicates + lost + mismatched + out_of_order > 0 {
         std::process::exit(1);
     }
     Ok(())
