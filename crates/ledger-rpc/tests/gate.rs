@@ -271,6 +271,7 @@ async fn the_gate_recreates_its_buckets_after_a_nats_server_restart() {
         GateLimits {
             calls_per_minute: 100,
             max_concurrent: 4,
+            ..GateLimits::default()
         },
     )
     .await
