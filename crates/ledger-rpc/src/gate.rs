@@ -275,10 +275,7 @@ impl SageGate {
                 continue;
             }
             let now = now_ms();
-            ledger_runtime::metrics::record_budget_left(
-                merchant,
-                calls_left(&pace, next, now),
-            );
+            ledger_runtime::metrics::record_budget_left(merchant, calls_left(&pace, next, now));
             if at_ms <= now {
                 return Ok(());
             }

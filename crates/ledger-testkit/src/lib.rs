@@ -11,8 +11,8 @@
 //!   `postgres://postgres@127.0.0.1:54329/postgres`).
 
 pub mod browser;
-pub mod prometheus;
 mod cluster;
+pub mod prometheus;
 
 pub use cluster::{NodePorts, TestCluster};
 
