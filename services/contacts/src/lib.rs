@@ -647,7 +647,7 @@ impl Contacts {
                 }
             }
         };
-        let result = match send(body.clone(), step.to_string()).await {
+        let result = match Box::pin(send(body.clone(), step.to_string())).await {
             Err(e) if body.get("tax_number").is_some() => match tax_number_refused(&e) {
                 Some(reason) => {
                     tracing::info!(
@@ -935,7 +935,7 @@ async fn audited_ensure_inner(
     if req.dry_run {
         // A replay's dry run: Sage writes are refused and nothing is recorded.
         return (
-            ledger_runtime::replay::dry_running(service.ensure(req)).await,
+            ledger_runtime::replay::dry_running(Box::pin(service.ensure(req))).await,
             false,
         );
     }
@@ -943,7 +943,8 @@ async fn audited_ensure_inner(
     let clock = std::time::Instant::now();
     let (result, captured) = audit::capture(async {
         audit::note_document(&req.customer_key);
-        service.ensure(req).await
+        // Boxed: the ensure future is large, and an RPC task's stack is a worker thread's.
+        Box::pin(service.ensure(req)).await
     })
     .await;
     if captured.calls.is_empty() && result.is_ok() {
