@@ -649,6 +649,33 @@ impl std::fmt::Display for PaceReport {
     }
 }
 
+/// Onboards `merchant` against a running gateway over HTTP, as an operator and the merchant
+/// would: registers it through the admin API, creates its Sage business in the sandbox and
+/// connects that business through the gateway's OAuth flow. Returns the Sage business id.
+pub async fn onboard_over_http(
+    http: &reqwest::Client,
+    gateway: &str,
+    admin: &str,
+    sandbox: &Sandbox,
+    merchant: &str,
+) -> anyhow::Result<String> {
+    http.post(format!("{gateway}/v1/admin/merchants"))
+        .bearer_auth(admin)
+        .json(&json!({"merchant_id": merchant, "name": merchant}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let business = sandbox
+        .create_business(BusinessSpec {
+            name: format!("{merchant} Ltd"),
+            ..BusinessSpec::default()
+        })
+        .await;
+    let code = sandbox.issue_authorization_code(&business.id).await;
+    connect_through_gateway(http, gateway, admin, merchant, &code).await?;
+    Ok(business.id)
+}
+
 /// Walks the gateway's operator Sage connection flow as a browser would: `/connect/sage/start`
 /// (which redirects to Sage's consent page with a `state` and sets the flow's binding cookie),
 /// then the callback with the `code` Sage's consent page hands out and the binding cookie.

@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ledger_stack::books::Expected;
 use rand::{Rng, SeedableRng};
-use sage_sandbox::{BusinessSpec, FaultKind, FaultPlan, Sandbox, SandboxConfig};
-use serde_json::json;
+use sage_sandbox::{FaultKind, FaultPlan, Sandbox, SandboxConfig};
 
 /// The run's size and knobs; each option also reads the environment variable of the same name.
 #[derive(Debug, clap::Parser)]
@@ -123,30 +122,6 @@ async fn wait_http(url: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     anyhow::bail!("no answer from {url}")
-}
-
-async fn onboard(
-    http: &reqwest::Client,
-    gateway: &str,
-    admin: &str,
-    sandbox: &Sandbox,
-    merchant: &str,
-) -> anyhow::Result<String> {
-    http.post(format!("{gateway}/v1/admin/merchants"))
-        .bearer_auth(admin)
-        .json(&json!({"merchant_id": merchant, "name": merchant}))
-        .send()
-        .await?
-        .error_for_status()?;
-    let business = sandbox
-        .create_business(BusinessSpec {
-            name: format!("{merchant} Ltd"),
-            ..BusinessSpec::default()
-        })
-        .await;
-    let code = sandbox.issue_authorization_code(&business.id).await;
-    ledger_stack::connect_through_gateway(http, gateway, admin, merchant, &code).await?;
-    Ok(business.id)
 }
 
 /// Restarts consumers that died on their own (failpoints); returns how many.
@@ -274,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
     let mut businesses = Vec::new();
     for m in 0..merchants {
         businesses.push(
-            onboard(
+            ledger_stack::onboard_over_http(
                 &http,
                 &gateway_url,
                 admin_token,

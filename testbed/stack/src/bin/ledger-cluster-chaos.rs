@@ -33,7 +33,7 @@ use futures::StreamExt;
 use ledger_stack::books::{Expected, ExpectedCredit};
 use ledger_stack::cluster::{DeployOptions, Deployment, Ports, Topology, SERVICES};
 use ledger_stack::events::{Draft, Refund, CUSTOMER_SAVED};
-use sage_sandbox::{BusinessSpec, Inspector, Sandbox};
+use sage_sandbox::Inspector;
 use serde_json::{json, Value};
 
 /// The run's size; each option also reads the environment variable of the same name.
@@ -104,30 +104,6 @@ fn landed(sage: &Inspector) -> u64 {
         .map(|r| r.count)
         .sum();
     posted.saturating_sub(replayed)
-}
-
-async fn onboard(
-    http: &reqwest::Client,
-    gateway: &str,
-    admin: &str,
-    sandbox: &Sandbox,
-    merchant: &str,
-) -> anyhow::Result<String> {
-    http.post(format!("{gateway}/v1/admin/merchants"))
-        .bearer_auth(admin)
-        .json(&json!({"merchant_id": merchant, "name": merchant}))
-        .send()
-        .await?
-        .error_for_status()?;
-    let business = sandbox
-        .create_business(BusinessSpec {
-            name: format!("{merchant} Ltd"),
-            ..BusinessSpec::default()
-        })
-        .await;
-    let code = sandbox.issue_authorization_code(&business.id).await;
-    ledger_stack::connect_through_gateway(http, gateway, admin, merchant, &code).await?;
-    Ok(business.id)
 }
 
 /// A `customer.saved` for the customer the invoice templates bill (318), renamed `k`.
@@ -303,7 +279,16 @@ async fn main() -> anyhow::Result<()> {
         let results: Vec<anyhow::Result<String>> = futures::stream::iter(0..merchants)
             .map(|m| {
                 let (http, gateway, admin) = (&http, &gateway, &admin_token);
-                async move { onboard(http, gateway, admin, sandbox, &format!("cluster-{m}")).await }
+                async move {
+                    ledger_stack::onboard_over_http(
+                        http,
+                        gateway,
+                        admin,
+                        sandbox,
+                        &format!("cluster-{m}"),
+                    )
+                    .await
+                }
             })
             .buffered(8)
             .collect()
