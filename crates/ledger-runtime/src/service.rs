@@ -488,8 +488,23 @@ impl ServiceBuilder {
             )));
         }
         drop(consumers);
+        // After shutdown the consumers drain and the RPC answers under way go out, each within
+        // the drain deadline (the endpoints stop taking requests at once).
+        let drain = Duration::from_secs(config.drain_secs);
+        let answers = async move {
+            shutdown.wait().await;
+            if !crate::micro::answered(drain).await {
+                tracing::warn!(
+                    service,
+                    in_flight = crate::micro::in_flight(),
+                    "requests still unanswered at the drain deadline"
+                );
+            }
+        };
         let done = tokio::spawn(async move {
-            for result in futures::future::join_all(loops).await {
+            let (results, ()) =
+                futures::future::join(futures::future::join_all(loops), answers).await;
+            for result in results {
                 result??;
             }
             Ok(())
