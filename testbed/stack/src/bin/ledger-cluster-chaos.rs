@@ -21,7 +21,8 @@
 //!
 //! It exits non-zero unless D, L, M and O are 0. Sized by `CLUSTER_INVOICES` (default 4000),
 //! `CLUSTER_MERCHANTS` (200), `CLUSTER_PHASE_SECS` (seconds each fault and its recovery get,
-//! 20), `CLUSTER_SETTLE_SECS` (600), or the matching options (`--help`). Run it through
+//! 20), `CLUSTER_SETTLE_SECS` (600), `CLUSTER_DATABASE` (`ledger_cluster_chaos`), or the
+//! matching options (`--help`). Run it through
 //! `./dev cluster-chaos` (or `just cluster-chaos`), which builds the service binaries.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
