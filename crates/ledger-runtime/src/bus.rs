@@ -195,6 +195,26 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
     }
 }
 
+/// Flushes what `client` has buffered, giving up after `limit`: a flush waits for the
+/// connection, and a process stopping while its NATS servers are gone must not wait for them
+/// (the client reconnects forever). Returns whether the flush completed.
+pub async fn flush_within(client: &async_nats::Client, limit: Duration) -> bool {
+    match tokio::time::timeout(limit, client.flush()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "NATS flush failed while stopping");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?limit,
+                "NATS unreachable while stopping; not waiting for it"
+            );
+            false
+        }
+    }
+}
+
 /// Checks a reported server version against [`MIN_SERVER_VERSION`].
 pub fn check_server_version(version: &str) -> Result<(), BusError> {
     let mut parts = version

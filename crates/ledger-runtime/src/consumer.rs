@@ -240,10 +240,20 @@ pub struct ConsumerOptions {
     pub lane: Lane,
     /// Live work in flight, shared by a service's live and history loops.
     pub priority: Priority,
+    /// How long handlings already under way may go on after shutdown fires; what is still
+    /// running then is abandoned and handed back to the stream at once (see [`run`]).
+    pub drain_timeout: Duration,
 }
 
 /// Transient failures after which a message is dead-lettered, unless a service says otherwise.
 pub const MAX_TRANSIENT_ATTEMPTS: i64 = 25;
+
+/// How long handlings under way may finish after shutdown unless a service says otherwise:
+/// well inside the 30 s an orchestrator grants before it kills the process.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long abandoned handlings get to hand their messages back before the loop stops anyway.
+const ABANDON_GRACE: Duration = Duration::from_secs(3);
 
 impl ConsumerOptions {
     /// Defaults for a service. A service built with [`crate::service::ServiceBuilder`] takes
@@ -260,6 +270,7 @@ impl ConsumerOptions {
             merchant_in_flight: 64,
             lane: Lane::Live,
             priority: Priority::default(),
+            drain_timeout: DRAIN_TIMEOUT,
         }
     }
 }
@@ -364,6 +375,9 @@ enum Decision {
     Retry(Duration),
     /// The merchant cannot move now: park it (see [`crate::parking`]).
     Park(ParkReason, Duration),
+    /// The drain deadline passed while the handling was still under way (e.g. waiting on a
+    /// peer that stopped answering): handed back for redelivery at once, to another replica.
+    Abandoned,
 }
 
 /// Control messages from the merchant workers to the dispatcher.
@@ -384,23 +398,45 @@ struct Shared<H> {
     holder: String,
     control: mpsc::Sender<Control>,
     shutdown: Shutdown,
+    /// Fires when the drain deadline passes: handlings still under way are abandoned.
+    abandon: Shutdown,
 }
 
 impl<H: Handler> Shared<H> {
     /// Handles one delivery within the process's concurrency; a history delivery first waits
-    /// until its merchant has no live event in flight.
+    /// until its merchant has no live event in flight. A handling still under way when the
+    /// drain deadline passes is dropped ([`Decision::Abandoned`]): whatever it had not
+    /// committed is rolled back with it, and the idempotent handlers absorb the redelivery.
     async fn handle(&self, delivery: &Delivery) -> Decision {
-        if self.options.lane == Lane::History {
-            self.options.priority.live_idle(&delivery.merchant).await;
+        let handling = async {
+            if self.options.lane == Lane::History {
+                self.options.priority.live_idle(&delivery.merchant).await;
+            }
+            let _permit = self.permits.acquire().await.expect("semaphore open");
+            handle_once(
+                delivery,
+                self.handler.as_ref(),
+                &self.options,
+                &self.failures,
+            )
+            .await
+        };
+        tokio::select! {
+            decision = handling => decision,
+            _ = self.abandon.wait() => {
+                tracing::warn!(
+                    service = self.options.service,
+                    subject = %delivery.subject,
+                    seq = delivery.stream_sequence,
+                    "handling abandoned at the drain deadline; the event is redelivered"
+                );
+                metrics()
+                    .events
+                    .with_label_values(&[self.options.service, event_type_of(&delivery.subject), "abandoned"])
+                    .inc();
+                Decision::Abandoned
+            }
         }
-        let _permit = self.permits.acquire().await.expect("semaphore open");
-        handle_once(
-            delivery,
-            self.handler.as_ref(),
-            &self.options,
-            &self.failures,
-        )
-        .await
     }
 
     /// Parks `merchant` from `sequence` on, counted and logged.
@@ -466,6 +502,7 @@ pub async fn run<H: Handler>(
         holder: format!("{}-{}", durable, uuid::Uuid::new_v4()),
         control: control_tx,
         shutdown: shutdown.clone(),
+        abandon: Shutdown::new(),
     });
     let mut dispatch = Dispatch {
         cap: shared.options.merchant_in_flight.max(1),
@@ -526,7 +563,8 @@ pub async fn run<H: Handler>(
         dispatch.deliver(message).await;
     }
 
-    // Drain: stop pulling, let every worker finish what it holds.
+    // Drain: stop pulling; handlings under way may finish until the drain deadline, events
+    // not yet started go back to the stream at once (another replica takes them).
     drop(messages);
     for (_, waiting) in dispatch.pass_over.drain() {
         for m in waiting {
@@ -534,11 +572,33 @@ pub async fn run<H: Handler>(
         }
     }
     dispatch.queues.clear();
-    while dispatch.workers.join_next().await.is_some() {}
-    tracing::info!(
-        service = dispatch.shared.options.service,
-        "consumer drained"
-    );
+    let service = dispatch.shared.options.service;
+    let drain_timeout = dispatch.shared.options.drain_timeout;
+    let drained = tokio::time::timeout(drain_timeout, async {
+        while dispatch.workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // Past the deadline: what is still under way waits on something that does not come
+        // (a peer that stopped answering, a store that hangs). Hand it back and stop.
+        dispatch.shared.abandon.trigger();
+        let handed_back = tokio::time::timeout(ABANDON_GRACE, async {
+            while dispatch.workers.join_next().await.is_some() {}
+        })
+        .await;
+        if handed_back.is_err() {
+            // Not even the negative acks got through (the bus is gone): the server
+            // redelivers the rest when their ack wait ends.
+            dispatch.workers.shutdown().await;
+        }
+        tracing::warn!(
+            service,
+            ?drain_timeout,
+            "consumer drained at its deadline; unfinished events handed back"
+        );
+    } else {
+        tracing::info!(service, "consumer drained");
+    }
     Ok(())
 }
 
@@ -735,7 +795,7 @@ async fn merchant_worker<H: Handler>(
         let _turn = turn.lock().await;
         worker_step(&merchant, message, &shared, &mut parked_from).await;
     }
-    if shared.lot.local(&merchant).is_some() {
+    if shared.lot.local(&merchant).is_some() && !shared.shutdown.is_triggered() {
         let _turn = turn.lock().await;
         lane(&merchant, &shared).await;
     }
@@ -754,6 +814,12 @@ async fn worker_step<H: Handler>(
         message,
         ticket: _ticket,
     } = queued;
+    if shared.shutdown.is_triggered() {
+        // Not started before shutdown: another replica handles it now rather than this one
+        // during its drain.
+        let _ = message.ack_with(AckKind::Nak(None)).await;
+        return;
+    }
     let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
     if parked_from.is_some_and(|from| sequence >= from) {
         // Queued before the dispatcher heard of the park: the lane reads it from the stream.
@@ -766,6 +832,7 @@ async fn worker_step<H: Handler>(
     let ack = match decision {
         Decision::Done => AckKind::Ack,
         Decision::Retry(delay) => AckKind::Nak(Some(delay)),
+        Decision::Abandoned => AckKind::Nak(None),
         Decision::Park(reason, delay) => {
             if shared.park(merchant, sequence, reason).await {
                 *parked_from = Some(sequence);
@@ -883,6 +950,11 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
             let mut got = 0usize;
             let mut caught_up = false;
             for message in messages {
+                if shared.shutdown.is_triggered() {
+                    // The rest is read again from the recorded progress by whoever runs
+                    // the lane next.
+                    break;
+                }
                 got += 1;
                 let (sequence, pending) = message
                     .info()
@@ -898,6 +970,8 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
                     let delay = match decision {
                         Decision::Done => break,
                         Decision::Retry(d) | Decision::Park(_, d) => d,
+                        // Not handled: the next lane reads it again from the progress.
+                        Decision::Abandoned => break 'reader,
                     };
                     // Counted as a redelivery, as the shared consumer counts its own.
                     delivery.delivered += 1;
@@ -956,6 +1030,10 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
             }
         }
     }
+    if handled > recorded {
+        // Stopped inside a batch (shutdown): the next lane starts after what was handled.
+        let _ = shared.lot.progress(merchant, handled).await;
+    }
     shared.lot.release(merchant).await;
 }
 
@@ -975,6 +1053,11 @@ fn delivery_of(message: &Message, failures: &FailureCounts) -> Delivery {
     }
 }
 
+/// The event type of a subject, `<entity>.<action>` after `magento.<merchant>.` (metrics label).
+fn event_type_of(subject: &str) -> &str {
+    subject.splitn(3, '.').nth(2).unwrap_or("unknown")
+}
+
 /// Runs the handler on one delivery and decides what happens to the message; metrics and
 /// dead letters are recorded here, once, for the shared consumer and the lanes alike.
 async fn handle_once<H: Handler>(
@@ -984,12 +1067,7 @@ async fn handle_once<H: Handler>(
     failures: &FailureCounts,
 ) -> Decision {
     let stream_sequence = delivery.stream_sequence;
-    let event_type = delivery
-        .subject
-        .splitn(3, '.')
-        .nth(2)
-        .unwrap_or("unknown")
-        .to_string();
+    let event_type = event_type_of(&delivery.subject).to_string();
     let span = tracing::info_span!(
         "consume",
         service = options.service,

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use async_nats::service::{self, ServiceExt};
 use async_nats::{HeaderMap, SubscribeError, SubscribeErrorKind};
@@ -288,24 +289,92 @@ where
     let mut endpoint = endpoint(client, service, name, subject, QUEUE_GROUP).await?;
     let handler = Arc::new(handler);
     tokio::spawn(async move {
+        let mut stopping = false;
         loop {
-            let request = tokio::select! {
-                _ = shutdown.wait() => break,
-                r = endpoint.next() => r,
+            let request = if stopping {
+                // Stopped: what the server delivered before the unsubscription is answered
+                // too, so no asker waits out its timeout for a request this replica took.
+                match tokio::time::timeout(LEFTOVER_WAIT, endpoint.next()).await {
+                    Ok(r) => r,
+                    Err(_) => None,
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.wait() => {
+                        stopping = true;
+                        if let Err(e) = endpoint.requests.stop().await {
+                            tracing::warn!(error = %e, "could not unsubscribe an endpoint");
+                        }
+                        continue;
+                    }
+                    r = endpoint.next() => r,
+                }
             };
             let Some(request) = request else { break };
             if request.message.reply.is_none() {
                 continue;
             }
             let (handler, responder) = (handler.clone(), endpoint.responder());
+            let answering = InFlight::start();
             tokio::spawn(async move {
                 if let Some(reply) = handler(request.message.clone()).await {
                     responder.respond(&request, reply).await;
                 }
+                drop(answering);
             });
         }
     });
     Ok(())
+}
+
+/// How long a stopped endpoint waits for requests the server delivered before it unsubscribed.
+const LEFTOVER_WAIT: Duration = Duration::from_millis(250);
+
+/// Requests being answered in this process, and who waits for them to end.
+static IN_FLIGHT: LazyLock<(Mutex<usize>, tokio::sync::Notify)> =
+    LazyLock::new(|| (Mutex::new(0), tokio::sync::Notify::new()));
+
+/// One request being answered; dropping it ends it.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        *IN_FLIGHT.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = IN_FLIGHT.0.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            IN_FLIGHT.1.notify_waiters();
+        }
+    }
+}
+
+/// Requests this process is answering now.
+pub fn in_flight() -> usize {
+    *IN_FLIGHT.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits until this process answers no request, at most `limit` (a stopping service lets its
+/// answers go out before it exits, so its askers need not wait out their timeouts). Returns
+/// whether every answer went out.
+pub async fn answered(limit: Duration) -> bool {
+    let settled = async {
+        loop {
+            let notified = IN_FLIGHT.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout(limit, settled).await.is_ok()
 }
 
 /// The service and endpoint names of a `ledger.rpc.<service>.<endpoint>` subject.

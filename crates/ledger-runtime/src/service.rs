@@ -66,6 +66,11 @@ pub struct RuntimeConfig {
     /// stream health for the metrics.
     #[arg(long, env = "LEDGER_LAG_POLL_MS", default_value_t = 5000)]
     pub lag_poll_ms: u64,
+    /// Seconds handlings under way may go on after SIGTERM before they are abandoned and
+    /// their events handed back for redelivery; keep it below the orchestrator's grace period
+    /// (30 s in the cluster suite, 60 s in the Helm chart).
+    #[arg(long, env = "LEDGER_DRAIN_SECS", default_value_t = 20)]
+    pub drain_secs: u64,
     /// Crash points for the chaos suite, `name=probability,...`; never in production.
     #[arg(long, env = "LEDGER_FAILPOINTS")]
     pub failpoints: Option<String>,
@@ -81,6 +86,7 @@ impl RuntimeConfig {
         options.concurrency = self.concurrency;
         options.paused_delay = Duration::from_secs(self.paused_delay_secs);
         options.merchant_in_flight = self.merchant_in_flight;
+        options.drain_timeout = Duration::from_secs(self.drain_secs);
         options
     }
 }
@@ -482,8 +488,23 @@ impl ServiceBuilder {
             )));
         }
         drop(consumers);
+        // After shutdown the consumers drain and the RPC answers under way go out, each within
+        // the drain deadline (the endpoints stop taking requests at once).
+        let drain = Duration::from_secs(config.drain_secs);
+        let answers = async move {
+            shutdown.wait().await;
+            if !crate::micro::answered(drain).await {
+                tracing::warn!(
+                    service,
+                    in_flight = crate::micro::in_flight(),
+                    "requests still unanswered at the drain deadline"
+                );
+            }
+        };
         let done = tokio::spawn(async move {
-            for result in futures::future::join_all(loops).await {
+            let (results, ()) =
+                futures::future::join(futures::future::join_all(loops), answers).await;
+            for result in results {
                 result??;
             }
             Ok(())
@@ -492,8 +513,16 @@ impl ServiceBuilder {
     }
 }
 
+/// How long past its drain deadline ([`RuntimeConfig::drain_secs`]) a stopping service may
+/// take before [`main`] returns anyway.
+pub const STOP_SLACK: Duration = Duration::from_secs(5);
+
 /// The body of a consumer service binary: installs telemetry with the configured log format,
 /// then runs `run` until SIGINT or SIGTERM fires its shutdown and it has drained.
+///
+/// The stop is bounded: once shutdown fires, `run` gets the drain deadline plus
+/// [`STOP_SLACK`]; a service still stuck then (say, on a NATS or PostgreSQL that is gone)
+/// returns anyway, and the server redelivers whatever it had not acknowledged.
 pub async fn main<F, Fut>(
     service: &'static str,
     config: &RuntimeConfig,
@@ -506,7 +535,26 @@ where
     let _telemetry = crate::telemetry::init_with(service, config.log_format);
     let shutdown = Shutdown::new();
     shutdown.trigger_on(crate::shutdown::signal());
-    run(shutdown).await
+    let limit = Duration::from_secs(config.drain_secs) + STOP_SLACK;
+    run_bounded(run(shutdown.clone()), &shutdown, limit).await
+}
+
+/// Runs `run` to its end, but no longer than `limit` after `shutdown` fires.
+pub async fn run_bounded<Fut>(run: Fut, shutdown: &Shutdown, limit: Duration) -> anyhow::Result<()>
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        result = run => result,
+        _ = deadline => {
+            tracing::error!(?limit, "not stopped in time after shutdown; exiting anyway");
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -555,12 +603,15 @@ mod tests {
             "3",
             "--log-format",
             "json",
+            "--drain-secs",
+            "7",
         ])
         .expect("valid flags");
         let options = cli.runtime.consumer_options("svc");
         assert_eq!(options.paused_delay, Duration::from_secs(2));
         assert_eq!(options.merchant_in_flight, 8);
         assert_eq!(options.concurrency, 3);
+        assert_eq!(options.drain_timeout, Duration::from_secs(7));
         assert_eq!(cli.runtime.log_format, LogFormat::Json);
         let refused = Cli::try_parse_from(["svc", "--database-url", "x", "--log-format", "xml"]);
         assert!(refused.is_err());

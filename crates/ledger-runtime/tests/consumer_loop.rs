@@ -272,3 +272,173 @@ async fn refuses_a_server_older_than_2_10() {
         ),
     }
 }
+
+/// Subject of a peer that takes requests and never answers (a replica killed mid-request).
+const SILENT_PEER: &str = "test.peer.silent";
+/// Subject of a peer that answers.
+const LIVE_PEER: &str = "test.peer.live";
+
+/// A projection that asks a peer over NATS for events marked `peer`, as the documents service
+/// asks contacts; everything else takes a few milliseconds.
+struct PeerCaller {
+    client: async_nats::Client,
+    peer: &'static str,
+    started: AtomicUsize,
+    handled: Mutex<Vec<String>>,
+}
+
+impl PeerCaller {
+    fn new(client: async_nats::Client, peer: &'static str) -> Arc<Self> {
+        Arc::new(PeerCaller {
+            client,
+            peer,
+            started: AtomicUsize::new(0),
+            handled: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for PeerCaller {
+    async fn handle(&self, d: &Delivery) -> Result<Outcome, ProcessError> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let body = String::from_utf8_lossy(&d.payload).to_string();
+        if body.starts_with("peer") {
+            // The production callers' timeout: far beyond any grace period.
+            let _: serde_json::Value = bus::request_json(
+                &self.client,
+                self.peer,
+                &serde_json::json!({}),
+                Duration::from_secs(60),
+            )
+            .await
+            .map_err(|e| ProcessError::transient(e.to_string()))?;
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.handled.lock().unwrap().push(body);
+        Ok(Outcome::Applied)
+    }
+
+    async fn dead_letter(&self, _: &Delivery, e: &ProcessError) -> Result<(), ProcessError> {
+        panic!("nothing is dead-lettered here: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopping_replica_hands_back_work_stuck_on_a_silent_peer_within_its_deadline() {
+    let nats = TestNats::start().await.unwrap();
+    let (js, consumer) = setup(&nats).await;
+    let client = bus::connect(&nats.url(), "peers").await.unwrap();
+    // The silent peer takes requests (its subscription exists) and never replies.
+    let _silent = client.subscribe(SILENT_PEER).await.unwrap();
+    let mut live = client.subscribe(LIVE_PEER).await.unwrap();
+    let answering = client.clone();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        while let Some(request) = live.next().await {
+            if let Some(reply) = request.reply {
+                let _ = answering.publish(reply, "{}".into()).await;
+            }
+        }
+    });
+    client.flush().await.unwrap();
+
+    // One merchant's first event waits on the peer; four merchants have ten quick events each.
+    let mut published = vec!["peer:stuck:0".to_string()];
+    publish(&js, "stuck", "peer:stuck:0").await;
+    for i in 1..10 {
+        let body = format!("ok:stuck:{i}");
+        publish(&js, "stuck", &body).await;
+        published.push(body);
+    }
+    for merchant in ["m1", "m2", "m3"] {
+        for i in 0..10 {
+            let body = format!("ok:{merchant}:{i}");
+            publish(&js, merchant, &body).await;
+            published.push(body);
+        }
+    }
+
+    // Replica A: its peer went silent. It stops while busy.
+    let drain = Duration::from_secs(2);
+    let mut opts = options();
+    opts.drain_timeout = drain;
+    let a = PeerCaller::new(client.clone(), SILENT_PEER);
+    let shutdown_a = Shutdown::new();
+    let run_a = tokio::spawn(consumer::run(
+        js.clone(),
+        consumer.clone(),
+        a.clone(),
+        opts.clone(),
+        shutdown_a.clone(),
+    ));
+    assert!(
+        wait_for(|| a.handled.lock().unwrap().len() >= 3).await,
+        "replica A is under way"
+    );
+    let before_stop = a.handled.lock().unwrap().len();
+    let stopping = std::time::Instant::now();
+    shutdown_a.trigger();
+    // Deadline 2 s plus at most 3 s for the abandoned handling to hand its event back; the
+    // peer's own timeout (60 s) must not count.
+    tokio::time::timeout(Duration::from_secs(8), run_a)
+        .await
+        .expect("replica A stopped within its drain deadline")
+        .unwrap()
+        .unwrap();
+    let took = stopping.elapsed();
+    assert!(
+        took >= drain,
+        "the stuck handling got its drain time: {took:?}"
+    );
+    assert!(
+        took < drain + Duration::from_secs(4),
+        "stopped at its deadline: {took:?}"
+    );
+    let by_a = a.handled.lock().unwrap().clone();
+    assert!(
+        !by_a.iter().any(|b| b.starts_with("ok:stuck")),
+        "the stuck merchant's later events waited behind its first one: {by_a:?}"
+    );
+    // Each of the three quick merchants finishes at most the one event it had under way
+    // (one more each for the instant between counting and stopping); the rest of their 30
+    // events go back unstarted instead of being worked through during the drain.
+    assert!(
+        by_a.len() <= before_stop + 6,
+        "events not started were handed back: {} handled, {before_stop} before the stop",
+        by_a.len()
+    );
+
+    // Replica B (its peer answers) takes over everything A handed back, without waiting for
+    // the ack wait (60 s) to expire.
+    let b = PeerCaller::new(client.clone(), LIVE_PEER);
+    let shutdown_b = Shutdown::new();
+    let run_b = tokio::spawn(consumer::run(
+        js.clone(),
+        consumer.clone(),
+        b.clone(),
+        opts,
+        shutdown_b.clone(),
+    ));
+    let total = published.len();
+    assert!(
+        wait_for(|| a.handled.lock().unwrap().len() + b.handled.lock().unwrap().len() >= total)
+            .await,
+        "replica B handled the rest within 10 s"
+    );
+    // Anything handled twice would show up now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown_b.trigger();
+    run_b.await.unwrap().unwrap();
+
+    let mut all: Vec<String> = a.handled.lock().unwrap().clone();
+    all.extend(b.handled.lock().unwrap().iter().cloned());
+    all.sort();
+    published.sort();
+    assert_eq!(all, published, "every event handled exactly once");
+    let mut consumer = consumer;
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.num_pending, 0);
+}

@@ -386,12 +386,23 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
     })
 }
 
-/// Runs the gateway until `shutdown` fires.
+/// How long a stopping gateway waits for NATS to take what it still buffers.
+pub const STOP_FLUSH_LIMIT: Duration = Duration::from_secs(3);
+
+/// Runs the gateway until `shutdown` fires. Nothing on the way out waits on NATS for long:
+/// a shutdown while starting (NATS or PostgreSQL unreachable) stops at once, and the final
+/// flush gives up after [`STOP_FLUSH_LIMIT`] when the NATS servers are gone.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let running = start(config, shutdown.clone()).await?;
+    let running = tokio::select! {
+        running = start(config, shutdown.clone()) => running?,
+        _ = shutdown.wait() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
     shutdown.wait().await;
     // Let in-flight requests finish their PubAck before the connection goes.
-    let _ = running.state.nats.flush().await;
+    bus::flush_within(&running.state.nats, STOP_FLUSH_LIMIT).await;
     Ok(())
 }
 

@@ -21,7 +21,8 @@
 //!
 //! It exits non-zero unless D, L, M and O are 0. Sized by `CLUSTER_INVOICES` (default 4000),
 //! `CLUSTER_MERCHANTS` (200), `CLUSTER_PHASE_SECS` (seconds each fault and its recovery get,
-//! 20), `CLUSTER_SETTLE_SECS` (600), or the matching options (`--help`). Run it through
+//! 20), `CLUSTER_SETTLE_SECS` (600), `CLUSTER_DATABASE` (`ledger_cluster_chaos`), or the
+//! matching options (`--help`). Run it through
 //! `./dev cluster-chaos` (or `just cluster-chaos`), which builds the service binaries.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -62,6 +63,10 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:54329/postgres"
     )]
     pg_admin_url: String,
+    /// Database the run makes (dropped first if it exists) on that cluster; another name lets
+    /// two runs share one PostgreSQL.
+    #[arg(long, env = "CLUSTER_DATABASE", default_value = "ledger_cluster_chaos")]
+    database: String,
 }
 
 /// The faults, in the order they are applied.
@@ -232,7 +237,14 @@ async fn main() -> anyhow::Result<()> {
             .join(",")
     );
 
-    let db_name = "ledger_cluster_chaos";
+    let db_name = args.database.as_str();
+    if db_name.is_empty()
+        || !db_name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        anyhow::bail!("CLUSTER_DATABASE must be lowercase letters, digits and _: {db_name:?}");
+    }
     {
         let admin = sqlx::PgPool::connect(&args.pg_admin_url).await?;
         sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
