@@ -71,9 +71,11 @@ bench-fairness:
 bench-history:
     ./dev infra >/dev/null && eval "$(./dev env)" && cargo run --release -q -p ledger-stack --bin ledger-history-bench
 
-# One merchant's backlog (BACKLOG_DOCS, default 10,000 historical invoices) against Sage's call
-# limit while live invoices of the same merchant arrive: calls per paid order, budget used, 429s,
-# the most calls in any rolling minute, live publish→Sage p50/p99, replay per event vs batched.
-# Fails on any 429 or a replay that writes to Sage. Starts NATS and PostgreSQL if needed.
+# One merchant's backfill (BACKLOG_DOCS, default 10,000 historical invoices on the history lane)
+# against Sage's call limit, with Ledger's budget equal to it, while live invoices of the same
+# merchant arrive: calls per paid order, budget used, 429s, the busiest rolling minute, live
+# publish→Sage p50/p99, replay of a 100,000-event synced stream per event vs batched, each service
+# binary's RSS at 100 / 1,000 / 10,000 merchants. Fails on any 429 or a replay that writes to
+# Sage. Starts NATS and PostgreSQL if needed.
 bench-backlog:
-    ./dev infra >/dev/null && eval "$(./dev env)" && cargo run --release -q -p ledger-stack --bin ledger-backlog-bench
+    ./dev infra >/dev/null && eval "$(./dev env)" && cargo build --release -q -p gateway -p contacts -p documents -p payments --bin gateway --bin contacts --bin documents --bin payments && cargo run --release -q -p ledger-stack --bin ledger-backlog-bench

@@ -249,6 +249,11 @@ impl Proc {
         wait_http(&self.health).await
     }
 
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its health URL.
     pub fn health_url(&self) -> &str {
         &self.health
