@@ -843,6 +843,26 @@ async fn handle_again<H: Handler>(
     }
 }
 
+/// Whether the log holds an `invoice.canceled` of `merchant` later than the event at `sequence`
+/// (unknown counts as yes: the payment then takes the normal, ordered path).
+async fn cancel_follows(
+    stream: &async_nats::jetstream::stream::Stream,
+    merchant: &str,
+    sequence: u64,
+) -> bool {
+    let subject = ledger_events::subject(merchant, ledger_events::EventType::InvoiceCanceled);
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(last) => last.sequence > sequence,
+        Err(e)
+            if e.kind()
+                == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+        {
+            false
+        }
+        Err(_) => true,
+    }
+}
+
 /// Listens on [`ledger_rpc::INVOICE_LANDED_SUBJECT`] and releases the payments held for the
 /// invoice that landed; first makes one pass over every held payment.
 async fn serve_releases<H: Handler + 'static>(
@@ -875,6 +895,12 @@ async fn serve_releases<H: Handler + 'static>(
             if !sequences.is_empty() {
                 if let Ok(stream) = js.get_stream(bus::EVENTS_STREAM).await {
                     for sequence in sequences {
+                        // A cancel of this merchant's after the payment must be met in the
+                        // log's order (receipt first, then the void): the payment then waits
+                        // for its normal redelivery instead of going ahead now.
+                        if cancel_follows(&stream, &landed.merchant, sequence).await {
+                            continue;
+                        }
                         handle_again(&stream, handler.as_ref(), sequence).await;
                     }
                 }
