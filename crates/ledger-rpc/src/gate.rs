@@ -765,7 +765,5 @@ fn gate_failure(e: ProcessError) -> sage_client::SageError {
 /// Calls `merchant` may still make in the coming rolling minute at the steady pace: the budget
 /// less the slots already reserved ahead of now (what the `ledger_sage_budget_left` gauge shows).
 fn calls_left(pace: &Pace, state: PaceState, now_ms: u64) -> i64 {
-    let interval = (pace.interval().as_millis() as u64).max(1);
-    let reserved = state.tat_ms.saturating_sub(now_ms).div_ceil(interval);
-    (i64::from(pace.calls()) - reserved as i64).max(0)
+    (i64::from(pace.calls()) - pace.reserved(state, now_ms) as i64).max(0)
 }

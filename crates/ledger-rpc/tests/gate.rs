@@ -138,7 +138,7 @@ fn busiest_window(sorted: &[u64], window_ms: u64) -> usize {
 async fn two_replicas_hammering_one_business_share_one_smooth_budget() {
     let nats = TestNats::start().await.unwrap();
     // The minute scaled down to 5 s: 101 calls per rolling 5 s, bursts of 2, a 50 ms margin,
-    // so T = ⌈5050 / 100⌉ = 51 ms.
+    // so T = 5 050 000 µs / 100 = 50 500 µs.
     let (budget, window_ms, run) = (101u64, 5_000u64, Duration::from_secs(15));
     let limits = GateLimits {
         calls_per_minute: budget as u32,
@@ -147,7 +147,10 @@ async fn two_replicas_hammering_one_business_share_one_smooth_budget() {
         margin_ms: 50,
         ..GateLimits::default()
     };
-    assert_eq!(limits.pace().unwrap().interval(), Duration::from_millis(51));
+    assert_eq!(
+        limits.pace().unwrap().interval(),
+        Duration::from_micros(50_500)
+    );
     let (a, b) = two_gates(&nats, limits).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -160,7 +163,7 @@ async fn two_replicas_hammering_one_business_share_one_smooth_budget() {
                     Ok(()) => allowed.push(started.elapsed().as_millis() as u64),
                     Err(ProcessError::Throttled { retry_after }) => {
                         assert!(
-                            retry_after <= Duration::from_millis(51 * 2),
+                            retry_after <= Duration::from_micros(50_500 * 2),
                             "{retry_after:?}"
                         );
                         throttled += 1;

@@ -76,6 +76,9 @@ pub struct Command {
     /// synced (slower; the outcome is the same). For measurements.
     #[serde(default)]
     pub per_event_lookups: bool,
+    /// At most this many events of the range, the earliest first (all when absent).
+    #[serde(default)]
+    pub limit: Option<u64>,
 }
 
 /// What became of one replayed event (listed for every event that was not already synced).
@@ -306,6 +309,14 @@ pub async fn replay<H: Handler>(
                         .is_some_and(|u| published >= nanos(u))
                 {
                     continue;
+                }
+                if command
+                    .limit
+                    .is_some_and(|l| summary.seen + deliveries.len() as u64 >= l)
+                {
+                    // Past the limit: the rest of the batch is left unread.
+                    last_pending = 0;
+                    break;
                 }
                 deliveries.push(Delivery {
                     subject: message.subject.to_string(),

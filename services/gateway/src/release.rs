@@ -107,6 +107,7 @@ async fn release(
         until: None,
         dry_run: false,
         per_event_lookups: false,
+        limit: None,
     };
     let mut results = Vec::new();
     for service in SERVICES {

@@ -689,6 +689,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 until,
                 dry_run,
                 per_event_lookups: false,
+                limit: None,
             };
             let mut failed = 0;
             for service in services_or_all(only) {

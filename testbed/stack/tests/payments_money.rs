@@ -37,6 +37,7 @@ async fn replay(stack: &Stack, service: &str, merchant: &Merchant) {
             until: None,
             dry_run: false,
             per_event_lookups: false,
+            limit: None,
         },
         Duration::from_secs(120),
         |_| {},

@@ -29,6 +29,17 @@ async fn replay_with(
     dry_run: bool,
     per_event_lookups: bool,
 ) -> Summary {
+    replay_limited(stack, service, merchant, dry_run, per_event_lookups, None).await
+}
+
+async fn replay_limited(
+    stack: &Stack,
+    service: &str,
+    merchant: &str,
+    dry_run: bool,
+    per_event_lookups: bool,
+    limit: Option<u64>,
+) -> Summary {
     ledger_runtime::replay::request(
         &stack.nats,
         service,
@@ -38,6 +49,7 @@ async fn replay_with(
             until: None,
             dry_run,
             per_event_lookups,
+            limit,
         },
         Duration::from_secs(120),
         |_| {},
@@ -260,5 +272,11 @@ async fn a_replay_of_synced_events_looks_them_up_in_batches_without_running_the_
     assert_eq!(per_event.applied + per_event.skipped + per_event.failed, 0);
     assert_eq!(audit_records(&db, "batched").await, 12);
     assert_eq!(stack.documents(&merchant, "sales_invoices").len(), 6);
+
+    // A limit replays only the earliest events of the range: 4 of the 6, each per event.
+    let limited = replay_limited(&stack, "documents", "batched", false, true, Some(4)).await;
+    assert_eq!(limited.seen, 4, "{limited:#?}");
+    assert_eq!(limited.already_synced, 4, "{limited:#?}");
+    assert_eq!(audit_records(&db, "batched").await, 16);
     stack.stop().await;
 }

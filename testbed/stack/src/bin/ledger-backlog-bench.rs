@@ -14,7 +14,8 @@
 //!    the last call without a 429); both are scaled up so a run takes minutes, the ratios
 //!    count.
 //! 3. **Replay** of the merchant's already-synced stream of `BACKLOG_REPLAY_EVENTS` events,
-//!    once with a look-up per event (the baseline) and once batched: events/s and Sage writes
+//!    once with a look-up per event (the baseline, over the stream's first
+//!    `BACKLOG_REPLAY_BASELINE` events) and once batched: events/s and Sage writes
 //!    (must be 0). The stream is the backlog's invoices, synced through Sage, topped up with
 //!    invoices the module sent again (`invoice.created` of an invoice already in Sage, with a
 //!    new event id); the engine handles those itself (already in Sage, recorded in its audit
@@ -66,6 +67,9 @@ struct Args {
     /// Events of the already-synced stream the replay reads (at least the backlog's invoices).
     #[arg(long, env = "BACKLOG_REPLAY_EVENTS", default_value_t = 100_000)]
     replay_events: u64,
+    /// Events the per-event baseline replays (the stream's first; it is slow by design).
+    #[arg(long, env = "BACKLOG_REPLAY_BASELINE", default_value_t = 10_000)]
+    replay_baseline: u64,
     /// Paid orders of the calls-per-order mix.
     #[arg(long, env = "BACKLOG_ORDERS", default_value_t = 200)]
     orders: u64,
@@ -384,10 +388,16 @@ fn writes(stack: &Stack, business: &str) -> u64 {
 }
 
 /// 3. Replays the merchant's synced stream per event, then batched; returns the writes.
-async fn replays(stack: &Stack, m: &Merchant) -> anyhow::Result<u64> {
+async fn replays(stack: &Stack, m: &Merchant, args: &Args) -> anyhow::Result<u64> {
     let mut wrote = 0;
-    for (label, per_event_lookups) in [("per-event look-ups (baseline)", true), ("batched", false)]
-    {
+    for (label, per_event_lookups, limit) in [
+        (
+            "per-event look-ups (baseline)",
+            true,
+            Some(args.replay_baseline),
+        ),
+        ("batched", false, None),
+    ] {
         let before = writes(stack, &m.business_id);
         let started = Instant::now();
         let summary = ledger_runtime::replay::request(
@@ -399,6 +409,7 @@ async fn replays(stack: &Stack, m: &Merchant) -> anyhow::Result<u64> {
                 until: None,
                 dry_run: false,
                 per_event_lookups,
+                limit,
             },
             Duration::from_secs(600),
             |_| {},
@@ -647,7 +658,7 @@ async fn run() -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(db.url()).await?;
     let (m, rejected) = backlog(&stack, &pool, &args).await?;
     top_up(&stack, &pool, &m, &args).await?;
-    let wrote = replays(&stack, &m).await?;
+    let wrote = replays(&stack, &m, &args).await?;
     stack.stop().await;
     drop(db);
     drop(nats);

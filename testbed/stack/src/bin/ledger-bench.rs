@@ -550,6 +550,7 @@ async fn run_engine(
                     until: None,
                     dry_run: false,
                     per_event_lookups: false,
+                    limit: None,
                 };
                 let nats = stack.nats.clone();
                 async move {

@@ -227,6 +227,7 @@ async fn run_step(
                     until: None,
                     dry_run: false,
                     per_event_lookups: false,
+                    limit: None,
                 },
                 Duration::from_secs(120),
                 |_| {},
