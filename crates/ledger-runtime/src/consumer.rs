@@ -413,12 +413,16 @@ impl<H: Handler> Shared<H> {
                 self.options.priority.live_idle(&delivery.merchant).await;
             }
             let _permit = self.permits.acquire().await.expect("semaphore open");
-            handle_once(
+            // Boxed, and only once a permit is held: a handling's future is large (tens of
+            // KiB), and every merchant with work has a worker task waiting here. Inline, each
+            // waiting task would carry that size, and memory would grow with the merchants
+            // waiting rather than with the handlings under way.
+            Box::pin(handle_once(
                 delivery,
                 self.handler.as_ref(),
                 &self.options,
                 &self.failures,
-            )
+            ))
             .await
         };
         tokio::select! {

@@ -478,30 +478,22 @@ async fn paid_merchants(db: &sqlx::PgPool) -> anyhow::Result<i64> {
     .await?)
 }
 
-/// 4. Each service binary's RSS with more and more merchants; returns the largest reading.
-async fn memory(args: &Args) -> anyhow::Result<f64> {
-    use futures::StreamExt;
-    use ledger_stack::cluster::{sage_env, Proc, SERVICES};
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .context("the bench's directory")?
-        .to_path_buf();
-    for service in SERVICES {
-        anyhow::ensure!(
-            bin_dir.join(service).exists(),
-            "rss: no {service} binary in {} (cargo build -p gateway -p contacts -p documents -p payments, same profile)",
-            bin_dir.display()
-        );
-    }
-    let nats = TestNats::start().await.context("nats-server")?;
-    let db = TestDb::create().await.context("database")?;
-    let sandbox = sage_sandbox::Sandbox::start(SandboxConfig::default()).await?;
-    let logs = std::env::temp_dir().join(format!("ledger-backlog-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&logs)?;
-    let http_port = ledger_testkit::free_port();
-    let gateway_url = format!("http://127.0.0.1:{http_port}");
-    let mut procs = Vec::new();
-    for service in SERVICES {
+/// Starts one service binary on ports of its own and waits until it answers its health URL;
+/// returns it and its base URL. A port picked free can be taken by another process before
+/// the service binds it (its health URL then answers for someone else): a service that exits
+/// right after coming up is started again on new ports.
+async fn start_service(
+    service: &str,
+    bin_dir: &std::path::Path,
+    nats: &TestNats,
+    db: &TestDb,
+    sandbox: &sage_sandbox::Sandbox,
+    logs: &std::path::Path,
+) -> anyhow::Result<(ledger_stack::cluster::Proc, String)> {
+    use ledger_stack::cluster::{sage_env, Proc};
+    for _attempt in 0..5 {
+        let http_port = ledger_testkit::free_port();
+        let gateway_url = format!("http://127.0.0.1:{http_port}");
         let metrics = ledger_testkit::free_port();
         let mut env: Vec<(String, String)> = vec![
             ("LEDGER_NATS_URL".into(), nats.url()),
@@ -547,6 +539,51 @@ async fn memory(args: &Args) -> anyhow::Result<f64> {
         proc.wait_healthy()
             .await
             .with_context(|| format!("{service} did not come up; see {}", logs.display()))?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if proc.exited()? {
+            eprintln!("rss: {service} exited right after starting (a port taken?); starting again");
+            continue;
+        }
+        let url = if service == "gateway" {
+            gateway_url
+        } else {
+            format!("http://127.0.0.1:{metrics}")
+        };
+        return Ok((proc, url));
+    }
+    anyhow::bail!(
+        "{service} exited right after starting five times; see {}",
+        logs.display()
+    )
+}
+
+/// 4. Each service binary's RSS with more and more merchants; returns the largest reading.
+async fn memory(args: &Args) -> anyhow::Result<f64> {
+    use futures::StreamExt;
+    use ledger_stack::cluster::SERVICES;
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("the bench's directory")?
+        .to_path_buf();
+    for service in SERVICES {
+        anyhow::ensure!(
+            bin_dir.join(service).exists(),
+            "rss: no {service} binary in {} (cargo build -p gateway -p contacts -p documents -p payments, same profile)",
+            bin_dir.display()
+        );
+    }
+    let nats = TestNats::start().await.context("nats-server")?;
+    let db = TestDb::create().await.context("database")?;
+    let sandbox = sage_sandbox::Sandbox::start(SandboxConfig::default()).await?;
+    let logs = std::env::temp_dir().join(format!("ledger-backlog-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&logs)?;
+    let mut gateway_url = String::new();
+    let mut procs = Vec::new();
+    for service in SERVICES {
+        let (proc, url) = start_service(service, &bin_dir, &nats, &db, &sandbox, &logs).await?;
+        if service == "gateway" {
+            gateway_url = url;
+        }
         procs.push(proc);
     }
     let http = reqwest::Client::builder()
