@@ -171,6 +171,37 @@ pub struct Payments {
     periods: ledger_rpc::OpenPeriods,
     /// Payments retrying for an invoice not in Sage yet, handed back when it lands.
     waiting: WaitingPayments,
+    /// Handlings of one invoice's payment take turns ([`Turns`]).
+    turns: Turns,
+}
+
+/// Locks by invoice, in a fixed number of stripes: the consumer's redelivery of a payment
+/// and its hand-back when its invoice lands ([`WaitingPayments`]) can reach the handler at the
+/// same time; taking turns, the second finds the first's receipt recorded instead of posting
+/// it again (Sage would answer the repeated idempotency id with the same receipt, a call for
+/// nothing) or looking it up as in doubt. Two invoices sharing a stripe only wait for each
+/// other. In-process: replicas rely on the idempotency id, as before.
+#[derive(Clone)]
+struct Turns(Arc<Vec<tokio::sync::Mutex<()>>>);
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns(Arc::new(
+            (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        ))
+    }
+}
+
+impl Turns {
+    /// Waits for the turn of invoice `key` of `merchant`.
+    async fn take(&self, merchant: &str, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (merchant, key).hash(&mut hasher);
+        self.0[(hasher.finish() % self.0.len() as u64) as usize]
+            .lock()
+            .await
+    }
 }
 
 /// Payments whose invoice is not in Sage yet (still in the documents service's queue, e.g. in
@@ -325,6 +356,7 @@ impl Payments {
     ) -> Result<Outcome, ProcessError> {
         let key = paid.document_key();
         ledger_runtime::audit::note_document(&key);
+        let _turn = self.turns.take(&env.merchant_id, &key).await;
         let previously =
             journal::step_state(self.db(), &env.merchant_id, env.event_id, STEP).await?;
         if let StepState::Done(_) = previously {
@@ -1168,6 +1200,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         periods: ctx.open_periods(),
         last_attempt: consumer::MAX_TRANSIENT_ATTEMPTS,
         waiting: waiting.clone(),
+        turns: Turns::default(),
         ctx,
     };
     builder
@@ -1428,6 +1461,25 @@ mod tests {
         ));
         let last = invoice_not_synced("invoice:1:100000001", 25, 25, "not synced");
         assert_eq!(last.code(), INVOICE_NOT_SYNCED);
+    }
+
+    #[tokio::test]
+    async fn handlings_of_one_invoice_take_turns() {
+        let turns = Turns::default();
+        let first = turns.take("acme-uk", "invoice:1:100000001").await;
+        let again = turns.clone();
+        let second = tokio::spawn(async move {
+            let _turn = again.take("acme-uk", "invoice:1:100000001").await;
+        });
+        // The same invoice waits while the first handling runs...
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished());
+        drop(first);
+        // ...and goes as soon as it ends.
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("second turn")
+            .expect("task");
     }
 
     #[test]
