@@ -65,10 +65,10 @@ pub use document::{
 pub use error::{reasons, MappingError};
 pub use money::{decimal_json, document_exchange_rate, exchange_rate, money_json, round2};
 pub use money_in::{
-    check_base_currency, clearing_account_name, clearing_account_wanted, realised_base_amount,
-    receipt_allocation, sage_base_currency, BankAccountFacts, BankUse,
-    BANK_ACCOUNT_CURRENCIES_SETTING, CLEARING_ACCOUNTS_SETTING, FOREIGN_MONEY_ACCOUNTS_SETTING,
-    OFFLINE_METHODS,
+    check_base_currency, clearing_account_name, clearing_account_wanted, is_amount_refusal_message,
+    outstanding_without_asking, realised_base_amount, receipt_allocation, reread_after_refusal,
+    sage_base_currency, BankAccountFacts, BankUse, Outstanding, BANK_ACCOUNT_CURRENCIES_SETTING,
+    CLEARING_ACCOUNTS_SETTING, FOREIGN_MONEY_ACCOUNTS_SETTING, OFFLINE_METHODS,
 };
 pub use payment::{
     map_allocation, map_customer_receipt, map_receipt, map_refund, AllocationPlan, CreditNoteRef,

@@ -211,6 +211,61 @@ pub fn receipt_allocation(amount: Decimal, outstanding: Decimal) -> Decimal {
     round2(amount).min(round2(outstanding)).max(Decimal::ZERO)
 }
 
+/// Where a receipt takes the amount outstanding on its invoice from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outstanding {
+    /// The engine knows it exactly: the invoice's total less what the engine itself
+    /// allocated to it (credit notes, earlier receipts). No call to Sage.
+    Known(Decimal),
+    /// The engine cannot say exactly: read Sage's `outstanding_amount`.
+    AskSage,
+}
+
+/// Rule "the engine's own figure of what is outstanding": an invoice owes its `total` less
+/// what the engine allocated to it since, `credited` by the documents service (credit notes
+/// allocated to it) and `received` by the payments service (earlier receipts). The figure is
+/// used instead of reading the invoice from Sage only when it is exact: `credited` is `None`
+/// when the documents service cannot say (a settlement decided but not confirmed by Sage, a
+/// re-issue under way), and a negative amount or a figure below zero means the engine's
+/// records do not add up, so Sage is asked. A bookkeeper's change in Sage is not in the
+/// figure: a receipt Sage then refuses for its amount reads Sage once
+/// ([`reread_after_refusal`]).
+pub fn outstanding_without_asking(
+    total: Decimal,
+    credited: Option<Decimal>,
+    received: Decimal,
+) -> Outstanding {
+    let Some(credited) = credited else {
+        return Outstanding::AskSage;
+    };
+    let (total, credited, received) = (round2(total), round2(credited), round2(received));
+    if total < Decimal::ZERO || credited < Decimal::ZERO || received < Decimal::ZERO {
+        return Outstanding::AskSage;
+    }
+    let left = total - credited - received;
+    if left < Decimal::ZERO {
+        Outstanding::AskSage
+    } else {
+        Outstanding::Known(left)
+    }
+}
+
+/// Rule "a receipt Sage refuses for its amount reads Sage once": when the receipt was mapped
+/// from the engine's own figure ([`Outstanding::Known`]) and Sage refuses it for its amount
+/// (more allocated than is outstanding: someone paid or allocated the invoice in Sage by
+/// hand), the invoice is read from Sage and the receipt mapped again. A receipt already
+/// mapped from Sage's figure is not retried this way (the refusal is Sage's last word).
+pub fn reread_after_refusal(mapped_from: Outstanding, amount_refusal: bool) -> bool {
+    amount_refusal && matches!(mapped_from, Outstanding::Known(_))
+}
+
+/// Whether the message of a Sage refusal says the amount exceeds what is outstanding on the
+/// document it is allocated to (or that nothing is outstanding any more).
+pub fn is_amount_refusal_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("outstanding") || m.contains("unpaid or part-paid")
+}
+
 /// Rule "the receipt carries the base amount received": the base-currency amount a receipt
 /// of `amount` must carry when Magento recorded `base_amount_paid` for it and that differs
 /// from the amount at the invoice's own rate (a gateway that settles at its own rate, a
@@ -231,6 +286,54 @@ mod tests {
     use super::*;
     use rust_decimal_macros::dec;
     use serde_json::json;
+
+    #[test]
+    fn outstanding_known_only_when_exact_table() {
+        use Outstanding::{AskSage, Known};
+        // (invoice total, credited by documents, received by payments) → source
+        let cases = [
+            // Nothing but the invoice: its total.
+            (dec!(73.44), Some(dec!(0)), dec!(0), Known(dec!(73.44))),
+            // A credit note of 20.00 allocated: 73.44 − 20.00.
+            (dec!(73.44), Some(dec!(20.00)), dec!(0), Known(dec!(53.44))),
+            // Credited and an earlier receipt of 10.00: 73.44 − 20.00 − 10.00.
+            (dec!(73.44), Some(dec!(20)), dec!(10), Known(dec!(43.44))),
+            // Credited in full: nothing outstanding, known.
+            (dec!(73.44), Some(dec!(73.44)), dec!(0), Known(dec!(0))),
+            // Amounts beyond the cent are Sage's cents.
+            (dec!(10.004), Some(dec!(0.001)), dec!(0), Known(dec!(10.00))),
+            // The documents service cannot say: ask Sage.
+            (dec!(73.44), None, dec!(0), AskSage),
+            // More allocated than the invoice: the records do not add up.
+            (dec!(73.44), Some(dec!(70)), dec!(10), AskSage),
+            (dec!(73.44), Some(dec!(-1)), dec!(0), AskSage),
+            (dec!(73.44), Some(dec!(0)), dec!(-1), AskSage),
+        ];
+        for (total, credited, received, want) in cases {
+            assert_eq!(
+                outstanding_without_asking(total, credited, received),
+                want,
+                "{total} {credited:?} {received}"
+            );
+        }
+    }
+
+    #[test]
+    fn refused_receipt_rereads_sage_once_table() {
+        let known = Outstanding::Known(dec!(73.44));
+        assert!(reread_after_refusal(known, true));
+        assert!(!reread_after_refusal(known, false));
+        // Mapped from Sage's figure already: no second read.
+        assert!(!reread_after_refusal(Outstanding::AskSage, true));
+        assert!(!reread_after_refusal(Outstanding::AskSage, false));
+        assert!(is_amount_refusal_message(
+            "amount: cannot exceed the outstanding amount (10.00)"
+        ));
+        assert!(is_amount_refusal_message(
+            "You can only pay unpaid or part-paid invoices."
+        ));
+        assert!(!is_amount_refusal_message("date: is in a locked period"));
+    }
 
     #[test]
     fn base_currency_is_read_from_link_or_code() {

@@ -183,6 +183,14 @@ impl RpcError {
     }
 }
 
+/// True for Sage's refusal of a payment or allocation for its amount (more than is
+/// outstanding on the document it is allocated to, or nothing outstanding any more): deciding
+/// again from Sage's figures can fix it.
+pub fn is_amount_refusal(error: &sage_client::SageError) -> bool {
+    matches!(error, sage_client::SageError::Rejected { status: 422, errors, .. }
+        if errors.iter().any(|i| ledger_mapping::is_amount_refusal_message(&i.message)))
+}
+
 /// Classifies a Sage client error in the consumer taxonomy.
 pub fn sage_error_to_process(e: sage_client::SageError) -> ProcessError {
     use sage_client::FailureClass;
@@ -479,6 +487,14 @@ pub struct DocumentRef {
     /// invoice's, which later payments and credit notes follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissue: Option<Reissue>,
+    /// What the documents service has allocated to this invoice since it posted it (credit
+    /// notes settled against it), in its currency, when it knows the amount exactly; `None`
+    /// when it cannot say (a settlement or re-issue not confirmed by Sage yet, a credit note
+    /// being canceled), for documents other than invoices, and in answers of services that
+    /// predate the field. With it, the payments service knows what the invoice still owes
+    /// without reading it from Sage ([`ledger_mapping::outstanding_without_asking`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credited: Option<rust_decimal::Decimal>,
 }
 
 /// Asks the documents service to credit and re-issue a Sage invoice ([`REISSUE_SUBJECT`]).

@@ -86,6 +86,23 @@ impl OpenPeriods {
         db: &sqlx::PgPool,
         post: StepPost<'_>,
     ) -> Result<(sage_client::SageResponse, String), ProcessError> {
+        let (merchant, date) = (post.merchant, post.date);
+        match self.try_post_step(sage, db, post).await? {
+            Ok(posted) => Ok(posted),
+            Err(e) => Err(self.refusal(sage, merchant, date, e).await),
+        }
+    }
+
+    /// [`OpenPeriods::post_step`] handing Sage's error back as it came (the inner `Err`), for
+    /// a caller that acts on some refusals itself; [`OpenPeriods::refusal`] classifies the
+    /// others.
+    pub async fn try_post_step(
+        &self,
+        sage: &GatedSage,
+        db: &sqlx::PgPool,
+        post: StepPost<'_>,
+    ) -> Result<Result<(sage_client::SageResponse, String), sage_client::SageError>, ProcessError>
+    {
         let idempotency_id = sage_client::idempotency_id(&post.event_id, post.step);
         ledger_runtime::journal::record_intent(
             db,
@@ -107,13 +124,13 @@ impl OpenPeriods {
             .await
         {
             Ok(response) => response,
-            Err(e) => return Err(self.refusal(sage, post.merchant, post.date, e).await),
+            Err(e) => return Ok(Err(e)),
         };
         let sage_id = response
             .id()
             .ok_or_else(|| ProcessError::transient("Sage answered without an id"))?
             .to_string();
-        Ok((response, sage_id))
+        Ok(Ok((response, sage_id)))
     }
 
     /// The merchant's open period, from the cache while it is fresh.

@@ -1624,15 +1624,7 @@ fn planned_invoices<'a>(
         .collect()
 }
 
-/// True for Sage's refusal of a payment or allocation for its amount (above what is
-/// outstanding, or nothing outstanding any more): deciding again can fix it.
-pub fn is_amount_refusal(error: &sage_client::SageError) -> bool {
-    matches!(error, sage_client::SageError::Rejected { status: 422, errors, .. }
-    if errors.iter().any(|i| {
-        let m = i.message.to_ascii_lowercase();
-        m.contains("outstanding") || m.contains("unpaid or part-paid")
-    }))
-}
+pub use ledger_rpc::is_amount_refusal;
 
 /// What the module shows beside a credit note's status: refunded, allocated (and what was
 /// left on account), waiting for the refund, or left on account.
@@ -1863,6 +1855,7 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
         Decimal,
         Option<Value>,
     );
+    let failed = |e: sqlx::Error| RpcError::from_process_error(&ProcessError::from(e));
     let row: Option<LookupRow> = sqlx::query_as(
         "SELECT resource, sage_id, contact_id, currency, total, exchange_rate, posted_lines FROM documents WHERE merchant_id = $1 AND document_key = $2 AND voided_at IS NULL",
     )
@@ -1870,9 +1863,19 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
     .bind(key)
     .fetch_optional(db)
     .await
-    .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?;
+    .map_err(failed)?;
     match row {
         Some((resource, sage_id, contact_id, currency, total, exchange_rate, lines)) => {
+            let reissue = reissue::recorded(db, merchant, key).await.map_err(failed)?;
+            // A re-issue under way moves the invoice in Sage: nothing is known exactly then.
+            let credited =
+                if resource == "sales_invoices" && reissue.as_ref().is_none_or(|r| r.done) {
+                    credited_to_invoice(db, merchant, &sage_id)
+                        .await
+                        .map_err(failed)?
+                } else {
+                    None
+                };
             Ok(DocumentRef {
                 resource,
                 sage_id,
@@ -1881,9 +1884,8 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
                 total,
                 exchange_rate,
                 lines: lines.and_then(|l| serde_json::from_value(l).ok()),
-                reissue: reissue::recorded(db, merchant, key)
-                    .await
-                    .map_err(|e| RpcError::from_process_error(&ProcessError::from(e)))?,
+                reissue,
+                credited,
             })
         }
         // [money-in] A document held by policy is not "not synced yet": the payments service
@@ -1909,6 +1911,82 @@ async fn lookup(db: &PgPool, merchant: &str, key: &str) -> Result<DocumentRef, R
             })
         }
     }
+}
+
+/// What this service has allocated to the Sage invoice `invoice_sage_id` with credit notes,
+/// when it knows it exactly ([`ledger_rpc::DocumentRef::credited`]); see
+/// [`credited_amount`] for which settlements count.
+async fn credited_to_invoice(
+    db: &PgPool,
+    merchant: &str,
+    invoice_sage_id: &str,
+) -> Result<Option<Decimal>, sqlx::Error> {
+    // Every allocation decided for the invoice, with whether its credit note's cancel has
+    // removed it from Sage (the unsettle step done with its id) or is under way (an unsettle
+    // step not done: which credit note it is for is not known until it is).
+    let rows: Vec<(String, Value, bool, bool)> = sqlx::query_as(
+        "SELECT s.state, s.allocations,
+                EXISTS (SELECT 1 FROM sync_steps j WHERE j.merchant_id = s.merchant_id
+                        AND j.step = $3 AND j.state = 'done' AND j.sage_id = s.sage_id),
+                EXISTS (SELECT 1 FROM sync_steps j WHERE j.merchant_id = s.merchant_id
+                        AND j.step = $3 AND j.state <> 'done')
+         FROM credit_note_settlements s
+         WHERE s.merchant_id = $1 AND s.kind = 'allocation'
+           AND s.allocations @> jsonb_build_array(jsonb_build_object('invoice', $2::text))",
+    )
+    .bind(merchant)
+    .bind(invoice_sage_id)
+    .bind(STEP_UNSETTLE)
+    .fetch_all(db)
+    .await?;
+    Ok(credited_amount(
+        invoice_sage_id,
+        rows.iter()
+            .map(|(state, allocations, removed, removing)| CreditAllocation {
+                state,
+                allocations,
+                removed: *removed,
+                removing: *removing,
+            }),
+    ))
+}
+
+/// One credit note's allocation decision that names an invoice, as this service recorded it.
+struct CreditAllocation<'a> {
+    /// `credit_note_settlements.state`: `planned`, `done` or `redecide`.
+    state: &'a str,
+    /// `credit_note_settlements.allocations`: `[{"invoice", "amount"}]`.
+    allocations: &'a Value,
+    /// Its credit note was canceled and the allocation deleted from Sage.
+    removed: bool,
+    /// A credit note's settlement is being removed from Sage (not known which).
+    removing: bool,
+}
+
+/// The sum allocated to `invoice_sage_id` by the given decisions, when exact: a decision Sage
+/// has confirmed (`done`) counts with its amount, one removed again counts nothing; one not
+/// confirmed (`planned`: the call may or may not have landed; `redecide`: Sage refused it and
+/// it is decided again), a removal under way or an unreadable amount makes the sum unknown.
+fn credited_amount<'a>(
+    invoice_sage_id: &str,
+    decisions: impl IntoIterator<Item = CreditAllocation<'a>>,
+) -> Option<Decimal> {
+    let mut sum = Decimal::ZERO;
+    for decision in decisions {
+        if decision.removing || decision.state != "done" {
+            return None;
+        }
+        if decision.removed {
+            continue;
+        }
+        for entry in decision.allocations.as_array()? {
+            if entry.get("invoice").and_then(Value::as_str) == Some(invoice_sage_id) {
+                let amount = entry.get("amount").and_then(decimal_of)?;
+                sum += amount;
+            }
+        }
+    }
+    Some(sum)
 }
 
 #[cfg(test)]
@@ -2024,6 +2102,62 @@ mod tests {
         for (kind, amount, left, reason, want) in cases {
             assert_eq!(settlement_detail(kind, amount, left, reason, "GBP"), want);
         }
+    }
+
+    #[test]
+    fn credited_amount_counts_only_what_sage_confirmed() {
+        let allocations = serde_json::json!([
+            {"invoice": "inv-1", "amount": "20.00"},
+            {"invoice": "inv-2", "amount": "5.50"}
+        ]);
+        let other = serde_json::json!([{"invoice": "inv-1", "amount": "3.25"}]);
+        let decision = |state, allocations, removed, removing| CreditAllocation {
+            state,
+            allocations,
+            removed,
+            removing,
+        };
+        // No credit note: nothing credited, exactly.
+        assert_eq!(credited_amount("inv-1", []), Some(Decimal::ZERO));
+        // Two confirmed allocations to inv-1: 20.00 + 3.25; inv-2's share is not inv-1's.
+        assert_eq!(
+            credited_amount(
+                "inv-1",
+                [
+                    decision("done", &allocations, false, false),
+                    decision("done", &other, false, false)
+                ]
+            ),
+            Some(Decimal::new(2325, 2))
+        );
+        assert_eq!(
+            credited_amount("inv-2", [decision("done", &allocations, false, false)]),
+            Some(Decimal::new(550, 2))
+        );
+        // Removed by its credit note's cancel: counts nothing.
+        assert_eq!(
+            credited_amount(
+                "inv-1",
+                [
+                    decision("done", &allocations, true, false),
+                    decision("done", &other, false, false)
+                ]
+            ),
+            Some(Decimal::new(325, 2))
+        );
+        // Not confirmed, refused, or a removal under way: unknown.
+        for (state, removing) in [("planned", false), ("redecide", false), ("done", true)] {
+            assert_eq!(
+                credited_amount("inv-1", [decision(state, &allocations, false, removing)]),
+                None,
+                "{state} {removing}"
+            );
+        }
+        let unreadable = serde_json::json!([{"invoice": "inv-1", "amount": "x"}]);
+        assert_eq!(
+            credited_amount("inv-1", [decision("done", &unreadable, false, false)]),
+            None
+        );
     }
 
     #[test]

@@ -450,6 +450,7 @@ mod tests {
                 exchange_rate: Decimal::ONE,
                 lines: Some(vec!["GB_ZERO · SALES".into()]),
                 reissue: None,
+                credited: None,
             }),
         };
         assert!(row.needs_correction() && !row.offers_reissue());
@@ -486,6 +487,7 @@ mod tests {
                 exchange_rate: Decimal::ONE,
                 lines: Some(lines),
                 reissue,
+                credited: Some(Decimal::ZERO),
             })
         };
         let row = |state, sage| PreviewRow {

@@ -18,12 +18,16 @@
 //!    and a pass over the held payments at start);
 //! 5. picks the bank account for the method and currency (none, or one in another currency
 //!    not marked as taking foreign money: held `no_bank_account` / `bank_account_currency`,
-//!    handled again by a retry once the settings are fixed), reads what Sage says is
-//!    outstanding on the invoice, and maps the receipt (pure functions in `ledger-mapping`:
-//!    allocated up to the outstanding amount, the rest on account; the base amount received
-//!    when Magento recorded one that differs from the invoice's rate);
+//!    handled again by a retry once the settings are fixed), takes what is outstanding on the
+//!    invoice from the engine's own records when they say it exactly (the invoice's total less
+//!    the credit notes the documents service allocated to it and this service's receipts),
+//!    else from Sage, and maps the receipt (pure functions in `ledger-mapping`: allocated up
+//!    to the outstanding amount, the rest on account; the base amount received when Magento
+//!    recorded one that differs from the invoice's rate);
 //! 6. records the step's intent, POSTs to Sage with an idempotency id derived from the event
-//!    id, and commits the Sage id with the step outcome in one transaction;
+//!    id, and commits the Sage id with the step outcome in one transaction (a receipt Sage
+//!    refuses as more than is outstanding, the invoice changed in Sage by hand, is mapped
+//!    again once from Sage's figure);
 //! 7. only then lets the consumer loop acknowledge the message.
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,6 +54,10 @@ pub const SERVICE: &str = "payments";
 
 /// Journal step (and idempotency-id salt) of the receipt posted for an `invoice.paid` event.
 pub const STEP: &str = "customer_receipt";
+
+/// Journal step (and idempotency-id salt) of a receipt mapped again from Sage's outstanding
+/// amount after Sage refused the first mapping's allocation: a request of its own.
+pub const STEP_REREAD: &str = "customer_receipt#1";
 
 /// Dead-letter code of a payment whose invoice never reached Sage within the retry budget.
 pub const INVOICE_NOT_SYNCED: &str = "invoice_not_synced";
@@ -163,6 +171,37 @@ pub struct Payments {
     periods: ledger_rpc::OpenPeriods,
     /// Payments retrying for an invoice not in Sage yet, handed back when it lands.
     waiting: WaitingPayments,
+    /// Handlings of one invoice's payment take turns ([`Turns`]).
+    turns: Turns,
+}
+
+/// Locks by invoice, in a fixed number of stripes: the consumer's redelivery of a payment
+/// and its hand-back when its invoice lands ([`WaitingPayments`]) can reach the handler at the
+/// same time; taking turns, the second finds the first's receipt recorded instead of posting
+/// it again (Sage would answer the repeated idempotency id with the same receipt, a call for
+/// nothing) or looking it up as in doubt. Two invoices sharing a stripe only wait for each
+/// other. In-process: replicas rely on the idempotency id, as before.
+#[derive(Clone)]
+struct Turns(Arc<Vec<tokio::sync::Mutex<()>>>);
+
+impl Default for Turns {
+    fn default() -> Self {
+        Turns(Arc::new(
+            (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        ))
+    }
+}
+
+impl Turns {
+    /// Waits for the turn of invoice `key` of `merchant`.
+    async fn take(&self, merchant: &str, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (merchant, key).hash(&mut hasher);
+        self.0[(hasher.finish() % self.0.len() as u64) as usize]
+            .lock()
+            .await
+    }
 }
 
 /// Payments whose invoice is not in Sage yet (still in the documents service's queue, e.g. in
@@ -317,6 +356,7 @@ impl Payments {
     ) -> Result<Outcome, ProcessError> {
         let key = paid.document_key();
         ledger_runtime::audit::note_document(&key);
+        let _turn = self.turns.take(&env.merchant_id, &key).await;
         let previously =
             journal::step_state(self.db(), &env.merchant_id, env.event_id, STEP).await?;
         if let StepState::Done(_) = previously {
@@ -480,6 +520,7 @@ impl Payments {
                     .await;
             }
         };
+        let credited = doc.credited;
         let invoice = InvoiceRef {
             sage_id: doc.sage_id,
             contact_id: doc.contact_id,
@@ -487,42 +528,31 @@ impl Payments {
             exchange_rate: doc.exchange_rate,
             total: doc.total,
         };
-        // Rule "receipts allocate what Sage says is outstanding" (after a credit note the
-        // invoice owes less than Magento's grand total).
-        let outstanding = self.outstanding(&env.merchant_id, &invoice.sage_id).await?;
-        let context = ledger_mapping::ReceiptContext {
+        // Rule "receipts allocate what is outstanding" (after a credit note the invoice owes
+        // less than Magento's grand total), from the engine's own figure when it is exact
+        // (rule "the engine's own figure of what is outstanding"), else read from Sage.
+        let received = self.received(&env.merchant_id, &invoice.sage_id).await?;
+        let source = ledger_mapping::outstanding_without_asking(invoice.total, credited, received);
+        let outstanding = match source {
+            ledger_mapping::Outstanding::Known(amount) => amount,
+            ledger_mapping::Outstanding::AskSage => {
+                self.outstanding(&env.merchant_id, &invoice.sage_id).await?
+            }
+        };
+        let receipt = Receipt {
+            env,
+            delivery,
+            key: &key,
+            paid,
             invoice: &invoice,
-            outstanding,
             bank_account_id: &bank_account_id,
             bank_use,
+            settings: &settings,
         };
-        let mut plan = match ledger_mapping::map_receipt(paid, &context, &settings.merchant) {
-            Ok(plan) => plan,
-            Err(e) => {
-                let (reason, detail) = mapping_outcome(e)?;
-                return self.record_skip(env, &key, &reason, &detail).await;
-            }
+        let plan = match self.plan_receipt(&receipt, outstanding).await? {
+            Planned::Plan(plan) => plan,
+            Planned::Ended(outcome) => return Ok(outcome),
         };
-        // Locked periods: a receipt dated where Sage's books are locked is moved to the
-        // first open day or held, by the merchant's `locked_period`.
-        if let Some(date) = ledger_rpc::period::body_date(&plan.body) {
-            match self
-                .periods
-                .decide_with(
-                    &self.ctx.sage,
-                    &env.merchant_id,
-                    settings.locked_period,
-                    date,
-                    "receipt",
-                )
-                .await?
-            {
-                Ok(moved) => ledger_mapping::move_payment_date(&mut plan.body, &moved),
-                Err((reason, detail)) => {
-                    return self.record_skip(env, &key, &reason, &detail).await
-                }
-            }
-        }
         if previously == StepState::InDoubt {
             // An earlier attempt may have landed (crash before the commit, a 500 after Sage
             // saved it). The idempotency id covers Sage's 7 days; looking the receipt up
@@ -537,11 +567,60 @@ impl Payments {
                     "in-doubt receipt found in Sage; adopting it"
                 );
                 return self
-                    .record_receipt(env, &key, &invoice, &plan, &sage_id, None, None)
+                    .record_receipt(env, &key, &invoice, &plan, &sage_id, None, None, false)
                     .await;
             }
         }
-        self.post_receipt(env, delivery, &key, &invoice, plan).await
+        self.post_receipt(&receipt, plan, source).await
+    }
+
+    /// Maps the receipt for `outstanding` and dates it in an open period: the plan, or the
+    /// outcome of a payment the mapping or a locked period holds (recorded).
+    async fn plan_receipt(
+        &self,
+        receipt: &Receipt<'_>,
+        outstanding: rust_decimal::Decimal,
+    ) -> Result<Planned, ProcessError> {
+        let Receipt { env, key, .. } = *receipt;
+        let context = ledger_mapping::ReceiptContext {
+            invoice: receipt.invoice,
+            outstanding,
+            bank_account_id: receipt.bank_account_id,
+            bank_use: receipt.bank_use,
+        };
+        let mut plan =
+            match ledger_mapping::map_receipt(receipt.paid, &context, &receipt.settings.merchant) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    let (reason, detail) = mapping_outcome(e)?;
+                    return Ok(Planned::Ended(
+                        self.record_skip(env, key, &reason, &detail).await?,
+                    ));
+                }
+            };
+        // Locked periods: a receipt dated where Sage's books are locked is moved to the
+        // first open day or held, by the merchant's `locked_period`.
+        if let Some(date) = ledger_rpc::period::body_date(&plan.body) {
+            match self
+                .periods
+                .decide_with(
+                    &self.ctx.sage,
+                    &env.merchant_id,
+                    receipt.settings.locked_period,
+                    date,
+                    "receipt",
+                )
+                .await?
+            {
+                Ok(moved) => ledger_mapping::move_payment_date(&mut plan.body, &moved),
+                Err((reason, detail)) => {
+                    return Ok(Planned::Ended(
+                        self.record_skip(env, key, &reason, &detail).await?,
+                    ))
+                }
+            }
+        }
+        Ok(Planned::Plan(plan))
     }
 
     /// The Sage clearing account of `method` in `currency` (see [`clearing_account`]).
@@ -559,6 +638,22 @@ impl Payments {
             currency,
         )
         .await
+    }
+
+    /// What this service has allocated to a Sage invoice with receipts still in Sage.
+    async fn received(
+        &self,
+        merchant: &str,
+        invoice_sage_id: &str,
+    ) -> Result<rust_decimal::Decimal, ProcessError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(SUM(allocated), 0) FROM payments
+             WHERE merchant_id = $1 AND invoice_sage_id = $2 AND removed_at IS NULL",
+        )
+        .bind(merchant)
+        .bind(invoice_sage_id)
+        .fetch_one(self.db())
+        .await?)
     }
 
     /// What Sage says is still outstanding on a sales invoice (`outstanding_amount`).
@@ -641,20 +736,86 @@ impl Payments {
     }
 
     /// Posts a mapped receipt once: step log + idempotency id + cross-reference.
+    ///
+    /// Rule "a receipt Sage refuses for its amount reads Sage once": a receipt mapped from the
+    /// engine's own figure that Sage refuses as more than is outstanding (the invoice was paid
+    /// or allocated in Sage by hand) is mapped again from Sage's `outstanding_amount` and
+    /// posted as a request of its own ([`STEP_REREAD`], its own idempotency id).
     async fn post_receipt(
         &self,
-        env: &Envelope,
-        delivery: &Delivery,
-        key: &str,
-        invoice: &InvoiceRef,
+        receipt: &Receipt<'_>,
         plan: ReceiptPlan,
+        mapped_from: ledger_mapping::Outstanding,
     ) -> Result<Outcome, ProcessError> {
+        let Receipt {
+            env,
+            delivery,
+            key,
+            invoice,
+            ..
+        } = *receipt;
+        let date = ledger_rpc::period::body_date(&plan.body).unwrap_or_default();
         // In doubt or new, the request is the same: Sage answers a repeated idempotency id
         // with its first result, so an earlier applied-then-failed POST is adopted here.
         let post = ledger_rpc::StepPost {
             merchant: &env.merchant_id,
             event_id: env.event_id,
             step: STEP,
+            stream_sequence: delivery.stream_sequence,
+            resource: plan.resource,
+            root: plan.root,
+            body: &plan.body,
+            date,
+        };
+        let refused = match self
+            .periods
+            .try_post_step(&self.ctx.sage, self.db(), post)
+            .await?
+        {
+            Ok((response, sage_id)) => {
+                return self
+                    .record_receipt(
+                        env,
+                        key,
+                        invoice,
+                        &plan,
+                        &sage_id,
+                        response.request_id.as_deref(),
+                        ledger_runtime::audit::sage_number_of(&response.body),
+                        false,
+                    )
+                    .await
+            }
+            Err(e) => e,
+        };
+        if !ledger_mapping::reread_after_refusal(
+            mapped_from,
+            ledger_rpc::is_amount_refusal(&refused),
+        ) {
+            return Err(self
+                .periods
+                .refusal(&self.ctx.sage, &env.merchant_id, date, refused)
+                .await);
+        }
+        tracing::info!(
+            document = key,
+            invoice = invoice.sage_id,
+            error = %refused,
+            "Sage refused the receipt's allocation; reading what the invoice owes in Sage"
+        );
+        let outstanding = self.outstanding(&env.merchant_id, &invoice.sage_id).await?;
+        ledger_runtime::audit::note_detail(&format!(
+            "Sage refused {} {} allocated to invoice {} (changed in Sage): {} outstanding there, receipt mapped again",
+            plan.allocated, invoice.currency, invoice.sage_id, outstanding
+        ));
+        let plan = match self.plan_receipt(receipt, outstanding).await? {
+            Planned::Plan(plan) => plan,
+            Planned::Ended(outcome) => return Ok(outcome),
+        };
+        let post = ledger_rpc::StepPost {
+            merchant: &env.merchant_id,
+            event_id: env.event_id,
+            step: STEP_REREAD,
             stream_sequence: delivery.stream_sequence,
             resource: plan.resource,
             root: plan.root,
@@ -673,6 +834,7 @@ impl Payments {
             &sage_id,
             response.request_id.as_deref(),
             ledger_runtime::audit::sage_number_of(&response.body),
+            true,
         )
         .await
     }
@@ -688,6 +850,7 @@ impl Payments {
         sage_id: &str,
         request_id: Option<&str>,
         sage_number: Option<String>,
+        reread: bool,
     ) -> Result<Outcome, ProcessError> {
         ledger_runtime::audit::note_sage_number(sage_number.as_deref().unwrap_or(""));
         let currency = plan
@@ -721,15 +884,24 @@ impl Payments {
             .bind(key)
             .execute(&mut *tx)
             .await?;
-        journal::record_done(
-            &mut tx,
-            &env.merchant_id,
-            env.event_id,
-            STEP,
-            Some(sage_id),
-            request_id,
-        )
-        .await?;
+        // The receipt Sage refused never landed: the event's receipt step is the one posted
+        // after reading Sage, and both steps end done with its id.
+        let steps: &[&str] = if reread {
+            &[STEP, STEP_REREAD]
+        } else {
+            &[STEP]
+        };
+        for step in steps {
+            journal::record_done(
+                &mut tx,
+                &env.merchant_id,
+                env.event_id,
+                step,
+                Some(sage_id),
+                request_id,
+            )
+            .await?;
+        }
         tx.commit().await?;
         if plan.allocated < plan.amount {
             // Visible: the excess stays on the customer's account in Sage.
@@ -753,6 +925,25 @@ impl Payments {
         );
         Ok(Outcome::Applied)
     }
+}
+
+/// The facts a receipt is mapped and posted from.
+#[derive(Clone, Copy)]
+struct Receipt<'a> {
+    env: &'a Envelope,
+    delivery: &'a Delivery,
+    key: &'a str,
+    paid: &'a InvoicePaidSnapshot,
+    invoice: &'a InvoiceRef,
+    bank_account_id: &'a str,
+    bank_use: ledger_mapping::BankUse,
+    settings: &'a PaymentSettings,
+}
+
+/// A mapped receipt, or how the payment ended without one (recorded as held or skipped).
+enum Planned {
+    Plan(ReceiptPlan),
+    Ended(Outcome),
 }
 
 /// What the documents service said about a Magento invoice.
@@ -1009,6 +1200,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> anyhow::Result<Running
         periods: ctx.open_periods(),
         last_attempt: consumer::MAX_TRANSIENT_ATTEMPTS,
         waiting: waiting.clone(),
+        turns: Turns::default(),
         ctx,
     };
     builder
@@ -1269,6 +1461,25 @@ mod tests {
         ));
         let last = invoice_not_synced("invoice:1:100000001", 25, 25, "not synced");
         assert_eq!(last.code(), INVOICE_NOT_SYNCED);
+    }
+
+    #[tokio::test]
+    async fn handlings_of_one_invoice_take_turns() {
+        let turns = Turns::default();
+        let first = turns.take("acme-uk", "invoice:1:100000001").await;
+        let again = turns.clone();
+        let second = tokio::spawn(async move {
+            let _turn = again.take("acme-uk", "invoice:1:100000001").await;
+        });
+        // The same invoice waits while the first handling runs...
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished());
+        drop(first);
+        // ...and goes as soon as it ends.
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("second turn")
+            .expect("task");
     }
 
     #[test]

@@ -246,6 +246,94 @@ impl Draft {
         self
     }
 
+    /// The `customer.saved` Magento sends for this order's registered customer when checkout
+    /// saves the account again: the same person (the order's name, e-mail and VAT number) with
+    /// the order's billing and shipping addresses as the default entries of the address book,
+    /// in the address book's own shape (key `id`, region as Magento's region object). The
+    /// account's details are then the order's, as they are in a real store.
+    pub fn customer_saved(&self) -> Draft {
+        let order = &self.v["payload"]["order"];
+        let mut saved = Draft::from_template(
+            CUSTOMER_SAVED,
+            self.v["merchant_id"].as_str().unwrap_or_default(),
+            None,
+        );
+        let customer_id = order["customer_id"].clone();
+        let book = |address: &Value, id: u64, billing: bool, shipping: bool| -> Value {
+            let mut entry = serde_json::json!({
+                "id": id,
+                "customer_id": customer_id,
+                "firstname": address["firstname"],
+                "lastname": address["lastname"],
+                "street": address["street"],
+                "city": address["city"],
+                "region": {
+                    "region_code": Value::Null,
+                    "region": address.get("region").cloned().unwrap_or(Value::Null),
+                    "region_id": 0
+                },
+                "region_id": 0,
+                "country_id": address["country_id"],
+            });
+            for field in ["company", "postcode", "telephone", "vat_id"] {
+                if let Some(v) = address.get(field).filter(|v| !v.is_null()) {
+                    entry[field] = v.clone();
+                }
+            }
+            if billing {
+                entry["default_billing"] = Value::Bool(true);
+            }
+            if shipping {
+                entry["default_shipping"] = Value::Bool(true);
+            }
+            entry
+        };
+        let billing = &order["billing_address"];
+        let shipping = order
+            .get("shipping_address")
+            .filter(|s| s.is_object())
+            .unwrap_or(billing);
+        let same = |field: &str| billing.get(field) == shipping.get(field);
+        let one_address = [
+            "street",
+            "city",
+            "postcode",
+            "country_id",
+            "firstname",
+            "lastname",
+        ]
+        .iter()
+        .all(|f| same(f));
+        let base = order["customer_id"].as_u64().unwrap_or(1) * 10;
+        let addresses = if one_address {
+            vec![book(billing, base + 1, true, true)]
+        } else {
+            vec![
+                book(billing, base + 1, true, false),
+                book(shipping, base + 2, false, true),
+            ]
+        };
+        let customer = &mut saved.v["payload"]["customer"];
+        customer["id"] = customer_id.clone();
+        customer["email"] = order["customer_email"].clone();
+        customer["firstname"] = order["customer_firstname"].clone();
+        customer["lastname"] = order["customer_lastname"].clone();
+        customer["taxvat"] = order.get("customer_taxvat").cloned().unwrap_or(Value::Null);
+        customer["group_id"] = order
+            .get("customer_group_id")
+            .cloned()
+            .unwrap_or(Value::from(1));
+        customer["default_billing"] = Value::String((base + 1).to_string());
+        customer["default_shipping"] =
+            Value::String((base + if one_address { 1 } else { 2 }).to_string());
+        customer["addresses"] = Value::Array(addresses);
+        customer["website_id"] = self.v["website_id"].clone();
+        customer["store_id"] = self.v["store_id"].clone();
+        saved.v["website_id"] = self.v["website_id"].clone();
+        saved.v["store_id"] = self.v["store_id"].clone();
+        saved
+    }
+
     /// A guest checkout with this e-mail and name.
     pub fn guest(mut self, email: &str, first: &str, last: &str) -> Draft {
         let order = &mut self.v["payload"]["order"];
@@ -565,4 +653,51 @@ pub fn product_saved(template: &str, merchant: &str, id: u64, sku: &str) -> Draf
     d.v["payload"]["product"]["id"] = Value::from(id);
     d.v["payload"]["product"]["sku"] = Value::String(sku.to_string());
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_events::Payload;
+    use ledger_mapping::{map_contact, map_contact_update, Party};
+
+    fn parse(d: &Draft) -> ledger_events::Envelope {
+        ledger_events::parse(&d.build().body).expect("a valid event")
+    }
+
+    /// The account saved at checkout describes the person the order bills, so the contact
+    /// the contacts service would PUT for it is the one the order's invoice created: a
+    /// returning customer's `customer.saved` has nothing to change.
+    #[test]
+    fn customer_saved_of_an_order_is_the_contact_its_invoice_created() {
+        for (id, invoice) in [
+            (
+                1001,
+                Draft::invoice("m", 1).customer(1001, "customer1001@example.com"),
+            ),
+            (
+                1002,
+                Draft::invoice("m", 2)
+                    .customer(1002, "customer1002@example.com")
+                    .company(Some("Pryce Trading Ltd")),
+            ),
+        ] {
+            let Payload::InvoiceCreated(created) = parse(&invoice).payload else {
+                panic!("not an invoice")
+            };
+            let Payload::CustomerSaved(saved) = parse(&invoice.customer_saved()).payload else {
+                panic!("not a customer.saved")
+            };
+            assert_eq!(saved.customer.id, id);
+            let from_order = Party::from_order(&created.order);
+            let from_account = Party::from_customer_snapshot(&saved);
+            assert_eq!(from_account.customer_key, from_order.customer_key);
+            let mut created_body = map_contact(&from_order, "GBP", "PRYCE001");
+            created_body
+                .as_object_mut()
+                .expect("object")
+                .remove("currency_id");
+            assert_eq!(map_contact_update(&from_account, "PRYCE001"), created_body);
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! Money coming in, end to end through the gateway, NATS, the real services and the Sage
 //! sandbox: Sage's base currency is checked (a EUR-base website on a GBP business is held,
 //! naming both), a foreign-currency receipt carries the base amount received so Sage books
-//! the realised exchange difference, receipts allocate what Sage says is outstanding (the
-//! rest stays on account), a held invoice keeps its payment and the payment lands by itself
+//! the realised exchange difference, receipts allocate what is outstanding (the rest stays
+//! on account) from the engine's own figure when it is exact (a plain paid invoice takes two
+//! document calls; a credited one is allocated what the credit left) and from Sage's when Sage
+//! refuses it (an invoice paid in Sage by hand), a held invoice keeps its payment and the payment lands by itself
 //! when the invoice is released, a missing bank account holds the payment instead of
 //! dead-lettering it, settings refuse an account of another currency unless it takes foreign
 //! money, discovery skips archived, credit-card and loan accounts, and card money lands in the
@@ -369,5 +371,191 @@ async fn discovery_and_settings_keep_money_in_accounts_of_its_currency() {
     assert_eq!(receipt["bank_account"]["id"], json!(gbp));
     assert_eq!(dec(&receipt["base_currency_total_amount"]), dec!(60.00));
     no_dead_letters(&stack, &m).await;
+    stack.stop().await;
+}
+
+/// The merchant's calls to Sage about sales invoices and receipts, in order, as
+/// "METHOD path" (the sandbox's route templates).
+fn document_calls(stack: &Stack, merchant: &Merchant) -> Vec<String> {
+    stack
+        .sandbox
+        .inspect()
+        .calls(Some(&merchant.business_id), usize::MAX)
+        .into_iter()
+        .filter(|c| {
+            c.path.starts_with("/v3.1/sales_invoices")
+                || c.path.starts_with("/v3.1/contact_payments")
+        })
+        .map(|c| format!("{} {}", c.method, c.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plain_paid_invoice_takes_two_document_calls() {
+    let (stack, _nats, _db) = common::stack("money-two-calls", 4).await;
+    let m = stack.onboard("twocalls").await.expect("onboard");
+    let invoice = Draft::invoice("twocalls", 30).payment_method("stripe_payments");
+    publish(&stack, &m, &invoice).await;
+    wait_count(&stack, &m, "sales_invoices", 1).await;
+    publish(&stack, &m, &invoice.paid()).await;
+    let found = stack
+        .wait_until(WAIT, || receipts(&stack, &m).len() == 1)
+        .await;
+    assert!(found, "no receipt");
+    no_dead_letters(&stack, &m).await;
+    // Nothing but the invoice was posted against it, so the engine knows it owes its total:
+    // the invoice and its receipt, and no read of the invoice in between.
+    assert_eq!(
+        document_calls(&stack, &m),
+        vec![
+            "POST /v3.1/sales_invoices".to_string(),
+            "POST /v3.1/contact_payments".to_string()
+        ]
+    );
+    let receipt = &receipts(&stack, &m)[0];
+    assert_eq!(dec(&receipt["total_amount"]), dec!(73.44));
+    assert_eq!(
+        dec(&receipt["allocated_artefacts"][0]["amount"]),
+        dec!(73.44)
+    );
+    let invoices = stack.documents(&m, "sales_invoices");
+    assert_eq!(dec(&invoices[0]["outstanding_amount"]), dec!(0));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_credited_invoice_paid_later_allocates_what_the_engine_credited_it_without_asking() {
+    let (stack, _nats, _db) = common::stack("money-credited", 4).await;
+    let m = stack.onboard("credited").await.expect("onboard");
+    // A purchase order: the credit memo is allocated to the invoice.
+    let invoice = Draft::invoice("credited", 31).payment_method("purchaseorder");
+    // The fob (line 1): 12.50 − 1.25 discount + 2.25 VAT = 13.50; shipping 4.95 + 0.99 VAT
+    // = 5.94; an adjustment refund of 5.00: 24.44 credited.
+    let credit = invoice.credit_memo(
+        31,
+        &Refund::lines(&[(1, 1)])
+            .with_shipping()
+            .adjustments(dec!(5), dec!(0)),
+    );
+    publish(&stack, &m, &invoice).await;
+    publish(&stack, &m, &credit).await;
+    wait_count(&stack, &m, "contact_allocations", 1).await;
+    let invoices = stack.documents(&m, "sales_invoices");
+    assert_eq!(dec(&invoices[0]["outstanding_amount"]), dec!(49.00));
+    let before = document_calls(&stack, &m).len();
+    // The customer then pays the whole 73.44 by card.
+    publish(
+        &stack,
+        &m,
+        &invoice.paid().payment_method("stripe_payments"),
+    )
+    .await;
+    let found = stack
+        .wait_until(WAIT, || receipts(&stack, &m).len() == 1)
+        .await;
+    assert!(found, "no receipt");
+    no_dead_letters(&stack, &m).await;
+    let receipt = &receipts(&stack, &m)[0];
+    // 73.44 − 24.44 = 49.00 allocated; the 24.44 the credit note took stays on account.
+    assert_eq!(dec(&receipt["total_amount"]), dec!(73.44));
+    assert_eq!(
+        dec(&receipt["allocated_artefacts"][0]["amount"]),
+        dec!(49.00)
+    );
+    assert_eq!(
+        dec(&receipt["payment_on_account"]["total_amount"]),
+        dec!(24.44)
+    );
+    let invoices = stack.documents(&m, "sales_invoices");
+    assert_eq!(dec(&invoices[0]["outstanding_amount"]), dec!(0));
+    // The documents service said exactly what it allocated: the receipt was the only call.
+    assert_eq!(
+        document_calls(&stack, &m)[before..].to_vec(),
+        vec!["POST /v3.1/contact_payments".to_string()]
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invoice_paid_in_sage_by_hand_still_gets_its_receipt_with_what_sage_allows() {
+    let (stack, _nats, db) = common::stack("money-by-hand", 4).await;
+    let m = stack.onboard("byhand").await.expect("onboard");
+    let invoice = Draft::invoice("byhand", 32).payment_method("stripe_payments");
+    publish(&stack, &m, &invoice).await;
+    let invoices = wait_count(&stack, &m, "sales_invoices", 1).await;
+    // A bookkeeper records 60.00 against the invoice in Sage by hand: Sage's outstanding
+    // amount is 13.44, which the engine cannot know.
+    let business = &stack.sandbox.inspect().businesses()[0];
+    stack
+        .sage()
+        .post(
+            &m.id,
+            "contact_payments",
+            "contact_payment",
+            json!({
+                "transaction_type_id": "CUSTOMER_RECEIPT",
+                "contact_id": invoices[0]["contact"]["id"],
+                "bank_account_id": business.bank_accounts["GBP"],
+                "date": "2025-03-20",
+                "total_amount": "60.00",
+                "allocated_artefacts": [{"artefact_id": invoices[0]["id"], "amount": "60.00"}],
+            }),
+            None,
+        )
+        .await
+        .expect("receipt by hand");
+    publish(&stack, &m, &invoice.paid()).await;
+    let ours = |stack: &Stack| -> Vec<Value> {
+        receipts(stack, &m)
+            .into_iter()
+            .filter(|r| dec(&r["total_amount"]) == dec!(73.44))
+            .collect()
+    };
+    let found = stack.wait_until(WAIT, || ours(&stack).len() == 1).await;
+    assert!(found, "no receipt");
+    no_dead_letters(&stack, &m).await;
+    let receipt = &ours(&stack)[0];
+    // Sage refused 73.44 against the invoice; read again, 73.44 − 60.00 = 13.44 is allocated
+    // and the other 60.00 stays on the customer's account.
+    assert_eq!(
+        dec(&receipt["allocated_artefacts"][0]["amount"]),
+        dec!(13.44)
+    );
+    assert_eq!(
+        dec(&receipt["payment_on_account"]["total_amount"]),
+        dec!(60.00)
+    );
+    let invoices = stack.documents(&m, "sales_invoices");
+    assert_eq!(dec(&invoices[0]["outstanding_amount"]), dec!(0));
+    // The refused request, one read of the invoice, the receipt mapped again.
+    let calls = document_calls(&stack, &m);
+    assert_eq!(
+        calls[calls.len() - 3..].to_vec(),
+        vec![
+            "POST /v3.1/contact_payments".to_string(),
+            "GET /v3.1/sales_invoices/{id}".to_string(),
+            "POST /v3.1/contact_payments".to_string()
+        ]
+    );
+    // Both steps of the event end done with the receipt's id.
+    let payments = schema(&db, "payments").await;
+    let steps: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT step, state, sage_id FROM sync_steps WHERE step LIKE 'customer_receipt%' ORDER BY step",
+    )
+    .fetch_all(&payments)
+    .await
+    .unwrap();
+    let id = receipt["id"].as_str().map(str::to_string);
+    assert_eq!(
+        steps,
+        vec![
+            (
+                "customer_receipt".to_string(),
+                "done".to_string(),
+                id.clone()
+            ),
+            ("customer_receipt#1".to_string(), "done".to_string(), id),
+        ]
+    );
     stack.stop().await;
 }
