@@ -843,8 +843,9 @@ async fn status_cursor_out_of_range_is_refused_naming_cursor() {
     stack.stop().await;
 }
 
-/// A's feed after `cursor`, waiting (up to a minute) until it holds `n` items. The polls
-/// count against the key's request budget: a 429 is waited out as its `Retry-After` says.
+/// The feed of `key`'s merchant after `cursor`, waiting (up to a minute) until it holds `n`
+/// items. The polls count against the key's request budget: a 429 is waited out as its
+/// `Retry-After` says.
 async fn feed_cursors(stack: &Stack, key: &str, cursor: u64, n: usize) -> Vec<u64> {
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(60) {
