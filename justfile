@@ -57,7 +57,7 @@ magento *ARGS:
     ./dev magento {{ARGS}}
 
 # Hostile-tenant suite: every attack against the real stack; prints
-# `isolation: attacks=N refused=N crossings=0`. Size the flood with ATTACK_FLOOD.
+# `isolation: attacks=N refused=N crossings=0 other_failures=0`. Size the flood with ATTACK_FLOOD.
 attack:
     ./dev attack
 

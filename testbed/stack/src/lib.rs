@@ -22,6 +22,12 @@ pub mod events;
 /// characters).
 pub const ADMIN_TOKEN: &str = "ledger-stack-admin-token-for-tests-only";
 
+/// Marker that opens the message of every attack-test assertion proving that one tenant
+/// reached another's data (books, journal, status feed, secrets, inbox or subjects).
+/// `./dev attack` counts the failures that carry it as crossings, apart from failures of any
+/// other kind (a refusal not seen, a wait that ran out).
+pub const CROSSING: &str = "[tenant crossing]";
+
 /// Where the stack's infrastructure lives.
 #[derive(Debug, Clone)]
 pub struct StackOptions {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use common::stack;
 use ledger_stack::events::{self, Draft};
+use ledger_stack::CROSSING;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -75,10 +76,14 @@ async fn cross_tenant_contact_overwrite_is_refused() {
     // Give a (wrong) update every chance to land before looking.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = stack.documents(&b, "contacts");
-    assert_eq!(after.len(), before.len());
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "{CROSSING} B's contacts: {after:?}"
+    );
     for (old, new) in before.iter().zip(&after) {
-        assert_eq!(old["name"], new["name"], "B's contact unchanged");
-        assert_ne!(new["name"], "Pwned Ltd");
+        assert_eq!(old["name"], new["name"], "{CROSSING} B's contact changed");
+        assert_ne!(new["name"], "Pwned Ltd", "{CROSSING} B's contact renamed");
     }
     assert!(
         stack.documents(&a, "contacts").is_empty(),
@@ -88,7 +93,10 @@ async fn cross_tenant_contact_overwrite_is_refused() {
         .wait_for_dead_letters("contacts", "victim-b")
         .await
         .unwrap();
-    assert!(b_dead.is_empty(), "nothing filed under B: {b_dead:?}");
+    assert!(
+        b_dead.is_empty(),
+        "{CROSSING} A's event filed under B: {b_dead:?}"
+    );
     stack.stop().await;
 }
 
@@ -140,7 +148,7 @@ async fn reused_event_id_reaches_nothing_of_another_merchant() {
     assert_eq!(
         stack.documents(&b, "sales_invoices").len(),
         1,
-        "B untouched"
+        "{CROSSING} A's invoice changed B's books"
     );
     let b_sage_id = stack.documents(&b, "sales_invoices")[0]["id"]
         .as_str()
@@ -150,27 +158,27 @@ async fn reused_event_id_reaches_nothing_of_another_merchant() {
         .as_str()
         .unwrap()
         .to_string();
-    // The journal commits just after Sage answers: give it that moment.
+    // The journal commits just after Sage answers: wait until both rows name a document.
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
+    let rows = loop {
         let rows = journal_rows(&db, b_invoice.event_id).await;
-        if rows
-            .iter()
-            .filter(|(_, sage_id)| !sage_id.is_empty())
-            .count()
-            >= 2
-        {
-            break;
+        let recorded = rows.iter().filter(|(_, sage_id)| !sage_id.is_empty());
+        if recorded.count() >= 2 {
+            break rows;
         }
+        assert!(
+            started.elapsed() < WAIT,
+            "the journal did not record both Sage documents within {WAIT:?}: {rows:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     assert_eq!(
-        journal_rows(&db, b_invoice.event_id).await,
+        rows,
         vec![
             ("copycat-a".to_string(), a_sage_id),
             ("original-b".to_string(), b_sage_id),
         ],
-        "each merchant's journal row names its own Sage document"
+        "{CROSSING} a journal row names another merchant's Sage document"
     );
     stack.stop().await;
 }
