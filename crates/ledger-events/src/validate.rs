@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use jsonschema::error::ValidationErrorKind;
-use jsonschema::{Draft, Resource, ValidationError, Validator};
+use jsonschema::{Draft, Registry, Resource, ValidationError, Validator};
 use serde_json::Value;
 
 /// Base URI of the schema `$id`s; the schemas refer to each other relative to it.
@@ -156,7 +156,7 @@ fn join_issues(issues: &[FieldIssue]) -> String {
 /// Compiles the envelope schema with the other files registered under their `$id`s. Kept
 /// separate from [`validator`] so tests can check compilation errors directly.
 pub(crate) fn compile() -> Result<Validator, String> {
-    let mut resources = Vec::with_capacity(SCHEMA_FILES.len());
+    let mut registry = Registry::new();
     let mut envelope = None;
     for (file, text) in SCHEMA_FILES {
         let value: Value =
@@ -168,16 +168,18 @@ pub(crate) fn compile() -> Result<Validator, String> {
         if file == "envelope.schema.json" {
             envelope = Some(value.clone());
         }
-        let resource = Resource::from_contents(value).map_err(|e| format!("{file}: {e}"))?;
-        resources.push((id, resource));
+        registry = registry
+            .add(&id, Resource::from_contents(value))
+            .map_err(|e| format!("{file}: {e}"))?;
     }
     let envelope = envelope.ok_or("envelope.schema.json missing")?;
+    let registry = registry.prepare().map_err(|e| e.to_string())?;
     jsonschema::options()
         .with_draft(Draft::Draft202012)
         // Formats are annotations only in 2020-12 unless asked for; the contract relies on
         // `uuid` and `date-time` being checked.
         .should_validate_formats(true)
-        .with_resources(resources.into_iter())
+        .with_registry(&registry)
         .build(&envelope)
         .map_err(|e| e.to_string())
 }
@@ -218,8 +220,8 @@ pub fn validate(raw: &Value) -> Result<(), ContractError> {
 /// Turns a validator error into field issues, pointing at the property itself for "required"
 /// and "additional property" errors (the validator reports those at the parent object).
 fn to_issues(error: &ValidationError<'_>) -> Vec<FieldIssue> {
-    let base = error.instance_path.as_str();
-    match &error.kind {
+    let base = error.instance_path().as_str();
+    match error.kind() {
         ValidationErrorKind::Required { property } => {
             let name = property
                 .as_str()
@@ -241,7 +243,7 @@ fn to_issues(error: &ValidationError<'_>) -> Vec<FieldIssue> {
         _ => {
             // Show the offending value for scalars (it is what one needs to see), but not whole
             // objects or arrays, which would flood logs with the document.
-            let reason = if error.instance.is_object() || error.instance.is_array() {
+            let reason = if error.instance().is_object() || error.instance().is_array() {
                 error.masked_with("the value").to_string()
             } else {
                 error.to_string()
