@@ -1087,75 +1087,80 @@ async fn handle_once<H: Handler>(
         .with_label_values(&[options.service, &event_type])
         .observe(started.elapsed().as_secs_f64());
 
-    let _enter = span.enter();
-    let decision = match result {
-        Ok(outcome) => {
-            m.events
-                .with_label_values(&[options.service, &event_type, outcome.label()])
-                .inc();
-            Decision::Done
-        }
-        Err(error @ ProcessError::Paused { .. }) => {
-            tracing::info!(%error, "merchant paused; its events wait in its lane");
-            m.events
-                .with_label_values(&[options.service, &event_type, "paused"])
-                .inc();
-            Decision::Park(ParkReason::Paused, options.paused_delay)
-        }
-        Err(ProcessError::Throttled { retry_after }) => {
-            m.events
-                .with_label_values(&[options.service, &event_type, "throttled"])
-                .inc();
-            Decision::Park(ParkReason::Throttled, retry_after)
-        }
-        Err(ProcessError::Transient {
-            message: reason,
-            retry_after,
-        }) if delivery.attempt < options.max_transient_attempts => {
-            failures.bump(stream_sequence);
-            let delay = backoff_delay(
-                delivery.attempt,
-                options.backoff_base,
-                options.backoff_max,
+    // The outcome is logged inside the handling's span by instrumenting this block: an
+    // entered guard must not be held across the dead-letter write's await, or the span would
+    // stay current on a worker thread that goes on to poll other tasks.
+    let decide = async {
+        match result {
+            Ok(outcome) => {
+                m.events
+                    .with_label_values(&[options.service, &event_type, outcome.label()])
+                    .inc();
+                Decision::Done
+            }
+            Err(error @ ProcessError::Paused { .. }) => {
+                tracing::info!(%error, "merchant paused; its events wait in its lane");
+                m.events
+                    .with_label_values(&[options.service, &event_type, "paused"])
+                    .inc();
+                Decision::Park(ParkReason::Paused, options.paused_delay)
+            }
+            Err(ProcessError::Throttled { retry_after }) => {
+                m.events
+                    .with_label_values(&[options.service, &event_type, "throttled"])
+                    .inc();
+                Decision::Park(ParkReason::Throttled, retry_after)
+            }
+            Err(ProcessError::Transient {
+                message: reason,
                 retry_after,
-            );
-            tracing::warn!(%reason, ?delay, "transient failure; redelivery scheduled");
-            m.events
-                .with_label_values(&[options.service, &event_type, "retry"])
-                .inc();
-            Decision::Retry(delay)
-        }
-        Err(error) => {
-            let error = match error {
-                ProcessError::Transient { message, .. } => ProcessError::Permanent {
-                    code: "max_deliveries".into(),
-                    field: None,
-                    message: format!(
-                        "gave up after {} attempts; last error: {message}",
-                        delivery.attempt
-                    ),
-                    detail: serde_json::Value::Null,
-                },
-                other => other,
-            };
-            tracing::error!(%error, "dead-lettering event");
-            match handler.dead_letter(delivery, &error).await {
-                Ok(()) => {
-                    m.events
-                        .with_label_values(&[options.service, &event_type, "dead_letter"])
-                        .inc();
-                    m.dead_letters
-                        .with_label_values(&[options.service, error.code()])
-                        .inc();
-                    Decision::Done
-                }
-                Err(store_error) => {
-                    tracing::error!(%store_error, "dead letter not recorded; message kept for redelivery");
-                    Decision::Retry(options.backoff_base * 4)
+            }) if delivery.attempt < options.max_transient_attempts => {
+                failures.bump(stream_sequence);
+                let delay = backoff_delay(
+                    delivery.attempt,
+                    options.backoff_base,
+                    options.backoff_max,
+                    retry_after,
+                );
+                tracing::warn!(%reason, ?delay, "transient failure; redelivery scheduled");
+                m.events
+                    .with_label_values(&[options.service, &event_type, "retry"])
+                    .inc();
+                Decision::Retry(delay)
+            }
+            Err(error) => {
+                let error = match error {
+                    ProcessError::Transient { message, .. } => ProcessError::Permanent {
+                        code: "max_deliveries".into(),
+                        field: None,
+                        message: format!(
+                            "gave up after {} attempts; last error: {message}",
+                            delivery.attempt
+                        ),
+                        detail: serde_json::Value::Null,
+                    },
+                    other => other,
+                };
+                tracing::error!(%error, "dead-lettering event");
+                match handler.dead_letter(delivery, &error).await {
+                    Ok(()) => {
+                        m.events
+                            .with_label_values(&[options.service, &event_type, "dead_letter"])
+                            .inc();
+                        m.dead_letters
+                            .with_label_values(&[options.service, error.code()])
+                            .inc();
+                        Decision::Done
+                    }
+                    Err(store_error) => {
+                        tracing::error!(%store_error, "dead letter not recorded; message kept for redelivery");
+                        Decision::Retry(options.backoff_base * 4)
+                    }
                 }
             }
         }
     };
+    let decision = decide.instrument(span).await;
     if matches!(decision, Decision::Done) {
         failures.forget(stream_sequence);
     }
