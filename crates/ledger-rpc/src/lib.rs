@@ -191,6 +191,25 @@ pub fn is_amount_refusal(error: &sage_client::SageError) -> bool {
         if errors.iter().any(|i| ledger_mapping::is_amount_refusal_message(&i.message)))
 }
 
+/// Rule "a refusal before handling leaves nothing in doubt": when the Sage call of a journaled
+/// step failed in a way that proves Sage changed nothing (a 429, Sage's or the business's
+/// budget in Ledger's gate: [`sage_client::SageError::applied_nothing`]) and this attempt
+/// wrote the step's intent (`fresh`, from `journal::record_intent`), the intent is withdrawn,
+/// so the next attempt posts at once instead of first looking Sage up for an earlier result.
+pub async fn withdraw_unapplied_intent(
+    db: &sqlx::PgPool,
+    fresh: bool,
+    merchant: &str,
+    event_id: uuid::Uuid,
+    step: &str,
+    error: &sage_client::SageError,
+) -> Result<(), ProcessError> {
+    if fresh && error.applied_nothing() {
+        ledger_runtime::journal::withdraw_intent(db, merchant, event_id, step).await?;
+    }
+    Ok(())
+}
+
 /// Classifies a Sage client error in the consumer taxonomy.
 pub fn sage_error_to_process(e: sage_client::SageError) -> ProcessError {
     use sage_client::FailureClass;

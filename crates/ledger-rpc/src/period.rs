@@ -103,8 +103,9 @@ impl OpenPeriods {
         post: StepPost<'_>,
     ) -> Result<Result<(sage_client::SageResponse, String), sage_client::SageError>, ProcessError>
     {
+        use ledger_runtime::journal;
         let idempotency_id = sage_client::idempotency_id(&post.event_id, post.step);
-        ledger_runtime::journal::record_intent(
+        let fresh = journal::record_intent(
             db,
             post.merchant,
             post.event_id,
@@ -124,7 +125,18 @@ impl OpenPeriods {
             .await
         {
             Ok(response) => response,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                crate::withdraw_unapplied_intent(
+                    db,
+                    fresh,
+                    post.merchant,
+                    post.event_id,
+                    post.step,
+                    &e,
+                )
+                .await?;
+                return Ok(Err(e));
+            }
         };
         let sage_id = response
             .id()

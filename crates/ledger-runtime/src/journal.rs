@@ -100,7 +100,8 @@ pub async fn step_state(
     })
 }
 
-/// Records the intent to perform a step (before calling Sage).
+/// Records the intent to perform a step (before calling Sage). Returns whether this call
+/// recorded it: `false` when an earlier attempt's intent (or outcome) is already there.
 pub async fn record_intent(
     pool: &PgPool,
     merchant: &str,
@@ -108,8 +109,8 @@ pub async fn record_intent(
     step: &str,
     idempotency_id: &str,
     stream_sequence: u64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
         "INSERT INTO sync_steps (event_id, step, merchant_id, idempotency_id, state, stream_sequence)
          VALUES ($1, $2, $3, $4, 'intent', $5)
          ON CONFLICT (merchant_id, event_id, step) DO NOTHING",
@@ -119,6 +120,28 @@ pub async fn record_intent(
     .bind(merchant)
     .bind(idempotency_id)
     .bind(stream_sequence as i64)
+    .execute(pool)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Withdraws an intent that this attempt recorded ([`record_intent`] returned `true`) when
+/// its call provably changed nothing in Sage (refused before it was handled, e.g. a 429 from
+/// Sage or from Ledger's own call budget). The next attempt is then new rather than in doubt,
+/// and does not look Sage up for an earlier attempt's result. A step already done is kept.
+pub async fn withdraw_intent(
+    pool: &PgPool,
+    merchant: &str,
+    event_id: Uuid,
+    step: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM sync_steps
+         WHERE merchant_id = $1 AND event_id = $2 AND step = $3 AND state = 'intent'",
+    )
+    .bind(merchant)
+    .bind(event_id)
+    .bind(step)
     .execute(pool)
     .await?;
     Ok(())

@@ -315,6 +315,13 @@ impl SageError {
         }
     }
 
+    /// Whether the failure proves that Sage changed nothing: the request was refused before it
+    /// was handled (429, whether Sage's own or Ledger's budget answering for it). A timeout or
+    /// a 5xx proves nothing: the write may have landed.
+    pub fn applied_nothing(&self) -> bool {
+        self.status() == Some(429)
+    }
+
     /// HTTP status of the failed call, when a response arrived.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -1104,7 +1104,7 @@ impl Documents {
         .map_err(|e| ProcessError::permanent("settlement.period", e.to_string()))?;
         ledger_mapping::move_payment_date(&mut body, &moved);
         let idempotency_id = sage_client::idempotency_id(&credit_note.event_id, step);
-        journal::record_intent(
+        let fresh = journal::record_intent(
             self.db(),
             merchant,
             credit_note.event_id,
@@ -1118,6 +1118,17 @@ impl Documents {
             .sage
             .post(merchant, resource, root, body, Some(&idempotency_id))
             .await;
+        if let Err(e) = &response {
+            ledger_rpc::withdraw_unapplied_intent(
+                self.db(),
+                fresh,
+                merchant,
+                credit_note.event_id,
+                step,
+                e,
+            )
+            .await?;
+        }
         let response = match response {
             Ok(response) => response,
             Err(e) if is_amount_refusal(&e) => {
@@ -1437,7 +1448,7 @@ impl Documents {
             _ => false,
         };
         if !already_void {
-            journal::record_intent(
+            let fresh = journal::record_intent(
                 self.db(),
                 merchant,
                 env.event_id,
@@ -1447,6 +1458,15 @@ impl Documents {
             )
             .await?;
             if let Err(e) = self.ctx.sage.void(merchant, &path, reason).await {
+                ledger_rpc::withdraw_unapplied_intent(
+                    self.db(),
+                    fresh,
+                    merchant,
+                    env.event_id,
+                    STEP_VOID,
+                    &e,
+                )
+                .await?;
                 // Sage keeps a voided document and refuses a second void: an earlier attempt
                 // that landed is adopted; a payment still allocated (one posted while the
                 // receipts were being removed, or one entered in Sage by hand) is retried, the
