@@ -379,7 +379,7 @@ impl Contacts {
             let body = ledger_mapping::map_contact(party, currency, &reference);
             let step = format!("contact:{attempt}");
             match self
-                .write_contact(merchant, None, body, &seed, &step, party)
+                .write_contact(&mut tx, merchant, None, body, &seed, &step, party)
                 .await
             {
                 Ok(response) => {
@@ -568,7 +568,7 @@ impl Contacts {
         let body = ledger_mapping::map_contact_update(party, reference);
         let seed = contact_uuid(merchant, key, currency);
         let step = format!("update:{}", party.business_details_key());
-        self.write_contact(merchant, Some(contact_id), body, &seed, &step, party)
+        self.write_contact(tx, merchant, Some(contact_id), body, &seed, &step, party)
             .await
             .map_err(ledger_rpc::sage_error_to_process)?;
         sqlx::query(
@@ -600,8 +600,12 @@ impl Contacts {
     ///
     /// An update whose body Sage already has ([`sent`]) is not sent: `Ok(None)`. Every
     /// accepted write records its body's fingerprint; an update answered 404 forgets it.
+    /// Both on `db`, the caller's own connection (its transaction): never on a second one
+    /// taken from the pool while the caller holds one, which deadlocks the pool once as many
+    /// contacts are written at once as it has connections.
     async fn write_contact(
         &self,
+        db: &mut sqlx::PgConnection,
         merchant: &str,
         contact_id: Option<&str>,
         body: Value,
@@ -609,10 +613,9 @@ impl Contacts {
         step: &str,
         party: &Party,
     ) -> Result<Option<sage_client::SageResponse>, SageError> {
-        let db = &self.ctx.db;
         let fingerprint = sent::contact_fingerprint(&body);
         if let Some(id) = contact_id {
-            match sent::unchanged(db, merchant, sent::CONTACTS, id, &fingerprint).await {
+            match sent::unchanged(&mut *db, merchant, sent::CONTACTS, id, &fingerprint).await {
                 Ok(true) => {
                     ledger_runtime::audit::note_detail(&format!(
                         "contact {id} unchanged: Sage already has this body, nothing sent"
@@ -669,11 +672,13 @@ impl Contacts {
         // same refusal and leave Sage as it is now.
         let remembered = match (&result, contact_id) {
             (Ok(response), _) => match contact_id.or(response.id()) {
-                Some(id) => sent::remember(db, merchant, sent::CONTACTS, id, &fingerprint).await,
+                Some(id) => {
+                    sent::remember(&mut *db, merchant, sent::CONTACTS, id, &fingerprint).await
+                }
                 None => Ok(()),
             },
             (Err(e), Some(id)) if e.is_not_found() => {
-                sent::forget(db, merchant, sent::CONTACTS, id).await
+                sent::forget(&mut *db, merchant, sent::CONTACTS, id).await
             }
             (Err(_), _) => Ok(()),
         };
@@ -795,12 +800,22 @@ impl Contacts {
                 .await?;
             // The currency of a contact is locked once it has documents; never sent again.
             let body = ledger_mapping::map_contact_update(party, &reference);
+            // One connection for the whole step: what was sent is recorded on it, never on a
+            // second connection taken from the pool while this one is held.
+            let mut tx = self.ctx.db.begin().await?;
             let response = self
-                .write_contact(merchant, Some(&contact_id), body, &event_id, &step, party)
+                .write_contact(
+                    &mut tx,
+                    merchant,
+                    Some(&contact_id),
+                    body,
+                    &event_id,
+                    &step,
+                    party,
+                )
                 .await
                 .map_err(ledger_rpc::sage_error_to_process)?;
             sent_any |= response.is_some();
-            let mut tx = self.ctx.db.begin().await?;
             // The account's company replaces the contact's name; a VAT number the account
             // lacks stays on the contact (an update without it leaves Sage's as it was).
             sqlx::query(

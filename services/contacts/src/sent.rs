@@ -14,7 +14,7 @@
 //! - Nothing is recorded for a dry run (its writes are refused before they are sent).
 
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::PgExecutor;
 
 /// Sage resource name of contacts in `sent_bodies`.
 pub const CONTACTS: &str = "contacts";
@@ -32,7 +32,7 @@ pub fn contact_fingerprint(body: &Value) -> String {
 
 /// Whether Sage last accepted a body with `fingerprint` for `resource/sage_id`.
 pub async fn unchanged(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     merchant: &str,
     resource: &str,
     sage_id: &str,
@@ -51,7 +51,7 @@ pub async fn unchanged(
 
 /// Records that Sage accepted a body with `fingerprint` for `resource/sage_id`.
 pub async fn remember(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     merchant: &str,
     resource: &str,
     sage_id: &str,
@@ -73,7 +73,7 @@ pub async fn remember(
 /// Forgets what was sent to `resource/sage_id` (Sage no longer has it), so the next save
 /// writes whatever it carries.
 pub async fn forget(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     merchant: &str,
     resource: &str,
     sage_id: &str,
