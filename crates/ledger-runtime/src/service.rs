@@ -62,6 +62,13 @@ pub struct RuntimeConfig {
     /// parked into its own lane.
     #[arg(long, env = "LEDGER_MERCHANT_IN_FLIGHT", default_value_t = 64)]
     pub merchant_in_flight: usize,
+    /// Events a consumer (each lane, all replicas together) holds delivered and not yet done
+    /// at once (JetStream's `max_ack_pending`). It bounds a service's memory when many
+    /// merchants have work at the same moment (a mass onboarding, the end of an outage):
+    /// every event held costs its payload, its merchant's queue and worker task. Each
+    /// merchant's own share of it is `merchant_in_flight`.
+    #[arg(long, env = "LEDGER_MAX_ACK_PENDING", default_value_t = 1_000)]
+    pub max_ack_pending: i64,
     /// Milliseconds between two readings of consumer lag (in total and by merchant) and of
     /// stream health for the metrics.
     #[arg(long, env = "LEDGER_LAG_POLL_MS", default_value_t = 5000)]
@@ -400,6 +407,7 @@ impl ServiceBuilder {
             );
             let mut spec = entry.spec.clone();
             spec.ack_wait = Duration::from_secs(config.ack_wait_secs);
+            spec.max_ack_pending = config.max_ack_pending.max(1);
             let history_spec = spec.history();
             lanes.push((entry.name, Lane::Live, spec, live));
             lanes.push((entry.name, Lane::History, history_spec, history));
@@ -605,6 +613,8 @@ mod tests {
             "json",
             "--drain-secs",
             "7",
+            "--max-ack-pending",
+            "250",
         ])
         .expect("valid flags");
         let options = cli.runtime.consumer_options("svc");
@@ -613,6 +623,7 @@ mod tests {
         assert_eq!(options.concurrency, 3);
         assert_eq!(options.drain_timeout, Duration::from_secs(7));
         assert_eq!(cli.runtime.log_format, LogFormat::Json);
+        assert_eq!(cli.runtime.max_ack_pending, 250);
         let refused = Cli::try_parse_from(["svc", "--database-url", "x", "--log-format", "xml"]);
         assert!(refused.is_err());
     }
