@@ -612,7 +612,7 @@ struct Dispatch<H> {
     shared: Arc<Shared<H>>,
     /// A merchant's share of the shared consumer.
     cap: usize,
-    queues: HashMap<String, mpsc::Sender<Queued>>,
+    queues: HashMap<String, mpsc::Sender<Box<Queued>>>,
     /// A worker that went idle may still be finishing its last messages when the next worker
     /// for the same merchant starts; this lock keeps them from running side by side.
     turns: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
@@ -624,7 +624,7 @@ struct Dispatch<H> {
 }
 
 impl<H: Handler> Dispatch<H> {
-    fn spawn_worker(&mut self, merchant: String, rx: mpsc::Receiver<Queued>) {
+    fn spawn_worker(&mut self, merchant: String, rx: mpsc::Receiver<Box<Queued>>) {
         let turn = self.turns.entry(merchant.clone()).or_default().clone();
         self.workers
             .spawn(merchant_worker(merchant, turn, rx, self.shared.clone()));
@@ -694,12 +694,13 @@ impl<H: Handler> Dispatch<H> {
         // A live event counts as in flight from here until it is acknowledged.
         let ticket = (self.shared.options.lane == Lane::Live)
             .then(|| self.shared.options.priority.live(&merchant));
-        let mut message = Some(Queued { message, ticket });
+        let mut message = Some(Box::new(Queued { message, ticket }));
         if let Some(queue) = self.queues.get(&merchant) {
             match queue.try_send(message.take().expect("present")) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Closed(m)) => message = Some(m),
-                Err(mpsc::error::TrySendError::Full(Queued { message: m, .. })) => {
+                Err(mpsc::error::TrySendError::Full(queued)) => {
+                    let Queued { message: m, .. } = *queued;
                     // The merchant holds its whole share: park it from this event on.
                     if self
                         .shared
@@ -767,7 +768,9 @@ impl<H: Handler> Dispatch<H> {
     }
 }
 
-/// A message queued for its merchant's worker, with its live ticket (live lane only).
+/// A message queued for its merchant's worker, with its live ticket (live lane only). Boxed
+/// in the queue: a queue's channel allocates its slots in blocks of 32, and every merchant
+/// with work has one, so a slot is a pointer rather than a whole message.
 struct Queued {
     message: Message,
     ticket: Option<LiveTicket>,
@@ -776,7 +779,7 @@ struct Queued {
 async fn merchant_worker<H: Handler>(
     merchant: String,
     turn: Arc<tokio::sync::Mutex<()>>,
-    mut rx: mpsc::Receiver<Queued>,
+    mut rx: mpsc::Receiver<Box<Queued>>,
     shared: Arc<Shared<H>>,
 ) -> String {
     // Set when this worker parked its merchant: later messages in its queue belong to the lane.
@@ -792,16 +795,18 @@ async fn merchant_worker<H: Handler>(
             // Anything that raced into the queue before it closed is still handled.
             while let Ok(m) = rx.try_recv() {
                 let _turn = turn.lock().await;
-                worker_step(&merchant, m, &shared, &mut parked_from).await;
+                Box::pin(worker_step(&merchant, *m, &shared, &mut parked_from)).await;
             }
             break;
         };
         let _turn = turn.lock().await;
-        worker_step(&merchant, message, &shared, &mut parked_from).await;
+        // Boxed, as the lane below: an idle worker (every merchant with recent work has one)
+        // then holds a small future, not room for a whole handling.
+        Box::pin(worker_step(&merchant, *message, &shared, &mut parked_from)).await;
     }
     if shared.lot.local(&merchant).is_some() && !shared.shutdown.is_triggered() {
         let _turn = turn.lock().await;
-        lane(&merchant, &shared).await;
+        Box::pin(lane(&merchant, &shared)).await;
     }
     merchant
 }
