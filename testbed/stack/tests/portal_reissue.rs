@@ -237,8 +237,9 @@ async fn an_invoice_posted_under_an_old_tax_mapping_is_credited_and_reissued_onc
     press(&browser, "a[href='/portal/settings']").await;
     browser.wait_for("#preview").await.unwrap();
     press(&browser, "#preview").await;
+    // The click returns before the preview has loaded.
     let row = browser
-        .find(&format!("tr[data-preview='{first_key}'] [data-reissued]"))
+        .wait_for(&format!("tr[data-preview='{first_key}'] [data-reissued]"))
         .await
         .expect("shown done");
     let row_text = browser.text(&row).await.unwrap();
