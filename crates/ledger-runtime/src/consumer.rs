@@ -665,6 +665,7 @@ impl<H: Handler> Dispatch<H> {
 
     /// Routes one delivery of the shared consumer.
     async fn deliver(&mut self, message: Message) {
+        let message = detached(message);
         let merchant = merchant_of(&message.subject).to_string();
         let sequence = message.info().map(|i| i.stream_sequence).unwrap_or(0);
         if let Some(park) = self.shared.lot.local(&merchant) {
@@ -766,6 +767,18 @@ impl<H: Handler> Dispatch<H> {
             }
         }
     }
+}
+
+/// `message` with its own copy of its payload.
+///
+/// The NATS client cuts each payload out of its connection's read buffer, and a buffer stays
+/// allocated while any payload cut from it lives: the events a consumer holds (up to its
+/// unacknowledged bound, spread over many merchants' queues) would otherwise keep alive every
+/// buffer read while they waited, including the other subscriptions' traffic. A copy of an
+/// event (a few KiB) costs less than the buffer it would keep.
+fn detached(mut message: Message) -> Message {
+    message.message.payload = Bytes::copy_from_slice(&message.message.payload);
+    message
 }
 
 /// A message queued for its merchant's worker, with its live ticket (live lane only). Boxed
@@ -945,7 +958,7 @@ async fn lane<H: Handler>(merchant: &str, shared: &Shared<H>) {
             let mut broken = false;
             while let Some(message) = batch.next().await {
                 match message {
-                    Ok(m) => messages.push(m),
+                    Ok(m) => messages.push(detached(m)),
                     Err(_) => {
                         broken = true;
                         break;

@@ -1067,13 +1067,15 @@ async fn serve_releases<H: Handler + 'static>(
         .queue_subscribe(ledger_rpc::INVOICE_LANDED_SUBJECT, SERVICE.to_string())
         .await?;
     let js = async_nats::jetstream::new(nats.clone());
+    // Notices are taken off the subscription as they come and kept as owned values while the
+    // releases below wait on Sage: a notice left in the subscription would keep alive the
+    // connection's read buffer it was cut from, with every other event read into it.
+    let (notices, mut landed_notices) = tokio::sync::mpsc::unbounded_channel();
+    let reading = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(e) = release_held(&js, &db, handler.as_ref(), None, None).await {
-            tracing::warn!(error = %e, "pass over held payments failed");
-        }
         loop {
             let msg = tokio::select! {
-                _ = shutdown.wait() => break,
+                _ = reading.wait() => break,
                 m = futures::StreamExt::next(&mut sub) => m,
             };
             let Some(msg) = msg else { break };
@@ -1081,6 +1083,21 @@ async fn serve_releases<H: Handler + 'static>(
             else {
                 continue;
             };
+            if notices.send(landed).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(e) = release_held(&js, &db, handler.as_ref(), None, None).await {
+            tracing::warn!(error = %e, "pass over held payments failed");
+        }
+        loop {
+            let landed = tokio::select! {
+                _ = shutdown.wait() => break,
+                l = landed_notices.recv() => l,
+            };
+            let Some(landed) = landed else { break };
             // Payments retrying for this invoice go now rather than at their next backoff.
             let sequences = waiting.take(&landed.merchant, &landed.document_key);
             if !sequences.is_empty() {
