@@ -20,7 +20,10 @@
 //! - [`service`]: the builder that wires every consumer service the same way, and its
 //!   configuration.
 //! - [`failpoint`]: crash points for the chaos suite.
+//! - `alloc` (feature `jemalloc`, on in the service binaries): jemalloc as the allocator.
 
+#[cfg(feature = "jemalloc")]
+pub mod alloc;
 pub mod audit;
 pub mod backfill;
 pub mod bus;
