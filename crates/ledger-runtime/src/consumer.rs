@@ -776,7 +776,7 @@ impl<H: Handler> Dispatch<H> {
 /// unacknowledged bound, spread over many merchants' queues) would otherwise keep alive every
 /// buffer read while they waited, including the other subscriptions' traffic. A copy of an
 /// event (a few KiB) costs less than the buffer it would keep.
-fn detached(mut message: Message) -> Message {
+pub fn detached(mut message: Message) -> Message {
     message.message.payload = Bytes::copy_from_slice(&message.message.payload);
     message
 }
