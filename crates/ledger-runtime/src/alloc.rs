@@ -12,6 +12,13 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The options, written once for both [`OPTIONS`] and the C string jemalloc reads.
+macro_rules! options {
+    () => {
+        "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+    };
+}
+
 /// jemalloc's options, as its `malloc_conf` string.
 ///
 /// - `background_thread:true`: a thread of jemalloc's own purges idle pages, so memory goes
@@ -19,7 +26,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// - `dirty_decay_ms:1000`: freed pages are given back after about a second (jemalloc's
 ///   default is ten).
 /// - `muzzy_decay_ms:0`: and without a second, lazier stage.
-pub const OPTIONS: &str = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+pub const OPTIONS: &str = options!();
 
 /// The `malloc_conf` symbol jemalloc reads before `main` (a C string pointer).
 #[repr(transparent)]
@@ -29,8 +36,7 @@ struct Conf(*const u8);
 unsafe impl Sync for Conf {}
 
 #[export_name = "_rjem_malloc_conf"]
-static MALLOC_CONF: Conf =
-    Conf(b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0".as_ptr());
+static MALLOC_CONF: Conf = Conf(concat!(options!(), "\0").as_ptr());
 
 #[cfg(test)]
 mod tests {

@@ -40,7 +40,11 @@ async fn a_held_event_no_longer_points_into_the_connections_read_buffer() {
         // The client hands out the payload as a slice of the buffer it read it into.
         let read_at = message.payload.as_ptr();
         let held = consumer::detached(message);
-        assert_ne!(held.payload.as_ptr(), read_at, "still the read buffer's bytes");
+        assert_ne!(
+            held.payload.as_ptr(),
+            read_at,
+            "still the read buffer's bytes"
+        );
         seen.push(String::from_utf8(held.payload.to_vec()).unwrap());
         // Still the same message for the server: it can be acknowledged.
         held.ack().await.unwrap();
